@@ -1,0 +1,45 @@
+"""medaid: exact medical-aid relief (医疗救助) on compliant self-pay, by rules kept as data.
+
+Money is integers of fen everywhere in the API (``30000`` yuan is ``3_000_000``); use
+:func:`parse_yuan` / :func:`format_yuan` or :meth:`Claim.from_yuan` at the edges.
+
+    >>> import medaid
+    >>> book = medaid.load_rules("rules")
+    >>> claim = medaid.Claim.from_yuan(claim_id="C1", person_id="P1", date="2024-05-03",
+    ...                                self_pay="30000", group="key", kind="inpatient")
+    >>> medaid.format_yuan(medaid.quote(claim, book).relief)
+    '23,300.00'
+"""
+
+from .brackets import Segment
+from .claims import Claim
+from .engine import Placement, PoolState, Settlement, place, quote, settle
+from .errors import ClaimError, MedaidError, MoneyError, Problem, RuleError
+from .money import format_yuan, parse_yuan
+from .rules import Bracket, Plan, RuleBook, RuleSet, load_rules
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bracket",
+    "Claim",
+    "ClaimError",
+    "MedaidError",
+    "MoneyError",
+    "Placement",
+    "Plan",
+    "PoolState",
+    "Problem",
+    "RuleBook",
+    "RuleError",
+    "RuleSet",
+    "Segment",
+    "Settlement",
+    "__version__",
+    "format_yuan",
+    "load_rules",
+    "parse_yuan",
+    "place",
+    "quote",
+    "settle",
+]

@@ -1,0 +1,259 @@
+"""The bracket function, gate, accumulation increment and caps of one plan, exact.
+
+Rules implemented (DESIGN.md §2):
+
+* *Bracket function* ``f(x) = Σ rate_i × max(0, min(x, to_i) − from_i)`` (mode ``marginal``);
+  mode ``whole`` applies the rate of the bracket containing ``x`` to all of ``x − from_1``;
+  below the first ``from`` nothing is relieved; above a closed last bracket nothing more.
+* *Gate*: no relief unless the base ``x ≥ gate``.
+* *Accumulation*: ``claim`` → ``inc_k = R(f(s_k))``; ``year`` →
+  ``inc_k = R(f(C_k)) − R(f(C_{k−1}))``.
+* *Caps*: ``relief_k = max(0, min(inc_k, claim_cap, annual_cap − G_{k−1}, s_k))``.
+
+Arithmetic: rates are exact decimals; a :class:`Schedule` scales them all to integers over one
+power of ten (``0.70`` → ``70 / 100``), so ``f(x)`` is an exact integer ratio and ``R`` is one
+integer division (:func:`medaid.money.round_ratio`).  No float, no Fraction on the hot path.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from decimal import Decimal
+from typing import Callable, NamedTuple
+
+from .money import UNITS, round_ratio
+
+#: Which limit made the relief smaller than the bracket relief (``None``: none did).
+CAP_ANNUAL = "annual_cap"
+CAP_CLAIM = "claim_cap"
+CAP_SELF_PAY = "self_pay"
+
+
+class Segment(NamedTuple):
+    """One bracket's share of a claim, for the explanation shown to the patient.
+
+    Attributes:
+        lower: the bracket's lower bound, fen (``from``).
+        upper: its upper bound, fen, or ``None`` when open-ended.
+        base: how much of this claim's base (fen) falls in the bracket (``whole`` mode: the
+            whole base ``x − from_1`` at the rate of the bracket that contains ``x``).
+        rate: the bracket's exact rate.
+        relief: ``rate × base`` in fen, exact (before rounding and caps).
+    """
+
+    lower: int
+    upper: int | None
+    base: int
+    rate: Decimal
+    relief: Decimal
+
+
+class Outcome(NamedTuple):
+    """What one claim gets under one plan, given the pool's state before it.
+
+    Attributes:
+        relief: fen granted, after rounding and caps.
+        bracket_relief: ``inc_k`` in fen, before caps.
+        capped_by: ``"annual_cap"``, ``"claim_cap"``, ``"self_pay"`` or ``None``.
+        base_from: where this claim's base starts: ``0`` (claim mode) or ``C_{k−1}`` (year mode).
+        base_to: where it ends: ``s_k`` or ``C_k``.
+    """
+
+    relief: int
+    bracket_relief: int
+    capped_by: str | None
+    base_from: int
+    base_to: int
+
+
+def _rate_parts(rates: list[Decimal]) -> tuple[list[int], int]:
+    """Scale exact decimal rates to integers over a common power of ten."""
+    places = 0
+    for r in rates:
+        exp = r.normalize().as_tuple().exponent
+        assert isinstance(exp, int)
+        places = max(places, -exp)
+    scale = 10**places
+    nums = []
+    for r in rates:
+        n = r * scale
+        assert n == n.to_integral_value()
+        nums.append(int(n))
+    return nums, scale
+
+
+class Schedule:
+    """The compiled arithmetic of one plan: brackets, mode, gate, accumulation, caps, rounding.
+
+    All amounts are fen.  ``uppers[i]`` is ``None`` for an open-ended last bracket.
+    """
+
+    __slots__ = (
+        "lowers", "uppers", "rates", "rate_nums", "scale", "mode", "gate", "accumulate",
+        "annual_cap", "claim_cap", "unit", "method", "_cum", "_top", "_top_value", "_step",
+        "_marginal", "_first", "_fast",
+    )
+
+    def __init__(
+        self,
+        *,
+        lowers: list[int],
+        uppers: list[int | None],
+        rates: list[Decimal],
+        mode: str = "marginal",
+        gate: int | None = None,
+        accumulate: str = "claim",
+        annual_cap: int | None = None,
+        claim_cap: int | None = None,
+        unit: str = "fen",
+        method: str = "half-up",
+    ) -> None:
+        self.lowers = tuple(lowers)
+        self.uppers = tuple(uppers)
+        self.rates = tuple(rates)
+        nums, self.scale = _rate_parts(list(rates))
+        self.rate_nums = tuple(nums)
+        self.mode = mode
+        self.gate = gate
+        self.accumulate = accumulate
+        self.annual_cap = annual_cap
+        self.claim_cap = claim_cap
+        self.unit = UNITS[unit]
+        self.method = method
+        self._marginal = mode == "marginal"
+        self._first = self.lowers[0]
+        self._step = self.scale * self.unit
+        # f(from_i) × scale for each bracket, so that f(x) is one lookup and one product
+        cum, total = [], 0
+        for lo, hi, num in zip(self.lowers, self.uppers, self.rate_nums):
+            cum.append(total)
+            if hi is not None:
+                total += num * (hi - lo)
+        self._cum = tuple(cum)
+        self._top = self.uppers[-1]  # None when the last bracket is open
+        self._top_value = total
+        self._fast = self._compile()
+
+    # -- the bracket function -------------------------------------------------------------
+    def scaled_value(self, x: int) -> int:
+        """``f(x) × scale``, an exact integer, with the gate applied (x in fen).
+
+        Marginal: ``f(from_j) + rate_j × (x − from_j)`` for the bracket ``j`` containing ``x``
+        (equal to the sum over brackets, since brackets are contiguous), ``f(to_last)`` above
+        a closed last bracket.  Whole: ``rate_j × (x − from_1)``."""
+        if x <= self._first or (self.gate is not None and x < self.gate):
+            return 0
+        j = bisect_right(self.lowers, x) - 1
+        if self._marginal:
+            if self._top is not None and x >= self._top:
+                return self._top_value
+            return self._cum[j] + self.rate_nums[j] * (x - self.lowers[j])
+        return self.rate_nums[j] * (x - self._first)
+
+    def rounded(self, x: int) -> int:
+        """``R(f(x))`` in fen: the rule set's unit and method (DESIGN.md §2, *Rounding*)."""
+        v = self.scaled_value(x)
+        if not v:
+            return 0
+        return round_ratio(v, self.scale, self.unit, self.method)
+
+    # -- one claim ----------------------------------------------------------------------------
+    def relieve(self, self_pay: int, ytd_self_pay: int = 0, ytd_relief: int = 0) -> Outcome:
+        """Relief for a claim of ``self_pay`` fen when the pool already holds ``ytd_self_pay``
+        (``C_{k−1}``) and ``ytd_relief`` (``G_{k−1}``): increment by accumulation mode, then
+        ``max(0, min(inc, claim_cap, annual_cap − G, s))``."""
+        if self.accumulate == "claim":
+            base_from, base_to = 0, self_pay
+            inc = self.rounded(self_pay)
+        else:
+            base_from, base_to = ytd_self_pay, ytd_self_pay + self_pay
+            inc = self.rounded(base_to) - self.rounded(base_from)
+        relief, capped = inc, None
+        if self.annual_cap is not None and self.annual_cap - ytd_relief < relief:
+            relief, capped = self.annual_cap - ytd_relief, CAP_ANNUAL
+        if self.claim_cap is not None and self.claim_cap < relief:
+            relief, capped = self.claim_cap, CAP_CLAIM
+        if self_pay < relief:
+            relief, capped = self_pay, CAP_SELF_PAY
+        return Outcome(max(relief, 0), inc, capped, base_from, base_to)
+
+    def relieve_raw(self, s: int, c: int, g: int) -> tuple[int, int, str | None, int, int]:
+        """:meth:`relieve` as a plain tuple ``(relief, inc, capped_by, base_from, base_to)``."""
+        return self._fast(s, c, g)
+
+    def _compile(self) -> Callable[[int, int, int], tuple[int, int, str | None, int, int]]:
+        """The engine's hot path: :meth:`relieve` as one closure with every parameter bound,
+        the bracket function, rounding and caps inlined (same arithmetic as
+        :meth:`scaled_value`, :func:`medaid.money.round_ratio` and the cap rule; the tests
+        compare the two)."""
+        first, gate = self._first, self.gate if self.gate is not None else 0
+        lowers, cum, nums = self.lowers, self._cum, self.rate_nums
+        top, top_value, marginal = self._top, self._top_value, self._marginal
+        step, unit, half_up, down = self._step, self.unit, self.method == "half-up", self.method == "down"
+        annual_cap, claim_cap, per_claim = self.annual_cap, self.claim_cap, self.accumulate == "claim"
+        bisect = bisect_right
+
+        def r_of_f(x: int) -> int:
+            if x <= first or x < gate:
+                return 0
+            j = bisect(lowers, x) - 1
+            if marginal:
+                v = top_value if top is not None and x >= top else cum[j] + nums[j] * (x - lowers[j])
+            else:
+                v = nums[j] * (x - first)
+            q, r = divmod(v, step)
+            if r and not down:
+                twice = r + r
+                if twice > step or (twice == step and (half_up or q & 1)):
+                    q += 1
+            return q * unit
+
+        def relieve(s: int, c: int, g: int) -> tuple[int, int, str | None, int, int]:
+            if per_claim:
+                inc = r_of_f(s)
+                base_from, base_to = 0, s
+            else:
+                base_from, base_to = c, c + s
+                inc = r_of_f(base_to) - r_of_f(c)
+            relief, capped = inc, None
+            if annual_cap is not None and annual_cap - g < relief:
+                relief, capped = annual_cap - g, CAP_ANNUAL
+            if claim_cap is not None and claim_cap < relief:
+                relief, capped = claim_cap, CAP_CLAIM
+            if s < relief:
+                relief, capped = s, CAP_SELF_PAY
+            if relief < 0:
+                relief = 0
+            return relief, inc, capped, base_from, base_to
+
+        return relieve
+
+    def segments(self, base_from: int, base_to: int) -> list[Segment]:
+        """The brackets' shares of the base span ``[base_from, base_to)`` (the explanation).
+
+        Marginal mode: the part of the span in each bracket at that bracket's rate; their
+        reliefs add up exactly to ``f(base_to) − f(base_from)``.  Whole mode: one segment, the
+        whole ``base_to − from_1`` at the rate of the bracket containing ``base_to`` (the relief
+        of earlier claims in the year is subtracted from it by the increment rule).
+        A gate not met gives no segments.
+        """
+        if self.gate is not None and base_to < self.gate:
+            return []
+        out: list[Segment] = []
+        if self.mode == "whole":
+            first = self.lowers[0]
+            if base_to <= first:
+                return []
+            for lo, hi, rate in zip(self.lowers, self.uppers, self.rates):
+                if hi is None or base_to < hi:
+                    base = base_to - first
+                    return [Segment(lo, hi, base, rate, rate * base)]
+            return []
+        if self.gate is not None and base_from < self.gate:
+            base_from = 0  # crossing the gate releases everything below it at once
+        for lo, hi, rate in zip(self.lowers, self.uppers, self.rates):
+            top = base_to if hi is None else min(base_to, hi)
+            bottom = max(base_from, lo)
+            if top > bottom:
+                out.append(Segment(lo, hi, top - bottom, rate, rate * (top - bottom)))
+        return out

@@ -1,0 +1,123 @@
+"""Money: the one door for amounts.
+
+Rule (DESIGN.md §2, *Money*): amounts are integers of fen internally.  Inputs are yuan with at
+most two decimals; more decimals, negatives, NaN, infinities and empty required fields are
+errors.  Thousands separators (``12,345.67``) and full-width digits (``１２３４５．６７``,
+normalised with NFKC) are accepted; every other script's digits, currency words and signs are
+refused.  No ``float`` ever touches an amount: parsing is by regular expression on text and
+integer arithmetic; rounding is integer division.
+
+Rounding (DESIGN.md §2, *Rounding*): :func:`round_ratio` rounds an exact non-negative value given
+as ``numerator / denominator`` fen to a unit (fen, jiao, yuan) with a method (half-up 四舍五入,
+half-even, down).  It is the only rounding function of the money path.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from decimal import Decimal
+from typing import Final, Literal
+
+from .errors import MoneyError, Problem
+
+FEN_PER_YUAN: Final = 100
+
+#: Rounding units and their size in fen.
+UNITS: Final[dict[str, int]] = {"fen": 1, "jiao": 10, "yuan": 100}
+RoundingUnit = Literal["fen", "jiao", "yuan"]
+RoundingMethod = Literal["half-up", "half-even", "down"]
+METHODS: Final = ("half-up", "half-even", "down")
+
+# ASCII digits only (after NFKC): other scripts' digits are refused on purpose.
+_PLAIN = re.compile(r"(?P<int>[0-9]+)(?:\.(?P<frac>[0-9]*))?")
+_GROUPED = re.compile(r"(?P<int>[0-9]{1,3}(?:,[0-9]{3})+)(?:\.(?P<frac>[0-9]*))?")
+
+
+def parse_yuan(text: str | int | Decimal, *, field: str = "amount") -> int:
+    """Read an amount in yuan and return it in fen (DESIGN.md §2, *Money*).
+
+    Accepts ``"12345.67"``, ``"12,345.67"``, full-width ``"１２，３４５．６７"``, an ``int`` (yuan) or
+    a finite ``Decimal`` (yuan) with at most two decimals.  Raises :class:`MoneyError` naming
+    ``field`` for anything else: empty text, negatives, more than two decimals, other digits,
+    currency signs or words, NaN and infinities.  ``float`` is refused outright.
+    """
+    if isinstance(text, bool) or isinstance(text, float):
+        raise MoneyError(_problem(field, "must be given as text or an exact number, not a float"))
+    if isinstance(text, int):
+        if text < 0:
+            raise MoneyError(_problem(field, "must not be negative"))
+        return text * FEN_PER_YUAN
+    if isinstance(text, Decimal):
+        if not text.is_finite():
+            raise MoneyError(_problem(field, "must be a finite amount"))
+        if text < 0:
+            raise MoneyError(_problem(field, "must not be negative"))
+        fen = text * FEN_PER_YUAN
+        if fen != fen.to_integral_value():
+            raise MoneyError(_problem(field, "has more than two decimals"))
+        return int(fen)
+    if not isinstance(text, str):
+        raise MoneyError(_problem(field, f"must be text, got {type(text).__name__}"))
+    s = unicodedata.normalize("NFKC", text).strip()
+    if not s:
+        raise MoneyError(_problem(field, "is empty"))
+    if s.startswith("-"):
+        raise MoneyError(_problem(field, "must not be negative"))
+    m = _PLAIN.fullmatch(s) or _GROUPED.fullmatch(s)
+    if m is None:
+        raise MoneyError(
+            _problem(
+                field,
+                f"{_describe(s)} is not an amount in yuan (digits 0-9, optional thousands "
+                "separators and at most two decimals, e.g. 12,345.67)",
+            )
+        )
+    frac = m.group("frac") or ""
+    if len(frac) > 2:
+        raise MoneyError(_problem(field, f"has more than two decimals ({len(frac)})"))
+    return int(m.group("int").replace(",", "")) * FEN_PER_YUAN + int(frac.ljust(2, "0"))
+
+
+def _describe(s: str) -> str:
+    """Quote a short bad value; long values are cut so that messages stay readable."""
+    return repr(s if len(s) <= 24 else s[:21] + "...")
+
+
+def _problem(field: str, message: str) -> Problem:
+    return Problem(message, field=field)
+
+
+def format_yuan(fen: int, *, thousands: bool = True) -> str:
+    """Format fen as yuan with two decimals: ``2330000`` → ``"23,300.00"``."""
+    sign = "-" if fen < 0 else ""
+    yuan, cents = divmod(abs(fen), FEN_PER_YUAN)
+    whole = f"{yuan:,}" if thousands else str(yuan)
+    return f"{sign}{whole}.{cents:02d}"
+
+
+def fen_to_decimal(fen: int) -> Decimal:
+    """Fen as an exact ``Decimal`` of yuan (``2330000`` → ``Decimal('23300.00')``)."""
+    return Decimal(fen).scaleb(-2)
+
+
+def round_ratio(numerator: int, denominator: int, unit: int = 1, method: str = "half-up") -> int:
+    """Round the exact value ``numerator / denominator`` fen to a multiple of ``unit`` fen.
+
+    This is the rule set's ``R(v)`` (DESIGN.md §2, *Rounding*).  ``method`` is ``half-up``
+    (四舍五入: a half goes up), ``half-even`` (a half goes to the even multiple) or ``down``
+    (truncate).  Values are never negative on the money path; a negative value is refused.
+    """
+    if numerator < 0 or denominator <= 0:
+        raise ValueError("round_ratio takes a non-negative value and a positive denominator")
+    step = denominator * unit
+    q, r = divmod(numerator, step)
+    if method == "half-up":
+        if 2 * r >= step:
+            q += 1
+    elif method == "half-even":
+        if 2 * r > step or (2 * r == step and q % 2 == 1):
+            q += 1
+    elif method != "down":
+        raise ValueError(f"unknown rounding method {method!r}; allowed: {', '.join(METHODS)}")
+    return q * unit

@@ -1,0 +1,539 @@
+"""Rule sets: dated data files in ``rules/``, validated, frozen, and picked by claim date.
+
+A rule file is TOML (read with ``tomllib``) holding one rule set: a scheme ``id``, a
+``version``, ``valid_from``/``valid_to``, ``rounding``, ``benefit_year_start_month`` and its
+``plans``.  Each plan says whom it covers (``match``, or ``default = true``), which ``pool`` it
+counts into, how it accumulates (``claim`` | ``year``), its bracket ``mode`` (``marginal`` |
+``whole``), an optional ``gate``, its ``brackets``, optional ``annual_cap`` and ``claim_cap``,
+its legal ``basis`` and worked ``examples``.  See README.md, *Rule files*, for the format.
+
+Validation refuses, naming the file, the key path and what is allowed: unknown keys, wrong
+types, rates outside [0, 1], brackets not ascending / overlapping / gapped, a closed last
+bracket in ``whole`` mode, negative caps, bad dates, ``valid_to`` before ``valid_from``,
+duplicate plan names, two plans matching one (group, kind), two versions of one scheme
+overlapping in time, plans of one pool with different annual caps, and examples whose stated
+relief the plan does not give.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import tomllib
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Iterable, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from .brackets import Schedule
+from .errors import MedaidError, Problem, RuleError
+from .money import format_yuan, parse_yuan
+
+# --------------------------------------------------------------------------------------------
+# field types
+
+
+def _money(v: Any) -> int:
+    """A rule-file amount (yuan, as text or integer) → fen."""
+    if isinstance(v, float):
+        raise ValueError("amounts must be quoted text or whole numbers, not floats (write \"1000.50\")")
+    if isinstance(v, (str, int)) and not isinstance(v, bool):
+        try:
+            return parse_yuan(v)
+        except MedaidError as e:
+            raise ValueError(e.problems[0].message) from None
+    raise ValueError(f"expected an amount in yuan as text, got {type(v).__name__}")
+
+
+def _rate(v: Any) -> Decimal:
+    """A rate as exact decimal text ``"0.70"`` or percent text ``"70%"``; 0 ≤ rate ≤ 1."""
+    if isinstance(v, float):
+        raise ValueError('rates must be quoted text ("0.70" or "70%"), not floats')
+    if isinstance(v, int) and not isinstance(v, bool):
+        d = Decimal(v)
+    elif isinstance(v, str):
+        s = v.strip()
+        try:
+            d = Decimal(s[:-1].strip()) / 100 if s.endswith("%") else Decimal(s)
+        except InvalidOperation:
+            raise ValueError(f'{v!r} is not a rate; write "0.70" or "70%"') from None
+        if not d.is_finite():
+            raise ValueError(f'{v!r} is not a rate; write "0.70" or "70%"')
+    else:
+        raise ValueError(f'expected a rate as text ("0.70" or "70%"), got {type(v).__name__}')
+    if not (0 <= d <= 1):
+        raise ValueError(f"rate {v!r} is outside [0, 1]; allowed: 0 to 1 (0% to 100%)")
+    return d
+
+
+def _strict_date(v: Any) -> dt.date:
+    if isinstance(v, dt.datetime):
+        raise ValueError("expected a date (YYYY-MM-DD), got a date-time")
+    if isinstance(v, dt.date):
+        return v
+    if isinstance(v, str):
+        try:
+            return dt.date.fromisoformat(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not a date; write YYYY-MM-DD") from None
+    raise ValueError(f"expected a date (YYYY-MM-DD), got {type(v).__name__}")
+
+
+Fen = Annotated[int, BeforeValidator(_money)]
+Rate = Annotated[Decimal, BeforeValidator(_rate)]
+Date = Annotated[dt.date, BeforeValidator(_strict_date)]
+Names = tuple[Annotated[str, Field(min_length=1)], ...]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
+
+
+class Rounding(_Frozen):
+    """``unit``: fen | jiao | yuan; ``method``: half-up (四舍五入) | half-even | down."""
+
+    unit: Literal["fen", "jiao", "yuan"] = "fen"
+    method: Literal["half-up", "half-even", "down"] = "half-up"
+
+
+class Bracket(_Frozen):
+    """A segment ``[from, to)`` of the base (fen) and its exact ``rate``; ``to`` absent = open."""
+
+    lower: Fen = Field(alias="from")
+    upper: Fen | None = Field(default=None, alias="to")
+    rate: Rate
+
+
+class Match(_Frozen):
+    """Which claims a plan covers: every (group, kind) pair of these lists."""
+
+    group: Names = Field(min_length=1)
+    kind: Names = Field(min_length=1)
+
+
+class Example(_Frozen):
+    """A worked example travelling with the rules (DESIGN.md §2).
+
+    Either one claim (``self_pay`` → ``relief``, optionally after ``ytd_self_pay`` and
+    ``ytd_relief`` already in the pool) or a sequence (``claims`` → ``reliefs``) in one pool.
+    """
+
+    self_pay: Fen | None = None
+    relief: Fen | None = None
+    claims: tuple[Fen, ...] | None = None
+    reliefs: tuple[Fen, ...] | None = None
+    ytd_self_pay: Fen = 0
+    ytd_relief: Fen = 0
+    note: str | None = None
+
+
+class Plan(_Frozen):
+    """One set of brackets and caps for a beneficiary group and claim kind (救助方案).
+
+    Attributes:
+        name: unique within the rule set.
+        match: the (group, kind) pairs it covers; ``default`` marks the plan used for claims
+            that carry no group and no kind.
+        pool: the accumulator it counts into (per person and benefit year); plans may share one.
+        accumulate: ``claim`` (brackets per claim) or ``year`` (brackets on the year's
+            cumulative self-pay).
+        mode: ``marginal`` (the part from … to …) or ``whole`` (the containing bracket's rate on
+            the whole base above the first ``from``).
+        gate: no relief unless the base reaches it (fen).
+        brackets: ascending, contiguous; the last may be open.
+        annual_cap / claim_cap: most relief per person, pool and benefit year / per claim (fen).
+        basis: the legal basis cited in every explanation.
+        examples: worked examples checked at load time.
+    """
+
+    name: str = Field(min_length=1)
+    title: str | None = None
+    match: Match | None = None
+    default: bool = False
+    pool: str = Field(min_length=1)
+    accumulate: Literal["claim", "year"] = "claim"
+    mode: Literal["marginal", "whole"] = "marginal"
+    gate: Fen | None = None
+    brackets: tuple[Bracket, ...] = Field(min_length=1)
+    annual_cap: Fen | None = None
+    claim_cap: Fen | None = None
+    basis: str | None = None
+    examples: tuple[Example, ...] = ()
+
+
+class RuleSet(_Frozen):
+    """One dated version of one scheme (规则版本): the plans in force from ``valid_from``
+    (inclusive) to ``valid_to`` (inclusive, or open).  ``source`` and ``content_hash``
+    (sha256 of the file's bytes) identify exactly which file produced a result."""
+
+    id: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    title: str | None = None
+    valid_from: Date
+    valid_to: Date | None = None
+    rounding: Rounding = Rounding()
+    benefit_year_start_month: int = Field(default=1, ge=1, le=12)
+    notes: str | None = None
+    plans: tuple[Plan, ...] = Field(min_length=1)
+    source: str = Field(default="<memory>", exclude=True)
+    content_hash: str = Field(default="", exclude=True)
+
+    def covers(self, day: dt.date) -> bool:
+        """Whether this version is in force on ``day``."""
+        return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)
+
+    def benefit_year(self, day: dt.date) -> int:
+        """The benefit year of ``day``: its calendar year, or the year in which the benefit year
+        that contains it started when ``benefit_year_start_month`` is not January."""
+        return day.year if day.month >= self.benefit_year_start_month else day.year - 1
+
+    def plan(self, group: str | None, kind: str | None) -> Plan | None:
+        """The plan covering (group, kind); claims with neither go to the default plan; a claim
+        naming only one of them goes to the default plan if that plan covers what it names."""
+        if group is not None and kind is not None:
+            for p in self.plans:
+                if p.match is not None and group in p.match.group and kind in p.match.kind:
+                    return p
+            return None
+        for p in self.plans:
+            if p.default:
+                if p.match is None:
+                    return p if group is None and kind is None else None
+                if (group is None or group in p.match.group) and (kind is None or kind in p.match.kind):
+                    return p
+        return None
+
+    @property
+    def label(self) -> str:
+        """``id@version``."""
+        return f"{self.id}@{self.version}"
+
+
+def schedule_of(plan: Plan, rounding: Rounding) -> Schedule:
+    """Compile a plan into its exact arithmetic (:class:`medaid.brackets.Schedule`)."""
+    return Schedule(
+        lowers=[b.lower for b in plan.brackets],
+        uppers=[b.upper for b in plan.brackets],
+        rates=[b.rate for b in plan.brackets],
+        mode=plan.mode,
+        gate=plan.gate,
+        accumulate=plan.accumulate,
+        annual_cap=plan.annual_cap,
+        claim_cap=plan.claim_cap,
+        unit=rounding.unit,
+        method=rounding.method,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the rule book
+
+
+class RuleBook:
+    """Every rule set loaded from a file or folder: several schemes, several versions each.
+
+    ``scheme`` names the scheme claims are settled under; it may be left out when only one
+    scheme is loaded.  Compiled schedules are cached per (rule set, plan).
+    """
+
+    def __init__(self, rule_sets: Iterable[RuleSet], scheme: str | None = None) -> None:
+        self.rule_sets: tuple[RuleSet, ...] = tuple(
+            sorted(rule_sets, key=lambda r: (r.id, r.valid_from))
+        )
+        if not self.rule_sets:
+            raise RuleError("no rule sets were loaded")
+        schemes = sorted({r.id for r in self.rule_sets})
+        if scheme is None:
+            if len(schemes) > 1:
+                scheme = None  # chosen later with select(); settlement refuses until then
+            else:
+                scheme = schemes[0]
+        elif scheme not in schemes:
+            raise RuleError(f"unknown scheme {scheme!r}; loaded: {', '.join(schemes)}")
+        self.scheme = scheme
+        self.schemes = tuple(schemes)
+        self._schedules: dict[tuple[int, str], Schedule] = {}
+        self._by_date: dict[dt.date, RuleSet | None] = {}
+
+    def select(self, scheme: str) -> "RuleBook":
+        """The same rule sets with ``scheme`` chosen for settlement."""
+        return RuleBook(self.rule_sets, scheme)
+
+    def versions(self) -> tuple[RuleSet, ...]:
+        """The versions of the chosen scheme, oldest first."""
+        self._need_scheme()
+        return tuple(r for r in self.rule_sets if r.id == self.scheme)
+
+    def _need_scheme(self) -> None:
+        if self.scheme is None:
+            raise RuleError(
+                "several schemes are loaded (" + ", ".join(self.schemes) + "); choose one with --scheme"
+            )
+
+    def for_date(self, day: dt.date) -> RuleSet | None:
+        """The version of the chosen scheme in force on ``day`` (rule *Rule versions*)."""
+        try:
+            return self._by_date[day]
+        except KeyError:
+            pass
+        self._need_scheme()
+        found = None
+        for r in self.rule_sets:
+            if r.id == self.scheme and r.covers(day):
+                found = r
+                break
+        self._by_date[day] = found
+        return found
+
+    def schedule(self, rule_set: RuleSet, plan: Plan) -> Schedule:
+        """The compiled arithmetic of ``plan`` under ``rule_set``'s rounding (cached)."""
+        key = (id(rule_set), plan.name)
+        s = self._schedules.get(key)
+        if s is None:
+            s = self._schedules[key] = schedule_of(plan, rule_set.rounding)
+        return s
+
+    def __repr__(self) -> str:
+        return f"RuleBook({', '.join(r.label for r in self.rule_sets)}; scheme={self.scheme!r})"
+
+
+# --------------------------------------------------------------------------------------------
+# loading and validation
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+_PYDANTIC_HINTS = {
+    "extra_forbidden": "unknown key",
+    "missing": "required key is missing",
+}
+
+
+def _pydantic_problems(err: ValidationError, source: str, raw: dict[str, Any]) -> list[Problem]:
+    problems = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        # pydantic appends validator names such as 'function-before[...]'; drop them
+        loc = tuple(p for p in loc if not (isinstance(p, str) and "[" in p and p.endswith("]")))
+        kind = e["type"]
+        msg = _PYDANTIC_HINTS.get(kind, e["msg"])
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if kind == "extra_forbidden":
+            msg += "; allowed here: " + ", ".join(_allowed_keys(loc))
+        elif kind.startswith(("int_", "string_", "bool_", "tuple_", "list_", "model_", "dict_")):
+            msg += f" (got {type(e.get('input')).__name__})"
+        elif kind == "literal_error":
+            msg = f"{e.get('input')!r} is not allowed; " + msg[0].lower() + msg[1:]
+        problems.append(Problem(msg, source=source, field=_key_path(loc)))
+    return problems
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys a table at ``loc`` (the location of the unknown key) accepts."""
+    model: Any = RuleSet
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            # alias lookup
+            field = next((f for f in model.model_fields.values() if f.alias == part), None)
+        if field is None:
+            return []
+        ann = field.annotation
+        model = _model_in(ann)
+        if model is None:
+            return []
+    return sorted(
+        (f.alias or n)
+        for n, f in model.model_fields.items()
+        if n not in ("source", "content_hash")
+    )
+
+
+def _model_in(ann: Any) -> Any:
+    import typing
+
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for a in typing.get_args(ann):
+        m = _model_in(a)
+        if m is not None:
+            return m
+    return None
+
+
+def _cross_checks(rs: RuleSet) -> list[Problem]:
+    """Checks that span fields: brackets, caps, names, matching, examples."""
+    src = rs.source
+    out: list[Problem] = []
+
+    def bad(field: str, msg: str) -> None:
+        out.append(Problem(msg, source=src, field=field))
+
+    if rs.valid_to is not None and rs.valid_to < rs.valid_from:
+        bad("valid_to", f"{rs.valid_to} is before valid_from {rs.valid_from}; valid_to must be on or after it")
+    names: dict[str, int] = {}
+    defaults = []
+    pairs: dict[tuple[str, str], int] = {}
+    pool_caps: dict[str, tuple[int, int | None]] = {}
+    for i, p in enumerate(rs.plans):
+        at = f"plans[{i}]"
+        if p.name in names:
+            bad(f"{at}.name", f"duplicate plan name {p.name!r} (also plans[{names[p.name]}]); plan names must be unique")
+        names.setdefault(p.name, i)
+        if p.default:
+            defaults.append(i)
+        if p.match is None and not p.default:
+            bad(f"{at}.match", "a plan needs a match (group and kind lists) unless it is the default plan")
+        if p.match is not None:
+            for g in p.match.group:
+                for k in p.match.kind:
+                    if (g, k) in pairs:
+                        bad(
+                            f"{at}.match",
+                            f"(group {g!r}, kind {k!r}) is matched by plans[{pairs[(g, k)]}] too; "
+                            "each (group, kind) may be matched by one plan only",
+                        )
+                    pairs.setdefault((g, k), i)
+        for cap in ("annual_cap", "claim_cap", "gate"):
+            v = getattr(p, cap)
+            if v is not None and v < 0:  # parse_yuan refuses negatives; kept for models built in code
+                bad(f"{at}.{cap}", "must not be negative")
+        prev_upper: int | None = None
+        for j, b in enumerate(p.brackets):
+            bat = f"{at}.brackets[{j}]"
+            if b.upper is not None and b.upper <= b.lower:
+                bad(f"{bat}.to", f"to ({format_yuan(b.upper)}) must be above from ({format_yuan(b.lower)}); brackets must ascend")
+            if j > 0:
+                if prev_upper is None:
+                    bad(f"{at}.brackets[{j - 1}].to", "only the last bracket may be open-ended (no 'to')")
+                elif b.lower < prev_upper:
+                    bad(f"{bat}.from", f"from ({format_yuan(b.lower)}) overlaps the previous bracket, which ends at {format_yuan(prev_upper)}; brackets must be contiguous and ascending")
+                elif b.lower > prev_upper:
+                    bad(f"{bat}.from", f"from ({format_yuan(b.lower)}) leaves a gap after the previous bracket, which ends at {format_yuan(prev_upper)}; brackets must be contiguous")
+            prev_upper = b.upper
+        if p.mode == "whole" and p.brackets[-1].upper is not None:
+            bad(f"{at}.brackets[{len(p.brackets) - 1}].to", "in whole mode the last bracket must be open-ended (remove 'to')")
+        if p.annual_cap is not None or p.pool in pool_caps:
+            seen = pool_caps.get(p.pool)
+            if seen is not None and seen[1] != p.annual_cap:
+                bad(f"{at}.annual_cap", f"plans of pool {p.pool!r} must share one annual cap; plans[{seen[0]}] has another")
+            pool_caps.setdefault(p.pool, (i, p.annual_cap))
+        else:
+            pool_caps[p.pool] = (i, None)
+    if len(defaults) > 1:
+        bad(f"plans[{defaults[1]}].default", f"only one plan may be the default (plans[{defaults[0]}] is already)")
+    if not out:
+        out.extend(_example_problems(rs))
+    return out
+
+
+def _example_problems(rs: RuleSet) -> list[Problem]:
+    """Run each plan's worked examples (DESIGN.md §2, *Examples travel with the rules*)."""
+    out: list[Problem] = []
+    for i, p in enumerate(rs.plans):
+        sched = schedule_of(p, rs.rounding)
+        for j, ex in enumerate(p.examples):
+            at = f"plans[{i}].examples[{j}]"
+            single = ex.self_pay is not None or ex.relief is not None
+            seq = ex.claims is not None or ex.reliefs is not None
+            if single == seq or (single and (ex.self_pay is None or ex.relief is None)) or (
+                seq and (ex.claims is None or ex.reliefs is None or len(ex.claims) != len(ex.reliefs))
+            ):
+                out.append(Problem(
+                    "an example gives either self_pay and relief, or claims and reliefs of equal length",
+                    source=rs.source, field=at))
+                continue
+            claims = (ex.self_pay,) if single else ex.claims
+            wanted = (ex.relief,) if single else ex.reliefs
+            c, g = ex.ytd_self_pay, ex.ytd_relief
+            for k, (s, want) in enumerate(zip(claims, wanted)):  # type: ignore[arg-type]
+                got = sched.relieve(s, c, g).relief
+                if got != want:
+                    what = f"{at}.relief" if single else f"{at}.reliefs[{k}]"
+                    out.append(Problem(
+                        f"the plan gives {format_yuan(got)} for a self-pay of {format_yuan(s)}, "
+                        f"but the example states {format_yuan(want)}",
+                        source=rs.source, field=what))
+                    break
+                c, g = c + s, g + got
+    return out
+
+
+def parse_rule_set(data: bytes, source: str = "<memory>") -> RuleSet:
+    """Read and validate one rule file's bytes; raises :class:`RuleError` with every problem."""
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise RuleError(Problem(f"not UTF-8 text ({e.reason} at byte {e.start})", source=source)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise RuleError(Problem(f"not valid TOML: {e}", source=source)) from None
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        rs = RuleSet.model_validate({**raw, "source": source, "content_hash": digest})
+    except ValidationError as e:
+        raise RuleError(_pydantic_problems(e, source, raw)) from None
+    problems = _cross_checks(rs)
+    if problems:
+        raise RuleError(problems)
+    return rs
+
+
+def load_rules(path: str | Path, scheme: str | None = None) -> RuleBook:
+    """Load a rule file, or every ``*.toml`` in a folder, into a :class:`RuleBook`.
+
+    Every file is validated (see the module docstring) and its examples run; versions of one
+    scheme must not overlap in time.  All problems of all files are raised together as one
+    :class:`RuleError`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.toml"))
+        if not files:
+            raise RuleError(Problem("no *.toml rule files in this folder", source=str(path)))
+    elif path.exists():
+        files = [path]
+    else:
+        raise RuleError(Problem("no such rule file or folder", source=str(path)))
+    sets: list[RuleSet] = []
+    problems: list[Problem] = []
+    for f in files:
+        try:
+            sets.append(parse_rule_set(f.read_bytes(), str(f)))
+        except RuleError as e:
+            problems.extend(e.problems)
+    problems.extend(_overlaps(sets))
+    if problems:
+        raise RuleError(problems)
+    return RuleBook(sets, scheme)
+
+
+def _overlaps(sets: list[RuleSet]) -> list[Problem]:
+    out = []
+    by_id: dict[str, list[RuleSet]] = {}
+    for r in sets:
+        by_id.setdefault(r.id, []).append(r)
+    for versions in by_id.values():
+        versions.sort(key=lambda r: r.valid_from)
+        for a, b in zip(versions, versions[1:]):
+            if a.version == b.version:
+                out.append(Problem(f"version {b.version!r} of scheme {b.id!r} is also in {a.source}", source=b.source, field="version"))
+            if a.valid_to is None or a.valid_to >= b.valid_from:
+                end = "open-ended" if a.valid_to is None else f"valid to {a.valid_to}"
+                out.append(Problem(
+                    f"version {b.version!r} (valid from {b.valid_from}) overlaps version "
+                    f"{a.version!r} of scheme {a.id!r} in {a.source} ({end}); versions of one "
+                    "scheme must not overlap in time: give the earlier one a valid_to",
+                    source=b.source, field="valid_from"))
+    return out
