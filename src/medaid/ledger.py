@@ -1,0 +1,685 @@
+"""The desk ledger (台账): an append-only, hash-chained SQLite file of settlements and reversals.
+
+Rules implemented (DESIGN.md §2 *Accumulation* at a desk, §3 *Ledger*, §5 *Reliability*):
+
+* A claim is settled against its pool's year-to-date position for its person and benefit year
+  (the sums of the non-reversed settlements already in the ledger).  Reading that position and
+  inserting the settlement happen in **one** ``BEGIN IMMEDIATE`` transaction, so two desks
+  settling the same person at once are serialised: no cap is ever exceeded, no settlement lost.
+* Idempotent on claim id: the same claim with the same content returns the original result and
+  records nothing; with different content it is refused, naming the differing fields, until the
+  original is reversed.
+* A reversal (冲正) is a new row linked to the settlement it cancels; the person's year-to-date
+  position drops by that claim.  Reversing twice, or an unknown claim, is an error.  Settlements
+  recorded after the reversed one keep their recorded figures (the ledger is append-only); to
+  settle them again against the new position, reverse and settle them again.
+* Rows are never updated or deleted (triggers refuse it).  Each row records the rule set id,
+  version and content hash that produced it, and ``row_hash = sha256(prev_hash, row)`` chained
+  over the previous row; :meth:`Ledger.verify` recomputes the chain and runs
+  ``PRAGMA integrity_check``.
+* The file is opened in WAL mode with ``synchronous=FULL`` and a busy timeout.  A file that is
+  not SQLite, is damaged, or belongs to another application is refused at open, and nothing is
+  written to it.  Schema migrations are a small registry recorded in the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+import sqlite3
+from bisect import bisect_left
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterator, NamedTuple
+from urllib.parse import quote as _urlquote
+
+from .brackets import Segment
+from .claims import Claim
+from .engine import PoolState, Settlement, place, quote
+from .errors import MedaidError, Problem
+from .rules import RuleBook
+
+#: ``PRAGMA application_id`` of a medaid ledger ("mdld"): tells our files from foreign ones.
+APPLICATION_ID = 0x6D646C64
+#: The hash a first row chains from.
+GENESIS = "0" * 64
+#: Default busy timeout: how long a desk waits for another desk's transaction, in seconds.
+BUSY_TIMEOUT = 10.0
+
+SETTLEMENT = "settlement"
+REVERSAL = "reversal"
+
+#: Claim fields compared when a claim id is settled again (idempotency).
+CONTENT_FIELDS = ("person_id", "date", "self_pay", "group", "kind", "hospital", "total_cost")
+
+
+class LedgerError(MedaidError):
+    """The ledger refused an operation (unknown or reversed claim, bad file, busy...)."""
+
+
+class LedgerConflict(LedgerError):
+    """A claim id already settled with different content; :attr:`fields` names the differences."""
+
+    def __init__(self, claim_id: str, fields: tuple[str, ...]) -> None:
+        self.claim_id = claim_id
+        self.fields = fields
+        super().__init__(Problem(
+            "already settled with different " + ", ".join(fields)
+            + "; reverse it first (medaid reverse " + claim_id + " --reason ...) to settle it again",
+            source=f"claim {claim_id}",
+        ))
+
+
+# --------------------------------------------------------------------------------------------
+# schema and migrations
+
+#: The migration registry: (version, name, statements).  Applied in order, each inside the
+#: opening transaction, and recorded in ``schema_migrations``.  Never edit an applied entry;
+#: add a new one.
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (1, "entries: settlements and reversals, hash-chained, append-only", (
+        """CREATE TABLE entries (
+            seq           INTEGER PRIMARY KEY,
+            entry         TEXT    NOT NULL CHECK (entry IN ('settlement', 'reversal')),
+            claim_id      TEXT    NOT NULL,
+            person_id     TEXT    NOT NULL,
+            date          TEXT    NOT NULL,
+            self_pay      INTEGER NOT NULL CHECK (self_pay >= 0),
+            grp           TEXT,
+            kind          TEXT,
+            hospital      TEXT,
+            total_cost    INTEGER,
+            plan          TEXT    NOT NULL,
+            pool          TEXT    NOT NULL,
+            benefit_year  INTEGER NOT NULL,
+            relief        INTEGER NOT NULL CHECK (relief >= 0),
+            patient_pays  INTEGER NOT NULL,
+            bracket_relief INTEGER NOT NULL,
+            capped_by     TEXT,
+            bracket       INTEGER NOT NULL,
+            ytd_self_pay  INTEGER NOT NULL,
+            ytd_relief    INTEGER NOT NULL,
+            annual_cap    INTEGER,
+            claim_cap     INTEGER,
+            base_from     INTEGER NOT NULL,
+            base_to       INTEGER NOT NULL,
+            segments      TEXT    NOT NULL,
+            rule_set_id   TEXT    NOT NULL,
+            rule_version  TEXT    NOT NULL,
+            rule_hash     TEXT    NOT NULL,
+            reverses      INTEGER REFERENCES entries(seq),
+            reason        TEXT,
+            recorded_at   TEXT    NOT NULL,
+            prev_hash     TEXT    NOT NULL,
+            row_hash      TEXT    NOT NULL UNIQUE
+        )""",
+        "CREATE INDEX entries_by_claim ON entries (claim_id, seq)",
+        "CREATE INDEX entries_by_pool ON entries (person_id, benefit_year, pool)",
+        "CREATE UNIQUE INDEX entries_reversed_once ON entries (reverses) WHERE reverses IS NOT NULL",
+        """CREATE TRIGGER entries_never_updated BEFORE UPDATE ON entries
+           BEGIN SELECT RAISE(ABORT, 'medaid ledger rows are never updated'); END""",
+        """CREATE TRIGGER entries_never_deleted BEFORE DELETE ON entries
+           BEGIN SELECT RAISE(ABORT, 'medaid ledger rows are never deleted'); END""",
+    )),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+_TRIGGERS = ("entries_never_updated", "entries_never_deleted")
+
+# the columns of ``entries`` in order (``grp`` holds the claim's group)
+_COLUMNS = (
+    "seq", "entry", "claim_id", "person_id", "date", "self_pay", "grp", "kind", "hospital",
+    "total_cost", "plan", "pool", "benefit_year", "relief", "patient_pays", "bracket_relief",
+    "capped_by", "bracket", "ytd_self_pay", "ytd_relief", "annual_cap", "claim_cap", "base_from",
+    "base_to", "segments", "rule_set_id", "rule_version", "rule_hash", "reverses", "reason",
+    "recorded_at", "prev_hash", "row_hash",
+)
+_SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM entries"
+_INSERT = (
+    "INSERT INTO entries (" + ", ".join(_COLUMNS) + ") VALUES (" + ", ".join("?" * len(_COLUMNS)) + ")"
+)
+_HASHED = _COLUMNS[:-1]  # everything but row_hash itself
+
+
+# --------------------------------------------------------------------------------------------
+# records
+
+
+class Entry(NamedTuple):
+    """One ledger row: a settlement, or a reversal of one.  Amounts are fen.
+
+    Attributes:
+        seq: position in the ledger (1, 2, ...).
+        entry: ``"settlement"`` or ``"reversal"``.
+        claim_id, person_id, date, self_pay, group, kind, hospital, total_cost: the claim
+            (a reversal repeats the content of the settlement it cancels).
+        plan, pool, benefit_year: where it settled.
+        relief, patient_pays, bracket_relief, capped_by: the result (a reversal repeats the
+            cancelled amounts, which it takes back out of the pool).
+        bracket: 1-based index of the highest bracket the claim's base reached (0: below the
+            threshold).
+        ytd_self_pay, ytd_relief: the pool's year-to-date position *after* this row.
+        annual_cap, claim_cap: the plan's caps (``None``: none).
+        base_from, base_to: the base span of the claim (year mode: ``C_{k−1}..C_k``).
+        segments: the explanation, bracket by bracket.
+        rule_set_id, rule_version, rule_hash: the rule set that produced the result.
+        reverses: for a reversal, the ``seq`` of the settlement it cancels.
+        reason: for a reversal, why.
+        recorded_at: UTC time of recording (ISO 8601).
+        prev_hash, row_hash: the hash chain.
+    """
+
+    seq: int
+    entry: str
+    claim_id: str
+    person_id: str
+    date: dt.date
+    self_pay: int
+    group: str | None
+    kind: str | None
+    hospital: str | None
+    total_cost: int | None
+    plan: str
+    pool: str
+    benefit_year: int
+    relief: int
+    patient_pays: int
+    bracket_relief: int
+    capped_by: str | None
+    bracket: int
+    ytd_self_pay: int
+    ytd_relief: int
+    annual_cap: int | None
+    claim_cap: int | None
+    base_from: int
+    base_to: int
+    segments: tuple[Segment, ...]
+    rule_set_id: str
+    rule_version: str
+    rule_hash: str
+    reverses: int | None
+    reason: str | None
+    recorded_at: str
+    prev_hash: str
+    row_hash: str
+
+    @property
+    def annual_cap_left(self) -> int | None:
+        """What is left of the annual cap after this row (``None``: no cap)."""
+        return None if self.annual_cap is None else max(self.annual_cap - self.ytd_relief, 0)
+
+    def claim(self) -> Claim:
+        """The claim this row records."""
+        return Claim(
+            claim_id=self.claim_id, person_id=self.person_id, date=self.date,
+            self_pay=self.self_pay, group=self.group, kind=self.kind, hospital=self.hospital,
+            total_cost=self.total_cost,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: amounts as yuan text with two decimals, dates ISO."""
+        out: dict[str, Any] = {}
+        for k, v in self._asdict().items():
+            if k == "segments":
+                v = [_segment_json(s) for s in v]
+            elif k in _MONEY and v is not None:
+                v = _yuan(v)
+            elif isinstance(v, dt.date):
+                v = v.isoformat()
+            out[k] = v
+        out["annual_cap_left"] = None if self.annual_cap_left is None else _yuan(self.annual_cap_left)
+        return out
+
+
+_MONEY = frozenset(
+    "self_pay total_cost relief patient_pays bracket_relief ytd_self_pay ytd_relief annual_cap "
+    "claim_cap base_from base_to".split()
+)
+
+
+def _yuan(fen: int) -> str:
+    return str(Decimal(fen).scaleb(-2))
+
+
+def _segment_json(s: Segment) -> dict[str, Any]:
+    return {
+        "from": _yuan(s.lower), "to": None if s.upper is None else _yuan(s.upper),
+        "base": _yuan(s.base), "rate": str(s.rate), "relief": str((s.relief / 100).quantize(Decimal("0.0001"))),
+    }
+
+
+class Receipt(NamedTuple):
+    """What :meth:`Ledger.settle` returns: the settlement row, and whether it was already there
+    (``replayed``: the same claim settled again with the same content; nothing was recorded)."""
+
+    entry: Entry
+    replayed: bool
+
+
+class Verification(NamedTuple):
+    """The result of :meth:`Ledger.verify`.
+
+    Attributes:
+        entries: rows checked.
+        head_hash: ``row_hash`` of the last row (record it elsewhere to detect a cut tail).
+        problems: what is wrong; empty when the ledger is intact.
+    """
+
+    entries: int
+    head_hash: str
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def new_claim_id(day: dt.date) -> str:
+    """A fresh claim id for a desk settlement: the date and a random suffix (``20240503-7F3A9C``)."""
+    return f"{day:%Y%m%d}-{secrets.token_hex(3).upper()}"
+
+
+def bracket_reached(lowers: tuple[int, ...] | list[int], base_to: int) -> int:
+    """1-based index of the highest bracket the base ``base_to`` reached (0: at or below the
+    threshold): the number of brackets whose ``from`` is below it."""
+    return bisect_left(lowers, base_to)
+
+
+# --------------------------------------------------------------------------------------------
+# the ledger
+
+
+class Ledger:
+    """An SQLite ledger file.  ``create=False`` refuses a missing file instead of creating it
+    (read-only commands).  ``synchronous`` is ``FULL`` (every commit reaches the disk before it
+    is acknowledged) unless a test asks otherwise."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        create: bool = True,
+        synchronous: str = "FULL",
+        busy_timeout: float = BUSY_TIMEOUT,
+    ) -> None:
+        self.path = Path(path)
+        self._where = str(self.path)
+        if synchronous.upper() not in ("FULL", "NORMAL", "OFF", "EXTRA"):
+            raise ValueError(f"unknown synchronous mode {synchronous!r}")
+        self._con = self._open(create, busy_timeout)
+        try:
+            self._prepare(create)
+            self._con.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._con.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            self._con.close()
+            raise
+
+    # -- opening ----------------------------------------------------------------------------
+    def _refuse(self, message: str) -> LedgerError:
+        return LedgerError(Problem(message + "; nothing was written to it", source=self._where))
+
+    def _open(self, create: bool, busy_timeout: float) -> sqlite3.Connection:
+        p = self.path
+        if p.exists():
+            if p.is_dir():
+                raise LedgerError(Problem("is a folder, not a ledger file", source=self._where))
+            with open(p, "rb") as f:
+                head = f.read(100)
+            if head and (len(head) < 100 or not head.startswith(b"SQLite format 3\x00")):
+                raise self._refuse("is not a medaid ledger: not an SQLite database (a foreign or damaged file)")
+        elif not create:
+            raise LedgerError(Problem(
+                "no ledger here (settle a claim to create one, or give --ledger / $MEDAID_LEDGER)",
+                source=self._where))
+        elif not p.parent.exists():
+            raise LedgerError(Problem("the folder for the ledger does not exist", source=self._where))
+        mode = "rwc" if create else "rw"
+        uri = "file:" + _urlquote(str(p.resolve())) + f"?mode={mode}"
+        try:
+            return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout,
+                                   check_same_thread=False)
+        except sqlite3.Error as e:
+            raise LedgerError(Problem(f"cannot open the ledger: {e}", source=self._where)) from None
+
+    def _identify(self) -> tuple[int, list[str]]:
+        try:
+            app = self._con.execute("PRAGMA application_id").fetchone()[0]
+            names = [r[0] for r in self._con.execute("SELECT name FROM sqlite_master")]
+        except sqlite3.DatabaseError as e:
+            raise self._refuse(f"is damaged or not a database ({e})") from None
+        return app, names
+
+    def _prepare(self, create: bool) -> None:
+        app, names = self._identify()
+        if app == 0 and not names:
+            if not create:
+                raise self._refuse("is an empty database, not a medaid ledger")
+            self._migrate(fresh=True)
+            app, names = self._identify()
+        if app != APPLICATION_ID:
+            what = "holds another application's tables" if app == 0 else f"has application id {app:#x}"
+            raise self._refuse(f"is not a medaid ledger (it {what})")
+        if "entries" not in names or "schema_migrations" not in names:
+            raise self._refuse("is a damaged medaid ledger: its tables are missing")
+        version = self._con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0
+        if version > SCHEMA_VERSION:
+            raise self._refuse(
+                f"was written by a newer medaid (schema {version}; this one knows {SCHEMA_VERSION})")
+        if version < SCHEMA_VERSION:
+            self._migrate(fresh=False)
+        if self._con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            try:
+                self._con.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as e:
+                raise LedgerError(Problem(f"cannot switch the ledger to WAL: {e}", source=self._where)) from None
+
+    def _migrate(self, *, fresh: bool) -> None:
+        """Apply the registry's pending migrations in one ``BEGIN IMMEDIATE`` transaction
+        (another process may be creating the same file: the state is read again inside it)."""
+        con = self._con
+        with self._transaction():
+            app, names = self._identify()
+            if fresh and (app or names):
+                return  # created meanwhile by another desk; checked by the caller
+            if not names:
+                con.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                con.execute(
+                    "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+                    "name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            have = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+            for version, name, statements in MIGRATIONS:
+                if version <= have:
+                    continue
+                for sql in statements:
+                    con.execute(sql)
+                con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, _now()))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any error (nothing written)."""
+        con = self._con
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise self._busy_or_damaged(e) from None
+        try:
+            yield con
+        except BaseException:
+            con.rollback()
+            raise
+        try:
+            con.execute("COMMIT")
+        except sqlite3.Error as e:
+            con.rollback()
+            raise self._busy_or_damaged(e) from None
+
+    def _busy_or_damaged(self, e: sqlite3.Error) -> LedgerError:
+        text = str(e)
+        if "locked" in text or "busy" in text:
+            return LedgerError(Problem(
+                "the ledger is busy (another desk held it too long); nothing was recorded, try again",
+                source=self._where))
+        return LedgerError(Problem(
+            f"the ledger failed ({text}); nothing was recorded; run 'medaid ledger verify'",
+            source=self._where))
+
+    def close(self) -> None:
+        """Close the file."""
+        self._con.close()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ------------------------------------------------------------------------------
+    def _rows(self, where: str = "", params: tuple[Any, ...] = ()) -> Iterator[Entry]:
+        try:
+            for row in self._con.execute(f"{_SELECT} {where}", params):
+                yield _entry(row)
+        except sqlite3.DatabaseError as e:
+            raise self._busy_or_damaged(e) from None
+
+    def entries(self) -> Iterator[Entry]:
+        """Every row, in order."""
+        return self._rows("ORDER BY seq")
+
+    def latest(self, claim_id: str) -> Entry | None:
+        """The last row of ``claim_id`` (its settlement, or the reversal cancelling it)."""
+        return next(self._rows("WHERE claim_id = ? ORDER BY seq DESC LIMIT 1", (claim_id,)), None)
+
+    def ytd(self, person_id: str, benefit_year: int, pool: str) -> PoolState:
+        """The pool's year-to-date self-pay and relief for a person and benefit year: the sums of
+        its settlements that are not reversed."""
+        return _ytd(self._con, person_id, benefit_year, pool)
+
+    def history(self, person_id: str, year: int | None = None) -> list[Entry]:
+        """The person's file (一人一档): settlements and reversals in order, optionally of one
+        benefit year."""
+        if year is None:
+            return list(self._rows("WHERE person_id = ? ORDER BY seq", (person_id,)))
+        return list(self._rows("WHERE person_id = ? AND benefit_year = ? ORDER BY seq", (person_id, year)))
+
+    def results_rows(self, year: int | None = None) -> Iterator[dict[str, Any]]:
+        """One dict per settled, non-reversed claim (optionally of one benefit year), with the
+        keys ``medaid.columns.CLAIM_FIELDS + RESULT_FIELDS``: money as int fen, ``date`` a
+        ``datetime.date``, ``bracket`` the highest bracket reached (0: below the threshold)."""
+        where = "WHERE e.entry = 'settlement' AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.reverses = e.seq)"
+        params: tuple[Any, ...] = ()
+        if year is not None:
+            where += " AND e.benefit_year = ?"
+            params = (year,)
+        sql = _SELECT.replace("FROM entries", "FROM entries e") + f" {where} ORDER BY e.seq"
+        for row in self._con.execute(sql, params):
+            e = _entry(row)
+            yield {
+                "claim_id": e.claim_id, "person_id": e.person_id, "date": e.date,
+                "self_pay": e.self_pay, "group": e.group, "kind": e.kind, "hospital": e.hospital,
+                "total_cost": e.total_cost, "plan": e.plan, "pool": e.pool,
+                "benefit_year": e.benefit_year, "relief": e.relief, "patient_pays": e.patient_pays,
+                "bracket_relief": e.bracket_relief, "capped_by": e.capped_by, "bracket": e.bracket,
+                "ytd_self_pay": e.ytd_self_pay, "ytd_relief": e.ytd_relief,
+                "rule_set_id": e.rule_set_id, "rule_version": e.rule_version, "rule_hash": e.rule_hash,
+            }
+
+    def quote(self, claim: Claim, book: RuleBook) -> Settlement:
+        """What ``claim`` would get now, against the pool's position in the ledger; records
+        nothing."""
+        at = place(claim, book)
+        state = self.ytd(claim.person_id, at.benefit_year, at.plan.pool)
+        return quote(claim, book, state)
+
+    # -- writing ------------------------------------------------------------------------------
+    def settle(self, claim: Claim, book: RuleBook) -> Receipt:
+        """Settle ``claim`` and record it (DESIGN.md §2 at a desk): in one ``BEGIN IMMEDIATE``
+        transaction, read the pool's year-to-date position, compute the relief
+        (:func:`medaid.quote`) and insert the row.  A claim id already settled (not reversed)
+        with the same content returns the original row, ``replayed=True``, recording nothing;
+        with different content raises :class:`LedgerConflict` naming the fields."""
+        at = place(claim, book)  # a claim no rule covers fails before the ledger is touched
+        with self._transaction() as con:
+            last = _last_of_claim(con, claim.claim_id)
+            if last is not None and last.entry == SETTLEMENT:
+                diff = differing_fields(last, claim)
+                if diff:
+                    raise LedgerConflict(claim.claim_id, diff)
+                return Receipt(last, True)
+            state = _ytd(con, claim.person_id, at.benefit_year, at.plan.pool)
+            r = quote(claim, book, state)
+            values = _settlement_values(r, claim, bracket_reached(at.schedule.lowers, r.base_to))
+            entry = _append(con, values)
+        return Receipt(entry, False)
+
+    def reverse(self, claim_id: str, reason: str) -> Entry:
+        """Record a reversal (冲正) of the claim's settlement: a new row linked to it, taking its
+        self-pay and relief back out of the pool.  Unknown or already reversed claims, and an
+        empty reason, are refused."""
+        reason = reason.strip()
+        if not reason:
+            raise LedgerError(Problem("a reversal needs a reason", source=f"claim {claim_id}", field="reason"))
+        with self._transaction() as con:
+            last = _last_of_claim(con, claim_id)
+            if last is None:
+                raise LedgerError(Problem("no such claim in the ledger", source=f"claim {claim_id}", field="claim_id"))
+            if last.entry == REVERSAL:
+                raise LedgerError(Problem(
+                    f"already reversed (row {last.seq}, {last.recorded_at})",
+                    source=f"claim {claim_id}", field="claim_id"))
+            state = _ytd(con, last.person_id, last.benefit_year, last.pool)
+            values = list(last)
+            values[1] = REVERSAL
+            values[18] = state.self_pay - last.self_pay   # ytd_self_pay after
+            values[19] = state.relief - last.relief       # ytd_relief after
+            values[24] = ()                               # no segments
+            values[28] = last.seq                         # reverses
+            values[29] = reason
+            entry = _append(con, values)
+        return entry
+
+    # -- checking -----------------------------------------------------------------------------
+    def verify(self) -> Verification:
+        """Check the whole file: ``PRAGMA integrity_check``, the protecting triggers, the rows'
+        order, hash chain and recorded hashes, reversal links, and the recorded year-to-date
+        positions against the running sums.  Reports every problem found."""
+        problems: list[str] = []
+        con = self._con
+        try:
+            for (msg,) in con.execute("PRAGMA integrity_check"):
+                if msg != "ok":
+                    problems.append(f"integrity_check: {msg}")
+        except sqlite3.DatabaseError as e:
+            problems.append(f"integrity_check failed: {e}")
+            return Verification(0, "", tuple(problems))
+        triggers = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        for t in _TRIGGERS:
+            if t not in triggers:
+                problems.append(f"the trigger {t} that keeps rows append-only is missing")
+        prev, n, expect_seq = GENESIS, 0, 1
+        settled: dict[int, Entry] = {}
+        reversed_: set[int] = set()
+        pools: dict[tuple[str, int, str], tuple[int, int]] = {}
+        try:
+            rows = con.execute(_SELECT + " ORDER BY seq").fetchall()
+        except sqlite3.DatabaseError as e:
+            problems.append(f"cannot read the rows: {e}")
+            return Verification(0, "", tuple(problems))
+        for raw in rows:
+            n += 1
+            seq = raw[0]
+            where = f"row {seq}"
+            if seq != expect_seq:
+                problems.append(f"{where}: expected row {expect_seq} here (rows missing or renumbered)")
+            expect_seq = seq + 1
+            if raw[-2] != prev:
+                problems.append(f"{where}: prev_hash does not match the previous row's hash (a row was removed, inserted or changed)")
+            if _hash(raw[:-1]) != raw[-1]:
+                problems.append(f"{where}: row_hash does not match its content (the row was altered)")
+            prev = raw[-1]
+            try:
+                e = _entry(raw)
+            except (ValueError, TypeError) as err:
+                problems.append(f"{where}: unreadable ({err})")
+                continue
+            key = (e.person_id, e.benefit_year, e.pool)
+            c, g = pools.get(key, (0, 0))
+            if e.entry == SETTLEMENT:
+                c, g = c + e.self_pay, g + e.relief
+                settled[e.seq] = e
+            else:
+                orig = settled.get(e.reverses or 0)
+                if orig is None or orig.claim_id != e.claim_id:
+                    problems.append(f"{where}: reverses row {e.reverses}, which is not a settlement of claim {e.claim_id}")
+                elif e.reverses in reversed_:
+                    problems.append(f"{where}: row {e.reverses} is reversed twice")
+                reversed_.add(e.reverses or 0)
+                c, g = c - e.self_pay, g - e.relief
+            pools[key] = (c, g)
+            if (e.ytd_self_pay, e.ytd_relief) != (c, g):
+                problems.append(f"{where}: recorded year-to-date position differs from the sum of the rows before it")
+            if e.annual_cap is not None and g > e.annual_cap:
+                problems.append(f"{where}: year-to-date relief is above the annual cap")
+        return Verification(n, prev if n else GENESIS, tuple(problems))
+
+    def schema_version(self) -> int:
+        """The last migration applied to this file."""
+        return self._con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def differing_fields(recorded: Entry, claim: Claim) -> tuple[str, ...]:
+    """The claim fields in which ``claim`` differs from the recorded settlement."""
+    return tuple(f for f in CONTENT_FIELDS if getattr(recorded, f) != getattr(claim, f))
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _ytd(con: sqlite3.Connection, person_id: str, year: int, pool: str) -> PoolState:
+    c, g = con.execute(
+        "SELECT coalesce(sum(CASE entry WHEN 'settlement' THEN self_pay ELSE -self_pay END), 0),"
+        " coalesce(sum(CASE entry WHEN 'settlement' THEN relief ELSE -relief END), 0)"
+        " FROM entries WHERE person_id = ? AND benefit_year = ? AND pool = ?",
+        (person_id, year, pool),
+    ).fetchone()
+    return PoolState(c, g)
+
+
+def _last_of_claim(con: sqlite3.Connection, claim_id: str) -> Entry | None:
+    row = con.execute(f"{_SELECT} WHERE claim_id = ? ORDER BY seq DESC LIMIT 1", (claim_id,)).fetchone()
+    return None if row is None else _entry(row)
+
+
+def _settlement_values(r: Settlement, claim: Claim, bracket: int) -> list[Any]:
+    return [
+        None, SETTLEMENT, r.claim_id, r.person_id, r.date, r.self_pay, claim.group, claim.kind,
+        claim.hospital, claim.total_cost, r.plan, r.pool, r.benefit_year, r.relief,
+        r.patient_pays, r.bracket_relief, r.capped_by, bracket, r.ytd_self_pay, r.ytd_relief,
+        r.annual_cap, r.claim_cap, r.base_from, r.base_to, tuple(r.segments), r.rule_set_id,
+        r.rule_version, r.rule_hash, None, None, None, None, None,
+    ]
+
+
+def _append(con: sqlite3.Connection, values: list[Any]) -> Entry:
+    """Insert a row at the end of the chain (inside the caller's transaction)."""
+    head = con.execute("SELECT seq, row_hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+    row = list(values)
+    row[0] = seq
+    row[4] = row[4].isoformat()
+    row[24] = _segments_text(row[24])
+    row[30] = _now()
+    row[31] = prev
+    row[32] = _hash(row[:-1])
+    con.execute(_INSERT, row)
+    return _entry(tuple(row))
+
+
+def _hash(values: tuple[Any, ...] | list[Any]) -> str:
+    """``sha256`` of the row's canonical JSON, ``prev_hash`` included (it is one of the values)."""
+    text = json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _segments_text(segments: tuple[Segment, ...]) -> str:
+    return json.dumps(
+        [[s.lower, s.upper, s.base, str(s.rate), str(s.relief)] for s in segments],
+        separators=(",", ":"),
+    )
+
+
+def _entry(row: tuple[Any, ...]) -> Entry:
+    values = list(row)
+    values[4] = dt.date.fromisoformat(values[4])
+    values[24] = tuple(
+        Segment(lo, hi, base, Decimal(rate), Decimal(relief))
+        for lo, hi, base, rate, relief in json.loads(values[24])
+    )
+    return Entry._make(values)
