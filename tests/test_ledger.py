@@ -282,6 +282,19 @@ def test_a_damaged_header_is_refused_at_open(tmp_path, book):
     assert _snapshot(tmp_path) == before
 
 
+def test_a_truncated_ledger_is_refused_at_open(tmp_path, book):
+    path = tmp_path / "l.sqlite3"
+    with Ledger(path) as lg:
+        for i in range(100):
+            lg.settle(claim(f"C{i}", "30000", person=f"P{i}"), book)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    before = _snapshot(tmp_path)
+    with pytest.raises(LedgerError, match="truncated"):
+        Ledger(path)
+    assert _snapshot(tmp_path) == before
+
+
 def test_damaged_pages_are_reported_by_verify_or_refused(tmp_path, book):
     path = tmp_path / "l.sqlite3"
     with Ledger(path) as lg:

@@ -82,6 +82,7 @@ LABELS: dict[str, dict[str, str]] = {
         "file": "File",
         "scheme": "Rule set",
         "examples": "Examples passed",
+        "claims_checked": "Claims in them",
         "checked": "{sets} rule set(s), {plans} plan(s), {examples} example(s): all valid, all examples pass.",
         "valid": "Valid",
         "covers": "Covers (group/kind)",
@@ -146,6 +147,7 @@ LABELS: dict[str, dict[str, str]] = {
         "file": "文件",
         "scheme": "规则版本",
         "examples": "通过的算例",
+        "claims_checked": "其中结算单数",
         "checked": "{sets} 个规则版本，{plans} 个方案，{examples} 个算例：全部有效，算例全部通过。",
         "valid": "有效期",
         "covers": "适用（类别/类型）",
@@ -643,11 +645,11 @@ def register(group: click.Group) -> None:
         for rs in book.rule_sets:
             for p in rs.plans:
                 count = sum(1 if ex.self_pay is not None else len(ex.claims or ()) for ex in p.examples)
-                rows.append([rs.source, rs.label, p.name, f"{len(p.examples)} ({count})"])
+                rows.append([rs.source, rs.label, p.name, len(p.examples), count])
                 n_plans += 1
                 n_examples += len(p.examples)
-        click.echo(_table(rows, [L["file"], L["scheme"], L["plan"], L["examples"]],
-                          ("left", "left", "left", "right")))
+        click.echo(_table(rows, [L["file"], L["scheme"], L["plan"], L["examples"], L["claims_checked"]],
+                          ("left", "left", "left", "right", "right")))
         click.echo(_t(lang, "checked", sets=len(book.rule_sets), plans=n_plans, examples=n_examples))
 
     @rules.command("show")

@@ -330,6 +330,8 @@ class Ledger:
                 head = f.read(100)
             if head and (len(head) < 100 or not head.startswith(b"SQLite format 3\x00")):
                 raise self._refuse("is not a medaid ledger: not an SQLite database (a foreign or damaged file)")
+            if head and _truncated(head, p.stat().st_size):
+                raise self._refuse("is damaged: the file is shorter than its header says (truncated)")
         elif not create:
             raise LedgerError(Problem(
                 "no ledger here (settle a claim to create one, or give --ledger / $MEDAID_LEDGER)",
@@ -339,8 +341,7 @@ class Ledger:
         mode = "rwc" if create else "rw"
         uri = "file:" + _urlquote(str(p.resolve())) + f"?mode={mode}"
         try:
-            return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout,
-                                   check_same_thread=False)
+            return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout)
         except sqlite3.Error as e:
             raise LedgerError(Problem(f"cannot open the ledger: {e}", source=self._where)) from None
 
@@ -407,13 +408,16 @@ class Ledger:
             raise self._busy_or_damaged(e) from None
         try:
             yield con
+        except sqlite3.DatabaseError as e:
+            _rollback(con)
+            raise self._busy_or_damaged(e) from None
         except BaseException:
-            con.rollback()
+            _rollback(con)
             raise
         try:
             con.execute("COMMIT")
         except sqlite3.Error as e:
-            con.rollback()
+            _rollback(con)
             raise self._busy_or_damaged(e) from None
 
     def _busy_or_damaged(self, e: sqlite3.Error) -> LedgerError:
@@ -455,7 +459,10 @@ class Ledger:
     def ytd(self, person_id: str, benefit_year: int, pool: str) -> PoolState:
         """The pool's year-to-date self-pay and relief for a person and benefit year: the sums of
         its settlements that are not reversed."""
-        return _ytd(self._con, person_id, benefit_year, pool)
+        try:
+            return _ytd(self._con, person_id, benefit_year, pool)
+        except sqlite3.DatabaseError as e:
+            raise self._busy_or_damaged(e) from None
 
     def history(self, person_id: str, year: int | None = None) -> list[Entry]:
         """The person's file (一人一档): settlements and reversals in order, optionally of one
@@ -616,6 +623,23 @@ class Ledger:
 def differing_fields(recorded: Entry, claim: Claim) -> tuple[str, ...]:
     """The claim fields in which ``claim`` differs from the recorded settlement."""
     return tuple(f for f in CONTENT_FIELDS if getattr(recorded, f) != getattr(claim, f))
+
+
+def _truncated(header: bytes, size: int) -> bool:
+    """Whether an SQLite file is shorter than the page count its header states (valid when the
+    header's version-valid-for number equals its change counter)."""
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    valid = header[92:96] == header[24:28]
+    return valid and pages * page_size > size
+
+
+def _rollback(con: sqlite3.Connection) -> None:
+    try:
+        con.rollback()
+    except sqlite3.Error:  # a damaged file may refuse even that; SQLite undoes it on close
+        pass
 
 
 def _now() -> str:
