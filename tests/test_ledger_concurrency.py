@@ -66,7 +66,7 @@ PER_CLAIM = 280_000  # 70% of (5,000 − 1,000)
 
 def test_four_desks_settling_at_once_never_exceed_a_cap_nor_lose_a_settlement(tmp_path):
     path = tmp_path / "desk.sqlite3"
-    Ledger(path).close()  # created once; the workers open it concurrently
+    # the workers create the file together (the first one wins; the others find it made)
     workers = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, str(path), str(ROOT / "rules"), str(w), "250"],
