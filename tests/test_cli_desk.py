@@ -283,3 +283,15 @@ def test_a_clerk_settles_reverses_and_looks_up_a_year_in_real_processes(ledger_p
     assert p.returncode == 2 and "--self-pay" in p.stderr
     p = _medaid("ledger", "verify", ledger=ledger_path)
     assert p.returncode == 0
+
+
+def test_several_schemes_need_a_scheme_option(run, tmp_path):
+    text = (ROOT / "rules" / "chongqing-county-2019.toml").read_text(encoding="utf-8")
+    (tmp_path / "a.toml").write_text(text, encoding="utf-8")
+    (tmp_path / "b.toml").write_text(text.replace('id = "cq-county-medical-aid"', 'id = "other"'), encoding="utf-8")
+    args = ["quote", "--rules", str(tmp_path), "--person", "P1", "--self-pay", "30000",
+            "--date", "2024-05-03", "--ytd-self-pay", "0", "--ytd-relief", "0"]
+    r = run(*args)
+    assert r.exit_code == 2 and "--scheme" in r.output
+    r = run(*args, "--scheme", "other", "--json")
+    assert r.exit_code == 0 and json.loads(r.output)["rule_set_id"] == "other"

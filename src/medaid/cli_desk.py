@@ -281,10 +281,12 @@ def _placed(claim: "Claim", book: "RuleBook") -> Any:
     """Place the claim; a date no version covers, or a group/kind no plan matches, is a usage
     error naming the option."""
     from .engine import place
-    from .errors import ClaimError
+    from .errors import ClaimError, RuleError
 
     try:
         return place(claim, book)
+    except RuleError as e:  # e.g. several schemes loaded and no --scheme
+        raise click.UsageError(str(e)) from None
     except ClaimError as e:
         p = e.problems[0]
         hint = "--date" if p.field == "date" else "--group/--kind"
