@@ -404,7 +404,7 @@ class Ledger:
         con = self._con
         try:
             con.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as e:
+        except sqlite3.Error as e:
             raise self._busy_or_damaged(e) from None
         try:
             yield con
@@ -537,14 +537,12 @@ class Ledger:
                     f"already reversed (row {last.seq}, {last.recorded_at})",
                     source=f"claim {claim_id}", field="claim_id"))
             state = _ytd(con, last.person_id, last.benefit_year, last.pool)
-            values = list(last)
-            values[1] = REVERSAL
-            values[18] = state.self_pay - last.self_pay   # ytd_self_pay after
-            values[19] = state.relief - last.relief       # ytd_relief after
-            values[24] = ()                               # no segments
-            values[28] = last.seq                         # reverses
-            values[29] = reason
-            entry = _append(con, values)
+            reversal = last._replace(
+                entry=REVERSAL, ytd_self_pay=state.self_pay - last.self_pay,
+                ytd_relief=state.relief - last.relief, segments=(), reverses=last.seq,
+                reason=reason,
+            )
+            entry = _append(con, list(reversal))
         return entry
 
     # -- checking -----------------------------------------------------------------------------
