@@ -130,7 +130,7 @@ def test_quote_without_a_ledger_uses_the_given_year_to_date(run, ledger_path):
             "--ytd-self-pay", "100000", "--ytd-relief", "87,800", "--json")
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
-    assert (d["relief"], d["capped_by"], d["recorded"]) == ("12200.00", "annual_cap", False)
+    assert (d["relief"], d["capped_by"], d["recorded"], d["claim_id"]) == ("12200.00", "annual_cap", False, None)
     assert not ledger_path.exists()
 
 

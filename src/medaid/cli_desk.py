@@ -480,7 +480,7 @@ def register(group: click.Group) -> None:
         if (ytd_self_pay is None) != (ytd_relief is None):
             raise click.UsageError("give both --ytd-self-pay and --ytd-relief, or neither (to read the ledger)")
         book = load_book(rules_path, scheme)
-        claim = _claim(kw, kw["claim_id"] or "QUOTE")
+        claim = _claim(kw, kw["claim_id"] or "-")  # a quote needs no claim id
         at = _placed(claim, book)
         if ytd_self_pay is not None:
             assert ytd_relief is not None
@@ -495,7 +495,8 @@ def register(group: click.Group) -> None:
             r = quote_claim(claim, book, state)
         if as_json:
             d = _with_basis(r.to_dict(), book, r)
-            d.update(group=claim.group, kind=claim.kind, hospital=claim.hospital, recorded=False)
+            d.update(claim_id=kw["claim_id"], group=claim.group, kind=claim.kind,
+                     hospital=claim.hospital, recorded=False)
             _dump(d)
             return
         click.echo(_explain(r, claim, book, lang, _t(lang, "quote")))
