@@ -1,0 +1,449 @@
+"""Reading batch results (and, through a hook, the ledger) into the report's results frame.
+
+The report works on one polars frame with the columns of :mod:`medaid.columns`: the claim's
+fields (``claim_id, person_id, date, self_pay, group, kind, hospital, total_cost`` and optional
+``major_disease``) followed by the result fields (``plan, pool, benefit_year, relief,
+patient_pays, bracket_relief, capped_by, bracket, ytd_self_pay, ytd_relief, rule_set_id,
+rule_version, rule_hash``).  Money is ``Int64`` fen; ``date`` is ``Date``; ``bracket`` is
+``Int8``; ``benefit_year`` is ``Int32``; ``major_disease`` is ``Boolean``.
+
+Files (DESIGN.md §2, *Money*; §5 *Reliability*):
+
+* CSV and JSONL carry money as yuan text with at most two decimals.  Canonical text
+  (``12345.67``) is converted column-wise with integer arithmetic; anything else (thousands
+  separators, full-width digits, bad text) goes through :func:`medaid.money.parse_yuan`, the one
+  door for amounts, so that the same values are accepted and refused everywhere.
+* Parquet carries money as ``Decimal(18, 2)`` yuan; it is scaled to fen exactly.
+* XLSX carries money as numeric cells.  Excel stores numbers as binary doubles, so a cell is
+  read back through its shortest decimal text (``repr``), which is the text Excel was given
+  for any amount of at most 15 significant digits, and then through ``parse_yuan``.
+
+Every bad value is reported with the file, the line (as the user sees it: the header is line 1)
+and the field; never with the amount itself.  Headers may be English or the Chinese aliases of
+:data:`medaid.columns.HEADER_ALIASES`.
+
+This module is the report's own reader until the shared readers and the ledger are wired in;
+:func:`load_ledger_results` is the hook for the ledger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from .columns import CLAIM_FIELDS, CLAIM_MONEY_FIELDS, HEADER_ALIASES, RESULT_FIELDS, RESULT_MONEY_FIELDS
+from .errors import MedaidError, Problem
+from .money import parse_yuan
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars as pl
+
+#: Every column the report knows, in order.
+KNOWN_FIELDS: tuple[str, ...] = (*CLAIM_FIELDS, "major_disease", *RESULT_FIELDS)
+MONEY_FIELDS: frozenset[str] = frozenset((*CLAIM_MONEY_FIELDS, *RESULT_MONEY_FIELDS))
+#: Columns a file must have to be taken as results at all.
+REQUIRED_RESULT_FIELDS: tuple[str, ...] = ("claim_id", "person_id", "date", "relief")
+#: File suffixes read as a ledger rather than a results file.
+LEDGER_SUFFIXES: tuple[str, ...] = (".sqlite3", ".sqlite", ".db")
+
+#: Text accepted for the major-disease flag (after stripping and case-folding).
+TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "是", "有", "✓"})
+FALSE_WORDS = frozenset({"0", "false", "f", "no", "n", "否", "无", ""})
+
+_MAX_PROBLEMS = 20
+_CANONICAL_YUAN = r"^[0-9]{1,15}(\.[0-9]{1,2})?$"
+
+
+class ResultsError(MedaidError):
+    """A results file (or ledger) could not be read as batch results."""
+
+
+def _dtypes() -> dict[str, Any]:
+    import polars as pl
+
+    d: dict[str, Any] = {f: pl.String for f in KNOWN_FIELDS}
+    d.update({f: pl.Int64 for f in MONEY_FIELDS})
+    d.update(date=pl.Date, bracket=pl.Int8, benefit_year=pl.Int32, major_disease=pl.Boolean)
+    return d
+
+
+def is_ledger_path(path: str | Path) -> bool:
+    """True when ``path`` names a ledger (``.sqlite3``, ``.sqlite`` or ``.db``)."""
+    return str(path).lower().endswith(LEDGER_SUFFIXES)
+
+
+def canonical_header(name: str) -> str | None:
+    """The field a header names (English name or a Chinese alias), or ``None`` if unknown."""
+    key = name.replace("\ufeff", "").strip().casefold()
+    if key in KNOWN_FIELDS:
+        return key
+    for field, aliases in HEADER_ALIASES.items():
+        if key in (a.casefold() for a in aliases):
+            return field
+    return None
+
+
+def load_results(path: str | Path) -> "pl.DataFrame":
+    """Read a results file (CSV, JSONL, Parquet or XLSX, by suffix) into the results frame.
+
+    Raises :class:`ResultsError` naming the file, line and field of each bad value (at most
+    20), or naming the missing columns when the file is not batch results.  A ledger path is
+    refused here: use :func:`load_ledger_results`.
+    """
+    p = Path(path)
+    if is_ledger_path(p):
+        return load_ledger_results(p)
+    if not p.is_file():
+        raise ResultsError(Problem("no such results file", source=str(p)))
+    suffix = p.suffix.lower()
+    if suffix in (".csv", ".txt", ".tsv"):
+        raw, first_line = _read_csv(p, "\t" if suffix == ".tsv" else ","), 2
+    elif suffix in (".jsonl", ".ndjson", ".json"):
+        raw, first_line = _read_jsonl(p), 1
+    elif suffix in (".parquet", ".pq"):
+        raw, first_line = _read_parquet(p), 1
+    elif suffix == ".xlsx":
+        raw, first_line = _read_xlsx(p), 2
+    else:
+        raise ResultsError(Problem(
+            f"unknown results format {suffix or '(no suffix)'!r}; expected .csv, .jsonl, "
+            ".parquet, .xlsx, or a ledger (.sqlite3/.db)", source=str(p)))
+    return normalise(raw, source=str(p), first_line=first_line, row_word="line")
+
+
+def load_ledger_results(path: str | Path, year: int | None = None) -> "pl.DataFrame":
+    """Read a ledger's settlements as a results frame, through ``Ledger(path).results_rows``.
+
+    The hook for the desk ledger: until :mod:`medaid.ledger` is part of this build, a clear
+    :class:`ResultsError` says so (no traceback).  The rows are dicts with the results
+    columns, money in fen (``int``) and ``date`` as a date or ISO text.
+    """
+    p = Path(path)
+    try:
+        from .ledger import Ledger  # type: ignore[import-not-found,attr-defined]
+    except ImportError:
+        raise ResultsError(Problem(
+            "reading a ledger needs medaid.ledger, which this build does not include yet; "
+            "export the year's results to CSV or Parquet (medaid batch) and report on that file",
+            source=str(p))) from None
+    if not p.is_file():
+        raise ResultsError(Problem("no such ledger", source=str(p)))
+    rows = Ledger(p).results_rows(year) if year is not None else Ledger(p).results_rows()
+    return frame_from_rows(rows, source=str(p))
+
+
+def frame_from_rows(rows: Iterable[Mapping[str, Any]], source: str = "<rows>") -> "pl.DataFrame":
+    """Build the results frame from dicts (money as ``int`` fen), e.g. a ledger's rows."""
+    import polars as pl
+
+    cols: dict[str, list[Any]] = {f: [] for f in KNOWN_FIELDS}
+    seen: set[str] = set()
+    for row in rows:
+        for f in KNOWN_FIELDS:
+            v = row.get(f)
+            if v is not None:
+                seen.add(f)
+            if f in MONEY_FIELDS and v is not None and (isinstance(v, (bool, float)) or not isinstance(v, int)):
+                raise ResultsError(Problem("money must be int fen in result rows", source=source, field=f))
+            if f == "date" and isinstance(v, str):
+                v = dt.date.fromisoformat(v)
+            cols[f].append(v)
+    dtypes = _dtypes()
+    present = [f for f in KNOWN_FIELDS if f in seen or f in REQUIRED_RESULT_FIELDS]
+    if "major_disease" in present:
+        cols["major_disease"] = [None if v is None else _flag(v) for v in cols["major_disease"]]
+    return pl.DataFrame({f: pl.Series(f, cols[f], dtype=dtypes[f]) for f in present})
+
+
+# ---------------------------------------------------------------------------------------------
+# per-format raw readers: columns renamed to fields, values still as read
+
+
+def _rename(names: list[str], source: str) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    taken: dict[str, str] = {}
+    for n in names:
+        f = canonical_header(n)
+        if f is None:
+            continue
+        if f in taken:
+            raise ResultsError(Problem(
+                f"columns {taken[f]!r} and {n!r} both name the field {f!r}", source=source, line=1))
+        taken[f] = n
+        mapping[n] = f
+    return mapping
+
+
+def _read_csv(p: Path, sep: str) -> "pl.DataFrame":
+    import polars as pl
+
+    try:
+        raw = pl.read_csv(p, separator=sep, infer_schema=False, encoding="utf8-lossy")
+    except pl.exceptions.NoDataError:
+        raise ResultsError(Problem("the file is empty", source=str(p))) from None
+    except pl.exceptions.ComputeError as e:
+        raise ResultsError(Problem(f"not readable as CSV ({str(e).splitlines()[0]})", source=str(p))) from None
+    m = _rename(raw.columns, str(p))
+    return raw.select([pl.col(k).alias(v) for k, v in m.items()])
+
+
+def _read_jsonl(p: Path) -> "pl.DataFrame":
+    import polars as pl
+
+    try:
+        # Money fields are read as text: yuan text stays exactly as written.
+        raw = pl.read_ndjson(p, schema_overrides={f: pl.String for f in MONEY_FIELDS},
+                             infer_schema_length=None)
+    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as e:
+        raise ResultsError(Problem(f"not readable as JSON lines ({str(e).splitlines()[0]})", source=str(p))) from None
+    m = _rename(raw.columns, str(p))
+    return raw.select([pl.col(k).alias(v) for k, v in m.items()])
+
+
+def _read_parquet(p: Path) -> "pl.DataFrame":
+    import polars as pl
+
+    try:
+        raw = pl.read_parquet(p)
+    except Exception as e:  # pyarrow/polars raise many kinds for a bad file
+        raise ResultsError(Problem(f"not readable as Parquet ({str(e).splitlines()[0]})", source=str(p))) from None
+    m = _rename(raw.columns, str(p))
+    raw = raw.select([pl.col(k).alias(v) for k, v in m.items()])
+    exprs = []
+    for f in raw.columns:
+        dtype = raw.schema[f]
+        if f in MONEY_FIELDS and dtype != pl.String:
+            if not isinstance(dtype, pl.Decimal):
+                raise ResultsError(Problem(
+                    f"money in Parquet must be Decimal(18,2) yuan (or yuan text), not {dtype}",
+                    source=str(p), field=f))
+            fen = pl.col(f) * 100
+            whole = fen.cast(pl.Int64)
+            if (dtype.scale or 0) > 2:
+                bad = raw.select((fen != whole.cast(dtype)).arg_true().first()).item()
+                if bad is not None:
+                    raise ResultsError(Problem("has more than two decimals", source=str(p),
+                                               line=bad + 1, field=f))
+            exprs.append(whole.alias(f))
+        elif f == "date" and isinstance(dtype, pl.Datetime):
+            exprs.append(pl.col(f).dt.date())
+        else:
+            exprs.append(pl.col(f))
+    return raw.select(exprs)
+
+
+def _read_xlsx(p: Path) -> "pl.DataFrame":
+    import polars as pl
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(p, read_only=True, data_only=True)
+    except Exception as e:
+        raise ResultsError(Problem(f"not readable as XLSX ({e.__class__.__name__})", source=str(p))) from None
+    try:
+        rows = wb.active.iter_rows(values_only=True)
+        header = next(rows, None)
+        if header is None:
+            raise ResultsError(Problem("the sheet is empty", source=str(p)))
+        names = ["" if h is None else str(h) for h in header]
+        m = _rename(names, str(p))
+        index = {m[n]: i for i, n in enumerate(names) if n in m}
+        cols: dict[str, list[Any]] = {f: [] for f in index}
+        problems: list[Problem] = []
+        for line, row in enumerate(rows, start=2):
+            if row is None or all(v is None or v == "" for v in row):
+                continue
+            for f, i in index.items():
+                v = row[i] if i < len(row) else None
+                if f in MONEY_FIELDS:
+                    v = _xlsx_money(v, str(p), line, f, problems)
+                elif f == "date":
+                    v = _xlsx_date(v, str(p), line, problems)
+                elif v is not None and not isinstance(v, str):
+                    v = str(v) if not isinstance(v, float) or not v.is_integer() else str(int(v))
+                cols[f].append(v)
+            if len(problems) >= _MAX_PROBLEMS:
+                break
+        if problems:
+            raise ResultsError(problems)
+    finally:
+        wb.close()
+    dtypes = _dtypes()
+    return pl.DataFrame({
+        f: pl.Series(f, v, dtype=dtypes[f] if f in MONEY_FIELDS or f == "date" else pl.String)
+        for f, v in cols.items()
+    })
+
+
+def _xlsx_money(v: Any, source: str, line: int, field: str, problems: list[Problem]) -> int | None:
+    """A numeric (or text) cell → fen, through the cell's shortest decimal text."""
+    if v is None or v == "":
+        return None
+    try:
+        if isinstance(v, float):
+            return parse_yuan(repr(v), field=field)
+        return parse_yuan(v if isinstance(v, (int, str)) else str(v), field=field)
+    except MedaidError as e:
+        problems.append(Problem(e.problems[0].message, source=source, line=line, field=field))
+        return None
+
+
+def _xlsx_date(v: Any, source: str, line: int, problems: list[Problem]) -> dt.date | None:
+    if v is None or v == "":
+        return None
+    if isinstance(v, dt.datetime):
+        return v.date()
+    if isinstance(v, dt.date):
+        return v
+    try:
+        return dt.date.fromisoformat(str(v).strip())
+    except ValueError:
+        problems.append(Problem("is not a date (YYYY-MM-DD)", source=source, line=line, field="date"))
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# column-wise conversion of text columns to the results frame's types
+
+
+def normalise(raw: "pl.DataFrame", *, source: str, first_line: int = 2, row_word: str = "line") -> "pl.DataFrame":
+    """Convert a frame of result columns (text or already typed) to the results frame.
+
+    Text money goes to fen, text dates to ``Date``, ``bracket``/``benefit_year`` to integers,
+    ``major_disease`` to ``Boolean``; empty text is a missing value.  Bad values raise
+    :class:`ResultsError` with ``source``, the line (row ``i`` is line ``first_line + i``) and
+    the field.
+    """
+    import polars as pl
+
+    missing = [f for f in REQUIRED_RESULT_FIELDS if f not in raw.columns]
+    if missing:
+        raise ResultsError(Problem(
+            f"not a results file: missing column(s) {', '.join(missing)} "
+            "(run medaid batch on the claims first)", source=source, line=1 if first_line == 2 else None))
+    dtypes = _dtypes()
+    problems: list[Problem] = []
+    exprs: list[pl.Expr] = []
+    for f in [c for c in KNOWN_FIELDS if c in raw.columns]:
+        dtype = raw.schema[f]
+        want = dtypes[f]
+        col = pl.col(f)
+        if dtype == pl.String:
+            text = col.str.strip_chars()
+            text = pl.when(text == "").then(None).otherwise(text)
+            if f in MONEY_FIELDS:
+                exprs.append(_money_text(raw, f, text, source, first_line, problems).alias(f))
+                continue
+            if f == "major_disease":
+                exprs.append(_flag_text(raw, f, text, source, first_line, problems).alias(f))
+                continue
+            if want == pl.String:
+                exprs.append(text.alias(f))
+                continue
+            conv = text.str.to_date("%Y-%m-%d", strict=False) if want == pl.Date else text.cast(want, strict=False)
+            _bad_rows(raw, text.is_not_null() & conv.is_null(), f, source, first_line, problems,
+                      "is not a date (YYYY-MM-DD)" if want == pl.Date else "is not a whole number")
+            exprs.append(conv.alias(f))
+        elif f == "major_disease" and dtype != pl.Boolean:
+            exprs.append(_flag_text(raw, f, col.cast(pl.String), source, first_line, problems).alias(f))
+        elif f in MONEY_FIELDS and dtype not in (pl.Int64, pl.Int32, pl.UInt32, pl.UInt64, pl.Int16, pl.Int8):
+            raise ResultsError(Problem(f"money must be yuan text, not {dtype}", source=source, field=f))
+        else:
+            try:
+                exprs.append(col.cast(want).alias(f))
+            except Exception:  # pragma: no cover - defensive
+                raise ResultsError(Problem(f"cannot be read as {want}", source=source, field=f)) from None
+        if len(problems) >= _MAX_PROBLEMS:
+            break
+    if problems:
+        raise ResultsError(problems[:_MAX_PROBLEMS])
+    out = raw.select(exprs)
+    neg = [f for f in MONEY_FIELDS if f in out.columns]
+    if neg:
+        for f in neg:
+            _bad_rows(out, pl.col(f) < 0, f, source, first_line, problems, "must not be negative")
+        if problems:
+            raise ResultsError(problems[:_MAX_PROBLEMS])
+    return out
+
+
+def _bad_rows(frame: "pl.DataFrame", mask: "pl.Expr", field: str, source: str, first_line: int,
+              problems: list[Problem], message: str) -> None:
+    import polars as pl
+
+    rows = frame.select(mask.fill_null(False).arg_true().head(_MAX_PROBLEMS).cast(pl.Int64)).to_series().to_list()
+    problems.extend(Problem(message, source=source, line=first_line + i, field=field) for i in rows)
+
+
+def _money_text(raw: "pl.DataFrame", f: str, text: "pl.Expr", source: str, first_line: int,
+                problems: list[Problem]) -> "pl.Expr":
+    """Yuan text → Int64 fen: canonical text by integer arithmetic, the rest by parse_yuan."""
+    import polars as pl
+
+    canonical = text.str.contains(_CANONICAL_YUAN)
+    fast = (
+        text.str.extract(r"^([0-9]+)", 1).cast(pl.Int64) * 100
+        + text.str.extract(r"\.([0-9]{1,2})$", 1).str.pad_end(2, "0").fill_null("00").cast(pl.Int64)
+    )
+    odd = raw.select(pl.int_range(pl.len()).alias("i"), text.alias("t")).filter(
+        pl.col("t").is_not_null() & ~pl.col("t").str.contains(_CANONICAL_YUAN))
+    if odd.height == 0:
+        return pl.when(text.is_null()).then(None).otherwise(fast)
+    idx: list[int] = []
+    fens: list[int | None] = []
+    for i, t in odd.iter_rows():
+        try:
+            fens.append(parse_yuan(t, field=f))
+        except MedaidError as e:
+            problems.append(Problem(e.problems[0].message, source=source, line=first_line + i, field=f))
+            fens.append(None)
+        idx.append(i)
+        if len(problems) >= _MAX_PROBLEMS:
+            break
+    fix = pl.Series(f, [None] * raw.height, dtype=pl.Int64).scatter(idx, pl.Series(fens, dtype=pl.Int64))
+    return pl.when(canonical).then(fast).otherwise(pl.lit(fix))
+
+
+def _flag(v: Any) -> bool | None:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        if v in (0, 1):
+            return bool(v)
+        raise ValueError(v)
+    s = str(v).strip().casefold()
+    if s in TRUE_WORDS:
+        return True
+    if s in FALSE_WORDS:
+        return None if s == "" else False
+    raise ValueError(v)
+
+
+def _flag_text(raw: "pl.DataFrame", f: str, text: "pl.Expr", source: str, first_line: int,
+               problems: list[Problem]) -> "pl.Expr":
+    """The major-disease flag: 1/0, true/false, yes/no, 是/否 → Boolean (empty = missing)."""
+    import polars as pl
+
+    low = text.str.strip_chars().str.to_lowercase()
+    conv = (
+        pl.when(low.is_in(list(TRUE_WORDS))).then(True)
+        .when(low.is_in(list(FALSE_WORDS - {""}))).then(False)
+        .otherwise(None)
+    )
+    _bad_rows(raw, low.is_not_null() & (low != "") & conv.is_null(), f, source, first_line, problems,
+              "is not a yes/no flag (1/0, true/false, yes/no, 是/否)")
+    return conv
+
+
+__all__ = [
+    "KNOWN_FIELDS",
+    "MONEY_FIELDS",
+    "ResultsError",
+    "canonical_header",
+    "frame_from_rows",
+    "is_ledger_path",
+    "load_ledger_results",
+    "load_results",
+    "normalise",
+]
