@@ -141,15 +141,13 @@ MONEY = ("self_pay", "total_cost", "relief", "patient_pays", "bracket_relief", "
 def write_results(frame: pl.DataFrame, path: Path) -> None:
     """Write results as a file: yuan text (CSV/JSONL) or Decimal(18,2) yuan (Parquet)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    yuan_text = [pl.format("{}.{}", pl.col(c) // 100, (pl.col(c) % 100).cast(pl.String).str.zfill(2)).alias(c)
+                 for c in MONEY]
     if path.suffix == ".parquet":
-        out = frame.with_columns([(pl.col(c).cast(pl.Decimal(18, 0)) / 100).cast(pl.Decimal(18, 2)).alias(c)
-                                  for c in MONEY])
+        out = frame.with_columns(yuan_text).with_columns([pl.col(c).cast(pl.Decimal(18, 2)) for c in MONEY])
         out.write_parquet(path)
         return
-    text = frame.with_columns(
-        [pl.format("{}.{}", pl.col(c) // 100, (pl.col(c) % 100).cast(pl.String).str.zfill(2)).alias(c) for c in MONEY]
-        + [pl.col("major_disease").cast(pl.Int8).cast(pl.String)]
-    )
+    text = frame.with_columns(yuan_text + [pl.col("major_disease").cast(pl.Int8).cast(pl.String)])
     if path.suffix == ".jsonl":
         text.write_ndjson(path)
     else:

@@ -29,6 +29,7 @@ This module is the report's own reader until the shared readers and the ledger a
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
@@ -191,10 +192,20 @@ def _read_csv(p: Path, sep: str) -> "pl.DataFrame":
 def _read_jsonl(p: Path) -> "pl.DataFrame":
     import polars as pl
 
+    keys: list[str] = []
+    with open(p, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                try:
+                    first = json.loads(line)
+                except ValueError:
+                    raise ResultsError(Problem("not a JSON object", source=str(p), line=1)) from None
+                keys = list(first) if isinstance(first, dict) else []
+                break
+    # Money fields are read as text: yuan text stays exactly as written.
+    money = {k: pl.String for k in keys if canonical_header(k) in MONEY_FIELDS}
     try:
-        # Money fields are read as text: yuan text stays exactly as written.
-        raw = pl.read_ndjson(p, schema_overrides={f: pl.String for f in MONEY_FIELDS},
-                             infer_schema_length=None)
+        raw = pl.read_ndjson(p, schema_overrides=money or None, infer_schema_length=None)
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as e:
         raise ResultsError(Problem(f"not readable as JSON lines ({str(e).splitlines()[0]})", source=str(p))) from None
     m = _rename(raw.columns, str(p))
