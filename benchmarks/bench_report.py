@@ -78,7 +78,8 @@ def make_results(n: int, seed: int = 7) -> pl.DataFrame:
     # Skewed self-pay: 300 yuan + u³ × 40,000 yuan (mean about 10,000 yuan); outpatient a fifth.
     cube = (pl.col("u1") * pl.col("u1") // 1_000_000) * pl.col("u1") // 1_000_000
     base = pl.when(pl.col("u2") < 850).then(300 * yuan + cube * 4).otherwise(60 * yuan + cube * 4 // 5)
-    tail = pl.when(pl.col("u2") >= 990).then(pl.col("u1") * 20).otherwise(0)  # up to +200,000 yuan
+    # 1% of claims are long, costly stays: up to 200,000 yuan more.
+    tail = pl.when((pl.col("u1") % 100 == 0) & (pl.col("u2") < 850)).then(pl.col("i") % 10_000 * 2_000).otherwise(0)
     lf = lf.with_columns(
         pl.format("C{}", pl.col("i").cast(pl.String).str.zfill(9)).alias("claim_id"),
         pl.format("P{}", pl.col("p").cast(pl.String).str.zfill(8)).alias("person_id"),

@@ -37,7 +37,7 @@ C_GRID = "#e3e3e3"
 HEADLINE = ("assisted_claims", "assisted_persons", "relief_total", "budget_used", "self_pay_ratio",
             "major_disease_share", "avg_relief_per_assisted", "capped_claims")
 #: Hospitals drawn individually; the rest are summed into "others".
-TOP_HOSPITALS = 12
+TOP_HOSPITALS = 16
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", "Noto Sans CJK SC", "Noto Sans SC",
@@ -58,6 +58,7 @@ h3 { font-size: 15px; margin: 22px 0 6px; }
 table.data { border-collapse: collapse; font-size: 13px; margin: 4px 0 6px; }
 table.data th, table.data td { border-bottom: 1px solid #e1e4e8; padding: 3px 10px; }
 table.data th { background: #eef2f7; text-align: left; font-weight: 600; }
+table.data td:first-child { white-space: nowrap; }
 table.data td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .note { font-size: 12px; color: #666; margin: 2px 0; }
 figure { margin: 18px 0; }
@@ -151,14 +152,16 @@ def column_chart(
 ) -> str:
     """Vertical bars (grouped when several series): one group per category, amounts in fen."""
     n, k = len(categories), max(1, len(series))
-    w, top, bottom = 760, 56, 70
+    w, top, ph = 760, 56, 234
     vmax = max((v for _, vals, _ in series for v in vals), default=0)
     per_unit, unit_key = _money_scale(vmax, lang) if money else (100, "axis_percent")
     step_u, max_u = _nice_axis(-(-vmax // per_unit) if vmax else 0)
     step, axis_max = step_u * per_unit, max_u * per_unit
     left = 24 + max(_text_width(_scaled(axis_max, per_unit, 0)), 30) + 26
-    h = 360
-    pw, ph = w - left - 20, h - top - bottom
+    pw = w - left - 20
+    slot = pw // max(n, 1)
+    rotate = n > 12 or max((_text_width(c) for c in categories), default=0) > slot - 4
+    h = top + ph + (96 if rotate else 56)
     out = _svg_open(cid, title, w, h)
     if n == 0:
         _no_data(out, w, h, lang)
@@ -172,16 +175,14 @@ def column_chart(
                f'text-anchor="middle" fill="{C_AXIS}">{_e(label(unit_key, lang))}</text>')
     out.append(f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="{C_AXIS}"/>')
     out.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="{C_AXIS}"/>')
-    slot = pw // n
     bar = max(2, (slot * 7 // 10) // k)
-    rotate = n > 12 or max((_text_width(c) for c in categories), default=0) > slot - 4
     for i, cat in enumerate(categories):
         x0 = left + i * slot + (slot - bar * k) // 2
         for j, (name, vals, colour) in enumerate(series):
             v = vals[i]
             bh = v * ph // axis_max
             x = x0 + j * bar
-            tip = f"{cat} · {name}: {format_yuan(v) if money else _scaled(v, 100) + '%'}"
+            tip = f"{cat} · {name}: {format_yuan(v) if money else f'{v // 100}.{v % 100:02d}%'}"
             out.append(f'<rect class="bar" x="{x}" y="{top + ph - bh}" width="{bar - 1}" height="{bh}" '
                        f'fill="{colour}"><title>{_e(tip)}</title></rect>')
             if n * k <= 16:
@@ -216,7 +217,7 @@ def bar_chart(
     per_unit, unit_key = _money_scale(vmax, lang) if money else (100, "axis_percent")
     step_u, max_u = _nice_axis(-(-vmax // per_unit) if vmax else 0)
     step, axis_max = step_u * per_unit, max_u * per_unit
-    names = [_short(c, 26) for c in categories]
+    names = [_short(c, 32) for c in categories]
     left = min(300, 16 + max((_text_width(s) for s in names), default=40))
     pw = w - left - 110
     out = _svg_open(cid, title, w, h)
@@ -233,7 +234,7 @@ def bar_chart(
     for i, (full, name, v) in enumerate(zip(categories, names, values)):
         y = top + i * row + 4
         bw = v * pw // axis_max
-        shown = format_yuan(v) if money else _scaled(v, 100) + "%"
+        shown = format_yuan(v) if money else f"{v // 100}.{v % 100:02d}%"
         out.append(f'<text x="{left - 6}" y="{y + 13}" text-anchor="end" fill="#222">{_e(name)}<title>{_e(full)}</title></text>')
         out.append(f'<rect class="bar" x="{left}" y="{y}" width="{bw}" height="{row - 8}" fill="{colour}">'
                    f'<title>{_e(full)}: {_e(shown)}</title></rect>')
