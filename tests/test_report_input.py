@@ -209,3 +209,26 @@ def test_the_benchmark_writers_files_round_trip(tmp_path, suffix):
     back = load_results(p)
     for c in original.columns:
         assert back[c].to_list() == original[c].to_list(), c
+
+
+def test_gb18030_exports_and_settlement_times(tmp_path):
+    text = ("结算单号,人员编号,结算时间,合规自付费用,医疗机构,relief\n"
+            "C1,P1,2024-05-03 10:15:00,30000,县人民医院,23300\n"
+            "C2,P2,2024-05-04T08:00,1000,县中医院,0\n")
+    p = tmp_path / "gbk.csv"
+    p.write_bytes(text.encode("gb18030"))
+    df = load_results(p)
+    assert df["hospital"].to_list() == ["县人民医院", "县中医院"]
+    assert df["date"].to_list() == [dt.date(2024, 5, 3), dt.date(2024, 5, 4)]
+    assert df["relief"].to_list() == [2_330_000, 0]
+
+
+def test_parquet_decimals_of_any_scale_up_to_the_fen(tmp_path):
+    p = tmp_path / "r.parquet"
+    pl.DataFrame({
+        "claim_id": ["C1", "C2"], "person_id": ["P1", "P2"], "date": [dt.date(2024, 5, 3)] * 2,
+        "self_pay": [Decimal("30000"), Decimal("7")], "relief": [Decimal("23300.000"), Decimal("0.010")],
+    }, schema_overrides={"self_pay": pl.Decimal(18, 0), "relief": pl.Decimal(18, 3)}).write_parquet(p)
+    df = load_results(p)
+    assert df["self_pay"].to_list() == [3_000_000, 700]
+    assert df["relief"].to_list() == [2_330_000, 1]

@@ -114,10 +114,15 @@ class Report:
 # ---------------------------------------------------------------------------------------------
 # computation
 
-_STRING_COLS = ("claim_id", "person_id", "group", "kind", "hospital", "plan", "pool", "capped_by",
-                "rule_set_id", "rule_version", "rule_hash")
-_MONEY_COLS = ("self_pay", "total_cost", "relief", "patient_pays", "bracket_relief",
-               "ytd_self_pay", "ytd_relief")
+#: The columns the report reads; a results file's other columns are not even parsed.
+REPORT_FIELDS: Final = (
+    "claim_id", "person_id", "date", "self_pay", "group", "kind", "hospital", "total_cost",
+    "major_disease", "plan", "benefit_year", "relief", "patient_pays", "capped_by", "bracket",
+    "rule_set_id", "rule_version",
+)
+_STRING_COLS = ("claim_id", "person_id", "group", "kind", "hospital", "plan", "capped_by",
+                "rule_set_id", "rule_version")
+_MONEY_COLS = ("self_pay", "total_cost", "relief", "patient_pays")
 
 
 def _work(frame: "pl.DataFrame", year: int | None) -> tuple["pl.DataFrame", tuple[str, ...]]:
@@ -481,7 +486,7 @@ def build(
     by: str = "month",
 ) -> Report:
     """Read results (a file, or a ledger) and compute the report."""
-    frame = load_ledger_results(path, year) if ledger else load_results(path)
+    frame = load_ledger_results(path, year) if ledger else load_results(path, REPORT_FIELDS)
     return compute(frame, source=str(path), budget=budget, year=year, by=by)
 
 

@@ -28,7 +28,9 @@ This module is the report's own reader until the shared readers and the ledger a
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
+import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
@@ -53,7 +55,7 @@ TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "是", "有", "✓"})
 FALSE_WORDS = frozenset({"0", "false", "f", "no", "n", "否", "无", ""})
 
 _MAX_PROBLEMS = 20
-_CANONICAL_YUAN = r"^[0-9]{1,15}(\.[0-9]{1,2})?$"
+_CANONICAL_YUAN = r"^[0-9]{1,16}(\.[0-9]{2})?$"
 
 
 class ResultsError(MedaidError):
@@ -85,10 +87,11 @@ def canonical_header(name: str) -> str | None:
     return None
 
 
-def load_results(path: str | Path) -> "pl.DataFrame":
+def load_results(path: str | Path, fields: Iterable[str] | None = None) -> "pl.DataFrame":
     """Read a results file (CSV, JSONL, Parquet or XLSX, by suffix) into the results frame.
 
-    Raises :class:`ResultsError` naming the file, line and field of each bad value (at most
+    ``fields`` limits the columns read and converted (the report passes the ones it uses);
+    the required ones (claim id, person id, date, relief) are always checked.  Raises :class:`ResultsError` naming the file, line and field of each bad value (at most
     20), or naming the missing columns when the file is not batch results.  A ledger path is
     refused here: use :func:`load_ledger_results`.
     """
@@ -97,15 +100,16 @@ def load_results(path: str | Path) -> "pl.DataFrame":
         return load_ledger_results(p)
     if not p.is_file():
         raise ResultsError(Problem("no such results file", source=str(p)))
+    want = None if fields is None else frozenset(fields) | frozenset(REQUIRED_RESULT_FIELDS)
     suffix = p.suffix.lower()
     if suffix in (".csv", ".txt", ".tsv"):
-        raw, first_line = _read_csv(p, "\t" if suffix == ".tsv" else ","), 2
+        raw, first_line = _read_csv(p, "\t" if suffix == ".tsv" else ",", want), 2
     elif suffix in (".jsonl", ".ndjson", ".json"):
-        raw, first_line = _read_jsonl(p), 1
+        raw, first_line = _read_jsonl(p, want), 1
     elif suffix in (".parquet", ".pq"):
-        raw, first_line = _read_parquet(p), 1
+        raw, first_line = _read_parquet(p, want), 1
     elif suffix == ".xlsx":
-        raw, first_line = _read_xlsx(p), 2
+        raw, first_line = _read_xlsx(p, want), 2
     else:
         raise ResultsError(Problem(
             f"unknown results format {suffix or '(no suffix)'!r}; expected .csv, .jsonl, "
@@ -161,12 +165,13 @@ def frame_from_rows(rows: Iterable[Mapping[str, Any]], source: str = "<rows>") -
 # per-format raw readers: columns renamed to fields, values still as read
 
 
-def _rename(names: list[str], source: str) -> dict[str, str]:
+def _rename(names: list[str], source: str, want: frozenset[str] | None = None) -> dict[str, str]:
+    """File column name → field, for the columns that name a known (and wanted) field."""
     mapping: dict[str, str] = {}
     taken: dict[str, str] = {}
     for n in names:
         f = canonical_header(n)
-        if f is None:
+        if f is None or (want is not None and f not in want):
             continue
         if f in taken:
             raise ResultsError(Problem(
@@ -176,20 +181,35 @@ def _rename(names: list[str], source: str) -> dict[str, str]:
     return mapping
 
 
-def _read_csv(p: Path, sep: str) -> "pl.DataFrame":
+def _read_csv(p: Path, sep: str, want: frozenset[str] | None = None) -> "pl.DataFrame":
     import polars as pl
 
+    src: Any = p
+    with open(p, "rb") as fh:
+        head = fh.read(1 << 16)
     try:
-        raw = pl.read_csv(p, separator=sep, infer_schema=False, encoding="utf8-lossy")
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        # Chinese spreadsheet exports are often GBK/GB18030: read those too, refuse the rest.
+        try:
+            src = io.BytesIO(p.read_bytes().decode("gb18030").encode("utf-8"))
+        except UnicodeDecodeError:
+            raise ResultsError(Problem("is neither UTF-8 nor GB18030 text", source=str(p))) from None
+    try:
+        header = pl.read_csv(src, separator=sep, infer_schema=False, encoding="utf8", n_rows=0).columns
+        m = _rename(header, str(p), want)
+        if isinstance(src, io.BytesIO):
+            src.seek(0)
+        # Only the wanted columns are parsed (a results file carries hashes the report never reads).
+        raw = pl.read_csv(src, separator=sep, infer_schema=False, encoding="utf8", columns=list(m) or None)
     except pl.exceptions.NoDataError:
         raise ResultsError(Problem("the file is empty", source=str(p))) from None
     except pl.exceptions.ComputeError as e:
         raise ResultsError(Problem(f"not readable as CSV ({str(e).splitlines()[0]})", source=str(p))) from None
-    m = _rename(raw.columns, str(p))
     return raw.select([pl.col(k).alias(v) for k, v in m.items()])
 
 
-def _read_jsonl(p: Path) -> "pl.DataFrame":
+def _read_jsonl(p: Path, want: frozenset[str] | None = None) -> "pl.DataFrame":
     import polars as pl
 
     keys: list[str] = []
@@ -208,18 +228,18 @@ def _read_jsonl(p: Path) -> "pl.DataFrame":
         raw = pl.read_ndjson(p, schema_overrides=money or None, infer_schema_length=None)
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as e:
         raise ResultsError(Problem(f"not readable as JSON lines ({str(e).splitlines()[0]})", source=str(p))) from None
-    m = _rename(raw.columns, str(p))
+    m = _rename(raw.columns, str(p), want)
     return raw.select([pl.col(k).alias(v) for k, v in m.items()])
 
 
-def _read_parquet(p: Path) -> "pl.DataFrame":
+def _read_parquet(p: Path, want: frozenset[str] | None = None) -> "pl.DataFrame":
     import polars as pl
 
     try:
-        raw = pl.read_parquet(p)
+        m = _rename(list(pl.read_parquet_schema(p)), str(p), want)
+        raw = pl.read_parquet(p, columns=list(m))
     except Exception as e:  # pyarrow/polars raise many kinds for a bad file
         raise ResultsError(Problem(f"not readable as Parquet ({str(e).splitlines()[0]})", source=str(p))) from None
-    m = _rename(raw.columns, str(p))
     raw = raw.select([pl.col(k).alias(v) for k, v in m.items()])
     exprs = []
     for f in raw.columns:
@@ -229,14 +249,19 @@ def _read_parquet(p: Path) -> "pl.DataFrame":
                 raise ResultsError(Problem(
                     f"money in Parquet must be Decimal(18,2) yuan (or yuan text), not {dtype}",
                     source=str(p), field=f))
-            fen = pl.col(f) * 100
-            whole = fen.cast(pl.Int64)
-            if (dtype.scale or 0) > 2:
-                bad = raw.select((fen != whole.cast(dtype)).arg_true().first()).item()
+            # A Decimal's physical value is an integer of 10^-scale yuan: fen by integer scaling.
+            scale = dtype.scale or 0
+            units = pl.col(f).to_physical()
+            if scale > 2:
+                step = 10 ** (scale - 2)
+                bad = raw.select((units % step != 0).arg_true().first()).item()
                 if bad is not None:
                     raise ResultsError(Problem("has more than two decimals", source=str(p),
                                                line=bad + 1, field=f))
-            exprs.append(whole.alias(f))
+                units = units // step
+            elif scale < 2:
+                units = units * 10 ** (2 - scale)
+            exprs.append(units.cast(pl.Int64).alias(f))
         elif f == "date" and isinstance(dtype, pl.Datetime):
             exprs.append(pl.col(f).dt.date())
         else:
@@ -244,7 +269,7 @@ def _read_parquet(p: Path) -> "pl.DataFrame":
     return raw.select(exprs)
 
 
-def _read_xlsx(p: Path) -> "pl.DataFrame":
+def _read_xlsx(p: Path, want: frozenset[str] | None = None) -> "pl.DataFrame":
     import polars as pl
     from openpyxl import load_workbook
 
@@ -258,7 +283,7 @@ def _read_xlsx(p: Path) -> "pl.DataFrame":
         if header is None:
             raise ResultsError(Problem("the sheet is empty", source=str(p)))
         names = ["" if h is None else str(h) for h in header]
-        m = _rename(names, str(p))
+        m = _rename(names, str(p), want)
         index = {m[n]: i for i, n in enumerate(names) if n in m}
         cols: dict[str, list[Any]] = {f: [] for f in index}
         problems: list[Problem] = []
@@ -325,6 +350,11 @@ def normalise(raw: "pl.DataFrame", *, source: str, first_line: int = 2, row_word
     ``major_disease`` to ``Boolean``; empty text is a missing value.  Bad values raise
     :class:`ResultsError` with ``source``, the line (row ``i`` is line ``first_line + i``) and
     the field.
+
+    One columnar pass converts everything; a second pass counts, per column, the values that
+    did not convert.  Only money text outside the plain ``digits[.dd]`` form goes through
+    :func:`medaid.money.parse_yuan` row by row (it either reads it, e.g. ``12,345.67``, or
+    says why not).
     """
     import polars as pl
 
@@ -334,86 +364,111 @@ def normalise(raw: "pl.DataFrame", *, source: str, first_line: int = 2, row_word
             f"not a results file: missing column(s) {', '.join(missing)} "
             "(run medaid batch on the claims first)", source=source, line=1 if first_line == 2 else None))
     dtypes = _dtypes()
-    problems: list[Problem] = []
+    fields = [c for c in KNOWN_FIELDS if c in raw.columns]
+    texts: dict[str, pl.Expr] = {}  # text columns converted to another type: their cleaned text
     exprs: list[pl.Expr] = []
-    for f in [c for c in KNOWN_FIELDS if c in raw.columns]:
-        dtype = raw.schema[f]
-        want = dtypes[f]
-        col = pl.col(f)
+    for f in fields:
+        dtype, want, col = raw.schema[f], dtypes[f], pl.col(f)
         if dtype == pl.String:
-            text = col.str.strip_chars()
-            text = pl.when(text == "").then(None).otherwise(text)
-            if f in MONEY_FIELDS:
-                exprs.append(_money_text(raw, f, text, source, first_line, problems).alias(f))
-                continue
-            if f == "major_disease":
-                exprs.append(_flag_text(raw, f, text, source, first_line, problems).alias(f))
-                continue
+            text = pl.when(col.str.len_bytes() > 0).then(col)  # empty text is a missing value
             if want == pl.String:
                 exprs.append(text.alias(f))
                 continue
-            conv = text.str.to_date("%Y-%m-%d", strict=False) if want == pl.Date else text.cast(want, strict=False)
-            _bad_rows(raw, text.is_not_null() & conv.is_null(), f, source, first_line, problems,
-                      "is not a date (YYYY-MM-DD)" if want == pl.Date else "is not a whole number")
+            texts[f] = text
+            if f in MONEY_FIELDS:
+                conv = _fen_fast(text)
+            elif f == "major_disease":
+                conv = _flag_expr(text)
+            elif want == pl.Date:  # a settlement time (2024-05-03 10:15:00) counts by its day
+                day = pl.when(text.str.len_bytes() > 10).then(
+                    text.str.replace(r"[ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?$", "")).otherwise(text)
+                conv = day.str.to_date("%Y-%m-%d", strict=False)
+            else:
+                conv = text.cast(want, strict=False)
             exprs.append(conv.alias(f))
         elif f == "major_disease" and dtype != pl.Boolean:
-            exprs.append(_flag_text(raw, f, col.cast(pl.String), source, first_line, problems).alias(f))
-        elif f in MONEY_FIELDS and dtype not in (pl.Int64, pl.Int32, pl.UInt32, pl.UInt64, pl.Int16, pl.Int8):
+            texts[f] = col.cast(pl.String)
+            exprs.append(_flag_expr(col.cast(pl.String)).alias(f))
+        elif f in MONEY_FIELDS and not dtype.is_integer():
             raise ResultsError(Problem(f"money must be yuan text, not {dtype}", source=source, field=f))
         else:
             try:
                 exprs.append(col.cast(want).alias(f))
             except Exception:  # pragma: no cover - defensive
                 raise ResultsError(Problem(f"cannot be read as {want}", source=source, field=f)) from None
-        if len(problems) >= _MAX_PROBLEMS:
-            break
-    if problems:
-        raise ResultsError(problems[:_MAX_PROBLEMS])
     out = raw.select(exprs)
-    neg = [f for f in MONEY_FIELDS if f in out.columns]
-    if neg:
-        for f in neg:
-            _bad_rows(out, pl.col(f) < 0, f, source, first_line, problems, "must not be negative")
-        if problems:
-            raise ResultsError(problems[:_MAX_PROBLEMS])
+    # Second pass: per converted column, how many values did not convert (and negatives).
+    checks = [
+        (t.is_not_null() & pl.lit(out[f]).is_null()).sum().alias(f) for f, t in texts.items()
+    ] + [(pl.lit(out[f]) < 0).sum().alias(f"-{f}") for f in fields if f in MONEY_FIELDS]
+    counts = raw.select(checks).row(0, named=True) if checks else {}
+    problems: list[Problem] = []
+    fixes: dict[str, pl.Series] = {}
+    for f, t in texts.items():
+        if not counts.get(f):
+            continue
+        idx = _rows(raw, t.is_not_null() & pl.lit(out[f]).is_null())
+        if f in MONEY_FIELDS:
+            fixes[f] = _fen_slow(raw, out[f], f, t, idx, source, first_line, problems)
+        else:
+            message = {"major_disease": "is not a yes/no flag (1/0, true/false, yes/no, 是/否)",
+                       "date": "is not a date (YYYY-MM-DD)"}.get(f, "is not a whole number")
+            problems += [Problem(message, source=source, line=first_line + i, field=f) for i in idx]
+    if fixes:
+        out = out.with_columns(list(fixes.values()))
+    for f in fields:
+        if counts.get(f"-{f}") or (f in fixes and (fixes[f] < 0).any()):
+            idx = _rows(out, pl.col(f) < 0)
+            problems += [Problem("must not be negative", source=source, line=first_line + i, field=f) for i in idx]
+    if problems:
+        problems.sort(key=lambda p: (p.line or 0, fields.index(p.field) if p.field in fields else 0))
+        raise ResultsError(problems[:_MAX_PROBLEMS])
     return out
 
 
-def _bad_rows(frame: "pl.DataFrame", mask: "pl.Expr", field: str, source: str, first_line: int,
-              problems: list[Problem], message: str) -> None:
+def _rows(frame: "pl.DataFrame", mask: "pl.Expr", limit: int = _MAX_PROBLEMS) -> list[int]:
+    """Indexes of the first ``limit`` rows where ``mask`` holds."""
     import polars as pl
 
-    rows = frame.select(mask.fill_null(False).arg_true().head(_MAX_PROBLEMS).cast(pl.Int64)).to_series().to_list()
-    problems.extend(Problem(message, source=source, line=first_line + i, field=field) for i in rows)
+    return frame.select(mask.fill_null(False).arg_true().head(limit).cast(pl.Int64)).to_series().to_list()
 
 
-def _money_text(raw: "pl.DataFrame", f: str, text: "pl.Expr", source: str, first_line: int,
-                problems: list[Problem]) -> "pl.Expr":
-    """Yuan text → Int64 fen: canonical text by integer arithmetic, the rest by parse_yuan."""
+def _fen_fast(text: "pl.Expr") -> "pl.Expr":
+    """Plain yuan text → Int64 fen, column-wise: ``12345.67`` (exactly two decimals) or
+    ``12345`` (whole yuan); anything else (spaces, signs, separators, one or three decimals,
+    other digits) gives null here and is left to :func:`medaid.money.parse_yuan`."""
     import polars as pl
 
-    canonical = text.str.contains(_CANONICAL_YUAN)
-    fast = (
-        text.str.extract(r"^([0-9]+)", 1).cast(pl.Int64) * 100
-        + text.str.extract(r"\.([0-9]{1,2})$", 1).str.pad_end(2, "0").fill_null("00").cast(pl.Int64)
-    )
+    plain = text.str.contains(_CANONICAL_YUAN)
+    digits = text.str.replace(".", "", literal=True).cast(pl.Int64, strict=False)
+    return pl.when(plain).then(
+        pl.when(text.str.contains(".", literal=True)).then(digits).otherwise(digits * 100))
+
+
+def _fen_slow(raw: "pl.DataFrame", fast: "pl.Series", f: str, text: "pl.Expr", idx: list[int], source: str,
+              first_line: int, problems: list[Problem]) -> "pl.Series":
+    """Money text the fast path left: read each through ``parse_yuan`` (all of them when they
+    are few; the first problems otherwise) and return the completed column."""
+    import polars as pl
+
     odd = raw.select(pl.int_range(pl.len()).alias("i"), text.alias("t")).filter(
-        pl.col("t").is_not_null() & ~pl.col("t").str.contains(_CANONICAL_YUAN))
-    if odd.height == 0:
-        return pl.when(text.is_null()).then(None).otherwise(fast)
-    idx: list[int] = []
-    fens: list[int | None] = []
+        pl.col("t").is_not_null() & pl.lit(fast).is_null())
+    at: list[int] = []
+    fens: list[int] = []
     for i, t in odd.iter_rows():
         try:
-            fens.append(parse_yuan(t, field=f))
+            fen = parse_yuan(t, field=f)
+            if fen >= 1 << 63:
+                raise MedaidError(Problem("is too large", field=f))
+            fens.append(fen)
+            at.append(i)
         except MedaidError as e:
             problems.append(Problem(e.problems[0].message, source=source, line=first_line + i, field=f))
-            fens.append(None)
-        idx.append(i)
-        if len(problems) >= _MAX_PROBLEMS:
-            break
-    fix = pl.Series(f, [None] * raw.height, dtype=pl.Int64).scatter(idx, pl.Series(fens, dtype=pl.Int64))
-    return pl.when(canonical).then(fast).otherwise(pl.lit(fix))
+            if len(problems) >= _MAX_PROBLEMS:
+                break
+    if not at:
+        return fast
+    return fast.scatter(at, pl.Series(fens, dtype=pl.Int64))
 
 
 def _flag(v: Any) -> bool | None:
@@ -431,20 +486,16 @@ def _flag(v: Any) -> bool | None:
     raise ValueError(v)
 
 
-def _flag_text(raw: "pl.DataFrame", f: str, text: "pl.Expr", source: str, first_line: int,
-               problems: list[Problem]) -> "pl.Expr":
+def _flag_expr(text: "pl.Expr") -> "pl.Expr":
     """The major-disease flag: 1/0, true/false, yes/no, 是/否 → Boolean (empty = missing)."""
     import polars as pl
 
     low = text.str.strip_chars().str.to_lowercase()
-    conv = (
-        pl.when(low.is_in(list(TRUE_WORDS))).then(True)
-        .when(low.is_in(list(FALSE_WORDS - {""}))).then(False)
+    return (
+        pl.when(low.is_in(sorted(TRUE_WORDS))).then(True)
+        .when(low.is_in(sorted(FALSE_WORDS - {""}))).then(False)
         .otherwise(None)
     )
-    _bad_rows(raw, low.is_not_null() & (low != "") & conv.is_null(), f, source, first_line, problems,
-              "is not a yes/no flag (1/0, true/false, yes/no, 是/否)")
-    return conv
 
 
 __all__ = [
