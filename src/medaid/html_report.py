@@ -345,10 +345,10 @@ def render_html(r: Report, lang: str = "en") -> str:
             f'<td>{_e(f.source)}</td><td class="n">{f.rows:,}</td><td class="n">{f.missing:,}</td></tr>')
     out.append("</tbody></table>")
     out += [f'<p class="note">{_e(label("note_money", lang))}</p>', f'<p class="note">{_e(label("note_ratio", lang))}</p>']
-    out.append(f'<h2 id="charts">{_e("Charts" if lang != "zh" else "图表")}</h2>')
+    out.append(f'<h2 id="charts">{_e(label("charts", lang))}</h2>')
     for cid, svg, caption in _charts(r, lang):
         out += [f'<figure id="fig-{cid}">', svg, f"<figcaption>{_e(caption)}</figcaption>", "</figure>"]
-    out.append(f'<h2 id="tables">{_e("Tables" if lang != "zh" else "明细表")}</h2>')
+    out.append(f'<h2 id="tables">{_e(label("tables", lang))}</h2>')
     names = ["ratio_by_kind", "brackets", "capped", "monthly", "hospital"]
     if r.by not in ("month", "hospital"):
         names.append("by")

@@ -16,6 +16,8 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
     "title": ("Medical aid: year-end report", "医疗救助年度报告"),
     "scope": ("Scope", "范围"),
     "indicators": ("Indicators", "主要指标"),
+    "charts": ("Charts", "图表"),
+    "tables": ("Tables", "明细表"),
     "indicator": ("Indicator", "指标"),
     "value": ("Value", "数值"),
     "computed_from": ("Computed from", "计算依据"),
