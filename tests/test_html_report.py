@@ -16,7 +16,10 @@ from medaid import html_report
 from medaid.html_report import render_html, write_html
 from medaid.report import compute, figure_label, figure_text
 
-from test_report import year_frame  # the hand-made year of test_report.py
+try:  # the hand-made year of test_report.py
+    from test_report import year_frame
+except ImportError:  # pragma: no cover - tests collected as a package
+    from tests.test_report import year_frame
 
 CHARTS = ("chart-month", "chart-hospital", "chart-brackets", "chart-ratio")
 

@@ -198,8 +198,12 @@ def test_missing_values_are_counted_per_figure():
     rows = [list(r) for r in ROWS]
     rows[0][1] = None  # C1 without a person id
     rows[2][11] = None  # C3 without a bracket
+    rows[3][8] = None  # C4 without a relief
     r = compute(year_frame([tuple(x) for x in rows]))
     assert (fig(r, "persons").value, fig(r, "persons").missing) == (3, 1)  # P1 still has C2
+    # assisted persons need both columns: C1 and C4 lack one each; P1 (C2) and P2 (C5) remain
+    assert (fig(r, "assisted_persons").value, fig(r, "assisted_persons").missing) == (2, 2)
+    assert (fig(r, "relief_total").rows, fig(r, "relief_total").missing) == (4, 1)
     assert r.tables["brackets"].missing == 1
     assert r.tables["brackets"].column("bracket")[-1] is None
 
