@@ -232,3 +232,19 @@ def test_parquet_decimals_of_any_scale_up_to_the_fen(tmp_path):
     df = load_results(p)
     assert df["self_pay"].to_list() == [3_000_000, 700]
     assert df["relief"].to_list() == [2_330_000, 1]
+
+
+def test_ledger_rows_with_float_money_are_refused(tmp_path, monkeypatch):
+    class Ledger:
+        def __init__(self, path):
+            pass
+
+        def results_rows(self, year=None):
+            yield {"claim_id": "C1", "person_id": "P1", "date": "2024-05-03", "relief": 0}
+            yield {"claim_id": "C2", "person_id": "P1", "date": "2024-05-04", "relief": 12.5}
+
+    monkeypatch.setitem(sys.modules, "medaid.ledger", types.SimpleNamespace(Ledger=Ledger))
+    path = tmp_path / "desk.sqlite3"
+    path.write_bytes(b"")
+    with pytest.raises(ResultsError, match=r"desk\.sqlite3:2: relief: money must be int fen"):
+        load_results(path)

@@ -114,7 +114,7 @@ def load_results(path: str | Path, fields: Iterable[str] | None = None) -> "pl.D
         raise ResultsError(Problem(
             f"unknown results format {suffix or '(no suffix)'!r}; expected .csv, .jsonl, "
             ".parquet, .xlsx, or a ledger (.sqlite3/.db)", source=str(p)))
-    return normalise(raw, source=str(p), first_line=first_line, row_word="line")
+    return normalise(raw, source=str(p), first_line=first_line)
 
 
 def load_ledger_results(path: str | Path, year: int | None = None) -> "pl.DataFrame":
@@ -144,21 +144,37 @@ def frame_from_rows(rows: Iterable[Mapping[str, Any]], source: str = "<rows>") -
 
     cols: dict[str, list[Any]] = {f: [] for f in KNOWN_FIELDS}
     seen: set[str] = set()
-    for row in rows:
+    for n, row in enumerate(rows, start=1):
         for f in KNOWN_FIELDS:
             v = row.get(f)
             if v is not None:
                 seen.add(f)
-            if f in MONEY_FIELDS and v is not None and (isinstance(v, (bool, float)) or not isinstance(v, int)):
-                raise ResultsError(Problem("money must be int fen in result rows", source=source, field=f))
-            if f == "date" and isinstance(v, str):
-                v = dt.date.fromisoformat(v)
+                try:
+                    v = _row_value(f, v)
+                except (TypeError, ValueError) as e:
+                    raise ResultsError(Problem(str(e), source=source, line=n, field=f)) from None
             cols[f].append(v)
     dtypes = _dtypes()
     present = [f for f in KNOWN_FIELDS if f in seen or f in REQUIRED_RESULT_FIELDS]
-    if "major_disease" in present:
-        cols["major_disease"] = [None if v is None else _flag(v) for v in cols["major_disease"]]
     return pl.DataFrame({f: pl.Series(f, cols[f], dtype=dtypes[f]) for f in present})
+
+
+def _row_value(f: str, v: Any) -> Any:
+    """One value of a result row dict, checked and typed for the frame."""
+    if f in MONEY_FIELDS:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"money must be int fen in result rows, not {type(v).__name__}")
+        return v
+    if f == "date":
+        if isinstance(v, dt.datetime):
+            return v.date()
+        return v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v)[:10])
+    if f == "major_disease":
+        try:
+            return _flag(v)
+        except ValueError:
+            raise ValueError("is not a yes/no flag (1/0, true/false, yes/no, 是/否)") from None
+    return v
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,7 +359,7 @@ def _xlsx_date(v: Any, source: str, line: int, problems: list[Problem]) -> dt.da
 # column-wise conversion of text columns to the results frame's types
 
 
-def normalise(raw: "pl.DataFrame", *, source: str, first_line: int = 2, row_word: str = "line") -> "pl.DataFrame":
+def normalise(raw: "pl.DataFrame", *, source: str, first_line: int = 2) -> "pl.DataFrame":
     """Convert a frame of result columns (text or already typed) to the results frame.
 
     Text money goes to fen, text dates to ``Date``, ``bracket``/``benefit_year`` to integers,
