@@ -182,3 +182,29 @@ def test_the_page_renders_in_a_headless_browser(rep, tmp_path):
                                   page.as_uri()], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_many_months_and_hospitals_stay_readable():
+    import datetime as dt
+
+    import polars as pl
+
+    n = 600
+    df = pl.DataFrame({
+        "claim_id": [f"C{i}" for i in range(n)],
+        "person_id": [f"P{i % 97}" for i in range(n)],
+        "date": [dt.date(2023 + (i % 30) // 12, 1 + (i % 30) % 12, 1) for i in range(n)],
+        "hospital": [f"第{i % 40}人民医院附属专科门诊部和住院部分院" for i in range(n)],
+        "relief": [100 * (i % 40 + 1) for i in range(n)],
+    })
+    root = ET.fromstring(render_html(compute(df), "zh"))
+    months = [r for r in svg(root, "chart-month").iter("rect") if r.get("class") == "bar"]
+    assert len(months) == 30
+    assert any("rotate(-40" in (t.get("transform") or "") for t in svg(root, "chart-month").iter("text"))
+    hospitals = svg(root, "chart-hospital")
+    bars = [r for r in hospitals.iter("rect") if r.get("class") == "bar"]
+    assert len(bars) == html_report.TOP_HOSPITALS
+    labels = ["".join(t.itertext()) for t in hospitals.iter("text")]
+    assert any(lbl.startswith("其他 (25)") for lbl in labels)
+    # the 'others' bar carries the sum of the 25 smallest hospitals' relief
+    assert bars[-1].find("title").text.endswith(f"{sum(100 * (k + 1) * 15 for k in range(25)) // 100:,}.00")
