@@ -248,3 +248,12 @@ def test_ledger_rows_with_float_money_are_refused(tmp_path, monkeypatch):
     path.write_bytes(b"")
     with pytest.raises(ResultsError, match=r"desk\.sqlite3:2: relief: money must be int fen"):
         load_results(path)
+
+
+def test_spreadsheet_style_money_text_in_bulk(tmp_path):
+    # Excel trims trailing zeros ("12.5", "6700"); every form reads to the same fen.
+    cells = ["12.5", "12.50", "6700", "0.1", "0.01", "0", "1,234.5", " 7.25 "]
+    fen = [1250, 1250, 670000, 10, 1, 0, 123450, 725]
+    body = "".join(f'C{i},P1,2024-05-03,"{c}"\n' for i, c in enumerate(cells))
+    df = load_results(write(tmp_path, "r.csv", "claim_id,person_id,date,relief\n" + body))
+    assert df["relief"].to_list() == fen

@@ -55,7 +55,7 @@ TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "是", "有", "✓"})
 FALSE_WORDS = frozenset({"0", "false", "f", "no", "n", "否", "无", ""})
 
 _MAX_PROBLEMS = 20
-_CANONICAL_YUAN = r"^[0-9]{1,16}(\.[0-9]{2})?$"
+_CANONICAL_YUAN = r"^[0-9]{1,16}(\.[0-9]{1,2})?$"
 
 
 class ResultsError(MedaidError):
@@ -450,15 +450,16 @@ def _rows(frame: "pl.DataFrame", mask: "pl.Expr", limit: int = _MAX_PROBLEMS) ->
 
 
 def _fen_fast(text: "pl.Expr") -> "pl.Expr":
-    """Plain yuan text → Int64 fen, column-wise: ``12345.67`` (exactly two decimals) or
-    ``12345`` (whole yuan); anything else (spaces, signs, separators, one or three decimals,
-    other digits) gives null here and is left to :func:`medaid.money.parse_yuan`."""
+    """Plain yuan text → Int64 fen, column-wise: ``12345.67``, ``12345.6`` or ``12345`` (as
+    spreadsheets export them); anything else (spaces, signs, separators, three decimals, other
+    digits) gives null here and is left to :func:`medaid.money.parse_yuan`."""
     import polars as pl
 
     plain = text.str.contains(_CANONICAL_YUAN)
     digits = text.str.replace(".", "", literal=True).cast(pl.Int64, strict=False)
-    return pl.when(plain).then(
-        pl.when(text.str.contains(".", literal=True)).then(digits).otherwise(digits * 100))
+    decimals = text.str.len_bytes().cast(pl.Int64) - 1 - text.str.find(".", literal=True).cast(pl.Int64)
+    scale = pl.when(decimals.is_null()).then(100).when(decimals == 1).then(10).otherwise(1)
+    return pl.when(plain).then(digits * scale)
 
 
 def _fen_slow(raw: "pl.DataFrame", fast: "pl.Series", f: str, text: "pl.Expr", idx: list[int], source: str,
