@@ -1,0 +1,508 @@
+"""Year-end indicators (年度绩效指标) computed column-wise from a results frame.
+
+The source evaluation (``source-policy.md``, *The year's figures*) judges a year of medical aid by
+person-times assisted, persons, relief paid against the budget, patients' self-pay ratio after
+relief (overall and for inpatient vs outpatient special-disease claims), the share of
+major-disease cases, caps and brackets.  :func:`compute` derives these from the batch's results
+frame (:mod:`medaid.report_input` reads files into it) with polars aggregations run together in
+one :func:`polars.collect_all`; every figure keeps the integer sums it came from.
+
+Exactness: sums are integers of fen; percentages and averages are kept as an exact
+``(numerator, denominator)`` pair and only rounded (half-up, 2 decimals, by
+:func:`medaid.money.round_ratio`) when shown.  No float touches an amount.
+
+Every :class:`Figure` and :class:`Table` states what it was computed from (``source``), how
+many rows it used and how many rows lacked a column it needs (``missing``); a column absent from
+the file counts as missing on every row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from .money import format_yuan, round_ratio
+from .report_input import load_ledger_results, load_results  # re-exported
+from .report_labels import label, value_label
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars as pl
+
+Unit = Literal["count", "fen", "percent", "fen_avg", "text"]
+#: Groupings of ``--by``.
+BY_CHOICES: Final = ("month", "plan", "hospital", "group", "kind")
+
+#: A ratio kept exact: (numerator, denominator); ``None`` when the denominator is 0 or unknown.
+Ratio = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One indicator.
+
+    Attributes:
+        key: stable name (``relief_total``, ``self_pay_ratio.inpatient``...), label key for text.
+        unit: ``count`` (an int), ``fen`` (an int of fen), ``percent`` (``ratio`` × 100) or
+            ``fen_avg`` (``ratio`` in fen, shown rounded to the fen).
+        value: the count or amount for ``count``/``fen``; ``None`` when it cannot be computed.
+        ratio: the exact ``(numerator, denominator)`` for ``percent``/``fen_avg``.
+        source: what it was computed from, in column names (``Σ patient_pays ÷ Σ total_cost``).
+        rows: how many rows it was computed from.
+        missing: how many rows in scope lacked a column it needs.
+        qualifier: a grouping value the key is about (the claim kind of a per-kind ratio).
+    """
+
+    key: str
+    unit: Unit
+    value: int | None
+    source: str
+    rows: int
+    missing: int
+    ratio: Ratio | None = None
+    qualifier: str | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.value is not None or self.ratio is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A breakdown: rows of cells under ``columns`` (``(key, unit)`` pairs).
+
+    Cells hold ints (``count``/``fen``), exact ratios (``percent``/``fen_avg``, or ``None``) or
+    text/keys (``text``; ``None`` = the grouping column was missing on those rows).
+    ``missing`` counts rows in scope lacking the grouping column.
+    """
+
+    key: str
+    columns: tuple[tuple[str, Unit], ...]
+    rows: tuple[tuple[Any, ...], ...]
+    source: str
+    missing: int
+
+    def column(self, key: str) -> list[Any]:
+        i = [c for c, _ in self.columns].index(key)
+        return [r[i] for r in self.rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The year's indicators and breakdowns, with the scope they cover."""
+
+    source: str
+    rows_read: int
+    rows_in_scope: int
+    year: int | None
+    years: tuple[int, ...]
+    first_date: dt.date | None
+    last_date: dt.date | None
+    rule_sets: tuple[str, ...]
+    absent_columns: tuple[str, ...]
+    by: str
+    figures: tuple[Figure, ...]
+    tables: dict[str, Table] = field(default_factory=dict)
+
+    def figure(self, key: str) -> Figure:
+        for f in self.figures:
+            if f.key == key:
+                return f
+        raise KeyError(key)
+
+
+# ---------------------------------------------------------------------------------------------
+# computation
+
+#: The columns the report reads; a results file's other columns are not even parsed.
+REPORT_FIELDS: Final = (
+    "claim_id", "person_id", "date", "self_pay", "group", "kind", "hospital", "total_cost",
+    "major_disease", "plan", "benefit_year", "relief", "patient_pays", "capped_by", "bracket",
+    "rule_set_id", "rule_version",
+)
+_STRING_COLS = ("claim_id", "person_id", "group", "kind", "hospital", "plan", "capped_by",
+                "rule_set_id", "rule_version")
+_MONEY_COLS = ("self_pay", "total_cost", "relief", "patient_pays")
+
+
+def _work(frame: "pl.DataFrame", year: int | None) -> tuple["pl.DataFrame", tuple[str, ...]]:
+    """The rows in scope with the columns the report reads (absent ones all-null), plus
+    ``_pk`` (the person key), ``month`` (``YYYYMM``) and ``assisted`` (``relief > 0``)."""
+    import polars as pl
+
+    want: dict[str, Any] = {c: pl.String for c in _STRING_COLS}
+    want.update({c: pl.Int64 for c in _MONEY_COLS})
+    want.update(date=pl.Date, bracket=pl.Int8, benefit_year=pl.Int32, major_disease=pl.Boolean)
+    absent = tuple(c for c in want if c not in frame.columns)
+    lf = frame.lazy().select(
+        [pl.col(c) if c in frame.columns else pl.lit(None, dtype=t).alias(c) for c, t in want.items()])
+    if year is not None:
+        the_year = pl.coalesce(pl.col("benefit_year"), pl.col("date").dt.year().cast(pl.Int32))
+        lf = lf.filter(the_year == year)
+    work = lf.with_columns(
+        _person_key(pl.col("person_id")).alias("_pk"),
+        (pl.col("date").dt.year().cast(pl.Int32) * 100 + pl.col("date").dt.month().cast(pl.Int32)).alias("month"),
+        (pl.col("relief") > 0).alias("assisted"),
+    ).collect()
+    return work, absent
+
+
+def _person_key(pid: "pl.Expr") -> "pl.Expr":
+    """A 128-bit key per person id: two independent 64-bit hashes side by side.
+
+    Distinct persons are counted on this key rather than on the text, which is several times
+    faster; two different ids share a key with probability about n² / 2¹²⁹ (below 10⁻²⁴ for
+    10 million persons)."""
+    import polars as pl
+
+    return pl.when(pid.is_not_null()).then(
+        pid.hash(0x6D656461).cast(pl.Int128) * (1 << 64) + pid.hash(0x69642121).cast(pl.Int128)
+    )
+
+
+def _group_aggs(persons: bool = True) -> list["pl.Expr"]:
+    """The aggregations of a breakdown row (one pass per grouping).  Distinct persons per group
+    is the one costly aggregation, so it is asked for only where a table shows it."""
+    import polars as pl
+
+    relief, pp, cost = pl.col("relief"), pl.col("patient_pays"), pl.col("total_cost")
+    costed = cost.is_not_null() & pp.is_not_null()
+    return [
+        pl.len().alias("claims"),
+        pl.col("assisted").sum().alias("assisted"),
+        *([pl.col("_pk").drop_nulls().n_unique().alias("persons")] if persons else []),
+        pl.col("self_pay").sum().alias("self_pay"),
+        relief.sum().alias("relief"),
+        pp.sum().alias("patient_pays"),
+        costed.sum().alias("cost_rows"),
+        pl.when(costed).then(cost).sum().alias("total_cost"),
+        pl.when(costed).then(pp).sum().alias("patient_pays_costed"),
+        pl.col("capped_by").is_not_null().sum().alias("capped"),
+    ]
+
+
+_GROUP_COLUMNS: tuple[tuple[str, Unit], ...] = (
+    ("col_claims", "count"), ("col_assisted", "count"), ("col_persons", "count"),
+    ("col_self_pay", "fen"), ("col_relief", "fen"), ("col_patient_pays", "fen"),
+    ("col_avg_relief", "fen_avg"), ("col_relief_share", "percent"),
+    ("col_cost_rows", "count"), ("col_self_pay_ratio", "percent"), ("col_capped", "count"),
+)
+
+
+def _ratio(num: int | None, den: int | None) -> Ratio | None:
+    if num is None or not den:
+        return None
+    return (int(num), int(den))
+
+
+def compute(
+    frame: "pl.DataFrame",
+    *,
+    source: str = "<frame>",
+    budget: int | None = None,
+    year: int | None = None,
+    by: str = "month",
+) -> Report:
+    """Compute the year's indicators from a results frame (``source-policy.md``, *The year's
+    figures*).
+
+    ``budget`` is the year's fund in fen (for the fund-used percentage); ``year`` keeps the rows
+    of that benefit year (the claim date's year where ``benefit_year`` is missing); ``by``
+    chooses the breakdown table (month, plan, hospital, group or kind).  Columns absent from
+    ``frame`` are treated as missing on every row.  All aggregations run as one
+    :func:`polars.collect_all` over the rows in scope.
+    """
+    import polars as pl
+
+    if by not in BY_CHOICES:
+        raise ValueError(f"by must be one of {', '.join(BY_CHOICES)}")
+    rows_read = frame.height
+    work, absent = _work(frame, year)
+    lf = work.lazy()
+    relief, pp, cost = pl.col("relief"), pl.col("patient_pays"), pl.col("total_cost")
+    assisted = pl.col("assisted")
+    costed = cost.is_not_null() & pp.is_not_null()
+    capped = pl.col("capped_by").is_not_null()
+    flag_known = pl.col("major_disease").is_not_null() & assisted
+    both = pl.col("self_pay").is_not_null() & relief.is_not_null()
+    scalars = lf.select(
+        pl.len().alias("n"),
+        assisted.sum().alias("assisted"),
+        relief.null_count().alias("relief_null"),
+        pl.col("_pk").null_count().alias("person_null"),
+        (pl.col("_pk").is_null() | relief.is_null()).sum().alias("person_or_relief_null"),
+        pl.col("_pk").drop_nulls().n_unique().alias("persons"),
+        pl.when(assisted).then(pl.col("_pk")).drop_nulls().n_unique().alias("assisted_persons"),
+        pl.col("self_pay").sum().alias("self_pay"),
+        pl.col("self_pay").null_count().alias("self_pay_null"),
+        relief.sum().alias("relief"),
+        pp.sum().alias("patient_pays"),
+        pp.null_count().alias("pp_null"),
+        both.sum().alias("rate_rows"),
+        pl.when(both).then(pl.col("self_pay")).sum().alias("rate_den"),
+        pl.when(both).then(relief).sum().alias("rate_num"),
+        costed.sum().alias("cost_rows"),
+        pl.when(costed).then(cost).sum().alias("total_cost"),
+        pl.when(costed).then(pp).sum().alias("pp_costed"),
+        flag_known.sum().alias("flag_rows"),
+        (flag_known & pl.col("major_disease")).sum().alias("major"),
+        capped.sum().alias("capped"),
+        pl.when(capped).then(pl.col("_pk")).drop_nulls().n_unique().alias("capped_persons"),
+        pl.col("date").min().alias("first_date"),
+        pl.col("date").max().alias("last_date"),
+        pl.col("date").null_count().alias("date_null"),
+        pl.col("bracket").null_count().alias("bracket_null"),
+        pl.col("kind").null_count().alias("kind_null"),
+    )
+    the_year = pl.coalesce(pl.col("benefit_year"), pl.col("date").dt.year().cast(pl.Int32))
+    years_q = lf.select(the_year.drop_nulls().unique().sort().alias("y"))
+    rules_q = lf.group_by("rule_set_id", "rule_version").agg(pl.len()).drop_nulls().sort("rule_set_id", "rule_version")
+    grouped = {
+        "monthly": lf.group_by("month").agg(_group_aggs()).sort("month", nulls_last=True),
+        "kind": lf.group_by("kind").agg(_group_aggs(by == "kind")).sort("kind", nulls_last=True),
+        "hospital": lf.group_by("hospital").agg(_group_aggs(by == "hospital"))
+        .sort(["relief", "hospital"], descending=[True, False], nulls_last=True),
+    }
+    if by not in ("month", "kind", "hospital"):
+        grouped[by] = lf.group_by(by).agg(_group_aggs()).sort(by, nulls_last=True)
+    brackets_q = (
+        lf.group_by("bracket")
+        .agg(pl.len().alias("claims"), pl.col("self_pay").sum().alias("self_pay"),
+             relief.sum().alias("relief"), pp.sum().alias("patient_pays"))
+        .sort("bracket", nulls_last=True)
+    )
+    capped_q = (
+        lf.filter(capped).group_by("capped_by")
+        .agg(pl.len().alias("claims"), pl.col("_pk").drop_nulls().n_unique().alias("persons"),
+             relief.sum().alias("relief"))
+        .sort("capped_by")
+    )
+    names = list(grouped)
+    results = pl.collect_all([scalars, years_q, rules_q, brackets_q, capped_q, *grouped.values()])
+    s = results[0].row(0, named=True)
+    years = tuple(int(y) for y in results[1].to_series().to_list())
+    rule_sets = tuple(f"{a} {b}" for a, b, _ in results[2].iter_rows())
+    brackets_df, capped_df = results[3], results[4]
+    group_dfs = dict(zip(names, results[5:]))
+    del work, lf
+
+    n = s["n"]
+    figures = [_unavailable_if_no_rows(f) for f in _figures(s, budget, n, group_dfs["kind"])]
+    if "capped_by" in absent:
+        figures = [Figure(f.key, f.unit, None, f.source, 0, n) if f.key.startswith("capped_") else f
+                   for f in figures]
+    tables: dict[str, Table] = {}
+    tables["monthly"] = _group_table("month", group_dfs["monthly"], s["relief"] or 0, s["date_null"], "month")
+    by_df = group_dfs["monthly" if by == "month" else by]
+    tables["by"] = _group_table(by, by_df, s["relief"] or 0, _nulls(by_df, by), by)
+    tables["hospital"] = _group_table("hospital", group_dfs["hospital"], s["relief"] or 0,
+                                      _nulls(group_dfs["hospital"], "hospital"), "hospital")
+    tables["ratio_by_kind"] = _ratio_table(group_dfs["kind"], s["kind_null"])
+    tables["brackets"] = _bracket_table(brackets_df, s["bracket_null"])
+    tables["capped"] = Table(
+        "table_capped",
+        (("capped_by", "text"), ("col_claims", "count"), ("col_persons", "count"), ("col_relief", "fen")),
+        tuple((r["capped_by"], r["claims"], r["persons"], r["relief"] or 0) for r in capped_df.iter_rows(named=True)),
+        "capped_by", n if "capped_by" in absent else 0,
+    )
+    return Report(
+        source=source, rows_read=rows_read, rows_in_scope=n, year=year, years=years,
+        first_date=s["first_date"], last_date=s["last_date"], rule_sets=rule_sets,
+        absent_columns=absent, by=by,
+        figures=tuple(figures), tables=tables,
+    )
+
+
+def _unavailable_if_no_rows(f: Figure) -> Figure:
+    """A figure no row could feed (its columns missing everywhere) has no value, not 0."""
+    if f.rows == 0 and f.missing > 0:
+        return Figure(f.key, f.unit, None, f.source, 0, f.missing, None, f.qualifier)
+    return f
+
+
+def _nulls(df: "pl.DataFrame", key: str) -> int:
+    import polars as pl
+
+    return int(df.filter(pl.col(key).is_null())["claims"].sum() or 0)
+
+
+def _figures(s: dict[str, Any], budget: int | None, n: int, kinds: "pl.DataFrame") -> list[Figure]:
+    rel_missing = s["relief_null"]
+    f: list[Figure] = [
+        Figure("claims", "count", n, "rows", n, 0),
+        Figure("assisted_claims", "count", s["assisted"], "rows with relief > 0", n - rel_missing, rel_missing),
+        Figure("persons", "count", s["persons"], "distinct person_id", n - s["person_null"], s["person_null"]),
+        Figure("assisted_persons", "count", s["assisted_persons"], "distinct person_id, relief > 0",
+               n - s["person_or_relief_null"], s["person_or_relief_null"]),
+        Figure("self_pay_total", "fen", s["self_pay"] or 0, "Σ self_pay", n - s["self_pay_null"], s["self_pay_null"]),
+        Figure("relief_total", "fen", s["relief"] or 0, "Σ relief", n - rel_missing, rel_missing),
+        Figure("patient_pays_total", "fen", s["patient_pays"] or 0, "Σ patient_pays", n - s["pp_null"], s["pp_null"]),
+    ]
+    if budget is not None:
+        rel = s["relief"] or 0
+        f += [
+            Figure("budget", "fen", budget, "--budget", 0, 0),
+            Figure("budget_used", "percent", None, "Σ relief ÷ budget", n - rel_missing, rel_missing,
+                   ratio=_ratio(rel, budget)),
+            Figure("budget_left", "fen", budget - rel, "budget − Σ relief", n - rel_missing, rel_missing),
+        ]
+    f += [
+        Figure("avg_relief_per_claim", "fen_avg", None, "Σ relief ÷ claims", n - rel_missing, rel_missing,
+               ratio=_ratio(s["relief"], n - rel_missing)),
+        Figure("avg_relief_per_assisted", "fen_avg", None, "Σ relief ÷ claims with relief > 0",
+               s["assisted"], rel_missing, ratio=_ratio(s["relief"], s["assisted"])),
+        Figure("relief_rate", "percent", None, "Σ relief ÷ Σ self_pay", s["rate_rows"], n - s["rate_rows"],
+               ratio=_ratio(s["rate_num"], s["rate_den"])),
+        Figure("total_cost_total", "fen", s["total_cost"] if s["cost_rows"] else None,
+               "Σ total_cost", s["cost_rows"], n - s["cost_rows"]),
+        Figure("self_pay_ratio", "percent", None, "Σ patient_pays ÷ Σ total_cost",
+               s["cost_rows"], n - s["cost_rows"], ratio=_ratio(s["pp_costed"], s["total_cost"])),
+    ]
+    for r in kinds.iter_rows(named=True):
+        if r["kind"] is None:
+            continue
+        f.append(Figure(f"self_pay_ratio.{r['kind']}", "percent", None,
+                        f"Σ patient_pays ÷ Σ total_cost, kind = {r['kind']}",
+                        r["cost_rows"], r["claims"] - r["cost_rows"],
+                        ratio=_ratio(r["patient_pays_costed"], r["total_cost"]), qualifier=r["kind"]))
+    assisted, flag_rows = s["assisted"], s["flag_rows"]
+    f += [
+        Figure("major_disease_claims", "count", s["major"] if flag_rows else None,
+               "relief > 0 and major_disease", flag_rows, assisted - flag_rows),
+        Figure("major_disease_share", "percent", None,
+               "major_disease ÷ claims with relief > 0", flag_rows,
+               assisted - flag_rows, ratio=_ratio(s["major"], flag_rows)),
+        Figure("capped_claims", "count", s["capped"], "capped_by set", n, 0),
+        Figure("capped_persons", "count", s["capped_persons"], "distinct person_id, capped_by set", n, 0),
+    ]
+    return f
+
+
+def _group_table(key: str, df: "pl.DataFrame", relief_total: int, missing: int, column: str) -> Table:
+    persons = "persons" in df.columns
+    rows = []
+    for r in df.iter_rows(named=True):
+        k = r[column]
+        if column == "month" and k is not None:
+            k = f"{k // 100:04d}-{k % 100:02d}"
+        rel = r["relief"] or 0
+        rows.append((
+            k, r["claims"], r["assisted"], *((r["persons"],) if persons else ()), r["self_pay"] or 0, rel,
+            r["patient_pays"] or 0, _ratio(rel, r["claims"]), _ratio(rel, relief_total),
+            r["cost_rows"], _ratio(r["patient_pays_costed"], r["total_cost"]), r["capped"],
+        ))
+    src = "date (month)" if column == "month" else column
+    cols = tuple(c for c in _GROUP_COLUMNS if persons or c[0] != "col_persons")
+    return Table(f"table_{key}", ((column, "text"), *cols), tuple(rows), src, missing)
+
+
+def _ratio_table(df: "pl.DataFrame", missing: int) -> Table:
+    rows = tuple(
+        (r["kind"], r["claims"], r["cost_rows"], r["total_cost"] or 0, r["patient_pays_costed"] or 0,
+         _ratio(r["patient_pays_costed"], r["total_cost"]))
+        for r in df.iter_rows(named=True)
+    )
+    return Table(
+        "table_ratio_by_kind",
+        (("kind", "text"), ("col_claims", "count"), ("col_cost_rows", "count"), ("col_total_cost", "fen"),
+         ("col_patient_pays_costed", "fen"), ("col_self_pay_ratio", "percent")),
+        rows, "Σ patient_pays ÷ Σ total_cost by kind", missing,
+    )
+
+
+def _bracket_table(df: "pl.DataFrame", missing: int) -> Table:
+    data = [(r["bracket"], r["claims"], r["self_pay"] or 0, r["relief"] or 0, r["patient_pays"] or 0)
+            for r in df.iter_rows(named=True)]
+    known = {d[0]: d for d in data if d[0] is not None}
+    rows = []
+    # Every bracket from 0 to the highest reached is listed, with zero rows where none stopped.
+    for b in range(0, max(known) + 1 if known else 0):
+        d = known.get(b, (b, 0, 0, 0, 0))
+        # A claim whose highest bracket is k has reached brackets 1..k; bracket 0 is no bracket.
+        reached = None if b == 0 else sum(e[1] for e in known.values() if e[0] >= b)
+        rows.append((b, d[1], reached, d[2], d[3], d[4]))
+    rows += [(None, *d[1:2], None, *d[2:]) for d in data if d[0] is None]
+    return Table(
+        "table_brackets",
+        (("bracket", "text"), ("col_claims", "count"), ("col_reached", "count"), ("col_self_pay", "fen"),
+         ("col_relief", "fen"), ("col_patient_pays", "fen")),
+        tuple(rows), "bracket", missing,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# presentation of values (shared by the terminal, JSON and HTML)
+
+
+def percent_text(ratio: Ratio | None) -> str | None:
+    """An exact ratio as a percentage with 2 decimals, half-up: ``(859, 10000)`` → ``"8.59"``."""
+    if ratio is None:
+        return None
+    num, den = ratio
+    q = round_ratio(num * 10000, den)
+    return f"{q // 100}.{q % 100:02d}"
+
+
+def avg_fen(ratio: Ratio | None) -> int | None:
+    """An exact average in fen, rounded half-up to the fen."""
+    if ratio is None:
+        return None
+    return round_ratio(ratio[0], ratio[1])
+
+
+def cell_text(value: Any, unit: Unit, lang: str = "en", column: str = "") -> str:
+    """A figure's or cell's value as shown to people (yuan with separators, percent, count)."""
+    if unit == "text":
+        return value_label(column, value, lang)
+    if value is None:
+        return label("na", lang)
+    if unit == "count":
+        return f"{value:,}"
+    if unit == "fen":
+        return format_yuan(value)
+    if unit == "percent":
+        return f"{percent_text(value)}%"
+    return format_yuan(avg_fen(value) or 0)
+
+
+def figure_text(f: Figure, lang: str = "en") -> str:
+    """The shown value of a figure."""
+    return cell_text(f.ratio if f.unit in ("percent", "fen_avg") else f.value, f.unit, lang)
+
+
+def figure_label(f: Figure, lang: str = "en") -> str:
+    """The label of a figure, with its qualifier (the claim kind of a per-kind ratio)."""
+    base = label(f.key.split(".")[0], lang)
+    if f.qualifier is None:
+        return base
+    return f"{base} — {value_label('kind', f.qualifier, lang)}"
+
+
+def build(
+    path: str,
+    *,
+    ledger: bool = False,
+    budget: int | None = None,
+    year: int | None = None,
+    by: str = "month",
+) -> Report:
+    """Read results (a file, or a ledger) and compute the report."""
+    frame = load_ledger_results(path, year) if ledger else load_results(path, REPORT_FIELDS)
+    return compute(frame, source=str(path), budget=budget, year=year, by=by)
+
+
+__all__ = [
+    "BY_CHOICES",
+    "Figure",
+    "Report",
+    "Table",
+    "avg_fen",
+    "build",
+    "cell_text",
+    "compute",
+    "figure_label",
+    "figure_text",
+    "load_ledger_results",
+    "load_results",
+    "percent_text",
+]
