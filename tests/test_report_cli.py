@@ -110,3 +110,26 @@ def test_help_text():
 def test_the_cli_does_not_import_polars_until_a_report_runs():
     code = "import sys, medaid.cli; assert 'polars' not in sys.modules, 'polars imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_report_on_a_real_desk_ledger(tmp_path):
+    """Two stays settled at the desk (30,000 → 23,300; 80,000 → 68,800 with the 100,000 cap
+    not yet reached) are reported from the ledger itself: 2 claims, 92,100.00 relief, none capped."""
+    from click.testing import CliRunner
+
+    import medaid
+    from medaid.cli import main
+    from medaid.ledger import Ledger
+
+    book = medaid.load_rules("rules")
+    ledger = Ledger(tmp_path / "desk.sqlite3")
+    for cid, day, amount in (("C1", "2024-05-03", "30000"), ("C2", "2024-06-03", "80000")):
+        ledger.settle(medaid.Claim.from_yuan(claim_id=cid, person_id="P1", date=day, self_pay=amount,
+                                             group="key", kind="inpatient"), book)
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "desk.sqlite3"), "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    figures = {f["key"]: f for f in json.loads(result.output)["figures"]}
+    assert figures["relief_total"]["value"] == "92100.00"
+    assert (figures["capped_claims"]["value"], figures["capped_claims"]["missing"]) == (0, 0)

@@ -192,7 +192,8 @@ def test_the_ledger_hook_reads_results_rows(tmp_path, monkeypatch):
     assert calls == [path, None]
     assert df.row(0, named=True) == {
         "claim_id": "C1", "person_id": "P1", "date": dt.date(2024, 5, 3), "self_pay": 3_000_000,
-        "major_disease": True, "relief": 2_330_000, "patient_pays": 670_000, "bracket": 2,
+        "major_disease": True, "relief": 2_330_000, "patient_pays": 670_000, "capped_by": None,
+        "bracket": 2,
     }
 
 
@@ -257,3 +258,21 @@ def test_spreadsheet_style_money_text_in_bulk(tmp_path):
     body = "".join(f'C{i},P1,2024-05-03,"{c}"\n' for i, c in enumerate(cells))
     df = load_results(write(tmp_path, "r.csv", "claim_id,person_id,date,relief\n" + body))
     assert df["relief"].to_list() == fen
+
+
+def test_a_key_present_with_none_is_data_not_a_missing_column():
+    """A ledger row says capped_by=None for a claim no cap bound: 0 claims capped, not n/a."""
+    import datetime as dt
+
+    from medaid.report_input import frame_from_rows
+
+    rows = [
+        {"claim_id": "C1", "person_id": "P1", "date": dt.date(2024, 5, 3), "self_pay": 3_000_000,
+         "relief": 2_330_000, "patient_pays": 670_000, "capped_by": None},
+        {"claim_id": "C2", "person_id": "P1", "date": dt.date(2024, 6, 3), "self_pay": 100,
+         "relief": 0, "patient_pays": 100, "capped_by": None},
+    ]
+    frame = frame_from_rows(rows)
+    assert "capped_by" in frame.columns
+    assert frame["capped_by"].null_count() == 2
+    assert "total_cost" not in frame.columns

@@ -146,9 +146,10 @@ def frame_from_rows(rows: Iterable[Mapping[str, Any]], source: str = "<rows>") -
     seen: set[str] = set()
     for n, row in enumerate(rows, start=1):
         for f in KNOWN_FIELDS:
+            if f in row:
+                seen.add(f)  # a key present with None (capped_by: not capped) is data, not absent
             v = row.get(f)
             if v is not None:
-                seen.add(f)
                 try:
                     v = _row_value(f, v)
                 except (TypeError, ValueError) as e:
