@@ -320,11 +320,17 @@ _PYDANTIC_HINTS = {
 
 def _pydantic_problems(err: ValidationError, source: str, raw: dict[str, Any]) -> list[Problem]:
     problems = []
+    errors = []
     for e in err.errors():
-        loc = tuple(e["loc"])
         # pydantic appends validator names such as 'function-before[...]'; drop them
-        loc = tuple(p for p in loc if not (isinstance(p, str) and "[" in p and p.endswith("]")))
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and "[" in p and p.endswith("]")))
+        errors.append((loc, e))
+    inner = {loc for loc, _ in errors}
+    for loc, e in errors:
         kind = e["type"]
+        if kind == "too_short" and any(o[: len(loc)] == loc and len(o) > len(loc) for o in inner):
+            # a list whose bad items were dropped: pydantic also calls it too short; noise
+            continue
         msg = _PYDANTIC_HINTS.get(kind, e["msg"])
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
