@@ -24,7 +24,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from .brackets import Schedule
 from .errors import MedaidError, Problem, RuleError
@@ -150,7 +150,7 @@ class Plan(_Frozen):
     name: str = Field(min_length=1)
     title: str | None = None
     match: Match | None = None
-    default: bool = False
+    default: StrictBool = False
     pool: str = Field(min_length=1)
     accumulate: Literal["claim", "year"] = "claim"
     mode: Literal["marginal", "whole"] = "marginal"
@@ -173,7 +173,7 @@ class RuleSet(_Frozen):
     valid_from: Date
     valid_to: Date | None = None
     rounding: Rounding = Rounding()
-    benefit_year_start_month: int = Field(default=1, ge=1, le=12)
+    benefit_year_start_month: StrictInt = Field(default=1, ge=1, le=12)
     notes: str | None = None
     plans: tuple[Plan, ...] = Field(min_length=1)
     source: str = Field(default="<memory>", exclude=True)
@@ -363,8 +363,12 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return sorted(
         (f.alias or n)
         for n, f in model.model_fields.items()
-        if n not in ("source", "content_hash")
+        if n not in _COMPUTED
     )
+
+
+#: RuleSet fields medaid fills in itself; a rule file may not set them.
+_COMPUTED = ("source", "content_hash")
 
 
 def _model_in(ann: Any) -> Any:
@@ -486,10 +490,15 @@ def parse_rule_set(data: bytes, source: str = "<memory>") -> RuleSet:
     except tomllib.TOMLDecodeError as e:
         raise RuleError(Problem(f"not valid TOML: {e}", source=source)) from None
     digest = hashlib.sha256(data).hexdigest()
+    reserved = [Problem(
+        "unknown key; allowed here: " + ", ".join(_allowed_keys((k,))) + f" ({k} is set by medaid)",
+        source=source, field=k) for k in _COMPUTED if k in raw]
     try:
         rs = RuleSet.model_validate({**raw, "source": source, "content_hash": digest})
     except ValidationError as e:
-        raise RuleError(_pydantic_problems(e, source, raw)) from None
+        raise RuleError(reserved + _pydantic_problems(e, source, raw)) from None
+    if reserved:
+        raise RuleError(reserved)
     problems = _cross_checks(rs)
     if problems:
         raise RuleError(problems)
