@@ -34,6 +34,9 @@ from .money import format_yuan, parse_yuan
 # field types
 
 
+_AMOUNT_ALLOWED = 'allowed: an amount in yuan, 0 or more, with at most two decimals ("1000.50" or 1000)'
+
+
 def _money(v: Any) -> int:
     """A rule-file amount (yuan, as text or integer) → fen."""
     if isinstance(v, float):
@@ -42,7 +45,7 @@ def _money(v: Any) -> int:
         try:
             return parse_yuan(v)
         except MedaidError as e:
-            raise ValueError(e.problems[0].message) from None
+            raise ValueError(f"{e.problems[0].message}; {_AMOUNT_ALLOWED}") from None
     raise ValueError(f"expected an amount in yuan as text, got {type(v).__name__}")
 
 
@@ -423,6 +426,10 @@ def _cross_checks(rs: RuleSet) -> list[Problem]:
         prev_upper: int | None = None
         for j, b in enumerate(p.brackets):
             bat = f"{at}.brackets[{j}]"
+            if j > 0 and b.lower <= p.brackets[j - 1].lower:
+                bad(f"{bat}.from", f"from ({format_yuan(b.lower)}) is not above the previous bracket's from "
+                    f"({format_yuan(p.brackets[j - 1].lower)}); list brackets in ascending order of from")
+                break
             if b.upper is not None and b.upper <= b.lower:
                 bad(f"{bat}.to", f"to ({format_yuan(b.upper)}) must be above from ({format_yuan(b.lower)}); brackets must ascend")
             if j > 0:
