@@ -58,11 +58,14 @@ def _rate(v: Any) -> Decimal:
     elif isinstance(v, str):
         s = v.strip()
         try:
-            d = Decimal(s[:-1].strip()) / 100 if s.endswith("%") else Decimal(s)
+            d = Decimal(s[:-1].strip()) if s.endswith("%") else Decimal(s)
         except InvalidOperation:
             raise ValueError(f'{v!r} is not a rate; write "0.70" or "70%"') from None
         if not d.is_finite():
             raise ValueError(f'{v!r} is not a rate; write "0.70" or "70%"')
+        if s.endswith("%"):  # exact: shift the exponent (dividing would round to 28 digits)
+            sign, digits, exp = d.as_tuple()
+            d = Decimal((sign, digits, exp - 2))  # type: ignore[operator]
     else:
         raise ValueError(f'expected a rate as text ("0.70" or "70%"), got {type(v).__name__}')
     if not (0 <= d <= 1):
