@@ -14,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import medaid
-from medaid.brackets import CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY, Schedule
+from medaid.brackets import CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY
+
+from strategies import schedules
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -258,28 +260,6 @@ def test_year_mode_rounds_the_cumulative_value_not_each_claim(tmp_path):
 
 # --------------------------------------------------------------------------------------------
 # the fast closure (Schedule._fast / relieve_raw) equals the readable Schedule.relieve
-
-
-@st.composite
-def schedules(draw) -> Schedule:
-    n = draw(st.integers(1, 4))
-    edges = sorted(draw(st.sets(st.integers(0, 5_000_000), min_size=n + 1, max_size=n + 1)))
-    mode = draw(st.sampled_from(["marginal", "whole"]))
-    uppers: list[int | None] = list(edges[1:])
-    if mode == "whole" or draw(st.booleans()):
-        uppers[-1] = None
-    rates = [Decimal(draw(st.integers(0, 1000))) / 1000 for _ in range(n)]
-    if draw(st.booleans()):
-        rates = [Decimal(draw(st.integers(0, 100))) / 100 for _ in range(n)]
-    return Schedule(
-        lowers=edges[:-1], uppers=uppers, rates=rates, mode=mode,
-        gate=draw(st.none() | st.integers(0, 3_000_000)),
-        accumulate=draw(st.sampled_from(["claim", "year"])),
-        annual_cap=draw(st.none() | st.integers(0, 3_000_000)),
-        claim_cap=draw(st.none() | st.integers(0, 1_000_000)),
-        unit=draw(st.sampled_from(["fen", "jiao", "yuan"])),
-        method=draw(st.sampled_from(["half-up", "half-even", "down"])),
-    )
 
 
 @settings(max_examples=300)
