@@ -74,7 +74,7 @@ def test_relief_does_not_fall_when_the_self_pay_rises(sched, s, more):
 
 @settings(max_examples=150)
 @given(
-    schedules(accumulate="year", gate=False, caps=False, max_rate=950),
+    schedules(accumulate="year", gate=False, caps=False, max_rate=950, ascending=True),
     st.integers(0, 20_000_000),
     st.lists(st.integers(0, 1000), min_size=0, max_size=8),
 )
