@@ -46,14 +46,14 @@ def write(tmp: Path, name: str, text: str) -> Path:
 # the arithmetic of one plan
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(schedules(), fens, fens, fens)
 def test_relief_is_never_negative_nor_above_the_self_pay(sched, s, c, g):
     r = sched.relieve(s, c, g).relief
     assert 0 <= r <= s
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(schedules(mode="marginal"), fens, fens, fens)
 def test_marginal_relief_is_at_most_the_top_rate_times_the_self_pay_plus_one_unit(sched, s, c, g):
     # a gate crossed in year mode releases the year's whole f(C) at once: the bound does not hold
@@ -65,7 +65,7 @@ def test_marginal_relief_is_at_most_the_top_rate_times_the_self_pay_plus_one_uni
     assert r * sched.scale <= top * s + sched.unit * sched.scale
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(schedules(accumulate="claim", ascending=True), fens, st.integers(1, 5_000_000))
 def test_relief_does_not_fall_when_the_self_pay_rises(sched, s, more):
     # claim mode, a fresh pool, ascending rates; both modes, gate and caps included

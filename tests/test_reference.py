@@ -158,6 +158,9 @@ def plan_dicts(draw, name: str, groups: list[str], kinds: list[str], pool: str, 
     for i in range(n):
         b = {"from": yuan_text(edges[i]), "to": yuan_text(edges[i + 1]), "rate": draw(rate_texts())}
         brackets.append(b)
+    if mode == "whole":  # rates may not fall in whole mode (the rule files refuse it)
+        for b, r in zip(brackets, sorted((b["rate"] for b in brackets), key=ref_rate)):
+            b["rate"] = r
     if mode == "whole" or draw(st.booleans()):
         del brackets[-1]["to"]
     plan: dict[str, Any] = {

@@ -32,7 +32,7 @@ EXPECTED: dict[str, tuple[str | None, list[str]]] = {
     "brackets_gapped.toml": ("plans[0].brackets[2].from", ["gap", "50,000.00", "contiguous"]),
     "open_bracket_not_last.toml": ("plans[0].brackets[0].to", ["only the last bracket", "open-ended"]),
     "whole_mode_closed_last.toml": ("plans[0].brackets[1].to", ["whole mode", "open-ended"]),
-    "whole_mode_rates_descend.toml": ("plans[0].brackets[1].rate", ["whole mode", "'70%'", "85%", "less relief", "not fall"]),
+    "whole_mode_rates_descend.toml": ("plans[0].brackets[1].rate", ["whole mode", "70% after 85%", "less relief", "must not fall"]),
     "negative_cap.toml": ("plans[0].annual_cap", ["negative", "0 or more"]),
     "bad_date.toml": ("valid_from", ["'2024-02-30'", "not a date", "YYYY-MM-DD"]),
     "valid_to_before_valid_from.toml": ("valid_to", ["2023-12-31", "before valid_from", "on or after"]),

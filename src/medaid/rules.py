@@ -9,7 +9,7 @@ its legal ``basis`` and worked ``examples``.  See README.md, *Rule files*, for t
 
 Validation refuses, naming the file, the key path and what is allowed: unknown keys, wrong
 types, rates outside [0, 1], brackets not ascending / overlapping / gapped, a closed last
-bracket in ``whole`` mode, negative caps, bad dates, ``valid_to`` before ``valid_from``,
+bracket or a falling rate in ``whole`` mode, negative caps, bad dates, ``valid_to`` before ``valid_from``,
 duplicate plan names, two plans matching one (group, kind), two versions of one scheme
 overlapping in time, plans of one pool with different annual caps, and examples whose stated
 relief the plan does not give.
@@ -389,6 +389,11 @@ def _model_in(ann: Any) -> Any:
     return None
 
 
+def _pct(rate: Decimal) -> str:
+    """``Decimal("0.855")`` → ``"85.5%"``."""
+    return format((rate * 100).normalize(), "f") + "%"
+
+
 def _cross_checks(rs: RuleSet) -> list[Problem]:
     """Checks that span fields: brackets, caps, names, matching, examples."""
     src = rs.source
@@ -445,6 +450,12 @@ def _cross_checks(rs: RuleSet) -> list[Problem]:
             prev_upper = b.upper
         if p.mode == "whole" and p.brackets[-1].upper is not None:
             bad(f"{at}.brackets[{len(p.brackets) - 1}].to", "in whole mode the last bracket must be open-ended (remove 'to')")
+        if p.mode == "whole":
+            for j in range(1, len(p.brackets)):
+                lo, hi = p.brackets[j - 1].rate, p.brackets[j].rate
+                if hi < lo:
+                    bad(f"{at}.brackets[{j}].rate", f"in whole mode rates must not fall from one bracket to the "
+                        f"next ({_pct(hi)} after {_pct(lo)}): a larger self-pay would get less relief")
         if p.annual_cap is not None or p.pool in pool_caps:
             seen = pool_caps.get(p.pool)
             if seen is not None and seen[1] != p.annual_cap:
