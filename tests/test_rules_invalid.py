@@ -109,3 +109,18 @@ def test_rates_are_kept_exactly_however_many_digits(tmp_path):
     assert str(rate) == "0.333333333333333333333333333333333333"
     sched = book.schedule(rs, rs.plans[0])
     assert Fraction(sched.rate_nums[0], sched.scale) == Fraction(int("3" * 36), 10**36)
+
+
+def test_one_version_label_used_twice_in_a_scheme_is_refused_even_when_not_adjacent(tmp_path):
+    # results record (scheme id, version): two files under one label could not be told apart
+    body = (HERE / "overlap" / "v2019.toml").read_text(encoding="utf-8")
+    for name, version, start, end in [("a.toml", "A", "2019-01-01", "2019-12-31"),
+                                      ("b.toml", "B", "2020-01-01", "2020-12-31"),
+                                      ("c.toml", "A", "2021-01-01", None)]:
+        text = body.replace('version = "2019"', f'version = "{version}"').replace("2019-01-01", start)
+        if end:
+            text = text.replace(f"valid_from = {start}", f"valid_from = {start}\nvalid_to = {end}")
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    (p,) = problems_of(tmp_path)
+    assert p.source is not None and p.source.endswith("c.toml") and p.field == "version"
+    assert "'A'" in p.message and "a.toml" in p.message
