@@ -562,9 +562,14 @@ def _overlaps(sets: list[RuleSet]) -> list[Problem]:
         by_id.setdefault(r.id, []).append(r)
     for versions in by_id.values():
         versions.sort(key=lambda r: r.valid_from)
+        labels: dict[str, RuleSet] = {}
+        for b in versions:
+            a = labels.setdefault(b.version, b)
+            if a is not b:
+                out.append(Problem(
+                    f"version {b.version!r} of scheme {b.id!r} is also in {a.source}; each version "
+                    "of a scheme needs its own label", source=b.source, field="version"))
         for a, b in zip(versions, versions[1:]):
-            if a.version == b.version:
-                out.append(Problem(f"version {b.version!r} of scheme {b.id!r} is also in {a.source}", source=b.source, field="version"))
             if a.valid_to is None or a.valid_to >= b.valid_from:
                 end = "open-ended" if a.valid_to is None else f"valid to {a.valid_to}"
                 out.append(Problem(
