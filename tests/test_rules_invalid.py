@@ -124,3 +124,17 @@ def test_one_version_label_used_twice_in_a_scheme_is_refused_even_when_not_adjac
     (p,) = problems_of(tmp_path)
     assert p.source is not None and p.source.endswith("c.toml") and p.field == "version"
     assert "'A'" in p.message and "a.toml" in p.message
+
+
+def test_docs_rules_md_documents_every_key_of_the_format():
+    from medaid.rules import Bracket, Example, Match, Plan, Rounding, RuleSet
+
+    doc = (Path(__file__).parent.parent / "docs" / "rules.md").read_text(encoding="utf-8")
+    for model in (RuleSet, Rounding, Plan, Match, Bracket, Example):
+        for name, f in model.model_fields.items():
+            key = f.alias or name
+            if name in ("source", "content_hash"):  # set by medaid: documented as not allowed
+                assert f"`{key}`" in doc
+                continue
+            assert f"| `{key}` |" in doc or f"| `match.{key}` |" in doc or f"| `rounding.{key}` |" in doc, (
+                model.__name__, key)
