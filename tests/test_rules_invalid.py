@@ -138,3 +138,10 @@ def test_docs_rules_md_documents_every_key_of_the_format():
                 continue
             assert f"| `{key}` |" in doc or f"| `match.{key}` |" in doc or f"| `rounding.{key}` |" in doc, (
                 model.__name__, key)
+
+
+def test_a_rule_file_saved_with_a_byte_order_mark_loads(tmp_path):
+    # Windows editors (Notepad) save UTF-8 with a BOM; the file is otherwise valid
+    body = (HERE / "overlap" / "v2024.toml").read_bytes()
+    (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbf" + body)
+    assert medaid.load_rules(tmp_path / "bom.toml").versions()[0].version == "2024"
