@@ -505,7 +505,7 @@ def _example_problems(rs: RuleSet) -> list[Problem]:
 def parse_rule_set(data: bytes, source: str = "<memory>") -> RuleSet:
     """Read and validate one rule file's bytes; raises :class:`RuleError` with every problem."""
     try:
-        raw = tomllib.loads(data.decode("utf-8"))
+        raw = tomllib.loads(data.decode("utf-8-sig"))  # -sig: Notepad writes a BOM
     except UnicodeDecodeError as e:
         raise RuleError(Problem(f"not UTF-8 text ({e.reason} at byte {e.start})", source=source)) from None
     except tomllib.TOMLDecodeError as e:
