@@ -74,11 +74,11 @@ def _rate_parts(rates: list[Decimal]) -> tuple[list[int], int]:
     parts = []
     for r in rates:
         sign, digits, exp = r.as_tuple()
-        assert isinstance(exp, int) and not sign or not any(digits)
+        assert isinstance(exp, int)  # finite
+        assert not sign or not any(digits), "rates are never negative"
         parts.append((int("".join(map(str, digits)) or "0"), exp))
     places = max([0] + [-exp for n, exp in parts if n])
     nums = [n * 10 ** (exp + places) if n else 0 for n, exp in parts]
-    assert all(isinstance(n, int) for n in nums)
     scale = 10**places
     # the smallest common power of ten: drop zeros every numerator and the scale share
     while scale > 1 and all(n % 10 == 0 for n in nums):
