@@ -67,18 +67,23 @@ class Outcome(NamedTuple):
 
 
 def _rate_parts(rates: list[Decimal]) -> tuple[list[int], int]:
-    """Scale exact decimal rates to integers over a common power of ten."""
-    places = 0
+    """Scale exact decimal rates to integers over a common power of ten.
+
+    Integer arithmetic on the decimal digits: ``Decimal`` products and ``normalize`` round to
+    the context's 28 digits, which would silently change a long rate."""
+    parts = []
     for r in rates:
-        exp = r.normalize().as_tuple().exponent
-        assert isinstance(exp, int)
-        places = max(places, -exp)
+        sign, digits, exp = r.as_tuple()
+        assert isinstance(exp, int)  # finite
+        assert not sign or not any(digits), "rates are never negative"
+        parts.append((int("".join(map(str, digits)) or "0"), exp))
+    places = max([0] + [-exp for n, exp in parts if n])
+    nums = [n * 10 ** (exp + places) if n else 0 for n, exp in parts]
     scale = 10**places
-    nums = []
-    for r in rates:
-        n = r * scale
-        assert n == n.to_integral_value()
-        nums.append(int(n))
+    # the smallest common power of ten: drop zeros every numerator and the scale share
+    while scale > 1 and all(n % 10 == 0 for n in nums):
+        scale //= 10
+        nums = [n // 10 for n in nums]
     return nums, scale
 
 

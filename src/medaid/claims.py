@@ -10,8 +10,9 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from .errors import ClaimError, Problem
 from .money import parse_yuan
 
 
@@ -54,12 +55,23 @@ class Claim(BaseModel):
         **rest: Any,
     ) -> "Claim":
         """Build a claim from amounts in yuan (text such as ``"12,345.67"``, ``int`` or
-        ``Decimal``); raises :class:`medaid.errors.MoneyError` naming the field."""
-        return cls(
-            claim_id=claim_id,
-            person_id=person_id,
-            date=dt.date.fromisoformat(date) if isinstance(date, str) else date,
-            self_pay=parse_yuan(self_pay, field="self_pay"),
-            total_cost=None if total_cost is None else parse_yuan(total_cost, field="total_cost"),
-            **rest,
-        )
+        ``Decimal``) and an ISO date; raises :class:`medaid.errors.MoneyError` for an amount and
+        :class:`medaid.errors.ClaimError` for any other field, naming the claim and the field."""
+        where = f"claim {claim_id}"
+        if isinstance(date, str):
+            try:
+                date = dt.date.fromisoformat(date.strip())
+            except ValueError:
+                shown = date if len(date) <= 24 else date[:21] + "..."
+                raise ClaimError(Problem(f"{shown!r} is not a date; write YYYY-MM-DD",
+                                         source=where, field="date")) from None
+        self_fen = parse_yuan(self_pay, field="self_pay")
+        total_fen = None if total_cost is None else parse_yuan(total_cost, field="total_cost")
+        try:
+            return cls(claim_id=claim_id, person_id=person_id, date=date, self_pay=self_fen,
+                       total_cost=total_fen, **rest)
+        except ValidationError as e:
+            raise ClaimError([
+                Problem(err["msg"], source=where, field=".".join(str(x) for x in err["loc"]))
+                for err in e.errors()
+            ]) from None

@@ -34,6 +34,20 @@ _PLAIN = re.compile(r"(?P<int>[0-9]+)(?:\.(?P<frac>[0-9]*))?")
 _GROUPED = re.compile(r"(?P<int>[0-9]{1,3}(?:,[0-9]{3})+)(?:\.(?P<frac>[0-9]*))?")
 
 
+_NOT_AN_AMOUNT: Final = (
+    "is not an amount in yuan (digits 0-9, optional thousands separators and at most two "
+    "decimals, e.g. 12,345.67)"
+)
+
+
+def _ascii_or_full_width(text: str) -> bool:
+    """Only ASCII, full-width forms (U+FF01..FF5E) and spaces may reach NFKC, which would
+    also turn superscripts, circled and mathematical digits into 0-9."""
+    return text.isascii() or all(
+        ch < "\x80" or "\uff01" <= ch <= "\uff5e" or ch.isspace() for ch in text
+    )
+
+
 def parse_yuan(text: str | int | Decimal, *, field: str = "amount") -> int:
     """Read an amount in yuan and return it in fen (DESIGN.md §2, *Money*).
 
@@ -53,12 +67,20 @@ def parse_yuan(text: str | int | Decimal, *, field: str = "amount") -> int:
             raise MoneyError(_problem(field, "must be a finite amount"))
         if text < 0:
             raise MoneyError(_problem(field, "must not be negative"))
-        fen = text * FEN_PER_YUAN
-        if fen != fen.to_integral_value():
+        # on the digits, exactly: Decimal products round to the context's 28 digits
+        _sign, digits, exp = text.as_tuple()
+        assert isinstance(exp, int)
+        units = int("".join(map(str, digits)))
+        if exp >= -2:
+            return units * 10 ** (exp + 2)
+        fen, rest = divmod(units, 10 ** (-2 - exp))
+        if rest:
             raise MoneyError(_problem(field, "has more than two decimals"))
-        return int(fen)
+        return fen
     if not isinstance(text, str):
         raise MoneyError(_problem(field, f"must be text, got {type(text).__name__}"))
+    if not _ascii_or_full_width(text):
+        raise MoneyError(_problem(field, f"{_describe(text.strip())} {_NOT_AN_AMOUNT}"))
     s = unicodedata.normalize("NFKC", text).strip()
     if not s:
         raise MoneyError(_problem(field, "is empty"))
@@ -69,8 +91,7 @@ def parse_yuan(text: str | int | Decimal, *, field: str = "amount") -> int:
         raise MoneyError(
             _problem(
                 field,
-                f"{_describe(s)} is not an amount in yuan (digits 0-9, optional thousands "
-                "separators and at most two decimals, e.g. 12,345.67)",
+                f"{_describe(s)} {_NOT_AN_AMOUNT}",
             )
         )
     frac = m.group("frac") or ""

@@ -9,7 +9,7 @@ its legal ``basis`` and worked ``examples``.  See README.md, *Rule files*, for t
 
 Validation refuses, naming the file, the key path and what is allowed: unknown keys, wrong
 types, rates outside [0, 1], brackets not ascending / overlapping / gapped, a closed last
-bracket in ``whole`` mode, negative caps, bad dates, ``valid_to`` before ``valid_from``,
+bracket or a falling rate in ``whole`` mode, negative caps, bad dates, ``valid_to`` before ``valid_from``,
 duplicate plan names, two plans matching one (group, kind), two versions of one scheme
 overlapping in time, plans of one pool with different annual caps, and examples whose stated
 relief the plan does not give.
@@ -24,7 +24,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from .brackets import Schedule
 from .errors import MedaidError, Problem, RuleError
@@ -32,6 +32,9 @@ from .money import format_yuan, parse_yuan
 
 # --------------------------------------------------------------------------------------------
 # field types
+
+
+_AMOUNT_ALLOWED = 'allowed: an amount in yuan, 0 or more, with at most two decimals ("1000.50" or 1000)'
 
 
 def _money(v: Any) -> int:
@@ -42,7 +45,7 @@ def _money(v: Any) -> int:
         try:
             return parse_yuan(v)
         except MedaidError as e:
-            raise ValueError(e.problems[0].message) from None
+            raise ValueError(f"{e.problems[0].message}; {_AMOUNT_ALLOWED}") from None
     raise ValueError(f"expected an amount in yuan as text, got {type(v).__name__}")
 
 
@@ -55,11 +58,14 @@ def _rate(v: Any) -> Decimal:
     elif isinstance(v, str):
         s = v.strip()
         try:
-            d = Decimal(s[:-1].strip()) / 100 if s.endswith("%") else Decimal(s)
+            d = Decimal(s[:-1].strip()) if s.endswith("%") else Decimal(s)
         except InvalidOperation:
             raise ValueError(f'{v!r} is not a rate; write "0.70" or "70%"') from None
         if not d.is_finite():
             raise ValueError(f'{v!r} is not a rate; write "0.70" or "70%"')
+        if s.endswith("%"):  # exact: shift the exponent (dividing would round to 28 digits)
+            sign, digits, exp = d.as_tuple()
+            d = Decimal((sign, digits, exp - 2))  # type: ignore[operator]
     else:
         raise ValueError(f'expected a rate as text ("0.70" or "70%"), got {type(v).__name__}')
     if not (0 <= d <= 1):
@@ -150,7 +156,7 @@ class Plan(_Frozen):
     name: str = Field(min_length=1)
     title: str | None = None
     match: Match | None = None
-    default: bool = False
+    default: StrictBool = False
     pool: str = Field(min_length=1)
     accumulate: Literal["claim", "year"] = "claim"
     mode: Literal["marginal", "whole"] = "marginal"
@@ -173,7 +179,7 @@ class RuleSet(_Frozen):
     valid_from: Date
     valid_to: Date | None = None
     rounding: Rounding = Rounding()
-    benefit_year_start_month: int = Field(default=1, ge=1, le=12)
+    benefit_year_start_month: StrictInt = Field(default=1, ge=1, le=12)
     notes: str | None = None
     plans: tuple[Plan, ...] = Field(min_length=1)
     source: str = Field(default="<memory>", exclude=True)
@@ -320,11 +326,17 @@ _PYDANTIC_HINTS = {
 
 def _pydantic_problems(err: ValidationError, source: str, raw: dict[str, Any]) -> list[Problem]:
     problems = []
+    errors = []
     for e in err.errors():
-        loc = tuple(e["loc"])
         # pydantic appends validator names such as 'function-before[...]'; drop them
-        loc = tuple(p for p in loc if not (isinstance(p, str) and "[" in p and p.endswith("]")))
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and "[" in p and p.endswith("]")))
+        errors.append((loc, e))
+    inner = {loc for loc, _ in errors}
+    for loc, e in errors:
         kind = e["type"]
+        if kind == "too_short" and any(o[: len(loc)] == loc and len(o) > len(loc) for o in inner):
+            # a list whose bad items were dropped: pydantic also calls it too short; noise
+            continue
         msg = _PYDANTIC_HINTS.get(kind, e["msg"])
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
@@ -357,8 +369,12 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return sorted(
         (f.alias or n)
         for n, f in model.model_fields.items()
-        if n not in ("source", "content_hash")
+        if n not in _COMPUTED
     )
+
+
+#: RuleSet fields medaid fills in itself; a rule file may not set them.
+_COMPUTED = ("source", "content_hash")
 
 
 def _model_in(ann: Any) -> Any:
@@ -371,6 +387,11 @@ def _model_in(ann: Any) -> Any:
         if m is not None:
             return m
     return None
+
+
+def _pct(rate: Decimal) -> str:
+    """``Decimal("0.855")`` → ``"85.5%"``."""
+    return format((rate * 100).normalize(), "f") + "%"
 
 
 def _cross_checks(rs: RuleSet) -> list[Problem]:
@@ -413,6 +434,10 @@ def _cross_checks(rs: RuleSet) -> list[Problem]:
         prev_upper: int | None = None
         for j, b in enumerate(p.brackets):
             bat = f"{at}.brackets[{j}]"
+            if j > 0 and b.lower <= p.brackets[j - 1].lower:
+                bad(f"{bat}.from", f"from ({format_yuan(b.lower)}) is not above the previous bracket's from "
+                    f"({format_yuan(p.brackets[j - 1].lower)}); list brackets in ascending order of from")
+                break
             if b.upper is not None and b.upper <= b.lower:
                 bad(f"{bat}.to", f"to ({format_yuan(b.upper)}) must be above from ({format_yuan(b.lower)}); brackets must ascend")
             if j > 0:
@@ -425,6 +450,12 @@ def _cross_checks(rs: RuleSet) -> list[Problem]:
             prev_upper = b.upper
         if p.mode == "whole" and p.brackets[-1].upper is not None:
             bad(f"{at}.brackets[{len(p.brackets) - 1}].to", "in whole mode the last bracket must be open-ended (remove 'to')")
+        if p.mode == "whole":
+            for j in range(1, len(p.brackets)):
+                lo, hi = p.brackets[j - 1].rate, p.brackets[j].rate
+                if hi < lo:
+                    bad(f"{at}.brackets[{j}].rate", f"in whole mode rates must not fall from one bracket to the "
+                        f"next ({_pct(hi)} after {_pct(lo)}): a larger self-pay would get less relief")
         if p.annual_cap is not None or p.pool in pool_caps:
             seen = pool_caps.get(p.pool)
             if seen is not None and seen[1] != p.annual_cap:
@@ -474,16 +505,21 @@ def _example_problems(rs: RuleSet) -> list[Problem]:
 def parse_rule_set(data: bytes, source: str = "<memory>") -> RuleSet:
     """Read and validate one rule file's bytes; raises :class:`RuleError` with every problem."""
     try:
-        raw = tomllib.loads(data.decode("utf-8"))
+        raw = tomllib.loads(data.decode("utf-8-sig"))  # -sig: Notepad writes a BOM
     except UnicodeDecodeError as e:
         raise RuleError(Problem(f"not UTF-8 text ({e.reason} at byte {e.start})", source=source)) from None
     except tomllib.TOMLDecodeError as e:
         raise RuleError(Problem(f"not valid TOML: {e}", source=source)) from None
     digest = hashlib.sha256(data).hexdigest()
+    reserved = [Problem(
+        "unknown key; allowed here: " + ", ".join(_allowed_keys((k,))) + f" ({k} is set by medaid)",
+        source=source, field=k) for k in _COMPUTED if k in raw]
     try:
         rs = RuleSet.model_validate({**raw, "source": source, "content_hash": digest})
     except ValidationError as e:
-        raise RuleError(_pydantic_problems(e, source, raw)) from None
+        raise RuleError(reserved + _pydantic_problems(e, source, raw)) from None
+    if reserved:
+        raise RuleError(reserved)
     problems = _cross_checks(rs)
     if problems:
         raise RuleError(problems)
@@ -526,9 +562,14 @@ def _overlaps(sets: list[RuleSet]) -> list[Problem]:
         by_id.setdefault(r.id, []).append(r)
     for versions in by_id.values():
         versions.sort(key=lambda r: r.valid_from)
+        labels: dict[str, RuleSet] = {}
+        for b in versions:
+            a = labels.setdefault(b.version, b)
+            if a is not b:
+                out.append(Problem(
+                    f"version {b.version!r} of scheme {b.id!r} is also in {a.source}; each version "
+                    "of a scheme needs its own label", source=b.source, field="version"))
         for a, b in zip(versions, versions[1:]):
-            if a.version == b.version:
-                out.append(Problem(f"version {b.version!r} of scheme {b.id!r} is also in {a.source}", source=b.source, field="version"))
             if a.valid_to is None or a.valid_to >= b.valid_from:
                 end = "open-ended" if a.valid_to is None else f"valid to {a.valid_to}"
                 out.append(Problem(
