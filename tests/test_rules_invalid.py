@@ -145,3 +145,13 @@ def test_a_rule_file_saved_with_a_byte_order_mark_loads(tmp_path):
     body = (HERE / "overlap" / "v2024.toml").read_bytes()
     (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbf" + body)
     assert medaid.load_rules(tmp_path / "bom.toml").versions()[0].version == "2024"
+
+
+def test_versions_of_one_scheme_must_share_the_benefit_year_start_month():
+    problems = problems_of(HERE / "start_month")
+    assert len(problems) == 1, [str(p) for p in problems]
+    (p,) = problems
+    assert p.source is not None and p.source.endswith("v2024.toml")
+    assert p.field == "benefit_year_start_month"
+    for w in ["4 differs from 1", "'2019'", "v2019.toml", "must share it"]:
+        assert w in p.message, w

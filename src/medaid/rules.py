@@ -570,6 +570,13 @@ def _overlaps(sets: list[RuleSet]) -> list[Problem]:
                     f"version {b.version!r} of scheme {b.id!r} is also in {a.source}; each version "
                     "of a scheme needs its own label", source=b.source, field="version"))
         for a, b in zip(versions, versions[1:]):
+            if a.benefit_year_start_month != b.benefit_year_start_month:
+                out.append(Problem(
+                    f"benefit_year_start_month {b.benefit_year_start_month} differs from "
+                    f"{a.benefit_year_start_month} in version {a.version!r} of scheme {a.id!r} "
+                    f"({a.source}); versions of one scheme must share it, or a person's benefit "
+                    "year would split at the version change", source=b.source,
+                    field="benefit_year_start_month"))
             if a.valid_to is None or a.valid_to >= b.valid_from:
                 end = "open-ended" if a.valid_to is None else f"valid to {a.valid_to}"
                 out.append(Problem(
