@@ -1,0 +1,159 @@
+"""Writing results, rejects and recalculations: CSV, XLSX, JSON Lines, Parquet; atomically.
+
+Rules implemented (DESIGN.md §5 *Reliability*; issue #4 *Output*):
+
+* The format is chosen by the output's extension.  Money columns (fen ``Int64`` in frames) are
+  written as yuan with two decimals: text ``12345.67`` (no separators) in CSV and JSON Lines,
+  ``Decimal(18, 2)`` in Parquet, numeric cells with number format ``#,##0.00`` in XLSX.  The
+  conversion is integer arithmetic on fen; no float is made.
+* Every file is written to a temporary file in the same folder, flushed to disk and renamed over
+  the target with ``os.replace``: a reader sees the old file or the new one, never a part.
+* Formula injection: in CSV and XLSX, text cells starting with ``=``, ``+``, ``-``, ``@``, a tab
+  or a carriage return get a leading ``'``; numbers (money, years) stay numbers.
+* CSV is UTF-8 with a byte-order mark by default, so that Excel (which reads BOM-less CSV as
+  the local code page, GBK on Chinese Windows) shows Chinese text correctly; ``bom=False``
+  writes plain UTF-8.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from .errors import MedaidError, Problem
+from .readers import MONEY_COLUMNS, file_format
+
+if TYPE_CHECKING:
+    import polars as pl
+
+#: Leading characters that make a spreadsheet read text as a formula.
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+XLSX_MONEY_FORMAT = "#,##0.00"
+XLSX_DATE_FORMAT = "yyyy-mm-dd"
+
+
+class WriteError(MedaidError):
+    """An output file could not be written."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success fsync it and ``os.replace`` it onto
+    ``path``; on failure remove it, leaving any previous ``path`` untouched."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise WriteError(Problem("the output folder does not exist", source=str(path)))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+    with contextlib.suppress(OSError):  # make the rename durable too
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def yuan_text(column: str) -> "pl.Expr":
+    """Fen ``Int64`` → yuan text with two decimals and no separators (``-1205`` → ``-12.05``)."""
+    import polars as pl
+
+    e = pl.col(column)
+    a = e.abs()
+    return (
+        pl.when(e < 0).then(pl.lit("-")).otherwise(pl.lit(""))
+        + (a // 100).cast(pl.String) + "." + (a % 100).cast(pl.String).str.zfill(2)
+    ).alias(column)
+
+
+def neutralise(column: str) -> "pl.Expr":
+    """Prefix ``'`` to text starting like a formula (``=``, ``+``, ``-``, ``@``, tab, CR)."""
+    import polars as pl
+
+    e = pl.col(column)
+    return (
+        pl.when(e.str.contains(r"^[=+\-@\t\r]")).then(pl.lit("'") + e).otherwise(e).alias(column)
+    )
+
+
+def _money_cols(frame: "pl.DataFrame") -> list[str]:
+    return [c for c, t in frame.schema.items() if c in MONEY_COLUMNS and t.is_integer()]
+
+
+def write_frame(frame: "pl.DataFrame", path: str | Path, *, bom: bool = True) -> None:
+    """Write ``frame`` to ``path`` in the format of its extension, atomically (see module doc).
+
+    Columns named in :data:`medaid.readers.MONEY_COLUMNS` holding integers are fen."""
+    fmt = file_format(path)
+    money = _money_cols(frame)
+    try:
+        with atomic_path(path) as tmp:
+            if fmt == "csv":
+                _write_csv(frame, tmp, money, bom)
+            elif fmt == "jsonl":
+                frame.with_columns([yuan_text(c) for c in money]).write_ndjson(tmp)
+            elif fmt == "parquet":
+                _write_parquet(frame, tmp, money)
+            else:
+                _write_xlsx(frame, tmp, money)
+    except OSError as e:
+        raise WriteError(Problem(f"cannot be written ({e.strerror or e})", source=str(path))) from None
+
+
+def _write_csv(frame: "pl.DataFrame", tmp: Path, money: list[str], bom: bool) -> None:
+    import polars as pl
+
+    text_cols = [c for c, t in frame.schema.items() if t == pl.String]
+    out = frame.with_columns([yuan_text(c) for c in money] + [neutralise(c) for c in text_cols])
+    out.write_csv(tmp, include_bom=bom, date_format="%Y-%m-%d")
+
+
+def _write_parquet(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
+    import polars as pl
+
+    out = frame.with_columns([yuan_text(c).cast(pl.Decimal(18, 2)) for c in money])
+    out.write_parquet(tmp)
+
+
+def _write_xlsx(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
+    import openpyxl
+    from openpyxl.cell import WriteOnlyCell
+
+    wb = openpyxl.Workbook(write_only=True)
+    ws = wb.create_sheet("results")
+    ws.append(list(frame.columns))
+    money_idx = {frame.columns.index(c) for c in money}
+    for rec in frame.iter_rows():
+        cells = []
+        for j, v in enumerate(rec):
+            if v is None:
+                cells.append(None)
+            elif j in money_idx:
+                cell = WriteOnlyCell(ws, value=Decimal(v).scaleb(-2))
+                cell.number_format = XLSX_MONEY_FORMAT
+                cells.append(cell)
+            elif isinstance(v, str):
+                cells.append(WriteOnlyCell(ws, value="'" + v if v.startswith(FORMULA_LEADS) else v))
+            elif isinstance(v, dt.date):
+                cell = WriteOnlyCell(ws, value=v)
+                cell.number_format = XLSX_DATE_FORMAT
+                cells.append(cell)
+            else:
+                cells.append(v)
+        ws.append(cells)
+    wb.save(tmp)

@@ -1,0 +1,719 @@
+"""Claim files → validated frames: CSV, XLSX, JSON Lines and Parquet, with per-row errors.
+
+Rules implemented (DESIGN.md §2 *Money*, §5 *Reliability*; issue #4 *Validation per row*):
+
+* Every file is first read as text: all columns are ``String``, named by the canonical field
+  names of :data:`medaid.columns.HEADER_ALIASES` (English or Chinese headers, case-folded) or
+  by ``--map column=field``; other columns pass through unchanged.  A ``row`` column (``Int64``)
+  holds the line as the user sees it: the header is line 1 of a CSV file, the sheet row of an
+  XLSX file, the line of a JSON Lines file, the record number (from 1) of a Parquet file.
+* :func:`validate_frame` then types the text vectorised in polars.  Amounts follow the rules of
+  :func:`medaid.money.parse_yuan` exactly (thousands separators, full-width digits after NFKC,
+  nothing else; no negatives, at most two decimals): ASCII text is parsed by regular expression
+  and integer casts, and only rows that are not plain ASCII or that the fast path refuses go
+  through ``parse_yuan`` itself (which also writes their message).  Dates are ISO
+  ``2024-05-03``, also ``2024/05/03`` and ``20240503``.  Duplicate claim ids are errors on every
+  occurrence after the first.
+* XLSX numeric cells arrive from openpyxl as floats: this module turns them into text with
+  ``repr()`` at once (``1234.5`` → ``"1234.5"``) and parses that text like any other; this is the
+  one place a float is seen, and a float that is not an exact amount with two decimals
+  (``1234.5600000000001``) is refused, never rounded.
+
+Problems are data: every refused row is a record (``row``, ``claim_id``, ``field``,
+``message``); only whole-file problems (unreadable file, missing required columns) raise
+:class:`ReadError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import os
+import re
+import unicodedata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from .columns import (
+    CLAIM_MONEY_FIELDS,
+    HEADER_ALIASES,
+    REQUIRED_FIELDS,
+    RESULT_MONEY_FIELDS,
+)
+from .errors import MedaidError, MoneyError, Problem
+from .money import parse_yuan
+
+if TYPE_CHECKING:
+    import polars as pl
+
+#: File formats by extension.
+FORMATS: dict[str, str] = {
+    ".csv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx",
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet",
+}
+#: Column holding the line number of each row.
+ROW = "row"
+#: Schema of a rejects frame.
+REJECT_COLUMNS = ("row", "claim_id", "field", "message")
+#: Characters Python's ``str.strip()`` removes from ASCII text (parse_yuan strips this way).
+_ASCII_SPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
+#: Integer parts longer than this are refused as too large for 64-bit fen.
+_MAX_INT_DIGITS = 15
+_YUAN_RE = r"^([0-9]+|[0-9]{1,3}(?:,[0-9]{3})+)(?:\.([0-9]*))?$"
+
+
+class ReadError(MedaidError):
+    """A claim file cannot be read at all (format, encoding, missing columns)."""
+
+
+def file_format(path: str | Path) -> str:
+    """The format of ``path`` by its extension (``csv``, ``xlsx``, ``jsonl``, ``parquet``)."""
+    ext = Path(path).suffix.lower()
+    try:
+        return FORMATS[ext]
+    except KeyError:
+        raise ReadError(Problem(
+            f"unknown file type {ext or '(none)'!r}; use .csv, .xlsx, .jsonl or .parquet",
+            source=str(path))) from None
+
+
+# --------------------------------------------------------------------------------------------
+# headers
+
+
+def _norm_header(h: str) -> str:
+    return unicodedata.normalize("NFKC", str(h)).strip().casefold()
+
+
+_ALIAS_INDEX: dict[str, str] = {
+    _norm_header(a): field for field, aliases in HEADER_ALIASES.items() for a in aliases
+}
+
+
+def parse_mapping(pairs: Iterable[str]) -> dict[str, str]:
+    """``["金额=self_pay", ...]`` (``--map column=field``) → ``{"金额": "self_pay"}``."""
+    out: dict[str, str] = {}
+    for p in pairs:
+        col, sep, field = p.partition("=")
+        if not sep or not col.strip() or field.strip() not in HEADER_ALIASES:
+            raise ReadError(Problem(
+                f"--map {p!r}: write COLUMN=FIELD with FIELD one of {', '.join(HEADER_ALIASES)}"))
+        out[col.strip()] = field.strip()
+    return out
+
+
+def canonical_names(headers: list[str], mapping: Mapping[str, str] | None, source: str) -> list[str]:
+    """Rename headers to field names (``--map`` first, then the aliases); others unchanged.
+
+    Raises :class:`ReadError` when two columns name the same field or a required field has no
+    column, naming the file and what is missing."""
+    mapping = mapping or {}
+    by_norm = {_norm_header(k): v for k, v in mapping.items()}
+    names: list[str] = []
+    taken: dict[str, str] = {}
+    problems: list[Problem] = []
+    for h in headers:
+        h = "" if h is None else str(h)
+        field = mapping.get(h) or by_norm.get(_norm_header(h)) or _ALIAS_INDEX.get(_norm_header(h))
+        if field is not None:
+            if field in taken:
+                problems.append(Problem(
+                    f"columns {taken[field]!r} and {h!r} both give {field}; drop one or use --map",
+                    source=source, line=1, field=field))
+                field = h
+            else:
+                taken[field] = h
+        name = field or h.strip() or f"column_{len(names) + 1}"
+        if name == ROW and field is None:
+            name = "row_input"
+        names.append(name)
+    missing = [f for f in REQUIRED_FIELDS if f not in taken]
+    if missing:
+        problems.append(Problem(
+            "missing required column(s): " + ", ".join(missing)
+            + f"; found {', '.join(repr(str(h)) for h in headers)}. Name them in English or "
+            "Chinese (e.g. 结算单号, 人员编号, 结算日期, 合规自付费用) or use --map COLUMN=FIELD",
+            source=source, line=1))
+    if problems:
+        raise ReadError(problems)
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):  # duplicate pass-through headers get a suffix
+        if n in seen:
+            seen[n] += 1
+            names[i] = f"{n}_{seen[n]}"
+        else:
+            seen[n] = 1
+    return names
+
+
+# --------------------------------------------------------------------------------------------
+# reading raw text frames
+
+
+def read_raw(
+    path: str | Path,
+    *,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+) -> tuple["pl.DataFrame", list[Problem]]:
+    """Read a claim file as text: ``(frame, problems)``.
+
+    ``frame`` has a ``row`` column (``Int64``, line as the user sees it) and every other column
+    as ``String``, renamed to canonical field names.  ``problems`` lists rows that could not be
+    split into fields (ragged rows, bad JSON); those rows are not in the frame.
+    """
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise ReadError(Problem("no such file", source=source))
+    fmt = file_format(path)
+    if fmt == "csv":
+        return _read_csv(path, source, encoding, mapping)
+    if fmt == "xlsx":
+        return _read_xlsx(path, source, sheet, mapping)
+    if fmt == "jsonl":
+        return _read_jsonl(path, source, mapping)
+    return _read_parquet(path, source, mapping), []
+
+
+def _sniff_encoding(path: Path, encoding: str | None, source: str) -> str:
+    """``utf-8`` (with or without BOM) or ``gb18030``, judged on the first megabyte."""
+    if encoding:
+        try:
+            import codecs
+
+            return codecs.lookup(encoding).name
+        except LookupError:
+            raise ReadError(Problem(f"unknown encoding {encoding!r}", source=source)) from None
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "utf-8"
+    import codecs
+
+    dec = codecs.getincrementaldecoder("utf-8")()
+    try:
+        dec.decode(head, final=False)
+        return "utf-8"
+    except UnicodeDecodeError:
+        return "gb18030"
+
+
+def _read_csv(
+    path: Path, source: str, encoding: str | None, mapping: Mapping[str, str] | None,
+) -> tuple["pl.DataFrame", list[Problem]]:
+    import polars as pl
+
+    enc = _sniff_encoding(path, encoding, source)
+    data: bytes | Path
+    if enc == "utf-8":
+        data = path
+    else:
+        try:
+            data = path.read_bytes().decode(enc).encode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ReadError(Problem(
+                f"cannot be decoded as {enc} at byte {e.start}; give --encoding", source=source)) from None
+    newlines, quoted, commas, ends_nl = _scan(data)
+    if not quoted:
+        try:
+            frame = pl.read_csv(data, infer_schema=False, raise_if_empty=False)
+        except pl.exceptions.ComputeError as e:
+            if "utf-8" in str(e).lower() or "utf8" in str(e).lower():
+                if enc == "utf-8" and encoding is None:  # a GBK file with an ASCII first megabyte
+                    return _read_csv(path, source, "gb18030", mapping)
+                raise ReadError(Problem(f"cannot be decoded as {enc}; give --encoding", source=source)) from None
+            frame = None  # ragged: more fields than the header; located by the careful path
+        if frame is not None and frame.width:
+            lines = newlines + (0 if ends_nl else 1)
+            blank = frame.select(pl.all_horizontal(pl.all().is_null()).sum()).item()
+            want_commas = (frame.width - 1) * (frame.height - blank + 1)
+            if lines == frame.height + 1 and commas == want_commas:
+                names = canonical_names(frame.columns, mapping, source)
+                frame = frame.rename(dict(zip(frame.columns, names)))
+                frame = frame.with_row_index(ROW, offset=2).with_columns(pl.col(ROW).cast(pl.Int64))
+                if blank:
+                    frame = frame.filter(~pl.all_horizontal(pl.exclude(ROW).is_null()))
+                return frame, []
+    text = (path.read_bytes() if isinstance(data, Path) else data).decode("utf-8-sig", errors="strict")
+    return _read_csv_careful(text, source, mapping)
+
+
+def _scan(data: bytes | Path) -> tuple[int, bool, int, bool]:
+    """Newline count, whether any quote appears, comma count, whether it ends with a newline."""
+    if isinstance(data, bytes):
+        return data.count(b"\n"), b'"' in data, data.count(b","), data.endswith(b"\n")
+    n = c = 0
+    quoted = False
+    last = b""
+    with open(data, "rb") as f:
+        while chunk := f.read(1 << 24):
+            n += chunk.count(b"\n")
+            c += chunk.count(b",")
+            quoted = quoted or b'"' in chunk
+            last = chunk[-1:]
+    return n, quoted, c, last == b"\n"
+
+
+def _read_csv_careful(
+    text: str, source: str, mapping: Mapping[str, str] | None,
+) -> tuple["pl.DataFrame", list[Problem]]:
+    """The exact path for quoted or irregular files: Python's csv module, line by line."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    problems: list[Problem] = []
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ReadError(Problem("the file is empty", source=source)) from None
+    names = canonical_names(header, mapping, source)
+    width = len(names)
+    cols: list[list[str | None]] = [[] for _ in range(width)]
+    rows: list[int] = []
+    start = reader.line_num + 1
+    try:
+        for rec in reader:
+            line = start
+            start = reader.line_num + 1
+            if not rec or (len(rec) == 1 and not rec[0].strip() and width > 1):
+                continue  # an empty line is not a row
+            if len(rec) != width:
+                problems.append(Problem(
+                    f"has {len(rec)} fields, the header has {width}", source=source, line=line,
+                    field="row"))
+                continue
+            rows.append(line)
+            for j, v in enumerate(rec):
+                cols[j].append(v if v != "" else None)
+    except csv.Error as e:
+        problems.append(Problem(f"cannot be read as CSV ({e}); rows after it were not read",
+                                source=source, line=start, field="row"))
+    return _frame_from_columns(names, cols, rows), problems
+
+
+def _frame_from_columns(
+    names: list[str], cols: list[list[Any]], rows: list[int],
+) -> "pl.DataFrame":
+    import polars as pl
+
+    data: dict[str, Any] = {ROW: pl.Series(ROW, rows, dtype=pl.Int64)}
+    for n, c in zip(names, cols):
+        data[n] = pl.Series(n, c, dtype=pl.String)
+    return pl.DataFrame(data)
+
+
+def _cell_text(v: Any) -> str | None:
+    """An XLSX cell value as text.  Floats go through ``repr()`` here and nowhere else."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v if v.strip() else None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if v.is_integer() and abs(v) < 1e15:
+            return str(int(v))
+        return repr(v)
+    if isinstance(v, dt.datetime):
+        return v.date().isoformat() if v.time() == dt.time(0) else v.isoformat(sep=" ")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    return str(v)
+
+
+def _read_xlsx(
+    path: Path, source: str, sheet: str | None, mapping: Mapping[str, str] | None,
+) -> tuple["pl.DataFrame", list[Problem]]:
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as e:  # openpyxl raises many types for a broken file
+        raise ReadError(Problem(f"cannot be read as XLSX ({type(e).__name__})", source=source)) from None
+    try:
+        if sheet is not None:
+            if sheet not in wb.sheetnames:
+                raise ReadError(Problem(
+                    f"no sheet {sheet!r}; sheets: {', '.join(wb.sheetnames)}", source=source))
+            ws = wb[sheet]
+        else:
+            ws = wb.worksheets[0]
+        source = f"{source}[{ws.title}]" if sheet is not None else source
+        it = ws.iter_rows()
+        header: list[Any] | None = None
+        header_row = 1
+        names: list[str] = []
+        cols: list[list[str | None]] = []
+        rows: list[int] = []
+        problems: list[Problem] = []
+        for cells in it:
+            r = next((c.row for c in cells if getattr(c, "row", None)), None)
+            values = [_cell_text(c.value) for c in cells]
+            if r is None or all(v is None for v in values):
+                continue
+            if header is None:
+                header, header_row = values, r
+                while header and header[-1] is None:
+                    header.pop()
+                names = canonical_names([h or "" for h in header], mapping, source)
+                cols = [[] for _ in names]
+                continue
+            width = len(names)
+            if len(values) > width and any(v is not None for v in values[width:]):
+                problems.append(Problem(
+                    f"has values beyond the {width} headed columns", source=source, line=r, field="row"))
+                continue
+            values = (values + [None] * width)[:width]
+            rows.append(r)
+            for j, v in enumerate(values):
+                cols[j].append(v)
+        if header is None:
+            raise ReadError(Problem("the sheet is empty", source=source))
+        del header_row
+        return _frame_from_columns(names, cols, rows), problems
+    finally:
+        wb.close()
+
+
+def _read_jsonl(
+    path: Path, source: str, mapping: Mapping[str, str] | None,
+) -> tuple["pl.DataFrame", list[Problem]]:
+    """JSON Lines; numbers are kept as the text written in the file (never a float)."""
+    records: list[dict[str, Any]] = []
+    rows: list[int] = []
+    problems: list[Problem] = []
+    keys: dict[str, None] = {}
+    with open(path, encoding="utf-8-sig") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line, parse_float=str, parse_int=str,
+                                 parse_constant=lambda s: s)
+            except json.JSONDecodeError as e:
+                problems.append(Problem(f"is not valid JSON ({e.msg})", source=source, line=n, field="row"))
+                continue
+            if not isinstance(obj, dict):
+                problems.append(Problem("is not a JSON object", source=source, line=n, field="row"))
+                continue
+            for k in obj:
+                keys.setdefault(k, None)
+            records.append(obj)
+            rows.append(n)
+    headers = list(keys)
+    if not headers and not problems:
+        raise ReadError(Problem("the file is empty", source=source))
+    names = canonical_names(headers, mapping, source)
+    cols: list[list[str | None]] = []
+    for h in headers:
+        col: list[str | None] = []
+        for rec in records:
+            v = rec.get(h)
+            if v is None:
+                col.append(None)
+            elif isinstance(v, bool):
+                col.append("true" if v else "false")
+            elif isinstance(v, (dict, list)):
+                col.append(json.dumps(v, ensure_ascii=False))
+            else:
+                col.append(str(v))
+        cols.append(col)
+    return _frame_from_columns(names, cols, rows), problems
+
+
+def _read_parquet(path: Path, source: str, mapping: Mapping[str, str] | None) -> "pl.DataFrame":
+    import polars as pl
+
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as e:  # noqa: BLE001 - any failure of the reader is a refused file
+        raise ReadError(Problem(f"cannot be read as Parquet ({type(e).__name__})", source=source)) from None
+    names = canonical_names(frame.columns, mapping, source)
+    exprs = []
+    for old, new in zip(frame.columns, names):
+        dtype = frame.schema[old]
+        e = pl.col(old)
+        if dtype == pl.Date:
+            e = e.dt.strftime("%Y-%m-%d")
+        elif dtype == pl.Datetime:
+            e = e.dt.strftime("%Y-%m-%d %H:%M:%S").str.replace(" 00:00:00", "", literal=True)
+        elif dtype.is_float():
+            # the one float boundary for Parquet: Python repr() text, as for XLSX
+            e = e.map_elements(_cell_text, return_dtype=pl.String)
+        else:
+            e = e.cast(pl.String)
+        exprs.append(e.alias(new))
+    out = frame.select(exprs)
+    return out.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+
+def yuan_to_fen(text: "pl.Expr") -> tuple["pl.Expr", "pl.Expr"]:
+    """Vectorised :func:`medaid.money.parse_yuan` for ASCII text: ``(fen, ok)`` expressions.
+
+    ``ok`` is true where the fast path accepts the text (and ``fen`` then equals
+    ``parse_yuan``); where it is false the row must go through ``parse_yuan`` (non-ASCII text,
+    empty, negative, malformed, more than two decimals, too large) for its value or message.
+    """
+    import polars as pl
+
+    s = text.str.strip_chars(_ASCII_SPACE)
+    g = s.str.extract_groups(_YUAN_RE)
+    int_part = g.struct.field("1").str.replace_all(",", "", literal=True)
+    frac = g.struct.field("2").fill_null("")
+    ok = (
+        int_part.is_not_null()
+        & (frac.str.len_bytes() <= 2)
+        & (int_part.str.len_bytes() <= _MAX_INT_DIGITS)
+        & ~text.str.contains(r"[^\x00-\x7f]")
+    )
+    fen = (
+        int_part.cast(pl.Int64, strict=False) * 100
+        + frac.str.pad_end(2, "0").cast(pl.Int64, strict=False)
+    )
+    return pl.when(ok).then(fen), ok.fill_null(False)
+
+
+def _slow_yuan(v: str | None, field: str) -> tuple[int | None, str | None]:
+    """``parse_yuan`` for the rows the fast path does not take: (fen, None) or (None, message)."""
+    if v is None:
+        return None, "is empty"
+    try:
+        fen = parse_yuan(v, field=field)
+    except MoneyError as e:
+        return None, e.problems[0].message
+    if fen >= 10 ** (_MAX_INT_DIGITS + 2):
+        return None, "is too large"
+    return fen, None
+
+
+def _money_column(frame: "pl.DataFrame", field: str, required: bool) -> tuple["pl.Series", "pl.Series"]:
+    """(fen Int64, message String) for one money column: fast path, then ``parse_yuan`` for
+    the rows it does not take.  An optional column may be empty (null fen, no message)."""
+    import polars as pl
+
+    col = frame[field]
+    fen, ok = yuan_to_fen(pl.col(field))
+    blank = pl.col(field).is_null() | (pl.col(field).str.strip_chars(_ASCII_SPACE) == "")
+    slow = ~ok if required else ~ok & ~blank
+    parsed = frame.select(fen.alias("fen"), slow.fill_null(True).alias("slow"))
+    fen_s = parsed["fen"]
+    messages = pl.Series(field, [None] * frame.height, dtype=pl.String)
+    idx = parsed["slow"].arg_true()
+    if len(idx):
+        got = [_slow_yuan(v, field) for v in col.gather(idx).to_list()]
+        fen_list = fen_s.to_list()
+        msg_list = messages.to_list()
+        for i, (f, m) in zip(idx.to_list(), got):
+            fen_list[i] = f
+            msg_list[i] = m
+        fen_s = pl.Series(field, fen_list, dtype=pl.Int64)
+        messages = pl.Series(field, msg_list, dtype=pl.String)
+    return fen_s.alias(field), messages
+
+
+def _date_expr(field: str) -> "pl.Expr":
+    import polars as pl
+
+    s = pl.col(field).str.strip_chars()
+    return pl.coalesce(
+        s.str.to_date("%Y-%m-%d", strict=False),
+        s.str.to_date("%Y/%m/%d", strict=False),
+        pl.when(s.str.len_bytes() == 8).then(s.str.to_date("%Y%m%d", strict=False)),
+        pl.when(s.str.contains(r"^\d{4}-\d{2}-\d{2}[ T]00:00(:00)?$"))
+        .then(s.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)),
+    )
+
+
+def validate_frame(raw: "pl.DataFrame", source: str) -> tuple["pl.DataFrame", "pl.DataFrame"]:
+    """Type a raw text frame: ``(clean, rejects)`` (issue #4, *Validation per row*).
+
+    ``raw`` has String columns named by field (``claim_id``, ``person_id``, ``date``,
+    ``self_pay``, optional ``group``, ``kind``, ``hospital``, ``total_cost``, anything else
+    passed through) and ``row`` (``Int64``).  ``clean`` holds the rows without problems, typed:
+    ``date`` Date, money ``Int64`` fen, text stripped (empty → null).  ``rejects`` holds one
+    record per problem: ``row``, ``claim_id``, ``field``, ``message``, ordered by row.
+    """
+    import polars as pl
+
+    del source  # problems carry the row; the caller renders them with the file name
+    cols = raw.columns
+    typed: dict[str, pl.Series] = {}
+    msgs: dict[str, pl.Series] = {}
+    text_fields = [f for f in ("claim_id", "person_id", "group", "kind", "hospital") if f in cols]
+    stripped = raw.select(
+        [pl.col(f).str.strip_chars().replace("", None).alias(f) for f in text_fields]
+        + [_date_expr("date").alias("date")]
+    )
+    for f in text_fields:
+        typed[f] = stripped[f]
+    for f in ("claim_id", "person_id"):
+        msgs[f] = pl.select(
+            pl.when(stripped[f].is_null()).then(pl.lit("is empty")).otherwise(pl.lit(None, pl.String))
+        ).to_series()
+    typed["date"] = stripped["date"]
+    msgs["date"] = raw.select(
+        pl.when(stripped["date"].is_null())
+        .then(
+            pl.when(pl.col("date").str.strip_chars().replace("", None).is_null())
+            .then(pl.lit("is empty"))
+            .otherwise(pl.lit("is not a date; write YYYY-MM-DD (e.g. 2024-05-03)"))
+        )
+        .otherwise(pl.lit(None, pl.String))
+    ).to_series()
+    for f in CLAIM_MONEY_FIELDS:
+        if f in cols:
+            typed[f], msgs[f] = _money_column(raw, f, required=f in REQUIRED_FIELDS)
+    # duplicate claim ids: every occurrence after the first, naming the first line
+    ids = typed["claim_id"]
+    first_line = pl.DataFrame({ROW: raw[ROW], "id": ids}).select(
+        pl.col(ROW).first().over("id").alias("first"))["first"]
+    dup = ids.is_not_null() & ~ids.is_first_distinct()
+    dup_msg = pl.select(
+        pl.when(dup).then(pl.lit("duplicate claim id (first on line ") + first_line.cast(pl.String) + ")")
+        .otherwise(pl.lit(None, pl.String))
+    ).to_series()
+    msgs["claim_id"] = pl.select(pl.coalesce(msgs["claim_id"], dup_msg)).to_series()
+
+    problem_frames = []
+    for f, m in msgs.items():
+        if m.null_count() == m.len():
+            continue
+        pf = pl.DataFrame({ROW: raw[ROW], "claim_id": typed["claim_id"], "message": m})
+        pf = pf.filter(pl.col("message").is_not_null()).with_columns(pl.lit(f).alias("field"))
+        problem_frames.append(pf.select(list(REJECT_COLUMNS)))
+    rejects = (
+        pl.concat(problem_frames).sort(ROW, maintain_order=True)
+        if problem_frames else empty_rejects()
+    )
+    out_cols = []
+    for c in cols:
+        out_cols.append(typed[c].alias(c) if c in typed else raw[c])
+    clean = pl.DataFrame(out_cols)
+    if rejects.height:
+        clean = clean.filter(~pl.col(ROW).is_in(rejects[ROW].unique().implode()))
+    return clean, rejects
+
+
+def empty_rejects() -> "pl.DataFrame":
+    """A rejects frame with no rows."""
+    import polars as pl
+
+    return pl.DataFrame(schema={ROW: pl.Int64, "claim_id": pl.String, "field": pl.String,
+                                "message": pl.String})
+
+
+def problems_frame(problems: list[Problem]) -> "pl.DataFrame":
+    """Structural problems from :func:`read_raw` as a rejects frame."""
+    import polars as pl
+
+    if not problems:
+        return empty_rejects()
+    return pl.DataFrame(
+        {ROW: [p.line for p in problems], "claim_id": [None] * len(problems),
+         "field": [p.field for p in problems], "message": [p.message for p in problems]},
+        schema=empty_rejects().schema,
+    )
+
+
+def read_claims(
+    path: str | Path,
+    *,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+) -> tuple["pl.DataFrame", "pl.DataFrame", "pl.DataFrame"]:
+    """Read and validate a claim file: ``(raw, clean, rejects)``.
+
+    ``raw`` is the text frame (kept for the rejects file), ``clean`` the typed valid rows and
+    ``rejects`` every problem (structural ones first merged in line order)."""
+    import polars as pl
+
+    raw, problems = read_raw(path, encoding=encoding, sheet=sheet, mapping=mapping)
+    clean, rejects = validate_frame(raw, str(path))
+    if problems:
+        rejects = pl.concat([problems_frame(problems), rejects]).sort(ROW, maintain_order=True)
+    return raw, clean, rejects
+
+
+# --------------------------------------------------------------------------------------------
+# results files, read back
+
+
+#: Money columns of results and recalculation files.
+MONEY_COLUMNS = frozenset(CLAIM_MONEY_FIELDS + RESULT_MONEY_FIELDS) | {
+    "old_relief", "new_relief", "adjustment",
+}
+_INT_COLUMNS = {"benefit_year": "Int32", "bracket": "Int8", ROW: "Int64"}
+_NEUTRALISED = re.compile(r"^'[=+\-@\t\r]")
+
+
+def read_results(path: str | Path) -> "pl.DataFrame":
+    """Read back a results file written by ``medaid batch`` (any format): money → ``Int64``
+    fen (exactly, via the yuan text), ``date`` → Date, ``benefit_year`` → Int32; text cells
+    that the export neutralised against formula injection get their leading ``'`` removed."""
+    import polars as pl
+
+    path = Path(path)
+    fmt = file_format(path)
+    source = str(path)
+    if fmt == "parquet":
+        frame = pl.read_parquet(path)
+        exprs = []
+        for c, t in frame.schema.items():
+            if c in MONEY_COLUMNS and isinstance(t, pl.Decimal):
+                exprs.append((pl.col(c).cast(pl.Decimal(38, 2)) * 100).cast(pl.Int64).alias(c))
+            elif c in MONEY_COLUMNS and t == pl.String:
+                exprs.append(_fen_strict(c))
+            else:
+                exprs.append(pl.col(c))
+        return frame.select(exprs)
+    raw, problems = read_raw(path, mapping=None) if fmt != "csv" else _read_results_csv(path)
+    if problems:
+        raise ReadError(problems[:20])
+    exprs = []
+    for c in raw.columns:
+        if c == ROW and fmt != "csv":
+            continue
+        if c in MONEY_COLUMNS:
+            exprs.append(_fen_strict(c))
+        elif c == "date":
+            exprs.append(_date_expr(c).alias(c))
+        elif c in _INT_COLUMNS:
+            exprs.append(pl.col(c).cast(getattr(pl, _INT_COLUMNS[c])))
+        else:
+            e = pl.col(c)
+            exprs.append(pl.when(e.str.contains(_NEUTRALISED.pattern)).then(e.str.slice(1)).otherwise(e).alias(c))
+    out = raw.select(exprs)
+    bad = [c for c in MONEY_COLUMNS if c in out.columns and out[c].null_count() > raw[c].null_count()]
+    if bad:
+        raise ReadError(Problem(f"column(s) {', '.join(sorted(bad))} hold text that is not an amount",
+                                source=source))
+    return out
+
+
+def _read_results_csv(path: Path) -> tuple["pl.DataFrame", list[Problem]]:
+    import polars as pl
+
+    return pl.read_csv(path, infer_schema=False), []
+
+
+def _fen_strict(c: str) -> "pl.Expr":
+    """Yuan text with an optional sign (adjustments may be negative) → Int64 fen."""
+    import polars as pl
+
+    s = pl.col(c).str.strip_chars().str.replace_all(",", "", literal=True)
+    g = s.str.extract_groups(r"^(-?)([0-9]+)(?:\.([0-9]{1,2}))?$")
+    fen = (g.struct.field("2").cast(pl.Int64, strict=False) * 100
+           + g.struct.field("3").fill_null("").str.pad_end(2, "0").cast(pl.Int64, strict=False))
+    return pl.when(g.struct.field("1") == "-").then(-fen).otherwise(fen).alias(c)
+
+
+def source_name(path: str | Path) -> str:
+    """The file name as messages show it (relative paths stay relative)."""
+    return os.fspath(path)
