@@ -39,7 +39,7 @@ def generate(claims: int, seed: int) -> list[list[str]]:
     rng = random.Random(seed)
     n_persons = max(1, claims // 4)
     # skewed: person weights follow a Zipf-like law
-    weights = [1.0 / (k + 1) ** 0.8 for k in range(n_persons)]
+    weights = [1.0 / (k + 1) ** 0.6 for k in range(n_persons)]
     person_ids = [f"5002{rng.randrange(10**9, 10**10)}{k:04d}" for k in range(n_persons)]
     group_of = ["key" if rng.random() < 0.7 else "low-income" for _ in range(n_persons)]
     chosen = rng.choices(range(n_persons), weights=weights, k=claims)
