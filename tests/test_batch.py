@@ -153,14 +153,20 @@ def test_parquet_money_is_decimal_18_2(tmp_path: Path) -> None:
     assert pl.read_parquet(p)["relief"].to_list()[0] == Decimal("23300.00")
 
 
-def test_a_failed_write_leaves_the_previous_file_intact(tmp_path: Path) -> None:
-    p = tmp_path / "r.xlsx"
+def test_a_failed_write_leaves_the_previous_file_intact(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import medaid.exports as exports
+
+    def half_then_fail(frame, tmp, money, bom):  # type: ignore[no-untyped-def]
+        Path(tmp).write_text("claim_id\nC1\n")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(exports, "_write_csv", half_then_fail)
+    p = tmp_path / "r.csv"
     p.write_bytes(b"previous")
-    bad = pl.DataFrame({"claim_id": ["C1"], "x": pl.Series([[1, 2]], dtype=pl.List(pl.Int64))})
-    with pytest.raises(Exception):
-        write_frame(bad, p)  # openpyxl cannot write a list cell
+    with pytest.raises(exports.WriteError, match="No space left"):
+        write_frame(results_frame(), p)
     assert p.read_bytes() == b"previous"
-    assert [f.name for f in tmp_path.iterdir()] == ["r.xlsx"]  # no temporary file left behind
+    assert [f.name for f in tmp_path.iterdir()] == ["r.csv"]  # no temporary file left behind
 
 
 # --- fail / skip ---------------------------------------------------------------------------------

@@ -131,29 +131,102 @@ def _write_parquet(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
 
 
 def _write_xlsx(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
+    """XLSX via xlsxwriter (constant memory) when installed, else openpyxl's write-only mode.
+
+    XLSX stores every number as a binary double: a money cell holds the double nearest to the
+    exact yuan amount (``fen / 100``, correctly rounded), written with 16 significant digits, so
+    amounts below 10^14 yuan read back exactly.  This is the format's one float boundary."""
+    try:
+        import xlsxwriter  # noqa: F401
+    except ImportError:  # pragma: no cover - xlsxwriter is in the batch extra
+        _write_xlsx_openpyxl(frame, tmp, money)
+    else:
+        _write_xlsx_xlsxwriter(frame, tmp, money)
+
+
+def _xlsx_plan(frame: "pl.DataFrame", money: list[str]) -> list[str]:
+    import polars as pl
+
+    kinds = []
+    for c, t in frame.schema.items():
+        if c in money:
+            kinds.append("money")
+        elif t == pl.Date:
+            kinds.append("date")
+        elif t == pl.String:
+            kinds.append("text")
+        elif t.is_numeric():
+            kinds.append("number")
+        else:
+            kinds.append("other")
+    return kinds
+
+
+def _safe_text(v: str) -> str:
+    return "'" + v if v.startswith(FORMULA_LEADS) else v
+
+
+def _write_xlsx_xlsxwriter(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
+    import xlsxwriter
+
+    wb = xlsxwriter.Workbook(str(tmp), {
+        "constant_memory": True, "strings_to_numbers": False, "strings_to_formulas": False,
+        "strings_to_urls": False,
+    })
+    try:
+        ws = wb.add_worksheet("results")
+        money_fmt = wb.add_format({"num_format": XLSX_MONEY_FORMAT})
+        date_fmt = wb.add_format({"num_format": XLSX_DATE_FORMAT})
+        for j, c in enumerate(frame.columns):
+            ws.write_string(0, j, c)
+        kinds = _xlsx_plan(frame, money)
+        ws_num, ws_str, ws_dt = ws.write_number, ws.write_string, ws.write_datetime
+        for i, rec in enumerate(frame.iter_rows(), start=1):
+            for j, v in enumerate(rec):
+                if v is None:
+                    continue
+                k = kinds[j]
+                if k == "money":
+                    ws_num(i, j, v / 100, money_fmt)
+                elif k == "text":
+                    ws_str(i, j, _safe_text(v))
+                elif k == "date":
+                    ws_dt(i, j, dt.datetime(v.year, v.month, v.day), date_fmt)
+                elif k == "number":
+                    ws_num(i, j, v)
+                else:
+                    ws_str(i, j, _safe_text(str(v)))
+    finally:
+        wb.close()
+
+
+def _write_xlsx_openpyxl(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
     import openpyxl
     from openpyxl.cell import WriteOnlyCell
 
     wb = openpyxl.Workbook(write_only=True)
     ws = wb.create_sheet("results")
     ws.append(list(frame.columns))
-    money_idx = {frame.columns.index(c) for c in money}
+    kinds = _xlsx_plan(frame, money)
     for rec in frame.iter_rows():
-        cells = []
+        cells: list[object] = []
         for j, v in enumerate(rec):
+            k = kinds[j]
             if v is None:
                 cells.append(None)
-            elif j in money_idx:
+            elif k == "money":
                 cell = WriteOnlyCell(ws, value=Decimal(v).scaleb(-2))
                 cell.number_format = XLSX_MONEY_FORMAT
                 cells.append(cell)
-            elif isinstance(v, str):
-                cells.append(WriteOnlyCell(ws, value="'" + v if v.startswith(FORMULA_LEADS) else v))
-            elif isinstance(v, dt.date):
+            elif k == "text":
+                cells.append(WriteOnlyCell(ws, value=_safe_text(v)))
+            elif k == "date":
                 cell = WriteOnlyCell(ws, value=v)
                 cell.number_format = XLSX_DATE_FORMAT
                 cells.append(cell)
-            else:
+            elif k == "number":
                 cells.append(v)
+            else:
+                cells.append(WriteOnlyCell(ws, value=_safe_text(str(v))))
         ws.append(cells)
     wb.save(tmp)
