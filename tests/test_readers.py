@@ -221,3 +221,14 @@ def test_parquet_records_are_numbered_from_one(tmp_path: Path) -> None:
     assert raw["row"].to_list() == [1, 2]
     assert clean["self_pay"].to_list() == [1234]
     assert rejects["row"].to_list() == [2]
+
+
+def test_duplicates_in_a_numbered_file_and_blank_ids(tmp_path: Path) -> None:
+    text = "claim_id,person_id,date,self_pay\nA1,P,2024-05-03,1\nA1,P,2024-05-03,1\nA2,P,2024-05-03,1\n\" \",P,2024-05-03,1\nA3,\t,2024-05-03,1\n"
+    _, clean, rejects = read_claims(write(tmp_path / "c.csv", text))
+    assert clean["claim_id"].to_list() == ["A1", "A2"]
+    assert rejects.select("row", "field", "message").rows() == [
+        (3, "claim_id", "duplicate claim id (first on line 2)"),
+        (5, "claim_id", "is empty"),
+        (6, "person_id", "is empty"),
+    ]

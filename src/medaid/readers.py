@@ -61,7 +61,7 @@ REJECT_COLUMNS = ("row", "claim_id", "field", "message")
 _ASCII_SPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
 #: Integer parts longer than this are refused as too large for 64-bit fen.
 _MAX_INT_DIGITS = 15
-_YUAN_RE = r"^([0-9]+|[0-9]{1,3}(?:,[0-9]{3})+)(?:\.([0-9]*))?$"
+_YUAN_RE = r"^(?:[0-9]{1,15}|[0-9]{1,3}(?:,[0-9]{3}){1,4})(?:\.[0-9]{0,2})?$"
 
 
 class ReadError(MedaidError):
@@ -453,29 +453,25 @@ def _read_parquet(path: Path, source: str, mapping: Mapping[str, str] | None) ->
 # validation
 
 
-def yuan_to_fen(text: "pl.Expr") -> tuple["pl.Expr", "pl.Expr"]:
+def yuan_to_fen(text: "pl.Expr", separators: bool = True) -> tuple["pl.Expr", "pl.Expr"]:
     """Vectorised :func:`medaid.money.parse_yuan` for ASCII text: ``(fen, ok)`` expressions.
 
-    ``ok`` is true where the fast path accepts the text (and ``fen`` then equals
-    ``parse_yuan``); where it is false the row must go through ``parse_yuan`` (non-ASCII text,
+    ``ok`` is true where the fast path accepts the text: after stripping ASCII white space, digits
+    with optional thousands separators in groups of three and at most two decimals, at most 15
+    integer digits.  Then ``fen`` equals ``parse_yuan`` (the shape is checked by the regular
+    expression first, so the decimal cast only ever sees well-formed text).  Where ``ok`` is
+    false the row must go through ``parse_yuan`` (non-ASCII text such as full-width digits,
     empty, negative, malformed, more than two decimals, too large) for its value or message.
+    ``separators=False`` skips removing thousands separators (for columns known to have none).
     """
     import polars as pl
 
     s = text.str.strip_chars(_ASCII_SPACE)
-    g = s.str.extract_groups(_YUAN_RE)
-    int_part = g.struct.field("1").str.replace_all(",", "", literal=True)
-    frac = g.struct.field("2").fill_null("")
-    ok = (
-        int_part.is_not_null()
-        & (frac.str.len_bytes() <= 2)
-        & (int_part.str.len_bytes() <= _MAX_INT_DIGITS)
-        & ~text.str.contains(r"[^\x00-\x7f]")
-    )
-    fen = (
-        int_part.cast(pl.Int64, strict=False) * 100
-        + frac.str.pad_end(2, "0").cast(pl.Int64, strict=False)
-    )
+    ok = s.str.contains(_YUAN_RE)
+    if separators:
+        s = s.str.replace_all(",", "", literal=True)
+    yuan = s.cast(pl.Decimal(18, 2), strict=False)
+    fen = (yuan * 100).cast(pl.Int64, strict=False)
     return pl.when(ok).then(fen), ok.fill_null(False)
 
 
@@ -492,32 +488,9 @@ def _slow_yuan(v: str | None, field: str) -> tuple[int | None, str | None]:
     return fen, None
 
 
-def _money_column(frame: "pl.DataFrame", field: str, required: bool) -> tuple["pl.Series", "pl.Series"]:
-    """(fen Int64, message String) for one money column: fast path, then ``parse_yuan`` for
-    the rows it does not take.  An optional column may be empty (null fen, no message)."""
-    import polars as pl
-
-    col = frame[field]
-    fen, ok = yuan_to_fen(pl.col(field))
-    blank = pl.col(field).is_null() | (pl.col(field).str.strip_chars(_ASCII_SPACE) == "")
-    slow = ~ok if required else ~ok & ~blank
-    parsed = frame.select(fen.alias("fen"), slow.fill_null(True).alias("slow"))
-    fen_s = parsed["fen"]
-    messages = pl.Series(field, [None] * frame.height, dtype=pl.String)
-    idx = parsed["slow"].arg_true()
-    if len(idx):
-        got = [_slow_yuan(v, field) for v in col.gather(idx).to_list()]
-        fen_list = fen_s.to_list()
-        msg_list = messages.to_list()
-        for i, (f, m) in zip(idx.to_list(), got):
-            fen_list[i] = f
-            msg_list[i] = m
-        fen_s = pl.Series(field, fen_list, dtype=pl.Int64)
-        messages = pl.Series(field, msg_list, dtype=pl.String)
-    return fen_s.alias(field), messages
-
-
 def _date_expr(field: str) -> "pl.Expr":
+    """Every accepted date form (ISO ``2024-05-03``, ``2024/05/03``, ``20240503``, and an ISO
+    date with a zero time as spreadsheets write it) → Date, else null."""
     import polars as pl
 
     s = pl.col(field).str.strip_chars()
@@ -530,6 +503,14 @@ def _date_expr(field: str) -> "pl.Expr":
     )
 
 
+def _text(field: str) -> "pl.Expr":
+    """Text stripped of surrounding white space; empty → null."""
+    import polars as pl
+
+    e = pl.col(field).str.strip_chars()
+    return pl.when(e.str.len_bytes() > 0).then(e).alias(field)
+
+
 def validate_frame(raw: "pl.DataFrame", source: str) -> tuple["pl.DataFrame", "pl.DataFrame"]:
     """Type a raw text frame: ``(clean, rejects)`` (issue #4, *Validation per row*).
 
@@ -538,63 +519,84 @@ def validate_frame(raw: "pl.DataFrame", source: str) -> tuple["pl.DataFrame", "p
     passed through) and ``row`` (``Int64``).  ``clean`` holds the rows without problems, typed:
     ``date`` Date, money ``Int64`` fen, text stripped (empty → null).  ``rejects`` holds one
     record per problem: ``row``, ``claim_id``, ``field``, ``message``, ordered by row.
+
+    One parallel polars pass types every row the common way (ISO dates, ASCII amounts); only
+    the rows it refuses are looked at again, one by one, for their value or their message.
     """
     import polars as pl
 
     del source  # problems carry the row; the caller renders them with the file name
     cols = raw.columns
-    typed: dict[str, pl.Series] = {}
-    msgs: dict[str, pl.Series] = {}
     text_fields = [f for f in ("claim_id", "person_id", "group", "kind", "hospital") if f in cols]
-    stripped = raw.select(
-        [pl.col(f).str.strip_chars().replace("", None).alias(f) for f in text_fields]
-        + [_date_expr("date").alias("date")]
-    )
-    for f in text_fields:
-        typed[f] = stripped[f]
+    money_fields = [f for f in CLAIM_MONEY_FIELDS if f in cols]
+    exprs: list[pl.Expr] = [pl.col(f).str.strip_chars() for f in text_fields]
+    exprs.append(pl.col("date").str.to_date("%Y-%m-%d", strict=False).alias("date"))
+    for f in money_fields:
+        fen, ok = yuan_to_fen(pl.col(f), separators=bool(raw[f].str.contains(",", literal=True).any()))
+        blank = pl.col(f).is_null() | (pl.col(f).str.strip_chars(_ASCII_SPACE) == "")
+        slow = ~ok if f in REQUIRED_FIELDS else ~ok & ~blank
+        exprs += [fen.alias(f), slow.fill_null(True).alias(f"{f}__slow")]
+    fast = raw.select(exprs)
+
+    typed: dict[str, pl.Series] = {}
+    for f in text_fields:  # stripped to nothing → null
+        col = fast[f]
+        empty = (col.str.len_bytes() == 0).arg_true()
+        typed[f] = col.scatter(empty, None) if len(empty) else col
+    msgs: dict[str, pl.Series] = {}
+    none = pl.Series([None] * raw.height, dtype=pl.String)
     for f in ("claim_id", "person_id"):
-        msgs[f] = pl.select(
-            pl.when(stripped[f].is_null()).then(pl.lit("is empty")).otherwise(pl.lit(None, pl.String))
-        ).to_series()
-    typed["date"] = stripped["date"]
-    msgs["date"] = raw.select(
-        pl.when(stripped["date"].is_null())
-        .then(
-            pl.when(pl.col("date").str.strip_chars().replace("", None).is_null())
-            .then(pl.lit("is empty"))
-            .otherwise(pl.lit("is not a date; write YYYY-MM-DD (e.g. 2024-05-03)"))
-        )
-        .otherwise(pl.lit(None, pl.String))
-    ).to_series()
-    for f in CLAIM_MONEY_FIELDS:
-        if f in cols:
-            typed[f], msgs[f] = _money_column(raw, f, required=f in REQUIRED_FIELDS)
+        empty = typed[f].is_null().arg_true()
+        if len(empty):
+            msgs[f] = none.clone().scatter(empty, "is empty")
+    # dates: other forms only where ISO was refused
+    dates = fast["date"]
+    redo = (dates.is_null() & raw["date"].is_not_null()).arg_true()
+    if len(redo):
+        dates = dates.scatter(redo, raw.select(pl.col("date").gather(redo)).select(_date_expr("date"))["date"])
+    typed["date"] = dates
+    bad_date = dates.is_null().arg_true()
+    if len(bad_date):
+        text = raw["date"].gather(bad_date).to_list()
+        msgs["date"] = none.clone().scatter(bad_date, pl.Series([
+            "is empty" if t is None or not t.strip() else "is not a date; write YYYY-MM-DD (e.g. 2024-05-03)"
+            for t in text], dtype=pl.String))
+    # amounts: parse_yuan itself for the rows the fast path did not take
+    for f in money_fields:
+        fen_s = fast[f]
+        idx = fast[f"{f}__slow"].arg_true()
+        if len(idx):
+            got = [_slow_yuan(v, f) for v in raw[f].gather(idx).to_list()]
+            fen_s = fen_s.scatter(idx, pl.Series([g[0] for g in got], dtype=pl.Int64))
+            msgs[f] = none.clone().scatter(idx, pl.Series([g[1] for g in got], dtype=pl.String))
+        typed[f] = fen_s
     # duplicate claim ids: every occurrence after the first, naming the first line
     ids = typed["claim_id"]
-    first_line = pl.DataFrame({ROW: raw[ROW], "id": ids}).select(
-        pl.col(ROW).first().over("id").alias("first"))["first"]
-    dup = ids.is_not_null() & ~ids.is_first_distinct()
-    dup_msg = pl.select(
-        pl.when(dup).then(pl.lit("duplicate claim id (first on line ") + first_line.cast(pl.String) + ")")
-        .otherwise(pl.lit(None, pl.String))
-    ).to_series()
-    msgs["claim_id"] = pl.select(pl.coalesce(msgs["claim_id"], dup_msg)).to_series()
+    if ids.null_count() == 0 and ids.is_sorted():  # numbered exports: neighbours suffice
+        first = (ids != ids.shift(1)).fill_null(True)
+    else:
+        first = ids.is_first_distinct()
+    dup = (ids.is_not_null() & ~first).arg_true()
+    if len(dup):
+        dup_ids = ids.gather(dup)
+        firsts = dict(
+            pl.DataFrame({"id": ids, ROW: raw[ROW]}).filter(first & ids.is_in(dup_ids.implode())).iter_rows()
+        )
+        dup_msg = pl.Series([f"duplicate claim id (first on line {firsts[i]})" for i in dup_ids.to_list()],
+                            dtype=pl.String)
+        base = msgs.get("claim_id", none.clone())
+        msgs["claim_id"] = pl.select(pl.coalesce(base, none.clone().scatter(dup, dup_msg))).to_series()
 
     problem_frames = []
     for f, m in msgs.items():
-        if m.null_count() == m.len():
-            continue
-        pf = pl.DataFrame({ROW: raw[ROW], "claim_id": typed["claim_id"], "message": m})
+        pf = pl.DataFrame({ROW: raw[ROW], "claim_id": ids, "message": m})
         pf = pf.filter(pl.col("message").is_not_null()).with_columns(pl.lit(f).alias("field"))
         problem_frames.append(pf.select(list(REJECT_COLUMNS)))
     rejects = (
         pl.concat(problem_frames).sort(ROW, maintain_order=True)
         if problem_frames else empty_rejects()
     )
-    out_cols = []
-    for c in cols:
-        out_cols.append(typed[c].alias(c) if c in typed else raw[c])
-    clean = pl.DataFrame(out_cols)
+    clean = raw.with_columns([typed[c].alias(c) for c in cols if c in typed])
     if rejects.height:
         clean = clean.filter(~pl.col(ROW).is_in(rejects[ROW].unique().implode()))
     return clean, rejects
