@@ -56,14 +56,15 @@ class BatchRun:
         rows_read: data rows in the file (blank lines are not rows).
         results: settled rows in input order (``row`` = input line, input columns, result fields).
         rejects: one record per problem (``row``, ``claim_id``, ``field``, ``message``).
-        raw: the input as text (used to copy rejected rows to the rejects file).
+        rejected_rows: the rejected rows' input columns as text, with ``row`` (for the
+            rejects file); the whole input is not kept, to save memory on large files.
     """
 
     source: str
     rows_read: int
     results: "pl.DataFrame"
     rejects: "pl.DataFrame"
-    raw: "pl.DataFrame" = field(repr=False)
+    rejected_rows: "pl.DataFrame" = field(repr=False)
 
     @property
     def settled(self) -> int:
@@ -109,6 +110,9 @@ def settle_file(
     raw, structural = read_raw(path, encoding=encoding, sheet=sheet, mapping=mapping)
     tick("read")
     clean, rejects = validate_frame(raw, source)
+    rows_read = raw.height + len({p.line for p in structural})
+    bad_rows = raw.filter(pl.col("row").is_in(rejects["row"].implode())) if rejects.height else raw.clear()
+    del raw  # the typed frame shares the pass-through columns; the text copy can go
     if structural:
         rejects = pl.concat([problems_frame(structural), rejects])
     tick("validate")
@@ -116,11 +120,26 @@ def settle_file(
     tick("settle")
     if refused.height:
         rejects = pl.concat([rejects, refused.select(rejects.columns)])
+        refused_rows = clean.filter(pl.col("row").is_in(refused["row"].implode()))
+        bad_rows = pl.concat([bad_rows, _as_text(refused_rows).select(bad_rows.columns)])
+    del clean
     rejects = rejects.sort("row", maintain_order=True)
-    rows_read = raw.height + len({p.line for p in structural})
-    run = BatchRun(source, rows_read, results, rejects, raw)
+    run = BatchRun(source, rows_read, results, rejects, bad_rows.sort("row"))
     run.reconcile()
     return run
+
+
+def _as_text(frame: "pl.DataFrame") -> "pl.DataFrame":
+    """Typed claim rows back to text as read (dates ISO, amounts yuan) for the rejects file."""
+    import polars as pl
+
+    from .exports import yuan_text
+    from .readers import MONEY_COLUMNS
+
+    return frame.with_columns([
+        yuan_text(c) if c in MONEY_COLUMNS and t.is_integer() else pl.col(c).cast(pl.String)
+        for c, t in frame.schema.items() if c != "row"
+    ])
 
 
 def refuse_if_bad(run: BatchRun, limit: int = 20) -> None:
@@ -146,8 +165,8 @@ def rejects_for_output(run: BatchRun) -> "pl.DataFrame":
         .agg(pl.col("field").fill_null("").unique(maintain_order=True).str.join(", "),
              pl.col("message").str.join("; ").alias("reason"))
     )
-    rows = why.join(run.raw, on="row", how="left", maintain_order="left")
-    cols = ["row"] + [c for c in run.raw.columns if c != "row"] + ["field", "reason"]
+    rows = why.join(run.rejected_rows, on="row", how="left", maintain_order="left")
+    cols = ["row"] + [c for c in run.rejected_rows.columns if c != "row"] + ["field", "reason"]
     return rows.select(cols).rename({"row": "line"})
 
 

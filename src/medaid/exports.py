@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 #: Leading characters that make a spreadsheet read text as a formula.
 FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_RE = r"^[=+\-@\t\r]"
 XLSX_MONEY_FORMAT = "#,##0.00"
 XLSX_DATE_FORMAT = "yyyy-mm-dd"
 
@@ -69,16 +70,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.close(dfd)
 
 
+def yuan_decimal(column: str) -> "pl.Expr":
+    """Fen ``Int64`` → exact ``Decimal(18, 2)`` yuan (``-1205`` → ``-12.05``): a decimal product
+    ``fen × 0.01`` (scales add, nothing is rounded)."""
+    import polars as pl
+
+    cent = pl.lit("0.01").cast(pl.Decimal(3, 2))
+    return (pl.col(column).cast(pl.Decimal(38, 0)) * cent).cast(pl.Decimal(18, 2)).alias(column)
+
+
 def yuan_text(column: str) -> "pl.Expr":
     """Fen ``Int64`` → yuan text with two decimals and no separators (``-1205`` → ``-12.05``)."""
     import polars as pl
 
-    e = pl.col(column)
-    a = e.abs()
-    return (
-        pl.when(e < 0).then(pl.lit("-")).otherwise(pl.lit(""))
-        + (a // 100).cast(pl.String) + "." + (a % 100).cast(pl.String).str.zfill(2)
-    ).alias(column)
+    return yuan_decimal(column).cast(pl.String)
 
 
 def neutralise(column: str) -> "pl.Expr":
@@ -86,9 +91,7 @@ def neutralise(column: str) -> "pl.Expr":
     import polars as pl
 
     e = pl.col(column)
-    return (
-        pl.when(e.str.contains(r"^[=+\-@\t\r]")).then(pl.lit("'") + e).otherwise(e).alias(column)
-    )
+    return pl.when(e.str.contains(_FORMULA_RE)).then(pl.lit("'") + e).otherwise(e).alias(column)
 
 
 def _money_cols(frame: "pl.DataFrame") -> list[str]:
@@ -119,14 +122,17 @@ def _write_csv(frame: "pl.DataFrame", tmp: Path, money: list[str], bom: bool) ->
     import polars as pl
 
     text_cols = [c for c, t in frame.schema.items() if t == pl.String]
-    out = frame.with_columns([yuan_text(c) for c in money] + [neutralise(c) for c in text_cols])
+    if text_cols:  # neutralise only the columns where some cell needs it
+        needs = frame.select([pl.col(c).str.contains(_FORMULA_RE).any() for c in text_cols]).row(0)
+        text_cols = [c for c, n in zip(text_cols, needs) if n]
+    out = frame.with_columns([yuan_decimal(c) for c in money] + [neutralise(c) for c in text_cols])
     out.write_csv(tmp, include_bom=bom, date_format="%Y-%m-%d")
 
 
 def _write_parquet(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
     import polars as pl
 
-    out = frame.with_columns([yuan_text(c).cast(pl.Decimal(18, 2)) for c in money])
+    out = frame.with_columns([yuan_decimal(c) for c in money])
     out.write_parquet(tmp)
 
 
