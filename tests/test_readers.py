@@ -232,3 +232,10 @@ def test_duplicates_in_a_numbered_file_and_blank_ids(tmp_path: Path) -> None:
         (5, "claim_id", "is empty"),
         (6, "person_id", "is empty"),
     ]
+
+
+def test_input_columns_named_like_result_columns_are_kept_apart(tmp_path: Path) -> None:
+    p = write(tmp_path / "c.csv", "claim_id,person_id,date,self_pay,relief,row\nC1,P1,2024-05-03,1,99,7\n")
+    _, clean, _ = read_claims(p)
+    assert clean["relief_input"].to_list() == ["99"] and clean["row_input"].to_list() == ["7"]
+    assert clean["row"].to_list() == [2]

@@ -116,7 +116,7 @@ def settle_file(
     if structural:
         rejects = pl.concat([problems_frame(structural), rejects])
     tick("validate")
-    results, refused = settle_frame(clean, rules)
+    results, refused = _settle_frame(settle_frame, clean, rules)
     tick("settle")
     if refused.height:
         rejects = pl.concat([rejects, refused.select(rejects.columns)])
@@ -127,6 +127,15 @@ def settle_file(
     run = BatchRun(source, rows_read, results, rejects, bad_rows.sort("row"))
     run.reconcile()
     return run
+
+
+def _settle_frame(settle_frame: Any, clean: "pl.DataFrame", rules: "RuleBook") -> Any:
+    """Call the columnar core; ask for compact text columns when it offers them (memory)."""
+    import inspect
+
+    if "compact" in inspect.signature(settle_frame).parameters:
+        return settle_frame(clean, rules, compact=True)
+    return settle_frame(clean, rules)
 
 
 def _as_text(frame: "pl.DataFrame") -> "pl.DataFrame":
@@ -231,7 +240,7 @@ def summarise(results: "pl.DataFrame") -> dict[str, Any]:
             pl.col("relief").sum().alias("relief"),
             pl.col("patient_pays").sum().alias("patient_pays"),
             pl.col("capped_by").is_not_null().sum().alias("claims_capped"),
-            pl.col("person_id").filter(pl.col("capped_by") == "annual_cap").n_unique()
+            pl.col("person_id").filter(pl.col("capped_by").cast(pl.String) == "annual_cap").n_unique()
             .alias("persons_capped"),
         ]
         if by is None:
@@ -244,7 +253,12 @@ def summarise(results: "pl.DataFrame") -> dict[str, Any]:
                 r[k] = int(r[k] or 0)
         return rows
 
-    frame = results.with_columns(pl.col("date").dt.strftime("%Y-%m").alias("month"))
+    frame = results.select(
+        "person_id", "self_pay", "relief", "patient_pays", "capped_by",
+        pl.col("plan").cast(pl.String),
+        pl.col("date").dt.strftime("%Y-%m").alias("month"),
+        *(["hospital"] if "hospital" in results.columns else []),
+    )
     if "hospital" not in frame.columns:
         frame = frame.with_columns(pl.lit(None, pl.String).alias("hospital"))
     return {

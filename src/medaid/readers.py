@@ -27,6 +27,7 @@ Problems are data: every refused row is a record (``row``, ``claim_id``, ``field
 from __future__ import annotations
 
 import csv
+import functools
 import datetime as dt
 import io
 import json
@@ -34,12 +35,13 @@ import os
 import re
 import unicodedata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .columns import (
     CLAIM_MONEY_FIELDS,
     HEADER_ALIASES,
     REQUIRED_FIELDS,
+    RESULT_FIELDS,
     RESULT_MONEY_FIELDS,
 )
 from .errors import MedaidError, MoneyError, Problem
@@ -59,6 +61,8 @@ ROW = "row"
 REJECT_COLUMNS = ("row", "claim_id", "field", "message")
 #: Characters Python's ``str.strip()`` removes from ASCII text (parse_yuan strips this way).
 _ASCII_SPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
+#: Column names the batch adds; input columns so named are renamed ``NAME_input``.
+_RESERVED = frozenset(RESULT_FIELDS) | {ROW, "old_relief", "new_relief", "adjustment", "status"}
 #: Integer parts longer than this are refused as too large for 64-bit fen.
 _MAX_INT_DIGITS = 15
 _YUAN_RE = r"^(?:[0-9]{1,15}|[0-9]{1,3}(?:,[0-9]{3}){1,4})(?:\.[0-9]{0,2})?$"
@@ -104,7 +108,10 @@ def parse_mapping(pairs: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def canonical_names(headers: list[str], mapping: Mapping[str, str] | None, source: str) -> list[str]:
+def canonical_names(
+    headers: list[str], mapping: Mapping[str, str] | None, source: str,
+    reserved: frozenset[str] | None = None,
+) -> list[str]:
     """Rename headers to field names (``--map`` first, then the aliases); others unchanged.
 
     Raises :class:`ReadError` when two columns name the same field or a required field has no
@@ -126,8 +133,8 @@ def canonical_names(headers: list[str], mapping: Mapping[str, str] | None, sourc
             else:
                 taken[field] = h
         name = field or h.strip() or f"column_{len(names) + 1}"
-        if name == ROW and field is None:
-            name = "row_input"
+        if field is None and name in (_RESERVED if reserved is None else reserved):  # an input column named like a result column
+            name = f"{name}_input"
         names.append(name)
     missing = [f for f in REQUIRED_FIELDS if f not in taken]
     if missing:
@@ -158,6 +165,7 @@ def read_raw(
     encoding: str | None = None,
     sheet: str | None = None,
     mapping: Mapping[str, str] | None = None,
+    reserved: frozenset[str] | None = None,
 ) -> tuple["pl.DataFrame", list[Problem]]:
     """Read a claim file as text: ``(frame, problems)``.
 
@@ -170,13 +178,14 @@ def read_raw(
     if not path.is_file():
         raise ReadError(Problem("no such file", source=source))
     fmt = file_format(path)
+    name_of = functools.partial(canonical_names, mapping=mapping, source=source, reserved=reserved)
     if fmt == "csv":
-        return _read_csv(path, source, encoding, mapping)
+        return _read_csv(path, source, encoding, name_of)
     if fmt == "xlsx":
-        return _read_xlsx(path, source, sheet, mapping)
+        return _read_xlsx(path, source, sheet, name_of)
     if fmt == "jsonl":
-        return _read_jsonl(path, source, mapping)
-    return _read_parquet(path, source, mapping), []
+        return _read_jsonl(path, source, name_of)
+    return _read_parquet(path, source, name_of), []
 
 
 def _sniff_encoding(path: Path, encoding: str | None, source: str) -> str:
@@ -203,7 +212,7 @@ def _sniff_encoding(path: Path, encoding: str | None, source: str) -> str:
 
 
 def _read_csv(
-    path: Path, source: str, encoding: str | None, mapping: Mapping[str, str] | None,
+    path: Path, source: str, encoding: str | None, name_of: Callable[[list[str]], list[str]],
 ) -> tuple["pl.DataFrame", list[Problem]]:
     import polars as pl
 
@@ -224,7 +233,7 @@ def _read_csv(
         except pl.exceptions.ComputeError as e:
             if "utf-8" in str(e).lower() or "utf8" in str(e).lower():
                 if enc == "utf-8" and encoding is None:  # a GBK file with an ASCII first megabyte
-                    return _read_csv(path, source, "gb18030", mapping)
+                    return _read_csv(path, source, "gb18030", name_of)
                 raise ReadError(Problem(f"cannot be decoded as {enc}; give --encoding", source=source)) from None
             frame = None  # ragged: more fields than the header; located by the careful path
         if frame is not None and frame.width:
@@ -232,14 +241,14 @@ def _read_csv(
             blank = frame.select(pl.all_horizontal(pl.all().is_null()).sum()).item()
             want_commas = (frame.width - 1) * (frame.height - blank + 1)
             if lines == frame.height + 1 and commas == want_commas:
-                names = canonical_names(frame.columns, mapping, source)
+                names = name_of(frame.columns)
                 frame = frame.rename(dict(zip(frame.columns, names)))
                 frame = frame.with_row_index(ROW, offset=2).with_columns(pl.col(ROW).cast(pl.Int64))
                 if blank:
                     frame = frame.filter(~pl.all_horizontal(pl.exclude(ROW).is_null()))
                 return frame, []
     text = (path.read_bytes() if isinstance(data, Path) else data).decode("utf-8-sig", errors="strict")
-    return _read_csv_careful(text, source, mapping)
+    return _read_csv_careful(text, source, name_of)
 
 
 def _scan(data: bytes | Path) -> tuple[int, bool, int, bool]:
@@ -259,7 +268,7 @@ def _scan(data: bytes | Path) -> tuple[int, bool, int, bool]:
 
 
 def _read_csv_careful(
-    text: str, source: str, mapping: Mapping[str, str] | None,
+    text: str, source: str, name_of: Callable[[list[str]], list[str]],
 ) -> tuple["pl.DataFrame", list[Problem]]:
     """The exact path for quoted or irregular files: Python's csv module, line by line."""
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -268,7 +277,7 @@ def _read_csv_careful(
         header = next(reader)
     except StopIteration:
         raise ReadError(Problem("the file is empty", source=source)) from None
-    names = canonical_names(header, mapping, source)
+    names = name_of(header)
     width = len(names)
     cols: list[list[str | None]] = [[] for _ in range(width)]
     rows: list[int] = []
@@ -324,7 +333,7 @@ def _cell_text(v: Any) -> str | None:
 
 
 def _read_xlsx(
-    path: Path, source: str, sheet: str | None, mapping: Mapping[str, str] | None,
+    path: Path, source: str, sheet: str | None, name_of: Callable[[list[str]], list[str]],
 ) -> tuple["pl.DataFrame", list[Problem]]:
     import openpyxl
 
@@ -357,7 +366,7 @@ def _read_xlsx(
                 header, header_row = values, r
                 while header and header[-1] is None:
                     header.pop()
-                names = canonical_names([h or "" for h in header], mapping, source)
+                names = name_of([h or "" for h in header])
                 cols = [[] for _ in names]
                 continue
             width = len(names)
@@ -378,7 +387,7 @@ def _read_xlsx(
 
 
 def _read_jsonl(
-    path: Path, source: str, mapping: Mapping[str, str] | None,
+    path: Path, source: str, name_of: Callable[[list[str]], list[str]],
 ) -> tuple["pl.DataFrame", list[Problem]]:
     """JSON Lines; numbers are kept as the text written in the file (never a float)."""
     records: list[dict[str, Any]] = []
@@ -405,7 +414,7 @@ def _read_jsonl(
     headers = list(keys)
     if not headers and not problems:
         raise ReadError(Problem("the file is empty", source=source))
-    names = canonical_names(headers, mapping, source)
+    names = name_of(headers)
     cols: list[list[str | None]] = []
     for h in headers:
         col: list[str | None] = []
@@ -423,14 +432,14 @@ def _read_jsonl(
     return _frame_from_columns(names, cols, rows), problems
 
 
-def _read_parquet(path: Path, source: str, mapping: Mapping[str, str] | None) -> "pl.DataFrame":
+def _read_parquet(path: Path, source: str, name_of: Callable[[list[str]], list[str]]) -> "pl.DataFrame":
     import polars as pl
 
     try:
         frame = pl.read_parquet(path)
     except Exception as e:  # noqa: BLE001 - any failure of the reader is a refused file
         raise ReadError(Problem(f"cannot be read as Parquet ({type(e).__name__})", source=source)) from None
-    names = canonical_names(frame.columns, mapping, source)
+    names = name_of(frame.columns)
     exprs = []
     for old, new in zip(frame.columns, names):
         dtype = frame.schema[old]
@@ -675,7 +684,7 @@ def read_results(path: str | Path) -> "pl.DataFrame":
             else:
                 exprs.append(pl.col(c))
         return frame.select(exprs)
-    raw, problems = read_raw(path, mapping=None) if fmt != "csv" else _read_results_csv(path)
+    raw, problems = read_raw(path, reserved=frozenset()) if fmt != "csv" else _read_results_csv(path)
     if problems:
         raise ReadError(problems[:20])
     exprs = []
