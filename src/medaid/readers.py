@@ -227,28 +227,54 @@ def _read_csv(
             raise ReadError(Problem(
                 f"cannot be decoded as {enc} at byte {e.start}; give --encoding", source=source)) from None
     newlines, quoted, commas, ends_nl = _scan(data)
-    if not quoted:
-        try:
-            frame = pl.read_csv(data, infer_schema=False, raise_if_empty=False)
-        except pl.exceptions.ComputeError as e:
-            if "utf-8" in str(e).lower() or "utf8" in str(e).lower():
-                if enc == "utf-8" and encoding is None:  # a GBK file with an ASCII first megabyte
-                    return _read_csv(path, source, "gb18030", name_of)
-                raise ReadError(Problem(f"cannot be decoded as {enc}; give --encoding", source=source)) from None
-            frame = None  # ragged: more fields than the header; located by the careful path
-        if frame is not None and frame.width:
-            lines = newlines + (0 if ends_nl else 1)
-            blank = frame.select(pl.all_horizontal(pl.all().is_null()).sum()).item()
-            want_commas = (frame.width - 1) * (frame.height - blank + 1)
-            if lines == frame.height + 1 and commas == want_commas:
-                names = name_of(frame.columns)
-                frame = frame.rename(dict(zip(frame.columns, names)))
-                frame = frame.with_row_index(ROW, offset=2).with_columns(pl.col(ROW).cast(pl.Int64))
-                if blank:
-                    frame = frame.filter(~pl.all_horizontal(pl.exclude(ROW).is_null()))
-                return frame, []
+    try:
+        frame = pl.read_csv(data, infer_schema=False, raise_if_empty=False)
+    except pl.exceptions.ComputeError as e:
+        if "utf-8" in str(e).lower() or "utf8" in str(e).lower():
+            if enc == "utf-8" and encoding is None:  # a GBK file with an ASCII first megabyte
+                return _read_csv(path, source, "gb18030", name_of)
+            raise ReadError(Problem(f"cannot be decoded as {enc}; give --encoding", source=source)) from None
+        frame = None  # ragged: more fields than the header; located by the careful path
+    lines = newlines + (0 if ends_nl else 1)
+    if frame is not None and frame.width and lines == frame.height + 1:
+        # one line per row (no newline inside quotes); now check every row has every field
+        blank: "pl.Series | None" = None
+        if not quoted:
+            n_blank = frame.select(pl.all_horizontal(pl.all().is_null()).sum()).item()
+            if commas == (frame.width - 1) * (frame.height - n_blank + 1):
+                blank = pl.all_horizontal(frame.select(pl.all().is_null())) if n_blank else pl.Series([], dtype=pl.Boolean)
+        else:
+            blank = _quoted_blank_lines(data, frame.width, frame.height)
+        if blank is not None:
+            names = name_of(frame.columns)
+            frame = frame.rename(dict(zip(frame.columns, names)))
+            frame = frame.with_row_index(ROW, offset=2).with_columns(pl.col(ROW).cast(pl.Int64))
+            if blank.len() and blank.any():
+                frame = frame.filter(~blank)
+            return frame, []
     text = (path.read_bytes() if isinstance(data, Path) else data).decode("utf-8-sig", errors="strict")
     return _read_csv_careful(text, source, name_of)
+
+
+def _quoted_blank_lines(data: bytes | Path, width: int, height: int) -> "pl.Series | None":
+    """For a quoted CSV with one line per row: which rows are blank lines, or ``None`` when some
+    line does not hold exactly ``width`` fields (then the careful reader locates it).  Fields are
+    counted by removing quoted sections and counting commas, vectorised."""
+    import polars as pl
+
+    try:
+        lines = pl.read_csv(data, has_header=False, separator="\x1f", quote_char=None,
+                            new_columns=["line"], infer_schema=False, raise_if_empty=False)
+    except pl.exceptions.ComputeError:
+        return None
+    if lines.height != height + 1:
+        return None
+    check = lines.select(
+        pl.col("line").is_null().alias("blank"),
+        pl.col("line").str.replace_all(r'"[^"]*"', "").str.count_matches(",", literal=True).alias("commas"),
+    )
+    bad = check.filter(~pl.col("blank") & (pl.col("commas") != width - 1)).height
+    return None if bad else check["blank"][1:]
 
 
 def _scan(data: bytes | Path) -> tuple[int, bool, int, bool]:
