@@ -423,16 +423,18 @@ def recalc_tables(rc: Recalc, lang: str = "en", persons: int = 20) -> str:
     hosp = tabulate(
         [[r["hospital"] or "-", r["claims"], format_yuan(r["adjustment"])] for r in rc.by_hospital],
         headers=["医疗机构" if zh else "hospital", "单数" if zh else "claims",
-                 "调整" if zh else "adjustment"], tablefmt="simple", disable_numparse=True)
+                 "调整" if zh else "adjustment"], tablefmt="simple", disable_numparse=True,
+        colalign=("left", "right", "right"))
     top = sorted(rc.by_person, key=lambda r: (-abs(r["adjustment"]), r["person_id"]))[:persons]
     pers = tabulate(
         [[r["person_id"], r["claims"], format_yuan(r["adjustment"])] for r in top],
         headers=["人员编号" if zh else "person", "单数" if zh else "claims",
-                 "调整" if zh else "adjustment"], tablefmt="simple", disable_numparse=True)
+                 "调整" if zh else "adjustment"], tablefmt="simple", disable_numparse=True,
+        colalign=("left", "right", "right"))
     more = len(rc.by_person) - len(top)
     return "\n\n".join([
         ("重算合计（旧 + 调整 = 新）" if zh else "Recalculation (old + adjustments = new)") + "\n" + head,
         ("按医疗机构调整" if zh else "Adjustments by hospital") + "\n" + hosp,
-        ("按人员调整" if zh else "Adjustments by person") + "\n" + pers
+        ("按人员调整（绝对值最大者在前）" if zh else "Adjustments by person (largest first)") + "\n" + pers
         + (f"\n... {more} more" if more > 0 else ""),
     ])
