@@ -262,3 +262,24 @@ def test_a_fully_quoted_export_keeps_its_lines_and_its_empty_rows(tmp_path: Path
     text_ok = text.replace('"C3","P3","2024-05-03"\n', '"C3","P3","2024-05-03","7"\n')
     _, clean, rejects = read_claims(write(tmp_path / "q2.csv", text_ok))  # the vectorised path
     assert clean["row"].to_list() == [2, 5, 6] and sorted(set(rejects["row"])) == [4]
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+def test_a_regular_file_with_blank_lines_on_the_vectorised_reader(tmp_path: Path, eol: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import medaid.readers
+
+    monkeypatch.setattr(medaid.readers, "_read_csv_careful", None)  # must not be needed
+    lines = [HEAD_ZH, "C1,P1,2024-05-03,30000,key,inpatient,县医院", "", "C2,P1,2024-05-04,-1,key,inpatient,县医院",
+             "", "", "C3,P2,2024-05-05,100,key,inpatient,县医院"]
+    p = write(tmp_path / "c.csv", eol.join(lines) + eol, "gbk")
+    _, clean, rejects = read_claims(p)
+    assert clean["row"].to_list() == [2, 7]
+    assert clean["hospital"].to_list() == ["县医院", "县医院"]  # no stray carriage return
+    assert rejects["row"].to_list() == [4]
+
+
+def test_a_file_with_only_a_header_has_no_rows_and_an_empty_file_is_refused(tmp_path: Path) -> None:
+    _, clean, rejects = read_claims(write(tmp_path / "h.csv", "claim_id,person_id,date,self_pay\n"))
+    assert clean.height == 0 and rejects.height == 0
+    with pytest.raises(ReadError, match="empty"):
+        read_claims(write(tmp_path / "e.csv", ""))

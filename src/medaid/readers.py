@@ -242,7 +242,8 @@ def _read_csv(
         if not quoted:
             n_blank = frame.select(pl.all_horizontal(pl.all().is_null()).sum()).item()
             if commas == (frame.width - 1) * (frame.height - n_blank + 1):
-                blank = pl.all_horizontal(frame.select(pl.all().is_null())) if n_blank else pl.Series([], dtype=pl.Boolean)
+                blank = (frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
+                         if n_blank else pl.Series([], dtype=pl.Boolean))
         else:
             blank = _quoted_blank_lines(data, frame.width, frame.height)
         if blank is not None:
