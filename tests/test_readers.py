@@ -283,3 +283,56 @@ def test_a_file_with_only_a_header_has_no_rows_and_an_empty_file_is_refused(tmp_
     assert clean.height == 0 and rejects.height == 0
     with pytest.raises(ReadError, match="empty"):
         read_claims(write(tmp_path / "e.csv", ""))
+
+
+_cell = st.text(alphabet=st.sampled_from(list('a1中 ,"\n')), max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    width=st.integers(4, 5),
+    records=st.lists(st.one_of(
+        st.none(),
+        st.lists(_cell, min_size=5, max_size=5),                 # a full row (cut to the width)
+        st.lists(_cell, min_size=1, max_size=6).map(lambda r: ("ragged", r)),
+    ), max_size=12),
+    simple=st.booleans(),
+    quote_all=st.booleans(),
+)
+def test_any_csv_is_split_as_pythons_csv_module_splits_it(tmp_path_factory, width, records, quote_all, simple) -> None:  # type: ignore[no-untyped-def]
+    """Whichever reader path a file takes, rows, lines and fields are those of the csv module;
+    rows with the wrong number of fields are reported at their first line, blank lines skipped."""
+    import csv as pycsv
+    import io
+
+    buf = io.StringIO()
+    w = pycsv.writer(buf, lineterminator="\n", quoting=pycsv.QUOTE_ALL if quote_all else pycsv.QUOTE_MINIMAL)
+    header = ["claim_id", "person_id", "date", "self_pay", "x"][:width]
+    w.writerow(header)
+    want_rows, want_bad, line = [], [], 2
+    for rec in records:
+        if isinstance(rec, tuple):
+            rec = rec[1]
+            if simple:  # files without ragged rows take the vectorised reader
+                continue
+        elif rec is not None:
+            rec = rec[:width]
+            if simple:
+                rec = [v.replace("\n", " ") for v in rec]
+        if rec is None or (len(rec) == 1 and not rec[0].strip() and "\n" not in rec[0]):
+            buf.write("\n" if rec is None else rec[0] + "\n")  # blank: not a row
+            line += 1
+            continue
+        w.writerow(rec)
+        text = buf.getvalue()
+        if len(rec) == width:
+            want_rows.append((line, [v or None for v in rec]))
+        else:
+            want_bad.append(line)
+        line = text.count("\n") + 1
+    p = tmp_path_factory.mktemp("csv") / "c.csv"
+    p.write_text(buf.getvalue(), encoding="utf-8")
+    raw, problems = read_raw(p)
+    assert [p.line for p in problems] == want_bad
+    got = [(r[0], [v or None for v in r[1:]]) for r in raw.rows()]
+    assert got == want_rows
