@@ -313,7 +313,7 @@ def _read_csv_careful(
         for rec in reader:
             line = start
             start = reader.line_num + 1
-            if not rec or (len(rec) == 1 and not rec[0].strip() and width > 1):
+            if not rec or (len(rec) == 1 and not rec[0].strip() and "\n" not in rec[0]):
                 continue  # an empty line is not a row
             if len(rec) != width:
                 problems.append(Problem(
