@@ -45,6 +45,18 @@ def _default_output(input_path: str) -> str:
     return f"{p.stem}.results{p.suffix}"
 
 
+def _distinct(input_path: str, *outputs: str | None) -> None:
+    """Refuse an output that would replace the input or another output."""
+    seen = {Path(input_path).resolve(): "the input"}
+    for o in outputs:
+        if o is None:
+            continue
+        r = Path(o).resolve()
+        if r in seen:
+            raise click.UsageError(f"{o} would overwrite {seen[r]}; choose another file")
+        seen[r] = o
+
+
 def _fail(e: MedaidError) -> click.ClickException:
     return click.ClickException(str(e))
 
@@ -113,7 +125,10 @@ def register(group: click.Group) -> None:
         """
         from .batch import BatchRefused, summarise, summary_json, summary_tables, write_run
 
+        from .batch import default_rejects_path
+
         out = output or _default_output(input_path)
+        _distinct(input_path, out, rejects_path or str(default_rejects_path(out)))
         with _progress("settling") as tick:
             run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick)
             try:
@@ -162,6 +177,7 @@ def register(group: click.Group) -> None:
         from .exports import write_frame
         from .readers import read_results
 
+        _distinct(input_path, previous, output)
         with _progress("recalculating") as tick:
             run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick)
             try:
