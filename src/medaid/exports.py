@@ -109,7 +109,8 @@ def write_frame(frame: "pl.DataFrame", path: str | Path, *, bom: bool = True) ->
             if fmt == "csv":
                 _write_csv(frame, tmp, money, bom)
             elif fmt == "jsonl":
-                frame.with_columns([yuan_text(c) for c in money]).write_ndjson(tmp)
+                frame.lazy().with_columns([yuan_text(c) for c in money]).sink_ndjson(
+                    tmp, check_extension=False)
             elif fmt == "parquet":
                 _write_parquet(frame, tmp, money)
             else:
@@ -125,15 +126,15 @@ def _write_csv(frame: "pl.DataFrame", tmp: Path, money: list[str], bom: bool) ->
     if text_cols:  # neutralise only the columns where some cell needs it
         needs = frame.select([pl.col(c).str.contains(_FORMULA_RE).any() for c in text_cols]).row(0)
         text_cols = [c for c, n in zip(text_cols, needs) if n]
-    out = frame.with_columns([yuan_decimal(c) for c in money] + [neutralise(c) for c in text_cols])
-    out.write_csv(tmp, include_bom=bom, date_format="%Y-%m-%d")
+    # streamed: the converted columns are made chunk by chunk as they are written
+    out = frame.lazy().with_columns([yuan_decimal(c) for c in money] + [neutralise(c) for c in text_cols])
+    out.sink_csv(tmp, include_bom=bom, date_format="%Y-%m-%d", check_extension=False)
 
 
 def _write_parquet(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
     import polars as pl
 
-    out = frame.with_columns([yuan_decimal(c) for c in money])
-    out.write_parquet(tmp)
+    frame.lazy().with_columns([yuan_decimal(c) for c in money]).sink_parquet(tmp)
 
 
 def _write_xlsx(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:

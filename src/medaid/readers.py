@@ -565,7 +565,13 @@ def validate_frame(raw: "pl.DataFrame", source: str) -> tuple["pl.DataFrame", "p
     cols = raw.columns
     text_fields = [f for f in ("claim_id", "person_id", "group", "kind", "hospital") if f in cols]
     money_fields = [f for f in CLAIM_MONEY_FIELDS if f in cols]
-    exprs: list[pl.Expr] = [pl.col(f).str.strip_chars() for f in text_fields]
+    # strip only the columns that have something to strip: no copy of clean columns
+    padded = raw.select(
+        [(pl.col(f).str.strip_chars().str.len_bytes() != pl.col(f).str.len_bytes()).any()
+         for f in text_fields]).row(0) if raw.height else [False] * len(text_fields)
+    exprs: list[pl.Expr] = [
+        pl.col(f).str.strip_chars() if pad else pl.col(f) for f, pad in zip(text_fields, padded)
+    ]
     exprs.append(pl.col("date").str.to_date("%Y-%m-%d", strict=False).alias("date"))
     for f in money_fields:
         fen, ok = yuan_to_fen(pl.col(f), separators=bool(raw[f].str.contains(",", literal=True).any()))
@@ -577,8 +583,8 @@ def validate_frame(raw: "pl.DataFrame", source: str) -> tuple["pl.DataFrame", "p
     typed: dict[str, pl.Series] = {}
     for f in text_fields:  # stripped to nothing → null
         col = fast[f]
-        empty = (col.str.len_bytes() == 0).arg_true()
-        typed[f] = col.scatter(empty, None) if len(empty) else col
+        typed[f] = (pl.select(pl.when(col.str.len_bytes() > 0).then(col)).to_series().alias(f)
+                    if (col.str.len_bytes() == 0).any() else col)
     msgs: dict[str, pl.Series] = {}
     none = pl.Series([None] * raw.height, dtype=pl.String)
     for f in ("claim_id", "person_id"):
