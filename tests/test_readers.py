@@ -336,3 +336,24 @@ def test_any_csv_is_split_as_pythons_csv_module_splits_it(tmp_path_factory, widt
     assert [p.line for p in problems] == want_bad
     got = [(r[0], [v or None for v in r[1:]]) for r in raw.rows()]
     assert got == want_rows
+
+
+def test_xlsx_title_rows_above_the_header_are_skipped(tmp_path: Path) -> None:
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["2024年医疗救助结算明细"])   # row 1: a title
+    ws.append(["制表日期", "2025-01-05"])     # row 2
+    ws.append(HEAD_ZH.split(","))           # row 3: the header
+    ws.append(["C1", "P1", "2024-05-03", "30000", "key", "inpatient", "县医院"])  # row 4
+    ws.append(["C2", "P1", "2024-05-04", "-1", "key", "inpatient", "县医院"])     # row 5
+    p = tmp_path / "t.xlsx"
+    wb.save(p)
+    _, clean, rejects = read_claims(p)
+    assert clean["row"].to_list() == [4] and rejects["row"].to_list() == [5]
+    wb = openpyxl.Workbook()
+    wb.active.append(["nothing", "useful"])
+    wb.save(p)
+    with pytest.raises(ReadError, match="missing required column"):
+        read_claims(p)

@@ -357,6 +357,10 @@ def _cell_text(v: Any) -> str | None:
     return str(v)
 
 
+#: How many non-empty rows above the header (titles, dates) an XLSX sheet may have.
+_TITLE_ROWS = 5
+
+
 def _read_xlsx(
     path: Path, source: str, sheet: str | None, name_of: Callable[[list[str]], list[str]],
 ) -> tuple["pl.DataFrame", list[Problem]]:
@@ -374,24 +378,29 @@ def _read_xlsx(
             ws = wb[sheet]
         else:
             ws = wb.worksheets[0]
-        source = f"{source}[{ws.title}]" if sheet is not None else source
-        it = ws.iter_rows()
+        ws.reset_dimensions()  # some exporters write a wrong sheet size; read every row
         header: list[Any] | None = None
-        header_row = 1
         names: list[str] = []
         cols: list[list[str | None]] = []
         rows: list[int] = []
         problems: list[Problem] = []
-        for cells in it:
+        skipped: list[ReadError] = []
+        for cells in ws.iter_rows():
             r = next((c.row for c in cells if getattr(c, "row", None)), None)
             values = [_cell_text(c.value) for c in cells]
             if r is None or all(v is None for v in values):
                 continue
             if header is None:
-                header, header_row = values, r
-                while header and header[-1] is None:
-                    header.pop()
-                names = name_of([h or "" for h in header])
+                while values and values[-1] is None:
+                    values.pop()
+                try:
+                    names = name_of([h or "" for h in values])
+                except ReadError as e:  # a title row above the header: try the next rows
+                    skipped.append(e)
+                    if len(skipped) < _TITLE_ROWS:
+                        continue
+                    raise skipped[0] from None
+                header = values
                 cols = [[] for _ in names]
                 continue
             width = len(names)
@@ -404,8 +413,9 @@ def _read_xlsx(
             for j, v in enumerate(values):
                 cols[j].append(v)
         if header is None:
+            if skipped:
+                raise skipped[0]
             raise ReadError(Problem("the sheet is empty", source=source))
-        del header_row
         return _frame_from_columns(names, cols, rows), problems
     finally:
         wb.close()
