@@ -117,9 +117,11 @@ def test_recalc_with_the_same_rules_adjusts_nothing(tmp_path: Path) -> None:
     doc = json.loads(stdout)
     assert doc["totals"]["adjustment"] == "0.00" and doc["totals"]["same"] == 5000
     assert doc["totals"]["old_relief"] == doc["totals"]["new_relief"]
+    assert doc["rows_read"] == doc["settled"] == 5000
     assert set(read_results(adj)["adjustment"].to_list()) == {0}
     code, stdout, _ = run("recalc", EXAMPLE, "--previous", str(prev), "--rules", RULES)
     assert code == 0 and "old relief" in stdout and "adjustments" in stdout
+    assert "rows read 5000 = settled 5000 + rejected 0" in stdout
 
 
 def test_an_output_may_not_replace_the_input(tmp_path: Path) -> None:

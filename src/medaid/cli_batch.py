@@ -194,9 +194,11 @@ def register(group: click.Group) -> None:
         if as_json:
             click.echo(json.dumps(summary_json({
                 "input": input_path, "previous": previous, "output": output,
+                "rows_read": run.rows_read, "settled": run.settled, "rejected": run.rejected,
                 "totals": rc.totals, "by_hospital": rc.by_hospital, "by_person": rc.by_person,
             }), ensure_ascii=False, indent=2))
             return
         click.echo(recalc_tables(rc, lang))
+        click.echo("\n" + run.reconcile())
         if output:
             click.echo(f"\nadjustments: {output}")
