@@ -116,6 +116,20 @@ def test_every_format_round_trips_to_the_fen(tmp_path: Path, ext: str) -> None:
         assert back[c].to_list() == frame[c].to_list(), c
 
 
+def test_results_read_back_with_the_same_types_from_every_format(tmp_path: Path) -> None:
+    frame = results_frame().with_columns(
+        pl.Series("plan", ["a", "b", "a", "b"], dtype=pl.Enum(["a", "b"])),
+        pl.Series("capped_by", ["annual_cap", None, None, "self_pay"], dtype=pl.Categorical))
+    schemas = []
+    for ext in ("csv", "xlsx", "jsonl", "parquet"):
+        write_frame(frame, tmp_path / f"r.{ext}")
+        back = read_results(tmp_path / f"r.{ext}")
+        assert back["plan"].to_list() == ["a", "b", "a", "b"], ext
+        schemas.append({c: back.schema[c] for c in ("claim_id", "date", "self_pay", "relief", "plan", "capped_by", "benefit_year", "adjustment")})
+    assert all(s == schemas[0] for s in schemas), schemas
+    assert schemas[0]["plan"] == pl.String and schemas[0]["relief"] == pl.Int64 and schemas[0]["date"] == pl.Date
+
+
 def test_csv_neutralises_formulas_but_numbers_stay_numbers(tmp_path: Path) -> None:
     p = tmp_path / "r.csv"
     write_frame(results_frame(), p)

@@ -542,6 +542,8 @@ def read_results(path: str | Path) -> "pl.DataFrame":
                 exprs.append((pl.col(c).cast(pl.Decimal(38, 2)) * 100).cast(pl.Int64).alias(c))
             elif c in MONEY_COLUMNS and t == pl.String:
                 exprs.append(_fen_strict(c))
+            elif isinstance(t, (pl.Categorical, pl.Enum)):
+                exprs.append(pl.col(c).cast(pl.String))  # the same types whatever the format
             else:
                 exprs.append(pl.col(c))
         return frame.select(exprs)
