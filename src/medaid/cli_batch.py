@@ -1,9 +1,204 @@
-"""CLI commands (batch); registered on the main group by :func:`register`."""
+"""CLI commands (batch): ``medaid batch`` and ``medaid recalc``; registered by :func:`register`.
+
+Thin over :mod:`medaid.batch`; polars and openpyxl are imported inside the commands.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
 import click
+
+from .errors import MedaidError
+
+
+def _input_options(f: Any) -> Any:
+    f = click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD",
+                     help="Read COLUMN as FIELD (claim_id, person_id, date, self_pay, group, "
+                          "kind, hospital, total_cost); repeatable.")(f)
+    f = click.option("--sheet", default=None, metavar="NAME",
+                     help="XLSX sheet to read (default: the first).")(f)
+    f = click.option("--encoding", default=None, metavar="NAME",
+                     help="CSV encoding (default: UTF-8 with or without BOM, else GB18030).")(f)
+    return f
+
+
+@contextlib.contextmanager
+def _progress(label: str) -> Iterator[Any]:
+    """A stage progress bar on stderr, only when stderr is a terminal."""
+    from .batch import STAGES
+
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=len(STAGES), label=label, file=sys.stderr,
+                           item_show_func=lambda s: s) as bar:
+        yield lambda stage: bar.update(1, stage)
+
+
+def _default_output(input_path: str) -> str:
+    p = Path(input_path)
+    return f"{p.stem}.results{p.suffix}"
+
+
+def _distinct(input_path: str, *outputs: str | None) -> None:
+    """Refuse an output that would replace the input or another output."""
+    seen = {Path(input_path).resolve(): "the input"}
+    for o in outputs:
+        if o is None:
+            continue
+        r = Path(o).resolve()
+        if r in seen:
+            raise click.UsageError(f"{o} would overwrite {seen[r]}; choose another file")
+        seen[r] = o
+
+
+def _fail(e: MedaidError) -> click.ClickException:
+    return click.ClickException(str(e))
+
+
+def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str | None,
+            sheet: str | None, maps: tuple[str, ...], tick: Any) -> Any:
+    from .batch import settle_file
+    from .cli import load_book
+    from .readers import parse_mapping
+
+    book = load_book(rules_path, scheme)
+    try:
+        return settle_file(input_path, book, encoding=encoding, sheet=sheet,
+                           mapping=parse_mapping(maps), progress=tick)
+    except MedaidError as e:
+        raise _fail(e) from None
+
+
+def _refused(e: Any, as_json: bool) -> click.ClickException:
+    """Report a refused batch: the first problems, their count, the reconciliation line."""
+    lines = [str(p) for p in e.problems]
+    more = e.total - len(lines)
+    if as_json:
+        click.echo(json.dumps({"refused": True, "problems": lines, "problem_count": e.total,
+                               "rows_rejected": e.rows, "reconciliation": e.summary},
+                              ensure_ascii=False, indent=2))
+    tail = [f"... and {more} more" if more > 0 else "",
+            f"{e.total} problem(s) in {e.rows} row(s); nothing was written "
+            "(use --on-error skip to settle the good rows and list the bad ones)",
+            e.summary]
+    return click.ClickException("\n".join(lines + [t for t in tail if t]))
 
 
 def register(group: click.Group) -> None:
     """Add this module's commands to ``group``."""
+    # imported here: ``python -m medaid.cli`` runs cli.py as __main__, which imports us
+    from .cli import json_option, lang_option, rules_option
+
+    @group.command("batch")
+    @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+    @click.option("-o", "--output", default=None, metavar="FILE",
+                  help="Results file; format by extension (.csv .xlsx .jsonl .parquet). "
+                       "Default: INPUT's name + .results, in the current folder.")
+    @click.option("--rejects", "rejects_path", default=None, metavar="FILE",
+                  help="Where --on-error skip writes bad rows (default: OUTPUT's name + .rejects).")
+    @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+                  help="fail: write nothing if any row is bad; skip: settle the good rows.")
+    @click.option("--max-errors", default=20, show_default=True, metavar="N",
+                  help="How many problems to list when refusing.")
+    @click.option("--bom/--no-bom", default=True, show_default=True,
+                  help="Start CSV output with a UTF-8 byte-order mark (Excel needs it for Chinese).")
+    @_input_options
+    @rules_option
+    @lang_option
+    @json_option
+    def batch_cmd(input_path: str, output: str | None, rejects_path: str | None, on_error: str,
+                  max_errors: int, bom: bool, encoding: str | None, sheet: str | None,
+                  maps: tuple[str, ...], rules_path: str, scheme: str | None, lang: str,
+                  as_json: bool) -> None:
+        """Settle a file of claims: results, rejects and totals.
+
+        \b
+        Inputs: .csv (UTF-8, UTF-8 BOM, GBK/GB18030), .xlsx, .jsonl, .parquet,
+        with English or Chinese headers (结算单号, 人员编号, 结算日期, 合规自付费用 ...).
+        Example:  medaid batch examples/claims-2024.csv -o results.csv
+        """
+        from .batch import BatchRefused, summarise, summary_json, summary_tables, write_run
+
+        from .batch import default_rejects_path
+
+        out = output or _default_output(input_path)
+        _distinct(input_path, out, rejects_path or str(default_rejects_path(out)))
+        with _progress("settling") as tick:
+            run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick)
+            try:
+                rej = write_run(run, out, rejects_path=rejects_path, on_error=on_error,
+                                limit=max_errors, bom=bom, progress=tick)
+            except BatchRefused as e:
+                raise _refused(e, as_json) from None
+            except MedaidError as e:
+                raise _fail(e) from None
+        summary = summarise(run.results)
+        line = run.reconcile()
+        if as_json:
+            click.echo(json.dumps({
+                "input": input_path, "output": out, "rejects": None if rej is None else str(rej),
+                "rows_read": run.rows_read, "settled": run.settled, "rejected": run.rejected,
+                **summary_json(summary)}, ensure_ascii=False, indent=2))
+            return
+        click.echo(summary_tables(summary, lang))
+        click.echo("")
+        click.echo(line)
+        click.echo(f"results: {out}" + ("" if rej is None else f"\nrejects: {rej}"))
+
+    @group.command("recalc")
+    @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+    @click.option("--previous", "previous", required=True, metavar="RESULTS",
+                  type=click.Path(dir_okay=False, exists=True),
+                  help="Results file of the earlier run (any format medaid batch writes).")
+    @click.option("-o", "--output", default=None, metavar="FILE",
+                  help="Per-claim adjustments file (old relief, new relief, adjustment).")
+    @click.option("--bom/--no-bom", default=True, show_default=True,
+                  help="Start CSV output with a UTF-8 byte-order mark.")
+    @_input_options
+    @rules_option
+    @lang_option
+    @json_option
+    def recalc_cmd(input_path: str, previous: str, output: str | None, bom: bool,
+                   encoding: str | None, sheet: str | None, maps: tuple[str, ...],
+                   rules_path: str, scheme: str | None, lang: str, as_json: bool) -> None:
+        """Recalculate claims under (new) rules and list each claim's adjustment.
+
+        \b
+        Example:  medaid recalc claims.csv --previous results.csv --rules rules-2025/ -o adj.csv
+        Σ old relief + Σ adjustments = Σ new relief, to the fen.
+        """
+        from .batch import BatchRefused, recalc_tables, recalculate, refuse_if_bad, summary_json
+        from .exports import write_frame
+        from .readers import read_results
+
+        _distinct(input_path, previous, output)
+        with _progress("recalculating") as tick:
+            run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick)
+            try:
+                refuse_if_bad(run)
+                rc = recalculate(run, read_results(previous))
+                if output:
+                    write_frame(rc.claims, output, bom=bom)
+                if tick:
+                    tick("write")
+            except BatchRefused as e:
+                raise _refused(e, as_json) from None
+            except MedaidError as e:
+                raise _fail(e) from None
+        if as_json:
+            click.echo(json.dumps(summary_json({
+                "input": input_path, "previous": previous, "output": output,
+                "rows_read": run.rows_read, "settled": run.settled, "rejected": run.rejected,
+                "totals": rc.totals, "by_hospital": rc.by_hospital, "by_person": rc.by_person,
+            }), ensure_ascii=False, indent=2))
+            return
+        click.echo(recalc_tables(rc, lang))
+        click.echo("\n" + run.reconcile())
+        if output:
+            click.echo(f"\nadjustments: {output}")

@@ -1,0 +1,194 @@
+"""Benchmark: ``medaid batch`` CSV → CSV against polars' own read + write, in the same run.
+
+    python benchmarks/bench_batch.py --claims 100000
+    python benchmarks/bench_batch.py --claims 1000000 --repeat 3
+    python benchmarks/bench_batch.py --claims 10000000 --workdir /big/disk
+
+Generates seeded claims (skewed persons: a Zipf law over persons; lognormal self-pay; one year;
+groups key / low-income; kinds inpatient / outpatient-special; five hospitals), and a rule set
+with every plan in ``year`` accumulation mode with annual caps (and a claim cap on outpatient),
+the costly case of DESIGN.md §4.  Then times, each in its own child process:
+
+* ``medaid batch claims.csv -o results.csv`` (start-up included);
+* the baseline: polars reads the same CSV and writes a CSV of the same shape as medaid's output
+  (same rows and columns; each result column is a copy of the self-pay column when medaid's is a
+  number, else the text of medaid's first row, so that both files are about the same size).
+
+It prints both wall times, claims per second, the ratio medaid / baseline and each child's peak
+resident memory (``wait4`` rusage).  Needs numpy for the data generation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+RULES = """
+id = "bench-year-mode"
+version = "1"
+valid_from = 2024-01-01
+rounding = { unit = "fen", method = "half-up" }
+
+[[plans]]
+name = "key-inpatient"
+match = { group = ["key"], kind = ["inpatient"] }
+default = true
+pool = "inpatient"
+accumulate = "year"
+annual_cap = "100000"
+brackets = [
+  { from = "1000",  to = "10000", rate = "70%" },
+  { from = "10000", to = "50000", rate = "85%" },
+  { from = "50000",               rate = "95%" },
+]
+
+[[plans]]
+name = "low-income-inpatient"
+match = { group = ["low-income"], kind = ["inpatient"] }
+pool = "inpatient"
+accumulate = "year"
+annual_cap = "100000"
+brackets = [
+  { from = "2000",  to = "50000", rate = "60%" },
+  { from = "50000",               rate = "70%" },
+]
+
+[[plans]]
+name = "outpatient-special"
+match = { group = ["key", "low-income"], kind = ["outpatient-special"] }
+pool = "outpatient-special"
+accumulate = "year"
+annual_cap = "10000"
+claim_cap = "3000"
+brackets = [ { from = "200", rate = "0.70" } ]
+"""
+
+BASELINE = r"""
+import re, sys, polars as pl
+src, dst, like = sys.argv[1], sys.argv[2], sys.argv[3]
+df = pl.read_csv(src)
+first = pl.read_csv(like, n_rows=1, infer_schema=False)   # medaid's output: its columns
+extra = []
+for c in first.columns:
+    if c in df.columns:
+        continue
+    v = first[c][0]
+    if v is not None and re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", v):
+        extra.append(pl.col("self_pay").alias(c))              # a number column
+    else:
+        extra.append(pl.lit(v, pl.String).alias(c))           # text of the same length
+df.with_columns(extra).write_csv(dst)
+"""
+
+
+def generate(path: Path, claims: int, seed: int, persons: int) -> None:
+    """Write ``claims`` seeded claims to ``path`` (CSV, date order as exports come)."""
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    # skewed persons: Zipf ranks folded into the population
+    person = (rng.zipf(1.3, claims) - 1) % persons
+    day = rng.integers(0, 366, claims)
+    self_pay = np.minimum(np.rint(rng.lognormal(8.0, 1.1, claims) * 100), 60_000_000).astype(np.int64)
+    group = np.where(person % 10 < 7, "key", "low-income")
+    kind = np.where(rng.random(claims) < 0.3, "outpatient-special", "inpatient")
+    hospital = rng.integers(0, 5, claims)
+    order = np.argsort(day, kind="stable")
+    df = pl.DataFrame({
+        "day": day[order], "person": person[order], "self_pay": self_pay[order],
+        "group": group[order], "kind": kind[order], "hospital": hospital[order],
+    })
+    df = df.select(
+        (pl.lit("C") + pl.int_range(0, claims, eager=False).cast(pl.String).str.zfill(9)).alias("claim_id"),
+        (pl.lit("P") + pl.col("person").cast(pl.String).str.zfill(8)).alias("person_id"),
+        (pl.date(2024, 1, 1) + pl.duration(days=pl.col("day"))).alias("date"),
+        ((pl.col("self_pay") // 100).cast(pl.String) + "."
+         + (pl.col("self_pay") % 100).cast(pl.String).str.zfill(2)).alias("self_pay"),
+        "group", "kind",
+        (pl.lit("H") + pl.col("hospital").cast(pl.String)).alias("hospital"),
+    )
+    df.write_csv(path)
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, str]:
+    """Run ``cmd``; return (wall seconds, CPU seconds, peak RSS in MiB of the child, stdout)."""
+    out = tempfile.TemporaryFile()
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])} ... failed ({proc.returncode}):\n{err[-2000:]}")
+    out.seek(0)
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024, out.read().decode()
+
+
+def pl_width(path: Path) -> int:
+    with open(path, encoding="utf-8") as f:
+        return len(f.readline().split(","))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--claims", type=int, default=100_000)
+    ap.add_argument("--persons", type=int, default=None, help="default: claims / 8")
+    ap.add_argument("--seed", type=int, default=20240101)
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each; the best is kept")
+    ap.add_argument("--rules", default=None, help="rule file or folder (default: generated)")
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--generate-only", default=None, metavar="FILE", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.generate_only:
+        generate(Path(a.generate_only), a.claims, a.seed, a.persons)
+        return
+
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="medaid-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    src, out, base_out = work / "claims.csv", work / "results.csv", work / "baseline.csv"
+    rules = Path(a.rules) if a.rules else work / "bench-rules.toml"
+    if not a.rules:
+        rules.write_text(RULES, encoding="utf-8")
+    t = time.perf_counter()
+    # generated in a child process: the parent stays small, so that the children's peak memory
+    # (which counts the parent's pages they start from) measures only their own work
+    subprocess.run([sys.executable, __file__, "--generate-only", str(src), "--claims", str(a.claims),
+                    "--seed", str(a.seed), "--persons", str(a.persons or max(1, a.claims // 8))],
+                   check=True)
+    print(f"generated {a.claims:,} claims in {time.perf_counter() - t:.1f} s "
+          f"({src.stat().st_size / 2**20:.0f} MiB) in {work}")
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    medaid_cmd = [sys.executable, "-m", "medaid.cli", "batch", str(src), "-o", str(out),
+                  "--rules", str(rules), "--json", "--no-bom"]
+    best_m = best_b = None
+    doc = {}
+    for _ in range(a.repeat):
+        wm, cm, mm, stdout = timed(medaid_cmd, env)
+        doc = json.loads(stdout)
+        wb, cb, mb, _ = timed([sys.executable, "-c", BASELINE, str(src), str(base_out), str(out)])
+        best_m = (wm, cm, mm) if best_m is None or wm < best_m[0] else best_m
+        best_b = (wb, cb, mb) if best_b is None or wb < best_b[0] else best_b
+    assert doc["rows_read"] == doc["settled"] + doc["rejected"] == a.claims, doc
+    (wm, cm, mm), (wb, cb, mb) = best_m, best_b  # type: ignore[misc]
+    print(f"medaid batch   : {wm:8.2f} s wall {cm:8.2f} s cpu  {a.claims / wm:12,.0f} claims/s  peak {mm:6,} MiB")
+    print(f"polars r+w     : {wb:8.2f} s wall {cb:8.2f} s cpu  {a.claims / wb:12,.0f} claims/s  peak {mb:6,} MiB")
+    print(f"ratio medaid / polars read+write: {wm / wb:.2f}x wall, {cm / cb:.2f}x cpu")
+    print(f"output {out.stat().st_size / 2**20:.0f} MiB, baseline output {base_out.stat().st_size / 2**20:.0f} MiB "
+          f"({pl_width(out)} and {pl_width(base_out)} columns)")
+    print(f"relief total {doc['total']['relief']} yuan on {doc['total']['claims']:,} claims, "
+          f"{doc['total']['persons']:,} persons")
+
+
+if __name__ == "__main__":
+    main()

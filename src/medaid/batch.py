@@ -1,0 +1,440 @@
+"""Batch settlement of claim files: read → validate → settle → write, with totals; recalculation.
+
+Rules implemented (DESIGN.md §2 via :func:`medaid.columnar.settle_frame`, §5 *Reliability*;
+issue #4):
+
+* Every row read is either settled or rejected with its line and reason:
+  ``rows read = settled + rejected`` is checked on every run (:meth:`BatchRun.reconcile`).
+* ``on_error="fail"`` (the default): if any row is rejected nothing is written and the problems
+  are raised (:class:`BatchRefused`).  ``"skip"``: the good rows are written, the bad ones go to
+  the rejects file with a ``reason`` column.
+* Results keep the input order and the input columns, then :data:`medaid.columns.RESULT_FIELDS`.
+* Totals (:func:`summarise`): claims, persons, self-pay, relief, patient pays, relief share,
+  claims and persons capped, and the same by plan, by month and by hospital.
+* Recalculation (:func:`recalculate`): per claim the old relief (from a previous results file),
+  the new relief and the adjustment; Σ old + Σ adjustment = Σ new to the fen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from .errors import MedaidError, Problem
+from .money import format_yuan
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .rules import RuleBook
+
+#: Stages reported to a progress callback, in order.
+STAGES = ("read", "validate", "settle", "write")
+Progress = Callable[[str], None]
+
+
+class BatchRefused(MedaidError):
+    """The batch was refused (``on_error="fail"`` and some rows are bad); nothing was written.
+
+    ``problems`` holds the first problems (up to the limit asked); ``total`` counts them all and
+    ``rows`` the rows they are in."""
+
+    def __init__(self, problems: list[Problem], total: int, rows: int, summary: str) -> None:
+        super().__init__(problems)
+        self.total = total
+        self.rows = rows
+        self.summary = summary
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """One batch: what was read, settled and rejected.
+
+    Attributes:
+        source: the input file name as messages show it.
+        rows_read: data rows in the file (blank lines are not rows).
+        results: settled rows in input order (``row`` = input line, input columns, result fields).
+        rejects: one record per problem (``row``, ``claim_id``, ``field``, ``message``).
+        rejected_rows: the rejected rows' input columns as text, with ``row`` (for the
+            rejects file); the whole input is not kept, to save memory on large files.
+    """
+
+    source: str
+    rows_read: int
+    results: "pl.DataFrame"
+    rejects: "pl.DataFrame"
+    rejected_rows: "pl.DataFrame" = field(repr=False)
+
+    @property
+    def settled(self) -> int:
+        return self.results.height
+
+    @property
+    def rejected(self) -> int:
+        return self.rejects["row"].n_unique() if self.rejects.height else 0
+
+    def reconcile(self) -> str:
+        """``rows read N = settled S + rejected R``; raises if the sum does not hold."""
+        line = f"rows read {self.rows_read} = settled {self.settled} + rejected {self.rejected}"
+        if self.rows_read != self.settled + self.rejected:
+            raise MedaidError(Problem("reconciliation failed: " + line, source=self.source))
+        return line
+
+    def problems(self) -> list[Problem]:
+        """Every problem, located: ``file:line: field: message`` (claim id added when known)."""
+        out = []
+        for r, cid, f, m in self.rejects.iter_rows():
+            msg = m if cid is None else f"{m} (claim {cid})"
+            out.append(Problem(msg, source=self.source, line=r, field=f))
+        return out
+
+
+def settle_file(
+    path: str | Path,
+    rules: "RuleBook",
+    *,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+) -> BatchRun:
+    """Read, validate and settle a claim file (nothing is written); see the module doc."""
+    import polars as pl
+
+    from .columnar import settle_frame
+    from .readers import problems_frame, read_raw, validate_frame
+
+    tick = progress or (lambda stage: None)
+    source = str(path)
+    raw, structural = read_raw(path, encoding=encoding, sheet=sheet, mapping=mapping)
+    tick("read")
+    clean, rejects = validate_frame(raw, source)
+    rows_read = raw.height + len({p.line for p in structural})
+    bad_rows = raw.filter(pl.col("row").is_in(rejects["row"].implode())) if rejects.height else raw.clear()
+    del raw  # the typed frame shares the pass-through columns; the text copy can go
+    if structural:
+        rejects = pl.concat([problems_frame(structural), rejects])
+    tick("validate")
+    results, refused = _settle_frame(settle_frame, clean, rules)
+    tick("settle")
+    if refused.height:
+        rejects = pl.concat([rejects, refused.select(rejects.columns)])
+        refused_rows = clean.filter(pl.col("row").is_in(refused["row"].implode()))
+        bad_rows = pl.concat([bad_rows, _as_text(refused_rows).select(bad_rows.columns)])
+    del clean
+    rejects = rejects.sort("row", maintain_order=True)
+    run = BatchRun(source, rows_read, results, rejects, bad_rows.sort("row"))
+    run.reconcile()
+    return run
+
+
+def _settle_frame(settle_frame: Any, clean: "pl.DataFrame", rules: "RuleBook") -> Any:
+    """Call the columnar core; ask for compact text columns when it offers them (memory)."""
+    import inspect
+
+    if "compact" in inspect.signature(settle_frame).parameters:
+        return settle_frame(clean, rules, compact=True)
+    return settle_frame(clean, rules)
+
+
+def _as_text(frame: "pl.DataFrame") -> "pl.DataFrame":
+    """Typed claim rows back to text as read (dates ISO, amounts yuan) for the rejects file."""
+    import polars as pl
+
+    from .exports import yuan_text
+    from .readers import MONEY_COLUMNS
+
+    return frame.with_columns([
+        yuan_text(c) if c in MONEY_COLUMNS and t.is_integer() else pl.col(c).cast(pl.String)
+        for c, t in frame.schema.items() if c != "row"
+    ])
+
+
+def refuse_if_bad(run: BatchRun, limit: int = 20) -> None:
+    """``on_error="fail"``: raise :class:`BatchRefused` listing up to ``limit`` problems."""
+    if not run.rejects.height:
+        return
+    problems = run.problems()
+    raise BatchRefused(problems[:limit], len(problems), run.rejected, run.reconcile())
+
+
+def results_for_output(run: BatchRun) -> "pl.DataFrame":
+    """The results as written: input columns then result fields, without the line column."""
+    return run.results.drop("row")
+
+
+def rejects_for_output(run: BatchRun) -> "pl.DataFrame":
+    """Rejected rows as written: ``line``, the input's columns as read, ``field``, ``reason``
+    (several problems of one row joined with ``; ``)."""
+    import polars as pl
+
+    why = (
+        run.rejects.group_by("row", maintain_order=True)
+        .agg(pl.col("field").fill_null("").unique(maintain_order=True).str.join(", "),
+             pl.col("message").str.join("; ").alias("reason"))
+    )
+    rows = why.join(run.rejected_rows, on="row", how="left", maintain_order="left")
+    cols = ["row"] + [c for c in run.rejected_rows.columns if c != "row"] + ["field", "reason"]
+    return rows.select(cols).rename({"row": "line"})
+
+
+def write_run(
+    run: BatchRun,
+    output: str | Path,
+    *,
+    rejects_path: str | Path | None = None,
+    on_error: str = "fail",
+    limit: int = 20,
+    bom: bool = True,
+    progress: Progress | None = None,
+) -> Path | None:
+    """Write a run's results (and rejects): refuse first under ``fail``; returns the rejects
+    path written, if any.  Each file is written atomically."""
+    from .exports import write_frame
+
+    if on_error == "fail":
+        refuse_if_bad(run, limit)
+    written = None
+    if run.rejected:
+        written = Path(rejects_path) if rejects_path else default_rejects_path(output)
+        write_frame(rejects_for_output(run), written, bom=bom)
+    write_frame(results_for_output(run), output, bom=bom)
+    if progress:
+        progress("write")
+    return written
+
+
+def default_rejects_path(output: str | Path) -> Path:
+    """``results.csv`` → ``results.rejects.csv`` (same folder, same format)."""
+    p = Path(output)
+    return p.with_name(f"{p.stem}.rejects{p.suffix}")
+
+
+# --------------------------------------------------------------------------------------------
+# totals
+
+
+def _share(relief: int, self_pay: int) -> str:
+    """Relief as a percentage of self-pay, two decimals, rounded half-up (exact integers)."""
+    if self_pay == 0:
+        return "0.00%"
+    q, r = divmod(relief * 10000, self_pay)
+    if 2 * r >= self_pay:
+        q += 1
+    return f"{q // 100}.{q % 100:02d}%"
+
+
+def summarise(results: "pl.DataFrame") -> dict[str, Any]:
+    """Totals of settled results (money in fen): overall, by plan, by month, by hospital.
+
+    "Claims capped" counts claims whose relief some limit made smaller (``capped_by`` set);
+    "persons capped" counts persons who reached an annual cap.  Persons are counted by an
+    exact integer code (one hashing pass), and the four tables are computed in parallel."""
+    import polars as pl
+
+    hospital = pl.col("hospital") if "hospital" in results.columns else pl.lit(None, pl.String)
+    base = results.lazy().select(
+        pl.col("person_id").cast(pl.Categorical).to_physical().alias("person"),
+        "self_pay", "relief", "patient_pays",
+        pl.col("capped_by").is_not_null().alias("capped"),
+        (pl.col("capped_by").cast(pl.String) == "annual_cap").fill_null(False).alias("at_cap"),
+        pl.col("plan").cast(pl.String).alias("plan"),
+        (pl.col("date").dt.year() * 100 + pl.col("date").dt.month()).alias("month"),
+        hospital.cast(pl.String).alias("hospital"),
+    )
+    exprs = [
+        pl.len().alias("claims"),
+        pl.col("person").n_unique().alias("persons"),
+        pl.col("self_pay").sum().alias("self_pay"),
+        pl.col("relief").sum().alias("relief"),
+        pl.col("patient_pays").sum().alias("patient_pays"),
+        pl.col("capped").sum().alias("claims_capped"),
+        pl.col("person").filter(pl.col("at_cap")).n_unique().alias("persons_capped"),
+    ]
+    frames = pl.collect_all([
+        base.select(exprs),
+        base.group_by("plan").agg(exprs).sort("plan", nulls_last=True),
+        base.group_by("month").agg(exprs).sort("month", nulls_last=True),
+        base.group_by("hospital").agg(exprs).sort("hospital", nulls_last=True),
+    ])
+    out: dict[str, Any] = {}
+    for key, frame in zip(("total", "by_plan", "by_month", "by_hospital"), frames):
+        rows = frame.to_dicts()
+        for r in rows:
+            r["relief_share"] = _share(r["relief"] or 0, r["self_pay"] or 0)
+            for k in ("self_pay", "relief", "patient_pays"):
+                r[k] = int(r[k] or 0)
+            if key == "by_month":
+                r["month"] = f"{r['month'] // 100}-{r['month'] % 100:02d}"
+        out[key] = rows[0] if key == "total" else rows
+    return out
+
+
+_MONEY_KEYS = ("self_pay", "relief", "patient_pays", "old_relief", "new_relief", "adjustment")
+
+
+def summary_json(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary with amounts as yuan text (``"23300.00"``), for ``--json``."""
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: (format_yuan(x, thousands=False) if k in _MONEY_KEYS and isinstance(x, int)
+                        else conv(x)) for k, x in v.items()}
+        if isinstance(v, list):
+            return [conv(x) for x in v]
+        return v
+
+    return conv(summary)
+
+
+_LABELS = {
+    "en": {
+        "claims": "claims", "persons": "persons", "self_pay": "self-pay", "relief": "relief",
+        "patient_pays": "patient pays", "relief_share": "relief share",
+        "claims_capped": "claims capped", "persons_capped": "persons capped",
+        "plan": "plan", "month": "month", "hospital": "hospital", "total": "Totals",
+        "by_plan": "By plan", "by_month": "By month", "by_hospital": "By hospital (payment list)",
+        "none": "(none)",
+    },
+    "zh": {
+        "claims": "结算单数", "persons": "人数", "self_pay": "合规自付费用", "relief": "救助金额",
+        "patient_pays": "个人负担", "relief_share": "救助比例",
+        "claims_capped": "封顶单数", "persons_capped": "封顶人数",
+        "plan": "救助方案", "month": "月份", "hospital": "医疗机构", "total": "合计",
+        "by_plan": "按方案", "by_month": "按月份", "by_hospital": "按医疗机构（拨付清单）",
+        "none": "（空）",
+    },
+}
+_COLS = ("claims", "persons", "self_pay", "relief", "patient_pays", "relief_share",
+         "claims_capped", "persons_capped")
+
+
+def summary_tables(summary: dict[str, Any], lang: str = "en") -> str:
+    """The summary as text tables (tabulate), labels in English or Chinese."""
+    from tabulate import tabulate
+
+    lab = _LABELS[lang]
+
+    def cell(k: str, v: Any) -> Any:
+        return format_yuan(v) if k in _MONEY_KEYS else v
+
+    parts = []
+    t = summary["total"]
+    parts.append(lab["total"] + "\n" + tabulate(
+        [[lab[k], cell(k, t[k])] for k in _COLS], tablefmt="simple", disable_numparse=True, colalign=("left", "right")))
+    for key, by in (("by_plan", "plan"), ("by_month", "month"), ("by_hospital", "hospital")):
+        rows = [[r[by] if r[by] is not None else lab["none"]] + [cell(k, r[k]) for k in _COLS]
+                for r in summary[key]]
+        parts.append(lab[key] + "\n" + tabulate(
+            rows, headers=[lab[by]] + [lab[k] for k in _COLS], tablefmt="simple", disable_numparse=True,
+            colalign=("left",) + ("right",) * len(_COLS)))
+    return "\n\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# recalculation
+
+
+@dataclass(frozen=True)
+class Recalc:
+    """A recalculation against a previous results file (amounts fen).
+
+    Attributes:
+        claims: per claim ``claim_id``, ``person_id``, ``hospital``, ``old_relief``,
+            ``new_relief``, ``adjustment`` and ``status`` (``same``, ``changed``, ``new``: not in
+            the previous file, ``dropped``: in the previous file only, new relief 0).
+        totals: Σ old, Σ new, Σ adjustment and the count of claims by status.
+        by_hospital, by_person: adjustments summed (rows with a non-zero adjustment only).
+    """
+
+    claims: "pl.DataFrame"
+    totals: dict[str, Any]
+    by_hospital: list[dict[str, Any]]
+    by_person: list[dict[str, Any]]
+
+
+def recalculate(run: BatchRun, previous: "pl.DataFrame") -> Recalc:
+    """Compare a run's relief with a previous results frame (from
+    :func:`medaid.readers.read_results`), claim by claim; Σ old + Σ adj = Σ new is checked."""
+    import polars as pl
+
+    def pick(frame: "pl.DataFrame", prefix: str) -> "pl.DataFrame":
+        cols = {"claim_id": pl.col("claim_id"), "person_id": pl.col("person_id"),
+                "relief": pl.col("relief")}
+        cols["hospital"] = (pl.col("hospital") if "hospital" in frame.columns
+                            else pl.lit(None, pl.String))
+        return frame.select(
+            [e.alias(k if k == "claim_id" else f"{prefix}{k}") for k, e in cols.items()]
+        ).with_row_index(f"{prefix}order")
+
+    new = pick(run.results, "new_")
+    old = pick(previous, "old_")
+    dup = old.filter(pl.col("claim_id").is_duplicated())
+    if dup.height:
+        raise MedaidError(Problem(
+            f"the previous results list claim {dup['claim_id'][0]!r} more than once"))
+    j = new.join(old, on="claim_id", how="full", coalesce=True)
+    out = j.select(
+        "claim_id",
+        pl.coalesce("new_person_id", "old_person_id").alias("person_id"),
+        pl.coalesce("new_hospital", "old_hospital").alias("hospital"),
+        pl.col("old_relief").fill_null(0),
+        pl.col("new_relief").fill_null(0),
+        (pl.col("new_relief").fill_null(0) - pl.col("old_relief").fill_null(0)).alias("adjustment"),
+        pl.when(pl.col("old_relief").is_null()).then(pl.lit("new"))
+        .when(pl.col("new_relief").is_null()).then(pl.lit("dropped"))
+        .when(pl.col("new_relief") == pl.col("old_relief")).then(pl.lit("same"))
+        .otherwise(pl.lit("changed")).alias("status"),
+        pl.col("new_order"), pl.col("old_order"),
+    ).sort(["new_order", "old_order"], nulls_last=True).drop("new_order", "old_order")
+    s_old, s_new, s_adj = (int(out[c].sum()) for c in ("old_relief", "new_relief", "adjustment"))
+    if s_old + s_adj != s_new:  # pragma: no cover - integer arithmetic; a guard, not a branch
+        raise MedaidError(Problem("recalculation does not reconcile"))
+    counts = dict(out.group_by("status").len().iter_rows())
+    totals = {"claims": out.height, "old_relief": s_old, "new_relief": s_new, "adjustment": s_adj,
+              **{f"{k}": int(counts.get(k, 0)) for k in ("same", "changed", "new", "dropped")}}
+    moved = out.filter(pl.col("adjustment") != 0)
+
+    def by(col: str) -> list[dict[str, Any]]:
+        return (moved.group_by(col).agg(pl.len().alias("claims"), pl.col("adjustment").sum())
+                .sort(col, nulls_last=True).to_dicts())
+
+    return Recalc(out, totals, by("hospital"), by("person_id"))
+
+
+def recalc_tables(rc: Recalc, lang: str = "en", persons: int = 20) -> str:
+    """Totals of a recalculation as text tables; the person table lists the largest
+    adjustments first, up to ``persons`` rows."""
+    from tabulate import tabulate
+
+    zh = lang == "zh"
+    t = rc.totals
+    head = tabulate(
+        [["旧救助金额" if zh else "old relief", format_yuan(t["old_relief"])],
+         ["调整" if zh else "adjustments", format_yuan(t["adjustment"])],
+         ["新救助金额" if zh else "new relief", format_yuan(t["new_relief"])],
+         ["结算单数" if zh else "claims", t["claims"]],
+         ["未变" if zh else "unchanged", t["same"]],
+         ["变动" if zh else "changed", t["changed"]],
+         ["新增" if zh else "new", t["new"]],
+         ["缺失" if zh else "dropped", t["dropped"]]],
+        tablefmt="simple", disable_numparse=True, colalign=("left", "right"))
+    hosp = tabulate(
+        [[r["hospital"] or "-", r["claims"], format_yuan(r["adjustment"])] for r in rc.by_hospital],
+        headers=["医疗机构" if zh else "hospital", "单数" if zh else "claims",
+                 "调整" if zh else "adjustment"], tablefmt="simple", disable_numparse=True,
+        colalign=("left", "right", "right"))
+    top = sorted(rc.by_person, key=lambda r: (-abs(r["adjustment"]), r["person_id"]))[:persons]
+    pers = tabulate(
+        [[r["person_id"], r["claims"], format_yuan(r["adjustment"])] for r in top],
+        headers=["人员编号" if zh else "person", "单数" if zh else "claims",
+                 "调整" if zh else "adjustment"], tablefmt="simple", disable_numparse=True,
+        colalign=("left", "right", "right"))
+    more = len(rc.by_person) - len(top)
+    return "\n\n".join([
+        ("重算合计（旧 + 调整 = 新）" if zh else "Recalculation (old + adjustments = new)") + "\n" + head,
+        ("按医疗机构调整" if zh else "Adjustments by hospital") + "\n" + hosp,
+        ("按人员调整（绝对值最大者在前）" if zh else "Adjustments by person (largest first)") + "\n" + pers
+        + (f"\n... {more} more" if more > 0 else ""),
+    ])

@@ -1,0 +1,239 @@
+"""Writing results, rejects and recalculations: CSV, XLSX, JSON Lines, Parquet; atomically.
+
+Rules implemented (DESIGN.md §5 *Reliability*; issue #4 *Output*):
+
+* The format is chosen by the output's extension.  Money columns (fen ``Int64`` in frames) are
+  written as yuan with two decimals: text ``12345.67`` (no separators) in CSV and JSON Lines,
+  ``Decimal(18, 2)`` in Parquet, numeric cells with number format ``#,##0.00`` in XLSX.  The
+  conversion is integer arithmetic on fen; no float is made.
+* Every file is written to a temporary file in the same folder, flushed to disk and renamed over
+  the target with ``os.replace``: a reader sees the old file or the new one, never a part.
+* Formula injection: in CSV and XLSX, text cells starting with ``=``, ``+``, ``-``, ``@``, a tab
+  or a carriage return get a leading ``'``; numbers (money, years) stay numbers.
+* CSV is UTF-8 with a byte-order mark by default, so that Excel (which reads BOM-less CSV as
+  the local code page, GBK on Chinese Windows) shows Chinese text correctly; ``bom=False``
+  writes plain UTF-8.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from .errors import MedaidError, Problem
+from .readers import MONEY_COLUMNS, file_format
+
+if TYPE_CHECKING:
+    import polars as pl
+
+#: Leading characters that make a spreadsheet read text as a formula.
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_RE = r"^[=+\-@\t\r]"
+XLSX_MONEY_FORMAT = "#,##0.00"
+XLSX_DATE_FORMAT = "yyyy-mm-dd"
+
+
+class WriteError(MedaidError):
+    """An output file could not be written."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success fsync it and ``os.replace`` it onto
+    ``path``; on failure remove it, leaving any previous ``path`` untouched."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise WriteError(Problem("the output folder does not exist", source=str(path)))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+    with contextlib.suppress(OSError):  # make the rename durable too
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def yuan_decimal(column: str) -> "pl.Expr":
+    """Fen ``Int64`` → exact ``Decimal(18, 2)`` yuan (``-1205`` → ``-12.05``): a decimal product
+    ``fen × 0.01`` (scales add, nothing is rounded)."""
+    import polars as pl
+
+    cent = pl.lit("0.01").cast(pl.Decimal(3, 2))
+    return (pl.col(column).cast(pl.Decimal(38, 0)) * cent).cast(pl.Decimal(18, 2)).alias(column)
+
+
+def yuan_text(column: str) -> "pl.Expr":
+    """Fen ``Int64`` → yuan text with two decimals and no separators (``-1205`` → ``-12.05``)."""
+    import polars as pl
+
+    return yuan_decimal(column).cast(pl.String)
+
+
+def neutralise(column: str) -> "pl.Expr":
+    """Prefix ``'`` to text starting like a formula (``=``, ``+``, ``-``, ``@``, tab, CR)."""
+    import polars as pl
+
+    e = pl.col(column)
+    return pl.when(e.str.contains(_FORMULA_RE)).then(pl.lit("'") + e).otherwise(e).alias(column)
+
+
+def _money_cols(frame: "pl.DataFrame") -> list[str]:
+    return [c for c, t in frame.schema.items() if c in MONEY_COLUMNS and t.is_integer()]
+
+
+def write_frame(frame: "pl.DataFrame", path: str | Path, *, bom: bool = True) -> None:
+    """Write ``frame`` to ``path`` in the format of its extension, atomically (see module doc).
+
+    Columns named in :data:`medaid.readers.MONEY_COLUMNS` holding integers are fen."""
+    fmt = file_format(path)
+    money = _money_cols(frame)
+    try:
+        with atomic_path(path) as tmp:
+            if fmt == "csv":
+                _write_csv(frame, tmp, money, bom)
+            elif fmt == "jsonl":
+                frame.lazy().with_columns([yuan_text(c) for c in money]).sink_ndjson(
+                    tmp, check_extension=False)
+            elif fmt == "parquet":
+                _write_parquet(frame, tmp, money)
+            else:
+                _write_xlsx(frame, tmp, money)
+    except OSError as e:
+        raise WriteError(Problem(f"cannot be written ({e.strerror or e})", source=str(path))) from None
+
+
+def _write_csv(frame: "pl.DataFrame", tmp: Path, money: list[str], bom: bool) -> None:
+    import polars as pl
+
+    text_cols = [c for c, t in frame.schema.items() if t == pl.String]
+    if text_cols:  # neutralise only the columns where some cell needs it
+        needs = frame.select([pl.col(c).str.contains(_FORMULA_RE).any() for c in text_cols]).row(0)
+        text_cols = [c for c, n in zip(text_cols, needs) if n]
+    # streamed: the converted columns are made chunk by chunk as they are written
+    out = frame.lazy().with_columns([yuan_decimal(c) for c in money] + [neutralise(c) for c in text_cols])
+    out.sink_csv(tmp, include_bom=bom, date_format="%Y-%m-%d", check_extension=False)
+
+
+def _write_parquet(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
+    import polars as pl
+
+    frame.lazy().with_columns([yuan_decimal(c) for c in money]).sink_parquet(tmp)
+
+
+def _write_xlsx(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
+    """XLSX via xlsxwriter (constant memory) when installed, else openpyxl's write-only mode.
+
+    XLSX stores every number as a binary double: a money cell holds the double nearest to the
+    exact yuan amount (``fen / 100``, correctly rounded), written with 16 significant digits, so
+    amounts below 10^14 yuan read back exactly.  This is the format's one float boundary."""
+    try:
+        import xlsxwriter  # noqa: F401
+    except ImportError:  # pragma: no cover - xlsxwriter is in the batch extra
+        _write_xlsx_openpyxl(frame, tmp, money)
+    else:
+        _write_xlsx_xlsxwriter(frame, tmp, money)
+
+
+def _xlsx_plan(frame: "pl.DataFrame", money: list[str]) -> list[str]:
+    import polars as pl
+
+    kinds = []
+    for c, t in frame.schema.items():
+        if c in money:
+            kinds.append("money")
+        elif t == pl.Date:
+            kinds.append("date")
+        elif t == pl.String:
+            kinds.append("text")
+        elif t.is_numeric():
+            kinds.append("number")
+        else:
+            kinds.append("other")
+    return kinds
+
+
+def _safe_text(v: str) -> str:
+    return "'" + v if v.startswith(FORMULA_LEADS) else v
+
+
+def _write_xlsx_xlsxwriter(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
+    import xlsxwriter
+
+    wb = xlsxwriter.Workbook(str(tmp), {
+        "constant_memory": True, "strings_to_numbers": False, "strings_to_formulas": False,
+        "strings_to_urls": False,
+    })
+    try:
+        ws = wb.add_worksheet("results")
+        money_fmt = wb.add_format({"num_format": XLSX_MONEY_FORMAT})
+        date_fmt = wb.add_format({"num_format": XLSX_DATE_FORMAT})
+        for j, c in enumerate(frame.columns):
+            ws.write_string(0, j, c)
+        kinds = _xlsx_plan(frame, money)
+        ws_num, ws_str, ws_dt = ws.write_number, ws.write_string, ws.write_datetime
+        for i, rec in enumerate(frame.iter_rows(), start=1):
+            for j, v in enumerate(rec):
+                if v is None:
+                    continue
+                k = kinds[j]
+                if k == "money":
+                    ws_num(i, j, v / 100, money_fmt)
+                elif k == "text":
+                    ws_str(i, j, _safe_text(v))
+                elif k == "date":
+                    ws_dt(i, j, dt.datetime(v.year, v.month, v.day), date_fmt)
+                elif k == "number":
+                    ws_num(i, j, v)
+                else:
+                    ws_str(i, j, _safe_text(str(v)))
+    finally:
+        wb.close()
+
+
+def _write_xlsx_openpyxl(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
+    import openpyxl
+    from openpyxl.cell import WriteOnlyCell
+
+    wb = openpyxl.Workbook(write_only=True)
+    ws = wb.create_sheet("results")
+    ws.append(list(frame.columns))
+    kinds = _xlsx_plan(frame, money)
+    for rec in frame.iter_rows():
+        cells: list[object] = []
+        for j, v in enumerate(rec):
+            k = kinds[j]
+            if v is None:
+                cells.append(None)
+            elif k == "money":
+                cell = WriteOnlyCell(ws, value=Decimal(v).scaleb(-2))
+                cell.number_format = XLSX_MONEY_FORMAT
+                cells.append(cell)
+            elif k == "text":
+                cells.append(WriteOnlyCell(ws, value=_safe_text(v)))
+            elif k == "date":
+                cell = WriteOnlyCell(ws, value=v)
+                cell.number_format = XLSX_DATE_FORMAT
+                cells.append(cell)
+            elif k == "number":
+                cells.append(v)
+            else:
+                cells.append(WriteOnlyCell(ws, value=_safe_text(str(v))))
+        ws.append(cells)
+    wb.save(tmp)

@@ -1,0 +1,588 @@
+"""Claim files → validated frames: CSV, XLSX, JSON Lines and Parquet, with per-row errors.
+
+Rules implemented (DESIGN.md §2 *Money*, §5 *Reliability*; issue #4 *Validation per row*):
+
+* Every file is first read as text: all columns are ``String``, named by the canonical field
+  names of :data:`medaid.columns.HEADER_ALIASES` (English or Chinese headers, case-folded) or
+  by ``--map column=field``; other columns pass through unchanged.  A ``row`` column (``Int64``)
+  holds the line as the user sees it: the header is line 1 of a CSV file, the sheet row of an
+  XLSX file, the line of a JSON Lines file, the record number (from 1) of a Parquet file.
+* :func:`medaid.validation.validate_frame` (re-exported here) then types the text, vectorised.
+* XLSX numeric cells arrive from openpyxl as floats: this module turns them into text with
+  ``repr()`` at once (``1234.5`` → ``"1234.5"``) and parses that text like any other; this is the
+  one place a float is seen, and a float that is not an exact amount with two decimals
+  (``1234.5600000000001``) is refused, never rounded.
+
+Problems are data: every refused row is a record (``row``, ``claim_id``, ``field``,
+``message``); only whole-file problems (unreadable file, missing required columns) raise
+:class:`ReadError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import functools
+import io
+import json
+import re
+import unicodedata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+
+from .columns import (
+    CLAIM_MONEY_FIELDS,
+    HEADER_ALIASES,
+    REQUIRED_FIELDS,
+    RESULT_FIELDS,
+    RESULT_MONEY_FIELDS,
+)
+from .errors import MedaidError, Problem
+from .validation import (
+    REJECT_COLUMNS,
+    ROW,
+    _date_expr,
+    empty_rejects,
+    problems_frame,
+    validate_frame,
+    yuan_to_fen,
+)
+
+__all__ = [
+    "FORMATS", "MONEY_COLUMNS", "REJECT_COLUMNS", "ROW", "ReadError", "canonical_names",
+    "empty_rejects", "file_format", "parse_mapping", "problems_frame", "read_claims",
+    "read_raw", "read_results", "validate_frame", "yuan_to_fen",
+]
+
+if TYPE_CHECKING:
+    import polars as pl
+
+#: File formats by extension.
+FORMATS: dict[str, str] = {
+    ".csv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx",
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet",
+}
+#: Column names the batch adds; input columns so named are renamed ``NAME_input``.
+_RESERVED = frozenset(RESULT_FIELDS) | {ROW, "old_relief", "new_relief", "adjustment", "status"}
+
+
+class ReadError(MedaidError):
+    """A claim file cannot be read at all (format, encoding, missing columns)."""
+
+
+def file_format(path: str | Path) -> str:
+    """The format of ``path`` by its extension (``csv``, ``xlsx``, ``jsonl``, ``parquet``)."""
+    ext = Path(path).suffix.lower()
+    try:
+        return FORMATS[ext]
+    except KeyError:
+        raise ReadError(Problem(
+            f"unknown file type {ext or '(none)'!r}; use .csv, .xlsx, .jsonl or .parquet",
+            source=str(path))) from None
+
+
+# --------------------------------------------------------------------------------------------
+# headers
+
+
+def _norm_header(h: str) -> str:
+    return unicodedata.normalize("NFKC", str(h)).strip().casefold()
+
+
+_ALIAS_INDEX: dict[str, str] = {
+    _norm_header(a): field for field, aliases in HEADER_ALIASES.items() for a in aliases
+}
+
+
+def parse_mapping(pairs: Iterable[str]) -> dict[str, str]:
+    """``["金额=self_pay", ...]`` (``--map column=field``) → ``{"金额": "self_pay"}``."""
+    out: dict[str, str] = {}
+    for p in pairs:
+        col, sep, field = p.partition("=")
+        if not sep or not col.strip() or field.strip() not in HEADER_ALIASES:
+            raise ReadError(Problem(
+                f"--map {p!r}: write COLUMN=FIELD with FIELD one of {', '.join(HEADER_ALIASES)}"))
+        out[col.strip()] = field.strip()
+    return out
+
+
+def canonical_names(
+    headers: list[str], mapping: Mapping[str, str] | None, source: str,
+    reserved: frozenset[str] | None = None,
+) -> list[str]:
+    """Rename headers to field names (``--map`` first, then the aliases); others unchanged.
+
+    Raises :class:`ReadError` when two columns name the same field or a required field has no
+    column, naming the file and what is missing."""
+    mapping = mapping or {}
+    by_norm = {_norm_header(k): v for k, v in mapping.items()}
+    names: list[str] = []
+    taken: dict[str, str] = {}
+    problems: list[Problem] = []
+    for h in headers:
+        h = "" if h is None else str(h)
+        field = mapping.get(h) or by_norm.get(_norm_header(h)) or _ALIAS_INDEX.get(_norm_header(h))
+        if field is not None:
+            if field in taken:
+                problems.append(Problem(
+                    f"columns {taken[field]!r} and {h!r} both give {field}; drop one or use --map",
+                    source=source, line=1, field=field))
+                field = h
+            else:
+                taken[field] = h
+        name = field or h.strip() or f"column_{len(names) + 1}"
+        if field is None and name in (_RESERVED if reserved is None else reserved):  # an input column named like a result column
+            name = f"{name}_input"
+        names.append(name)
+    missing = [f for f in REQUIRED_FIELDS if f not in taken]
+    if missing:
+        problems.append(Problem(
+            "missing required column(s): " + ", ".join(missing)
+            + f"; found {', '.join(repr(str(h)) for h in headers)}. Name them in English or "
+            "Chinese (e.g. 结算单号, 人员编号, 结算日期, 合规自付费用) or use --map COLUMN=FIELD",
+            source=source, line=1))
+    if problems:
+        raise ReadError(problems)
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):  # duplicate pass-through headers get a suffix
+        if n in seen:
+            seen[n] += 1
+            names[i] = f"{n}_{seen[n]}"
+        else:
+            seen[n] = 1
+    return names
+
+
+# --------------------------------------------------------------------------------------------
+# reading raw text frames
+
+
+def read_raw(
+    path: str | Path,
+    *,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+    reserved: frozenset[str] | None = None,
+) -> tuple["pl.DataFrame", list[Problem]]:
+    """Read a claim file as text: ``(frame, problems)``.
+
+    ``frame`` has a ``row`` column (``Int64``, line as the user sees it) and every other column
+    as ``String``, renamed to canonical field names.  ``problems`` lists rows that could not be
+    split into fields (ragged rows, bad JSON); those rows are not in the frame.
+    """
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise ReadError(Problem("no such file", source=source))
+    fmt = file_format(path)
+    name_of = functools.partial(canonical_names, mapping=mapping, source=source, reserved=reserved)
+    if fmt == "csv":
+        return _read_csv(path, source, encoding, name_of)
+    if fmt == "xlsx":
+        return _read_xlsx(path, source, sheet, name_of)
+    if fmt == "jsonl":
+        return _read_jsonl(path, source, name_of)
+    return _read_parquet(path, source, name_of), []
+
+
+def _sniff_encoding(path: Path, encoding: str | None, source: str) -> str:
+    """``utf-8`` (with or without BOM) or ``gb18030``, judged on the first megabyte."""
+    if encoding:
+        try:
+            import codecs
+
+            return codecs.lookup(encoding).name
+        except LookupError:
+            raise ReadError(Problem(f"unknown encoding {encoding!r}", source=source)) from None
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "utf-8"
+    import codecs
+
+    dec = codecs.getincrementaldecoder("utf-8")()
+    try:
+        dec.decode(head, final=False)
+        return "utf-8"
+    except UnicodeDecodeError:
+        return "gb18030"
+
+
+def _read_csv(
+    path: Path, source: str, encoding: str | None, name_of: Callable[[list[str]], list[str]],
+) -> tuple["pl.DataFrame", list[Problem]]:
+    import polars as pl
+
+    enc = _sniff_encoding(path, encoding, source)
+    data: bytes | Path
+    if enc == "utf-8":
+        data = path
+    else:
+        try:
+            data = path.read_bytes().decode(enc).encode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ReadError(Problem(
+                f"cannot be decoded as {enc} at byte {e.start}; give --encoding", source=source)) from None
+    newlines, quoted, commas, ends_nl = _scan(data)
+    try:
+        frame = pl.read_csv(data, infer_schema=False, raise_if_empty=False)
+    except pl.exceptions.ComputeError as e:
+        if "utf-8" in str(e).lower() or "utf8" in str(e).lower():
+            if enc == "utf-8" and encoding is None:  # a GBK file with an ASCII first megabyte
+                return _read_csv(path, source, "gb18030", name_of)
+            raise ReadError(Problem(f"cannot be decoded as {enc}; give --encoding", source=source)) from None
+        frame = None  # ragged: more fields than the header; located by the careful path
+    lines = newlines + (0 if ends_nl else 1)
+    if frame is not None and frame.width and lines == frame.height + 1:
+        # one line per row (no newline inside quotes); now check every row has every field
+        blank: "pl.Series | None" = None
+        if not quoted:
+            n_blank = frame.select(pl.all_horizontal(pl.all().is_null()).sum()).item()
+            if commas == (frame.width - 1) * (frame.height - n_blank + 1):
+                blank = (frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
+                         if n_blank else pl.Series([], dtype=pl.Boolean))
+        else:
+            blank = _quoted_blank_lines(data, frame.width, frame.height)
+        if blank is not None:
+            names = name_of(frame.columns)
+            frame = frame.rename(dict(zip(frame.columns, names)))
+            frame = frame.with_row_index(ROW, offset=2).with_columns(pl.col(ROW).cast(pl.Int64))
+            if blank.len() and blank.any():
+                frame = frame.filter(~blank)
+            return frame, []
+    text = (path.read_bytes() if isinstance(data, Path) else data).decode("utf-8-sig", errors="strict")
+    return _read_csv_careful(text, source, name_of)
+
+
+def _quoted_blank_lines(data: bytes | Path, width: int, height: int) -> "pl.Series | None":
+    """For a quoted CSV with one line per row: which rows are blank lines, or ``None`` when some
+    line does not hold exactly ``width`` fields (then the careful reader locates it).  Fields are
+    counted by removing quoted sections and counting commas, vectorised."""
+    import polars as pl
+
+    try:
+        lines = pl.read_csv(data, has_header=False, separator="\x1f", quote_char=None,
+                            new_columns=["line"], infer_schema=False, raise_if_empty=False)
+    except pl.exceptions.ComputeError:
+        return None
+    if lines.height != height + 1:
+        return None
+    check = lines.select(
+        pl.col("line").is_null().alias("blank"),
+        pl.col("line").str.replace_all(r'"[^"]*"', "").str.count_matches(",", literal=True).alias("commas"),
+    )
+    bad = check.filter(~pl.col("blank") & (pl.col("commas") != width - 1)).height
+    return None if bad else check["blank"][1:]
+
+
+def _scan(data: bytes | Path) -> tuple[int, bool, int, bool]:
+    """Newline count, whether any quote appears, comma count, whether it ends with a newline."""
+    if isinstance(data, bytes):
+        return data.count(b"\n"), b'"' in data, data.count(b","), data.endswith(b"\n")
+    n = c = 0
+    quoted = False
+    last = b""
+    with open(data, "rb") as f:
+        while chunk := f.read(1 << 24):
+            n += chunk.count(b"\n")
+            c += chunk.count(b",")
+            quoted = quoted or b'"' in chunk
+            last = chunk[-1:]
+    return n, quoted, c, last == b"\n"
+
+
+def _read_csv_careful(
+    text: str, source: str, name_of: Callable[[list[str]], list[str]],
+) -> tuple["pl.DataFrame", list[Problem]]:
+    """The exact path for quoted or irregular files: Python's csv module, line by line."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    problems: list[Problem] = []
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ReadError(Problem("the file is empty", source=source)) from None
+    names = name_of(header)
+    width = len(names)
+    cols: list[list[str | None]] = [[] for _ in range(width)]
+    rows: list[int] = []
+    start = reader.line_num + 1
+    try:
+        for rec in reader:
+            line = start
+            start = reader.line_num + 1
+            if not rec or (len(rec) == 1 and not rec[0].strip() and "\n" not in rec[0]):
+                continue  # an empty line is not a row
+            if len(rec) != width:
+                problems.append(Problem(
+                    f"has {len(rec)} fields, the header has {width}", source=source, line=line,
+                    field="row"))
+                continue
+            rows.append(line)
+            for j, v in enumerate(rec):
+                cols[j].append(v if v != "" else None)
+    except csv.Error as e:
+        problems.append(Problem(f"cannot be read as CSV ({e}); rows after it were not read",
+                                source=source, line=start, field="row"))
+    return _frame_from_columns(names, cols, rows), problems
+
+
+def _frame_from_columns(
+    names: list[str], cols: list[list[Any]], rows: list[int],
+) -> "pl.DataFrame":
+    import polars as pl
+
+    data: dict[str, Any] = {ROW: pl.Series(ROW, rows, dtype=pl.Int64)}
+    for n, c in zip(names, cols):
+        data[n] = pl.Series(n, c, dtype=pl.String)
+    return pl.DataFrame(data)
+
+
+def _cell_text(v: Any) -> str | None:
+    """An XLSX cell value as text.  Floats go through ``repr()`` here and nowhere else."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v if v.strip() else None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if v.is_integer() and abs(v) < 1e15:
+            return str(int(v))
+        return repr(v)
+    if isinstance(v, dt.datetime):
+        return v.date().isoformat() if v.time() == dt.time(0) else v.isoformat(sep=" ")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    return str(v)
+
+
+#: How many non-empty rows above the header (titles, dates) an XLSX sheet may have.
+_TITLE_ROWS = 5
+
+
+def _read_xlsx(
+    path: Path, source: str, sheet: str | None, name_of: Callable[[list[str]], list[str]],
+) -> tuple["pl.DataFrame", list[Problem]]:
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as e:  # openpyxl raises many types for a broken file
+        raise ReadError(Problem(f"cannot be read as XLSX ({type(e).__name__})", source=source)) from None
+    try:
+        if sheet is not None:
+            if sheet not in wb.sheetnames:
+                raise ReadError(Problem(
+                    f"no sheet {sheet!r}; sheets: {', '.join(wb.sheetnames)}", source=source))
+            ws = wb[sheet]
+        else:
+            ws = wb.worksheets[0]
+        ws.reset_dimensions()  # some exporters write a wrong sheet size; read every row
+        header: list[Any] | None = None
+        names: list[str] = []
+        cols: list[list[str | None]] = []
+        rows: list[int] = []
+        problems: list[Problem] = []
+        skipped: list[ReadError] = []
+        for cells in ws.iter_rows():
+            r = next((c.row for c in cells if getattr(c, "row", None)), None)
+            values = [_cell_text(c.value) for c in cells]
+            if r is None or all(v is None for v in values):
+                continue
+            if header is None:
+                while values and values[-1] is None:
+                    values.pop()
+                try:
+                    names = name_of([h or "" for h in values])
+                except ReadError as e:  # a title row above the header: try the next rows
+                    skipped.append(e)
+                    if len(skipped) < _TITLE_ROWS:
+                        continue
+                    raise skipped[0] from None
+                header = values
+                cols = [[] for _ in names]
+                continue
+            width = len(names)
+            if len(values) > width and any(v is not None for v in values[width:]):
+                problems.append(Problem(
+                    f"has values beyond the {width} headed columns", source=source, line=r, field="row"))
+                continue
+            values = (values + [None] * width)[:width]
+            rows.append(r)
+            for j, v in enumerate(values):
+                cols[j].append(v)
+        if header is None:
+            if skipped:
+                raise skipped[0]
+            raise ReadError(Problem("the sheet is empty", source=source))
+        return _frame_from_columns(names, cols, rows), problems
+    finally:
+        wb.close()
+
+
+def _read_jsonl(
+    path: Path, source: str, name_of: Callable[[list[str]], list[str]],
+) -> tuple["pl.DataFrame", list[Problem]]:
+    """JSON Lines; numbers are kept as the text written in the file (never a float)."""
+    records: list[dict[str, Any]] = []
+    rows: list[int] = []
+    problems: list[Problem] = []
+    keys: dict[str, None] = {}
+    with open(path, encoding="utf-8-sig") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line, parse_float=str, parse_int=str,
+                                 parse_constant=lambda s: s)
+            except json.JSONDecodeError as e:
+                problems.append(Problem(f"is not valid JSON ({e.msg})", source=source, line=n, field="row"))
+                continue
+            if not isinstance(obj, dict):
+                problems.append(Problem("is not a JSON object", source=source, line=n, field="row"))
+                continue
+            for k in obj:
+                keys.setdefault(k, None)
+            records.append(obj)
+            rows.append(n)
+    headers = list(keys)
+    if not headers and not problems:
+        raise ReadError(Problem("the file is empty", source=source))
+    names = name_of(headers)
+    cols: list[list[str | None]] = []
+    for h in headers:
+        col: list[str | None] = []
+        for rec in records:
+            v = rec.get(h)
+            if v is None:
+                col.append(None)
+            elif isinstance(v, bool):
+                col.append("true" if v else "false")
+            elif isinstance(v, (dict, list)):
+                col.append(json.dumps(v, ensure_ascii=False))
+            else:
+                col.append(str(v))
+        cols.append(col)
+    return _frame_from_columns(names, cols, rows), problems
+
+
+def _read_parquet(path: Path, source: str, name_of: Callable[[list[str]], list[str]]) -> "pl.DataFrame":
+    import polars as pl
+
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as e:  # noqa: BLE001 - any failure of the reader is a refused file
+        raise ReadError(Problem(f"cannot be read as Parquet ({type(e).__name__})", source=source)) from None
+    names = name_of(frame.columns)
+    exprs = []
+    for old, new in zip(frame.columns, names):
+        dtype = frame.schema[old]
+        e = pl.col(old)
+        if dtype == pl.Date:
+            e = e.dt.strftime("%Y-%m-%d")
+        elif dtype == pl.Datetime:
+            e = e.dt.strftime("%Y-%m-%d %H:%M:%S").str.replace(" 00:00:00", "", literal=True)
+        elif dtype.is_float():
+            # the one float boundary for Parquet: Python repr() text, as for XLSX
+            e = e.map_elements(_cell_text, return_dtype=pl.String)
+        else:
+            e = e.cast(pl.String)
+        exprs.append(e.alias(new))
+    out = frame.select(exprs)
+    return out.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
+
+
+def read_claims(
+    path: str | Path,
+    *,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+) -> tuple["pl.DataFrame", "pl.DataFrame", "pl.DataFrame"]:
+    """Read and validate a claim file: ``(raw, clean, rejects)``.
+
+    ``raw`` is the text frame (kept for the rejects file), ``clean`` the typed valid rows and
+    ``rejects`` every problem (structural ones first merged in line order)."""
+    import polars as pl
+
+    raw, problems = read_raw(path, encoding=encoding, sheet=sheet, mapping=mapping)
+    clean, rejects = validate_frame(raw, str(path))
+    if problems:
+        rejects = pl.concat([problems_frame(problems), rejects]).sort(ROW, maintain_order=True)
+    return raw, clean, rejects
+
+
+# --------------------------------------------------------------------------------------------
+# results files, read back
+
+
+#: Money columns of results and recalculation files.
+MONEY_COLUMNS = frozenset(CLAIM_MONEY_FIELDS + RESULT_MONEY_FIELDS) | {
+    "old_relief", "new_relief", "adjustment",
+}
+_INT_COLUMNS = {"benefit_year": "Int32", "bracket": "Int8", ROW: "Int64"}
+_NEUTRALISED = re.compile(r"^'[=+\-@\t\r]")
+
+
+def read_results(path: str | Path) -> "pl.DataFrame":
+    """Read back a results file written by ``medaid batch`` (any format): money → ``Int64``
+    fen (exactly, via the yuan text), ``date`` → Date, ``benefit_year`` → Int32; text cells
+    that the export neutralised against formula injection get their leading ``'`` removed."""
+    import polars as pl
+
+    path = Path(path)
+    fmt = file_format(path)
+    source = str(path)
+    if fmt == "parquet":
+        frame = pl.read_parquet(path)
+        exprs = []
+        for c, t in frame.schema.items():
+            if c in MONEY_COLUMNS and isinstance(t, pl.Decimal):
+                exprs.append((pl.col(c).cast(pl.Decimal(38, 2)) * 100).cast(pl.Int64).alias(c))
+            elif c in MONEY_COLUMNS and t == pl.String:
+                exprs.append(_fen_strict(c))
+            elif isinstance(t, (pl.Categorical, pl.Enum)):
+                exprs.append(pl.col(c).cast(pl.String))  # the same types whatever the format
+            else:
+                exprs.append(pl.col(c))
+        return frame.select(exprs)
+    raw, problems = read_raw(path, reserved=frozenset()) if fmt != "csv" else _read_results_csv(path)
+    if problems:
+        raise ReadError(problems[:20])
+    exprs = []
+    for c in raw.columns:
+        if c == ROW and fmt != "csv":
+            continue
+        if c in MONEY_COLUMNS:
+            exprs.append(_fen_strict(c))
+        elif c == "date":
+            exprs.append(_date_expr(c).alias(c))
+        elif c in _INT_COLUMNS:
+            exprs.append(pl.col(c).cast(getattr(pl, _INT_COLUMNS[c])))
+        else:
+            e = pl.col(c)
+            exprs.append(pl.when(e.str.contains(_NEUTRALISED.pattern)).then(e.str.slice(1)).otherwise(e).alias(c))
+    out = raw.select(exprs)
+    bad = [c for c in MONEY_COLUMNS if c in out.columns and out[c].null_count() > raw[c].null_count()]
+    if bad:
+        raise ReadError(Problem(f"column(s) {', '.join(sorted(bad))} hold text that is not an amount",
+                                source=source))
+    return out
+
+
+def _read_results_csv(path: Path) -> tuple["pl.DataFrame", list[Problem]]:
+    import polars as pl
+
+    return pl.read_csv(path, infer_schema=False), []
+
+
+def _fen_strict(c: str) -> "pl.Expr":
+    """Yuan text with an optional sign (adjustments may be negative) → Int64 fen."""
+    import polars as pl
+
+    s = pl.col(c).str.strip_chars().str.replace_all(",", "", literal=True)
+    g = s.str.extract_groups(r"^(-?)([0-9]+)(?:\.([0-9]{1,2}))?$")
+    fen = (g.struct.field("2").cast(pl.Int64, strict=False) * 100
+           + g.struct.field("3").fill_null("").str.pad_end(2, "0").cast(pl.Int64, strict=False))
+    return pl.when(g.struct.field("1") == "-").then(-fen).otherwise(fen).alias(c)

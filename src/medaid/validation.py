@@ -1,0 +1,212 @@
+"""Validation of claim rows read as text: typed, vectorised, every refusal located.
+
+Rules implemented (DESIGN.md §2 *Money*, §5 *Reliability*; issue #4 *Validation per row*):
+
+* Amounts follow the rules of :func:`medaid.money.parse_yuan` exactly (thousands separators,
+  full-width digits after NFKC, nothing else; no negatives, at most two decimals).  ASCII text is
+  checked by one regular expression and converted by an exact decimal cast, in polars; only the
+  rows this refuses (full-width digits, errors) go through ``parse_yuan`` itself, which also
+  words their message.  A hypothesis test proves the two agree.
+* Dates are ISO ``2024-05-03``, also ``2024/05/03``, ``20240503`` and ``2024-05-03 00:00:00``.
+* Text is trimmed; an empty claim or person id is an error; a duplicate claim id is an error on
+  every occurrence after the first, naming the first line.
+
+Problems are data: one record (``row``, ``claim_id``, ``field``, ``message``) per problem.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .columns import CLAIM_MONEY_FIELDS, REQUIRED_FIELDS
+from .errors import MoneyError, Problem
+from .money import parse_yuan
+
+if TYPE_CHECKING:
+    import polars as pl
+
+#: Column holding the line number of each row.
+ROW = "row"
+#: Schema of a rejects frame.
+REJECT_COLUMNS = ("row", "claim_id", "field", "message")
+#: Characters Python's ``str.strip()`` removes from ASCII text (parse_yuan strips this way).
+_ASCII_SPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
+#: Integer parts longer than this are refused as too large for 64-bit fen.
+_MAX_INT_DIGITS = 15
+_YUAN_RE = r"^(?:[0-9]{1,15}|[0-9]{1,3}(?:,[0-9]{3}){1,4})(?:\.[0-9]{0,2})?$"
+
+
+def yuan_to_fen(text: "pl.Expr", separators: bool = True) -> tuple["pl.Expr", "pl.Expr"]:
+    """Vectorised :func:`medaid.money.parse_yuan` for ASCII text: ``(fen, ok)`` expressions.
+
+    ``ok`` is true where the fast path accepts the text: after stripping ASCII white space, digits
+    with optional thousands separators in groups of three and at most two decimals, at most 15
+    integer digits.  Then ``fen`` equals ``parse_yuan`` (the shape is checked by the regular
+    expression first, so the decimal cast only ever sees well-formed text).  Where ``ok`` is
+    false the row must go through ``parse_yuan`` (non-ASCII text such as full-width digits,
+    empty, negative, malformed, more than two decimals, too large) for its value or message.
+    ``separators=False`` skips removing thousands separators (for columns known to have none).
+    """
+    import polars as pl
+
+    s = text.str.strip_chars(_ASCII_SPACE)
+    ok = s.str.contains(_YUAN_RE)
+    if separators:
+        s = s.str.replace_all(",", "", literal=True)
+    yuan = s.cast(pl.Decimal(18, 2), strict=False)
+    fen = (yuan * 100).cast(pl.Int64, strict=False)
+    return pl.when(ok).then(fen), ok.fill_null(False)
+
+
+def _slow_yuan(v: str | None, field: str) -> tuple[int | None, str | None]:
+    """``parse_yuan`` for the rows the fast path does not take: (fen, None) or (None, message)."""
+    if v is None:
+        return None, "is empty"
+    try:
+        fen = parse_yuan(v, field=field)
+    except MoneyError as e:
+        return None, e.problems[0].message
+    if fen >= 10 ** (_MAX_INT_DIGITS + 2):
+        return None, "is too large"
+    return fen, None
+
+
+def _date_expr(field: str) -> "pl.Expr":
+    """Every accepted date form (ISO ``2024-05-03``, ``2024/05/03``, ``20240503``, and an ISO
+    date with a zero time as spreadsheets write it) → Date, else null."""
+    import polars as pl
+
+    s = pl.col(field).str.strip_chars()
+    return pl.coalesce(
+        s.str.to_date("%Y-%m-%d", strict=False),
+        s.str.to_date("%Y/%m/%d", strict=False),
+        pl.when(s.str.len_bytes() == 8).then(s.str.to_date("%Y%m%d", strict=False)),
+        pl.when(s.str.contains(r"^\d{4}-\d{2}-\d{2}[ T]00:00(:00)?$"))
+        .then(s.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)),
+    )
+
+
+def _text(field: str) -> "pl.Expr":
+    """Text stripped of surrounding white space; empty → null."""
+    import polars as pl
+
+    e = pl.col(field).str.strip_chars()
+    return pl.when(e.str.len_bytes() > 0).then(e).alias(field)
+
+
+def validate_frame(raw: "pl.DataFrame", source: str) -> tuple["pl.DataFrame", "pl.DataFrame"]:
+    """Type a raw text frame: ``(clean, rejects)`` (issue #4, *Validation per row*).
+
+    ``raw`` has String columns named by field (``claim_id``, ``person_id``, ``date``,
+    ``self_pay``, optional ``group``, ``kind``, ``hospital``, ``total_cost``, anything else
+    passed through) and ``row`` (``Int64``).  ``clean`` holds the rows without problems, typed:
+    ``date`` Date, money ``Int64`` fen, text stripped (empty → null).  ``rejects`` holds one
+    record per problem: ``row``, ``claim_id``, ``field``, ``message``, ordered by row.
+
+    One parallel polars pass types every row the common way (ISO dates, ASCII amounts); only
+    the rows it refuses are looked at again, one by one, for their value or their message.
+    """
+    import polars as pl
+
+    del source  # problems carry the row; the caller renders them with the file name
+    cols = raw.columns
+    text_fields = [f for f in ("claim_id", "person_id", "group", "kind", "hospital") if f in cols]
+    money_fields = [f for f in CLAIM_MONEY_FIELDS if f in cols]
+    # strip only the columns that have something to strip: no copy of clean columns
+    padded = raw.select(
+        [(pl.col(f).str.strip_chars().str.len_bytes() != pl.col(f).str.len_bytes()).any()
+         for f in text_fields]).row(0) if raw.height else [False] * len(text_fields)
+    exprs: list[pl.Expr] = [
+        pl.col(f).str.strip_chars() if pad else pl.col(f) for f, pad in zip(text_fields, padded)
+    ]
+    exprs.append(pl.col("date").str.to_date("%Y-%m-%d", strict=False).alias("date"))
+    for f in money_fields:
+        fen, ok = yuan_to_fen(pl.col(f), separators=bool(raw[f].str.contains(",", literal=True).any()))
+        blank = pl.col(f).is_null() | (pl.col(f).str.strip_chars(_ASCII_SPACE) == "")
+        slow = ~ok if f in REQUIRED_FIELDS else ~ok & ~blank
+        exprs += [fen.alias(f), slow.fill_null(True).alias(f"{f}__slow")]
+    fast = raw.select(exprs)
+
+    typed: dict[str, pl.Series] = {}
+    for f in text_fields:  # stripped to nothing → null
+        col = fast[f]
+        typed[f] = (pl.select(pl.when(col.str.len_bytes() > 0).then(col)).to_series().alias(f)
+                    if (col.str.len_bytes() == 0).any() else col)
+    msgs: dict[str, pl.Series] = {}
+    none = pl.Series([None] * raw.height, dtype=pl.String)
+    for f in ("claim_id", "person_id"):
+        empty = typed[f].is_null().arg_true()
+        if len(empty):
+            msgs[f] = none.clone().scatter(empty, "is empty")
+    # dates: other forms only where ISO was refused
+    dates = fast["date"]
+    redo = (dates.is_null() & raw["date"].is_not_null()).arg_true()
+    if len(redo):
+        dates = dates.scatter(redo, raw.select(pl.col("date").gather(redo)).select(_date_expr("date"))["date"])
+    typed["date"] = dates
+    bad_date = dates.is_null().arg_true()
+    if len(bad_date):
+        text = raw["date"].gather(bad_date).to_list()
+        msgs["date"] = none.clone().scatter(bad_date, pl.Series([
+            "is empty" if t is None or not t.strip() else "is not a date; write YYYY-MM-DD (e.g. 2024-05-03)"
+            for t in text], dtype=pl.String))
+    # amounts: parse_yuan itself for the rows the fast path did not take
+    for f in money_fields:
+        fen_s = fast[f]
+        idx = fast[f"{f}__slow"].arg_true()
+        if len(idx):
+            got = [_slow_yuan(v, f) for v in raw[f].gather(idx).to_list()]
+            fen_s = fen_s.scatter(idx, pl.Series([g[0] for g in got], dtype=pl.Int64))
+            msgs[f] = none.clone().scatter(idx, pl.Series([g[1] for g in got], dtype=pl.String))
+        typed[f] = fen_s
+    # duplicate claim ids: every occurrence after the first, naming the first line
+    ids = typed["claim_id"]
+    if ids.null_count() == 0 and ids.is_sorted():  # numbered exports: neighbours suffice
+        first = (ids != ids.shift(1)).fill_null(True)
+    else:
+        first = ids.is_first_distinct()
+    dup = (ids.is_not_null() & ~first).arg_true()
+    if len(dup):
+        dup_ids = ids.gather(dup)
+        firsts = dict(
+            pl.DataFrame({"id": ids, ROW: raw[ROW]}).filter(first & ids.is_in(dup_ids.implode())).iter_rows()
+        )
+        dup_msg = pl.Series([f"duplicate claim id (first on line {firsts[i]})" for i in dup_ids.to_list()],
+                            dtype=pl.String)
+        base = msgs.get("claim_id", none.clone())
+        msgs["claim_id"] = pl.select(pl.coalesce(base, none.clone().scatter(dup, dup_msg))).to_series()
+
+    problem_frames = []
+    for f, m in msgs.items():
+        pf = pl.DataFrame({ROW: raw[ROW], "claim_id": ids, "message": m})
+        pf = pf.filter(pl.col("message").is_not_null()).with_columns(pl.lit(f).alias("field"))
+        problem_frames.append(pf.select(list(REJECT_COLUMNS)))
+    rejects = (
+        pl.concat(problem_frames).sort(ROW, maintain_order=True)
+        if problem_frames else empty_rejects()
+    )
+    clean = raw.with_columns([typed[c].alias(c) for c in cols if c in typed])
+    if rejects.height:
+        clean = clean.filter(~pl.col(ROW).is_in(rejects[ROW].unique().implode()))
+    return clean, rejects
+
+
+def empty_rejects() -> "pl.DataFrame":
+    """A rejects frame with no rows."""
+    import polars as pl
+
+    return pl.DataFrame(schema={ROW: pl.Int64, "claim_id": pl.String, "field": pl.String,
+                                "message": pl.String})
+
+
+def problems_frame(problems: list[Problem]) -> "pl.DataFrame":
+    """Structural problems from :func:`read_raw` as a rejects frame."""
+    import polars as pl
+
+    if not problems:
+        return empty_rejects()
+    return pl.DataFrame(
+        {ROW: [p.line for p in problems], "claim_id": [None] * len(problems),
+         "field": [p.field for p in problems], "message": [p.message for p in problems]},
+        schema=empty_rejects().schema,
+    )
