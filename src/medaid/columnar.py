@@ -1,0 +1,533 @@
+"""The columnar settlement core: the engine's rules on a whole polars frame, exactly and fast.
+
+Rules implemented (DESIGN.md §2 and §3 *Columnar batch*), the same as :func:`medaid.engine.settle`:
+version by claim date, plan by (group, kind), benefit year by the version's start month,
+accumulation per (person, benefit year, pool) in (date, claim id) order, the ``claim`` /
+``year`` increment, the gate, the ``marginal`` / ``whole`` bracket function, rounding to the
+rule set's unit and method, and the caps ``max(0, min(inc, claim_cap, annual_cap − G, s))``
+with the engine's ``capped_by`` precedence.
+
+How (docs/columnar.md has the proofs):
+
+* *Placement* is a few vectorised lookups: the version by a ``when`` chain on the date, the plan
+  from a small table indexed by (version, group code, kind code), built by calling
+  :meth:`medaid.rules.RuleSet.plan` for every code pair, so plan selection is the engine's own.
+* *Ordering*: one unsigned 64-bit key per row, ``hash(person) | (benefit year, pool) | day |
+  row``, sorted with a radix sort; the row index is read back from the low bits.  Rows whose
+  key ties (same person hash, pool, year and day) or whose person hash collides with another
+  person are re-sorted exactly by (person, day, claim id): that subset is small.
+* *Arithmetic*: ``f(x)·scale = cum[j] + num[j]·(x − lo[j])`` with one ``search_sorted`` over all
+  plans' brackets, rounded by integer floor division and remainder.  With ``r'_k = max(0,
+  min(inc_k, claim_cap, s_k))`` and a constant annual cap ``A`` in a group,
+  ``G_k = min(A, Σ_{j≤k} r'_j)``, so relief is ``min(A, P_k) − min(A, P_{k−1})``: segmented
+  prefix sums, no sequential pass.  Groups whose annual cap changes within the group (two
+  versions with different caps in one benefit year) or whose amounts could overflow 64-bit
+  arithmetic are settled by the scalar engine's own per-claim function, in Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .brackets import CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY, Schedule
+from .columns import RESULT_FIELDS
+from .engine import _no_plan, _no_version
+from .errors import ClaimError, Problem
+from .rules import Plan, RuleBook, RuleSet
+
+if TYPE_CHECKING:  # polars is imported inside the functions: `import medaid` stays light
+    import polars as pl
+
+#: ``capped_by`` codes used inside frames (0 = none).
+CAPPED_BY = (None, CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY)
+#: Columns of the rejects frame.
+REJECT_FIELDS = ("row", "claim_id", "field", "message")
+#: Products and sums are kept below this bound so that int64 arithmetic never wraps.
+_SAFE = 2**62
+_METHOD_CODE = {"half-up": 0, "half-even": 1, "down": 2}
+#: A key packs the row index when at least this many bits remain for the person hash.
+_MIN_HASH_BITS = 28
+_SEED = 0x6D656461
+
+
+class _Placed(NamedTuple):
+    rule_set: RuleSet
+    plan: Plan
+    schedule: Schedule
+
+
+class _Tables:
+    """The rule book flattened into small arrays indexed by version, plan and bracket."""
+
+    def __init__(self, rules: RuleBook) -> None:
+        self.versions: tuple[RuleSet, ...] = rules.versions()
+        self.plans: list[_Placed] = []
+        first_plan: list[int] = []
+        for rs in self.versions:
+            first_plan.append(len(self.plans))
+            for p in rs.plans:
+                self.plans.append(_Placed(rs, p, rules.schedule(rs, p)))
+        self.pools = sorted({pl.plan.pool for pl in self.plans})
+        groups: set[str] = set()
+        kinds: set[str] = set()
+        for x in self.plans:
+            if x.plan.match is not None:
+                groups.update(x.plan.match.group)
+                kinds.update(x.plan.match.kind)
+        self.groups = sorted(groups)
+        self.kinds = sorted(kinds)
+        # codes: known names 0..n-1, then null (n), then any other value (n+1)
+        ng, nk = len(self.groups) + 2, len(self.kinds) + 2
+        self.ng, self.nk = ng, nk
+        unknown = "\x00not-a-name"
+        gnames: list[str | None] = [*self.groups, None, unknown]
+        knames: list[str | None] = [*self.kinds, None, unknown]
+        index = {(id(x.rule_set), x.plan.name): i for i, x in enumerate(self.plans)}
+        combo: list[int | None] = []
+        for rs in self.versions:
+            for g in gnames:
+                for k in knames:
+                    p = rs.plan(g, k)
+                    combo.append(None if p is None else index[(id(rs), p.name)])
+        self.combo = combo
+        del first_plan
+        # per-plan arithmetic
+        self.brackets_lo: list[int] = []
+        self.brackets_cum: list[int] = []
+        self.brackets_num: list[int] = []
+        self.offset: list[int] = []
+        for x in self.plans:
+            s = x.schedule
+            self.offset.append(len(self.brackets_lo))
+            self.brackets_lo.extend(s.lowers)
+            self.brackets_cum.extend(s._cum)
+            self.brackets_num.extend(s.rate_nums)
+
+    def safe_base(self, i: int) -> int:
+        """The largest base ``x`` for which plan ``i``'s ``f(x)·scale`` stays below 2**62."""
+        s = self.plans[i].schedule
+        top = max(max(s._cum), s._top_value)
+        return (_SAFE - top) // max(max(s.rate_nums), 1) - max(s.lowers)
+
+
+def settle_frame(frame: "pl.DataFrame", rules: RuleBook) -> tuple["pl.DataFrame", "pl.DataFrame"]:
+    """Settle every claim of ``frame`` by the engine's rules (DESIGN.md §2), columnar.
+
+    ``frame`` has ``row``, ``claim_id``, ``person_id``, ``date``, ``self_pay`` (fen) and optional
+    ``group`` and ``kind``; other columns pass through.  Returns ``(results, rejects)``:
+    ``results`` are the placeable rows in input order with :data:`medaid.columns.RESULT_FIELDS`
+    appended; ``rejects`` (``row``, ``claim_id``, ``field``, ``message``) are the rows no rule
+    version covers or no plan matches, worded as the engine words them.  Each result equals
+    :func:`medaid.engine.settle` on the placeable claims, to the fen.
+    """
+    import polars as pl
+
+    t = _Tables(rules)
+    n_in = frame.height
+    cols = frame.columns
+    group = pl.col("group") if "group" in cols else pl.lit(None, dtype=pl.String)
+    kind = pl.col("kind") if "kind" in cols else pl.lit(None, dtype=pl.String)
+    date = pl.col("date")
+
+    # --- placement: version, benefit year, plan ------------------------------------------
+    v_expr: Any = None
+    for i, rs in enumerate(t.versions):
+        cond = date >= pl.lit(rs.valid_from)
+        if rs.valid_to is not None:
+            cond = cond & (date <= pl.lit(rs.valid_to))
+        v_expr = pl.when(cond).then(pl.lit(i, pl.Int32)) if v_expr is None else v_expr.when(cond).then(pl.lit(i, pl.Int32))
+    v_expr = v_expr.otherwise(pl.lit(None, pl.Int32))
+    starts = [rs.benefit_year_start_month for rs in t.versions]
+    v = pl.col("__v")
+    month_start = _lookup(pl, starts, v, pl.Int8)
+    by_expr = (date.dt.year() - (date.dt.month() < month_start).cast(pl.Int32)).cast(pl.Int32)
+    code = (v * (t.ng * t.nk) + _codes(pl, group, t.groups) * t.nk + _codes(pl, kind, t.kinds))
+    plan_expr = _lookup(pl, t.combo, code, pl.Int32)
+
+    placed = frame.lazy().with_columns(v_expr.alias("__v")).with_columns(
+        by_expr.alias("__by"), plan_expr.alias("__p")
+    ).collect()
+    bad = placed["__p"].is_null()
+    rejects = _rejects(pl, placed.filter(bad), rules, t) if bad.any() else _empty_rejects(pl)
+    if rejects.height:
+        placed = placed.filter(~bad)
+    n = placed.height
+    if n == 0:
+        return _finish(pl, placed.drop("__v", "__by", "__p"), placed, t, None), rejects
+
+    # --- order by (person, benefit year, pool, date, claim id) ---------------------------
+    pool_of_plan = [t.pools.index(x.plan.pool) for x in t.plans]
+    npools = len(t.pools)
+    by_min = placed["__by"].min()
+    d0 = placed["date"].min()
+    d1 = placed["date"].max()
+    assert isinstance(by_min, int) and isinstance(d0, dt.date) and isinstance(d1, dt.date)
+    bp_max = (placed["__by"].max() - by_min) * npools + npools - 1  # type: ignore[operator]
+    bits_bp = int(bp_max).bit_length()
+    bits_d = (d1 - d0).days.bit_length()
+    bits_i = (n - 1).bit_length()
+    low = placed.select(
+        ((pl.col("__by") - by_min) * npools + _lookup(pl, pool_of_plan, pl.col("__p"), pl.Int64))
+        .cast(pl.UInt64).alias("bp"),
+        (date - pl.lit(d0)).dt.total_days().cast(pl.UInt64).alias("d"),
+        pl.col("person_id").hash(_SEED).alias("h"),
+    )
+    perm, grp, gp = _order(pl, low, bits_bp, bits_d, bits_i, n)
+    del low
+    # exact fix-up of ties (same group and day) and person-hash collisions
+    person_s = placed["person_id"].gather(perm)
+    same_grp = grp == grp.shift(1)
+    collide = same_grp & (person_s != person_s.shift(1))
+    tie = (gp == gp.shift(1)).fill_null(False)
+    fix = tie | tie.shift(-1).fill_null(False)
+    collided = bool(collide.any())
+    if collided:
+        fix = fix | grp.is_in(grp.filter(collide).unique())
+    if fix.any():
+        pos = pl.arange(0, n, eager=True, dtype=pl.UInt32).filter(fix)
+        sub_perm = perm.gather(pos)
+        sub = pl.DataFrame({
+            "grp": grp.gather(pos), "person": person_s.gather(pos), "gp": gp.gather(pos),
+            "claim": placed["claim_id"].gather(sub_perm), "perm": sub_perm,
+        }).sort("grp", "person", "gp", "claim")
+        perm = perm.scatter(pos, sub["perm"])
+        if collided:
+            person_s = person_s.scatter(pos, sub["person"])
+    start = (grp != grp.shift(1)).fill_null(True)
+    if collided:
+        start = start | (person_s != person_s.shift(1)).fill_null(True)
+    del person_s, same_grp, collide, tie, fix, grp, gp
+
+    # --- arithmetic in processing order ----------------------------------------------------
+    work = pl.DataFrame({
+        "s": placed["self_pay"].gather(perm),
+        "p": placed["__p"].gather(perm),
+        "b": start,
+    })
+    res, seq = _arithmetic(pl, work, t)
+    if seq is not None:
+        res = _sequential(pl, res, work, seq, t)
+    del work
+    res_in = _unpermute(pl, res, perm, n)
+    out = placed.drop("__v", "__by", "__p")
+    return _finish(pl, out, placed, t, res_in), rejects
+
+
+# ----------------------------------------------------------------------------------------------
+# placement helpers
+
+
+def _lookup(pl: Any, values: list[Any], index: Any, dtype: Any) -> Any:
+    """``values[index]`` as an expression: a literal when all values agree, else a gather."""
+    if len(set(values)) == 1 and values[0] is not None:
+        return pl.when(index.is_not_null()).then(pl.lit(values[0], dtype))
+    return pl.lit(pl.Series(values, dtype=dtype)).gather(index)
+
+
+def _codes(pl: Any, col: Any, names: list[str]) -> Any:
+    """Known names → 0..n−1, null → n, any other value → n+1 (see :class:`_Tables`)."""
+    n = len(names)
+    if not names:
+        return pl.when(col.is_null()).then(pl.lit(0, pl.Int32)).otherwise(pl.lit(1, pl.Int32))
+    if n <= 8:
+        e = pl.when(col.is_null()).then(pl.lit(n, pl.Int32))
+        for i, name in enumerate(names):
+            e = e.when(col == name).then(pl.lit(i, pl.Int32))
+        return e.otherwise(pl.lit(n + 1, pl.Int32))
+    return (
+        pl.when(col.is_null()).then(pl.lit(n, pl.Int32))
+        .otherwise(col.replace_strict(names, list(range(n)), default=n + 1, return_dtype=pl.Int32))
+    )
+
+
+class _Stub(NamedTuple):
+    claim_id: str
+    date: Any
+    group: str | None
+    kind: str | None
+
+
+class _Mark:
+    def __str__(self) -> str:
+        return "\x00DATE\x00"
+
+
+def _rejects(pl: Any, bad: "pl.DataFrame", rules: RuleBook, t: _Tables) -> "pl.DataFrame":
+    """The rows no version covers (field ``date``) or no plan matches (``group/kind``), with
+    the engine's own messages (:func:`medaid.engine._no_version` / ``_no_plan``)."""
+    pre, post = _no_version(_Stub("", _Mark(), None, None), rules).message.split("\x00DATE\x00")  # type: ignore[arg-type]
+    cols = bad.columns
+    g = pl.col("group") if "group" in cols else pl.lit(None, dtype=pl.String)
+    k = pl.col("kind") if "kind" in cols else pl.lit(None, dtype=pl.String)
+    base = bad.select("row", "claim_id", "__v", g.alias("__g"), k.alias("__k"), pl.col("date"))
+    keys = base.filter(pl.col("__v").is_not_null()).select("__v", "__g", "__k").unique()
+    msgs = [
+        _no_plan(_Stub("", None, gg, kk), t.versions[vv]).message  # type: ignore[arg-type]
+        for vv, gg, kk in keys.iter_rows()
+    ]
+    table = keys.with_columns(pl.Series("__m", msgs, dtype=pl.String))
+    out = base.join(table, on=["__v", "__g", "__k"], how="left", nulls_equal=True, maintain_order="left")
+    return out.select(
+        pl.col("row"),
+        pl.col("claim_id"),
+        pl.when(pl.col("__v").is_null()).then(pl.lit("date")).otherwise(pl.lit("group/kind")).alias("field"),
+        pl.when(pl.col("__v").is_null())
+        .then(pl.concat_str(pl.lit(pre), pl.col("date").cast(pl.String), pl.lit(post)))
+        .otherwise(pl.col("__m")).alias("message"),
+    )
+
+
+def _empty_rejects(pl: Any) -> "pl.DataFrame":
+    return pl.DataFrame(schema={"row": pl.Int64, "claim_id": pl.String, "field": pl.String, "message": pl.String})
+
+
+# ----------------------------------------------------------------------------------------------
+# ordering
+
+
+def _order(pl: Any, low: "pl.DataFrame", bits_bp: int, bits_d: int, bits_i: int, n: int) -> tuple[Any, Any, Any]:
+    """A permutation putting rows in (group hash, day) order, with the group part ``grp``
+    (person hash and (benefit year, pool)) and ``gp`` (``grp`` and day) of each sorted row.
+
+    With enough bits, the row index rides in the low bits of one ``UInt64`` key and a plain
+    (radix) sort does the work; otherwise an ``arg_sort`` of the key without the index."""
+    hb = 64 - bits_bp - bits_d - bits_i
+    h, bp, d = pl.col("h"), pl.col("bp"), pl.col("d")
+    if hb >= _MIN_HASH_BITS:
+        key = low.select(
+            (h // (1 << (64 - hb))) * (1 << (64 - hb))
+            + bp * (1 << (bits_d + bits_i))
+            + d * (1 << bits_i)
+            + pl.int_range(0, n, dtype=pl.UInt64)
+        ).to_series().sort()
+        perm = (key & ((1 << bits_i) - 1)).cast(pl.UInt32)
+        gp = key // (1 << bits_i)
+        grp = key // (1 << (bits_i + bits_d))
+        return perm, grp, gp
+    hb = 64 - bits_bp - bits_d
+    if hb < 16:
+        raise ClaimError(Problem(
+            "dates or benefit years span too wide a range for one batch; split the file by year",
+            field="date"))
+    key = low.select(
+        (h // (1 << (64 - hb))) * (1 << (64 - hb)) + bp * (1 << bits_d) + d
+    ).to_series()
+    perm = key.arg_sort().cast(pl.UInt32)
+    gp = key.gather(perm)
+    return perm, gp // (1 << bits_d), gp
+
+
+def _unpermute(pl: Any, res: "pl.DataFrame", perm: Any, n: int) -> "pl.DataFrame":
+    """Results in processing order → input order, by the inverse permutation (a radix sort of
+    ``perm << 32 | position``)."""
+    inv = (
+        (perm.cast(pl.UInt64) * (1 << 32) + pl.int_range(0, n, dtype=pl.UInt64, eager=True)).sort()
+        & 0xFFFFFFFF
+    ).cast(pl.UInt32)
+    return res.select(pl.all().gather(inv))
+
+
+# ----------------------------------------------------------------------------------------------
+# arithmetic
+
+
+def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFrame", Any]:
+    """Relief of every row in processing order; also which rows need the sequential path."""
+    n = work.height
+    s_max = work["s"].max()
+    assert isinstance(s_max, int)
+    if s_max * n >= _SAFE:
+        # absurd amounts: every group goes through the exact sequential path
+        return _blank(pl, n), pl.Series([True] * n)
+    s, p, b = pl.col("s"), pl.col("p"), pl.col("b")
+    plans = t.plans
+
+    def param(values: list[Any], dtype: Any = pl.Int64) -> Any:
+        return _lookup(pl, values, p, dtype)
+
+    # segmented cumulative self-pay C_k
+    cs = s.cum_sum()
+    C = (cs - pl.when(b).then(cs - s).otherwise(None).forward_fill()).alias("C")
+    year = param([x.plan.accumulate == "year" for x in plans], pl.Boolean)
+    x_to = pl.when(year).then(pl.col("C")).otherwise(s)
+    x_from = pl.when(year).then(pl.col("C") - s).otherwise(0)
+    c_max = work.select(cs.max()).item()
+    stride_bits = max(int(c_max).bit_length(), 1)
+    if (len(plans) << stride_bits) >= _SAFE:
+        return _blank(pl, n), pl.Series([True] * n)
+    stride = 1 << stride_bits
+    flat_key = pl.Series(
+        [i * stride + lo for i, x in enumerate(plans) for lo in x.schedule.lowers], dtype=pl.Int64
+    )
+    lo_s = pl.Series(t.brackets_lo, dtype=pl.Int64)
+    cum_s = pl.Series(t.brackets_cum, dtype=pl.Int64)
+    num_s = pl.Series(t.brackets_num, dtype=pl.Int64)
+    first = param([x.schedule._first for x in plans])
+    gate = param([x.schedule.gate or 0 for x in plans])
+    top = param([x.schedule._top if x.schedule._top is not None else 2**63 - 1 for x in plans])
+    top_value = param([x.schedule._top_value for x in plans])
+    marginal = param([x.schedule._marginal for x in plans], pl.Boolean)
+    step = param([x.schedule._step for x in plans])
+    unit = param([x.schedule.unit for x in plans])
+    method = param([_METHOD_CODE[x.schedule.method] for x in plans], pl.Int8)
+    nb = param([len(x.schedule.lowers) for x in plans], pl.Int8)
+    p64 = p.cast(pl.Int64)
+
+    def bracket_of(x: Any) -> Any:
+        return (pl.lit(flat_key).search_sorted(p64 * stride + x, side="right").cast(pl.Int64) - 1).clip(0)
+
+    def r_of_f(x: Any, j: Any) -> Any:
+        lo, cum, num = pl.lit(lo_s).gather(j), pl.lit(cum_s).gather(j), pl.lit(num_s).gather(j)
+        v = pl.when(marginal).then(
+            pl.when(x >= top).then(top_value).otherwise(cum + num * (x - lo))
+        ).otherwise(num * (x - first))
+        q, r = v // step, v % step
+        twice = r * 2
+        up = (
+            pl.when(method == 0).then(twice >= step)
+            .when(method == 1).then((twice > step) | ((twice == step) & (q % 2 == 1)))
+            .otherwise(False)
+        )
+        return pl.when((x <= first) | (x < gate)).then(0).otherwise((q + up.cast(pl.Int64)) * unit)
+
+    j_to = pl.col("__jt")
+    gathered = work.lazy().with_columns(C).with_columns(
+        x_to.alias("__xt"), x_from.alias("__xf")
+    ).with_columns(
+        bracket_of(pl.col("__xt")).alias("__jt"), bracket_of(pl.col("__xf")).alias("__jf"),
+    ).with_columns(
+        (r_of_f(pl.col("__xt"), j_to) - pl.when(year).then(r_of_f(pl.col("__xf"), pl.col("__jf"))).otherwise(0)).alias("inc"),
+        pl.when((pl.col("__xt") <= first) | (pl.col("__xt") < gate)).then(0)
+        .otherwise((j_to - pl.lit(pl.Series(t.offset, dtype=pl.Int64)).gather(p) + 1).clip(upper_bound=nb.cast(pl.Int64)))
+        .cast(pl.Int8).alias("bracket"),
+        (pl.col("__xt") > param([t.safe_base(i) for i in range(len(plans))])).alias("__unsafe"),
+    )
+    # caps: r' = max(0, min(inc, claim_cap, s)); G_k = min(A, P_k)
+    big = 2**63 - 1
+    cc = param([x.plan.claim_cap if x.plan.claim_cap is not None else big for x in plans])
+    annual = param([x.plan.annual_cap if x.plan.annual_cap is not None else big for x in plans])
+    inc = pl.col("inc")
+    rp = pl.max_horizontal(pl.min_horizontal(inc, cc, s), 0).alias("__r")
+    ps = pl.col("__r").cum_sum()
+    P = (ps - pl.when(b).then(ps - pl.col("__r")).otherwise(None).forward_fill()).alias("__P")
+    A = pl.col("__A")
+    G = pl.min_horizontal(A, pl.col("__P"))
+    Gp = pl.min_horizontal(A, pl.col("__P") - pl.col("__r"))
+    lazy = gathered.with_columns(rp, annual.alias("__A")).with_columns(
+        P,
+        # the annual cap must be one value throughout a group for the prefix-sum form
+        ((~b) & (A != A.shift(1))).alias("__varies"),
+    ).with_columns(
+        G.alias("ytd_relief"), Gp.alias("__Gp"),
+    ).with_columns(
+        (pl.col("ytd_relief") - pl.col("__Gp")).alias("relief"),
+    )
+    # capped_by, the engine's precedence: annual, then claim, then self-pay; last one wins
+    t1 = pl.when(A - pl.col("__Gp") < inc).then(A - pl.col("__Gp")).otherwise(inc)
+    c1 = pl.when(A - pl.col("__Gp") < inc).then(1).otherwise(0)
+    lazy = lazy.with_columns(t1.alias("__t1"), c1.alias("__c1")).with_columns(
+        pl.when(cc < pl.col("__t1")).then(cc).otherwise(pl.col("__t1")).alias("__t2"),
+        pl.when(cc < pl.col("__t1")).then(2).otherwise(pl.col("__c1")).alias("__c2"),
+    ).with_columns(
+        pl.when(s < pl.col("__t2")).then(3).otherwise(pl.col("__c2")).cast(pl.Int8).alias("capped"),
+    )
+    res = lazy.select(
+        "relief", pl.col("inc").alias("bracket_relief"), "capped", "bracket",
+        pl.col("C").alias("ytd_self_pay"), "ytd_relief", (pl.col("__varies") | pl.col("__unsafe")).alias("__seq"),
+    ).collect()
+    seq = res["__seq"]
+    res = res.drop("__seq")
+    return res, (seq if seq.any() else None)
+
+
+def _blank(pl: Any, n: int) -> "pl.DataFrame":
+    z = pl.Series([0] * n, dtype=pl.Int64)
+    return pl.DataFrame({
+        "relief": z, "bracket_relief": z, "capped": z.cast(pl.Int8), "bracket": z.cast(pl.Int8),
+        "ytd_self_pay": z, "ytd_relief": z,
+    })
+
+
+def _sequential(pl: Any, res: "pl.DataFrame", work: "pl.DataFrame", flag: Any, t: _Tables) -> "pl.DataFrame":
+    """Settle the groups holding a flagged row one claim at a time with the scalar engine's
+    per-claim function (:meth:`medaid.brackets.Schedule.relieve_raw`), exact Python integers.
+
+    Used where the prefix-sum form does not hold (the annual cap changes inside a group) or
+    where int64 could overflow."""
+    gid = work["b"].cum_sum()
+    bad_groups = gid.filter(flag).unique()
+    rows = pl.DataFrame({"i": pl.int_range(0, work.height, eager=True, dtype=pl.UInt32), "gid": gid}).filter(
+        pl.col("gid").is_in(bad_groups.implode())
+    )["i"]
+    s_list = work["s"].gather(rows).to_list()
+    p_list = work["p"].gather(rows).to_list()
+    b_list = work["b"].gather(rows).to_list()
+    relief, inc, capped, bracket, ytd_c, ytd_g = [], [], [], [], [], []
+    code = {None: 0, CAP_ANNUAL: 1, CAP_CLAIM: 2, CAP_SELF_PAY: 3}
+    c = g = 0
+    for s, p, b in zip(s_list, p_list, b_list):
+        if b:
+            c = g = 0
+        sched = t.plans[p].schedule
+        r, i, cb, _, base_to = sched.relieve_raw(s, c, g)
+        c += s
+        g += r
+        if c >= 2**63:
+            raise ClaimError(Problem(
+                "the year-to-date self-pay of this person's pool exceeds what can be recorded",
+                field="self_pay"))
+        relief.append(r)
+        inc.append(i)
+        capped.append(code[cb])
+        bracket.append(_bracket(sched, base_to))
+        ytd_c.append(c)
+        ytd_g.append(g)
+    updates = {
+        "relief": (relief, pl.Int64), "bracket_relief": (inc, pl.Int64), "capped": (capped, pl.Int8),
+        "bracket": (bracket, pl.Int8), "ytd_self_pay": (ytd_c, pl.Int64), "ytd_relief": (ytd_g, pl.Int64),
+    }
+    return res.with_columns(
+        res[name].scatter(rows, pl.Series(vals, dtype=dtype)) for name, (vals, dtype) in updates.items()
+    )
+
+
+def _bracket(sched: Schedule, x: int) -> int:
+    """1-based index of the bracket containing base ``x``; 0 below the threshold or the gate."""
+    if x <= sched._first or (sched.gate is not None and x < sched.gate):
+        return 0
+    return sum(1 for lo in sched.lowers if lo <= x)
+
+
+# ----------------------------------------------------------------------------------------------
+# output
+
+
+def _finish(pl: Any, out: "pl.DataFrame", placed: "pl.DataFrame", t: _Tables, res: "pl.DataFrame | None") -> "pl.DataFrame":
+    """Input columns, then :data:`medaid.columns.RESULT_FIELDS`, in input order."""
+    keep = [c for c in out.columns if c not in RESULT_FIELDS]
+    p = placed["__p"]
+    names = pl.Series([x.plan.name for x in t.plans], dtype=pl.String)
+    pools = pl.Series([x.plan.pool for x in t.plans], dtype=pl.String)
+    rid = pl.Series([x.rule_set.id for x in t.plans], dtype=pl.String)
+    rver = pl.Series([x.rule_set.version for x in t.plans], dtype=pl.String)
+    rhash = pl.Series([x.rule_set.content_hash for x in t.plans], dtype=pl.String)
+    if res is None:
+        res = _blank(pl, 0)
+    capped = pl.Series(list(CAPPED_BY), dtype=pl.String)
+    extra = pl.DataFrame({
+        "plan": names.gather(p),
+        "pool": pools.gather(p),
+        "benefit_year": placed["__by"].cast(pl.Int32),
+        "relief": res["relief"],
+        "patient_pays": placed["self_pay"] - res["relief"],
+        "bracket_relief": res["bracket_relief"],
+        "capped_by": capped.gather(res["capped"]),
+        "bracket": res["bracket"],
+        "ytd_self_pay": res["ytd_self_pay"],
+        "ytd_relief": res["ytd_relief"],
+        "rule_set_id": rid.gather(p),
+        "rule_version": rver.gather(p),
+        "rule_hash": rhash.gather(p),
+    })
+    return pl.concat([out.select(keep), extra], how="horizontal")
