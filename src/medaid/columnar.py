@@ -171,7 +171,7 @@ def settle_frame(frame: "pl.DataFrame", rules: RuleBook) -> tuple["pl.DataFrame"
         ((pl.col("__by") - by_min) * npools + _lookup(pl, pool_of_plan, pl.col("__p"), pl.Int64))
         .cast(pl.UInt64).alias("bp"),
         (date - pl.lit(d0)).dt.total_days().cast(pl.UInt64).alias("d"),
-        pl.col("person_id").hash(_SEED).alias("h"),
+        _person_hash(pl).alias("h"),
     )
     perm, grp, gp = _order(pl, low, bits_bp, bits_d, bits_i, n)
     del low
@@ -183,7 +183,7 @@ def settle_frame(frame: "pl.DataFrame", rules: RuleBook) -> tuple["pl.DataFrame"
     fix = tie | tie.shift(-1).fill_null(False)
     collided = bool(collide.any())
     if collided:
-        fix = fix | grp.is_in(grp.filter(collide).unique())
+        fix = fix | grp.is_in(grp.filter(collide).unique().implode())
     if fix.any():
         pos = pl.arange(0, n, eager=True, dtype=pl.UInt32).filter(fix)
         sub_perm = perm.gather(pos)
@@ -284,6 +284,12 @@ def _empty_rejects(pl: Any) -> "pl.DataFrame":
 
 # ----------------------------------------------------------------------------------------------
 # ordering
+
+
+def _person_hash(pl: Any) -> Any:
+    """A 64-bit hash of the person id; only its top bits enter the sort key.  Collisions are
+    found and repaired exactly after the sort, so its quality affects speed, never results."""
+    return pl.col("person_id").hash(_SEED)
 
 
 def _order(pl: Any, low: "pl.DataFrame", bits_bp: int, bits_d: int, bits_i: int, n: int) -> tuple[Any, Any, Any]:
