@@ -49,6 +49,18 @@ _METHOD_CODE = {"half-up": 0, "half-even": 1, "down": 2}
 #: A key packs the row index when at least this many bits remain for the person hash.
 _MIN_HASH_BITS = 28
 _SEED = 0x6D656461
+#: When a list, :func:`settle_frame` appends ``(step, seconds)`` to it (benchmarks read it).
+TRACE: list[tuple[str, float]] | None = None
+TRACE_CPU = False
+
+
+def _mark(step: str, t0: list[float]) -> None:
+    if TRACE is not None:
+        import time
+
+        now = time.process_time() if TRACE_CPU else time.perf_counter()
+        TRACE.append((step, now - t0[0]))
+        t0[0] = now
 
 
 class _Placed(NamedTuple):
@@ -123,8 +135,9 @@ def settle_frame(frame: "pl.DataFrame", rules: RuleBook) -> tuple["pl.DataFrame"
     """
     import polars as pl
 
+    t0 = [0.0]
+    _mark("start", t0)
     t = _Tables(rules)
-    n_in = frame.height
     cols = frame.columns
     group = pl.col("group") if "group" in cols else pl.lit(None, dtype=pl.String)
     kind = pl.col("kind") if "kind" in cols else pl.lit(None, dtype=pl.String)
@@ -148,6 +161,7 @@ def settle_frame(frame: "pl.DataFrame", rules: RuleBook) -> tuple["pl.DataFrame"
     placed = frame.lazy().with_columns(v_expr.alias("__v")).with_columns(
         by_expr.alias("__by"), plan_expr.alias("__p")
     ).collect()
+    _mark("place", t0)
     bad = placed["__p"].is_null()
     rejects = _rejects(pl, placed.filter(bad), rules, t) if bad.any() else _empty_rejects(pl)
     if rejects.height:
@@ -173,17 +187,19 @@ def settle_frame(frame: "pl.DataFrame", rules: RuleBook) -> tuple["pl.DataFrame"
         (date - pl.lit(d0)).dt.total_days().cast(pl.UInt64).alias("d"),
         _person_hash(pl).alias("h"),
     )
+    _mark("keyparts", t0)
     perm, grp, gp = _order(pl, low, bits_bp, bits_d, bits_i, n)
+    _mark("sort", t0)
     del low
     # exact fix-up of ties (same group and day) and person-hash collisions
-    person_s = placed["person_id"].gather(perm)
-    same_grp = grp == grp.shift(1)
-    collide = same_grp & (person_s != person_s.shift(1))
-    tie = (gp == gp.shift(1)).fill_null(False)
-    fix = tie | tie.shift(-1).fill_null(False)
+    person_s = placed["person_id"].rechunk().gather(perm)
+    collide = _same_as_previous(pl, grp) & ~_same_as_previous(pl, person_s)
+    tie = _same_as_previous(pl, gp)
+    fix = tie | tie.shift(-1, fill_value=False)
     collided = bool(collide.any())
     if collided:
         fix = fix | grp.is_in(grp.filter(collide).unique().implode())
+    _mark("check", t0)
     if fix.any():
         pos = pl.arange(0, n, eager=True, dtype=pl.UInt32).filter(fix)
         sub_perm = perm.gather(pos)
@@ -194,24 +210,31 @@ def settle_frame(frame: "pl.DataFrame", rules: RuleBook) -> tuple["pl.DataFrame"
         perm = perm.scatter(pos, sub["perm"])
         if collided:
             person_s = person_s.scatter(pos, sub["person"])
-    start = (grp != grp.shift(1)).fill_null(True)
+    _mark("fixup", t0)
+    start = ~_same_as_previous(pl, grp)
     if collided:
-        start = start | (person_s != person_s.shift(1)).fill_null(True)
-    del person_s, same_grp, collide, tie, fix, grp, gp
+        start = start | ~_same_as_previous(pl, person_s)
+    del person_s, collide, tie, fix, grp, gp
 
     # --- arithmetic in processing order ----------------------------------------------------
     work = pl.DataFrame({
-        "s": placed["self_pay"].gather(perm),
-        "p": placed["__p"].gather(perm),
+        "s": placed["self_pay"].rechunk().gather(perm),
+        "p": placed["__p"].rechunk().gather(perm),
         "b": start,
     })
+    _mark("gather", t0)
     res, seq = _arithmetic(pl, work, t)
+    _mark("arithmetic", t0)
     if seq is not None:
         res = _sequential(pl, res, work, seq, t)
     del work
+    _mark("sequential", t0)
     res_in = _unpermute(pl, res, perm, n)
+    _mark("unpermute", t0)
     out = placed.drop("__v", "__by", "__p")
-    return _finish(pl, out, placed, t, res_in), rejects
+    done = _finish(pl, out, placed, t, res_in)
+    _mark("finish", t0)
+    return done, rejects
 
 
 # ----------------------------------------------------------------------------------------------
@@ -324,14 +347,20 @@ def _order(pl: Any, low: "pl.DataFrame", bits_bp: int, bits_d: int, bits_i: int,
     return perm, gp // (1 << bits_d), gp
 
 
+def _same_as_previous(pl: Any, s: Any) -> Any:
+    """Whether each element equals the one before it (the first: False); compares two
+    zero-copy slices instead of materialising a shifted copy."""
+    if len(s) == 0:
+        return pl.Series([], dtype=pl.Boolean)
+    eq = s.slice(1) == s.slice(0, len(s) - 1)
+    return pl.concat([pl.Series([False]), eq.fill_null(False)])
+
+
 def _unpermute(pl: Any, res: "pl.DataFrame", perm: Any, n: int) -> "pl.DataFrame":
-    """Results in processing order → input order, by the inverse permutation (a radix sort of
-    ``perm << 32 | position``)."""
-    inv = (
-        (perm.cast(pl.UInt64) * (1 << 32) + pl.int_range(0, n, dtype=pl.UInt64, eager=True)).sort()
-        & 0xFFFFFFFF
-    ).cast(pl.UInt32)
-    return res.select(pl.all().gather(inv))
+    """Results in processing order → input order: ``inv[perm[k]] = k`` (one scatter), then a
+    gather of each result column by ``inv``."""
+    inv = pl.zeros(n, pl.UInt32, eager=True).scatter(perm, pl.int_range(0, n, dtype=pl.UInt32, eager=True))
+    return res.rechunk().select(pl.all().gather(inv))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,160 @@
+"""Benchmark the columnar settlement core against polars' own CSV read + write.
+
+Generates N seeded claims (skewed persons, lognormal self-pay, dates over one year, two rule
+versions with year-mode plans and caps), writes them as a CSV of yuan, then in the same run:
+
+* baseline: polars reads the CSV and writes an output of the results' shape;
+* medaid: polars reads the CSV, amounts go to fen (integer text arithmetic), ``settle_frame``,
+  and the results are written.
+
+Prints the time of each step, claims per second of ``settle_frame``, the ratio of the two
+pipelines and peak memory (RSS).  Usage::
+
+    PYTHONPATH=src python benchmarks/bench_columnar.py [N] [--sorted] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RULES = """
+id = "bench"
+version = "{version}"
+valid_from = {valid_from}
+{valid_to}
+rounding = {{ unit = "fen", method = "half-up" }}
+
+[[plans]]
+name = "inpatient"
+match = {{ group = ["key", "low-income"], kind = ["inpatient"] }}
+default = true
+pool = "inpatient"
+accumulate = "year"
+annual_cap = "100000"
+brackets = [
+  {{ from = "1000",  to = "10000", rate = "{r1}" }},
+  {{ from = "10000", to = "50000", rate = "85%" }},
+  {{ from = "50000",               rate = "95%" }},
+]
+
+[[plans]]
+name = "outpatient"
+match = {{ group = ["key", "low-income"], kind = ["outpatient-special"] }}
+pool = "outpatient"
+accumulate = "year"
+annual_cap = "10000"
+claim_cap = "3000"
+brackets = [ {{ from = "200", rate = "0.70" }} ]
+"""
+
+
+def write_rules(folder: Path) -> None:
+    (folder / "v1.toml").write_text(RULES.format(
+        version="1", valid_from="2024-01-01", valid_to="valid_to = 2024-06-30", r1="70%"))
+    (folder / "v2.toml").write_text(RULES.format(
+        version="2", valid_from="2024-07-01", valid_to="", r1="75%"))
+
+
+def make_claims(n: int, seed: int, ordered: bool):  # -> pl.DataFrame of yuan text
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    persons = max(n // 8, 1)
+    person = (persons * rng.random(n) ** 1.5).astype(np.int64)  # skewed: low ids claim more
+    cents = np.minimum(rng.lognormal(mean=np.log(300_000), sigma=1.1, size=n), 10**10).astype(np.int64)
+    df = pl.DataFrame({
+        "claim_id": pl.Series(rng.permutation(n)).cast(pl.String).str.pad_start(10, "0"),
+        "person_id": pl.Series(person).cast(pl.String).str.pad_start(12, "0").str.pad_start(13, "P"),
+        "date": (pl.Series(rng.integers(0, 366, n)).cast(pl.Int32) + 19723).cast(pl.Date),
+        "cents": pl.Series(cents),
+        "group": pl.Series(rng.choice(["key", "low-income"], n, p=[0.7, 0.3])),
+        "kind": pl.Series(rng.choice(["inpatient", "outpatient-special"], n, p=[0.6, 0.4])),
+        "hospital": pl.Series(rng.integers(0, 400, n)).cast(pl.String).str.pad_start(4, "H"),
+    })
+    if ordered:
+        df = df.sort("person_id", "date", "claim_id")
+    return df.select(
+        "claim_id", "person_id", "date",
+        ((pl.col("cents") // 100).cast(pl.String) + "." + (pl.col("cents") % 100).cast(pl.String).str.zfill(2)).alias("self_pay"),
+        "group", "kind", "hospital",
+    )
+
+
+def read_claims(path: Path):
+    """The CSV as the batch hands it over: amounts in fen (exact text arithmetic), line numbers."""
+    import polars as pl
+
+    df = pl.read_csv(path, schema_overrides={"self_pay": pl.String, "date": pl.Date})
+    parts = pl.col("self_pay").str.split_exact(".", 1)
+    return df.with_columns(
+        (parts.struct.field("field_0").cast(pl.Int64) * 100
+         + parts.struct.field("field_1").fill_null("0").str.pad_end(2, "0").cast(pl.Int64)).alias("self_pay"),
+        pl.int_range(2, pl.len() + 2, dtype=pl.Int64).alias("row"),
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("n", nargs="?", type=int, default=200_000)
+    ap.add_argument("--seed", type=int, default=20240101)
+    ap.add_argument("--sorted", action="store_true", help="input already ordered by person, date, claim")
+    ap.add_argument("--keep", type=Path, help="folder to keep the files in")
+    args = ap.parse_args()
+
+    import polars as pl
+
+    import medaid
+    from medaid.columnar import settle_frame
+
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="medaid-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    write_rules(folder)
+    book = medaid.load_rules(folder)
+    src = folder / "claims.csv"
+    make_claims(args.n, args.seed, args.sorted).write_csv(src)
+    print(f"claims: {args.n:,}  input {src.stat().st_size / 1e6:.1f} MB  polars {pl.__version__}, "
+          f"threads {pl.thread_pool_size()}", flush=True)
+
+    # medaid: read → fen → settle → write
+    t0 = time.perf_counter()
+    claims = read_claims(src)
+    t1 = time.perf_counter()
+    results, rejects = settle_frame(claims, book)
+    t2 = time.perf_counter()
+    results.write_csv(folder / "results.csv")
+    t3 = time.perf_counter()
+    assert rejects.height == 0 and results.height == args.n
+    del claims
+
+    # baseline: polars alone reads the same input and writes an output of the same shape
+    b0 = time.perf_counter()
+    raw = pl.read_csv(src)
+    b1 = time.perf_counter()
+    results.write_csv(folder / "baseline.csv")
+    b2 = time.perf_counter()
+    del raw
+
+    settle = t2 - t1
+    medaid_total = t3 - t0
+    base = b2 - b0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"settle_frame     {settle:8.3f} s   {args.n / settle:12,.0f} claims/s")
+    print(f"medaid read+fen  {t1 - t0:8.3f} s   write {t3 - t2:8.3f} s   total {medaid_total:8.3f} s")
+    print(f"polars read      {b1 - b0:8.3f} s   write {b2 - b1:8.3f} s   total {base:8.3f} s")
+    print(f"ratio medaid / polars read+write: {medaid_total / base:.2f}")
+    print(f"peak RSS {peak_mb:,.0f} MB  (whole process, data generation included)")
+    print(f"relief total {results['relief'].sum():,} fen; capped {results['capped_by'].is_not_null().sum():,}")
+    if args.keep is None:
+        for f in folder.iterdir():
+            f.unlink()
+        folder.rmdir()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
