@@ -109,18 +109,26 @@ class _Tables:
         self.brackets_cum: list[int] = []
         self.brackets_num: list[int] = []
         self.offset: list[int] = []
+        # one scale for every plan (scales are powers of ten, so the largest is a multiple of
+        # each): f(x)·S stays an exact integer and the rounding step S·unit is one constant
+        # when the units agree
+        self.scale = max(x.schedule.scale for x in self.plans)
+        self.top_value: list[int] = []
         for x in self.plans:
             s = x.schedule
+            k = self.scale // s.scale
             self.offset.append(len(self.brackets_lo))
             self.brackets_lo.extend(s.lowers)
-            self.brackets_cum.extend(s._cum)
-            self.brackets_num.extend(s.rate_nums)
+            self.brackets_cum.extend(c * k for c in s._cum)
+            self.brackets_num.extend(r * k for r in s.rate_nums)
+            self.top_value.append(s._top_value * k)
 
     def safe_base(self, i: int) -> int:
         """The largest base ``x`` for which plan ``i``'s ``f(x)·scale`` stays below 2**62."""
         s = self.plans[i].schedule
-        top = max(max(s._cum), s._top_value)
-        return (_SAFE - top) // max(max(s.rate_nums), 1) - max(s.lowers)
+        k = self.scale // s.scale
+        top = max(max(s._cum), s._top_value) * k
+        return (_SAFE - top) // max(max(s.rate_nums) * k, 1) - max(s.lowers)
 
 
 def settle_frame(frame: "pl.DataFrame", rules: RuleBook) -> tuple["pl.DataFrame", "pl.DataFrame"]:
@@ -368,7 +376,12 @@ def _unpermute(pl: Any, res: "pl.DataFrame", perm: Any, n: int) -> "pl.DataFrame
 
 
 def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFrame", Any]:
-    """Relief of every row in processing order; also which rows need the sequential path."""
+    """Relief of every row in processing order; also which rows need the sequential path.
+
+    ``work`` holds ``s`` (self-pay), ``p`` (plan index) and ``b`` (first row of its group).
+    Every per-plan parameter that is the same for all plans becomes a constant of the
+    expression (and branches that cannot occur are left out), so the common case of one
+    rounding rule, open last brackets and no gate costs a handful of column operations."""
     n = work.height
     s_max = work["s"].max()
     assert isinstance(s_max, int)
@@ -377,103 +390,172 @@ def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFram
         return _blank(pl, n), pl.Series([True] * n)
     s, p, b = pl.col("s"), pl.col("p"), pl.col("b")
     plans = t.plans
+    scheds = [x.schedule for x in plans]
+    big = 2**63 - 1
 
     def param(values: list[Any], dtype: Any = pl.Int64) -> Any:
-        return _lookup(pl, values, p, dtype)
+        """A Python constant when every plan agrees, else a per-row gather by plan."""
+        if len(set(values)) == 1:
+            return values[0]
+        return pl.lit(pl.Series(values, dtype=dtype)).gather(p)
 
-    # segmented cumulative self-pay C_k
+    def lit(v: Any) -> Any:
+        return v if _is_expr(pl, v) else pl.lit(v)
+
+    # segmented cumulative self-pay C_k: global prefix sum minus the sum before the group
     cs = s.cum_sum()
     C = (cs - pl.when(b).then(cs - s).otherwise(None).forward_fill()).alias("C")
-    year = param([x.plan.accumulate == "year" for x in plans], pl.Boolean)
-    x_to = pl.when(year).then(pl.col("C")).otherwise(s)
-    x_from = pl.when(year).then(pl.col("C") - s).otherwise(0)
-    c_max = work.select(cs.max()).item()
-    stride_bits = max(int(c_max).bit_length(), 1)
-    if (len(plans) << stride_bits) >= _SAFE:
-        return _blank(pl, n), pl.Series([True] * n)
+    year = param([x.accumulate == "year" for x in scheds], pl.Boolean)
+    any_year = any(x.accumulate == "year" for x in scheds)
+    if _is(pl, year, True):
+        x_to, x_from = pl.col("C"), pl.col("C") - s
+    elif _is(pl, year, False):
+        x_to, x_from = s, None
+    else:
+        x_to, x_from = pl.when(year).then(pl.col("C")).otherwise(s), pl.when(year).then(pl.col("C") - s).otherwise(0)
+    c_max = int(s_max) * n  # C_k ≤ Σ s ≤ max(s)·n < 2**62
+    stride_bits = max(c_max.bit_length(), 1)
+    multi = len(plans) > 1
+    if multi and (len(plans) << stride_bits) >= _SAFE:
+        c_max = int(work.select(cs.max()).item())
+        stride_bits = max(c_max.bit_length(), 1)
+        if (len(plans) << stride_bits) >= _SAFE:
+            return _blank(pl, n), pl.Series([True] * n)
     stride = 1 << stride_bits
     flat_key = pl.Series(
-        [i * stride + lo for i, x in enumerate(plans) for lo in x.schedule.lowers], dtype=pl.Int64
+        [i * stride + lo for i, x in enumerate(scheds) for lo in x.lowers], dtype=pl.Int64
     )
     lo_s = pl.Series(t.brackets_lo, dtype=pl.Int64)
     cum_s = pl.Series(t.brackets_cum, dtype=pl.Int64)
     num_s = pl.Series(t.brackets_num, dtype=pl.Int64)
-    first = param([x.schedule._first for x in plans])
-    gate = param([x.schedule.gate or 0 for x in plans])
-    top = param([x.schedule._top if x.schedule._top is not None else 2**63 - 1 for x in plans])
-    top_value = param([x.schedule._top_value for x in plans])
-    marginal = param([x.schedule._marginal for x in plans], pl.Boolean)
-    step = param([x.schedule._step for x in plans])
-    unit = param([x.schedule.unit for x in plans])
-    method = param([_METHOD_CODE[x.schedule.method] for x in plans], pl.Int8)
-    nb = param([len(x.schedule.lowers) for x in plans], pl.Int8)
+    first = param([x._first for x in scheds])
+    gate = param([x.gate or 0 for x in scheds])
+    top = param([x._top if x._top is not None else big for x in scheds])
+    top_value = param(t.top_value)
+    marginal = param([x._marginal for x in scheds], pl.Boolean)
+    step = param([t.scale * x.unit for x in scheds])
+    unit = param([x.unit for x in scheds])
+    method = param([_METHOD_CODE[x.method] for x in scheds], pl.Int8)
     p64 = p.cast(pl.Int64)
 
     def bracket_of(x: Any) -> Any:
-        return (pl.lit(flat_key).search_sorted(p64 * stride + x, side="right").cast(pl.Int64) - 1).clip(0)
+        """Global index (into the flattened bracket arrays) of the bracket containing ``x``."""
+        key = p64 * stride + x if multi else x
+        return (pl.lit(flat_key).search_sorted(key, side="right").cast(pl.Int64) - 1).clip(0)
+
+    def below(x: Any) -> Any:
+        cond = x <= first
+        if not _is(pl, gate, 0):
+            cond = cond | (x < gate)
+        return cond
 
     def r_of_f(x: Any, j: Any) -> Any:
+        """``R(f(x))`` in fen: exact scaled value, then integer rounding."""
         lo, cum, num = pl.lit(lo_s).gather(j), pl.lit(cum_s).gather(j), pl.lit(num_s).gather(j)
-        v = pl.when(marginal).then(
-            pl.when(x >= top).then(top_value).otherwise(cum + num * (x - lo))
-        ).otherwise(num * (x - first))
-        q, r = v // step, v % step
-        twice = r * 2
-        up = (
-            pl.when(method == 0).then(twice >= step)
-            .when(method == 1).then((twice > step) | ((twice == step) & (q % 2 == 1)))
-            .otherwise(False)
-        )
-        return pl.when((x <= first) | (x < gate)).then(0).otherwise((q + up.cast(pl.Int64)) * unit)
+        v_marg = cum + num * (x - lo)
+        if not _is(pl, top, big):
+            v_marg = pl.when(x >= top).then(lit(top_value)).otherwise(v_marg)
+        v_whole = num * (x - first)
+        v = v_marg if _is(pl, marginal, True) else v_whole if _is(pl, marginal, False) else (
+            pl.when(marginal).then(v_marg).otherwise(v_whole))
+        if _is(pl, step, 1):
+            rounded = v
+        else:
+            q, r = v // step, v % step
+            twice = r * 2
+            half_up = (twice >= step).cast(pl.Int64)
+            half_even = ((twice > step) | ((twice == step) & (q % 2 == 1))).cast(pl.Int64)
+            if _is(pl, method, 0):
+                q = q + half_up
+            elif _is(pl, method, 1):
+                q = q + half_even
+            elif not _is(pl, method, 2):
+                q = q + pl.when(method == 0).then(half_up).when(method == 1).then(half_even).otherwise(0)
+            rounded = q * unit
+        return pl.when(below(x)).then(0).otherwise(rounded)
 
-    j_to = pl.col("__jt")
-    gathered = work.lazy().with_columns(C).with_columns(
-        x_to.alias("__xt"), x_from.alias("__xf")
-    ).with_columns(
-        bracket_of(pl.col("__xt")).alias("__jt"), bracket_of(pl.col("__xf")).alias("__jf"),
-    ).with_columns(
-        (r_of_f(pl.col("__xt"), j_to) - pl.when(year).then(r_of_f(pl.col("__xf"), pl.col("__jf"))).otherwise(0)).alias("inc"),
-        pl.when((pl.col("__xt") <= first) | (pl.col("__xt") < gate)).then(0)
-        .otherwise((j_to - pl.lit(pl.Series(t.offset, dtype=pl.Int64)).gather(p) + 1).clip(upper_bound=nb.cast(pl.Int64)))
-        .cast(pl.Int8).alias("bracket"),
-        (pl.col("__xt") > param([t.safe_base(i) for i in range(len(plans))])).alias("__unsafe"),
-    )
-    # caps: r' = max(0, min(inc, claim_cap, s)); G_k = min(A, P_k)
-    big = 2**63 - 1
+    xt, jt = pl.col("__xt"), pl.col("__jt")
+    stage1 = [x_to.alias("__xt"), bracket_of(x_to).alias("__jt")]
+    if any_year and x_from is not None:
+        stage1 += [x_from.alias("__xf"), bracket_of(x_from).alias("__jf")]
+    inc = r_of_f(xt, jt)
+    if any_year and x_from is not None:
+        back = r_of_f(pl.col("__xf"), pl.col("__jf"))
+        inc = inc - (back if _is(pl, year, True) else pl.when(year).then(back).otherwise(0))
+    offset = param(t.offset)
+    nb = param([len(x.lowers) for x in scheds])
+    local = jt - offset + 1
+    bracket = pl.when(below(xt)).then(0).otherwise(local if all(
+        x._top is None for x in scheds) else pl.min_horizontal(local, lit(nb))).cast(pl.Int8)
+    seq_flags: list[Any] = []
+    safe = [t.safe_base(i) for i in range(len(plans))]
+    if min(safe) < c_max:
+        seq_flags.append(xt > lit(param(safe)))
+
+    # caps: r' = max(0, min(inc, claim_cap, s)); with a constant annual cap A in a group,
+    # G_k = min(A, P_k) where P_k = Σ r'
     cc = param([x.plan.claim_cap if x.plan.claim_cap is not None else big for x in plans])
     annual = param([x.plan.annual_cap if x.plan.annual_cap is not None else big for x in plans])
-    inc = pl.col("inc")
-    rp = pl.max_horizontal(pl.min_horizontal(inc, cc, s), 0).alias("__r")
-    ps = pl.col("__r").cum_sum()
-    P = (ps - pl.when(b).then(ps - pl.col("__r")).otherwise(None).forward_fill()).alias("__P")
-    A = pl.col("__A")
-    G = pl.min_horizontal(A, pl.col("__P"))
-    Gp = pl.min_horizontal(A, pl.col("__P") - pl.col("__r"))
-    lazy = gathered.with_columns(rp, annual.alias("__A")).with_columns(
-        P,
+    inc_c = pl.col("inc")
+    rp = inc_c if _is(pl, cc, big) else pl.min_horizontal(inc_c, lit(cc))
+    rp = pl.max_horizontal(pl.min_horizontal(rp, s), 0).alias("__r")
+    r = pl.col("__r")
+    ps = r.cum_sum()
+    P = (ps - pl.when(b).then(ps - r).otherwise(None).forward_fill()).alias("__P")
+    lazy = (
+        work.lazy().with_columns(C).with_columns(stage1)
+        .with_columns(inc.alias("inc"), bracket.alias("bracket"), *[f.alias(f"__seq{i}") for i, f in enumerate(seq_flags)])
+        .with_columns(rp).with_columns(P)
+    )
+    pool_caps: dict[str, set[int | None]] = {}
+    for x in plans:
+        pool_caps.setdefault(x.plan.pool, set()).add(x.plan.annual_cap)
+    if any(len(v) > 1 for v in pool_caps.values()):
         # the annual cap must be one value throughout a group for the prefix-sum form
-        ((~b) & (A != A.shift(1))).alias("__varies"),
-    ).with_columns(
-        G.alias("ytd_relief"), Gp.alias("__Gp"),
-    ).with_columns(
-        (pl.col("ytd_relief") - pl.col("__Gp")).alias("relief"),
-    )
-    # capped_by, the engine's precedence: annual, then claim, then self-pay; last one wins
-    t1 = pl.when(A - pl.col("__Gp") < inc).then(A - pl.col("__Gp")).otherwise(inc)
-    c1 = pl.when(A - pl.col("__Gp") < inc).then(1).otherwise(0)
-    lazy = lazy.with_columns(t1.alias("__t1"), c1.alias("__c1")).with_columns(
-        pl.when(cc < pl.col("__t1")).then(cc).otherwise(pl.col("__t1")).alias("__t2"),
-        pl.when(cc < pl.col("__t1")).then(2).otherwise(pl.col("__c1")).alias("__c2"),
-    ).with_columns(
-        pl.when(s < pl.col("__t2")).then(3).otherwise(pl.col("__c2")).cast(pl.Int8).alias("capped"),
-    )
+        a_col = pl.col("__A")
+        lazy = lazy.with_columns(lit(annual).alias("__A")).with_columns(
+            ((~b) & (a_col != a_col.shift(1))).alias(f"__seq{len(seq_flags)}"))
+        seq_flags.append(None)
+    if _is(pl, annual, big):
+        lazy = lazy.with_columns(pl.col("__P").alias("ytd_relief"), (pl.col("__P") - r).alias("__Gp"))
+    else:
+        A = lit(annual)
+        lazy = lazy.with_columns(
+            pl.min_horizontal(A, pl.col("__P")).alias("ytd_relief"),
+            pl.min_horizontal(A, pl.col("__P") - r).alias("__Gp"),
+        )
+    # capped_by, the engine's precedence: annual, then claim, then self-pay; the last wins
+    room = None if _is(pl, annual, big) else (lit(annual) - pl.col("__Gp"))
+    t1 = inc_c if room is None else pl.min_horizontal(inc_c, room)
+    t2 = t1 if _is(pl, cc, big) else pl.min_horizontal(t1, lit(cc))
+    capped: Any = pl.when(s < t2).then(pl.lit(3, pl.Int8))
+    if not _is(pl, cc, big):
+        capped = capped.when(lit(cc) < t1).then(pl.lit(2, pl.Int8))
+    if room is not None:
+        capped = capped.when(room < inc_c).then(pl.lit(1, pl.Int8))
+    capped = capped.otherwise(pl.lit(0, pl.Int8))
+    seq = pl.any_horizontal([pl.col(f"__seq{i}") for i in range(len(seq_flags))]) if seq_flags else pl.lit(False)
     res = lazy.select(
-        "relief", pl.col("inc").alias("bracket_relief"), "capped", "bracket",
-        pl.col("C").alias("ytd_self_pay"), "ytd_relief", (pl.col("__varies") | pl.col("__unsafe")).alias("__seq"),
+        (pl.col("ytd_relief") - pl.col("__Gp")).alias("relief"),
+        pl.col("inc").alias("bracket_relief"),
+        capped.alias("capped"),
+        "bracket",
+        pl.col("C").alias("ytd_self_pay"),
+        "ytd_relief",
+        seq.alias("__seq"),
     ).collect()
-    seq = res["__seq"]
+    flag = res["__seq"]
     res = res.drop("__seq")
-    return res, (seq if seq.any() else None)
+    return res, (flag if flag.any() else None)
+
+
+def _is_expr(pl: Any, v: Any) -> bool:
+    return isinstance(v, pl.Expr)
+
+
+def _is(pl: Any, v: Any, const: Any) -> bool:
+    """Whether a parameter is the Python constant ``const`` (not a per-row expression)."""
+    return not isinstance(v, pl.Expr) and v == const and type(v) is type(const)
 
 
 def _blank(pl: Any, n: int) -> "pl.DataFrame":
@@ -541,28 +623,27 @@ def _bracket(sched: Schedule, x: int) -> int:
 def _finish(pl: Any, out: "pl.DataFrame", placed: "pl.DataFrame", t: _Tables, res: "pl.DataFrame | None") -> "pl.DataFrame":
     """Input columns, then :data:`medaid.columns.RESULT_FIELDS`, in input order."""
     keep = [c for c in out.columns if c not in RESULT_FIELDS]
-    p = placed["__p"]
-    names = pl.Series([x.plan.name for x in t.plans], dtype=pl.String)
-    pools = pl.Series([x.plan.pool for x in t.plans], dtype=pl.String)
-    rid = pl.Series([x.rule_set.id for x in t.plans], dtype=pl.String)
-    rver = pl.Series([x.rule_set.version for x in t.plans], dtype=pl.String)
-    rhash = pl.Series([x.rule_set.content_hash for x in t.plans], dtype=pl.String)
+    p = placed["__p"].rechunk()
+
+    def by_plan(values: list[str]) -> Any:
+        return pl.Series(values, dtype=pl.String).gather(p)
+
     if res is None:
         res = _blank(pl, 0)
     capped = pl.Series(list(CAPPED_BY), dtype=pl.String)
-    extra = pl.DataFrame({
-        "plan": names.gather(p),
-        "pool": pools.gather(p),
-        "benefit_year": placed["__by"].cast(pl.Int32),
-        "relief": res["relief"],
-        "patient_pays": placed["self_pay"] - res["relief"],
-        "bracket_relief": res["bracket_relief"],
-        "capped_by": capped.gather(res["capped"]),
-        "bracket": res["bracket"],
-        "ytd_self_pay": res["ytd_self_pay"],
-        "ytd_relief": res["ytd_relief"],
-        "rule_set_id": rid.gather(p),
-        "rule_version": rver.gather(p),
-        "rule_hash": rhash.gather(p),
-    })
-    return pl.concat([out.select(keep), extra], how="horizontal")
+    extra = [
+        by_plan([x.plan.name for x in t.plans]).alias("plan"),
+        by_plan([x.plan.pool for x in t.plans]).alias("pool"),
+        placed["__by"].cast(pl.Int32).alias("benefit_year"),
+        res["relief"],
+        (placed["self_pay"] - res["relief"]).alias("patient_pays"),
+        res["bracket_relief"],
+        capped.gather(res["capped"]).alias("capped_by"),
+        res["bracket"],
+        res["ytd_self_pay"],
+        res["ytd_relief"],
+        by_plan([x.rule_set.id for x in t.plans]).alias("rule_set_id"),
+        by_plan([x.rule_set.version for x in t.plans]).alias("rule_version"),
+        by_plan([x.rule_set.content_hash for x in t.plans]).alias("rule_hash"),
+    ]
+    return out.select(keep).with_columns(extra)
