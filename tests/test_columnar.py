@@ -395,6 +395,42 @@ def test_many_claims_of_skewed_persons_equal_the_engine(book):
     assert_same_as_engine(claims, book)
 
 
+def test_bracket_bounds_far_above_every_claim_do_not_confuse_the_plans(tmp_path):
+    book = write_rules(tmp_path, """
+id = "t"
+version = "1"
+valid_from = 2024-01-01
+[[plans]]
+name = "rich"
+match = { group = ["r"], kind = ["k"] }
+pool = "a"
+brackets = [ { from = "0", to = "90000000000", rate = "0.5" }, { from = "90000000000", rate = "1" } ]
+[[plans]]
+name = "plain"
+match = { group = ["p"], kind = ["k"] }
+pool = "a"
+brackets = [ { from = "100", rate = "0.5" } ]
+""")
+    claims = [claim("A", "P1", "2024-01-02", "300", "r", "k"), claim("B", "P1", "2024-01-03", "300", "p", "k")]
+    results, _ = settle_frame(frame_of(claims), book)
+    assert results["relief"].to_list() == [15_000, 10_000]
+    assert results["bracket"].to_list() == [1, 1]
+
+
+def test_compact_results_hold_the_same_text_as_enums(book):
+    claims = [
+        claim("A", "P1", "2024-03-01", "100000", "key", "inpatient"),
+        claim("B", "P1", "2024-04-01", "30000", "low-income", "inpatient"),
+    ]
+    plain, _ = settle_frame(frame_of(claims), book)
+    compact, _ = settle_frame(frame_of(claims), book, compact=True)
+    for name in ("plan", "pool", "capped_by", "rule_set_id", "rule_version", "rule_hash"):
+        assert isinstance(compact.schema[name], pl.Enum)
+        assert plain.schema[name] == pl.String
+        assert compact[name].cast(pl.String).to_list() == plain[name].to_list()
+    assert compact["capped_by"].to_list() == [None, "annual_cap"]
+
+
 def test_an_empty_frame_gives_empty_results(book):
     results, rejects = settle_frame(frame_of([]), book)
     assert results.height == 0 and rejects.height == 0

@@ -131,7 +131,9 @@ class _Tables:
         return (_SAFE - top) // max(max(s.rate_nums) * k, 1) - max(s.lowers)
 
 
-def settle_frame(frame: "pl.DataFrame", rules: RuleBook) -> tuple["pl.DataFrame", "pl.DataFrame"]:
+def settle_frame(
+    frame: "pl.DataFrame", rules: RuleBook, *, compact: bool = False
+) -> tuple["pl.DataFrame", "pl.DataFrame"]:
     """Settle every claim of ``frame`` by the engine's rules (DESIGN.md §2), columnar.
 
     ``frame`` has ``row``, ``claim_id``, ``person_id``, ``date``, ``self_pay`` (fen) and optional
@@ -140,6 +142,11 @@ def settle_frame(frame: "pl.DataFrame", rules: RuleBook) -> tuple["pl.DataFrame"
     appended; ``rejects`` (``row``, ``claim_id``, ``field``, ``message``) are the rows no rule
     version covers or no plan matches, worded as the engine words them.  Each result equals
     :func:`medaid.engine.settle` on the placeable claims, to the fen.
+
+    ``compact=True`` returns the text result columns (``plan``, ``pool``, ``capped_by``,
+    ``rule_set_id``, ``rule_version``, ``rule_hash``) as ``pl.Enum`` instead of ``String``:
+    the same values, written the same to CSV, one byte a row instead of sixteen (about 0.9 GB
+    less at 10 M claims).
     """
     import polars as pl
 
@@ -176,7 +183,7 @@ def settle_frame(frame: "pl.DataFrame", rules: RuleBook) -> tuple["pl.DataFrame"
         placed = placed.filter(~bad)
     n = placed.height
     if n == 0:
-        return _finish(pl, placed.drop("__v", "__by", "__p"), placed, t, None), rejects
+        return _finish(pl, placed.drop("__v", "__by", "__p"), placed, t, None, compact), rejects
 
     # --- order by (person, benefit year, pool, date, claim id) ---------------------------
     pool_of_plan = [t.pools.index(x.plan.pool) for x in t.plans]
@@ -240,7 +247,7 @@ def settle_frame(frame: "pl.DataFrame", rules: RuleBook) -> tuple["pl.DataFrame"
     res_in = _unpermute(pl, res, perm, n)
     _mark("unpermute", t0)
     out = placed.drop("__v", "__by", "__p")
-    done = _finish(pl, out, placed, t, res_in)
+    done = _finish(pl, out, placed, t, res_in, compact)
     _mark("finish", t0)
     return done, rejects
 
@@ -413,12 +420,14 @@ def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFram
         x_to, x_from = s, None
     else:
         x_to, x_from = pl.when(year).then(pl.col("C")).otherwise(s), pl.when(year).then(pl.col("C") - s).otherwise(0)
+    # plan i's brackets are searched as i·stride + from, so stride exceeds every base and bound
     c_max = int(s_max) * n  # C_k ≤ Σ s ≤ max(s)·n < 2**62
-    stride_bits = max(c_max.bit_length(), 1)
+    top_lower = max(t.brackets_lo)
+    stride_bits = max(c_max, top_lower).bit_length() + 1
     multi = len(plans) > 1
     if multi and (len(plans) << stride_bits) >= _SAFE:
         c_max = int(work.select(cs.max()).item())
-        stride_bits = max(c_max.bit_length(), 1)
+        stride_bits = max(c_max, top_lower).bit_length() + 1
         if (len(plans) << stride_bits) >= _SAFE:
             return _blank(pl, n), pl.Series([True] * n)
     stride = 1 << stride_bits
@@ -620,17 +629,25 @@ def _bracket(sched: Schedule, x: int) -> int:
 # output
 
 
-def _finish(pl: Any, out: "pl.DataFrame", placed: "pl.DataFrame", t: _Tables, res: "pl.DataFrame | None") -> "pl.DataFrame":
+def _finish(
+    pl: Any, out: "pl.DataFrame", placed: "pl.DataFrame", t: _Tables, res: "pl.DataFrame | None",
+    compact: bool,
+) -> "pl.DataFrame":
     """Input columns, then :data:`medaid.columns.RESULT_FIELDS`, in input order."""
     keep = [c for c in out.columns if c not in RESULT_FIELDS]
     p = placed["__p"].rechunk()
 
+    def text(values: list[str | None]) -> Any:
+        if compact:
+            return pl.Series(values, dtype=pl.Enum(sorted({v for v in values if v is not None})))
+        return pl.Series(values, dtype=pl.String)
+
     def by_plan(values: list[str]) -> Any:
-        return pl.Series(values, dtype=pl.String).gather(p)
+        return text(list(values)).gather(p)
 
     if res is None:
         res = _blank(pl, 0)
-    capped = pl.Series(list(CAPPED_BY), dtype=pl.String)
+    capped = text(list(CAPPED_BY))
     extra = [
         by_plan([x.plan.name for x in t.plans]).alias("plan"),
         by_plan([x.plan.pool for x in t.plans]).alias("pool"),
