@@ -417,6 +417,33 @@ brackets = [ { from = "100", rate = "0.5" } ]
     assert results["bracket"].to_list() == [1, 1]
 
 
+def test_versions_rounding_to_fen_and_to_yuan_half_even_each_keep_their_own_rule(tmp_path):
+    plan = """
+[[plans]]
+name = "p"
+default = true
+pool = "all"
+brackets = [ { from = "0", rate = "1" } ]
+"""
+    book = write_rules(
+        tmp_path,
+        'id = "t"\nversion = "1"\nvalid_from = 2024-01-01\nvalid_to = 2024-06-30\n'
+        'rounding = { unit = "fen", method = "half-even" }\n' + plan,
+        'id = "t"\nversion = "2"\nvalid_from = 2024-07-01\n'
+        'rounding = { unit = "yuan", method = "half-even" }\n' + plan,
+    )
+    claims = [
+        claim("A", "P1", "2024-03-01", "0.01"),    # fen: 1 fen stays 1 fen
+        claim("B", "P2", "2024-08-01", "2.50"),    # yuan: 2.50 → 2 (half to even)
+        claim("C", "P3", "2024-08-01", "3.50"),    # yuan: 3.50 → 4
+        claim("D", "P4", "2024-03-01", "0.03"),
+    ]
+    results, _ = settle_frame(frame_of(claims), book)
+    assert results["relief"].to_list() == [1, 200, 350, 3]
+    assert results["bracket_relief"].to_list() == [1, 200, 400, 3]
+    assert results["capped_by"].to_list() == [None, None, "self_pay", None]
+
+
 def test_compact_results_hold_the_same_text_as_enums(book):
     claims = [
         claim("A", "P1", "2024-03-01", "100000", "key", "inpatient"),

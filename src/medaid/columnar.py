@@ -104,31 +104,42 @@ class _Tables:
                     combo.append(None if p is None else index[(id(rs), p.name)])
         self.combo = combo
         del first_plan
-        # per-plan arithmetic
-        self.brackets_lo: list[int] = []
-        self.brackets_cum: list[int] = []
-        self.brackets_num: list[int] = []
-        self.offset: list[int] = []
-        # one scale for every plan (scales are powers of ten, so the largest is a multiple of
-        # each): f(x)·S stays an exact integer and the rounding step S·unit is one constant
-        # when the units agree
+        # per-plan arithmetic, flattened into "pieces" searched by lower bound: on each piece
+        # f(x)·S = icpt + num·x exactly (S: one scale for every plan; scales are powers of
+        # ten, so the largest is a multiple of each, and the rounding step S·unit is one
+        # constant when the units agree).  Marginal bracket j: icpt = cum_j − num_j·from_j;
+        # whole: icpt = −num_j·from_1.  A zero piece from 0 covers the threshold, and a flat
+        # piece at the top of a closed last bracket holds f(to_last).
         self.scale = max(x.schedule.scale for x in self.plans)
-        self.top_value: list[int] = []
-        for x in self.plans:
+        self.piece_lo: list[int] = []
+        self.piece_num: list[int] = []
+        self.piece_icpt: list[int] = []
+        self.plan_of_piece: list[int] = []
+        self.first_real: list[int] = []
+        for i, x in enumerate(self.plans):
             s = x.schedule
             k = self.scale // s.scale
-            self.offset.append(len(self.brackets_lo))
-            self.brackets_lo.extend(s.lowers)
-            self.brackets_cum.extend(c * k for c in s._cum)
-            self.brackets_num.extend(r * k for r in s.rate_nums)
-            self.top_value.append(s._top_value * k)
+
+            def piece(lo: int, num: int, icpt: int) -> None:
+                self.piece_lo.append(lo)
+                self.piece_num.append(num)
+                self.piece_icpt.append(icpt)
+                self.plan_of_piece.append(i)
+
+            if s._first > 0:
+                piece(0, 0, 0)
+            self.first_real.append(len(self.piece_lo))
+            for lo, cum, num in zip(s.lowers, s._cum, s.rate_nums):
+                num *= k
+                piece(lo, num, cum * k - num * lo if s._marginal else -num * s._first)
+            if s._marginal and s._top is not None:
+                piece(s._top, 0, s._top_value * k)
 
     def safe_base(self, i: int) -> int:
-        """The largest base ``x`` for which plan ``i``'s ``f(x)·scale`` stays below 2**62."""
-        s = self.plans[i].schedule
-        k = self.scale // s.scale
-        top = max(max(s._cum), s._top_value) * k
-        return (_SAFE - top) // max(max(s.rate_nums) * k, 1) - max(s.lowers)
+        """The largest base ``x`` for which plan ``i``'s ``icpt + num·x`` stays within ±2**62."""
+        nums = [n for n, p in zip(self.piece_num, self.plan_of_piece) if p == i]
+        icpts = [abs(c) for c, p in zip(self.piece_icpt, self.plan_of_piece) if p == i]
+        return (_SAFE - max(icpts)) // max(max(nums), 1)
 
 
 def settle_frame(
@@ -422,7 +433,7 @@ def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFram
         x_to, x_from = pl.when(year).then(pl.col("C")).otherwise(s), pl.when(year).then(pl.col("C") - s).otherwise(0)
     # plan i's brackets are searched as i·stride + from, so stride exceeds every base and bound
     c_max = int(s_max) * n  # C_k ≤ Σ s ≤ max(s)·n < 2**62
-    top_lower = max(t.brackets_lo)
+    top_lower = max(t.piece_lo)
     stride_bits = max(c_max, top_lower).bit_length() + 1
     multi = len(plans) > 1
     if multi and (len(plans) << stride_bits) >= _SAFE:
@@ -430,71 +441,67 @@ def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFram
         stride_bits = max(c_max, top_lower).bit_length() + 1
         if (len(plans) << stride_bits) >= _SAFE:
             return _blank(pl, n), pl.Series([True] * n)
+    if max(abs(c) for c in t.piece_icpt) >= _SAFE:
+        return _blank(pl, n), pl.Series([True] * n)
     stride = 1 << stride_bits
     flat_key = pl.Series(
-        [i * stride + lo for i, x in enumerate(scheds) for lo in x.lowers], dtype=pl.Int64
+        [i * stride + lo for i, lo in zip(t.plan_of_piece, t.piece_lo)], dtype=pl.Int64
     )
-    lo_s = pl.Series(t.brackets_lo, dtype=pl.Int64)
-    cum_s = pl.Series(t.brackets_cum, dtype=pl.Int64)
-    num_s = pl.Series(t.brackets_num, dtype=pl.Int64)
+    num_s = pl.Series(t.piece_num, dtype=pl.Int64)
+    icpt_s = pl.Series(t.piece_icpt, dtype=pl.Int64)
     first = param([x._first for x in scheds])
     gate = param([x.gate or 0 for x in scheds])
-    top = param([x._top if x._top is not None else big for x in scheds])
-    top_value = param(t.top_value)
-    marginal = param([x._marginal for x in scheds], pl.Boolean)
     step = param([t.scale * x.unit for x in scheds])
     unit = param([x.unit for x in scheds])
     method = param([_METHOD_CODE[x.method] for x in scheds], pl.Int8)
     p64 = p.cast(pl.Int64)
 
-    def bracket_of(x: Any) -> Any:
-        """Global index (into the flattened bracket arrays) of the bracket containing ``x``."""
+    def piece_of(x: Any) -> Any:
+        """Global index of the piece containing ``x`` (``x`` ≥ 0 always finds one)."""
         key = p64 * stride + x if multi else x
-        return (pl.lit(flat_key).search_sorted(key, side="right").cast(pl.Int64) - 1).clip(0)
-
-    def below(x: Any) -> Any:
-        cond = x <= first
-        if not _is(pl, gate, 0):
-            cond = cond | (x < gate)
-        return cond
+        return pl.lit(flat_key).search_sorted(key, side="right").cast(pl.Int64) - 1
 
     def r_of_f(x: Any, j: Any) -> Any:
-        """``R(f(x))`` in fen: exact scaled value, then integer rounding."""
-        lo, cum, num = pl.lit(lo_s).gather(j), pl.lit(cum_s).gather(j), pl.lit(num_s).gather(j)
-        v_marg = cum + num * (x - lo)
-        if not _is(pl, top, big):
-            v_marg = pl.when(x >= top).then(lit(top_value)).otherwise(v_marg)
-        v_whole = num * (x - first)
-        v = v_marg if _is(pl, marginal, True) else v_whole if _is(pl, marginal, False) else (
-            pl.when(marginal).then(v_marg).otherwise(v_whole))
+        """``R(f(x))`` in fen: the exact scaled value ``icpt + num·x`` ≥ 0, then one integer
+        division: half-up ⌊(v + step/2) / step⌋, half-even the same less one on an exact tie
+        that lands odd, down ⌊v / step⌋ (step is 1 or an even power of ten)."""
+        v = pl.lit(icpt_s).gather(j) + pl.lit(num_s).gather(j) * x
         if _is(pl, step, 1):
             rounded = v
         else:
-            q, r = v // step, v % step
-            twice = r * 2
-            half_up = (twice >= step).cast(pl.Int64)
-            half_even = ((twice > step) | ((twice == step) & (q % 2 == 1))).cast(pl.Int64)
+            w = v + step // 2
+            up = w // step
+            tie = (w % step == 0) & (up % 2 == 1)
+            if _is_expr(pl, step):
+                tie = tie & (step > 1)  # a step of 1 fen rounds nothing
+            even = up - tie.cast(pl.Int64)
             if _is(pl, method, 0):
-                q = q + half_up
+                q = up
             elif _is(pl, method, 1):
-                q = q + half_even
-            elif not _is(pl, method, 2):
-                q = q + pl.when(method == 0).then(half_up).when(method == 1).then(half_even).otherwise(0)
+                q = even
+            elif _is(pl, method, 2):
+                q = v // step
+            else:
+                q = pl.when(method == 0).then(up).when(method == 1).then(even).otherwise(v // step)
             rounded = q * unit
-        return pl.when(below(x)).then(0).otherwise(rounded)
+        if _is(pl, gate, 0):
+            return rounded
+        return pl.when(x < gate).then(0).otherwise(rounded)
 
     xt, jt = pl.col("__xt"), pl.col("__jt")
-    stage1 = [x_to.alias("__xt"), bracket_of(x_to).alias("__jt")]
+    stage1 = [x_to.alias("__xt"), piece_of(x_to).alias("__jt")]
     if any_year and x_from is not None:
-        stage1 += [x_from.alias("__xf"), bracket_of(x_from).alias("__jf")]
+        stage1 += [x_from.alias("__xf"), piece_of(x_from).alias("__jf")]
     inc = r_of_f(xt, jt)
     if any_year and x_from is not None:
         back = r_of_f(pl.col("__xf"), pl.col("__jf"))
         inc = inc - (back if _is(pl, year, True) else pl.when(year).then(back).otherwise(0))
-    offset = param(t.offset)
     nb = param([len(x.lowers) for x in scheds])
-    local = jt - offset + 1
-    bracket = pl.when(below(xt)).then(0).otherwise(local if all(
+    local = jt - param(t.first_real) + 1
+    below = xt <= first
+    if not _is(pl, gate, 0):
+        below = below | (xt < gate)
+    bracket = pl.when(below).then(0).otherwise(local if all(
         x._top is None for x in scheds) else pl.min_horizontal(local, lit(nb))).cast(pl.Int8)
     seq_flags: list[Any] = []
     safe = [t.safe_base(i) for i in range(len(plans))]
