@@ -124,6 +124,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20240101)
     ap.add_argument("--sorted", action="store_true", help="input already ordered by person, date, claim")
     ap.add_argument("--keep", type=Path, help="folder to keep the files in")
+    ap.add_argument("--strings", action="store_true",
+                    help="text result columns as String (default: compact Enum columns)")
     args = ap.parse_args()
 
     import polars as pl
@@ -136,14 +138,14 @@ def main() -> None:
     write_rules(folder)
     book = medaid.load_rules(folder)
     src = generate(args.n, args.seed, args.sorted, folder)
-    print(f"claims: {args.n:,}  input {src.stat().st_size / 1e6:.1f} MB  polars {pl.__version__}, "
+    print(f"claims: {args.n:,}  text columns {'String' if args.strings else 'Enum'}  input {src.stat().st_size / 1e6:.1f} MB  polars {pl.__version__}, "
           f"threads {pl.thread_pool_size()}", flush=True)
 
     # medaid: read → fen → settle → write
     t0 = time.perf_counter()
     claims = read_claims(src)
     t1 = time.perf_counter()
-    results, rejects = settle_frame(claims, book)
+    results, rejects = settle_frame(claims, book, compact=not args.strings)
     t2 = time.perf_counter()
     results.write_csv(folder / "results.csv")
     t3 = time.perf_counter()

@@ -490,12 +490,6 @@ def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFram
 
     xt, jt = pl.col("__xt"), pl.col("__jt")
     stage1 = [x_to.alias("__xt"), piece_of(x_to).alias("__jt")]
-    if any_year and x_from is not None:
-        stage1 += [x_from.alias("__xf"), piece_of(x_from).alias("__jf")]
-    inc = r_of_f(xt, jt)
-    if any_year and x_from is not None:
-        back = r_of_f(pl.col("__xf"), pl.col("__jf"))
-        inc = inc - (back if _is(pl, year, True) else pl.when(year).then(back).otherwise(0))
     nb = param([len(x.lowers) for x in scheds])
     local = jt - param(t.first_real) + 1
     below = xt <= first
@@ -518,11 +512,33 @@ def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFram
     r = pl.col("__r")
     ps = r.cum_sum()
     P = (ps - pl.when(b).then(ps - r).otherwise(None).forward_fill()).alias("__P")
-    lazy = (
+    front = (
         work.lazy().with_columns(C).with_columns(stage1)
-        .with_columns(inc.alias("inc"), bracket.alias("bracket"), *[f.alias(f"__seq{i}") for i, f in enumerate(seq_flags)])
-        .with_columns(rp).with_columns(P)
+        .with_columns(r_of_f(xt, jt).alias("__rt"), bracket.alias("bracket"),
+                      *[f.alias(f"__seq{i}") for i, f in enumerate(seq_flags)])
+        .collect(engine="in-memory")
     )
+    if any_year:
+        # year mode subtracts R(f(C_{k−1})): 0 at a group's first claim (f(0) = 0), and the
+        # previous claim's R(f(C)) when that claim used the same plan; computed afresh only
+        # where the plan changes inside a group (another plan of the pool, a new version)
+        rt = pl.col("__rt")
+        front = front.with_columns(
+            pl.when(b).then(0).when(p == p.shift(1)).then(rt.shift(1)).otherwise(None).alias("__back")
+        )
+        need = front["__back"].is_null()
+        if not _is(pl, year, True):
+            need = need & front.select(year if _is_expr(pl, year) else pl.lit(year)).to_series()
+        if need.any():
+            at = pl.int_range(0, n, dtype=pl.UInt32, eager=True).filter(need)
+            xf = pl.col("C") - s
+            again = front.filter(need).select(r_of_f(xf, piece_of(xf))).to_series()
+            front = front.with_columns(front["__back"].scatter(at, again))
+        back = pl.col("__back")
+        inc = rt - (back if _is(pl, year, True) else pl.when(year).then(back).otherwise(0))
+    else:
+        inc = pl.col("__rt")
+    lazy = front.lazy().with_columns(inc.alias("inc")).with_columns(rp).with_columns(P)
     pool_caps: dict[str, set[int | None]] = {}
     for x in plans:
         pool_caps.setdefault(x.plan.pool, set()).add(x.plan.annual_cap)
@@ -559,7 +575,7 @@ def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFram
         pl.col("C").alias("ytd_self_pay"),
         "ytd_relief",
         seq.alias("__seq"),
-    ).collect()
+    ).collect(engine="in-memory")
     flag = res["__seq"]
     res = res.drop("__seq")
     return res, (flag if flag.any() else None)
