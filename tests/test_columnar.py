@@ -375,6 +375,37 @@ def test_the_sequential_overflow_path_gives_the_same_fen(case):
         mp.undo()
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(books_and_claims(), st.booleans())
+def test_input_already_in_group_order_is_settled_without_sorting(case, swap):
+    texts, claims = case
+    try:
+        book = load_texts(texts)
+    except medaid.RuleError:
+        return
+
+    def key(c):
+        try:
+            at = medaid.place(c, book)
+        except medaid.ClaimError:
+            return ("", 0, "", c.date, c.claim_id)
+        return (c.person_id, at.benefit_year, at.pool, c.date, c.claim_id)
+
+    claims = sorted(claims, key=key)
+    if swap and len(claims) > 1:  # one pair out of order: must be noticed and sorted
+        claims[0], claims[-1] = claims[-1], claims[0]
+    calls = []
+    mp = pytest.MonkeyPatch()
+    real = columnar._sorted_order
+    try:
+        mp.setattr(columnar, "_sorted_order", lambda *a: calls.append(1) or real(*a))
+        assert_same_as_engine(claims, book)
+    finally:
+        mp.undo()
+    if not swap:
+        assert calls == []
+
+
 def test_many_claims_of_skewed_persons_equal_the_engine(book):
     import random
 

@@ -214,10 +214,78 @@ def settle_frame(
         _person_hash(pl).alias("h"),
     )
     _mark("keyparts", t0)
+    start = _in_order(pl, placed, low, bits_bp)
+    perm = None
+    if start is None:
+        perm, start = _sorted_order(pl, placed, low, bits_bp, bits_d, bits_i, t0)
+    del low
+
+    # --- arithmetic in processing order ----------------------------------------------------
+    work = pl.DataFrame({
+        "s": _permuted(placed["self_pay"], perm),
+        "p": _permuted(placed["__p"], perm),
+        "b": start,
+    })
+    _mark("gather", t0)
+    res, seq = _arithmetic(pl, work, t)
+    _mark("arithmetic", t0)
+    if seq is not None:
+        res = _sequential(pl, res, work, seq, t)
+    del work
+    _mark("sequential", t0)
+    res_in = res if perm is None else _unpermute(pl, res, perm, n)
+    _mark("unpermute", t0)
+    out = placed.drop("__v", "__by", "__p")
+    done = _finish(pl, out, placed, t, res_in, compact)
+    _mark("finish", t0)
+    return done, rejects
+
+
+def _permuted(col: Any, perm: Any) -> Any:
+    col = col.rechunk()
+    return col if perm is None else col.gather(perm)
+
+
+def _in_order(pl: Any, placed: "pl.DataFrame", low: "pl.DataFrame", bits_bp: int) -> Any:
+    """When the rows already come in a valid processing order (every (person, benefit year,
+    pool) group contiguous, and in (date, claim id) order inside it), the group-start flags;
+    else ``None`` and the rows get sorted.  A probe of the first rows gives up early on input
+    in any other order."""
+    n = placed.height
+    person, bp, d = placed["person_id"].rechunk(), low["bp"], low["d"]
+    group_hash = (low["h"] // (1 << bits_bp)) * (1 << bits_bp) + bp  # equal groups ⇒ equal
+
+    def same_group(m: int) -> Any:
+        return _same_as_previous(pl, person.slice(0, m)) & _same_as_previous(pl, bp.slice(0, m))
+
+    probe = min(n, 1 << 16)
+    if probe - int(same_group(probe).sum()) > group_hash.slice(0, probe).n_unique():
+        return None  # a group comes back after another one: not grouped
+    same = same_group(n)
+    if (same & (d < d.shift(1, fill_value=0))).any():
+        return None
+    tie = same & _same_as_previous(pl, d)
+    if tie.any():
+        at = pl.int_range(0, n, dtype=pl.UInt32, eager=True).filter(tie)
+        claim = placed["claim_id"].rechunk()
+        if not (claim.gather(at) > claim.gather(at - 1)).all():
+            return None
+    # distinct group hashes ≤ distinct groups ≤ runs of equal groups; equality of the ends means
+    # every group is one run
+    if n - int(same.sum()) != group_hash.n_unique():
+        return None
+    return ~same
+
+
+def _sorted_order(
+    pl: Any, placed: "pl.DataFrame", low: "pl.DataFrame", bits_bp: int, bits_d: int, bits_i: int,
+    t0: list[float],
+) -> tuple[Any, Any]:
+    """The permutation into processing order and the group-start flags in that order: the
+    radix-sorted key, then the exact repair of ties and person-hash collisions."""
+    n = placed.height
     perm, grp, gp = _order(pl, low, bits_bp, bits_d, bits_i, n)
     _mark("sort", t0)
-    del low
-    # exact fix-up of ties (same group and day) and person-hash collisions
     person_s = placed["person_id"].rechunk().gather(perm)
     collide = _same_as_previous(pl, grp) & ~_same_as_previous(pl, person_s)
     tie = _same_as_previous(pl, gp)
@@ -240,27 +308,7 @@ def settle_frame(
     start = ~_same_as_previous(pl, grp)
     if collided:
         start = start | ~_same_as_previous(pl, person_s)
-    del person_s, collide, tie, fix, grp, gp
-
-    # --- arithmetic in processing order ----------------------------------------------------
-    work = pl.DataFrame({
-        "s": placed["self_pay"].rechunk().gather(perm),
-        "p": placed["__p"].rechunk().gather(perm),
-        "b": start,
-    })
-    _mark("gather", t0)
-    res, seq = _arithmetic(pl, work, t)
-    _mark("arithmetic", t0)
-    if seq is not None:
-        res = _sequential(pl, res, work, seq, t)
-    del work
-    _mark("sequential", t0)
-    res_in = _unpermute(pl, res, perm, n)
-    _mark("unpermute", t0)
-    out = placed.drop("__v", "__by", "__p")
-    done = _finish(pl, out, placed, t, res_in, compact)
-    _mark("finish", t0)
-    return done, rejects
+    return perm, start
 
 
 # ----------------------------------------------------------------------------------------------
