@@ -78,7 +78,7 @@ def make_claims(n: int, seed: int, ordered: bool):  # -> pl.DataFrame of yuan te
         "hospital": pl.Series(rng.integers(0, 400, n)).cast(pl.String).str.pad_start(4, "H"),
     })
     if ordered:
-        df = df.sort("person_id", "date", "claim_id")
+        df = df.sort("person_id", "kind", "date", "claim_id")  # kind decides the pool here
     return df.select(
         "claim_id", "person_id", "date",
         ((pl.col("cents") // 100).cast(pl.String) + "." + (pl.col("cents") % 100).cast(pl.String).str.zfill(2)).alias("self_pay"),
@@ -122,7 +122,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("n", nargs="?", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=20240101)
-    ap.add_argument("--sorted", action="store_true", help="input already ordered by person, date, claim")
+    ap.add_argument("--sorted", action="store_true", help="input already grouped by person and pool, by date and claim inside")
     ap.add_argument("--keep", type=Path, help="folder to keep the files in")
     ap.add_argument("--repeat", type=int, default=3, help="runs per step; the fastest is kept")
     ap.add_argument("--strings", action="store_true",
