@@ -489,6 +489,23 @@ def test_compact_results_hold_the_same_text_as_enums(book):
     assert compact["capped_by"].to_list() == [None, "annual_cap"]
 
 
+def test_absurd_amounts_are_settled_exactly_or_refused_never_wrapped(book):
+    huge = 2**61  # fen; two of them reach 2**62, where int64 products could wrap
+    claims = [
+        medaid.Claim(claim_id=f"C{i}", person_id="P1", date=dt.date(2024, 1, 1 + i), self_pay=huge,
+                     group="key", kind="inpatient")
+        for i in range(2)
+    ]
+    assert_same_as_engine(claims, book)
+    claims += [
+        medaid.Claim(claim_id=f"C{i}", person_id="P1", date=dt.date(2024, 1, 1 + i), self_pay=2**62,
+                     group="key", kind="inpatient")
+        for i in range(2, 4)
+    ]
+    with pytest.raises(medaid.ClaimError, match="exceeds what can be recorded"):
+        settle_frame(frame_of(claims), book)
+
+
 def test_an_empty_frame_gives_empty_results(book):
     results, rejects = settle_frame(frame_of([]), book)
     assert results.height == 0 and rejects.height == 0

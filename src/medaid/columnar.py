@@ -16,8 +16,9 @@ How (docs/columnar.md has the proofs):
   row``, sorted with a radix sort; the row index is read back from the low bits.  Rows whose
   key ties (same person hash, pool, year and day) or whose person hash collides with another
   person are re-sorted exactly by (person, day, claim id): that subset is small.
-* *Arithmetic*: ``f(x)·scale = cum[j] + num[j]·(x − lo[j])`` with one ``search_sorted`` over all
-  plans' brackets, rounded by integer floor division and remainder.  With ``r'_k = max(0,
+  Input already in such an order is detected and not sorted at all.
+* *Arithmetic*: ``f(x)·S = icpt[j] + num[j]·x`` on the piece ``j`` holding ``x``, found by one
+  ``search_sorted`` over all plans' pieces, then rounded by one integer division.  With ``r'_k = max(0,
   min(inc_k, claim_cap, s_k))`` and a constant annual cap ``A`` in a group,
   ``G_k = min(A, Σ_{j≤k} r'_j)``, so relief is ``min(A, P_k) − min(A, P_{k−1})``: segmented
   prefix sums, no sequential pass.  Groups whose annual cap changes within the group (two
@@ -75,12 +76,10 @@ class _Tables:
     def __init__(self, rules: RuleBook) -> None:
         self.versions: tuple[RuleSet, ...] = rules.versions()
         self.plans: list[_Placed] = []
-        first_plan: list[int] = []
         for rs in self.versions:
-            first_plan.append(len(self.plans))
             for p in rs.plans:
                 self.plans.append(_Placed(rs, p, rules.schedule(rs, p)))
-        self.pools = sorted({pl.plan.pool for pl in self.plans})
+        self.pools = sorted({x.plan.pool for x in self.plans})
         groups: set[str] = set()
         kinds: set[str] = set()
         for x in self.plans:
@@ -103,7 +102,6 @@ class _Tables:
                     p = rs.plan(g, k)
                     combo.append(None if p is None else index[(id(rs), p.name)])
         self.combo = combo
-        del first_plan
         # per-plan arithmetic, flattened into "pieces" searched by lower bound: on each piece
         # f(x)·S = icpt + num·x exactly (S: one scale for every plan; scales are powers of
         # ten, so the largest is a multiple of each, and the rounding step S·unit is one
