@@ -477,22 +477,9 @@ def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFram
         x_to, x_from = s, None
     else:
         x_to, x_from = pl.when(year).then(pl.col("C")).otherwise(s), pl.when(year).then(pl.col("C") - s).otherwise(0)
-    # plan i's brackets are searched as i·stride + from, so stride exceeds every base and bound
     c_max = int(s_max) * n  # C_k ≤ Σ s ≤ max(s)·n < 2**62
-    top_lower = max(t.piece_lo)
-    stride_bits = max(c_max, top_lower).bit_length() + 1
-    multi = len(plans) > 1
-    if multi and (len(plans) << stride_bits) >= _SAFE:
-        c_max = int(work.select(cs.max()).item())
-        stride_bits = max(c_max, top_lower).bit_length() + 1
-        if (len(plans) << stride_bits) >= _SAFE:
-            return _blank(pl, n), pl.Series([True] * n)
     if max(abs(c) for c in t.piece_icpt) >= _SAFE:
         return _blank(pl, n), pl.Series([True] * n)
-    stride = 1 << stride_bits
-    flat_key = pl.Series(
-        [i * stride + lo for i, lo in zip(t.plan_of_piece, t.piece_lo)], dtype=pl.Int64
-    )
     num_s = pl.Series(t.piece_num, dtype=pl.Int64)
     icpt_s = pl.Series(t.piece_icpt, dtype=pl.Int64)
     first = param([x._first for x in scheds])
@@ -500,12 +487,21 @@ def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFram
     step = param([t.scale * x.unit for x in scheds])
     unit = param([x.unit for x in scheds])
     method = param([_METHOD_CODE[x.method] for x in scheds], pl.Int8)
-    p64 = p.cast(pl.Int64)
+    # the i-th piece's lower bound of each plan (i ≥ 1; beyond a plan's last piece: never)
+    by_plan: list[list[int]] = [[] for _ in plans]
+    for lo, i in zip(t.piece_lo, t.plan_of_piece):
+        by_plan[i].append(lo)
+    deepest = max(len(x) for x in by_plan)
+    bounds = [param([x[i] if i < len(x) else big for x in by_plan]) for i in range(1, deepest)]
+    piece0 = param([t.plan_of_piece.index(i) for i in range(len(plans))])
 
     def piece_of(x: Any) -> Any:
-        """Global index of the piece containing ``x`` (``x`` ≥ 0 always finds one)."""
-        key = p64 * stride + x if multi else x
-        return pl.lit(flat_key).search_sorted(key, side="right").cast(pl.Int64) - 1
+        """Global index of the piece containing ``x``: the plan's first piece (from 0) plus
+        how many of its other pieces' lower bounds ``x`` reaches (``bisect_right`` − 1)."""
+        j = lit(piece0).cast(pl.Int64)
+        for lo in bounds:
+            j = j + (x >= lit(lo)).cast(pl.Int64)
+        return j
 
     def r_of_f(x: Any, j: Any) -> Any:
         """``R(f(x))`` in fen: the exact scaled value ``icpt + num·x`` ≥ 0, then one integer
