@@ -17,8 +17,8 @@ How (docs/columnar.md has the proofs):
   key ties (same person hash, pool, year and day) or whose person hash collides with another
   person are re-sorted exactly by (person, day, claim id): that subset is small.
   Input already in such an order is detected and not sorted at all.
-* *Arithmetic*: ``f(x)·S = icpt[j] + num[j]·x`` on the piece ``j`` holding ``x``, found by one
-  ``search_sorted`` over all plans' pieces, then rounded by one integer division.  With ``r'_k = max(0,
+* *Arithmetic*: ``f(x)·S = icpt[j] + num[j]·x`` on the piece ``j`` holding ``x`` (found by
+  comparing ``x`` with the plan's bounds), then rounded by one integer division.  With ``r'_k = max(0,
   min(inc_k, claim_cap, s_k))`` and a constant annual cap ``A`` in a group,
   ``G_k = min(A, Σ_{j≤k} r'_j)``, so relief is ``min(A, P_k) − min(A, P_{k−1})``: segmented
   prefix sums, no sequential pass.  Groups whose annual cap changes within the group (two
