@@ -207,8 +207,8 @@ def settle_frame(
     bits_i = (n - 1).bit_length()
     low = placed.select(
         ((pl.col("__by") - by_min) * npools + _lookup(pl, pool_of_plan, pl.col("__p"), pl.Int64))
-        .cast(pl.UInt64).alias("bp"),
-        (date - pl.lit(d0)).dt.total_days().cast(pl.UInt64).alias("d"),
+        .cast(pl.UInt32).alias("bp"),
+        (date - pl.lit(d0)).dt.total_days().cast(pl.UInt32).alias("d"),
         _person_hash(pl).alias("h"),
     )
     _mark("keyparts", t0)
@@ -251,7 +251,7 @@ def _in_order(pl: Any, placed: "pl.DataFrame", low: "pl.DataFrame", bits_bp: int
     in any other order."""
     n = placed.height
     person, bp, d = placed["person_id"].rechunk(), low["bp"], low["d"]
-    group_hash = (low["h"] // (1 << bits_bp)) * (1 << bits_bp) + bp  # equal groups ⇒ equal
+    group_hash = (low["h"] // (1 << bits_bp)) * (1 << bits_bp) + bp.cast(pl.UInt64)  # equal groups ⇒ equal
 
     def same_group(m: int) -> Any:
         return _same_as_previous(pl, person.slice(0, m)) & _same_as_previous(pl, bp.slice(0, m))
@@ -394,7 +394,7 @@ def _order(pl: Any, low: "pl.DataFrame", bits_bp: int, bits_d: int, bits_i: int,
     With enough bits, the row index rides in the low bits of one ``UInt64`` key and a plain
     (radix) sort does the work; otherwise an ``arg_sort`` of the key without the index."""
     hb = 64 - bits_bp - bits_d - bits_i
-    h, bp, d = pl.col("h"), pl.col("bp"), pl.col("d")
+    h, bp, d = pl.col("h"), pl.col("bp").cast(pl.UInt64), pl.col("d").cast(pl.UInt64)
     if hb >= _MIN_HASH_BITS:
         key = low.select(
             (h // (1 << (64 - hb))) * (1 << (64 - hb))
