@@ -182,35 +182,43 @@ def settle_frame(
     code = (v * (t.ng * t.nk) + _codes(pl, group, t.groups) * t.nk + _codes(pl, kind, t.kinds))
     plan_expr = _lookup(pl, t.combo, code, pl.Int32)
 
-    placed = frame.lazy().with_columns(v_expr.alias("__v")).with_columns(
-        by_expr.alias("__by"), plan_expr.alias("__p")
-    ).collect()
+    # the placement goes in a frame of its own: the input's columns are never copied
+    keys = frame.lazy().select(date, group.alias("group"), kind.alias("kind")).with_columns(
+        v_expr.alias("__v")
+    ).select(pl.col("__v"), by_expr.alias("__by"), plan_expr.alias("__p")).collect()
     _mark("place", t0)
-    bad = placed["__p"].is_null()
-    rejects = _rejects(pl, placed.filter(bad), rules, t) if bad.any() else _empty_rejects(pl)
-    if rejects.height:
-        placed = placed.filter(~bad)
+    placed = frame
+    bad = keys["__p"].is_null()
+    if bad.any():
+        rejects = _rejects(pl, frame.filter(bad).with_columns(keys["__v"].filter(bad)), rules, t)
+        placed, keys = frame.filter(~bad), keys.filter(~bad)
+    else:
+        rejects = _empty_rejects(pl)
     n = placed.height
     if n == 0:
-        return _finish(pl, placed.drop("__v", "__by", "__p"), placed, t, None, compact), rejects
+        return _finish(pl, placed, keys, t, None, compact), rejects
 
     # --- order by (person, benefit year, pool, date, claim id) ---------------------------
     pool_of_plan = [t.pools.index(x.plan.pool) for x in t.plans]
     npools = len(t.pools)
-    by_min = placed["__by"].min()
+    by_min = keys["__by"].min()
     d0 = placed["date"].min()
     d1 = placed["date"].max()
     assert isinstance(by_min, int) and isinstance(d0, dt.date) and isinstance(d1, dt.date)
-    bp_max = (placed["__by"].max() - by_min) * npools + npools - 1  # type: ignore[operator]
+    bp_max = (keys["__by"].max() - by_min) * npools + npools - 1  # type: ignore[operator]
     bits_bp = int(bp_max).bit_length()
     bits_d = (d1 - d0).days.bit_length()
     bits_i = (n - 1).bit_length()
-    low = placed.select(
+    bp = keys.select(
         ((pl.col("__by") - by_min) * npools + _lookup(pl, pool_of_plan, pl.col("__p"), pl.Int64))
-        .cast(pl.UInt32).alias("bp"),
+        .cast(pl.UInt32).alias("bp")
+    ).to_series()
+    dh = placed.select(
         (date - pl.lit(d0)).dt.total_days().cast(pl.UInt32).alias("d"),
         _person_hash(pl).alias("h"),
     )
+    low = pl.DataFrame([bp.rechunk(), dh["d"].rechunk(), dh["h"].rechunk()])
+    del bp, dh
     _mark("keyparts", t0)
     start = _in_order(pl, placed, low, bits_bp)
     perm = None
@@ -221,7 +229,7 @@ def settle_frame(
     # --- arithmetic in processing order ----------------------------------------------------
     work = pl.DataFrame({
         "s": _permuted(placed["self_pay"], perm),
-        "p": _permuted(placed["__p"], perm),
+        "p": _permuted(keys["__p"], perm),
         "b": start,
     })
     _mark("gather", t0)
@@ -233,8 +241,7 @@ def settle_frame(
     _mark("sequential", t0)
     res_in = res if perm is None else _unpermute(pl, res, perm, n)
     _mark("unpermute", t0)
-    out = placed.drop("__v", "__by", "__p")
-    done = _finish(pl, out, placed, t, res_in, compact)
+    done = _finish(pl, placed, keys, t, res_in, compact)
     _mark("finish", t0)
     return done, rejects
 
@@ -300,12 +307,13 @@ def _sorted_order(
             "claim": placed["claim_id"].gather(sub_perm), "perm": sub_perm,
         }).sort("grp", "person", "gp", "claim")
         perm = perm.scatter(pos, sub["perm"])
-        if collided:
-            person_s = person_s.scatter(pos, sub["person"])
     _mark("fixup", t0)
     start = ~_same_as_previous(pl, grp)
     if collided:
-        start = start | ~_same_as_previous(pl, person_s)
+        # inside a colliding run (whole, contiguous, now sorted by person) a new person starts
+        # a new group
+        new = _same_as_previous(pl, sub["grp"]) & ~_same_as_previous(pl, sub["person"])
+        start = start.scatter(pos.filter(new), True)
     return perm, start
 
 
@@ -695,12 +703,12 @@ def _bracket(sched: Schedule, x: int) -> int:
 
 
 def _finish(
-    pl: Any, out: "pl.DataFrame", placed: "pl.DataFrame", t: _Tables, res: "pl.DataFrame | None",
+    pl: Any, out: "pl.DataFrame", keys: "pl.DataFrame", t: _Tables, res: "pl.DataFrame | None",
     compact: bool,
 ) -> "pl.DataFrame":
     """Input columns, then :data:`medaid.columns.RESULT_FIELDS`, in input order."""
     keep = [c for c in out.columns if c not in RESULT_FIELDS]
-    p = placed["__p"].rechunk()
+    p = keys["__p"].rechunk()
 
     def text(values: list[str | None]) -> Any:
         if compact:
@@ -716,9 +724,9 @@ def _finish(
     extra = [
         by_plan([x.plan.name for x in t.plans]).alias("plan"),
         by_plan([x.plan.pool for x in t.plans]).alias("pool"),
-        placed["__by"].cast(pl.Int32).alias("benefit_year"),
+        keys["__by"].cast(pl.Int32).alias("benefit_year"),
         res["relief"],
-        (placed["self_pay"] - res["relief"]).alias("patient_pays"),
+        (out["self_pay"] - res["relief"]).alias("patient_pays"),
         res["bracket_relief"],
         capped.gather(res["capped"]).alias("capped_by"),
         res["bracket"],
@@ -728,4 +736,6 @@ def _finish(
         by_plan([x.rule_set.version for x in t.plans]).alias("rule_version"),
         by_plan([x.rule_set.content_hash for x in t.plans]).alias("rule_hash"),
     ]
-    return out.select(keep).with_columns(extra)
+    if len(keep) < out.width:  # selecting realigns (copies) every column: only when needed
+        out = out.select(keep)
+    return out.with_columns(extra)
