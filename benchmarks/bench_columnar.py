@@ -125,6 +125,7 @@ def main() -> None:
     ap.add_argument("--sorted", action="store_true", help="input already grouped by person and pool, by date and claim inside")
     ap.add_argument("--keep", type=Path, help="folder to keep the files in")
     ap.add_argument("--repeat", type=int, default=3, help="runs per step; the fastest is kept")
+    ap.add_argument("--trace", action="store_true", help="print settle_frame's time per step")
     ap.add_argument("--strings", action="store_true",
                     help="text result columns as String (default: compact Enum columns)")
     args = ap.parse_args()
@@ -132,6 +133,7 @@ def main() -> None:
     import polars as pl
 
     import medaid
+    from medaid import columnar
     from medaid.columnar import settle_frame
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="medaid-bench-"))
@@ -152,9 +154,12 @@ def main() -> None:
         # medaid: read → fen → settle → write
         t0 = time.perf_counter()
         claims = read_claims(src)
+        columnar.TRACE = [] if args.trace else None
         t1 = time.perf_counter()
         results, rejects = settle_frame(claims, book, compact=not args.strings)
         t2 = time.perf_counter()
+        if args.trace:
+            print("  steps: " + "  ".join(f"{k} {v:.3f}" for k, v in columnar.TRACE[1:]))
         results.write_csv(folder / "results.csv")
         t3 = time.perf_counter()
         assert rejects.height == 0 and results.height == args.n
