@@ -195,6 +195,8 @@ def settle_frame(
     else:
         rejects = _empty_rejects(pl)
     n = placed.height
+    if n >= 2**32:
+        raise ClaimError(Problem("more than 4,294,967,295 claims in one frame; split the batch"))
     if n == 0:
         return _finish(pl, placed, keys, t, None, compact), rejects
 
