@@ -182,10 +182,30 @@ def settle_frame(
     code = (v * (t.ng * t.nk) + _codes(pl, group, t.groups) * t.nk + _codes(pl, kind, t.kinds))
     plan_expr = _lookup(pl, t.combo, code, pl.Int32)
 
-    # the placement goes in a frame of its own: the input's columns are never copied
-    keys = frame.lazy().select(date, group.alias("group"), kind.alias("kind")).with_columns(
-        v_expr.alias("__v")
-    ).select(pl.col("__v"), by_expr.alias("__by"), plan_expr.alias("__p")).collect()
+    # the placement and the sort key's parts, in one pass and a frame of their own (the
+    # input's columns are never copied): day offset from the first date, (benefit year, pool)
+    # from the year before the first date's, the person hash
+    d0, d1 = frame["date"].min(), frame["date"].max()
+    pool_of_plan = [t.pools.index(x.plan.pool) for x in t.plans]
+    npools = len(t.pools)
+    if frame.height:
+        assert isinstance(d0, dt.date) and isinstance(d1, dt.date)
+        by_base = d0.year - 1
+        parts = [
+            ((pl.col("__by") - by_base) * npools + _lookup(pl, pool_of_plan, pl.col("__p"), pl.Int64))
+            .cast(pl.UInt32).alias("bp"),
+            (date - pl.lit(d0)).dt.total_days().cast(pl.UInt32).alias("d"),
+            _person_hash(pl).alias("h"),
+        ]
+    else:
+        parts = []
+    keys = (
+        frame.lazy().select(date, group.alias("group"), kind.alias("kind"), pl.col("person_id"))
+        .with_columns(v_expr.alias("__v"))
+        .with_columns(by_expr.alias("__by"), plan_expr.alias("__p"))
+        .select("__v", "__by", "__p", *parts)
+        .collect()
+    )
     _mark("place", t0)
     placed = frame
     bad = keys["__p"].is_null()
@@ -201,26 +221,10 @@ def settle_frame(
         return _finish(pl, placed, keys, t, None, compact), rejects
 
     # --- order by (person, benefit year, pool, date, claim id) ---------------------------
-    pool_of_plan = [t.pools.index(x.plan.pool) for x in t.plans]
-    npools = len(t.pools)
-    by_min = keys["__by"].min()
-    d0 = placed["date"].min()
-    d1 = placed["date"].max()
-    assert isinstance(by_min, int) and isinstance(d0, dt.date) and isinstance(d1, dt.date)
-    bp_max = (keys["__by"].max() - by_min) * npools + npools - 1  # type: ignore[operator]
-    bits_bp = int(bp_max).bit_length()
-    bits_d = (d1 - d0).days.bit_length()
+    bits_bp = int(keys["bp"].max()).bit_length()  # type: ignore[arg-type]
+    bits_d = (d1 - d0).days.bit_length()  # type: ignore[operator]
     bits_i = (n - 1).bit_length()
-    bp = keys.select(
-        ((pl.col("__by") - by_min) * npools + _lookup(pl, pool_of_plan, pl.col("__p"), pl.Int64))
-        .cast(pl.UInt32).alias("bp")
-    ).to_series()
-    dh = placed.select(
-        (date - pl.lit(d0)).dt.total_days().cast(pl.UInt32).alias("d"),
-        _person_hash(pl).alias("h"),
-    )
-    low = pl.DataFrame([bp.rechunk(), dh["d"].rechunk(), dh["h"].rechunk()])
-    del bp, dh
+    low = keys.select("bp", "d", "h").rechunk()
     _mark("keyparts", t0)
     start = _in_order(pl, placed, low, bits_bp)
     perm = None
