@@ -118,6 +118,33 @@ def generate(n: int, seed: int, ordered: bool, folder: Path) -> Path:
     return src
 
 
+def verify(results, book, persons: int, seed: int) -> int:
+    """Every claim of ``persons`` random persons, settled by the scalar engine, must equal the
+    columnar result field by field; returns how many claims were compared."""
+    import random
+
+    import polars as pl
+
+    import medaid
+
+    ids = results["person_id"].unique().sort().to_list()
+    chosen = random.Random(seed).sample(ids, min(persons, len(ids)))
+    rows = results.filter(pl.col("person_id").is_in(chosen)).with_columns(
+        pl.col(c).cast(pl.String) for c in ("plan", "pool", "capped_by", "rule_version"))
+    claims = [
+        medaid.Claim(claim_id=r["claim_id"], person_id=r["person_id"], date=r["date"],
+                     self_pay=r["self_pay"], group=r["group"], kind=r["kind"])
+        for r in rows.iter_rows(named=True)
+    ]
+    for want, got in zip(medaid.settle(claims, book), rows.iter_rows(named=True)):
+        fields = ("relief", "patient_pays", "bracket_relief", "capped_by", "ytd_self_pay",
+                  "ytd_relief", "plan", "pool", "benefit_year", "rule_version")
+        mismatch = [f for f in fields if getattr(want, f) != got[f]]
+        if mismatch:
+            raise SystemExit(f"MISMATCH at claim {want.claim_id}: {mismatch}")
+    return len(claims)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("n", nargs="?", type=int, default=200_000)
@@ -125,6 +152,8 @@ def main() -> None:
     ap.add_argument("--sorted", action="store_true", help="input already grouped by person and pool, by date and claim inside")
     ap.add_argument("--keep", type=Path, help="folder to keep the files in")
     ap.add_argument("--repeat", type=int, default=3, help="runs per step; the fastest is kept")
+    ap.add_argument("--verify", type=int, default=200, metavar="K",
+                    help="check every claim of K random persons against the scalar engine (0: skip)")
     ap.add_argument("--trace", action="store_true", help="print settle_frame's time per step")
     ap.add_argument("--strings", action="store_true",
                     help="text result columns as String (default: compact Enum columns)")
@@ -175,6 +204,8 @@ def main() -> None:
         del raw
         keep("b_read", b1 - b0), keep("b_write", b2 - b1), keep("b_total", b2 - b0)
         relief, capped = results["relief"].sum(), results["capped_by"].is_not_null().sum()
+        if args.verify and "checked" not in best:
+            best["checked"] = verify(results, book, args.verify, args.seed)
         del results
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -185,6 +216,9 @@ def main() -> None:
     print(f"ratio medaid / polars read+write: {best['total'] / best['b_total']:.2f}")
     print(f"peak RSS {peak_mb:,.0f} MB  (read, settle, write; data generated in a child process)")
     print(f"relief total {relief:,} fen; capped {capped:,}")
+    if args.verify:
+        print(f"verified against medaid.engine.settle: {int(best['checked']):,} claims of "
+              f"{args.verify} persons, identical to the fen")
     if args.keep is None:
         for f in folder.iterdir():
             f.unlink()
