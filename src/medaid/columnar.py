@@ -113,25 +113,24 @@ class _Tables:
         self.piece_num: list[int] = []
         self.piece_icpt: list[int] = []
         self.plan_of_piece: list[int] = []
-        self.first_real: list[int] = []
+        self.piece_bracket: list[int] = []  # the contract's ``bracket`` for a base in the piece
         for i, x in enumerate(self.plans):
             s = x.schedule
             k = self.scale // s.scale
 
-            def piece(lo: int, num: int, icpt: int) -> None:
+            def piece(lo: int, num: int, icpt: int, bracket: int) -> None:
                 self.piece_lo.append(lo)
                 self.piece_num.append(num)
                 self.piece_icpt.append(icpt)
                 self.plan_of_piece.append(i)
+                self.piece_bracket.append(bracket)
 
-            if s._first > 0:
-                piece(0, 0, 0)
-            self.first_real.append(len(self.piece_lo))
-            for lo, cum, num in zip(s.lowers, s._cum, s.rate_nums):
+            piece(0, 0, 0, 0)  # [0, from_1]: the threshold (a base equal to from_1 is in it)
+            for b, (lo, cum, num) in enumerate(zip(s.lowers, s._cum, s.rate_nums)):
                 num *= k
-                piece(lo, num, cum * k - num * lo if s._marginal else -num * s._first)
+                piece(lo, num, cum * k - num * lo if s._marginal else -num * s._first, b + 1)
             if s._marginal and s._top is not None:
-                piece(s._top, 0, s._top_value * k)
+                piece(s._top, 0, s._top_value * k, len(s.lowers))
 
     def safe_base(self, i: int) -> int:
         """The largest base ``x`` for which plan ``i``'s ``icpt + num·x`` stays within ±2**62."""
@@ -496,7 +495,6 @@ def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFram
         return _blank(pl, n), pl.Series([True] * n)
     num_s = pl.Series(t.piece_num, dtype=pl.Int64)
     icpt_s = pl.Series(t.piece_icpt, dtype=pl.Int64)
-    first = param([x._first for x in scheds])
     gate = param([x.gate or 0 for x in scheds])
     step = param([t.scale * x.unit for x in scheds])
     unit = param([x.unit for x in scheds])
@@ -510,11 +508,12 @@ def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFram
     piece0 = param([t.plan_of_piece.index(i) for i in range(len(plans))])
 
     def piece_of(x: Any) -> Any:
-        """Global index of the piece containing ``x``: the plan's first piece (from 0) plus
-        how many of its other pieces' lower bounds ``x`` reaches (``bisect_right`` − 1)."""
+        """Global index of the piece containing ``x``: the plan's threshold piece plus how many
+        of its brackets' lower bounds ``x`` exceeds (the first) or reaches (the others, as
+        ``bisect_right``)."""
         j = lit(piece0).cast(pl.Int64)
-        for lo in bounds:
-            j = j + (x >= lit(lo)).cast(pl.Int64)
+        for i, lo in enumerate(bounds):
+            j = j + ((x > lit(lo)) if i == 0 else (x >= lit(lo))).cast(pl.Int64)
         return j
 
     def r_of_f(x: Any, j: Any) -> Any:
@@ -546,13 +545,9 @@ def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFram
 
     xt, jt = pl.col("__xt"), pl.col("__jt")
     stage1 = [x_to.alias("__xt"), piece_of(x_to).alias("__jt")]
-    nb = param([len(x.lowers) for x in scheds])
-    local = jt - param(t.first_real) + 1
-    below = xt <= first
+    bracket = pl.lit(pl.Series(t.piece_bracket, dtype=pl.Int8)).gather(jt)
     if not _is(pl, gate, 0):
-        below = below | (xt < gate)
-    bracket = pl.when(below).then(0).otherwise(local if all(
-        x._top is None for x in scheds) else pl.min_horizontal(local, lit(nb))).cast(pl.Int8)
+        bracket = pl.when(xt < gate).then(pl.lit(0, pl.Int8)).otherwise(bracket)
     seq_flags: list[Any] = []
     safe = [t.safe_base(i) for i in range(len(plans))]
     if min(safe) < c_max:
