@@ -1,0 +1,512 @@
+"""The columnar path settles exactly as the scalar engine does, claim by claim, to the fen.
+
+Expected values come from :func:`medaid.engine.settle` (the slower, clearly correct reference)
+or are worked out by hand in the test; never from :func:`medaid.columnar.settle_frame` itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import tempfile
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import medaid
+from medaid import columnar
+from medaid.columnar import settle_frame
+from medaid.columns import RESULT_FIELDS
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def frame_of(claims: list[medaid.Claim]) -> pl.DataFrame:
+    """The input frame batch readers hand over: fen, dates, line numbers from 2 (header = 1)."""
+    return pl.DataFrame(
+        {
+            "row": list(range(2, len(claims) + 2)),
+            "claim_id": [c.claim_id for c in claims],
+            "person_id": [c.person_id for c in claims],
+            "date": [c.date for c in claims],
+            "self_pay": [c.self_pay for c in claims],
+            "group": [c.group for c in claims],
+            "kind": [c.kind for c in claims],
+            "hospital": [c.hospital for c in claims],
+        },
+        schema={
+            "row": pl.Int64, "claim_id": pl.String, "person_id": pl.String, "date": pl.Date,
+            "self_pay": pl.Int64, "group": pl.String, "kind": pl.String, "hospital": pl.String,
+        },
+    )
+
+
+def bracket_index(sched, base_to: int) -> int:
+    """The contract's ``bracket``: 1-based bracket holding ``base_to``, by counting bounds."""
+    if base_to <= sched.lowers[0] or (sched.gate is not None and base_to < sched.gate):
+        return 0
+    return len([lo for lo in sched.lowers if lo <= base_to])
+
+
+def assert_same_as_engine(claims: list[medaid.Claim], book: medaid.RuleBook) -> None:
+    placeable, rejected = [], []
+    for c in claims:
+        try:
+            medaid.place(c, book)
+            placeable.append(c)
+        except medaid.ClaimError as e:
+            rejected.append((c, e.problems[0]))
+    expected = medaid.settle(placeable, book)
+    results, rejects = settle_frame(frame_of(claims), book)
+
+    assert results.columns == [*frame_of([]).columns, *RESULT_FIELDS]
+    assert results["claim_id"].to_list() == [c.claim_id for c in placeable]
+    got = results.to_dicts()
+    for want, row in zip(expected, got):
+        assert row["claim_id"] == want.claim_id
+        assert (
+            row["relief"], row["patient_pays"], row["bracket_relief"], row["capped_by"],
+            row["ytd_self_pay"], row["ytd_relief"],
+        ) == (
+            want.relief, want.patient_pays, want.bracket_relief, want.capped_by,
+            want.ytd_self_pay, want.ytd_relief,
+        ), want.claim_id
+        assert (row["plan"], row["pool"], row["benefit_year"]) == (want.plan, want.pool, want.benefit_year)
+        assert (row["rule_set_id"], row["rule_version"], row["rule_hash"]) == (
+            want.rule_set_id, want.rule_version, want.rule_hash,
+        )
+        assert row["bracket"] == bracket_index(want.schedule, want.base_to), want.claim_id
+    assert rejects.columns == ["row", "claim_id", "field", "message"]
+    rows = {c.claim_id: i + 2 for i, c in enumerate(claims)}
+    assert rejects.to_dicts() == [
+        {"row": rows[c.claim_id], "claim_id": c.claim_id, "field": p.field, "message": p.message}
+        for c, p in rejected
+    ]
+    dtypes = dict(zip(results.columns, results.dtypes))
+    assert dtypes["benefit_year"] == pl.Int32 and dtypes["bracket"] == pl.Int8
+    assert all(dtypes[f] == pl.Int64 for f in medaid.columns.RESULT_MONEY_FIELDS)
+
+
+def write_rules(folder: Path, *texts: str) -> medaid.RuleBook:
+    for i, text in enumerate(texts):
+        (folder / f"r{i}.toml").write_text(text, encoding="utf-8")
+    return medaid.load_rules(folder)
+
+
+def claim(cid: str, person: str, day: str, yuan: str, group: str | None = None, kind: str | None = None):
+    return medaid.Claim.from_yuan(
+        claim_id=cid, person_id=person, date=day, self_pay=yuan, group=group, kind=kind
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# hand-worked examples
+
+
+@pytest.fixture(scope="module")
+def book():
+    return medaid.load_rules("rules")
+
+
+def test_the_source_policy_examples_come_out_as_worked_by_hand(book):
+    claims = [
+        claim("A", "P1", "2024-03-01", "30000", "key", "inpatient"),   # 6,300 + 17,000
+        claim("B", "P2", "2024-03-01", "12345.67", "key", "inpatient"),  # 6,300 + 1,993.82
+        claim("C", "P3", "2024-03-01", "999.99", "key", "inpatient"),    # below the threshold
+        claim("D", "P3", "2024-03-02", "1000.01", "key", "inpatient"),   # 0.007 → 0.01
+    ]
+    results, rejects = settle_frame(frame_of(claims), book)
+    assert results["relief"].to_list() == [2_330_000, 829_382, 0, 1]
+    assert results["patient_pays"].to_list() == [670_000, 405_185, 99_999, 100_000]
+    assert results["bracket"].to_list() == [2, 2, 0, 1]
+    assert rejects.height == 0
+
+
+def test_the_annual_cap_binds_on_the_second_stay_even_when_listed_first(book):
+    claims = [
+        claim("S2", "P1", "2024-09-01", "30000", "key", "inpatient"),
+        claim("S1", "P1", "2024-02-01", "100000", "key", "inpatient"),
+    ]
+    results, _ = settle_frame(frame_of(claims), book)
+    # 100,000 → 87,800 first (earlier date); then 23,300 is cut to the 12,200 left of 100,000
+    assert results["relief"].to_list() == [1_220_000, 8_780_000]
+    assert results["capped_by"].to_list() == ["annual_cap", None]
+    assert results["ytd_relief"].to_list() == [10_000_000, 8_780_000]
+    assert results["ytd_self_pay"].to_list() == [13_000_000, 10_000_000]
+
+
+def test_same_day_claims_take_claim_id_order_and_the_claim_cap_binds(book):
+    # outpatient special: year mode, 70% above 200 a year, 3,000 per visit at most
+    claims = [
+        claim("V3", "P1", "2024-04-01", "5000", "key", "outpatient-special"),
+        claim("V1", "P1", "2024-04-01", "150", "key", "outpatient-special"),
+        claim("V2", "P1", "2024-04-01", "150", "key", "outpatient-special"),
+    ]
+    results, _ = settle_frame(frame_of(claims), book)
+    # V1: 150 < 200 → 0; V2: C = 300 → 70% of 100 = 70; V3: 70% of 5,100 − 70 = 3,500 → 3,000
+    assert results["relief"].to_list() == [300_000, 0, 7_000]
+    assert results["capped_by"].to_list() == ["claim_cap", None, None]
+    assert results["bracket_relief"].to_list() == [350_000, 0, 7_000]
+
+
+def test_unplaceable_rows_are_rejected_with_the_engines_words_and_do_not_accumulate(book):
+    claims = [
+        claim("X", "P1", "2018-06-01", "50000", "key", "inpatient"),
+        claim("Y", "P1", "2024-06-01", "50000", "nobody", "inpatient"),
+        claim("Z", "P1", "2024-07-01", "10000", "key", "inpatient"),
+    ]
+    results, rejects = settle_frame(frame_of(claims), book)
+    assert results["claim_id"].to_list() == ["Z"]
+    assert results["ytd_self_pay"].to_list() == [1_000_000]
+    assert rejects["row"].to_list() == [2, 3]
+    assert rejects["field"].to_list() == ["date", "group/kind"]
+    assert rejects["message"][0].startswith("no version of scheme 'cq-county-medical-aid' covers 2018-06-01")
+    assert "matches group 'nobody' and kind 'inpatient'" in rejects["message"][1]
+
+
+def test_year_mode_three_claims_of_600_give_0_140_420(tmp_path):
+    book = write_rules(tmp_path, """
+id = "t"
+version = "1"
+valid_from = 2024-01-01
+[[plans]]
+name = "p"
+default = true
+pool = "all"
+accumulate = "year"
+brackets = [ { from = "1000", rate = "0.70" } ]
+""")
+    claims = [claim(f"C{i}", "P1", f"2024-0{i}-01", "600") for i in (1, 2, 3)]
+    results, _ = settle_frame(frame_of(claims).drop("group", "kind"), book)
+    assert results["relief"].to_list() == [0, 14_000, 42_000]
+
+
+def test_a_pool_continues_across_versions_and_the_new_cap_applies(tmp_path):
+    common = """
+[[plans]]
+name = "p"
+default = true
+pool = "all"
+accumulate = "claim"
+brackets = [ { from = "0", rate = "1" } ]
+"""
+    book = write_rules(
+        tmp_path,
+        'id = "t"\nversion = "1"\nvalid_from = 2024-01-01\nvalid_to = 2024-06-30\n'
+        + common + 'annual_cap = "1000"\n',
+        'id = "t"\nversion = "2"\nvalid_from = 2024-07-01\n' + common + 'annual_cap = "1500"\n',
+    )
+    claims = [
+        claim("A", "P1", "2024-03-01", "800"),
+        claim("B", "P1", "2024-05-01", "800"),   # cap 1,000: 200 left
+        claim("C", "P1", "2024-08-01", "800"),   # cap 1,500 now: 500 more
+        claim("D", "P1", "2025-01-02", "800"),   # a new benefit year
+    ]
+    results, _ = settle_frame(frame_of(claims).drop("group", "kind"), book)
+    assert results["relief"].to_list() == [80_000, 20_000, 50_000, 80_000]
+    assert results["rule_version"].to_list() == ["1", "1", "2", "2"]
+    assert results["capped_by"].to_list() == [None, "annual_cap", "annual_cap", None]
+
+
+# ---------------------------------------------------------------------------------------------
+# generated rule sets and claim sets
+
+GROUPS = ("g1", "g2")
+KINDS = ("k1", "k2")
+
+
+@st.composite
+def plan_texts(draw, name: str, pairs: list[tuple[str, str]], default: bool, pool: str, cap: str | None):
+    mode = draw(st.sampled_from(["marginal", "marginal", "whole"]))
+    bounds = sorted(draw(st.sets(st.integers(0, 3000), min_size=1, max_size=4)))
+    closed = mode == "marginal" and draw(st.booleans())
+    if closed and len(bounds) < 2:
+        bounds.append(bounds[0] + 500)
+    rate = st.one_of(
+        st.integers(0, 100).map(lambda r: f"{r}%"),
+        st.integers(0, 1000).map(lambda r: f"{r // 1000}.{r % 1000:03d}"),
+        st.sampled_from(["0.5", "0.70", "0.85", "0.95", "1", "0.333"]),
+    )
+    brackets = []
+    tops = bounds[1:] + [None] if not closed else bounds[1:]
+    for lo, hi in zip(bounds, tops):
+        to = "" if hi is None else f', to = "{hi}"'
+        brackets.append(f'{{ from = "{lo}"{to}, rate = "{draw(rate)}" }}')
+    lines = [
+        "[[plans]]",
+        f'name = "{name}"',
+        f'pool = "{pool}"',
+        f'accumulate = "{draw(st.sampled_from(["claim", "year"]))}"',
+        f'mode = "{mode}"',
+        f"brackets = [{', '.join(brackets)}]",
+    ]
+    if pairs:
+        gs = sorted({g for g, _ in pairs})
+        ks = sorted({k for _, k in pairs})
+        lines.append(f"match = {{ group = {gs!r}, kind = {ks!r} }}".replace("'", '"'))
+    if default:
+        lines.append("default = true")
+    if cap is not None:
+        lines.append(f'annual_cap = "{cap}"')
+    if draw(st.booleans()):
+        lines.append(f'claim_cap = "{draw(st.integers(0, 2000))}"')
+    if draw(st.integers(0, 3)) == 0:
+        lines.append(f'gate = "{draw(st.integers(0, 3000))}"')
+    return "\n".join(lines)
+
+
+@st.composite
+def rule_set_texts(draw, version: str, valid_from: dt.date, valid_to: dt.date | None):
+    # plans partition the (group, kind) grid: each plan takes whole rows or one cell
+    n_plans = draw(st.integers(1, 3))
+    cells = list(itertools.product(GROUPS, KINDS))
+    pools = {p: draw(st.one_of(st.none(), st.integers(50, 2000).map(str))) for p in ("a", "b")}
+    texts = []
+    for i in range(n_plans):
+        if i == n_plans - 1:
+            pairs = cells
+        else:
+            pairs = [cells[i]] if i < len(cells) else []
+        cells = [c for c in cells if c not in pairs]
+        if len(pairs) > 1:  # a match is a product of group and kind lists
+            gs = sorted({g for g, _ in pairs})
+            ks = sorted({k for _, k in pairs})
+            pairs = [p for p in itertools.product(gs, ks)] if len(pairs) == len(gs) * len(ks) else pairs[:1]
+        pool = draw(st.sampled_from(["a", "b"]))
+        texts.append(draw(plan_texts(f"plan{i}", pairs, default=(i == 0 and draw(st.booleans())),
+                                     pool=pool, cap=pools[pool])))
+    head = [
+        'id = "gen"',
+        f'version = "{version}"',
+        f"valid_from = {valid_from.isoformat()}",
+        f'rounding = {{ unit = "{draw(st.sampled_from(["fen", "jiao", "yuan"]))}", '
+        f'method = "{draw(st.sampled_from(["half-up", "half-even", "down"]))}" }}',
+        f"benefit_year_start_month = {draw(st.sampled_from([1, 1, 4, 7]))}",
+    ]
+    if valid_to is not None:
+        head.append(f"valid_to = {valid_to.isoformat()}")
+    return "\n".join(head) + "\n\n" + "\n\n".join(texts) + "\n"
+
+
+@st.composite
+def books_and_claims(draw):
+    start = dt.date(2023, 1, 1)
+    two = draw(st.booleans())
+    if two:
+        cut = start + dt.timedelta(days=draw(st.integers(30, 500)))
+        texts = [draw(rule_set_texts("1", start, cut - dt.timedelta(days=1))),
+                 draw(rule_set_texts("2", cut, None))]
+    else:
+        texts = [draw(rule_set_texts("1", start, None))]
+    n = draw(st.integers(1, 40))
+    ids = draw(st.lists(st.text("ABC0123", min_size=1, max_size=4), min_size=n, max_size=n, unique=True))
+    claims = []
+    for cid in ids:
+        day = dt.date(2022, 12, 20) + dt.timedelta(days=draw(st.integers(0, 800)))
+        cents = draw(st.one_of(
+            st.integers(0, 300_000),
+            st.sampled_from([0, 1, 100_000, 100_001, 99_999, 50_000, 200_000]),
+        ))
+        claims.append(medaid.Claim(
+            claim_id=cid,
+            person_id=draw(st.sampled_from(["P1", "P2", "P10"])),
+            date=day,
+            self_pay=cents,
+            group=draw(st.sampled_from([*GROUPS, *GROUPS, *GROUPS, None, "zz"])),
+            kind=draw(st.sampled_from([*KINDS, *KINDS, None])),
+        ))
+    return texts, claims
+
+
+def load_texts(texts: list[str]) -> medaid.RuleBook:
+    with tempfile.TemporaryDirectory() as d:
+        return write_rules(Path(d), *texts)
+
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(books_and_claims())
+def test_columnar_equals_the_engine_on_generated_rules_and_claims(case):
+    texts, claims = case
+    try:
+        book = load_texts(texts)
+    except medaid.RuleError:  # a generated combination the rule checks refuse (e.g. pool caps)
+        return
+    assert_same_as_engine(claims, book)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(books_and_claims())
+def test_person_hash_collisions_and_the_arg_sort_path_change_nothing(case):
+    texts, claims = case
+    try:
+        book = load_texts(texts)
+    except medaid.RuleError:
+        return
+    mp = pytest.MonkeyPatch()
+    try:
+        # every person of one id length collides; the packed key is given up for arg_sort
+        mp.setattr(columnar, "_person_hash", lambda pl: pl.col("person_id").str.len_bytes().cast(pl.UInt64) * (1 << 60))
+        mp.setattr(columnar, "_MIN_HASH_BITS", 65)
+        assert_same_as_engine(claims, book)
+    finally:
+        mp.undo()
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(books_and_claims())
+def test_the_sequential_overflow_path_gives_the_same_fen(case):
+    texts, claims = case
+    try:
+        book = load_texts(texts)
+    except medaid.RuleError:
+        return
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setattr(columnar, "_SAFE", 1000)  # every group counts as at risk of overflow
+        assert_same_as_engine(claims, book)
+    finally:
+        mp.undo()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(books_and_claims(), st.booleans())
+def test_input_already_in_group_order_is_settled_without_sorting(case, swap):
+    texts, claims = case
+    try:
+        book = load_texts(texts)
+    except medaid.RuleError:
+        return
+
+    def key(c):
+        try:
+            at = medaid.place(c, book)
+        except medaid.ClaimError:
+            return ("", 0, "", c.date, c.claim_id)
+        return (c.person_id, at.benefit_year, at.pool, c.date, c.claim_id)
+
+    claims = sorted(claims, key=key)
+    if swap and len(claims) > 1:  # one pair out of order: must be noticed and sorted
+        claims[0], claims[-1] = claims[-1], claims[0]
+    calls = []
+    mp = pytest.MonkeyPatch()
+    real = columnar._sorted_order
+    try:
+        mp.setattr(columnar, "_sorted_order", lambda *a: calls.append(1) or real(*a))
+        assert_same_as_engine(claims, book)
+    finally:
+        mp.undo()
+    if not swap:
+        assert calls == []
+
+
+def test_many_claims_of_skewed_persons_equal_the_engine(book):
+    import random
+
+    rnd = random.Random(7)
+    claims = [
+        medaid.Claim(
+            claim_id=f"C{rnd.randrange(10**9):09d}",
+            person_id=f"P{int(rnd.paretovariate(1.2)) % 300}",
+            date=dt.date(2023, 1, 1) + dt.timedelta(days=rnd.randrange(730)),
+            self_pay=rnd.randrange(0, 4_000_000),
+            group=rnd.choice(["key", "low-income"]),
+            kind=rnd.choice(["inpatient", "outpatient-special"]),
+        )
+        for _ in range(3000)
+    ]
+    seen: set[str] = set()
+    claims = [c for c in claims if not (c.claim_id in seen or seen.add(c.claim_id))]
+    assert_same_as_engine(claims, book)
+
+
+def test_bracket_bounds_far_above_every_claim_do_not_confuse_the_plans(tmp_path):
+    book = write_rules(tmp_path, """
+id = "t"
+version = "1"
+valid_from = 2024-01-01
+[[plans]]
+name = "rich"
+match = { group = ["r"], kind = ["k"] }
+pool = "a"
+brackets = [ { from = "0", to = "90000000000", rate = "0.5" }, { from = "90000000000", rate = "1" } ]
+[[plans]]
+name = "plain"
+match = { group = ["p"], kind = ["k"] }
+pool = "a"
+brackets = [ { from = "100", rate = "0.5" } ]
+""")
+    claims = [claim("A", "P1", "2024-01-02", "300", "r", "k"), claim("B", "P1", "2024-01-03", "300", "p", "k")]
+    results, _ = settle_frame(frame_of(claims), book)
+    assert results["relief"].to_list() == [15_000, 10_000]
+    assert results["bracket"].to_list() == [1, 1]
+
+
+def test_versions_rounding_to_fen_and_to_yuan_half_even_each_keep_their_own_rule(tmp_path):
+    plan = """
+[[plans]]
+name = "p"
+default = true
+pool = "all"
+brackets = [ { from = "0", rate = "1" } ]
+"""
+    book = write_rules(
+        tmp_path,
+        'id = "t"\nversion = "1"\nvalid_from = 2024-01-01\nvalid_to = 2024-06-30\n'
+        'rounding = { unit = "fen", method = "half-even" }\n' + plan,
+        'id = "t"\nversion = "2"\nvalid_from = 2024-07-01\n'
+        'rounding = { unit = "yuan", method = "half-even" }\n' + plan,
+    )
+    claims = [
+        claim("A", "P1", "2024-03-01", "0.01"),    # fen: 1 fen stays 1 fen
+        claim("B", "P2", "2024-08-01", "2.50"),    # yuan: 2.50 → 2 (half to even)
+        claim("C", "P3", "2024-08-01", "3.50"),    # yuan: 3.50 → 4
+        claim("D", "P4", "2024-03-01", "0.03"),
+    ]
+    results, _ = settle_frame(frame_of(claims), book)
+    assert results["relief"].to_list() == [1, 200, 350, 3]
+    assert results["bracket_relief"].to_list() == [1, 200, 400, 3]
+    assert results["capped_by"].to_list() == [None, None, "self_pay", None]
+
+
+def test_compact_results_hold_the_same_text_as_enums(book):
+    claims = [
+        claim("A", "P1", "2024-03-01", "100000", "key", "inpatient"),
+        claim("B", "P1", "2024-04-01", "30000", "low-income", "inpatient"),
+    ]
+    plain, _ = settle_frame(frame_of(claims), book)
+    compact, _ = settle_frame(frame_of(claims), book, compact=True)
+    for name in ("plan", "pool", "capped_by", "rule_set_id", "rule_version", "rule_hash"):
+        assert isinstance(compact.schema[name], pl.Enum)
+        assert plain.schema[name] == pl.String
+        assert compact[name].cast(pl.String).to_list() == plain[name].to_list()
+    assert compact["capped_by"].to_list() == [None, "annual_cap"]
+
+
+def test_absurd_amounts_are_settled_exactly_or_refused_never_wrapped(book):
+    huge = 2**61  # fen; two of them reach 2**62, where int64 products could wrap
+    claims = [
+        medaid.Claim(claim_id=f"C{i}", person_id="P1", date=dt.date(2024, 1, 1 + i), self_pay=huge,
+                     group="key", kind="inpatient")
+        for i in range(2)
+    ]
+    assert_same_as_engine(claims, book)
+    claims += [
+        medaid.Claim(claim_id=f"C{i}", person_id="P1", date=dt.date(2024, 1, 1 + i), self_pay=2**62,
+                     group="key", kind="inpatient")
+        for i in range(2, 4)
+    ]
+    with pytest.raises(medaid.ClaimError, match="exceeds what can be recorded"):
+        settle_frame(frame_of(claims), book)
+
+
+def test_an_empty_frame_gives_empty_results(book):
+    results, rejects = settle_frame(frame_of([]), book)
+    assert results.height == 0 and rejects.height == 0
+    assert results.columns[-len(RESULT_FIELDS):] == list(RESULT_FIELDS)
