@@ -260,7 +260,7 @@ def plan_texts(draw, name: str, pairs: list[tuple[str, str]], default: bool, poo
 
 
 @st.composite
-def rule_set_texts(draw, version: str, valid_from: dt.date, valid_to: dt.date | None):
+def rule_set_texts(draw, version: str, valid_from: dt.date, valid_to: dt.date | None, start_month: int = 1):
     # plans partition the (group, kind) grid: each plan takes whole rows or one cell
     n_plans = draw(st.integers(1, 3))
     cells = list(itertools.product(GROUPS, KINDS))
@@ -285,7 +285,7 @@ def rule_set_texts(draw, version: str, valid_from: dt.date, valid_to: dt.date | 
         f"valid_from = {valid_from.isoformat()}",
         f'rounding = {{ unit = "{draw(st.sampled_from(["fen", "jiao", "yuan"]))}", '
         f'method = "{draw(st.sampled_from(["half-up", "half-even", "down"]))}" }}',
-        f"benefit_year_start_month = {draw(st.sampled_from([1, 1, 4, 7]))}",
+        f"benefit_year_start_month = {start_month}",
     ]
     if valid_to is not None:
         head.append(f"valid_to = {valid_to.isoformat()}")
@@ -296,12 +296,13 @@ def rule_set_texts(draw, version: str, valid_from: dt.date, valid_to: dt.date | 
 def books_and_claims(draw):
     start = dt.date(2023, 1, 1)
     two = draw(st.booleans())
+    month = draw(st.sampled_from([1, 1, 4, 7]))  # versions of one scheme share it
     if two:
         cut = start + dt.timedelta(days=draw(st.integers(30, 500)))
-        texts = [draw(rule_set_texts("1", start, cut - dt.timedelta(days=1))),
-                 draw(rule_set_texts("2", cut, None))]
+        texts = [draw(rule_set_texts("1", start, cut - dt.timedelta(days=1), month)),
+                 draw(rule_set_texts("2", cut, None, month))]
     else:
-        texts = [draw(rule_set_texts("1", start, None))]
+        texts = [draw(rule_set_texts("1", start, None, month))]
     n = draw(st.integers(1, 40))
     ids = draw(st.lists(st.text("ABC0123", min_size=1, max_size=4), min_size=n, max_size=n, unique=True))
     claims = []

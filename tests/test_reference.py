@@ -177,7 +177,8 @@ def plan_dicts(draw, name: str, groups: list[str], kinds: list[str], pool: str, 
 
 
 @st.composite
-def rule_set_dicts(draw, version: str, valid_from: dt.date, valid_to: dt.date | None) -> dict[str, Any]:
+def rule_set_dicts(draw, version: str, valid_from: dt.date, valid_to: dt.date | None,
+                   start_month: int = 1) -> dict[str, Any]:
     pools = draw(st.lists(st.sampled_from(["p1", "p2"]), min_size=4, max_size=4))
     caps = {p: draw(st.none() | amounts(hi=20_000_000)) for p in ("p1", "p2")}
     layout = draw(st.sampled_from(LAYOUTS))
@@ -186,7 +187,7 @@ def rule_set_dicts(draw, version: str, valid_from: dt.date, valid_to: dt.date | 
         "id": "gen", "version": version, "valid_from": valid_from,
         "rounding": {"unit": draw(st.sampled_from(["fen", "jiao", "yuan"])),
                      "method": draw(st.sampled_from(["half-up", "half-even", "down"]))},
-        "benefit_year_start_month": draw(st.sampled_from([1, 1, 4, 7, 12])),
+        "benefit_year_start_month": start_month,
         "plans": plans,
     }
     if valid_to is not None:
@@ -197,11 +198,12 @@ def rule_set_dicts(draw, version: str, valid_from: dt.date, valid_to: dt.date | 
 @st.composite
 def books(draw) -> list[dict[str, Any]]:
     """One or two versions of one scheme, the second starting the day after the first ends."""
+    month = draw(st.sampled_from([1, 1, 4, 7, 12]))  # versions of one scheme share it
     if draw(st.booleans()):
-        return [draw(rule_set_dicts("v1", dt.date(2020, 1, 1), None))]
+        return [draw(rule_set_dicts("v1", dt.date(2020, 1, 1), None, month))]
     split = dt.date(2024, 1, 1) + dt.timedelta(days=draw(st.integers(0, 365)))
-    return [draw(rule_set_dicts("v1", dt.date(2020, 1, 1), split - dt.timedelta(days=1))),
-            draw(rule_set_dicts("v2", split, None))]
+    return [draw(rule_set_dicts("v1", dt.date(2020, 1, 1), split - dt.timedelta(days=1), month)),
+            draw(rule_set_dicts("v2", split, None, month))]
 
 
 def toml_value(v: Any) -> str:
