@@ -346,9 +346,24 @@ class Ledger:
             raise LedgerError(Problem(f"cannot open the ledger: {e}", source=self._where)) from None
 
     def _identify(self) -> tuple[int, list[str]]:
+        """The application id and table names, read in one snapshot: another desk may be
+        creating the file, and two separate reads could see the id before its commit and the
+        tables after it (a fresh ledger mistaken for a foreign one)."""
+        con = self._con
+        outer = con.in_transaction
         try:
-            app = self._con.execute("PRAGMA application_id").fetchone()[0]
-            names = [r[0] for r in self._con.execute("SELECT name FROM sqlite_master")]
+            if not outer:
+                con.execute("BEGIN")
+            try:
+                names = [r[0] for r in con.execute("SELECT name FROM sqlite_master")]
+                app = con.execute("PRAGMA application_id").fetchone()[0]
+            finally:
+                if not outer and con.in_transaction:
+                    con.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):
+                raise self._busy_or_damaged(e) from None
+            raise self._refuse(f"is damaged or not a database ({e})") from None
         except sqlite3.DatabaseError as e:
             raise self._refuse(f"is damaged or not a database ({e})") from None
         return app, names
