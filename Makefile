@@ -18,7 +18,15 @@ $(VENV)/.stamp-test: $(VENV)/.stamp-base
 	touch $@
 
 demo: $(VENV)/.stamp-base
+	@mkdir -p out
 	$(BIN)/medaid rules check rules
+	$(BIN)/medaid batch examples/claims-2024.csv -o out/results-2024.csv --rules rules
+	$(BIN)/medaid report out/results-2024.csv --budget 15000000 --html out/report-2024.html
+	@rm -f out/demo-ledger.sqlite3
+	$(BIN)/medaid settle --ledger out/demo-ledger.sqlite3 --rules rules --claim-id ZY2024050301 \
+	    --person 500101198001011234 --self-pay 30000 --date 2024-05-03 --group key --kind inpatient
+	@echo
+	@echo "Results: out/results-2024.csv   Report: out/report-2024.html   Desk ledger: out/demo-ledger.sqlite3"
 
 test: $(VENV)/.stamp-test
 	$(BIN)/python -m pytest -q

@@ -115,6 +115,7 @@ def test_major_disease_share_among_assisted_claims(rep):
 def test_capped_claims_and_persons(rep):
     assert fig(rep, "capped_claims").value == 2
     assert fig(rep, "capped_persons").value == 2
+    assert fig(rep, "annual_cap_persons").value == 1  # only the annual-cap claim's person
     capped = {r[0]: r[1:] for r in rep.tables["capped"].rows}
     assert capped == {"annual_cap": (1, 1, 7_670_000), "claim_cap": (1, 1, 300_000)}
 

@@ -292,7 +292,7 @@ _LABELS = {
     "en": {
         "claims": "claims", "persons": "persons", "self_pay": "self-pay", "relief": "relief",
         "patient_pays": "patient pays", "relief_share": "relief share",
-        "claims_capped": "claims capped", "persons_capped": "persons capped",
+        "claims_capped": "claims capped", "persons_capped": "persons at annual cap",
         "plan": "plan", "month": "month", "hospital": "hospital", "total": "Totals",
         "by_plan": "By plan", "by_month": "By month", "by_hospital": "By hospital (payment list)",
         "none": "(none)",
@@ -300,7 +300,7 @@ _LABELS = {
     "zh": {
         "claims": "结算单数", "persons": "人数", "self_pay": "合规自付费用", "relief": "救助金额",
         "patient_pays": "个人负担", "relief_share": "救助比例",
-        "claims_capped": "封顶单数", "persons_capped": "封顶人数",
+        "claims_capped": "受限额约束单数", "persons_capped": "达年度限额人数",
         "plan": "救助方案", "month": "月份", "hospital": "医疗机构", "total": "合计",
         "by_plan": "按方案", "by_month": "按月份", "by_hospital": "按医疗机构（拨付清单）",
         "none": "（空）",

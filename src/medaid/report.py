@@ -248,6 +248,8 @@ def compute(
         (flag_known & pl.col("major_disease")).sum().alias("major"),
         capped.sum().alias("capped"),
         pl.when(capped).then(pl.col("_pk")).drop_nulls().n_unique().alias("capped_persons"),
+        pl.when(pl.col("capped_by") == "annual_cap").then(pl.col("_pk")).drop_nulls().n_unique()
+        .alias("annual_cap_persons"),
         pl.col("date").min().alias("first_date"),
         pl.col("date").max().alias("last_date"),
         pl.col("date").null_count().alias("date_null"),
@@ -374,6 +376,8 @@ def _figures(s: dict[str, Any], budget: int | None, n: int, kinds: "pl.DataFrame
                assisted - flag_rows, ratio=_ratio(s["major"], flag_rows)),
         Figure("capped_claims", "count", s["capped"], "capped_by set", n, 0),
         Figure("capped_persons", "count", s["capped_persons"], "distinct person_id, capped_by set", n, 0),
+        Figure("annual_cap_persons", "count", s["annual_cap_persons"],
+               "distinct person_id, capped_by = annual_cap", n, 0),
     ]
     return f
 
