@@ -4,7 +4,7 @@
     python examples/make_example.py --claims 20000 --seed 7 -o my-claims.csv
 
 The file looks like a county medical-insurance export: Chinese headers (结算单号, 人员编号,
-结算日期, 医疗机构, 救助对象类别, 就诊类型, 医疗总费用, 合规自付费用, 备注), UTF-8 with a
+结算日期, 医疗机构, 救助对象类别, 就诊类型, 医疗总费用, 合规自付费用, 是否大病, 备注), UTF-8 with a
 byte-order mark as Excel writes it, claims in settlement order.  Persons are skewed (a few
 chronic patients have many claims), self-pay is lognormal, groups are ``key`` (重点救助对象)
 and ``low-income`` (低保边缘), kinds ``inpatient`` and ``outpatient-special`` (the bundled rules
@@ -22,7 +22,7 @@ import random
 from pathlib import Path
 
 HEADERS = ["结算单号", "人员编号", "结算日期", "医疗机构", "救助对象类别", "就诊类型",
-           "医疗总费用", "合规自付费用", "备注"]
+           "医疗总费用", "合规自付费用", "是否大病", "备注"]
 HOSPITALS = [
     ("县人民医院", 0.40), ("县中医院", 0.25), ("中心卫生院", 0.15),
     ("市第一人民医院", 0.12), ("市妇幼保健院", 0.08),
@@ -58,8 +58,10 @@ def generate(claims: int, seed: int) -> list[list[str]]:
     rows.sort(key=lambda r: r[0])
     out = []
     for i, (day, person, group, kind, hospital, self_pay, total) in enumerate(rows, start=1):
+        # flagged as a major (critical) disease case: an inpatient stay costing 30,000 yuan or more
+        major = "是" if kind == "inpatient" and total >= 3_000_000 else "否"
         out.append([f"JS{day:%Y%m%d}{i:06d}", person, day.isoformat(), hospital, group, kind,
-                    _yuan(total), _yuan(self_pay), rng.choice(NOTES)])
+                    _yuan(total), _yuan(self_pay), major, rng.choice(NOTES)])
     return out
 
 
