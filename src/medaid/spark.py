@@ -480,7 +480,7 @@ def write_atomic(df: "DataFrame", path: str, fmt: str) -> None:
     tmp = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}.tmp-{tag}")
     writer = df.write.mode("errorifexists")
     if fmt == "csv":
-        writer.option("header", "true").option("emptyValue", "").csv(tmp.toString())
+        writer.options(header="true", emptyValue="", escape='"').csv(tmp.toString())
     else:
         writer.parquet(tmp.toString())
     old = None
