@@ -151,7 +151,8 @@ def _arrow_schema(schema: Any) -> "pa.Schema":
 
 
 def _settle_bucket(payload: bytes, names: Sequence[str], schema: "pa.Schema"):  # type: ignore[no-untyped-def]
-    """The function each bucket of persons runs: ``columnar.settle_frame`` on all its claims."""
+    """The function each bucket of persons runs: ``columnar.settle_frame`` on all its claims;
+    rows already rejected (``_reject_message`` set) pass through untouched."""
 
     def settle_bucket(table: "pa.Table") -> "pa.Table":
         import polars as pl
@@ -161,15 +162,22 @@ def _settle_bucket(payload: bytes, names: Sequence[str], schema: "pa.Schema"):  
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
         frame = frame.drop(_BUCKET)
-        results, rejects = settle_frame(frame, _book(payload))
-        parts = [results.with_columns(pl.lit(None, pl.String).alias(_FIELD), pl.lit(None, pl.String).alias(_MESSAGE))]
-        if rejects.height:
-            why = rejects.select(
-                "claim_id", pl.col("field").alias(_FIELD), pl.col("message").alias(_MESSAGE)
-            )
-            parts.append(frame.join(why, on="claim_id", how="inner"))
-        out = pl.concat(parts, how="diagonal_relaxed").select(names)
-        return out.to_arrow().cast(schema)
+        bad = frame.filter(pl.col(_MESSAGE).is_not_null())
+        good = frame.filter(pl.col(_MESSAGE).is_null()).drop(_FIELD, _MESSAGE)
+        parts = [bad]
+        if good.height:
+            results, rejects = settle_frame(good, _book(payload))
+            parts.append(results)
+            if rejects.height:
+                why = rejects.select(
+                    "claim_id", pl.col("field").alias(_FIELD), pl.col("message").alias(_MESSAGE)
+                )
+                parts.append(good.join(why, on="claim_id", how="inner"))
+        out = pl.concat(parts, how="diagonal_relaxed")
+        for c in names:
+            if c not in out.columns:
+                out = out.with_columns(pl.lit(None).alias(c))
+        return out.select(names).to_arrow().cast(schema)
 
     return settle_bucket
 
@@ -187,8 +195,21 @@ def settle_spark(
     bucket is settled by :func:`medaid.columnar.settle_frame`.
 
     Returns ``(results, rejects)``: results are the input columns plus ``RESULT_FIELDS``,
-    rejects have ``REJECT_FIELDS``.  Both come from one cached computation.
+    rejects have ``REJECT_FIELDS``.  Both are filters of one persisted computation (one
+    shuffle, one pass of the settlement); ``results.unpersist()`` releases it.
     """
+    from pyspark.sql import functions as F
+
+    settled = _settled(claims, rules, buckets)
+    results = settled.filter(F.col(_MESSAGE).isNull()).drop(_FIELD, _MESSAGE)
+    rejects = settled.filter(F.col(_MESSAGE).isNotNull()).select(*_reject_cols())
+    return results, rejects
+
+
+def _settled(claims: "DataFrame", rules: "RuleBook", buckets: int | None) -> "DataFrame":
+    """Results and rejects in one persisted frame: the input columns, ``RESULT_FIELDS`` and
+    ``_reject_field``/``_reject_message`` (null for settled rows).  Input rows that already
+    carry a reject message (from reading) pass through."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
@@ -208,38 +229,35 @@ def settle_spark(
         df = df.withColumn("row", F.monotonically_increasing_id() + F.lit(1))
     if "source" not in types:
         df = df.withColumn("source", F.lit(None).cast("string"))
-    order = [F.col("source").asc_nulls_first(), F.col("row")]
+    if _MESSAGE not in types:
+        df = df.withColumn(_FIELD, F.lit(None).cast("string")).withColumn(_MESSAGE, F.lit(None).cast("string"))
 
-    # required values, then repeated claim ids: rejected in Spark before the shuffle
-    missing = None
+    # required values, then repeats of a claim id: rejected in Spark before the settlement
+    missing = F.when(F.col(_MESSAGE).isNotNull(), F.col(_FIELD))
     for name in ("claim_id", "person_id", "date", "self_pay"):
-        missing = F.when(F.col(name).isNull(), F.lit(name)) if missing is None else missing.when(
-            F.col(name).isNull(), F.lit(name))
-    df = df.withColumn(_FIELD, missing).withColumn(
-        _MESSAGE, F.when(F.col(_FIELD).isNotNull(), F.lit("is empty")))
-    w = Window.partitionBy("claim_id").orderBy(*order)
+        missing = missing.when(F.col(name).isNull(), F.lit(name))
+    df = df.withColumn(_MESSAGE, F.when(F.col(_MESSAGE).isNotNull(), F.col(_MESSAGE))
+                       .when(missing.isNotNull(), F.lit("is empty")))
+    df = df.withColumn(_FIELD, missing)
+    w = Window.partitionBy("claim_id", F.col(_MESSAGE).isNull()).orderBy(F.col("source").asc_nulls_first(), "row")
     first_at = F.first(F.concat_ws(":", F.col("source"), F.col("row").cast("string"))).over(w)
-    dup = F.col("claim_id").isNotNull() & F.col(_FIELD).isNull() & (F.row_number().over(w) > 1)
-    df = df.withColumn(_MESSAGE, F.when(dup, F.concat(F.lit("duplicate claim id (first at "), first_at, F.lit(")")))
-                       .otherwise(F.col(_MESSAGE)))
-    df = df.withColumn(_FIELD, F.when(dup, F.lit("claim_id")).otherwise(F.col(_FIELD)))
-    early = df.filter(F.col(_MESSAGE).isNotNull())
-    ok = df.filter(F.col(_MESSAGE).isNull()).drop(_FIELD, _MESSAGE)
+    dup = F.col(_MESSAGE).isNull() & (F.row_number().over(w) > 1)
+    df = df.select(
+        *[c for c in df.columns if c not in (_FIELD, _MESSAGE)],
+        F.when(dup, F.lit("claim_id")).otherwise(F.col(_FIELD)).alias(_FIELD),
+        F.when(dup, F.concat(F.lit("duplicate claim id (first at "), first_at, F.lit(")")))
+        .otherwise(F.col(_MESSAGE)).alias(_MESSAGE),
+    )
 
     n = buckets or int(spark.conf.get("spark.sql.shuffle.partitions") or "200")
-    ok = ok.withColumn(_BUCKET, F.pmod(F.xxhash64("person_id"), F.lit(n)))
-    in_fields = [f for f in ok.schema.fields if f.name != _BUCKET]
+    df = df.withColumn(_BUCKET, F.pmod(F.xxhash64("person_id"), F.lit(n)))
+    in_fields = [f for f in df.schema.fields if f.name not in (_BUCKET, _FIELD, _MESSAGE)]
     out_fields = in_fields + [StructField(c, _spark_type(RESULT_TYPES[c]), True) for c in RESULT_FIELDS] + [
         StructField(_FIELD, StringType(), True), StructField(_MESSAGE, StringType(), True)]
     out_schema = StructType(out_fields)
     names = [f.name for f in out_fields]
     fn = _settle_bucket(book_payload(rules), names, _arrow_schema(out_schema))
-    settled = ok.groupBy(_BUCKET).applyInArrow(fn, out_schema).persist()
-    results = settled.filter(F.col(_MESSAGE).isNull()).drop(_FIELD, _MESSAGE)
-    late = settled.filter(F.col(_MESSAGE).isNotNull())
-    rejects = early.select(*_reject_cols()).unionByName(late.select(*_reject_cols()))
-    del spark
-    return results, rejects
+    return df.groupBy(_BUCKET).applyInArrow(fn, out_schema).persist()
 
 
 def _reject_cols() -> list[Any]:
@@ -423,15 +441,20 @@ def summarize(results: "DataFrame") -> tuple[Totals, tuple[Totals, ...], tuple[T
             F.sum("self_pay").alias("self_pay"), F.sum("relief").alias("relief"),
             F.sum("patient_pays").alias("patient_pays")]
 
-    def rows(df: "DataFrame") -> tuple[Totals, ...]:
-        return tuple(Totals(r["key"], r["claims"], r["persons"], r["self_pay"] or 0, r["relief"] or 0,
-                            r["patient_pays"] or 0) for r in df.orderBy(F.col("key").asc_nulls_last()).collect())
-
-    total = rows(results.agg(*aggs).withColumn("key", F.lit(None).cast("string")))[0]
-    by_plan = rows(results.groupBy(F.col("plan").alias("key")).agg(*aggs))
-    by_month = rows(results.groupBy(F.date_format("date", "yyyy-MM").alias("key")).agg(*aggs))
     hosp = F.col("hospital") if "hospital" in results.columns else F.lit(None).cast("string")
-    by_hospital = rows(results.groupBy(hosp.alias("key")).agg(*aggs))
+    dims = F.array(
+        F.struct(F.lit("total").alias("dim"), F.lit(None).cast("string").alias("key")),
+        F.struct(F.lit("plan").alias("dim"), F.col("plan").alias("key")),
+        F.struct(F.lit("month").alias("dim"), F.date_format("date", "yyyy-MM").alias("key")),
+        F.struct(F.lit("hospital").alias("dim"), hosp.alias("key")),
+    )
+    long = results.select("person_id", "self_pay", "relief", "patient_pays", F.explode(dims).alias("d"))
+    got: dict[str, list[Totals]] = {"total": [], "plan": [], "month": [], "hospital": []}
+    for r in long.groupBy("d.dim", "d.key").agg(*aggs).orderBy("dim", F.col("key").asc_nulls_last()).collect():
+        got[r["dim"]].append(Totals(r["key"], r["claims"], r["persons"], r["self_pay"] or 0,
+                                    r["relief"] or 0, r["patient_pays"] or 0))
+    total = got["total"][0] if got["total"] else Totals(None, 0, 0, 0, 0, 0)
+    by_plan, by_month, by_hospital = (tuple(got[k]) for k in ("plan", "month", "hospital"))
     return total, by_plan, by_month, by_hospital
 
 
@@ -538,24 +561,28 @@ def run_batch(
     book = load_rules(rules_path, scheme)
     spark = spark_session(master)
     parsed = read_claims(spark, input_path, input_format).persist()
+    settled = None
     try:
         rows_read = parsed.count()
-        read_rejects = parsed.filter(F.col("message").isNotNull()).select(*REJECT_FIELDS)
-        clean = parsed.filter(F.col("message").isNull()).drop("field", "message")
         if buckets is None:
             shuffle = int(spark.conf.get("spark.sql.shuffle.partitions") or "200")
             buckets = max(shuffle, -(-rows_read // CLAIMS_PER_BUCKET))
-        results, settle_rejects = settle_spark(clean, book, buckets=buckets)
-        rejects = read_rejects.unionByName(settle_rejects).persist()
-        settled, rejected = results.count(), rejects.count()
-        if settled + rejected != rows_read:
+        settled = _settled(parsed.withColumnRenamed("field", _FIELD).withColumnRenamed("message", _MESSAGE),
+                           book, buckets)
+        results = settled.filter(F.col(_MESSAGE).isNull()).drop(_FIELD, _MESSAGE)
+        rejects = settled.filter(F.col(_MESSAGE).isNotNull()).select(*_reject_cols())
+        counts = dict(settled.groupBy(F.col(_MESSAGE).isNull().alias("ok")).count().collect())
+        parsed.unpersist()
+        n_settled, rejected = counts.get(True, 0), counts.get(False, 0)
+        if n_settled + rejected != rows_read:
             raise MedaidError(Problem(
-                f"rows do not reconcile: read {rows_read}, settled {settled}, rejected {rejected}",
+                f"rows do not reconcile: read {rows_read}, settled {n_settled}, rejected {rejected}",
                 source=input_path))
         sample = [
             Problem(r["message"], source=r["source"], line=r["row"],
                     field=r["field"] if r["claim_id"] is None else f"claim {r['claim_id']}: {r['field']}")
-            for r in rejects.orderBy(F.col("source").asc_nulls_first(), "row").limit(MAX_QUOTED).collect()
+            for r in (rejects.orderBy(F.col("source").asc_nulls_first(), "row").limit(MAX_QUOTED).collect()
+                      if rejected else [])
         ]
         if rejected and on_error == "fail":
             more = rejected - len(sample)
@@ -570,13 +597,15 @@ def run_batch(
             write_atomic(rej.coalesce(1), rejects_path, rej_fmt)
         total, by_plan, by_month, by_hospital = summarize(results)
         return Summary(
-            rows_read=rows_read, settled=settled, rejected=rejected, total=total, by_plan=by_plan,
+            rows_read=rows_read, settled=n_settled, rejected=rejected, total=total, by_plan=by_plan,
             by_month=by_month, by_hospital=by_hospital, output=output_path,
             rejects_output=rejects_path, seconds=round(time.perf_counter() - started, 3),
             rejects_sample=tuple(str(p) for p in sample),
         )
     finally:
         parsed.unpersist()
+        if settled is not None:
+            settled.unpersist()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
