@@ -210,7 +210,6 @@ def _settled(claims: "DataFrame", rules: "RuleBook", buckets: int | None) -> "Da
     """Results and rejects in one persisted frame: the input columns, ``RESULT_FIELDS`` and
     ``_reject_field``/``_reject_message`` (null for settled rows).  Input rows that already
     carry a reject message (from reading) pass through."""
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
@@ -239,11 +238,17 @@ def _settled(claims: "DataFrame", rules: "RuleBook", buckets: int | None) -> "Da
     df = df.withColumn(_MESSAGE, F.when(F.col(_MESSAGE).isNotNull(), F.col(_MESSAGE))
                        .when(missing.isNotNull(), F.lit("is empty")))
     df = df.withColumn(_FIELD, missing)
-    w = Window.partitionBy("claim_id", F.col(_MESSAGE).isNull()).orderBy(F.col("source").asc_nulls_first(), "row")
-    first_at = F.first(F.concat_ws(":", F.col("source"), F.col("row").cast("string"))).over(w)
-    dup = F.col(_MESSAGE).isNull() & (F.row_number().over(w) > 1)
+    # repeats: the claim ids seen more than once (few, so the join back is a broadcast once
+    # adaptive execution has seen their size) with the place of their first occurrence
+    place = F.struct(F.coalesce(F.col("source"), F.lit("")).alias("s"), F.col("row").alias("r"))
+    repeats = (df.filter(F.col(_MESSAGE).isNull()).groupBy("claim_id")
+               .agg(F.count(F.lit(1)).alias("_n"), F.min(place).alias("_first")).filter(F.col("_n") > 1)
+               .drop("_n"))
+    df = df.join(repeats, on="claim_id", how="left")
+    first_at = F.concat_ws(":", F.nullif(F.col("_first.s"), F.lit("")), F.col("_first.r").cast("string"))
+    dup = F.col(_MESSAGE).isNull() & F.col("_first").isNotNull() & (place != F.col("_first"))
     df = df.select(
-        *[c for c in df.columns if c not in (_FIELD, _MESSAGE)],
+        *[c for c in df.columns if c not in (_FIELD, _MESSAGE, "_first")],
         F.when(dup, F.lit("claim_id")).otherwise(F.col(_FIELD)).alias(_FIELD),
         F.when(dup, F.concat(F.lit("duplicate claim id (first at "), first_at, F.lit(")")))
         .otherwise(F.col(_MESSAGE)).alias(_MESSAGE),
