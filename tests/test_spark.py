@@ -152,6 +152,7 @@ def generated_claims(seed: int, persons: int = 120) -> pl.DataFrame:
             if rng.random() < 0.01:
                 day = dt.date(2022, 6, 1)  # no version covers it
             rows.append((f"S{seed}-C{len(rows):05d}", f"P{p:04d}", day, fen, g, k, f"H{rng.randint(1, 5)}"))
+    rows.append((rows[5][0], "P-other", rows[5][2], 100_00, "key", "inpatient", "H1"))  # a repeated id
     rng.shuffle(rows)
     frame = pl.DataFrame(rows, orient="row", schema={
         "claim_id": pl.String, "person_id": pl.String, "date": pl.Date, "self_pay": pl.Int64,
@@ -181,7 +182,7 @@ def generated(spark, book):
 
 def test_every_claim_settles_on_spark_as_in_the_local_batch(generated, book):
     frame, spark_results, _ = generated
-    local, _ = settle_frame(frame, book)
+    local, _ = settle_frame(frame.unique("claim_id", keep="first", maintain_order=True), book)
     assert spark_results.height == local.height > 1000
     assert_frame_equal(
         spark_results.select(COMPARED).sort("claim_id"),
@@ -192,7 +193,7 @@ def test_every_claim_settles_on_spark_as_in_the_local_batch(generated, book):
 
 def test_every_claim_settles_on_spark_as_in_the_scalar_engine(generated, book):
     frame, spark_results, _ = generated
-    placeable = frame.join(spark_results.select("claim_id"), on="claim_id")
+    placeable = frame.join(spark_results.select("claim_id", "row"), on=["claim_id", "row"])
     claims = [medaid.Claim(claim_id=r["claim_id"], person_id=r["person_id"], date=r["date"],
                            self_pay=r["self_pay"], group=r["group"], kind=r["kind"])
               for r in placeable.iter_rows(named=True)]
@@ -226,7 +227,10 @@ def test_claims_no_version_or_plan_covers_are_rejected_with_reasons(generated):
     no_plan = rejects.filter(pl.col("field") == "group/kind")["message"]
     assert all("matches group 'unknown-group'" in m for m in no_plan)
     wanted = frame.filter((pl.col("group") == "unknown-group") | (pl.col("date") == dt.date(2022, 6, 1)))
-    assert sorted(rejects["claim_id"]) == sorted(wanted["claim_id"])
+    repeat = frame.filter(pl.col("claim_id") == "S6-C00005").sort("row")
+    assert sorted(rejects["claim_id"]) == sorted([*wanted["claim_id"], "S6-C00005"])
+    assert rejects.filter(pl.col("field") == "claim_id").select("row", "message").rows() == [
+        (repeat["row"][1], f"duplicate claim id (first on line {repeat['row'][0]})")]
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,7 +264,7 @@ def test_a_csv_batch_is_settled_rejected_and_reconciled_line_by_line(spark, rule
     assert rejects["field"].to_list() == ["self_pay", "person_id", "self_pay", "claim_id"]
     assert "not an amount in yuan" in rejects["message"][0]
     assert "more than two decimals" in rejects["message"][2]
-    assert rejects["message"][3] == f"duplicate claim id (first at {src}:2)"
+    assert rejects["message"][3] == "duplicate claim id (first on line 2)"
 
     results = pl.read_csv(next(out.glob("*.csv")), infer_schema=False)
     got = dict(zip(results["claim_id"], results["relief"]))
@@ -277,6 +281,7 @@ def test_a_csv_batch_is_settled_rejected_and_reconciled_line_by_line(spark, rule
                                    "hospital", "total_cost"]
     assert summary.total.relief == 10550_00 + 9450_00 + 5000_00 + 195_00 + 800_00
     assert summary.total.persons == 2
+    assert (summary.total.claims_capped, summary.total.persons_capped) == (3, 1)  # A2, A3 annual; A9 claim
     assert {t.key: t.claims for t in summary.by_month} == {"2023-05": 1, "2023-06": 1, "2023-12": 2, "2024-01": 1}
 
 
@@ -287,15 +292,21 @@ def yuan(fen: pl.Expr) -> pl.Expr:
 
 def test_a_parquet_folder_gives_the_local_results_with_exact_decimal_yuan(spark, book, rules_dir, tmp_path):
     frame = generated_claims(seed=7, persons=40).filter(pl.col("group") != "unknown-group")
-    frame = frame.filter(pl.col("date") != dt.date(2022, 6, 1))
+    frame = frame.filter(pl.col("date") != dt.date(2022, 6, 1)).unique("claim_id", keep="first", maintain_order=True)
     files = tmp_path / "in"
     files.mkdir()
     half = frame.height // 2  # a person's claims are split over both files
     for i, part in enumerate((frame[:half], frame[half:])):
         part.with_columns(yuan(pl.col("self_pay"))).drop("row").write_parquet(files / f"part{i}.parquet")
+    again = frame[:1].with_columns(pl.lit(1000, pl.Int64).alias("row"))  # file 0's first claim id, repeated
+    pl.concat([frame[half:], again]).with_columns(yuan(pl.col("self_pay"))).drop("row").write_parquet(
+        files / "part1.parquet")
     out = tmp_path / "results"
-    summary = run_batch(str(files), str(out), str(rules_dir))
-    assert summary.rejected == 0 and summary.settled == summary.rows_read == frame.height
+    summary = run_batch(str(files), str(out), str(rules_dir), on_error="skip")
+    assert (summary.rows_read, summary.settled, summary.rejected) == (frame.height + 1, frame.height, 1)
+    assert summary.rejects_sample == (
+        f"{files}/part1.parquet:{frame.height - half + 1}: claim {frame['claim_id'][0]}: claim_id: "
+        f"duplicate claim id (first in {files}/part0.parquet, line 1)",)
 
     written = pl.read_parquet(out / "*.parquet")
     assert written.schema["relief"] == pl.Decimal(18, 2)

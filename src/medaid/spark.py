@@ -245,12 +245,14 @@ def _settled(claims: "DataFrame", rules: "RuleBook", buckets: int | None) -> "Da
                .agg(F.count(F.lit(1)).alias("_n"), F.min(place).alias("_first")).filter(F.col("_n") > 1)
                .drop("_n"))
     df = df.join(repeats, on="claim_id", how="left")
-    first_at = F.concat_ws(":", F.nullif(F.col("_first.s"), F.lit("")), F.col("_first.r").cast("string"))
+    line = F.col("_first.r").cast("string")
+    first_at = F.when(F.col("_first.s") == F.coalesce(F.col("source"), F.lit("")), F.concat(F.lit("on line "), line)) \
+        .otherwise(F.concat(F.lit("in "), F.col("_first.s"), F.lit(", line "), line))
     dup = F.col(_MESSAGE).isNull() & F.col("_first").isNotNull() & (place != F.col("_first"))
     df = df.select(
         *[c for c in df.columns if c not in (_FIELD, _MESSAGE, "_first")],
         F.when(dup, F.lit("claim_id")).otherwise(F.col(_FIELD)).alias(_FIELD),
-        F.when(dup, F.concat(F.lit("duplicate claim id (first at "), first_at, F.lit(")")))
+        F.when(dup, F.concat(F.lit("duplicate claim id (first "), first_at, F.lit(")")))
         .otherwise(F.col(_MESSAGE)).alias(_MESSAGE),
     )
 
@@ -344,8 +346,12 @@ def _read_file_fn(fmt: str, names: Sequence[str], schema: "pa.Schema"):  # type:
                         pl.lit(f).alias(_FIELD), pl.lit(msg).alias(_MESSAGE))
                 else:
                     clean, rejects = validate_frame(raw, source)
-                    rej = rejects.select("row", "claim_id", pl.col("field").alias(_FIELD),
-                                         pl.col("message").alias(_MESSAGE))
+                    # one record per problem → one per row: fields joined by ", ", reasons by "; "
+                    rej = rejects.group_by("row", maintain_order=True).agg(
+                        pl.col("claim_id").first(),
+                        pl.col("field").str.join(", ").alias(_FIELD),
+                        pl.col("message").str.join("; ").alias(_MESSAGE),
+                    )
                     clean = clean.select([c for c in clean.columns if c in names])
                     out = pl.concat([clean, rej], how="diagonal_relaxed")
                 out = out.with_columns(pl.lit(source).alias("source"))
@@ -405,7 +411,9 @@ def _format_of(spark: "SparkSession", path: str) -> str:
 @dataclass(frozen=True)
 class Totals:
     """Totals of settled claims in fen: ``claims``, distinct ``persons``, ``self_pay``,
-    ``relief`` and ``patient_pays``; ``key`` names the plan, month (YYYY-MM) or hospital."""
+    ``relief`` and ``patient_pays``, ``claims_capped`` (relief reduced by a cap or by the
+    self-pay) and ``persons_capped`` (persons who reached an annual cap); ``key`` names the
+    plan, month (YYYY-MM) or hospital (``None`` for the overall line)."""
 
     key: str | None
     claims: int
@@ -413,6 +421,8 @@ class Totals:
     self_pay: int
     relief: int
     patient_pays: int
+    claims_capped: int = 0
+    persons_capped: int = 0
 
 
 @dataclass(frozen=True)
@@ -444,7 +454,9 @@ def summarize(results: "DataFrame") -> tuple[Totals, tuple[Totals, ...], tuple[T
 
     aggs = [F.count(F.lit(1)).alias("claims"), F.countDistinct("person_id").alias("persons"),
             F.sum("self_pay").alias("self_pay"), F.sum("relief").alias("relief"),
-            F.sum("patient_pays").alias("patient_pays")]
+            F.sum("patient_pays").alias("patient_pays"),
+            F.count(F.col("capped_by")).alias("claims_capped"),
+            F.countDistinct(F.when(F.col("capped_by") == "annual_cap", F.col("person_id"))).alias("persons_capped")]
 
     hosp = F.col("hospital") if "hospital" in results.columns else F.lit(None).cast("string")
     dims = F.array(
@@ -453,11 +465,12 @@ def summarize(results: "DataFrame") -> tuple[Totals, tuple[Totals, ...], tuple[T
         F.struct(F.lit("month").alias("dim"), F.date_format("date", "yyyy-MM").alias("key")),
         F.struct(F.lit("hospital").alias("dim"), hosp.alias("key")),
     )
-    long = results.select("person_id", "self_pay", "relief", "patient_pays", F.explode(dims).alias("d"))
+    long = results.select("person_id", "self_pay", "relief", "patient_pays", "capped_by", F.explode(dims).alias("d"))
     got: dict[str, list[Totals]] = {"total": [], "plan": [], "month": [], "hospital": []}
     for r in long.groupBy("d.dim", "d.key").agg(*aggs).orderBy("dim", F.col("key").asc_nulls_last()).collect():
         got[r["dim"]].append(Totals(r["key"], r["claims"], r["persons"], r["self_pay"] or 0,
-                                    r["relief"] or 0, r["patient_pays"] or 0))
+                                    r["relief"] or 0, r["patient_pays"] or 0, r["claims_capped"],
+                                    r["persons_capped"]))
     total = got["total"][0] if got["total"] else Totals(None, 0, 0, 0, 0, 0)
     by_plan, by_month, by_hospital = (tuple(got[k]) for k in ("plan", "month", "hospital"))
     return total, by_plan, by_month, by_hospital
