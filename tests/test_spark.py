@@ -28,7 +28,7 @@ from polars.testing import assert_frame_equal  # noqa: E402
 import medaid  # noqa: E402
 from medaid.columnar import settle_frame  # noqa: E402
 from medaid.columns import RESULT_FIELDS  # noqa: E402
-from medaid.spark import run_batch, settle_spark, spark_session  # noqa: E402
+from medaid.spark import main, run_batch, settle_spark, spark_session  # noqa: E402
 
 V2023 = """
 id = "test-aid"
@@ -305,8 +305,8 @@ def test_a_parquet_folder_gives_the_local_results_with_exact_decimal_yuan(spark,
     summary = run_batch(str(files), str(out), str(rules_dir), on_error="skip")
     assert (summary.rows_read, summary.settled, summary.rejected) == (frame.height + 1, frame.height, 1)
     assert summary.rejects_sample == (
-        f"{files}/part1.parquet:{frame.height - half + 1}: claim {frame['claim_id'][0]}: claim_id: "
-        f"duplicate claim id (first in {files}/part0.parquet, line 1)",)
+        f"{files}/part1.parquet:{frame.height - half + 1}: claim_id: "
+        f"duplicate claim id (first in {files}/part0.parquet, line 1) (claim {frame['claim_id'][0]})",)
 
     written = pl.read_parquet(out / "*.parquet")
     assert written.schema["relief"] == pl.Decimal(18, 2)
@@ -323,11 +323,15 @@ def test_a_parquet_folder_gives_the_local_results_with_exact_decimal_yuan(spark,
     assert {t.key: t.relief for t in summary.by_plan} == dict(by_plan.iter_rows())
 
 
-def test_with_on_error_fail_a_bad_row_refuses_the_batch_and_writes_nothing(spark, rules_dir, tmp_path):
+def test_with_on_error_fail_a_bad_row_refuses_the_batch_and_writes_nothing(spark, rules_dir, tmp_path, capsys):
+    """Through the ``python -m medaid.spark`` entry point (what spark-submit runs)."""
     src = tmp_path / "claims.csv"
     src.write_text(CSV, encoding="utf-8")
     out = tmp_path / "results.csv"
-    with pytest.raises(medaid.ClaimError) as e:
-        run_batch(str(src), str(out), str(rules_dir))
-    assert f"{src}:5: claim A4: self_pay:" in str(e.value)
+    assert main([str(src), "-o", str(out), "--rules", str(rules_dir), "--max-errors", "2"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"{src}:5: self_pay: 'abc' is not an amount in yuan")
+    assert err[0].endswith("(claim A4)")
+    assert err[1] == f"{src}:6: person_id: is empty (claim A5)"
+    assert err[2] == f"{src}: ... and 2 more rejected rows"
     assert not out.exists() and list(tmp_path.iterdir()) == [src]

@@ -446,6 +446,10 @@ class Summary:
         """JSON-ready: amounts stay integers of fen."""
         return asdict(self)
 
+    def reconcile(self) -> str:
+        """``rows read N = settled S + rejected R``, as the local batch prints it."""
+        return f"rows read {self.rows_read} = settled {self.settled} + rejected {self.rejected}"
+
 
 def summarize(results: "DataFrame") -> tuple[Totals, tuple[Totals, ...], tuple[Totals, ...], tuple[Totals, ...]]:
     """Totals of a results frame computed in Spark (integer sums of fen, exact distinct
@@ -558,13 +562,14 @@ def run_batch(
     input_format: str | None = None,
     output_format: str | None = None,
     buckets: int | None = None,
+    max_errors: int = MAX_QUOTED,
 ) -> Summary:
     """Settle a file or folder of CSV or Parquet claims on Spark and write the results
     (DESIGN.md §2 on every claim, §5 reconciliation).
 
     Every row is validated; rows that cannot be settled are rejects with file, line, field and
     reason.  ``on_error="fail"`` refuses the batch when any row is rejected (nothing is
-    written; the first rejects are quoted in the :class:`ClaimError`); ``"skip"`` settles the
+    written; the first ``max_errors`` rejects are quoted in the :class:`ClaimError`); ``"skip"`` settles the
     rest and writes the rejects to ``rejects_path`` if given.  Output is a folder of CSV (path
     ending ``.csv``) or Parquet files, written whole or not at all.  ``master=None`` uses the
     session that ``spark-submit`` configures.
@@ -597,9 +602,9 @@ def run_batch(
                 f"rows do not reconcile: read {rows_read}, settled {n_settled}, rejected {rejected}",
                 source=input_path))
         sample = [
-            Problem(r["message"], source=r["source"], line=r["row"],
-                    field=r["field"] if r["claim_id"] is None else f"claim {r['claim_id']}: {r['field']}")
-            for r in (rejects.orderBy(F.col("source").asc_nulls_first(), "row").limit(MAX_QUOTED).collect()
+            Problem(r["message"] + ("" if r["claim_id"] is None else f" (claim {r['claim_id']})"),
+                    source=r["source"], line=r["row"], field=r["field"])
+            for r in (rejects.orderBy(F.col("source").asc_nulls_first(), "row").limit(max_errors).collect()
                       if rejected else [])
         ]
         if rejected and on_error == "fail":
@@ -640,11 +645,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rejects", default=None, help="folder for rejected rows (CSV if it ends in .csv)")
     ap.add_argument("--on-error", choices=("fail", "skip"), default="fail")
     ap.add_argument("--buckets", type=int, default=None, help="buckets of persons (default: by size)")
+    ap.add_argument("--max-errors", type=int, default=MAX_QUOTED, help="how many problems to list when refusing")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = ap.parse_args(argv)
     try:
         summary = run_batch(args.input, args.output, args.rules, master=args.master, rejects_path=args.rejects,
-                            on_error=args.on_error, scheme=args.scheme, buckets=args.buckets)
+                            on_error=args.on_error, scheme=args.scheme, buckets=args.buckets,
+                            max_errors=args.max_errors)
     except MedaidError as e:
         print(str(e), file=sys.stderr)
         return 1
@@ -654,7 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .money import format_yuan
 
         t = summary.total
-        print(f"read {summary.rows_read} rows: settled {summary.settled}, rejected {summary.rejected}")
+        print(summary.reconcile())
         print(f"{t.claims} claims of {t.persons} persons: self-pay {format_yuan(t.self_pay)}, "
               f"relief {format_yuan(t.relief)}, patient pays {format_yuan(t.patient_pays)}")
         for p in summary.by_plan:
