@@ -641,7 +641,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("-o", "--output", required=True, help="output folder; ends in .csv for CSV, else Parquet")
     ap.add_argument("--rules", default=os.environ.get("MEDAID_RULES", "rules"), help="rule file or folder (driver side)")
     ap.add_argument("--scheme", default=None)
-    ap.add_argument("--master", default=None, help="e.g. local[2]; default: as spark-submit configures")
+    ap.add_argument("--master", default=None,
+                    help="e.g. local[2]; default: what spark-submit configures, else local[2]")
     ap.add_argument("--rejects", default=None, help="folder for rejected rows (CSV if it ends in .csv)")
     ap.add_argument("--on-error", choices=("fail", "skip"), default="fail")
     ap.add_argument("--buckets", type=int, default=None, help="buckets of persons (default: by size)")
@@ -649,7 +650,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = ap.parse_args(argv)
     try:
-        summary = run_batch(args.input, args.output, args.rules, master=args.master, rejects_path=args.rejects,
+        # under spark-submit the driver runs with a gateway to the JVM spark-submit started
+        master = args.master or (None if os.environ.get("PYSPARK_GATEWAY_PORT") else "local[2]")
+        summary = run_batch(args.input, args.output, args.rules, master=master, rejects_path=args.rejects,
                             on_error=args.on_error, scheme=args.scheme, buckets=args.buckets,
                             max_errors=args.max_errors)
     except MedaidError as e:
