@@ -238,17 +238,17 @@ def test_claims_no_version_or_plan_covers_are_rejected_with_reasons(generated):
 
 
 CSV = """\
-结算单号,人员编号,结算日期,合规自付费用,救助对象类别,就诊类型,医疗机构
-A1,P1,2023-12-31,"15,000.00",key,inpatient,H1
-A2,P1,2023-12-31,30000,key,inpatient,"=HYPERLINK(""x"")"
-A3,P1,2024-01-01,30000,key,inpatient,H1
-A4,P2,2023-05-02,abc,key,inpatient,H2
-A5,,2023-05-02,100,key,inpatient,H2
-A6,P3,2023-05-02,100.005,key,inpatient,H2
-A1,P3,2023-05-03,100,key,inpatient,H2
+结算单号,人员编号,结算日期,合规自付费用,救助对象类别,就诊类型,备注,医疗机构,relief
+A1,P1,2023-12-31,"15,000.00",key,inpatient,first stay,H1,1
+A2,P1,2023-12-31,30000,key,inpatient,,"=HYPERLINK(""x"")",2
+A3,P1,2024-01-01,30000,key,inpatient,,H1,3
+A4,P2,2023-05-02,abc,key,inpatient,,H2,4
+A5,,2023-05-02,100,key,inpatient,,H2,5
+A6,P3,2023-05-02,100.005,key,inpatient,,H2,6
+A1,P3,2023-05-03,100,key,inpatient,,H2,7
 
-A8,P4,2023-05-03,500,key,outpatient,H2
-A9,P4,2023-06-03,1500,key,outpatient,H2
+A8,P4,2023-05-03,500,key,outpatient,,H2,8
+A9,P4,2023-06-03,1500,key,outpatient,-1,H2,9
 """
 
 
@@ -277,8 +277,11 @@ def test_a_csv_batch_is_settled_rejected_and_reconciled_line_by_line(spark, rule
     assert got == {"A1": "10550.00", "A2": "9450.00", "A3": "5000.00", "A8": "195.00", "A9": "800.00"}
     assert results.filter(pl.col("claim_id") == "A2")["hospital"][0] == "'=HYPERLINK(\"x\")"
     assert results.filter(pl.col("claim_id") == "A3")["capped_by"][0] == "annual_cap"
-    assert results.columns[:8] == ["claim_id", "person_id", "date", "self_pay", "group", "kind",
-                                   "hospital", "total_cost"]
+    # the input's columns in its order, under their field names; others pass through as text
+    assert results.columns == ["claim_id", "person_id", "date", "self_pay", "group", "kind", "备注",
+                               "hospital", "relief_input", *RESULT_FIELDS]
+    assert results["备注"].to_list() == ["first stay", None, None, None, "'-1"]
+    assert results["relief_input"].to_list() == ["1", "2", "3", "8", "9"]
     assert summary.total.relief == 10550_00 + 9450_00 + 5000_00 + 195_00 + 800_00
     assert summary.total.persons == 2
     assert (summary.total.claims_capped, summary.total.persons_capped) == (3, 1)  # A2, A3 annual; A9 claim
@@ -335,3 +338,14 @@ def test_with_on_error_fail_a_bad_row_refuses_the_batch_and_writes_nothing(spark
     assert err[1] == f"{src}:6: person_id: is empty (claim A5)"
     assert err[2] == f"{src}: ... and 2 more rejected rows"
     assert not out.exists() and list(tmp_path.iterdir()) == [src]
+
+
+def test_a_file_without_a_required_column_refuses_the_run(spark, rules_dir, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.csv").write_text("claim_id,person_id,date,self_pay\nC1,P1,2024-05-03,100\n", encoding="utf-8")
+    (folder / "b.csv").write_text("结算单号,人员编号,合规自付\nC2,P1,100\n", encoding="utf-8")
+    with pytest.raises(medaid.MedaidError) as e:
+        run_batch(str(folder), str(tmp_path / "out"), str(rules_dir))
+    assert str(e.value).startswith(f"{folder}/b.csv:1: missing required column(s): date; found '结算单号'")
+    assert not (tmp_path / "out").exists()

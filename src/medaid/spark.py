@@ -25,6 +25,7 @@ import os
 import pickle
 import sys
 import time
+import unicodedata
 import uuid
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -285,42 +286,77 @@ def _spark_type(ddl: str) -> Any:
 # reading
 
 
-def _canonical(header: str) -> str | None:
-    h = header.strip().casefold()
-    for name, aliases in HEADER_ALIASES.items():
-        if h in (a.casefold() for a in aliases):
-            return name
-    return None
+_RESERVED = frozenset(RESULT_FIELDS) | {"row", "source", "field", "message"}
 
 
-def _raw_frame(content: bytes, fmt: str) -> tuple[Any, list[str]]:
-    """One file as text columns named by canonical field names plus ``row`` (line number for
-    CSV, header = line 1; record number for Parquet); blank lines are skipped.  Returns the
-    frame and the float money columns (refused: money never passes through a float)."""
+def _norm_header(h: str) -> str:
+    return unicodedata.normalize("NFKC", str(h)).strip().casefold()
+
+
+_ALIAS_INDEX = {_norm_header(a): f for f, aliases in HEADER_ALIASES.items() for a in aliases}
+
+
+def column_names(headers: Sequence[str]) -> list[str]:
+    """A file's headers as the batch names them: a field's aliases (after NFKC, trimming and
+    case-folding, :data:`medaid.columns.HEADER_ALIASES`) become the field name; a second column naming the same field, and any
+    other column, keep their header (``_input`` appended when it is named like a result column,
+    a number appended when repeated), so that they pass through as text."""
+    names: list[str] = []
+    for h in headers:
+        field = _ALIAS_INDEX.get(_norm_header(h))
+        if field is not None and field not in names:
+            names.append(field)
+            continue
+        name = str(h).strip() or f"column_{len(names) + 1}"
+        if name in _RESERVED or name in CLAIM_TYPES:
+            name = f"{name}_input"
+        base, k = name, 1
+        while name in names:
+            k += 1
+            name = f"{base}_{k}"
+        names.append(name)
+    return names
+
+
+def _text_of(frame: Any) -> Any:
+    """Every column as text: dates ISO, date-times without a zero time, floats by ``repr``
+    (the one float boundary, as in the local reader: ``1234.567`` is then refused, never
+    rounded), everything else by polars' own cast."""
+    import polars as pl
+
+    exprs = []
+    for name, dtype in frame.schema.items():
+        e = pl.col(name)
+        if dtype == pl.Date:
+            e = e.dt.strftime("%Y-%m-%d")
+        elif dtype == pl.Datetime:
+            e = e.dt.strftime("%Y-%m-%d %H:%M:%S").str.replace(" 00:00:00", "", literal=True)
+        elif dtype.is_float():
+            e = e.map_elements(repr, return_dtype=pl.String)
+        else:
+            e = e.cast(pl.String)
+        exprs.append(e.alias(name))
+    return frame.select(exprs)
+
+
+def _raw_frame(content: bytes, fmt: str) -> Any:
+    """One file as text columns named by :func:`column_names`, plus ``row``: the line number
+    for CSV (the header is line 1; blank lines are not rows), the record number from 1 for
+    Parquet."""
     import polars as pl
 
     if fmt == "csv":
         frame = pl.read_csv(io.BytesIO(content), infer_schema=False, raise_if_empty=False)
         first = 2
     else:
-        frame = pl.read_parquet(io.BytesIO(content))
+        frame = _text_of(pl.read_parquet(io.BytesIO(content)))
         first = 1
-    frame = frame.with_row_index("__i")
-    renames: dict[str, str] = {}
-    for c in frame.columns:
-        name = _canonical(c)
-        if name in CLAIM_TYPES and name not in renames.values():
-            renames[c] = name
-    floats = [renames[c] for c, t in frame.schema.items() if c in renames and renames[c] in CLAIM_MONEY_FIELDS
-              and t in (pl.Float32, pl.Float64)]
-    frame = frame.select(
-        (pl.col("__i").cast(pl.Int64) + first).alias("row"),
-        *[pl.col(c).cast(pl.String).alias(n) for c, n in renames.items()],
-    )
+    frame.columns = column_names(frame.columns)
+    frame = frame.with_row_index("row", offset=first).with_columns(pl.col("row").cast(pl.Int64))
     text = [c for c in frame.columns if c != "row"]
     if text:
         frame = frame.filter(~pl.all_horizontal(pl.col(text).is_null()))
-    return frame, floats
+    return frame
 
 
 def _read_file_fn(fmt: str, names: Sequence[str], schema: "pa.Schema"):  # type: ignore[no-untyped-def]
@@ -335,25 +371,17 @@ def _read_file_fn(fmt: str, names: Sequence[str], schema: "pa.Schema"):  # type:
             paths = batch.column("path").to_pylist()
             contents = batch.column("content").to_pylist()
             for path, content in zip(paths, contents):
-                source = path[len("file:"):] if path.startswith("file:") else path
-                raw, floats = _raw_frame(content, fmt)
-                missing = [f for f in REQUIRED_FIELDS if f not in raw.columns]
-                if missing or floats:
-                    f = (missing or floats)[0]
-                    msg = ("column is missing; accepted headers: " + ", ".join(HEADER_ALIASES[f])
-                           if missing else "is a float column; give yuan as decimal or text")
-                    out = raw.select("row", *[c for c in ("claim_id",) if c in raw.columns]).with_columns(
-                        pl.lit(f).alias(_FIELD), pl.lit(msg).alias(_MESSAGE))
-                else:
-                    clean, rejects = validate_frame(raw, source)
-                    # one record per problem → one per row: fields joined by ", ", reasons by "; "
-                    rej = rejects.group_by("row", maintain_order=True).agg(
-                        pl.col("claim_id").first(),
-                        pl.col("field").str.join(", ").alias(_FIELD),
-                        pl.col("message").str.join("; ").alias(_MESSAGE),
-                    )
-                    clean = clean.select([c for c in clean.columns if c in names])
-                    out = pl.concat([clean, rej], how="diagonal_relaxed")
+                source = _source(path)
+                raw = _raw_frame(content, fmt)
+                clean, rejects = validate_frame(raw, source)
+                # one record per problem → one per row: fields joined by ", ", reasons by "; "
+                rej = rejects.group_by("row", maintain_order=True).agg(
+                    pl.col("claim_id").first(),
+                    pl.col("field").str.join(", ").alias(_FIELD),
+                    pl.col("message").str.join("; ").alias(_MESSAGE),
+                )
+                clean = clean.select([c for c in clean.columns if c in names])
+                out = pl.concat([clean, rej], how="diagonal_relaxed")
                 out = out.with_columns(pl.lit(source).alias("source"))
                 for c in names:
                     if c not in out.columns:
@@ -363,25 +391,70 @@ def _read_file_fn(fmt: str, names: Sequence[str], schema: "pa.Schema"):  # type:
     return read_files
 
 
-def read_claims(spark: "SparkSession", path: str, fmt: str | None = None) -> "DataFrame":
+def _source(path: str) -> str:
+    """A file's name as problems show it (``file:`` dropped from local paths)."""
+    return path[len("file:"):] if path.startswith("file:") else path
+
+
+def read_claims(spark: "SparkSession", path: str, fmt: str | None = None) -> tuple["DataFrame", list[str]]:
     """Read CSV or Parquet claim files (a file or a folder of them) and validate every row with
     :func:`medaid.readers.validate_frame`, one file per call, on the executors.
 
-    Returns one frame of ``source``, ``row``, the claim fields typed as in :data:`CLAIM_TYPES`
-    and ``field``/``message`` (null for good rows, the reason for rejected ones).  Headers are
-    matched through :data:`medaid.columns.HEADER_ALIASES`; other columns are not carried.
+    Headers are checked on the driver first: a file without a required column refuses the run
+    (:class:`MedaidError` naming the file and the column), as in the local batch.  Returns the
+    frame (``source``, ``row``, the claim fields typed as in :data:`CLAIM_TYPES`, the other
+    columns as text, and ``field``/``message``: null for good rows, the reason for rejected
+    ones) and the columns in the files' order (claim fields by their field names).
     """
     from pyspark.sql.types import StructType
 
     fmt = fmt or _format_of(spark, path)
     files = (spark.read.format("binaryFile").option("pathGlobFilter", f"*.{fmt}")
              .option("recursiveFileLookup", "true").load(path))
+    layout = _layout(spark, [r[0] for r in files.select("path").collect()], fmt, path)
+    extras = [c for c in layout if c not in CLAIM_TYPES]
     ddl = ", ".join(["source string", "row bigint"] + [f"`{c}` {t}" for c, t in CLAIM_TYPES.items()]
-                    + [f"{_FIELD} string", f"{_MESSAGE} string"])
+                    + [f"`{c}` string" for c in extras] + [f"{_FIELD} string", f"{_MESSAGE} string"])
     schema = StructType.fromDDL(ddl)
     names = [f.name for f in schema.fields]
     parsed = files.select("path", "content").mapInArrow(_read_file_fn(fmt, names, _arrow_schema(schema)), schema)
-    return parsed.withColumnRenamed(_FIELD, "field").withColumnRenamed(_MESSAGE, "message")
+    return parsed.withColumnRenamed(_FIELD, "field").withColumnRenamed(_MESSAGE, "message"), layout
+
+
+def _layout(spark: "SparkSession", paths: list[str], fmt: str, where: str) -> list[str]:
+    """The union of the files' columns (as :func:`column_names` names them) in order of first
+    appearance; refuses files without a required column.  Reads only headers (CSV: the first
+    line through Hadoop's file system; Parquet: the footer)."""
+    import csv
+
+    if not paths:
+        raise MedaidError(Problem(f"no .{fmt} files here", source=where))
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    layout: list[str] = []
+    problems: list[Problem] = []
+    for p in sorted(paths):
+        if fmt == "csv":
+            hp = jvm.org.apache.hadoop.fs.Path(p)
+            reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(hp.getFileSystem(conf).open(hp), "UTF-8"))
+            try:
+                line = reader.readLine() or ""
+            finally:
+                reader.close()
+            headers = next(csv.reader([line.lstrip("\ufeff")]), [])
+        else:
+            headers = spark.read.parquet(p).columns
+        names = column_names(headers)
+        missing = [f for f in REQUIRED_FIELDS if f not in names]
+        if missing:
+            problems.append(Problem(
+                "missing required column(s): " + ", ".join(missing) + "; found "
+                + ", ".join(repr(h) for h in headers) + ". Name them in English or Chinese "
+                "(e.g. 结算单号, 人员编号, 结算日期, 合规自付费用)", source=_source(p), line=1))
+        layout += [n for n in names if n not in layout]
+    if problems:
+        raise MedaidError(problems)
+    return layout
 
 
 def _format_of(spark: "SparkSession", path: str) -> str:
@@ -491,14 +564,15 @@ def _yuan(col: Any) -> Any:
     return (col.cast("decimal(20,0)") * F.lit(Decimal("0.01"))).cast("decimal(18,2)")
 
 
-def output_frame(results: "DataFrame", fmt: str) -> "DataFrame":
-    """Results as written to files: the claim fields then ``RESULT_FIELDS`` in file order
-    (by source and line), money as yuan (``decimal(18,2)`` in Parquet, two-decimal text in
+def output_frame(results: "DataFrame", fmt: str, layout: Sequence[str] | None = None) -> "DataFrame":
+    """Results as written to files: the input's columns (``layout``, default the claim fields)
+    then ``RESULT_FIELDS``, rows in file order (by source and line), money as yuan (``decimal(18,2)`` in Parquet, two-decimal text in
     CSV), and in CSV text cells that a spreadsheet would run as a formula prefixed with ``'``."""
     from pyspark.sql import functions as F
 
     money = set(CLAIM_MONEY_FIELDS) | {"relief", "patient_pays", "bracket_relief", "ytd_self_pay", "ytd_relief"}
-    cols = [c for c in CLAIM_FIELDS if c in results.columns] + list(RESULT_FIELDS)
+    first = layout if layout is not None else [c for c in CLAIM_FIELDS if c in results.columns]
+    cols = [c for c in first if c in results.columns] + list(RESULT_FIELDS)
     df = results.orderBy(F.col("source").asc_nulls_first(), "row")
     out = []
     for c in cols:
@@ -583,7 +657,8 @@ def run_batch(
     started = time.perf_counter()
     book = load_rules(rules_path, scheme)
     spark = spark_session(master)
-    parsed = read_claims(spark, input_path, input_format).persist()
+    parsed, layout = read_claims(spark, input_path, input_format)
+    parsed = parsed.persist()
     settled = None
     try:
         rows_read = parsed.count()
@@ -613,7 +688,7 @@ def run_batch(
                 sample.append(Problem(f"... and {more} more rejected rows", source=input_path))
             raise ClaimError(sample)
         out_fmt = _out_format(output_path, output_format)
-        write_atomic(output_frame(results, out_fmt), output_path, out_fmt)
+        write_atomic(output_frame(results, out_fmt, layout), output_path, out_fmt)
         if rejects_path:
             rej_fmt = _out_format(rejects_path, None)
             rej = rejects.orderBy(F.col("source").asc_nulls_first(), "row")
