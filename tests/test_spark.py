@@ -153,6 +153,8 @@ def generated_claims(seed: int, persons: int = 120) -> pl.DataFrame:
                 day = dt.date(2022, 6, 1)  # no version covers it
             rows.append((f"S{seed}-C{len(rows):05d}", f"P{p:04d}", day, fen, g, k, f"H{rng.randint(1, 5)}"))
     rows.append((rows[5][0], "P-other", rows[5][2], 100_00, "key", "inpatient", "H1"))  # a repeated id
+    rows.append((f"S{seed}-NEG", "P0000", rows[5][2], -1, "key", "inpatient", "H1"))  # a negative self-pay
+    rows.append((f"S{seed}-NOP", None, rows[5][2], 100, "key", "inpatient", "H1"))  # no person
     rng.shuffle(rows)
     frame = pl.DataFrame(rows, orient="row", schema={
         "claim_id": pl.String, "person_id": pl.String, "date": pl.Date, "self_pay": pl.Int64,
@@ -182,7 +184,8 @@ def generated(spark, book):
 
 def test_every_claim_settles_on_spark_as_in_the_local_batch(generated, book):
     frame, spark_results, _ = generated
-    local, _ = settle_frame(frame.unique("claim_id", keep="first", maintain_order=True), book)
+    valid = frame.filter((pl.col("self_pay") >= 0) & pl.col("person_id").is_not_null())
+    local, _ = settle_frame(valid.unique("claim_id", keep="first", maintain_order=True), book)
     assert spark_results.height == local.height > 1000
     assert_frame_equal(
         spark_results.select(COMPARED).sort("claim_id"),
@@ -228,7 +231,9 @@ def test_claims_no_version_or_plan_covers_are_rejected_with_reasons(generated):
     assert all("matches group 'unknown-group'" in m for m in no_plan)
     wanted = frame.filter((pl.col("group") == "unknown-group") | (pl.col("date") == dt.date(2022, 6, 1)))
     repeat = frame.filter(pl.col("claim_id") == "S6-C00005").sort("row")
-    assert sorted(rejects["claim_id"]) == sorted([*wanted["claim_id"], "S6-C00005"])
+    assert sorted(rejects["claim_id"]) == sorted([*wanted["claim_id"], "S6-C00005", "S6-NEG", "S6-NOP"])
+    assert rejects.filter(pl.col("claim_id").str.contains("-N")).sort("claim_id").select("field", "message").rows() \
+        == [("self_pay", "must not be negative"), ("person_id", "is empty")]
     assert rejects.filter(pl.col("field") == "claim_id").select("row", "message").rows() == [
         (repeat["row"][1], f"duplicate claim id (first on line {repeat['row'][0]})")]
 
@@ -295,7 +300,8 @@ def yuan(fen: pl.Expr) -> pl.Expr:
 
 def test_a_parquet_folder_gives_the_local_results_with_exact_decimal_yuan(spark, book, rules_dir, tmp_path):
     frame = generated_claims(seed=7, persons=40).filter(pl.col("group") != "unknown-group")
-    frame = frame.filter(pl.col("date") != dt.date(2022, 6, 1)).unique("claim_id", keep="first", maintain_order=True)
+    frame = frame.filter((pl.col("date") != dt.date(2022, 6, 1)) & (pl.col("self_pay") >= 0) & pl.col("person_id").is_not_null())
+    frame = frame.unique("claim_id", keep="first", maintain_order=True)
     files = tmp_path / "in"
     files.mkdir()
     half = frame.height // 2  # a person's claims are split over both files

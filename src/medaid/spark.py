@@ -190,8 +190,8 @@ def settle_spark(
 
     ``claims`` has ``claim_id``, ``person_id`` (string), ``date`` (date), ``self_pay`` (bigint
     fen), optionally ``group``, ``kind`` (string), ``row`` (bigint; line numbers, added when
-    absent) and ``source``; other columns pass through.  Rows missing a required value, and
-    every repeat of a claim id after its first (by ``source``, ``row``), are rejected; the rest
+    absent) and ``source``; other columns pass through.  Rows missing a required value or
+    with a negative self-pay, and every repeat of a claim id after its first (by ``source``, ``row``), are rejected; the rest
     are shuffled into ``buckets`` buckets of persons (default: the shuffle partitions) and each
     bucket is settled by :func:`medaid.columnar.settle_frame`.
 
@@ -236,9 +236,14 @@ def _settled(claims: "DataFrame", rules: "RuleBook", buckets: int | None) -> "Da
     missing = F.when(F.col(_MESSAGE).isNotNull(), F.col(_FIELD))
     for name in ("claim_id", "person_id", "date", "self_pay"):
         missing = missing.when(F.col(name).isNull(), F.lit(name))
-    df = df.withColumn(_MESSAGE, F.when(F.col(_MESSAGE).isNotNull(), F.col(_MESSAGE))
-                       .when(missing.isNotNull(), F.lit("is empty")))
-    df = df.withColumn(_FIELD, missing)
+    empty = F.lit(False)
+    for name in ("claim_id", "person_id", "date", "self_pay"):
+        empty = empty | F.col(name).isNull()
+    missing = missing.when(F.col("self_pay") < 0, F.lit("self_pay"))
+    message = (F.when(F.col(_MESSAGE).isNotNull(), F.col(_MESSAGE)).when(empty, F.lit("is empty"))
+               .when(F.col("self_pay") < 0, F.lit("must not be negative")))
+    df = df.select(*[c for c in df.columns if c not in (_FIELD, _MESSAGE)], missing.alias(_FIELD),
+                   message.alias(_MESSAGE))
     # repeats: the claim ids seen more than once (few, so the join back is a broadcast once
     # adaptive execution has seen their size) with the place of their first occurrence
     place = F.struct(F.coalesce(F.col("source"), F.lit("")).alias("s"), F.col("row").alias("r"))
