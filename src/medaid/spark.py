@@ -244,13 +244,15 @@ def _settled(claims: "DataFrame", rules: "RuleBook", buckets: int | None) -> "Da
                .when(F.col("self_pay") < 0, F.lit("must not be negative")))
     df = df.select(*[c for c in df.columns if c not in (_FIELD, _MESSAGE)], missing.alias(_FIELD),
                    message.alias(_MESSAGE))
-    # repeats: the claim ids seen more than once (few, so the join back is a broadcast once
-    # adaptive execution has seen their size) with the place of their first occurrence
+    # repeats: the claim ids seen more than once, counted by a hash aggregation, then the place
+    # of their first occurrence among their few rows (the joins become broadcasts, or vanish,
+    # once adaptive execution has seen how few they are)
     place = F.struct(F.coalesce(F.col("source"), F.lit("")).alias("s"), F.col("row").alias("r"))
-    repeats = (df.filter(F.col(_MESSAGE).isNull()).groupBy("claim_id")
-               .agg(F.count(F.lit(1)).alias("_n"), F.min(place).alias("_first")).filter(F.col("_n") > 1)
-               .drop("_n"))
-    df = df.join(repeats, on="claim_id", how="left")
+    live = df.filter(F.col(_MESSAGE).isNull())
+    repeated = live.groupBy("claim_id").count().filter(F.col("count") > 1).select("claim_id")
+    firsts = live.join(repeated, on="claim_id", how="left_semi").groupBy("claim_id").agg(
+        F.min(place).alias("_first"))
+    df = df.join(firsts, on="claim_id", how="left")
     line = F.col("_first.r").cast("string")
     first_at = F.when(F.col("_first.s") == F.coalesce(F.col("source"), F.lit("")), F.concat(F.lit("on line "), line)) \
         .otherwise(F.concat(F.lit("in "), F.col("_first.s"), F.lit(", line "), line))
