@@ -2,8 +2,8 @@
 
 One local Spark session (``local[2]``) serves the module.  Claim sets are generated with a
 fixed seed so that annual caps and claim caps bind, several plans share a pool, two rule
-versions meet at a benefit-year boundary (the second version's benefit year starts in April,
-so its first quarter still counts into the first version's year), and bad rows are mixed in.
+versions meet inside a benefit year (the scheme's benefit year starts in April, so the 2024
+version's first quarter still counts into the 2023 benefit year), and bad rows are mixed in.
 Expected values come from the local path (``columnar.settle_frame``) and from the scalar engine
 (``medaid.settle``), or are worked out by hand in the test.
 """
@@ -36,6 +36,7 @@ version = "2023"
 valid_from = 2023-01-01
 valid_to = 2023-12-31
 rounding = { unit = "fen", method = "half-up" }
+benefit_year_start_month = 4
 
 [[plans]]
 name = "key-inpatient"
@@ -214,7 +215,7 @@ def test_the_generated_set_binds_caps_and_spans_versions_plans_and_years(generat
     assert set(r["rule_version"]) == {"2023", "2024"}
     assert set(r["plan"]) == {"key-inpatient", "low-inpatient", "outpatient", "key-inpatient-24",
                               "low-inpatient-24", "outpatient-24"}
-    # the 2024 version's benefit year starts in April: January-March 2024 still count into 2023
+    # the benefit year starts in April: January-March 2024 (2024 version) still count into 2023
     q1 = r.filter((pl.col("date") >= dt.date(2024, 1, 1)) & (pl.col("date") < dt.date(2024, 4, 1)))
     assert set(q1["benefit_year"]) == {2023}
     assert set(r.filter(pl.col("date") >= dt.date(2024, 4, 1))["benefit_year"]) == {2024}
@@ -274,7 +275,7 @@ def test_a_csv_batch_is_settled_rejected_and_reconciled_line_by_line(spark, rule
     results = pl.read_csv(next(out.glob("*.csv")), infer_schema=False)
     got = dict(zip(results["claim_id"], results["relief"]))
     # 2023: 15,000 → 6,300 + 5,000 × 85% = 10,550; 30,000 → 23,300, capped at 20,000 − 10,550
-    # 1 January 2024 is under the 2024 version, whose benefit year starts in April: it counts
+    # 1 January 2024 is under the 2024 version; the benefit year starts in April, so it counts
     # into (P1, 2023, inpatient) with the 2023 claims, C = 45,000 before and 75,000 after;
     # whole mode, year accumulation: 80% × 75,000 − 80% × 45,000 = 24,000, capped at the
     # 2024 annual cap 25,000 − 20,000 already granted = 5,000.
