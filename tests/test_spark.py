@@ -167,6 +167,11 @@ def to_spark(spark, frame: pl.DataFrame):
     return spark.createDataFrame(frame.to_arrow())
 
 
+def read_parts(folder: Path) -> pl.DataFrame:
+    """A CSV folder Spark wrote, its part files in order, every value as text."""
+    return pl.concat([pl.read_csv(f, infer_schema=False) for f in sorted(folder.glob("part-*.csv"))])
+
+
 def collect(df) -> pl.DataFrame:
     out = pl.from_arrow(df.toArrow())
     assert isinstance(out, pl.DataFrame)
@@ -265,14 +270,14 @@ def test_a_csv_batch_is_settled_rejected_and_reconciled_line_by_line(spark, rule
     summary = run_batch(str(src), str(out), str(rules_dir), rejects_path=str(rej), on_error="skip")
 
     assert (summary.rows_read, summary.settled, summary.rejected) == (9, 5, 4)
-    rejects = pl.read_csv(next(rej.glob("*.csv")), infer_schema=False)
+    rejects = read_parts(rej)
     assert rejects["row"].to_list() == ["5", "6", "7", "8"]  # header = line 1, the blank line 9 is skipped
     assert rejects["field"].to_list() == ["self_pay", "person_id", "self_pay", "claim_id"]
     assert "not an amount in yuan" in rejects["message"][0]
     assert "more than two decimals" in rejects["message"][2]
     assert rejects["message"][3] == "duplicate claim id (first on line 2)"
 
-    results = pl.read_csv(next(out.glob("*.csv")), infer_schema=False)
+    results = read_parts(out)
     got = dict(zip(results["claim_id"], results["relief"]))
     # 2023: 15,000 → 6,300 + 5,000 × 85% = 10,550; 30,000 → 23,300, capped at 20,000 − 10,550
     # 1 January 2024 is under the 2024 version; the benefit year starts in April, so it counts
@@ -355,4 +360,37 @@ def test_a_file_without_a_required_column_refuses_the_run(spark, rules_dir, tmp_
     with pytest.raises(medaid.MedaidError) as e:
         run_batch(str(folder), str(tmp_path / "out"), str(rules_dir))
     assert str(e.value).startswith(f"{folder}/b.csv:1: missing required column(s): date; found '结算单号'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_gbk_csv_is_read_as_chinese_excel_saves_it(spark, rules_dir, tmp_path):
+    src = tmp_path / "gbk.csv"
+    src.write_bytes("结算单号,人员编号,结算日期,合规自付费用,医疗机构\nG1,P1,2023-05-03,30000,县人民医院\n".encode("gbk"))
+    out = tmp_path / "out.csv"
+    summary = run_batch(str(src), str(out), str(rules_dir))
+    written = read_parts(out)
+    # the default plan (key, inpatient) of 2023: 6,300 + 20,000 × 85% = 23,300, capped at 20,000
+    assert written.select("hospital", "relief").rows() == [("县人民医院", "20000.00")]
+    assert summary.total.relief == 20000_00
+
+
+def test_a_file_that_is_not_parquet_refuses_the_run(spark, rules_dir, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pl.DataFrame({"claim_id": ["C1"], "person_id": ["P1"], "date": [dt.date(2023, 5, 3)],
+                  "self_pay": ["100"]}).write_parquet(folder / "good.parquet")
+    (folder / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(medaid.MedaidError) as e:
+        run_batch(str(folder), str(tmp_path / "out"), str(rules_dir))
+    assert f"{folder}/bad.parquet" in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_csv_file_polars_cannot_parse_refuses_the_run(spark, rules_dir, tmp_path):
+    src = tmp_path / "ragged.csv"
+    src.write_text("claim_id,person_id,date,self_pay\nC1,P1,2023-05-03,1\nC2,P1,2023-05-03,1,extra\n",
+                   encoding="utf-8")
+    with pytest.raises(medaid.MedaidError) as e:
+        run_batch(str(src), str(tmp_path / "out"), str(rules_dir), on_error="skip")
+    assert str(e.value) == f"{src}: cannot be read as CSV (ComputeError)"
     assert not (tmp_path / "out").exists()

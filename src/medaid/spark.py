@@ -353,6 +353,8 @@ def _raw_frame(content: bytes, fmt: str) -> Any:
     import polars as pl
 
     if fmt == "csv":
+        if _encoding(content[: 1 << 20]) != "utf-8":
+            content = content.decode("gb18030").encode("utf-8")
         frame = pl.read_csv(io.BytesIO(content), infer_schema=False, raise_if_empty=False)
         first = 2
     else:
@@ -364,6 +366,20 @@ def _raw_frame(content: bytes, fmt: str) -> Any:
     if text:
         frame = frame.filter(~pl.all_horizontal(pl.col(text).is_null()))
     return frame
+
+
+def _encoding(head: bytes) -> str:
+    """``utf-8`` (with or without BOM) or ``gb18030`` (which reads GBK, as Chinese Excel saves
+    CSV), judged on the first bytes of a file, as the local reader does."""
+    import codecs
+
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        return "utf-8"
+    except UnicodeDecodeError:
+        return "gb18030"
 
 
 def _read_file_fn(fmt: str, names: Sequence[str], schema: "pa.Schema"):  # type: ignore[no-untyped-def]
@@ -379,7 +395,17 @@ def _read_file_fn(fmt: str, names: Sequence[str], schema: "pa.Schema"):  # type:
             contents = batch.column("content").to_pylist()
             for path, content in zip(paths, contents):
                 source = _source(path)
-                raw = _raw_frame(content, fmt)
+                try:
+                    raw = _raw_frame(content, fmt)
+                except Exception as e:  # noqa: BLE001 - a file the reader refuses refuses the run
+                    what = "CSV" if fmt == "csv" else "Parquet"
+                    out = pl.DataFrame({"source": [source], _FIELD: ["file"],
+                                        _MESSAGE: [f"cannot be read as {what} ({type(e).__name__})"]})
+                    for c in names:
+                        if c not in out.columns:
+                            out = out.with_columns(pl.lit(None).alias(c))
+                    yield from out.select(names).to_arrow().cast(schema).to_batches()
+                    continue
                 clean, rejects = validate_frame(raw, source)
                 # one record per problem → one per row: fields joined by ", ", reasons by "; "
                 rej = rejects.group_by("row", maintain_order=True).agg(
@@ -443,14 +469,21 @@ def _layout(spark: "SparkSession", paths: list[str], fmt: str, where: str) -> li
     for p in sorted(paths):
         if fmt == "csv":
             hp = jvm.org.apache.hadoop.fs.Path(p)
-            reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(hp.getFileSystem(conf).open(hp), "UTF-8"))
+            fs = hp.getFileSystem(conf)
+            stream = fs.open(hp)
             try:
-                line = reader.readLine() or ""
+                head = bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(
+                    stream, min(1 << 16, fs.getFileStatus(hp).getLen())))
             finally:
-                reader.close()
-            headers = next(csv.reader([line.lstrip("\ufeff")]), [])
+                stream.close()
+            text = head.decode(_encoding(head), errors="ignore").lstrip("\ufeff")
+            headers = next(csv.reader(io.StringIO(text)), [])
         else:
-            headers = spark.read.parquet(p).columns
+            try:
+                headers = spark.read.parquet(p).columns
+            except Exception:  # noqa: BLE001 - Spark's own error is a long Java trace
+                problems.append(Problem("cannot be read as Parquet (no valid footer)", source=_source(p)))
+                continue
         names = column_names(headers)
         missing = [f for f in REQUIRED_FIELDS if f not in names]
         if missing:
@@ -668,6 +701,9 @@ def run_batch(
     parsed = parsed.persist()
     settled = None
     try:
+        unreadable = parsed.filter(F.col("field") == "file").select("source", "message").collect()
+        if unreadable:
+            raise MedaidError([Problem(r["message"], source=r["source"]) for r in unreadable])
         rows_read = parsed.count()
         if buckets is None:
             shuffle = int(spark.conf.get("spark.sql.shuffle.partitions") or "200")
