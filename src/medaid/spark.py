@@ -1,0 +1,795 @@
+"""Scale-out: the same batch on Apache Spark, identical to the local batch to the fen.
+
+Rules implemented: all of DESIGN.md §2, by running the local batch's own columnar code
+(:func:`medaid.columnar.settle_frame`) inside Spark, once per bucket of persons.  Accumulation
+is per (person, benefit year, pool), so every claim of one person must reach the same call:
+claims are shuffled by ``pmod(xxhash64(person_id), buckets)`` and each bucket is settled by
+``groupBy(bucket).applyInArrow`` (one call per bucket, not per person, so that the per-call cost
+of Python is paid a few hundred times, not millions).  DESIGN.md §5: every row read is either
+settled or rejected with its file, line and reason, and ``read = settled + rejected`` is checked.
+
+Money stays integers of fen from the reader to the writer (Arrow int64, Spark ``bigint``);
+files get ``decimal(18,2)`` yuan (Parquet) or yuan text with two decimals (CSV), converted by
+exact decimal arithmetic in Spark, never through a float.
+
+Requires the ``spark`` extra (``pip install 'medaid[spark]'``): pyspark ≥ 4.0 (for
+``applyInArrow``), pandas (pyspark insists on it for Arrow UDFs), pyarrow and polars, on the
+driver and on every executor, together with medaid itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import sys
+import time
+import unicodedata
+import uuid
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+from .columns import CLAIM_FIELDS, CLAIM_MONEY_FIELDS, HEADER_ALIASES, REQUIRED_FIELDS, RESULT_FIELDS
+from .errors import ClaimError, MedaidError, Problem
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.lib
+    from pyspark.sql import DataFrame, SparkSession
+
+    from .rules import RuleBook
+
+#: Spark types of the columns :func:`medaid.columnar.settle_frame` adds (``RESULT_FIELDS``).
+RESULT_TYPES: dict[str, str] = {
+    "plan": "string", "pool": "string", "benefit_year": "int", "relief": "bigint",
+    "patient_pays": "bigint", "bracket_relief": "bigint", "capped_by": "string",
+    "bracket": "tinyint", "ytd_self_pay": "bigint", "ytd_relief": "bigint",
+    "rule_set_id": "string", "rule_version": "string", "rule_hash": "string",
+}
+#: Spark types of the claim columns after reading and validation (money in fen).
+CLAIM_TYPES: dict[str, str] = {
+    "claim_id": "string", "person_id": "string", "date": "date", "self_pay": "bigint",
+    "group": "string", "kind": "string", "hospital": "string", "total_cost": "bigint",
+}
+#: Columns of a rejects frame: where the row is, which claim, which field, what is wrong.
+REJECT_FIELDS = ("source", "row", "claim_id", "field", "message")
+#: How many claims one bucket should hold at most when :func:`run_batch` chooses the count.
+CLAIMS_PER_BUCKET = 500_000
+#: The most rejects quoted in the error when ``on_error="fail"``.
+MAX_QUOTED = 20
+
+_FIELD, _MESSAGE, _BUCKET = "_reject_field", "_reject_message", "_bucket"
+
+
+# --------------------------------------------------------------------------------------------
+# session
+
+
+def spark_session(master: str | None = "local[2]", app_name: str = "medaid", **conf: str) -> "SparkSession":
+    """A Spark session for medaid (the active one if there is one).
+
+    ``master=None`` leaves the master to ``spark-submit``.  For a local master the Python
+    workers run this interpreter, shuffles use few partitions and logs are quiet; ``conf``
+    entries (``spark.sql.shuffle.partitions="8"``) override the defaults.
+    """
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    b = SparkSession.builder.appName(app_name)
+    settings: dict[str, str] = {}
+    if master is not None:
+        b = b.master(master)
+        if master.startswith("local"):
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+            cores = master[len("local["):-1] if master.startswith("local[") else "1"
+            n = int(cores) if cores.isdigit() else (os.cpu_count() or 2)
+            settings = {
+                "spark.sql.shuffle.partitions": str(max(2, 2 * n)),
+                "spark.ui.enabled": "false",
+                "spark.ui.showConsoleProgress": "false",
+            }
+    settings.update(conf)
+    for k, v in settings.items():
+        b = b.config(k, v)
+    spark = b.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+# --------------------------------------------------------------------------------------------
+# shipping the rule book
+
+
+def book_payload(rules: "RuleBook") -> bytes:
+    """The rule book as bytes for the executors: its validated rule sets (with their source
+    and content hash, so results name the same rule file) and the chosen scheme."""
+    return pickle.dumps((tuple(rules.rule_sets), rules.scheme), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+_BOOKS: dict[str, "RuleBook"] = {}
+
+
+def _book(payload: bytes) -> "RuleBook":
+    """The rule book of ``payload``, rebuilt once per Python worker."""
+    key = hashlib.sha256(payload).hexdigest()
+    book = _BOOKS.get(key)
+    if book is None:
+        from .rules import RuleBook
+
+        rule_sets, scheme = pickle.loads(payload)
+        book = _BOOKS[key] = RuleBook(rule_sets, scheme)
+    return book
+
+
+# --------------------------------------------------------------------------------------------
+# settling
+
+
+def _arrow_schema(schema: Any) -> "pa.Schema":
+    import pyarrow as pa
+
+    kinds = {
+        "string": pa.string(), "bigint": pa.int64(), "int": pa.int32(), "tinyint": pa.int8(),
+        "date": pa.date32(), "boolean": pa.bool_(), "double": pa.float64(),
+    }
+    fields = []
+    for f in schema.fields:
+        t = f.dataType.simpleString()
+        if t.startswith("decimal("):
+            p, s = t[len("decimal("):-1].split(",")
+            at = pa.decimal128(int(p), int(s))
+        elif t in kinds:
+            at = kinds[t]
+        else:
+            raise MedaidError(Problem(f"column type {t} cannot pass through the settlement", field=f.name))
+        fields.append(pa.field(f.name, at, nullable=True))
+    return pa.schema(fields)
+
+
+def _settle_bucket(payload: bytes, names: Sequence[str], schema: "pa.Schema"):  # type: ignore[no-untyped-def]
+    """The function each bucket of persons runs: ``columnar.settle_frame`` on all its claims;
+    rows already rejected (``_reject_message`` set) pass through untouched."""
+
+    def settle_bucket(table: "pa.Table") -> "pa.Table":
+        import polars as pl
+
+        from .columnar import settle_frame
+
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        frame = frame.drop(_BUCKET)
+        bad = frame.filter(pl.col(_MESSAGE).is_not_null())
+        good = frame.filter(pl.col(_MESSAGE).is_null()).drop(_FIELD, _MESSAGE)
+        parts = [bad]
+        if good.height:
+            results, rejects = settle_frame(good, _book(payload))
+            parts.append(results)
+            if rejects.height:
+                why = rejects.select(
+                    "claim_id", pl.col("field").alias(_FIELD), pl.col("message").alias(_MESSAGE)
+                )
+                parts.append(good.join(why, on="claim_id", how="inner"))
+        out = pl.concat(parts, how="diagonal_relaxed")
+        for c in names:
+            if c not in out.columns:
+                out = out.with_columns(pl.lit(None).alias(c))
+        return out.select(names).to_arrow().cast(schema)
+
+    return settle_bucket
+
+
+def settle_spark(
+    claims: "DataFrame", rules: "RuleBook", *, buckets: int | None = None
+) -> tuple["DataFrame", "DataFrame"]:
+    """Settle a Spark DataFrame of claims exactly as the local batch does (DESIGN.md §2).
+
+    ``claims`` has ``claim_id``, ``person_id`` (string), ``date`` (date), ``self_pay`` (bigint
+    fen), optionally ``group``, ``kind`` (string), ``row`` (bigint; line numbers, added when
+    absent) and ``source``; other columns pass through.  Rows missing a required value or
+    with a negative self-pay, and every repeat of a claim id after its first (by ``source``, ``row``), are rejected; the rest
+    are shuffled into ``buckets`` buckets of persons (default: the shuffle partitions) and each
+    bucket is settled by :func:`medaid.columnar.settle_frame`.
+
+    Returns ``(results, rejects)``: results are the input columns plus ``RESULT_FIELDS``,
+    rejects have ``REJECT_FIELDS``.  Both are filters of one persisted computation (one
+    shuffle, one pass of the settlement); ``results.unpersist()`` releases it.
+    """
+    from pyspark.sql import functions as F
+
+    settled = _settled(claims, rules, buckets)
+    results = settled.filter(F.col(_MESSAGE).isNull()).drop(_FIELD, _MESSAGE)
+    rejects = settled.filter(F.col(_MESSAGE).isNotNull()).select(*_reject_cols())
+    return results, rejects
+
+
+def _settled(claims: "DataFrame", rules: "RuleBook", buckets: int | None) -> "DataFrame":
+    """Results and rejects in one persisted frame: the input columns, ``RESULT_FIELDS`` and
+    ``_reject_field``/``_reject_message`` (null for settled rows).  Input rows that already
+    carry a reject message (from reading) pass through."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    if rules.scheme is None:
+        rules.versions()  # raises: several schemes, none chosen
+    types = dict(claims.dtypes)
+    for name, want in (("claim_id", "string"), ("person_id", "string"), ("date", "date"), ("self_pay", "bigint")):
+        if name not in types:
+            raise MedaidError(Problem("column is missing", source="claims", field=name))
+        if types[name] != want:
+            raise MedaidError(Problem(f"must be {want} (got {types[name]}); amounts are fen as bigint",
+                                      source="claims", field=name))
+    spark = claims.sparkSession
+    df = claims.drop(*[c for c in RESULT_FIELDS if c in types])
+    if "row" not in types:
+        df = df.withColumn("row", F.monotonically_increasing_id() + F.lit(1))
+    if "source" not in types:
+        df = df.withColumn("source", F.lit(None).cast("string"))
+    if _MESSAGE not in types:
+        df = df.withColumn(_FIELD, F.lit(None).cast("string")).withColumn(_MESSAGE, F.lit(None).cast("string"))
+
+    # required values, then repeats of a claim id: rejected in Spark before the settlement
+    missing = F.when(F.col(_MESSAGE).isNotNull(), F.col(_FIELD))
+    for name in ("claim_id", "person_id", "date", "self_pay"):
+        missing = missing.when(F.col(name).isNull(), F.lit(name))
+    empty = F.lit(False)
+    for name in ("claim_id", "person_id", "date", "self_pay"):
+        empty = empty | F.col(name).isNull()
+    missing = missing.when(F.col("self_pay") < 0, F.lit("self_pay"))
+    message = (F.when(F.col(_MESSAGE).isNotNull(), F.col(_MESSAGE)).when(empty, F.lit("is empty"))
+               .when(F.col("self_pay") < 0, F.lit("must not be negative")))
+    df = df.select(*[c for c in df.columns if c not in (_FIELD, _MESSAGE)], missing.alias(_FIELD),
+                   message.alias(_MESSAGE))
+    # repeats: the claim ids seen more than once, counted by a hash aggregation, then the place
+    # of their first occurrence among their few rows (the joins become broadcasts, or vanish,
+    # once adaptive execution has seen how few they are)
+    place = F.struct(F.coalesce(F.col("source"), F.lit("")).alias("s"), F.col("row").alias("r"))
+    live = df.filter(F.col(_MESSAGE).isNull())
+    repeated = live.groupBy("claim_id").count().filter(F.col("count") > 1).select("claim_id")
+    firsts = live.join(repeated, on="claim_id", how="left_semi").groupBy("claim_id").agg(
+        F.min(place).alias("_first"))
+    df = df.join(firsts, on="claim_id", how="left")
+    line = F.col("_first.r").cast("string")
+    first_at = F.when(F.col("_first.s") == F.coalesce(F.col("source"), F.lit("")), F.concat(F.lit("on line "), line)) \
+        .otherwise(F.concat(F.lit("in "), F.col("_first.s"), F.lit(", line "), line))
+    dup = F.col(_MESSAGE).isNull() & F.col("_first").isNotNull() & (place != F.col("_first"))
+    df = df.select(
+        *[c for c in df.columns if c not in (_FIELD, _MESSAGE, "_first")],
+        F.when(dup, F.lit("claim_id")).otherwise(F.col(_FIELD)).alias(_FIELD),
+        F.when(dup, F.concat(F.lit("duplicate claim id (first "), first_at, F.lit(")")))
+        .otherwise(F.col(_MESSAGE)).alias(_MESSAGE),
+    )
+
+    n = buckets or int(spark.conf.get("spark.sql.shuffle.partitions") or "200")
+    df = df.withColumn(_BUCKET, F.pmod(F.xxhash64("person_id"), F.lit(n)))
+    in_fields = [f for f in df.schema.fields if f.name not in (_BUCKET, _FIELD, _MESSAGE)]
+    out_fields = in_fields + [StructField(c, _spark_type(RESULT_TYPES[c]), True) for c in RESULT_FIELDS] + [
+        StructField(_FIELD, StringType(), True), StructField(_MESSAGE, StringType(), True)]
+    out_schema = StructType(out_fields)
+    names = [f.name for f in out_fields]
+    fn = _settle_bucket(book_payload(rules), names, _arrow_schema(out_schema))
+    return df.groupBy(_BUCKET).applyInArrow(fn, out_schema).persist()
+
+
+def _reject_cols() -> list[Any]:
+    from pyspark.sql import functions as F
+
+    return [F.col("source"), F.col("row"), F.col("claim_id"), F.col(_FIELD).alias("field"),
+            F.col(_MESSAGE).alias("message")]
+
+
+def _spark_type(ddl: str) -> Any:
+    from pyspark.sql import types as T
+
+    return {"string": T.StringType(), "bigint": T.LongType(), "int": T.IntegerType(),
+            "tinyint": T.ByteType(), "date": T.DateType()}[ddl]
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+
+_RESERVED = frozenset(RESULT_FIELDS) | {"row", "source", "field", "message"}
+
+
+def _norm_header(h: str) -> str:
+    return unicodedata.normalize("NFKC", str(h)).strip().casefold()
+
+
+_ALIAS_INDEX = {_norm_header(a): f for f, aliases in HEADER_ALIASES.items() for a in aliases}
+
+
+def column_names(headers: Sequence[str]) -> list[str]:
+    """A file's headers as the batch names them: a field's aliases (after NFKC, trimming and
+    case-folding, :data:`medaid.columns.HEADER_ALIASES`) become the field name; a second column naming the same field, and any
+    other column, keep their header (``_input`` appended when it is named like a result column,
+    a number appended when repeated), so that they pass through as text."""
+    names: list[str] = []
+    for h in headers:
+        field = _ALIAS_INDEX.get(_norm_header(h))
+        if field is not None and field not in names:
+            names.append(field)
+            continue
+        name = str(h).strip() or f"column_{len(names) + 1}"
+        if name in _RESERVED or name in CLAIM_TYPES:
+            name = f"{name}_input"
+        base, k = name, 1
+        while name in names:
+            k += 1
+            name = f"{base}_{k}"
+        names.append(name)
+    return names
+
+
+def _text_of(frame: Any) -> Any:
+    """Every column as text: dates ISO, date-times without a zero time, floats by ``repr``
+    (the one float boundary, as in the local reader: ``1234.567`` is then refused, never
+    rounded), everything else by polars' own cast."""
+    import polars as pl
+
+    exprs = []
+    for name, dtype in frame.schema.items():
+        e = pl.col(name)
+        if dtype == pl.Date:
+            e = e.dt.strftime("%Y-%m-%d")
+        elif dtype == pl.Datetime:
+            e = e.dt.strftime("%Y-%m-%d %H:%M:%S").str.replace(" 00:00:00", "", literal=True)
+        elif dtype.is_float():
+            e = e.map_elements(repr, return_dtype=pl.String)
+        else:
+            e = e.cast(pl.String)
+        exprs.append(e.alias(name))
+    return frame.select(exprs)
+
+
+def _raw_frame(content: bytes, fmt: str) -> Any:
+    """One file as text columns named by :func:`column_names`, plus ``row``: the line number
+    for CSV (the header is line 1; blank lines are not rows), the record number from 1 for
+    Parquet."""
+    import polars as pl
+
+    if fmt == "csv":
+        if _encoding(content[: 1 << 20]) != "utf-8":
+            content = content.decode("gb18030").encode("utf-8")
+        frame = pl.read_csv(io.BytesIO(content), infer_schema=False, raise_if_empty=False)
+        first = 2
+    else:
+        frame = _text_of(pl.read_parquet(io.BytesIO(content)))
+        first = 1
+    frame.columns = column_names(frame.columns)
+    frame = frame.with_row_index("row", offset=first).with_columns(pl.col("row").cast(pl.Int64))
+    text = [c for c in frame.columns if c != "row"]
+    if text:
+        frame = frame.filter(~pl.all_horizontal(pl.col(text).is_null()))
+    return frame
+
+
+def _encoding(head: bytes) -> str:
+    """``utf-8`` (with or without BOM) or ``gb18030`` (which reads GBK, as Chinese Excel saves
+    CSV), judged on the first bytes of a file, as the local reader does."""
+    import codecs
+
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        return "utf-8"
+    except UnicodeDecodeError:
+        return "gb18030"
+
+
+def _read_file_fn(fmt: str, names: Sequence[str], schema: "pa.Schema"):  # type: ignore[no-untyped-def]
+    """The function each partition of files runs: read each file, validate its rows."""
+
+    def read_files(batches: Iterator["pa.RecordBatch"]) -> Iterator["pa.RecordBatch"]:
+        import polars as pl
+
+        from .readers import validate_frame
+
+        for batch in batches:
+            paths = batch.column("path").to_pylist()
+            contents = batch.column("content").to_pylist()
+            for path, content in zip(paths, contents):
+                source = _source(path)
+                try:
+                    raw = _raw_frame(content, fmt)
+                except Exception as e:  # noqa: BLE001 - a file the reader refuses refuses the run
+                    what = "CSV" if fmt == "csv" else "Parquet"
+                    out = pl.DataFrame({"source": [source], _FIELD: ["file"],
+                                        _MESSAGE: [f"cannot be read as {what} ({type(e).__name__})"]})
+                    for c in names:
+                        if c not in out.columns:
+                            out = out.with_columns(pl.lit(None).alias(c))
+                    yield from out.select(names).to_arrow().cast(schema).to_batches()
+                    continue
+                clean, rejects = validate_frame(raw, source)
+                # one record per problem → one per row: fields joined by ", ", reasons by "; "
+                rej = rejects.group_by("row", maintain_order=True).agg(
+                    pl.col("claim_id").first(),
+                    pl.col("field").str.join(", ").alias(_FIELD),
+                    pl.col("message").str.join("; ").alias(_MESSAGE),
+                )
+                clean = clean.select([c for c in clean.columns if c in names])
+                out = pl.concat([clean, rej], how="diagonal_relaxed")
+                out = out.with_columns(pl.lit(source).alias("source"))
+                for c in names:
+                    if c not in out.columns:
+                        out = out.with_columns(pl.lit(None).alias(c))
+                yield from out.select(names).to_arrow().cast(schema).to_batches()
+
+    return read_files
+
+
+def _source(path: str) -> str:
+    """A file's name as problems show it (``file:`` dropped from local paths)."""
+    return path[len("file:"):] if path.startswith("file:") else path
+
+
+def read_claims(spark: "SparkSession", path: str, fmt: str | None = None) -> tuple["DataFrame", list[str]]:
+    """Read CSV or Parquet claim files (a file or a folder of them) and validate every row with
+    :func:`medaid.readers.validate_frame`, one file per call, on the executors.
+
+    Headers are checked on the driver first: a file without a required column refuses the run
+    (:class:`MedaidError` naming the file and the column), as in the local batch.  Returns the
+    frame (``source``, ``row``, the claim fields typed as in :data:`CLAIM_TYPES`, the other
+    columns as text, and ``field``/``message``: null for good rows, the reason for rejected
+    ones) and the columns in the files' order (claim fields by their field names).
+    """
+    from pyspark.sql.types import StructType
+
+    fmt = fmt or _format_of(spark, path)
+    files = (spark.read.format("binaryFile").option("pathGlobFilter", f"*.{fmt}")
+             .option("recursiveFileLookup", "true").load(path))
+    layout = _layout(spark, [r[0] for r in files.select("path").collect()], fmt, path)
+    extras = [c for c in layout if c not in CLAIM_TYPES]
+    ddl = ", ".join(["source string", "row bigint"] + [f"`{c}` {t}" for c, t in CLAIM_TYPES.items()]
+                    + [f"`{c}` string" for c in extras] + [f"{_FIELD} string", f"{_MESSAGE} string"])
+    schema = StructType.fromDDL(ddl)
+    names = [f.name for f in schema.fields]
+    parsed = files.select("path", "content").mapInArrow(_read_file_fn(fmt, names, _arrow_schema(schema)), schema)
+    return parsed.withColumnRenamed(_FIELD, "field").withColumnRenamed(_MESSAGE, "message"), layout
+
+
+def _layout(spark: "SparkSession", paths: list[str], fmt: str, where: str) -> list[str]:
+    """The union of the files' columns (as :func:`column_names` names them) in order of first
+    appearance; refuses files without a required column.  Reads only headers (CSV: the first
+    line through Hadoop's file system; Parquet: the footer)."""
+    import csv
+
+    if not paths:
+        raise MedaidError(Problem(f"no .{fmt} files here", source=where))
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    layout: list[str] = []
+    problems: list[Problem] = []
+    for p in sorted(paths):
+        if fmt == "csv":
+            hp = jvm.org.apache.hadoop.fs.Path(p)
+            fs = hp.getFileSystem(conf)
+            stream = fs.open(hp)
+            try:
+                head = bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(
+                    stream, min(1 << 16, fs.getFileStatus(hp).getLen())))
+            finally:
+                stream.close()
+            text = head.decode(_encoding(head), errors="ignore").lstrip("\ufeff")
+            headers = next(csv.reader(io.StringIO(text)), [])
+        else:
+            try:
+                headers = spark.read.parquet(p).columns
+            except Exception:  # noqa: BLE001 - Spark's own error is a long Java trace
+                problems.append(Problem("cannot be read as Parquet (no valid footer)", source=_source(p)))
+                continue
+        names = column_names(headers)
+        missing = [f for f in REQUIRED_FIELDS if f not in names]
+        if missing:
+            problems.append(Problem(
+                "missing required column(s): " + ", ".join(missing) + "; found "
+                + ", ".join(repr(h) for h in headers) + ". Name them in English or Chinese "
+                "(e.g. 结算单号, 人员编号, 结算日期, 合规自付费用)", source=_source(p), line=1))
+        layout += [n for n in names if n not in layout]
+    if problems:
+        raise MedaidError(problems)
+    return layout
+
+
+def _format_of(spark: "SparkSession", path: str) -> str:
+    """``csv`` or ``parquet``, from the path's suffix or from the files in the folder."""
+    low = path.rstrip("/").lower()
+    for fmt in ("csv", "parquet"):
+        if low.endswith("." + fmt):
+            return fmt
+    found = set()
+    listing = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(path).select("path")
+    for row in listing.collect():
+        p = row[0].lower()
+        for fmt in ("csv", "parquet"):
+            if p.endswith("." + fmt):
+                found.add(fmt)
+    if len(found) != 1:
+        raise MedaidError(Problem(
+            "holds " + ("both CSV and Parquet files" if found else "no .csv or .parquet files")
+            + "; give a folder of one format", source=path))
+    return found.pop()
+
+
+# --------------------------------------------------------------------------------------------
+# totals
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Totals of settled claims in fen: ``claims``, distinct ``persons``, ``self_pay``,
+    ``relief`` and ``patient_pays``, ``claims_capped`` (relief reduced by a cap or by the
+    self-pay) and ``persons_capped`` (persons who reached an annual cap); ``key`` names the
+    plan, month (YYYY-MM) or hospital (``None`` for the overall line)."""
+
+    key: str | None
+    claims: int
+    persons: int
+    self_pay: int
+    relief: int
+    patient_pays: int
+    claims_capped: int = 0
+    persons_capped: int = 0
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a Spark batch did: rows read = settled + rejected (DESIGN.md §5), totals (fen),
+    totals by plan, month and hospital, the output locations and the wall time."""
+
+    rows_read: int
+    settled: int
+    rejected: int
+    total: Totals
+    by_plan: tuple[Totals, ...] = ()
+    by_month: tuple[Totals, ...] = ()
+    by_hospital: tuple[Totals, ...] = ()
+    output: str | None = None
+    rejects_output: str | None = None
+    seconds: float = 0.0
+    rejects_sample: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: amounts stay integers of fen."""
+        return asdict(self)
+
+    def reconcile(self) -> str:
+        """``rows read N = settled S + rejected R``, as the local batch prints it."""
+        return f"rows read {self.rows_read} = settled {self.settled} + rejected {self.rejected}"
+
+
+def summarize(results: "DataFrame") -> tuple[Totals, tuple[Totals, ...], tuple[Totals, ...], tuple[Totals, ...]]:
+    """Totals of a results frame computed in Spark (integer sums of fen, exact distinct
+    persons): overall, by plan, by month of the claim date, by hospital."""
+    from pyspark.sql import functions as F
+
+    aggs = [F.count(F.lit(1)).alias("claims"), F.countDistinct("person_id").alias("persons"),
+            F.sum("self_pay").alias("self_pay"), F.sum("relief").alias("relief"),
+            F.sum("patient_pays").alias("patient_pays"),
+            F.count(F.col("capped_by")).alias("claims_capped"),
+            F.countDistinct(F.when(F.col("capped_by") == "annual_cap", F.col("person_id"))).alias("persons_capped")]
+
+    hosp = F.col("hospital") if "hospital" in results.columns else F.lit(None).cast("string")
+    dims = F.array(
+        F.struct(F.lit("total").alias("dim"), F.lit(None).cast("string").alias("key")),
+        F.struct(F.lit("plan").alias("dim"), F.col("plan").alias("key")),
+        F.struct(F.lit("month").alias("dim"), F.date_format("date", "yyyy-MM").alias("key")),
+        F.struct(F.lit("hospital").alias("dim"), hosp.alias("key")),
+    )
+    long = results.select("person_id", "self_pay", "relief", "patient_pays", "capped_by", F.explode(dims).alias("d"))
+    got: dict[str, list[Totals]] = {"total": [], "plan": [], "month": [], "hospital": []}
+    for r in long.groupBy("d.dim", "d.key").agg(*aggs).orderBy("dim", F.col("key").asc_nulls_last()).collect():
+        got[r["dim"]].append(Totals(r["key"], r["claims"], r["persons"], r["self_pay"] or 0,
+                                    r["relief"] or 0, r["patient_pays"] or 0, r["claims_capped"],
+                                    r["persons_capped"]))
+    total = got["total"][0] if got["total"] else Totals(None, 0, 0, 0, 0, 0)
+    by_plan, by_month, by_hospital = (tuple(got[k]) for k in ("plan", "month", "hospital"))
+    return total, by_plan, by_month, by_hospital
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+
+
+def _yuan(col: Any) -> Any:
+    """Fen (bigint) → ``decimal(18,2)`` yuan, by exact decimal multiplication."""
+    from pyspark.sql import functions as F
+
+    return (col.cast("decimal(20,0)") * F.lit(Decimal("0.01"))).cast("decimal(18,2)")
+
+
+def output_frame(results: "DataFrame", fmt: str, layout: Sequence[str] | None = None) -> "DataFrame":
+    """Results as written to files: the input's columns (``layout``, default the claim fields)
+    then ``RESULT_FIELDS``, rows in file order (by source and line), money as yuan (``decimal(18,2)`` in Parquet, two-decimal text in
+    CSV), and in CSV text cells that a spreadsheet would run as a formula prefixed with ``'``."""
+    from pyspark.sql import functions as F
+
+    money = set(CLAIM_MONEY_FIELDS) | {"relief", "patient_pays", "bracket_relief", "ytd_self_pay", "ytd_relief"}
+    first = layout if layout is not None else [c for c in CLAIM_FIELDS if c in results.columns]
+    cols = [c for c in first if c in results.columns] + list(RESULT_FIELDS)
+    df = results.orderBy(F.col("source").asc_nulls_first(), "row")
+    out = []
+    for c in cols:
+        col = F.col(c)
+        if c in money:
+            col = _yuan(col)
+            if fmt == "csv":
+                col = col.cast("string")
+        elif fmt == "csv" and dict(results.dtypes)[c] == "string":
+            col = F.when(col.rlike(r"^[=+\-@\t\r]"), F.concat(F.lit("'"), col)).otherwise(col)
+        out.append(col.alias(c))
+    return df.select(*out)
+
+
+def write_atomic(df: "DataFrame", path: str, fmt: str) -> None:
+    """Write ``df`` as a folder of ``fmt`` files at ``path``: into a temporary sibling first,
+    then renamed into place (an existing folder is replaced only once the new one is whole)."""
+    spark = df.sparkSession
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    target = jvm.org.apache.hadoop.fs.Path(path)
+    fs = target.getFileSystem(conf)
+    tag = uuid.uuid4().hex[:8]
+    tmp = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}.tmp-{tag}")
+    writer = df.write.mode("errorifexists")
+    if fmt == "csv":
+        writer.options(header="true", emptyValue="", escape='"').csv(tmp.toString())
+    else:
+        writer.parquet(tmp.toString())
+    old = None
+    if fs.exists(target):
+        old = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}.old-{tag}")
+        fs.rename(target, old)
+    if not fs.rename(tmp, target):
+        if old is not None:
+            fs.rename(old, target)
+        raise MedaidError(Problem("could not move the finished output into place", source=path))
+    if old is not None:
+        fs.delete(old, True)
+
+
+def _out_format(path: str, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    return "csv" if path.rstrip("/").lower().endswith(".csv") else "parquet"
+
+
+# --------------------------------------------------------------------------------------------
+# the batch
+
+
+def run_batch(
+    input_path: str,
+    output_path: str,
+    rules_path: str,
+    *,
+    master: str | None = "local[2]",
+    rejects_path: str | None = None,
+    on_error: str = "fail",
+    scheme: str | None = None,
+    input_format: str | None = None,
+    output_format: str | None = None,
+    buckets: int | None = None,
+    max_errors: int = MAX_QUOTED,
+) -> Summary:
+    """Settle a file or folder of CSV or Parquet claims on Spark and write the results
+    (DESIGN.md §2 on every claim, §5 reconciliation).
+
+    Every row is validated; rows that cannot be settled are rejects with file, line, field and
+    reason.  ``on_error="fail"`` refuses the batch when any row is rejected (nothing is
+    written; the first ``max_errors`` rejects are quoted in the :class:`ClaimError`); ``"skip"`` settles the
+    rest and writes the rejects to ``rejects_path`` if given.  Output is a folder of CSV (path
+    ending ``.csv``) or Parquet files, written whole or not at all.  ``master=None`` uses the
+    session that ``spark-submit`` configures.
+    """
+    from pyspark.sql import functions as F
+
+    from .rules import load_rules
+
+    if on_error not in ("fail", "skip"):
+        raise ValueError("on_error is 'fail' or 'skip'")
+    started = time.perf_counter()
+    book = load_rules(rules_path, scheme)
+    spark = spark_session(master)
+    parsed, layout = read_claims(spark, input_path, input_format)
+    parsed = parsed.persist()
+    settled = None
+    try:
+        unreadable = parsed.filter(F.col("field") == "file").select("source", "message").collect()
+        if unreadable:
+            raise MedaidError([Problem(r["message"], source=r["source"]) for r in unreadable])
+        rows_read = parsed.count()
+        if buckets is None:
+            shuffle = int(spark.conf.get("spark.sql.shuffle.partitions") or "200")
+            buckets = max(shuffle, -(-rows_read // CLAIMS_PER_BUCKET))
+        settled = _settled(parsed.withColumnRenamed("field", _FIELD).withColumnRenamed("message", _MESSAGE),
+                           book, buckets)
+        results = settled.filter(F.col(_MESSAGE).isNull()).drop(_FIELD, _MESSAGE)
+        rejects = settled.filter(F.col(_MESSAGE).isNotNull()).select(*_reject_cols())
+        counts = dict(settled.groupBy(F.col(_MESSAGE).isNull().alias("ok")).count().collect())
+        parsed.unpersist()
+        n_settled, rejected = counts.get(True, 0), counts.get(False, 0)
+        if n_settled + rejected != rows_read:
+            raise MedaidError(Problem(
+                f"rows do not reconcile: read {rows_read}, settled {n_settled}, rejected {rejected}",
+                source=input_path))
+        sample = [
+            Problem(r["message"] + ("" if r["claim_id"] is None else f" (claim {r['claim_id']})"),
+                    source=r["source"], line=r["row"], field=r["field"])
+            for r in (rejects.orderBy(F.col("source").asc_nulls_first(), "row").limit(max_errors).collect()
+                      if rejected else [])
+        ]
+        if rejected and on_error == "fail":
+            more = rejected - len(sample)
+            if more:
+                sample.append(Problem(f"... and {more} more rejected rows", source=input_path))
+            raise ClaimError(sample)
+        out_fmt = _out_format(output_path, output_format)
+        write_atomic(output_frame(results, out_fmt, layout), output_path, out_fmt)
+        if rejects_path:
+            rej_fmt = _out_format(rejects_path, None)
+            rej = rejects.orderBy(F.col("source").asc_nulls_first(), "row")
+            write_atomic(rej.coalesce(1), rejects_path, rej_fmt)
+        total, by_plan, by_month, by_hospital = summarize(results)
+        return Summary(
+            rows_read=rows_read, settled=n_settled, rejected=rejected, total=total, by_plan=by_plan,
+            by_month=by_month, by_hospital=by_hospital, output=output_path,
+            rejects_output=rejects_path, seconds=round(time.perf_counter() - started, 3),
+            rejects_sample=tuple(str(p) for p in sample),
+        )
+    finally:
+        parsed.unpersist()
+        if settled is not None:
+            settled.unpersist()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m medaid.spark`` / ``spark-submit examples/spark_job.py``: run one batch."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="medaid.spark", description="Settle a claim batch on Apache Spark.")
+    ap.add_argument("input", help="CSV or Parquet file or folder (local, hdfs://, s3a:// ...)")
+    ap.add_argument("-o", "--output", required=True, help="output folder; ends in .csv for CSV, else Parquet")
+    ap.add_argument("--rules", default=os.environ.get("MEDAID_RULES", "rules"), help="rule file or folder (driver side)")
+    ap.add_argument("--scheme", default=None)
+    ap.add_argument("--master", default=None,
+                    help="e.g. local[2]; default: what spark-submit configures, else local[2]")
+    ap.add_argument("--rejects", default=None, help="folder for rejected rows (CSV if it ends in .csv)")
+    ap.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    ap.add_argument("--buckets", type=int, default=None, help="buckets of persons (default: by size)")
+    ap.add_argument("--max-errors", type=int, default=MAX_QUOTED, help="how many problems to list when refusing")
+    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = ap.parse_args(argv)
+    try:
+        # under spark-submit the driver runs with a gateway to the JVM spark-submit started
+        master = args.master or (None if os.environ.get("PYSPARK_GATEWAY_PORT") else "local[2]")
+        summary = run_batch(args.input, args.output, args.rules, master=master, rejects_path=args.rejects,
+                            on_error=args.on_error, scheme=args.scheme, buckets=args.buckets,
+                            max_errors=args.max_errors)
+    except MedaidError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        from .money import format_yuan
+
+        t = summary.total
+        print(summary.reconcile())
+        print(f"{t.claims} claims of {t.persons} persons: self-pay {format_yuan(t.self_pay)}, "
+              f"relief {format_yuan(t.relief)}, patient pays {format_yuan(t.patient_pays)}")
+        for p in summary.by_plan:
+            print(f"  {p.key}: {p.claims} claims, relief {format_yuan(p.relief)}")
+        print(f"wrote {summary.output} in {summary.seconds:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

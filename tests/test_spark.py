@@ -1,0 +1,396 @@
+"""The Spark path gives the local batch's fen on every claim (issue 6, DESIGN.md §2 and §5).
+
+One local Spark session (``local[2]``) serves the module.  Claim sets are generated with a
+fixed seed so that annual caps and claim caps bind, several plans share a pool, two rule
+versions meet inside a benefit year (the scheme's benefit year starts in April, so the 2024
+version's first quarter still counts into the 2023 benefit year), and bad rows are mixed in.
+Expected values come from the local path (``columnar.settle_frame``) and from the scalar engine
+(``medaid.settle``), or are worked out by hand in the test.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pyspark", reason="pyspark is not installed (pip install 'medaid[spark]')")
+if shutil.which("java") is None and not __import__("os").environ.get("JAVA_HOME"):
+    pytest.skip("Java is not installed: Spark needs a JVM (Java 17)", allow_module_level=True)
+
+import polars as pl  # noqa: E402
+from polars.testing import assert_frame_equal  # noqa: E402
+
+import medaid  # noqa: E402
+from medaid.columnar import settle_frame  # noqa: E402
+from medaid.columns import RESULT_FIELDS  # noqa: E402
+from medaid.spark import main, run_batch, settle_spark, spark_session  # noqa: E402
+
+V2023 = """
+id = "test-aid"
+version = "2023"
+valid_from = 2023-01-01
+valid_to = 2023-12-31
+rounding = { unit = "fen", method = "half-up" }
+benefit_year_start_month = 4
+
+[[plans]]
+name = "key-inpatient"
+match = { group = ["key"], kind = ["inpatient"] }
+default = true
+pool = "inpatient"
+accumulate = "claim"
+annual_cap = "20000"
+brackets = [
+  { from = "1000", to = "10000", rate = "70%" },
+  { from = "10000", rate = "85%" },
+]
+
+[[plans]]
+name = "low-inpatient"
+match = { group = ["low-income"], kind = ["inpatient"] }
+pool = "inpatient"
+accumulate = "claim"
+annual_cap = "20000"
+brackets = [ { from = "2000", rate = "0.605" } ]
+
+[[plans]]
+name = "outpatient"
+match = { group = ["key", "low-income"], kind = ["outpatient"] }
+pool = "outpatient"
+accumulate = "year"
+annual_cap = "3000"
+claim_cap = "800"
+brackets = [ { from = "200", rate = "0.65" } ]
+"""
+
+V2024 = """
+id = "test-aid"
+version = "2024"
+valid_from = 2024-01-01
+rounding = { unit = "jiao", method = "half-even" }
+benefit_year_start_month = 4
+
+[[plans]]
+name = "key-inpatient-24"
+match = { group = ["key"], kind = ["inpatient"] }
+default = true
+pool = "inpatient"
+accumulate = "year"
+mode = "whole"
+gate = "800"
+annual_cap = "25000"
+brackets = [
+  { from = "0", to = "5000", rate = "50%" },
+  { from = "5000", rate = "80%" },
+]
+
+[[plans]]
+name = "low-inpatient-24"
+match = { group = ["low-income"], kind = ["inpatient"] }
+pool = "inpatient"
+accumulate = "claim"
+annual_cap = "25000"
+claim_cap = "9000"
+brackets = [ { from = "1500", rate = "0.625" } ]
+
+[[plans]]
+name = "outpatient-24"
+match = { group = ["key", "low-income"], kind = ["outpatient"] }
+pool = "outpatient"
+accumulate = "year"
+annual_cap = "2000"
+claim_cap = "500"
+brackets = [ { from = "100", rate = "0.55" } ]
+"""
+
+
+@pytest.fixture(scope="module")
+def spark():
+    session = spark_session("local[2]", **{"spark.sql.shuffle.partitions": "4"})
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def rules_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("rules")
+    (d / "v2023.toml").write_text(V2023, encoding="utf-8")
+    (d / "v2024.toml").write_text(V2024, encoding="utf-8")
+    return d
+
+
+@pytest.fixture(scope="module")
+def book(rules_dir):
+    return medaid.load_rules(rules_dir)
+
+
+def generated_claims(seed: int, persons: int = 120) -> pl.DataFrame:
+    """Claims of ``persons`` people from September 2023 to June 2024, large enough that caps
+    bind; a few claims no plan or version covers.  Amounts are fen."""
+    rng = random.Random(seed)
+    rows = []
+    start = dt.date(2023, 9, 1)
+    for p in range(persons):
+        group = rng.choice(["key", "key", "low-income"])
+        for _ in range(rng.randint(1, 25)):
+            kind = rng.choice(["inpatient", "outpatient", "outpatient"])
+            fen = rng.choice([
+                rng.randint(0, 150_000), rng.randint(0, 1_500_000), rng.randint(500_000, 6_000_000),
+                rng.randint(1, 40) * 5,  # tiny amounts: rounding ties at the fen and jiao
+            ])
+            g, k = group, kind
+            roll = rng.random()
+            if roll < 0.03:
+                g, k = None, None  # the default plan
+            elif roll < 0.04:
+                g = "unknown-group"  # no plan matches
+            day = start + dt.timedelta(days=rng.randint(0, 302))
+            if rng.random() < 0.01:
+                day = dt.date(2022, 6, 1)  # no version covers it
+            rows.append((f"S{seed}-C{len(rows):05d}", f"P{p:04d}", day, fen, g, k, f"H{rng.randint(1, 5)}"))
+    rows.append((rows[5][0], "P-other", rows[5][2], 100_00, "key", "inpatient", "H1"))  # a repeated id
+    rows.append((f"S{seed}-NEG", "P0000", rows[5][2], -1, "key", "inpatient", "H1"))  # a negative self-pay
+    rows.append((f"S{seed}-NOP", None, rows[5][2], 100, "key", "inpatient", "H1"))  # no person
+    rng.shuffle(rows)
+    frame = pl.DataFrame(rows, orient="row", schema={
+        "claim_id": pl.String, "person_id": pl.String, "date": pl.Date, "self_pay": pl.Int64,
+        "group": pl.String, "kind": pl.String, "hospital": pl.String})
+    return frame.with_row_index("row", offset=2).with_columns(pl.col("row").cast(pl.Int64))
+
+
+def to_spark(spark, frame: pl.DataFrame):
+    return spark.createDataFrame(frame.to_arrow())
+
+
+def read_parts(folder: Path) -> pl.DataFrame:
+    """A CSV folder Spark wrote, its part files in order, every value as text."""
+    return pl.concat([pl.read_csv(f, infer_schema=False) for f in sorted(folder.glob("part-*.csv"))])
+
+
+def collect(df) -> pl.DataFrame:
+    out = pl.from_arrow(df.toArrow())
+    assert isinstance(out, pl.DataFrame)
+    return out
+
+
+COMPARED = ["claim_id", "person_id", "date", "self_pay", "group", "kind", "hospital", *RESULT_FIELDS]
+
+
+@pytest.fixture(scope="module")
+def generated(spark, book):
+    frame = generated_claims(seed=6)
+    results, rejects = settle_spark(to_spark(spark, frame), book, buckets=5)
+    return frame, collect(results), collect(rejects)
+
+
+def test_every_claim_settles_on_spark_as_in_the_local_batch(generated, book):
+    frame, spark_results, _ = generated
+    valid = frame.filter((pl.col("self_pay") >= 0) & pl.col("person_id").is_not_null())
+    local, _ = settle_frame(valid.unique("claim_id", keep="first", maintain_order=True), book)
+    assert spark_results.height == local.height > 1000
+    assert_frame_equal(
+        spark_results.select(COMPARED).sort("claim_id"),
+        local.select(COMPARED).sort("claim_id"),
+        check_dtypes=False,
+    )
+
+
+def test_every_claim_settles_on_spark_as_in_the_scalar_engine(generated, book):
+    frame, spark_results, _ = generated
+    placeable = frame.join(spark_results.select("claim_id", "row"), on=["claim_id", "row"])
+    claims = [medaid.Claim(claim_id=r["claim_id"], person_id=r["person_id"], date=r["date"],
+                           self_pay=r["self_pay"], group=r["group"], kind=r["kind"])
+              for r in placeable.iter_rows(named=True)]
+    want = {s.claim_id: (s.relief, s.patient_pays, s.plan, s.benefit_year, s.ytd_relief, s.capped_by,
+                         s.rule_version) for s in medaid.settle(claims, book)}
+    got = {r["claim_id"]: (r["relief"], r["patient_pays"], r["plan"], r["benefit_year"], r["ytd_relief"],
+                           r["capped_by"], r["rule_version"]) for r in spark_results.iter_rows(named=True)}
+    assert got == want
+
+
+def test_the_generated_set_binds_caps_and_spans_versions_plans_and_years(generated):
+    """Guards the two tests above: the claim set must exercise what they claim to check."""
+    _, r, _ = generated
+    assert set(r["capped_by"].drop_nulls()) >= {"annual_cap", "claim_cap"}
+    assert set(r["rule_version"]) == {"2023", "2024"}
+    assert set(r["plan"]) == {"key-inpatient", "low-inpatient", "outpatient", "key-inpatient-24",
+                              "low-inpatient-24", "outpatient-24"}
+    # the benefit year starts in April: January-March 2024 (2024 version) still count into 2023
+    q1 = r.filter((pl.col("date") >= dt.date(2024, 1, 1)) & (pl.col("date") < dt.date(2024, 4, 1)))
+    assert set(q1["benefit_year"]) == {2023}
+    assert set(r.filter(pl.col("date") >= dt.date(2024, 4, 1))["benefit_year"]) == {2024}
+
+
+def test_claims_no_version_or_plan_covers_are_rejected_with_reasons(generated):
+    frame, results, rejects = generated
+    assert results.height + rejects.height == frame.height
+    by_field = dict(rejects.group_by("field").len().iter_rows())
+    assert by_field.get("date", 0) > 0 and by_field.get("group/kind", 0) > 0
+    no_version = rejects.filter(pl.col("field") == "date")["message"]
+    assert all("no version of scheme 'test-aid' covers 2022-06-01" in m for m in no_version)
+    no_plan = rejects.filter(pl.col("field") == "group/kind")["message"]
+    assert all("matches group 'unknown-group'" in m for m in no_plan)
+    wanted = frame.filter((pl.col("group") == "unknown-group") | (pl.col("date") == dt.date(2022, 6, 1)))
+    repeat = frame.filter(pl.col("claim_id") == "S6-C00005").sort("row")
+    assert sorted(rejects["claim_id"]) == sorted([*wanted["claim_id"], "S6-C00005", "S6-NEG", "S6-NOP"])
+    assert rejects.filter(pl.col("claim_id").str.contains("-N")).sort("claim_id").select("field", "message").rows() \
+        == [("self_pay", "must not be negative"), ("person_id", "is empty")]
+    assert rejects.filter(pl.col("field") == "claim_id").select("row", "message").rows() == [
+        (repeat["row"][1], f"duplicate claim id (first on line {repeat['row'][0]})")]
+
+
+# --------------------------------------------------------------------------------------------
+# the batch: files in, files out
+
+
+CSV = """\
+结算单号,人员编号,结算日期,合规自付费用,救助对象类别,就诊类型,备注,医疗机构,relief
+A1,P1,2023-12-31,"15,000.00",key,inpatient,first stay,H1,1
+A2,P1,2023-12-31,30000,key,inpatient,,"=HYPERLINK(""x"")",2
+A3,P1,2024-01-01,30000,key,inpatient,,H1,3
+A4,P2,2023-05-02,abc,key,inpatient,,H2,4
+A5,,2023-05-02,100,key,inpatient,,H2,5
+A6,P3,2023-05-02,100.005,key,inpatient,,H2,6
+A1,P3,2023-05-03,100,key,inpatient,,H2,7
+
+A8,P4,2023-05-03,500,key,outpatient,,H2,8
+A9,P4,2023-06-03,1500,key,outpatient,-1,H2,9
+"""
+
+
+def test_a_csv_batch_is_settled_rejected_and_reconciled_line_by_line(spark, rules_dir, tmp_path):
+    src = tmp_path / "claims.csv"
+    src.write_text(CSV, encoding="utf-8")
+    out, rej = tmp_path / "results.csv", tmp_path / "rejects.csv"
+    summary = run_batch(str(src), str(out), str(rules_dir), rejects_path=str(rej), on_error="skip")
+
+    assert (summary.rows_read, summary.settled, summary.rejected) == (9, 5, 4)
+    rejects = read_parts(rej)
+    assert rejects["row"].to_list() == ["5", "6", "7", "8"]  # header = line 1, the blank line 9 is skipped
+    assert rejects["field"].to_list() == ["self_pay", "person_id", "self_pay", "claim_id"]
+    assert "not an amount in yuan" in rejects["message"][0]
+    assert "more than two decimals" in rejects["message"][2]
+    assert rejects["message"][3] == "duplicate claim id (first on line 2)"
+
+    results = read_parts(out)
+    got = dict(zip(results["claim_id"], results["relief"]))
+    # 2023: 15,000 → 6,300 + 5,000 × 85% = 10,550; 30,000 → 23,300, capped at 20,000 − 10,550
+    # 1 January 2024 is under the 2024 version; the benefit year starts in April, so it counts
+    # into (P1, 2023, inpatient) with the 2023 claims, C = 45,000 before and 75,000 after;
+    # whole mode, year accumulation: 80% × 75,000 − 80% × 45,000 = 24,000, capped at the
+    # 2024 annual cap 25,000 − 20,000 already granted = 5,000.
+    # Outpatient, year mode, 65% above 200: 500 → 195; 2,000 → 1,170 − 195 = 975 > claim cap 800.
+    assert got == {"A1": "10550.00", "A2": "9450.00", "A3": "5000.00", "A8": "195.00", "A9": "800.00"}
+    assert results.filter(pl.col("claim_id") == "A2")["hospital"][0] == "'=HYPERLINK(\"x\")"
+    assert results.filter(pl.col("claim_id") == "A3")["capped_by"][0] == "annual_cap"
+    # the input's columns in its order, under their field names; others pass through as text
+    assert results.columns == ["claim_id", "person_id", "date", "self_pay", "group", "kind", "备注",
+                               "hospital", "relief_input", *RESULT_FIELDS]
+    assert results["备注"].to_list() == ["first stay", None, None, None, "'-1"]
+    assert results["relief_input"].to_list() == ["1", "2", "3", "8", "9"]
+    assert summary.total.relief == 10550_00 + 9450_00 + 5000_00 + 195_00 + 800_00
+    assert summary.total.persons == 2
+    assert (summary.total.claims_capped, summary.total.persons_capped) == (3, 1)  # A2, A3 annual; A9 claim
+    assert {t.key: t.claims for t in summary.by_month} == {"2023-05": 1, "2023-06": 1, "2023-12": 2, "2024-01": 1}
+
+
+def yuan(fen: pl.Expr) -> pl.Expr:
+    """Fen → Decimal(18, 2) yuan, exactly (Python's Decimal, one value at a time)."""
+    return fen.map_elements(lambda f: Decimal(f).scaleb(-2), return_dtype=pl.Decimal(18, 2))
+
+
+def test_a_parquet_folder_gives_the_local_results_with_exact_decimal_yuan(spark, book, rules_dir, tmp_path):
+    frame = generated_claims(seed=7, persons=40).filter(pl.col("group") != "unknown-group")
+    frame = frame.filter((pl.col("date") != dt.date(2022, 6, 1)) & (pl.col("self_pay") >= 0) & pl.col("person_id").is_not_null())
+    frame = frame.unique("claim_id", keep="first", maintain_order=True)
+    files = tmp_path / "in"
+    files.mkdir()
+    half = frame.height // 2  # a person's claims are split over both files
+    for i, part in enumerate((frame[:half], frame[half:])):
+        part.with_columns(yuan(pl.col("self_pay"))).drop("row").write_parquet(files / f"part{i}.parquet")
+    again = frame[:1].with_columns(pl.lit(1000, pl.Int64).alias("row"))  # file 0's first claim id, repeated
+    pl.concat([frame[half:], again]).with_columns(yuan(pl.col("self_pay"))).drop("row").write_parquet(
+        files / "part1.parquet")
+    out = tmp_path / "results"
+    summary = run_batch(str(files), str(out), str(rules_dir), on_error="skip")
+    assert (summary.rows_read, summary.settled, summary.rejected) == (frame.height + 1, frame.height, 1)
+    assert summary.rejects_sample == (
+        f"{files}/part1.parquet:{frame.height - half + 1}: claim_id: "
+        f"duplicate claim id (first in {files}/part0.parquet, line 1) (claim {frame['claim_id'][0]})",)
+
+    written = pl.read_parquet(out / "*.parquet")
+    assert written.schema["relief"] == pl.Decimal(18, 2)
+    local, _ = settle_frame(frame, book)
+    assert_frame_equal(
+        written.select("claim_id", "relief", "patient_pays", "ytd_relief", "plan", "capped_by").sort("claim_id"),
+        local.select(
+            "claim_id",
+            *[yuan(pl.col(c)) for c in ("relief", "patient_pays", "ytd_relief")],
+            "plan", "capped_by",
+        ).sort("claim_id"),
+    )
+    by_plan = local.group_by("plan").agg(pl.col("relief").sum())
+    assert {t.key: t.relief for t in summary.by_plan} == dict(by_plan.iter_rows())
+
+
+def test_with_on_error_fail_a_bad_row_refuses_the_batch_and_writes_nothing(spark, rules_dir, tmp_path, capsys):
+    """Through the ``python -m medaid.spark`` entry point (what spark-submit runs)."""
+    src = tmp_path / "claims.csv"
+    src.write_text(CSV, encoding="utf-8")
+    out = tmp_path / "results.csv"
+    assert main([str(src), "-o", str(out), "--rules", str(rules_dir), "--max-errors", "2"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"{src}:5: self_pay: 'abc' is not an amount in yuan")
+    assert err[0].endswith("(claim A4)")
+    assert err[1] == f"{src}:6: person_id: is empty (claim A5)"
+    assert err[2] == f"{src}: ... and 2 more rejected rows"
+    assert not out.exists() and list(tmp_path.iterdir()) == [src]
+
+
+def test_a_file_without_a_required_column_refuses_the_run(spark, rules_dir, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.csv").write_text("claim_id,person_id,date,self_pay\nC1,P1,2024-05-03,100\n", encoding="utf-8")
+    (folder / "b.csv").write_text("结算单号,人员编号,合规自付\nC2,P1,100\n", encoding="utf-8")
+    with pytest.raises(medaid.MedaidError) as e:
+        run_batch(str(folder), str(tmp_path / "out"), str(rules_dir))
+    assert str(e.value).startswith(f"{folder}/b.csv:1: missing required column(s): date; found '结算单号'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_gbk_csv_is_read_as_chinese_excel_saves_it(spark, rules_dir, tmp_path):
+    src = tmp_path / "gbk.csv"
+    src.write_bytes("结算单号,人员编号,结算日期,合规自付费用,医疗机构\nG1,P1,2023-05-03,30000,县人民医院\n".encode("gbk"))
+    out = tmp_path / "out.csv"
+    summary = run_batch(str(src), str(out), str(rules_dir))
+    written = read_parts(out)
+    # the default plan (key, inpatient) of 2023: 6,300 + 20,000 × 85% = 23,300, capped at 20,000
+    assert written.select("hospital", "relief").rows() == [("县人民医院", "20000.00")]
+    assert summary.total.relief == 20000_00
+
+
+def test_a_file_that_is_not_parquet_refuses_the_run(spark, rules_dir, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pl.DataFrame({"claim_id": ["C1"], "person_id": ["P1"], "date": [dt.date(2023, 5, 3)],
+                  "self_pay": ["100"]}).write_parquet(folder / "good.parquet")
+    (folder / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(medaid.MedaidError) as e:
+        run_batch(str(folder), str(tmp_path / "out"), str(rules_dir))
+    assert f"{folder}/bad.parquet" in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_csv_file_polars_cannot_parse_refuses_the_run(spark, rules_dir, tmp_path):
+    src = tmp_path / "ragged.csv"
+    src.write_text("claim_id,person_id,date,self_pay\nC1,P1,2023-05-03,1\nC2,P1,2023-05-03,1,extra\n",
+                   encoding="utf-8")
+    with pytest.raises(medaid.MedaidError) as e:
+        run_batch(str(src), str(tmp_path / "out"), str(rules_dir), on_error="skip")
+    assert str(e.value) == f"{src}: cannot be read as CSV (ComputeError)"
+    assert not (tmp_path / "out").exists()
