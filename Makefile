@@ -14,7 +14,7 @@ $(VENV)/.stamp-base: pyproject.toml
 	touch $@
 
 $(VENV)/.stamp-test: $(VENV)/.stamp-base
-	$(BIN)/python -m pip install -q -e '.[batch,test]'
+	$(BIN)/python -m pip install -q -e '.[batch,test,spark]'
 	touch $@
 
 demo: $(VENV)/.stamp-base

@@ -394,3 +394,32 @@ def test_a_csv_file_polars_cannot_parse_refuses_the_run(spark, rules_dir, tmp_pa
         run_batch(str(src), str(tmp_path / "out"), str(rules_dir), on_error="skip")
     assert str(e.value) == f"{src}: cannot be read as CSV (ComputeError)"
     assert not (tmp_path / "out").exists()
+
+
+def test_medaid_batch_engine_spark_runs_the_same_batch_from_the_command_line(spark, rules_dir, tmp_path):
+    """`medaid batch --engine spark` is the CLI door to run_batch: same reliefs as above."""
+    from click.testing import CliRunner
+
+    from medaid.cli import main
+
+    src = tmp_path / "claims.csv"
+    src.write_text(CSV, encoding="utf-8")
+    out, rej = tmp_path / "results.csv", tmp_path / "rejects.csv"
+    res = CliRunner().invoke(main, [
+        "batch", "--engine", "spark", "--master", "local[2]", str(src), "-o", str(out),
+        "--rules", str(rules_dir), "--on-error", "skip", "--rejects", str(rej)])
+    assert res.exit_code == 0, res.output
+    assert "rows read 9 = settled 5 + rejected 4" in res.output
+    got = dict(zip(*read_parts(out).select("claim_id", "relief").to_dict(as_series=False).values()))
+    assert got == {"A1": "10550.00", "A2": "9450.00", "A3": "5000.00", "A8": "195.00", "A9": "800.00"}
+
+
+def test_engine_spark_needs_an_output_folder(rules_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from medaid.cli import main
+
+    src = tmp_path / "claims.csv"
+    src.write_text(CSV, encoding="utf-8")
+    res = CliRunner().invoke(main, ["batch", "--engine", "spark", str(src), "--rules", str(rules_dir)])
+    assert res.exit_code == 2 and "needs -o OUTPUT" in res.output

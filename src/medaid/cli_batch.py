@@ -90,13 +90,38 @@ def _refused(e: Any, as_json: bool) -> click.ClickException:
     return click.ClickException("\n".join(lines + [t for t in tail if t]))
 
 
+def _spark_batch(input_path: str, output: str | None, rules_path: str, scheme: str | None,
+                 master: str | None, rejects_path: str | None, on_error: str, max_errors: int,
+                 as_json: bool) -> None:
+    """``medaid batch --engine spark``: the same batch through :func:`medaid.spark.run_batch`."""
+    try:
+        from .spark import run_batch
+    except ImportError:
+        raise click.UsageError("--engine spark needs the spark extra: pip install 'medaid[spark]'") from None
+    if output is None:
+        raise click.UsageError("--engine spark needs -o OUTPUT (a folder of part files)")
+    try:
+        s = run_batch(input_path, output, rules_path, master=master or "local[2]",
+                      rejects_path=rejects_path, on_error=on_error, scheme=scheme,
+                      max_errors=max_errors)
+    except MedaidError as e:
+        raise _fail(e) from None
+    click.echo(json.dumps(s.to_dict(), ensure_ascii=False, indent=2) if as_json
+               else f"{s.reconcile()}\nresults: {s.output}")
+
+
 def register(group: click.Group) -> None:
     """Add this module's commands to ``group``."""
     # imported here: ``python -m medaid.cli`` runs cli.py as __main__, which imports us
     from .cli import json_option, lang_option, rules_option
 
     @group.command("batch")
-    @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+    @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=True))
+    @click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
+                  help="local: this machine (polars); spark: Apache Spark (pip install 'medaid[spark]').")
+    @click.option("--master", default=None, metavar="URL",
+                  help="Spark master for --engine spark, e.g. local[2] (default: local[2], or what "
+                       "spark-submit configures).")
     @click.option("-o", "--output", default=None, metavar="FILE",
                   help="Results file; format by extension (.csv .xlsx .jsonl .parquet). "
                        "Default: INPUT's name + .results, in the current folder.")
@@ -115,14 +140,22 @@ def register(group: click.Group) -> None:
     def batch_cmd(input_path: str, output: str | None, rejects_path: str | None, on_error: str,
                   max_errors: int, bom: bool, encoding: str | None, sheet: str | None,
                   maps: tuple[str, ...], rules_path: str, scheme: str | None, lang: str,
-                  as_json: bool) -> None:
+                  as_json: bool, engine: str, master: str | None) -> None:
         """Settle a file of claims: results, rejects and totals.
 
         \b
         Inputs: .csv (UTF-8, UTF-8 BOM, GBK/GB18030), .xlsx, .jsonl, .parquet,
         with English or Chinese headers (结算单号, 人员编号, 结算日期, 合规自付费用 ...).
         Example:  medaid batch examples/claims-2024.csv -o results.csv
+        On Spark: medaid batch --engine spark --master 'local[2]' claims/ -o results.parquet
         """
+        if engine == "spark":
+            _spark_batch(input_path, output, rules_path, scheme, master, rejects_path, on_error,
+                         max_errors, as_json)
+            return
+        if Path(input_path).is_dir():
+            raise click.BadParameter("a folder is read only with --engine spark; give a file",
+                                     param_hint="INPUT")
         from .batch import BatchRefused, summarise, summary_json, summary_tables, write_run
 
         from .batch import default_rejects_path
