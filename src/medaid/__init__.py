@@ -11,12 +11,41 @@ Money is integers of fen everywhere in the API (``30000`` yuan is ``3_000_000``)
     '23,300.00'
 """
 
-from .brackets import Segment
-from .claims import Claim
-from .engine import Placement, PoolState, Settlement, place, quote, settle
+from typing import TYPE_CHECKING as _TYPE_CHECKING, Any as _Any
+
 from .errors import ClaimError, MedaidError, MoneyError, Problem, RuleError
 from .money import format_yuan, parse_yuan
-from .rules import Bracket, Plan, RuleBook, RuleSet, load_rules
+
+if _TYPE_CHECKING:
+    from .brackets import Segment
+    from .claims import Claim
+    from .engine import Placement, PoolState, Settlement, place, quote, settle
+    from .rules import Bracket, Plan, RuleBook, RuleSet, load_rules
+
+# The models (pydantic) load on first use, so that `medaid --help` and the CLI's start-up do
+# not pay for them before a command needs them (PEP 562).
+_LAZY = {
+    "Segment": "brackets", "Claim": "claims", "Placement": "engine", "PoolState": "engine",
+    "Settlement": "engine", "place": "engine", "quote": "engine", "settle": "engine",
+    "Bracket": "rules", "Plan": "rules", "RuleBook": "rules", "RuleSet": "rules",
+    "load_rules": "rules",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'medaid' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 
