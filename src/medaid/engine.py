@@ -258,13 +258,26 @@ def _settle(
 
 
 def _placed_row(c: Claim, rules: RuleBook) -> tuple[Any, ...] | Problem:
-    """A placement flattened for :func:`settle`'s loop, or the problem that prevents it."""
-    try:
-        at = place(c, rules)
-    except ClaimError as e:
-        return e.problems[0]
-    rs, plan, sched = at.rule_set, at.plan, at.schedule
-    return (
-        sched._fast, plan.name, plan.pool, at.benefit_year, plan.annual_cap,
-        plan.claim_cap, rs.id, rs.version, rs.content_hash, sched,
-    )
+    """A placement flattened for :func:`settle`'s loop, or the problem that prevents it.
+
+    The flattened plan is cached on the rule book per (rule set, group, kind), so a new date
+    costs a version lookup (itself cached per date) and a benefit-year sum, not a placement."""
+    rs = rules.for_date(c.date)
+    if rs is None:
+        return _no_version(c, rules)
+    cache = rules.flat_plans
+    key = (id(rs), c.group, c.kind)
+    flat = cache.get(key, False)
+    if flat is False:
+        plan = rs.plan(c.group, c.kind)
+        if plan is None:
+            flat = None
+        else:
+            sched = rules.schedule(rs, plan)
+            flat = (sched._fast, plan.name, plan.pool, plan.annual_cap, plan.claim_cap,
+                    rs.id, rs.version, rs.content_hash, sched)
+        cache[key] = flat
+    if flat is None:
+        return _no_plan(c, rs)
+    fast, name, pool, annual_cap, claim_cap, rid, rver, rhash, sched = flat
+    return (fast, name, pool, rs.benefit_year(c.date), annual_cap, claim_cap, rid, rver, rhash, sched)

@@ -261,6 +261,8 @@ class RuleBook:
         self.schemes = tuple(schemes)
         self._schedules: dict[tuple[int, str], Schedule] = {}
         self._by_date: dict[dt.date, RuleSet | None] = {}
+        #: the engine's flattened plans per (rule set, group, kind); see engine._placed_row
+        self.flat_plans: dict[tuple[int, str | None, str | None], Any] = {}
 
     def select(self, scheme: str) -> "RuleBook":
         """The same rule sets with ``scheme`` chosen for settlement."""
