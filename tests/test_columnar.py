@@ -427,6 +427,31 @@ def test_many_claims_of_skewed_persons_equal_the_engine(book):
     assert_same_as_engine(claims, book)
 
 
+def test_numbered_export_with_many_claims_of_one_person_a_day_equals_the_engine(book):
+    """Claim ids ascending in file order (as numbered exports come), the file in date order, a
+    few persons with several claims on the same day: same-day claims are taken in claim-id
+    order (the tie the sort resolves by row when ids ascend), exactly as the engine does."""
+    import random
+
+    rnd = random.Random(11)
+    days = sorted(rnd.randrange(60) for _ in range(2500))
+    claims = [
+        medaid.Claim(
+            claim_id=f"C{i:06d}",
+            person_id=f"P{int(rnd.paretovariate(1.1)) % 40}",
+            date=dt.date(2024, 1, 1) + dt.timedelta(days=d),
+            self_pay=rnd.randrange(0, 3_000_000),
+            group=rnd.choice(["key", "low-income"]),
+            kind=rnd.choice(["inpatient", "outpatient-special"]),
+        )
+        for i, d in enumerate(days)
+    ]
+    assert_same_as_engine(claims, book)
+    # and the same claims shuffled (ids no longer ascending): the exact re-sort of ties
+    rnd.shuffle(claims)
+    assert_same_as_engine(claims, book)
+
+
 def test_bracket_bounds_far_above_every_claim_do_not_confuse_the_plans(tmp_path):
     book = write_rules(tmp_path, """
 id = "t"
