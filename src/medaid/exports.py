@@ -86,11 +86,11 @@ def yuan_text(column: str) -> "pl.Expr":
     return yuan_decimal(column).cast(pl.String)
 
 
-def neutralise(column: str) -> "pl.Expr":
+def neutralise(column: str, text: "pl.Expr | None" = None) -> "pl.Expr":
     """Prefix ``'`` to text starting like a formula (``=``, ``+``, ``-``, ``@``, tab, CR)."""
     import polars as pl
 
-    e = pl.col(column)
+    e = pl.col(column) if text is None else text
     return pl.when(e.str.contains(_FORMULA_RE)).then(pl.lit("'") + e).otherwise(e).alias(column)
 
 
@@ -102,8 +102,13 @@ def write_frame(frame: "pl.DataFrame", path: str | Path, *, bom: bool = True) ->
     """Write ``frame`` to ``path`` in the format of its extension, atomically (see module doc).
 
     Columns named in :data:`medaid.readers.MONEY_COLUMNS` holding integers are fen."""
+    import polars as pl
+
     fmt = file_format(path)
     money = _money_cols(frame)
+    if fmt != "csv":  # input text kept as categories (memory) is written as the text it is
+        frame = frame.with_columns(
+            pl.col(c).cast(pl.String) for c, t in frame.schema.items() if t == pl.Categorical)
     try:
         with atomic_path(path) as tmp:
             if fmt == "csv":
@@ -126,8 +131,13 @@ def _write_csv(frame: "pl.DataFrame", tmp: Path, money: list[str], bom: bool) ->
     if text_cols:  # neutralise only the columns where some cell needs it
         needs = frame.select([pl.col(c).str.contains(_FORMULA_RE).any() for c in text_cols]).row(0)
         text_cols = [c for c, n in zip(text_cols, needs) if n]
+    # categories (input text kept so): the check looks at the distinct values only
+    cat_cols = [c for c, t in frame.schema.items() if t == pl.Categorical
+                and bool(frame[c].unique().cast(pl.String).str.contains(_FORMULA_RE).any())]
     # streamed: the converted columns are made chunk by chunk as they are written
-    out = frame.lazy().with_columns([yuan_decimal(c) for c in money] + [neutralise(c) for c in text_cols])
+    out = frame.lazy().with_columns(
+        [yuan_decimal(c) for c in money] + [neutralise(c) for c in text_cols]
+        + [neutralise(c, pl.col(c).cast(pl.String)) for c in cat_cols])
     out.sink_csv(tmp, include_bom=bom, date_format="%Y-%m-%d", check_extension=False)
 
 

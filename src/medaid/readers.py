@@ -28,7 +28,7 @@ import json
 import re
 import unicodedata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from .columns import (
     CLAIM_MONEY_FIELDS,
@@ -253,6 +253,109 @@ def _read_csv(
             return frame, []
     text = (path.read_bytes() if isinstance(data, Path) else data).decode("utf-8-sig", errors="strict")
     return _read_csv_careful(text, source, name_of)
+
+
+#: Large CSV files are read and typed in pieces of about this many bytes, so that the text of
+#: the whole file is never in memory at once (DESIGN.md §4, peak memory).
+CHUNK_BYTES = 32 << 20
+
+
+class NotChunkable(Exception):
+    """The file cannot be read piece by piece exactly; read it whole instead."""
+
+
+class CsvPieces:
+    """A UTF-8 CSV file without quote characters, read in pieces cut at line ends.
+
+    Iterating yields raw text frames like :func:`read_raw`'s (``row`` = line number, String
+    columns with canonical names, blank lines dropped), one per piece; each piece is checked as
+    the whole-file reader checks the file (one line per row, every row with every field), and
+    :class:`NotChunkable` is raised at the first piece that is not so (then the caller reads
+    the file whole, which locates the problem).  :meth:`rows` reads given lines again."""
+
+    def __init__(self, path: Path, names: list[str], header_end: int, chunk_bytes: int) -> None:
+        self.path, self.names, self.chunk_bytes = path, names, chunk_bytes
+        self.header_end = header_end
+        self.spans: list[tuple[int, int, int, int]] = []  # start, end, first line, lines
+
+    def __iter__(self) -> Iterator["pl.DataFrame"]:
+        with open(self.path, "rb") as f:
+            f.seek(self.header_end)
+            pos, line = self.header_end, 2
+            while True:
+                buf = f.read(self.chunk_bytes)
+                if not buf:
+                    return
+                if not buf.endswith(b"\n"):
+                    buf += f.readline()
+                n = buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
+                self.spans.append((pos, pos + len(buf), line, n))
+                yield self._frame(buf, line, n, check=True)
+                pos += len(buf)
+                line += n
+
+    def _frame(self, buf: bytes, line: int, lines: int, check: bool) -> "pl.DataFrame":
+        import polars as pl
+
+        width = len(self.names)
+        if check and b'"' in buf:
+            raise NotChunkable
+        try:
+            frame = pl.read_csv(buf, has_header=False, raise_if_empty=False,
+                                schema={n: pl.String for n in self.names}, missing_columns="insert")
+        except pl.exceptions.PolarsError:
+            raise NotChunkable from None
+        if frame.width != width or frame.height != lines:
+            raise NotChunkable
+        blank = frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
+        n_blank = int(blank.sum())
+        if check and buf.count(b",") != (width - 1) * (frame.height - n_blank):
+            raise NotChunkable
+        frame = frame.with_row_index(ROW, offset=line).with_columns(pl.col(ROW).cast(pl.Int64))
+        return frame.filter(~blank) if n_blank else frame
+
+    def rows(self, lines: "pl.Series") -> "pl.DataFrame":
+        """The raw text rows at the given line numbers (from pieces already read)."""
+        import polars as pl
+
+        out = []
+        want = set(lines.to_list())
+        with open(self.path, "rb") as f:
+            for start, end, line, n in self.spans:
+                if any(line <= x < line + n for x in want):
+                    f.seek(start)
+                    frame = self._frame(f.read(end - start), line, n, check=False)
+                    out.append(frame.filter(pl.col(ROW).is_in(lines.implode())))
+        return pl.concat(out)
+
+
+def csv_pieces(
+    path: str | Path, *, encoding: str | None = None, mapping: Mapping[str, str] | None = None,
+    reserved: frozenset[str] | None = None, chunk_bytes: int | None = None,
+) -> CsvPieces | None:
+    """A :class:`CsvPieces` reader for a UTF-8 CSV file, or ``None`` when the file must be
+    read whole by :func:`read_raw` (another format or encoding, no data lines, a quoted
+    header)."""
+    import polars as pl
+
+    path = Path(path)
+    if not path.is_file() or file_format(path) != "csv":
+        return None
+    source = str(path)
+    if _sniff_encoding(path, encoding, source) != "utf-8":
+        return None
+    with open(path, "rb") as f:
+        head = f.readline()
+    if not head.endswith(b"\n") or b'"' in head:
+        return None
+    try:
+        columns = pl.read_csv(head, infer_schema=False, raise_if_empty=False).columns
+    except pl.exceptions.PolarsError:
+        return None
+    if not columns:
+        return None
+    names = canonical_names(columns, mapping, source, reserved)
+    return CsvPieces(path, names, len(head), chunk_bytes or CHUNK_BYTES)
 
 
 def _quoted_blank_lines(data: bytes | Path, width: int, height: int) -> "pl.Series | None":

@@ -105,10 +105,20 @@ def validate_frame(raw: "pl.DataFrame", source: str) -> tuple["pl.DataFrame", "p
 
     One parallel polars pass types every row the common way (ISO dates, ASCII amounts); only
     the rows it refuses are looked at again, one by one, for their value or their message.
+    A large file may be typed in pieces (:func:`type_rows` on each, then
+    :func:`finish_validation` on the whole): the result is the same.
     """
+    del source  # problems carry the row; the caller renders them with the file name
+    typed, problems = type_rows(raw)
+    return finish_validation(typed, [problems])
+
+
+def type_rows(raw: "pl.DataFrame") -> tuple["pl.DataFrame", dict[str, "pl.DataFrame"]]:
+    """Type every row of a raw text frame (all rows kept, bad values null) and list the
+    problems found row by row, by field: ``{field: frame(row, claim_id, message)}``.
+    Duplicate claim ids are not looked for here (see :func:`finish_validation`)."""
     import polars as pl
 
-    del source  # problems carry the row; the caller renders them with the file name
     cols = raw.columns
     text_fields = [f for f in ("claim_id", "person_id", "group", "kind", "hospital") if f in cols]
     money_fields = [f for f in CLAIM_MONEY_FIELDS if f in cols]
@@ -159,6 +169,23 @@ def validate_frame(raw: "pl.DataFrame", source: str) -> tuple["pl.DataFrame", "p
             fen_s = fen_s.scatter(idx, pl.Series([g[0] for g in got], dtype=pl.Int64))
             msgs[f] = none.clone().scatter(idx, pl.Series([g[1] for g in got], dtype=pl.String))
         typed[f] = fen_s
+    del fast
+    problems: dict[str, pl.DataFrame] = {}
+    for f, m in msgs.items():
+        pf = pl.DataFrame({ROW: raw[ROW], "claim_id": typed["claim_id"], "message": m})
+        problems[f] = pf.filter(pl.col("message").is_not_null())
+    return raw.with_columns([typed[c].alias(c) for c in cols if c in typed]), problems
+
+
+def finish_validation(
+    typed: "pl.DataFrame", problems: list[dict[str, "pl.DataFrame"]],
+) -> tuple["pl.DataFrame", "pl.DataFrame"]:
+    """``(clean, rejects)`` from the typed rows of a whole file and the problems of its pieces
+    (:func:`type_rows`): adds the duplicate claim ids (every occurrence after the first, naming
+    the first line), orders the problems by row (in field order within a row) and drops the
+    rows that have any."""
+    import polars as pl
+
     # duplicate claim ids: every occurrence after the first, naming the first line
     ids = typed["claim_id"]
     if ids.null_count() == 0 and ids.is_sorted():  # numbered exports: neighbours suffice
@@ -166,26 +193,37 @@ def validate_frame(raw: "pl.DataFrame", source: str) -> tuple["pl.DataFrame", "p
     else:
         first = ids.is_first_distinct()
     dup = (ids.is_not_null() & ~first).arg_true()
+    dups = None
     if len(dup):
         dup_ids = ids.gather(dup)
         firsts = dict(
-            pl.DataFrame({"id": ids, ROW: raw[ROW]}).filter(first & ids.is_in(dup_ids.implode())).iter_rows()
+            pl.DataFrame({"id": ids, ROW: typed[ROW]}).filter(first & ids.is_in(dup_ids.implode())).iter_rows()
         )
-        dup_msg = pl.Series([f"duplicate claim id (first on line {firsts[i]})" for i in dup_ids.to_list()],
-                            dtype=pl.String)
-        base = msgs.get("claim_id", none.clone())
-        msgs["claim_id"] = pl.select(pl.coalesce(base, none.clone().scatter(dup, dup_msg))).to_series()
+        dups = pl.DataFrame({
+            ROW: typed[ROW].gather(dup), "claim_id": dup_ids,
+            "message": pl.Series([f"duplicate claim id (first on line {firsts[i]})" for i in dup_ids.to_list()],
+                                 dtype=pl.String),
+        })
+    # field order within a row as one whole-file pass gives it: claim id (empty; duplicates
+    # join it there when some id is empty, else they come last), person id, date, amounts
+    rank = {f: i for i, f in enumerate(("claim_id", "person_id", "date", *CLAIM_MONEY_FIELDS))}
+    order = sorted({f for part in problems for f in part}, key=lambda f: rank.get(f, len(rank)))
+    frames = []
 
-    problem_frames = []
-    for f, m in msgs.items():
-        pf = pl.DataFrame({ROW: raw[ROW], "claim_id": ids, "message": m})
-        pf = pf.filter(pl.col("message").is_not_null()).with_columns(pl.lit(f).alias("field"))
-        problem_frames.append(pf.select(list(REJECT_COLUMNS)))
-    rejects = (
-        pl.concat(problem_frames).sort(ROW, maintain_order=True)
-        if problem_frames else empty_rejects()
-    )
-    clean = raw.with_columns([typed[c].alias(c) for c in cols if c in typed])
+    def add(frame: "pl.DataFrame", f: str) -> None:
+        frames.append(frame.with_columns(pl.lit(f).alias("field")).select(list(REJECT_COLUMNS)))
+
+    for f in order:
+        for part in problems:
+            if f in part and part[f].height:
+                add(part[f], f)
+        if f == "claim_id" and dups is not None:
+            add(dups, f)
+            dups = None
+    if dups is not None:
+        add(dups, "claim_id")
+    rejects = pl.concat(frames).sort(ROW, maintain_order=True) if frames else empty_rejects()
+    clean = typed
     if rejects.height:
         clean = clean.filter(~pl.col(ROW).is_in(rejects[ROW].unique().implode()))
     return clean, rejects
