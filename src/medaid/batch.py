@@ -143,8 +143,18 @@ def settle_file(
     return run
 
 
-#: Text columns with few distinct values, kept as categories once typed (memory).
-_FEW_VALUES = ("group", "kind", "hospital")
+def _read_ahead(pieces: Any) -> Any:
+    """The pieces, the next one parsed in a thread while the caller types this one (polars
+    works without the interpreter lock, so the two cores share the work)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    it = iter(pieces)
+    with ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(next, it, None)
+        while (raw := fut.result()) is not None:
+            fut = ex.submit(next, it, None)
+            yield raw
+            del raw
 
 
 def _type_pieces(pieces: Any) -> tuple["pl.DataFrame", "pl.DataFrame", "pl.DataFrame", int]:
@@ -155,17 +165,17 @@ def _type_pieces(pieces: Any) -> tuple["pl.DataFrame", "pl.DataFrame", "pl.DataF
     from .validation import finish_validation, type_rows
 
     parts, problems, bad = [], [], []
-    for raw in pieces:
-        t, p = type_rows(raw)
+    for raw in _read_ahead(pieces):
+        t, p = type_rows(raw, categories=True)
         if p:
             lines = pl.concat([f["row"] for f in p.values()]).unique()
             bad.append(raw.filter(pl.col("row").is_in(lines.implode())))
         elif not bad:
             bad.append(raw.clear())
         del raw
-        parts.append(t.with_columns(pl.col(c).cast(pl.Categorical) for c in _FEW_VALUES if c in t.columns))
+        parts.append(t)
         problems.append(p)
-    typed = pl.concat(parts, rechunk=True)
+    typed = pl.concat(parts, rechunk=False)  # no second copy; columns are rechunked one by one later
     del parts
     rows_read = typed.height
     clean, rejects = finish_validation(typed, problems)

@@ -307,11 +307,14 @@ class CsvPieces:
             raise NotChunkable from None
         if frame.width != width or frame.height != lines:
             raise NotChunkable
-        blank = frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
+        frame = frame.with_row_index(ROW, offset=line).with_columns(pl.col(ROW).cast(pl.Int64))
+        if not frame[self.names[-1]].null_count():
+            # a short row or a blank line would leave the last column empty: neither is here
+            return frame
+        blank = frame.select(pl.all_horizontal(pl.exclude(ROW).is_null())).to_series()
         n_blank = int(blank.sum())
         if check and buf.count(b",") != (width - 1) * (frame.height - n_blank):
             raise NotChunkable
-        frame = frame.with_row_index(ROW, offset=line).with_columns(pl.col(ROW).cast(pl.Int64))
         return frame.filter(~blank) if n_blank else frame
 
     def rows(self, lines: "pl.Series") -> "pl.DataFrame":

@@ -113,15 +113,46 @@ def validate_frame(raw: "pl.DataFrame", source: str) -> tuple["pl.DataFrame", "p
     return finish_validation(typed, [problems])
 
 
-def type_rows(raw: "pl.DataFrame") -> tuple["pl.DataFrame", dict[str, "pl.DataFrame"]]:
+#: Text fields with few distinct values (may be kept as categories: :func:`type_rows`).
+FEW_VALUES = ("group", "kind", "hospital")
+#: Amounts as most files write them: digits, at most two decimals, nothing around them.
+_PLAIN_YUAN_RE = r"^[0-9]{1,15}(?:\.[0-9]{0,2})?$"
+
+
+def _few_values(col: "pl.Series") -> "pl.Series":
+    """A few-valued text column as ``Categorical``, stripped, empty → null; the text is looked
+    at once per distinct value."""
+    import polars as pl
+
+    cat = col.cast(pl.Categorical)
+    seen = cat.unique().cast(pl.String)
+    if not seen.is_null().all() and bool(
+            (seen.str.strip_chars().str.len_bytes() != seen.str.len_bytes()).any()
+            or (seen.str.len_bytes() == 0).any()):
+        text = col.str.strip_chars()
+        cat = pl.select(pl.when(text.str.len_bytes() > 0).then(text)).to_series().cast(pl.Categorical)
+    return cat.alias(col.name)
+
+
+def type_rows(
+    raw: "pl.DataFrame", *, categories: bool = False,
+) -> tuple["pl.DataFrame", dict[str, "pl.DataFrame"]]:
     """Type every row of a raw text frame (all rows kept, bad values null) and list the
     problems found row by row, by field: ``{field: frame(row, claim_id, message)}``.
-    Duplicate claim ids are not looked for here (see :func:`finish_validation`)."""
+    Duplicate claim ids are not looked for here (see :func:`finish_validation`).
+    ``categories=True`` returns :data:`FEW_VALUES` as ``Categorical`` (same text, less memory)."""
     import polars as pl
 
     cols = raw.columns
-    text_fields = [f for f in ("claim_id", "person_id", "group", "kind", "hospital") if f in cols]
+    few: dict[str, pl.Series] = {}
+    if categories:
+        few = {f: _few_values(raw[f]) for f in FEW_VALUES if f in cols}
+    text_fields = [f for f in ("claim_id", "person_id", "group", "kind", "hospital")
+                   if f in cols and f not in few]
     money_fields = [f for f in CLAIM_MONEY_FIELDS if f in cols]
+    plain = raw.select(pl.col(f).str.contains(_PLAIN_YUAN_RE).fill_null(False).all()
+                       for f in money_fields).row(0) \
+        if raw.height and money_fields else [False] * len(money_fields)
     # strip only the columns that have something to strip: no copy of clean columns
     padded = raw.select(
         [(pl.col(f).str.strip_chars().str.len_bytes() != pl.col(f).str.len_bytes()).any()
@@ -130,14 +161,18 @@ def type_rows(raw: "pl.DataFrame") -> tuple["pl.DataFrame", dict[str, "pl.DataFr
         pl.col(f).str.strip_chars() if pad else pl.col(f) for f, pad in zip(text_fields, padded)
     ]
     exprs.append(pl.col("date").str.to_date("%Y-%m-%d", strict=False).alias("date"))
-    for f in money_fields:
+    for f, is_plain in zip(money_fields, plain):
+        if is_plain:  # every cell plain digits (no null either): the exact decimal cast alone
+            fen = (pl.col(f).cast(pl.Decimal(18, 2)) * 100).cast(pl.Int64)
+            exprs += [fen.alias(f), pl.lit(False).alias(f"{f}__slow")]
+            continue
         fen, ok = yuan_to_fen(pl.col(f), separators=bool(raw[f].str.contains(",", literal=True).any()))
         blank = pl.col(f).is_null() | (pl.col(f).str.strip_chars(_ASCII_SPACE) == "")
         slow = ~ok if f in REQUIRED_FIELDS else ~ok & ~blank
         exprs += [fen.alias(f), slow.fill_null(True).alias(f"{f}__slow")]
     fast = raw.select(exprs)
 
-    typed: dict[str, pl.Series] = {}
+    typed: dict[str, pl.Series] = dict(few)
     for f in text_fields:  # stripped to nothing → null
         col = fast[f]
         typed[f] = (pl.select(pl.when(col.str.len_bytes() > 0).then(col)).to_series().alias(f)
