@@ -134,6 +134,21 @@ def _few_values(col: "pl.Series") -> "pl.Series":
     return cat.alias(col.name)
 
 
+class _Nulls:
+    """A String column of nulls of a given length, made when first asked for."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.made: "pl.Series | None" = None
+
+    def __call__(self) -> "pl.Series":
+        import polars as pl
+
+        if self.made is None:
+            self.made = pl.repeat(None, self.n, dtype=pl.String, eager=True)
+        return self.made.clone()
+
+
 def type_rows(
     raw: "pl.DataFrame", *, categories: bool = False,
 ) -> tuple["pl.DataFrame", dict[str, "pl.DataFrame"]]:
@@ -150,13 +165,15 @@ def type_rows(
     text_fields = [f for f in ("claim_id", "person_id", "group", "kind", "hospital")
                    if f in cols and f not in few]
     money_fields = [f for f in CLAIM_MONEY_FIELDS if f in cols]
-    plain = raw.select(pl.col(f).str.contains(_PLAIN_YUAN_RE).fill_null(False).all()
-                       for f in money_fields).row(0) \
-        if raw.height and money_fields else [False] * len(money_fields)
-    # strip only the columns that have something to strip: no copy of clean columns
-    padded = raw.select(
-        [(pl.col(f).str.strip_chars().str.len_bytes() != pl.col(f).str.len_bytes()).any()
-         for f in text_fields]).row(0) if raw.height else [False] * len(text_fields)
+    # one parallel look first: which amount columns are all plain digits, which text columns
+    # have something to strip (only those are stripped: no copy of clean columns)
+    looks = raw.select(
+        [pl.col(f).str.contains(_PLAIN_YUAN_RE).fill_null(False).all().alias(f"m{i}")
+         for i, f in enumerate(money_fields)]
+        + [(pl.col(f).str.strip_chars().str.len_bytes() != pl.col(f).str.len_bytes()).any()
+           .alias(f"t{i}") for i, f in enumerate(text_fields)]
+    ).row(0) if raw.height else [False] * (len(money_fields) + len(text_fields))
+    plain, padded = looks[:len(money_fields)], looks[len(money_fields):]
     exprs: list[pl.Expr] = [
         pl.col(f).str.strip_chars() if pad else pl.col(f) for f, pad in zip(text_fields, padded)
     ]
@@ -178,11 +195,11 @@ def type_rows(
         typed[f] = (pl.select(pl.when(col.str.len_bytes() > 0).then(col)).to_series().alias(f)
                     if (col.str.len_bytes() == 0).any() else col)
     msgs: dict[str, pl.Series] = {}
-    none = pl.Series([None] * raw.height, dtype=pl.String)
+    none = _Nulls(raw.height)
     for f in ("claim_id", "person_id"):
         empty = typed[f].is_null().arg_true()
         if len(empty):
-            msgs[f] = none.clone().scatter(empty, "is empty")
+            msgs[f] = none().scatter(empty, "is empty")
     # dates: other forms only where ISO was refused
     dates = fast["date"]
     redo = (dates.is_null() & raw["date"].is_not_null()).arg_true()
@@ -192,7 +209,7 @@ def type_rows(
     bad_date = dates.is_null().arg_true()
     if len(bad_date):
         text = raw["date"].gather(bad_date).to_list()
-        msgs["date"] = none.clone().scatter(bad_date, pl.Series([
+        msgs["date"] = none().scatter(bad_date, pl.Series([
             "is empty" if t is None or not t.strip() else "is not a date; write YYYY-MM-DD (e.g. 2024-05-03)"
             for t in text], dtype=pl.String))
     # amounts: parse_yuan itself for the rows the fast path did not take
@@ -202,7 +219,7 @@ def type_rows(
         if len(idx):
             got = [_slow_yuan(v, f) for v in raw[f].gather(idx).to_list()]
             fen_s = fen_s.scatter(idx, pl.Series([g[0] for g in got], dtype=pl.Int64))
-            msgs[f] = none.clone().scatter(idx, pl.Series([g[1] for g in got], dtype=pl.String))
+            msgs[f] = none().scatter(idx, pl.Series([g[1] for g in got], dtype=pl.String))
         typed[f] = fen_s
     del fast
     problems: dict[str, pl.DataFrame] = {}
