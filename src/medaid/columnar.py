@@ -238,7 +238,7 @@ def settle_frame(
         "b": start,
     })
     _mark("gather", t0)
-    res, seq = _arithmetic(pl, work, t)
+    res, seq = _arithmetic_in_slices(pl, work, t)
     _mark("arithmetic", t0)
     if seq is not None:
         res = _sequential(pl, res, work, seq, t)
@@ -451,11 +451,44 @@ def _unpermute(pl: Any, res: "pl.DataFrame", perm: Any, n: int) -> "pl.DataFrame
     """Results in processing order → input order: ``inv[perm[k]] = k`` (one scatter), then a
     gather of each result column by ``inv``."""
     inv = pl.zeros(n, pl.UInt32, eager=True).scatter(perm, pl.int_range(0, n, dtype=pl.UInt32, eager=True))
-    return res.rechunk().select(pl.all().gather(inv))
+    out = []
+    for c in res.columns:  # one column at a time: the old order of each is freed as we go
+        out.append(res[c].rechunk().gather(inv))
+        res = res.drop(c)
+    return pl.DataFrame(out)
 
 
 # ----------------------------------------------------------------------------------------------
 # arithmetic
+
+
+#: The arithmetic runs on slices of about this many rows, cut at group starts: its
+#: intermediate columns then never exist for the whole frame at once (peak memory).
+SLICE_ROWS = 1 << 21
+
+
+def _arithmetic_in_slices(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFrame", Any]:
+    """:func:`_arithmetic` on consecutive slices of ``work``, each starting at a group start
+    (groups are never split, and every sum and flag is per group, so the results are the
+    same), results joined in order."""
+    n = work.height
+    if n <= SLICE_ROWS:
+        return _arithmetic(pl, work, t)
+    starts = work["b"].arg_true()
+    cuts = [0]
+    for want in range(SLICE_ROWS, n, SLICE_ROWS):
+        i = int(starts.search_sorted(want, side="left"))
+        at = int(starts[i]) if i < len(starts) else n
+        if cuts[-1] < at < n:
+            cuts.append(at)
+    cuts.append(n)
+    parts, flags = [], []
+    for lo, hi in zip(cuts, cuts[1:]):
+        res, seq = _arithmetic(pl, work.slice(lo, hi - lo), t)
+        parts.append(res)
+        flags.append(seq if seq is not None else pl.zeros(hi - lo, pl.Boolean, eager=True))
+    seq_all = pl.concat(flags)
+    return pl.concat(parts), (seq_all if seq_all.any() else None)
 
 
 def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFrame", Any]:
