@@ -423,7 +423,7 @@ def recalculate(run: BatchRun, previous: "pl.DataFrame") -> Recalc:
     import polars as pl
 
     def pick(frame: "pl.DataFrame", prefix: str) -> "pl.DataFrame":
-        cols = {"claim_id": pl.col("claim_id"), "person_id": pl.col("person_id"),
+        cols = {"claim_id": pl.col("claim_id"), "person_id": pl.col("person_id").cast(pl.String),
                 "relief": pl.col("relief")}
         cols["hospital"] = (pl.col("hospital").cast(pl.String) if "hospital" in frame.columns
                             else pl.lit(None, pl.String))

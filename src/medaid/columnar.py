@@ -224,6 +224,7 @@ def settle_frame(
     bits_d = (d1 - d0).days.bit_length()  # type: ignore[operator]
     bits_i = (n - 1).bit_length()
     low = keys.select("bp", "d", "h").rechunk()
+    keys = keys.select("__p", "__by")  # the sort key's parts live on in ``low`` only
     _mark("keyparts", t0)
     start = _in_order(pl, placed, low, bits_bp)
     perm = None
@@ -244,7 +245,13 @@ def settle_frame(
         res = _sequential(pl, res, work, seq, t)
     del work
     _mark("sequential", t0)
-    res_in = res if perm is None else _unpermute(pl, res, perm, n)
+    if perm is None:
+        res_in = res
+    else:
+        held = [res]
+        del res  # _unpermute frees each processing-order column once it is put back
+        res_in = _unpermute(pl, held, perm, n)
+        del perm, start
     _mark("unpermute", t0)
     done = _finish(pl, placed, keys, t, res_in, compact)
     _mark("finish", t0)
@@ -447,9 +454,10 @@ def _same_as_previous(pl: Any, s: Any) -> Any:
     return pl.concat([pl.Series([False]), eq.fill_null(False)])
 
 
-def _unpermute(pl: Any, res: "pl.DataFrame", perm: Any, n: int) -> "pl.DataFrame":
-    """Results in processing order → input order: ``inv[perm[k]] = k`` (one scatter), then a
-    gather of each result column by ``inv``."""
+def _unpermute(pl: Any, held: list["pl.DataFrame"], perm: Any, n: int) -> "pl.DataFrame":
+    """Results in processing order (``held[0]``, taken out) → input order: ``inv[perm[k]] =
+    k`` (one scatter), then a gather of each result column by ``inv``."""
+    res = held.pop()
     inv = pl.zeros(n, pl.UInt32, eager=True).scatter(perm, pl.int_range(0, n, dtype=pl.UInt32, eager=True))
     out = []
     for c in res.columns:  # one column at a time: the old order of each is freed as we go

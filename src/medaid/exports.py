@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA_RE = r"^[=+\-@\t\r]"
 XLSX_MONEY_FORMAT = "#,##0.00"
+#: CSV output is converted and written in slices of this many rows (memory).
+WRITE_ROWS = 1 << 19
 XLSX_DATE_FORMAT = "yyyy-mm-dd"
 
 
@@ -161,11 +163,14 @@ def _write_csv(frame: "pl.DataFrame", tmp: Path, money: list[str], bom: bool) ->
     # categories (input text kept so): the check looks at the distinct values only
     cat_cols = [c for c, t in frame.schema.items() if t == pl.Categorical
                 and bool(frame[c].unique().cast(pl.String).str.contains(_FORMULA_RE).any())]
-    # streamed: the converted columns are made chunk by chunk as they are written
-    out = frame.lazy().with_columns(
-        [yuan_decimal(c) for c in money] + [neutralise(c) for c in text_cols]
-        + [neutralise(c, pl.col(c).cast(pl.String)) for c in cat_cols])
-    out.sink_csv(tmp, include_bom=bom, date_format="%Y-%m-%d", check_extension=False)
+    convert = ([yuan_decimal(c) for c in money] + [neutralise(c) for c in text_cols]
+               + [neutralise(c, pl.col(c).cast(pl.String)) for c in cat_cols])
+    # streamed, and slice by slice: the converted columns only ever exist for one slice
+    with open(tmp, "wb") as f:
+        for start in range(0, max(frame.height, 1), WRITE_ROWS):
+            first = start == 0
+            frame.slice(start, WRITE_ROWS).lazy().with_columns(convert).sink_csv(
+                f, include_bom=bom and first, include_header=first, date_format="%Y-%m-%d")
 
 
 def _write_parquet(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:

@@ -113,15 +113,15 @@ def validate_frame(raw: "pl.DataFrame", source: str) -> tuple["pl.DataFrame", "p
     return finish_validation(typed, [problems])
 
 
-#: Text fields with few distinct values (may be kept as categories: :func:`type_rows`).
-FEW_VALUES = ("group", "kind", "hospital")
+#: Text fields whose values repeat (may be kept as categories: :func:`type_rows`).
+FEW_VALUES = ("person_id", "group", "kind", "hospital")
 #: Amounts as most files write them: digits, at most two decimals, nothing around them.
 _PLAIN_YUAN_RE = r"^[0-9]{1,15}(?:\.[0-9]{0,2})?$"
 
 
 def _few_values(col: "pl.Series") -> "pl.Series":
-    """A few-valued text column as ``Categorical``, stripped, empty → null; the text is looked
-    at once per distinct value."""
+    """A text column whose values repeat as ``Categorical``, stripped, empty → null; the text
+    is looked at once per distinct value."""
     import polars as pl
 
     cat = col.cast(pl.Categorical)
