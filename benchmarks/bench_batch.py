@@ -182,6 +182,7 @@ def main() -> None:
                   "--rules", str(rules), "--json", "--no-bom"]
     best_m = best_b = None
     doc = {}
+    load_before = os.getloadavg()
     for _ in range(a.repeat):
         wm, cm, mm, stdout = timed(medaid_cmd, env)
         doc = json.loads(stdout)
@@ -197,6 +198,9 @@ def main() -> None:
           f"({pl_width(out)} and {pl_width(base_out)} columns)")
     print(f"relief total {doc['total']['relief']} yuan on {doc['total']['claims']:,} claims, "
           f"{doc['total']['persons']:,} persons")
+    la, lb = load_before, os.getloadavg()
+    print(f"load average before {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}, after {lb[0]:.2f} {lb[1]:.2f} {lb[2]:.2f} "
+          f"({os.cpu_count()} CPUs; the runs add about 1-2 themselves)")
 
 
 if __name__ == "__main__":

@@ -257,7 +257,7 @@ def _read_csv(
 
 #: Large CSV files are read and typed in pieces of about this many bytes, so that the text of
 #: the whole file is never in memory at once (DESIGN.md §4, peak memory).
-CHUNK_BYTES = 32 << 20
+CHUNK_BYTES = 8 << 20
 
 
 class NotChunkable(Exception):
