@@ -41,14 +41,53 @@ def _many(tmp: Path) -> Path:
     return p
 
 
+def _quoted(tmp: Path) -> Path:
+    """A quoted export (header too): commas and doubled quotes inside quotes, a blank line,
+    bad values, a duplicate in a later piece."""
+    rows = ['"' + '","'.join(EN.split(",")) + '"']
+    for i in range(40):
+        rows.append(f'"Q{i:03d}","P{i % 5}","2024-05-{1 + i % 28:02d}","{1000 + i},{i % 1000:03d}.5",'
+                    f'"key","inpatient","Hospital ""{i % 3}"", East"')
+    rows[7] = '"Q006","P1","2024-05-07","-3","key","inpatient","H"'      # line 8: negative
+    rows[12] = ""                                                      # line 13: blank
+    rows[30] = '"Q002","P2","2024-05-09","12","key","inpatient","=H"'    # line 31: duplicate
+    p = tmp / "quoted.csv"
+    p.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return p
+
+
+def _quoted_multiline(tmp: Path) -> Path:
+    """A quoted field holding a line break: the file must be read whole (and is, the same)."""
+    text = (EN + "\n" + "".join(f'R{i},P1,2024-06-0{1 + i % 9},10,key,inpatient,H\n' for i in range(12))
+            + 'R99,P1,2024-06-09,10,key,inpatient,"two\nlines"\n'
+            + "".join(f'S{i},P2,2024-06-0{1 + i % 9},10,key,inpatient,H\n' for i in range(12)))
+    p = tmp / "multiline.csv"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def _stray_quote(tmp: Path) -> Path:
+    """A stray quote inside an unquoted field and, on a later line, a quoted line break: the
+    quote count alone could pair them up; the per-line check still sends the file whole."""
+    text = (EN + "\n" + 'T1,P1,2024-06-01,10,key,inpatient,St "Mary\n'
+            + "".join(f'T{i},P1,2024-06-0{1 + i % 9},10,key,inpatient,H\n' for i in range(2, 6))
+            + 'T9,P1,2024-06-09,10,key,inpatient,"a\nb"\n' + 'T10,P1,2024-06-09,10,key,inpatient,H\n')
+    p = tmp / "stray.csv"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
 CSV_CASES = {name: make for name, (make, _, _) in CORPUS.items() if name not in ("xlsx", "jsonl")}
 CSV_CASES["many"] = _many
+CSV_CASES["quoted"] = _quoted
+CSV_CASES["multiline"] = _quoted_multiline
+CSV_CASES["stray"] = _stray_quote
 
 
-def _run(path: Path, out: Path, mp: pytest.MonkeyPatch, pieces: bool) -> tuple[int, str]:
+def _run(path: Path, out: Path, mp: pytest.MonkeyPatch, pieces: bool, size: int = 40) -> tuple[int, str]:
     with mp.context() as m:
         if pieces:
-            m.setattr(readers, "CHUNK_BYTES", 40)
+            m.setattr(readers, "CHUNK_BYTES", size)
         else:
             m.setattr(readers, "csv_pieces", lambda *a, **k: None)
         r = CliRunner().invoke(main, ["batch", str(path), "-o", str(out), "--rules", RULES,
@@ -57,11 +96,13 @@ def _run(path: Path, out: Path, mp: pytest.MonkeyPatch, pieces: bool) -> tuple[i
     return r.exit_code, r.output.replace(str(out.parent / out.stem), "OUT")
 
 
+@pytest.mark.parametrize("size", [1, 40, 97])
 @pytest.mark.parametrize("name", sorted(CSV_CASES))
-def test_pieces_give_the_whole_file_run(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pieces_give_the_whole_file_run(tmp_path: Path, name: str, size: int,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     src = CSV_CASES[name](tmp_path)
     whole = _run(src, tmp_path / "whole.csv", monkeypatch, pieces=False)
-    cut = _run(src, tmp_path / "cut.csv", monkeypatch, pieces=True)
+    cut = _run(src, tmp_path / "cut.csv", monkeypatch, pieces=True, size=size)
     assert cut == whole
     assert (tmp_path / "cut.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
     rej_w, rej_c = tmp_path / "whole.rejects.csv", tmp_path / "cut.rejects.csv"
@@ -110,11 +151,20 @@ def test_a_file_cut_in_pieces_is_read_in_many(tmp_path: Path, monkeypatch: pytes
     assert [f["row"][0] for f in frames[:2]] == [2, 3]
 
 
-def test_a_quoted_file_is_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_quoted_export_is_read_in_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(readers, "CHUNK_BYTES", 40)
-    p = tmp_path / "q.csv"
-    p.write_text(EN + '\nQ1,P1,2024-01-02,"1,000",key,inpatient,H\n' * 1, encoding="utf-8")
-    pieces = readers.csv_pieces(p)
+    pieces = readers.csv_pieces(_quoted(tmp_path))
+    assert pieces is not None
+    frames = list(pieces)
+    assert len(frames) > 10 and sum(f.height for f in frames) == 39
+    got = {r["row"]: r for f in frames for r in f.to_dicts()}
+    assert got[2]["self_pay"] == "1000,000.5" and got[2]["hospital"] == 'Hospital "0", East'
+
+
+def test_a_quoted_line_break_sends_the_file_to_the_whole_reader(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(readers, "CHUNK_BYTES", 40)
+    pieces = readers.csv_pieces(_quoted_multiline(tmp_path))
     assert pieces is not None
     with pytest.raises(readers.NotChunkable):
         list(pieces)

@@ -265,7 +265,7 @@ class NotChunkable(Exception):
 
 
 class CsvPieces:
-    """A UTF-8 CSV file without quote characters, read in pieces cut at line ends.
+    """A UTF-8 CSV file read in pieces cut at line ends (outside quoted fields).
 
     Iterating yields raw text frames like :func:`read_raw`'s (``row`` = line number, String
     columns with canonical names, blank lines dropped), one per piece; each piece is checked as
@@ -298,7 +298,10 @@ class CsvPieces:
         import polars as pl
 
         width = len(self.names)
-        if check and b'"' in buf:
+        quotes = buf.count(b'"')
+        if check and quotes % 2:
+            # every field's quotes come in pairs ("" inside a quoted field too), so an even
+            # count before each cut means no cut falls inside a quoted field
             raise NotChunkable
         try:
             frame = pl.read_csv(buf, has_header=False, raise_if_empty=False,
@@ -308,6 +311,13 @@ class CsvPieces:
         if frame.width != width or frame.height != lines:
             raise NotChunkable
         frame = frame.with_row_index(ROW, offset=line).with_columns(pl.col(ROW).cast(pl.Int64))
+        if quotes:
+            # every line's quoted sections closed on that line, and its commas outside them
+            # counted (as the whole-file reader checks a quoted file)
+            blank = _quoted_piece_lines(buf, width, frame.height)
+            if blank is None:
+                raise NotChunkable
+            return frame.filter(~blank) if bool(blank.any()) else frame
         if not frame[self.names[-1]].null_count():
             # a short row or a blank line would leave the last column empty: neither is here
             return frame
@@ -332,13 +342,36 @@ class CsvPieces:
         return pl.concat(out)
 
 
+def _quoted_piece_lines(buf: bytes, width: int, height: int) -> "pl.Series | None":
+    """For a piece holding quote characters: which of its ``height`` rows are blank lines, or
+    ``None`` unless every line is one whole row: its quoted sections closed on the line (no
+    quote left once they are removed) and ``width − 1`` commas outside them."""
+    import polars as pl
+
+    try:
+        lines = pl.read_csv(buf, has_header=False, separator="\x1f", quote_char=None,
+                            new_columns=["line"], infer_schema=False, raise_if_empty=False)
+    except pl.exceptions.PolarsError:
+        return None
+    if lines.height != height or lines.width != 1:
+        return None
+    bare = pl.col("line").str.replace_all(r'"[^"]*"', "")
+    check = lines.select(
+        pl.col("line").is_null().alias("blank"),
+        bare.str.count_matches(",", literal=True).alias("commas"),
+        bare.str.contains('"', literal=True).alias("open"),
+    )
+    bad = check.filter(~pl.col("blank") & ((pl.col("commas") != width - 1) | pl.col("open"))).height
+    return None if bad else check["blank"]
+
+
 def csv_pieces(
     path: str | Path, *, encoding: str | None = None, mapping: Mapping[str, str] | None = None,
     reserved: frozenset[str] | None = None, chunk_bytes: int | None = None,
 ) -> CsvPieces | None:
     """A :class:`CsvPieces` reader for a UTF-8 CSV file, or ``None`` when the file must be
-    read whole by :func:`read_raw` (another format or encoding, no data lines, a quoted
-    header)."""
+    read whole by :func:`read_raw` (another format or encoding, no data lines, a header
+    spanning lines)."""
     import polars as pl
 
     path = Path(path)
@@ -349,7 +382,7 @@ def csv_pieces(
         return None
     with open(path, "rb") as f:
         head = f.readline()
-    if not head.endswith(b"\n") or b'"' in head:
+    if not head.endswith(b"\n") or head.count(b'"') % 2:
         return None
     try:
         columns = pl.read_csv(head, infer_schema=False, raise_if_empty=False).columns
