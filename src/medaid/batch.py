@@ -107,10 +107,12 @@ def settle_file(
 
     from .columnar import settle_frame
     from .readers import NotChunkable, csv_pieces, problems_frame, read_raw, validate_frame
+    from .validation import FEW_VALUES
 
     tick = progress or (lambda stage: None)
     source = str(path)
-    pieces = None if sheet is not None else csv_pieces(path, encoding=encoding, mapping=mapping)
+    pieces = None if sheet is not None else csv_pieces(
+        path, encoding=encoding, mapping=mapping, categories=FEW_VALUES)
     typed = None
     if pieces is not None:
         try:
@@ -143,6 +145,14 @@ def settle_file(
     return run
 
 
+def _as_read(raw: "pl.DataFrame") -> "pl.DataFrame":
+    """Raw rows with every column as text (columns parsed as categories back to String)."""
+    import polars as pl
+
+    return raw.with_columns(pl.col(c).cast(pl.String) for c, t in raw.schema.items()
+                            if t == pl.Categorical)
+
+
 def _read_ahead(pieces: Any) -> Any:
     """The pieces, the next one parsed in a thread while the caller types this one (polars
     works without the interpreter lock, so the two cores share the work)."""
@@ -169,9 +179,9 @@ def _type_pieces(pieces: Any) -> tuple["pl.DataFrame", "pl.DataFrame", "pl.DataF
         t, p = type_rows(raw, categories=True)
         if p:
             lines = pl.concat([f["row"] for f in p.values()]).unique()
-            bad.append(raw.filter(pl.col("row").is_in(lines.implode())))
+            bad.append(_as_read(raw.filter(pl.col("row").is_in(lines.implode()))))
         elif not bad:
-            bad.append(raw.clear())
+            bad.append(_as_read(raw.clear()))
         del raw
         parts.append(t)
         problems.append(p)
@@ -184,7 +194,7 @@ def _type_pieces(pieces: Any) -> tuple["pl.DataFrame", "pl.DataFrame", "pl.DataF
     if rejects.height:  # duplicates are found on the whole file: their text is read again
         missing = rejects["row"].unique().filter(~rejects["row"].unique().is_in(bad_rows["row"].implode()))
         if missing.len():
-            bad_rows = pl.concat([bad_rows, pieces.rows(missing)])
+            bad_rows = pl.concat([bad_rows, _as_read(pieces.rows(missing))])
     return clean, rejects, bad_rows, rows_read
 
 

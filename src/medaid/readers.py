@@ -273,8 +273,10 @@ class CsvPieces:
     :class:`NotChunkable` is raised at the first piece that is not so (then the caller reads
     the file whole, which locates the problem).  :meth:`rows` reads given lines again."""
 
-    def __init__(self, path: Path, names: list[str], header_end: int, chunk_bytes: int) -> None:
+    def __init__(self, path: Path, names: list[str], header_end: int, chunk_bytes: int,
+                 categories: Iterable[str] = ()) -> None:
         self.path, self.names, self.chunk_bytes = path, names, chunk_bytes
+        self.categories = frozenset(categories)
         self.header_end = header_end
         self.spans: list[tuple[int, int, int, int]] = []  # start, end, first line, lines
 
@@ -305,7 +307,8 @@ class CsvPieces:
             raise NotChunkable
         try:
             frame = pl.read_csv(buf, has_header=False, raise_if_empty=False,
-                                schema={n: pl.String for n in self.names}, missing_columns="insert")
+                                schema={n: pl.Categorical if n in self.categories else pl.String
+                                        for n in self.names}, missing_columns="insert")
         except pl.exceptions.PolarsError:
             raise NotChunkable from None
         if frame.width != width or frame.height != lines:
@@ -368,10 +371,12 @@ def _quoted_piece_lines(buf: bytes, width: int, height: int) -> "pl.Series | Non
 def csv_pieces(
     path: str | Path, *, encoding: str | None = None, mapping: Mapping[str, str] | None = None,
     reserved: frozenset[str] | None = None, chunk_bytes: int | None = None,
+    categories: Iterable[str] = (),
 ) -> CsvPieces | None:
     """A :class:`CsvPieces` reader for a UTF-8 CSV file, or ``None`` when the file must be
     read whole by :func:`read_raw` (another format or encoding, no data lines, a header
-    spanning lines)."""
+    spanning lines).  Columns named in ``categories`` are parsed as ``Categorical`` (the same
+    text, hashed once by the parser)."""
     import polars as pl
 
     path = Path(path)
@@ -391,7 +396,7 @@ def csv_pieces(
     if not columns:
         return None
     names = canonical_names(columns, mapping, source, reserved)
-    return CsvPieces(path, names, len(head), chunk_bytes or CHUNK_BYTES)
+    return CsvPieces(path, names, len(head), chunk_bytes or CHUNK_BYTES, categories)
 
 
 def _quoted_blank_lines(data: bytes | Path, width: int, height: int) -> "pl.Series | None":

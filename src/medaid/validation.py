@@ -129,7 +129,7 @@ def _few_values(col: "pl.Series") -> "pl.Series":
     if not seen.is_null().all() and bool(
             (seen.str.strip_chars().str.len_bytes() != seen.str.len_bytes()).any()
             or (seen.str.len_bytes() == 0).any()):
-        text = col.str.strip_chars()
+        text = col.cast(pl.String).str.strip_chars()
         cat = pl.select(pl.when(text.str.len_bytes() > 0).then(text)).to_series().cast(pl.Categorical)
     return cat.alias(col.name)
 
