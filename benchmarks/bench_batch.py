@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Generated inputs are kept here (git-ignored) and reused by later runs.
+DATA = ROOT / "benchmarks" / "data"
 
 RULES = """
 id = "bench-year-mode"
@@ -155,24 +157,32 @@ def main() -> None:
 
     work = Path(a.workdir or tempfile.mkdtemp(prefix="medaid-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    src, out, base_out = work / "claims.csv", work / "results.csv", work / "baseline.csv"
+    out, base_out = work / "results.csv", work / "baseline.csv"
+    persons = a.persons or max(1, a.claims // 8)
+    DATA.mkdir(parents=True, exist_ok=True)
+    src = DATA / f"claims-{a.claims}-p{persons}-s{a.seed}.csv"  # generated once, reused
     rules = Path(a.rules) if a.rules else work / "bench-rules.toml"
     if not a.rules:
         rules.write_text(RULES, encoding="utf-8")
-    t = time.perf_counter()
-    # generated in a child process: the parent stays small, so that the children's peak memory
-    # (which counts the parent's pages they start from) measures only their own work
-    subprocess.run([sys.executable, __file__, "--generate-only", str(src), "--claims", str(a.claims),
-                    "--seed", str(a.seed), "--persons", str(a.persons or max(1, a.claims // 8))],
-                   check=True)
-    print(f"generated {a.claims:,} claims in {time.perf_counter() - t:.1f} s "
-          f"({src.stat().st_size / 2**20:.0f} MiB) in {work}")
+    if src.exists():
+        print(f"reusing {src} ({src.stat().st_size / 2**20:.0f} MiB); results in {work}")
+    else:
+        t = time.perf_counter()
+        # generated in a child process: the parent stays small, so that the children's peak
+        # memory (which counts the parent's pages they start from) measures only their work
+        tmp = src.with_suffix(".part")
+        subprocess.run([sys.executable, __file__, "--generate-only", str(tmp), "--claims",
+                        str(a.claims), "--seed", str(a.seed), "--persons", str(persons)], check=True)
+        os.replace(tmp, src)
+        print(f"generated {a.claims:,} claims in {time.perf_counter() - t:.1f} s "
+              f"({src.stat().st_size / 2**20:.0f} MiB) into {src}; results in {work}")
 
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     medaid_cmd = [sys.executable, "-m", "medaid.cli", "batch", str(src), "-o", str(out),
                   "--rules", str(rules), "--json", "--no-bom"]
     best_m = best_b = None
     doc = {}
+    load_before = os.getloadavg()
     for _ in range(a.repeat):
         wm, cm, mm, stdout = timed(medaid_cmd, env)
         doc = json.loads(stdout)
@@ -188,6 +198,9 @@ def main() -> None:
           f"({pl_width(out)} and {pl_width(base_out)} columns)")
     print(f"relief total {doc['total']['relief']} yuan on {doc['total']['claims']:,} claims, "
           f"{doc['total']['persons']:,} persons")
+    la, lb = load_before, os.getloadavg()
+    print(f"load average before {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}, after {lb[0]:.2f} {lb[1]:.2f} {lb[2]:.2f} "
+          f"({os.cpu_count()} CPUs; the runs add about 1-2 themselves)")
 
 
 if __name__ == "__main__":

@@ -99,22 +99,38 @@ def settle_file(
     mapping: Mapping[str, str] | None = None,
     progress: Progress | None = None,
 ) -> BatchRun:
-    """Read, validate and settle a claim file (nothing is written); see the module doc."""
+    """Read, validate and settle a claim file (nothing is written); see the module doc.
+
+    A large UTF-8 CSV file is read and typed piece by piece (:class:`medaid.readers.CsvPieces`),
+    so its text is never in memory whole; other files are read whole.  Both give the same run."""
     import polars as pl
 
     from .columnar import settle_frame
-    from .readers import problems_frame, read_raw, validate_frame
+    from .readers import NotChunkable, csv_pieces, problems_frame, read_raw, validate_frame
+    from .validation import FEW_VALUES
 
     tick = progress or (lambda stage: None)
     source = str(path)
-    raw, structural = read_raw(path, encoding=encoding, sheet=sheet, mapping=mapping)
-    tick("read")
-    clean, rejects = validate_frame(raw, source)
-    rows_read = raw.height + len({p.line for p in structural})
-    bad_rows = raw.filter(pl.col("row").is_in(rejects["row"].implode())) if rejects.height else raw.clear()
-    del raw  # the typed frame shares the pass-through columns; the text copy can go
-    if structural:
-        rejects = pl.concat([problems_frame(structural), rejects])
+    pieces = None if sheet is not None else csv_pieces(
+        path, encoding=encoding, mapping=mapping, categories=FEW_VALUES)
+    typed = None
+    if pieces is not None:
+        try:
+            typed = _type_pieces(pieces)
+        except NotChunkable:
+            typed = None
+    if typed is not None:
+        clean, rejects, bad_rows, rows_read = typed
+        tick("read")
+    else:
+        raw, structural = read_raw(path, encoding=encoding, sheet=sheet, mapping=mapping)
+        tick("read")
+        clean, rejects = validate_frame(raw, source)
+        rows_read = raw.height + len({p.line for p in structural})
+        bad_rows = raw.filter(pl.col("row").is_in(rejects["row"].implode())) if rejects.height else raw.clear()
+        del raw  # the typed frame shares the pass-through columns; the text copy can go
+        if structural:
+            rejects = pl.concat([problems_frame(structural), rejects])
     tick("validate")
     results, refused = _settle_frame(settle_frame, clean, rules)
     tick("settle")
@@ -127,6 +143,59 @@ def settle_file(
     run = BatchRun(source, rows_read, results, rejects, bad_rows.sort("row"))
     run.reconcile()
     return run
+
+
+def _as_read(raw: "pl.DataFrame") -> "pl.DataFrame":
+    """Raw rows with every column as text (columns parsed as categories back to String)."""
+    import polars as pl
+
+    return raw.with_columns(pl.col(c).cast(pl.String) for c, t in raw.schema.items()
+                            if t == pl.Categorical)
+
+
+def _read_ahead(pieces: Any) -> Any:
+    """The pieces, the next one parsed in a thread while the caller types this one (polars
+    works without the interpreter lock, so the two cores share the work)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    it = iter(pieces)
+    with ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(next, it, None)
+        while (raw := fut.result()) is not None:
+            fut = ex.submit(next, it, None)
+            yield raw
+            del raw
+
+
+def _type_pieces(pieces: Any) -> tuple["pl.DataFrame", "pl.DataFrame", "pl.DataFrame", int]:
+    """Read and type a CSV file piece by piece: ``(clean, rejects, bad rows as text, rows
+    read)``; each piece's text is dropped once typed, except its rejected rows."""
+    import polars as pl
+
+    from .validation import finish_validation, type_rows
+
+    parts, problems, bad = [], [], []
+    for raw in _read_ahead(pieces):
+        t, p = type_rows(raw, categories=True)
+        if p:
+            lines = pl.concat([f["row"] for f in p.values()]).unique()
+            bad.append(_as_read(raw.filter(pl.col("row").is_in(lines.implode()))))
+        elif not bad:
+            bad.append(_as_read(raw.clear()))
+        del raw
+        parts.append(t)
+        problems.append(p)
+    typed = pl.concat(parts, rechunk=False)  # no second copy; columns are rechunked one by one later
+    del parts
+    rows_read = typed.height
+    clean, rejects = finish_validation(typed, problems)
+    del typed
+    bad_rows = pl.concat(bad)
+    if rejects.height:  # duplicates are found on the whole file: their text is read again
+        missing = rejects["row"].unique().filter(~rejects["row"].unique().is_in(bad_rows["row"].implode()))
+        if missing.len():
+            bad_rows = pl.concat([bad_rows, _as_read(pieces.rows(missing))])
+    return clean, rejects, bad_rows, rows_read
 
 
 def _settle_frame(settle_frame: Any, clean: "pl.DataFrame", rules: "RuleBook") -> Any:
@@ -233,16 +302,20 @@ def summarise(results: "pl.DataFrame") -> dict[str, Any]:
     exact integer code (one hashing pass), and the four tables are computed in parallel."""
     import polars as pl
 
-    hospital = pl.col("hospital") if "hospital" in results.columns else pl.lit(None, pl.String)
+    def codes(c: str) -> "pl.Expr":  # text → small integer codes (one hashing pass); enums as they are
+        t = results.schema[c]
+        return pl.col(c) if isinstance(t, (pl.Enum, pl.Categorical)) else pl.col(c).cast(pl.Categorical)
+
+    hospital = codes("hospital") if "hospital" in results.columns else pl.lit(None, pl.Categorical)
     base = results.lazy().select(
-        pl.col("person_id").cast(pl.Categorical).to_physical().alias("person"),
+        codes("person_id").to_physical().alias("person"),
         "self_pay", "relief", "patient_pays",
         pl.col("capped_by").is_not_null().alias("capped"),
-        (pl.col("capped_by").cast(pl.String) == "annual_cap").fill_null(False).alias("at_cap"),
-        pl.col("plan").cast(pl.String).alias("plan"),
-        (pl.col("date").dt.year() * 100 + pl.col("date").dt.month()).alias("month"),
-        hospital.cast(pl.String).alias("hospital"),
-    )
+        (pl.col("capped_by") == "annual_cap").fill_null(False).alias("at_cap"),
+        codes("plan").alias("plan"),
+        (pl.col("date").dt.year().cast(pl.Int32) * 100 + pl.col("date").dt.month()).alias("month"),
+        hospital.alias("hospital"),
+    ).collect().lazy()  # once, shared by the four tables
     exprs = [
         pl.len().alias("claims"),
         pl.col("person").n_unique().alias("persons"),
@@ -252,12 +325,12 @@ def summarise(results: "pl.DataFrame") -> dict[str, Any]:
         pl.col("capped").sum().alias("claims_capped"),
         pl.col("person").filter(pl.col("at_cap")).n_unique().alias("persons_capped"),
     ]
-    frames = pl.collect_all([
-        base.select(exprs),
-        base.group_by("plan").agg(exprs).sort("plan", nulls_last=True),
-        base.group_by("month").agg(exprs).sort("month", nulls_last=True),
-        base.group_by("hospital").agg(exprs).sort("hospital", nulls_last=True),
-    ])
+
+    def by(key: str) -> "pl.LazyFrame":  # grouped on the codes, sorted by the names
+        name = pl.col(key) if key == "month" else pl.col(key).cast(pl.String)
+        return base.group_by(key).agg(exprs).with_columns(name).sort(key, nulls_last=True)
+
+    frames = pl.collect_all([base.select(exprs), by("plan"), by("month"), by("hospital")])
     out: dict[str, Any] = {}
     for key, frame in zip(("total", "by_plan", "by_month", "by_hospital"), frames):
         rows = frame.to_dicts()
@@ -360,9 +433,9 @@ def recalculate(run: BatchRun, previous: "pl.DataFrame") -> Recalc:
     import polars as pl
 
     def pick(frame: "pl.DataFrame", prefix: str) -> "pl.DataFrame":
-        cols = {"claim_id": pl.col("claim_id"), "person_id": pl.col("person_id"),
+        cols = {"claim_id": pl.col("claim_id"), "person_id": pl.col("person_id").cast(pl.String),
                 "relief": pl.col("relief")}
-        cols["hospital"] = (pl.col("hospital") if "hospital" in frame.columns
+        cols["hospital"] = (pl.col("hospital").cast(pl.String) if "hospital" in frame.columns
                             else pl.lit(None, pl.String))
         return frame.select(
             [e.alias(k if k == "claim_id" else f"{prefix}{k}") for k, e in cols.items()]

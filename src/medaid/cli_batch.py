@@ -162,16 +162,23 @@ def register(group: click.Group) -> None:
 
         out = output or _default_output(input_path)
         _distinct(input_path, out, rejects_path or str(default_rejects_path(out)))
+        from concurrent.futures import ThreadPoolExecutor
+
         with _progress("settling") as tick:
             run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick)
-            try:
-                rej = write_run(run, out, rejects_path=rejects_path, on_error=on_error,
-                                limit=max_errors, bom=bom, progress=tick)
-            except BatchRefused as e:
-                raise _refused(e, as_json) from None
-            except MedaidError as e:
-                raise _fail(e) from None
-        summary = summarise(run.results)
+            # the totals are computed while the files are written (polars runs without the
+            # interpreter lock: the write's idle core and its wait for the disk are used)
+            with ThreadPoolExecutor(1) as pool:
+                refused = on_error == "fail" and run.rejected
+                totals = None if refused else pool.submit(summarise, run.results)
+                try:
+                    rej = write_run(run, out, rejects_path=rejects_path, on_error=on_error,
+                                    limit=max_errors, bom=bom, progress=tick)
+                except BatchRefused as e:
+                    raise _refused(e, as_json) from None
+                except MedaidError as e:
+                    raise _fail(e) from None
+        summary = totals.result() if totals is not None else summarise(run.results)
         line = run.reconcile()
         if as_json:
             click.echo(json.dumps({

@@ -224,6 +224,7 @@ def settle_frame(
     bits_d = (d1 - d0).days.bit_length()  # type: ignore[operator]
     bits_i = (n - 1).bit_length()
     low = keys.select("bp", "d", "h").rechunk()
+    keys = keys.select("__p", "__by")  # the sort key's parts live on in ``low`` only
     _mark("keyparts", t0)
     start = _in_order(pl, placed, low, bits_bp)
     perm = None
@@ -238,13 +239,19 @@ def settle_frame(
         "b": start,
     })
     _mark("gather", t0)
-    res, seq = _arithmetic(pl, work, t)
+    res, seq = _arithmetic_in_slices(pl, work, t)
     _mark("arithmetic", t0)
     if seq is not None:
         res = _sequential(pl, res, work, seq, t)
     del work
     _mark("sequential", t0)
-    res_in = res if perm is None else _unpermute(pl, res, perm, n)
+    if perm is None:
+        res_in = res
+    else:
+        held = [res]
+        del res  # _unpermute frees each processing-order column once it is put back
+        res_in = _unpermute(pl, held, perm, n)
+        del perm, start
     _mark("unpermute", t0)
     done = _finish(pl, placed, keys, t, res_in, compact)
     _mark("finish", t0)
@@ -298,8 +305,14 @@ def _sorted_order(
     _mark("sort", t0)
     person_s = placed["person_id"].rechunk().gather(perm)
     collide = _same_as_previous(pl, grp) & ~_same_as_previous(pl, person_s)
-    tie = _same_as_previous(pl, gp)
-    fix = tie | tie.shift(-1, fill_value=False)
+    ids = placed["claim_id"]
+    if 64 - bits_bp - bits_d - bits_i >= _MIN_HASH_BITS and ids.null_count() == 0 and ids.is_sorted():
+        # claim ids ascend with the row index (numbered exports): a tie on (group hash, day)
+        # is already in claim-id order, because the key's low bits are the row index
+        fix = pl.zeros(n, pl.Boolean, eager=True)
+    else:
+        tie = _same_as_previous(pl, gp)
+        fix = tie | tie.shift(-1, fill_value=False)
     collided = bool(collide.any())
     if collided:
         fix = fix | grp.is_in(grp.filter(collide).unique().implode())
@@ -441,15 +454,49 @@ def _same_as_previous(pl: Any, s: Any) -> Any:
     return pl.concat([pl.Series([False]), eq.fill_null(False)])
 
 
-def _unpermute(pl: Any, res: "pl.DataFrame", perm: Any, n: int) -> "pl.DataFrame":
-    """Results in processing order → input order: ``inv[perm[k]] = k`` (one scatter), then a
-    gather of each result column by ``inv``."""
+def _unpermute(pl: Any, held: list["pl.DataFrame"], perm: Any, n: int) -> "pl.DataFrame":
+    """Results in processing order (``held[0]``, taken out) → input order: ``inv[perm[k]] =
+    k`` (one scatter), then a gather of each result column by ``inv``."""
+    res = held.pop()
     inv = pl.zeros(n, pl.UInt32, eager=True).scatter(perm, pl.int_range(0, n, dtype=pl.UInt32, eager=True))
-    return res.rechunk().select(pl.all().gather(inv))
+    out = []
+    for c in res.columns:  # one column at a time: the old order of each is freed as we go
+        out.append(res[c].rechunk().gather(inv))
+        res = res.drop(c)
+    return pl.DataFrame(out)
 
 
 # ----------------------------------------------------------------------------------------------
 # arithmetic
+
+
+#: The arithmetic runs on slices of about this many rows, cut at group starts: its
+#: intermediate columns then never exist for the whole frame at once (peak memory).
+SLICE_ROWS = 1 << 21
+
+
+def _arithmetic_in_slices(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFrame", Any]:
+    """:func:`_arithmetic` on consecutive slices of ``work``, each starting at a group start
+    (groups are never split, and every sum and flag is per group, so the results are the
+    same), results joined in order."""
+    n = work.height
+    if n <= SLICE_ROWS:
+        return _arithmetic(pl, work, t)
+    starts = work["b"].arg_true()
+    cuts = [0]
+    for want in range(SLICE_ROWS, n, SLICE_ROWS):
+        i = int(starts.search_sorted(want, side="left"))
+        at = int(starts[i]) if i < len(starts) else n
+        if cuts[-1] < at < n:
+            cuts.append(at)
+    cuts.append(n)
+    parts, flags = [], []
+    for lo, hi in zip(cuts, cuts[1:]):
+        res, seq = _arithmetic(pl, work.slice(lo, hi - lo), t)
+        parts.append(res)
+        flags.append(seq if seq is not None else pl.zeros(hi - lo, pl.Boolean, eager=True))
+    seq_all = pl.concat(flags)
+    return pl.concat(parts), (seq_all if seq_all.any() else None)
 
 
 def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFrame", Any]:

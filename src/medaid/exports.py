@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA_RE = r"^[=+\-@\t\r]"
 XLSX_MONEY_FORMAT = "#,##0.00"
+#: CSV output is converted and written in slices of this many rows (memory).
+WRITE_ROWS = 1 << 19
 XLSX_DATE_FORMAT = "yyyy-mm-dd"
 
 
@@ -54,7 +56,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        with _flushing(tmp_path):
+            yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
@@ -68,6 +71,32 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+@contextlib.contextmanager
+def _flushing(path: Path, every: float = 0.05) -> Iterator[None]:
+    """While the body writes ``path``, a thread asks the disk to take what is written so far
+    (``fdatasync`` every ``every`` seconds), so that the final ``fsync`` has little left to wait
+    for: the disk works while the writer computes."""
+    import threading
+
+    stop = threading.Event()
+    fd = os.open(path, os.O_RDONLY)
+    sync = getattr(os, "fdatasync", os.fsync)
+
+    def run() -> None:
+        while not stop.wait(every):
+            with contextlib.suppress(OSError):  # an early flush is only a help
+                sync(fd)
+
+    thread = threading.Thread(target=run, name="medaid-flush", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        os.close(fd)
 
 
 def yuan_decimal(column: str) -> "pl.Expr":
@@ -86,11 +115,11 @@ def yuan_text(column: str) -> "pl.Expr":
     return yuan_decimal(column).cast(pl.String)
 
 
-def neutralise(column: str) -> "pl.Expr":
+def neutralise(column: str, text: "pl.Expr | None" = None) -> "pl.Expr":
     """Prefix ``'`` to text starting like a formula (``=``, ``+``, ``-``, ``@``, tab, CR)."""
     import polars as pl
 
-    e = pl.col(column)
+    e = pl.col(column) if text is None else text
     return pl.when(e.str.contains(_FORMULA_RE)).then(pl.lit("'") + e).otherwise(e).alias(column)
 
 
@@ -102,8 +131,13 @@ def write_frame(frame: "pl.DataFrame", path: str | Path, *, bom: bool = True) ->
     """Write ``frame`` to ``path`` in the format of its extension, atomically (see module doc).
 
     Columns named in :data:`medaid.readers.MONEY_COLUMNS` holding integers are fen."""
+    import polars as pl
+
     fmt = file_format(path)
     money = _money_cols(frame)
+    if fmt != "csv":  # input text kept as categories (memory) is written as the text it is
+        frame = frame.with_columns(
+            pl.col(c).cast(pl.String) for c, t in frame.schema.items() if t == pl.Categorical)
     try:
         with atomic_path(path) as tmp:
             if fmt == "csv":
@@ -126,9 +160,17 @@ def _write_csv(frame: "pl.DataFrame", tmp: Path, money: list[str], bom: bool) ->
     if text_cols:  # neutralise only the columns where some cell needs it
         needs = frame.select([pl.col(c).str.contains(_FORMULA_RE).any() for c in text_cols]).row(0)
         text_cols = [c for c, n in zip(text_cols, needs) if n]
-    # streamed: the converted columns are made chunk by chunk as they are written
-    out = frame.lazy().with_columns([yuan_decimal(c) for c in money] + [neutralise(c) for c in text_cols])
-    out.sink_csv(tmp, include_bom=bom, date_format="%Y-%m-%d", check_extension=False)
+    # categories (input text kept so): the check looks at the distinct values only
+    cat_cols = [c for c, t in frame.schema.items() if t == pl.Categorical
+                and bool(frame[c].unique().cast(pl.String).str.contains(_FORMULA_RE).any())]
+    convert = ([yuan_decimal(c) for c in money] + [neutralise(c) for c in text_cols]
+               + [neutralise(c, pl.col(c).cast(pl.String)) for c in cat_cols])
+    # streamed, and slice by slice: the converted columns only ever exist for one slice
+    with open(tmp, "wb") as f:
+        for start in range(0, max(frame.height, 1), WRITE_ROWS):
+            first = start == 0
+            frame.slice(start, WRITE_ROWS).lazy().with_columns(convert).sink_csv(
+                f, include_bom=bom and first, include_header=first, date_format="%Y-%m-%d")
 
 
 def _write_parquet(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:

@@ -28,7 +28,7 @@ import json
 import re
 import unicodedata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from .columns import (
     CLAIM_MONEY_FIELDS,
@@ -253,6 +253,150 @@ def _read_csv(
             return frame, []
     text = (path.read_bytes() if isinstance(data, Path) else data).decode("utf-8-sig", errors="strict")
     return _read_csv_careful(text, source, name_of)
+
+
+#: Large CSV files are read and typed in pieces of about this many bytes, so that the text of
+#: the whole file is never in memory at once (DESIGN.md §4, peak memory).
+CHUNK_BYTES = 8 << 20
+
+
+class NotChunkable(Exception):
+    """The file cannot be read piece by piece exactly; read it whole instead."""
+
+
+class CsvPieces:
+    """A UTF-8 CSV file read in pieces cut at line ends (outside quoted fields).
+
+    Iterating yields raw text frames like :func:`read_raw`'s (``row`` = line number, String
+    columns with canonical names, blank lines dropped), one per piece; each piece is checked as
+    the whole-file reader checks the file (one line per row, every row with every field), and
+    :class:`NotChunkable` is raised at the first piece that is not so (then the caller reads
+    the file whole, which locates the problem).  :meth:`rows` reads given lines again."""
+
+    def __init__(self, path: Path, names: list[str], header_end: int, chunk_bytes: int,
+                 categories: Iterable[str] = ()) -> None:
+        self.path, self.names, self.chunk_bytes = path, names, chunk_bytes
+        self.categories = frozenset(categories)
+        self.header_end = header_end
+        self.spans: list[tuple[int, int, int, int]] = []  # start, end, first line, lines
+
+    def __iter__(self) -> Iterator["pl.DataFrame"]:
+        with open(self.path, "rb") as f:
+            f.seek(self.header_end)
+            pos, line = self.header_end, 2
+            while True:
+                buf = f.read(self.chunk_bytes)
+                if not buf:
+                    return
+                if not buf.endswith(b"\n"):
+                    buf += f.readline()
+                n = buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
+                self.spans.append((pos, pos + len(buf), line, n))
+                yield self._frame(buf, line, n, check=True)
+                pos += len(buf)
+                line += n
+
+    def _frame(self, buf: bytes, line: int, lines: int, check: bool) -> "pl.DataFrame":
+        import polars as pl
+
+        width = len(self.names)
+        quotes = buf.count(b'"')
+        if check and quotes % 2:
+            # every field's quotes come in pairs ("" inside a quoted field too), so an even
+            # count before each cut means no cut falls inside a quoted field
+            raise NotChunkable
+        try:
+            frame = pl.read_csv(buf, has_header=False, raise_if_empty=False,
+                                schema={n: pl.Categorical if n in self.categories else pl.String
+                                        for n in self.names}, missing_columns="insert")
+        except pl.exceptions.PolarsError:
+            raise NotChunkable from None
+        if frame.width != width or frame.height != lines:
+            raise NotChunkable
+        frame = frame.with_row_index(ROW, offset=line).with_columns(pl.col(ROW).cast(pl.Int64))
+        if quotes:
+            # every line's quoted sections closed on that line, and its commas outside them
+            # counted (as the whole-file reader checks a quoted file)
+            blank = _quoted_piece_lines(buf, width, frame.height)
+            if blank is None:
+                raise NotChunkable
+            return frame.filter(~blank) if bool(blank.any()) else frame
+        if not frame[self.names[-1]].null_count():
+            # a short row or a blank line would leave the last column empty: neither is here
+            return frame
+        blank = frame.select(pl.all_horizontal(pl.exclude(ROW).is_null())).to_series()
+        n_blank = int(blank.sum())
+        if check and buf.count(b",") != (width - 1) * (frame.height - n_blank):
+            raise NotChunkable
+        return frame.filter(~blank) if n_blank else frame
+
+    def rows(self, lines: "pl.Series") -> "pl.DataFrame":
+        """The raw text rows at the given line numbers (from pieces already read)."""
+        import polars as pl
+
+        out = []
+        want = set(lines.to_list())
+        with open(self.path, "rb") as f:
+            for start, end, line, n in self.spans:
+                if any(line <= x < line + n for x in want):
+                    f.seek(start)
+                    frame = self._frame(f.read(end - start), line, n, check=False)
+                    out.append(frame.filter(pl.col(ROW).is_in(lines.implode())))
+        return pl.concat(out)
+
+
+def _quoted_piece_lines(buf: bytes, width: int, height: int) -> "pl.Series | None":
+    """For a piece holding quote characters: which of its ``height`` rows are blank lines, or
+    ``None`` unless every line is one whole row: its quoted sections closed on the line (no
+    quote left once they are removed) and ``width − 1`` commas outside them."""
+    import polars as pl
+
+    try:
+        lines = pl.read_csv(buf, has_header=False, separator="\x1f", quote_char=None,
+                            new_columns=["line"], infer_schema=False, raise_if_empty=False)
+    except pl.exceptions.PolarsError:
+        return None
+    if lines.height != height or lines.width != 1:
+        return None
+    bare = pl.col("line").str.replace_all(r'"[^"]*"', "")
+    check = lines.select(
+        pl.col("line").is_null().alias("blank"),
+        bare.str.count_matches(",", literal=True).alias("commas"),
+        bare.str.contains('"', literal=True).alias("open"),
+    )
+    bad = check.filter(~pl.col("blank") & ((pl.col("commas") != width - 1) | pl.col("open"))).height
+    return None if bad else check["blank"]
+
+
+def csv_pieces(
+    path: str | Path, *, encoding: str | None = None, mapping: Mapping[str, str] | None = None,
+    reserved: frozenset[str] | None = None, chunk_bytes: int | None = None,
+    categories: Iterable[str] = (),
+) -> CsvPieces | None:
+    """A :class:`CsvPieces` reader for a UTF-8 CSV file, or ``None`` when the file must be
+    read whole by :func:`read_raw` (another format or encoding, no data lines, a header
+    spanning lines).  Columns named in ``categories`` are parsed as ``Categorical`` (the same
+    text, hashed once by the parser)."""
+    import polars as pl
+
+    path = Path(path)
+    if not path.is_file() or file_format(path) != "csv":
+        return None
+    source = str(path)
+    if _sniff_encoding(path, encoding, source) != "utf-8":
+        return None
+    with open(path, "rb") as f:
+        head = f.readline()
+    if not head.endswith(b"\n") or head.count(b'"') % 2:
+        return None
+    try:
+        columns = pl.read_csv(head, infer_schema=False, raise_if_empty=False).columns
+    except pl.exceptions.PolarsError:
+        return None
+    if not columns:
+        return None
+    names = canonical_names(columns, mapping, source, reserved)
+    return CsvPieces(path, names, len(head), chunk_bytes or CHUNK_BYTES, categories)
 
 
 def _quoted_blank_lines(data: bytes | Path, width: int, height: int) -> "pl.Series | None":

@@ -105,39 +105,101 @@ def validate_frame(raw: "pl.DataFrame", source: str) -> tuple["pl.DataFrame", "p
 
     One parallel polars pass types every row the common way (ISO dates, ASCII amounts); only
     the rows it refuses are looked at again, one by one, for their value or their message.
+    A large file may be typed in pieces (:func:`type_rows` on each, then
+    :func:`finish_validation` on the whole): the result is the same.
     """
+    del source  # problems carry the row; the caller renders them with the file name
+    typed, problems = type_rows(raw)
+    return finish_validation(typed, [problems])
+
+
+#: Text fields whose values repeat (may be kept as categories: :func:`type_rows`).
+FEW_VALUES = ("person_id", "group", "kind", "hospital")
+#: Amounts as most files write them: digits, at most two decimals, nothing around them.
+_PLAIN_YUAN_RE = r"^[0-9]{1,15}(?:\.[0-9]{0,2})?$"
+
+
+def _few_values(col: "pl.Series") -> "pl.Series":
+    """A text column whose values repeat as ``Categorical``, stripped, empty → null; the text
+    is looked at once per distinct value."""
     import polars as pl
 
-    del source  # problems carry the row; the caller renders them with the file name
+    cat = col.cast(pl.Categorical)
+    seen = cat.unique().cast(pl.String)
+    if not seen.is_null().all() and bool(
+            (seen.str.strip_chars().str.len_bytes() != seen.str.len_bytes()).any()
+            or (seen.str.len_bytes() == 0).any()):
+        text = col.cast(pl.String).str.strip_chars()
+        cat = pl.select(pl.when(text.str.len_bytes() > 0).then(text)).to_series().cast(pl.Categorical)
+    return cat.alias(col.name)
+
+
+class _Nulls:
+    """A String column of nulls of a given length, made when first asked for."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.made: "pl.Series | None" = None
+
+    def __call__(self) -> "pl.Series":
+        import polars as pl
+
+        if self.made is None:
+            self.made = pl.repeat(None, self.n, dtype=pl.String, eager=True)
+        return self.made.clone()
+
+
+def type_rows(
+    raw: "pl.DataFrame", *, categories: bool = False,
+) -> tuple["pl.DataFrame", dict[str, "pl.DataFrame"]]:
+    """Type every row of a raw text frame (all rows kept, bad values null) and list the
+    problems found row by row, by field: ``{field: frame(row, claim_id, message)}``.
+    Duplicate claim ids are not looked for here (see :func:`finish_validation`).
+    ``categories=True`` returns :data:`FEW_VALUES` as ``Categorical`` (same text, less memory)."""
+    import polars as pl
+
     cols = raw.columns
-    text_fields = [f for f in ("claim_id", "person_id", "group", "kind", "hospital") if f in cols]
+    few: dict[str, pl.Series] = {}
+    if categories:
+        few = {f: _few_values(raw[f]) for f in FEW_VALUES if f in cols}
+    text_fields = [f for f in ("claim_id", "person_id", "group", "kind", "hospital")
+                   if f in cols and f not in few]
     money_fields = [f for f in CLAIM_MONEY_FIELDS if f in cols]
-    # strip only the columns that have something to strip: no copy of clean columns
-    padded = raw.select(
-        [(pl.col(f).str.strip_chars().str.len_bytes() != pl.col(f).str.len_bytes()).any()
-         for f in text_fields]).row(0) if raw.height else [False] * len(text_fields)
+    # one parallel look first: which amount columns are all plain digits, which text columns
+    # have something to strip (only those are stripped: no copy of clean columns)
+    looks = raw.select(
+        [pl.col(f).str.contains(_PLAIN_YUAN_RE).fill_null(False).all().alias(f"m{i}")
+         for i, f in enumerate(money_fields)]
+        + [(pl.col(f).str.strip_chars().str.len_bytes() != pl.col(f).str.len_bytes()).any()
+           .alias(f"t{i}") for i, f in enumerate(text_fields)]
+    ).row(0) if raw.height else [False] * (len(money_fields) + len(text_fields))
+    plain, padded = looks[:len(money_fields)], looks[len(money_fields):]
     exprs: list[pl.Expr] = [
         pl.col(f).str.strip_chars() if pad else pl.col(f) for f, pad in zip(text_fields, padded)
     ]
     exprs.append(pl.col("date").str.to_date("%Y-%m-%d", strict=False).alias("date"))
-    for f in money_fields:
+    for f, is_plain in zip(money_fields, plain):
+        if is_plain:  # every cell plain digits (no null either): the exact decimal cast alone
+            fen = (pl.col(f).cast(pl.Decimal(18, 2)) * 100).cast(pl.Int64)
+            exprs += [fen.alias(f), pl.lit(False).alias(f"{f}__slow")]
+            continue
         fen, ok = yuan_to_fen(pl.col(f), separators=bool(raw[f].str.contains(",", literal=True).any()))
         blank = pl.col(f).is_null() | (pl.col(f).str.strip_chars(_ASCII_SPACE) == "")
         slow = ~ok if f in REQUIRED_FIELDS else ~ok & ~blank
         exprs += [fen.alias(f), slow.fill_null(True).alias(f"{f}__slow")]
     fast = raw.select(exprs)
 
-    typed: dict[str, pl.Series] = {}
+    typed: dict[str, pl.Series] = dict(few)
     for f in text_fields:  # stripped to nothing → null
         col = fast[f]
         typed[f] = (pl.select(pl.when(col.str.len_bytes() > 0).then(col)).to_series().alias(f)
                     if (col.str.len_bytes() == 0).any() else col)
     msgs: dict[str, pl.Series] = {}
-    none = pl.Series([None] * raw.height, dtype=pl.String)
+    none = _Nulls(raw.height)
     for f in ("claim_id", "person_id"):
         empty = typed[f].is_null().arg_true()
         if len(empty):
-            msgs[f] = none.clone().scatter(empty, "is empty")
+            msgs[f] = none().scatter(empty, "is empty")
     # dates: other forms only where ISO was refused
     dates = fast["date"]
     redo = (dates.is_null() & raw["date"].is_not_null()).arg_true()
@@ -147,7 +209,7 @@ def validate_frame(raw: "pl.DataFrame", source: str) -> tuple["pl.DataFrame", "p
     bad_date = dates.is_null().arg_true()
     if len(bad_date):
         text = raw["date"].gather(bad_date).to_list()
-        msgs["date"] = none.clone().scatter(bad_date, pl.Series([
+        msgs["date"] = none().scatter(bad_date, pl.Series([
             "is empty" if t is None or not t.strip() else "is not a date; write YYYY-MM-DD (e.g. 2024-05-03)"
             for t in text], dtype=pl.String))
     # amounts: parse_yuan itself for the rows the fast path did not take
@@ -157,8 +219,25 @@ def validate_frame(raw: "pl.DataFrame", source: str) -> tuple["pl.DataFrame", "p
         if len(idx):
             got = [_slow_yuan(v, f) for v in raw[f].gather(idx).to_list()]
             fen_s = fen_s.scatter(idx, pl.Series([g[0] for g in got], dtype=pl.Int64))
-            msgs[f] = none.clone().scatter(idx, pl.Series([g[1] for g in got], dtype=pl.String))
+            msgs[f] = none().scatter(idx, pl.Series([g[1] for g in got], dtype=pl.String))
         typed[f] = fen_s
+    del fast
+    problems: dict[str, pl.DataFrame] = {}
+    for f, m in msgs.items():
+        pf = pl.DataFrame({ROW: raw[ROW], "claim_id": typed["claim_id"], "message": m})
+        problems[f] = pf.filter(pl.col("message").is_not_null())
+    return raw.with_columns([typed[c].alias(c) for c in cols if c in typed]), problems
+
+
+def finish_validation(
+    typed: "pl.DataFrame", problems: list[dict[str, "pl.DataFrame"]],
+) -> tuple["pl.DataFrame", "pl.DataFrame"]:
+    """``(clean, rejects)`` from the typed rows of a whole file and the problems of its pieces
+    (:func:`type_rows`): adds the duplicate claim ids (every occurrence after the first, naming
+    the first line), orders the problems by row (in field order within a row) and drops the
+    rows that have any."""
+    import polars as pl
+
     # duplicate claim ids: every occurrence after the first, naming the first line
     ids = typed["claim_id"]
     if ids.null_count() == 0 and ids.is_sorted():  # numbered exports: neighbours suffice
@@ -166,26 +245,37 @@ def validate_frame(raw: "pl.DataFrame", source: str) -> tuple["pl.DataFrame", "p
     else:
         first = ids.is_first_distinct()
     dup = (ids.is_not_null() & ~first).arg_true()
+    dups = None
     if len(dup):
         dup_ids = ids.gather(dup)
         firsts = dict(
-            pl.DataFrame({"id": ids, ROW: raw[ROW]}).filter(first & ids.is_in(dup_ids.implode())).iter_rows()
+            pl.DataFrame({"id": ids, ROW: typed[ROW]}).filter(first & ids.is_in(dup_ids.implode())).iter_rows()
         )
-        dup_msg = pl.Series([f"duplicate claim id (first on line {firsts[i]})" for i in dup_ids.to_list()],
-                            dtype=pl.String)
-        base = msgs.get("claim_id", none.clone())
-        msgs["claim_id"] = pl.select(pl.coalesce(base, none.clone().scatter(dup, dup_msg))).to_series()
+        dups = pl.DataFrame({
+            ROW: typed[ROW].gather(dup), "claim_id": dup_ids,
+            "message": pl.Series([f"duplicate claim id (first on line {firsts[i]})" for i in dup_ids.to_list()],
+                                 dtype=pl.String),
+        })
+    # field order within a row as one whole-file pass gives it: claim id (empty; duplicates
+    # join it there when some id is empty, else they come last), person id, date, amounts
+    rank = {f: i for i, f in enumerate(("claim_id", "person_id", "date", *CLAIM_MONEY_FIELDS))}
+    order = sorted({f for part in problems for f in part}, key=lambda f: rank.get(f, len(rank)))
+    frames = []
 
-    problem_frames = []
-    for f, m in msgs.items():
-        pf = pl.DataFrame({ROW: raw[ROW], "claim_id": ids, "message": m})
-        pf = pf.filter(pl.col("message").is_not_null()).with_columns(pl.lit(f).alias("field"))
-        problem_frames.append(pf.select(list(REJECT_COLUMNS)))
-    rejects = (
-        pl.concat(problem_frames).sort(ROW, maintain_order=True)
-        if problem_frames else empty_rejects()
-    )
-    clean = raw.with_columns([typed[c].alias(c) for c in cols if c in typed])
+    def add(frame: "pl.DataFrame", f: str) -> None:
+        frames.append(frame.with_columns(pl.lit(f).alias("field")).select(list(REJECT_COLUMNS)))
+
+    for f in order:
+        for part in problems:
+            if f in part and part[f].height:
+                add(part[f], f)
+        if f == "claim_id" and dups is not None:
+            add(dups, f)
+            dups = None
+    if dups is not None:
+        add(dups, "claim_id")
+    rejects = pl.concat(frames).sort(ROW, maintain_order=True) if frames else empty_rejects()
+    clean = typed
     if rejects.height:
         clean = clean.filter(~pl.col(ROW).is_in(rejects[ROW].unique().implode()))
     return clean, rejects
