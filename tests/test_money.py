@@ -251,3 +251,17 @@ def _reference_round(v: Fraction, unit: int, method: str) -> int:
 )
 def test_round_ratio_equals_rounding_the_exact_fraction(num, den, unit, method):
     assert round_ratio(num, den, unit, method) == _reference_round(Fraction(num, den), unit, method)
+
+
+@pytest.mark.parametrize("text, named", [
+    ("١٢٣", "ARABIC-INDIC DIGIT ONE (U+0661)"),
+    ("¥100", "YEN SIGN (U+00A5)"),
+    ("12 yuan", "LATIN SMALL LETTER Y"),
+])
+def test_a_bad_amount_is_explained_without_repeating_the_value(text, named):
+    """The bad text is patient data: the message names the offending character, not the value."""
+    with pytest.raises(MoneyError) as info:
+        parse_yuan(text, field="self_pay")
+    message = str(info.value)
+    assert named in message
+    assert text not in message

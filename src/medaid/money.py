@@ -35,8 +35,7 @@ _GROUPED = re.compile(r"(?P<int>[0-9]{1,3}(?:,[0-9]{3})+)(?:\.(?P<frac>[0-9]*))?
 
 
 _NOT_AN_AMOUNT: Final = (
-    "is not an amount in yuan (digits 0-9, optional thousands separators and at most two "
-    "decimals, e.g. 12,345.67)"
+    "write digits 0-9, optional thousands separators and at most two decimals, e.g. 12,345.67"
 )
 
 
@@ -80,7 +79,7 @@ def parse_yuan(text: str | int | Decimal, *, field: str = "amount") -> int:
     if not isinstance(text, str):
         raise MoneyError(_problem(field, f"must be text, got {type(text).__name__}"))
     if not _ascii_or_full_width(text):
-        raise MoneyError(_problem(field, f"{_describe(text.strip())} {_NOT_AN_AMOUNT}"))
+        raise MoneyError(_problem(field, f"is not an amount in yuan: {_describe(text.strip())}; {_NOT_AN_AMOUNT}"))
     s = unicodedata.normalize("NFKC", text).strip()
     if not s:
         raise MoneyError(_problem(field, "is empty"))
@@ -91,7 +90,7 @@ def parse_yuan(text: str | int | Decimal, *, field: str = "amount") -> int:
         raise MoneyError(
             _problem(
                 field,
-                f"{_describe(s)} {_NOT_AN_AMOUNT}",
+                f"is not an amount in yuan: {_describe(s)}; {_NOT_AN_AMOUNT}",
             )
         )
     frac = m.group("frac") or ""
@@ -101,8 +100,13 @@ def parse_yuan(text: str | int | Decimal, *, field: str = "amount") -> int:
 
 
 def _describe(s: str) -> str:
-    """Quote a short bad value; long values are cut so that messages stay readable."""
-    return repr(s if len(s) <= 24 else s[:21] + "...")
+    """What is wrong with a bad amount, without repeating it: the value is patient data, so
+    only its first offending character is named (e.g. ``ARABIC-INDIC DIGIT THREE``)."""
+    for i, ch in enumerate(s, start=1):
+        if not (ch.isascii() and (ch in "0123456789,. ")) and not ("\uff01" <= ch <= "\uff5e"):
+            name = unicodedata.name(ch, "an unnamed character")
+            return f"character {i} is {name} (U+{ord(ch):04X})"
+    return "its thousands separators or decimal point are misplaced"
 
 
 def _problem(field: str, message: str) -> Problem:
