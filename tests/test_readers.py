@@ -357,3 +357,26 @@ def test_xlsx_title_rows_above_the_header_are_skipped(tmp_path: Path) -> None:
     wb.save(p)
     with pytest.raises(ReadError, match="missing required column"):
         read_claims(p)
+
+
+def test_typed_parquet_columns_become_the_text_a_claim_file_would_hold():
+    """Shared by the local and the Spark readers: one float boundary, the same text on both."""
+    import datetime as dt
+
+    import polars as pl
+
+    from medaid.readers import text_columns
+
+    frame = pl.DataFrame({
+        "date": [dt.date(2024, 5, 3), None],
+        "self_pay": [30000.0, 1234.567],          # a whole float loses its ".0"; the rest is repr()
+        "claim_id": [17, 18],
+        "at": [dt.datetime(2024, 5, 3), dt.datetime(2024, 5, 3, 8, 30)],
+    })
+    out = text_columns(frame)
+    assert out.to_dict(as_series=False) == {
+        "date": ["2024-05-03", None],
+        "self_pay": ["30000", "1234.567"],
+        "claim_id": ["17", "18"],
+        "at": ["2024-05-03", "2024-05-03 08:30:00"],
+    }

@@ -618,23 +618,31 @@ def _read_parquet(path: Path, source: str, name_of: Callable[[list[str]], list[s
         frame = pl.read_parquet(path)
     except Exception as e:  # noqa: BLE001 - any failure of the reader is a refused file
         raise ReadError(Problem(f"cannot be read as Parquet ({type(e).__name__})", source=source)) from None
-    names = name_of(frame.columns)
+    out = text_columns(frame)
+    out.columns = name_of(frame.columns)
+    return out.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
+
+
+def text_columns(frame: "pl.DataFrame") -> "pl.DataFrame":
+    """Every column of a typed frame (Parquet) as text, as a claim file would hold it: dates
+    ISO, date-times without a zero time, floats through :func:`_cell_text` (``repr()``: the one
+    float boundary, as for XLSX, so ``1234.567`` is then refused, never rounded), the rest by
+    polars' own cast.  The local reader and the Spark reader both use it."""
+    import polars as pl
+
     exprs = []
-    for old, new in zip(frame.columns, names):
-        dtype = frame.schema[old]
-        e = pl.col(old)
+    for name, dtype in frame.schema.items():
+        e = pl.col(name)
         if dtype == pl.Date:
             e = e.dt.strftime("%Y-%m-%d")
         elif dtype == pl.Datetime:
             e = e.dt.strftime("%Y-%m-%d %H:%M:%S").str.replace(" 00:00:00", "", literal=True)
         elif dtype.is_float():
-            # the one float boundary for Parquet: Python repr() text, as for XLSX
             e = e.map_elements(_cell_text, return_dtype=pl.String)
         else:
             e = e.cast(pl.String)
-        exprs.append(e.alias(new))
-    out = frame.select(exprs)
-    return out.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
+        exprs.append(e.alias(name))
+    return frame.select(exprs)
 
 
 def read_claims(

@@ -325,32 +325,13 @@ def column_names(headers: Sequence[str]) -> list[str]:
     return names
 
 
-def _text_of(frame: Any) -> Any:
-    """Every column as text: dates ISO, date-times without a zero time, floats by ``repr``
-    (the one float boundary, as in the local reader: ``1234.567`` is then refused, never
-    rounded), everything else by polars' own cast."""
-    import polars as pl
-
-    exprs = []
-    for name, dtype in frame.schema.items():
-        e = pl.col(name)
-        if dtype == pl.Date:
-            e = e.dt.strftime("%Y-%m-%d")
-        elif dtype == pl.Datetime:
-            e = e.dt.strftime("%Y-%m-%d %H:%M:%S").str.replace(" 00:00:00", "", literal=True)
-        elif dtype.is_float():
-            e = e.map_elements(repr, return_dtype=pl.String)
-        else:
-            e = e.cast(pl.String)
-        exprs.append(e.alias(name))
-    return frame.select(exprs)
-
-
 def _raw_frame(content: bytes, fmt: str) -> Any:
     """One file as text columns named by :func:`column_names`, plus ``row``: the line number
     for CSV (the header is line 1; blank lines are not rows), the record number from 1 for
     Parquet."""
     import polars as pl
+
+    from .readers import text_columns
 
     if fmt == "csv":
         if _encoding(content[: 1 << 20]) != "utf-8":
@@ -358,7 +339,7 @@ def _raw_frame(content: bytes, fmt: str) -> Any:
         frame = pl.read_csv(io.BytesIO(content), infer_schema=False, raise_if_empty=False)
         first = 2
     else:
-        frame = _text_of(pl.read_parquet(io.BytesIO(content)))
+        frame = text_columns(pl.read_parquet(io.BytesIO(content)))
         first = 1
     frame.columns = column_names(frame.columns)
     frame = frame.with_row_index("row", offset=first).with_columns(pl.col("row").cast(pl.Int64))
