@@ -15,7 +15,9 @@ the costly case of DESIGN.md §4.  Then times, each in its own child process:
   number, else the text of medaid's first row, so that both files are about the same size).
 
 It prints both wall times, claims per second, the ratio medaid / baseline and each child's peak
-resident memory (``wait4`` rusage).  Needs numpy for the data generation.
+resident memory (``wait4`` rusage).  Each run writes a new file on a settled disk (earlier
+outputs removed, ``sync``, one second's pause), medaid's flushed to disk before its rename (the
+baseline's not).  Needs numpy for the data generation.
 """
 
 from __future__ import annotations
@@ -121,6 +123,16 @@ def generate(path: Path, claims: int, seed: int, persons: int) -> None:
     df.write_csv(path)
 
 
+def fresh(*paths: Path) -> None:
+    """Remove earlier outputs and let the disk settle, so that each timed run writes a new file
+    on a quiet disk: freeing a large old file (its discard on an SSD) otherwise lands in
+    whichever run comes next, medaid's or the baseline's."""
+    for p in paths:
+        p.unlink(missing_ok=True)
+    os.sync()
+    time.sleep(1.0)
+
+
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, str]:
     """Run ``cmd``; return (wall seconds, CPU seconds, peak RSS in MiB of the child, stdout)."""
     out = tempfile.TemporaryFile()
@@ -184,9 +196,14 @@ def main() -> None:
     doc = {}
     load_before = os.getloadavg()
     for _ in range(a.repeat):
+        fresh(out, base_out)
         wm, cm, mm, stdout = timed(medaid_cmd, env)
         doc = json.loads(stdout)
-        wb, cb, mb, _ = timed([sys.executable, "-c", BASELINE, str(src), str(base_out), str(out)])
+        like = out.with_name("like.csv")
+        os.replace(out, like)  # the baseline copies the shape of medaid's output from it
+        fresh(base_out)
+        wb, cb, mb, _ = timed([sys.executable, "-c", BASELINE, str(src), str(base_out), str(like)])
+        os.replace(like, out)
         best_m = (wm, cm, mm) if best_m is None or wm < best_m[0] else best_m
         best_b = (wb, cb, mb) if best_b is None or wb < best_b[0] else best_b
     assert doc["rows_read"] == doc["settled"] + doc["rejected"] == a.claims, doc

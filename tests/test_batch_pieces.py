@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from medaid import readers
+from medaid import readers, scan
 from medaid.cli import main
 
 from test_dirty_inputs import CORPUS, EN
@@ -85,7 +85,10 @@ CSV_CASES["stray"] = _stray_quote
 
 
 def _run(path: Path, out: Path, mp: pytest.MonkeyPatch, pieces: bool, size: int = 40) -> tuple[int, str]:
+    """The CLI run on ``path`` read in pieces of ``size`` bytes (the streaming scan switched
+    off), or whole (pieces and scan switched off)."""
     with mp.context() as m:
+        m.setattr(scan, "scan_claims", lambda *a, **k: None)
         if pieces:
             m.setattr(readers, "CHUNK_BYTES", size)
         else:
@@ -118,6 +121,7 @@ def test_duplicates_across_pieces_name_the_first_line_and_keep_their_text(
 
     src = _many(tmp_path)
     monkeypatch.setattr(readers, "CHUNK_BYTES", 40)
+    monkeypatch.setattr(scan, "scan_claims", lambda *a, **k: None)
     pieces = readers.csv_pieces(src)
     assert pieces is not None
     from medaid import batch

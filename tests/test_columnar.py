@@ -378,25 +378,43 @@ def test_arithmetic_in_slices_cut_at_group_starts_gives_the_same_fen(case, rows)
         mp.undo()
 
 
-def test_slices_of_a_skewed_batch_equal_the_engine(book, monkeypatch):
+def _skewed(seed: int, n: int, persons: int, alpha: float, top: int, prefix: str) -> list[medaid.Claim]:
+    """``n`` claims of Pareto-skewed persons over one year (a few persons hold most claims)."""
     import random
 
-    rnd = random.Random(5)
-    claims = [
+    rnd = random.Random(seed)
+    return [
         medaid.Claim(
-            claim_id=f"S{i:05d}", person_id=f"P{int(rnd.paretovariate(1.2)) % 50}",
+            claim_id=f"{prefix}{i:05d}", person_id=f"P{int(rnd.paretovariate(alpha)) % persons}",
             date=dt.date(2024, 1, 1) + dt.timedelta(days=rnd.randrange(366)),
-            self_pay=rnd.randrange(0, 4_000_000),
+            self_pay=rnd.randrange(0, top),
             group=rnd.choice(["key", "low-income"]), kind=rnd.choice(["inpatient", "outpatient-special"]),
         )
-        for i in range(2000)
+        for i in range(n)
     ]
+
+
+def test_slices_of_a_skewed_batch_equal_the_engine(book, monkeypatch):
+    claims = _skewed(5, 2000, 50, 1.2, 4_000_000, "S")
     calls = []
     real = columnar._arithmetic
     monkeypatch.setattr(columnar, "_arithmetic", lambda pl, w, t: calls.append(w.height) or real(pl, w, t))
     monkeypatch.setattr(columnar, "SLICE_ROWS", 300)
     assert_same_as_engine(claims, book)
     assert len(calls) >= 3  # cut in several slices
+
+
+def test_a_large_frame_is_cut_for_every_core_and_equals_the_engine(book, monkeypatch):
+    """From PARALLEL_ROWS rows on, the arithmetic runs on as many slices as polars has
+    threads (at least two), in parallel, even when one slice would hold the frame."""
+    claims = _skewed(11, 1500, 40, 1.1, 6_000_000, "Q")
+    calls = []
+    real = columnar._arithmetic
+    monkeypatch.setattr(columnar, "_arithmetic", lambda pl, w, t: calls.append(w.height) or real(pl, w, t))
+    monkeypatch.setattr(columnar, "PARALLEL_ROWS", 100)
+    monkeypatch.setattr(pl, "thread_pool_size", lambda: 3)
+    assert_same_as_engine(claims, book)
+    assert len(calls) == 3 and min(calls) > 0
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])

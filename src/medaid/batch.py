@@ -92,28 +92,36 @@ class BatchRun:
 
 def settle_file(
     path: str | Path,
-    rules: "RuleBook",
+    rules: "RuleBook | Callable[[], RuleBook]",
     *,
     encoding: str | None = None,
     sheet: str | None = None,
     mapping: Mapping[str, str] | None = None,
     progress: Progress | None = None,
+    reader: str = "auto",
 ) -> BatchRun:
     """Read, validate and settle a claim file (nothing is written); see the module doc.
 
-    A large UTF-8 CSV file is read and typed piece by piece (:class:`medaid.readers.CsvPieces`),
-    so its text is never in memory whole; other files are read whole.  Both give the same run."""
+    A UTF-8 CSV file without quote characters is read and typed in one streaming pass
+    (:func:`medaid.scan.scan_claims`); another UTF-8 CSV file piece by piece
+    (:class:`medaid.readers.CsvPieces`); so the text of a CSV file is never in memory whole.
+    Other files are read whole.  All give the same run.  ``rules`` may be a function giving
+    the rule book (e.g. a future's ``result``): it is called once the file is read, so that
+    the rules can load meanwhile.  ``reader`` (``"auto"``, ``"scan"``,
+    ``"pieces"``, ``"whole"``) picks the first reader to try, for tests and diagnosis."""
     import polars as pl
 
-    from .columnar import settle_frame
     from .readers import NotChunkable, csv_pieces, problems_frame, read_raw, validate_frame
+    from .scan import scan_claims
     from .validation import FEW_VALUES
 
     tick = progress or (lambda stage: None)
     source = str(path)
-    pieces = None if sheet is not None else csv_pieces(
-        path, encoding=encoding, mapping=mapping, categories=FEW_VALUES)
     typed = None
+    if reader in ("auto", "scan") and sheet is None:
+        typed = scan_claims(path, encoding=encoding, mapping=mapping)
+    pieces = None if sheet is not None or typed is not None or reader == "whole" else csv_pieces(
+        path, encoding=encoding, mapping=mapping, categories=FEW_VALUES)
     if pieces is not None:
         try:
             typed = _type_pieces(pieces)
@@ -132,7 +140,9 @@ def settle_file(
         if structural:
             rejects = pl.concat([problems_frame(structural), rejects])
     tick("validate")
-    results, refused = _settle_frame(settle_frame, clean, rules)
+    book = rules() if callable(rules) else rules
+    from .columnar import settle_frame  # after the read: it loads the rule models meanwhile
+    results, refused = _settle_frame(settle_frame, clean, book)
     tick("settle")
     if refused.height:
         rejects = pl.concat([rejects, refused.select(rejects.columns)])
@@ -230,7 +240,10 @@ def refuse_if_bad(run: BatchRun, limit: int = 20) -> None:
 
 def results_for_output(run: BatchRun) -> "pl.DataFrame":
     """The results as written: input columns then result fields, without the line column."""
-    return run.results.drop("row")
+    import polars as pl
+
+    # a frame of the same columns (``drop`` would realign the columns' chunks: a copy)
+    return pl.DataFrame([run.results[c] for c in run.results.columns if c != "row"])
 
 
 def rejects_for_output(run: BatchRun) -> "pl.DataFrame":

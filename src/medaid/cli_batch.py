@@ -67,12 +67,18 @@ def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str 
     from .cli import load_book
     from .readers import parse_mapping
 
-    book = load_book(rules_path, scheme)
-    try:
-        return settle_file(input_path, book, encoding=encoding, sheet=sheet,
-                           mapping=parse_mapping(maps), progress=tick)
-    except MedaidError as e:
-        raise _fail(e) from None
+    from concurrent.futures import ThreadPoolExecutor
+
+    import polars  # noqa: F401  (imported first: importing is not done in parallel)
+
+    # the rules load (pure Python) while the file is read (polars, without the interpreter lock)
+    with ThreadPoolExecutor(1, thread_name_prefix="medaid-rules") as pool:
+        book = pool.submit(load_book, rules_path, scheme)
+        try:
+            return settle_file(input_path, book.result, encoding=encoding, sheet=sheet,
+                               mapping=parse_mapping(maps), progress=tick)
+        except MedaidError as e:
+            raise _fail(e) from None
 
 
 def _refused(e: Any, as_json: bool) -> click.ClickException:
@@ -167,7 +173,7 @@ def register(group: click.Group) -> None:
         with _progress("settling") as tick:
             run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick)
             # the totals are computed while the files are written (polars runs without the
-            # interpreter lock: the write's idle core and its wait for the disk are used)
+            # interpreter lock: the write's idle core and its waits for the disk are used)
             with ThreadPoolExecutor(1) as pool:
                 refused = on_error == "fail" and run.rejected
                 totals = None if refused else pool.submit(summarise, run.results)

@@ -249,7 +249,7 @@ def settle_frame(
         res_in = res
     else:
         held = [res]
-        del res  # _unpermute frees each processing-order column once it is put back
+        del res  # _unpermute frees the processing-order columns once they are put back
         res_in = _unpermute(pl, held, perm, n)
         del perm, start
     _mark("unpermute", t0)
@@ -459,11 +459,7 @@ def _unpermute(pl: Any, held: list["pl.DataFrame"], perm: Any, n: int) -> "pl.Da
     k`` (one scatter), then a gather of each result column by ``inv``."""
     res = held.pop()
     inv = pl.zeros(n, pl.UInt32, eager=True).scatter(perm, pl.int_range(0, n, dtype=pl.UInt32, eager=True))
-    out = []
-    for c in res.columns:  # one column at a time: the old order of each is freed as we go
-        out.append(res[c].rechunk().gather(inv))
-        res = res.drop(c)
-    return pl.DataFrame(out)
+    return res.select(pl.all().gather(inv))  # the columns in parallel
 
 
 # ----------------------------------------------------------------------------------------------
@@ -475,24 +471,39 @@ def _unpermute(pl: Any, held: list["pl.DataFrame"], perm: Any, n: int) -> "pl.Da
 SLICE_ROWS = 1 << 21
 
 
+#: From this many rows on, the slices are worked on in parallel, at least one per core: the
+#: prefix sums inside one slice run on one core.
+PARALLEL_ROWS = 1 << 17
+
+
 def _arithmetic_in_slices(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFrame", Any]:
     """:func:`_arithmetic` on consecutive slices of ``work``, each starting at a group start
     (groups are never split, and every sum and flag is per group, so the results are the
-    same), results joined in order."""
+    same), results joined in order.  Slices of a large frame are worked on two at a time (or
+    as many as polars has threads), in parallel: polars works without the interpreter lock."""
+    from concurrent.futures import ThreadPoolExecutor
+
     n = work.height
-    if n <= SLICE_ROWS:
+    cores = max(1, min(pl.thread_pool_size(), 8))
+    pieces = -(-n // SLICE_ROWS)
+    if n >= PARALLEL_ROWS:
+        pieces = max(pieces, cores)
+    if pieces <= 1:
         return _arithmetic(pl, work, t)
+    size = -(-n // pieces)
     starts = work["b"].arg_true()
     cuts = [0]
-    for want in range(SLICE_ROWS, n, SLICE_ROWS):
+    for want in range(size, n, size):
         i = int(starts.search_sorted(want, side="left"))
         at = int(starts[i]) if i < len(starts) else n
         if cuts[-1] < at < n:
             cuts.append(at)
     cuts.append(n)
+    with ThreadPoolExecutor(cores, thread_name_prefix="medaid-settle") as pool:
+        done = list(pool.map(lambda lh: _arithmetic(pl, work.slice(lh[0], lh[1] - lh[0]), t),
+                             zip(cuts, cuts[1:])))
     parts, flags = [], []
-    for lo, hi in zip(cuts, cuts[1:]):
-        res, seq = _arithmetic(pl, work.slice(lo, hi - lo), t)
+    for (lo, hi), (res, seq) in zip(zip(cuts, cuts[1:]), done):
         parts.append(res)
         flags.append(seq if seq is not None else pl.zeros(hi - lo, pl.Boolean, eager=True))
     seq_all = pl.concat(flags)

@@ -1,0 +1,220 @@
+"""Plain CSV exports read and typed in one streaming pass (the batch's fast reader).
+
+Rules implemented (DESIGN.md §4 *Performance*, §5 *Reliability*; issue #4 *Speed*, *Validation
+per row*):
+
+* A UTF-8 CSV file without a quote character (most system exports) has one line per row, so
+  polars' streaming CSV scan gives every row its line exactly (``row`` = position + 2, the
+  header is line 1).  The scan types the rows as it reads them — ISO dates, plain amounts
+  (digits, at most two decimals) by an exact decimal cast, repeating text as categories — and
+  flags every row it does not take as it is (any other form of date or amount, text with white
+  space around it, empty required fields).  The file's text is never in memory whole.
+* Every flagged row is read again, as text, and typed by
+  :func:`medaid.validation.type_rows` itself, which gives its value or its problem; so a value
+  the scan takes is the value ``type_rows`` gives (the expressions are the same), and every
+  other row is ``type_rows``' own.  A property test compares the two paths on dirty files.
+* Structure is checked exactly: a line with too many fields stops the scan; a row whose last
+  field is empty is looked at again as a raw line — a blank line (not a row), a row with an
+  empty last field (kept), or a short row.  Anything the scan cannot place with certainty
+  (quotes, a short or blank-but-spaced line, bytes that are not UTF-8) makes :func:`scan_claims`
+  return ``None``, and the caller reads the file the careful way (:mod:`medaid.readers`), which
+  locates the problem.
+"""
+
+from __future__ import annotations
+
+import mmap
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+from .columns import CLAIM_MONEY_FIELDS, REQUIRED_FIELDS
+from .validation import _PLAIN_YUAN_RE, FEW_VALUES, ROW, finish_validation, type_rows
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .readers import CsvPieces
+
+#: Flag columns of the scan (dropped before the frame leaves this module).
+_REDO, _SHORT = "__redo", "__maybe_short"
+
+
+def scan_claims(
+    path: str | Path, *, encoding: str | None = None, mapping: Mapping[str, str] | None = None,
+) -> "tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int] | None":
+    """``(clean, rejects, rejected rows as text, rows read)`` of a plain UTF-8 CSV claim file,
+    the same as the careful readers give; ``None`` when the file is not one this reader takes
+    (see the module doc).  Raises :class:`medaid.readers.ReadError` as they do for a file whose
+    header lacks a required field."""
+    import polars as pl
+
+    from .readers import csv_pieces
+
+    pieces = csv_pieces(path, encoding=encoding, mapping=mapping)
+    if pieces is None or _has_quote(pieces.path):
+        return None
+    try:
+        scanned = _scan(pieces).collect(engine="streaming")
+    except pl.exceptions.PolarsError:  # more fields than the header, bytes not UTF-8, ...
+        return None
+    maybe_short = scanned[_SHORT]
+    blank = None
+    if maybe_short.any():
+        blank = _blank_lines(pieces, scanned.filter(maybe_short)[ROW])
+        if blank is None:
+            return None
+    flags = scanned.select(_REDO, _SHORT)
+    # one chunk a column: the scan gives one per morsel, and every later whole-frame step
+    # (selecting, settling, writing) would otherwise realign them
+    typed = pl.DataFrame([scanned[c] for c in scanned.columns if c not in (_REDO, _SHORT)]).rechunk()
+    del scanned
+    if blank is not None and blank.len():
+        keep = ~typed[ROW].is_in(blank.implode())
+        typed, flags = typed.filter(keep), flags.filter(keep)
+    rows_read = typed.height
+    typed = _tidy_categories(typed)
+    redo = flags[_REDO] | typed["person_id"].is_null()
+    problems: dict[str, pl.DataFrame] = {}
+    raw_redone = None
+    if redo.any():
+        raw_redone = pieces_rows(pieces, typed.filter(redo)[ROW])
+        redone, problems = type_rows(raw_redone, categories=True)
+        typed = pl.concat([typed.filter(~redo), redone.select(typed.columns)]).sort(ROW)
+    clean, rejects = finish_validation(typed, [problems])
+    bad_rows = _rejected_text(pieces, rejects, raw_redone)
+    return clean, rejects, bad_rows, rows_read
+
+
+def _has_quote(path: Path) -> bool:
+    """Whether the file holds a ``"`` anywhere (one ``memchr`` pass over a mapping of it)."""
+    with open(path, "rb") as f:
+        if not f.seek(0, 2):
+            return False
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            return mm.find(b'"') >= 0
+
+
+def _schema(pieces: "CsvPieces", text_only: bool = False) -> "dict[str, pl.DataType]":
+    import polars as pl
+
+    return {n: pl.Categorical if n in FEW_VALUES and not text_only else pl.String
+            for n in pieces.names}
+
+
+def _raw_scan(pieces: "CsvPieces", text_only: bool = False) -> "pl.LazyFrame":
+    """The data lines as a lazy frame: ``row`` (the line) and the columns by field name."""
+    import polars as pl
+
+    return (
+        # (``missing_columns="insert"``: a blank first data line must not set the width; short
+        # rows are found by their empty last field, see _blank_lines)
+        pl.scan_csv(pieces.path, has_header=False, skip_rows=1, schema=_schema(pieces, text_only),
+                    raise_if_empty=False, missing_columns="insert")
+        .with_row_index(ROW, offset=2)
+        .with_columns(pl.col(ROW).cast(pl.Int64))
+    )
+
+
+def _scan(pieces: "CsvPieces") -> "pl.LazyFrame":
+    """Every row typed the common way, with ``__redo`` (the row needs :func:`type_rows`) and
+    ``__maybe_short`` (its last field is empty: a blank line, a short row or an empty field).
+
+    The typing expressions are those of :func:`type_rows` for the same text."""
+    import polars as pl
+
+    names = pieces.names
+    exprs: list[pl.Expr] = [pl.col(ROW)]
+    flags: list[pl.Expr] = []
+    for n in names:
+        c = pl.col(n)
+        if n == "date":
+            d = c.str.to_date("%Y-%m-%d", strict=False)
+            exprs.append(d.alias(n))
+            flags.append(d.is_null())
+        elif n in CLAIM_MONEY_FIELDS:
+            ok = c.str.contains(_PLAIN_YUAN_RE)
+            exprs.append(pl.when(ok).then((c.cast(pl.Decimal(18, 2), strict=False) * 100)
+                                          .cast(pl.Int64)).alias(n))
+            flags.append(~ok.fill_null(False) if n in REQUIRED_FIELDS else ~ok.fill_null(True))
+        elif n == "claim_id":
+            exprs.append(c)
+            flags.append(c.is_null() | (c.str.strip_chars().str.len_bytes() != c.str.len_bytes()))
+        else:  # categories (checked once per distinct value afterwards) and pass-through text
+            exprs.append(c)
+    exprs.append(pl.any_horizontal(flags).alias(_REDO))
+    exprs.append(pl.col(names[-1]).is_null().alias(_SHORT))
+    return _raw_scan(pieces).select(exprs)
+
+
+def _blank_lines(pieces: "CsvPieces", lines: "pl.Series") -> "pl.Series | None":
+    """Of the given lines (each parsed with its last field empty), those that are blank; or
+    ``None`` when one is neither blank nor a whole row (``width − 1`` commas): a short row or
+    a line of spaces, which the careful reader reports or skips."""
+    import polars as pl
+
+    width = len(pieces.names)
+    try:
+        text = (
+            pl.scan_csv(pieces.path, has_header=False, skip_rows=1, separator="\x1f",
+                        quote_char=None, schema={"line": pl.String}, raise_if_empty=False)
+            .with_row_index(ROW, offset=2)
+            .filter(pl.col(ROW).cast(pl.Int64).is_in(lines.implode()))
+            .select(pl.col(ROW).cast(pl.Int64), pl.col("line"))
+            .collect(engine="streaming")
+        )
+    except pl.exceptions.PolarsError:
+        return None
+    if text.height != lines.len():
+        return None
+    shape = text.select(
+        ROW, pl.col("line").is_null().alias("blank"),
+        pl.col("line").str.count_matches(",", literal=True).fill_null(0).alias("commas"),
+    )
+    if shape.filter(~pl.col("blank") & (pl.col("commas") != width - 1)).height:
+        return None
+    return shape.filter(pl.col("blank"))[ROW]
+
+
+def _tidy_categories(typed: "pl.DataFrame") -> "pl.DataFrame":
+    """Category columns whose distinct values need it: stripped, empty → null (as
+    :func:`medaid.validation.type_rows` does, looking at each distinct value once)."""
+    from .validation import _few_values
+
+    import polars as pl
+
+    few = [f for f in FEW_VALUES if f in typed.columns]
+    if not few:
+        return typed
+    seen = [pl.col(f).unique().cast(pl.String).drop_nulls() for f in few]  # in parallel
+    needs = typed.select(
+        ((s.str.strip_chars().str.len_bytes() != s.str.len_bytes()) | (s.str.len_bytes() == 0))
+        .any().alias(f) for s, f in zip(seen, few)).row(0)
+    fix = [_few_values(typed[f]) for f, need in zip(few, needs) if need]
+    return typed.with_columns(fix) if fix else typed
+
+
+def pieces_rows(pieces: "CsvPieces", lines: "pl.Series") -> "pl.DataFrame":
+    """The given lines as raw text rows (``row``, every column ``String``), read again."""
+    import polars as pl
+
+    return (_raw_scan(pieces, text_only=True)
+            .filter(pl.col(ROW).is_in(lines.implode()))
+            .collect(engine="streaming"))
+
+
+def _rejected_text(
+    pieces: "CsvPieces", rejects: "pl.DataFrame", redone: "pl.DataFrame | None",
+) -> "pl.DataFrame":
+    """The rejected rows' text as read (for the rejects file): from the rows read again, and
+    the duplicate claim ids (found on the whole file) read again now."""
+    import polars as pl
+
+    empty = pl.DataFrame(schema={ROW: pl.Int64, **_schema(pieces, text_only=True)})
+    if not rejects.height:
+        return empty
+    lines = rejects[ROW].unique()
+    have = empty if redone is None else redone.filter(pl.col(ROW).is_in(lines.implode()))
+    missing = lines.filter(~lines.is_in(have[ROW].implode()))
+    if missing.len():
+        have = pl.concat([have, pieces_rows(pieces, missing)])
+    return have.sort(ROW)
