@@ -52,7 +52,7 @@ def bracket_index(sched, base_to: int) -> int:
     return len([lo for lo in sched.lowers if lo <= base_to])
 
 
-def assert_same_as_engine(claims: list[medaid.Claim], book: medaid.RuleBook) -> None:
+def assert_same_as_engine(claims: list[medaid.Claim], book: medaid.RuleBook, categories: bool = False) -> None:
     placeable, rejected = [], []
     for c in claims:
         try:
@@ -61,7 +61,12 @@ def assert_same_as_engine(claims: list[medaid.Claim], book: medaid.RuleBook) -> 
         except medaid.ClaimError as e:
             rejected.append((c, e.problems[0]))
     expected = medaid.settle(placeable, book)
-    results, rejects = settle_frame(frame_of(claims), book)
+    frame = frame_of(claims)
+    if categories:  # as the batch readers keep them
+        frame = frame.with_columns(pl.col("person_id", "group", "kind").cast(pl.Categorical))
+    results, rejects = settle_frame(frame, book)
+    if categories:
+        results = results.with_columns(pl.col("person_id", "group", "kind").cast(pl.String))
 
     assert results.columns == [*frame_of([]).columns, *RESULT_FIELDS]
     assert results["claim_id"].to_list() == [c.claim_id for c in placeable]
@@ -331,33 +336,45 @@ def load_texts(texts: list[str]) -> medaid.RuleBook:
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@SETTINGS
-@given(books_and_claims())
-def test_columnar_equals_the_engine_on_generated_rules_and_claims(case):
+def _check_with(case, patches: dict | None = None, categories: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """``assert_same_as_engine`` on a generated case with some of columnar's settings patched
+    (a generated rule combination the rule checks refuse is skipped)."""
     texts, claims = case
     try:
         book = load_texts(texts)
     except medaid.RuleError:  # a generated combination the rule checks refuse (e.g. pool caps)
         return
-    assert_same_as_engine(claims, book)
+    mp = pytest.MonkeyPatch()
+    try:
+        for name, value in (patches or {}).items():
+            mp.setattr(columnar, name, value)
+        assert_same_as_engine(claims, book, categories)
+    finally:
+        mp.undo()
+
+
+@SETTINGS
+@given(books_and_claims())
+def test_columnar_equals_the_engine_on_generated_rules_and_claims(case):
+    _check_with(case)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(books_and_claims(), st.booleans())
+def test_ids_kept_as_categories_and_placement_without_the_day_table_change_nothing(case, by_expression):
+    """The batch keeps person ids (and group, kind) as categories, whose codes order the
+    persons; the version and benefit year come from a table of days, or, for dates spread
+    over too many days, from date expressions: every claim still equals the engine."""
+    _check_with(case, {"DAY_TABLE_DAYS": 0} if by_expression else {}, categories=True)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(books_and_claims())
 def test_person_hash_collisions_and_the_arg_sort_path_change_nothing(case):
-    texts, claims = case
-    try:
-        book = load_texts(texts)
-    except medaid.RuleError:
-        return
-    mp = pytest.MonkeyPatch()
-    try:
-        # every person of one id length collides; the packed key is given up for arg_sort
-        mp.setattr(columnar, "_person_hash", lambda pl: pl.col("person_id").str.len_bytes().cast(pl.UInt64) * (1 << 60))
-        mp.setattr(columnar, "_MIN_HASH_BITS", 65)
-        assert_same_as_engine(claims, book)
-    finally:
-        mp.undo()
+    # every person of one id length collides; the packed key is given up for arg_sort
+    _check_with(case, {
+        "_person_hash": lambda pl, frame: pl.col("person_id").str.len_bytes().cast(pl.UInt64) * (1 << 60),
+        "_MIN_HASH_BITS": 65})
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -365,17 +382,7 @@ def test_person_hash_collisions_and_the_arg_sort_path_change_nothing(case):
 def test_arithmetic_in_slices_cut_at_group_starts_gives_the_same_fen(case, rows):
     """Large frames are computed slice by slice (memory): with slices of a few rows, cut only
     where a (person, benefit year, pool) group starts, every claim still equals the engine."""
-    texts, claims = case
-    try:
-        book = load_texts(texts)
-    except medaid.RuleError:
-        return
-    mp = pytest.MonkeyPatch()
-    try:
-        mp.setattr(columnar, "SLICE_ROWS", rows)
-        assert_same_as_engine(claims, book)
-    finally:
-        mp.undo()
+    _check_with(case, {"SLICE_ROWS": rows})
 
 
 def _skewed(seed: int, n: int, persons: int, alpha: float, top: int, prefix: str) -> list[medaid.Claim]:
@@ -420,17 +427,7 @@ def test_a_large_frame_is_cut_for_every_core_and_equals_the_engine(book, monkeyp
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(books_and_claims())
 def test_the_sequential_overflow_path_gives_the_same_fen(case):
-    texts, claims = case
-    try:
-        book = load_texts(texts)
-    except medaid.RuleError:
-        return
-    mp = pytest.MonkeyPatch()
-    try:
-        mp.setattr(columnar, "_SAFE", 1000)  # every group counts as at risk of overflow
-        assert_same_as_engine(claims, book)
-    finally:
-        mp.undo()
+    _check_with(case, {"_SAFE": 1000})  # every group counts as at risk of overflow
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -17,6 +17,7 @@ issue #4):
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -311,49 +312,144 @@ def summarise(results: "pl.DataFrame") -> dict[str, Any]:
     """Totals of settled results (money in fen): overall, by plan, by month, by hospital.
 
     "Claims capped" counts claims whose relief some limit made smaller (``capped_by`` set);
-    "persons capped" counts persons who reached an annual cap.  Persons are counted by an
-    exact integer code (one hashing pass), and the four tables are computed in parallel."""
+    "persons capped" counts persons who reached an annual cap.  Sums are taken once per cell
+    (plan, month, hospital) and added up exactly; persons are counted by one pass over the
+    persons, each with a bit for every plan, month and hospital it was seen in (or, with more
+    than :data:`MASK_BITS` of those, by distinct (key, person) pairs)."""
     import polars as pl
 
-    def codes(c: str) -> "pl.Expr":  # text → small integer codes (one hashing pass); enums as they are
+    def code(c: str) -> "pl.Expr":  # text → small integer codes (one hashing pass); enums as they are
         t = results.schema[c]
-        return pl.col(c) if isinstance(t, (pl.Enum, pl.Categorical)) else pl.col(c).cast(pl.Categorical)
+        e = pl.col(c) if isinstance(t, (pl.Enum, pl.Categorical)) else pl.col(c).cast(pl.Categorical)
+        return e.to_physical().cast(pl.UInt64)
 
-    hospital = codes("hospital") if "hospital" in results.columns else pl.lit(None, pl.Categorical)
-    base = results.lazy().select(
-        codes("person_id").to_physical().alias("person"),
+    def text(c: str) -> "pl.Expr":
+        return pl.col(c) if c in results.columns else pl.lit(None, pl.String)
+
+    has_h = "hospital" in results.columns
+    hosp = code("hospital") if has_h else pl.lit(None, pl.UInt64)
+    zero = {"claims": 0, "persons": 0, "self_pay": 0, "relief": 0, "patient_pays": 0,
+            "claims_capped": 0, "persons_capped": 0}
+    if not results.height:
+        return {"total": {**zero, "relief_share": _share(0, 0)}, "by_plan": [], "by_month": [],
+                "by_hospital": []}
+    # one integer a cell: plan, month (from the first), hospital (null → a code of its own)
+    first, last, top = results.lazy().select(
+        pl.col("date").min().alias("d0"), pl.col("date").max().alias("d1"), hosp.max().alias("h"),
+    ).collect().row(0)
+    hosp_null = int(top or 0) + 1
+    H = hosp_null + 1
+    m0 = first.year * 12 + first.month - 1
+    M = last.year * 12 + last.month - m0
+    # the month of each day, looked up in a table of the days from the first to the last
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    table = pl.Series([d.year * 12 + d.month - 1 - m0 for d in days], dtype=pl.UInt64)
+    month = pl.lit(table).gather((pl.col("date") - pl.lit(first)).dt.total_days())
+    keyed = results.lazy().select(
+        (code("plan") * (M * H) + month * H + hosp.fill_null(hosp_null)).alias("cell"),
+        code("person_id").alias("person"),
+        (pl.col("capped_by") == "annual_cap").fill_null(False).alias("at_cap"),
         "self_pay", "relief", "patient_pays",
         pl.col("capped_by").is_not_null().alias("capped"),
-        (pl.col("capped_by") == "annual_cap").fill_null(False).alias("at_cap"),
-        codes("plan").alias("plan"),
-        (pl.col("date").dt.year().cast(pl.Int32) * 100 + pl.col("date").dt.month()).alias("month"),
-        hospital.alias("hospital"),
-    ).collect().lazy()  # once, shared by the four tables
-    exprs = [
-        pl.len().alias("claims"),
-        pl.col("person").n_unique().alias("persons"),
-        pl.col("self_pay").sum().alias("self_pay"),
-        pl.col("relief").sum().alias("relief"),
-        pl.col("patient_pays").sum().alias("patient_pays"),
-        pl.col("capped").sum().alias("claims_capped"),
-        pl.col("person").filter(pl.col("at_cap")).n_unique().alias("persons_capped"),
-    ]
-
-    def by(key: str) -> "pl.LazyFrame":  # grouped on the codes, sorted by the names
-        name = pl.col(key) if key == "month" else pl.col(key).cast(pl.String)
-        return base.group_by(key).agg(exprs).with_columns(name).sort(key, nulls_last=True)
-
-    frames = pl.collect_all([base.select(exprs), by("plan"), by("month"), by("hospital")])
+        text("plan").alias("plan_name"), text("hospital").alias("hospital_name"),
+    )  # lazy: each query below computes the columns it needs
+    cells = keyed.group_by("cell").agg(
+        pl.len().alias("claims"), pl.col("self_pay").sum(), pl.col("relief").sum(),
+        pl.col("patient_pays").sum(), pl.col("capped").sum().alias("claims_capped"),
+        pl.col("plan_name").first(), pl.col("hospital_name").first(),
+    ).collect().with_columns(pl.col("plan_name", "hospital_name").cast(pl.String))  # once per cell
+    dims: dict[str, dict[int, Any]] = {"plan": {}, "month": {}, "hospital": {}}
+    rows = []
+    for c, claims, sp, rl, pp, cc, pn, hn in cells.iter_rows():
+        key = {"plan": c // (M * H), "month": c // H % M, "hospital": c % H}
+        dims["plan"][key["plan"]] = pn
+        dims["month"][key["month"]] = f"{(m0 + key['month']) // 12}-{(m0 + key['month']) % 12 + 1:02d}"
+        dims["hospital"][key["hospital"]] = hn
+        rows.append((key, (claims, int(sp), int(rl), int(pp), int(cc))))
+    persons = _persons(pl, keyed, dims, M, H)
     out: dict[str, Any] = {}
-    for key, frame in zip(("total", "by_plan", "by_month", "by_hospital"), frames):
-        rows = frame.to_dicts()
-        for r in rows:
-            r["relief_share"] = _share(r["relief"] or 0, r["self_pay"] or 0)
-            for k in ("self_pay", "relief", "patient_pays"):
-                r[k] = int(r[k] or 0)
-            if key == "by_month":
-                r["month"] = f"{r['month'] // 100}-{r['month'] % 100:02d}"
-        out[key] = rows[0] if key == "total" else rows
+    sums = ("claims", "self_pay", "relief", "patient_pays", "claims_capped")
+
+    def finish(r: dict[str, Any]) -> dict[str, Any]:
+        r["relief_share"] = _share(r["relief"], r["self_pay"])
+        return r
+
+    total = dict(zero)
+    for _, v in rows:
+        for k, x in zip(sums, v):
+            total[k] += x
+    total["persons"], total["persons_capped"] = persons["total"]
+    out["total"] = finish(total)
+    for dim, label in (("plan", "by_plan"), ("month", "by_month"), ("hospital", "by_hospital")):
+        acc: dict[int, dict[str, Any]] = {}
+        for key, v in rows:
+            r = acc.setdefault(key[dim], {dim: dims[dim][key[dim]], **zero})
+            for k, x in zip(sums, v):
+                r[k] += x
+        for code_, r in acc.items():
+            r["persons"], r["persons_capped"] = persons[dim][code_]
+        out[label] = sorted((finish(r) for r in acc.values()),
+                            key=lambda r: (r[dim] is None, r[dim] or ""))
+    return out
+
+
+#: Persons are counted with one bit per plan, month and hospital while these fit in a word.
+MASK_BITS = 63
+
+
+def _persons(pl: Any, keyed: "pl.LazyFrame", dims: dict[str, dict[int, Any]], M: int, H: int,
+             ) -> dict[str, Any]:
+    """Distinct persons and distinct persons with an annual-cap claim: in total and for every
+    code of every dimension (``{"total": (n, capped), "plan": {code: (n, capped)}, ...}``)."""
+    parts = {"plan": pl.col("cell") // (M * H), "month": pl.col("cell") // H % M,
+             "hospital": pl.col("cell") % H}
+    width = sum(len(v) for v in dims.values())
+    out: dict[str, Any] = {}
+    if width <= MASK_BITS:
+        # each person's bits: a lookup of each part's bit, added (the bits are distinct)
+        mask: Any = None
+        at = 0
+        for dim, values in dims.items():
+            size = max(values) + 1
+            table = [0] * size
+            for i, v in enumerate(sorted(values)):
+                table[v] = 1 << (at + i)
+            bit = pl.lit(pl.Series(table, dtype=pl.UInt64)).gather(parts[dim])
+            mask = bit if mask is None else mask + bit
+            at += len(values)
+        per = (keyed.select("person", "at_cap", mask.alias("m")).group_by("person")
+               .agg(pl.col("m").bitwise_or().alias("seen"),
+                    pl.col("m").filter(pl.col("at_cap")).bitwise_or().fill_null(0).alias("cap"))
+               .collect())
+        at = 0
+        names = []
+        for dim, values in dims.items():
+            for i, v in enumerate(sorted(values)):
+                names.append((dim, v, 1 << (at + i)))
+            at += len(values)
+        counts = per.select(
+            [pl.len(), (pl.col("cap") != 0).sum()]
+            + [((pl.col(c) & b) != 0).sum().alias(f"{c}{j}") for j, (_, _, b) in enumerate(names)
+               for c in ("seen", "cap")]).row(0)
+        out["total"] = (int(counts[0]), int(counts[1]))
+        for j, (dim, v, _) in enumerate(names):
+            out.setdefault(dim, {})[v] = (int(counts[2 + 2 * j]), int(counts[3 + 2 * j]))
+        return out
+    # many keys: distinct (key, person) pairs, one integer each
+    lazy = keyed
+    capped = lazy.filter(pl.col("at_cap"))
+    queries = [lazy.select(pl.col("person").n_unique()), capped.select(pl.col("person").n_unique())]
+    for dim in dims:
+        pair = (parts[dim] * (1 << 32) + pl.col("person")).unique().alias("pair")
+        for frame in (lazy, capped):
+            queries.append(frame.select(pair).select((pl.col("pair") // (1 << 32)).alias("k"))
+                           .group_by("k").len())
+    got = pl.collect_all(queries)
+    out["total"] = (int(got[0].item()), int(got[1].item()))
+    for i, dim in enumerate(dims):
+        seen = dict(got[2 + 2 * i].iter_rows())
+        cap = dict(got[3 + 2 * i].iter_rows())
+        out[dim] = {v: (int(seen.get(v, 0)), int(cap.get(v, 0))) for v in dims[dim]}
     return out
 
 

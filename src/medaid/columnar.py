@@ -185,6 +185,10 @@ def settle_frame(
     # input's columns are never copied): day offset from the first date, (benefit year, pool)
     # from the year before the first date's, the person hash
     d0, d1 = frame["date"].min(), frame["date"].max()
+    if frame.height and (d1 - d0).days < DAY_TABLE_DAYS:  # type: ignore[operator]
+        # version and benefit year are functions of the day: looked up in a table of the
+        # days from the first to the last (the same first-match rule as the chain above)
+        v_expr, by_expr = _day_tables(pl, t, d0, d1)  # type: ignore[arg-type]
     pool_of_plan = [t.pools.index(x.plan.pool) for x in t.plans]
     npools = len(t.pools)
     if frame.height:
@@ -194,7 +198,7 @@ def settle_frame(
             ((pl.col("__by") - by_base) * npools + _lookup(pl, pool_of_plan, pl.col("__p"), pl.Int64))
             .cast(pl.UInt32).alias("bp"),
             (date - pl.lit(d0)).dt.total_days().cast(pl.UInt32).alias("d"),
-            _person_hash(pl).alias("h"),
+            _person_hash(pl, frame).alias("h"),
         ]
     else:
         parts = []
@@ -339,6 +343,27 @@ def _sorted_order(
 # placement helpers
 
 
+#: Version and benefit year come from a table of days when the dates span fewer days than this.
+DAY_TABLE_DAYS = 200_000
+
+
+def _day_tables(pl: Any, t: "_Tables", d0: dt.date, d1: dt.date) -> tuple[Any, Any]:
+    """``(version index, benefit year)`` expressions of ``date`` by lookup: for each day from
+    ``d0`` to ``d1`` the first version (in :class:`_Tables` order) whose dates hold it, and the
+    year of the benefit year that day falls in under that version (null without a version)."""
+    versions, years = [], []
+    for i in range((d1 - d0).days + 1):
+        day = d0 + dt.timedelta(days=i)
+        v = next((j for j, rs in enumerate(t.versions)
+                  if rs.valid_from <= day and (rs.valid_to is None or day <= rs.valid_to)), None)
+        versions.append(v)
+        years.append(None if v is None else
+                     day.year - (day.month < t.versions[v].benefit_year_start_month))
+    day_index = (pl.col("date") - pl.lit(d0)).dt.total_days()
+    return (pl.lit(pl.Series(versions, dtype=pl.Int32)).gather(day_index),
+            pl.lit(pl.Series(years, dtype=pl.Int32)).gather(day_index))
+
+
 def _lookup(pl: Any, values: list[Any], index: Any, dtype: Any) -> Any:
     """``values[index]`` as an expression: a literal when all values agree, else a gather."""
     if len(set(values)) == 1 and values[0] is not None:
@@ -407,9 +432,16 @@ def _empty_rejects(pl: Any) -> "pl.DataFrame":
 # ordering
 
 
-def _person_hash(pl: Any) -> Any:
+def _person_hash(pl: Any, frame: "pl.DataFrame") -> Any:
     """A 64-bit hash of the person id; only its top bits enter the sort key.  Collisions are
-    found and repaired exactly after the sort, so its quality affects speed, never results."""
+    found and repaired exactly after the sort, so its quality affects speed, never results.
+
+    Person ids kept as categories already have a small distinct integer each: that code, moved
+    to the top bits (no text is hashed, and codes do not collide while the key has room)."""
+    col = frame["person_id"]
+    if isinstance(col.dtype, pl.Categorical):
+        bits = max(1, int(col.to_physical().max() or 0).bit_length())
+        return pl.col("person_id").to_physical().cast(pl.UInt64) * (1 << (64 - bits))
     return pl.col("person_id").hash(_SEED)
 
 

@@ -1,0 +1,122 @@
+"""The batch totals (the payment list finance needs) equal totals counted claim by claim in
+plain Python: claims, distinct persons, self-pay, relief, patient pays, relief share, claims
+capped and persons at an annual cap — overall, by plan, by month and by hospital, in the
+order the tables show them (names sorted, the claims without a hospital last)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from medaid import batch
+from medaid.batch import summarise
+
+CAPS = [None, "annual_cap", "claim_cap", "self_pay"]
+
+
+@st.composite
+def result_rows(draw: st.DrawFn) -> tuple[list[dict], bool, bool]:
+    n = draw(st.integers(0, 60))
+    persons = draw(st.lists(st.text("PQ0123", min_size=1, max_size=3), min_size=1, max_size=8))
+    plans = draw(st.lists(st.sampled_from(["key-inpatient", "low-income", "outpatient", "z"]),
+                          min_size=1, max_size=4, unique=True))
+    hospitals = draw(st.lists(st.one_of(st.none(), st.sampled_from(["县人民医院", "H1", "H2", "a"])),
+                              min_size=1, max_size=4))
+    rows = []
+    for _ in range(n):
+        self_pay = draw(st.integers(0, 10**9))
+        relief = draw(st.integers(0, self_pay))
+        rows.append({
+            "person_id": draw(st.sampled_from(persons)),
+            "date": dt.date(draw(st.sampled_from([2023, 2024, 2025])), draw(st.integers(1, 12)),
+                            draw(st.integers(1, 28))),
+            "self_pay": self_pay, "relief": relief, "patient_pays": self_pay - relief,
+            "capped_by": draw(st.sampled_from(CAPS)),
+            "plan": draw(st.sampled_from(plans)),
+            "hospital": draw(st.sampled_from(hospitals)),
+        })
+    return rows, draw(st.booleans()), draw(st.booleans())
+
+
+def _frame(rows: list[dict], categories: bool, with_hospital: bool) -> pl.DataFrame:
+    schema = {"person_id": pl.Categorical if categories else pl.String, "date": pl.Date,
+              "self_pay": pl.Int64, "relief": pl.Int64, "patient_pays": pl.Int64,
+              "capped_by": pl.Enum(["annual_cap", "claim_cap", "self_pay"]) if categories else pl.String,
+              "plan": pl.Enum(sorted({r["plan"] for r in rows}) or ["x"]) if categories else pl.String,
+              "hospital": pl.Categorical if categories else pl.String}
+    frame = pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+    return frame if with_hospital else frame.drop("hospital")
+
+
+def _share(relief: int, self_pay: int) -> str:
+    if not self_pay:
+        return "0.00%"
+    basis_points = (relief * 10000 * 2 + self_pay) // (2 * self_pay)  # half up
+    return f"{basis_points // 100}.{basis_points % 100:02d}%"
+
+
+def _expected(rows: list[dict], with_hospital: bool) -> dict:
+    def table(key) -> dict:  # type: ignore[no-untyped-def]
+        acc: dict = defaultdict(lambda: {"claims": 0, "persons": set(), "self_pay": 0, "relief": 0,
+                                         "patient_pays": 0, "claims_capped": 0, "persons_capped": set()})
+        for r in rows:
+            a = acc[key(r)]
+            a["claims"] += 1
+            a["persons"].add(r["person_id"])
+            a["self_pay"] += r["self_pay"]
+            a["relief"] += r["relief"]
+            a["patient_pays"] += r["patient_pays"]
+            a["claims_capped"] += r["capped_by"] is not None
+            if r["capped_by"] == "annual_cap":
+                a["persons_capped"].add(r["person_id"])
+        return {k: {**a, "persons": len(a["persons"]), "persons_capped": len(a["persons_capped"]),
+                    "relief_share": _share(a["relief"], a["self_pay"])} for k, a in acc.items()}
+
+    total = table(lambda r: "all").get("all") or {
+        "claims": 0, "persons": 0, "self_pay": 0, "relief": 0, "patient_pays": 0,
+        "claims_capped": 0, "persons_capped": 0, "relief_share": "0.00%"}
+
+    def listed(name: str, key, order) -> list[dict]:  # type: ignore[no-untyped-def]
+        return [{name: k, **v} for k, v in sorted(table(key).items(), key=lambda kv: order(kv[0]))]
+
+    return {
+        "total": total,
+        "by_plan": listed("plan", lambda r: r["plan"], lambda k: k),
+        "by_month": listed("month", lambda r: r["date"].strftime("%Y-%m"), lambda k: k),
+        "by_hospital": listed("hospital", lambda r: r["hospital"] if with_hospital else None,
+                              lambda k: (k is None, k or "")),
+    }
+
+
+@pytest.mark.parametrize("bits", [batch.MASK_BITS, 0])
+@settings(max_examples=70, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=result_rows())
+def test_totals_equal_a_claim_by_claim_count(case, bits: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ways of counting persons (a bit per plan, month and hospital; or distinct pairs
+    when there are too many of those) give the counts of a set per table row."""
+    rows, categories, with_hospital = case
+    monkeypatch.setattr(batch, "MASK_BITS", bits)
+    assert summarise(_frame(rows, categories, with_hospital)) == _expected(rows, with_hospital)
+
+
+def test_a_person_counted_once_per_table_row_however_many_claims() -> None:
+    rows = [
+        {"person_id": "P1", "date": dt.date(2024, 1, 5), "self_pay": 1000_00, "relief": 0,
+         "patient_pays": 1000_00, "capped_by": None, "plan": "key", "hospital": "H1"},
+        {"person_id": "P1", "date": dt.date(2024, 1, 9), "self_pay": 3000_00, "relief": 1400_00,
+         "patient_pays": 1600_00, "capped_by": "annual_cap", "plan": "key", "hospital": "H2"},
+        {"person_id": "P2", "date": dt.date(2024, 2, 1), "self_pay": 500_00, "relief": 0,
+         "patient_pays": 500_00, "capped_by": None, "plan": "other", "hospital": None},
+    ]
+    s = summarise(_frame(rows, True, True))
+    assert (s["total"]["claims"], s["total"]["persons"], s["total"]["persons_capped"]) == (3, 2, 1)
+    assert s["total"]["relief_share"] == "31.11%"  # 1,400 of 4,500 yuan
+    assert [(r["plan"], r["claims"], r["persons"]) for r in s["by_plan"]] == [("key", 2, 1), ("other", 1, 1)]
+    assert [(r["month"], r["persons"], r["persons_capped"]) for r in s["by_month"]] == [
+        ("2024-01", 1, 1), ("2024-02", 1, 0)]
+    assert [(r["hospital"], r["relief"]) for r in s["by_hospital"]] == [("H1", 0), ("H2", 1400_00), (None, 0)]
