@@ -373,7 +373,7 @@ def test_ids_kept_as_categories_and_placement_without_the_day_table_change_nothi
 def test_person_hash_collisions_and_the_arg_sort_path_change_nothing(case):
     # every person of one id length collides; the packed key is given up for arg_sort
     _check_with(case, {
-        "_person_hash": lambda pl, frame: pl.col("person_id").str.len_bytes().cast(pl.UInt64) * (1 << 60),
+        "_person_hash": lambda pl, frame: (pl.col("person_id").str.len_bytes().cast(pl.UInt64) * (1 << 60), None),
         "_MIN_HASH_BITS": 65})
 
 
@@ -590,3 +590,4 @@ def test_an_empty_frame_gives_empty_results(book):
     results, rejects = settle_frame(frame_of([]), book)
     assert results.height == 0 and rejects.height == 0
     assert results.columns[-len(RESULT_FIELDS):] == list(RESULT_FIELDS)
+

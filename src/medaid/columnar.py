@@ -191,14 +191,16 @@ def settle_frame(
         v_expr, by_expr = _day_tables(pl, t, d0, d1)  # type: ignore[arg-type]
     pool_of_plan = [t.pools.index(x.plan.pool) for x in t.plans]
     npools = len(t.pools)
+    exact_bits = None
     if frame.height:
         assert isinstance(d0, dt.date) and isinstance(d1, dt.date)
         by_base = d0.year - 1
+        person_hash, exact_bits = _person_hash(pl, frame)
         parts = [
             ((pl.col("__by") - by_base) * npools + _lookup(pl, pool_of_plan, pl.col("__p"), pl.Int64))
             .cast(pl.UInt32).alias("bp"),
             (date - pl.lit(d0)).dt.total_days().cast(pl.UInt32).alias("d"),
-            _person_hash(pl, frame).alias("h"),
+            person_hash.alias("h"),
         ]
     else:
         parts = []
@@ -233,7 +235,7 @@ def settle_frame(
     start = _in_order(pl, placed, low, bits_bp)
     perm = None
     if start is None:
-        perm, start = _sorted_order(pl, placed, low, bits_bp, bits_d, bits_i, t0)
+        perm, start = _sorted_order(pl, placed, low, bits_bp, bits_d, bits_i, t0, exact_bits)
     del low
 
     # --- arithmetic in processing order ----------------------------------------------------
@@ -300,15 +302,22 @@ def _in_order(pl: Any, placed: "pl.DataFrame", low: "pl.DataFrame", bits_bp: int
 
 def _sorted_order(
     pl: Any, placed: "pl.DataFrame", low: "pl.DataFrame", bits_bp: int, bits_d: int, bits_i: int,
-    t0: list[float],
+    t0: list[float], exact_bits: int | None = None,
 ) -> tuple[Any, Any]:
     """The permutation into processing order and the group-start flags in that order: the
-    radix-sorted key, then the exact repair of ties and person-hash collisions."""
+    radix-sorted key, then the exact repair of ties and person-hash collisions (none can
+    occur when the key keeps the ``exact_bits`` top bits of the person hash that tell persons
+    apart: see :func:`_person_hash`)."""
     n = placed.height
     perm, grp, gp = _order(pl, low, bits_bp, bits_d, bits_i, n)
     _mark("sort", t0)
-    person_s = placed["person_id"].rechunk().gather(perm)
-    collide = _same_as_previous(pl, grp) & ~_same_as_previous(pl, person_s)
+    hb = 64 - bits_bp - bits_d - (bits_i if 64 - bits_bp - bits_d - bits_i >= _MIN_HASH_BITS else 0)
+    person = placed["person_id"].rechunk()
+    if exact_bits is not None and exact_bits <= hb:
+        collide = None
+    else:
+        person_s = person.gather(perm)
+        collide = _same_as_previous(pl, grp) & ~_same_as_previous(pl, person_s)
     ids = placed["claim_id"]
     if 64 - bits_bp - bits_d - bits_i >= _MIN_HASH_BITS and ids.null_count() == 0 and ids.is_sorted():
         # claim ids ascend with the row index (numbered exports): a tie on (group hash, day)
@@ -317,7 +326,7 @@ def _sorted_order(
     else:
         tie = _same_as_previous(pl, gp)
         fix = tie | tie.shift(-1, fill_value=False)
-    collided = bool(collide.any())
+    collided = collide is not None and bool(collide.any())
     if collided:
         fix = fix | grp.is_in(grp.filter(collide).unique().implode())
     _mark("check", t0)
@@ -325,7 +334,7 @@ def _sorted_order(
         pos = pl.arange(0, n, eager=True, dtype=pl.UInt32).filter(fix)
         sub_perm = perm.gather(pos)
         sub = pl.DataFrame({
-            "grp": grp.gather(pos), "person": person_s.gather(pos), "gp": gp.gather(pos),
+            "grp": grp.gather(pos), "person": person.gather(sub_perm), "gp": gp.gather(pos),
             "claim": placed["claim_id"].gather(sub_perm), "perm": sub_perm,
         }).sort("grp", "person", "gp", "claim")
         perm = perm.scatter(pos, sub["perm"])
@@ -432,17 +441,20 @@ def _empty_rejects(pl: Any) -> "pl.DataFrame":
 # ordering
 
 
-def _person_hash(pl: Any, frame: "pl.DataFrame") -> Any:
-    """A 64-bit hash of the person id; only its top bits enter the sort key.  Collisions are
-    found and repaired exactly after the sort, so its quality affects speed, never results.
+def _person_hash(pl: Any, frame: "pl.DataFrame") -> tuple[Any, int | None]:
+    """A 64-bit hash of the person id, of which only the top bits enter the sort key, and how
+    many top bits tell persons apart exactly (``None``: a real hash, which may collide).
+    Collisions are found and repaired exactly after the sort, so the hash's quality affects
+    speed, never results.
 
     Person ids kept as categories already have a small distinct integer each: that code, moved
-    to the top bits (no text is hashed, and codes do not collide while the key has room)."""
+    to the top bits (no text is hashed; while the key keeps all its bits nothing can collide,
+    and the collision check is skipped)."""
     col = frame["person_id"]
     if isinstance(col.dtype, pl.Categorical):
         bits = max(1, int(col.to_physical().max() or 0).bit_length())
-        return pl.col("person_id").to_physical().cast(pl.UInt64) * (1 << (64 - bits))
-    return pl.col("person_id").hash(_SEED)
+        return pl.col("person_id").to_physical().cast(pl.UInt64) * (1 << (64 - bits)), bits
+    return pl.col("person_id").hash(_SEED), None
 
 
 def _order(pl: Any, low: "pl.DataFrame", bits_bp: int, bits_d: int, bits_i: int, n: int) -> tuple[Any, Any, Any]:

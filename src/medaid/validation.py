@@ -240,11 +240,14 @@ def finish_validation(
 
     # duplicate claim ids: every occurrence after the first, naming the first line
     ids = typed["claim_id"]
-    if ids.null_count() == 0 and ids.is_sorted():  # numbered exports: neighbours suffice
+    n = ids.len()
+    if ids.null_count() == 0 and (n < 2 or bool((ids.slice(1) > ids.slice(0, n - 1)).all())):
+        first = None  # ids strictly ascending (numbered exports): none repeats
+    elif ids.null_count() == 0 and ids.is_sorted():  # neighbours suffice
         first = (ids != ids.shift(1)).fill_null(True)
     else:
         first = ids.is_first_distinct()
-    dup = (ids.is_not_null() & ~first).arg_true()
+    dup = pl.Series([], dtype=pl.UInt32) if first is None else (ids.is_not_null() & ~first).arg_true()
     dups = None
     if len(dup):
         dup_ids = ids.gather(dup)
