@@ -119,7 +119,8 @@ def _scan(pieces: "CsvPieces") -> "pl.LazyFrame":
     """Every row typed the common way, with ``__redo`` (the row needs :func:`type_rows`) and
     ``__maybe_short`` (its last field is empty: a blank line, a short row or an empty field).
 
-    The typing expressions are those of :func:`type_rows` for the same text."""
+    The values taken are those :func:`type_rows` gives for the same text (the same date format,
+    the same exact decimal cast of the same plain amounts)."""
     import polars as pl
 
     names = pieces.names
@@ -133,8 +134,9 @@ def _scan(pieces: "CsvPieces") -> "pl.LazyFrame":
             flags.append(d.is_null())
         elif n in CLAIM_MONEY_FIELDS:
             ok = c.str.contains(_PLAIN_YUAN_RE)
-            exprs.append(pl.when(ok).then((c.cast(pl.Decimal(18, 2), strict=False) * 100)
-                                          .cast(pl.Int64)).alias(n))
+            # plain text (checked by ``ok``) is exact in Decimal(18, 2), whose integer form is
+            # the amount in fen; the value of any other row is replaced when it is typed again
+            exprs.append(c.cast(pl.Decimal(18, 2), strict=False).to_physical().cast(pl.Int64).alias(n))
             flags.append(~ok.fill_null(False) if n in REQUIRED_FIELDS else ~ok.fill_null(True))
         elif n == "claim_id":
             exprs.append(c)
