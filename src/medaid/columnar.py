@@ -819,26 +819,29 @@ def _finish(
         return pl.Series(values, dtype=pl.String)
 
     def by_plan(values: list[str]) -> Any:
-        return text(list(values)).gather(p)
+        return pl.lit(text(list(values))).gather(pl.col("__p"))
 
     if res is None:
         res = _blank(pl, 0)
-    capped = text(list(CAPPED_BY))
-    extra = [
+    # the result columns in one parallel pass over the plan index and the results
+    parts = pl.DataFrame([p.alias("__p"), keys["__by"].alias("__by"), out["self_pay"].alias("__s"),
+                          *res.get_columns()])
+    extra = parts.select(
         by_plan([x.plan.name for x in t.plans]).alias("plan"),
         by_plan([x.plan.pool for x in t.plans]).alias("pool"),
-        keys["__by"].cast(pl.Int32).alias("benefit_year"),
-        res["relief"],
-        (out["self_pay"] - res["relief"]).alias("patient_pays"),
-        res["bracket_relief"],
-        capped.gather(res["capped"]).alias("capped_by"),
-        res["bracket"],
-        res["ytd_self_pay"],
-        res["ytd_relief"],
+        pl.col("__by").cast(pl.Int32).alias("benefit_year"),
+        pl.col("relief"),
+        (pl.col("__s") - pl.col("relief")).alias("patient_pays"),
+        pl.col("bracket_relief"),
+        pl.lit(text(list(CAPPED_BY))).gather(pl.col("capped")).alias("capped_by"),
+        pl.col("bracket"),
+        pl.col("ytd_self_pay"),
+        pl.col("ytd_relief"),
         by_plan([x.rule_set.id for x in t.plans]).alias("rule_set_id"),
         by_plan([x.rule_set.version for x in t.plans]).alias("rule_version"),
         by_plan([x.rule_set.content_hash for x in t.plans]).alias("rule_hash"),
-    ]
+    )
+    del parts
     if len(keep) < out.width:  # selecting realigns (copies) every column: only when needed
         out = out.select(keep)
-    return out.with_columns(extra)
+    return out.with_columns(extra.get_columns())
