@@ -265,3 +265,43 @@ def test_a_quoted_file_is_declined_and_read_the_careful_way(tmp_path: Path) -> N
         ("Q2", "H", 3_000_000, 2_330_000),              # the source's worked example
     ]
     assert got.rejects.rows() == [(5, "Q3", "self_pay", "must not be negative")]
+
+
+# --------------------------------------------------------------------------------------------
+# GB18030 / GBK files: read from a UTF-8 copy made piece by piece
+
+
+def test_a_gbk_export_is_read_from_a_utf8_copy_that_is_removed(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chinese Excel writes GBK: the file is decoded piece by piece into a temporary UTF-8 copy,
+    read by the scan (same run as the whole-file reader, lines as in the original) and the
+    copy is removed."""
+    from medaid import readers
+
+    rows = [ZH,
+            "G1,P1,2024-03-01,１２３４５．６７,key,inpatient,县人民医院",     # 2: full-width amount
+            "",                                                         # 3: blank
+            "G2,P1,2024-03-02,30000,key,inpatient,县中医院",               # 4
+            "G3,P2,2024-02-30,100,low-income,inpatient,县中医院",          # 5: no such date
+            "G2,P3,2024-03-03,100,key,inpatient,县人民医院"]              # 6: duplicate of line 4
+    p = tmp_path / "gbk.csv"
+    p.write_bytes(("\r\n".join(rows) + "\r\n").encode("gbk"))
+    copies: list[Path] = []
+    real = readers.utf8_copy
+    monkeypatch.setattr(readers, "utf8_copy", lambda *a, **k: copies.append(real(*a, **k)) or copies[-1])
+    got = settle_file(p, BOOK, reader="scan")
+    assert len(copies) == 1 and copies[0] is not None and not copies[0].exists()
+    assert got.rows_read == 4  # four data lines and a blank one
+    assert [(r, f) for r, _, f, _ in got.rejects.iter_rows()] == [(5, "date"), (6, "claim_id")]
+    # claim mode, 70% from 1,000 to 10,000 and 85% above: 6,300 + 1,993.82; 6,300 + 17,000
+    assert got.results["relief"].to_list() == [829_382, 2_330_000]
+    monkeypatch.setattr(readers, "utf8_copy", real)
+    _same_run(p)
+
+
+def test_a_gbk_file_missing_a_column_is_named_by_its_own_name(tmp_path: Path) -> None:
+    p = tmp_path / "缺列.csv"
+    p.write_bytes("结算单号,人员编号,合规自付费用\nG1,P1,100\n".encode("gbk"))
+    with pytest.raises(MedaidError) as e:
+        settle_file(p, BOOK)
+    assert str(p) in str(e.value) and "missing required column(s): date" in str(e.value)

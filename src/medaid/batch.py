@@ -103,7 +103,8 @@ def settle_file(
 ) -> BatchRun:
     """Read, validate and settle a claim file (nothing is written); see the module doc.
 
-    A UTF-8 CSV file without quote characters is read and typed in one streaming pass
+    A GB18030/GBK CSV file is first copied to a temporary UTF-8 file, piece by piece, and read
+    from there (then removed).  A UTF-8 CSV file without quote characters is read and typed in one streaming pass
     (:func:`medaid.scan.scan_claims`); another UTF-8 CSV file piece by piece
     (:class:`medaid.readers.CsvPieces`); so the text of a CSV file is never in memory whole.
     Other files are read whole.  All give the same run.  ``rules`` may be a function giving
@@ -112,22 +113,30 @@ def settle_file(
     ``"pieces"``, ``"whole"``) picks the first reader to try, for tests and diagnosis."""
     import polars as pl
 
-    from .readers import NotChunkable, csv_pieces, problems_frame, read_raw, validate_frame
+    from .readers import NotChunkable, csv_pieces, problems_frame, read_raw, utf8_copy, validate_frame
     from .scan import scan_claims
     from .validation import FEW_VALUES
 
     tick = progress or (lambda stage: None)
     source = str(path)
     typed = None
-    if reader in ("auto", "scan") and sheet is None:
-        typed = scan_claims(path, encoding=encoding, mapping=mapping)
-    pieces = None if sheet is not None or typed is not None or reader == "whole" else csv_pieces(
-        path, encoding=encoding, mapping=mapping, categories=FEW_VALUES)
-    if pieces is not None:
-        try:
-            typed = _type_pieces(pieces)
-        except NotChunkable:
-            typed = None
+    # a GB18030/GBK file is read from a UTF-8 copy made piece by piece (never whole in memory)
+    copy = utf8_copy(path, encoding) if sheet is None and reader != "whole" else None
+    try:
+        text = copy or path
+        enc = None if copy else encoding
+        if reader in ("auto", "scan") and sheet is None:
+            typed = scan_claims(text, encoding=enc, mapping=mapping, source=source)
+        pieces = None if sheet is not None or typed is not None or reader == "whole" else csv_pieces(
+            text, encoding=enc, mapping=mapping, categories=FEW_VALUES, source=source)
+        if pieces is not None:
+            try:
+                typed = _type_pieces(pieces)
+            except NotChunkable:
+                typed = None
+    finally:
+        if copy is not None:
+            copy.unlink(missing_ok=True)
     if typed is not None:
         clean, rejects, bad_rows, rows_read = typed
         tick("read")

@@ -371,18 +371,19 @@ def _quoted_piece_lines(buf: bytes, width: int, height: int) -> "pl.Series | Non
 def csv_pieces(
     path: str | Path, *, encoding: str | None = None, mapping: Mapping[str, str] | None = None,
     reserved: frozenset[str] | None = None, chunk_bytes: int | None = None,
-    categories: Iterable[str] = (),
+    categories: Iterable[str] = (), source: str | None = None,
 ) -> CsvPieces | None:
     """A :class:`CsvPieces` reader for a UTF-8 CSV file, or ``None`` when the file must be
     read whole by :func:`read_raw` (another format or encoding, no data lines, a header
     spanning lines).  Columns named in ``categories`` are parsed as ``Categorical`` (the same
-    text, hashed once by the parser)."""
+    text, hashed once by the parser).  ``source``: the file name messages give (default: the
+    path; another name when ``path`` is a UTF-8 copy, see :func:`utf8_copy`)."""
     import polars as pl
 
     path = Path(path)
     if not path.is_file() or file_format(path) != "csv":
         return None
-    source = str(path)
+    source = source or str(path)
     if _sniff_encoding(path, encoding, source) != "utf-8":
         return None
     with open(path, "rb") as f:
@@ -397,6 +398,42 @@ def csv_pieces(
         return None
     names = canonical_names(columns, mapping, source, reserved)
     return CsvPieces(path, names, len(head), chunk_bytes or CHUNK_BYTES, categories)
+
+
+def utf8_copy(path: str | Path, encoding: str | None = None) -> Path | None:
+    """A temporary UTF-8 copy of a CSV file written in another encoding (GB18030/GBK as Chinese
+    Excel writes it: detected, or ``encoding``), decoded piece by piece so that the file is
+    never in memory whole; ``None`` when the file is UTF-8 already, is not a CSV file, or does
+    not decode (the whole-file reader then says where).  Lines stay lines, so line numbers
+    are the original's.  The caller removes the copy (it is created readable by its owner only,
+    in the system's temporary folder)."""
+    import codecs
+    import os
+    import tempfile
+
+    path = Path(path)
+    if not path.is_file() or file_format(path) != "csv":
+        return None
+    try:
+        enc = _sniff_encoding(path, encoding, str(path))
+    except ReadError:
+        return None
+    if enc == "utf-8":
+        return None
+    decoder = codecs.getincrementaldecoder(enc)(errors="strict")
+    fd, name = tempfile.mkstemp(prefix="medaid-", suffix=".csv")
+    try:
+        with open(path, "rb") as f, os.fdopen(fd, "wb") as out:
+            while chunk := f.read(1 << 22):
+                out.write(decoder.decode(chunk).encode("utf-8"))
+            out.write(decoder.decode(b"", final=True).encode("utf-8"))
+    except UnicodeDecodeError:
+        os.unlink(name)
+        return None
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)
 
 
 def _quoted_blank_lines(data: bytes | Path, width: int, height: int) -> "pl.Series | None":

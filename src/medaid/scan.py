@@ -41,16 +41,17 @@ _REDO, _SHORT = "__redo", "__maybe_short"
 
 def scan_claims(
     path: str | Path, *, encoding: str | None = None, mapping: Mapping[str, str] | None = None,
+    source: str | None = None,
 ) -> "tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int] | None":
     """``(clean, rejects, rejected rows as text, rows read)`` of a plain UTF-8 CSV claim file,
     the same as the careful readers give; ``None`` when the file is not one this reader takes
     (see the module doc).  Raises :class:`medaid.readers.ReadError` as they do for a file whose
-    header lacks a required field."""
+    header lacks a required field (naming ``source``, by default the path)."""
     import polars as pl
 
     from .readers import csv_pieces
 
-    pieces = csv_pieces(path, encoding=encoding, mapping=mapping)
+    pieces = csv_pieces(path, encoding=encoding, mapping=mapping, source=source)
     if pieces is None or _has_quote(pieces.path):
         return None
     try:
