@@ -239,6 +239,13 @@ def settle_frame(
     del low
 
     # --- arithmetic in processing order ----------------------------------------------------
+    inverse = None
+    if perm is not None:  # the way back to input order, worked out alongside (one core)
+        from concurrent.futures import ThreadPoolExecutor
+
+        side = ThreadPoolExecutor(1, thread_name_prefix="medaid-inverse")
+        inverse = side.submit(_inverse, pl, perm, n)
+        side.shutdown(wait=False)
     work = pl.DataFrame({
         "s": _permuted(placed["self_pay"], perm),
         "p": _permuted(keys["__p"], perm),
@@ -256,7 +263,7 @@ def settle_frame(
     else:
         held = [res]
         del res  # _unpermute frees the processing-order columns once they are put back
-        res_in = _unpermute(pl, held, perm, n)
+        res_in = _unpermute(pl, held, inverse.result())  # type: ignore[union-attr]
         del perm, start
     _mark("unpermute", t0)
     done = _finish(pl, placed, keys, t, res_in, compact)
@@ -466,16 +473,20 @@ def _order(pl: Any, low: "pl.DataFrame", bits_bp: int, bits_d: int, bits_i: int,
     hb = 64 - bits_bp - bits_d - bits_i
     h, bp, d = pl.col("h"), pl.col("bp").cast(pl.UInt64), pl.col("d").cast(pl.UInt64)
     if hb >= _MIN_HASH_BITS:
-        key = low.select(
+        # (elementwise work runs on the streaming engine: in parallel, morsel by morsel)
+        key = low.lazy().with_row_index("__i").select(
             (h // (1 << (64 - hb))) * (1 << (64 - hb))
             + bp * (1 << (bits_d + bits_i))
             + d * (1 << bits_i)
-            + pl.int_range(0, n, dtype=pl.UInt64)
-        ).to_series().sort()
-        perm = (key & ((1 << bits_i) - 1)).cast(pl.UInt32)
-        gp = key // (1 << bits_i)
-        grp = key // (1 << (bits_i + bits_d))
-        return perm, grp, gp
+            + pl.col("__i").cast(pl.UInt64)
+        ).collect(engine="streaming").to_series().sort()
+        k = pl.col(key.name)
+        parts = key.to_frame().lazy().select(
+            (k & ((1 << bits_i) - 1)).cast(pl.UInt32).alias("perm"),
+            (k // (1 << (bits_i + bits_d))).alias("grp"),
+            (k // (1 << bits_i)).alias("gp"),
+        ).collect(engine="streaming")
+        return parts["perm"], parts["grp"], parts["gp"]
     hb = 64 - bits_bp - bits_d
     if hb < 16:
         raise ClaimError(Problem(
@@ -498,11 +509,15 @@ def _same_as_previous(pl: Any, s: Any) -> Any:
     return pl.concat([pl.Series([False]), eq.fill_null(False)])
 
 
-def _unpermute(pl: Any, held: list["pl.DataFrame"], perm: Any, n: int) -> "pl.DataFrame":
-    """Results in processing order (``held[0]``, taken out) → input order: ``inv[perm[k]] =
-    k`` (one scatter), then a gather of each result column by ``inv``."""
+def _inverse(pl: Any, perm: Any, n: int) -> Any:
+    """The inverse permutation: ``inv[perm[k]] = k`` (one scatter)."""
+    return pl.zeros(n, pl.UInt32, eager=True).scatter(perm, pl.int_range(0, n, dtype=pl.UInt32, eager=True))
+
+
+def _unpermute(pl: Any, held: list["pl.DataFrame"], inv: Any) -> "pl.DataFrame":
+    """Results in processing order (``held[0]``, taken out) → input order: a gather of each
+    result column by the inverse permutation ``inv`` (:func:`_inverse`)."""
     res = held.pop()
-    inv = pl.zeros(n, pl.UInt32, eager=True).scatter(perm, pl.int_range(0, n, dtype=pl.UInt32, eager=True))
     return res.select(pl.all().gather(inv))  # the columns in parallel
 
 
@@ -669,7 +684,7 @@ def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFram
         work.lazy().with_columns(C).with_columns(stage1)
         .with_columns(r_of_f(xt, jt).alias("__rt"), bracket.alias("bracket"),
                       *[f.alias(f"__seq{i}") for i, f in enumerate(seq_flags)])
-        .collect(engine="in-memory")
+        .collect(engine="streaming")
     )
     if any_year:
         # year mode subtracts R(f(C_{k−1})): 0 at a group's first claim (f(0) = 0), and the
@@ -728,7 +743,7 @@ def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFram
         pl.col("C").alias("ytd_self_pay"),
         "ytd_relief",
         seq.alias("__seq"),
-    ).collect(engine="in-memory")
+    ).collect(engine="streaming")
     flag = res["__seq"]
     res = res.drop("__seq")
     return res, (flag if flag.any() else None)
@@ -826,7 +841,7 @@ def _finish(
     # the result columns in one parallel pass over the plan index and the results
     parts = pl.DataFrame([p.alias("__p"), keys["__by"].alias("__by"), out["self_pay"].alias("__s"),
                           *res.get_columns()])
-    extra = parts.select(
+    extra = parts.lazy().select(
         by_plan([x.plan.name for x in t.plans]).alias("plan"),
         by_plan([x.plan.pool for x in t.plans]).alias("pool"),
         pl.col("__by").cast(pl.Int32).alias("benefit_year"),
@@ -840,7 +855,7 @@ def _finish(
         by_plan([x.rule_set.id for x in t.plans]).alias("rule_set_id"),
         by_plan([x.rule_set.version for x in t.plans]).alias("rule_version"),
         by_plan([x.rule_set.content_hash for x in t.plans]).alias("rule_hash"),
-    )
+    ).collect(engine="streaming")
     del parts
     if len(keep) < out.width:  # selecting realigns (copies) every column: only when needed
         out = out.select(keep)
