@@ -160,12 +160,16 @@ def _write_csv(frame: "pl.DataFrame", tmp: Path, money: list[str], bom: bool) ->
     import polars as pl
 
     text_cols = [c for c, t in frame.schema.items() if t == pl.String]
-    if text_cols:  # neutralise only the columns where some cell needs it
-        needs = frame.select([pl.col(c).str.contains(_FORMULA_RE).any() for c in text_cols]).row(0)
-        text_cols = [c for c, n in zip(text_cols, needs) if n]
-    # categories (input text kept so): the check looks at the distinct values only
-    cat_cols = [c for c, t in frame.schema.items() if t == pl.Categorical
-                and bool(frame[c].unique().cast(pl.String).str.contains(_FORMULA_RE).any())]
+    cat_cols = [c for c, t in frame.schema.items() if t == pl.Categorical]
+    if text_cols or cat_cols:
+        # neutralise only the columns where some cell needs it; categories (input text kept
+        # so) are looked at once per distinct value; one parallel streaming pass
+        needs = frame.lazy().select(
+            [pl.col(c).str.contains(_FORMULA_RE).any() for c in text_cols]
+            + [pl.col(c).unique().cast(pl.String).str.contains(_FORMULA_RE).any() for c in cat_cols]
+        ).collect(engine="streaming").row(0)
+        cat_cols = [c for c, n in zip(cat_cols, needs[len(text_cols):]) if n]
+        text_cols = [c for c, n in zip(text_cols, needs[:len(text_cols)]) if n]
     convert = ([yuan_decimal(c) for c in money] + [neutralise(c) for c in text_cols]
                + [neutralise(c, pl.col(c).cast(pl.String)) for c in cat_cols])
     # streamed: the converted columns only ever exist for the rows being written

@@ -188,11 +188,13 @@ def _tidy_categories(typed: "pl.DataFrame") -> "pl.DataFrame":
     few = [f for f in FEW_VALUES if f in typed.columns]
     if not few:
         return typed
-    seen = [pl.col(f).unique().cast(pl.String).drop_nulls() for f in few]  # in parallel
-    needs = typed.select(
-        ((s.str.strip_chars().str.len_bytes() != s.str.len_bytes()) | (s.str.len_bytes() == 0))
-        .any().alias(f) for s, f in zip(seen, few)).row(0)
-    fix = [_few_values(typed[f]) for f, need in zip(few, needs) if need]
+    # the distinct values of each column (in parallel), then the check on those alone
+    seen = typed.select(pl.col(f).unique().cast(pl.String).drop_nulls().implode() for f in few).row(0)
+    fix = []
+    for f, values in zip(few, seen):
+        v = pl.Series(values, dtype=pl.String)
+        if bool(((v.str.strip_chars().str.len_bytes() != v.str.len_bytes()) | (v.str.len_bytes() == 0)).any()):
+            fix.append(_few_values(typed[f]))
     return typed.with_columns(fix) if fix else typed
 
 

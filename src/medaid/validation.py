@@ -241,7 +241,9 @@ def finish_validation(
     # duplicate claim ids: every occurrence after the first, naming the first line
     ids = typed["claim_id"]
     n = ids.len()
-    if ids.null_count() == 0 and (n < 2 or bool((ids.slice(1) > ids.slice(0, n - 1)).all())):
+    if ids.null_count() == 0 and (n < 2 or bool(
+            pl.DataFrame({"a": ids.slice(1), "b": ids.slice(0, n - 1)}).lazy()
+            .select((pl.col("a") > pl.col("b")).all()).collect(engine="streaming").item())):
         first = None  # ids strictly ascending (numbered exports): none repeats
     elif ids.null_count() == 0 and ids.is_sorted():  # neighbours suffice
         first = (ids != ids.shift(1)).fill_null(True)
