@@ -36,6 +36,9 @@ FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA_RE = r"^[=+\-@\t\r]"
 XLSX_MONEY_FORMAT = "#,##0.00"
 XLSX_DATE_FORMAT = "yyyy-mm-dd"
+#: Rows a CSV writer thread turns into text at a time (polars' default is 1,024; measured 5-10%
+#: faster with 8,192 on 1 M and 10 M results).
+CSV_BATCH_ROWS = 8192
 
 
 class WriteError(MedaidError):
@@ -174,7 +177,7 @@ def _write_csv(frame: "pl.DataFrame", tmp: Path, money: list[str], bom: bool) ->
                + [neutralise(c, pl.col(c).cast(pl.String)) for c in cat_cols])
     # streamed: the converted columns only ever exist for the rows being written
     frame.lazy().with_columns(convert).sink_csv(
-        tmp, include_bom=bom, include_header=True, date_format="%Y-%m-%d")
+        tmp, include_bom=bom, include_header=True, date_format="%Y-%m-%d", batch_size=CSV_BATCH_ROWS)
 
 
 def _write_parquet(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
