@@ -110,8 +110,8 @@ def _raw_scan(pieces: "CsvPieces", text_only: bool = False) -> "pl.LazyFrame":
         # (``missing_columns="insert"``: a blank first data line must not set the width; short
         # rows are found by their empty last field, see _blank_lines)
         pl.scan_csv(pieces.path, has_header=False, skip_rows=1, schema=_schema(pieces, text_only),
-                    raise_if_empty=False, missing_columns="insert")
-        .with_row_index(ROW, offset=2)
+                    raise_if_empty=False, missing_columns="insert",
+                    row_index_name=ROW, row_index_offset=2)  # numbered by the reader
         .with_columns(pl.col(ROW).cast(pl.Int64))
     )
 
