@@ -591,3 +591,17 @@ def test_an_empty_frame_gives_empty_results(book):
     assert results.height == 0 and rejects.height == 0
     assert results.columns[-len(RESULT_FIELDS):] == list(RESULT_FIELDS)
 
+
+
+def test_person_ids_as_categories_with_a_missing_id_settle_as_text_does(book):
+    """``settle_frame`` called directly may get a missing person id: kept as a category or as
+    text, the claims settle the same (a missing id has no category code to order by)."""
+    frame = pl.DataFrame({
+        "row": [2, 3, 4], "claim_id": ["A", "B", "C"], "person_id": [None, "P1", None],
+        "date": [dt.date(2024, 3, 1)] * 3, "self_pay": [3_000_000, 2_000_000, 100_000],
+        "group": ["key"] * 3, "kind": ["inpatient"] * 3,
+    })
+    as_text, _ = settle_frame(frame, book)
+    as_codes, _ = settle_frame(frame.with_columns(pl.col("person_id").cast(pl.Categorical)), book)
+    assert as_codes["relief"].to_list() == as_text["relief"].to_list() == [2_330_000, 1_480_000, 0]
+    assert as_codes["ytd_self_pay"].to_list() == as_text["ytd_self_pay"].to_list()

@@ -458,7 +458,7 @@ def _person_hash(pl: Any, frame: "pl.DataFrame") -> tuple[Any, int | None]:
     to the top bits (no text is hashed; while the key keeps all its bits nothing can collide,
     and the collision check is skipped)."""
     col = frame["person_id"]
-    if isinstance(col.dtype, pl.Categorical):
+    if isinstance(col.dtype, pl.Categorical) and not col.null_count():  # (null has no code)
         bits = max(1, int(col.to_physical().max() or 0).bit_length())
         return pl.col("person_id").to_physical().cast(pl.UInt64) * (1 << (64 - bits)), bits
     return pl.col("person_id").hash(_SEED), None
