@@ -152,7 +152,7 @@ def settle_file(
     tick("validate")
     book = rules() if callable(rules) else rules
     from .columnar import settle_frame  # after the read: it loads the rule models meanwhile
-    results, refused = _settle_frame(settle_frame, clean, book)
+    results, refused = settle_frame(clean, book, compact=True)  # text results as enums (memory)
     tick("settle")
     if refused.height:
         rejects = pl.concat([rejects, refused.select(rejects.columns)])
@@ -216,15 +216,6 @@ def _type_pieces(pieces: Any) -> tuple["pl.DataFrame", "pl.DataFrame", "pl.DataF
         if missing.len():
             bad_rows = pl.concat([bad_rows, _as_read(pieces.rows(missing))])
     return clean, rejects, bad_rows, rows_read
-
-
-def _settle_frame(settle_frame: Any, clean: "pl.DataFrame", rules: "RuleBook") -> Any:
-    """Call the columnar core; ask for compact text columns when it offers them (memory)."""
-    import inspect
-
-    if "compact" in inspect.signature(settle_frame).parameters:
-        return settle_frame(clean, rules, compact=True)
-    return settle_frame(clean, rules)
 
 
 def _as_text(frame: "pl.DataFrame") -> "pl.DataFrame":
@@ -416,32 +407,25 @@ def _persons(pl: Any, keyed: "pl.LazyFrame", dims: dict[str, dict[int, Any]], M:
     out: dict[str, Any] = {}
     if width <= MASK_BITS:
         # each person's bits: a lookup of each part's bit, added (the bits are distinct)
+        names = [(dim, v) for dim, values in dims.items() for v in sorted(values)]  # bit j
         mask: Any = None
-        at = 0
         for dim, values in dims.items():
-            size = max(values) + 1
-            table = [0] * size
-            for i, v in enumerate(sorted(values)):
-                table[v] = 1 << (at + i)
+            table = [0] * (max(values) + 1)
+            for j, (d, v) in enumerate(names):
+                if d == dim:
+                    table[v] = 1 << j
             bit = pl.lit(pl.Series(table, dtype=pl.UInt64)).gather(parts[dim])
             mask = bit if mask is None else mask + bit
-            at += len(values)
         per = (keyed.select("person", "at_cap", mask.alias("m")).group_by("person")
                .agg(pl.col("m").bitwise_or().alias("seen"),
                     pl.col("m").filter(pl.col("at_cap")).bitwise_or().fill_null(0).alias("cap"))
                .collect())
-        at = 0
-        names = []
-        for dim, values in dims.items():
-            for i, v in enumerate(sorted(values)):
-                names.append((dim, v, 1 << (at + i)))
-            at += len(values)
         counts = per.select(
             [pl.len(), (pl.col("cap") != 0).sum()]
-            + [((pl.col(c) & b) != 0).sum().alias(f"{c}{j}") for j, (_, _, b) in enumerate(names)
+            + [((pl.col(c) & (1 << j)) != 0).sum().alias(f"{c}{j}") for j in range(len(names))
                for c in ("seen", "cap")]).row(0)
         out["total"] = (int(counts[0]), int(counts[1]))
-        for j, (dim, v, _) in enumerate(names):
+        for j, (dim, v) in enumerate(names):
             out.setdefault(dim, {})[v] = (int(counts[2 + 2 * j]), int(counts[3 + 2 * j]))
         return out
     # many keys: distinct (key, person) pairs, one integer each

@@ -181,7 +181,7 @@ def _blank_lines(pieces: "CsvPieces", lines: "pl.Series") -> "pl.Series | None":
 def _tidy_categories(typed: "pl.DataFrame") -> "pl.DataFrame":
     """Category columns whose distinct values need it: stripped, empty → null (as
     :func:`medaid.validation.type_rows` does, looking at each distinct value once)."""
-    from .validation import _few_values
+    from .validation import _few_values, needs_tidying
 
     import polars as pl
 
@@ -190,11 +190,8 @@ def _tidy_categories(typed: "pl.DataFrame") -> "pl.DataFrame":
         return typed
     # the distinct values of each column (in parallel), then the check on those alone
     seen = typed.select(pl.col(f).unique().cast(pl.String).drop_nulls().implode() for f in few).row(0)
-    fix = []
-    for f, values in zip(few, seen):
-        v = pl.Series(values, dtype=pl.String)
-        if bool(((v.str.strip_chars().str.len_bytes() != v.str.len_bytes()) | (v.str.len_bytes() == 0)).any()):
-            fix.append(_few_values(typed[f]))
+    fix = [_few_values(typed[f]) for f, values in zip(few, seen)
+           if needs_tidying(pl.Series(values, dtype=pl.String))]
     return typed.with_columns(fix) if fix else typed
 
 

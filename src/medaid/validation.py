@@ -119,16 +119,19 @@ FEW_VALUES = ("person_id", "group", "kind", "hospital")
 _PLAIN_YUAN_RE = r"^[0-9]{1,15}(?:\.[0-9]{0,2})?$"
 
 
+def needs_tidying(values: "pl.Series") -> bool:
+    """Whether some of these (distinct) text values has white space around it or is empty."""
+    return bool(((values.str.strip_chars().str.len_bytes() != values.str.len_bytes())
+                 | (values.str.len_bytes() == 0)).any())
+
+
 def _few_values(col: "pl.Series") -> "pl.Series":
     """A text column whose values repeat as ``Categorical``, stripped, empty → null; the text
     is looked at once per distinct value."""
     import polars as pl
 
     cat = col.cast(pl.Categorical)
-    seen = cat.unique().cast(pl.String)
-    if not seen.is_null().all() and bool(
-            (seen.str.strip_chars().str.len_bytes() != seen.str.len_bytes()).any()
-            or (seen.str.len_bytes() == 0).any()):
+    if needs_tidying(cat.unique().cast(pl.String)):
         text = col.cast(pl.String).str.strip_chars()
         cat = pl.select(pl.when(text.str.len_bytes() > 0).then(text)).to_series().cast(pl.Categorical)
     return cat.alias(col.name)
