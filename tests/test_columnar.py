@@ -605,3 +605,21 @@ def test_person_ids_as_categories_with_a_missing_id_settle_as_text_does(book):
     as_codes, _ = settle_frame(frame.with_columns(pl.col("person_id").cast(pl.Categorical)), book)
     assert as_codes["relief"].to_list() == as_text["relief"].to_list() == [2_330_000, 1_480_000, 0]
     assert as_codes["ytd_self_pay"].to_list() == as_text["ytd_self_pay"].to_list()
+
+
+def test_results_in_many_pieces_go_back_to_input_order_row_by_row():
+    """Results held in processing order, each column in several chunks (as the streaming
+    arithmetic leaves them), and an odd number of columns: input row i gets the values of
+    processing row inv[i]."""
+    inv = pl.Series([2, 0, 3, 1], dtype=pl.UInt32)  # input row 0 was processed third, ...
+    pieces = [pl.DataFrame({"relief": [10, 11], "bracket": pl.Series([0, 1], dtype=pl.Int8),
+                            "ytd_relief": [100, 110]}),
+              pl.DataFrame({"relief": [12], "bracket": pl.Series([2], dtype=pl.Int8), "ytd_relief": [120]}),
+              pl.DataFrame({"relief": [13], "bracket": pl.Series([3], dtype=pl.Int8), "ytd_relief": [130]})]
+    held = [pl.concat(pieces, rechunk=False)]
+    assert held[0]["relief"].n_chunks() == 3
+    back = columnar._unpermute(pl, held, inv)
+    assert back["relief"].to_list() == [12, 10, 13, 11]
+    assert back["bracket"].to_list() == [2, 0, 3, 1] and back["bracket"].dtype == pl.Int8
+    assert back["ytd_relief"].to_list() == [120, 100, 130, 110]
+    assert back.columns == ["relief", "bracket", "ytd_relief"] and held == []

@@ -517,8 +517,17 @@ def _inverse(pl: Any, perm: Any, n: int) -> Any:
 def _unpermute(pl: Any, held: list["pl.DataFrame"], inv: Any) -> "pl.DataFrame":
     """Results in processing order (``held[0]``, taken out) → input order: a gather of each
     result column by the inverse permutation ``inv`` (:func:`_inverse`)."""
-    res = held.pop()
-    return res.select(pl.all().gather(inv))  # the columns in parallel
+    # Each column is made one chunk first: the streaming arithmetic leaves one per morsel, and
+    # a gather from many chunks looks each index's chunk up (at 10 M rows, 0.7 s for the six
+    # columns against 0.35 s).  Two columns at a time (gathered in parallel), each one freed
+    # once put back: peak memory grows by two columns, not by a copy of all of them.
+    cols = held.pop().get_columns()
+    done: list[Any] = []
+    while cols:
+        pair, cols = cols[:2], cols[2:]
+        done.extend(pl.DataFrame([c.rechunk() for c in pair]).select(pl.all().gather(inv)).get_columns())
+        del pair
+    return pl.DataFrame(done)
 
 
 # ----------------------------------------------------------------------------------------------
