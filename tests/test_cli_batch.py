@@ -142,3 +142,43 @@ def test_when_every_row_is_skipped_the_totals_are_zero(tmp_path: Path) -> None:
     doc = json.loads(stdout)
     assert code == 0 and doc["total"]["claims"] == 0 and doc["total"]["relief"] == "0.00"
     assert read_results(tmp_path / "r.csv").height == 0
+
+
+_PROBE = """
+import os, sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+from medaid import cli_batch
+cli_batch._import_polars()
+import polars
+print(polars.SEEN, os.environ.get("_RJEM_MALLOC_CONF"))
+"""
+
+
+def _import_with_fake_polars(tmp_path: Path, env: dict[str, str]) -> list[str]:
+    """Run ``_import_polars`` in a child process against a stand-in ``polars`` that records the
+    allocator settings it is imported with; returns [seen at import, left in the environment]."""
+    import os
+    import subprocess
+    import sys
+
+    fake = tmp_path / "fake"
+    (fake / "polars").mkdir(parents=True)
+    (fake / "polars" / "__init__.py").write_text(
+        "import os\nSEEN = os.environ.get('_RJEM_MALLOC_CONF')\n", encoding="utf-8")
+    child_env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"} | env
+    out = subprocess.run([sys.executable, "-c", _PROBE, str(fake), str(ROOT / "src")],
+                         env=child_env, capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+def test_a_batch_imports_polars_with_memory_returned_promptly(tmp_path: Path) -> None:
+    """The allocator settings are in the environment while polars is imported (when the
+    allocator reads them) and gone afterwards (child processes do not inherit them)."""
+    seen, left = _import_with_fake_polars(tmp_path, {})
+    assert seen == "dirty_decay_ms:200,muzzy_decay_ms:0"
+    assert left == "None"
+
+
+def test_the_users_own_allocator_settings_are_left_alone(tmp_path: Path) -> None:
+    seen, left = _import_with_fake_polars(tmp_path, {"_RJEM_MALLOC_CONF": "narenas:1"})
+    assert seen == "narenas:1" and left == "narenas:1"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -61,6 +62,30 @@ def _fail(e: MedaidError) -> click.ClickException:
     return click.ClickException(str(e))
 
 
+#: The environment variable through which polars' allocator (jemalloc, on Linux) takes settings
+#: added to polars' own (``dirty_decay_ms:500,muzzy_decay_ms:1000``, set by ``import polars``).
+_ALLOCATOR_ENV = "_RJEM_MALLOC_CONF"
+#: Batch settings: freed pages go back to the system within 0.2 s instead of 0.5 + 1 s.  A run
+#: frees nearly as much as it keeps (the scan's pieces, the sort's work columns), so peak memory
+#: is then close to the live data: 10 M claims peaked at 1,578 MiB instead of 1,815 MiB, in the
+#: same time.
+ALLOCATOR_CONF = "dirty_decay_ms:200,muzzy_decay_ms:0"
+
+
+def _import_polars() -> None:
+    """Import polars with :data:`ALLOCATOR_CONF`, unless it is already loaded or the user set
+    their own.  The allocator reads its settings once, when polars is imported; they are taken
+    out of the environment again so that child processes do not inherit them."""
+    if "polars" in sys.modules or _ALLOCATOR_ENV in os.environ:
+        import polars  # noqa: F401
+        return
+    os.environ[_ALLOCATOR_ENV] = ALLOCATOR_CONF
+    try:
+        import polars  # noqa: F401,F811
+    finally:
+        os.environ.pop(_ALLOCATOR_ENV, None)
+
+
 def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str | None,
             sheet: str | None, maps: tuple[str, ...], tick: Any) -> Any:
     from .batch import settle_file
@@ -69,7 +94,7 @@ def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str 
 
     from concurrent.futures import ThreadPoolExecutor
 
-    import polars  # noqa: F401  (imported first: importing is not done in parallel)
+    _import_polars()  # first: importing is not done in parallel
 
     # the rules load (pure Python) while the file is read (polars, without the interpreter lock)
     with ThreadPoolExecutor(1, thread_name_prefix="medaid-rules") as pool:
