@@ -143,6 +143,23 @@ def test_csv_neutralises_formulas_but_numbers_stay_numbers(tmp_path: Path) -> No
     assert p.read_bytes().startswith(b"\xef\xbb\xbf")  # BOM by default, for Excel
 
 
+@pytest.mark.parametrize("values, written", [
+    (["b", "=cmd", "a"], ["b", "'=cmd", "a"]),          # the least value leads with "="
+    (["", "=1", "b"], ["", "'=1", "b"]),                 # an empty least value proves nothing
+    (["1", "+5", "9"], ["1", "'+5", "9"]),
+    (["!x", "~y", "-z"], ["!x", "~y", "'-z"]),            # "-" lies between "!" and "~"
+    (["!x", "~y", "#z"], ["!x", "~y", "#z"]),             # the range holds leads, no value does
+    (["A1", "Z9", "M5"], ["A1", "Z9", "M5"]),             # letters only: nothing to look at
+    (["病例1", "@2", "门诊"], ["病例1", "'@2", "门诊"]),
+])
+def test_every_text_value_leading_with_a_formula_character_is_neutralised(
+        tmp_path: Path, values: list[str], written: list[str]) -> None:
+    p = tmp_path / "r.csv"
+    write_frame(pl.DataFrame({"note": values, "n": [1, 2, 3]}), p, bom=False)
+    rows = list(csv.reader(p.read_text(encoding="utf-8").splitlines()))
+    assert [r[0] for r in rows[1:]] == written
+
+
 def test_xlsx_money_is_numeric_with_two_decimals_and_formulas_are_text(tmp_path: Path) -> None:
     import openpyxl
 

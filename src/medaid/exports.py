@@ -164,6 +164,7 @@ def _write_csv(frame: "pl.DataFrame", tmp: Path, money: list[str], bom: bool) ->
 
     text_cols = [c for c, t in frame.schema.items() if t == pl.String]
     cat_cols = [c for c, t in frame.schema.items() if t == pl.Categorical]
+    text_cols = _may_lead_with_formula(frame, text_cols)
     if text_cols or cat_cols:
         # neutralise only the columns where some cell needs it; categories (input text kept
         # so) are looked at once per distinct value; one parallel streaming pass
@@ -178,6 +179,29 @@ def _write_csv(frame: "pl.DataFrame", tmp: Path, money: list[str], bom: bool) ->
     # streamed: the converted columns only ever exist for the rows being written
     frame.lazy().with_columns(convert).sink_csv(
         tmp, include_bom=bom, include_header=True, date_format="%Y-%m-%d", batch_size=CSV_BATCH_ROWS)
+
+
+def _may_lead_with_formula(frame: "pl.DataFrame", cols: list[str]) -> list[str]:
+    """The text columns of ``cols`` where some value may start with a formula character, by
+    their least and greatest values (one cheap pass): text is ordered by its UTF-8 bytes, the
+    order of its characters, so every value's first character lies between the first
+    characters of the least and the greatest, and a column where that range holds none of
+    :data:`FORMULA_LEADS` needs nothing neutralised.  (An empty least value says nothing of the
+    others: the column is kept for the full check.)"""
+    import polars as pl
+
+    if not cols or not frame.height:
+        return cols
+    ends = frame.select([pl.col(c).min().alias(f"{c}\x00lo") for c in cols]
+                        + [pl.col(c).max().alias(f"{c}\x00hi") for c in cols]).row(0)
+    leads = [ord(x) for x in FORMULA_LEADS]
+    keep = []
+    for c, lo, hi in zip(cols, ends[:len(cols)], ends[len(cols):]):
+        if lo is None:  # every value missing
+            continue
+        if not lo or any(ord(lo[0]) <= b <= ord(hi[0]) for b in leads):
+            keep.append(c)
+    return keep
 
 
 def _write_parquet(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:

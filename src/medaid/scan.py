@@ -24,6 +24,7 @@ per row*):
 from __future__ import annotations
 
 import mmap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
@@ -52,12 +53,18 @@ def scan_claims(
     from .readers import csv_pieces
 
     pieces = csv_pieces(path, encoding=encoding, mapping=mapping, source=source)
-    if pieces is None or _has_quote(pieces.path):
+    if pieces is None:
         return None
-    try:
-        scanned = _scan(pieces).collect(engine="streaming")
-    except pl.exceptions.PolarsError:  # more fields than the header, bytes not UTF-8, ...
-        return None
+    # the look for quotes (one memchr pass) runs while the scan runs; a file with one is then
+    # read the careful way, the scan's work dropped
+    with ThreadPoolExecutor(1, thread_name_prefix="medaid-quotes") as side:
+        quoted = side.submit(_has_quote, pieces.path)
+        try:
+            scanned = _scan(pieces).collect(engine="streaming")
+        except pl.exceptions.PolarsError:  # more fields than the header, bytes not UTF-8, ...
+            return None
+        if quoted.result():
+            return None
     maybe_short = scanned[_SHORT]
     blank = None
     if maybe_short.any():
