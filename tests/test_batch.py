@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import shutil
 from collections import defaultdict
 from decimal import Decimal
@@ -158,6 +159,41 @@ def test_every_text_value_leading_with_a_formula_character_is_neutralised(
     write_frame(pl.DataFrame({"note": values, "n": [1, 2, 3]}), p, bom=False)
     rows = list(csv.reader(p.read_text(encoding="utf-8").splitlines()))
     assert [r[0] for r in rows[1:]] == written
+
+
+def test_dates_are_written_as_iso_text_whatever_their_span(tmp_path: Path) -> None:
+    """Dates within a short span are written from a table of days, a wide span by the writer's
+    own formatting: both give ISO text, and a missing date stays empty."""
+    near = [dt.date(2024, 2, 29), None, dt.date(2024, 1, 1), dt.date(2025, 1, 1)]
+    far = [dt.date(1900, 1, 1), dt.date(2099, 12, 31), None, dt.date(2024, 2, 29)]
+    p = tmp_path / "d.csv"
+    write_frame(pl.DataFrame({"near": near, "far": far}), p, bom=False)
+    rows = list(csv.reader(p.read_text(encoding="utf-8").splitlines()))
+    assert rows[1:] == [["2024-02-29", "1900-01-01"], ["", "2099-12-31"],
+                        ["2024-01-01", ""], ["2025-01-01", "2024-02-29"]]
+
+
+@pytest.mark.parametrize("column, dtype, raw", [
+    ({"note": ["a,b", "c"]}, pl.String, '"a,b"'),
+    ({"note": ['say "hi"', "c"]}, pl.Categorical, '"say ""hi"""'),
+    ({"note": ["two\nlines", "c"]}, pl.Enum(["c", "two\nlines"]), '"two\nlines"'),
+    ({"note": ["cr\rhere", "c"]}, pl.String, '"cr\rhere"'),
+    ({"note": ["", "c"]}, pl.String, '""'),               # empty text, not a missing value
+    ({"a,b": ["x", "c"]}, pl.String, '"a,b"'),             # a header that needs quotes
+    ({"note": ["plain", "c"]}, pl.String, None),           # nothing to quote: no quote at all
+    ({"note": ["plain", "c"]}, pl.Categorical, None),
+])
+def test_cells_are_quoted_exactly_where_csv_needs_it(
+        tmp_path: Path, column: dict[str, list[str]], dtype: pl.DataType, raw: str | None) -> None:
+    (name, values), = column.items()
+    p = tmp_path / "q.csv"
+    write_frame(pl.DataFrame({name: pl.Series(values, dtype=dtype), "n": [1, None]}), p, bom=False)
+    text = p.read_bytes().decode("utf-8")
+    assert list(csv.reader(io.StringIO(text, newline=""))) == [[name, "n"], [values[0], "1"], [values[1], ""]]
+    if raw is None:
+        assert '"' not in text
+    else:
+        assert raw in text
 
 
 def test_xlsx_money_is_numeric_with_two_decimals_and_formulas_are_text(tmp_path: Path) -> None:

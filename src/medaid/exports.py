@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import tempfile
 from decimal import Decimal
 from pathlib import Path
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 #: Leading characters that make a spreadsheet read text as a formula.
 FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA_RE = r"^[=+\-@\t\r]"
+#: A CSV cell needs quotes when it holds the separator, a quote or a line break, or is empty
+#: text (written ``""`` to tell it from a missing value, written as nothing).
+_NEEDS_QUOTES_RE = r'^$|[,"\r\n]'
 XLSX_MONEY_FORMAT = "#,##0.00"
 XLSX_DATE_FORMAT = "yyyy-mm-dd"
 #: Rows a CSV writer thread turns into text at a time (polars' default is 1,024; measured 5-10%
@@ -162,23 +166,59 @@ def write_frame(frame: "pl.DataFrame", path: str | Path, *, bom: bool = True) ->
 def _write_csv(frame: "pl.DataFrame", tmp: Path, money: list[str], bom: bool) -> None:
     import polars as pl
 
-    text_cols = [c for c, t in frame.schema.items() if t == pl.String]
-    cat_cols = [c for c, t in frame.schema.items() if t == pl.Categorical]
-    text_cols = _may_lead_with_formula(frame, text_cols)
-    if text_cols or cat_cols:
-        # neutralise only the columns where some cell needs it; categories (input text kept
-        # so) are looked at once per distinct value; one parallel streaming pass
-        needs = frame.lazy().select(
-            [pl.col(c).str.contains(_FORMULA_RE).any() for c in text_cols]
-            + [pl.col(c).unique().cast(pl.String).str.contains(_FORMULA_RE).any() for c in cat_cols]
-        ).collect(engine="streaming").row(0)
-        cat_cols = [c for c, n in zip(cat_cols, needs[len(text_cols):]) if n]
-        text_cols = [c for c, n in zip(text_cols, needs[:len(text_cols)]) if n]
-    convert = ([yuan_decimal(c) for c in money] + [neutralise(c) for c in text_cols]
-               + [neutralise(c, pl.col(c).cast(pl.String)) for c in cat_cols])
-    # streamed: the converted columns only ever exist for the rows being written
+    schema = frame.schema
+    text_all = [c for c, t in schema.items() if t == pl.String]
+    cat_cols = [c for c, t in schema.items() if t == pl.Categorical]
+    text_cols = _may_lead_with_formula(frame, text_all)
+    # One parallel streaming pass: which text columns have a cell to neutralise, whether any
+    # cell needs quoting, and the distinct values of the category columns (input text kept so),
+    # which are then looked at once each.
+    checks = ([pl.col(c).str.contains(_FORMULA_RE).any().alias(f"f{i}") for i, c in enumerate(text_cols)]
+              + [pl.col(c).str.contains(_NEEDS_QUOTES_RE).any().alias(f"q{i}") for i, c in enumerate(text_all)]
+              + [pl.col(c).unique().cast(pl.String).implode().alias(f"u{i}") for i, c in enumerate(cat_cols)])
+    seen = frame.lazy().select(checks).collect(engine="streaming") if checks else pl.DataFrame()
+    fix_text = [c for i, c in enumerate(text_cols) if seen[f"f{i}"].item()]
+    quote = any(seen[f"q{i}"].item() for i in range(len(text_all)))
+    fix_cat = []
+    for i, c in enumerate(cat_cols):
+        values = seen[f"u{i}"].explode()
+        if values.str.contains(_FORMULA_RE).any():
+            fix_cat.append(c)
+        quote = quote or bool(values.str.contains(_NEEDS_QUOTES_RE).any())
+    enum_text = [v for t in schema.values() if isinstance(t, pl.Enum) for v in t.categories]
+    quote = quote or any(re.search(_NEEDS_QUOTES_RE, v) for v in [*enum_text, *frame.columns])
+    convert = ([yuan_decimal(c) for c in money] + [neutralise(c) for c in fix_text]
+               + [neutralise(c, pl.col(c).cast(pl.String)) for c in fix_cat]
+               + _dates_as_text(frame))
+    # streamed: the converted columns only ever exist for the rows being written; when no cell
+    # needs quotes (proved above) the writer is told so and does not look at every text cell
     frame.lazy().with_columns(convert).sink_csv(
-        tmp, include_bom=bom, include_header=True, date_format="%Y-%m-%d", batch_size=CSV_BATCH_ROWS)
+        tmp, include_bom=bom, include_header=True, date_format="%Y-%m-%d", batch_size=CSV_BATCH_ROWS,
+        quote_style="necessary" if quote else "never")
+
+
+#: Date columns spanning at most this many days are written from a table of their ISO text.
+DATE_TABLE_DAYS = 20_000
+
+
+def _dates_as_text(frame: "pl.DataFrame") -> "list[pl.Expr]":
+    """Each date column spanning at most :data:`DATE_TABLE_DAYS` days as categories of its ISO
+    text (``2024-05-03``, the text the writer's ``%Y-%m-%d`` gives), looked up in a table of
+    the days from the first to the last: the writer then copies text instead of formatting a
+    calendar date per row (a missing date stays missing)."""
+    import polars as pl
+
+    out = []
+    for c, t in frame.schema.items():
+        if t != pl.Date:
+            continue
+        first, last = frame.select(pl.col(c).min().alias("a"), pl.col(c).max().alias("b")).row(0)
+        if first is None or (last - first).days >= DATE_TABLE_DAYS:
+            continue
+        days = [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+        table = pl.Series(days, dtype=pl.Enum(days))
+        out.append(pl.lit(table).gather((pl.col(c) - pl.lit(first)).dt.total_days()).alias(c))
+    return out
 
 
 def _may_lead_with_formula(frame: "pl.DataFrame", cols: list[str]) -> list[str]:
