@@ -96,9 +96,15 @@ def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str 
 
     _import_polars()  # first: importing is not done in parallel
 
+    def rules_and_engine() -> Any:
+        book = load_book(rules_path, scheme)
+        from . import columnar, exports  # noqa: F401  (imported here, off the main thread's path)
+
+        return book
+
     # the rules load (pure Python) while the file is read (polars, without the interpreter lock)
     with ThreadPoolExecutor(1, thread_name_prefix="medaid-rules") as pool:
-        book = pool.submit(load_book, rules_path, scheme)
+        book = pool.submit(rules_and_engine)
         try:
             return settle_file(input_path, book.result, encoding=encoding, sheet=sheet,
                                mapping=parse_mapping(maps), progress=tick)
