@@ -72,9 +72,10 @@ def scan_claims(
         if blank is None:
             return None
     flags = scanned.select(_REDO, _SHORT)
-    # one chunk a column: the scan gives one per morsel, and every later whole-frame step
-    # (selecting, settling, writing) would otherwise realign them
-    typed = pl.DataFrame([scanned[c] for c in scanned.columns if c not in (_REDO, _SHORT)]).rechunk()
+    # kept in the scan's pieces (one per morsel, the same for every column): the steps that
+    # gather from a column make it one piece themselves; copying all of them here cost 0.2 s
+    # at 10 M rows
+    typed = pl.DataFrame([scanned[c] for c in scanned.columns if c not in (_REDO, _SHORT)])
     del scanned
     if blank is not None and blank.len():
         keep = ~typed[ROW].is_in(blank.implode())
