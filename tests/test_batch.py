@@ -223,7 +223,7 @@ def test_parquet_money_is_decimal_18_2(tmp_path: Path) -> None:
 def test_a_failed_write_leaves_the_previous_file_intact(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import medaid.exports as exports
 
-    def half_then_fail(frame, tmp, money, bom):  # type: ignore[no-untyped-def]
+    def half_then_fail(frame, tmp, *args):  # type: ignore[no-untyped-def]
         Path(tmp).write_text("claim_id\nC1\n")
         raise OSError(28, "No space left on device")
 

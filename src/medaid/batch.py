@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from .rules import RuleBook
+    from .scan import Scanned
 
 #: Stages reported to a progress callback, in order.
 STAGES = ("read", "validate", "settle", "write")
@@ -66,6 +67,9 @@ class BatchRun:
     results: "pl.DataFrame"
     rejects: "pl.DataFrame"
     rejected_rows: "pl.DataFrame" = field(repr=False)
+    #: The distinct text of input category columns where the reader knows it (every value of
+    #: such a column in ``results`` is among them): the writer checks these instead of every row.
+    text_values: "dict[str, pl.Series]" = field(default_factory=dict, repr=False)
 
     @property
     def settled(self) -> int:
@@ -137,8 +141,9 @@ def settle_file(
     finally:
         if copy is not None:
             copy.unlink(missing_ok=True)
+    text_values: dict[str, pl.Series] = {}
     if typed is not None:
-        clean, rejects, bad_rows, rows_read = typed
+        clean, rejects, bad_rows, rows_read, text_values = typed
         tick("read")
     else:
         raw, structural = read_raw(path, encoding=encoding, sheet=sheet, mapping=mapping)
@@ -160,7 +165,7 @@ def settle_file(
         bad_rows = pl.concat([bad_rows, _as_text(refused_rows).select(bad_rows.columns)])
     del clean
     rejects = rejects.sort("row", maintain_order=True)
-    run = BatchRun(source, rows_read, results, rejects, bad_rows.sort("row"))
+    run = BatchRun(source, rows_read, results, rejects, bad_rows.sort("row"), text_values)
     run.reconcile()
     return run
 
@@ -187,11 +192,12 @@ def _read_ahead(pieces: Any) -> Any:
             del raw
 
 
-def _type_pieces(pieces: Any) -> tuple["pl.DataFrame", "pl.DataFrame", "pl.DataFrame", int]:
+def _type_pieces(pieces: Any) -> "Scanned":
     """Read and type a CSV file piece by piece: ``(clean, rejects, bad rows as text, rows
-    read)``; each piece's text is dropped once typed, except its rejected rows."""
+    read, {})``; each piece's text is dropped once typed, except its rejected rows."""
     import polars as pl
 
+    from .scan import Scanned
     from .validation import finish_validation, type_rows
 
     parts, problems, bad = [], [], []
@@ -215,7 +221,7 @@ def _type_pieces(pieces: Any) -> tuple["pl.DataFrame", "pl.DataFrame", "pl.DataF
         missing = rejects["row"].unique().filter(~rejects["row"].unique().is_in(bad_rows["row"].implode()))
         if missing.len():
             bad_rows = pl.concat([bad_rows, _as_read(pieces.rows(missing))])
-    return clean, rejects, bad_rows, rows_read
+    return Scanned(clean, rejects, bad_rows, rows_read, {})
 
 
 def _as_text(frame: "pl.DataFrame") -> "pl.DataFrame":
@@ -282,7 +288,7 @@ def write_run(
     if run.rejected:
         written = Path(rejects_path) if rejects_path else default_rejects_path(output)
         write_frame(rejects_for_output(run), written, bom=bom)
-    write_frame(results_for_output(run), output, bom=bom)
+    write_frame(results_for_output(run), output, bom=bom, text_values=run.text_values)
     if progress:
         progress("write")
     return written

@@ -24,7 +24,7 @@ import re
 import tempfile
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 from .errors import MedaidError, Problem
 from .readers import MONEY_COLUMNS, file_format
@@ -144,10 +144,14 @@ def _money_cols(frame: "pl.DataFrame") -> list[str]:
     return [c for c, t in frame.schema.items() if c in MONEY_COLUMNS and t.is_integer()]
 
 
-def write_frame(frame: "pl.DataFrame", path: str | Path, *, bom: bool = True) -> None:
+def write_frame(frame: "pl.DataFrame", path: str | Path, *, bom: bool = True,
+                text_values: "Mapping[str, pl.Series] | None" = None) -> None:
     """Write ``frame`` to ``path`` in the format of its extension, atomically (see module doc).
 
-    Columns named in :data:`medaid.readers.MONEY_COLUMNS` holding integers are fen."""
+    Columns named in :data:`medaid.readers.MONEY_COLUMNS` holding integers are fen.
+    ``text_values`` may give, for category columns, text that includes every value of the
+    column (as :attr:`medaid.batch.BatchRun.text_values`): CSV's checks then look at those
+    instead of finding the column's distinct values."""
     import polars as pl
 
     fmt = file_format(path)
@@ -158,7 +162,7 @@ def write_frame(frame: "pl.DataFrame", path: str | Path, *, bom: bool = True) ->
     try:
         with atomic_path(path) as tmp:
             if fmt == "csv":
-                _write_csv(frame, tmp, money, bom)
+                _write_csv(frame, tmp, money, bom, text_values or {})
             elif fmt == "jsonl":
                 frame.lazy().with_columns([yuan_text(c) for c in money]).sink_ndjson(
                     tmp, check_extension=False)
@@ -170,12 +174,14 @@ def write_frame(frame: "pl.DataFrame", path: str | Path, *, bom: bool = True) ->
         raise WriteError(Problem(f"cannot be written ({e.strerror or e})", source=str(path))) from None
 
 
-def _write_csv(frame: "pl.DataFrame", tmp: Path, money: list[str], bom: bool) -> None:
+def _write_csv(frame: "pl.DataFrame", tmp: Path, money: list[str], bom: bool,
+               known: "Mapping[str, pl.Series]") -> None:
     import polars as pl
 
     schema = frame.schema
     text_all = [c for c, t in schema.items() if t == pl.String]
-    cat_cols = [c for c, t in schema.items() if t == pl.Categorical]
+    cats = [c for c, t in schema.items() if t == pl.Categorical]
+    cat_cols = [c for c in cats if c not in known]  # their distinct values found here
     text_cols = _may_lead_with_formula(frame, text_all)
     # One parallel streaming pass: which text columns have a cell to neutralise, whether any
     # cell needs quoting, and the distinct values of the category columns (input text kept so),
@@ -187,8 +193,9 @@ def _write_csv(frame: "pl.DataFrame", tmp: Path, money: list[str], bom: bool) ->
     fix_text = [c for i, c in enumerate(text_cols) if seen[f"f{i}"].item()]
     quote = any(seen[f"q{i}"].item() for i in range(len(text_all)))
     fix_cat = []
-    for i, c in enumerate(cat_cols):
-        values = seen[f"u{i}"].explode()
+    distinct = {c: seen[f"u{i}"].explode() for i, c in enumerate(cat_cols)}
+    for c in cats:
+        values = distinct[c] if c in distinct else known[c]
         if values.str.contains(_FORMULA_RE).any():
             fix_cat.append(c)
         quote = quote or bool(values.to_frame("v").select(_needs_quotes(pl.col("v")).any()).item())

@@ -26,7 +26,7 @@ from __future__ import annotations
 import mmap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 from .columns import CLAIM_MONEY_FIELDS, REQUIRED_FIELDS
 from .validation import _PLAIN_YUAN_RE, FEW_VALUES, ROW, finish_validation, type_rows
@@ -40,11 +40,23 @@ if TYPE_CHECKING:
 _REDO, _SHORT = "__redo", "__maybe_short"
 
 
+class Scanned(NamedTuple):
+    """A claim file read and typed (what :func:`scan_claims` gives)."""
+
+    clean: "pl.DataFrame"
+    rejects: "pl.DataFrame"
+    rejected_rows: "pl.DataFrame"
+    rows_read: int
+    #: The distinct text of category columns (``person_id``, ``group``, ...) where known: every
+    #: value of the column in ``clean`` is among them (the writer checks these, not every row).
+    text_values: "dict[str, pl.Series]"
+
+
 def scan_claims(
     path: str | Path, *, encoding: str | None = None, mapping: Mapping[str, str] | None = None,
     source: str | None = None,
-) -> "tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int] | None":
-    """``(clean, rejects, rejected rows as text, rows read)`` of a plain UTF-8 CSV claim file,
+) -> "Scanned | None":
+    """``(clean, rejects, rejected rows as text, rows read, distinct text)`` of a plain UTF-8 CSV claim file,
     the same as the careful readers give; ``None`` when the file is not one this reader takes
     (see the module doc).  Raises :class:`medaid.readers.ReadError` as they do for a file whose
     header lacks a required field (naming ``source``, by default the path)."""
@@ -81,7 +93,7 @@ def scan_claims(
         keep = ~typed[ROW].is_in(blank.implode())
         typed, flags = typed.filter(keep), flags.filter(keep)
     rows_read = typed.height
-    typed = _tidy_categories(typed)
+    typed, text_values = _tidy_categories(typed)
     redo = flags[_REDO] | typed["person_id"].is_null()
     problems: dict[str, pl.DataFrame] = {}
     raw_redone = None
@@ -89,9 +101,12 @@ def scan_claims(
         raw_redone = pieces_rows(pieces, typed.filter(redo)[ROW])
         redone, problems = type_rows(raw_redone, categories=True)
         typed = pl.concat([typed.filter(~redo), redone.select(typed.columns)]).sort(ROW)
+        # the rows typed again may bring values of their own
+        text_values = {f: pl.concat([v, redone[f].unique().cast(pl.String).drop_nulls()]).unique()
+                       for f, v in text_values.items()}
     clean, rejects = finish_validation(typed, [problems])
     bad_rows = _rejected_text(pieces, rejects, raw_redone)
-    return clean, rejects, bad_rows, rows_read
+    return Scanned(clean, rejects, bad_rows, rows_read, text_values)
 
 
 def _has_quote(path: Path) -> bool:
@@ -186,21 +201,24 @@ def _blank_lines(pieces: "CsvPieces", lines: "pl.Series") -> "pl.Series | None":
     return shape.filter(pl.col("blank"))[ROW]
 
 
-def _tidy_categories(typed: "pl.DataFrame") -> "pl.DataFrame":
+def _tidy_categories(typed: "pl.DataFrame") -> "tuple[pl.DataFrame, dict[str, pl.Series]]":
     """Category columns whose distinct values need it: stripped, empty → null (as
-    :func:`medaid.validation.type_rows` does, looking at each distinct value once)."""
+    :func:`medaid.validation.type_rows` does, looking at each distinct value once); and the
+    distinct text of each column that needed nothing (for the writer's checks)."""
     from .validation import _few_values, needs_tidying
 
     import polars as pl
 
     few = [f for f in FEW_VALUES if f in typed.columns]
     if not few:
-        return typed
+        return typed, {}
     # the distinct values of each column (in parallel), then the check on those alone
-    seen = typed.select(pl.col(f).unique().cast(pl.String).drop_nulls().implode() for f in few).row(0)
-    fix = [_few_values(typed[f]) for f, values in zip(few, seen)
-           if needs_tidying(pl.Series(values, dtype=pl.String))]
-    return typed.with_columns(fix) if fix else typed
+    seen = typed.select(pl.col(f).unique().cast(pl.String).drop_nulls().implode() for f in few)
+    values = {f: seen[f].explode().drop_nulls() for f in few}
+    fix = [f for f in few if needs_tidying(values[f])]
+    if fix:
+        typed = typed.with_columns(_few_values(typed[f]) for f in fix)
+    return typed, {f: v for f, v in values.items() if f not in fix}
 
 
 def pieces_rows(pieces: "CsvPieces", lines: "pl.Series") -> "pl.DataFrame":
