@@ -153,10 +153,14 @@ def test_csv_neutralises_formulas_but_numbers_stay_numbers(tmp_path: Path) -> No
     (["A1", "Z9", "M5"], ["A1", "Z9", "M5"]),             # letters only: nothing to look at
     (["病例1", "@2", "门诊"], ["病例1", "'@2", "门诊"]),
 ])
+@pytest.mark.parametrize("kind", ["text", "category", "enum"])
 def test_every_text_value_leading_with_a_formula_character_is_neutralised(
-        tmp_path: Path, values: list[str], written: list[str]) -> None:
+        tmp_path: Path, values: list[str], written: list[str], kind: str) -> None:
+    dtype = {"text": pl.String, "category": pl.Categorical,
+             "enum": pl.Enum(sorted(set(values) - {""}))}[kind]
+    column = pl.Series("note", [v if v or kind == "text" else None for v in values], dtype=dtype)
     p = tmp_path / "r.csv"
-    write_frame(pl.DataFrame({"note": values, "n": [1, 2, 3]}), p, bom=False)
+    write_frame(pl.DataFrame([column, pl.Series("n", [1, 2, 3])]), p, bom=False)
     rows = list(csv.reader(p.read_text(encoding="utf-8").splitlines()))
     assert [r[0] for r in rows[1:]] == written
 
