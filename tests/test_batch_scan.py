@@ -73,6 +73,9 @@ def _same_run(path: Path) -> BatchRun | str:
     assert got.rejects.schema == want.rejects.schema
     _same_frame(got.rejected_rows, want.rejected_rows, "rejected rows")
     assert rejects_for_output(got).equals(rejects_for_output(want))
+    for column, values in got.text_values.items():  # handed to the writer: every value is there
+        held = set(got.results[column].cast(pl.String).drop_nulls().to_list())
+        assert held <= set(values.to_list()), column
     return got
 
 

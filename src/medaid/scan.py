@@ -56,10 +56,11 @@ def scan_claims(
     path: str | Path, *, encoding: str | None = None, mapping: Mapping[str, str] | None = None,
     source: str | None = None,
 ) -> "Scanned | None":
-    """``(clean, rejects, rejected rows as text, rows read, distinct text)`` of a plain UTF-8 CSV claim file,
-    the same as the careful readers give; ``None`` when the file is not one this reader takes
-    (see the module doc).  Raises :class:`medaid.readers.ReadError` as they do for a file whose
-    header lacks a required field (naming ``source``, by default the path)."""
+    """The run's frames (:class:`Scanned`) of a plain UTF-8 CSV claim file, the same as the
+    careful readers give, with the distinct text of the category columns; ``None`` when the
+    file is not one this reader takes (see the module doc).  Raises
+    :class:`medaid.readers.ReadError` as they do for a file whose header lacks a required field
+    (naming ``source``, by default the path)."""
     import polars as pl
 
     from .readers import csv_pieces
