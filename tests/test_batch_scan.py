@@ -270,6 +270,27 @@ def test_a_quoted_file_is_declined_and_read_the_careful_way(tmp_path: Path) -> N
     assert got.rejects.rows() == [(5, "Q3", "self_pay", "must not be negative")]
 
 
+@pytest.mark.parametrize("last, taken", [
+    ("C3,P1,2024-05-05,100,key,inpatient,H1,ok,", False),  # one empty field too many, no line break
+    ("C3,P1,2024-05-05,100,key,inpatient,H1,ok", True),    # a whole row, no line break
+    ("C3,P1,2024-05-05,100,key,inpatient,H1,", True),      # an empty last field, no line break
+])
+def test_a_last_line_without_a_line_break_is_judged_like_any_other(
+        tmp_path: Path, last: str, taken: bool) -> None:
+    """Found by the property test: polars took a final line with one empty field too many as a
+    row (where it refuses the same line anywhere else).  The scan now declines it, and the
+    careful reader reports the line."""
+    p = _write(tmp_path, EN + ",note\n"
+               "C1,P1,2024-05-03,100,key,inpatient,H1,\n"
+               "C2,P1,2024-05-04,100,key,inpatient,H1,x\n" + last)
+    assert (scan_claims(p) is not None) == taken
+    _same_run(p)
+    if not taken:
+        got = _outcome(p, "auto")
+        assert isinstance(got, BatchRun) and got.rows_read == 3
+        assert [r[0] for r in got.rejects.rows()] == [4]
+
+
 # --------------------------------------------------------------------------------------------
 # GB18030 / GBK files: read from a UTF-8 copy made piece by piece
 
