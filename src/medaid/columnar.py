@@ -554,8 +554,9 @@ SLICE_ROWS = 1 << 21
 
 
 #: From this many rows on, the slices are worked on in parallel, at least one per core: the
-#: prefix sums inside one slice run on one core.
-PARALLEL_ROWS = 1 << 17
+#: prefix sums inside one slice run on one core.  Below it one slice is quicker (measured on
+#: 2 cores: at 1 M rows 0.046 s against 0.058 s in two; at 10 M, 0.49 s in one against 0.44 s).
+PARALLEL_ROWS = 1 << 21
 
 
 def _arithmetic_in_slices(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFrame", Any]:
