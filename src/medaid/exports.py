@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import re
 import tempfile
 from decimal import Decimal
 from pathlib import Path
@@ -35,10 +34,9 @@ if TYPE_CHECKING:
 #: Leading characters that make a spreadsheet read text as a formula.
 FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA_RE = r"^[=+\-@\t\r]"
-#: A CSV cell needs quotes when it holds the separator, a quote or a line break, or is empty
-#: text (written ``""`` to tell it from a missing value, written as nothing).
+#: A CSV cell needs quotes when it holds one of these (the separator, a quote, a line break),
+#: or is empty text (written ``""`` to tell it from a missing value, written as nothing).
 _QUOTE_CHARS = (",", '"', "\r", "\n")
-_NEEDS_QUOTES_RE = r'^$|[,"\r\n]'
 XLSX_MONEY_FORMAT = "#,##0.00"
 XLSX_DATE_FORMAT = "yyyy-mm-dd"
 #: Rows a CSV writer thread turns into text at a time (polars' default is 1,024; measured 5-10%
@@ -209,13 +207,13 @@ def _csv_checks(frame: "pl.DataFrame", known: "Mapping[str, pl.Series]") -> tupl
         if v.str.contains(_FORMULA_RE).any():
             fix.append(c)
         quote = quote or bool(v.to_frame("v").select(_needs_quotes(pl.col("v")).any()).item())
-    quote = quote or any(re.search(_NEEDS_QUOTES_RE, c) for c in frame.columns)
+    quote = quote or any(not c or any(q in c for q in _QUOTE_CHARS) for c in frame.columns)
     return fix, quote
 
 
 def _needs_quotes(text: "pl.Expr") -> "pl.Expr":
-    """Whether a text cell needs quotes in CSV (see :data:`_NEEDS_QUOTES_RE`); a substring
-    search, faster than the pattern (0.11 s against 0.18 s on 10 M claim ids)."""
+    """Whether a text cell needs quotes in CSV: it holds one of :data:`_QUOTE_CHARS` or is
+    empty text (a substring search: 0.11 s on 10 M claim ids, against 0.18 s for a pattern)."""
     return text.str.contains_any(list(_QUOTE_CHARS)) | (text.str.len_bytes() == 0)
 
 
