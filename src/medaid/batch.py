@@ -537,6 +537,10 @@ class Recalc:
     by_person: list[dict[str, Any]]
 
 
+#: Columns a previous results file must have for a recalculation.
+PREVIOUS_FIELDS = ("claim_id", "person_id", "relief")
+
+
 def recalculate(run: BatchRun, previous: "pl.DataFrame") -> Recalc:
     """Compare a run's relief with a previous results frame (from
     :func:`medaid.readers.read_results`), claim by claim; Σ old + Σ adj = Σ new is checked."""

@@ -250,7 +250,8 @@ def register(group: click.Group) -> None:
         Example:  medaid recalc claims.csv --previous results.csv --rules rules-2025/ -o adj.csv
         Σ old relief + Σ adjustments = Σ new relief, to the fen.
         """
-        from .batch import BatchRefused, recalc_tables, recalculate, refuse_if_bad, summary_json
+        from .batch import (PREVIOUS_FIELDS, BatchRefused, recalc_tables, recalculate,
+                            refuse_if_bad, summary_json)
         from .exports import write_frame
         from .readers import read_results
 
@@ -259,7 +260,7 @@ def register(group: click.Group) -> None:
             run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick)
             try:
                 refuse_if_bad(run)
-                rc = recalculate(run, read_results(previous))
+                rc = recalculate(run, read_results(previous, required=PREVIOUS_FIELDS))
                 if output:
                     write_frame(rc.claims, output, bom=bom)
                 if tick:

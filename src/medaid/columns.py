@@ -15,6 +15,9 @@ CLAIM_FIELDS: Final = (
 #: Fields a claim file must have (group and kind may be absent when the rule set has a default
 #: plan; hospital and total cost are optional).
 REQUIRED_FIELDS: Final = ("claim_id", "person_id", "date", "self_pay")
+#: Fields that identify a claim or a person: text, never numbers (see
+#: :func:`medaid.validation.number_as_id` for an ID a file holds as a number).
+ID_FIELDS: Final = ("claim_id", "person_id")
 #: Claim fields that are amounts of money (fen in frames, yuan in files).
 CLAIM_MONEY_FIELDS: Final = ("self_pay", "total_cost")
 

@@ -12,6 +12,11 @@ Rules implemented (DESIGN.md §2 *Money*, §5 *Reliability*; issue #4 *Validatio
   ``repr()`` at once (``1234.5`` → ``"1234.5"``) and parses that text like any other; this is the
   one place a float is seen, and a float that is not an exact amount with two decimals
   (``1234.5600000000001``) is refused, never rounded.
+* An ID (claim or person) that an XLSX cell, a JSON number or a Parquet numeric column holds
+  as a number is its exact digits when it is a whole number of at most 15 digits, and the row
+  is refused otherwise (:func:`medaid.validation.number_as_id`: a spreadsheet keeps 15
+  significant digits, so an 18-digit ID typed as a number has lost its last ones).
+* JSON Lines files must be UTF-8 (as JSON is); GBK is read from CSV only.
 
 Problems are data: every refused row is a record (``row``, ``claim_id``, ``field``,
 ``message``); only whole-file problems (unreadable file, missing required columns) raise
@@ -33,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 from .columns import (
     CLAIM_MONEY_FIELDS,
     HEADER_ALIASES,
+    ID_FIELDS,
     REQUIRED_FIELDS,
     RESULT_FIELDS,
     RESULT_MONEY_FIELDS,
@@ -41,8 +47,9 @@ from .errors import MedaidError, Problem
 from .validation import (
     REJECT_COLUMNS,
     ROW,
-    _date_expr,
     empty_rejects,
+    id_number_problem,
+    number_as_id,
     problems_frame,
     validate_frame,
     yuan_to_fen,
@@ -164,26 +171,29 @@ def read_raw(
     sheet: str | None = None,
     mapping: Mapping[str, str] | None = None,
     reserved: frozenset[str] | None = None,
+    names: Callable[[list[str]], list[str]] | None = None,
 ) -> tuple["pl.DataFrame", list[Problem]]:
     """Read a claim file as text: ``(frame, problems)``.
 
     ``frame`` has a ``row`` column (``Int64``, line as the user sees it) and every other column
-    as ``String``, renamed to canonical field names.  ``problems`` lists rows that could not be
-    split into fields (ragged rows, bad JSON); those rows are not in the frame.
+    as ``String``, renamed to canonical field names (or by ``names``, a function from the
+    headers to the column names: how results files are read, :mod:`medaid.report_input`).
+    ``problems`` lists rows that could not be split into fields (ragged rows, bad JSON) or
+    that hold an ID as a number that cannot be exact; those rows are not in the frame.
     """
     path = Path(path)
     source = str(path)
     if not path.is_file():
         raise ReadError(Problem("no such file", source=source))
     fmt = file_format(path)
-    name_of = functools.partial(canonical_names, mapping=mapping, source=source, reserved=reserved)
+    name_of = names or functools.partial(canonical_names, mapping=mapping, source=source, reserved=reserved)
     if fmt == "csv":
         return _read_csv(path, source, encoding, name_of)
     if fmt == "xlsx":
         return _read_xlsx(path, source, sheet, name_of)
     if fmt == "jsonl":
         return _read_jsonl(path, source, name_of)
-    return _read_parquet(path, source, name_of), []
+    return _read_parquet(path, source, name_of)
 
 
 def _sniff_encoding(path: Path, encoding: str | None, source: str) -> str:
@@ -421,7 +431,10 @@ def utf8_copy(path: str | Path, encoding: str | None = None) -> Path | None:
     if enc == "utf-8":
         return None
     decoder = codecs.getincrementaldecoder(enc)(errors="strict")
-    fd, name = tempfile.mkstemp(prefix="medaid-", suffix=".csv")
+    try:
+        fd, name = tempfile.mkstemp(prefix="medaid-", suffix=".csv")
+    except OSError as e:
+        raise _no_copy(path, e) from None
     try:
         with open(path, "rb") as f, os.fdopen(fd, "wb") as out:
             while chunk := f.read(1 << 22):
@@ -430,10 +443,24 @@ def utf8_copy(path: str | Path, encoding: str | None = None) -> Path | None:
     except UnicodeDecodeError:
         os.unlink(name)
         return None
+    except OSError as e:  # a full disk (ENOSPC), a quota: the copy goes, the run is refused
+        os.unlink(name)
+        raise _no_copy(path, e) from None
     except BaseException:
         os.unlink(name)
         raise
     return Path(name)
+
+
+def _no_copy(path: Path, e: OSError) -> ReadError:
+    """The run is refused: the UTF-8 copy of a GBK file could not be written (disk full...)."""
+    import tempfile
+
+    return ReadError(Problem(
+        f"is not UTF-8, and its temporary UTF-8 copy cannot be written in "
+        f"{tempfile.gettempdir()} ({e.strerror or type(e).__name__}); free space there, set "
+        "TMPDIR to a folder with room for a copy of the file, or save the file as UTF-8",
+        source=str(path)))
 
 
 def _quoted_blank_lines(data: bytes | Path, width: int, height: int) -> "pl.Series | None":
@@ -538,6 +565,20 @@ def _cell_text(v: Any) -> str | None:
     return str(v)
 
 
+def _numeric_ids(cells: Any, values: list[str | None], ids: list[tuple[int, str]], source: str,
+                 line: int) -> Problem | None:
+    """ID cells of an XLSX row that hold numbers: their exact digits put in ``values``
+    (:func:`medaid.validation.number_as_id`), or the problem refusing the row."""
+    for j, field in ids:
+        v = cells[j].value if j < len(cells) else None
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            text, message = number_as_id(v)
+            if message is not None:
+                return Problem(message, source=source, line=line, field=field)
+            values[j] = text
+    return None
+
+
 #: How many non-empty rows above the header (titles, dates) an XLSX sheet may have.
 _TITLE_ROWS = 5
 
@@ -562,6 +603,7 @@ def _read_xlsx(
         ws.reset_dimensions()  # some exporters write a wrong sheet size; read every row
         header: list[Any] | None = None
         names: list[str] = []
+        ids: list[tuple[int, str]] = []
         cols: list[list[str | None]] = []
         rows: list[int] = []
         problems: list[Problem] = []
@@ -583,6 +625,7 @@ def _read_xlsx(
                     raise skipped[0] from None
                 header = values
                 cols = [[] for _ in names]
+                ids = [(j, n) for j, n in enumerate(names) if n in ID_FIELDS]
                 continue
             width = len(names)
             if len(values) > width and any(v is not None for v in values[width:]):
@@ -590,6 +633,10 @@ def _read_xlsx(
                     f"has values beyond the {width} headed columns", source=source, line=r, field="row"))
                 continue
             values = (values + [None] * width)[:width]
+            bad = _numeric_ids(cells, values, ids, source, r)
+            if bad is not None:
+                problems.append(bad)
+                continue
             rows.append(r)
             for j, v in enumerate(values):
                 cols[j].append(v)
@@ -602,35 +649,50 @@ def _read_xlsx(
         wb.close()
 
 
+class _JsonNumber(str):
+    """The text of a number in a JSON Lines file, as written (never a float)."""
+
+
+def _utf8_problem(path: Path, source: str) -> ReadError:
+    """A JSON Lines file that is not UTF-8: refused, naming the first line that is not."""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return ReadError(Problem(
+                    f"is not UTF-8 (byte {e.start + 1} of the line); JSON Lines files must be "
+                    "UTF-8: save the file as UTF-8 (GBK/GB18030 is read only from CSV)",
+                    source=source, line=n))
+    return ReadError(Problem("is not UTF-8; JSON Lines files must be UTF-8", source=source))
+
+
 def _read_jsonl(
     path: Path, source: str, name_of: Callable[[list[str]], list[str]],
 ) -> tuple["pl.DataFrame", list[Problem]]:
-    """JSON Lines; numbers are kept as the text written in the file (never a float)."""
-    records: list[dict[str, Any]] = []
-    rows: list[int] = []
-    problems: list[Problem] = []
-    keys: dict[str, None] = {}
-    with open(path, encoding="utf-8-sig") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line, parse_float=str, parse_int=str,
-                                 parse_constant=lambda s: s)
-            except json.JSONDecodeError as e:
-                problems.append(Problem(f"is not valid JSON ({e.msg})", source=source, line=n, field="row"))
-                continue
-            if not isinstance(obj, dict):
-                problems.append(Problem("is not a JSON object", source=source, line=n, field="row"))
-                continue
-            for k in obj:
-                keys.setdefault(k, None)
-            records.append(obj)
-            rows.append(n)
+    """JSON Lines (UTF-8, as JSON requires); numbers are kept as the text written in the file
+    (never a float); an ID written as a number goes through
+    :func:`medaid.validation.number_as_id`."""
+    try:
+        records, rows, problems, keys = _jsonl_records(path, source)
+    except UnicodeDecodeError:
+        raise _utf8_problem(path, source) from None
     headers = list(keys)
     if not headers and not problems:
         raise ReadError(Problem("the file is empty", source=source))
     names = name_of(headers)
+    ids = [(h, n) for h, n in zip(headers, names) if n in ID_FIELDS]
+    if ids:
+        kept: list[dict[str, Any]] = []
+        kept_rows: list[int] = []
+        for rec, n in zip(records, rows):
+            bad = _json_ids(rec, ids, source, n)
+            if bad is None:
+                kept.append(rec)
+                kept_rows.append(n)
+            else:
+                problems.append(bad)
+        records, rows = kept, kept_rows
     cols: list[list[str | None]] = []
     for h in headers:
         col: list[str | None] = []
@@ -648,16 +710,90 @@ def _read_jsonl(
     return _frame_from_columns(names, cols, rows), problems
 
 
-def _read_parquet(path: Path, source: str, name_of: Callable[[list[str]], list[str]]) -> "pl.DataFrame":
+def _json_ids(rec: dict[str, Any], ids: list[tuple[str, str]], source: str, line: int) -> Problem | None:
+    """ID values of a JSON Lines record written as numbers: their exact digits put in ``rec``
+    (:func:`medaid.validation.number_as_id`), or the problem refusing the record."""
+    for key, field in ids:
+        v = rec.get(key)
+        if isinstance(v, _JsonNumber):
+            text, message = number_as_id(str(v))
+            if message is not None:
+                return Problem(message, source=source, line=line, field=field)
+            rec[key] = text
+    return None
+
+
+def _jsonl_records(
+    path: Path, source: str,
+) -> tuple[list[dict[str, Any]], list[int], list[Problem], dict[str, None]]:
+    """The objects of a JSON Lines file with their lines, the lines that are not objects, and
+    every key in order of first appearance."""
+    records: list[dict[str, Any]] = []
+    rows: list[int] = []
+    problems: list[Problem] = []
+    keys: dict[str, None] = {}
+    with open(path, encoding="utf-8-sig") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line, parse_float=_JsonNumber, parse_int=_JsonNumber,
+                                 parse_constant=lambda s: s)
+            except json.JSONDecodeError as e:
+                problems.append(Problem(f"is not valid JSON ({e.msg})", source=source, line=n, field="row"))
+                continue
+            if not isinstance(obj, dict):
+                problems.append(Problem("is not a JSON object", source=source, line=n, field="row"))
+                continue
+            for k in obj:
+                keys.setdefault(k, None)
+            records.append(obj)
+            rows.append(n)
+    return records, rows, problems, keys
+
+
+def _read_parquet(
+    path: Path, source: str, name_of: Callable[[list[str]], list[str]],
+) -> tuple["pl.DataFrame", list[Problem]]:
     import polars as pl
 
     try:
         frame = pl.read_parquet(path)
     except Exception as e:  # noqa: BLE001 - any failure of the reader is a refused file
         raise ReadError(Problem(f"cannot be read as Parquet ({type(e).__name__})", source=source)) from None
+    names = name_of(frame.columns)
+    bad = numeric_id_problems(frame, names, first=1)
     out = text_columns(frame)
-    out.columns = name_of(frame.columns)
-    return out.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
+    out.columns = names
+    out = out.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
+    if not bad.height:
+        return out, []
+    out = out.filter(~pl.col(ROW).is_in(bad[ROW].implode()))
+    return out, [Problem(m, source=source, line=r, field=f)
+                 for r, f, m in bad.select(ROW, "field", "message").iter_rows()]
+
+
+def numeric_id_problems(frame: "pl.DataFrame", names: list[str], first: int) -> "pl.DataFrame":
+    """Rows of a typed frame (Parquet) whose ID column holds a number that cannot be an exact
+    ID (:func:`medaid.validation.id_number_problem`), as a rejects frame (``row`` counted from
+    ``first``; one record per row, the first such ID).  ``names`` are the columns' field names.
+    Local and Spark readers both use it."""
+    import polars as pl
+
+    checks = [id_number_problem(pl.col(c), t).alias(n)
+              for c, n, t in zip(frame.columns, names, frame.dtypes)
+              if n in ID_FIELDS and t.is_numeric()]
+    if not checks:
+        return empty_rejects()
+    found = frame.select(checks).with_row_index(ROW, offset=first).with_columns(pl.col(ROW).cast(pl.Int64))
+    ids = [n for n in ID_FIELDS if n in found.columns]
+    found = found.filter(pl.any_horizontal(pl.col(ids).is_not_null()))
+    if not found.height:
+        return empty_rejects()
+    field = pl.coalesce([pl.when(pl.col(n).is_not_null()).then(pl.lit(n)) for n in ids])
+    return found.select(
+        ROW, pl.lit(None, pl.String).alias("claim_id"), field.alias("field"),
+        pl.coalesce([pl.col(n) for n in ids]).alias("message"))
 
 
 def text_columns(frame: "pl.DataFrame") -> "pl.DataFrame":
@@ -710,68 +846,18 @@ def read_claims(
 MONEY_COLUMNS = frozenset(CLAIM_MONEY_FIELDS + RESULT_MONEY_FIELDS) | {
     "old_relief", "new_relief", "adjustment",
 }
-_INT_COLUMNS = {"benefit_year": "Int32", "bracket": "Int8", ROW: "Int64"}
-_NEUTRALISED = re.compile(r"^'[=+\-@\t\r]")
 
 
-def read_results(path: str | Path) -> "pl.DataFrame":
-    """Read back a results file written by ``medaid batch`` (any format): money → ``Int64``
-    fen (exactly, via the yuan text), ``date`` → Date, ``benefit_year`` → Int32; text cells
-    that the export neutralised against formula injection get their leading ``'`` removed."""
-    import polars as pl
+def read_results(path: str | Path, *, required: Iterable[str] = ()) -> "pl.DataFrame":
+    """Read back a file ``medaid batch`` or ``medaid recalc`` wrote (any format), through the
+    one reader of results files, :func:`medaid.report_input.load_results` (``medaid report``
+    reads them there too, so both accept the same files, e.g. a results CSV saved as GBK).
 
-    path = Path(path)
-    fmt = file_format(path)
-    source = str(path)
-    if fmt == "parquet":
-        frame = pl.read_parquet(path)
-        exprs = []
-        for c, t in frame.schema.items():
-            if c in MONEY_COLUMNS and isinstance(t, pl.Decimal):
-                exprs.append((pl.col(c).cast(pl.Decimal(38, 2)) * 100).cast(pl.Int64).alias(c))
-            elif c in MONEY_COLUMNS and t == pl.String:
-                exprs.append(_fen_strict(c))
-            elif isinstance(t, (pl.Categorical, pl.Enum)):
-                exprs.append(pl.col(c).cast(pl.String))  # the same types whatever the format
-            else:
-                exprs.append(pl.col(c))
-        return frame.select(exprs)
-    raw, problems = read_raw(path, reserved=frozenset()) if fmt != "csv" else _read_results_csv(path)
-    if problems:
-        raise ReadError(problems[:20])
-    exprs = []
-    for c in raw.columns:
-        if c == ROW and fmt != "csv":
-            continue
-        if c in MONEY_COLUMNS:
-            exprs.append(_fen_strict(c))
-        elif c == "date":
-            exprs.append(_date_expr(c).alias(c))
-        elif c in _INT_COLUMNS:
-            exprs.append(pl.col(c).cast(getattr(pl, _INT_COLUMNS[c])))
-        else:
-            e = pl.col(c)
-            exprs.append(pl.when(e.str.contains(_NEUTRALISED.pattern)).then(e.str.slice(1)).otherwise(e).alias(c))
-    out = raw.select(exprs)
-    bad = [c for c in MONEY_COLUMNS if c in out.columns and out[c].null_count() > raw[c].null_count()]
-    if bad:
-        raise ReadError(Problem(f"column(s) {', '.join(sorted(bad))} hold text that is not an amount",
-                                source=source))
-    return out
+    Money → ``Int64`` fen (exactly; ``adjustment`` may be negative), ``date`` → Date,
+    ``benefit_year`` → Int32, ``bracket`` → Int8; every column is kept, in the file's order;
+    text that the export neutralised against formula injection gets its leading ``'`` removed.
+    ``required``: fields the file must have (a clear refusal names the missing ones).  Raises
+    :class:`medaid.report_input.ResultsError` naming file, line and field of bad values."""
+    from .report_input import load_results
 
-
-def _read_results_csv(path: Path) -> tuple["pl.DataFrame", list[Problem]]:
-    import polars as pl
-
-    return pl.read_csv(path, infer_schema=False), []
-
-
-def _fen_strict(c: str) -> "pl.Expr":
-    """Yuan text with an optional sign (adjustments may be negative) → Int64 fen."""
-    import polars as pl
-
-    s = pl.col(c).str.strip_chars().str.replace_all(",", "", literal=True)
-    g = s.str.extract_groups(r"^(-?)([0-9]+)(?:\.([0-9]{1,2}))?$")
-    fen = (g.struct.field("2").cast(pl.Int64, strict=False) * 100
-           + g.struct.field("3").fill_null("").str.pad_end(2, "0").cast(pl.Int64, strict=False))
-    return pl.when(g.struct.field("1") == "-").then(-fen).otherwise(fen).alias(c)
+    return load_results(path, required=required, others=True)

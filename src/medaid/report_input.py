@@ -1,4 +1,9 @@
-"""Reading batch results (and, through a hook, the ledger) into the report's results frame.
+"""Reading results files (and, through a hook, the ledger): the one reader of what medaid wrote.
+
+``medaid report`` (:func:`load_results`) and ``medaid recalc --previous`` (through
+:func:`medaid.readers.read_results`) read results files here, so that both accept the same
+files: the same encodings (UTF-8, UTF-8 with BOM, GBK/GB18030 for CSV), formats, headers and
+amounts.
 
 The report works on one polars frame with the columns of :mod:`medaid.columns`: the claim's
 fields (``claim_id, person_id, date, self_pay, group, kind, hospital, total_cost`` and optional
@@ -9,20 +14,27 @@ rule_version, rule_hash``).  Money is ``Int64`` fen; ``date`` is ``Date``; ``bra
 
 Files (DESIGN.md §2, *Money*; §5 *Reliability*):
 
-* CSV and JSONL carry money as yuan text with at most two decimals.  Canonical text
+* CSV and JSONL carry money as yuan text with at most two decimals (signed for ``adjustment``,
+  in a recalculation's adjustments file).  Canonical text
   (``12345.67``) is converted column-wise with integer arithmetic; anything else (thousands
   separators, full-width digits, bad text) goes through :func:`medaid.money.parse_yuan`, the one
   door for amounts, so that the same values are accepted and refused everywhere.
 * Parquet carries money as ``Decimal(18, 2)`` yuan; it is scaled to fen exactly.
 * XLSX carries money as numeric cells.  Excel stores numbers as binary doubles, so a cell is
   read back through its shortest decimal text (``repr``), which is the text Excel was given
-  for any amount of at most 15 significant digits, and then through ``parse_yuan``.
+  for any amount of at most 15 significant digits, and then through ``parse_yuan``.  XLSX files
+  are read by the claim files' reader (:func:`medaid.readers.read_raw`); so are JSON Lines
+  files whose amounts are JSON numbers (never through a float), while medaid's own JSON Lines
+  (amounts as text) are read by polars at once.
+* An ID held as a number (an XLSX numeric cell, a JSON or Parquet number) is read by the rule
+  of the claim readers (:func:`medaid.validation.number_as_id`): its exact digits, or refused.
+* Text that the export neutralised against formula injection (CSV, XLSX: a leading ``'``
+  before ``=``, ``+``, ``-``, ``@``, tab or CR) gets the ``'`` removed.
 
 Every bad value is reported with the file, the line (as the user sees it: the header is line 1)
 and the field; never with the amount itself.  Headers may be English or the Chinese aliases of
 :data:`medaid.columns.HEADER_ALIASES`.
 
-This module is the report's own reader until the shared readers and the ledger are wired in;
 :func:`load_ledger_results` is the hook for the ledger.
 """
 
@@ -31,20 +43,25 @@ from __future__ import annotations
 import codecs
 import datetime as dt
 import io
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from .columns import CLAIM_FIELDS, CLAIM_MONEY_FIELDS, HEADER_ALIASES, RESULT_FIELDS, RESULT_MONEY_FIELDS
+from .columns import CLAIM_FIELDS, HEADER_ALIASES, ID_FIELDS, RESULT_FIELDS
 from .errors import MedaidError, Problem
 from .money import parse_yuan
+from .readers import MONEY_COLUMNS, ReadError
+from .validation import id_number_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
 
+#: Columns of a recalculation's adjustments file (``medaid recalc -o``) besides the claim's.
+ADJUSTMENT_FIELDS: tuple[str, ...] = ("old_relief", "new_relief", "adjustment", "status")
 #: Every column the report knows, in order.
-KNOWN_FIELDS: tuple[str, ...] = (*CLAIM_FIELDS, "major_disease", *RESULT_FIELDS)
-MONEY_FIELDS: frozenset[str] = frozenset((*CLAIM_MONEY_FIELDS, *RESULT_MONEY_FIELDS))
+KNOWN_FIELDS: tuple[str, ...] = (*CLAIM_FIELDS, "major_disease", *RESULT_FIELDS, *ADJUSTMENT_FIELDS)
+MONEY_FIELDS: frozenset[str] = frozenset(MONEY_COLUMNS)
+#: Money columns that may be negative (an adjustment takes relief back).
+SIGNED_MONEY_FIELDS: frozenset[str] = frozenset({"adjustment"})
 #: Columns a file must have to be taken as results at all.
 REQUIRED_RESULT_FIELDS: tuple[str, ...] = ("claim_id", "person_id", "date", "relief")
 #: File suffixes read as a ledger rather than a results file.
@@ -55,6 +72,9 @@ TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "是", "有", "✓"})
 FALSE_WORDS = frozenset({"0", "false", "f", "no", "n", "否", "无", ""})
 
 _MAX_PROBLEMS = 20
+#: The column of a raw frame holding each row's line as the user sees it (when rows were
+#: skipped: blank lines), not a column of the file.
+_LINE = "\0line"
 _CANONICAL_YUAN = r"^[0-9]{1,16}(\.[0-9]{1,2})?$"
 
 
@@ -87,34 +107,45 @@ def canonical_header(name: str) -> str | None:
     return None
 
 
-def load_results(path: str | Path, fields: Iterable[str] | None = None) -> "pl.DataFrame":
+def load_results(
+    path: str | Path, fields: Iterable[str] | None = None, *,
+    required: Iterable[str] = REQUIRED_RESULT_FIELDS, others: bool = False,
+) -> "pl.DataFrame":
     """Read a results file (CSV, JSONL, Parquet or XLSX, by suffix) into the results frame.
 
     ``fields`` limits the columns read and converted (the report passes the ones it uses);
-    the required ones (claim id, person id, date, relief) are always checked.  Raises :class:`ResultsError` naming the file, line and field of each bad value (at most
+    the ``required`` ones (by default claim id, person id, date, relief) are always checked.
+    ``others=True`` keeps the columns that name no known field too (as read; text for CSV).
+    Raises :class:`ResultsError` naming the file, line and field of each bad value (at most
     20), or naming the missing columns when the file is not batch results.  A ledger path is
-    refused here: use :func:`load_ledger_results`.
+    read through :func:`load_ledger_results`.
     """
     p = Path(path)
     if is_ledger_path(p):
         return load_ledger_results(p)
     if not p.is_file():
         raise ResultsError(Problem("no such results file", source=str(p)))
-    want = None if fields is None else frozenset(fields) | frozenset(REQUIRED_RESULT_FIELDS)
+    required = tuple(required)
+    want = None if fields is None else frozenset(fields) | frozenset(required)
     suffix = p.suffix.lower()
-    if suffix in (".csv", ".txt", ".tsv"):
-        raw, first_line = _read_csv(p, "\t" if suffix == ".tsv" else ",", want), 2
-    elif suffix in (".jsonl", ".ndjson", ".json"):
-        raw, first_line = _read_jsonl(p, want), 1
-    elif suffix in (".parquet", ".pq"):
-        raw, first_line = _read_parquet(p, want), 1
-    elif suffix == ".xlsx":
-        raw, first_line = _read_xlsx(p, want), 2
-    else:
-        raise ResultsError(Problem(
-            f"unknown results format {suffix or '(no suffix)'!r}; expected .csv, .jsonl, "
-            ".parquet, .xlsx, or a ledger (.sqlite3/.db)", source=str(p)))
-    return normalise(raw, source=str(p), first_line=first_line)
+    neutralised = suffix not in (".jsonl", ".ndjson", ".json", ".parquet", ".pq")
+    try:
+        if suffix in (".csv", ".txt", ".tsv"):
+            raw, first_line = _read_csv(p, "\t" if suffix == ".tsv" else ",", want, others), 2
+        elif suffix in (".jsonl", ".ndjson", ".json"):
+            raw, first_line = _read_jsonl(p, want, others), 1
+        elif suffix in (".parquet", ".pq"):
+            raw, first_line = _read_parquet(p, want, others), 1
+        elif suffix in (".xlsx", ".xlsm"):
+            raw, first_line = _read_xlsx(p, want, others), 2
+        else:
+            raise ResultsError(Problem(
+                f"unknown results format {suffix or '(no suffix)'!r}; expected .csv, .jsonl, "
+                ".parquet, .xlsx, or a ledger (.sqlite3/.db)", source=str(p)))
+    except ReadError as e:  # from the claim files' readers
+        raise ResultsError(e.problems) from None
+    return normalise(raw, source=str(p), first_line=first_line, required=required,
+                     neutralised=neutralised)
 
 
 def load_ledger_results(path: str | Path, year: int | None = None) -> "pl.DataFrame":
@@ -182,13 +213,19 @@ def _row_value(f: str, v: Any) -> Any:
 # per-format raw readers: columns renamed to fields, values still as read
 
 
-def _rename(names: list[str], source: str, want: frozenset[str] | None = None) -> dict[str, str]:
-    """File column name → field, for the columns that name a known (and wanted) field."""
+def _rename(names: list[str], source: str, want: frozenset[str] | None = None,
+            others: bool = False) -> dict[str, str]:
+    """File column name → output name: the field a column names (if wanted), or with
+    ``others`` the column's own name when it names no known field."""
     mapping: dict[str, str] = {}
     taken: dict[str, str] = {}
     for n in names:
         f = canonical_header(n)
-        if f is None or (want is not None and f not in want):
+        if f is None:
+            if others and n not in KNOWN_FIELDS:
+                mapping[n] = n
+            continue
+        if want is not None and f not in want:
             continue
         if f in taken:
             raise ResultsError(Problem(
@@ -198,7 +235,29 @@ def _rename(names: list[str], source: str, want: frozenset[str] | None = None) -
     return mapping
 
 
-def _read_csv(p: Path, sep: str, want: frozenset[str] | None = None) -> "pl.DataFrame":
+def _named_by_readers(p: Path, want: frozenset[str] | None, others: bool) -> "pl.DataFrame":
+    """A file read by the claim files' reader (:func:`medaid.readers.read_raw`: XLSX cells and
+    JSON numbers as exact text, IDs held as numbers by the one rule), columns renamed as
+    :func:`_rename` says, with its ``row`` column (the line as the user sees it)."""
+    import polars as pl
+
+    from .readers import ROW, read_raw
+
+    def names(headers: list[str]) -> list[str]:
+        m = _rename(headers, str(p), want, others)
+        out: list[str] = []
+        for i, h in enumerate(headers):
+            n = m.get(h, f"\0{i}")  # \0: not wanted, dropped
+            out.append(n if n not in out else f"{n}_{i + 1}")  # a repeated header
+        return out
+
+    raw, problems = read_raw(p, names=names)
+    if problems:
+        raise ResultsError(problems[:_MAX_PROBLEMS])
+    return raw.select(pl.col(ROW).alias(_LINE), *[c for c in raw.columns if c != ROW and not c.startswith("\0")])
+
+
+def _read_csv(p: Path, sep: str, want: frozenset[str] | None = None, others: bool = False) -> "pl.DataFrame":
     import polars as pl
 
     src: Any = p
@@ -207,18 +266,21 @@ def _read_csv(p: Path, sep: str, want: frozenset[str] | None = None) -> "pl.Data
     try:
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
-        # Chinese spreadsheet exports are often GBK/GB18030: read those too, refuse the rest.
-        try:
-            src = io.BytesIO(p.read_bytes().decode("gb18030").encode("utf-8"))
-        except UnicodeDecodeError:
-            raise ResultsError(Problem("is neither UTF-8 nor GB18030 text", source=str(p))) from None
+        src = _gb18030(p)
     try:
-        header = pl.read_csv(src, separator=sep, infer_schema=False, encoding="utf8", n_rows=0).columns
-        m = _rename(header, str(p), want)
-        if isinstance(src, io.BytesIO):
-            src.seek(0)
-        # Only the wanted columns are parsed (a results file carries hashes the report never reads).
-        raw = pl.read_csv(src, separator=sep, infer_schema=False, encoding="utf8", columns=list(m) or None)
+        try:
+            header = pl.read_csv(src, separator=sep, infer_schema=False, encoding="utf8", n_rows=0).columns
+            m = _rename(header, str(p), want, others)
+            if isinstance(src, io.BytesIO):
+                src.seek(0)
+            # Only the wanted columns are parsed (a results file carries hashes the report never reads).
+            raw = pl.read_csv(src, separator=sep, infer_schema=False, encoding="utf8", columns=list(m) or None)
+        except pl.exceptions.ComputeError as e:
+            if isinstance(src, io.BytesIO) or "utf-8" not in str(e).lower():
+                raise
+            # UTF-8 at the start, GBK later on (Chinese text only in later rows): read it as GBK
+            src = _gb18030(p)
+            raw = pl.read_csv(src, separator=sep, infer_schema=False, encoding="utf8", columns=list(m) or None)
     except pl.exceptions.NoDataError:
         raise ResultsError(Problem("the file is empty", source=str(p))) from None
     except pl.exceptions.ComputeError as e:
@@ -226,34 +288,51 @@ def _read_csv(p: Path, sep: str, want: frozenset[str] | None = None) -> "pl.Data
     return raw.select([pl.col(k).alias(v) for k, v in m.items()])
 
 
-def _read_jsonl(p: Path, want: frozenset[str] | None = None) -> "pl.DataFrame":
+def _gb18030(p: Path) -> io.BytesIO:
+    """A CSV file that is not UTF-8, as Chinese spreadsheet exports write it (GBK/GB18030),
+    recoded to UTF-8; anything else is refused."""
+    try:
+        return io.BytesIO(p.read_bytes().decode("gb18030").encode("utf-8"))
+    except UnicodeDecodeError:
+        raise ResultsError(Problem("is neither UTF-8 nor GB18030 text", source=str(p))) from None
+
+
+def _read_jsonl(p: Path, want: frozenset[str] | None = None, others: bool = False) -> "pl.DataFrame":
+    """JSON Lines.  medaid writes amounts as text: polars reads such a file at once.  A file
+    whose amounts are JSON numbers (polars would read them through a float), or that polars
+    cannot read, is read by the claim files' reader (numbers as their exact text)."""
     import polars as pl
 
-    keys: list[str] = []
-    with open(p, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                try:
-                    first = json.loads(line)
-                except ValueError:
-                    raise ResultsError(Problem("not a JSON object", source=str(p), line=1)) from None
-                keys = list(first) if isinstance(first, dict) else []
-                break
-    # Money fields are read as text: yuan text stays exactly as written.
-    money = {k: pl.String for k in keys if canonical_header(k) in MONEY_FIELDS}
     try:
-        raw = pl.read_ndjson(p, schema_overrides=money or None, infer_schema_length=None)
-    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as e:
-        raise ResultsError(Problem(f"not readable as JSON lines ({str(e).splitlines()[0]})", source=str(p))) from None
-    m = _rename(raw.columns, str(p), want)
+        raw = pl.read_ndjson(p, infer_schema_length=None)
+    except pl.exceptions.PolarsError:
+        return _named_by_readers(p, want, others)
+    m = _rename(raw.columns, str(p), want, others)
+    if _json_numbers(p, [k for k, f in m.items() if f in MONEY_FIELDS]):
+        return _named_by_readers(p, want, others)
     return raw.select([pl.col(k).alias(v) for k, v in m.items()])
 
 
-def _read_parquet(p: Path, want: frozenset[str] | None = None) -> "pl.DataFrame":
+def _json_numbers(p: Path, keys: list[str]) -> bool:
+    """Whether some value of these keys is a JSON number (not text) somewhere in the file: a
+    byte search for ``"key": <digit or ->``, the key as JSON writes it (escaped or not)."""
+    import json
+    import mmap
+    import re
+
+    if not keys or not p.stat().st_size:
+        return False
+    written = {json.dumps(k, ensure_ascii=a).encode() for k in keys for a in (True, False)}
+    pattern = re.compile(b"(?:" + b"|".join(re.escape(k) for k in sorted(written)) + rb")\s*:\s*[-0-9]")
+    with open(p, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        return pattern.search(mm) is not None  # type: ignore[call-overload]
+
+
+def _read_parquet(p: Path, want: frozenset[str] | None = None, others: bool = False) -> "pl.DataFrame":
     import polars as pl
 
     try:
-        m = _rename(list(pl.read_parquet_schema(p)), str(p), want)
+        m = _rename(list(pl.read_parquet_schema(p)), str(p), want, others)
         raw = pl.read_parquet(p, columns=list(m))
     except Exception as e:  # pyarrow/polars raise many kinds for a bad file
         raise ResultsError(Problem(f"not readable as Parquet ({str(e).splitlines()[0]})", source=str(p))) from None
@@ -286,86 +365,27 @@ def _read_parquet(p: Path, want: frozenset[str] | None = None) -> "pl.DataFrame"
     return raw.select(exprs)
 
 
-def _read_xlsx(p: Path, want: frozenset[str] | None = None) -> "pl.DataFrame":
-    import polars as pl
-    from openpyxl import load_workbook
-
-    try:
-        wb = load_workbook(p, read_only=True, data_only=True)
-    except Exception as e:
-        raise ResultsError(Problem(f"not readable as XLSX ({e.__class__.__name__})", source=str(p))) from None
-    try:
-        rows = wb.active.iter_rows(values_only=True)
-        header = next(rows, None)
-        if header is None:
-            raise ResultsError(Problem("the sheet is empty", source=str(p)))
-        names = ["" if h is None else str(h) for h in header]
-        m = _rename(names, str(p), want)
-        index = {m[n]: i for i, n in enumerate(names) if n in m}
-        cols: dict[str, list[Any]] = {f: [] for f in index}
-        problems: list[Problem] = []
-        for line, row in enumerate(rows, start=2):
-            if row is None or all(v is None or v == "" for v in row):
-                continue
-            for f, i in index.items():
-                v = row[i] if i < len(row) else None
-                if f in MONEY_FIELDS:
-                    v = _xlsx_money(v, str(p), line, f, problems)
-                elif f == "date":
-                    v = _xlsx_date(v, str(p), line, problems)
-                elif v is not None and not isinstance(v, str):
-                    v = str(v) if not isinstance(v, float) or not v.is_integer() else str(int(v))
-                cols[f].append(v)
-            if len(problems) >= _MAX_PROBLEMS:
-                break
-        if problems:
-            raise ResultsError(problems)
-    finally:
-        wb.close()
-    dtypes = _dtypes()
-    return pl.DataFrame({
-        f: pl.Series(f, v, dtype=dtypes[f] if f in MONEY_FIELDS or f == "date" else pl.String)
-        for f, v in cols.items()
-    })
-
-
-def _xlsx_money(v: Any, source: str, line: int, field: str, problems: list[Problem]) -> int | None:
-    """A numeric (or text) cell → fen, through the cell's shortest decimal text."""
-    if v is None or v == "":
-        return None
-    try:
-        if isinstance(v, float):
-            return parse_yuan(repr(v), field=field)
-        return parse_yuan(v if isinstance(v, (int, str)) else str(v), field=field)
-    except MedaidError as e:
-        problems.append(Problem(e.problems[0].message, source=source, line=line, field=field))
-        return None
-
-
-def _xlsx_date(v: Any, source: str, line: int, problems: list[Problem]) -> dt.date | None:
-    if v is None or v == "":
-        return None
-    if isinstance(v, dt.datetime):
-        return v.date()
-    if isinstance(v, dt.date):
-        return v
-    try:
-        return dt.date.fromisoformat(str(v).strip())
-    except ValueError:
-        problems.append(Problem("is not a date (YYYY-MM-DD)", source=source, line=line, field="date"))
-        return None
+def _read_xlsx(p: Path, want: frozenset[str] | None = None, others: bool = False) -> "pl.DataFrame":
+    """XLSX, by the claim files' reader: numeric cells as their shortest decimal text (an
+    amount with a third decimal is then refused, never rounded), date cells as ISO text."""
+    return _named_by_readers(p, want, others)
 
 
 # ---------------------------------------------------------------------------------------------
 # column-wise conversion of text columns to the results frame's types
 
 
-def normalise(raw: "pl.DataFrame", *, source: str, first_line: int = 2) -> "pl.DataFrame":
+def normalise(raw: "pl.DataFrame", *, source: str, first_line: int = 2,
+              required: Iterable[str] = REQUIRED_RESULT_FIELDS, neutralised: bool = False) -> "pl.DataFrame":
     """Convert a frame of result columns (text or already typed) to the results frame.
 
     Text money goes to fen, text dates to ``Date``, ``bracket``/``benefit_year`` to integers,
-    ``major_disease`` to ``Boolean``; empty text is a missing value.  Bad values raise
-    :class:`ResultsError` with ``source``, the line (row ``i`` is line ``first_line + i``) and
+    ``major_disease`` to ``Boolean``; empty text is a missing value; an ID held as a number
+    becomes its exact digits or is refused (:func:`medaid.validation.id_number_problem`).
+    Columns that name no known field are kept as they are (categories as text).  With
+    ``neutralised`` (CSV, XLSX) a text cell the export neutralised against formula injection
+    loses its leading ``'``.  Bad values raise :class:`ResultsError` with ``source``, the line
+    (the frame's :data:`_LINE` column if it has one, else row ``i`` is line ``first_line + i``) and
     the field.
 
     One columnar pass converts everything; a second pass counts, per column, the values that
@@ -375,25 +395,39 @@ def normalise(raw: "pl.DataFrame", *, source: str, first_line: int = 2) -> "pl.D
     """
     import polars as pl
 
-    missing = [f for f in REQUIRED_RESULT_FIELDS if f not in raw.columns]
+    missing = [f for f in required if f not in raw.columns]
     if missing:
         raise ResultsError(Problem(
             f"not a results file: missing column(s) {', '.join(missing)} "
             "(run medaid batch on the claims first)", source=source, line=1 if first_line == 2 else None))
+    lines = raw[_LINE].to_list() if _LINE in raw.columns else None
+
+    def line_of(i: int) -> int:
+        return lines[i] if lines is not None else first_line + i
+
     dtypes = _dtypes()
-    fields = [c for c in KNOWN_FIELDS if c in raw.columns]
+    columns = [c for c in raw.columns if c != _LINE]
+    fields = [c for c in columns if c in KNOWN_FIELDS]
     texts: dict[str, pl.Expr] = {}  # text columns converted to another type: their cleaned text
+    numeric_ids: dict[str, pl.Expr] = {}  # ID columns held as numbers: why a value is refused
     exprs: list[pl.Expr] = []
-    for f in fields:
-        dtype, want, col = raw.schema[f], dtypes[f], pl.col(f)
+    for f in columns:
+        dtype, col = raw.schema[f], pl.col(f)
+        if f not in KNOWN_FIELDS:
+            if dtype == pl.String:
+                exprs.append((_unneutralised(col) if neutralised else col).alias(f))
+            else:
+                exprs.append(col.cast(pl.String) if isinstance(dtype, (pl.Categorical, pl.Enum)) else col)
+            continue
+        want = dtypes[f]
         if dtype == pl.String:
             text = pl.when(col.str.len_bytes() > 0).then(col)  # empty text is a missing value
             if want == pl.String:
-                exprs.append(text.alias(f))
+                exprs.append((_unneutralised(text) if neutralised else text).alias(f))
                 continue
             texts[f] = text
             if f in MONEY_FIELDS:
-                conv = _fen_fast(text)
+                conv = _fen_fast(text, signed=f in SIGNED_MONEY_FIELDS)
             elif f == "major_disease":
                 conv = _flag_expr(text)
             elif want == pl.Date:  # a settlement time (2024-05-03 10:15:00) counts by its day
@@ -403,6 +437,9 @@ def normalise(raw: "pl.DataFrame", *, source: str, first_line: int = 2) -> "pl.D
             else:
                 conv = text.cast(want, strict=False)
             exprs.append(conv.alias(f))
+        elif f in ID_FIELDS and dtype.is_numeric():
+            numeric_ids[f] = id_number_problem(col, dtype)
+            exprs.append(col.cast(pl.Int64, strict=False).cast(pl.String).alias(f))
         elif f == "major_disease" and dtype != pl.Boolean:
             texts[f] = col.cast(pl.String)
             exprs.append(_flag_expr(col.cast(pl.String)).alias(f))
@@ -417,7 +454,9 @@ def normalise(raw: "pl.DataFrame", *, source: str, first_line: int = 2) -> "pl.D
     # Second pass: per converted column, how many values did not convert (and negatives).
     checks = [
         (t.is_not_null() & pl.lit(out[f]).is_null()).sum().alias(f) for f, t in texts.items()
-    ] + [(pl.lit(out[f]) < 0).sum().alias(f"-{f}") for f in fields if f in MONEY_FIELDS]
+    ] + [(pl.lit(out[f]) < 0).sum().alias(f"-{f}") for f in fields
+         if f in MONEY_FIELDS and f not in SIGNED_MONEY_FIELDS
+         ] + [e.is_not_null().sum().alias(f"#{f}") for f, e in numeric_ids.items()]
     counts = raw.select(checks).row(0, named=True) if checks else {}
     problems: list[Problem] = []
     fixes: dict[str, pl.Series] = {}
@@ -426,21 +465,39 @@ def normalise(raw: "pl.DataFrame", *, source: str, first_line: int = 2) -> "pl.D
             continue
         idx = _rows(raw, t.is_not_null() & pl.lit(out[f]).is_null())
         if f in MONEY_FIELDS:
-            fixes[f] = _fen_slow(raw, out[f], f, t, idx, source, first_line, problems)
+            fixes[f] = _fen_slow(raw, out[f], f, t, idx, source, line_of, problems)
         else:
             message = {"major_disease": "is not a yes/no flag (1/0, true/false, yes/no, 是/否)",
                        "date": "is not a date (YYYY-MM-DD)"}.get(f, "is not a whole number")
-            problems += [Problem(message, source=source, line=first_line + i, field=f) for i in idx]
+            problems += [Problem(message, source=source, line=line_of(i), field=f) for i in idx]
+    for f, e in numeric_ids.items():
+        if counts.get(f"#{f}"):
+            why = raw.select(e.alias("m"))["m"]
+            problems += [Problem(why[i], source=source, line=line_of(i), field=f)
+                         for i in _rows(raw, e.is_not_null())]
     if fixes:
         out = out.with_columns(list(fixes.values()))
     for f in fields:
+        if f in SIGNED_MONEY_FIELDS:
+            continue
         if counts.get(f"-{f}") or (f in fixes and (fixes[f] < 0).any()):
             idx = _rows(out, pl.col(f) < 0)
-            problems += [Problem("must not be negative", source=source, line=first_line + i, field=f) for i in idx]
+            problems += [Problem("must not be negative", source=source, line=line_of(i), field=f) for i in idx]
     if problems:
         problems.sort(key=lambda p: (p.line or 0, fields.index(p.field) if p.field in fields else 0))
         raise ResultsError(problems[:_MAX_PROBLEMS])
     return out
+
+
+#: A text cell the export neutralised against formula injection (medaid.exports.neutralise).
+_NEUTRALISED = r"^'[=+\-@\t\r]"
+
+
+def _unneutralised(text: "pl.Expr") -> "pl.Expr":
+    """Text as it was before the export neutralised it: the leading ``'`` removed."""
+    import polars as pl
+
+    return pl.when(text.str.contains(_NEUTRALISED)).then(text.str.slice(1)).otherwise(text)
 
 
 def _rows(frame: "pl.DataFrame", mask: "pl.Expr", limit: int = _MAX_PROBLEMS) -> list[int]:
@@ -450,12 +507,17 @@ def _rows(frame: "pl.DataFrame", mask: "pl.Expr", limit: int = _MAX_PROBLEMS) ->
     return frame.select(mask.fill_null(False).arg_true().head(limit).cast(pl.Int64)).to_series().to_list()
 
 
-def _fen_fast(text: "pl.Expr") -> "pl.Expr":
+def _fen_fast(text: "pl.Expr", signed: bool = False) -> "pl.Expr":
     """Plain yuan text → Int64 fen, column-wise: ``12345.67``, ``12345.6`` or ``12345`` (as
-    spreadsheets export them); anything else (spaces, signs, separators, three decimals, other
-    digits) gives null here and is left to :func:`medaid.money.parse_yuan`."""
+    spreadsheets export them; with ``signed``, also after a ``-``); anything else (spaces,
+    separators, three decimals, other digits) gives null here and is left to
+    :func:`_signed_yuan`."""
     import polars as pl
 
+    if signed:
+        neg = text.str.starts_with("-")
+        fen = _fen_fast(pl.when(neg).then(text.str.slice(1)).otherwise(text))
+        return pl.when(neg).then(-fen).otherwise(fen)
     plain = text.str.contains(_CANONICAL_YUAN)
     digits = text.str.replace(".", "", literal=True).cast(pl.Int64, strict=False)
     decimals = text.str.len_bytes().cast(pl.Int64) - 1 - text.str.find(".", literal=True).cast(pl.Int64)
@@ -463,8 +525,17 @@ def _fen_fast(text: "pl.Expr") -> "pl.Expr":
     return pl.when(plain).then(digits * scale)
 
 
+def _signed_yuan(text: str, field: str) -> int:
+    """:func:`medaid.money.parse_yuan`, and for a signed column (``adjustment``) also after a
+    leading ``-``."""
+    t = text.strip()
+    if field in SIGNED_MONEY_FIELDS and t.startswith("-"):
+        return -parse_yuan(t[1:], field=field)
+    return parse_yuan(text, field=field)
+
+
 def _fen_slow(raw: "pl.DataFrame", fast: "pl.Series", f: str, text: "pl.Expr", idx: list[int], source: str,
-              first_line: int, problems: list[Problem]) -> "pl.Series":
+              line_of: Any, problems: list[Problem]) -> "pl.Series":
     """Money text the fast path left: read each through ``parse_yuan`` (all of them when they
     are few; the first problems otherwise) and return the completed column."""
     import polars as pl
@@ -475,13 +546,13 @@ def _fen_slow(raw: "pl.DataFrame", fast: "pl.Series", f: str, text: "pl.Expr", i
     fens: list[int] = []
     for i, t in odd.iter_rows():
         try:
-            fen = parse_yuan(t, field=f)
-            if fen >= 1 << 63:
+            fen = _signed_yuan(t, f)
+            if abs(fen) >= 1 << 63:
                 raise MedaidError(Problem("is too large", field=f))
             fens.append(fen)
             at.append(i)
         except MedaidError as e:
-            problems.append(Problem(e.problems[0].message, source=source, line=first_line + i, field=f))
+            problems.append(Problem(e.problems[0].message, source=source, line=line_of(i), field=f))
             if len(problems) >= _MAX_PROBLEMS:
                 break
     if not at:

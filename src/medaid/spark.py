@@ -325,28 +325,36 @@ def column_names(headers: Sequence[str]) -> list[str]:
     return names
 
 
-def _raw_frame(content: bytes, fmt: str) -> Any:
+def _raw_frame(content: bytes, fmt: str) -> tuple[Any, Any]:
     """One file as text columns named by :func:`column_names`, plus ``row``: the line number
     for CSV (the header is line 1; blank lines are not rows), the record number from 1 for
-    Parquet."""
+    Parquet; and the rejects found reading it (Parquet IDs held as numbers that cannot be
+    exact: :func:`medaid.readers.numeric_id_problems`), whose rows are not in the frame."""
     import polars as pl
 
-    from .readers import text_columns
+    from .readers import empty_rejects, numeric_id_problems, text_columns
 
+    bad = empty_rejects()
     if fmt == "csv":
         if _encoding(content[: 1 << 20]) != "utf-8":
             content = content.decode("gb18030").encode("utf-8")
         frame = pl.read_csv(io.BytesIO(content), infer_schema=False, raise_if_empty=False)
         first = 2
+        frame.columns = column_names(frame.columns)
     else:
-        frame = text_columns(pl.read_parquet(io.BytesIO(content)))
+        typed = pl.read_parquet(io.BytesIO(content))
+        names = column_names(typed.columns)
+        bad = numeric_id_problems(typed, names, first=1)
+        frame = text_columns(typed)
+        frame.columns = names
         first = 1
-    frame.columns = column_names(frame.columns)
     frame = frame.with_row_index("row", offset=first).with_columns(pl.col("row").cast(pl.Int64))
+    if bad.height:
+        frame = frame.filter(~pl.col("row").is_in(bad["row"].implode()))
     text = [c for c in frame.columns if c != "row"]
     if text:
         frame = frame.filter(~pl.all_horizontal(pl.col(text).is_null()))
-    return frame
+    return frame, bad
 
 
 def _encoding(head: bytes) -> str:
@@ -377,7 +385,7 @@ def _read_file_fn(fmt: str, names: Sequence[str], schema: "pa.Schema"):  # type:
             for path, content in zip(paths, contents):
                 source = _source(path)
                 try:
-                    raw = _raw_frame(content, fmt)
+                    raw, bad = _raw_frame(content, fmt)
                 except Exception as e:  # noqa: BLE001 - a file the reader refuses refuses the run
                     what = "CSV" if fmt == "csv" else "Parquet"
                     out = pl.DataFrame({"source": [source], _FIELD: ["file"],
@@ -388,6 +396,8 @@ def _read_file_fn(fmt: str, names: Sequence[str], schema: "pa.Schema"):  # type:
                     yield from out.select(names).to_arrow().cast(schema).to_batches()
                     continue
                 clean, rejects = validate_frame(raw, source)
+                if bad.height:
+                    rejects = pl.concat([bad, rejects]).sort("row", maintain_order=True)
                 # one record per problem → one per row: fields joined by ", ", reasons by "; "
                 rej = rejects.group_by("row", maintain_order=True).agg(
                     pl.col("claim_id").first(),

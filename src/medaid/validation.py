@@ -10,12 +10,18 @@ Rules implemented (DESIGN.md §2 *Money*, §5 *Reliability*; issue #4 *Validatio
 * Dates are ISO ``2024-05-03``, also ``2024/05/03``, ``20240503`` and ``2024-05-03 00:00:00``.
 * Text is trimmed; an empty claim or person id is an error; a duplicate claim id is an error on
   every occurrence after the first, naming the first line.
+* An ID a file holds as a number (an XLSX numeric cell, a JSON number, a Parquet integer or
+  float column) is its exact digits when it is a whole number of at most
+  :data:`MAX_ID_DIGITS` digits; any other number is refused (:func:`number_as_id`): a spreadsheet
+  keeps 15 significant digits, so an 18-digit ID number typed as a number has lost its last
+  digits, and two people could become one.
 
 Problems are data: one record (``row``, ``claim_id``, ``field``, ``message``) per problem.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
 from .columns import CLAIM_MONEY_FIELDS, REQUIRED_FIELDS
@@ -56,6 +62,68 @@ def yuan_to_fen(text: "pl.Expr", separators: bool = True) -> tuple["pl.Expr", "p
     yuan = s.cast(pl.Decimal(18, 2), strict=False)
     fen = (yuan * 100).cast(pl.Int64, strict=False)
     return pl.when(ok).then(fen), ok.fill_null(False)
+
+
+#: The most digits an ID held as a number may have: a spreadsheet keeps 15 significant digits
+#: of a number (Excel turns 500233196505051123 into 500233196505051000), and a double holds
+#: every whole number of 15 digits exactly.
+MAX_ID_DIGITS = 15
+_ID_AS_TEXT = ("; store IDs as text (in Excel: format the column as Text before typing or "
+               "pasting them; in other files: write them as strings)")
+#: Why a number is refused as an ID (never the number itself: IDs are personal data).
+ID_FRACTION = "is a number with a fraction, not an ID" + _ID_AS_TEXT
+ID_TOO_LONG = (f"is a number of more than {MAX_ID_DIGITS} digits, which a spreadsheet or a "
+               "float does not keep exactly (its last digits may be lost)" + _ID_AS_TEXT)
+
+
+def number_as_id(v: "int | float | str") -> tuple[str | None, str | None]:
+    """An ID a file holds as a number → ``(digits, None)``, or ``(None, message)``.
+
+    ``v`` is an ``int``, a ``float`` (a spreadsheet cell) or the text of a JSON number.  A whole
+    number of at most :data:`MAX_ID_DIGITS` digits gives its exact digits (``1001.0`` →
+    ``"1001"``); a fraction, more digits (``5.002331965050511e+17``), or a non-finite float is
+    refused with a message saying to store IDs as text.  :func:`id_number_problem` is the same
+    rule for a column of numbers."""
+    if isinstance(v, float):
+        if v != v:  # NaN
+            return None, ID_FRACTION
+        if v in (float("inf"), float("-inf")):
+            return None, ID_TOO_LONG
+        if not v.is_integer():
+            return None, ID_FRACTION
+        n = int(v)
+    elif isinstance(v, int):
+        n = v
+    else:
+        try:
+            d = Decimal(v)
+        except InvalidOperation:
+            return None, ID_FRACTION
+        if not d.is_finite():
+            return None, ID_TOO_LONG
+        if d != d.to_integral_value():
+            return None, ID_FRACTION
+        if d.adjusted() >= MAX_ID_DIGITS:  # before int(): 1e999999 would be a huge integer
+            return None, ID_TOO_LONG
+        n = int(d)
+    if abs(n) >= 10 ** MAX_ID_DIGITS:
+        return None, ID_TOO_LONG
+    return str(n), None
+
+
+def id_number_problem(column: "pl.Expr", dtype: "pl.DataType") -> "pl.Expr":
+    """:func:`number_as_id` for a numeric column (Parquet): the message for each value that
+    cannot be an exact ID, null where it can (or is null).  Integers: at most
+    :data:`MAX_ID_DIGITS` digits; floats: whole and below ``10**MAX_ID_DIGITS``."""
+    import polars as pl
+
+    limit = 10 ** MAX_ID_DIGITS
+    if dtype.is_integer():
+        return pl.when((column >= limit) | (column <= -limit)).then(pl.lit(ID_TOO_LONG))
+    whole = column == column.floor()  # false for NaN
+    big = column.abs() >= float(limit)  # inf too
+    return (pl.when(column.is_nan() | ~whole).then(pl.lit(ID_FRACTION))
+            .when(big).then(pl.lit(ID_TOO_LONG)))
 
 
 def _slow_yuan(v: str | None, field: str) -> tuple[int | None, str | None]:
