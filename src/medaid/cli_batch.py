@@ -210,7 +210,7 @@ def register(group: click.Group) -> None:
                 totals = None if refused else pool.submit(summarise, run.results)
                 try:
                     rej = write_run(run, out, rejects_path=rejects_path, on_error=on_error,
-                                    limit=max_errors, bom=bom, progress=tick)
+                                    limit=max_errors, bom=bom, progress=tick, lang=lang)
                 except BatchRefused as e:
                     raise _refused(e, as_json) from None
                 except MedaidError as e:
@@ -261,7 +261,7 @@ def register(group: click.Group) -> None:
                 refuse_if_bad(run)
                 rc = recalculate(run, read_results(previous))
                 if output:
-                    write_frame(rc.claims, output, bom=bom)
+                    write_frame(rc.claims, output, bom=bom, lang=lang)
                 if tick:
                     tick("write")
             except BatchRefused as e:

@@ -36,6 +36,7 @@ from .columns import (
     REQUIRED_FIELDS,
     RESULT_FIELDS,
     RESULT_MONEY_FIELDS,
+    result_field,
 )
 from .errors import MedaidError, Problem
 from .validation import (
@@ -725,6 +726,7 @@ def read_results(path: str | Path) -> "pl.DataFrame":
     source = str(path)
     if fmt == "parquet":
         frame = pl.read_parquet(path)
+        frame = frame.rename(_result_names(frame.columns, source))
         exprs = []
         for c, t in frame.schema.items():
             if c in MONEY_COLUMNS and isinstance(t, pl.Decimal):
@@ -739,6 +741,7 @@ def read_results(path: str | Path) -> "pl.DataFrame":
     raw, problems = read_raw(path, reserved=frozenset()) if fmt != "csv" else _read_results_csv(path)
     if problems:
         raise ReadError(problems[:20])
+    raw = raw.rename(_result_names(raw.columns, source))
     exprs = []
     for c in raw.columns:
         if c == ROW and fmt != "csv":
@@ -757,6 +760,27 @@ def read_results(path: str | Path) -> "pl.DataFrame":
     if bad:
         raise ReadError(Problem(f"column(s) {', '.join(sorted(bad))} hold text that is not an amount",
                                 source=source))
+    return out
+
+
+def _result_names(names: list[str], source: str) -> dict[str, str]:
+    """Renames that give a results file's columns their field names: the Chinese headers that
+    ``--lang zh`` writes (and the claim fields' aliases) become field names; a header the
+    export neutralised against formula injection (``'=x``) gets its ``'`` removed."""
+    out: dict[str, str] = {}
+    taken: dict[str, str] = {}
+    for n in names:
+        field = result_field(n)
+        if field is None:
+            if _NEUTRALISED.match(n) and n[1:] not in names:
+                out[n] = n[1:]
+            continue
+        if field in taken:
+            raise ReadError(Problem(f"columns {taken[field]!r} and {n!r} both name {field}",
+                                    source=source, line=1))
+        taken[field] = n
+        if field != n:
+            out[n] = field
     return out
 
 

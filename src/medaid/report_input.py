@@ -35,7 +35,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from .columns import CLAIM_FIELDS, CLAIM_MONEY_FIELDS, HEADER_ALIASES, RESULT_FIELDS, RESULT_MONEY_FIELDS
+from .columns import CLAIM_FIELDS, CLAIM_MONEY_FIELDS, RESULT_FIELDS, RESULT_MONEY_FIELDS, result_field
 from .errors import MedaidError, Problem
 from .money import parse_yuan
 
@@ -77,14 +77,10 @@ def is_ledger_path(path: str | Path) -> bool:
 
 
 def canonical_header(name: str) -> str | None:
-    """The field a header names (English name or a Chinese alias), or ``None`` if unknown."""
-    key = name.replace("\ufeff", "").strip().casefold()
-    if key in KNOWN_FIELDS:
-        return key
-    for field, aliases in HEADER_ALIASES.items():
-        if key in (a.casefold() for a in aliases):
-            return field
-    return None
+    """The field a header names (English name, a Chinese alias, or the Chinese header that
+    ``--lang zh`` writes), or ``None`` if unknown."""
+    field = result_field(name)
+    return field if field in KNOWN_FIELDS else None
 
 
 def load_results(path: str | Path, fields: Iterable[str] | None = None) -> "pl.DataFrame":
