@@ -766,12 +766,14 @@ def read_results(path: str | Path) -> "pl.DataFrame":
 def _result_names(names: list[str], source: str) -> dict[str, str]:
     """Renames that give a results file's columns their field names: the Chinese headers that
     ``--lang zh`` writes (and the claim fields' aliases) become field names; a header the
-    export neutralised against formula injection (``'=x``) gets its ``'`` removed."""
+    export neutralised against formula injection (``'=x``) gets its ``'`` removed.  A column
+    named exactly by a field name wins over a Chinese header of the same field (which is then
+    an input column that passed through)."""
     out: dict[str, str] = {}
     taken: dict[str, str] = {}
     for n in names:
         field = result_field(n)
-        if field is None:
+        if field is None or (field != n and field in names):
             if _NEUTRALISED.match(n) and n[1:] not in names:
                 out[n] = n[1:]
             continue

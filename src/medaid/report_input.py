@@ -179,12 +179,16 @@ def _row_value(f: str, v: Any) -> Any:
 
 
 def _rename(names: list[str], source: str, want: frozenset[str] | None = None) -> dict[str, str]:
-    """File column name → field, for the columns that name a known (and wanted) field."""
+    """File column name → field, for the columns that name a known (and wanted) field.  A
+    column named exactly by the field name wins over a Chinese header or alias of the same
+    field (a results file written with ``--lang zh`` keeps the field name for a result column
+    whose Chinese header an input column already has)."""
     mapping: dict[str, str] = {}
     taken: dict[str, str] = {}
+    exact = set(names)
     for n in names:
         f = canonical_header(n)
-        if f is None or (want is not None and f not in want):
+        if f is None or (want is not None and f not in want) or (f != n and f in exact):
             continue
         if f in taken:
             raise ResultsError(Problem(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .errors import visible
 from .money import fen_to_decimal
 from .report import (Figure, Report, Table, avg_fen, budget_warning, cell_text, figure_label, figure_text,
                      percent_text)
@@ -81,7 +82,8 @@ def render_text(r: Report, lang: str = "en") -> str:
             out.append(label("note_brackets", lang))
         if t.rows:
             align = tuple("left" if u == "text" else "right" for _, u in t.columns)
-            out.append(tabulate(table_cells(t, lang), table_headers(t, lang), tablefmt="simple", disable_numparse=True, colalign=align))
+            cells = [[visible(c) for c in row] for row in table_cells(t, lang)]  # aligned as shown
+            out.append(tabulate(cells, table_headers(t, lang), tablefmt="simple", disable_numparse=True, colalign=align))
         else:
             out.append(f"({label('no_data', lang)})")
     return "\n".join(out) + "\n"
