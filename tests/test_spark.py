@@ -299,6 +299,29 @@ def test_a_csv_batch_is_settled_rejected_and_reconciled_line_by_line(spark, rule
     assert {t.key: t.claims for t in summary.by_month} == {"2023-05": 1, "2023-06": 1, "2023-12": 2, "2024-01": 1}
 
 
+def test_csv_headers_are_neutralised_and_chinese_with_lang_zh(spark, rules_dir, tmp_path):
+    """Issue #11 (19, 16): an input column named ``=1+2`` is written ``'=1+2`` in the header;
+    the rejects' text cells are neutralised like the results'; ``lang="zh"`` gives Chinese
+    headers, which the results reader takes back (15,000 → 10,550 in the 2023 key plan:
+    70% of 9,000 + 85% of 5,000 = 6,300 + 4,250)."""
+    from medaid.readers import read_results
+
+    src = tmp_path / "claims.csv"
+    src.write_text("claim_id,person_id,date,self_pay,group,kind,=1+2\n"
+                   "A1,P1,2023-05-02,15000,key,inpatient,x\n=A2,P2,2023-05-02,abc,key,inpatient,y\n",
+                   encoding="utf-8")
+    out, rej = tmp_path / "results.csv", tmp_path / "rejects.csv"
+    run_batch(str(src), str(out), str(rules_dir), rejects_path=str(rej), on_error="skip", lang="zh")
+    results = read_parts(out)
+    assert results.columns[:7] == ["结算单号", "人员编号", "结算日期", "合规自付费用", "救助对象类别",
+                                   "就诊类型", "'=1+2"]
+    assert results["救助金额"].to_list() == ["10550.00"]
+    assert read_parts(rej)["claim_id"].to_list() == ["'=A2"]
+    part = next(out.glob("part-*.csv"))
+    back = read_results(part.rename(tmp_path / "back.csv"))
+    assert back["relief"].to_list() == [1_055_000] and "=1+2" in back.columns
+
+
 def yuan(fen: pl.Expr) -> pl.Expr:
     """Fen → Decimal(18, 2) yuan, exactly (Python's Decimal, one value at a time)."""
     return fen.map_elements(lambda f: Decimal(f).scaleb(-2), return_dtype=pl.Decimal(18, 2))

@@ -277,9 +277,11 @@ def write_run(
     limit: int = 20,
     bom: bool = True,
     progress: Progress | None = None,
+    lang: str = "en",
 ) -> Path | None:
     """Write a run's results (and rejects): refuse first under ``fail``; returns the rejects
-    path written, if any.  Each file is written atomically."""
+    path written, if any.  Each file is written atomically; ``lang="zh"`` gives CSV and XLSX
+    files Chinese headers."""
     from .exports import write_frame
 
     if on_error == "fail":
@@ -287,8 +289,8 @@ def write_run(
     written = None
     if run.rejected:
         written = Path(rejects_path) if rejects_path else default_rejects_path(output)
-        write_frame(rejects_for_output(run), written, bom=bom)
-    write_frame(results_for_output(run), output, bom=bom, text_values=run.text_values)
+        write_frame(rejects_for_output(run), written, bom=bom, lang=lang)
+    write_frame(results_for_output(run), output, bom=bom, text_values=run.text_values, lang=lang)
     if progress:
         progress("write")
     return written

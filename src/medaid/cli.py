@@ -7,6 +7,12 @@ commands that use them, so ``medaid --help`` and ``medaid settle`` start fast.
 
 Exit codes: 0 success; 1 the input or rules were refused (messages on stderr name the file,
 line and field); 2 usage errors (click's own).
+
+With ``--json`` a failure is one JSON object on stdout (:func:`error_json`: ``error``, ``code``,
+``exit_code``, ``message``, ``problems`` with ``file``, ``line``, ``field`` and ``message``),
+usage errors included, with the same exit code.  Text written to the terminal goes through
+:func:`echo` (and JSON through :func:`json_text`): control characters and bidirectional
+overrides coming from data are shown escaped (``\x1b``, ``\u202e``), never sent raw.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any, Callable, TypeVar
 
 import click
 
-from .errors import MedaidError
+from .errors import MedaidError, Problem, visible, visible_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,9 +64,95 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")(f)
 
 
+def echo(text: object = "", *, err: bool = False, nl: bool = True) -> None:
+    """``click.echo`` for text that may hold data: control characters shown escaped
+    (:func:`medaid.errors.visible`)."""
+    click.echo(visible(str(text)), err=err, nl=nl)
+
+
+def json_text(obj: object) -> str:
+    """``obj`` as indented JSON (Chinese kept readable), safe on a terminal."""
+    import json
+
+    return visible_json(json.dumps(obj, ensure_ascii=False, indent=2))
+
+
+class Failure(click.ClickException):
+    """A refusal (exit code 1) carrying the library's located problems, for ``--json``;
+    ``fields`` are extra members of the JSON error object."""
+
+    def __init__(self, message: str, problems: "tuple[Problem, ...] | list[Problem]" = (),
+                 **fields: object) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
+        self.fields = fields
+
+
 def fail(err: MedaidError) -> click.ClickException:
     """Turn a library error (with its located problems) into a click error, exit code 1."""
-    return click.ClickException(str(err))
+    return Failure(str(err), err.problems)
+
+
+def _problem_json(p: Problem) -> dict[str, object]:
+    return {"file": p.source, "line": p.line, "field": p.field, "message": p.message}
+
+
+def error_json(e: click.ClickException) -> dict[str, object]:
+    """The JSON object a failure prints under ``--json``: ``error: true``; ``code``:
+    ``usage`` (a bad or missing option or argument, exit code 2), ``refused`` (the input,
+    rules or ledger were refused, exit code 1) or ``failed`` (anything else, e.g. a file that
+    cannot be written); ``exit_code``; ``message`` (the text the terminal would show);
+    ``problems``: each with ``file``, ``line``, ``field`` (a field, or the option) and
+    ``message``."""
+    if isinstance(e, click.UsageError):
+        field = None
+        if isinstance(e, click.BadParameter):
+            hint = e.param_hint
+            if hint is None and e.param is not None:
+                hint = e.param.opts[0] if getattr(e.param, "opts", None) else e.param.name
+            field = " / ".join(hint) if isinstance(hint, (list, tuple)) else hint
+        elif isinstance(e, (click.NoSuchOption, click.BadOptionUsage)):
+            field = e.option_name
+        problems = [{"file": None, "line": None, "field": field and str(field).strip("'\""),
+                     "message": e.format_message()}]
+        code = "usage"
+    elif getattr(e, "problems", None) is not None:  # a Failure (also when cli.py is __main__)
+        problems = [_problem_json(p) for p in getattr(e, "problems")] or [
+            {"file": None, "line": None, "field": None, "message": e.format_message()}]
+        code = "refused"
+    else:
+        problems = [{"file": None, "line": None, "field": None, "message": e.format_message()}]
+        code = "failed"
+    out: dict[str, object] = {"error": True, "code": code, "exit_code": e.exit_code,
+                              "message": e.format_message(), "problems": problems}
+    out.update(getattr(e, "fields", {}))
+    return out
+
+
+def wants_json(args: "list[str]") -> bool:
+    """Whether a command line asks for ``--json`` (before any ``--``)."""
+    for a in args:
+        if a == "--":
+            return False
+        if a == "--json":
+            return True
+    return False
+
+
+class _Shown(click.ClickException):
+    """A failure as the user sees it: under ``--json`` the object of :func:`error_json` on
+    stdout; else click's own message (and usage) on stderr, with data made visible."""
+
+    def __init__(self, error: click.ClickException, as_json: bool) -> None:
+        super().__init__(error.message)
+        self.error, self.as_json, self.exit_code = error, as_json, error.exit_code
+
+    def show(self, file: object = None) -> None:
+        if self.as_json:
+            click.echo(json_text(error_json(self.error)))
+            return
+        self.error.message = visible(self.error.message)
+        self.error.show()
 
 
 def load_book(rules_path: str, scheme: str | None):  # type: ignore[no-untyped-def]
@@ -89,6 +181,24 @@ class _Commands(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(COMMAND_MODULES) | set(self.commands))
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            ctx = super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as e:
+            raise _Shown(e, wants_json(list(args))) from None
+        ctx.meta["medaid.json"] = wants_json(list(args))
+        return ctx
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a failure is shown as :class:`_Shown` says (JSON under ``--json``)."""
+        try:
+            return super().invoke(ctx)
+        except _Shown:
+            raise
+        except click.ClickException as e:
+            raise _Shown(e, ctx.meta.get("medaid.json", False)) from None
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:

@@ -6,7 +6,6 @@ Thin over :mod:`medaid.batch`; polars and openpyxl are imported inside the comma
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, Iterator
 
 import click
 
+from .cli import echo, json_text
 from .errors import MedaidError
 
 
@@ -59,7 +59,9 @@ def _distinct(input_path: str, *outputs: str | None) -> None:
 
 
 def _fail(e: MedaidError) -> click.ClickException:
-    return click.ClickException(str(e))
+    from .cli import fail
+
+    return fail(e)
 
 
 #: The environment variable through which polars' allocator (jemalloc, on Linux) takes settings
@@ -113,23 +115,24 @@ def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str 
 
 
 def _refused(e: Any, as_json: bool) -> click.ClickException:
-    """Report a refused batch: the first problems, their count, the reconciliation line."""
+    """Report a refused batch: the first problems, their count, the reconciliation line (under
+    ``--json`` one error object with ``refused``, ``problem_count``, ``rows_rejected`` and
+    ``reconciliation`` besides the problems)."""
+    from .cli import Failure
+
     lines = [str(p) for p in e.problems]
     more = e.total - len(lines)
-    if as_json:
-        click.echo(json.dumps({"refused": True, "problems": lines, "problem_count": e.total,
-                               "rows_rejected": e.rows, "reconciliation": e.summary},
-                              ensure_ascii=False, indent=2))
     tail = [f"... and {more} more" if more > 0 else "",
             f"{e.total} problem(s) in {e.rows} row(s); nothing was written "
             "(use --on-error skip to settle the good rows and list the bad ones)",
             e.summary]
-    return click.ClickException("\n".join(lines + [t for t in tail if t]))
+    return Failure("\n".join(lines + [t for t in tail if t]), e.problems, refused=True,
+                   problem_count=e.total, rows_rejected=e.rows, reconciliation=e.summary)
 
 
 def _spark_batch(input_path: str, output: str | None, rules_path: str, scheme: str | None,
                  master: str | None, rejects_path: str | None, on_error: str, max_errors: int,
-                 as_json: bool) -> None:
+                 as_json: bool, lang: str = "en") -> None:
     """``medaid batch --engine spark``: the same batch through :func:`medaid.spark.run_batch`."""
     try:
         from .spark import run_batch
@@ -140,10 +143,10 @@ def _spark_batch(input_path: str, output: str | None, rules_path: str, scheme: s
     try:
         s = run_batch(input_path, output, rules_path, master=master or "local[2]",
                       rejects_path=rejects_path, on_error=on_error, scheme=scheme,
-                      max_errors=max_errors)
+                      max_errors=max_errors, lang=lang)
     except MedaidError as e:
         raise _fail(e) from None
-    click.echo(json.dumps(s.to_dict(), ensure_ascii=False, indent=2) if as_json
+    echo(json_text(s.to_dict()) if as_json
                else f"{s.reconcile()}\nresults: {s.output}")
 
 
@@ -188,7 +191,7 @@ def register(group: click.Group) -> None:
         """
         if engine == "spark":
             _spark_batch(input_path, output, rules_path, scheme, master, rejects_path, on_error,
-                         max_errors, as_json)
+                         max_errors, as_json, lang)
             return
         if Path(input_path).is_dir():
             raise click.BadParameter("a folder is read only with --engine spark; give a file",
@@ -210,7 +213,7 @@ def register(group: click.Group) -> None:
                 totals = None if refused else pool.submit(summarise, run.results)
                 try:
                     rej = write_run(run, out, rejects_path=rejects_path, on_error=on_error,
-                                    limit=max_errors, bom=bom, progress=tick)
+                                    limit=max_errors, bom=bom, progress=tick, lang=lang)
                 except BatchRefused as e:
                     raise _refused(e, as_json) from None
                 except MedaidError as e:
@@ -218,15 +221,15 @@ def register(group: click.Group) -> None:
         summary = totals.result() if totals is not None else summarise(run.results)
         line = run.reconcile()
         if as_json:
-            click.echo(json.dumps({
+            echo(json_text({
                 "input": input_path, "output": out, "rejects": None if rej is None else str(rej),
                 "rows_read": run.rows_read, "settled": run.settled, "rejected": run.rejected,
-                **summary_json(summary)}, ensure_ascii=False, indent=2))
+                **summary_json(summary)}))
             return
-        click.echo(summary_tables(summary, lang))
-        click.echo("")
-        click.echo(line)
-        click.echo(f"results: {out}" + ("" if rej is None else f"\nrejects: {rej}"))
+        echo(summary_tables(summary, lang))
+        echo("")
+        echo(line)
+        echo(f"results: {out}" + ("" if rej is None else f"\nrejects: {rej}"))
 
     @group.command("recalc")
     @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
@@ -262,7 +265,7 @@ def register(group: click.Group) -> None:
                 refuse_if_bad(run)
                 rc = recalculate(run, read_results(previous, required=PREVIOUS_FIELDS))
                 if output:
-                    write_frame(rc.claims, output, bom=bom)
+                    write_frame(rc.claims, output, bom=bom, lang=lang)
                 if tick:
                     tick("write")
             except BatchRefused as e:
@@ -270,13 +273,13 @@ def register(group: click.Group) -> None:
             except MedaidError as e:
                 raise _fail(e) from None
         if as_json:
-            click.echo(json.dumps(summary_json({
+            echo(json_text(summary_json({
                 "input": input_path, "previous": previous, "output": output,
                 "rows_read": run.rows_read, "settled": run.settled, "rejected": run.rejected,
                 "totals": rc.totals, "by_hospital": rc.by_hospital, "by_person": rc.by_person,
-            }), ensure_ascii=False, indent=2))
+            })))
             return
-        click.echo(recalc_tables(rc, lang))
-        click.echo("\n" + run.reconcile())
+        echo(recalc_tables(rc, lang))
+        echo("\n" + run.reconcile())
         if output:
-            click.echo(f"\nadjustments: {output}")
+            echo(f"\nadjustments: {output}")

@@ -14,7 +14,6 @@ a damaged ledger); 2 usage (bad amounts, dates, groups or kinds, missing options
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterable
@@ -319,8 +318,21 @@ def _find_plan(book: "RuleBook | None", rule_set_id: str, version: str, plan: st
 # rendering
 
 
+def echo(text: object = "", *, err: bool = False) -> None:
+    """Print text that may hold data (ids, names, rule titles): see :func:`medaid.cli.echo`."""
+    from .cli import echo as shown
+
+    shown(text, err=err)
+
+
 def _table(rows: list[list[Any]], headers: list[str] | None = None, align: Iterable[str] | None = None) -> str:
+    """A table; cells holding control characters are shown escaped before the columns are
+    measured, so that the columns stay aligned."""
     from tabulate import tabulate
+
+    from .errors import visible
+
+    rows = [[visible(c) if isinstance(c, str) else c for c in row] for row in rows]
 
     kwargs: dict[str, Any] = {"disable_numparse": True, "tablefmt": "simple"}
     if align is not None:
@@ -395,7 +407,9 @@ def _with_basis(d: dict[str, Any], book: "RuleBook | None", r: Any) -> dict[str,
 
 
 def _dump(obj: Any) -> None:
-    click.echo(json.dumps(obj, ensure_ascii=False, indent=2))
+    from .cli import json_text
+
+    click.echo(json_text(obj))
 
 
 # --------------------------------------------------------------------------------------------
@@ -446,11 +460,11 @@ def register(group: click.Group) -> None:
             _dump(d)
             return
         if generated:
-            click.echo(_t(lang, "generated", id=claim.claim_id))
+            echo(_t(lang, "generated", id=claim.claim_id))
         if receipt.replayed:
-            click.echo(_t(lang, "replayed"))
-        click.echo(_explain(e, e.claim(), book, lang, f"{_t(lang, 'settlement')} {e.claim_id}"))
-        click.echo(_t(lang, "recorded", seq=e.seq, at=e.recorded_at))
+            echo(_t(lang, "replayed"))
+        echo(_explain(e, e.claim(), book, lang, f"{_t(lang, 'settlement')} {e.claim_id}"))
+        echo(_t(lang, "recorded", seq=e.seq, at=e.recorded_at))
 
     @group.command()
     @_claim_options
@@ -499,7 +513,7 @@ def register(group: click.Group) -> None:
                      hospital=claim.hospital, recorded=False)
             _dump(d)
             return
-        click.echo(_explain(r, claim, book, lang, _t(lang, "quote")))
+        echo(_explain(r, claim, book, lang, _t(lang, "quote")))
 
     @group.command()
     @click.argument("claim_id")
@@ -535,16 +549,16 @@ def register(group: click.Group) -> None:
             d["settled_after_not_recalculated"] = later
             _dump(d)
             return
-        click.echo(_t(lang, "reversed", claim=e.claim_id, seq=e.seq, reason=e.reason))
-        click.echo(_t(lang, "taken_out", pool=e.pool, year=e.benefit_year, s=_yuan(e.self_pay), r=_yuan(e.relief)))
+        echo(_t(lang, "reversed", claim=e.claim_id, seq=e.seq, reason=e.reason))
+        echo(_t(lang, "taken_out", pool=e.pool, year=e.benefit_year, s=_yuan(e.self_pay), r=_yuan(e.relief)))
         L = LABELS[lang]
-        click.echo(_table([
+        echo(_table([
             [L["ytd_self_pay"], _yuan(e.ytd_self_pay)],
             [L["ytd_relief"], _yuan(e.ytd_relief) + ("" if e.annual_cap is None else f" / {_yuan(e.annual_cap)}")],
             [L["cap_left"], _yuan(e.annual_cap_left, lang)],
         ], align=("left", "right")))
         if later:
-            click.echo(_t(lang, "later", ids=", ".join(later)))
+            echo(_t(lang, "later", ids=", ".join(later)))
 
     @group.command()
     @click.argument("person")
@@ -581,9 +595,9 @@ def register(group: click.Group) -> None:
             return
         L = LABELS[lang]
         if not rows:
-            click.echo(_t(lang, "no_history", person=person))
+            echo(_t(lang, "no_history", person=person))
             return
-        click.echo(_t(lang, "history", person=person))
+        echo(_t(lang, "history", person=person))
         table = []
         for e in rows:
             sign = -1 if e.entry == "reversal" else 1
@@ -593,14 +607,14 @@ def register(group: click.Group) -> None:
                 _yuan(sign * e.patient_pays), _yuan(e.ytd_self_pay), _yuan(e.ytd_relief),
                 _yuan(e.annual_cap_left, lang),
             ])
-        click.echo(_table(table, [
+        echo(_table(table, [
             L["row"], L["claim_id"], L["date"], L["entry"], L["plan"], L["pool"], L["year"],
             L["self_pay"], L["relief"], L["patient_pays"], L["ytd_self_pay"], L["ytd_relief"],
             L["cap_left"],
         ], ("right", "left", "left", "left", "left", "left", "right") + ("right",) * 6))
-        click.echo("")
-        click.echo(L["totals"])
-        click.echo(_table([
+        echo("")
+        echo(L["totals"])
+        echo(_table([
             [y, p, _yuan(e.ytd_self_pay), _yuan(e.ytd_relief), _yuan(e.annual_cap, lang), _yuan(e.annual_cap_left, lang)]
             for (y, p), e in sorted(totals.items())
         ], [L["year"], L["pool"], L["ytd_self_pay"], L["ytd_relief"], L["annual_cap"], L["cap_left"]],
@@ -651,9 +665,9 @@ def register(group: click.Group) -> None:
                 rows.append([rs.source, rs.label, p.name, len(p.examples), count])
                 n_plans += 1
                 n_examples += len(p.examples)
-        click.echo(_table(rows, [L["file"], L["scheme"], L["plan"], L["examples"], L["claims_checked"]],
+        echo(_table(rows, [L["file"], L["scheme"], L["plan"], L["examples"], L["claims_checked"]],
                           ("left", "left", "left", "right", "right")))
-        click.echo(_t(lang, "checked", sets=len(book.rule_sets), plans=n_plans, examples=n_examples))
+        echo(_t(lang, "checked", sets=len(book.rule_sets), plans=n_plans, examples=n_examples))
 
     @rules.command("show")
     @_path_arg
@@ -674,8 +688,8 @@ def register(group: click.Group) -> None:
             raise fail(e) from None
         L = LABELS[lang]
         for rs in book.rule_sets:
-            click.echo(f"{L['rule_set']}{L['colon']}{rs.id} {rs.version}" + (f" — {rs.title}" if rs.title else ""))
-            click.echo(_table([
+            echo(f"{L['rule_set']}{L['colon']}{rs.id} {rs.version}" + (f" — {rs.title}" if rs.title else ""))
+            echo(_table([
                 [L["file"], rs.source],
                 [L["valid"], f"{rs.valid_from} – {rs.valid_to or ''}"],
                 [L["rounding"], f"{rs.rounding.unit}, {rs.rounding.method}"],
@@ -683,12 +697,12 @@ def register(group: click.Group) -> None:
                 ["sha256", rs.content_hash],
             ]))
             for p in rs.plans:
-                click.echo("")
-                click.echo(f"{L['plan']}{L['colon']}{p.name}" + (f" — {p.title}" if p.title else ""))
+                echo("")
+                echo(f"{L['plan']}{L['colon']}{p.name}" + (f" — {p.title}" if p.title else ""))
                 covers = ", ".join(f"{g}/{k}" for g in p.match.group for k in p.match.kind) if p.match else ""
                 if p.default:
                     covers = (covers + "; " if covers else "") + L["default"]
-                click.echo(_table([
+                echo(_table([
                     [L["covers"], covers],
                     [L["pool"], p.pool],
                     [L["accumulate"], p.accumulate],
@@ -698,10 +712,10 @@ def register(group: click.Group) -> None:
                     [L["annual_cap"], _yuan(p.annual_cap, lang)],
                     [L["basis"], p.basis or L["none"]],
                 ]))
-                click.echo(_table(
+                echo(_table(
                     [[_yuan(b.lower), "" if b.upper is None else _yuan(b.upper), _percent(b.rate)] for b in p.brackets],
                     [L["from"], L["to"], L["rate"]], ("right", "right", "right")))
-            click.echo("")
+            echo("")
 
     # -- ledger --------------------------------------------------------------------------
     @group.group()
@@ -729,7 +743,7 @@ def register(group: click.Group) -> None:
             schema = lg.schema_version()
         if v.problems:
             for p in v.problems:
-                click.echo(f"{ledger_path}: {p}", err=True)
+                echo(f"{ledger_path}: {p}", err=True)
             raise click.ClickException(f"{ledger_path}: {len(v.problems)} problem(s) found")
-        click.echo(_t(lang, "verify_ok", path=ledger_path, n=v.entries, schema=schema))
-        click.echo(_t(lang, "head", h=v.head_hash))
+        echo(_t(lang, "verify_ok", path=ledger_path, n=v.entries, schema=schema))
+        echo(_t(lang, "head", h=v.head_hash))

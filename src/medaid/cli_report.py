@@ -11,7 +11,7 @@ import os
 
 import click
 
-from .errors import MedaidError
+from .errors import MedaidError, visible_json
 
 BY_CHOICES = ("month", "plan", "hospital", "group", "kind")
 
@@ -25,7 +25,7 @@ def _report_command() -> click.Command:
     """Build the ``report`` command.  The shared options come from :mod:`medaid.cli`, imported
     here rather than at module level so that ``python -m medaid.cli`` (which runs cli.py as
     ``__main__`` and imports it again) does not meet a half-initialised module."""
-    from .cli import ENV_LEDGER, fail, json_option, lang_option
+    from .cli import ENV_LEDGER, echo, fail, json_option, lang_option
 
     @click.command("report")
     @click.argument("results", required=False, metavar="RESULTS", type=click.Path(dir_okay=False))
@@ -87,8 +87,11 @@ def _report_command() -> click.Command:
             raise fail(e) from None
         except OSError as e:
             raise click.ClickException(f"{e.filename or html_path}: {e.strerror}") from None
-        click.echo(render_json(rep, lang) if as_json else render_text(rep, lang), nl=False)
+        if as_json:
+            click.echo(visible_json(render_json(rep, lang)), nl=False)
+        else:
+            echo(render_text(rep, lang), nl=False)
         if html_path is not None:
-            click.echo(f"wrote {html_path}", err=True)
+            echo(f"wrote {html_path}", err=True)
 
     return report_command

@@ -52,3 +52,42 @@ RESULT_FIELDS: Final = (
 )
 #: Result columns that are money (fen in frames, yuan with two decimals in files).
 RESULT_MONEY_FIELDS: Final = ("relief", "patient_pays", "bracket_relief", "ytd_self_pay", "ytd_relief")
+
+#: Chinese names of the columns medaid writes (claim and result fields, recalculation and
+#: rejects columns): the header cells of CSV and XLSX files written with ``--lang zh``, the
+#: column names in the Chinese report's formulas.  Every reader of results accepts them back
+#: (:func:`result_field`).  Machine formats (JSON Lines, Parquet) always carry the field names.
+ZH_HEADERS: Final[dict[str, str]] = {
+    "claim_id": "结算单号", "person_id": "人员编号", "date": "结算日期", "self_pay": "合规自付费用",
+    "group": "救助对象类别", "kind": "就诊类型", "hospital": "医疗机构", "total_cost": "医疗总费用",
+    "major_disease": "是否大病",
+    "plan": "救助方案", "pool": "累计池", "benefit_year": "救助年度", "relief": "救助金额",
+    "patient_pays": "个人负担", "bracket_relief": "分段救助金额", "capped_by": "限额原因",
+    "bracket": "最高分段", "ytd_self_pay": "年度累计自付", "ytd_relief": "年度累计救助",
+    "rule_set_id": "规则编号", "rule_version": "规则版本", "rule_hash": "规则哈希",
+    # recalculations (``medaid recalc -o``)
+    "old_relief": "原救助金额", "new_relief": "新救助金额", "adjustment": "调整金额", "status": "状态",
+    # rejects
+    "line": "行号", "field": "字段", "reason": "原因",
+}
+
+
+def header(field: str, lang: str = "en") -> str:
+    """The header a written file gives ``field``: the field name, or its Chinese name under
+    ``lang="zh"`` (a column medaid does not name keeps its own header)."""
+    return ZH_HEADERS.get(field, field) if lang == "zh" else field
+
+
+def result_field(name: str) -> str | None:
+    """The field a results file's header names: a field name, a Chinese header of
+    :data:`ZH_HEADERS` or an alias of :data:`HEADER_ALIASES` (case-folded, trimmed); ``None``
+    for a column medaid does not know."""
+    key = name.replace("\ufeff", "").strip().casefold()
+    return _RESULT_INDEX.get(key)
+
+
+_RESULT_INDEX: Final[dict[str, str]] = {
+    **{a.casefold(): f for f, aliases in HEADER_ALIASES.items() for a in aliases},
+    **{f: f for f in (*CLAIM_FIELDS, *RESULT_FIELDS, *ZH_HEADERS)},
+    **{zh: f for f, zh in ZH_HEADERS.items()},
+}

@@ -8,6 +8,7 @@ other patient data beyond claim and person identifiers.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -64,3 +65,23 @@ class RuleError(MedaidError):
 
 class ClaimError(MedaidError):
     """A claim cannot be settled (no plan, no rule version, duplicate id...)."""
+
+
+#: Characters a terminal may act on instead of showing: C0 controls but the line feed, DEL, C1
+#: controls, the line and paragraph separators and the bidirectional overrides, embeddings and
+#: isolates (which reorder what follows them).
+_UNSHOWN = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """``text`` safe to print on a terminal: each character of :data:`_UNSHOWN` is written as
+    its escape (``\\x1b``, ``\\u202e``), so data such as a claim id holding
+    ``ESC ] 0 ; ... BEL`` is seen, never run by the terminal.  Line feeds are kept."""
+    return _UNSHOWN.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
+def visible_json(text: str) -> str:
+    """JSON text (from ``json.dumps(..., ensure_ascii=False)``, which escapes only C0 controls)
+    with the other characters of :data:`_UNSHOWN` escaped as ``\\uXXXX``: the same JSON value,
+    safe on a terminal.  (They can only occur inside JSON strings, where the escape is valid.)"""
+    return _UNSHOWN.sub(lambda m: f"\\u{ord(m[0]):04x}", text)

@@ -9,7 +9,11 @@ Rules implemented (DESIGN.md §5 *Reliability*; issue #4 *Output*):
 * Every file is written to a temporary file in the same folder, flushed to disk and renamed over
   the target with ``os.replace``: a reader sees the old file or the new one, never a part.
 * Formula injection: in CSV and XLSX, text cells starting with ``=``, ``+``, ``-``, ``@``, a tab
-  or a carriage return get a leading ``'``; numbers (money, years) stay numbers.
+  or a carriage return get a leading ``'``; numbers (money, years) stay numbers.  Header cells
+  are text cells too: an input column named ``=1+2`` is written ``'=1+2``.
+* Headers: the field names; with ``lang="zh"``, CSV and XLSX (the files people open) carry the
+  Chinese headers of :data:`medaid.columns.ZH_HEADERS` instead (``救助金额`` for ``relief``),
+  which the results readers accept back.  JSON Lines and Parquet always carry field names.
 * CSV is UTF-8 with a byte-order mark by default, so that Excel (which reads BOM-less CSV as
   the local code page, GBK on Chinese Windows) shows Chinese text correctly; ``bom=False``
   writes plain UTF-8.
@@ -25,6 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Mapping
 
+from .columns import header
 from .errors import MedaidError, Problem
 from .readers import MONEY_COLUMNS, file_format
 
@@ -137,13 +142,14 @@ def _money_cols(frame: "pl.DataFrame") -> list[str]:
 
 
 def write_frame(frame: "pl.DataFrame", path: str | Path, *, bom: bool = True,
-                text_values: "Mapping[str, pl.Series] | None" = None) -> None:
+                text_values: "Mapping[str, pl.Series] | None" = None, lang: str = "en") -> None:
     """Write ``frame`` to ``path`` in the format of its extension, atomically (see module doc).
 
     Columns named in :data:`medaid.readers.MONEY_COLUMNS` holding integers are fen.
     ``text_values`` may give, for category columns, text that includes every value of the
     column (as :attr:`medaid.batch.BatchRun.text_values`): CSV's checks then look at those
-    instead of finding the column's distinct values."""
+    instead of finding the column's distinct values.  ``lang="zh"`` gives CSV and XLSX files
+    Chinese headers (:func:`sheet_headers`)."""
     import polars as pl
 
     fmt = file_format(path)
@@ -154,39 +160,63 @@ def write_frame(frame: "pl.DataFrame", path: str | Path, *, bom: bool = True,
     try:
         with atomic_path(path) as tmp:
             if fmt == "csv":
-                _write_csv(frame, tmp, money, bom, text_values or {})
+                _write_csv(frame, tmp, money, bom, text_values or {}, sheet_headers(frame.columns, lang))
             elif fmt == "jsonl":
                 frame.lazy().with_columns([yuan_text(c) for c in money]).sink_ndjson(
                     tmp, check_extension=False)
             elif fmt == "parquet":
                 _write_parquet(frame, tmp, money)
             else:
-                _write_xlsx(frame, tmp, money)
+                _write_xlsx(frame, tmp, money, sheet_headers(frame.columns, lang))
     except OSError as e:
         raise WriteError(Problem(f"cannot be written ({e.strerror or e})", source=str(path))) from None
 
 
+def sheet_headers(columns: list[str], lang: str = "en") -> list[str]:
+    """The header cells of a CSV or XLSX file for ``columns``: each field's header in ``lang``
+    (:func:`medaid.columns.header`; a field keeps its name where its Chinese header is already
+    another column's), every header neutralised like a text cell (:func:`safe_text`)."""
+    taken = set(columns)
+    out = []
+    for c in columns:
+        h = header(c, lang)
+        out.append(h if h == c or h not in taken else c)
+    safe = [safe_text(h) for h in out]
+    seen = set(out)
+    for i, (h, s) in enumerate(zip(out, safe)):
+        if s != h:  # ``'=x`` may itself be a column's name: add a number until unique
+            base, k = s, 1
+            while s in seen:
+                k += 1
+                s = f"{base}_{k}"
+            seen.add(s)
+            safe[i] = s
+    return safe
+
+
 def _write_csv(frame: "pl.DataFrame", tmp: Path, money: list[str], bom: bool,
-               known: "Mapping[str, pl.Series]") -> None:
+               known: "Mapping[str, pl.Series]", headers: list[str]) -> None:
     import polars as pl
 
-    fix, quote = _csv_checks(frame, known)
+    fix, quote = _csv_checks(frame, known, headers)
     schema = frame.schema
     convert = ([yuan_decimal(c) for c in money]
                + [neutralise(c, None if schema[c] == pl.String else pl.col(c).cast(pl.String)) for c in fix]
                + _dates_as_text(frame))
+    renames = {c: h for c, h in zip(frame.columns, headers) if c != h}
     # streamed: the converted columns only ever exist for the rows being written; when no cell
     # needs quotes (proved by the checks) the writer is told so and does not look at every cell
-    frame.lazy().with_columns(convert).sink_csv(
+    frame.lazy().with_columns(convert).rename(renames).sink_csv(
         tmp, include_bom=bom, include_header=True, date_format="%Y-%m-%d", batch_size=CSV_BATCH_ROWS,
         quote_style="necessary" if quote else "never")
 
 
-def _csv_checks(frame: "pl.DataFrame", known: "Mapping[str, pl.Series]") -> tuple[list[str], bool]:
+def _csv_checks(frame: "pl.DataFrame", known: "Mapping[str, pl.Series]",
+                headers: list[str] | None = None) -> tuple[list[str], bool]:
     """``(columns with a cell to neutralise, whether any cell needs quotes)`` of a frame to be
     written as CSV.  Text columns are looked at in one parallel streaming pass; category columns
     once per distinct value (from ``known`` when given, else found in the same pass); enum
-    columns by their categories; the header by its names."""
+    columns by their categories; the header by ``headers`` (default: the column names)."""
     import polars as pl
 
     schema = frame.schema
@@ -207,7 +237,7 @@ def _csv_checks(frame: "pl.DataFrame", known: "Mapping[str, pl.Series]") -> tupl
         if v.str.contains(_FORMULA_RE).any():
             fix.append(c)
         quote = quote or bool(v.to_frame("v").select(_needs_quotes(pl.col("v")).any()).item())
-    quote = quote or any(not c or any(q in c for q in _QUOTE_CHARS) for c in frame.columns)
+    quote = quote or any(not c or any(q in c for q in _QUOTE_CHARS) for c in headers or frame.columns)
     return fix, quote
 
 
@@ -270,7 +300,7 @@ def _write_parquet(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
     frame.lazy().with_columns([yuan_decimal(c) for c in money]).sink_parquet(tmp)
 
 
-def _write_xlsx(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
+def _write_xlsx(frame: "pl.DataFrame", tmp: Path, money: list[str], headers: list[str]) -> None:
     """XLSX via xlsxwriter (constant memory) when installed, else openpyxl's write-only mode.
 
     XLSX stores every number as a binary double: a money cell holds the double nearest to the
@@ -279,9 +309,9 @@ def _write_xlsx(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
     try:
         import xlsxwriter  # noqa: F401
     except ImportError:  # pragma: no cover - xlsxwriter is in the batch extra
-        _write_xlsx_openpyxl(frame, tmp, money)
+        _write_xlsx_openpyxl(frame, tmp, money, headers)
     else:
-        _write_xlsx_xlsxwriter(frame, tmp, money)
+        _write_xlsx_xlsxwriter(frame, tmp, money, headers)
 
 
 def _xlsx_plan(frame: "pl.DataFrame", money: list[str]) -> list[str]:
@@ -302,11 +332,15 @@ def _xlsx_plan(frame: "pl.DataFrame", money: list[str]) -> list[str]:
     return kinds
 
 
-def _safe_text(v: str) -> str:
+def safe_text(v: str) -> str:
+    """Text for a spreadsheet cell: ``'`` before text starting like a formula (see
+    :data:`FORMULA_LEADS`), as :func:`neutralise` does column-wise."""
     return "'" + v if v.startswith(FORMULA_LEADS) else v
 
 
-def _write_xlsx_xlsxwriter(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
+
+
+def _write_xlsx_xlsxwriter(frame: "pl.DataFrame", tmp: Path, money: list[str], headers: list[str]) -> None:
     import xlsxwriter
 
     wb = xlsxwriter.Workbook(str(tmp), {
@@ -317,7 +351,7 @@ def _write_xlsx_xlsxwriter(frame: "pl.DataFrame", tmp: Path, money: list[str]) -
         ws = wb.add_worksheet("results")
         money_fmt = wb.add_format({"num_format": XLSX_MONEY_FORMAT})
         date_fmt = wb.add_format({"num_format": XLSX_DATE_FORMAT})
-        for j, c in enumerate(frame.columns):
+        for j, c in enumerate(headers):
             ws.write_string(0, j, c)
         kinds = _xlsx_plan(frame, money)
         ws_num, ws_str, ws_dt = ws.write_number, ws.write_string, ws.write_datetime
@@ -329,24 +363,24 @@ def _write_xlsx_xlsxwriter(frame: "pl.DataFrame", tmp: Path, money: list[str]) -
                 if k == "money":
                     ws_num(i, j, v / 100, money_fmt)
                 elif k == "text":
-                    ws_str(i, j, _safe_text(v))
+                    ws_str(i, j, safe_text(v))
                 elif k == "date":
                     ws_dt(i, j, dt.datetime(v.year, v.month, v.day), date_fmt)
                 elif k == "number":
                     ws_num(i, j, v)
                 else:
-                    ws_str(i, j, _safe_text(str(v)))
+                    ws_str(i, j, safe_text(str(v)))
     finally:
         wb.close()
 
 
-def _write_xlsx_openpyxl(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
+def _write_xlsx_openpyxl(frame: "pl.DataFrame", tmp: Path, money: list[str], headers: list[str]) -> None:
     import openpyxl
     from openpyxl.cell import WriteOnlyCell
 
     wb = openpyxl.Workbook(write_only=True)
     ws = wb.create_sheet("results")
-    ws.append(list(frame.columns))
+    ws.append(list(headers))
     kinds = _xlsx_plan(frame, money)
     for rec in frame.iter_rows():
         cells: list[object] = []
@@ -359,7 +393,7 @@ def _write_xlsx_openpyxl(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> 
                 cell.number_format = XLSX_MONEY_FORMAT
                 cells.append(cell)
             elif k == "text":
-                cells.append(WriteOnlyCell(ws, value=_safe_text(v)))
+                cells.append(WriteOnlyCell(ws, value=safe_text(v)))
             elif k == "date":
                 cell = WriteOnlyCell(ws, value=v)
                 cell.number_format = XLSX_DATE_FORMAT
@@ -367,6 +401,6 @@ def _write_xlsx_openpyxl(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> 
             elif k == "number":
                 cells.append(v)
             else:
-                cells.append(WriteOnlyCell(ws, value=_safe_text(str(v))))
+                cells.append(WriteOnlyCell(ws, value=safe_text(str(v))))
         ws.append(cells)
     wb.save(tmp)

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .money import format_yuan, round_ratio
-from .report import Report, Table, figure_label, figure_text
-from .report_labels import label, value_label
+from .report import Report, Table, budget_warning, figure_label, figure_text
+from .report_labels import formula, label, value_label
 from .report_text import scope_lines, table_cells, table_headers, table_note, table_title
 
 # Palette (colour-blind safe, prints in grey distinguishably).
@@ -61,6 +61,11 @@ table.data th { background: #eef2f7; text-align: left; font-weight: 600; }
 table.data td:first-child { white-space: nowrap; }
 table.data td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .note { font-size: 12px; color: #666; margin: 2px 0; }
+.warn { font-size: 15px; font-weight: 700; color: #8a1010; background: #fdecec; border: 2px solid #c62828;
+  border-radius: 6px; padding: 10px 14px; margin: 16px 0; }
+.card.over { border: 2px solid #c62828; background: #fdecec; }
+.card.over .v { color: #c62828; }
+tr.over td { color: #c62828; font-weight: 700; }
 figure { margin: 18px 0; }
 figcaption { font-size: 12px; color: #666; }
 svg { max-width: 100%; height: auto; }
@@ -325,24 +330,29 @@ def render_html(r: Report, lang: str = "en") -> str:
     ]
     out += [f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in scope_lines(r, lang)]
     out.append("</tbody></table>")
+    warning = budget_warning(r, lang)
+    if warning is not None:
+        out.append(f'<p class="warn" id="warning-over-budget" role="alert">{_e(warning)}</p>')
     figs = {f.key: f for f in r.figures}
     out.append('<div class="cards">')
     for key in HEADLINE:
         f = figs.get(key)
         if f is None:
             continue
-        out.append(f'<div class="card" id="card-{_e(key)}"><div class="v">{_e(figure_text(f, lang))}</div>'
+        over = " over" if r.over_budget and key.startswith("budget") else ""
+        out.append(f'<div class="card{over}" id="card-{_e(key)}"><div class="v">{_e(figure_text(f, lang))}</div>'
                    f'<div class="k">{_e(figure_label(f, lang))}</div>'
-                   f'<div class="s">{_e(f.source)}</div></div>')
+                   f'<div class="s">{_e(formula(f.source, lang))}</div></div>')
     out.append("</div>")
     out.append(f'<h2 id="indicators">{_e(label("indicators", lang))}</h2>')
     out.append('<table class="data" id="indicator-table"><thead><tr>')
     out += [f"<th>{_e(label(k, lang))}</th>" for k in ("indicator", "value", "computed_from", "rows_used", "rows_missing")]
     out.append("</tr></thead><tbody>")
+    over_row = ' class="over"' if r.over_budget else ""
     for f in r.figures:
         out.append(
-            f'<tr id="fig-{_e(f.key)}"><td>{_e(figure_label(f, lang))}</td><td class="n">{_e(figure_text(f, lang))}</td>'
-            f'<td>{_e(f.source)}</td><td class="n">{f.rows:,}</td><td class="n">{f.missing:,}</td></tr>')
+            f'<tr id="fig-{_e(f.key)}"{over_row if f.key.startswith("budget_") else ""}><td>{_e(figure_label(f, lang))}</td><td class="n">{_e(figure_text(f, lang))}</td>'
+            f'<td>{_e(formula(f.source, lang))}</td><td class="n">{f.rows:,}</td><td class="n">{f.missing:,}</td></tr>')
     out.append("</tbody></table>")
     out += [f'<p class="note">{_e(label("note_money", lang))}</p>', f'<p class="note">{_e(label("note_ratio", lang))}</p>']
     out.append(f'<h2 id="charts">{_e(label("charts", lang))}</h2>')

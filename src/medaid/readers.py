@@ -30,7 +30,6 @@ import datetime as dt
 import functools
 import io
 import json
-import re
 import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping

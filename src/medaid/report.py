@@ -110,6 +110,13 @@ class Report:
                 return f
         raise KeyError(key)
 
+    @property
+    def over_budget(self) -> bool | None:
+        """Whether the relief paid exceeds ``--budget`` (budget left below 0); ``None`` without
+        a budget.  Every rendering flags it (text, HTML, JSON ``budget_exceeded``)."""
+        left = next((f for f in self.figures if f.key == "budget_left"), None)
+        return None if left is None or left.value is None else left.value < 0
+
 
 # ---------------------------------------------------------------------------------------------
 # computation
@@ -474,6 +481,16 @@ def figure_text(f: Figure, lang: str = "en") -> str:
     return cell_text(f.ratio if f.unit in ("percent", "fen_avg") else f.value, f.unit, lang)
 
 
+def budget_warning(r: Report, lang: str = "en") -> str | None:
+    """The over-budget warning (``WARNING: over budget: ... by 5,691,401.49 (166.96% of the
+    budget used)``), or ``None`` when the relief is within the budget or there is none."""
+    if not r.over_budget:
+        return None
+    left, used = r.figure("budget_left"), r.figure("budget_used")
+    return label("warn_over_budget", lang).format(
+        over=format_yuan(-(left.value or 0)), used=figure_text(used, lang))
+
+
 def figure_label(f: Figure, lang: str = "en") -> str:
     """The label of a figure, with its qualifier (the claim kind of a per-kind ratio)."""
     base = label(f.key.split(".")[0], lang)
@@ -501,6 +518,7 @@ __all__ = [
     "Report",
     "Table",
     "avg_fen",
+    "budget_warning",
     "build",
     "cell_text",
     "compute",

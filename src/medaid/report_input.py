@@ -43,10 +43,12 @@ from __future__ import annotations
 import codecs
 import datetime as dt
 import io
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from .columns import CLAIM_FIELDS, HEADER_ALIASES, ID_FIELDS, RESULT_FIELDS
+from .columns import (CLAIM_FIELDS, ID_FIELDS, RESULT_FIELDS,
+                      result_field)
 from .errors import MedaidError, Problem
 from .money import parse_yuan
 from .readers import MONEY_COLUMNS, ReadError
@@ -97,14 +99,10 @@ def is_ledger_path(path: str | Path) -> bool:
 
 
 def canonical_header(name: str) -> str | None:
-    """The field a header names (English name or a Chinese alias), or ``None`` if unknown."""
-    key = name.replace("\ufeff", "").strip().casefold()
-    if key in KNOWN_FIELDS:
-        return key
-    for field, aliases in HEADER_ALIASES.items():
-        if key in (a.casefold() for a in aliases):
-            return field
-    return None
+    """The field a header names (English name, a Chinese alias, or the Chinese header that
+    ``--lang zh`` writes), or ``None`` if unknown."""
+    field = result_field(name)
+    return field if field in KNOWN_FIELDS else None
 
 
 def load_results(
@@ -216,14 +214,19 @@ def _row_value(f: str, v: Any) -> Any:
 def _rename(names: list[str], source: str, want: frozenset[str] | None = None,
             others: bool = False) -> dict[str, str]:
     """File column name → output name: the field a column names (if wanted), or with
-    ``others`` the column's own name when it names no known field."""
+    ``others`` the column's own name when it names no known field (a header the export
+    neutralised against formula injection, ``'=x``, gets its ``'`` removed).  A column named
+    exactly by the field name wins over a Chinese header or alias of the same field (a results
+    file written with ``--lang zh`` keeps the field name for a result column whose Chinese
+    header an input column already has); that other column is then kept under its own name."""
     mapping: dict[str, str] = {}
     taken: dict[str, str] = {}
+    exact = set(names)
     for n in names:
         f = canonical_header(n)
-        if f is None:
+        if f is None or (f != n and f in exact):
             if others and n not in KNOWN_FIELDS:
-                mapping[n] = n
+                mapping[n] = n[1:] if re.match(_NEUTRALISED, n) and n[1:] not in exact else n
             continue
         if want is not None and f not in want:
             continue

@@ -129,6 +129,39 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
     "legend_relief": ("Relief", "救助金额"),
     "legend_patient_pays": ("Patient pays", "个人负担"),
     "no_data": ("no data", "无数据"),
+    # warnings
+    "warn_over_budget": (
+        "WARNING: over budget: relief paid exceeds the budget by {over} ({used} of the budget used).",
+        "警告：超出预算：救助金额超出预算资金 {over}（资金使用率 {used}）。",
+    ),
+}
+
+#: What each figure and table is computed from (``Figure.source``, ``Table.source``, written in
+#: field names), in Chinese: ``{field}`` stands for the field's Chinese column name
+#: (:data:`medaid.columns.ZH_HEADERS`), the same names the Chinese results files carry.
+FORMULAS_ZH: Final[dict[str, str]] = {
+    "rows": "全部行",
+    "rows with relief > 0": "{relief} > 0 的行",
+    "distinct person_id": "不同{person_id}数",
+    "distinct person_id, relief > 0": "不同{person_id}数，{relief} > 0",
+    "Σ self_pay": "Σ {self_pay}",
+    "Σ relief": "Σ {relief}",
+    "Σ patient_pays": "Σ {patient_pays}",
+    "Σ total_cost": "Σ {total_cost}",
+    "--budget": "--budget（预算资金）",
+    "Σ relief ÷ budget": "Σ {relief} ÷ 预算资金",
+    "budget − Σ relief": "预算资金 − Σ {relief}",
+    "Σ relief ÷ claims": "Σ {relief} ÷ 结算人次",
+    "Σ relief ÷ claims with relief > 0": "Σ {relief} ÷ {relief} > 0 的结算人次",
+    "Σ relief ÷ Σ self_pay": "Σ {relief} ÷ Σ {self_pay}",
+    "Σ patient_pays ÷ Σ total_cost": "Σ {patient_pays} ÷ Σ {total_cost}",
+    "Σ patient_pays ÷ Σ total_cost by kind": "按{kind}：Σ {patient_pays} ÷ Σ {total_cost}",
+    "relief > 0 and major_disease": "{relief} > 0 且{major_disease}",
+    "major_disease ÷ claims with relief > 0": "{major_disease} ÷ {relief} > 0 的结算人次",
+    "capped_by set": "有{capped_by}",
+    "distinct person_id, capped_by set": "不同{person_id}数，有{capped_by}",
+    "distinct person_id, capped_by = annual_cap": "不同{person_id}数，{capped_by} = 年度限额",
+    "date (month)": "{date}（按月）",
 }
 
 
@@ -146,3 +179,20 @@ def value_label(column: str, value: object, lang: str = "en") -> str:
         return label("missing_key", lang)
     key = f"{column}:{value}"
     return label(key, lang) if key in LABELS else str(value)
+
+
+def formula(source: str, lang: str = "en") -> str:
+    """What a figure or table was computed from, as shown: the formula in field names
+    (``Σ relief ÷ budget``) in English; in Chinese from :data:`FORMULAS_ZH` with the columns'
+    Chinese names (``Σ 救助金额 ÷ 预算资金``).  A per-kind formula (``..., kind = inpatient``)
+    gets the kind's label; a bare field name its column name; anything else is shown as is."""
+    if lang != "zh":
+        return source
+    from .columns import ZH_HEADERS
+
+    base, sep, kind = source.partition(", kind = ")
+    if sep:
+        return f"{formula(base, lang)}，{ZH_HEADERS['kind']} = {value_label('kind', kind, lang)}"
+    if source in FORMULAS_ZH:
+        return FORMULAS_ZH[source].format(**ZH_HEADERS)
+    return ZH_HEADERS.get(source, source)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .errors import visible
 from .money import fen_to_decimal
-from .report import Figure, Report, Table, avg_fen, cell_text, figure_label, figure_text, percent_text
-from .report_labels import label
+from .report import (Figure, Report, Table, avg_fen, budget_warning, cell_text, figure_label, figure_text,
+                     percent_text)
+from .report_labels import formula, label
 
 
 def scope_lines(r: Report, lang: str = "en") -> list[tuple[str, str]]:
@@ -49,7 +51,7 @@ def table_title(t: Table, lang: str = "en") -> str:
 def table_note(t: Table, lang: str = "en") -> str:
     """What a table was computed from and how many rows lacked its grouping column."""
     if lang == "zh":
-        return f"依据：{t.source}；缺少该列的行数：{t.missing:,}"
+        return f"依据：{formula(t.source, lang)}；缺少该列的行数：{t.missing:,}"
     return f"computed from: {t.source}; rows lacking it: {t.missing:,}"
 
 
@@ -59,12 +61,17 @@ def render_text(r: Report, lang: str = "en") -> str:
 
     out: list[str] = [label("title", lang), ""]
     out.append(tabulate(scope_lines(r, lang), tablefmt="plain", disable_numparse=True))
+    warning = budget_warning(r, lang)
+    if warning is not None:
+        out += ["", warning]
     out += ["", f"== {label('indicators', lang)} =="]
-    rows = [[figure_label(f, lang), figure_text(f, lang), f.source, f"{f.rows:,}", f"{f.missing:,}"]
+    rows = [[figure_label(f, lang), figure_text(f, lang), formula(f.source, lang), f"{f.rows:,}", f"{f.missing:,}"]
             for f in r.figures]
     heads = [label(k, lang) for k in ("indicator", "value", "computed_from", "rows_used", "rows_missing")]
     out.append(tabulate(rows, heads, tablefmt="simple", disable_numparse=True, colalign=("left", "right", "left", "right", "right")))
     out += ["", label("note_money", lang), label("note_ratio", lang)]
+    if warning is not None:
+        out += ["", warning]
     order = ["ratio_by_kind", "brackets", "capped", "monthly"]
     if r.by != "month":
         order.append("by")
@@ -75,7 +82,8 @@ def render_text(r: Report, lang: str = "en") -> str:
             out.append(label("note_brackets", lang))
         if t.rows:
             align = tuple("left" if u == "text" else "right" for _, u in t.columns)
-            out.append(tabulate(table_cells(t, lang), table_headers(t, lang), tablefmt="simple", disable_numparse=True, colalign=align))
+            cells = [[visible(c) for c in row] for row in table_cells(t, lang)]  # aligned as shown
+            out.append(tabulate(cells, table_headers(t, lang), tablefmt="simple", disable_numparse=True, colalign=align))
         else:
             out.append(f"({label('no_data', lang)})")
     return "\n".join(out) + "\n"
@@ -132,7 +140,9 @@ def _json_table(t: Table, lang: str) -> dict[str, Any]:
 
 
 def to_json_data(r: Report, lang: str = "en") -> dict[str, Any]:
-    """The report as JSON-ready data: money as yuan text, percentages as text with 2 decimals."""
+    """The report as JSON-ready data: money as yuan text, percentages as text with 2 decimals;
+    ``budget_exceeded`` is true when the relief paid exceeds ``--budget`` (``null`` without a
+    budget) and ``warnings`` then holds the warning the text and HTML show."""
     return {
         "scope": {
             "source": r.source,
@@ -146,6 +156,9 @@ def to_json_data(r: Report, lang: str = "en") -> dict[str, Any]:
             "absent_columns": list(r.absent_columns),
             "by": r.by,
         },
+        "budget_exceeded": r.over_budget,
+        "warnings": [] if not r.over_budget else [
+            {"key": "over_budget", "message": budget_warning(r, lang)}],
         "figures": [_json_figure(f, lang) for f in r.figures],
         "tables": {name: _json_table(t, lang) for name, t in r.tables.items()},
     }

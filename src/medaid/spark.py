@@ -595,27 +595,53 @@ def _yuan(col: Any) -> Any:
     return (col.cast("decimal(20,0)") * F.lit(Decimal("0.01"))).cast("decimal(18,2)")
 
 
-def output_frame(results: "DataFrame", fmt: str, layout: Sequence[str] | None = None) -> "DataFrame":
+def _formula_safe(col: Any) -> Any:
+    """A text column for CSV: cells a spreadsheet would run as a formula get a leading ``'``
+    (as :func:`medaid.exports.neutralise`, with its pattern, which Java reads alike)."""
+    from pyspark.sql import functions as F
+
+    from .exports import _FORMULA_RE
+
+    return F.when(col.rlike(_FORMULA_RE), F.concat(F.lit("'"), col)).otherwise(col)
+
+
+def output_frame(results: "DataFrame", fmt: str, layout: Sequence[str] | None = None,
+                 lang: str = "en") -> "DataFrame":
     """Results as written to files: the input's columns (``layout``, default the claim fields)
     then ``RESULT_FIELDS``, rows in file order (by source and line), money as yuan (``decimal(18,2)`` in Parquet, two-decimal text in
-    CSV), and in CSV text cells that a spreadsheet would run as a formula prefixed with ``'``."""
+    CSV), and in CSV text cells that a spreadsheet would run as a formula prefixed with ``'``,
+    header cells too (:func:`medaid.exports.sheet_headers`: Chinese with ``lang="zh"``)."""
     from pyspark.sql import functions as F
+
+    from .exports import sheet_headers
 
     money = set(CLAIM_MONEY_FIELDS) | {"relief", "patient_pays", "bracket_relief", "ytd_self_pay", "ytd_relief"}
     first = layout if layout is not None else [c for c in CLAIM_FIELDS if c in results.columns]
     cols = [c for c in first if c in results.columns] + list(RESULT_FIELDS)
     df = results.orderBy(F.col("source").asc_nulls_first(), "row")
+    names = sheet_headers(cols, lang) if fmt == "csv" else cols
     out = []
-    for c in cols:
+    for c, name in zip(cols, names):
         col = F.col(c)
         if c in money:
             col = _yuan(col)
             if fmt == "csv":
                 col = col.cast("string")
         elif fmt == "csv" and dict(results.dtypes)[c] == "string":
-            col = F.when(col.rlike(r"^[=+\-@\t\r]"), F.concat(F.lit("'"), col)).otherwise(col)
-        out.append(col.alias(c))
+            col = _formula_safe(col)
+        out.append(col.alias(name))
     return df.select(*out)
+
+
+def _rejects_frame(rejects: "DataFrame", fmt: str) -> "DataFrame":
+    """Rejects as written: in CSV, text cells (file, claim id, message) neutralised like the
+    results' (:func:`_formula_safe`)."""
+    from pyspark.sql import functions as F
+
+    if fmt != "csv":
+        return rejects
+    return rejects.select(*[_formula_safe(F.col(c)).alias(c) if t == "string" else F.col(c)
+                            for c, t in rejects.dtypes])
 
 
 def write_atomic(df: "DataFrame", path: str, fmt: str) -> None:
@@ -668,6 +694,7 @@ def run_batch(
     output_format: str | None = None,
     buckets: int | None = None,
     max_errors: int = MAX_QUOTED,
+    lang: str = "en",
 ) -> Summary:
     """Settle a file or folder of CSV or Parquet claims on Spark and write the results
     (DESIGN.md §2 on every claim, §5 reconciliation).
@@ -676,7 +703,7 @@ def run_batch(
     reason.  ``on_error="fail"`` refuses the batch when any row is rejected (nothing is
     written; the first ``max_errors`` rejects are quoted in the :class:`ClaimError`); ``"skip"`` settles the
     rest and writes the rejects to ``rejects_path`` if given.  Output is a folder of CSV (path
-    ending ``.csv``) or Parquet files, written whole or not at all.  ``master=None`` uses the
+    ending ``.csv``; Chinese headers with ``lang="zh"``) or Parquet files, written whole or not at all.  ``master=None`` uses the
     session that ``spark-submit`` configures.
     """
     from pyspark.sql import functions as F
@@ -722,10 +749,10 @@ def run_batch(
                 sample.append(Problem(f"... and {more} more rejected rows", source=input_path))
             raise ClaimError(sample)
         out_fmt = _out_format(output_path, output_format)
-        write_atomic(output_frame(results, out_fmt, layout), output_path, out_fmt)
+        write_atomic(output_frame(results, out_fmt, layout, lang), output_path, out_fmt)
         if rejects_path:
             rej_fmt = _out_format(rejects_path, None)
-            rej = rejects.orderBy(F.col("source").asc_nulls_first(), "row")
+            rej = _rejects_frame(rejects.orderBy(F.col("source").asc_nulls_first(), "row"), rej_fmt)
             write_atomic(rej.coalesce(1), rejects_path, rej_fmt)
         total, by_plan, by_month, by_hospital = summarize(results)
         return Summary(
