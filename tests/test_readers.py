@@ -301,7 +301,10 @@ _cell = st.text(alphabet=st.sampled_from(list('a1中 ,"\n')), max_size=6)
 )
 def test_any_csv_is_split_as_pythons_csv_module_splits_it(tmp_path_factory, width, records, quote_all, simple) -> None:  # type: ignore[no-untyped-def]
     """Whichever reader path a file takes, rows, lines and fields are those of the csv module;
-    rows with the wrong number of fields are reported at their first line, blank lines skipped."""
+    rows with the wrong number of fields are reported at their first line, blank lines skipped.
+    (Line breaks inside quoted fields are generated in the pass-through column only, without
+    commas: elsewhere a line break is read as a quote left open by mistake, see
+    test_csv_lines.py.)"""
     import csv as pycsv
     import io
 
@@ -310,15 +313,18 @@ def test_any_csv_is_split_as_pythons_csv_module_splits_it(tmp_path_factory, widt
     header = ["claim_id", "person_id", "date", "self_pay", "x"][:width]
     w.writerow(header)
     want_rows, want_bad, line = [], [], 2
+    def one_line(v: str) -> str:
+        return v.replace("\n", " ")
+
     for rec in records:
         if isinstance(rec, tuple):
-            rec = rec[1]
+            rec = [one_line(v) for v in rec[1]]
             if simple:  # files without ragged rows take the vectorised reader
                 continue
         elif rec is not None:
             rec = rec[:width]
-            if simple:
-                rec = [v.replace("\n", " ") for v in rec]
+            rec = [one_line(v) if simple or j < 4 or "\n" not in v else v.replace(",", "")
+                   for j, v in enumerate(rec)]
         if rec is None or (len(rec) == 1 and not rec[0].strip() and "\n" not in rec[0]):
             buf.write("\n" if rec is None else rec[0] + "\n")  # blank: not a row
             line += 1
