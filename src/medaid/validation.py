@@ -152,6 +152,22 @@ class _Nulls:
         return self.made.clone()
 
 
+#: The problem of an id holding a quote character: ids never do; a quote left open by mistake
+#: (see :func:`medaid.readers._stray_quote`) leaves one there.
+STRAY_QUOTE_IN_ID = 'holds a quote character ("); is a quote left open by mistake on this line?'
+
+
+def _has_quote(col: "pl.Series") -> "pl.Series":
+    """Which values hold a ``"`` (looked at once per distinct value of a category column)."""
+    import polars as pl
+
+    if col.dtype == pl.Categorical:
+        values = col.unique().cast(pl.String).drop_nulls()
+        bad = values.filter(values.str.contains('"', literal=True))
+        return col.cast(pl.String).is_in(bad.implode()) if bad.len() else pl.Series([False] * col.len(), dtype=pl.Boolean)
+    return col.str.contains('"', literal=True).fill_null(False)
+
+
 def type_rows(
     raw: "pl.DataFrame", *, categories: bool = False,
 ) -> tuple["pl.DataFrame", dict[str, "pl.DataFrame"]]:
@@ -201,8 +217,12 @@ def type_rows(
     none = _Nulls(raw.height)
     for f in ("claim_id", "person_id"):
         empty = typed[f].is_null().arg_true()
-        if len(empty):
-            msgs[f] = none().scatter(empty, "is empty")
+        quoted = _has_quote(typed[f]).arg_true()
+        if len(empty) or len(quoted):
+            m = none()
+            if len(quoted):  # a stray quote, whose line the careful reader read on its own
+                m = m.scatter(quoted, STRAY_QUOTE_IN_ID)
+            msgs[f] = m.scatter(empty, "is empty") if len(empty) else m
     # dates: other forms only where ISO was refused
     dates = fast["date"]
     redo = (dates.is_null() & raw["date"].is_not_null()).arg_true()
