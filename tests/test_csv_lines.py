@@ -304,3 +304,13 @@ def test_a_claim_at_a_hospital_named_total_is_still_a_claim(tmp_path: Path) -> N
     p = _write(tmp_path, EN + ",hospital\nA1,P1,2024-01-01,30000,Total\n,,,,合计\n")
     run = settle_file(p, BOOK, reader="whole")
     assert run.results["row"].to_list() == [2] and run.totals_rows == (3,)
+
+
+def test_a_totals_row_labelled_in_its_id_columns_is_found_by_every_reader(tmp_path: Path) -> None:
+    """``合计`` in the claim id and person id columns, with a date: still a totals row (the
+    scan reads such rows again as text, like any row it does not take as it is)."""
+    p = _write(tmp_path, EN + "\nA1,P1,2024-01-01,30000\nA2,P2,2024-01-02,20000\n"
+               "合计,合计,2024-01-02,50000\n")
+    for run in _runs(p).values():
+        assert run.reconcile() == "rows read 3 = settled 2 + rejected 0 + totals rows 1"
+        assert run.totals_rows == (4,) and run.warnings == ()

@@ -104,10 +104,10 @@ def scan_claims(
     # a totals row has no person id, or a label there (合计 ...): read again as text, like
     # every row the scan does not take as it is
     redo = flags[_REDO] | typed["person_id"].is_null()
-    persons = distinct.get("person_id", pl.Series([], dtype=pl.String))
-    if totals_rows(pl.DataFrame({ROW: range(persons.len()), "claim_id": [None] * persons.len(),
-                                 "person_id": persons},
-                                schema={ROW: pl.Int64, "claim_id": pl.String, "person_id": pl.String})).any():
+    persons = distinct.get("person_id", pl.Series([], dtype=pl.String)).alias("person_id")
+    if totals_rows(persons.to_frame().select(  # a label among the distinct person ids?
+            pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW), pl.lit(None, pl.String).alias("claim_id"),
+            "person_id")).any():
         redo = redo | totals_rows(typed.select(ROW, "claim_id", "person_id"))
     problems: dict[str, pl.DataFrame] = {}
     raw_redone = None
