@@ -68,6 +68,8 @@ def _same_run(path: Path) -> BatchRun | str:
         assert got == want
         return got
     assert got.rows_read == want.rows_read
+    assert (got.header_line, got.blank_lines, got.totals_rows, got.warnings) == (
+        want.header_line, want.blank_lines, want.totals_rows, want.warnings)
     _same_frame(got.results, want.results, "results")
     _same_frame(got.rejects, want.rejects, "rejects")
     assert got.rejects.schema == want.rejects.schema
@@ -217,7 +219,8 @@ def test_blank_lines_are_not_rows_and_later_lines_keep_their_numbers(tmp_path: P
     assert rejects[:2] == [(5, "A3", "date", NOT_A_DATE),
                            (8, "A4", "self_pay", "must not be negative")]
     assert [r[:3] for r in rejects[2:]] == [(9, "A5", "group/kind")]
-    assert run.reconcile() == "rows read 5 = settled 2 + rejected 3"
+    # lines 3, 6 and 7 are blank: 9 lines = header 1 + blank 3 + rows 5
+    assert run.reconcile() == "rows read 5 = settled 2 + rejected 3; not rows: 3 blank lines"
     shown = [str(x) for x in run.problems()]
     assert shown[0] == f"{p}:5: date: {NOT_A_DATE} (claim A3)"
     assert shown[1] == f"{p}:8: self_pay: must not be negative (claim A4)"

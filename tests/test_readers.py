@@ -242,15 +242,16 @@ def test_input_columns_named_like_result_columns_are_kept_apart(tmp_path: Path) 
 
 
 def test_a_fully_quoted_export_keeps_its_lines_and_its_empty_rows(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    text = ('"claim_id","person_id","date","self_pay"\n'
-            '"C1","P1","2024-05-03","1,234.50"\n'   # 2
-            '\n'                                    # 3 blank: not a row
-            '"","","",""\n'                         # 4 a row of empty fields: reported
-            '"C2","P""2","2024-05-03","5"\n'        # 5
-            '"C3","P3","2024-05-03"\n')             # 6 short
+    # (an escaped quote stands in the note: an id holding a quote is refused, see test_csv_lines)
+    text = ('"claim_id","person_id","date","self_pay","note"\n'
+            '"C1","P1","2024-05-03","1,234.50",""\n'   # 2
+            '\n'                                       # 3 blank: not a row
+            '"","","","",""\n'                         # 4 a row of empty fields: reported
+            '"C2","P2","2024-05-03","5","say ""hi"""\n'  # 5
+            '"C3","P3","2024-05-03",""\n')             # 6 short
     _, clean, rejects = read_claims(write(tmp_path / "q.csv", text))
     assert clean["row"].to_list() == [2, 5]
-    assert clean["person_id"].to_list() == ["P1", 'P"2']
+    assert clean["note"].to_list() == [None, 'say "hi"']
     assert clean["self_pay"].to_list() == [123_450, 500]
     assert sorted(set(rejects["row"].to_list())) == [4, 6]
     import medaid.readers
@@ -259,7 +260,7 @@ def test_a_fully_quoted_export_keeps_its_lines_and_its_empty_rows(tmp_path: Path
         raise AssertionError("a regular quoted file should not need the line-by-line reader")
 
     monkeypatch.setattr(medaid.readers, "_read_csv_careful", not_here)
-    text_ok = text.replace('"C3","P3","2024-05-03"\n', '"C3","P3","2024-05-03","7"\n')
+    text_ok = text.replace('"C3","P3","2024-05-03",""\n', '"C3","P3","2024-05-03","7",""\n')
     _, clean, rejects = read_claims(write(tmp_path / "q2.csv", text_ok))  # the vectorised path
     assert clean["row"].to_list() == [2, 5, 6] and sorted(set(rejects["row"])) == [4]
 
@@ -301,7 +302,10 @@ _cell = st.text(alphabet=st.sampled_from(list('a1中 ,"\n')), max_size=6)
 )
 def test_any_csv_is_split_as_pythons_csv_module_splits_it(tmp_path_factory, width, records, quote_all, simple) -> None:  # type: ignore[no-untyped-def]
     """Whichever reader path a file takes, rows, lines and fields are those of the csv module;
-    rows with the wrong number of fields are reported at their first line, blank lines skipped."""
+    rows with the wrong number of fields are reported at their first line, blank lines skipped.
+    (Line breaks inside quoted fields are generated in the pass-through column only, without
+    commas: elsewhere a line break is read as a quote left open by mistake, see
+    test_csv_lines.py.)"""
     import csv as pycsv
     import io
 
@@ -310,15 +314,18 @@ def test_any_csv_is_split_as_pythons_csv_module_splits_it(tmp_path_factory, widt
     header = ["claim_id", "person_id", "date", "self_pay", "x"][:width]
     w.writerow(header)
     want_rows, want_bad, line = [], [], 2
+    def one_line(v: str) -> str:
+        return v.replace("\n", " ")
+
     for rec in records:
         if isinstance(rec, tuple):
-            rec = rec[1]
+            rec = [one_line(v) for v in rec[1]]
             if simple:  # files without ragged rows take the vectorised reader
                 continue
         elif rec is not None:
             rec = rec[:width]
-            if simple:
-                rec = [v.replace("\n", " ") for v in rec]
+            rec = [one_line(v) if simple or j < 4 or "\n" not in v else v.replace(",", "")
+                   for j, v in enumerate(rec)]
         if rec is None or (len(rec) == 1 and not rec[0].strip() and "\n" not in rec[0]):
             buf.write("\n" if rec is None else rec[0] + "\n")  # blank: not a row
             line += 1

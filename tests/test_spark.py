@@ -409,14 +409,48 @@ def test_a_file_that_is_not_parquet_refuses_the_run(spark, rules_dir, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_csv_file_polars_cannot_parse_refuses_the_run(spark, rules_dir, tmp_path):
+def test_a_ragged_csv_row_is_rejected_at_its_line_as_in_the_local_batch(spark, rules_dir, tmp_path):
     src = tmp_path / "ragged.csv"
     src.write_text("claim_id,person_id,date,self_pay\nC1,P1,2023-05-03,1\nC2,P1,2023-05-03,1,extra\n",
                    encoding="utf-8")
+    summary = run_batch(str(src), str(tmp_path / "out"), str(rules_dir), on_error="skip")
+    assert (summary.rows_read, summary.settled, summary.rejected) == (2, 1, 1)
+    assert summary.rejects_sample == (f"{src}:3: row: has 5 fields, the header has 4",)
+
+
+def test_no_line_is_lost_to_a_stray_quote_cr_line_ends_or_a_title(spark, rules_dir, tmp_path):
+    """Issue #11: the Spark reader reads each CSV file as the local batch does.  A stray quote
+    refuses its line only; lines ended by CR alone are lines; a title above the header is not
+    the header.  Each 5,000 yuan stay is relieved 70% × (5,000 − 1,000) = 2,800 yuan."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    head = "claim_id,person_id,date,self_pay\n"
+    (folder / "stray.csv").write_text(head + "S1,P1,2023-05-03,5000\n"
+                                      'S2,"P2,2023-05-03,5000\n'      # 3: a quote left open
+                                      "S3,P3,2023-05-03,5000\nS4,P4,2023-05-03,5000\n", encoding="utf-8")
+    (folder / "mac.csv").write_text((head + "M1,P5,2023-05-03,5000\nM2,P6,2023-05-03,5000\n")
+                                    .replace("\n", "\r"), encoding="utf-8")
+    (folder / "titled.csv").write_text("2023年医疗救助结算明细表,,,\n\n" + head
+                                       + "T1,P7,2023-05-03,5000\nT2,P8,2023-05-03,5000\n",
+                                       encoding="utf-8")
+    out, rej = tmp_path / "out.csv", tmp_path / "rej.csv"
+    summary = run_batch(str(folder), str(out), str(rules_dir), rejects_path=str(rej), on_error="skip")
+    # 4 + 2 + 2 rows; one refused
+    assert (summary.rows_read, summary.settled, summary.rejected) == (8, 7, 1)
+    rejects = read_parts(rej)
+    assert rejects.select("source", "row", "field").rows() == [(f"{folder}/stray.csv", "3", "row")]
+    written = read_parts(out)
+    assert sorted(written["claim_id"].to_list()) == ["M1", "M2", "S1", "S3", "S4", "T1", "T2"]
+    assert set(written["relief"].to_list()) == {"2800.00"}
+
+
+def test_a_titled_csv_lacking_a_column_is_named_by_its_header_line_on_spark(spark, rules_dir, tmp_path):
+    src = tmp_path / "t.csv"
+    src.write_text("2023年医疗救助结算明细表\n\nclaim_id,person_id,date,amount\nC1,P1,2023-05-03,1\n",
+                   encoding="utf-8")
     with pytest.raises(medaid.MedaidError) as e:
-        run_batch(str(src), str(tmp_path / "out"), str(rules_dir), on_error="skip")
-    assert str(e.value) == f"{src}: cannot be read as CSV (ComputeError)"
-    assert not (tmp_path / "out").exists()
+        run_batch(str(src), str(tmp_path / "out"), str(rules_dir))
+    assert str(e.value).startswith(f"{src}:3: missing required column(s): self_pay; found 'claim_id'")
 
 
 def test_medaid_batch_engine_spark_runs_the_same_batch_from_the_command_line(spark, rules_dir, tmp_path):

@@ -3,8 +3,11 @@
 Rules implemented (DESIGN.md §2 via :func:`medaid.columnar.settle_frame`, §5 *Reliability*;
 issue #4):
 
-* Every row read is either settled or rejected with its line and reason:
-  ``rows read = settled + rejected`` is checked on every run (:meth:`BatchRun.reconcile`).
+* Every row read is settled, rejected with its line and reason, or a totals row (合计, 小计,
+  Total ...: not a claim; its amounts are checked against the claims above it, a mismatch is
+  a warning naming its line): ``rows read = settled + rejected + totals rows`` is checked on
+  every run (:meth:`BatchRun.reconcile`).  The other lines of the file are the header, the
+  title lines above it and blank lines; the reconciliation line states those it skipped.
 * ``on_error="fail"`` (the default): if any row is rejected nothing is written and the problems
   are raised (:class:`BatchRefused`).  ``"skip"``: the good rows are written, the bad ones go to
   the rejects file with a ``reason`` column.
@@ -55,7 +58,8 @@ class BatchRun:
 
     Attributes:
         source: the input file name as messages show it.
-        rows_read: data rows in the file (blank lines are not rows).
+        rows_read: data rows in the file: the lines (sheet rows, records) below the header
+            that are not blank, totals rows included.
         results: settled rows in input order (``row`` = input line, input columns, result fields).
         rejects: one record per problem (``row``, ``claim_id``, ``field``, ``message``).
         rejected_rows: the rejected rows' input columns as text, with ``row`` (for the
@@ -70,6 +74,15 @@ class BatchRun:
     #: The distinct text of input category columns where the reader knows it (every value of
     #: such a column in ``results`` is among them): the writer checks these instead of every row.
     text_values: "dict[str, pl.Series]" = field(default_factory=dict, repr=False)
+    #: Lines of totals rows (合计, 小计, Total ...), which are neither settled nor rejected.
+    totals_rows: tuple[int, ...] = ()
+    #: The header's line (sheet row); the lines above it are titles (0: no header line).
+    header_line: int = 1
+    #: Blank lines (empty sheet rows) skipped below the header: not rows.
+    blank_lines: int = 0
+    #: Warnings that do not stop the run: a totals row whose amounts are not the sum of the
+    #: claims above it.
+    warnings: tuple[Problem, ...] = ()
 
     @property
     def settled(self) -> int:
@@ -79,12 +92,38 @@ class BatchRun:
     def rejected(self) -> int:
         return self.rejects["row"].n_unique() if self.rejects.height else 0
 
+    @property
+    def above_header(self) -> int:
+        """Lines (sheet rows) above the header: titles, blank lines before it."""
+        return max(self.header_line - 1, 0)
+
     def reconcile(self) -> str:
-        """``rows read N = settled S + rejected R``; raises if the sum does not hold."""
+        """``rows read N = settled S + rejected R`` (``+ totals rows T`` when there are some,
+        then the lines that are not rows when some were skipped: ``; not rows: 2 lines above
+        the header on line 3, 1 blank line``); raises if the sum does not hold."""
+        totals = len(self.totals_rows)
         line = f"rows read {self.rows_read} = settled {self.settled} + rejected {self.rejected}"
-        if self.rows_read != self.settled + self.rejected:
+        if totals:
+            line += f" + totals rows {totals}"
+        skipped = []
+        if self.above_header:
+            skipped.append(f"{_n(self.above_header, 'line')} above the header on line "
+                           f"{self.header_line}")
+        if self.blank_lines:
+            skipped.append(_n(self.blank_lines, "blank line"))
+        if skipped:
+            line += "; not rows: " + ", ".join(skipped)
+        if self.rows_read != self.settled + self.rejected + totals:
             raise MedaidError(Problem("reconciliation failed: " + line, source=self.source))
         return line
+
+    def counts(self) -> dict[str, int]:
+        """The reconciliation's figures for ``--json``: ``rows_read`` = ``settled`` +
+        ``rejected`` + ``totals_rows``; ``header_line``, ``lines_above_header`` and
+        ``blank_lines`` are the lines that are not rows."""
+        return {"rows_read": self.rows_read, "settled": self.settled, "rejected": self.rejected,
+                "totals_rows": len(self.totals_rows), "header_line": self.header_line,
+                "lines_above_header": self.above_header, "blank_lines": self.blank_lines}
 
     def problems(self) -> list[Problem]:
         """Every problem, located: ``file:line: field: message`` (claim id added when known)."""
@@ -93,6 +132,10 @@ class BatchRun:
             msg = m if cid is None else f"{m} (claim {cid})"
             out.append(Problem(msg, source=self.source, line=r, field=f))
         return out
+
+
+def _n(k: int, what: str) -> str:
+    return f"{k} {what}" + ("" if k == 1 else "s")
 
 
 def settle_file(
@@ -117,9 +160,9 @@ def settle_file(
     ``"pieces"``, ``"whole"``) picks the first reader to try, for tests and diagnosis."""
     import polars as pl
 
-    from .readers import NotChunkable, csv_pieces, problems_frame, read_raw, utf8_copy, validate_frame
+    from .readers import NotChunkable, csv_pieces, problems_frame, read_raw_file, utf8_copy, validate_frame
     from .scan import scan_claims
-    from .validation import FEW_VALUES
+    from .validation import FEW_VALUES, check_totals, totals_rows
 
     tick = progress or (lambda stage: None)
     source = str(path)
@@ -143,18 +186,26 @@ def settle_file(
             copy.unlink(missing_ok=True)
     text_values: dict[str, pl.Series] = {}
     if typed is not None:
-        clean, rejects, bad_rows, rows_read, text_values = typed
+        clean, rejects, bad_rows, rows_read, text_values, totals, header_line, blank_lines = typed
         tick("read")
     else:
-        raw, structural = read_raw(path, encoding=encoding, sheet=sheet, mapping=mapping)
+        got = read_raw_file(path, encoding=encoding, sheet=sheet, mapping=mapping)
+        raw, structural, header_line, blank_lines = got
         tick("read")
-        clean, rejects = validate_frame(raw, source)
         rows_read = raw.height + len({p.line for p in structural})
+        is_total = totals_rows(raw)
+        totals = None
+        if is_total.any():
+            totals, raw = raw.filter(is_total), raw.filter(~is_total)
+        clean, rejects = validate_frame(raw, source)
         bad_rows = raw.filter(pl.col("row").is_in(rejects["row"].implode())) if rejects.height else raw.clear()
         del raw  # the typed frame shares the pass-through columns; the text copy can go
         if structural:
             rejects = pl.concat([problems_frame(structural), rejects])
     tick("validate")
+    warnings: list = []
+    if totals is not None:
+        warnings = check_totals(totals, clean, rejects["row"].unique(), source)
     book = rules() if callable(rules) else rules
     from .columnar import settle_frame  # after the read: it loads the rule models meanwhile
     results, refused = settle_frame(clean, book, compact=True)  # text results as enums (memory)
@@ -165,7 +216,9 @@ def settle_file(
         bad_rows = pl.concat([bad_rows, _as_text(refused_rows).select(bad_rows.columns)])
     del clean
     rejects = rejects.sort("row", maintain_order=True)
-    run = BatchRun(source, rows_read, results, rejects, bad_rows.sort("row"), text_values)
+    run = BatchRun(source, rows_read, results, rejects, bad_rows.sort("row"), text_values,
+                   () if totals is None else tuple(totals["row"].to_list()), header_line,
+                   blank_lines, tuple(warnings))
     run.reconcile()
     return run
 
@@ -198,10 +251,16 @@ def _type_pieces(pieces: Any) -> "Scanned":
     import polars as pl
 
     from .scan import Scanned
-    from .validation import finish_validation, type_rows
+    from .validation import finish_validation, totals_rows, type_rows
 
-    parts, problems, bad = [], [], []
+    parts, problems, bad, totals = [], [], [], []
+    rows_read = 0
     for raw in _read_ahead(pieces):
+        rows_read += raw.height
+        is_total = totals_rows(raw)
+        if is_total.any():
+            totals.append(_as_read(raw.filter(is_total)))
+            raw = raw.filter(~is_total)
         t, p = type_rows(raw, categories=True)
         if p:
             lines = pl.concat([f["row"] for f in p.values()]).unique()
@@ -213,7 +272,6 @@ def _type_pieces(pieces: Any) -> "Scanned":
         problems.append(p)
     typed = pl.concat(parts, rechunk=False)  # no second copy; columns are rechunked one by one later
     del parts
-    rows_read = typed.height
     clean, rejects = finish_validation(typed, problems)
     del typed
     bad_rows = pl.concat(bad)
@@ -221,7 +279,8 @@ def _type_pieces(pieces: Any) -> "Scanned":
         missing = rejects["row"].unique().filter(~rejects["row"].unique().is_in(bad_rows["row"].implode()))
         if missing.len():
             bad_rows = pl.concat([bad_rows, _as_read(pieces.rows(missing))])
-    return Scanned(clean, rejects, bad_rows, rows_read, {})
+    return Scanned(clean, rejects, bad_rows, rows_read, {}, pl.concat(totals) if totals else None,
+                   pieces.header_line, pieces.blank_lines)
 
 
 def _as_text(frame: "pl.DataFrame") -> "pl.DataFrame":

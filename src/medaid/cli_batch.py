@@ -114,6 +114,12 @@ def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str 
             raise _fail(e) from None
 
 
+def _warn(run: Any) -> None:
+    """A run's warnings (a totals row that does not add up), one a line, on stderr."""
+    for w in run.warnings:
+        click.echo(f"warning: {w}", err=True)
+
+
 def _refused(e: Any, as_json: bool) -> click.ClickException:
     """Report a refused batch: the first problems, their count, the reconciliation line (under
     ``--json`` one error object with ``refused``, ``problem_count``, ``rows_rejected`` and
@@ -206,6 +212,8 @@ def register(group: click.Group) -> None:
 
         with _progress("settling") as tick:
             run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick)
+            if not as_json:
+                _warn(run)
             # the totals are computed while the files are written (polars runs without the
             # interpreter lock: the write's idle core and its waits for the disk are used)
             with ThreadPoolExecutor(1) as pool:
@@ -223,7 +231,7 @@ def register(group: click.Group) -> None:
         if as_json:
             echo(json_text({
                 "input": input_path, "output": out, "rejects": None if rej is None else str(rej),
-                "rows_read": run.rows_read, "settled": run.settled, "rejected": run.rejected,
+                **run.counts(), "reconciliation": line, "warnings": [str(w) for w in run.warnings],
                 **summary_json(summary)}))
             return
         echo(summary_tables(summary, lang))
@@ -261,6 +269,8 @@ def register(group: click.Group) -> None:
         _distinct(input_path, previous, output)
         with _progress("recalculating") as tick:
             run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick)
+            if not as_json:
+                _warn(run)
             try:
                 refuse_if_bad(run)
                 rc = recalculate(run, read_results(previous, required=PREVIOUS_FIELDS))
@@ -275,8 +285,9 @@ def register(group: click.Group) -> None:
         if as_json:
             echo(json_text(summary_json({
                 "input": input_path, "previous": previous, "output": output,
-                "rows_read": run.rows_read, "settled": run.settled, "rejected": run.rejected,
-                "totals": rc.totals, "by_hospital": rc.by_hospital, "by_person": rc.by_person,
+                **run.counts(), "reconciliation": run.reconcile(),
+                "warnings": [str(w) for w in run.warnings], "totals": rc.totals,
+                "by_hospital": rc.by_hospital, "by_person": rc.by_person,
             })))
             return
         echo(recalc_tables(rc, lang))

@@ -29,12 +29,14 @@ import csv
 import datetime as dt
 import functools
 import io
+import itertools
 import json
 import unicodedata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
 from .columns import (
+    CLAIM_FIELDS,
     CLAIM_MONEY_FIELDS,
     HEADER_ALIASES,
     ID_FIELDS,
@@ -112,14 +114,20 @@ def parse_mapping(pairs: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def _field_of(h: Any, mapping: Mapping[str, str], by_norm: Mapping[str, str]) -> str | None:
+    """The field a header names (``--map`` first, then the aliases), or ``None``."""
+    h = "" if h is None else str(h)
+    return mapping.get(h) or by_norm.get(_norm_header(h)) or _ALIAS_INDEX.get(_norm_header(h))
+
+
 def canonical_names(
     headers: list[str], mapping: Mapping[str, str] | None, source: str,
-    reserved: frozenset[str] | None = None,
+    reserved: frozenset[str] | None = None, line: int = 1,
 ) -> list[str]:
     """Rename headers to field names (``--map`` first, then the aliases); others unchanged.
 
     Raises :class:`ReadError` when two columns name the same field or a required field has no
-    column, naming the file and what is missing."""
+    column, naming the file, the header's ``line`` and what is missing."""
     mapping = mapping or {}
     by_norm = {_norm_header(k): v for k, v in mapping.items()}
     names: list[str] = []
@@ -127,12 +135,12 @@ def canonical_names(
     problems: list[Problem] = []
     for h in headers:
         h = "" if h is None else str(h)
-        field = mapping.get(h) or by_norm.get(_norm_header(h)) or _ALIAS_INDEX.get(_norm_header(h))
+        field = _field_of(h, mapping, by_norm)
         if field is not None:
             if field in taken:
                 problems.append(Problem(
                     f"columns {taken[field]!r} and {h!r} both give {field}; drop one or use --map",
-                    source=source, line=1, field=field))
+                    source=source, line=line, field=field))
                 field = h
             else:
                 taken[field] = h
@@ -146,7 +154,7 @@ def canonical_names(
             "missing required column(s): " + ", ".join(missing)
             + f"; found {', '.join(repr(str(h)) for h in headers)}. Name them in English or "
             "Chinese (e.g. 结算单号, 人员编号, 结算日期, 合规自付费用) or use --map COLUMN=FIELD",
-            source=source, line=1))
+            source=source, line=line))
     if problems:
         raise ReadError(problems)
     seen: dict[str, int] = {}
@@ -159,8 +167,109 @@ def canonical_names(
     return names
 
 
+#: How much of a CSV file's start is looked at for its header.
+_HEAD_BYTES = 1 << 16
+#: The header is looked for among this many first non-blank lines (sheet rows): exports put
+#: a title, a date range or a unit line above it.
+HEADER_SEARCH_ROWS = 10
+
+
+def pick_header(
+    candidates: Iterable[tuple[int, list[Any]]], name_of: Callable[..., list[str]],
+    mapping: Mapping[str, str] | None, source: str,
+) -> tuple[int, list[str]]:
+    """The header among the first rows of a file: ``(line, names)``.
+
+    ``candidates`` are ``(line, cells)`` of the first non-blank lines (sheet rows), in order;
+    the first :data:`HEADER_SEARCH_ROWS` are looked at.  The header is the first of them that
+    names every required field (English or Chinese, or by ``--map``); the lines above it are
+    titles, not rows.  When none does, the candidate naming the most known fields (the first
+    of equals) is taken as the header the user meant, and ``name_of`` (``canonical_names``)
+    raises its :class:`ReadError` naming that line and the required columns it lacks."""
+    mapping = mapping or {}
+    by_norm = {_norm_header(k): v for k, v in mapping.items()}
+    best: tuple[int, int, list[Any]] | None = None
+    for i, (line, cells) in enumerate(candidates):
+        if i >= HEADER_SEARCH_ROWS:
+            break
+        fields = {_field_of(h, mapping, by_norm) for h in cells} - {None}
+        if all(f in fields for f in REQUIRED_FIELDS):
+            return line, name_of(cells, line=line)
+        if best is None or len(fields) > best[0]:
+            best = (len(fields), line, cells)
+    if best is None:
+        raise ReadError(Problem("the file is empty", source=source))
+    return best[1], name_of(best[2], line=best[1])
+
+
+def find_csv_header(
+    head: bytes, name_of: Callable[..., list[str]], mapping: Mapping[str, str] | None, source: str,
+) -> "tuple[int, int, int, list[str]] | None":
+    """The header of a UTF-8 CSV file whose first bytes are ``head``: ``(line, start, end,
+    names)``, ``start`` and ``end`` the byte offsets of the header line (``end`` after its line
+    break); found by :func:`pick_header` among
+    the first lines (``name_of`` names the columns, or raises naming the line).  ``None`` when
+    the first lines cannot be placed with certainty before the header is found (a quote left
+    open on a line, a line longer than ``head``, a line break other than ``\\n``/``\\r\\n``,
+    bytes that are not UTF-8): then the file is read the careful way, which says what is wrong."""
+    found: list[tuple[int, list[str]]] = []
+    ends: dict[int, tuple[int, int]] = {}
+    pos, line, sure = 0, 1, True
+    while len(found) < HEADER_SEARCH_ROWS:
+        nl = head.find(b"\n", pos)
+        if nl < 0:
+            sure = not head[pos:].strip()  # the first lines are the whole file
+            break
+        raw = head[pos:nl + 1]
+        if raw.count(b'"') % 2 or b"\r" in raw[:-2]:
+            sure = False
+            break
+        try:
+            text = raw.decode("utf-8-sig" if pos == 0 else "utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            return None
+        if text.strip():
+            found.append((line, next(csv.reader([text]))))
+            ends[line] = (pos, nl + 1)
+        pos, line = nl + 1, line + 1
+    if not found:
+        return None
+    try:
+        at, names = pick_header(found, name_of, mapping, source)
+    except ReadError:
+        if sure:
+            raise
+        return None
+    return at, ends[at][0], ends[at][1], names
+
+
 # --------------------------------------------------------------------------------------------
 # reading raw text frames
+
+
+class RawFile(NamedTuple):
+    """A claim file read as text (:func:`read_raw_file`).
+
+    Attributes:
+        frame: a ``row`` column (``Int64``, the line as the user sees it: the physical line of
+            a CSV or JSON Lines file, the sheet row of an XLSX file, the record number of a
+            Parquet file) and every other column as ``String``, named by field.
+        problems: rows that could not be split into fields (ragged rows, a stray quote, bad
+            JSON), one :class:`Problem` each, located; those rows are not in ``frame``.
+        header_line: the header's line (sheet row); the lines above it are titles, not rows
+            (0 for formats without a header line: JSON Lines, Parquet).
+        blank_lines: blank lines (empty sheet rows between rows) skipped: they are not rows.
+    """
+
+    frame: "pl.DataFrame"
+    problems: list[Problem]
+    header_line: int = 1
+    blank_lines: int = 0
+
+    @property
+    def above_header(self) -> int:
+        """Lines (sheet rows) above the header: titles, dates, blank lines before it."""
+        return max(self.header_line - 1, 0)
 
 
 def read_raw(
@@ -172,27 +281,50 @@ def read_raw(
     reserved: frozenset[str] | None = None,
     names: Callable[[list[str]], list[str]] | None = None,
 ) -> tuple["pl.DataFrame", list[Problem]]:
-    """Read a claim file as text: ``(frame, problems)``.
+    """Read a claim file as text: ``(frame, problems)`` of :func:`read_raw_file`."""
+    got = read_raw_file(path, encoding=encoding, sheet=sheet, mapping=mapping, reserved=reserved,
+                        names=names)
+    return got.frame, got.problems
 
-    ``frame`` has a ``row`` column (``Int64``, line as the user sees it) and every other column
-    as ``String``, renamed to canonical field names (or by ``names``, a function from the
-    headers to the column names: how results files are read, :mod:`medaid.report_input`).
-    ``problems`` lists rows that could not be split into fields (ragged rows, bad JSON) or
-    that hold an ID as a number that cannot be exact; those rows are not in the frame.
+
+
+def read_raw_file(
+    path: str | Path,
+    *,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+    reserved: frozenset[str] | None = None,
+    names: Callable[[list[str]], list[str]] | None = None,
+) -> RawFile:
+    """Read a claim file as text (:class:`RawFile`): the rows, the rows that could not be split
+    into fields or that hold an ID as a number that cannot be exact, where the header is and
+    how many blank lines were skipped.
+
+    Columns are renamed to canonical field names, or by ``names``, a function from the
+    headers to the column names (how results files are read, :mod:`medaid.report_input`).
+    The header of a CSV file or an XLSX sheet is found among its first rows
+    (:func:`pick_header`): titles above it are not rows, and line numbers stay the file's.
     """
     path = Path(path)
     source = str(path)
     if not path.is_file():
         raise ReadError(Problem("no such file", source=source))
     fmt = file_format(path)
-    name_of = names or functools.partial(canonical_names, mapping=mapping, source=source, reserved=reserved)
+    name_of: Callable[..., list[str]]
+    if names is not None:
+        def name_of(cells: list[str], line: int = 1) -> list[str]:
+            del line
+            return names(cells)
+    else:
+        name_of = functools.partial(canonical_names, mapping=mapping, source=source, reserved=reserved)
     if fmt == "csv":
-        return _read_csv(path, source, encoding, name_of)
+        return _read_csv(path, source, encoding, name_of, mapping)
     if fmt == "xlsx":
-        return _read_xlsx(path, source, sheet, name_of)
+        return _read_xlsx(path, source, sheet, name_of, mapping)
     if fmt == "jsonl":
         return _read_jsonl(path, source, name_of)
-    return _read_parquet(path, source, name_of)
+    return RawFile(*_read_parquet(path, source, name_of), 0)
 
 
 def _sniff_encoding(path: Path, encoding: str | None, source: str) -> str:
@@ -218,9 +350,17 @@ def _sniff_encoding(path: Path, encoding: str | None, source: str) -> str:
         return "gb18030"
 
 
+def cr_only(head: bytes) -> bool:
+    """Whether text whose first bytes are ``head`` ends its lines with a carriage return alone
+    (Excel's "CSV (Macintosh)"): a ``\\r`` and no ``\\n``.  Such files are read with each
+    ``\\r`` taken as a line break (see :func:`utf8_copy`)."""
+    return b"\r" in head and b"\n" not in head
+
+
 def _read_csv(
-    path: Path, source: str, encoding: str | None, name_of: Callable[[list[str]], list[str]],
-) -> tuple["pl.DataFrame", list[Problem]]:
+    path: Path, source: str, encoding: str | None, name_of: Callable[..., list[str]],
+    mapping: Mapping[str, str] | None = None,
+) -> RawFile:
     import polars as pl
 
     enc = _sniff_encoding(path, encoding, source)
@@ -233,35 +373,68 @@ def _read_csv(
         except UnicodeDecodeError as e:
             raise ReadError(Problem(
                 f"cannot be decoded as {enc} at byte {e.start}; give --encoding", source=source)) from None
-    newlines, quoted, commas, ends_nl = _scan(data)
     try:
-        frame = pl.read_csv(data, infer_schema=False, raise_if_empty=False)
-    except pl.exceptions.ComputeError as e:
-        if "utf-8" in str(e).lower() or "utf8" in str(e).lower():
-            if enc == "utf-8" and encoding is None:  # a GBK file with an ASCII first megabyte
-                return _read_csv(path, source, "gb18030", name_of)
-            raise ReadError(Problem(f"cannot be decoded as {enc}; give --encoding", source=source)) from None
-        frame = None  # ragged: more fields than the header; located by the careful path
-    lines = newlines + (0 if ends_nl else 1)
-    if frame is not None and frame.width and lines == frame.height + 1:
-        # one line per row (no newline inside quotes); now check every row has every field
-        blank: "pl.Series | None" = None
-        if not quoted:
-            n_blank = frame.select(pl.all_horizontal(pl.all().is_null()).sum()).item()
-            if commas == (frame.width - 1) * (frame.height - n_blank + 1):
-                blank = (frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
-                         if n_blank else pl.Series([], dtype=pl.Boolean))
-        else:
-            blank = _quoted_blank_lines(data, frame.width, frame.height)
-        if blank is not None:
-            names = name_of(frame.columns)
-            frame = frame.rename(dict(zip(frame.columns, names)))
-            frame = frame.with_row_index(ROW, offset=2).with_columns(pl.col(ROW).cast(pl.Int64))
-            if blank.len() and blank.any():
-                frame = frame.filter(~blank)
-            return frame, []
-    text = (path.read_bytes() if isinstance(data, Path) else data).decode("utf-8-sig", errors="strict")
-    return _read_csv_careful(text, source, name_of)
+        return read_csv_data(data, source, name_of, mapping)
+    except UnicodeError:
+        if enc == "utf-8" and encoding is None:  # a GBK file with an ASCII first megabyte
+            return _read_csv(path, source, "gb18030", name_of, mapping)
+        raise ReadError(Problem(f"cannot be decoded as {enc}; give --encoding", source=source)) from None
+
+
+def read_csv_data(
+    data: bytes | Path, source: str, name_of: Callable[..., list[str]],
+    mapping: Mapping[str, str] | None = None,
+) -> RawFile:
+    """A UTF-8 CSV file (a path, or its bytes) read whole as text (:class:`RawFile`), exactly:
+    lines ended by CR alone are read as lines (:func:`cr_only`), the header is found among the
+    first lines (:func:`pick_header`), a file with one line per row is read by polars and
+    checked field by field, any other by the careful reader (:func:`_read_csv_careful`).
+    Raises :class:`UnicodeError` for bytes that are not UTF-8 (the caller knows the encoding).
+    The Spark reader reads each file with it too."""
+    import polars as pl
+
+    if isinstance(data, Path):
+        with open(data, "rb") as f:
+            head = f.read(_HEAD_BYTES)
+    else:
+        head = data[:_HEAD_BYTES]
+    if cr_only(head):  # lines ended by CR alone: each CR is a line break
+        data = (data.read_bytes() if isinstance(data, Path) else data).replace(b"\r", b"\n")
+        head = data[:_HEAD_BYTES]
+    full = data
+    found = find_csv_header(head, name_of, mapping, source)
+    if found is not None:
+        header_line, start = found[0], found[1]
+        if start:  # titles above the header: read from the header on, lines numbered as the file's
+            data = (data.read_bytes() if isinstance(data, Path) else data)[start:]
+        newlines, quoted, commas, ends_nl = _scan(data)
+        try:
+            frame = pl.read_csv(data, infer_schema=False, raise_if_empty=False)
+        except pl.exceptions.ComputeError as e:
+            if "utf-8" in str(e).lower() or "utf8" in str(e).lower():
+                raise UnicodeError(str(e)) from None
+            frame = None  # ragged: more fields than the header; located by the careful path
+        lines = newlines + (0 if ends_nl else 1)
+        names = found[3]
+        if frame is not None and frame.width == len(names) and lines == frame.height + 1:
+            # one line per row (no newline inside quotes); now check every row has every field
+            blank: "pl.Series | None" = None
+            if not quoted:
+                n_blank = frame.select(pl.all_horizontal(pl.all().is_null()).sum()).item()
+                if commas == (frame.width - 1) * (frame.height - n_blank + 1):
+                    blank = (frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
+                             if n_blank else pl.Series([], dtype=pl.Boolean))
+            else:
+                blank = _quoted_blank_lines(data, frame.width, frame.height)
+            if blank is not None:
+                frame.columns = names
+                frame = frame.with_row_index(ROW, offset=header_line + 1).with_columns(pl.col(ROW).cast(pl.Int64))
+                n = int(blank.sum()) if blank.len() else 0
+                if n:
+                    frame = frame.filter(~blank)
+                return RawFile(frame, [], header_line, n)
+    text = (full.read_bytes() if isinstance(full, Path) else full).decode("utf-8-sig", errors="strict")
+    return _read_csv_careful(text, source, name_of, mapping)
 
 
 #: Large CSV files are read and typed in pieces of about this many bytes, so that the text of
@@ -280,19 +453,22 @@ class CsvPieces:
     columns with canonical names, blank lines dropped), one per piece; each piece is checked as
     the whole-file reader checks the file (one line per row, every row with every field), and
     :class:`NotChunkable` is raised at the first piece that is not so (then the caller reads
-    the file whole, which locates the problem).  :meth:`rows` reads given lines again."""
+    the file whole, which locates the problem).  :meth:`rows` reads given lines again.
+    ``header_line`` is the header's line (lines above it are titles, not rows);
+    ``blank_lines`` counts the blank lines of the pieces read so far."""
 
     def __init__(self, path: Path, names: list[str], header_end: int, chunk_bytes: int,
-                 categories: Iterable[str] = ()) -> None:
+                 categories: Iterable[str] = (), header_line: int = 1) -> None:
         self.path, self.names, self.chunk_bytes = path, names, chunk_bytes
         self.categories = frozenset(categories)
-        self.header_end = header_end
+        self.header_end, self.header_line = header_end, header_line
+        self.blank_lines = 0
         self.spans: list[tuple[int, int, int, int]] = []  # start, end, first line, lines
 
     def __iter__(self) -> Iterator["pl.DataFrame"]:
         with open(self.path, "rb") as f:
             f.seek(self.header_end)
-            pos, line = self.header_end, 2
+            pos, line = self.header_end, self.header_line + 1
             while True:
                 buf = f.read(self.chunk_bytes)
                 if not buf:
@@ -301,7 +477,9 @@ class CsvPieces:
                     buf += f.readline()
                 n = buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
                 self.spans.append((pos, pos + len(buf), line, n))
-                yield self._frame(buf, line, n, check=True)
+                frame = self._frame(buf, line, n, check=True)
+                self.blank_lines += n - frame.height
+                yield frame
                 pos += len(buf)
                 line += n
 
@@ -396,25 +574,22 @@ def csv_pieces(
     if _sniff_encoding(path, encoding, source) != "utf-8":
         return None
     with open(path, "rb") as f:
-        head = f.readline()
-    if not head.endswith(b"\n") or head.count(b'"') % 2:
+        head = f.read(_HEAD_BYTES)
+    name_of = functools.partial(canonical_names, mapping=mapping, source=source, reserved=reserved)
+    found = find_csv_header(head, name_of, mapping, source)
+    if found is None:
         return None
-    try:
-        columns = pl.read_csv(head, infer_schema=False, raise_if_empty=False).columns
-    except pl.exceptions.PolarsError:
-        return None
-    if not columns:
-        return None
-    names = canonical_names(columns, mapping, source, reserved)
-    return CsvPieces(path, names, len(head), chunk_bytes or CHUNK_BYTES, categories)
+    line, _, end, names = found
+    return CsvPieces(path, names, end, chunk_bytes or CHUNK_BYTES, categories, header_line=line)
 
 
 def utf8_copy(path: str | Path, encoding: str | None = None) -> Path | None:
     """A temporary UTF-8 copy of a CSV file written in another encoding (GB18030/GBK as Chinese
-    Excel writes it: detected, or ``encoding``), decoded piece by piece so that the file is
-    never in memory whole; ``None`` when the file is UTF-8 already, is not a CSV file, or does
-    not decode (the whole-file reader then says where).  Lines stay lines, so line numbers
-    are the original's.  The caller removes the copy (it is created readable by its owner only,
+    Excel writes it: detected, or ``encoding``) or with lines ended by a carriage return alone
+    (:func:`cr_only`; each ``\\r`` becomes ``\\n``), made piece by piece so that the file is
+    never in memory whole; ``None`` when the file is UTF-8 with ``\\n`` line ends already, is
+    not a CSV file, or does not decode (the whole-file reader then says where).  Lines stay
+    lines, so line numbers are the original's.  The caller removes the copy (it is created readable by its owner only,
     in the system's temporary folder)."""
     import codecs
     import os
@@ -427,9 +602,16 @@ def utf8_copy(path: str | Path, encoding: str | None = None) -> Path | None:
         enc = _sniff_encoding(path, encoding, str(path))
     except ReadError:
         return None
-    if enc == "utf-8":
+    with open(path, "rb") as f:
+        cr = cr_only(f.read(_HEAD_BYTES))
+    if enc == "utf-8" and not cr:
         return None
     decoder = codecs.getincrementaldecoder(enc)(errors="strict")
+
+    def text(chunk: bytes, final: bool = False) -> bytes:
+        t = decoder.decode(chunk, final=final)
+        return (t.replace("\r", "\n") if cr else t).encode("utf-8")
+
     try:
         fd, name = tempfile.mkstemp(prefix="medaid-", suffix=".csv")
     except OSError as e:
@@ -437,8 +619,8 @@ def utf8_copy(path: str | Path, encoding: str | None = None) -> Path | None:
     try:
         with open(path, "rb") as f, os.fdopen(fd, "wb") as out:
             while chunk := f.read(1 << 22):
-                out.write(decoder.decode(chunk).encode("utf-8"))
-            out.write(decoder.decode(b"", final=True).encode("utf-8"))
+                out.write(text(chunk))
+            out.write(text(b"", final=True))
     except UnicodeDecodeError:
         os.unlink(name)
         return None
@@ -499,39 +681,108 @@ def _scan(data: bytes | Path) -> tuple[int, bool, int, bool]:
     return n, quoted, c, last == b"\n"
 
 
+class _Lines:
+    """The physical lines of a text, line breaks kept (``\\n``, ``\\r\\n`` or ``\\r``, as
+    Python's csv module reads them), for a csv reader that may give some back: ``taken`` holds
+    the lines handed out since it was last emptied."""
+
+    def __init__(self, text: str) -> None:
+        self._lines = iter(io.StringIO(text, newline=""))
+        self._back: list[str] = []
+        self.taken: list[str] = []
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        line = self._back.pop() if self._back else next(self._lines)
+        self.taken.append(line)
+        return line
+
+    def give_back(self, lines: list[str]) -> None:
+        self._back.extend(reversed(lines))
+
+
+def _stray_quote(rec: list[str], lines: list[str], names: list[str]) -> bool:
+    """Whether a record read over several lines is a quote left open by mistake rather than a
+    field that holds a line break (a note written over lines): its field count is wrong, a
+    line break sits in a claim field (ids, date, amounts, group, kind and hospital never hold
+    one), or a line it swallowed whole (not its first or last) holds a row's fields alone."""
+    width = len(names)
+    if len(rec) != width:
+        return True
+    if any(("\n" in v or "\r" in v) and n in CLAIM_FIELDS for v, n in zip(rec, names)):
+        return True
+    return any(len(next(csv.reader([ln.rstrip("\r\n")]), [])) >= width for ln in lines[1:-1])
+
+
 def _read_csv_careful(
-    text: str, source: str, name_of: Callable[[list[str]], list[str]],
-) -> tuple["pl.DataFrame", list[Problem]]:
-    """The exact path for quoted or irregular files: Python's csv module, line by line."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    text: str, source: str, name_of: Callable[..., list[str]],
+    mapping: Mapping[str, str] | None = None,
+) -> RawFile:
+    """The exact path for quoted or irregular files: Python's csv module, line by line.
+
+    Every physical line is accounted for: the header (found among the first lines by
+    :func:`pick_header`; the lines above it are titles), a blank line, a row, a line of a
+    quoted field that holds a line break, or a problem with its line.  A quote left open by
+    mistake (``A2,"P2,2024-01-01,30000``; see :func:`_stray_quote`) would swallow the lines
+    after it into one field: that line is refused instead and the lines after it are read on
+    their own.  So is a line the csv module cannot read (a field over its size limit)."""
+    lines = _Lines(text)
     problems: list[Problem] = []
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise ReadError(Problem("the file is empty", source=source)) from None
-    names = name_of(header)
+    line = 1  # the physical line the next record starts on
+    blank = 0
+
+    def records() -> Iterator[tuple[int, list[str]]]:
+        nonlocal line, blank
+        reader = csv.reader(lines)
+        while True:
+            lines.taken = []
+            try:
+                rec = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                problems.append(Problem(f"cannot be read as CSV ({e})", source=source, line=line,
+                                        field="row"))
+                lines.give_back(lines.taken[1:])
+                line += 1
+                reader = csv.reader(lines)
+                continue
+            first, taken = line, lines.taken
+            if names is not None and len(taken) > 1 and _stray_quote(rec, taken, names):
+                problems.append(Problem(
+                    'has a quote (") that opens a field and is not closed on this line; the line '
+                    "is refused and the lines after it are read on their own", source=source,
+                    line=first, field="row"))
+                lines.give_back(taken[1:])
+                line += 1
+                reader = csv.reader(lines)
+                continue
+            line += len(taken)
+            if not rec or (len(rec) == 1 and not rec[0].strip() and "\n" not in rec[0]):
+                if names is not None:
+                    blank += 1  # an empty line is not a row
+                continue
+            yield first, rec
+
+    names: list[str] | None = None
+    it = records()
+    header_line, names = pick_header(it, name_of, mapping, source)
     width = len(names)
     cols: list[list[str | None]] = [[] for _ in range(width)]
     rows: list[int] = []
-    start = reader.line_num + 1
-    try:
-        for rec in reader:
-            line = start
-            start = reader.line_num + 1
-            if not rec or (len(rec) == 1 and not rec[0].strip() and "\n" not in rec[0]):
-                continue  # an empty line is not a row
-            if len(rec) != width:
-                problems.append(Problem(
-                    f"has {len(rec)} fields, the header has {width}", source=source, line=line,
-                    field="row"))
-                continue
-            rows.append(line)
-            for j, v in enumerate(rec):
-                cols[j].append(v if v != "" else None)
-    except csv.Error as e:
-        problems.append(Problem(f"cannot be read as CSV ({e}); rows after it were not read",
-                                source=source, line=start, field="row"))
-    return _frame_from_columns(names, cols, rows), problems
+    for at, rec in it:
+        if len(rec) != width:
+            problems.append(Problem(
+                f"has {len(rec)} fields, the header has {width}", source=source, line=at,
+                field="row"))
+            continue
+        rows.append(at)
+        for j, v in enumerate(rec):
+            cols[j].append(v if v != "" else None)
+    problems.sort(key=lambda p: p.line or 0)
+    return RawFile(_frame_from_columns(names, cols, rows), problems, header_line, blank)
 
 
 def _frame_from_columns(
@@ -578,13 +829,10 @@ def _numeric_ids(cells: Any, values: list[str | None], ids: list[tuple[int, str]
     return None
 
 
-#: How many non-empty rows above the header (titles, dates) an XLSX sheet may have.
-_TITLE_ROWS = 5
-
-
 def _read_xlsx(
-    path: Path, source: str, sheet: str | None, name_of: Callable[[list[str]], list[str]],
-) -> tuple["pl.DataFrame", list[Problem]]:
+    path: Path, source: str, sheet: str | None, name_of: Callable[..., list[str]],
+    mapping: Mapping[str, str] | None = None,
+) -> RawFile:
     import openpyxl
 
     try:
@@ -600,33 +848,39 @@ def _read_xlsx(
         else:
             ws = wb.worksheets[0]
         ws.reset_dimensions()  # some exporters write a wrong sheet size; read every row
-        header: list[Any] | None = None
-        names: list[str] = []
-        ids: list[tuple[int, str]] = []
-        cols: list[list[str | None]] = []
+        def filled() -> Iterator[tuple[int, list[str | None], Any]]:
+            for cells in ws.iter_rows():
+                r = next((c.row for c in cells if getattr(c, "row", None)), None)
+                values = [_cell_text(c.value) for c in cells]
+                if r is None or all(v is None for v in values):
+                    continue
+                yield r, values, cells
+
+        it = filled()
+        # the first rows, kept: the header is looked for among them, and the rows below it
+        # are data whichever row it turns out to be
+        head = list(itertools.islice(it, HEADER_SEARCH_ROWS))
+        if not head:
+            raise ReadError(Problem("the sheet is empty", source=source))
+
+        def trimmed(values: list[str | None]) -> list[str]:
+            values = list(values)
+            while values and values[-1] is None:
+                values.pop()
+            return [h or "" for h in values]
+
+        header_row, names = pick_header(((r, trimmed(v)) for r, v, _ in head), name_of, mapping, source)
+        it = itertools.chain((h for h in head if h[0] > header_row), it)
+        ids = [(j, n) for j, n in enumerate(names) if n in ID_FIELDS]
+        cols: list[list[str | None]] = [[] for _ in names]
         rows: list[int] = []
         problems: list[Problem] = []
-        skipped: list[ReadError] = []
-        for cells in ws.iter_rows():
-            r = next((c.row for c in cells if getattr(c, "row", None)), None)
-            values = [_cell_text(c.value) for c in cells]
-            if r is None or all(v is None for v in values):
-                continue
-            if header is None:
-                while values and values[-1] is None:
-                    values.pop()
-                try:
-                    names = name_of([h or "" for h in values])
-                except ReadError as e:  # a title row above the header: try the next rows
-                    skipped.append(e)
-                    if len(skipped) < _TITLE_ROWS:
-                        continue
-                    raise skipped[0] from None
-                header = values
-                cols = [[] for _ in names]
-                ids = [(j, n) for j, n in enumerate(names) if n in ID_FIELDS]
-                continue
-            width = len(names)
+        width = len(names)
+        blank = 0  # empty sheet rows between the header and the last row
+        previous = header_row
+        for r, values, cells in it:
+            blank += r - previous - 1
+            previous = r
             if len(values) > width and any(v is not None for v in values[width:]):
                 problems.append(Problem(
                     f"has values beyond the {width} headed columns", source=source, line=r, field="row"))
@@ -639,11 +893,7 @@ def _read_xlsx(
             rows.append(r)
             for j, v in enumerate(values):
                 cols[j].append(v)
-        if header is None:
-            if skipped:
-                raise skipped[0]
-            raise ReadError(Problem("the sheet is empty", source=source))
-        return _frame_from_columns(names, cols, rows), problems
+        return RawFile(_frame_from_columns(names, cols, rows), problems, header_row, blank)
     finally:
         wb.close()
 
@@ -668,12 +918,12 @@ def _utf8_problem(path: Path, source: str) -> ReadError:
 
 def _read_jsonl(
     path: Path, source: str, name_of: Callable[[list[str]], list[str]],
-) -> tuple["pl.DataFrame", list[Problem]]:
+) -> RawFile:
     """JSON Lines (UTF-8, as JSON requires); numbers are kept as the text written in the file
     (never a float); an ID written as a number goes through
-    :func:`medaid.validation.number_as_id`."""
+    :func:`medaid.validation.number_as_id`; blank lines are counted, not rows."""
     try:
-        records, rows, problems, keys = _jsonl_records(path, source)
+        records, rows, problems, keys, blank = _jsonl_records(path, source)
     except UnicodeDecodeError:
         raise _utf8_problem(path, source) from None
     headers = list(keys)
@@ -706,7 +956,7 @@ def _read_jsonl(
             else:
                 col.append(str(v))
         cols.append(col)
-    return _frame_from_columns(names, cols, rows), problems
+    return RawFile(_frame_from_columns(names, cols, rows), problems, 0, blank)
 
 
 def _json_ids(rec: dict[str, Any], ids: list[tuple[str, str]], source: str, line: int) -> Problem | None:
@@ -724,16 +974,18 @@ def _json_ids(rec: dict[str, Any], ids: list[tuple[str, str]], source: str, line
 
 def _jsonl_records(
     path: Path, source: str,
-) -> tuple[list[dict[str, Any]], list[int], list[Problem], dict[str, None]]:
-    """The objects of a JSON Lines file with their lines, the lines that are not objects, and
-    every key in order of first appearance."""
+) -> tuple[list[dict[str, Any]], list[int], list[Problem], dict[str, None], int]:
+    """The objects of a JSON Lines file with their lines, the lines that are not objects,
+    every key in order of first appearance, and the number of blank lines."""
     records: list[dict[str, Any]] = []
     rows: list[int] = []
     problems: list[Problem] = []
     keys: dict[str, None] = {}
+    blank = 0
     with open(path, encoding="utf-8-sig") as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
+                blank += 1
                 continue
             try:
                 obj = json.loads(line, parse_float=_JsonNumber, parse_int=_JsonNumber,
@@ -748,7 +1000,7 @@ def _jsonl_records(
                 keys.setdefault(k, None)
             records.append(obj)
             rows.append(n)
-    return records, rows, problems, keys
+    return records, rows, problems, keys, blank
 
 
 def _read_parquet(

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 from .columns import CLAIM_MONEY_FIELDS, REQUIRED_FIELDS
-from .validation import _PLAIN_YUAN_RE, FEW_VALUES, ROW, finish_validation, type_rows
+from .validation import _PLAIN_YUAN_RE, FEW_VALUES, ROW, finish_validation, totals_rows, type_rows
 
 if TYPE_CHECKING:
     import polars as pl
@@ -50,6 +50,12 @@ class Scanned(NamedTuple):
     #: The distinct text of category columns (``person_id``, ``group``, ...) where known: every
     #: value of the column in ``clean`` is among them (the writer checks these, not every row).
     text_values: "dict[str, pl.Series]"
+    #: Totals rows (合计, 小计, Total ...: :func:`medaid.validation.totals_rows`) as read, with
+    #: ``row``; they are among ``rows_read`` but neither clean nor rejected.
+    totals: "pl.DataFrame | None" = None
+    #: The header's line (the lines above it are titles) and the blank lines skipped.
+    header_line: int = 1
+    blank_lines: int = 0
 
 
 def scan_claims(
@@ -66,7 +72,7 @@ def scan_claims(
     from .readers import csv_pieces
 
     pieces = csv_pieces(path, encoding=encoding, mapping=mapping, source=source)
-    if pieces is None:
+    if pieces is None or pieces.header_line != 1:  # titles above the header: the piece reader
         return None
     # the look for quotes (one memchr pass) runs while the scan runs; a file with one is then
     # read the careful way, the scan's work dropped
@@ -94,12 +100,26 @@ def scan_claims(
         keep = ~typed[ROW].is_in(blank.implode())
         typed, flags = typed.filter(keep), flags.filter(keep)
     rows_read = typed.height
-    typed, text_values = _tidy_categories(typed)
+    typed, text_values, distinct = _tidy_categories(typed)
+    # a totals row has no person id, or a label there (合计 ...): read again as text, like
+    # every row the scan does not take as it is
     redo = flags[_REDO] | typed["person_id"].is_null()
+    persons = distinct.get("person_id", pl.Series([], dtype=pl.String)).alias("person_id")
+    if totals_rows(persons.to_frame().select(  # a label among the distinct person ids?
+            pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW), pl.lit(None, pl.String).alias("claim_id"),
+            "person_id")).any():
+        redo = redo | totals_rows(typed.select(ROW, "claim_id", "person_id"))
     problems: dict[str, pl.DataFrame] = {}
     raw_redone = None
+    totals = None
     if redo.any():
         raw_redone = pieces_rows(pieces, typed.filter(redo)[ROW])
+        is_total = totals_rows(raw_redone)
+        if is_total.any():
+            totals = raw_redone.filter(is_total)
+            raw_redone = raw_redone.filter(~is_total)
+            not_total = ~typed[ROW].is_in(totals[ROW].implode())
+            typed, redo = typed.filter(not_total), redo.filter(not_total)
         redone, problems = type_rows(raw_redone, categories=True)
         typed = pl.concat([typed.filter(~redo), redone.select(typed.columns)]).sort(ROW)
         # the rows typed again may bring values of their own
@@ -107,7 +127,8 @@ def scan_claims(
                        for f, v in text_values.items()}
     clean, rejects = finish_validation(typed, [problems])
     bad_rows = _rejected_text(pieces, rejects, raw_redone)
-    return Scanned(clean, rejects, bad_rows, rows_read, text_values)
+    return Scanned(clean, rejects, bad_rows, rows_read, text_values, totals,
+                   blank_lines=0 if blank is None else blank.len())
 
 
 def _last_line_too_long(path: Path, width: int) -> bool:
@@ -221,24 +242,27 @@ def _blank_lines(pieces: "CsvPieces", lines: "pl.Series") -> "pl.Series | None":
     return shape.filter(pl.col("blank"))[ROW]
 
 
-def _tidy_categories(typed: "pl.DataFrame") -> "tuple[pl.DataFrame, dict[str, pl.Series]]":
+def _tidy_categories(
+    typed: "pl.DataFrame",
+) -> "tuple[pl.DataFrame, dict[str, pl.Series], dict[str, pl.Series]]":
     """Category columns whose distinct values need it: stripped, empty → null (as
-    :func:`medaid.validation.type_rows` does, looking at each distinct value once); and the
-    distinct text of each column that needed nothing (for the writer's checks)."""
+    :func:`medaid.validation.type_rows` does, looking at each distinct value once); the
+    distinct text of each column that needed nothing (for the writer's checks); and the
+    distinct text of every category column as read."""
     from .validation import _few_values, needs_tidying
 
     import polars as pl
 
     few = [f for f in FEW_VALUES if f in typed.columns]
     if not few:
-        return typed, {}
+        return typed, {}, {}
     # the distinct values of each column (in parallel), then the check on those alone
     seen = typed.select(pl.col(f).unique().cast(pl.String).drop_nulls().implode() for f in few)
     values = {f: seen[f].explode().drop_nulls() for f in few}
     fix = [f for f in few if needs_tidying(values[f])]
     if fix:
         typed = typed.with_columns(_few_values(typed[f]) for f in fix)
-    return typed, {f: v for f, v in values.items() if f not in fix}
+    return typed, {f: v for f, v in values.items() if f not in fix}, values
 
 
 def pieces_rows(pieces: "CsvPieces", lines: "pl.Series") -> "pl.DataFrame":

@@ -325,30 +325,35 @@ def column_names(headers: Sequence[str]) -> list[str]:
     return names
 
 
-def _raw_frame(content: bytes, fmt: str) -> tuple[Any, Any]:
+def _names(cells: Sequence[str], line: int = 1) -> list[str]:
+    """:func:`column_names` as the local reader's header search calls it."""
+    del line
+    return column_names(cells)
+
+
+def _raw_frame(content: bytes, fmt: str, source: str = "") -> tuple[Any, Any]:
     """One file as text columns named by :func:`column_names`, plus ``row``: the line number
-    for CSV (the header is line 1; blank lines are not rows), the record number from 1 for
-    Parquet; and the rejects found reading it (Parquet IDs held as numbers that cannot be
-    exact: :func:`medaid.readers.numeric_id_problems`), whose rows are not in the frame."""
+    for CSV, the record number from 1 for Parquet; and, as a rejects frame, the rows that are
+    not in the frame.  A CSV file is read by the local batch's whole-file reader
+    (:func:`medaid.readers.read_csv_data`): the header found below title lines, lines ended by
+    CR alone read as lines, blank lines not rows, every other line a row or a located problem
+    (a stray quote, a row longer or shorter than the header).  Parquet IDs held as numbers that
+    cannot be exact are rejected (:func:`medaid.readers.numeric_id_problems`)."""
     import polars as pl
 
-    from .readers import empty_rejects, numeric_id_problems, text_columns
+    from .readers import numeric_id_problems, problems_frame, read_csv_data, text_columns
 
-    bad = empty_rejects()
     if fmt == "csv":
         if _encoding(content[: 1 << 20]) != "utf-8":
             content = content.decode("gb18030").encode("utf-8")
-        frame = pl.read_csv(io.BytesIO(content), infer_schema=False, raise_if_empty=False)
-        first = 2
-        frame.columns = column_names(frame.columns)
-    else:
-        typed = pl.read_parquet(io.BytesIO(content))
-        names = column_names(typed.columns)
-        bad = numeric_id_problems(typed, names, first=1)
-        frame = text_columns(typed)
-        frame.columns = names
-        first = 1
-    frame = frame.with_row_index("row", offset=first).with_columns(pl.col("row").cast(pl.Int64))
+        got = read_csv_data(content, source, _names)
+        return got.frame, problems_frame(got.problems)
+    typed = pl.read_parquet(io.BytesIO(content))
+    names = column_names(typed.columns)
+    bad = numeric_id_problems(typed, names, first=1)
+    frame = text_columns(typed)
+    frame.columns = names
+    frame = frame.with_row_index("row", offset=1).with_columns(pl.col("row").cast(pl.Int64))
     if bad.height:
         frame = frame.filter(~pl.col("row").is_in(bad["row"].implode()))
     text = [c for c in frame.columns if c != "row"]
@@ -385,7 +390,7 @@ def _read_file_fn(fmt: str, names: Sequence[str], schema: "pa.Schema"):  # type:
             for path, content in zip(paths, contents):
                 source = _source(path)
                 try:
-                    raw, bad = _raw_frame(content, fmt)
+                    raw, bad = _raw_frame(content, fmt, source)
                 except Exception as e:  # noqa: BLE001 - a file the reader refuses refuses the run
                     what = "CSV" if fmt == "csv" else "Parquet"
                     out = pl.DataFrame({"source": [source], _FIELD: ["file"],
@@ -396,7 +401,7 @@ def _read_file_fn(fmt: str, names: Sequence[str], schema: "pa.Schema"):  # type:
                     yield from out.select(names).to_arrow().cast(schema).to_batches()
                     continue
                 clean, rejects = validate_frame(raw, source)
-                if bad.height:
+                if bad.height:  # lines that are not rows, IDs that cannot be exact: rejected
                     rejects = pl.concat([bad, rejects]).sort("row", maintain_order=True)
                 # one record per problem → one per row: fields joined by ", ", reasons by "; "
                 rej = rejects.group_by("row", maintain_order=True).agg(
@@ -445,12 +450,34 @@ def read_claims(spark: "SparkSession", path: str, fmt: str | None = None) -> tup
     return parsed.withColumnRenamed(_FIELD, "field").withColumnRenamed(_MESSAGE, "message"), layout
 
 
+def _csv_header(text: str, source: str) -> tuple[int, list[str]]:
+    """The header line of a CSV file and its cells, from the file's first characters, found
+    as the local reader finds it (:func:`medaid.readers.find_csv_header`: below title lines,
+    CR-only line ends read as lines); else its first line."""
+    import csv
+
+    from .readers import cr_only, find_csv_header
+
+    data = text.encode("utf-8")
+    if cr_only(data):
+        data = data.replace(b"\r", b"\n")
+    seen: dict[int, list[str]] = {}
+
+    def name_of(cells: Sequence[str], line: int = 1) -> list[str]:
+        seen[line] = list(cells)
+        return column_names(cells)
+
+    found = find_csv_header(data, name_of, None, source)
+    if found is None:
+        return 1, next(csv.reader(io.StringIO(text)), [])
+    return found[0], seen[found[0]]
+
+
 def _layout(spark: "SparkSession", paths: list[str], fmt: str, where: str) -> list[str]:
     """The union of the files' columns (as :func:`column_names` names them) in order of first
     appearance; refuses files without a required column.  Reads only headers (CSV: the first
-    line through Hadoop's file system; Parquet: the footer)."""
-    import csv
-
+    64 KiB through Hadoop's file system, the header found below any title lines; Parquet: the
+    footer)."""
     if not paths:
         raise MedaidError(Problem(f"no .{fmt} files here", source=where))
     jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
@@ -468,20 +495,21 @@ def _layout(spark: "SparkSession", paths: list[str], fmt: str, where: str) -> li
             finally:
                 stream.close()
             text = head.decode(_encoding(head), errors="ignore").lstrip("\ufeff")
-            headers = next(csv.reader(io.StringIO(text)), [])
+            line, headers = _csv_header(text, _source(p))
         else:
             try:
                 headers = spark.read.parquet(p).columns
             except Exception:  # noqa: BLE001 - Spark's own error is a long Java trace
                 problems.append(Problem("cannot be read as Parquet (no valid footer)", source=_source(p)))
                 continue
+            line = 1
         names = column_names(headers)
         missing = [f for f in REQUIRED_FIELDS if f not in names]
         if missing:
             problems.append(Problem(
                 "missing required column(s): " + ", ".join(missing) + "; found "
                 + ", ".join(repr(h) for h in headers) + ". Name them in English or Chinese "
-                "(e.g. 结算单号, 人员编号, 结算日期, 合规自付费用)", source=_source(p), line=1))
+                "(e.g. 结算单号, 人员编号, 结算日期, 合规自付费用)", source=_source(p), line=line))
         layout += [n for n in names if n not in layout]
     if problems:
         raise MedaidError(problems)
