@@ -452,7 +452,13 @@ def test_a_version_lowering_the_annual_cap_mid_year_settles_and_counts_as_worked
     """Issue #17: the year of tests/version_change.py (a cap lowered from 1 October, a pool
     already above the new cap) on Spark: the hand-worked reliefs, capped_by and brackets,
     and the totals' capped counts equal to the hand count."""
-    from version_change import CLAIMS_CAPPED, EXPECTED, PERSONS_AT_ANNUAL_CAP, claims_csv, write_rules
+    from version_change import (
+        CLAIMS_CAPPED,
+        EXPECTED,
+        PERSONS_AT_ANNUAL_CAP,
+        claims_csv,
+        write_rules,
+    )
 
     rules = write_rules(tmp_path / "rules")
     out = tmp_path / "results.csv"

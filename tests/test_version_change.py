@@ -10,14 +10,19 @@ import json
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from version_change import (
+    BRACKET_COUNTS,
+    CLAIMS,
+    CLAIMS_CAPPED,
+    EXPECTED,
+    PERSONS_AT_ANNUAL_CAP,
+    claims_csv,
+    write_rules,
+)
 
 import medaid
 from medaid.cli import main
 from medaid.ledger import Ledger
-
-from version_change import (
-    BRACKET_COUNTS, CLAIMS, CLAIMS_CAPPED, EXPECTED, PERSONS_AT_ANNUAL_CAP, claims_csv, write_rules,
-)
 
 
 @pytest.fixture(scope="module")

@@ -210,8 +210,7 @@ class Schedule:
             relief, capped = self.claim_cap, CAP_CLAIM
         if self_pay < relief:
             relief, capped = self_pay, CAP_SELF_PAY
-        if relief < 0:
-            relief = 0
+        relief = max(relief, 0)
         if relief >= inc:
             capped = None  # nothing was taken off the bracket relief (it may be 0)
         return Outcome(relief, inc, capped, base_from, base_to)

@@ -122,21 +122,21 @@ class _Tables:
             s = x.schedule
             k = self.scale // s.scale
 
-            def piece(lo: int, num: int, icpt: int, inside: int) -> None:
+            def piece(lo: int, num: int, icpt: int, plan: int = i, sched: Schedule = s) -> None:
                 self.piece_lo.append(lo)
                 self.piece_num.append(num)
                 self.piece_icpt.append(icpt)
-                self.plan_of_piece.append(i)
-                self.piece_bracket.append(inside)
-                self.piece_bracket_at_lo.append(s.bracket_reached(lo, gated=False))
+                self.plan_of_piece.append(plan)
+                # the same for every base of (lo, next lo) (the threshold piece: of (0, from_1])
+                self.piece_bracket.append(sched.bracket_reached(lo + 1, gated=False))
+                self.piece_bracket_at_lo.append(sched.bracket_reached(lo, gated=False))
 
-            piece(0, 0, 0, 0)  # [0, from_1]: the threshold (a base equal to from_1 is in it)
+            piece(0, 0, 0)  # [0, from_1]: the threshold (a base equal to from_1 is in it)
             for lo, cum, num in zip(s.lowers, s._cum, s.rate_nums):
                 num *= k
-                piece(lo, num, cum * k - num * lo if s._marginal else -num * s._first,
-                      s.bracket_reached(lo + 1, gated=False))  # the same for all of (lo, next lo)
+                piece(lo, num, cum * k - num * lo if s._marginal else -num * s._first)
             if s._marginal and s._top is not None:
-                piece(s._top, 0, s._top_value * k, s.bracket_reached(s._top + 1, gated=False))
+                piece(s._top, 0, s._top_value * k)
 
     def safe_base(self, i: int) -> int:
         """The largest base ``x`` for which plan ``i``'s ``icpt + num·x`` stays within ±2**62."""
