@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import medaid
-from medaid.brackets import CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY
+from medaid.brackets import CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY, Schedule
 
 from strategies import schedules
 
@@ -293,3 +293,41 @@ def test_marginal_segments_add_up_to_the_increment_of_f(sched, a, b):
         return
     total = sum((Fraction(s.relief) for s in sched.segments(lo, hi)), Fraction(0))
     assert total == Fraction(sched.scaled_value(hi) - sched.scaled_value(lo), sched.scale)
+
+
+# --------------------------------------------------------------------------------------------
+# "capped" and "bracket", defined once (docs/rules.md, "Version changes inside a benefit year")
+
+
+def test_a_claim_is_not_capped_when_its_bracket_relief_is_0_though_the_pool_is_above_the_cap():
+    # a later version lowered the cap to 50,000 while the pool already holds 68,800 of relief:
+    # a 500 yuan claim is below the 1,000 threshold (bracket relief 0), so no limit reduced it;
+    # a 20,000 yuan claim (bracket relief 6,300 + 10,000 × 85% = 14,800) is cut to 0 by the cap
+    sched = Schedule(lowers=[100_000, 1_000_000, 5_000_000], uppers=[1_000_000, 5_000_000, None],
+                     rates=[Decimal("0.70"), Decimal("0.85"), Decimal("0.95")], annual_cap=5_000_000)
+    assert tuple(sched.relieve(50_000, 0, 6_880_000))[:3] == (0, 0, None)
+    assert sched.relieve_raw(50_000, 0, 6_880_000)[:3] == (0, 0, None)
+    assert tuple(sched.relieve(2_000_000, 0, 6_880_000))[:3] == (0, 1_480_000, CAP_ANNUAL)
+    assert sched.relieve_raw(2_000_000, 0, 6_880_000)[:3] == (0, 1_480_000, CAP_ANNUAL)
+
+
+@settings(max_examples=300)
+@given(schedules(), st.integers(0, 6_000_000), st.integers(0, 6_000_000), st.integers(0, 4_000_000))
+def test_capped_by_is_set_exactly_when_a_limit_made_the_relief_smaller(sched, s, c, g):
+    # g may exceed the annual cap (a later version lowered it): relief is then 0
+    relief, inc, capped, _, _ = sched.relieve_raw(s, c, g)
+    assert (capped is not None) == (relief < inc)
+    limits = {CAP_ANNUAL: None if sched.annual_cap is None else max(0, sched.annual_cap - g),
+              CAP_CLAIM: sched.claim_cap, CAP_SELF_PAY: s}
+    if capped is not None:
+        assert relief == limits[capped]  # the named limit is the one the relief came down to
+
+
+@settings(max_examples=300)
+@given(schedules(), st.integers(0, 6_000_000))
+def test_the_bracket_reached_is_the_last_bracket_of_the_explanation(sched, x):
+    # the explanation from 0 to the base lists every bracket holding a positive part of it
+    # (whole mode: the one containing it); the bracket reached is the last of them, 0 if none
+    segs = [seg for seg in sched.segments(0, x) if seg.base > 0]
+    want = sched.lowers.index(segs[-1].lower) + 1 if segs else 0
+    assert sched.bracket_reached(x) == want

@@ -46,10 +46,15 @@ def frame_of(claims: list[medaid.Claim]) -> pl.DataFrame:
 
 
 def bracket_index(sched, base_to: int) -> int:
-    """The contract's ``bracket``: 1-based bracket holding ``base_to``, by counting bounds."""
+    """The contract's ``bracket`` (docs/rules.md), by counting bounds: the highest bracket whose
+    rate applies to a positive part of the base.  Marginal: the brackets starting below the
+    base (one starting exactly at it holds none of it); whole: the bracket containing it.
+    0 at or below the threshold or under the gate."""
     if base_to <= sched.lowers[0] or (sched.gate is not None and base_to < sched.gate):
         return 0
-    return len([lo for lo in sched.lowers if lo <= base_to])
+    if sched.mode == "whole":
+        return len([lo for lo in sched.lowers if lo <= base_to])
+    return len([lo for lo in sched.lowers if lo < base_to])
 
 
 def assert_same_as_engine(claims: list[medaid.Claim], book: medaid.RuleBook, categories: bool = False) -> None:
@@ -129,6 +134,53 @@ def test_the_source_policy_examples_come_out_as_worked_by_hand(book):
     assert results["patient_pays"].to_list() == [670_000, 405_185, 99_999, 100_000]
     assert results["bracket"].to_list() == [2, 2, 0, 1]
     assert rejects.height == 0
+
+
+def one_plan(folder: Path, plan: str) -> medaid.RuleBook:
+    """A rule set of one default plan (pool ``all``) with the given lines."""
+    return write_rules(folder, f'id = "t"\nversion = "1"\nvalid_from = 2024-01-01\n'
+                               f'[[plans]]\nname = "p"\ndefault = true\npool = "all"\n{plan}\n')
+
+
+@pytest.mark.parametrize("mode, want", [
+    # marginal: 10,000 relieves 9,000 × 70% and nothing at 85%, so it reached bracket 1;
+    # 10,000.01 puts 0.01 in bracket 2.  Whole: 10,000 gets 85% on all 9,000: bracket 2.
+    # 1,000 is the threshold itself: 0 in both.
+    ("marginal", [0, 1, 1, 1, 2, 2, 3]),
+    ("whole", [0, 1, 1, 2, 2, 3, 3]),
+])
+def test_a_base_exactly_at_a_bracket_bound_has_not_entered_the_bracket_starting_there(tmp_path, mode, want):
+    book = one_plan(tmp_path, f"""mode = "{mode}"
+brackets = [
+  {{ from = "1000",  to = "10000", rate = "70%" }},
+  {{ from = "10000", to = "50000", rate = "85%" }},
+  {{ from = "50000",               rate = "95%" }},
+]""")
+    amounts = ["1000", "1000.01", "9999.99", "10000", "10000.01", "50000", "50000.01"]
+    claims = [claim(f"K{i}", f"P{i}", "2024-03-01", a) for i, a in enumerate(amounts)]
+    results, _ = settle_frame(frame_of(claims).drop("group", "kind"), book)
+    assert results["bracket"].to_list() == want
+    assert [s.bracket for s in medaid.settle(claims, book)] == want
+
+
+def test_the_bracket_is_0_under_the_gate_and_counts_from_0_once_it_is_met(tmp_path):
+    # brackets from 0 (70% to 1,000, 90% above) with a gate of 1,500: 1,499.99 → 0; 1,500 → 2
+    # (bracket 2 holds 500 of it); 1,000 is not reachable without the gate being met
+    book = one_plan(tmp_path, 'gate = "1500"\n'
+                    'brackets = [ { from = "0", to = "1000", rate = "70%" }, { from = "1000", rate = "90%" } ]')
+    claims = [claim(f"K{i}", f"P{i}", "2024-03-01", a) for i, a in enumerate(["500", "1499.99", "1500"])]
+    results, _ = settle_frame(frame_of(claims).drop("group", "kind"), book)
+    assert results["bracket"].to_list() == [0, 0, 2]
+    assert results["relief"].to_list() == [0, 0, 70_000 + 45_000]  # 1,000 × 70% + 500 × 90%
+    assert [s.bracket for s in medaid.settle(claims, book)] == [0, 0, 2]
+
+
+def test_brackets_from_0_without_a_gate_start_at_the_first_fen(tmp_path):
+    # 70% from 0 to 1,000, 90% above: 0 → 0 (nothing relieved), 0.01 → 1, 1,000 → 1, 1,000.01 → 2
+    book = one_plan(tmp_path, 'brackets = [ { from = "0", to = "1000", rate = "70%" }, { from = "1000", rate = "90%" } ]')
+    claims = [claim(f"K{i}", f"P{i}", "2024-03-01", a) for i, a in enumerate(["0", "0.01", "1000", "1000.01"])]
+    results, _ = settle_frame(frame_of(claims).drop("group", "kind"), book)
+    assert results["bracket"].to_list() == [0, 1, 1, 2]
 
 
 def test_the_annual_cap_binds_on_the_second_stay_even_when_listed_first(book):

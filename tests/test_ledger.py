@@ -20,7 +20,6 @@ from medaid.ledger import (
     Ledger,
     LedgerConflict,
     LedgerError,
-    bracket_reached,
     new_claim_id,
 )
 
@@ -200,9 +199,26 @@ def test_quote_reads_the_position_and_records_nothing(ledger, book):
     assert count(ledger) == 1
 
 
-@pytest.mark.parametrize("base, reached", [(0, 0), (100_000, 0), (100_001, 1), (1_000_000, 1), (1_000_001, 2), (9_000_000, 3)])
-def test_the_bracket_reached_counts_the_brackets_the_base_entered(base, reached):
-    assert bracket_reached((100_000, 1_000_000, 5_000_000), base) == reached
+def test_the_bracket_recorded_is_the_highest_bracket_holding_part_of_the_base(ledger, book):
+    # 1,000 / 10,000 / 50,000 yuan: a base exactly at a bound has not entered the bracket
+    # starting there (10,000 → 1, 50,000 → 2), the batch records the same
+    amounts = ["1000", "1000.01", "10000", "10000.01", "50000", "50000.01"]
+    for i, a in enumerate(amounts):
+        ledger.settle(claim(f"B{i}", a, person=f"P{i}"), book)
+    assert [e.bracket for e in ledger.entries()] == [0, 1, 1, 2, 2, 3]
+
+
+def test_the_bracket_recorded_is_0_while_the_gate_is_not_met(tmp_path):
+    # brackets from 0 (70%) with a gate of 1,000: 999.99 gets nothing and reached no bracket
+    (tmp_path / "r.toml").write_text(
+        'id = "t"\nversion = "1"\nvalid_from = 2024-01-01\n[[plans]]\nname = "p"\ndefault = true\n'
+        'pool = "all"\ngate = "1000"\nbrackets = [ { from = "0", rate = "70%" } ]\n', encoding="utf-8")
+    gated = medaid.load_rules(tmp_path / "r.toml")
+    with Ledger(tmp_path / "l.sqlite3") as lg:
+        below = lg.settle(claim("A", "999.99", group=None, kind=None), gated).entry
+        at = lg.settle(claim("B", "1000", person="P2", group=None, kind=None), gated).entry
+    assert (below.relief, below.bracket) == (0, 0)
+    assert (at.relief, at.bracket) == (70_000, 1)
 
 
 def test_generated_claim_ids_carry_the_date_and_differ():
@@ -379,3 +395,33 @@ def test_verify_finds_a_row_rehashed_without_its_successor(tmp_path, book):
         problems = lg.verify().problems
     assert any("row 2: prev_hash does not match" in p for p in problems)
     assert any("row 1: recorded year-to-date" in p for p in problems)
+
+
+def _rewrite_first_row(path: Path, **values) -> None:
+    """Change row 1 of a one-row ledger and recompute its hash, as a forger would."""
+    from medaid.ledger import _COLUMNS, _hash
+
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("DROP TRIGGER entries_never_updated")
+    row = list(con.execute(f"SELECT {', '.join(_COLUMNS)} FROM entries WHERE seq = 1").fetchone())
+    for k, v in values.items():
+        row[_COLUMNS.index(k)] = v
+    sets = ", ".join(f"{k} = ?" for k in values)
+    con.execute(f"UPDATE entries SET {sets}, row_hash = ? WHERE seq = 1", (*values.values(), _hash(row[:-1])))
+    con.close()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    # 30,000 yuan relieved 23,300, but the row says the cap in force was 20,000 a year ...
+    ("annual_cap", 2_000_000, "relief 23300.00 takes the year-to-date relief from 0.00 past the annual cap in force for it (20000.00)"),
+    # ... or 3,000 a claim
+    ("claim_cap", 300_000, "relief 23300.00 is above the claim cap in force for it (3000.00)"),
+])
+def test_verify_finds_a_relief_past_a_cap_in_force_for_its_row(tmp_path, book, field, value, message):
+    path = tmp_path / "l.sqlite3"
+    with Ledger(path) as lg:
+        lg.settle(claim("C1", "30000"), book)
+    _rewrite_first_row(path, **{field: value})
+    with Ledger(path) as lg:
+        problems = lg.verify().problems
+    assert f"row 1: {message}" in problems, problems

@@ -480,3 +480,25 @@ def test_engine_spark_needs_an_output_folder(rules_dir, tmp_path):
     src.write_text(CSV, encoding="utf-8")
     res = CliRunner().invoke(main, ["batch", "--engine", "spark", str(src), "--rules", str(rules_dir)])
     assert res.exit_code == 2 and "needs -o OUTPUT" in res.output
+
+
+def test_a_version_lowering_the_annual_cap_mid_year_settles_and_counts_as_worked_by_hand(spark, tmp_path):
+    """Issue #17: the year of tests/version_change.py (a cap lowered from 1 October, a pool
+    already above the new cap) on Spark: the hand-worked reliefs, capped_by and brackets,
+    and the totals' capped counts equal to the hand count."""
+    from version_change import (
+        CLAIMS_CAPPED,
+        EXPECTED,
+        PERSONS_AT_ANNUAL_CAP,
+        claims_csv,
+        write_rules,
+    )
+
+    rules = write_rules(tmp_path / "rules")
+    out = tmp_path / "results.csv"
+    summary = run_batch(str(claims_csv(tmp_path / "claims.csv")), str(out), str(rules))
+    res = read_parts(out)
+    got = {r["claim_id"]: (medaid.parse_yuan(r["relief"]), medaid.parse_yuan(r["bracket_relief"]),
+                           r["capped_by"], int(r["bracket"]), r["rule_version"]) for r in res.iter_rows(named=True)}
+    assert got == EXPECTED
+    assert (summary.total.claims_capped, summary.total.persons_capped) == (CLAIMS_CAPPED, PERSONS_AT_ANNUAL_CAP)

@@ -9,6 +9,11 @@ Rules implemented (DESIGN.md §2):
 * *Accumulation*: ``claim`` → ``inc_k = R(f(s_k))``; ``year`` →
   ``inc_k = R(f(C_k)) − R(f(C_{k−1}))``.
 * *Caps*: ``relief_k = max(0, min(inc_k, claim_cap, annual_cap − G_{k−1}, s_k))``.
+* *Capped* (``capped_by``, docs/rules.md): set only when the relief is below the bracket
+  relief (``relief_k < inc_k``), naming the limit that made it so; a claim whose bracket relief
+  is 0 is never capped, even when an earlier version's relief already exceeds a lowered cap.
+* *Bracket reached* (``bracket``): :meth:`Schedule.bracket_reached`, the one definition used by
+  the engine, the columnar batch, Spark, the ledger and the report.
 
 Arithmetic: rates are exact decimals; a :class:`Schedule` scales them all to integers over one
 power of ten (``0.70`` → ``70 / 100``), so ``f(x)`` is an exact integer ratio and ``R`` is one
@@ -17,13 +22,14 @@ integer division (:func:`medaid.money.round_ratio`).  No float, no Fraction on t
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from decimal import Decimal
 from typing import Callable, NamedTuple
 
 from .money import UNITS, round_ratio
 
-#: Which limit made the relief smaller than the bracket relief (``None``: none did).
+#: Which limit made the relief smaller than the bracket relief (``None``: none did, which
+#: includes every claim whose bracket relief is 0).
 CAP_ANNUAL = "annual_cap"
 CAP_CLAIM = "claim_cap"
 CAP_SELF_PAY = "self_pay"
@@ -54,7 +60,8 @@ class Outcome(NamedTuple):
     Attributes:
         relief: fen granted, after rounding and caps.
         bracket_relief: ``inc_k`` in fen, before caps.
-        capped_by: ``"annual_cap"``, ``"claim_cap"``, ``"self_pay"`` or ``None``.
+        capped_by: ``"annual_cap"``, ``"claim_cap"``, ``"self_pay"``: the limit that made
+            ``relief`` smaller than ``bracket_relief``; ``None`` when relief = bracket relief.
         base_from: where this claim's base starts: ``0`` (claim mode) or ``C_{k−1}`` (year mode).
         base_to: where it ends: ``s_k`` or ``C_k``.
     """
@@ -162,6 +169,29 @@ class Schedule:
             return 0
         return round_ratio(v, self.scale, self.unit, self.method)
 
+    def bracket_reached(self, x: int, *, gated: bool = True) -> int:
+        """The bracket the base ``x`` (fen) reached: the 1-based index of the highest bracket
+        whose rate applies to a positive part of the base; 0 when nothing is above the
+        threshold (``x ≤ from_1``) or the gate is not met (``x < gate``).
+
+        It is the bracket of the last segment of the explanation ``segments(0, x)``:
+
+        * ``marginal``: the highest bracket ``i`` with ``from_i < x``.  A base exactly at a
+          bound has not entered the bracket starting there: with 1,000 / 10,000 / 50,000 yuan,
+          10,000 → 1 and 50,000 → 2 (the part from 10,000 is 0), 10,000.01 → 2; above a closed
+          last bracket, the last.
+        * ``whole``: the bracket containing ``x`` (``from_i ≤ x < to_i``), whose rate applies
+          to all of ``x − from_1``: 10,000 → 2.
+
+        In year mode ``x`` is the cumulative base ``C_k``; in claim mode the self-pay ``s_k``.
+        ``gated=False`` leaves the gate out (the columnar batch applies it as a column).
+        """
+        if x <= self._first or (gated and self.gate is not None and x < self.gate):
+            return 0
+        if self._marginal:
+            return bisect_left(self.lowers, x)
+        return bisect_right(self.lowers, x)
+
     # -- one claim ----------------------------------------------------------------------------
     def relieve(self, self_pay: int, ytd_self_pay: int = 0, ytd_relief: int = 0) -> Outcome:
         """Relief for a claim of ``self_pay`` fen when the pool already holds ``ytd_self_pay``
@@ -180,7 +210,10 @@ class Schedule:
             relief, capped = self.claim_cap, CAP_CLAIM
         if self_pay < relief:
             relief, capped = self_pay, CAP_SELF_PAY
-        return Outcome(max(relief, 0), inc, capped, base_from, base_to)
+        relief = max(relief, 0)
+        if relief >= inc:
+            capped = None  # nothing was taken off the bracket relief (it may be 0)
+        return Outcome(relief, inc, capped, base_from, base_to)
 
     def relieve_raw(self, s: int, c: int, g: int) -> tuple[int, int, str | None, int, int]:
         """:meth:`relieve` as a plain tuple ``(relief, inc, capped_by, base_from, base_to)``."""
@@ -229,6 +262,8 @@ class Schedule:
                 relief, capped = s, CAP_SELF_PAY
             if relief < 0:
                 relief = 0
+            if relief >= inc:
+                capped = None
             return relief, inc, capped, base_from, base_to
 
         return relieve

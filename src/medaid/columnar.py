@@ -113,24 +113,30 @@ class _Tables:
         self.piece_num: list[int] = []
         self.piece_icpt: list[int] = []
         self.plan_of_piece: list[int] = []
-        self.piece_bracket: list[int] = []  # the contract's ``bracket`` for a base in the piece
+        # the contract's ``bracket`` (Schedule.bracket_reached, the gate left to the caller)
+        # for a base inside the piece, and for a base exactly at its lower bound (marginal: the
+        # bracket starting there is not entered yet)
+        self.piece_bracket: list[int] = []
+        self.piece_bracket_at_lo: list[int] = []
         for i, x in enumerate(self.plans):
             s = x.schedule
             k = self.scale // s.scale
 
-            def piece(lo: int, num: int, icpt: int, bracket: int) -> None:
+            def piece(lo: int, num: int, icpt: int, plan: int = i, sched: Schedule = s) -> None:
                 self.piece_lo.append(lo)
                 self.piece_num.append(num)
                 self.piece_icpt.append(icpt)
-                self.plan_of_piece.append(i)
-                self.piece_bracket.append(bracket)
+                self.plan_of_piece.append(plan)
+                # the same for every base of (lo, next lo) (the threshold piece: of (0, from_1])
+                self.piece_bracket.append(sched.bracket_reached(lo + 1, gated=False))
+                self.piece_bracket_at_lo.append(sched.bracket_reached(lo, gated=False))
 
-            piece(0, 0, 0, 0)  # [0, from_1]: the threshold (a base equal to from_1 is in it)
-            for b, (lo, cum, num) in enumerate(zip(s.lowers, s._cum, s.rate_nums)):
+            piece(0, 0, 0)  # [0, from_1]: the threshold (a base equal to from_1 is in it)
+            for lo, cum, num in zip(s.lowers, s._cum, s.rate_nums):
                 num *= k
-                piece(lo, num, cum * k - num * lo if s._marginal else -num * s._first, b + 1)
+                piece(lo, num, cum * k - num * lo if s._marginal else -num * s._first)
             if s._marginal and s._top is not None:
-                piece(s._top, 0, s._top_value * k, len(s.lowers))
+                piece(s._top, 0, s._top_value * k)
 
     def safe_base(self, i: int) -> int:
         """The largest base ``x`` for which plan ``i``'s ``icpt + num·x`` stays within ±2**62."""
@@ -688,6 +694,10 @@ def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFram
     # (the piece index unsigned: the gathers by it then need no conversion of their index)
     stage1 = [x_to.alias("__xt"), piece_of(x_to).cast(pl.UInt32).alias("__jt")]
     bracket = _lookup(pl, t.piece_bracket, jt, pl.Int8)
+    if t.piece_bracket_at_lo != t.piece_bracket:
+        # a base exactly at its piece's lower bound (marginal: 10,000 yuan is bracket 1)
+        at_lo = _lookup(pl, t.piece_bracket_at_lo, jt, pl.Int8)
+        bracket = pl.when(xt == _lookup(pl, t.piece_lo, jt, pl.Int64)).then(at_lo).otherwise(bracket)
     if not _is(pl, gate, 0):
         bracket = pl.when(xt < gate).then(pl.lit(0, pl.Int8)).otherwise(bracket)
     seq_flags: list[Any] = []
@@ -822,7 +832,7 @@ def _sequential(pl: Any, res: "pl.DataFrame", work: "pl.DataFrame", flag: Any, t
         relief.append(r)
         inc.append(i)
         capped.append(code[cb])
-        bracket.append(_bracket(sched, base_to))
+        bracket.append(sched.bracket_reached(base_to))
         ytd_c.append(c)
         ytd_g.append(g)
     updates = {
@@ -832,13 +842,6 @@ def _sequential(pl: Any, res: "pl.DataFrame", work: "pl.DataFrame", flag: Any, t
     return res.with_columns(
         res[name].scatter(rows, pl.Series(vals, dtype=dtype)) for name, (vals, dtype) in updates.items()
     )
-
-
-def _bracket(sched: Schedule, x: int) -> int:
-    """1-based index of the bracket containing base ``x``; 0 below the threshold or the gate."""
-    if x <= sched._first or (sched.gate is not None and x < sched.gate):
-        return 0
-    return sum(1 for lo in sched.lowers if lo <= x)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -42,8 +42,8 @@ RESULT_FIELDS: Final = (
     "relief",         # fen
     "patient_pays",   # fen: self_pay − relief
     "bracket_relief", # fen: the increment before caps
-    "capped_by",      # "annual_cap" | "claim_cap" | "self_pay" | null
-    "bracket",        # Int8: highest bracket the claim's base reached (0 = below the threshold)
+    "capped_by",      # "annual_cap" | "claim_cap" | "self_pay": the limit that made relief < bracket_relief; else null
+    "bracket",        # Int8: Schedule.bracket_reached of the base (0 = below the threshold or gate)
     "ytd_self_pay",   # fen: the pool's year-to-date self-pay after the claim
     "ytd_relief",     # fen: the pool's year-to-date relief after the claim
     "rule_set_id",

@@ -55,7 +55,8 @@ class Settlement(NamedTuple):
         relief: what medical aid pays, after rounding and caps.
         patient_pays: ``self_pay − relief``.
         bracket_relief: the increment ``inc_k`` before caps.
-        capped_by: ``"annual_cap"``, ``"claim_cap"``, ``"self_pay"`` or ``None``.
+        capped_by: ``"annual_cap"``, ``"claim_cap"``, ``"self_pay"``: the limit that made the
+            relief smaller than ``bracket_relief``; ``None`` when it is not smaller.
         plan, pool, benefit_year: where it settled.
         ytd_self_pay, ytd_relief: the pool's year-to-date self-pay and relief *after* the claim.
         annual_cap, claim_cap: the plan's caps (``None`` = none).
@@ -93,6 +94,12 @@ class Settlement(NamedTuple):
         """The claim's base split by bracket, with each bracket's rate and exact relief."""
         return self.schedule.segments(self.base_from, self.base_to)
 
+    @property
+    def bracket(self) -> int:
+        """The bracket the claim's base reached (:meth:`medaid.brackets.Schedule.bracket_reached`
+        of ``base_to``; 0 = below the threshold or the gate)."""
+        return self.schedule.bracket_reached(self.base_to)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: amounts as yuan text with two decimals, segments included."""
         d: dict[str, Any] = {}
@@ -104,6 +111,7 @@ class Settlement(NamedTuple):
             elif isinstance(v, dt.date):
                 v = v.isoformat()
             d[k] = v
+        d["bracket"] = self.bracket
         d["segments"] = [
             {
                 "from": str(fen_to_decimal(s.lower)),

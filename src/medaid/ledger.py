@@ -29,7 +29,6 @@ import hashlib
 import json
 import secrets
 import sqlite3
-from bisect import bisect_left
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -157,9 +156,10 @@ class Entry(NamedTuple):
             (a reversal repeats the content of the settlement it cancels).
         plan, pool, benefit_year: where it settled.
         relief, patient_pays, bracket_relief, capped_by: the result (a reversal repeats the
-            cancelled amounts, which it takes back out of the pool).
-        bracket: 1-based index of the highest bracket the claim's base reached (0: below the
-            threshold).
+            cancelled amounts, which it takes back out of the pool); ``capped_by`` names the
+            limit that made the relief smaller than the bracket relief, ``None`` if none did.
+        bracket: the bracket the claim's base reached
+            (:meth:`medaid.brackets.Schedule.bracket_reached`; 0: below the threshold or gate).
         ytd_self_pay, ytd_relief: the pool's year-to-date position *after* this row.
         annual_cap, claim_cap: the plan's caps (``None``: none).
         base_from, base_to: the base span of the claim (year mode: ``C_{k−1}..C_k``).
@@ -279,12 +279,6 @@ class Verification(NamedTuple):
 def new_claim_id(day: dt.date) -> str:
     """A fresh claim id for a desk settlement: the date and a random suffix (``20240503-7F3A9C``)."""
     return f"{day:%Y%m%d}-{secrets.token_hex(3).upper()}"
-
-
-def bracket_reached(lowers: tuple[int, ...] | list[int], base_to: int) -> int:
-    """1-based index of the highest bracket the base ``base_to`` reached (0: at or below the
-    threshold): the number of brackets whose ``from`` is below it."""
-    return bisect_left(lowers, base_to)
 
 
 # --------------------------------------------------------------------------------------------
@@ -532,7 +526,7 @@ class Ledger:
                 return Receipt(last, True)
             state = _ytd(con, claim.person_id, at.benefit_year, at.plan.pool)
             r = quote(claim, book, state)
-            values = _settlement_values(r, claim, bracket_reached(at.schedule.lowers, r.base_to))
+            values = _settlement_values(r, claim, r.bracket)
             entry = _append(con, values)
         return Receipt(entry, False)
 
@@ -563,8 +557,10 @@ class Ledger:
     # -- checking -----------------------------------------------------------------------------
     def verify(self) -> Verification:
         """Check the whole file: ``PRAGMA integrity_check``, the protecting triggers, the rows'
-        order, hash chain and recorded hashes, reversal links, and the recorded year-to-date
-        positions against the running sums.  Reports every problem found."""
+        order, hash chain and recorded hashes, reversal links, the recorded year-to-date
+        positions against the running sums, and every settlement against the caps recorded
+        with it (the version in force on its date, see :func:`_over_caps`).  Reports every
+        problem found."""
         problems: list[str] = []
         con = self._con
         try:
@@ -620,8 +616,8 @@ class Ledger:
             pools[key] = (c, g)
             if (e.ytd_self_pay, e.ytd_relief) != (c, g):
                 problems.append(f"{where}: recorded year-to-date position differs from the sum of the rows before it")
-            if e.annual_cap is not None and g > e.annual_cap:
-                problems.append(f"{where}: year-to-date relief is above the annual cap")
+            if e.entry == SETTLEMENT:
+                problems.extend(f"{where}: {p}" for p in _over_caps(e, g - e.relief))
         return Verification(n, prev if n else GENESIS, tuple(problems))
 
     def schema_version(self) -> int:
@@ -631,6 +627,22 @@ class Ledger:
 
 # --------------------------------------------------------------------------------------------
 # helpers
+
+
+def _over_caps(e: Entry, granted_before: int) -> list[str]:
+    """How settlement ``e`` breaks the caps in force for it, given the relief its pool held
+    before it (the running sum of the rows before).  A settlement may not push the year's relief
+    past its own version's annual cap: ``relief ≤ max(0, annual_cap − G_{k−1})``.  A pool that
+    already holds more than a cap lowered by a later version is not a problem (its later
+    claims get 0, docs/rules.md, "Version changes inside a benefit year").  Nor may a
+    settlement exceed its claim cap."""
+    out = []
+    if e.annual_cap is not None and e.relief > max(0, e.annual_cap - granted_before):
+        out.append(f"relief {_yuan(e.relief)} takes the year-to-date relief from "
+                   f"{_yuan(granted_before)} past the annual cap in force for it ({_yuan(e.annual_cap)})")
+    if e.claim_cap is not None and e.relief > e.claim_cap:
+        out.append(f"relief {_yuan(e.relief)} is above the claim cap in force for it ({_yuan(e.claim_cap)})")
+    return out
 
 
 def differing_fields(recorded: Entry, claim: Claim) -> tuple[str, ...]:
