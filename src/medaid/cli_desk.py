@@ -491,7 +491,10 @@ def register(group: click.Group) -> None:
                     f"no ledger at {ledger_path}: give --ytd-self-pay and --ytd-relief (0 and 0 "
                     "for the person's first claim of the year), or --ledger PATH")
             with _open_ledger(ledger_path, create=False) as ledger:
-                state = ledger.ytd(claim.person_id, at.benefit_year, at.plan.pool)
+                try:
+                    state = ledger.ytd(claim.person_id, at.benefit_year, at.plan.pool)
+                except MedaidError as err:
+                    raise fail(err) from None
             r = quote_claim(claim, book, state)
         if as_json:
             d = _with_basis(r.to_dict(), book, r)
