@@ -195,16 +195,44 @@ def settle_spark(
     are shuffled into ``buckets`` buckets of persons (default: the shuffle partitions) and each
     bucket is settled by :func:`medaid.columnar.settle_frame`.
 
+    Claim and person ids are tidied first (:func:`medaid.claims.tidy_id`, as the local batch
+    does), before claims are shuffled by person: one person keyed two ways is one person.
+
     Returns ``(results, rejects)``: results are the input columns plus ``RESULT_FIELDS``,
     rejects have ``REJECT_FIELDS``.  Both are filters of one persisted computation (one
     shuffle, one pass of the settlement); ``results.unpersist()`` releases it.
     """
     from pyspark.sql import functions as F
 
-    settled = _settled(claims, rules, buckets)
+    settled = _settled(tidy_claim_ids(claims), rules, buckets)
     results = settled.filter(F.col(_MESSAGE).isNull()).drop(_FIELD, _MESSAGE)
     rejects = settled.filter(F.col(_MESSAGE).isNotNull()).select(*_reject_cols())
     return results, rejects
+
+
+def tidy_claim_ids(claims: "DataFrame") -> "DataFrame":
+    """``claims`` with ``claim_id`` and ``person_id`` tidied by :func:`medaid.claims.tidy_id`
+    (empty afterwards: null, which the settlement rejects as empty), on the executors, by
+    :func:`medaid.validation.tidy_ids` (only the values that need it take the Python path).
+    Frames from :func:`read_claims` are tidy already (the readers' validation tidies them)."""
+    ids = [c for c in ("claim_id", "person_id") if c in claims.columns]
+    if not ids:
+        return claims
+    schema = _arrow_schema(claims.schema)
+
+    def tidy(batches: Iterator["pa.RecordBatch"]) -> Iterator["pa.RecordBatch"]:
+        import polars as pl
+
+        from .validation import tidy_ids
+
+        for batch in batches:
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            frame = frame.with_columns(tidy_ids(frame[c]) for c in ids).with_columns(
+                pl.when(pl.col(c).str.len_bytes() > 0).then(pl.col(c)).alias(c) for c in ids)
+            yield from frame.to_arrow().cast(schema).to_batches()
+
+    return claims.mapInArrow(tidy, claims.schema)
 
 
 def _settled(claims: "DataFrame", rules: "RuleBook", buckets: int | None) -> "DataFrame":
