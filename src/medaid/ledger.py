@@ -341,8 +341,9 @@ class Ledger:
                 head = f.read(100)
             if head and (len(head) < 100 or not head.startswith(b"SQLite format 3\x00")):
                 raise self._refuse("is not a medaid ledger: not an SQLite database (a foreign or damaged file)")
-            if head and _truncated(head, p.stat().st_size):
-                raise self._refuse("is damaged: the file is shorter than its header says (truncated)")
+            # (a file shorter than its header says is found by SQLite itself, under its lock, at
+            # the first read: a look at the header from out here can meet a checkpoint that has
+            # written the header's new page count and not yet the pages: see _damaged_at_open)
         elif not create:
             raise LedgerError(Problem(
                 "no ledger here (settle a claim to create one, or give --ledger / $MEDAID_LEDGER)",
@@ -374,10 +375,24 @@ class Ledger:
         except sqlite3.OperationalError as e:
             if "locked" in str(e) or "busy" in str(e):
                 raise self._busy_or_damaged(e) from None
-            raise self._refuse(f"is damaged or not a database ({e})") from None
+            raise self._damaged_at_open(e) from None
         except sqlite3.DatabaseError as e:
-            raise self._refuse(f"is damaged or not a database ({e})") from None
+            raise self._damaged_at_open(e) from None
         return app, names
+
+    def _damaged_at_open(self, e: sqlite3.Error) -> LedgerError:
+        """SQLite refused the file at its first read (its own checks, a file shorter than its
+        header says among them, are made under its lock).  The header is looked at again only
+        to word the refusal: "truncated" when the file is also shorter than it says."""
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(100)
+            short = len(head) == 100 and _truncated(head, self.path.stat().st_size)
+        except OSError:
+            short = False
+        if short:
+            return self._refuse(f"is damaged: the file is shorter than its header says (truncated; {e})")
+        return self._refuse(f"is damaged or not a database ({e})")
 
     def _prepare(self, create: bool) -> None:
         app, names = self._identify()
