@@ -460,3 +460,24 @@ def test_one_person_keyed_four_ways_has_one_pool_on_spark(spark, book, rules_dir
     parts = read_parts(out)
     assert dict(zip(parts["claim_id"], parts["relief"])) == {"A1": "10550.00", "A2": "9450.00", "A3": "0.00", "A4": "0.00"}
     assert set(parts["person_id"]) == {ID}
+
+
+def test_results_and_rejects_folders_are_private(spark, rules_dir, tmp_path):
+    """They hold ID numbers: folders 0700, part files 0600 (DESIGN.md §5), whatever the umask."""
+    import os
+    import stat
+
+    src = tmp_path / "claims.csv"
+    src.write_text("claim_id,person_id,date,self_pay,group,kind\nA1,P1,2023-05-03,15000,key,inpatient\n"
+                   "A2,P1,2023-05-04,-1,key,inpatient\n", encoding="utf-8")
+    outs = [tmp_path / "out.csv", tmp_path / "out.parquet", tmp_path / "rejects.csv"]
+    old = os.umask(0o022)
+    try:
+        run_batch(str(src), str(outs[0]), str(rules_dir), rejects_path=str(outs[2]), on_error="skip")
+        run_batch(str(src), str(outs[1]), str(rules_dir), on_error="skip")
+    finally:
+        os.umask(old)
+    for folder in outs:
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+        parts = [f for f in folder.iterdir() if f.name.startswith("part-")]
+        assert parts and {stat.S_IMODE(f.stat().st_mode) for f in parts} == {0o600}, folder

@@ -23,6 +23,8 @@ Rules implemented (DESIGN.md §2 *Accumulation* at a desk, §3 *Ledger*, §5 *Re
   recorded year-to-date positions must equal the running sums of its rows.  A row that does
   not is refused, naming its row number: nothing is computed from it, nothing is recorded.
 * Ids are tidied by :func:`medaid.claims.tidy_id` wherever they come in (claims, look-ups).
+* The file is created ``0600`` (owner only: it holds ID numbers), and so are its ``-wal`` and
+  ``-shm`` files; an existing file keeps its mode.
 * The file is opened in WAL mode with ``synchronous=FULL`` and a busy timeout.  A file that is
   not SQLite, is damaged, or belongs to another application is refused at open, and nothing is
   written to it.  Schema migrations are a small registry recorded in the file.
@@ -33,6 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import secrets
 import sqlite3
 from bisect import bisect_left
@@ -350,6 +353,8 @@ class Ledger:
                 source=self._where))
         elif not p.parent.exists():
             raise LedgerError(Problem("the folder for the ledger does not exist", source=self._where))
+        else:
+            _create_private(p)
         mode = "rwc" if create else "rw"
         uri = "file:" + _urlquote(str(p.resolve())) + f"?mode={mode}"
         try:
@@ -680,6 +685,18 @@ def _truncated(header: bytes, size: int) -> bool:
     pages = int.from_bytes(header[28:32], "big")
     valid = header[92:96] == header[24:28]
     return valid and pages * page_size > size
+
+
+def _create_private(path: Path) -> None:
+    """Create the (empty) ledger file ``0600`` before SQLite opens it: it holds ID numbers
+    (DESIGN.md §5).  SQLite gives its ``-wal`` and ``-shm`` files the database file's mode.
+    Another desk creating it at the same moment is fine (the file is then theirs, made so too)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise LedgerError(Problem(f"cannot create the ledger ({e.strerror or e})", source=str(path))) from None
 
 
 def _rollback(con: sqlite3.Connection) -> None:
