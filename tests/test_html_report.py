@@ -137,7 +137,9 @@ def test_written_atomically(rep, tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(html_report.os, "replace", boom)
+    from medaid import exports  # the one atomic writer the page is written through
+
+    monkeypatch.setattr(exports.os, "replace", boom)
     with pytest.raises(OSError):
         write_html(rep, target, "zh")
     assert target.read_text(encoding="utf-8") == first  # the old page is intact

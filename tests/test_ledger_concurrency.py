@@ -137,3 +137,99 @@ def test_a_desk_killed_at_random_moments_keeps_every_acknowledged_settlement(tmp
         missing = [c for c in acknowledged if c not in present]
         assert not missing, f"round {round_}: acknowledged but missing: {missing[:5]}"
     assert len(acknowledged) > 8
+
+
+# -- opening during a checkpoint (issue #11, defect 8) -----------------------------------------
+
+
+def _header_pages(path: Path) -> tuple[int, int, bool]:
+    """(pages the header states, pages the file holds, whether the header's count is valid:
+    version-valid-for = change counter), read from the file's first 100 bytes (SQLite format)."""
+    head = path.read_bytes()[:100]
+    size = int.from_bytes(head[16:18], "big")
+    size = 65536 if size == 1 else size
+    return int.from_bytes(head[28:32], "big"), path.stat().st_size // size, head[92:96] == head[24:28]
+
+
+def _wal_frames(wal: Path, page_size: int) -> list[tuple[int, bytes]]:
+    """The WAL's frames as (page number, page image), in order (WAL format: a 32-byte header,
+    then frames of a 24-byte header and one page)."""
+    data = wal.read_bytes()
+    out, at = [], 32
+    while at + 24 + page_size <= len(data):
+        out.append((int.from_bytes(data[at:at + 4], "big"), data[at + 24:at + 24 + page_size]))
+        at += 24 + page_size
+    return out
+
+
+def test_a_ledger_opened_mid_checkpoint_is_not_refused_as_truncated(tmp_path):
+    """A checkpoint copies the WAL's pages into the file in page order, page 1 (the header, with
+    the new page count) first: until the last page is written the file is shorter than its
+    header says, and is whole.  That moment, made exactly: a desk's settlements wait in the WAL
+    (another connection keeps it from being checkpointed), then page 1 alone is copied into the
+    file as a checkpoint's first write does.  Another desk opening the ledger then is served."""
+    import medaid
+
+    book = medaid.load_rules(ROOT / "rules")
+    path = tmp_path / "desk.sqlite3"
+    Ledger(path).close()
+    holder = sqlite3.connect(path)  # keeps the WAL: the last connection to close checkpoints it
+    holder.execute("SELECT count(*) FROM entries").fetchone()
+    with Ledger(path) as lg:
+        lg._con.execute("PRAGMA wal_autocheckpoint=0")
+        for i in range(20):  # each row carries ~8 KiB of text: the file grows by pages
+            lg.settle(medaid.Claim(claim_id=f"C{i}", person_id=f"P{i % 3}", date="2024-05-03",
+                                   self_pay=500_000, group="key", kind="inpatient",
+                                   hospital="H" * 8192), book)
+    page_size = int.from_bytes(path.read_bytes()[16:18], "big")
+    page1 = [img for no, img in _wal_frames(path.with_name(path.name + "-wal"), page_size) if no == 1][-1]
+    with open(path, "r+b") as f:  # the checkpoint's first write
+        f.write(page1)
+    stated, held, valid = _header_pages(path)
+    assert valid and stated > held  # what the old look from outside SQLite's lock refused
+
+    with Ledger(path, create=False) as lg:  # served from the WAL, which holds the pages
+        assert [e.claim_id for e in lg.entries()] == [f"C{i}" for i in range(20)]
+        assert lg.verify().ok
+    holder.close()
+    with Ledger(path, create=False) as lg:  # and after the real checkpoint
+        assert lg.verify().ok and lg.verify().entries == 20
+
+
+CHECKPOINTER = r"""
+import sqlite3, sys, time
+path, seconds = sys.argv[1], float(sys.argv[2])
+con = sqlite3.connect(path, isolation_level=None, timeout=10)
+con.execute("PRAGMA wal_autocheckpoint=0")
+con.execute("CREATE TABLE IF NOT EXISTS ballast (b BLOB)")  # a foreign table: fills pages fast
+end, n = time.monotonic() + seconds, 0
+while time.monotonic() < end:
+    con.execute("INSERT INTO ballast VALUES (zeroblob(262144))")  # 64 new pages, in the WAL
+    con.execute("PRAGMA wal_checkpoint(PASSIVE)")  # copied into the file, page 1 first
+    n += 1
+print(n, flush=True)
+"""
+
+
+def test_desks_opening_while_another_process_checkpoints_are_never_refused(tmp_path):
+    """Fault injection with real processes: one grows the file and forces a checkpoint over and
+    over (each copies 64 new pages, the header first); meanwhile this process opens the
+    ledger as a desk does, hundreds of times.  No opening is refused."""
+    path = tmp_path / "desk.sqlite3"
+    Ledger(path).close()
+    child = subprocess.Popen([sys.executable, "-c", CHECKPOINTER, str(path), "3"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    refused: list[str] = []
+    opened = 0
+    try:
+        while child.poll() is None:
+            try:
+                Ledger(path, create=False).close()
+                opened += 1
+            except Exception as e:  # noqa: BLE001 - any refusal is the failure looked for
+                refused.append(str(e))
+    finally:
+        out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    assert int(out) > 10 and opened > 50
+    assert refused == [], f"{len(refused)} of {opened + len(refused)} openings refused: {refused[0]}"

@@ -502,3 +502,61 @@ def test_a_version_lowering_the_annual_cap_mid_year_settles_and_counts_as_worked
                            r["capped_by"], int(r["bracket"]), r["rule_version"]) for r in res.iter_rows(named=True)}
     assert got == EXPECTED
     assert (summary.total.claims_capped, summary.total.persons_capped) == (CLAIMS_CAPPED, PERSONS_AT_ANNUAL_CAP)
+
+
+# -- identifiers (issue #11, defect 6) ---------------------------------------------------------
+
+ID = "50010119800101123X"
+#: the same ID number keyed as full-width text, with a lower-case check character, with a
+#: zero-width space, with spaces around it
+KEYED = ["５００１０１１９８００１０１１２３Ｘ", "50010119800101123x", "\u200b50010119800101123X", " 50010119800101123X "]
+
+
+def test_one_person_keyed_four_ways_has_one_pool_on_spark(spark, book, rules_dir, tmp_path):
+    # 15,000 → 6,300 + 5,000 × 85% = 10,550; then 30,000 (23,300) capped at 20,000 − 10,550 =
+    # 9,450; then nothing is left of the cap
+    frame = pl.DataFrame({
+        "claim_id": ["A1", "A2", "A3", "A4", "Ａ１"],
+        "person_id": KEYED + ["P2"],
+        "date": [dt.date(2023, 5, 3)] * 5,
+        "self_pay": [1_500_000, 3_000_000, 3_000_000, 3_000_000, 3_000_000],
+        "group": ["key"] * 5, "kind": ["inpatient"] * 5,
+    })
+    results, rejects = settle_spark(to_spark(spark, frame), book, buckets=4)
+    got = collect(results)
+    assert dict(zip(got["claim_id"], got["relief"])) == {"A1": 1_055_000, "A2": 945_000, "A3": 0, "A4": 0}
+    assert set(got["person_id"]) == {ID}
+    rej = collect(rejects)
+    assert rej["claim_id"].to_list() == ["A1"] and "duplicate claim id" in rej["message"][0]
+    results.unpersist()
+
+    src = tmp_path / "claims.csv"  # the same through the file reader
+    src.write_text("claim_id,person_id,date,self_pay,group,kind\n" + "".join(
+        f"{c},{p},2023-05-03,{s},key,inpatient\n"
+        for c, p, s in zip(["A1", "A2", "A3", "A4"], KEYED, ["15000", "30000", "30000", "30000"])), encoding="utf-8")
+    out = tmp_path / "out.csv"
+    run_batch(str(src), str(out), str(rules_dir))
+    parts = read_parts(out)
+    assert dict(zip(parts["claim_id"], parts["relief"])) == {"A1": "10550.00", "A2": "9450.00", "A3": "0.00", "A4": "0.00"}
+    assert set(parts["person_id"]) == {ID}
+
+
+def test_results_and_rejects_folders_are_private(spark, rules_dir, tmp_path):
+    """They hold ID numbers: folders 0700, part files 0600 (DESIGN.md §5), whatever the umask."""
+    import os
+    import stat
+
+    src = tmp_path / "claims.csv"
+    src.write_text("claim_id,person_id,date,self_pay,group,kind\nA1,P1,2023-05-03,15000,key,inpatient\n"
+                   "A2,P1,2023-05-04,-1,key,inpatient\n", encoding="utf-8")
+    outs = [tmp_path / "out.csv", tmp_path / "out.parquet", tmp_path / "rejects.csv"]
+    old = os.umask(0o022)
+    try:
+        run_batch(str(src), str(outs[0]), str(rules_dir), rejects_path=str(outs[2]), on_error="skip")
+        run_batch(str(src), str(outs[1]), str(rules_dir), on_error="skip")
+    finally:
+        os.umask(old)
+    for folder in outs:
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+        parts = [f for f in folder.iterdir() if f.name.startswith("part-")]
+        assert parts and {stat.S_IMODE(f.stat().st_mode) for f in parts} == {0o600}, folder

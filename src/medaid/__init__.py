@@ -18,7 +18,7 @@ from .money import format_yuan, parse_yuan
 
 if _TYPE_CHECKING:
     from .brackets import Segment
-    from .claims import Claim
+    from .claims import Claim, tidy_id
     from .engine import Placement, PoolState, Settlement, place, quote, settle
     from .rules import Bracket, Plan, RuleBook, RuleSet, load_rules
 
@@ -28,7 +28,7 @@ _LAZY = {
     "Segment": "brackets", "Claim": "claims", "Placement": "engine", "PoolState": "engine",
     "Settlement": "engine", "place": "engine", "quote": "engine", "settle": "engine",
     "Bracket": "rules", "Plan": "rules", "RuleBook": "rules", "RuleSet": "rules",
-    "load_rules": "rules",
+    "load_rules": "rules", "tidy_id": "claims",
 }
 
 
@@ -71,4 +71,5 @@ __all__ = [
     "place",
     "quote",
     "settle",
+    "tidy_id",
 ]

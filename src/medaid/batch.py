@@ -616,6 +616,11 @@ def recalculate(run: BatchRun, previous: "pl.DataFrame") -> Recalc:
             [e.alias(k if k == "claim_id" else f"{prefix}{k}") for k, e in cols.items()]
         ).with_row_index(f"{prefix}order")
 
+    from .validation import ID_FIELDS, tidy_ids
+
+    # the previous file's ids as the run's are (an older file may hold them keyed otherwise)
+    previous = previous.with_columns(
+        tidy_ids(previous[c].cast(pl.String)) for c in ID_FIELDS if c in previous.columns)
     new = pick(run.results, "new_")
     old = pick(previous, "old_")
     dup = old.filter(pl.col("claim_id").is_duplicated())

@@ -228,16 +228,28 @@ def _text(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     return value
 
 
+def _id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A claim or person id, tidied as everywhere (:func:`medaid.claims.tidy_id`)."""
+    if value is None:
+        return None
+    from .claims import tidy_id
+
+    value = tidy_id(value)
+    if not value:
+        raise click.BadParameter("must not be empty")
+    return value
+
+
 def _claim_options(f: Any) -> Any:
     """The claim's options, shared by settle and quote."""
     opts = [
-        click.option("--person", "person_id", required=True, callback=_text, metavar="ID",
+        click.option("--person", "person_id", required=True, callback=_id, metavar="ID",
                      help="Person id (人员编号)."),
         click.option("--self-pay", required=True, callback=_amount, metavar="YUAN",
                      help="Compliant self-pay (合规自付费用) in yuan, e.g. 30000 or 12,345.67."),
         click.option("--date", callback=_date, metavar="YYYY-MM-DD",
                      help="Settlement date; picks the rule version and benefit year. [default: today]"),
-        click.option("--claim-id", callback=_text, metavar="ID",
+        click.option("--claim-id", callback=_id, metavar="ID",
                      help="Claim id (结算单号); generated from the date and a random suffix when absent."),
         click.option("--group", callback=_text, metavar="G",
                      help="Beneficiary group (救助对象类别), e.g. key; absent: the default plan."),
@@ -505,7 +517,10 @@ def register(group: click.Group) -> None:
                     f"no ledger at {ledger_path}: give --ytd-self-pay and --ytd-relief (0 and 0 "
                     "for the person's first claim of the year), or --ledger PATH")
             with _open_ledger(ledger_path, create=False) as ledger:
-                state = ledger.ytd(claim.person_id, at.benefit_year, at.plan.pool)
+                try:
+                    state = ledger.ytd(claim.person_id, at.benefit_year, at.plan.pool)
+                except MedaidError as err:
+                    raise fail(err) from None
             r = quote_claim(claim, book, state)
         if as_json:
             d = _with_basis(r.to_dict(), book, r)
@@ -516,7 +531,7 @@ def register(group: click.Group) -> None:
         echo(_explain(r, claim, book, lang, _t(lang, "quote")))
 
     @group.command()
-    @click.argument("claim_id")
+    @click.argument("claim_id", callback=_id)
     @click.option("--reason", required=True, callback=_text, metavar="TEXT",
                   help="Why the settlement is reversed (冲正原因); recorded in the ledger.")
     @_ledger_option
@@ -561,7 +576,7 @@ def register(group: click.Group) -> None:
             echo(_t(lang, "later", ids=", ".join(later)))
 
     @group.command()
-    @click.argument("person")
+    @click.argument("person", callback=_id)
     @click.option("--year", type=click.IntRange(1900, 9999), metavar="YYYY",
                   help="Only this benefit year.")
     @_ledger_option

@@ -8,6 +8,10 @@ Rules implemented (DESIGN.md §5 *Reliability*; issue #4 *Output*):
   conversion is integer arithmetic on fen; no float is made.
 * Every file is written to a temporary file in the same folder, flushed to disk and renamed over
   the target with ``os.replace``: a reader sees the old file or the new one, never a part.
+  :func:`atomic_path` is the one writer that does this, for every output medaid writes.
+* Personal data (DESIGN.md §5): results, rejects and recalculations hold ID numbers, so they
+  are created ``0600`` (owner only), whatever the umask; files without (the HTML report) are
+  ordinary files, ``0666`` less the umask.
 * Formula injection: in CSV and XLSX, text cells starting with ``=``, ``+``, ``-``, ``@``, a tab
   or a carriage return get a leading ``'``; numbers (money, years) stay numbers.  Header cells
   are text cells too: an input column named ``=1+2`` is written ``'=1+2``.
@@ -53,15 +57,22 @@ class WriteError(MedaidError):
     """An output file could not be written."""
 
 
+#: Mode of files holding personal data (ID numbers): results, rejects, recalculations.
+PRIVATE_MODE = 0o600
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, private: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success fsync it and ``os.replace`` it onto
-    ``path``; on failure remove it, leaving any previous ``path`` untouched."""
+    ``path``; on failure remove it, leaving any previous ``path`` untouched.
+
+    ``private`` (personal data): the file is ``0600`` from its creation to the end, whatever
+    the umask; otherwise it gets an ordinary file's mode, ``0666`` less the umask."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise WriteError(Problem("the output folder does not exist", source=str(path)))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")  # 0600
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -69,6 +80,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+            # (a writer may have made the file anew under the umask: the mode is set last)
+            os.fchmod(f.fileno(), PRIVATE_MODE if private else 0o666 & ~_umask())
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -80,6 +93,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def _umask() -> int:
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager

@@ -13,8 +13,6 @@ by highest bracket reached, and the self-pay ratio by claim kind.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from decimal import Decimal
 from html import escape
 from pathlib import Path
@@ -374,25 +372,15 @@ def render_html(r: Report, lang: str = "en") -> str:
 
 
 def write_html(r: Report, path: str | Path, lang: str = "en") -> Path:
-    """Write the page to ``path`` atomically (a temporary file in the same folder, then
-    ``os.replace``): a reader sees the old page or the new one, never half of one."""
+    """Write the page to ``path`` atomically (:func:`medaid.exports.atomic_path`: a temporary
+    file in the same folder, then ``os.replace``), so a reader sees the old page or the new one,
+    never half of one.  The page holds no ID number (counts and sums only), so it is an ordinary
+    file (``0666`` less the umask), not a private one."""
+    from .exports import atomic_path
+
     p = Path(path)
     text = render_html(r, lang)
-    folder = p.parent if str(p.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+    with atomic_path(p, private=False) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; a report is an ordinary file
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return p

@@ -17,6 +17,14 @@ Rules implemented (DESIGN.md §2 *Accumulation* at a desk, §3 *Ledger*, §5 *Re
   version and content hash that produced it, and ``row_hash = sha256(prev_hash, row)`` chained
   over the previous row; :meth:`Ledger.verify` recomputes the chain and runs
   ``PRAGMA integrity_check``.
+* Rows are checked before they are used (DESIGN.md §5): every row a command reads (the pool's
+  rows a settlement, quote or reversal sums, the claim's own rows, a person's history, the
+  results rows) must match its ``row_hash``, the next row must chain from it, and the pool's
+  recorded year-to-date positions must equal the running sums of its rows.  A row that does
+  not is refused, naming its row number: nothing is computed from it, nothing is recorded.
+* Ids are tidied by :func:`medaid.claims.tidy_id` wherever they come in (claims, look-ups).
+* The file is created ``0600`` (owner only: it holds ID numbers), and so are its ``-wal`` and
+  ``-shm`` files; an existing file keeps its mode.
 * The file is opened in WAL mode with ``synchronous=FULL`` and a busy timeout.  A file that is
   not SQLite, is damaged, or belongs to another application is refused at open, and nothing is
   written to it.  Schema migrations are a small registry recorded in the file.
@@ -27,6 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import secrets
 import sqlite3
 from contextlib import contextmanager
@@ -36,7 +45,7 @@ from typing import Any, Iterator, NamedTuple
 from urllib.parse import quote as _urlquote
 
 from .brackets import Segment
-from .claims import Claim
+from .claims import Claim, tidy_id
 from .engine import PoolState, Settlement, place, quote
 from .errors import MedaidError, Problem
 from .rules import RuleBook
@@ -140,6 +149,11 @@ _INSERT = (
     "INSERT INTO entries (" + ", ".join(_COLUMNS) + ") VALUES (" + ", ".join("?" * len(_COLUMNS)) + ")"
 )
 _HASHED = _COLUMNS[:-1]  # everything but row_hash itself
+# the columns and, last, the next row's prev_hash (NULL for the last row): what a reader checks
+_SELECT_LINKED = (
+    "SELECT " + ", ".join(f"e.{c}" for c in _COLUMNS) + ", n.prev_hash FROM entries e"
+    " LEFT JOIN entries n ON n.seq = e.seq + 1"
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,14 +338,17 @@ class Ledger:
                 head = f.read(100)
             if head and (len(head) < 100 or not head.startswith(b"SQLite format 3\x00")):
                 raise self._refuse("is not a medaid ledger: not an SQLite database (a foreign or damaged file)")
-            if head and _truncated(head, p.stat().st_size):
-                raise self._refuse("is damaged: the file is shorter than its header says (truncated)")
+            # (a file shorter than its header says is found by SQLite itself, under its lock, at
+            # the first read: a look at the header from out here can meet a checkpoint that has
+            # written the header's new page count and not yet the pages: see _damaged_at_open)
         elif not create:
             raise LedgerError(Problem(
                 "no ledger here (settle a claim to create one, or give --ledger / $MEDAID_LEDGER)",
                 source=self._where))
         elif not p.parent.exists():
             raise LedgerError(Problem("the folder for the ledger does not exist", source=self._where))
+        else:
+            _create_private(p)
         mode = "rwc" if create else "rw"
         uri = "file:" + _urlquote(str(p.resolve())) + f"?mode={mode}"
         try:
@@ -357,10 +374,24 @@ class Ledger:
         except sqlite3.OperationalError as e:
             if "locked" in str(e) or "busy" in str(e):
                 raise self._busy_or_damaged(e) from None
-            raise self._refuse(f"is damaged or not a database ({e})") from None
+            raise self._damaged_at_open(e) from None
         except sqlite3.DatabaseError as e:
-            raise self._refuse(f"is damaged or not a database ({e})") from None
+            raise self._damaged_at_open(e) from None
         return app, names
+
+    def _damaged_at_open(self, e: sqlite3.Error) -> LedgerError:
+        """SQLite refused the file at its first read (its own checks, a file shorter than its
+        header says among them, are made under its lock).  The header is looked at again only
+        to word the refusal: "truncated" when the file is also shorter than it says."""
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(100)
+            short = len(head) == 100 and _truncated(head, self.path.stat().st_size)
+        except OSError:
+            short = False
+        if short:
+            return self._refuse(f"is damaged: the file is shorter than its header says (truncated; {e})")
+        return self._refuse(f"is damaged or not a database ({e})")
 
     def _prepare(self, create: bool) -> None:
         app, names = self._identify()
@@ -451,34 +482,44 @@ class Ledger:
 
     # -- reading ------------------------------------------------------------------------------
     def _rows(self, where: str = "", params: tuple[Any, ...] = ()) -> Iterator[Entry]:
+        """The rows selected, each checked (:func:`_checked`) before it is given out."""
         try:
-            for row in self._con.execute(f"{_SELECT} {where}", params):
-                yield _entry(row)
+            for row in self._con.execute(_SELECT_LINKED + f" {where}", params):
+                yield _checked([row], self._where)[0]
+        except sqlite3.DatabaseError as e:
+            raise self._busy_or_damaged(e) from None
+
+    def _all(self, where: str, params: tuple[Any, ...]) -> list[Entry]:
+        """The rows selected, all checked (a refusal names every damaged row among them)."""
+        try:
+            return _checked(self._con.execute(_SELECT_LINKED + f" {where}", params).fetchall(), self._where)
         except sqlite3.DatabaseError as e:
             raise self._busy_or_damaged(e) from None
 
     def entries(self) -> Iterator[Entry]:
-        """Every row, in order."""
-        return self._rows("ORDER BY seq")
+        """Every row, in order (each checked against its hash before it is given out)."""
+        return self._rows("ORDER BY e.seq")
 
     def latest(self, claim_id: str) -> Entry | None:
         """The last row of ``claim_id`` (its settlement, or the reversal cancelling it)."""
-        return next(self._rows("WHERE claim_id = ? ORDER BY seq DESC LIMIT 1", (claim_id,)), None)
+        return next(self._rows("WHERE e.claim_id = ? ORDER BY e.seq DESC LIMIT 1", (tidy_id(claim_id),)), None)
 
     def ytd(self, person_id: str, benefit_year: int, pool: str) -> PoolState:
         """The pool's year-to-date self-pay and relief for a person and benefit year: the sums of
-        its settlements that are not reversed."""
+        its settlements that are not reversed, from rows checked against their hashes."""
         try:
-            return _ytd(self._con, person_id, benefit_year, pool)
+            return _ytd(self._con, tidy_id(person_id), benefit_year, pool, self._where)
         except sqlite3.DatabaseError as e:
             raise self._busy_or_damaged(e) from None
 
     def history(self, person_id: str, year: int | None = None) -> list[Entry]:
         """The person's file (一人一档): settlements and reversals in order, optionally of one
-        benefit year."""
+        benefit year; refused (:class:`LedgerError` naming the rows) if one of its rows does not
+        match its hash."""
+        person_id = tidy_id(person_id)
         if year is None:
-            return list(self._rows("WHERE person_id = ? ORDER BY seq", (person_id,)))
-        return list(self._rows("WHERE person_id = ? AND benefit_year = ? ORDER BY seq", (person_id, year)))
+            return self._all("WHERE e.person_id = ? ORDER BY e.seq", (person_id,))
+        return self._all("WHERE e.person_id = ? AND e.benefit_year = ? ORDER BY e.seq", (person_id, year))
 
     def results_rows(self, year: int | None = None) -> Iterator[dict[str, Any]]:
         """One dict per settled, non-reversed claim (optionally of one benefit year), with the
@@ -489,9 +530,7 @@ class Ledger:
         if year is not None:
             where += " AND e.benefit_year = ?"
             params = (year,)
-        sql = _SELECT.replace("FROM entries", "FROM entries e") + f" {where} ORDER BY e.seq"
-        for row in self._con.execute(sql, params):
-            e = _entry(row)
+        for e in self._rows(f"{where} ORDER BY e.seq", params):
             yield {
                 "claim_id": e.claim_id, "person_id": e.person_id, "date": e.date,
                 "self_pay": e.self_pay, "group": e.group, "kind": e.kind, "hospital": e.hospital,
@@ -518,13 +557,13 @@ class Ledger:
         with different content raises :class:`LedgerConflict` naming the fields."""
         at = place(claim, book)  # a claim no rule covers fails before the ledger is touched
         with self._transaction() as con:
-            last = _last_of_claim(con, claim.claim_id)
+            last = _last_of_claim(con, claim.claim_id, self._where)
             if last is not None and last.entry == SETTLEMENT:
                 diff = differing_fields(last, claim)
                 if diff:
                     raise LedgerConflict(claim.claim_id, diff)
                 return Receipt(last, True)
-            state = _ytd(con, claim.person_id, at.benefit_year, at.plan.pool)
+            state = _ytd(con, claim.person_id, at.benefit_year, at.plan.pool, self._where)
             r = quote(claim, book, state)
             values = _settlement_values(r, claim, r.bracket)
             entry = _append(con, values)
@@ -534,18 +573,18 @@ class Ledger:
         """Record a reversal (冲正) of the claim's settlement: a new row linked to it, taking its
         self-pay and relief back out of the pool.  Unknown or already reversed claims, and an
         empty reason, are refused."""
-        reason = reason.strip()
+        claim_id, reason = tidy_id(claim_id), reason.strip()
         if not reason:
             raise LedgerError(Problem("a reversal needs a reason", source=f"claim {claim_id}", field="reason"))
         with self._transaction() as con:
-            last = _last_of_claim(con, claim_id)
+            last = _last_of_claim(con, claim_id, self._where)
             if last is None:
                 raise LedgerError(Problem("no such claim in the ledger", source=f"claim {claim_id}", field="claim_id"))
             if last.entry == REVERSAL:
                 raise LedgerError(Problem(
                     f"already reversed (row {last.seq}, {last.recorded_at})",
                     source=f"claim {claim_id}", field="claim_id"))
-            state = _ytd(con, last.person_id, last.benefit_year, last.pool)
+            state = _ytd(con, last.person_id, last.benefit_year, last.pool, self._where)
             reversal = last._replace(
                 entry=REVERSAL, ytd_self_pay=state.self_pay - last.self_pay,
                 ytd_relief=state.relief - last.relief, segments=(), reverses=last.seq,
@@ -660,6 +699,18 @@ def _truncated(header: bytes, size: int) -> bool:
     return valid and pages * page_size > size
 
 
+def _create_private(path: Path) -> None:
+    """Create the (empty) ledger file ``0600`` before SQLite opens it: it holds ID numbers
+    (DESIGN.md §5).  SQLite gives its ``-wal`` and ``-shm`` files the database file's mode.
+    Another desk creating it at the same moment is fine (the file is then theirs, made so too)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise LedgerError(Problem(f"cannot create the ledger ({e.strerror or e})", source=str(path))) from None
+
+
 def _rollback(con: sqlite3.Connection) -> None:
     try:
         con.rollback()
@@ -671,19 +722,57 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _ytd(con: sqlite3.Connection, person_id: str, year: int, pool: str) -> PoolState:
-    c, g = con.execute(
-        "SELECT coalesce(sum(CASE entry WHEN 'settlement' THEN self_pay ELSE -self_pay END), 0),"
-        " coalesce(sum(CASE entry WHEN 'settlement' THEN relief ELSE -relief END), 0)"
-        " FROM entries WHERE person_id = ? AND benefit_year = ? AND pool = ?",
-        (person_id, year, pool),
-    ).fetchone()
+def _ytd(con: sqlite3.Connection, person_id: str, year: int, pool: str, source: str) -> PoolState:
+    """The pool's position: the sums of its rows (settlements less reversals), each row checked
+    against its hash and its recorded year-to-date position against the running sums (a row
+    removed from the middle of the pool shows there); refused naming the rows otherwise."""
+    rows = _checked(con.execute(
+        _SELECT_LINKED + " WHERE e.person_id = ? AND e.benefit_year = ? AND e.pool = ? ORDER BY e.seq",
+        (person_id, year, pool)).fetchall(), source)
+    c = g = 0
+    off: list[int] = []
+    for e in rows:
+        sign = 1 if e.entry == SETTLEMENT else -1
+        c, g = c + sign * e.self_pay, g + sign * e.relief
+        if (e.ytd_self_pay, e.ytd_relief) != (c, g):
+            off.append(e.seq)
+    if off:
+        raise _damaged(off, source, "its recorded year-to-date position differs from the sum of the pool's rows "
+                       "before it (a row was removed or altered)")
     return PoolState(c, g)
 
 
-def _last_of_claim(con: sqlite3.Connection, claim_id: str) -> Entry | None:
-    row = con.execute(f"{_SELECT} WHERE claim_id = ? ORDER BY seq DESC LIMIT 1", (claim_id,)).fetchone()
-    return None if row is None else _entry(row)
+def _last_of_claim(con: sqlite3.Connection, claim_id: str, source: str) -> Entry | None:
+    rows = con.execute(_SELECT_LINKED + " WHERE e.claim_id = ? ORDER BY e.seq DESC LIMIT 1", (claim_id,)).fetchall()
+    return _checked(rows, source)[0] if rows else None
+
+
+def _checked(rows: list[tuple[Any, ...]], source: str) -> list[Entry]:
+    """Rows read with :data:`_SELECT_LINKED` as entries, once each is known intact: its
+    ``row_hash`` matches its content and the next row (if any) chains from it.  Otherwise
+    :class:`LedgerError` naming the damaged rows (never their content: it holds ID numbers)."""
+    out: list[Entry] = []
+    bad: list[int] = []
+    for linked in rows:
+        raw, next_prev = linked[:-1], linked[-1]
+        if _hash(raw[:-1]) != raw[-1] or (next_prev is not None and next_prev != raw[-1]):
+            bad.append(raw[0])
+            continue
+        try:
+            out.append(_entry(raw))
+        except (ValueError, TypeError, KeyError):
+            bad.append(raw[0])
+    if bad:
+        raise _damaged(bad, source, "it does not match its hash (altered or damaged)")
+    return out
+
+
+def _damaged(seqs: list[int], source: str, why: str) -> LedgerError:
+    shown = ", ".join(str(s) for s in seqs[:10]) + (f" and {len(seqs) - 10} more" if len(seqs) > 10 else "")
+    rows = "row" if len(seqs) == 1 else "rows"
+    return LedgerError(Problem(
+        f"ledger {rows} {shown} cannot be trusted: {why}; nothing was computed from it and nothing "
+        "was recorded; run 'medaid ledger verify' and restore the ledger from a copy", source=source))
 
 
 def _settlement_values(r: Settlement, claim: Claim, bracket: int) -> list[Any]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 from .columns import CLAIM_MONEY_FIELDS, REQUIRED_FIELDS
-from .validation import _PLAIN_YUAN_RE, FEW_VALUES, ROW, finish_validation, totals_rows, type_rows
+from .validation import _PLAIN_YUAN_RE, FEW_VALUES, ROW, finish_validation, totals_rows, type_rows, untidy
 
 if TYPE_CHECKING:
     import polars as pl
@@ -205,7 +205,7 @@ def _scan(pieces: "CsvPieces") -> "pl.LazyFrame":
             flags.append(~ok.fill_null(False) if n in REQUIRED_FIELDS else ~ok.fill_null(True))
         elif n == "claim_id":
             exprs.append(c)
-            flags.append(c.is_null() | (c.str.strip_chars().str.len_bytes() != c.str.len_bytes()))
+            flags.append(c.is_null() | untidy(c, n))  # ids to tidy: typed again
         else:  # categories (checked once per distinct value afterwards) and pass-through text
             exprs.append(c)
     exprs.append(pl.any_horizontal(flags).alias(_REDO))

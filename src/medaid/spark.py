@@ -195,16 +195,44 @@ def settle_spark(
     are shuffled into ``buckets`` buckets of persons (default: the shuffle partitions) and each
     bucket is settled by :func:`medaid.columnar.settle_frame`.
 
+    Claim and person ids are tidied first (:func:`medaid.claims.tidy_id`, as the local batch
+    does), before claims are shuffled by person: one person keyed two ways is one person.
+
     Returns ``(results, rejects)``: results are the input columns plus ``RESULT_FIELDS``,
     rejects have ``REJECT_FIELDS``.  Both are filters of one persisted computation (one
     shuffle, one pass of the settlement); ``results.unpersist()`` releases it.
     """
     from pyspark.sql import functions as F
 
-    settled = _settled(claims, rules, buckets)
+    settled = _settled(tidy_claim_ids(claims), rules, buckets)
     results = settled.filter(F.col(_MESSAGE).isNull()).drop(_FIELD, _MESSAGE)
     rejects = settled.filter(F.col(_MESSAGE).isNotNull()).select(*_reject_cols())
     return results, rejects
+
+
+def tidy_claim_ids(claims: "DataFrame") -> "DataFrame":
+    """``claims`` with ``claim_id`` and ``person_id`` tidied by :func:`medaid.claims.tidy_id`
+    (empty afterwards: null, which the settlement rejects as empty), on the executors, by
+    :func:`medaid.validation.tidy_ids` (only the values that need it take the Python path).
+    Frames from :func:`read_claims` are tidy already (the readers' validation tidies them)."""
+    ids = [c for c in ("claim_id", "person_id") if c in claims.columns]
+    if not ids:
+        return claims
+    schema = _arrow_schema(claims.schema)
+
+    def tidy(batches: Iterator["pa.RecordBatch"]) -> Iterator["pa.RecordBatch"]:
+        import polars as pl
+
+        from .validation import tidy_ids
+
+        for batch in batches:
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            frame = frame.with_columns(tidy_ids(frame[c]) for c in ids).with_columns(
+                pl.when(pl.col(c).str.len_bytes() > 0).then(pl.col(c)).alias(c) for c in ids)
+            yield from frame.to_arrow().cast(schema).to_batches()
+
+    return claims.mapInArrow(tidy, claims.schema)
 
 
 def _settled(claims: "DataFrame", rules: "RuleBook", buckets: int | None) -> "DataFrame":
@@ -674,29 +702,55 @@ def _rejects_frame(rejects: "DataFrame", fmt: str) -> "DataFrame":
 
 def write_atomic(df: "DataFrame", path: str, fmt: str) -> None:
     """Write ``df`` as a folder of ``fmt`` files at ``path``: into a temporary sibling first,
-    then renamed into place (an existing folder is replaced only once the new one is whole)."""
+    then renamed into place (an existing folder is replaced only once the new one is whole).
+
+    Results and rejects hold ID numbers (DESIGN.md §5): the files are written inside a staging
+    folder only its owner may enter (``0700``), then the folder is made ``0700`` and every file
+    in it ``0600`` before it is moved into place (where the file system has permissions)."""
     spark = df.sparkSession
     jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
     conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
-    target = jvm.org.apache.hadoop.fs.Path(path)
+    hpath = jvm.org.apache.hadoop.fs.Path
+    perm = jvm.org.apache.hadoop.fs.permission.FsPermission
+    target = hpath(path)
     fs = target.getFileSystem(conf)
     tag = uuid.uuid4().hex[:8]
-    tmp = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}.tmp-{tag}")
-    writer = df.write.mode("errorifexists")
-    if fmt == "csv":
-        writer.options(header="true", emptyValue="", escape='"').csv(tmp.toString())
-    else:
-        writer.parquet(tmp.toString())
-    old = None
-    if fs.exists(target):
-        old = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}.old-{tag}")
-        fs.rename(target, old)
-    if not fs.rename(tmp, target):
+    staging = hpath(f"{path.rstrip('/')}.tmp-{tag}")
+    tmp = hpath(staging, "data")
+    private_dir, private_file = perm.valueOf("drwx------"), perm.valueOf("-rw-------")
+    fs.mkdirs(staging, private_dir)
+    _set_permission(fs, staging, private_dir)
+    try:
+        writer = df.write.mode("errorifexists")
+        if fmt == "csv":
+            writer.options(header="true", emptyValue="", escape='"').csv(tmp.toString())
+        else:
+            writer.parquet(tmp.toString())
+        _set_permission(fs, tmp, private_dir)
+        files = fs.listFiles(tmp, True)
+        while files.hasNext():
+            _set_permission(fs, files.next().getPath(), private_file)
+        old = None
+        if fs.exists(target):
+            old = hpath(f"{path.rstrip('/')}.old-{tag}")
+            fs.rename(target, old)
+        if not fs.rename(tmp, target):
+            if old is not None:
+                fs.rename(old, target)
+            raise MedaidError(Problem("could not move the finished output into place", source=path))
         if old is not None:
-            fs.rename(old, target)
-        raise MedaidError(Problem("could not move the finished output into place", source=path))
-    if old is not None:
-        fs.delete(old, True)
+            fs.delete(old, True)
+    finally:
+        fs.delete(staging, True)
+
+
+def _set_permission(fs: Any, path: Any, permission: Any) -> None:
+    """``fs.setPermission``, where the file system has permissions (object stores have none)."""
+    try:
+        fs.setPermission(path, permission)
+    except Exception as e:  # noqa: BLE001 - py4j's error wraps the Java one
+        if "UnsupportedOperationException" not in str(e):
+            raise
 
 
 def _out_format(path: str, fmt: str | None) -> str:

@@ -8,8 +8,11 @@ Rules implemented (DESIGN.md §2 *Money*, §5 *Reliability*; issue #4 *Validatio
   rows this refuses (full-width digits, errors) go through ``parse_yuan`` itself, which also
   words their message.  A hypothesis test proves the two agree.
 * Dates are ISO ``2024-05-03``, also ``2024/05/03``, ``20240503`` and ``2024-05-03 00:00:00``.
-* Text is trimmed; an empty claim or person id is an error; a duplicate claim id is an error on
-  every occurrence after the first, naming the first line.
+* Text is trimmed; claim and person ids are tidied by :func:`medaid.claims.tidy_id` (NFKC,
+  invisible characters removed, trimmed, an ID number's check character upper-cased), so one
+  person keyed two ways is one person.  Only the values that need it take that (Python) path:
+  one vectorised look (:func:`untidy`) finds them.  An empty claim or person id is an error; a
+  duplicate claim id is an error on every occurrence after the first, naming the first line.
 * An ID a file holds as a number (an XLSX numeric cell, a JSON number, a Parquet integer or
   float column) is its exact digits when it is a whole number of at most
   :data:`MAX_ID_DIGITS` digits; any other number is refused (:func:`number_as_id`): a spreadsheet
@@ -24,6 +27,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
+from .claims import LOWER_CHECK_PATTERN, PLAIN_ID_PATTERN, tidy_id
 from .columns import CLAIM_MONEY_FIELDS, REQUIRED_FIELDS
 from .errors import MoneyError, Problem
 from .money import parse_yuan
@@ -187,20 +191,49 @@ FEW_VALUES = ("person_id", "group", "kind", "hospital")
 _PLAIN_YUAN_RE = r"^[0-9]{1,15}(?:\.[0-9]{0,2})?$"
 
 
+#: Identifier fields: tidied by :func:`medaid.claims.tidy_id`, not only trimmed.
+ID_FIELDS = ("claim_id", "person_id")
+
+
+def untidy(text: "pl.Expr", field: str) -> "pl.Expr":
+    """Per value, whether it needs tidying: for :data:`ID_FIELDS` whether
+    :func:`medaid.claims.tidy_id` may change it (anything but printable ASCII without spaces
+    around it, or an ID number with a lower-case check character), for other text whether it
+    has white space around it; empty text needs it too (it becomes null)."""
+    if field in ID_FIELDS:
+        return ~text.str.contains(PLAIN_ID_PATTERN) | text.str.contains(LOWER_CHECK_PATTERN)
+    return (text.str.strip_chars().str.len_bytes() != text.str.len_bytes()) | (text.str.len_bytes() == 0)
+
+
 def needs_tidying(values: "pl.Series") -> bool:
-    """Whether some of these (distinct) text values has white space around it or is empty."""
-    return bool(((values.str.strip_chars().str.len_bytes() != values.str.len_bytes())
-                 | (values.str.len_bytes() == 0)).any())
+    """Whether some of these (distinct) text values needs tidying (:func:`untidy`, by the rule
+    of the field the series is named after)."""
+    import polars as pl
+
+    return bool(values.to_frame().select(untidy(pl.col(values.name), values.name).any()).item())
+
+
+def tidy_ids(col: "pl.Series") -> "pl.Series":
+    """A text column of identifiers tidied by :func:`medaid.claims.tidy_id`; only the values
+    :func:`untidy` finds go through it (nulls stay null)."""
+    import polars as pl
+
+    idx = col.to_frame().select(untidy(pl.col(col.name), col.name).fill_null(False)).to_series().arg_true()
+    if not len(idx):
+        return col
+    return col.scatter(idx, pl.Series([tidy_id(v) for v in col.gather(idx).to_list()], dtype=pl.String))
 
 
 def _few_values(col: "pl.Series") -> "pl.Series":
-    """A text column whose values repeat as ``Categorical``, stripped, empty → null; the text
-    is looked at once per distinct value."""
+    """A text column whose values repeat as ``Categorical``, tidied (ids by
+    :func:`medaid.claims.tidy_id`, other text stripped), empty → null; the text is looked at
+    once per distinct value."""
     import polars as pl
 
     cat = col.cast(pl.Categorical)
-    if needs_tidying(cat.unique().cast(pl.String)):
-        text = col.cast(pl.String).str.strip_chars()
+    if needs_tidying(cat.unique().cast(pl.String).alias(col.name)):
+        text = col.cast(pl.String)
+        text = tidy_ids(text) if col.name in ID_FIELDS else text.str.strip_chars()
         cat = pl.select(pl.when(text.str.len_bytes() > 0).then(text)).to_series().cast(pl.Categorical)
     return cat.alias(col.name)
 
@@ -253,16 +286,16 @@ def type_rows(
                    if f in cols and f not in few]
     money_fields = [f for f in CLAIM_MONEY_FIELDS if f in cols]
     # one parallel look first: which amount columns are all plain digits, which text columns
-    # have something to strip (only those are stripped: no copy of clean columns)
+    # have something to tidy (only those are tidied: no copy of clean columns)
     looks = raw.select(
         [pl.col(f).str.contains(_PLAIN_YUAN_RE).fill_null(False).all().alias(f"m{i}")
          for i, f in enumerate(money_fields)]
-        + [(pl.col(f).str.strip_chars().str.len_bytes() != pl.col(f).str.len_bytes()).any()
-           .alias(f"t{i}") for i, f in enumerate(text_fields)]
+        + [untidy(pl.col(f), f).any().alias(f"t{i}") for i, f in enumerate(text_fields)]
     ).row(0) if raw.height else [False] * (len(money_fields) + len(text_fields))
     plain, padded = looks[:len(money_fields)], looks[len(money_fields):]
-    exprs: list[pl.Expr] = [
-        pl.col(f).str.strip_chars() if pad else pl.col(f) for f, pad in zip(text_fields, padded)
+    exprs: list[pl.Expr] = [  # (ids are tidied below, value by value)
+        pl.col(f).str.strip_chars() if pad and f not in ID_FIELDS else pl.col(f)
+        for f, pad in zip(text_fields, padded)
     ]
     exprs.append(pl.col("date").str.to_date("%Y-%m-%d", strict=False).alias("date"))
     for f, is_plain in zip(money_fields, plain):
@@ -277,8 +310,8 @@ def type_rows(
     fast = raw.select(exprs)
 
     typed: dict[str, pl.Series] = dict(few)
-    for f in text_fields:  # stripped to nothing → null
-        col = fast[f]
+    for f, pad in zip(text_fields, padded):  # tidied to nothing → null
+        col = tidy_ids(fast[f]) if pad and f in ID_FIELDS else fast[f]
         typed[f] = (pl.select(pl.when(col.str.len_bytes() > 0).then(col)).to_series().alias(f)
                     if (col.str.len_bytes() == 0).any() else col)
     msgs: dict[str, pl.Series] = {}
