@@ -17,10 +17,10 @@ example cannot rot unnoticed:
   without a language is an error (say ``text`` for output).
 
 The blocks of one file run in order in one scratch folder that holds a copy of the repository's
-``rules/``, ``examples/``, ``benchmarks/``, ``Makefile`` and ``pyproject.toml`` and a ``.venv``
+``src/``, ``rules/``, ``examples/``, ``benchmarks/``, ``Makefile`` and ``pyproject.toml`` and a ``.venv``
 whose ``bin`` is the running interpreter's (so ``make demo`` and ``.venv/bin/python`` work
 without installing anything); ``medaid`` and ``python`` on PATH are that venv's and import the
-code under test (``PYTHONPATH``).  Commands named in the docs' tables and synopses must exist,
+copied code under test (``PYTHONPATH``).  Commands named in the docs' tables and synopses must exist,
 with every option they name (checked against ``--help``).
 """
 
@@ -159,18 +159,24 @@ def scratch(tmp: Path) -> Path:
     """A copy of what the docs' commands use, and a .venv that is the running interpreter's."""
     for d in ("rules", "examples", "benchmarks"):
         shutil.copytree(ROOT / d, tmp / d, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    shutil.copytree(SRC, tmp / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for f in ("Makefile", "pyproject.toml", "README.md"):
         shutil.copy(ROOT / f, tmp / f)
-    (tmp / ".venv").mkdir()
-    (tmp / ".venv" / "bin").symlink_to(BIN)
+    venv = tmp / ".venv"
+    venv.mkdir()
+    (venv / "bin").symlink_to(BIN)
+    if sys.prefix != sys.base_prefix:                 # a venv: its python finds its packages by
+        prefix = Path(sys.prefix)                     # the pyvenv.cfg and lib/ next to bin/
+        shutil.copy(prefix / "pyvenv.cfg", venv / "pyvenv.cfg")
+        (venv / "lib").symlink_to(prefix / "lib")
     for stamp in (".stamp-base", ".stamp-test"):      # installed already: make installs nothing
-        (tmp / ".venv" / stamp).touch()
+        (venv / stamp).touch()
     return tmp
 
 
-def env_for(home: Path) -> dict[str, str]:
+def env_for(home: Path, repo: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDAID_")}
-    env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", PYTHONPATH=str(SRC), HOME=str(home),
+    env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", PYTHONPATH=str(repo / "src"), HOME=str(home),
                VIRTUAL_ENV=str(BIN.parent), PYTHONDONTWRITEBYTECODE="1", COLUMNS="200",
                LC_ALL="C.UTF-8", LANG="C.UTF-8", PYTHONIOENCODING="utf-8", TZ="UTC")
     env.pop("PYTHONSTARTUP", None)
@@ -285,7 +291,7 @@ def run_block(block: Block, cwd: Path, env: dict[str, str]) -> list[str]:
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_doc_blocks_run(doc: Path, tmp_path: Path):
     cwd = scratch(tmp_path / "repo")
-    env = env_for(tmp_path)
+    env = env_for(tmp_path, cwd)
     problems: list[str] = []
     for block in blocks_of(doc):
         if block.lang in RUN and block.not_run is None:
@@ -295,7 +301,7 @@ def test_doc_blocks_run(doc: Path, tmp_path: Path):
 
 def test_a_broken_block_is_caught(tmp_path: Path):
     cwd = scratch(tmp_path / "repo")
-    env = env_for(tmp_path)
+    env = env_for(tmp_path, cwd)
     md = tmp_path / "broken.md"
     md.write_text(
         "```sh\nmedaid quote --person P --self-pay 30000 --date 2024-05-03 --ytd-self-pay 0 --ytd-relief 0 --no-such-option\n```\n"

@@ -295,7 +295,7 @@ def test_a_csv_batch_is_settled_rejected_and_reconciled_line_by_line(spark, rule
     assert results["relief_input"].to_list() == ["1", "2", "3", "8", "9"]
     assert summary.total.relief == 10550_00 + 9450_00 + 5000_00 + 195_00 + 800_00
     assert summary.total.persons == 2
-    assert (summary.total.claims_capped, summary.total.persons_capped) == (3, 1)  # A2, A3 annual; A9 claim
+    assert (summary.total.claims_capped, summary.total.persons_at_annual_cap) == (3, 1)  # A2, A3 annual; A9 claim
     assert {t.key: t.claims for t in summary.by_month} == {"2023-05": 1, "2023-06": 1, "2023-12": 2, "2024-01": 1}
 
 

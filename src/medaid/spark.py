@@ -516,7 +516,7 @@ def _format_of(spark: "SparkSession", path: str) -> str:
 class Totals:
     """Totals of settled claims in fen: ``claims``, distinct ``persons``, ``self_pay``,
     ``relief`` and ``patient_pays``, ``claims_capped`` (relief reduced by a cap or by the
-    self-pay) and ``persons_capped`` (persons who reached an annual cap); ``key`` names the
+    self-pay) and ``persons_at_annual_cap`` (persons who reached an annual cap); ``key`` names the
     plan, month (YYYY-MM) or hospital (``None`` for the overall line)."""
 
     key: str | None
@@ -526,7 +526,7 @@ class Totals:
     relief: int
     patient_pays: int
     claims_capped: int = 0
-    persons_capped: int = 0
+    persons_at_annual_cap: int = 0
 
 
 @dataclass(frozen=True)
@@ -564,7 +564,7 @@ def summarize(results: "DataFrame") -> tuple[Totals, tuple[Totals, ...], tuple[T
             F.sum("self_pay").alias("self_pay"), F.sum("relief").alias("relief"),
             F.sum("patient_pays").alias("patient_pays"),
             F.count(F.col("capped_by")).alias("claims_capped"),
-            F.countDistinct(F.when(F.col("capped_by") == "annual_cap", F.col("person_id"))).alias("persons_capped")]
+            F.countDistinct(F.when(F.col("capped_by") == "annual_cap", F.col("person_id"))).alias("persons_at_annual_cap")]
 
     hosp = F.col("hospital") if "hospital" in results.columns else F.lit(None).cast("string")
     dims = F.array(
@@ -578,7 +578,7 @@ def summarize(results: "DataFrame") -> tuple[Totals, tuple[Totals, ...], tuple[T
     for r in long.groupBy("d.dim", "d.key").agg(*aggs).orderBy("dim", F.col("key").asc_nulls_last()).collect():
         got[r["dim"]].append(Totals(r["key"], r["claims"], r["persons"], r["self_pay"] or 0,
                                     r["relief"] or 0, r["patient_pays"] or 0, r["claims_capped"],
-                                    r["persons_capped"]))
+                                    r["persons_at_annual_cap"]))
     total = got["total"][0] if got["total"] else Totals(None, 0, 0, 0, 0, 0)
     by_plan, by_month, by_hospital = (tuple(got[k]) for k in ("plan", "month", "hospital"))
     return total, by_plan, by_month, by_hospital
