@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -184,12 +185,17 @@ def env_for(home: Path, repo: Path) -> dict[str, str]:
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+    """Run in a session of its own, so that a timeout ends everything the block started."""
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, text=True, encoding="utf-8", errors="replace",
+                         start_new_session=True)
     try:
-        p = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=TIMEOUT, text=True, encoding="utf-8", errors="replace")
+        out, _ = p.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
         return -1, f"(timed out after {TIMEOUT} s)"
-    return p.returncode, p.stdout
+    return p.returncode, out
 
 
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)?")
@@ -432,3 +438,19 @@ def test_the_code_cites_the_repositorys_own_specification():
             if "DESIGN.md" in line or "shared/" in line:
                 bad.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert not bad, "\n".join(bad)
+
+
+def test_the_worked_examples_table_is_what_the_engine_gives():
+    """docs/calculation.md's table of single claims under the shipped plan, row by row.
+
+    The by-hand column is the doc's own arithmetic; here each stated relief is also checked
+    against the engine (the hand arithmetic is repeated in tests/test_worked_examples.py)."""
+    text = (ROOT / "docs" / "calculation.md").read_text(encoding="utf-8")
+    section = text.split("## Worked examples", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| ([\d,]+\.\d\d) \| [^|]+ \| ([\d,]+\.\d\d) \|$", section, flags=re.M)
+    assert len(rows) == 8, rows
+    book = medaid.load_rules(ROOT / "rules")
+    for self_pay, relief in rows:
+        claim = medaid.Claim.from_yuan(claim_id="C", person_id="P", date="2024-05-03",
+                                       self_pay=self_pay, group="key", kind="inpatient")
+        assert medaid.format_yuan(medaid.quote(claim, book).relief) == relief, self_pay

@@ -1,4 +1,5 @@
-"""The Spark path gives the local batch's fen on every claim (issue 6, DESIGN.md §2 and §5).
+"""The Spark path gives the local batch's fen on every claim (issue 6,
+docs/calculation.md and README.md#reliability).
 
 One local Spark session (``local[2]``) serves the module.  Claim sets are generated with a
 fixed seed so that annual caps and claim caps bind, several plans share a pool, two rule

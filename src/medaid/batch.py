@@ -1,6 +1,7 @@
 """Batch settlement of claim files: read → validate → settle → write, with totals; recalculation.
 
-Rules implemented (DESIGN.md §2 via :func:`medaid.columnar.settle_frame`, §5 *Reliability*;
+Rules implemented (docs/calculation.md via :func:`medaid.columnar.settle_frame`;
+README.md#reliability;
 issue #4):
 
 * Every row read is either settled or rejected with its line and reason:
