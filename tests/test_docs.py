@@ -332,7 +332,8 @@ OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
 
 
 def named_commands() -> list[tuple[str, str]]:
-    """(where, command line) for every `medaid …` in a table cell and every synopsis line."""
+    """(where, command line) for every `medaid …` in a table cell, every synopsis line (```text)
+    and every command of a block that is not run."""
     out = []
     for path in DOCS:
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -349,6 +350,11 @@ def named_commands() -> list[tuple[str, str]]:
                     cont[1] += " " + line.strip()
                 else:
                     cont = None
+    for b in ALL_BLOCKS:                       # commands in blocks that are not run
+        if b.lang in ("sh", "bash") and b.not_run is not None:
+            for k, line in enumerate(b.body.replace("\\\n", " ").splitlines()):
+                if line.startswith("medaid "):
+                    out.append([f"{b.where}+{k + 1}", line.split("  #")[0]])
     return [tuple(x) for x in out]             # type: ignore[misc]
 
 
