@@ -264,6 +264,9 @@ def session(block: Block) -> list[tuple[str, list[str]]]:
 
 def run_block(block: Block, cwd: Path, env: dict[str, str]) -> list[str]:
     """The block's failures, as messages naming the block."""
+    if re.search(r"\bpip3?\b[^\n]*\binstall\b|-m venv\b", block.body):
+        return [f"{block.where}: a block that installs packages or makes a venv must be marked "
+                "<!-- not-run: reason --> (the test must not change the environment it runs in)"]
     if block.lang in ("sh", "bash"):
         rc, out = run(["bash", "-e", "-o", "pipefail", "-c", block.body], cwd, env)
         if rc != block.expect_exit:
@@ -315,14 +318,16 @@ def test_a_broken_block_is_caught(tmp_path: Path):
         "```console\n$ medaid quote --person P --self-pay 30000 --date 2024-05-03 --ytd-self-pay 0 --ytd-relief 0 --json | grep '^  \"relief\"'\n"
         "  \"relief\": \"23300.01\",\n```\n"
         "<!-- expect-exit: 1 -->\n```sh\nmedaid rules check rules\n```\n"
+        "```sh\npip install 'medaid[spark]'\n```\n"
         "```console\n$ medaid rules check no-such-folder\n...\n```\n", encoding="utf-8")
     failures = [p for b in blocks_of(md) for p in run_block(b, cwd, env)]
-    assert len(failures) == 5, "\n\n".join(failures)
+    assert len(failures) == 6, "\n\n".join(failures)
     assert "exited 2, expected 0" in failures[0]
     assert "```python block exited 1" in failures[1]
     assert '"relief": "23300.00"' in failures[2]
     assert "exited 0, expected 1" in failures[3]
-    assert "show it with `$ echo $?`" in failures[4]
+    assert "must be marked <!-- not-run" in failures[4]
+    assert "show it with `$ echo $?`" in failures[5]
 
 
 # --------------------------------------------------------------------------- commands named in prose
