@@ -1,11 +1,12 @@
 # Two commands on a fresh machine with Python 3.11+:
 #   make demo   set up .venv and run the batch, report and desk examples on the bundled data
 #   make test   set up .venv and run the whole test suite
+#   make bench  the benchmarks at full size but Spark (minutes); bench-quick: toy sizes (seconds)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-quick clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,20 @@ demo: $(VENV)/.stamp-base
 
 test: $(VENV)/.stamp-test
 	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.stamp-base
+	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_desk.py
+	$(BIN)/python benchmarks/bench_batch.py --claims 1000000 --repeat 3
+	$(BIN)/python benchmarks/bench_columnar.py 1000000
+	$(BIN)/python benchmarks/bench_report.py --rows 10000000
+
+bench-quick: $(VENV)/.stamp-base
+	$(BIN)/python benchmarks/bench_engine.py --claims 2000 --repeat 1
+	$(BIN)/python benchmarks/bench_desk.py --runs 3 --settlements 100 --rows 100
+	$(BIN)/python benchmarks/bench_batch.py --claims 20000
+	$(BIN)/python benchmarks/bench_columnar.py 20000 --repeat 1 --verify 20
+	$(BIN)/python benchmarks/bench_report.py --rows 20000 --repeat 1
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -7,7 +7,7 @@
 Generates seeded claims (skewed persons: a Zipf law over persons; lognormal self-pay; one year;
 groups key / low-income; kinds inpatient / outpatient-special; five hospitals), and a rule set
 with every plan in ``year`` accumulation mode with annual caps (and a claim cap on outpatient),
-the costly case of DESIGN.md §4.  Then times, each in its own child process:
+the costly case of README.md#performance-measured.  Then times, each in its own child process:
 
 * ``medaid batch claims.csv -o results.csv`` (start-up included);
 * the baseline: polars reads the same CSV and writes a CSV of the same shape as medaid's output

@@ -15,7 +15,7 @@ claim cap, and times:
 * ``bare``: the plan's compiled arithmetic alone (``Schedule._fast``) over the same self-pays,
   the floor under which ``settle`` cannot go (the baseline of the ratio printed).
 
-Target (DESIGN.md §4): at least 300,000 claims/s for ``settle``.
+Target (README.md#performance-measured): at least 300,000 claims/s for ``settle``.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def test_totals_add_up_by_plan_month_and_hospital(example_run) -> None:  # type:
     assert {r["month"]: r["relief"] for r in s["by_month"]} == relief_by_month
     assert sum(r["relief"] for r in s["by_plan"]) == total_relief
     assert s["total"]["claims_capped"] == sum(1 for r in res if r["capped_by"])
-    assert s["total"]["persons_capped"] == len({r["person_id"] for r in res if r["capped_by"] == "annual_cap"})
+    assert s["total"]["persons_at_annual_cap"] == len({r["person_id"] for r in res if r["capped_by"] == "annual_cap"})
 
 
 def test_a_30000_yuan_stay_is_relieved_23300_with_share_shown(tmp_path: Path, book) -> None:  # type: ignore[no-untyped-def]

@@ -63,7 +63,7 @@ def _share(relief: int, self_pay: int) -> str:
 def _expected(rows: list[dict], with_hospital: bool) -> dict:
     def table(key) -> dict:  # type: ignore[no-untyped-def]
         acc: dict = defaultdict(lambda: {"claims": 0, "persons": set(), "self_pay": 0, "relief": 0,
-                                         "patient_pays": 0, "claims_capped": 0, "persons_capped": set()})
+                                         "patient_pays": 0, "claims_capped": 0, "persons_at_annual_cap": set()})
         for r in rows:
             a = acc[key(r)]
             a["claims"] += 1
@@ -73,13 +73,13 @@ def _expected(rows: list[dict], with_hospital: bool) -> dict:
             a["patient_pays"] += r["patient_pays"]
             a["claims_capped"] += r["capped_by"] is not None
             if r["capped_by"] == "annual_cap":
-                a["persons_capped"].add(r["person_id"])
-        return {k: {**a, "persons": len(a["persons"]), "persons_capped": len(a["persons_capped"]),
+                a["persons_at_annual_cap"].add(r["person_id"])
+        return {k: {**a, "persons": len(a["persons"]), "persons_at_annual_cap": len(a["persons_at_annual_cap"]),
                     "relief_share": _share(a["relief"], a["self_pay"])} for k, a in acc.items()}
 
     total = table(lambda r: "all").get("all") or {
         "claims": 0, "persons": 0, "self_pay": 0, "relief": 0, "patient_pays": 0,
-        "claims_capped": 0, "persons_capped": 0, "relief_share": "0.00%"}
+        "claims_capped": 0, "persons_at_annual_cap": 0, "relief_share": "0.00%"}
 
     def listed(name: str, key, order) -> list[dict]:  # type: ignore[no-untyped-def]
         return [{name: k, **v} for k, v in sorted(table(key).items(), key=lambda kv: order(kv[0]))]
@@ -114,9 +114,9 @@ def test_a_person_counted_once_per_table_row_however_many_claims() -> None:
          "patient_pays": 500_00, "capped_by": None, "plan": "other", "hospital": None},
     ]
     s = summarise(_frame(rows, True, True))
-    assert (s["total"]["claims"], s["total"]["persons"], s["total"]["persons_capped"]) == (3, 2, 1)
+    assert (s["total"]["claims"], s["total"]["persons"], s["total"]["persons_at_annual_cap"]) == (3, 2, 1)
     assert s["total"]["relief_share"] == "31.11%"  # 1,400 of 4,500 yuan
     assert [(r["plan"], r["claims"], r["persons"]) for r in s["by_plan"]] == [("key", 2, 1), ("other", 1, 1)]
-    assert [(r["month"], r["persons"], r["persons_capped"]) for r in s["by_month"]] == [
+    assert [(r["month"], r["persons"], r["persons_at_annual_cap"]) for r in s["by_month"]] == [
         ("2024-01", 1, 1), ("2024-02", 1, 0)]
     assert [(r["hospital"], r["relief"]) for r in s["by_hospital"]] == [("H1", 0), ("H2", 1400_00), (None, 0)]

@@ -1,5 +1,5 @@
 """The bracket function, gate, modes, caps and rounding units, worked out by hand
-(DESIGN.md §2, *Bracket function*, *Rounding*, *Accumulation*), and the engine's fast closure
+(docs/calculation.md#the-bracket-function, #rounding, #accumulation), and the engine's fast closure
 equal to the readable arithmetic."""
 
 from __future__ import annotations

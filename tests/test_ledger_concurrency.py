@@ -1,4 +1,4 @@
-"""Desks settling at once, and desks killed mid-settlement (DESIGN.md §5, *Reliability*).
+"""Desks settling at once, and desks killed mid-settlement (README.md#reliability).
 
 Concurrency: 4 processes × 250 settlements on 3 persons whose inpatient pool fills up (each
 claim of 5,000 yuan is worth 70% × 4,000 = 2,800; the cap is 100,000), some claim ids shared

@@ -1,4 +1,4 @@
-"""Money: the one door for amounts (DESIGN.md §2, *Money* and *Rounding*), worked by hand."""
+"""Money: the one door for amounts (docs/calculation.md#money and #rounding), worked by hand."""
 
 from __future__ import annotations
 
@@ -184,7 +184,7 @@ FEN, JIAO, YUAN = 1, 10, 100
         (1, 2, FEN, 1, 0, 0),
         (3, 2, FEN, 2, 2, 1),
         (5, 2, FEN, 3, 2, 2),
-        # 0.01 yuan × 70% = 0.7 fen (DESIGN.md: 1,000.01 → 0.01)
+        # 0.01 yuan × 70% = 0.7 fen (docs/calculation.md: 1,000.01 → 0.01)
         (7, 10, FEN, 1, 1, 0),
         # 0.49 fen and 0.51 fen: not halves
         (49, 100, FEN, 0, 0, 0),

@@ -1,4 +1,4 @@
-"""Properties DESIGN.md §2 says the rules must have, plan and version selection, benefit years,
+"""Properties docs/calculation.md says the rules must have, plan and version selection, benefit years,
 and the package's promises (fast import, typed, complete ``__all__``)."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def test_relief_is_never_negative_nor_above_the_self_pay(sched, s, c, g):
 @given(schedules(mode="marginal"), fens, fens, fens)
 def test_marginal_relief_is_at_most_the_top_rate_times_the_self_pay_plus_one_unit(sched, s, c, g):
     # a gate crossed in year mode releases the year's whole f(C) at once: the bound does not hold
-    # there (nor in whole mode, where the whole base jumps to the next rate); DESIGN.md §2 states
+    # there (nor in whole mode, where the whole base jumps to the next rate); docs/calculation.md states
     # it for the marginal reading
     assume(sched.gate is None or sched.accumulate == "claim")
     r = sched.relieve(s, c, g).relief

@@ -1,4 +1,4 @@
-"""An independent reference of DESIGN.md §2, written here with ``fractions.Fraction``, compared
+"""An independent reference of docs/calculation.md, written here with ``fractions.Fraction``, compared
 with ``medaid.settle`` claim by claim on generated rule sets and claim sequences.
 
 The reference reads the generated rule files itself (``tomllib``) and calls nothing of medaid:
@@ -291,7 +291,7 @@ def test_quote_with_the_reference_state_gives_the_reference_relief(rule_sets, cl
 
 
 def test_the_reference_gives_the_source_policys_worked_examples():
-    # guard for the reference itself: DESIGN.md's examples, by the reference alone
+    # guard for the reference itself: docs/calculation.md's worked examples, by the reference alone
     plan = {"brackets": [{"from": "1000", "to": "10000", "rate": "70%"},
                          {"from": "10000", "to": "50000", "rate": "85%"},
                          {"from": "50000", "rate": "95%"}]}

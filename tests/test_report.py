@@ -114,8 +114,8 @@ def test_major_disease_share_among_assisted_claims(rep):
 
 def test_capped_claims_and_persons(rep):
     assert fig(rep, "capped_claims").value == 2
-    assert fig(rep, "capped_persons").value == 2
-    assert fig(rep, "annual_cap_persons").value == 1  # only the annual-cap claim's person
+    assert fig(rep, "persons_capped_any_limit").value == 2
+    assert fig(rep, "persons_at_annual_cap").value == 1  # only the annual-cap claim's person
     capped = {r[0]: r[1:] for r in rep.tables["capped"].rows}
     assert capped == {"annual_cap": (1, 1, 7_670_000), "claim_cap": (1, 1, 300_000)}
 
@@ -184,7 +184,8 @@ def test_breakdown_share_of_relief_and_ratio_are_exact():
 
 def test_absent_columns_are_counted_as_missing_on_every_row():
     r = compute(year_frame(drop=("total_cost", "major_disease", "capped_by", "hospital")))
-    for key in ("self_pay_ratio", "total_cost_total", "capped_claims", "capped_persons"):
+    for key in ("self_pay_ratio", "total_cost_total", "capped_claims", "persons_capped_any_limit",
+                "persons_at_annual_cap"):  # every figure made from capped_by is n/a without it
         f = fig(r, key)
         assert f.value is None and f.ratio is None, key
         assert (f.rows, f.missing) == (0, 5), key

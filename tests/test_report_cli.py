@@ -76,13 +76,13 @@ def test_html_page(results, tmp_path):
     ET.parse(out)
 
 
-def test_a_ledger_is_refused_clearly_until_wired(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "medaid.ledger", None)
+def test_a_missing_ledger_is_refused_clearly(tmp_path):
     r = run(tmp_path / "desk.sqlite3")
     assert r.exit_code == 1
-    assert "needs medaid.ledger" in r.output and "Traceback" not in r.output
+    assert "desk.sqlite3: no such ledger" in r.output and "Traceback" not in r.output
     r = run("--ledger", tmp_path / "desk.db")
-    assert r.exit_code == 1 and "needs medaid.ledger" in r.output
+    assert r.exit_code == 1 and "desk.db: no such ledger" in r.output
+    assert not (tmp_path / "desk.sqlite3").exists() and not (tmp_path / "desk.db").exists()
 
 
 def test_bad_input_fails_with_a_message(results, tmp_path):

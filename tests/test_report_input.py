@@ -166,12 +166,6 @@ def test_xlsx_refuses_a_third_decimal(tmp_path):
         load_results(p)
 
 
-def test_a_ledger_without_the_ledger_module_fails_clearly(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "medaid.ledger", None)  # import of medaid.ledger fails
-    with pytest.raises(ResultsError, match="needs medaid.ledger"):
-        load_results(tmp_path / "desk.sqlite3")
-
-
 def test_the_ledger_hook_reads_results_rows(tmp_path, monkeypatch):
     calls = []
 

@@ -1,4 +1,5 @@
-"""The Spark path gives the local batch's fen on every claim (issue 6, DESIGN.md §2 and §5).
+"""The Spark path gives the local batch's fen on every claim (issue 6,
+docs/calculation.md and README.md#reliability).
 
 One local Spark session (``local[2]``) serves the module.  Claim sets are generated with a
 fixed seed so that annual caps and claim caps bind, several plans share a pool, two rule
@@ -295,7 +296,7 @@ def test_a_csv_batch_is_settled_rejected_and_reconciled_line_by_line(spark, rule
     assert results["relief_input"].to_list() == ["1", "2", "3", "8", "9"]
     assert summary.total.relief == 10550_00 + 9450_00 + 5000_00 + 195_00 + 800_00
     assert summary.total.persons == 2
-    assert (summary.total.claims_capped, summary.total.persons_capped) == (3, 1)  # A2, A3 annual; A9 claim
+    assert (summary.total.claims_capped, summary.total.persons_at_annual_cap) == (3, 1)  # A2, A3 annual; A9 claim
     assert {t.key: t.claims for t in summary.by_month} == {"2023-05": 1, "2023-06": 1, "2023-12": 2, "2024-01": 1}
 
 
@@ -501,7 +502,7 @@ def test_a_version_lowering_the_annual_cap_mid_year_settles_and_counts_as_worked
     got = {r["claim_id"]: (medaid.parse_yuan(r["relief"]), medaid.parse_yuan(r["bracket_relief"]),
                            r["capped_by"], int(r["bracket"]), r["rule_version"]) for r in res.iter_rows(named=True)}
     assert got == EXPECTED
-    assert (summary.total.claims_capped, summary.total.persons_capped) == (CLAIMS_CAPPED, PERSONS_AT_ANNUAL_CAP)
+    assert (summary.total.claims_capped, summary.total.persons_at_annual_cap) == (CLAIMS_CAPPED, PERSONS_AT_ANNUAL_CAP)
 
 
 # -- identifiers (issue #11, defect 6) ---------------------------------------------------------

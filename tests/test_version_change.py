@@ -97,7 +97,7 @@ def test_the_batch_settles_the_year_as_worked_by_hand(batch):
 def test_the_batch_totals_count_the_capped_claims_counted_by_hand(batch):
     _, summary = batch
     total = summary["totals"]["total"] if "totals" in summary else summary["total"]
-    assert (total["claims_capped"], total["persons_capped"]) == (CLAIMS_CAPPED, PERSONS_AT_ANNUAL_CAP)
+    assert (total["claims_capped"], total["persons_at_annual_cap"]) == (CLAIMS_CAPPED, PERSONS_AT_ANNUAL_CAP)
 
 
 @pytest.mark.parametrize("source", ["results", "ledger"])
@@ -108,6 +108,6 @@ def test_the_report_counts_the_capped_claims_and_brackets_counted_by_hand(batch,
     rep = json.loads(out)
     figures = {f["key"]: f["value"] for f in rep["figures"]}
     assert figures["capped_claims"] == CLAIMS_CAPPED
-    assert figures["annual_cap_persons"] == PERSONS_AT_ANNUAL_CAP
-    assert figures["capped_persons"] == PERSONS_AT_ANNUAL_CAP  # no other limit bound this year
+    assert figures["persons_at_annual_cap"] == PERSONS_AT_ANNUAL_CAP
+    assert figures["persons_capped_any_limit"] == PERSONS_AT_ANNUAL_CAP  # no other limit bound this year
     assert [row["claims"] for row in rep["tables"]["brackets"]["rows"]] == BRACKET_COUNTS

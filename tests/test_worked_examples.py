@@ -1,4 +1,4 @@
-"""The source policy's worked examples, from DESIGN.md §2, worked out by hand."""
+"""The source policy's worked examples (docs/calculation.md#worked-examples), by hand."""
 
 import datetime as dt
 

@@ -1,6 +1,7 @@
 """Batch settlement of claim files: read → validate → settle → write, with totals; recalculation.
 
-Rules implemented (DESIGN.md §2 via :func:`medaid.columnar.settle_frame`, §5 *Reliability*;
+Rules implemented (docs/calculation.md via :func:`medaid.columnar.settle_frame`;
+README.md#reliability;
 issue #4):
 
 * Every row read is settled, rejected with its line and reason, or a totals row (合计, 小计,
@@ -13,7 +14,7 @@ issue #4):
   the rejects file with a ``reason`` column.
 * Results keep the input order and the input columns, then :data:`medaid.columns.RESULT_FIELDS`.
 * Totals (:func:`summarise`): claims, persons, self-pay, relief, patient pays, relief share,
-  claims and persons capped, and the same by plan, by month and by hospital.
+  claims capped and persons at an annual cap, and the same by plan, by month and by hospital.
 * Recalculation (:func:`recalculate`): per claim the old relief (from a previous results file),
   the new relief and the adjustment; Σ old + Σ adjustment = Σ new to the fen.
 """
@@ -379,7 +380,8 @@ def summarise(results: "pl.DataFrame") -> dict[str, Any]:
     """Totals of settled results (money in fen): overall, by plan, by month, by hospital.
 
     "Claims capped" counts claims whose relief some limit made smaller (``capped_by`` set);
-    "persons capped" counts persons who reached an annual cap.  Sums are taken once per cell
+    "persons at annual cap" (``persons_at_annual_cap``, formerly ``persons_capped``) counts persons
+    with a claim whose ``capped_by`` is ``annual_cap``.  Sums are taken once per cell
     (plan, month, hospital) and added up exactly; persons are counted by one pass over the
     persons, each with a bit for every plan, month and hospital it was seen in (or, with more
     than :data:`MASK_BITS` of those, by distinct (key, person) pairs)."""
@@ -396,7 +398,7 @@ def summarise(results: "pl.DataFrame") -> dict[str, Any]:
     has_h = "hospital" in results.columns
     hosp = code("hospital") if has_h else pl.lit(None, pl.UInt64)
     zero = {"claims": 0, "persons": 0, "self_pay": 0, "relief": 0, "patient_pays": 0,
-            "claims_capped": 0, "persons_capped": 0}
+            "claims_capped": 0, "persons_at_annual_cap": 0}
     if not results.height:
         return {"total": {**zero, "relief_share": _share(0, 0)}, "by_plan": [], "by_month": [],
                 "by_hospital": []}
@@ -445,7 +447,7 @@ def summarise(results: "pl.DataFrame") -> dict[str, Any]:
     for _, v in rows:
         for k, x in zip(sums, v):
             total[k] += x
-    total["persons"], total["persons_capped"] = persons["total"]
+    total["persons"], total["persons_at_annual_cap"] = persons["total"]
     out["total"] = finish(total)
     for dim, label in (("plan", "by_plan"), ("month", "by_month"), ("hospital", "by_hospital")):
         acc: dict[int, dict[str, Any]] = {}
@@ -454,7 +456,7 @@ def summarise(results: "pl.DataFrame") -> dict[str, Any]:
             for k, x in zip(sums, v):
                 r[k] += x
         for code_, r in acc.items():
-            r["persons"], r["persons_capped"] = persons[dim][code_]
+            r["persons"], r["persons_at_annual_cap"] = persons[dim][code_]
         out[label] = sorted((finish(r) for r in acc.values()),
                             key=lambda r: (r[dim] is None, r[dim] or ""))
     return out
@@ -536,7 +538,7 @@ _LABELS = {
     "en": {
         "claims": "claims", "persons": "persons", "self_pay": "self-pay", "relief": "relief",
         "patient_pays": "patient pays", "relief_share": "relief share",
-        "claims_capped": "claims capped", "persons_capped": "persons at annual cap",
+        "claims_capped": "claims capped", "persons_at_annual_cap": "persons at annual cap",
         "plan": "plan", "month": "month", "hospital": "hospital", "total": "Totals",
         "by_plan": "By plan", "by_month": "By month", "by_hospital": "By hospital (payment list)",
         "none": "(none)",
@@ -544,14 +546,14 @@ _LABELS = {
     "zh": {
         "claims": "结算单数", "persons": "人数", "self_pay": "合规自付费用", "relief": "救助金额",
         "patient_pays": "个人负担", "relief_share": "救助比例",
-        "claims_capped": "受限额约束单数", "persons_capped": "达年度限额人数",
+        "claims_capped": "受限额约束单数", "persons_at_annual_cap": "达年度限额人数",
         "plan": "救助方案", "month": "月份", "hospital": "医疗机构", "total": "合计",
         "by_plan": "按方案", "by_month": "按月份", "by_hospital": "按医疗机构（拨付清单）",
         "none": "（空）",
     },
 }
 _COLS = ("claims", "persons", "self_pay", "relief", "patient_pays", "relief_share",
-         "claims_capped", "persons_capped")
+         "claims_capped", "persons_at_annual_cap")
 
 
 def summary_tables(summary: dict[str, Any], lang: str = "en") -> str:

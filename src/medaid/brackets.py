@@ -1,6 +1,6 @@
 """The bracket function, gate, accumulation increment and caps of one plan, exact.
 
-Rules implemented (DESIGN.md §2):
+Rules implemented (docs/calculation.md):
 
 * *Bracket function* ``f(x) = Σ rate_i × max(0, min(x, to_i) − from_i)`` (mode ``marginal``);
   mode ``whole`` applies the rate of the bracket containing ``x`` to all of ``x − from_1``;
@@ -163,7 +163,7 @@ class Schedule:
         return self.rate_nums[j] * (x - self._first)
 
     def rounded(self, x: int) -> int:
-        """``R(f(x))`` in fen: the rule set's unit and method (DESIGN.md §2, *Rounding*)."""
+        """``R(f(x))`` in fen: the rule set's unit and method (docs/calculation.md#rounding)."""
         v = self.scaled_value(x)
         if not v:
             return 0

@@ -1,6 +1,7 @@
 """The columnar settlement core: the engine's rules on a whole polars frame, exactly and fast.
 
-Rules implemented (DESIGN.md §2 and §3 *Columnar batch*), the same as :func:`medaid.engine.settle`:
+Rules implemented (docs/calculation.md; how, in docs/columnar.md), the same as
+:func:`medaid.engine.settle`:
 version by claim date, plan by (group, kind), benefit year by the version's start month,
 accumulation per (person, benefit year, pool) in (date, claim id) order, the ``claim`` /
 ``year`` increment, the gate, the ``marginal`` / ``whole`` bracket function, rounding to the
@@ -148,7 +149,7 @@ class _Tables:
 def settle_frame(
     frame: "pl.DataFrame", rules: RuleBook, *, compact: bool = False
 ) -> tuple["pl.DataFrame", "pl.DataFrame"]:
-    """Settle every claim of ``frame`` by the engine's rules (DESIGN.md §2), columnar.
+    """Settle every claim of ``frame`` by the engine's rules (docs/calculation.md), columnar.
 
     ``frame`` has ``row``, ``claim_id``, ``person_id``, ``date``, ``self_pay`` (fen) and optional
     ``group`` and ``kind``; other columns pass through.  Returns ``(results, rejects)``:

@@ -1,6 +1,6 @@
 """The relief engine: settle claims in order, per (person, benefit year, pool), exactly.
 
-Rules implemented (DESIGN.md §2): version selection by claim date (no version = error),
+Rules implemented (docs/calculation.md): version selection by claim date (no version = error),
 plan selection by (group, kind) (no plan = error naming the claim), benefit year by the rule
 set's start month, accumulation per (person, benefit year, pool) in (date, claim id) order,
 the increment of the plan's ``accumulate`` mode, then the caps.  The per-plan arithmetic is in
@@ -188,7 +188,8 @@ def quote(claim: Claim, rules: RuleBook, ytd: PoolState = PoolState()) -> Settle
     """Settle one claim against a given year-to-date position of its pool, recording nothing.
 
     ``ytd`` is the pool's self-pay and relief before this claim, for this person and the claim's
-    benefit year (what a ledger holds).  Implements the increment and cap rules of DESIGN.md §2.
+    benefit year (what a ledger holds).  Implements the increment and cap rules of
+    docs/calculation.md (*Accumulation*, *Caps*).
     """
     return _settle_placed(claim, place(claim, rules), ytd.self_pay, ytd.relief)
 
@@ -198,7 +199,7 @@ def settle(
     rules: RuleBook,
     opening: Mapping[GroupKey, PoolState] | None = None,
 ) -> list[Settlement]:
-    """Settle claims, accumulating per (person, benefit year, pool) (DESIGN.md §2,
+    """Settle claims, accumulating per (person, benefit year, pool) (docs/calculation.md,
     *Accumulation*).
 
     Claims are taken in order of (date, claim id), whatever order they are given in; results

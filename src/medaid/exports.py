@@ -1,6 +1,6 @@
 """Writing results, rejects and recalculations: CSV, XLSX, JSON Lines, Parquet; atomically.
 
-Rules implemented (DESIGN.md §5 *Reliability*; issue #4 *Output*):
+Rules implemented (README.md#reliability; issue #4 *Output*):
 
 * The format is chosen by the output's extension.  Money columns (fen ``Int64`` in frames) are
   written as yuan with two decimals: text ``12345.67`` (no separators) in CSV and JSON Lines,

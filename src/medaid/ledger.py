@@ -1,6 +1,7 @@
 """The desk ledger (台账): an append-only, hash-chained SQLite file of settlements and reversals.
 
-Rules implemented (DESIGN.md §2 *Accumulation* at a desk, §3 *Ledger*, §5 *Reliability*):
+Rules implemented (docs/calculation.md *Accumulation* at a desk; docs/desk.md *The ledger's
+guarantees*; README.md *Reliability*):
 
 * A claim is settled against its pool's year-to-date position for its person and benefit year
   (the sums of the non-reversed settlements already in the ledger).  Reading that position and
@@ -550,7 +551,7 @@ class Ledger:
 
     # -- writing ------------------------------------------------------------------------------
     def settle(self, claim: Claim, book: RuleBook) -> Receipt:
-        """Settle ``claim`` and record it (DESIGN.md §2 at a desk): in one ``BEGIN IMMEDIATE``
+        """Settle ``claim`` and record it (docs/calculation.md, *Accumulation*): in one ``BEGIN IMMEDIATE``
         transaction, read the pool's year-to-date position, compute the relief
         (:func:`medaid.quote`) and insert the row.  A claim id already settled (not reversed)
         with the same content returns the original row, ``replayed=True``, recording nothing;

@@ -1,13 +1,14 @@
 """Money: the one door for amounts.
 
-Rule (DESIGN.md §2, *Money*): amounts are integers of fen internally.  Inputs are yuan with at
+Rule (docs/calculation.md#money): amounts are integers of fen internally.  Inputs are yuan with at
 most two decimals; more decimals, negatives, NaN, infinities and empty required fields are
 errors.  Thousands separators (``12,345.67``) and full-width digits (``１２３４５．６７``,
 normalised with NFKC) are accepted; every other script's digits, currency words and signs are
 refused.  No ``float`` ever touches an amount: parsing is by regular expression on text and
 integer arithmetic; rounding is integer division.
 
-Rounding (DESIGN.md §2, *Rounding*): :func:`round_ratio` rounds an exact non-negative value given
+Rounding (docs/calculation.md#rounding): :func:`round_ratio` rounds an exact non-negative value
+given
 as ``numerator / denominator`` fen to a unit (fen, jiao, yuan) with a method (half-up 四舍五入,
 half-even, down).  It is the only rounding function of the money path.
 """
@@ -48,7 +49,7 @@ def _ascii_or_full_width(text: str) -> bool:
 
 
 def parse_yuan(text: str | int | Decimal, *, field: str = "amount") -> int:
-    """Read an amount in yuan and return it in fen (DESIGN.md §2, *Money*).
+    """Read an amount in yuan and return it in fen (docs/calculation.md#money).
 
     Accepts ``"12345.67"``, ``"12,345.67"``, full-width ``"１２，３４５．６７"``, an ``int`` (yuan) or
     a finite ``Decimal`` (yuan) with at most two decimals.  Raises :class:`MoneyError` naming
@@ -129,7 +130,7 @@ def fen_to_decimal(fen: int) -> Decimal:
 def round_ratio(numerator: int, denominator: int, unit: int = 1, method: str = "half-up") -> int:
     """Round the exact value ``numerator / denominator`` fen to a multiple of ``unit`` fen.
 
-    This is the rule set's ``R(v)`` (DESIGN.md §2, *Rounding*).  ``method`` is ``half-up``
+    This is the rule set's ``R(v)`` (docs/calculation.md#rounding).  ``method`` is ``half-up``
     (四舍五入: a half goes up), ``half-even`` (a half goes to the even multiple) or ``down``
     (truncate).  Values are never negative on the money path; a negative value is refused.
     """

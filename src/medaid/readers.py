@@ -1,6 +1,6 @@
 """Claim files → validated frames: CSV, XLSX, JSON Lines and Parquet, with per-row errors.
 
-Rules implemented (DESIGN.md §2 *Money*, §5 *Reliability*; issue #4 *Validation per row*):
+Rules implemented (docs/calculation.md#money, README.md#reliability; issue #4 *Validation per row*):
 
 * Every file is first read as text: all columns are ``String``, named by the canonical field
   names of :data:`medaid.columns.HEADER_ALIASES` (English or Chinese headers, case-folded) or
@@ -438,7 +438,7 @@ def read_csv_data(
 
 
 #: Large CSV files are read and typed in pieces of about this many bytes, so that the text of
-#: the whole file is never in memory at once (DESIGN.md §4, peak memory).
+#: the whole file is never in memory at once (README.md#performance-measured, peak memory).
 CHUNK_BYTES = 8 << 20
 
 

@@ -127,6 +127,9 @@ REPORT_FIELDS: Final = (
     "major_disease", "plan", "benefit_year", "relief", "patient_pays", "capped_by", "bracket",
     "rule_set_id", "rule_version",
 )
+#: the figures computed from ``capped_by`` alone: ``n/a`` when a file has no such column
+_FROM_CAPPED_BY = frozenset({"capped_claims", "persons_capped_any_limit", "persons_at_annual_cap"})
+
 _STRING_COLS = ("claim_id", "person_id", "group", "kind", "hospital", "plan", "capped_by",
                 "rule_set_id", "rule_version")
 _MONEY_COLS = ("self_pay", "total_cost", "relief", "patient_pays")
@@ -254,9 +257,9 @@ def compute(
         flag_known.sum().alias("flag_rows"),
         (flag_known & pl.col("major_disease")).sum().alias("major"),
         capped.sum().alias("capped"),
-        pl.when(capped).then(pl.col("_pk")).drop_nulls().n_unique().alias("capped_persons"),
+        pl.when(capped).then(pl.col("_pk")).drop_nulls().n_unique().alias("persons_capped_any_limit"),
         pl.when(pl.col("capped_by") == "annual_cap").then(pl.col("_pk")).drop_nulls().n_unique()
-        .alias("annual_cap_persons"),
+        .alias("persons_at_annual_cap"),
         pl.col("date").min().alias("first_date"),
         pl.col("date").max().alias("last_date"),
         pl.col("date").null_count().alias("date_null"),
@@ -298,7 +301,7 @@ def compute(
     n = s["n"]
     figures = [_unavailable_if_no_rows(f) for f in _figures(s, budget, n, group_dfs["kind"])]
     if "capped_by" in absent:
-        figures = [Figure(f.key, f.unit, None, f.source, 0, n) if f.key.startswith("capped_") else f
+        figures = [Figure(f.key, f.unit, None, f.source, 0, n) if f.key in _FROM_CAPPED_BY else f
                    for f in figures]
     tables: dict[str, Table] = {}
     tables["monthly"] = _group_table("month", group_dfs["monthly"], s["relief"] or 0, s["date_null"], "month")
@@ -382,8 +385,9 @@ def _figures(s: dict[str, Any], budget: int | None, n: int, kinds: "pl.DataFrame
                "major_disease ÷ claims with relief > 0", flag_rows,
                assisted - flag_rows, ratio=_ratio(s["major"], flag_rows)),
         Figure("capped_claims", "count", s["capped"], "capped_by set", n, 0),
-        Figure("capped_persons", "count", s["capped_persons"], "distinct person_id, capped_by set", n, 0),
-        Figure("annual_cap_persons", "count", s["annual_cap_persons"],
+        Figure("persons_capped_any_limit", "count", s["persons_capped_any_limit"],
+               "distinct person_id, capped_by set", n, 0),
+        Figure("persons_at_annual_cap", "count", s["persons_at_annual_cap"],
                "distinct person_id, capped_by = annual_cap", n, 0),
     ]
     return f

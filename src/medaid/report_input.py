@@ -12,7 +12,7 @@ patient_pays, bracket_relief, capped_by, bracket, ytd_self_pay, ytd_relief, rule
 rule_version, rule_hash``).  Money is ``Int64`` fen; ``date`` is ``Date``; ``bracket`` is
 ``Int8``; ``benefit_year`` is ``Int32``; ``major_disease`` is ``Boolean``.
 
-Files (DESIGN.md §2, *Money*; §5 *Reliability*):
+Files (docs/calculation.md#money; README.md#reliability):
 
 * CSV and JSONL carry money as yuan text with at most two decimals (signed for ``adjustment``,
   in a recalculation's adjustments file).  Canonical text
@@ -149,18 +149,12 @@ def load_results(
 def load_ledger_results(path: str | Path, year: int | None = None) -> "pl.DataFrame":
     """Read a ledger's settlements as a results frame, through ``Ledger(path).results_rows``.
 
-    The hook for the desk ledger: until :mod:`medaid.ledger` is part of this build, a clear
-    :class:`ResultsError` says so (no traceback).  The rows are dicts with the results
-    columns, money in fen (``int``) and ``date`` as a date or ISO text.
+    The rows are dicts with the results columns, money in fen (``int``) and ``date`` as a date
+    or ISO text.
     """
+    from .ledger import Ledger
+
     p = Path(path)
-    try:
-        from .ledger import Ledger  # type: ignore[import-not-found,attr-defined]
-    except ImportError:
-        raise ResultsError(Problem(
-            "reading a ledger needs medaid.ledger, which this build does not include yet; "
-            "export the year's results to CSV or Parquet (medaid batch) and report on that file",
-            source=str(p))) from None
     if not p.is_file():
         raise ResultsError(Problem("no such ledger", source=str(p)))
     rows = Ledger(p).results_rows(year) if year is not None else Ledger(p).results_rows()

@@ -72,8 +72,8 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
     "major_disease_claims": ("Major-disease person-times (assisted)", "重特大疾病救助人次"),
     "major_disease_share": ("Share of major-disease cases among assisted claims", "重特大疾病救助占比"),
     "capped_claims": ("Claims capped", "受限额约束的结算单"),
-    "capped_persons": ("Persons capped (any limit)", "受限额约束的人数（任一限额）"),
-    "annual_cap_persons": ("Persons who reached an annual cap", "达到年度救助限额的人数"),
+    "persons_capped_any_limit": ("Persons capped (any limit)", "受限额约束的人数（任一限额）"),
+    "persons_at_annual_cap": ("Persons who reached an annual cap", "达到年度救助限额的人数"),
     "reached_bracket": ("Claims reaching bracket", "达到分段的结算单"),
     # tables
     "table_monthly": ("By month", "按月"),

@@ -119,7 +119,7 @@ class Match(_Frozen):
 
 
 class Example(_Frozen):
-    """A worked example travelling with the rules (DESIGN.md §2).
+    """A worked example travelling with the rules (docs/calculation.md).
 
     Either one claim (``self_pay`` → ``relief``, optionally after ``ytd_self_pay`` and
     ``ytd_relief`` already in the pool) or a sequence (``claims`` → ``reliefs``) in one pool.
@@ -473,7 +473,7 @@ def _cross_checks(rs: RuleSet) -> list[Problem]:
 
 
 def _example_problems(rs: RuleSet) -> list[Problem]:
-    """Run each plan's worked examples (DESIGN.md §2, *Examples travel with the rules*)."""
+    """Run each plan's worked examples (docs/calculation.md#examples-in-rule-files)."""
     out: list[Problem] = []
     for i, p in enumerate(rs.plans):
         sched = schedule_of(p, rs.rounding)

@@ -1,6 +1,6 @@
 """Plain CSV exports read and typed in one streaming pass (the batch's fast reader).
 
-Rules implemented (DESIGN.md §4 *Performance*, §5 *Reliability*; issue #4 *Speed*, *Validation
+Rules implemented (README.md *Performance*, *Reliability*; issue #4 *Speed*, *Validation
 per row*):
 
 * A UTF-8 CSV file without a quote character (most system exports) has one line per row, so

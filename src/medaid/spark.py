@@ -1,11 +1,11 @@
 """Scale-out: the same batch on Apache Spark, identical to the local batch to the fen.
 
-Rules implemented: all of DESIGN.md §2, by running the local batch's own columnar code
+Rules implemented: all of docs/calculation.md, by running the local batch's own columnar code
 (:func:`medaid.columnar.settle_frame`) inside Spark, once per bucket of persons.  Accumulation
 is per (person, benefit year, pool), so every claim of one person must reach the same call:
 claims are shuffled by ``pmod(xxhash64(person_id), buckets)`` and each bucket is settled by
 ``groupBy(bucket).applyInArrow`` (one call per bucket, not per person, so that the per-call cost
-of Python is paid a few hundred times, not millions).  DESIGN.md §5: every row read is either
+of Python is paid a few hundred times, not millions).  README.md *Reliability*: every row read is either
 settled or rejected with its file, line and reason, and ``read = settled + rejected`` is checked.
 
 Money stays integers of fen from the reader to the writer (Arrow int64, Spark ``bigint``);
@@ -186,7 +186,7 @@ def _settle_bucket(payload: bytes, names: Sequence[str], schema: "pa.Schema"):  
 def settle_spark(
     claims: "DataFrame", rules: "RuleBook", *, buckets: int | None = None
 ) -> tuple["DataFrame", "DataFrame"]:
-    """Settle a Spark DataFrame of claims exactly as the local batch does (DESIGN.md §2).
+    """Settle a Spark DataFrame of claims exactly as the local batch does (docs/calculation.md).
 
     ``claims`` has ``claim_id``, ``person_id`` (string), ``date`` (date), ``self_pay`` (bigint
     fen), optionally ``group``, ``kind`` (string), ``row`` (bigint; line numbers, added when
@@ -572,7 +572,7 @@ def _format_of(spark: "SparkSession", path: str) -> str:
 class Totals:
     """Totals of settled claims in fen: ``claims``, distinct ``persons``, ``self_pay``,
     ``relief`` and ``patient_pays``, ``claims_capped`` (relief reduced by a cap or by the
-    self-pay) and ``persons_capped`` (persons who reached an annual cap); ``key`` names the
+    self-pay) and ``persons_at_annual_cap`` (persons who reached an annual cap); ``key`` names the
     plan, month (YYYY-MM) or hospital (``None`` for the overall line)."""
 
     key: str | None
@@ -582,12 +582,12 @@ class Totals:
     relief: int
     patient_pays: int
     claims_capped: int = 0
-    persons_capped: int = 0
+    persons_at_annual_cap: int = 0
 
 
 @dataclass(frozen=True)
 class Summary:
-    """What a Spark batch did: rows read = settled + rejected (DESIGN.md §5), totals (fen),
+    """What a Spark batch did: rows read = settled + rejected (README.md#reliability), totals (fen),
     totals by plan, month and hospital, the output locations and the wall time."""
 
     rows_read: int
@@ -620,7 +620,7 @@ def summarize(results: "DataFrame") -> tuple[Totals, tuple[Totals, ...], tuple[T
             F.sum("self_pay").alias("self_pay"), F.sum("relief").alias("relief"),
             F.sum("patient_pays").alias("patient_pays"),
             F.count(F.col("capped_by")).alias("claims_capped"),
-            F.countDistinct(F.when(F.col("capped_by") == "annual_cap", F.col("person_id"))).alias("persons_capped")]
+            F.countDistinct(F.when(F.col("capped_by") == "annual_cap", F.col("person_id"))).alias("persons_at_annual_cap")]
 
     hosp = F.col("hospital") if "hospital" in results.columns else F.lit(None).cast("string")
     dims = F.array(
@@ -634,7 +634,7 @@ def summarize(results: "DataFrame") -> tuple[Totals, tuple[Totals, ...], tuple[T
     for r in long.groupBy("d.dim", "d.key").agg(*aggs).orderBy("dim", F.col("key").asc_nulls_last()).collect():
         got[r["dim"]].append(Totals(r["key"], r["claims"], r["persons"], r["self_pay"] or 0,
                                     r["relief"] or 0, r["patient_pays"] or 0, r["claims_capped"],
-                                    r["persons_capped"]))
+                                    r["persons_at_annual_cap"]))
     total = got["total"][0] if got["total"] else Totals(None, 0, 0, 0, 0, 0)
     by_plan, by_month, by_hospital = (tuple(got[k]) for k in ("plan", "month", "hospital"))
     return total, by_plan, by_month, by_hospital
@@ -779,7 +779,7 @@ def run_batch(
     lang: str = "en",
 ) -> Summary:
     """Settle a file or folder of CSV or Parquet claims on Spark and write the results
-    (DESIGN.md §2 on every claim, §5 reconciliation).
+    (docs/calculation.md on every claim, README.md#reliability reconciliation).
 
     Every row is validated; rows that cannot be settled are rejects with file, line, field and
     reason.  ``on_error="fail"`` refuses the batch when any row is rejected (nothing is

@@ -1,6 +1,6 @@
 """Validation of claim rows read as text: typed, vectorised, every refusal located.
 
-Rules implemented (DESIGN.md §2 *Money*, §5 *Reliability*; issue #4 *Validation per row*):
+Rules implemented (docs/calculation.md#money, README.md#reliability; issue #4 *Validation per row*):
 
 * Amounts follow the rules of :func:`medaid.money.parse_yuan` exactly (thousands separators,
   full-width digits after NFKC, nothing else; no negatives, at most two decimals).  ASCII text is
