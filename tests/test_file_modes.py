@@ -1,4 +1,4 @@
-"""Files holding personal data are created 0600 (DESIGN.md §5; issue #11, defect 12).
+"""Files holding personal data are created 0600 (README.md#reliability; issue #11, defect 12).
 
 Results, rejects and recalculations list ID numbers, and so does the desk ledger (with its -wal
 and -shm files): owner only, whatever the umask.  The HTML report holds counts and sums only (no

@@ -1,4 +1,4 @@
-"""The ledger checks the rows it uses before using them (DESIGN.md §5; issue #11, defect 7).
+"""The ledger checks the rows it uses before using them (README.md#reliability; issue #11, defect 7).
 
 A 100,000 yuan stay is relieved (10,000 − 1,000) × 70% + (50,000 − 10,000) × 85% +
 (100,000 − 50,000) × 95% = 6,300 + 34,000 + 47,500 = 87,800.00, which leaves 12,200.00 of the

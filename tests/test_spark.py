@@ -543,7 +543,7 @@ def test_one_person_keyed_four_ways_has_one_pool_on_spark(spark, book, rules_dir
 
 
 def test_results_and_rejects_folders_are_private(spark, rules_dir, tmp_path):
-    """They hold ID numbers: folders 0700, part files 0600 (DESIGN.md §5), whatever the umask."""
+    """They hold ID numbers: folders 0700, part files 0600 (README.md#reliability), whatever the umask."""
     import os
     import stat
 

@@ -9,7 +9,7 @@ Rules implemented (README.md#reliability; issue #4 *Output*):
 * Every file is written to a temporary file in the same folder, flushed to disk and renamed over
   the target with ``os.replace``: a reader sees the old file or the new one, never a part.
   :func:`atomic_path` is the one writer that does this, for every output medaid writes.
-* Personal data (DESIGN.md §5): results, rejects and recalculations hold ID numbers, so they
+* Personal data (README.md#reliability): results, rejects and recalculations hold ID numbers, so they
   are created ``0600`` (owner only), whatever the umask; files without (the HTML report) are
   ordinary files, ``0666`` less the umask.
 * Formula injection: in CSV and XLSX, text cells starting with ``=``, ``+``, ``-``, ``@``, a tab

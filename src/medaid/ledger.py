@@ -18,7 +18,7 @@ guarantees*; README.md *Reliability*):
   version and content hash that produced it, and ``row_hash = sha256(prev_hash, row)`` chained
   over the previous row; :meth:`Ledger.verify` recomputes the chain and runs
   ``PRAGMA integrity_check``.
-* Rows are checked before they are used (DESIGN.md §5): every row a command reads (the pool's
+* Rows are checked before they are used (README.md#reliability): every row a command reads (the pool's
   rows a settlement, quote or reversal sums, the claim's own rows, a person's history, the
   results rows) must match its ``row_hash``, the next row must chain from it, and the pool's
   recorded year-to-date positions must equal the running sums of its rows.  A row that does
@@ -702,7 +702,7 @@ def _truncated(header: bytes, size: int) -> bool:
 
 def _create_private(path: Path) -> None:
     """Create the (empty) ledger file ``0600`` before SQLite opens it: it holds ID numbers
-    (DESIGN.md §5).  SQLite gives its ``-wal`` and ``-shm`` files the database file's mode.
+    (README.md#reliability).  SQLite gives its ``-wal`` and ``-shm`` files the database file's mode.
     Another desk creating it at the same moment is fine (the file is then theirs, made so too)."""
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

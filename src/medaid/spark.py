@@ -704,7 +704,7 @@ def write_atomic(df: "DataFrame", path: str, fmt: str) -> None:
     """Write ``df`` as a folder of ``fmt`` files at ``path``: into a temporary sibling first,
     then renamed into place (an existing folder is replaced only once the new one is whole).
 
-    Results and rejects hold ID numbers (DESIGN.md §5): the files are written inside a staging
+    Results and rejects hold ID numbers (README.md#reliability): the files are written inside a staging
     folder only its owner may enter (``0700``), then the folder is made ``0700`` and every file
     in it ``0600`` before it is moved into place (where the file system has permissions)."""
     spark = df.sparkSession
