@@ -567,7 +567,7 @@ valid_from = 2024-01-01
 name = "rich"
 match = { group = ["r"], kind = ["k"] }
 pool = "a"
-brackets = [ { from = "0", to = "90000000000", rate = "0.5" }, { from = "90000000000", rate = "1" } ]
+brackets = [ { from = "0", to = "9000000", rate = "0.5" }, { from = "9000000", rate = "1" } ]
 [[plans]]
 name = "plain"
 match = { group = ["p"], kind = ["k"] }
@@ -621,21 +621,23 @@ def test_compact_results_hold_the_same_text_as_enums(book):
     assert compact["capped_by"].to_list() == [None, "annual_cap"]
 
 
-def test_absurd_amounts_are_settled_exactly_or_refused_never_wrapped(book):
-    huge = 2**61  # fen; two of them reach 2**62, where int64 products could wrap
-    claims = [
-        medaid.Claim(claim_id=f"C{i}", person_id="P1", date=dt.date(2024, 1, 1 + i), self_pay=huge,
-                     group="key", kind="inpatient")
-        for i in range(2)
-    ]
-    assert_same_as_engine(claims, book)
-    claims += [
-        medaid.Claim(claim_id=f"C{i}", person_id="P1", date=dt.date(2024, 1, 1 + i), self_pay=2**62,
-                     group="key", kind="inpatient")
-        for i in range(2, 4)
-    ]
-    with pytest.raises(medaid.ClaimError, match="exceeds what can be recorded"):
-        settle_frame(frame_of(claims), book)
+def test_absurd_amounts_are_refused_never_wrapped(book):
+    """A frame given to settle_frame directly (Python API, Spark) with a self-pay above the
+    documented maximum (9,999,999.99 yuan = 999,999,999 fen) or below zero: those rows are
+    rejected naming self_pay; the others settle as the engine settles them."""
+    frame = pl.DataFrame({
+        "row": [2, 3, 4, 5], "claim_id": ["A", "B", "C", "D"], "person_id": ["P1"] * 4,
+        "date": [dt.date(2024, 1, d) for d in (1, 2, 3, 4)],
+        "self_pay": [2**62, 3_000_000, -1, 999_999_999],
+        "group": ["key"] * 4, "kind": ["inpatient"] * 4,
+    })
+    results, rejects = settle_frame(frame, book)
+    assert rejects.select("row", "field").rows() == [(2, "self_pay"), (4, "self_pay")]
+    assert rejects["message"].to_list() == [
+        "is too large: amounts are at most 9,999,999.99 yuan", "must not be negative"]
+    # B: 30,000 yuan → 23,300; D: 9,999,999.99 yuan → the 100,000 annual cap leaves 76,700
+    assert results["claim_id"].to_list() == ["B", "D"]
+    assert results["relief"].to_list() == [2_330_000, 7_670_000]
 
 
 def test_an_empty_frame_gives_empty_results(book):

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medaid.errors import MoneyError
-from medaid.money import format_yuan, parse_yuan, round_ratio
+from medaid.money import MAX_FEN, format_yuan, parse_yuan, round_ratio
 
 # --------------------------------------------------------------------------------------------
 # parse_yuan: what is accepted
@@ -47,8 +47,51 @@ def test_exact_numbers_are_read_as_yuan():
 
 
 def test_a_decimal_with_many_digits_is_read_exactly():
-    # 30 significant digits: more than Decimal's default context keeps (28)
-    assert parse_yuan(Decimal("1234567890123456789012345678.91")) == 123456789012345678901234567891
+    # 37 digits: more than Decimal's default context keeps (28); the trailing zeros are exact
+    assert parse_yuan(Decimal("1234567.910000000000000000000000000000")) == 123456791
+
+
+# --------------------------------------------------------------------------------------------
+# the one maximum (issue #11): 9,999,999.99 yuan, so that 2**32 claims sum below 2**63 fen
+
+
+def test_the_maximum_amount_is_9_999_999_99_yuan_and_sums_of_a_batch_stay_in_int64():
+    assert MAX_FEN == 999_999_999
+    # the most claims a batch settles (2**32 − 1) at the maximum each: 4.29e18 < 9.22e18
+    assert (2**32 - 1) * MAX_FEN < 2**63 - 1
+
+
+@pytest.mark.parametrize("value", [
+    "9999999.99", "9,999,999.99", "０９９９９９９９．９９", "0009999999.99", Decimal("9999999.99"),
+    Decimal("9999999.990000"),
+])
+def test_the_largest_amount_is_read(value):
+    assert parse_yuan(value) == 999_999_999
+
+
+@pytest.mark.parametrize("value", [
+    "10000000", "10,000,000.00", "10000000.00", "999999999999999.99", "100000000000000000",
+    "9" * 5000, "1" + "0" * 5000 + ".00", 10_000_000, 10**400, Decimal("10000000.00"),
+    Decimal("1E+999999999"), Decimal("9999999.991"),
+])
+def test_an_amount_above_the_maximum_is_refused_naming_the_field_not_the_value(value):
+    with pytest.raises(MoneyError) as info:
+        parse_yuan(value, field="self_pay")
+    (p,) = info.value.problems
+    assert p.field == "self_pay"
+    assert p.message in ("is too large: amounts are at most 9,999,999.99 yuan", "has more than two decimals")
+    assert "99999999" not in p.message and "10000000" not in p.message
+
+
+def test_a_5000_digit_amount_is_refused_at_once():
+    import time
+    t = time.perf_counter()
+    for _ in range(100):
+        with pytest.raises(MoneyError, match="too large"):
+            parse_yuan("9" * 5000)
+        with pytest.raises(MoneyError, match="too large"):
+            parse_yuan(Decimal("9" * 5000))
+    assert time.perf_counter() - t < 1.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,7 +192,7 @@ def test_a_bad_amount_is_not_echoed_at_length():
 
 
 @settings(max_examples=200)
-@given(st.integers(0, 10**12), st.integers(0, 99))
+@given(st.integers(0, MAX_FEN // 100), st.integers(0, 99))
 def test_yuan_text_reads_back_what_format_yuan_wrote(yuan, fen):
     text = f"{yuan}.{fen:02d}"
     assert parse_yuan(text) == yuan * 100 + fen

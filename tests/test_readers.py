@@ -55,6 +55,8 @@ def _reference(v: str) -> int | None:
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.one_of(_texty, _amounts), min_size=1, max_size=30))
 @example(["1,234.50", "１２３４５．６７", "١٢٣", "-5", "1.234", "", " ", "12.", "0012", "1,23", "\u3000１\u3000"])
+@example(["9999999.99", "9,999,999.99", "10000000", "10,000,000.00", "999,999,999", "00009999999.99",
+          "999999999999999.99", "9" * 5000])  # the maximum, 9,999,999.99 yuan (issue #11)
 def test_amounts_are_read_exactly_as_parse_yuan_reads_them(values: list[str]) -> None:
     clean, rejects = validate_frame(raw_money(values), "t.csv")
     got = dict(zip(clean["row"].to_list(), clean["self_pay"].to_list()))

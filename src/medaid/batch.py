@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import MedaidError, Problem
-from .money import format_yuan
+from .money import MAX_FEN, format_yuan
 
 if TYPE_CHECKING:
     import polars as pl
@@ -625,6 +625,11 @@ def recalculate(run: BatchRun, previous: "pl.DataFrame") -> Recalc:
         tidy_ids(previous[c].cast(pl.String)) for c in ID_FIELDS if c in previous.columns)
     new = pick(run.results, "new_")
     old = pick(previous, "old_")
+    odd = old.filter((pl.col("old_relief") < 0) | (pl.col("old_relief") > MAX_FEN))
+    if odd.height:  # an amount medaid never gives: the sums below could leave 64 bits
+        raise MedaidError(Problem(
+            f"the previous results give claim {odd['claim_id'][0]!r} a relief that is negative or "
+            f"above the maximum amount ({format_yuan(MAX_FEN)} yuan)", field="relief"))
     dup = old.filter(pl.col("claim_id").is_duplicated())
     if dup.height:
         raise MedaidError(Problem(

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from .errors import ClaimError, Problem
-from .money import parse_yuan
+from .money import MAX_FEN, parse_yuan
 
 
 #: A regular expression matching exactly the text :func:`tidy_id` leaves as it is, except an
@@ -64,7 +64,8 @@ class Claim(BaseModel):
         person_id: the beneficiary (人员编号), tidied by :func:`tidy_id`.
         date: the settlement date (结算日期); picks the rule version and the benefit year.
         self_pay: compliant self-pay after basic and critical-illness insurance (合规自付费用),
-            in fen; the base of relief.
+            in fen; the base of relief; at most :data:`medaid.money.MAX_FEN` (9,999,999.99
+            yuan), as every amount.
         group: beneficiary group (救助对象类别), e.g. ``key``; ``None`` uses the default plan.
         kind: claim kind (就诊类型), e.g. ``inpatient``; ``None`` uses the default plan.
         hospital: the medical institution (医疗机构), optional.
@@ -77,11 +78,11 @@ class Claim(BaseModel):
     claim_id: str = Field(min_length=1)
     person_id: str = Field(min_length=1)
     date: dt.date
-    self_pay: StrictInt = Field(ge=0)
+    self_pay: StrictInt = Field(ge=0, le=MAX_FEN)
     group: str | None = None
     kind: str | None = None
     hospital: str | None = None
-    total_cost: StrictInt | None = Field(default=None, ge=0)
+    total_cost: StrictInt | None = Field(default=None, ge=0, le=MAX_FEN)
 
     @field_validator("claim_id", "person_id", mode="before")
     @classmethod

@@ -36,6 +36,7 @@ from .brackets import CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY, Schedule
 from .columns import RESULT_FIELDS
 from .engine import _no_plan, _no_version
 from .errors import ClaimError, Problem
+from .money import MAX_FEN, too_large
 from .rules import Plan, RuleBook, RuleSet
 
 if TYPE_CHECKING:  # polars is imported inside the functions: `import medaid` stays light
@@ -155,7 +156,8 @@ def settle_frame(
     ``group`` and ``kind``; other columns pass through.  Returns ``(results, rejects)``:
     ``results`` are the placeable rows in input order with :data:`medaid.columns.RESULT_FIELDS`
     appended; ``rejects`` (``row``, ``claim_id``, ``field``, ``message``) are the rows no rule
-    version covers or no plan matches, worded as the engine words them.  Each result equals
+    version covers or no plan matches, worded as the engine words them, and the rows whose
+    self-pay is negative or above :data:`medaid.money.MAX_FEN`.  Each result equals
     :func:`medaid.engine.settle` on the placeable claims, to the fen.
 
     ``compact=True`` returns the text result columns (``plan``, ``pool``, ``capped_by``,
@@ -168,6 +170,7 @@ def settle_frame(
     t0 = [0.0]
     _mark("start", t0)
     t = _Tables(rules)
+    frame, over = _over_limit(pl, frame)
     cols = frame.columns
     group = pl.col("group") if "group" in cols else pl.lit(None, dtype=pl.String)
     kind = pl.col("kind") if "kind" in cols else pl.lit(None, dtype=pl.String)
@@ -226,6 +229,8 @@ def settle_frame(
         placed, keys = frame.filter(~bad), keys.filter(~bad)
     else:
         rejects = _empty_rejects(pl)
+    if over is not None:
+        rejects = pl.concat([over, rejects]).sort("row", maintain_order=True)
     n = placed.height
     if n >= 2**32:
         raise ClaimError(Problem("more than 4,294,967,295 claims in one frame; split the batch"))
@@ -459,6 +464,24 @@ def _rejects(pl: Any, bad: "pl.DataFrame", rules: RuleBook, t: _Tables) -> "pl.D
         .then(pl.concat_str(pl.lit(pre), pl.col("date").cast(pl.String), pl.lit(post)))
         .otherwise(pl.col("__m")).alias("message"),
     )
+
+
+def _over_limit(pl: Any, frame: "pl.DataFrame") -> tuple["pl.DataFrame", "pl.DataFrame | None"]:
+    """Rows whose self-pay is not an amount medaid reads (negative, or above
+    :data:`medaid.money.MAX_FEN`), as rejects naming ``self_pay``, and the frame without them.
+    Files are checked when read; this guards frames given to :func:`settle_frame` directly
+    (the Python API, Spark), so that no sum can leave 64-bit integers."""
+    if not frame.height:
+        return frame, None
+    lo, hi = frame.select(pl.col("self_pay").min().alias("a"), pl.col("self_pay").max().alias("b")).row(0)
+    if (lo is None or lo >= 0) and (hi is None or hi <= MAX_FEN):
+        return frame, None
+    s = pl.col("self_pay")
+    bad = (s < 0) | (s > MAX_FEN)
+    over = frame.filter(bad).select(
+        pl.col("row"), pl.col("claim_id"), pl.lit("self_pay").alias("field"),
+        pl.when(s < 0).then(pl.lit("must not be negative")).otherwise(pl.lit(too_large())).alias("message"))
+    return frame.filter(~bad), over
 
 
 def _empty_rejects(pl: Any) -> "pl.DataFrame":

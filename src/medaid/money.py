@@ -11,6 +11,14 @@ Rounding (docs/calculation.md#rounding): :func:`round_ratio` rounds an exact non
 given
 as ``numerator / denominator`` fen to a unit (fen, jiao, yuan) with a method (half-up 四舍五入,
 half-even, down).  It is the only rounding function of the money path.
+
+Maximum (issue #11): one amount (a claim's self-pay or total cost, a rule's cap, gate, bracket
+bound or example, a desk option) is at most :data:`MAX_FEN` = 9,999,999.99 yuan (just under ten
+million yuan, 一千万元).  Larger amounts are refused where they are read, naming the field.  The
+bound is chosen so that no sum medaid forms can leave 64-bit integers of fen: a batch holds fewer
+than 2^32 claims (:func:`medaid.columnar.settle_frame` refuses more), and
+2^32 × (10^9 − 1) fen < 4.3 × 10^18 < 2^63 − 1 ≈ 9.2 × 10^18, so totals, a person's year-to-date
+and every sum of a report are exact in ``Int64``.
 """
 
 from __future__ import annotations
@@ -23,6 +31,11 @@ from typing import Final, Literal
 from .errors import MoneyError, Problem
 
 FEN_PER_YUAN: Final = 100
+
+#: The largest amount medaid reads, in fen: 9,999,999.99 yuan (see the module doc).
+MAX_FEN: Final = 10**9 - 1
+#: Digits of the integer part (yuan) of :data:`MAX_FEN`.
+MAX_YUAN_DIGITS: Final = len(str(MAX_FEN // FEN_PER_YUAN))
 
 #: Rounding units and their size in fen.
 UNITS: Final[dict[str, int]] = {"fen": 1, "jiao": 10, "yuan": 100}
@@ -40,7 +53,7 @@ _NOT_AN_AMOUNT: Final = (
 )
 
 
-def _ascii_or_full_width(text: str) -> bool:
+def ascii_or_full_width(text: str) -> bool:
     """Only ASCII, full-width forms (U+FF01..FF5E) and spaces may reach NFKC, which would
     also turn superscripts, circled and mathematical digits into 0-9."""
     return text.isascii() or all(
@@ -48,39 +61,55 @@ def _ascii_or_full_width(text: str) -> bool:
     )
 
 
-def parse_yuan(text: str | int | Decimal, *, field: str = "amount") -> int:
+def too_large(limit: int = MAX_FEN) -> str:
+    """The message for an amount above ``limit`` fen (the value itself is never repeated)."""
+    return f"is too large: amounts are at most {format_yuan(limit)} yuan"
+
+
+def parse_yuan(text: str | int | Decimal, *, field: str = "amount", limit: int = MAX_FEN) -> int:
     """Read an amount in yuan and return it in fen (docs/calculation.md#money).
 
     Accepts ``"12345.67"``, ``"12,345.67"``, full-width ``"１２，３４５．６７"``, an ``int`` (yuan) or
-    a finite ``Decimal`` (yuan) with at most two decimals.  Raises :class:`MoneyError` naming
-    ``field`` for anything else: empty text, negatives, more than two decimals, other digits,
-    currency signs or words, NaN and infinities.  ``float`` is refused outright.
+    a finite ``Decimal`` (yuan) with at most two decimals, up to ``limit`` fen (by default
+    :data:`MAX_FEN`, 9,999,999.99 yuan).  Raises :class:`MoneyError` naming ``field`` for
+    anything else: empty text, negatives, more than two decimals, too large, other digits,
+    currency signs or words, NaN and infinities.  ``float`` is refused outright.  Text of any
+    length is refused in time proportional to its length (no huge integer is ever made).
     """
     if isinstance(text, bool) or isinstance(text, float):
         raise MoneyError(_problem(field, "must be given as text or an exact number, not a float"))
     if isinstance(text, int):
         if text < 0:
             raise MoneyError(_problem(field, "must not be negative"))
+        if text > limit // FEN_PER_YUAN:
+            raise MoneyError(_problem(field, too_large(limit)))
         return text * FEN_PER_YUAN
     if isinstance(text, Decimal):
         if not text.is_finite():
             raise MoneyError(_problem(field, "must be a finite amount"))
         if text < 0:
             raise MoneyError(_problem(field, "must not be negative"))
-        # on the digits, exactly: Decimal products round to the context's 28 digits
+        # on the digits, exactly (Decimal products round to the context's 28 digits), and
+        # without leading or trailing zeros, so that no integer longer than the limit is made
         _sign, digits, exp = text.as_tuple()
         assert isinstance(exp, int)
-        units = int("".join(map(str, digits)))
-        if exp >= -2:
-            return units * 10 ** (exp + 2)
-        fen, rest = divmod(units, 10 ** (-2 - exp))
-        if rest:
+        text_digits = "".join(map(str, digits)).lstrip("0")
+        kept = text_digits.rstrip("0")
+        if not kept:
+            return 0
+        exp += len(text_digits) - len(kept)
+        if len(kept) + exp + 2 > len(str(limit)):  # at least 10^len(limit) fen
+            raise MoneyError(_problem(field, too_large(limit)))
+        if exp < -2:
             raise MoneyError(_problem(field, "has more than two decimals"))
+        fen = int(kept) * 10 ** (exp + 2)
+        if fen > limit:
+            raise MoneyError(_problem(field, too_large(limit)))
         return fen
     if not isinstance(text, str):
         raise MoneyError(_problem(field, f"must be text, got {type(text).__name__}"))
-    if not _ascii_or_full_width(text):
-        raise MoneyError(_problem(field, f"is not an amount in yuan: {_describe(text.strip())}; {_NOT_AN_AMOUNT}"))
+    if not ascii_or_full_width(text):
+        raise MoneyError(_problem(field, f"is not an amount in yuan: {describe_character(text.strip())}; {_NOT_AN_AMOUNT}"))
     s = unicodedata.normalize("NFKC", text).strip()
     if not s:
         raise MoneyError(_problem(field, "is empty"))
@@ -91,20 +120,27 @@ def parse_yuan(text: str | int | Decimal, *, field: str = "amount") -> int:
         raise MoneyError(
             _problem(
                 field,
-                f"is not an amount in yuan: {_describe(s)}; {_NOT_AN_AMOUNT}",
+                f"is not an amount in yuan: {describe_character(s)}; {_NOT_AN_AMOUNT}",
             )
         )
     frac = m.group("frac") or ""
     if len(frac) > 2:
         raise MoneyError(_problem(field, f"has more than two decimals ({len(frac)})"))
-    return int(m.group("int").replace(",", "")) * FEN_PER_YUAN + int(frac.ljust(2, "0"))
+    whole = m.group("int").replace(",", "").lstrip("0")
+    if len(whole) > len(str(limit // FEN_PER_YUAN)):  # before int(): 5,000 digits stay text
+        raise MoneyError(_problem(field, too_large(limit)))
+    fen = int(whole or "0") * FEN_PER_YUAN + int(frac.ljust(2, "0"))
+    if fen > limit:
+        raise MoneyError(_problem(field, too_large(limit)))
+    return fen
 
 
-def _describe(s: str) -> str:
+def describe_character(s: str, allowed: str = "0123456789,. ") -> str:
     """What is wrong with a bad amount, without repeating it: the value is patient data, so
-    only its first offending character is named (e.g. ``ARABIC-INDIC DIGIT THREE``)."""
+    only its first offending character (not in ``allowed``, nor full-width) is named (e.g.
+    ``ARABIC-INDIC DIGIT THREE``)."""
     for i, ch in enumerate(s, start=1):
-        if not (ch.isascii() and (ch in "0123456789,. ")) and not ("\uff01" <= ch <= "\uff5e"):
+        if not (ch.isascii() and (ch in allowed)) and not ("\uff01" <= ch <= "\uff5e"):
             name = unicodedata.name(ch, "an unnamed character")
             return f"character {i} is {name} (U+{ord(ch):04X})"
     return "its thousands separators or decimal point are misplaced"

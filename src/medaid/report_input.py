@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from .columns import (CLAIM_FIELDS, ID_FIELDS, RESULT_FIELDS,
                       result_field)
 from .errors import MedaidError, Problem
-from .money import parse_yuan
+from .money import MAX_FEN, parse_yuan, too_large
 from .readers import MONEY_COLUMNS, ReadError
 from .validation import id_number_problem
 
@@ -74,6 +74,15 @@ TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "是", "有", "✓"})
 FALSE_WORDS = frozenset({"0", "false", "f", "no", "n", "否", "无", ""})
 
 _MAX_PROBLEMS = 20
+#: Money read per claim, at most :data:`medaid.money.MAX_FEN` each (so that the report's sums
+#: of them stay exact in ``Int64``); the year-to-date, bracket and recalculation columns only
+#: have to fit 64 bits.
+PER_CLAIM_MONEY: frozenset[str] = frozenset(("self_pay", "total_cost", "relief", "patient_pays"))
+_INT64_MAX = 2**63 - 1
+
+
+def _limit(field: str) -> int:
+    return MAX_FEN if field in PER_CLAIM_MONEY else _INT64_MAX
 #: The column of a raw frame holding each row's line as the user sees it (when rows were
 #: skipped: blank lines), not a column of the file.
 _LINE = "\0line"
@@ -453,6 +462,7 @@ def normalise(raw: "pl.DataFrame", *, source: str, first_line: int = 2,
         (t.is_not_null() & pl.lit(out[f]).is_null()).sum().alias(f) for f, t in texts.items()
     ] + [(pl.lit(out[f]) < 0).sum().alias(f"-{f}") for f in fields
          if f in MONEY_FIELDS and f not in SIGNED_MONEY_FIELDS
+         ] + [(pl.lit(out[f]) > MAX_FEN).sum().alias(f"+{f}") for f in fields if f in PER_CLAIM_MONEY
          ] + [e.is_not_null().sum().alias(f"#{f}") for f, e in numeric_ids.items()]
     counts = raw.select(checks).row(0, named=True) if checks else {}
     problems: list[Problem] = []
@@ -480,6 +490,9 @@ def normalise(raw: "pl.DataFrame", *, source: str, first_line: int = 2,
         if counts.get(f"-{f}") or (f in fixes and (fixes[f] < 0).any()):
             idx = _rows(out, pl.col(f) < 0)
             problems += [Problem("must not be negative", source=source, line=line_of(i), field=f) for i in idx]
+        if counts.get(f"+{f}") or (f in fixes and f in PER_CLAIM_MONEY and (fixes[f] > MAX_FEN).any()):
+            idx = _rows(out, pl.col(f) > MAX_FEN)
+            problems += [Problem(too_large(), source=source, line=line_of(i), field=f) for i in idx]
     if problems:
         problems.sort(key=lambda p: (p.line or 0, fields.index(p.field) if p.field in fields else 0))
         raise ResultsError(problems[:_MAX_PROBLEMS])
@@ -527,8 +540,8 @@ def _signed_yuan(text: str, field: str) -> int:
     leading ``-``."""
     t = text.strip()
     if field in SIGNED_MONEY_FIELDS and t.startswith("-"):
-        return -parse_yuan(t[1:], field=field)
-    return parse_yuan(text, field=field)
+        return -parse_yuan(t[1:], field=field, limit=_limit(field))
+    return parse_yuan(text, field=field, limit=_limit(field))
 
 
 def _fen_slow(raw: "pl.DataFrame", fast: "pl.Series", f: str, text: "pl.Expr", idx: list[int], source: str,
@@ -543,10 +556,7 @@ def _fen_slow(raw: "pl.DataFrame", fast: "pl.Series", f: str, text: "pl.Expr", i
     fens: list[int] = []
     for i, t in odd.iter_rows():
         try:
-            fen = _signed_yuan(t, f)
-            if abs(fen) >= 1 << 63:
-                raise MedaidError(Problem("is too large", field=f))
-            fens.append(fen)
+            fens.append(_signed_yuan(t, f))
             at.append(i)
         except MedaidError as e:
             problems.append(Problem(e.problems[0].message, source=source, line=line_of(i), field=f))

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import tomllib
-from decimal import Decimal, InvalidOperation
+import unicodedata
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal
 
@@ -28,7 +30,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 
 from .brackets import Schedule
 from .errors import MedaidError, Problem, RuleError
-from .money import format_yuan, parse_yuan
+from .money import ascii_or_full_width, describe_character, format_yuan, parse_yuan
 
 # --------------------------------------------------------------------------------------------
 # field types
@@ -49,27 +51,49 @@ def _money(v: Any) -> int:
     raise ValueError(f"expected an amount in yuan as text, got {type(v).__name__}")
 
 
+#: The most decimal places a rate may have (as a fraction: ``"33.3333%"`` has 6).
+MAX_RATE_PLACES = 50
+_RATE_RE = re.compile(r"(?P<num>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(?P<pct>%?)")
+_RATE_ALLOWED = 'write "0.70" or "70%" with digits 0-9'
+
+
+def _shown(v: str) -> str:
+    """A rule-file value as a message quotes it: at most 24 characters."""
+    return repr(v if len(v) <= 24 else v[:21] + "...")
+
+
 def _rate(v: Any) -> Decimal:
-    """A rate as exact decimal text ``"0.70"`` or percent text ``"70%"``; 0 ≤ rate ≤ 1."""
+    """A rate as exact decimal text ``"0.70"`` or percent text ``"70%"``; 0 ≤ rate ≤ 1.
+
+    Digits are read as amounts are (:func:`medaid.money.parse_yuan`): ASCII 0-9, or full-width
+    digits normalised with NFKC; other scripts' digits, signs, exponents (``"7E-1"``), NaN and
+    infinities are refused, and so is a rate of more than :data:`MAX_RATE_PLACES` decimal
+    places (no rate needs them; a longer one would only slow the arithmetic down)."""
     if isinstance(v, float):
         raise ValueError('rates must be quoted text ("0.70" or "70%"), not floats')
     if isinstance(v, int) and not isinstance(v, bool):
-        d = Decimal(v)
-    elif isinstance(v, str):
-        s = v.strip()
-        try:
-            d = Decimal(s[:-1].strip()) if s.endswith("%") else Decimal(s)
-        except InvalidOperation:
-            raise ValueError(f'{v!r} is not a rate; write "0.70" or "70%"') from None
-        if not d.is_finite():
-            raise ValueError(f'{v!r} is not a rate; write "0.70" or "70%"')
-        if s.endswith("%"):  # exact: shift the exponent (dividing would round to 28 digits)
-            sign, digits, exp = d.as_tuple()
-            d = Decimal((sign, digits, exp - 2))  # type: ignore[operator]
-    else:
+        if not 0 <= v <= 1:
+            raise ValueError(f"rate {v!r} is outside [0, 1]; allowed: 0 to 1 (0% to 100%)")
+        return Decimal(v)
+    if not isinstance(v, str):
         raise ValueError(f'expected a rate as text ("0.70" or "70%"), got {type(v).__name__}')
+    if not ascii_or_full_width(v):
+        raise ValueError(f"{_shown(v)} is not a rate: {describe_character(v.strip(), '0123456789.% ')}; {_RATE_ALLOWED}")
+    m = _RATE_RE.fullmatch(unicodedata.normalize("NFKC", v).strip())
+    if m is None:
+        raise ValueError(f"{_shown(v)} is not a rate; {_RATE_ALLOWED}")
+    num, pct = m.group("num"), bool(m.group("pct"))
+    places = len(num.partition(".")[2]) + (2 if pct else 0)
+    if places > MAX_RATE_PLACES:
+        raise ValueError(f"rate {_shown(v)} has {places} decimal places; at most {MAX_RATE_PLACES} are allowed")
+    if len(num.partition(".")[0].lstrip("0")) > 3:  # ≥ 1000: outside [0, 1] even as a percent
+        raise ValueError(f"rate {_shown(v)} is outside [0, 1]; allowed: 0 to 1 (0% to 100%)")
+    d = Decimal(num)
+    if pct:  # exact: shift the exponent (dividing would round to 28 digits)
+        sign, digits, exp = d.as_tuple()
+        d = Decimal((sign, digits, exp - 2))  # type: ignore[operator]
     if not (0 <= d <= 1):
-        raise ValueError(f"rate {v!r} is outside [0, 1]; allowed: 0 to 1 (0% to 100%)")
+        raise ValueError(f"rate {_shown(v)} is outside [0, 1]; allowed: 0 to 1 (0% to 100%)")
     return d
 
 
@@ -504,6 +528,10 @@ def _example_problems(rs: RuleSet) -> list[Problem]:
     return out
 
 
+_TOO_DEEP = ("arrays or tables are nested too deeply to be read; a rule file nests at most a few "
+             "levels (plans → brackets → a bracket)")
+
+
 def parse_rule_set(data: bytes, source: str = "<memory>") -> RuleSet:
     """Read and validate one rule file's bytes; raises :class:`RuleError` with every problem."""
     try:
@@ -512,6 +540,8 @@ def parse_rule_set(data: bytes, source: str = "<memory>") -> RuleSet:
         raise RuleError(Problem(f"not UTF-8 text ({e.reason} at byte {e.start})", source=source)) from None
     except tomllib.TOMLDecodeError as e:
         raise RuleError(Problem(f"not valid TOML: {e}", source=source)) from None
+    except RecursionError:  # tomllib reads nested arrays and tables by recursion
+        raise RuleError(Problem(_TOO_DEEP, source=source)) from None
     digest = hashlib.sha256(data).hexdigest()
     reserved = [Problem(
         "unknown key; allowed here: " + ", ".join(_allowed_keys((k,))) + f" ({k} is set by medaid)",
@@ -520,6 +550,8 @@ def parse_rule_set(data: bytes, source: str = "<memory>") -> RuleSet:
         rs = RuleSet.model_validate({**raw, "source": source, "content_hash": digest})
     except ValidationError as e:
         raise RuleError(reserved + _pydantic_problems(e, source, raw)) from None
+    except RecursionError:
+        raise RuleError(Problem(_TOO_DEEP, source=source)) from None
     if reserved:
         raise RuleError(reserved)
     problems = _cross_checks(rs)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from .claims import LOWER_CHECK_PATTERN, PLAIN_ID_PATTERN, tidy_id
 from .columns import CLAIM_MONEY_FIELDS, REQUIRED_FIELDS
 from .errors import MoneyError, Problem
-from .money import parse_yuan
+from .money import MAX_YUAN_DIGITS, parse_yuan
 
 if TYPE_CHECKING:
     import polars as pl
@@ -41,17 +41,19 @@ ROW = "row"
 REJECT_COLUMNS = ("row", "claim_id", "field", "message")
 #: Characters Python's ``str.strip()`` removes from ASCII text (parse_yuan strips this way).
 _ASCII_SPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
-#: Integer parts longer than this are refused as too large for 64-bit fen.
-_MAX_INT_DIGITS = 15
-_YUAN_RE = r"^(?:[0-9]{1,15}|[0-9]{1,3}(?:,[0-9]{3}){1,4})(?:\.[0-9]{0,2})?$"
+#: Integer parts (yuan) the fast path takes: at most the digits of ``money.MAX_FEN``'s yuan
+#: (7: 9,999,999); longer text (leading zeros, or too large) goes through ``parse_yuan``.
+_INT_DIGITS = MAX_YUAN_DIGITS
+assert _INT_DIGITS == 7, "the grouped form below writes out 7 digits: 1,234 to 9,999,999"
+_YUAN_RE = r"^(?:[0-9]{1,7}|[0-9]{1,3},[0-9]{3}|[0-9],[0-9]{3},[0-9]{3})(?:\.[0-9]{0,2})?$"
 
 
 def yuan_to_fen(text: "pl.Expr", separators: bool = True) -> tuple["pl.Expr", "pl.Expr"]:
     """Vectorised :func:`medaid.money.parse_yuan` for ASCII text: ``(fen, ok)`` expressions.
 
     ``ok`` is true where the fast path accepts the text: after stripping ASCII white space, digits
-    with optional thousands separators in groups of three and at most two decimals, at most 15
-    integer digits.  Then ``fen`` equals ``parse_yuan`` (the shape is checked by the regular
+    with optional thousands separators in groups of three and at most two decimals, at most 7
+    integer digits (every such amount is at most ``money.MAX_FEN``).  Then ``fen`` equals ``parse_yuan`` (the shape is checked by the regular
     expression first, so the decimal cast only ever sees well-formed text).  Where ``ok`` is
     false the row must go through ``parse_yuan`` (non-ASCII text such as full-width digits,
     empty, negative, malformed, more than two decimals, too large) for its value or message.
@@ -135,12 +137,9 @@ def _slow_yuan(v: str | None, field: str) -> tuple[int | None, str | None]:
     if v is None:
         return None, "is empty"
     try:
-        fen = parse_yuan(v, field=field)
+        return parse_yuan(v, field=field), None
     except MoneyError as e:
         return None, e.problems[0].message
-    if fen >= 10 ** (_MAX_INT_DIGITS + 2):
-        return None, "is too large"
-    return fen, None
 
 
 def _date_expr(field: str) -> "pl.Expr":
@@ -188,7 +187,7 @@ def validate_frame(raw: "pl.DataFrame", source: str) -> tuple["pl.DataFrame", "p
 #: Text fields whose values repeat (may be kept as categories: :func:`type_rows`).
 FEW_VALUES = ("person_id", "group", "kind", "hospital")
 #: Amounts as most files write them: digits, at most two decimals, nothing around them.
-_PLAIN_YUAN_RE = r"^[0-9]{1,15}(?:\.[0-9]{0,2})?$"
+_PLAIN_YUAN_RE = rf"^[0-9]{{1,{_INT_DIGITS}}}(?:\.[0-9]{{0,2}})?$"
 
 
 #: Identifier fields: tidied by :func:`medaid.claims.tidy_id`, not only trimmed.
