@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import os
 import tempfile
 from decimal import Decimal
@@ -176,6 +177,8 @@ def write_frame(frame: "pl.DataFrame", path: str | Path, *, bom: bool = True,
     if fmt != "csv":  # input text kept as categories (memory) is written as the text it is
         frame = frame.with_columns(
             pl.col(c).cast(pl.String) for c, t in frame.schema.items() if t == pl.Categorical)
+    if fmt == "xlsx":
+        _check_xlsx_money(frame, path, money)
     try:
         with atomic_path(path) as tmp:
             if fmt == "csv":
@@ -188,7 +191,26 @@ def write_frame(frame: "pl.DataFrame", path: str | Path, *, bom: bool = True,
             else:
                 _write_xlsx(frame, tmp, money, sheet_headers(frame.columns, lang))
     except OSError as e:
-        raise WriteError(Problem(f"cannot be written ({e.strerror or e})", source=str(path))) from None
+        raise WriteError(Problem(f"cannot be written ({e.strerror or _io_reason(e, path)})", source=str(path))) from None
+    except pl.exceptions.PolarsError as e:  # polars reports the disk's errors (ENOSPC) as its own
+        raise WriteError(Problem(f"cannot be written ({_io_reason(e, path)})", source=str(path))) from None
+
+
+def _io_reason(e: Exception, path: str | Path) -> str:
+    """The operating system's words in an error (``No space left on device``), else, when the
+    output's disk is full (polars sometimes words that as a broken file), those words, else
+    the error's first line."""
+    import re
+
+    text = str(e)
+    m = re.search(r"(?:^|: )([^:(\n]*?) \(os error \d+\)", text)
+    if m:
+        return m.group(1)
+    with contextlib.suppress(OSError):
+        st = os.statvfs(Path(path).parent if str(Path(path).parent) else ".")
+        if st.f_bavail * st.f_frsize < 1 << 20:
+            return os.strerror(errno.ENOSPC)
+    return (text.splitlines() or [type(e).__name__])[0]
 
 
 def sheet_headers(columns: list[str], lang: str = "en") -> list[str]:
@@ -323,14 +345,62 @@ def _write_xlsx(frame: "pl.DataFrame", tmp: Path, money: list[str], headers: lis
     """XLSX via xlsxwriter (constant memory) when installed, else openpyxl's write-only mode.
 
     XLSX stores every number as a binary double: a money cell holds the double nearest to the
-    exact yuan amount (``fen / 100``, correctly rounded), written with 16 significant digits, so
-    amounts below 10^14 yuan read back exactly.  This is the format's one float boundary."""
+    exact yuan amount (``fen / 100``, correctly rounded), which Excel keeps to 15 significant
+    digits: amounts beyond :data:`XLSX_MAX_FEN` are refused (:func:`_check_xlsx_money`), never
+    rounded.  This is the format's one float boundary."""
     try:
         import xlsxwriter  # noqa: F401
     except ImportError:  # pragma: no cover - xlsxwriter is in the batch extra
         _write_xlsx_openpyxl(frame, tmp, money, headers)
     else:
-        _write_xlsx_xlsxwriter(frame, tmp, money, headers)
+        with _quiet_closing():
+            failure = _write_xlsx_xlsxwriter(frame, tmp, money, headers)
+        if failure is not None:
+            raise failure
+
+
+#: The largest amount, in fen, an XLSX number cell holds exactly: 15 significant digits
+#: (9,999,999,999,999.99 yuan), the digits Excel shows and keeps.
+XLSX_MAX_FEN = 10**15 - 1
+
+
+def _check_xlsx_money(frame: "pl.DataFrame", path: str | Path, money: list[str]) -> None:
+    """Refuse (naming the file and column) money an XLSX cell would round: beyond 15
+    significant digits.  Only year-to-date columns of very large batches can get there (one
+    claim's amounts are at most ``money.MAX_FEN``); CSV, JSON Lines and Parquet write them
+    exactly."""
+    import polars as pl
+
+    if not money or not frame.height:
+        return
+    top = frame.select(pl.col(c).abs().max() for c in money).row(0)
+    for c, v in zip(money, top):
+        if v is not None and v > XLSX_MAX_FEN:
+            raise WriteError(Problem(
+                "holds an amount of 10,000,000,000,000 yuan or more, which an XLSX number cell "
+                "would round; write .csv, .jsonl or .parquet instead", source=str(path), field=c))
+
+
+@contextlib.contextmanager
+def _quiet_closing() -> Iterator[None]:
+    """While an XLSX file is written and its objects are freed, errors that Python can only
+    print (a zip file closing again on a full disk, from its finaliser) are dropped: the
+    write's own error is reported instead, once."""
+    import gc
+    import sys
+
+    before = sys.unraisablehook
+
+    def hook(u: "sys.UnraisableHookArgs") -> None:
+        if not isinstance(u.exc_value, OSError):
+            before(u)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        gc.collect()
+        sys.unraisablehook = before
 
 
 def _xlsx_plan(frame: "pl.DataFrame", money: list[str]) -> list[str]:
@@ -357,9 +427,26 @@ def safe_text(v: str) -> str:
     return "'" + v if v.startswith(FORMULA_LEADS) else v
 
 
+def _write_xlsx_xlsxwriter(frame: "pl.DataFrame", tmp: Path, money: list[str],
+                           headers: list[str]) -> OSError | None:
+    """Write the sheet; a disk error (xlsxwriter wraps it) is returned as a plain ``OSError``
+    with no traceback attached, so that the half-built zip file it holds is freed at once."""
+    import xlsxwriter
+    from xlsxwriter.exceptions import XlsxFileError
+
+    failure: OSError | None = None
+    try:
+        _xlsxwriter_rows(frame, tmp, money, headers)
+    except XlsxFileError as e:
+        cause = e.args[0] if e.args and isinstance(e.args[0], OSError) else None
+        failure = OSError(cause.errno, cause.strerror) if cause is not None else OSError(str(e))
+    except OSError as e:
+        failure = OSError(e.errno, e.strerror or str(e))
+    del xlsxwriter
+    return failure
 
 
-def _write_xlsx_xlsxwriter(frame: "pl.DataFrame", tmp: Path, money: list[str], headers: list[str]) -> None:
+def _xlsxwriter_rows(frame: "pl.DataFrame", tmp: Path, money: list[str], headers: list[str]) -> None:
     import xlsxwriter
 
     wb = xlsxwriter.Workbook(str(tmp), {
@@ -389,8 +476,11 @@ def _write_xlsx_xlsxwriter(frame: "pl.DataFrame", tmp: Path, money: list[str], h
                     ws_num(i, j, v)
                 else:
                     ws_str(i, j, safe_text(str(v)))
-    finally:
-        wb.close()
+    except BaseException:
+        with contextlib.suppress(Exception):  # the temporary files; the first error is the one
+            wb.close()
+        raise
+    wb.close()
 
 
 def _write_xlsx_openpyxl(frame: "pl.DataFrame", tmp: Path, money: list[str], headers: list[str]) -> None:
