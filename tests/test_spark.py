@@ -561,3 +561,27 @@ def test_results_and_rejects_folders_are_private(spark, rules_dir, tmp_path):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
         parts = [f for f in folder.iterdir() if f.name.startswith("part-")]
         assert parts and {stat.S_IMODE(f.stat().st_mode) for f in parts} == {0o600}, folder
+
+
+def test_chinese_groups_and_kinds_and_too_large_amounts_on_spark_as_in_the_local_batch(spark):
+    """Issue #11: names from the shipped rule file's [groups]/[kinds] tables settle under the
+    plan of their code and are recorded as the code; a self-pay above the maximum (9,999,999.99
+    yuan) is rejected naming self_pay; exactly as the local batch does."""
+    book = medaid.load_rules(Path(__file__).resolve().parents[1] / "rules" / "chongqing-county-2019.toml")
+    frame = pl.DataFrame({
+        "claim_id": ["A", "B", "C", "D"], "person_id": ["P1", "P2", "P3", "P4"],
+        "date": [dt.date(2019, 5, 1)] * 4, "self_pay": [3_000_000, 3_000_000, 3_000_000, 10**9],
+        "group": ["特困人员", "低保对象", "key", "key"], "kind": ["住院", "门诊慢特病", "inpatient", "inpatient"],
+        "hospital": [None] * 4,
+    }, schema_overrides={"hospital": pl.String})
+    results, rejects = settle_spark(to_spark(spark, frame), book, buckets=2)
+    got = collect(results).sort("claim_id")
+    local, local_rejects = settle_frame(frame.with_row_index("row", offset=1).with_columns(pl.col("row").cast(pl.Int64)), book)
+    assert got.select("claim_id", "group", "kind", "relief").rows() == [
+        ("A", "key", "inpatient", 2_330_000),            # 23,300 yuan
+        ("B", "key", "outpatient-special", 300_000),     # capped at 3,000 a visit
+        ("C", "key", "inpatient", 2_330_000),
+    ] == local.select("claim_id", "group", "kind", "relief").rows()
+    rej = collect(rejects)
+    assert rej.select("claim_id", "field").rows() == [("D", "self_pay")]
+    assert rej["message"][0] == local_rejects["message"][0] == "is too large: amounts are at most 9,999,999.99 yuan"

@@ -304,6 +304,15 @@ def _placed(claim: "Claim", book: "RuleBook") -> Any:
         raise click.BadParameter(p.message, param_hint=hint) from None
 
 
+def _as_codes(claim: "Claim", at: Any) -> "Claim":
+    """The claim with its group and kind as the codes of the version it settles under
+    (``--group 特困人员`` is recorded as ``key``), as the batch writes them."""
+    group, kind = at.rule_set.codes(claim.group, claim.kind)
+    if (group, kind) == (claim.group, claim.kind):
+        return claim
+    return claim.model_copy(update={"group": group, "kind": kind})
+
+
 def _open_ledger(path: str, *, create: bool) -> "Ledger":
     from .cli import fail
     from .errors import MedaidError
@@ -458,7 +467,7 @@ def register(group: click.Group) -> None:
         day = kw["date"] or dt.date.today()
         generated = kw["claim_id"] is None
         claim = _claim({**kw, "date": day}, kw["claim_id"] or new_claim_id(day))
-        _placed(claim, book)
+        claim = _as_codes(claim, _placed(claim, book))
         with _open_ledger(ledger_path, create=True) as ledger:
             try:
                 receipt = ledger.settle(claim, book)
@@ -508,6 +517,7 @@ def register(group: click.Group) -> None:
         book = load_book(rules_path, scheme)
         claim = _claim(kw, kw["claim_id"] or "-")  # a quote needs no claim id
         at = _placed(claim, book)
+        claim = _as_codes(claim, at)
         if ytd_self_pay is not None:
             assert ytd_relief is not None
             r = quote_claim(claim, book, PoolState(ytd_self_pay, ytd_relief))

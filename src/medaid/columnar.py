@@ -88,6 +88,13 @@ class _Tables:
             if x.plan.match is not None:
                 groups.update(x.plan.match.group)
                 kinds.update(x.plan.match.kind)
+        for rs in self.versions:  # the names standing for codes: placed by RuleSet.plan as codes
+            for code, aliases in rs.groups.items():
+                groups.update((code, *aliases))
+            for code, aliases in rs.kinds.items():
+                kinds.update((code, *aliases))
+        #: whether some name stands for a code (then results carry the codes: :func:`_as_codes`)
+        self.aliases = any(rs.groups or rs.kinds for rs in self.versions)
         self.groups = sorted(groups)
         self.kinds = sorted(kinds)
         # codes: known names 0..n-1, then null (n), then any other value (n+1)
@@ -229,6 +236,8 @@ def settle_frame(
         placed, keys = frame.filter(~bad), keys.filter(~bad)
     else:
         rejects = _empty_rejects(pl)
+    if t.aliases:
+        placed = _as_codes(pl, placed, keys["__v"], t)
     if over is not None:
         rejects = pl.concat([over, rejects]).sort("row", maintain_order=True)
     n = placed.height
@@ -464,6 +473,33 @@ def _rejects(pl: Any, bad: "pl.DataFrame", rules: RuleBook, t: _Tables) -> "pl.D
         .then(pl.concat_str(pl.lit(pre), pl.col("date").cast(pl.String), pl.lit(post)))
         .otherwise(pl.col("__m")).alias("message"),
     )
+
+
+def _as_codes(pl: Any, placed: "pl.DataFrame", v: Any, t: _Tables) -> "pl.DataFrame":
+    """``group`` and ``kind`` written as their codes where a row names them by an alias
+    (``特困人员`` → ``key``), by the version each row is settled under
+    (:meth:`medaid.rules.RuleSet.codes`, as the engine and the desk record them).  Looks at the
+    distinct values first: a file that writes codes only is left as it is."""
+    for col, code_of in (("group", "group_code"), ("kind", "kind_code")):
+        if col not in placed.columns:
+            continue
+        values = placed[col].unique().cast(pl.String).drop_nulls().to_list()
+        if all(getattr(rs, code_of)(x) == x for rs in t.versions for x in values):
+            continue
+        pairs = pl.DataFrame({"v": v, "x": placed[col].cast(pl.String)}).unique().drop_nulls()
+        moved = [(vv, x, getattr(t.versions[vv], code_of)(x)) for vv, x in pairs.iter_rows()]
+        moved = [m for m in moved if m[2] != m[1]]
+        if not moved:
+            continue
+        text = pl.col(col).cast(pl.String)
+        e: Any = None
+        for vv, x, code in moved:
+            cond = (pl.lit(v) == vv) & (text == x)
+            e = pl.when(cond).then(pl.lit(code)) if e is None else e.when(cond).then(pl.lit(code))
+        new = placed.select(e.otherwise(text).alias(col)).to_series()
+        placed = placed.with_columns(new.cast(placed.schema[col]) if placed.schema[col] == pl.Categorical
+                                     else new)
+    return placed
 
 
 def _over_limit(pl: Any, frame: "pl.DataFrame") -> tuple["pl.DataFrame", "pl.DataFrame | None"]:

@@ -26,7 +26,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import (
+    BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, ValidationError,
+)
 
 from .brackets import Schedule
 from .errors import MedaidError, Problem, RuleError
@@ -205,9 +207,42 @@ class RuleSet(_Frozen):
     rounding: Rounding = Rounding()
     benefit_year_start_month: StrictInt = Field(default=1, ge=1, le=12)
     notes: str | None = None
+    groups: dict[Annotated[str, Field(min_length=1)], Names] = {}
+    kinds: dict[Annotated[str, Field(min_length=1)], Names] = {}
     plans: tuple[Plan, ...] = Field(min_length=1)
     source: str = Field(default="<memory>", exclude=True)
     content_hash: str = Field(default="", exclude=True)
+    _group_code: dict[str, str] = PrivateAttr(default_factory=dict)
+    _kind_code: dict[str, str] = PrivateAttr(default_factory=dict)
+    _matches: tuple[tuple[Plan, frozenset[str], frozenset[str]], ...] = PrivateAttr(default=())
+
+    def model_post_init(self, context: Any) -> None:
+        """Index the names: every alias (and every code) → its code; each plan's match as codes."""
+        for table, index in ((self.groups, self._group_code), (self.kinds, self._kind_code)):
+            for code, aliases in table.items():
+                for name in aliases:
+                    index.setdefault(name, code)
+            for code in table:
+                index[code] = code
+        self._matches = tuple(
+            (p, frozenset(self.group_code(g) for g in p.match.group),
+             frozenset(self.kind_code(k) for k in p.match.kind)) if p.match is not None
+            else (p, frozenset(), frozenset())
+            for p in self.plans)
+
+    def group_code(self, name: str) -> str:
+        """The code of a beneficiary group named by its code or an alias (``特困人员`` → ``key``
+        with the shipped file); any other name is its own code."""
+        return self._group_code.get(name, name)
+
+    def kind_code(self, name: str) -> str:
+        """The code of a claim kind named by its code or an alias (``住院`` → ``inpatient``)."""
+        return self._kind_code.get(name, name)
+
+    def codes(self, group: str | None, kind: str | None) -> tuple[str | None, str | None]:
+        """(group, kind) as their codes (``None`` stays ``None``): what results record."""
+        return (None if group is None else self.group_code(group),
+                None if kind is None else self.kind_code(kind))
 
     def covers(self, day: dt.date) -> bool:
         """Whether this version is in force on ``day``."""
@@ -220,17 +255,20 @@ class RuleSet(_Frozen):
 
     def plan(self, group: str | None, kind: str | None) -> Plan | None:
         """The plan covering (group, kind); claims with neither go to the default plan; a claim
-        naming only one of them goes to the default plan if that plan covers what it names."""
+        naming only one of them goes to the default plan if that plan covers what it names.
+        Group and kind are compared by their codes, so an alias (``groups``/``kinds`` tables)
+        finds the plan of its code."""
+        group, kind = self.codes(group, kind)
         if group is not None and kind is not None:
-            for p in self.plans:
-                if p.match is not None and group in p.match.group and kind in p.match.kind:
+            for p, groups, kinds in self._matches:
+                if group in groups and kind in kinds:
                     return p
             return None
-        for p in self.plans:
+        for p, groups, kinds in self._matches:
             if p.default:
                 if p.match is None:
                     return p if group is None and kind is None else None
-                if (group is None or group in p.match.group) and (kind is None or kind in p.match.kind):
+                if (group is None or group in groups) and (kind is None or kind in kinds):
                     return p
         return None
 
@@ -430,6 +468,17 @@ def _cross_checks(rs: RuleSet) -> list[Problem]:
 
     if rs.valid_to is not None and rs.valid_to < rs.valid_from:
         bad("valid_to", f"{rs.valid_to} is before valid_from {rs.valid_from}; valid_to must be on or after it")
+    for key, table in (("groups", rs.groups), ("kinds", rs.kinds)):
+        seen: dict[str, str] = {}
+        for code, aliases in table.items():
+            for j, name in enumerate(aliases):
+                at = f"{key}.{code}[{j}]"
+                if name in table and name != code:
+                    bad(at, f"{name!r} is a code of its own in [{key}]; a name may stand for one code only")
+                elif name in seen:
+                    also = "again" if seen[name] == code else f"also under {seen[name]!r}"
+                    bad(at, f"{name!r} is listed {also}; a name may stand for one code only")
+                seen.setdefault(name, code)
     names: dict[str, int] = {}
     defaults = []
     pairs: dict[tuple[str, str], int] = {}
@@ -443,10 +492,10 @@ def _cross_checks(rs: RuleSet) -> list[Problem]:
             defaults.append(i)
         if p.match is None and not p.default:
             bad(f"{at}.match", "a plan needs a match (group and kind lists) unless it is the default plan")
-        if p.match is not None:
-            for g in p.match.group:
-                for k in p.match.kind:
-                    if (g, k) in pairs:
+        if p.match is not None:  # compared by code: an alias and its code are one group
+            for g in dict.fromkeys(map(rs.group_code, p.match.group)):
+                for k in dict.fromkeys(map(rs.kind_code, p.match.kind)):
+                    if (g, k) in pairs and pairs[(g, k)] != i:
                         bad(
                             f"{at}.match",
                             f"(group {g!r}, kind {k!r}) is matched by plans[{pairs[(g, k)]}] too; "
