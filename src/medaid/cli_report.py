@@ -68,7 +68,8 @@ def _report_command() -> click.Command:
         path = ledger_path if ledger_path is not None else results
         assert path is not None
         try:
-            budget_fen = None if budget is None else parse_yuan(budget, field="--budget")
+            # a fund, not one claim: any amount of 64-bit fen (money.MAX_FEN bounds single amounts)
+            budget_fen = None if budget is None else parse_yuan(budget, field="--budget", limit=2**63 - 1)
         except MedaidError as e:
             raise fail(e) from None
         if budget_fen == 0:
