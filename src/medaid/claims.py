@@ -26,7 +26,8 @@ from .money import MAX_FEN, parse_yuan
 #: A regular expression matching exactly the text :func:`tidy_id` leaves as it is, except an
 #: ID number with a lower-case check character (:data:`LOWER_CHECK_PATTERN`): printable ASCII
 #: with no space at either end.  Vectorised readers send only the values it does not match (or
-#: that match :data:`LOWER_CHECK_PATTERN`) through :func:`tidy_id`.
+#: that match :data:`LOWER_CHECK_PATTERN`) through :func:`tidy_id`.  Both are polars (Rust)
+#: patterns: ``$`` is the end of the text, never a position before a final line break.
 PLAIN_ID_PATTERN = r"^[!-~](?:[ -~]*[!-~])?$"
 #: An 18-character resident ID number (居民身份证号码) whose check character is a lower-case ``x``.
 LOWER_CHECK_PATTERN = r"^[0-9]{17}x$"
