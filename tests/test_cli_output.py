@@ -11,6 +11,7 @@ Figures by hand from the bundled Chongqing county rules (key recipients, inpatie
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -277,3 +278,45 @@ def test_rules_show_escapes_control_characters_in_rule_texts(tmp_path):
     assert r.exit_code == 0, r.output
     _shown_escaped(r.output)
     assert "\\x1b]0;PWNED\\x07" in r.output
+
+
+# -- no traceback ever reaches a user ----------------------------------------------------------
+
+
+def test_bytes_that_are_not_text_in_an_option_are_refused_naming_the_option(tmp_path):
+    """A terminal in another encoding hands Python lone surrogates; recording them would fail
+    deep in the ledger (it did: a UnicodeEncodeError traceback). Refused at the door, exit 2."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MEDAID_RULES": R, "MEDAID_LEDGER": str(tmp_path / "desk.sqlite3"),
+           "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "medaid.cli", "settle", "--person", "P9", "--self-pay", "3000",
+           "--date", "2024-05-03", "--hospital", b"H\x9b\xff".decode("utf-8", "surrogateescape")]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, errors="replace")
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "--hospital" in r.stderr and "not valid text" in r.stderr
+    j = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, errors="replace")
+    assert j.returncode == 2 and json.loads(j.stdout)["problems"][0]["field"] == "--hospital"
+    assert not (tmp_path / "desk.sqlite3").exists()  # nothing recorded
+
+
+def test_a_defect_is_reported_as_an_internal_error_without_a_traceback(tmp_path, monkeypatch):
+    """A bug of medaid's own is exit 3 with its kind named and no data from its message; with
+    MEDAID_DEBUG=1 the traceback is shown to whoever debugs it."""
+    from medaid import rules
+
+    def broken(*a, **k):
+        raise ZeroDivisionError("P-secret-id-500101198001011234")
+
+    monkeypatch.setattr(rules.RuleSet, "plan", broken)
+    args = ["quote", "--person", "P1", "--self-pay", "100", "--date", "2024-05-03", "--rules", R,
+            "--ytd-self-pay", "0", "--ytd-relief", "0"]
+    r = run(*args)
+    assert r.exit_code == 3, r.output
+    assert "internal error (ZeroDivisionError)" in r.output and "secret" not in r.output
+    assert "Traceback" not in r.output
+    j = run(*args, "--json")
+    assert j.exit_code == 3 and json.loads(j.stdout)["code"] == "failed"
+    monkeypatch.setenv("MEDAID_DEBUG", "1")
+    assert isinstance(run(*args).exception, ZeroDivisionError)

@@ -31,6 +31,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 ENV_LANG = "MEDAID_LANG"
 ENV_RULES = "MEDAID_RULES"
 ENV_LEDGER = "MEDAID_LEDGER"
+ENV_DEBUG = "MEDAID_DEBUG"
 
 
 def default_rules_path() -> str:
@@ -129,6 +130,35 @@ def error_json(e: click.ClickException) -> dict[str, object]:
     return out
 
 
+class InternalError(click.ClickException):
+    """A defect of medaid's own (exit code 3): named by its kind only, since its text may hold
+    personal data; ``MEDAID_DEBUG=1`` shows the traceback instead."""
+
+    exit_code = 3
+
+    def __init__(self, e: BaseException) -> None:
+        super().__init__(
+            f"internal error ({type(e).__name__}); nothing more was done. This is a defect of "
+            f"medaid: please report it with the command you ran (run again with {ENV_DEBUG}=1 "
+            "to see where it happened)")
+
+
+def undecodable(args: "list[str]") -> None:
+    """Refuse a command line holding bytes that are not text in the terminal's encoding (they
+    reach Python as lone surrogates and could not be recorded), naming the option or the
+    argument's position."""
+    for i, a in enumerate(args):
+        if any("\udc80" <= ch <= "\udcff" for ch in a):
+            if a.startswith("--") and "=" in a:
+                where = a.split("=", 1)[0]
+            elif i > 0 and args[i - 1].startswith("-"):
+                where = args[i - 1]
+            else:
+                where = f"argument {i + 1}"
+            raise click.BadParameter("is not valid text (bytes that are not UTF-8); retype it or "
+                                     "check the terminal's encoding", param_hint=where)
+
+
 def wants_json(args: "list[str]") -> bool:
     """Whether a command line asks for ``--json`` (before any ``--``)."""
     for a in args:
@@ -185,6 +215,7 @@ class _Commands(click.Group):
     def make_context(self, info_name: str | None, args: list[str],
                      parent: click.Context | None = None, **extra: Any) -> click.Context:
         try:
+            undecodable(list(args))
             ctx = super().make_context(info_name, args, parent, **extra)
         except click.ClickException as e:
             raise _Shown(e, wants_json(list(args))) from None
@@ -199,6 +230,12 @@ class _Commands(click.Group):
             raise
         except click.ClickException as e:
             raise _Shown(e, ctx.meta.get("medaid.json", False)) from None
+        except (click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as e:  # noqa: BLE001 - the last resort: never a traceback to a user
+            if os.environ.get(ENV_DEBUG):
+                raise
+            raise _Shown(InternalError(e), ctx.meta.get("medaid.json", False)) from None
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
