@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import medaid
-from medaid.brackets import CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY, Schedule
+from medaid.domain.brackets import CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY, Schedule
 
 from strategies import schedules
 

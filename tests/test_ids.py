@@ -23,11 +23,11 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import medaid
-from medaid.claims import LOWER_CHECK_PATTERN, PLAIN_ID_PATTERN, tidy_id
+from medaid.domain.claims import LOWER_CHECK_PATTERN, PLAIN_ID_PATTERN, tidy_id
 from medaid.cli import main
-from medaid.ledger import Ledger
-from medaid.readers import read_results
-from medaid.validation import tidy_ids
+from medaid.ledger.ledger import Ledger
+from medaid.io.readers import read_results
+from medaid.io.validation import tidy_ids
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = str(ROOT / "rules")

@@ -14,7 +14,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import medaid
-from medaid.brackets import CAP_ANNUAL
+from medaid.domain.brackets import CAP_ANNUAL
 
 from strategies import schedules
 

@@ -22,7 +22,7 @@ from version_change import (
 
 import medaid
 from medaid.cli import main
-from medaid.ledger import Ledger
+from medaid.ledger.ledger import Ledger
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from bisect import bisect_left, bisect_right
 from decimal import Decimal
 from typing import Callable, NamedTuple
 
-from .money import UNITS, round_ratio
+from ..money import UNITS, round_ratio
 
 #: Which limit made the relief smaller than the bracket relief (``None``: none did, which
 #: includes every claim whose bracket relief is 0).

@@ -27,12 +27,19 @@ from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal
 
 from pydantic import (
-    BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, ValidationError,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictInt,
+    ValidationError,
 )
 
+from ..errors import MedaidError, Problem, RuleError
+from ..money import ascii_or_full_width, describe_character, format_yuan, parse_yuan
 from .brackets import Schedule
-from .errors import MedaidError, Problem, RuleError
-from .money import ascii_or_full_width, describe_character, format_yuan, parse_yuan
 
 # --------------------------------------------------------------------------------------------
 # field types
@@ -279,7 +286,7 @@ class RuleSet(_Frozen):
 
 
 def schedule_of(plan: Plan, rounding: Rounding) -> Schedule:
-    """Compile a plan into its exact arithmetic (:class:`medaid.brackets.Schedule`)."""
+    """Compile a plan into its exact arithmetic (:class:`medaid.domain.brackets.Schedule`)."""
     return Schedule(
         lowers=[b.lower for b in plan.brackets],
         uppers=[b.upper for b in plan.brackets],
