@@ -162,8 +162,7 @@ def main() -> None:
     import polars as pl
 
     import medaid
-    from medaid.batch import columnar
-    from medaid.batch import settle_frame
+    from medaid.batch import columnar, settle_frame
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="medaid-bench-"))
     folder.mkdir(parents=True, exist_ok=True)

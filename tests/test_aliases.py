@@ -22,10 +22,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from medaid.columnar import settle_frame
 
 import medaid
 from medaid.cli import main
-from medaid.columnar import settle_frame
 from medaid.errors import RuleError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ import pytest
 
 import medaid
 from medaid.batch.run import recalculate, rejects_for_output, settle_file, summarise, write_run
-from medaid.io.writers import write_frame
 from medaid.io.readers import read_results
+from medaid.io.writers import write_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "claims-2024.csv"

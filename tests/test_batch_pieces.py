@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from medaid.io import csv_fast as scan, readers
 from medaid.cli import main
-
+from medaid.io import csv_fast as scan, readers
 from test_dirty_inputs import CORPUS, EN
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,14 +15,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from medaid import load_rules
 from medaid.batch.run import BatchRun, rejects_for_output, settle_file
 from medaid.errors import MedaidError
 from medaid.io.csv_fast import scan_claims
-
 from test_dirty_inputs import EN, ZH
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,7 @@ from collections import defaultdict
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from medaid.batch import run as batch
 from medaid.batch.run import summarise

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from medaid.errors import MoneyError
-from medaid.money import parse_yuan
 from medaid.io.readers import ReadError, read_claims, read_raw, validate_frame
+from medaid.money import parse_yuan
 
 HEAD_ZH = "结算单号,人员编号,结算日期,合规自付费用,救助对象类别,就诊类型,医疗机构"
 

@@ -6,8 +6,7 @@ import datetime as dt
 from fractions import Fraction
 
 import polars as pl
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from medaid.report.indicators import compute
 

@@ -11,8 +11,7 @@ Money is integers of fen everywhere in the API (``30000`` yuan is ``3_000_000``)
     '23,300.00'
 """
 
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING, Any as _Any
 
 from .errors import ClaimError, MedaidError, MoneyError, Problem, RuleError
 from .money import format_yuan, parse_yuan

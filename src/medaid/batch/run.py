@@ -22,9 +22,10 @@ issue #4):
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MedaidError, Problem
 from ..money import MAX_FEN, format_yuan

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -117,7 +118,7 @@ def error_json(e: click.ClickException) -> dict[str, object]:
                      "message": e.format_message()}]
         code = "usage"
     elif getattr(e, "problems", None) is not None:  # a Failure (also when cli/app.py is __main__)
-        problems = [_problem_json(p) for p in getattr(e, "problems")] or [
+        problems = [_problem_json(p) for p in getattr(e, "problems")] or [  # noqa: B009 (for mypy)
             {"file": None, "line": None, "field": None, "message": e.format_message()}]
         code = "refused"
     else:

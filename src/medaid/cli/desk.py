@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -509,8 +510,7 @@ def register(group: click.Group) -> None:
           medaid quote --person P1 --self-pay 30000 --date 2024-05-03 --ytd-self-pay 0 --ytd-relief 0
           medaid quote --person P1 --self-pay 12,345.67 --ledger desk.sqlite3 --lang zh
         """
-        from ..domain.engine import PoolState
-        from ..domain.engine import quote as quote_claim
+        from ..domain.engine import PoolState, quote as quote_claim
 
         if (ytd_self_pay is None) != (ytd_relief is None):
             raise click.UsageError("give both --ytd-self-pay and --ytd-relief, or neither (to read the ledger)")

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from ..errors import ClaimError, Problem
 from ..money import fen_to_decimal

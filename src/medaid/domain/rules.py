@@ -22,9 +22,10 @@ import hashlib
 import re
 import tomllib
 import unicodedata
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,

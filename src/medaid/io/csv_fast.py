@@ -24,9 +24,10 @@ per row*):
 from __future__ import annotations
 
 import mmap
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .columns import CLAIM_MONEY_FIELDS, REQUIRED_FIELDS
 from .validation import (

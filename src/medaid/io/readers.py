@@ -32,8 +32,9 @@ import io
 import itertools
 import json
 import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import MedaidError, Problem
 from .columns import (

@@ -44,8 +44,9 @@ import codecs
 import datetime as dt
 import io
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MedaidError, Problem
 from ..money import MAX_FEN, parse_yuan, too_large

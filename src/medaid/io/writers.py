@@ -30,9 +30,10 @@ import datetime as dt
 import errno
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from ..errors import MedaidError, Problem
 from .columns import header

@@ -39,10 +39,11 @@ import json
 import os
 import secrets
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import quote as _urlquote
 
 from ..domain.brackets import Segment
@@ -720,7 +721,7 @@ def _rollback(con: sqlite3.Connection) -> None:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _ytd(con: sqlite3.Connection, person_id: str, year: int, pool: str, source: str) -> PoolState:

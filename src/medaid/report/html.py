@@ -13,10 +13,10 @@ by highest bracket reached, and the self-pay ratio by claim kind.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from html import escape
 from pathlib import Path
-from typing import Sequence
 
 from ..money import format_yuan, round_ratio
 from .indicators import Report, Table, budget_warning, figure_label, figure_text

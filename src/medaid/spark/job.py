@@ -27,9 +27,10 @@ import sys
 import time
 import unicodedata
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ClaimError, MedaidError, Problem
 from ..io.columns import (
