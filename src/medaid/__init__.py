@@ -11,8 +11,9 @@ Money is integers of fen everywhere in the API (``30000`` yuan is ``3_000_000``)
     '23,300.00'
 """
 
-from typing import TYPE_CHECKING as _TYPE_CHECKING, Any as _Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
+from ._lazy import lazy_exports as _lazy_exports
 from .errors import ClaimError, MedaidError, MoneyError, Problem, RuleError
 from .money import format_yuan, parse_yuan
 
@@ -33,20 +34,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> _Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'medaid' has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY)
 
 __version__ = "0.1.0"
 

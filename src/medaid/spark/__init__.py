@@ -3,7 +3,7 @@
 The names below load on first use (PEP 562), so importing the package does not import pyspark.
 """
 
-from typing import Any as _Any
+from .._lazy import lazy_exports as _lazy_exports
 
 _LAZY = {
     "Summary": "job",
@@ -18,19 +18,5 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> _Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
-
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY)
 __all__ = sorted(_LAZY)
