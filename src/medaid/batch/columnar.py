@@ -478,7 +478,7 @@ def _rejects(pl: Any, bad: "pl.DataFrame", rules: RuleBook, t: _Tables) -> "pl.D
 def _as_codes(pl: Any, placed: "pl.DataFrame", v: Any, t: _Tables) -> "pl.DataFrame":
     """``group`` and ``kind`` written as their codes where a row names them by an alias
     (``特困人员`` → ``key``), by the version each row is settled under
-    (:meth:`medaid.rules.RuleSet.codes`, as the engine and the desk record them).  Looks at the
+    (:meth:`medaid.domain.rules.RuleSet.codes`, as the engine and the desk record them).  Looks at the
     distinct values first: a file that writes codes only is left as it is."""
     for col, code_of in (("group", "group_code"), ("kind", "kind_code")):
         if col not in placed.columns:
