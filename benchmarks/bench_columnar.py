@@ -162,8 +162,7 @@ def main() -> None:
     import polars as pl
 
     import medaid
-    from medaid import columnar
-    from medaid.columnar import settle_frame
+    from medaid.batch import columnar, settle_frame
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="medaid-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -217,7 +216,7 @@ def main() -> None:
     print(f"peak RSS {peak_mb:,.0f} MB  (read, settle, write; data generated in a child process)")
     print(f"relief total {relief:,} fen; capped {capped:,}")
     if args.verify:
-        print(f"verified against medaid.engine.settle: {int(best['checked']):,} claims of "
+        print(f"verified against medaid.domain.engine.settle: {int(best['checked']):,} claims of "
               f"{args.verify} persons, identical to the fen")
     if args.keep is None:
         for f in folder.iterdir():

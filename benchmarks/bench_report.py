@@ -31,7 +31,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from medaid.report import compute  # noqa: E402
-from medaid.report_text import render_text  # noqa: E402
+from medaid.report.text import render_text  # noqa: E402
 
 HOSPITALS = [
     "县人民医院", "县中医院", "县妇幼保健院", "县第二人民医院", "市中心医院", "市第一人民医院",

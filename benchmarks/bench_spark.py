@@ -63,7 +63,7 @@ def main() -> int:
     import polars as pl
 
     import medaid
-    from medaid.columnar import settle_frame
+    from medaid.batch import settle_frame
     from medaid.spark import run_batch, settle_spark, spark_session
 
     book = medaid.load_rules(args.rules)

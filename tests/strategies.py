@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from hypothesis import strategies as st
 
-from medaid.brackets import Schedule
+from medaid.domain.brackets import Schedule
 
 ANY = object()
 

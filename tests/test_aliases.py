@@ -5,7 +5,7 @@ and the claim kind (医疗类别) as 住院 or 门诊慢特病.  A rule file's `
 tables list those names under the code the plans match (``key = ["特困人员", ...]``); a claim
 naming a group or kind by one of them settles under the plan of its code, and the results
 record the code.  The batch, the scalar engine, the desk and Spark resolve names the same way
-(all through :meth:`medaid.rules.RuleSet.plan`).
+(all through :meth:`medaid.domain.rules.RuleSet.plan`).
 
 Figures by hand, shipped rules: key recipients' stay of 30,000 yuan: (10,000 − 1,000) × 70% +
 (30,000 − 10,000) × 85% = 6,300 + 17,000 = 23,300; low-income stay of 30,000: (30,000 − 2,000) ×
@@ -22,10 +22,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from medaid.batch.columnar import settle_frame
 
 import medaid
 from medaid.cli import main
-from medaid.columnar import settle_frame
 from medaid.errors import RuleError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,9 +15,9 @@ import polars as pl
 import pytest
 
 import medaid
-from medaid.batch import recalculate, rejects_for_output, settle_file, summarise, write_run
-from medaid.exports import write_frame
-from medaid.readers import read_results
+from medaid.batch.run import recalculate, rejects_for_output, settle_file, summarise, write_run
+from medaid.io.readers import read_results
+from medaid.io.writers import write_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "claims-2024.csv"
@@ -225,7 +225,7 @@ def test_parquet_money_is_decimal_18_2(tmp_path: Path) -> None:
 
 
 def test_a_failed_write_leaves_the_previous_file_intact(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import medaid.exports as exports
+    import medaid.io.writers as exports
 
     def half_then_fail(frame, tmp, *args):  # type: ignore[no-untyped-def]
         Path(tmp).write_text("claim_id\nC1\n")

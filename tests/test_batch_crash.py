@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from medaid.readers import read_results
+from medaid.io.readers import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 200_000

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from medaid import readers, scan
 from medaid.cli import main
-
+from medaid.io import csv_fast as scan, readers
 from test_dirty_inputs import CORPUS, EN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,14 +116,14 @@ def test_pieces_give_the_whole_file_run(tmp_path: Path, name: str, size: int,
 def test_duplicates_across_pieces_name_the_first_line_and_keep_their_text(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from medaid import load_rules
-    from medaid.batch import rejects_for_output, settle_file
+    from medaid.batch.run import rejects_for_output, settle_file
 
     src = _many(tmp_path)
     monkeypatch.setattr(readers, "CHUNK_BYTES", 40)
     monkeypatch.setattr(scan, "scan_claims", lambda *a, **k: None)
     pieces = readers.csv_pieces(src)
     assert pieces is not None
-    from medaid import batch
+    from medaid.batch import run as batch
 
     used = []
     real = batch._type_pieces

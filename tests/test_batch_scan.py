@@ -15,14 +15,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from medaid import load_rules
-from medaid.batch import BatchRun, rejects_for_output, settle_file
+from medaid.batch.run import BatchRun, rejects_for_output, settle_file
 from medaid.errors import MedaidError
-from medaid.scan import scan_claims
-
+from medaid.io.csv_fast import scan_claims
 from test_dirty_inputs import EN, ZH
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -303,7 +301,7 @@ def test_a_gbk_export_is_read_from_a_utf8_copy_that_is_removed(tmp_path: Path,
     """Chinese Excel writes GBK: the file is decoded piece by piece into a temporary UTF-8 copy,
     read by the scan (same run as the whole-file reader, lines as in the original) and the
     copy is removed."""
-    from medaid import readers
+    from medaid.io import readers
 
     rows = [ZH,
             "G1,P1,2024-03-01,１２３４５．６７,key,inpatient,县人民医院",     # 2: full-width amount

@@ -10,11 +10,10 @@ from collections import defaultdict
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from medaid import batch
-from medaid.batch import summarise
+from medaid.batch import run as batch
+from medaid.batch.run import summarise
 
 CAPS = [None, "annual_cap", "claim_cap", "self_pay"]
 

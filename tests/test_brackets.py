@@ -10,12 +10,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import medaid
-from medaid.brackets import CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY, Schedule
-
+from medaid.domain.brackets import CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY, Schedule
 from strategies import schedules
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import polars as pl
 from click.testing import CliRunner
 
 from medaid.cli import main
-from medaid.readers import read_results
+from medaid.io.readers import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = str(ROOT / "examples" / "claims-2024.csv")
@@ -147,7 +147,7 @@ def test_when_every_row_is_skipped_the_totals_are_zero(tmp_path: Path) -> None:
 _PROBE = """
 import os, sys
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
-from medaid import cli_batch
+from medaid.cli import batch as cli_batch
 cli_batch._import_polars()
 import polars
 print(polars.SEEN, os.environ.get("_RJEM_MALLOC_CONF"))

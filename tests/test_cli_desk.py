@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from medaid.cli import main
-from medaid.ledger import Ledger
+from medaid.ledger.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = str(ROOT / "rules")

@@ -50,9 +50,9 @@ def test_each_command_module_adds_exactly_the_commands_it_is_listed_for():
     must name every command each module adds, and only those."""
     from importlib import import_module
 
-    from medaid.cli import COMMAND_MODULES
+    from medaid.cli.app import COMMAND_MODULES
 
     for module in set(COMMAND_MODULES.values()):
         group = click.Group()
-        import_module(f"medaid.{module}").register(group)
+        import_module(f"medaid.cli.{module}").register(group)
         assert set(group.commands) == {c for c, m in COMMAND_MODULES.items() if m == module}, module

@@ -218,7 +218,7 @@ def test_input_column_names_are_neutralised_in_results_and_rejects(tmp_path, ext
             header = [c.value for c in next(openpyxl.load_workbook(f).active.iter_rows(max_row=1))]
         assert "'=1+2" in header and "=1+2" not in header, header
     # read back, the column has its own name again
-    from medaid.readers import read_results
+    from medaid.io.readers import read_results
 
     assert "=1+2" in read_results(out).columns
 

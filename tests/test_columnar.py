@@ -1,7 +1,7 @@
 """The columnar path settles exactly as the scalar engine does, claim by claim, to the fen.
 
-Expected values come from :func:`medaid.engine.settle` (the slower, clearly correct reference)
-or are worked out by hand in the test; never from :func:`medaid.columnar.settle_frame` itself.
+Expected values come from :func:`medaid.domain.engine.settle` (the slower, clearly correct reference)
+or are worked out by hand in the test; never from :func:`medaid.batch.columnar.settle_frame` itself.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import medaid
-from medaid import columnar
-from medaid.columnar import settle_frame
-from medaid.columns import RESULT_FIELDS
+from medaid.batch import columnar
+from medaid.batch.columnar import settle_frame
+from medaid.io.columns import RESULT_FIELDS
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -98,7 +97,7 @@ def assert_same_as_engine(claims: list[medaid.Claim], book: medaid.RuleBook, cat
     ]
     dtypes = dict(zip(results.columns, results.dtypes))
     assert dtypes["benefit_year"] == pl.Int32 and dtypes["bracket"] == pl.Int8
-    assert all(dtypes[f] == pl.Int64 for f in medaid.columns.RESULT_MONEY_FIELDS)
+    assert all(dtypes[f] == pl.Int64 for f in medaid.io.columns.RESULT_MONEY_FIELDS)
 
 
 def write_rules(folder: Path, *texts: str) -> medaid.RuleBook:

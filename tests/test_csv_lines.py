@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from medaid import load_rules
-from medaid.batch import BatchRun, rejects_for_output, settle_file
+from medaid.batch.run import BatchRun, rejects_for_output, settle_file
 from medaid.cli import main
 from medaid.errors import MedaidError
 

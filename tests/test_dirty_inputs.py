@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from medaid.cli import main
-from medaid.readers import read_results
+from medaid.io.readers import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = str(ROOT / "rules")

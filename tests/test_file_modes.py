@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 import medaid
 from medaid.cli import main
-from medaid.ledger import Ledger
+from medaid.ledger.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = str(ROOT / "rules")

@@ -8,13 +8,12 @@ import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
-from medaid import html_report
-from medaid.html_report import render_html, write_html
-from medaid.report import compute, figure_label, figure_text
+from medaid.report import html as html_report
+from medaid.report.html import render_html, write_html
+from medaid.report.indicators import compute, figure_label, figure_text
 
 try:  # the hand-made year of test_report.py
     from test_report import year_frame
@@ -137,7 +136,7 @@ def test_written_atomically(rep, tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError(28, "No space left on device")
 
-    from medaid import exports  # the one atomic writer the page is written through
+    from medaid.io import writers as exports  # the one atomic writer the page is written through
 
     monkeypatch.setattr(exports.os, "replace", boom)
     with pytest.raises(OSError):

@@ -19,15 +19,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 import medaid
-from medaid.claims import LOWER_CHECK_PATTERN, PLAIN_ID_PATTERN, tidy_id
 from medaid.cli import main
-from medaid.ledger import Ledger
-from medaid.readers import read_results
-from medaid.validation import tidy_ids
+from medaid.domain.claims import LOWER_CHECK_PATTERN, PLAIN_ID_PATTERN, tidy_id
+from medaid.io.readers import read_results
+from medaid.io.validation import tidy_ids
+from medaid.ledger.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = str(ROOT / "rules")

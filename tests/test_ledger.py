@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import medaid
-from medaid.columns import CLAIM_FIELDS, RESULT_FIELDS
-from medaid.ledger import (
+from medaid.io.columns import CLAIM_FIELDS, RESULT_FIELDS
+from medaid.ledger.ledger import (
     APPLICATION_ID,
     GENESIS,
     Ledger,
@@ -382,7 +382,7 @@ def test_verify_finds_a_removed_row(tmp_path, book):
 def test_verify_finds_a_row_rehashed_without_its_successor(tmp_path, book):
     path = tmp_path / "l.sqlite3"
     _three(path, book)
-    from medaid.ledger import _COLUMNS, _hash
+    from medaid.ledger.ledger import _COLUMNS, _hash
 
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("DROP TRIGGER entries_never_updated")
@@ -399,7 +399,7 @@ def test_verify_finds_a_row_rehashed_without_its_successor(tmp_path, book):
 
 def _rewrite_first_row(path: Path, **values) -> None:
     """Change row 1 of a one-row ledger and recompute its hash, as a forger would."""
-    from medaid.ledger import _COLUMNS, _hash
+    from medaid.ledger.ledger import _COLUMNS, _hash
 
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("DROP TRIGGER entries_never_updated")

@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from medaid.ledger import Ledger
+from medaid.ledger.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -31,7 +31,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.g
 WORKER = r"""
 import sys
 import medaid
-from medaid.ledger import Ledger
+from medaid.ledger.ledger import Ledger
 path, rules, worker, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 book = medaid.load_rules(rules)
 with Ledger(path) as lg:
@@ -47,7 +47,7 @@ with Ledger(path) as lg:
 LOOP = r"""
 import sys
 import medaid
-from medaid.ledger import Ledger
+from medaid.ledger.ledger import Ledger
 path, rules, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
 book = medaid.load_rules(rules)
 with Ledger(path) as lg:

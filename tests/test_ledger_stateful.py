@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import medaid
-from medaid.ledger import Ledger, LedgerConflict, LedgerError
+from medaid.ledger.ledger import Ledger, LedgerConflict, LedgerError
 
 RULES = Path(__file__).resolve().parents[1] / "rules"
 BOOK = medaid.load_rules(RULES)

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 import medaid
 from medaid.cli import main
-from medaid.ledger import _COLUMNS, MIGRATIONS, Ledger, LedgerError, _hash
+from medaid.ledger.ledger import _COLUMNS, MIGRATIONS, Ledger, LedgerError, _hash
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "rules"

@@ -112,7 +112,7 @@ def test_the_year_to_date_of_one_person_with_many_maximal_claims_is_exact(tmp_pa
     out = tmp_path / "r.parquet"
     code, _, _ = run("batch", src, "-o", out, "--rules", RULE_FILE)
     assert code == 0
-    from medaid.readers import read_results
+    from medaid.io.readers import read_results
     res = read_results(out).sort("claim_id")
     assert res["ytd_self_pay"].max() == 50 * 999_999_999
     assert res["relief"].sum() == 1_000_000  # the 10,000 yuan annual cap of the pool
@@ -246,7 +246,7 @@ def test_a_really_full_disk_is_refused_for_every_format(tmp_path, monkeypatch, s
     import os
     import tempfile
 
-    from medaid import exports
+    from medaid.io import writers as exports
 
     out = tmp_path / f"r.{suffix}"
     out.write_text("old results", encoding="utf-8")
@@ -274,7 +274,7 @@ def test_a_really_full_disk_is_refused_for_every_format(tmp_path, monkeypatch, s
 
 
 def test_xlsx_refuses_an_amount_it_would_round_naming_file_and_column(tmp_path):
-    from medaid.exports import WriteError, write_frame
+    from medaid.io.writers import WriteError, write_frame
 
     # 10^13 yuan = 10^15 fen: 16 significant digits, one more than an XLSX cell keeps
     frame = pl.DataFrame({"claim_id": ["A"], "ytd_self_pay": [10**15]})

@@ -7,8 +7,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from medaid.errors import MoneyError
 from medaid.money import MAX_FEN, format_yuan, parse_yuan, round_ratio

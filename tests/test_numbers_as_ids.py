@@ -24,9 +24,9 @@ from click.testing import CliRunner
 from openpyxl import Workbook
 
 from medaid.cli import main
-from medaid.readers import read_claims, read_results
-from medaid.report_input import ResultsError, load_results
-from medaid.validation import ID_FRACTION, ID_TOO_LONG, id_number_problem, number_as_id
+from medaid.io.readers import read_claims, read_results
+from medaid.io.results import ResultsError, load_results
+from medaid.io.validation import ID_FRACTION, ID_TOO_LONG, id_number_problem, number_as_id
 
 ROOT = Path(__file__).resolve().parents[1]
 R = str(ROOT / "rules" / "chongqing-county-2019.toml")
@@ -164,7 +164,7 @@ def test_parquet_integer_and_float_ids_follow_the_same_rule(tmp_path: Path) -> N
 def test_the_spark_reader_refuses_parquet_ids_by_the_same_rule() -> None:
     import io
 
-    from medaid.spark import _raw_frame
+    from medaid.spark.job import _raw_frame
 
     buf = io.BytesIO()
     pl.DataFrame({"claim_id": ["C1", "C2"], "person_id": pl.Series([ID_A, 7], dtype=pl.Int64),

@@ -10,12 +10,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 import medaid
-from medaid.brackets import CAP_ANNUAL
-
+from medaid.domain.brackets import CAP_ANNUAL
 from strategies import schedules
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from medaid.errors import MoneyError
+from medaid.io.readers import ReadError, read_claims, read_raw, validate_frame
 from medaid.money import parse_yuan
-from medaid.readers import ReadError, read_claims, read_raw, validate_frame
 
 HEAD_ZH = "结算单号,人员编号,结算日期,合规自付费用,救助对象类别,就诊类型,医疗机构"
 
@@ -256,12 +255,12 @@ def test_a_fully_quoted_export_keeps_its_lines_and_its_empty_rows(tmp_path: Path
     assert clean["note"].to_list() == [None, 'say "hi"']
     assert clean["self_pay"].to_list() == [123_450, 500]
     assert sorted(set(rejects["row"].to_list())) == [4, 6]
-    import medaid.readers
+    import medaid.io.readers
 
     def not_here(*a, **k):  # type: ignore[no-untyped-def]
         raise AssertionError("a regular quoted file should not need the line-by-line reader")
 
-    monkeypatch.setattr(medaid.readers, "_read_csv_careful", not_here)
+    monkeypatch.setattr(medaid.io.readers, "_read_csv_careful", not_here)
     text_ok = text.replace('"C3","P3","2024-05-03",""\n', '"C3","P3","2024-05-03","7",""\n')
     _, clean, rejects = read_claims(write(tmp_path / "q2.csv", text_ok))  # the vectorised path
     assert clean["row"].to_list() == [2, 5, 6] and sorted(set(rejects["row"])) == [4]
@@ -269,9 +268,9 @@ def test_a_fully_quoted_export_keeps_its_lines_and_its_empty_rows(tmp_path: Path
 
 @pytest.mark.parametrize("eol", ["\n", "\r\n"])
 def test_a_regular_file_with_blank_lines_on_the_vectorised_reader(tmp_path: Path, eol: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import medaid.readers
+    import medaid.io.readers
 
-    monkeypatch.setattr(medaid.readers, "_read_csv_careful", None)  # must not be needed
+    monkeypatch.setattr(medaid.io.readers, "_read_csv_careful", None)  # must not be needed
     lines = [HEAD_ZH, "C1,P1,2024-05-03,30000,key,inpatient,县医院", "", "C2,P1,2024-05-04,-1,key,inpatient,县医院",
              "", "", "C3,P2,2024-05-05,100,key,inpatient,县医院"]
     p = write(tmp_path / "c.csv", eol.join(lines) + eol, "gbk")
@@ -374,7 +373,7 @@ def test_typed_parquet_columns_become_the_text_a_claim_file_would_hold():
 
     import polars as pl
 
-    from medaid.readers import text_columns
+    from medaid.io.readers import text_columns
 
     frame = pl.DataFrame({
         "date": [dt.date(2024, 5, 3), None],

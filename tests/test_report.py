@@ -23,7 +23,7 @@ from fractions import Fraction
 import polars as pl
 import pytest
 
-from medaid.report import compute, figure_text, percent_text
+from medaid.report.indicators import compute, figure_text, percent_text
 
 D = dt.date
 ROWS = [

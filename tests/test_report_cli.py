@@ -119,7 +119,7 @@ def test_report_on_a_real_desk_ledger(tmp_path):
 
     import medaid
     from medaid.cli import main
-    from medaid.ledger import Ledger
+    from medaid.ledger.ledger import Ledger
 
     book = medaid.load_rules("rules")
     ledger = Ledger(tmp_path / "desk.sqlite3")

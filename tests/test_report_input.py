@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from medaid.report_input import ResultsError, load_results
+from medaid.io.results import ResultsError, load_results
 
 HEADER = "claim_id,person_id,date,self_pay,kind,hospital,total_cost,major_disease,relief,patient_pays,capped_by,bracket\n"
 
@@ -179,7 +179,7 @@ def test_the_ledger_hook_reads_results_rows(tmp_path, monkeypatch):
                    "relief": 2_330_000, "patient_pays": 670_000, "capped_by": None, "bracket": 2,
                    "major_disease": "是"}
 
-    monkeypatch.setitem(sys.modules, "medaid.ledger", types.SimpleNamespace(Ledger=Ledger))
+    monkeypatch.setitem(sys.modules, "medaid.ledger.ledger", types.SimpleNamespace(Ledger=Ledger))
     path = tmp_path / "desk.db"
     path.write_bytes(b"")
     df = load_results(path)
@@ -238,7 +238,7 @@ def test_ledger_rows_with_float_money_are_refused(tmp_path, monkeypatch):
             yield {"claim_id": "C1", "person_id": "P1", "date": "2024-05-03", "relief": 0}
             yield {"claim_id": "C2", "person_id": "P1", "date": "2024-05-04", "relief": 12.5}
 
-    monkeypatch.setitem(sys.modules, "medaid.ledger", types.SimpleNamespace(Ledger=Ledger))
+    monkeypatch.setitem(sys.modules, "medaid.ledger.ledger", types.SimpleNamespace(Ledger=Ledger))
     path = tmp_path / "desk.sqlite3"
     path.write_bytes(b"")
     with pytest.raises(ResultsError, match=r"desk\.sqlite3:2: relief: money must be int fen"):
@@ -258,7 +258,7 @@ def test_a_key_present_with_none_is_data_not_a_missing_column():
     """A ledger row says capped_by=None for a claim no cap bound: 0 claims capped, not n/a."""
     import datetime as dt
 
-    from medaid.report_input import frame_from_rows
+    from medaid.io.results import frame_from_rows
 
     rows = [
         {"claim_id": "C1", "person_id": "P1", "date": dt.date(2024, 5, 3), "self_pay": 3_000_000,

@@ -6,10 +6,9 @@ import datetime as dt
 from fractions import Fraction
 
 import polars as pl
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from medaid.report import compute
+from medaid.report.indicators import compute
 
 row = st.fixed_dictionaries({
     "person_id": st.sampled_from(["P1", "P2", "P3", "P4", None]),

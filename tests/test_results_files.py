@@ -2,7 +2,7 @@
 defects 11 and 22).
 
 ``medaid report`` and ``medaid recalc --previous`` read results files through the same reader
-(:func:`medaid.report_input.load_results`; :func:`medaid.readers.read_results` is that reader
+(:func:`medaid.io.results.load_results`; :func:`medaid.io.readers.read_results` is that reader
 keeping every column), so a file one accepts the other accepts: a results CSV saved as GBK by
 Chinese Excel, text neutralised against formula injection, Chinese headers.  A JSON Lines file
 that is not UTF-8, and a GBK claim file whose temporary UTF-8 copy does not fit on the disk,
@@ -23,8 +23,8 @@ import pytest
 from click.testing import CliRunner
 
 from medaid.cli import main
-from medaid.readers import read_results
-from medaid.report_input import ResultsError, load_results
+from medaid.io.readers import read_results
+from medaid.io.results import ResultsError, load_results
 
 ROOT = Path(__file__).resolve().parents[1]
 R = str(ROOT / "rules" / "chongqing-county-2019.toml")

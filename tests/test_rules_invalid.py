@@ -127,7 +127,7 @@ def test_one_version_label_used_twice_in_a_scheme_is_refused_even_when_not_adjac
 
 
 def test_docs_rules_md_documents_every_key_of_the_format():
-    from medaid.rules import Bracket, Example, Match, Plan, Rounding, RuleSet
+    from medaid.domain.rules import Bracket, Example, Match, Plan, Rounding, RuleSet
 
     doc = (Path(__file__).parent.parent / "docs" / "rules.md").read_text(encoding="utf-8")
     for model in (RuleSet, Rounding, Plan, Match, Bracket, Example):

@@ -27,9 +27,9 @@ import polars as pl  # noqa: E402
 from polars.testing import assert_frame_equal  # noqa: E402
 
 import medaid  # noqa: E402
-from medaid.columnar import settle_frame  # noqa: E402
-from medaid.columns import RESULT_FIELDS  # noqa: E402
-from medaid.spark import main, run_batch, settle_spark, spark_session  # noqa: E402
+from medaid.batch.columnar import settle_frame  # noqa: E402
+from medaid.io.columns import RESULT_FIELDS  # noqa: E402
+from medaid.spark.job import main, run_batch, settle_spark, spark_session  # noqa: E402
 
 V2023 = """
 id = "test-aid"
@@ -305,7 +305,7 @@ def test_csv_headers_are_neutralised_and_chinese_with_lang_zh(spark, rules_dir, 
     the rejects' text cells are neutralised like the results'; ``lang="zh"`` gives Chinese
     headers, which the results reader takes back (15,000 → 10,550 in the 2023 key plan:
     70% of 9,000 + 85% of 5,000 = 6,300 + 4,250)."""
-    from medaid.readers import read_results
+    from medaid.io.readers import read_results
 
     src = tmp_path / "claims.csv"
     src.write_text("claim_id,person_id,date,self_pay,group,kind,=1+2\n"

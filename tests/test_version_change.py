@@ -10,6 +10,10 @@ import json
 import polars as pl
 import pytest
 from click.testing import CliRunner
+
+import medaid
+from medaid.cli import main
+from medaid.ledger.ledger import Ledger
 from version_change import (
     BRACKET_COUNTS,
     CLAIMS,
@@ -19,10 +23,6 @@ from version_change import (
     claims_csv,
     write_rules,
 )
-
-import medaid
-from medaid.cli import main
-from medaid.ledger import Ledger
 
 
 @pytest.fixture(scope="module")

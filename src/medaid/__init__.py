@@ -11,41 +11,30 @@ Money is integers of fen everywhere in the API (``30000`` yuan is ``3_000_000``)
     '23,300.00'
 """
 
-from typing import TYPE_CHECKING as _TYPE_CHECKING, Any as _Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
+from ._lazy import lazy_exports as _lazy_exports
 from .errors import ClaimError, MedaidError, MoneyError, Problem, RuleError
 from .money import format_yuan, parse_yuan
 
 if _TYPE_CHECKING:
-    from .brackets import Segment
-    from .claims import Claim, tidy_id
-    from .engine import Placement, PoolState, Settlement, place, quote, settle
-    from .rules import Bracket, Plan, RuleBook, RuleSet, load_rules
+    from .domain.brackets import Segment
+    from .domain.claims import Claim, tidy_id
+    from .domain.engine import Placement, PoolState, Settlement, place, quote, settle
+    from .domain.rules import Bracket, Plan, RuleBook, RuleSet, load_rules
 
 # The models (pydantic) load on first use, so that `medaid --help` and the CLI's start-up do
 # not pay for them before a command needs them (PEP 562).
 _LAZY = {
-    "Segment": "brackets", "Claim": "claims", "Placement": "engine", "PoolState": "engine",
-    "Settlement": "engine", "place": "engine", "quote": "engine", "settle": "engine",
-    "Bracket": "rules", "Plan": "rules", "RuleBook": "rules", "RuleSet": "rules",
-    "load_rules": "rules", "tidy_id": "claims",
+    "Segment": "domain.brackets", "Claim": "domain.claims", "Placement": "domain.engine",
+    "PoolState": "domain.engine", "Settlement": "domain.engine", "place": "domain.engine",
+    "quote": "domain.engine", "settle": "domain.engine", "Bracket": "domain.rules",
+    "Plan": "domain.rules", "RuleBook": "domain.rules", "RuleSet": "domain.rules",
+    "load_rules": "domain.rules", "tidy_id": "domain.claims",
 }
 
 
-def __getattr__(name: str) -> _Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'medaid' has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY)
 
 __version__ = "0.1.0"
 

@@ -16,7 +16,7 @@ Maximum (issue #11): one amount (a claim's self-pay or total cost, a rule's cap,
 bound or example, a desk option) is at most :data:`MAX_FEN` = 9,999,999.99 yuan (just under ten
 million yuan, 一千万元).  Larger amounts are refused where they are read, naming the field.  The
 bound is chosen so that no sum medaid forms can leave 64-bit integers of fen: a batch holds fewer
-than 2^32 claims (:func:`medaid.columnar.settle_frame` refuses more), and
+than 2^32 claims (:func:`medaid.batch.columnar.settle_frame` refuses more), and
 2^32 × (10^9 − 1) fen < 4.3 × 10^18 < 2^63 − 1 ≈ 9.2 × 10^18, so totals, a person's year-to-date
 and every sum of a report are exact in ``Int64``.
 """

@@ -16,7 +16,7 @@ CLAIM_FIELDS: Final = (
 #: plan; hospital and total cost are optional).
 REQUIRED_FIELDS: Final = ("claim_id", "person_id", "date", "self_pay")
 #: Fields that identify a claim or a person: text, never numbers (see
-#: :func:`medaid.validation.number_as_id` for an ID a file holds as a number).
+#: :func:`medaid.io.validation.number_as_id` for an ID a file holds as a number).
 ID_FIELDS: Final = ("claim_id", "person_id")
 #: Claim fields that are amounts of money (fen in frames, yuan in files).
 CLAIM_MONEY_FIELDS: Final = ("self_pay", "total_cost")

@@ -16,7 +16,7 @@ Rules implemented (README.md#reliability; issue #4 *Output*):
   or a carriage return get a leading ``'``; numbers (money, years) stay numbers.  Header cells
   are text cells too: an input column named ``=1+2`` is written ``'=1+2``.
 * Headers: the field names; with ``lang="zh"``, CSV and XLSX (the files people open) carry the
-  Chinese headers of :data:`medaid.columns.ZH_HEADERS` instead (``救助金额`` for ``relief``),
+  Chinese headers of :data:`medaid.io.columns.ZH_HEADERS` instead (``救助金额`` for ``relief``),
   which the results readers accept back.  JSON Lines and Parquet always carry field names.
 * CSV is UTF-8 with a byte-order mark by default, so that Excel (which reads BOM-less CSV as
   the local code page, GBK on Chinese Windows) shows Chinese text correctly; ``bom=False``
@@ -30,12 +30,13 @@ import datetime as dt
 import errno
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import TYPE_CHECKING
 
+from ..errors import MedaidError, Problem
 from .columns import header
-from .errors import MedaidError, Problem
 from .readers import MONEY_COLUMNS, file_format
 
 if TYPE_CHECKING:
@@ -165,9 +166,9 @@ def write_frame(frame: "pl.DataFrame", path: str | Path, *, bom: bool = True,
                 text_values: "Mapping[str, pl.Series] | None" = None, lang: str = "en") -> None:
     """Write ``frame`` to ``path`` in the format of its extension, atomically (see module doc).
 
-    Columns named in :data:`medaid.readers.MONEY_COLUMNS` holding integers are fen.
+    Columns named in :data:`medaid.io.readers.MONEY_COLUMNS` holding integers are fen.
     ``text_values`` may give, for category columns, text that includes every value of the
-    column (as :attr:`medaid.batch.BatchRun.text_values`): CSV's checks then look at those
+    column (as :attr:`medaid.batch.run.BatchRun.text_values`): CSV's checks then look at those
     instead of finding the column's distinct values.  ``lang="zh"`` gives CSV and XLSX files
     Chinese headers (:func:`sheet_headers`)."""
     import polars as pl
@@ -215,7 +216,7 @@ def _io_reason(e: Exception, path: str | Path) -> str:
 
 def sheet_headers(columns: list[str], lang: str = "en") -> list[str]:
     """The header cells of a CSV or XLSX file for ``columns``: each field's header in ``lang``
-    (:func:`medaid.columns.header`; a field keeps its name where its Chinese header is already
+    (:func:`medaid.io.columns.header`; a field keeps its name where its Chinese header is already
     another column's), every header neutralised like a text cell (:func:`safe_text`)."""
     taken = set(columns)
     out = []
@@ -336,7 +337,6 @@ def _may_lead_with_formula(frame: "pl.DataFrame", cols: list[str]) -> list[str]:
 
 
 def _write_parquet(frame: "pl.DataFrame", tmp: Path, money: list[str]) -> None:
-    import polars as pl
 
     frame.lazy().with_columns([yuan_decimal(c) for c in money]).sink_parquet(tmp)
 

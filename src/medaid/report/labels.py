@@ -138,7 +138,7 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
 
 #: What each figure and table is computed from (``Figure.source``, ``Table.source``, written in
 #: field names), in Chinese: ``{field}`` stands for the field's Chinese column name
-#: (:data:`medaid.columns.ZH_HEADERS`), the same names the Chinese results files carry.
+#: (:data:`medaid.io.columns.ZH_HEADERS`), the same names the Chinese results files carry.
 FORMULAS_ZH: Final[dict[str, str]] = {
     "rows": "全部行",
     "rows with relief > 0": "{relief} > 0 的行",
@@ -188,7 +188,7 @@ def formula(source: str, lang: str = "en") -> str:
     gets the kind's label; a bare field name its column name; anything else is shown as is."""
     if lang != "zh":
         return source
-    from .columns import ZH_HEADERS
+    from ..io.columns import ZH_HEADERS
 
     base, sep, kind = source.partition(", kind = ")
     if sep:

@@ -13,15 +13,15 @@ by highest bracket reached, and the self-pay ratio by claim kind.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from html import escape
 from pathlib import Path
-from typing import Sequence
 
-from .money import format_yuan, round_ratio
-from .report import Report, Table, budget_warning, figure_label, figure_text
-from .report_labels import formula, label, value_label
-from .report_text import scope_lines, table_cells, table_headers, table_note, table_title
+from ..money import format_yuan, round_ratio
+from .indicators import Report, Table, budget_warning, figure_label, figure_text
+from .labels import formula, label, value_label
+from .text import scope_lines, table_cells, table_headers, table_note, table_title
 
 # Palette (colour-blind safe, prints in grey distinguishably).
 C_RELIEF = "#1f6fb2"
@@ -309,7 +309,7 @@ def _table_html(t: Table, lang: str, tid: str) -> list[str]:
 
 def render_html(r: Report, lang: str = "en") -> str:
     """The whole page as text: scope, headline cards, indicator table, charts, tables."""
-    from . import __version__
+    from .. import __version__
 
     title = label("title", lang)
     out: list[str] = [
@@ -372,11 +372,11 @@ def render_html(r: Report, lang: str = "en") -> str:
 
 
 def write_html(r: Report, path: str | Path, lang: str = "en") -> Path:
-    """Write the page to ``path`` atomically (:func:`medaid.exports.atomic_path`: a temporary
+    """Write the page to ``path`` atomically (:func:`medaid.io.writers.atomic_path`: a temporary
     file in the same folder, then ``os.replace``), so a reader sees the old page or the new one,
     never half of one.  The page holds no ID number (counts and sums only), so it is an ordinary
     file (``0666`` less the umask), not a private one."""
-    from .exports import atomic_path
+    from ..io.writers import atomic_path
 
     p = Path(path)
     text = render_html(r, lang)

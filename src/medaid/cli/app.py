@@ -1,8 +1,8 @@
 """The ``medaid`` command: a thin click layer over the library.
 
 Commands live in three modules, each registering its own when one of its commands is first
-needed (:data:`COMMAND_MODULES`): :mod:`medaid.cli_desk` (settle, quote, reverse, history,
-rules, ledger), :mod:`medaid.cli_batch` (batch, recalc) and :mod:`medaid.cli_report` (report).  Heavy libraries (polars, openpyxl) are imported inside the
+needed (:data:`COMMAND_MODULES`): :mod:`medaid.cli.desk` (settle, quote, reverse, history,
+rules, ledger), :mod:`medaid.cli.batch` (batch, recalc) and :mod:`medaid.cli.report` (report).  Heavy libraries (polars, openpyxl) are imported inside the
 commands that use them, so ``medaid --help`` and ``medaid settle`` start fast.
 
 Exit codes: 0 success; 1 the input or rules were refused (messages on stderr name the file,
@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
-from .errors import MedaidError, Problem, visible, visible_json
+from ..errors import MedaidError, Problem, visible, visible_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -117,8 +118,8 @@ def error_json(e: click.ClickException) -> dict[str, object]:
         problems = [{"file": None, "line": None, "field": field and str(field).strip("'\""),
                      "message": e.format_message()}]
         code = "usage"
-    elif getattr(e, "problems", None) is not None:  # a Failure (also when cli.py is __main__)
-        problems = [_problem_json(p) for p in getattr(e, "problems")] or [
+    elif getattr(e, "problems", None) is not None:  # a Failure (also when cli/app.py is __main__)
+        problems = [_problem_json(p) for p in getattr(e, "problems")] or [  # noqa: B009 (for mypy)
             {"file": None, "line": None, "field": None, "message": e.format_message()}]
         code = "refused"
     else:
@@ -187,7 +188,7 @@ class _Shown(click.ClickException):
 
 def load_book(rules_path: str, scheme: str | None):  # type: ignore[no-untyped-def]
     """Load rules for a command, turning rule errors into a clean CLI failure."""
-    from .rules import load_rules
+    from ..domain.rules import load_rules
 
     try:
         return load_rules(rules_path, scheme)
@@ -197,10 +198,10 @@ def load_book(rules_path: str, scheme: str | None):  # type: ignore[no-untyped-d
 
 #: The module that adds each top-level command (see :class:`_Commands`).
 COMMAND_MODULES = {
-    "settle": "cli_desk", "quote": "cli_desk", "reverse": "cli_desk", "history": "cli_desk",
-    "rules": "cli_desk", "ledger": "cli_desk",
-    "batch": "cli_batch", "recalc": "cli_batch",
-    "report": "cli_report",
+    "settle": "desk", "quote": "desk", "reverse": "desk", "history": "desk",
+    "rules": "desk", "ledger": "desk",
+    "batch": "batch", "recalc": "batch",
+    "report": "report",
 }
 
 

@@ -1,11 +1,11 @@
 """Reading results files (and, through a hook, the ledger): the one reader of what medaid wrote.
 
 ``medaid report`` (:func:`load_results`) and ``medaid recalc --previous`` (through
-:func:`medaid.readers.read_results`) read results files here, so that both accept the same
+:func:`medaid.io.readers.read_results`) read results files here, so that both accept the same
 files: the same encodings (UTF-8, UTF-8 with BOM, GBK/GB18030 for CSV), formats, headers and
 amounts.
 
-The report works on one polars frame with the columns of :mod:`medaid.columns`: the claim's
+The report works on one polars frame with the columns of :mod:`medaid.io.columns`: the claim's
 fields (``claim_id, person_id, date, self_pay, group, kind, hospital, total_cost`` and optional
 ``major_disease``) followed by the result fields (``plan, pool, benefit_year, relief,
 patient_pays, bracket_relief, capped_by, bracket, ytd_self_pay, ytd_relief, rule_set_id,
@@ -23,17 +23,17 @@ Files (docs/calculation.md#money; README.md#reliability):
 * XLSX carries money as numeric cells.  Excel stores numbers as binary doubles, so a cell is
   read back through its shortest decimal text (``repr``), which is the text Excel was given
   for any amount of at most 15 significant digits, and then through ``parse_yuan``.  XLSX files
-  are read by the claim files' reader (:func:`medaid.readers.read_raw`); so are JSON Lines
+  are read by the claim files' reader (:func:`medaid.io.readers.read_raw`); so are JSON Lines
   files whose amounts are JSON numbers (never through a float), while medaid's own JSON Lines
   (amounts as text) are read by polars at once.
 * An ID held as a number (an XLSX numeric cell, a JSON or Parquet number) is read by the rule
-  of the claim readers (:func:`medaid.validation.number_as_id`): its exact digits, or refused.
+  of the claim readers (:func:`medaid.io.validation.number_as_id`): its exact digits, or refused.
 * Text that the export neutralised against formula injection (CSV, XLSX: a leading ``'``
   before ``=``, ``+``, ``-``, ``@``, tab or CR) gets the ``'`` removed.
 
 Every bad value is reported with the file, the line (as the user sees it: the header is line 1)
 and the field; never with the amount itself.  Headers may be English or the Chinese aliases of
-:data:`medaid.columns.HEADER_ALIASES`.
+:data:`medaid.io.columns.HEADER_ALIASES`.
 
 :func:`load_ledger_results` is the hook for the ledger.
 """
@@ -44,13 +44,13 @@ import codecs
 import datetime as dt
 import io
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from .columns import (CLAIM_FIELDS, ID_FIELDS, RESULT_FIELDS,
-                      result_field)
-from .errors import MedaidError, Problem
-from .money import MAX_FEN, parse_yuan, too_large
+from ..errors import MedaidError, Problem
+from ..money import MAX_FEN, parse_yuan, too_large
+from .columns import CLAIM_FIELDS, ID_FIELDS, RESULT_FIELDS, result_field
 from .readers import MONEY_COLUMNS, ReadError
 from .validation import id_number_problem
 
@@ -161,7 +161,7 @@ def load_ledger_results(path: str | Path, year: int | None = None) -> "pl.DataFr
     The rows are dicts with the results columns, money in fen (``int``) and ``date`` as a date
     or ISO text.
     """
-    from .ledger import Ledger
+    from ..ledger.ledger import Ledger
 
     p = Path(path)
     if not p.is_file():
@@ -242,7 +242,7 @@ def _rename(names: list[str], source: str, want: frozenset[str] | None = None,
 
 
 def _named_by_readers(p: Path, want: frozenset[str] | None, others: bool) -> "pl.DataFrame":
-    """A file read by the claim files' reader (:func:`medaid.readers.read_raw`: XLSX cells and
+    """A file read by the claim files' reader (:func:`medaid.io.readers.read_raw`: XLSX cells and
     JSON numbers as exact text, IDs held as numbers by the one rule), columns renamed as
     :func:`_rename` says, with its ``row`` column (the line as the user sees it)."""
     import polars as pl
@@ -387,7 +387,7 @@ def normalise(raw: "pl.DataFrame", *, source: str, first_line: int = 2,
 
     Text money goes to fen, text dates to ``Date``, ``bracket``/``benefit_year`` to integers,
     ``major_disease`` to ``Boolean``; empty text is a missing value; an ID held as a number
-    becomes its exact digits or is refused (:func:`medaid.validation.id_number_problem`).
+    becomes its exact digits or is refused (:func:`medaid.io.validation.id_number_problem`).
     Columns that name no known field are kept as they are (categories as text).  With
     ``neutralised`` (CSV, XLSX) a text cell the export neutralised against formula injection
     loses its leading ``'``.  Bad values raise :class:`ResultsError` with ``source``, the line
@@ -499,7 +499,7 @@ def normalise(raw: "pl.DataFrame", *, source: str, first_line: int = 2,
     return out
 
 
-#: A text cell the export neutralised against formula injection (medaid.exports.neutralise).
+#: A text cell the export neutralised against formula injection (medaid.io.writers.neutralise).
 _NEUTRALISED = r"^'[=+\-@\t\r]"
 
 

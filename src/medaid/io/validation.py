@@ -8,7 +8,7 @@ Rules implemented (docs/calculation.md#money, README.md#reliability; issue #4 *V
   rows this refuses (full-width digits, errors) go through ``parse_yuan`` itself, which also
   words their message.  A hypothesis test proves the two agree.
 * Dates are ISO ``2024-05-03``, also ``2024/05/03``, ``20240503`` and ``2024-05-03 00:00:00``.
-* Text is trimmed; claim and person ids are tidied by :func:`medaid.claims.tidy_id` (NFKC,
+* Text is trimmed; claim and person ids are tidied by :func:`medaid.domain.claims.tidy_id` (NFKC,
   invisible characters removed, trimmed, an ID number's check character upper-cased), so one
   person keyed two ways is one person.  Only the values that need it take that (Python) path:
   one vectorised look (:func:`untidy`) finds them.  An empty claim or person id is an error; a
@@ -27,10 +27,10 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
-from .claims import LOWER_CHECK_PATTERN, PLAIN_ID_PATTERN, tidy_id
+from ..domain.claims import LOWER_CHECK_PATTERN, PLAIN_ID_PATTERN, tidy_id
+from ..errors import MoneyError, Problem
+from ..money import MAX_YUAN_DIGITS, parse_yuan
 from .columns import CLAIM_MONEY_FIELDS, REQUIRED_FIELDS
-from .errors import MoneyError, Problem
-from .money import MAX_YUAN_DIGITS, parse_yuan
 
 if TYPE_CHECKING:
     import polars as pl
@@ -190,13 +190,13 @@ FEW_VALUES = ("person_id", "group", "kind", "hospital")
 _PLAIN_YUAN_RE = rf"^[0-9]{{1,{_INT_DIGITS}}}(?:\.[0-9]{{0,2}})?$"
 
 
-#: Identifier fields: tidied by :func:`medaid.claims.tidy_id`, not only trimmed.
+#: Identifier fields: tidied by :func:`medaid.domain.claims.tidy_id`, not only trimmed.
 ID_FIELDS = ("claim_id", "person_id")
 
 
 def untidy(text: "pl.Expr", field: str) -> "pl.Expr":
     """Per value, whether it needs tidying: for :data:`ID_FIELDS` whether
-    :func:`medaid.claims.tidy_id` may change it (anything but printable ASCII without spaces
+    :func:`medaid.domain.claims.tidy_id` may change it (anything but printable ASCII without spaces
     around it, or an ID number with a lower-case check character), for other text whether it
     has white space around it; empty text needs it too (it becomes null)."""
     if field in ID_FIELDS:
@@ -213,7 +213,7 @@ def needs_tidying(values: "pl.Series") -> bool:
 
 
 def tidy_ids(col: "pl.Series") -> "pl.Series":
-    """A text column of identifiers tidied by :func:`medaid.claims.tidy_id`; only the values
+    """A text column of identifiers tidied by :func:`medaid.domain.claims.tidy_id`; only the values
     :func:`untidy` finds go through it (nulls stay null)."""
     import polars as pl
 
@@ -225,7 +225,7 @@ def tidy_ids(col: "pl.Series") -> "pl.Series":
 
 def _few_values(col: "pl.Series") -> "pl.Series":
     """A text column whose values repeat as ``Categorical``, tidied (ids by
-    :func:`medaid.claims.tidy_id`, other text stripped), empty → null; the text is looked at
+    :func:`medaid.domain.claims.tidy_id`, other text stripped), empty → null; the text is looked at
     once per distinct value."""
     import polars as pl
 
@@ -253,7 +253,7 @@ class _Nulls:
 
 
 #: The problem of an id holding a quote character: ids never do; a quote left open by mistake
-#: (see :func:`medaid.readers._stray_quote`) leaves one there.
+#: (see :func:`medaid.io.readers._stray_quote`) leaves one there.
 STRAY_QUOTE_IN_ID = 'holds a quote character ("); is a quote left open by mistake on this line?'
 
 
@@ -491,7 +491,7 @@ def check_totals(
     row that is not an amount is a warning too.  Amounts are compared exactly, in fen."""
     import polars as pl
 
-    from .money import format_yuan
+    from ..money import format_yuan
 
     if not totals.height:
         return []

@@ -4,20 +4,21 @@ Rules implemented (docs/calculation.md): version selection by claim date (no ver
 plan selection by (group, kind) (no plan = error naming the claim), benefit year by the rule
 set's start month, accumulation per (person, benefit year, pool) in (date, claim id) order,
 the increment of the plan's ``accumulate`` mode, then the caps.  The per-plan arithmetic is in
-:mod:`medaid.brackets`; this module orders, groups and records.
+:mod:`medaid.domain.brackets`; this module orders, groups and records.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import gc
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
+from ..errors import ClaimError, Problem
+from ..money import fen_to_decimal
 from .brackets import Schedule, Segment
 from .claims import Claim
-from .errors import ClaimError, Problem
-from .money import fen_to_decimal
 from .rules import Plan, RuleBook, RuleSet
 
 
@@ -96,7 +97,7 @@ class Settlement(NamedTuple):
 
     @property
     def bracket(self) -> int:
-        """The bracket the claim's base reached (:meth:`medaid.brackets.Schedule.bracket_reached`
+        """The bracket the claim's base reached (:meth:`medaid.domain.brackets.Schedule.bracket_reached`
         of ``base_to``; 0 = below the threshold or the gate)."""
         return self.schedule.bracket_reached(self.base_to)
 

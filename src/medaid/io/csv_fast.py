@@ -10,26 +10,35 @@ per row*):
   flags every row it does not take as it is (any other form of date or amount, text with white
   space around it, empty required fields).  The file's text is never in memory whole.
 * Every flagged row is read again, as text, and typed by
-  :func:`medaid.validation.type_rows` itself, which gives its value or its problem; so a value
+  :func:`medaid.io.validation.type_rows` itself, which gives its value or its problem; so a value
   the scan takes is the value ``type_rows`` gives (the expressions are the same), and every
   other row is ``type_rows``' own.  A property test compares the two paths on dirty files.
 * Structure is checked exactly: a line with too many fields stops the scan; a row whose last
   field is empty is looked at again as a raw line — a blank line (not a row), a row with an
   empty last field (kept), or a short row.  Anything the scan cannot place with certainty
   (quotes, a short or blank-but-spaced line, bytes that are not UTF-8) makes :func:`scan_claims`
-  return ``None``, and the caller reads the file the careful way (:mod:`medaid.readers`), which
+  return ``None``, and the caller reads the file the careful way (:mod:`medaid.io.readers`), which
   locates the problem.
 """
 
 from __future__ import annotations
 
 import mmap
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .columns import CLAIM_MONEY_FIELDS, REQUIRED_FIELDS
-from .validation import _PLAIN_YUAN_RE, FEW_VALUES, ROW, finish_validation, totals_rows, type_rows, untidy
+from .validation import (
+    _PLAIN_YUAN_RE,
+    FEW_VALUES,
+    ROW,
+    finish_validation,
+    totals_rows,
+    type_rows,
+    untidy,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -50,7 +59,7 @@ class Scanned(NamedTuple):
     #: The distinct text of category columns (``person_id``, ``group``, ...) where known: every
     #: value of the column in ``clean`` is among them (the writer checks these, not every row).
     text_values: "dict[str, pl.Series]"
-    #: Totals rows (合计, 小计, Total ...: :func:`medaid.validation.totals_rows`) as read, with
+    #: Totals rows (合计, 小计, Total ...: :func:`medaid.io.validation.totals_rows`) as read, with
     #: ``row``; they are among ``rows_read`` but neither clean nor rejected.
     totals: "pl.DataFrame | None" = None
     #: The header's line (the lines above it are titles) and the blank lines skipped.
@@ -65,7 +74,7 @@ def scan_claims(
     """The run's frames (:class:`Scanned`) of a plain UTF-8 CSV claim file, the same as the
     careful readers give, with the distinct text of the category columns; ``None`` when the
     file is not one this reader takes (see the module doc).  Raises
-    :class:`medaid.readers.ReadError` as they do for a file whose header lacks a required field
+    :class:`medaid.io.readers.ReadError` as they do for a file whose header lacks a required field
     (naming ``source``, by default the path)."""
     import polars as pl
 
@@ -246,12 +255,12 @@ def _tidy_categories(
     typed: "pl.DataFrame",
 ) -> "tuple[pl.DataFrame, dict[str, pl.Series], dict[str, pl.Series]]":
     """Category columns whose distinct values need it: stripped, empty → null (as
-    :func:`medaid.validation.type_rows` does, looking at each distinct value once); the
+    :func:`medaid.io.validation.type_rows` does, looking at each distinct value once); the
     distinct text of each column that needed nothing (for the writer's checks); and the
     distinct text of every category column as read."""
-    from .validation import _few_values, needs_tidying
-
     import polars as pl
+
+    from .validation import _few_values, needs_tidying
 
     few = [f for f in FEW_VALUES if f in typed.columns]
     if not few:

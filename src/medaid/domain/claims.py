@@ -17,11 +17,17 @@ import unicodedata
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
-from .errors import ClaimError, Problem
-from .money import MAX_FEN, parse_yuan
-
+from ..errors import ClaimError, Problem
+from ..money import MAX_FEN, parse_yuan
 
 #: A regular expression matching exactly the text :func:`tidy_id` leaves as it is, except an
 #: ID number with a lower-case check character (:data:`LOWER_CHECK_PATTERN`): printable ASCII

@@ -11,7 +11,7 @@ import os
 
 import click
 
-from .errors import MedaidError, visible_json
+from ..errors import MedaidError, visible_json
 
 BY_CHOICES = ("month", "plan", "hospital", "group", "kind")
 
@@ -22,10 +22,10 @@ def register(group: click.Group) -> None:
 
 
 def _report_command() -> click.Command:
-    """Build the ``report`` command.  The shared options come from :mod:`medaid.cli`, imported
+    """Build the ``report`` command.  The shared options come from :mod:`medaid.cli.app`, imported
     here rather than at module level so that ``python -m medaid.cli`` (which runs cli.py as
     ``__main__`` and imports it again) does not meet a half-initialised module."""
-    from .cli import ENV_LEDGER, echo, fail, json_option, lang_option
+    from .app import ENV_LEDGER, echo, fail, json_option, lang_option
 
     @click.command("report")
     @click.argument("results", required=False, metavar="RESULTS", type=click.Path(dir_okay=False))
@@ -55,8 +55,8 @@ def _report_command() -> click.Command:
           medaid report results.parquet --year 2024 --by hospital --html report.html --lang zh
           medaid report results.csv --json > indicators.json
         """
-        from .money import parse_yuan
-        from .report_input import is_ledger_path
+        from ..io.results import is_ledger_path
+        from ..money import parse_yuan
 
         if results is None and ledger_path is None:
             ledger_path = os.environ.get(ENV_LEDGER) or None
@@ -75,13 +75,13 @@ def _report_command() -> click.Command:
         if budget_fen == 0:
             raise click.BadParameter("must be more than 0", param_hint="--budget")
 
-        from .report import build
-        from .report_text import render_json, render_text
+        from ..report.indicators import build
+        from ..report.text import render_json, render_text
 
         try:
             rep = build(path, ledger=use_ledger, budget=budget_fen, year=year, by=by)
             if html_path is not None:
-                from .html_report import write_html
+                from ..report.html import write_html
 
                 write_html(rep, html_path, lang)
         except MedaidError as e:

@@ -4,7 +4,7 @@ The source evaluation (``source-policy.md``, *The year's figures*) judges a year
 person-times assisted, persons, relief paid against the budget, patients' self-pay ratio after
 relief (overall and for inpatient vs outpatient special-disease claims), the share of
 major-disease cases, caps and brackets.  :func:`compute` derives these from the batch's results
-frame (:mod:`medaid.report_input` reads files into it) with polars aggregations run together in
+frame (:mod:`medaid.io.results` reads files into it) with polars aggregations run together in
 one :func:`polars.collect_all`; every figure keeps the integer sums it came from.
 
 Exactness: sums are integers of fen; percentages and averages are kept as an exact
@@ -22,9 +22,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from .money import format_yuan, round_ratio
-from .report_input import load_ledger_results, load_results  # re-exported
-from .report_labels import label, value_label
+from ..io.results import load_ledger_results, load_results  # re-exported
+from ..money import format_yuan, round_ratio
+from .labels import label, value_label
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl

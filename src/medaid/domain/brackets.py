@@ -23,10 +23,11 @@ integer division (:func:`medaid.money.round_ratio`).  No float, no Fraction on t
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
-from .money import UNITS, round_ratio
+from ..money import UNITS, round_ratio
 
 #: Which limit made the relief smaller than the bracket relief (``None``: none did, which
 #: includes every claim whose bracket relief is 0).

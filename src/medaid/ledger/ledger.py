@@ -23,7 +23,7 @@ guarantees*; README.md *Reliability*):
   results rows) must match its ``row_hash``, the next row must chain from it, and the pool's
   recorded year-to-date positions must equal the running sums of its rows.  A row that does
   not is refused, naming its row number: nothing is computed from it, nothing is recorded.
-* Ids are tidied by :func:`medaid.claims.tidy_id` wherever they come in (claims, look-ups).
+* Ids are tidied by :func:`medaid.domain.claims.tidy_id` wherever they come in (claims, look-ups).
 * The file is created ``0600`` (owner only: it holds ID numbers), and so are its ``-wal`` and
   ``-shm`` files; an existing file keeps its mode.
 * The file is opened in WAL mode with ``synchronous=FULL`` and a busy timeout.  A file that is
@@ -39,17 +39,18 @@ import json
 import os
 import secrets
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import quote as _urlquote
 
-from .brackets import Segment
-from .claims import Claim, tidy_id
-from .engine import PoolState, Settlement, place, quote
-from .errors import MedaidError, Problem
-from .rules import RuleBook
+from ..domain.brackets import Segment
+from ..domain.claims import Claim, tidy_id
+from ..domain.engine import PoolState, Settlement, place, quote
+from ..domain.rules import RuleBook
+from ..errors import MedaidError, Problem
 
 #: ``PRAGMA application_id`` of a medaid ledger ("mdld"): tells our files from foreign ones.
 APPLICATION_ID = 0x6D646C64
@@ -174,7 +175,7 @@ class Entry(NamedTuple):
             cancelled amounts, which it takes back out of the pool); ``capped_by`` names the
             limit that made the relief smaller than the bracket relief, ``None`` if none did.
         bracket: the bracket the claim's base reached
-            (:meth:`medaid.brackets.Schedule.bracket_reached`; 0: below the threshold or gate).
+            (:meth:`medaid.domain.brackets.Schedule.bracket_reached`; 0: below the threshold or gate).
         ytd_self_pay, ytd_relief: the pool's year-to-date position *after* this row.
         annual_cap, claim_cap: the plan's caps (``None``: none).
         base_from, base_to: the base span of the claim (year mode: ``C_{k−1}..C_k``).
@@ -524,7 +525,7 @@ class Ledger:
 
     def results_rows(self, year: int | None = None) -> Iterator[dict[str, Any]]:
         """One dict per settled, non-reversed claim (optionally of one benefit year), with the
-        keys ``medaid.columns.CLAIM_FIELDS + RESULT_FIELDS``: money as int fen, ``date`` a
+        keys ``medaid.io.columns.CLAIM_FIELDS + RESULT_FIELDS``: money as int fen, ``date`` a
         ``datetime.date``, ``bracket`` the highest bracket reached (0: below the threshold)."""
         where = "WHERE e.entry = 'settlement' AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.reverses = e.seq)"
         params: tuple[Any, ...] = ()
@@ -720,7 +721,7 @@ def _rollback(con: sqlite3.Connection) -> None:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _ytd(con: sqlite3.Connection, person_id: str, year: int, pool: str, source: str) -> PoolState:

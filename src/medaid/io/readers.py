@@ -3,18 +3,18 @@
 Rules implemented (docs/calculation.md#money, README.md#reliability; issue #4 *Validation per row*):
 
 * Every file is first read as text: all columns are ``String``, named by the canonical field
-  names of :data:`medaid.columns.HEADER_ALIASES` (English or Chinese headers, case-folded) or
+  names of :data:`medaid.io.columns.HEADER_ALIASES` (English or Chinese headers, case-folded) or
   by ``--map column=field``; other columns pass through unchanged.  A ``row`` column (``Int64``)
   holds the line as the user sees it: the header is line 1 of a CSV file, the sheet row of an
   XLSX file, the line of a JSON Lines file, the record number (from 1) of a Parquet file.
-* :func:`medaid.validation.validate_frame` (re-exported here) then types the text, vectorised.
+* :func:`medaid.io.validation.validate_frame` (re-exported here) then types the text, vectorised.
 * XLSX numeric cells arrive from openpyxl as floats: this module turns them into text with
   ``repr()`` at once (``1234.5`` → ``"1234.5"``) and parses that text like any other; this is the
   one place a float is seen, and a float that is not an exact amount with two decimals
   (``1234.5600000000001``) is refused, never rounded.
 * An ID (claim or person) that an XLSX cell, a JSON number or a Parquet numeric column holds
   as a number is its exact digits when it is a whole number of at most 15 digits, and the row
-  is refused otherwise (:func:`medaid.validation.number_as_id`: a spreadsheet keeps 15
+  is refused otherwise (:func:`medaid.io.validation.number_as_id`: a spreadsheet keeps 15
   significant digits, so an 18-digit ID typed as a number has lost its last ones).
 * JSON Lines files must be UTF-8 (as JSON is); GBK is read from CSV only.
 
@@ -32,9 +32,11 @@ import io
 import itertools
 import json
 import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..errors import MedaidError, Problem
 from .columns import (
     CLAIM_FIELDS,
     CLAIM_MONEY_FIELDS,
@@ -44,7 +46,6 @@ from .columns import (
     RESULT_FIELDS,
     RESULT_MONEY_FIELDS,
 )
-from .errors import MedaidError, Problem
 from .validation import (
     REJECT_COLUMNS,
     ROW,
@@ -302,7 +303,7 @@ def read_raw_file(
     how many blank lines were skipped.
 
     Columns are renamed to canonical field names, or by ``names``, a function from the
-    headers to the column names (how results files are read, :mod:`medaid.report_input`).
+    headers to the column names (how results files are read, :mod:`medaid.io.results`).
     The header of a CSV file or an XLSX sheet is found among its first rows
     (:func:`pick_header`): titles above it are not rows, and line numbers stay the file's.
     """
@@ -361,7 +362,6 @@ def _read_csv(
     path: Path, source: str, encoding: str | None, name_of: Callable[..., list[str]],
     mapping: Mapping[str, str] | None = None,
 ) -> RawFile:
-    import polars as pl
 
     enc = _sniff_encoding(path, encoding, source)
     data: bytes | Path
@@ -565,7 +565,6 @@ def csv_pieces(
     spanning lines).  Columns named in ``categories`` are parsed as ``Categorical`` (the same
     text, hashed once by the parser).  ``source``: the file name messages give (default: the
     path; another name when ``path`` is a UTF-8 copy, see :func:`utf8_copy`)."""
-    import polars as pl
 
     path = Path(path)
     if not path.is_file() or file_format(path) != "csv":
@@ -818,7 +817,7 @@ def _cell_text(v: Any) -> str | None:
 def _numeric_ids(cells: Any, values: list[str | None], ids: list[tuple[int, str]], source: str,
                  line: int) -> Problem | None:
     """ID cells of an XLSX row that hold numbers: their exact digits put in ``values``
-    (:func:`medaid.validation.number_as_id`), or the problem refusing the row."""
+    (:func:`medaid.io.validation.number_as_id`), or the problem refusing the row."""
     for j, field in ids:
         v = cells[j].value if j < len(cells) else None
         if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -921,7 +920,7 @@ def _read_jsonl(
 ) -> RawFile:
     """JSON Lines (UTF-8, as JSON requires); numbers are kept as the text written in the file
     (never a float); an ID written as a number goes through
-    :func:`medaid.validation.number_as_id`; blank lines are counted, not rows."""
+    :func:`medaid.io.validation.number_as_id`; blank lines are counted, not rows."""
     try:
         records, rows, problems, keys, blank = _jsonl_records(path, source)
     except UnicodeDecodeError:
@@ -961,7 +960,7 @@ def _read_jsonl(
 
 def _json_ids(rec: dict[str, Any], ids: list[tuple[str, str]], source: str, line: int) -> Problem | None:
     """ID values of a JSON Lines record written as numbers: their exact digits put in ``rec``
-    (:func:`medaid.validation.number_as_id`), or the problem refusing the record."""
+    (:func:`medaid.io.validation.number_as_id`), or the problem refusing the record."""
     for key, field in ids:
         v = rec.get(key)
         if isinstance(v, _JsonNumber):
@@ -1026,7 +1025,7 @@ def _read_parquet(
 
 def numeric_id_problems(frame: "pl.DataFrame", names: list[str], first: int) -> "pl.DataFrame":
     """Rows of a typed frame (Parquet) whose ID column holds a number that cannot be an exact
-    ID (:func:`medaid.validation.id_number_problem`), as a rejects frame (``row`` counted from
+    ID (:func:`medaid.io.validation.id_number_problem`), as a rejects frame (``row`` counted from
     ``first``; one record per row, the first such ID).  ``names`` are the columns' field names.
     Local and Spark readers both use it."""
     import polars as pl
@@ -1101,14 +1100,14 @@ MONEY_COLUMNS = frozenset(CLAIM_MONEY_FIELDS + RESULT_MONEY_FIELDS) | {
 
 def read_results(path: str | Path, *, required: Iterable[str] = ()) -> "pl.DataFrame":
     """Read back a file ``medaid batch`` or ``medaid recalc`` wrote (any format), through the
-    one reader of results files, :func:`medaid.report_input.load_results` (``medaid report``
+    one reader of results files, :func:`medaid.io.results.load_results` (``medaid report``
     reads them there too, so both accept the same files, e.g. a results CSV saved as GBK).
 
     Money → ``Int64`` fen (exactly; ``adjustment`` may be negative), ``date`` → Date,
     ``benefit_year`` → Int32, ``bracket`` → Int8; every column is kept, in the file's order;
     text that the export neutralised against formula injection gets its leading ``'`` removed.
     ``required``: fields the file must have (a clear refusal names the missing ones).  Raises
-    :class:`medaid.report_input.ResultsError` naming file, line and field of bad values."""
-    from .report_input import load_results
+    :class:`medaid.io.results.ResultsError` naming file, line and field of bad values."""
+    from .results import load_results
 
     return load_results(path, required=required, others=True)

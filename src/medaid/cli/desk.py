@@ -1,7 +1,7 @@
 """CLI commands at the settlement desk: ``settle``, ``quote``, ``reverse``, ``history``,
 ``rules check``, ``rules show`` and ``ledger verify``.
 
-Thin over :mod:`medaid.ledger` and :mod:`medaid.rules`: each command parses its options,
+Thin over :mod:`medaid.ledger.ledger` and :mod:`medaid.domain.rules`: each command parses its options,
 calls one library function and prints a table (tabulate) or JSON.  Labels are in English or
 Chinese (``--lang`` / ``$MEDAID_LANG``); money is printed with thousands separators and two
 decimals.  Only click is imported at start-up; the library, sqlite3 and tabulate are imported
@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .claims import Claim
-    from .ledger import Entry, Ledger
-    from .rules import Plan, RuleBook, RuleSet
+    from ..domain.claims import Claim
+    from ..domain.rules import Plan, RuleBook, RuleSet
+    from ..ledger.ledger import Ledger
 
 #: Where the ledger is when neither ``--ledger`` nor ``$MEDAID_LEDGER`` says.
 DEFAULT_LEDGER = "medaid-ledger.sqlite3"
@@ -175,14 +176,14 @@ def _t(lang: str, key: str, **kw: Any) -> str:
 
 
 def _yuan(fen: int | None, lang: str = "en") -> str:
-    from .money import format_yuan
+    from ..money import format_yuan
 
     return LABELS[lang]["none"] if fen is None else format_yuan(fen)
 
 
 def _exact_yuan(fen: Decimal) -> str:
     """An exact (possibly fractional) amount of fen as yuan: two decimals, more only if needed."""
-    from .money import format_yuan
+    from ..money import format_yuan
 
     whole = int(fen)
     if fen == whole:
@@ -201,8 +202,8 @@ def _amount(ctx: click.Context, param: click.Parameter, value: str | None) -> in
     """An amount option in yuan → fen, through :func:`medaid.money.parse_yuan`."""
     if value is None:
         return None
-    from .errors import MoneyError
-    from .money import parse_yuan
+    from ..errors import MoneyError
+    from ..money import parse_yuan
 
     try:
         return parse_yuan(value, field=param.name or "amount")
@@ -229,10 +230,10 @@ def _text(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
 
 
 def _id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """A claim or person id, tidied as everywhere (:func:`medaid.claims.tidy_id`)."""
+    """A claim or person id, tidied as everywhere (:func:`medaid.domain.claims.tidy_id`)."""
     if value is None:
         return None
-    from .claims import tidy_id
+    from ..domain.claims import tidy_id
 
     value = tidy_id(value)
     if not value:
@@ -265,7 +266,7 @@ def _claim_options(f: Any) -> Any:
 
 
 def _ledger_path() -> str:
-    from .cli import ENV_LEDGER
+    from .app import ENV_LEDGER
 
     return os.environ.get(ENV_LEDGER) or DEFAULT_LEDGER
 
@@ -279,7 +280,7 @@ def _ledger_option(f: Any) -> Any:
 
 
 def _claim(kw: dict[str, Any], claim_id: str) -> "Claim":
-    from .claims import Claim
+    from ..domain.claims import Claim
 
     return Claim(
         claim_id=claim_id, person_id=kw["person_id"], date=kw["date"] or dt.date.today(),
@@ -291,8 +292,8 @@ def _claim(kw: dict[str, Any], claim_id: str) -> "Claim":
 def _placed(claim: "Claim", book: "RuleBook") -> Any:
     """Place the claim; a date no version covers, or a group/kind no plan matches, is a usage
     error naming the option."""
-    from .engine import place
-    from .errors import ClaimError, RuleError
+    from ..domain.engine import place
+    from ..errors import ClaimError, RuleError
 
     try:
         return place(claim, book)
@@ -314,9 +315,9 @@ def _as_codes(claim: "Claim", at: Any) -> "Claim":
 
 
 def _open_ledger(path: str, *, create: bool) -> "Ledger":
-    from .cli import fail
-    from .errors import MedaidError
-    from .ledger import Ledger
+    from ..errors import MedaidError
+    from ..ledger.ledger import Ledger
+    from .app import fail
 
     try:
         return Ledger(path, create=create)
@@ -340,8 +341,8 @@ def _find_plan(book: "RuleBook | None", rule_set_id: str, version: str, plan: st
 
 
 def echo(text: object = "", *, err: bool = False) -> None:
-    """Print text that may hold data (ids, names, rule titles): see :func:`medaid.cli.echo`."""
-    from .cli import echo as shown
+    """Print text that may hold data (ids, names, rule titles): see :func:`medaid.cli.app.echo`."""
+    from .app import echo as shown
 
     shown(text, err=err)
 
@@ -351,7 +352,7 @@ def _table(rows: list[list[Any]], headers: list[str] | None = None, align: Itera
     measured, so that the columns stay aligned."""
     from tabulate import tabulate
 
-    from .errors import visible
+    from ..errors import visible
 
     rows = [[visible(c) if isinstance(c, str) else c for c in row] for row in rows]
 
@@ -367,7 +368,7 @@ def _table(rows: list[list[Any]], headers: list[str] | None = None, align: Itera
 def _explain(r: Any, claim: "Claim", book: "RuleBook | None", lang: str, title: str) -> str:
     """The table a clerk shows the patient: segments, caps, relief, patient pays, the year to
     date against the annual cap, the rule set and the plan's legal basis.  ``r`` is a
-    :class:`medaid.Settlement` or a :class:`medaid.ledger.Entry` (same field names)."""
+    :class:`medaid.Settlement` or a :class:`medaid.ledger.ledger.Entry` (same field names)."""
     L = LABELS[lang]
     rs, plan = _find_plan(book, r.rule_set_id, r.rule_version, r.plan)
     out = [f"{title}"]
@@ -428,7 +429,7 @@ def _with_basis(d: dict[str, Any], book: "RuleBook | None", r: Any) -> dict[str,
 
 
 def _dump(obj: Any) -> None:
-    from .cli import json_text
+    from .app import json_text
 
     click.echo(json_text(obj))
 
@@ -439,8 +440,8 @@ def _dump(obj: Any) -> None:
 
 def register(group: click.Group) -> None:
     """Add the desk commands to ``group``: settle, quote, reverse, history, rules, ledger."""
-    from .cli import fail, json_option, lang_option, load_book, rules_option
-    from .errors import MedaidError
+    from ..errors import MedaidError
+    from .app import fail, json_option, lang_option, load_book, rules_option
 
     @group.command()
     @_claim_options
@@ -461,7 +462,7 @@ def register(group: click.Group) -> None:
         Example:
           medaid settle --person P1 --self-pay 30000 --date 2024-05-03 --group key --kind inpatient
         """
-        from .ledger import new_claim_id
+        from ..ledger.ledger import new_claim_id
 
         book = load_book(rules_path, scheme)
         day = kw["date"] or dt.date.today()
@@ -509,8 +510,7 @@ def register(group: click.Group) -> None:
           medaid quote --person P1 --self-pay 30000 --date 2024-05-03 --ytd-self-pay 0 --ytd-relief 0
           medaid quote --person P1 --self-pay 12,345.67 --ledger desk.sqlite3 --lang zh
         """
-        from .engine import PoolState
-        from .engine import quote as quote_claim
+        from ..domain.engine import PoolState, quote as quote_claim
 
         if (ytd_self_pay is None) != (ytd_relief is None):
             raise click.UsageError("give both --ytd-self-pay and --ytd-relief, or neither (to read the ledger)")
@@ -657,7 +657,6 @@ def register(group: click.Group) -> None:
         """
 
     def _path_arg(f: Any) -> Any:
-        from .cli import default_rules_path
 
         return click.argument("path", required=False, metavar="[PATH]",
                               default=None, type=click.Path())(f)
@@ -675,8 +674,8 @@ def register(group: click.Group) -> None:
         Example:
           medaid rules check rules/
         """
-        from .cli import default_rules_path
-        from .rules import load_rules
+        from ..domain.rules import load_rules
+        from .app import default_rules_path
 
         try:
             book = load_rules(path or default_rules_path())
@@ -704,8 +703,8 @@ def register(group: click.Group) -> None:
         Example:
           medaid rules show rules/ --lang zh
         """
-        from .cli import default_rules_path
-        from .rules import load_rules
+        from ..domain.rules import load_rules
+        from .app import default_rules_path
 
         try:
             book = load_rules(path or default_rules_path())

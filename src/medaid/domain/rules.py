@@ -22,17 +22,25 @@ import hashlib
 import re
 import tomllib
 import unicodedata
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, ValidationError,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictInt,
+    ValidationError,
 )
 
+from ..errors import MedaidError, Problem, RuleError
+from ..money import ascii_or_full_width, describe_character, format_yuan, parse_yuan
 from .brackets import Schedule
-from .errors import MedaidError, Problem, RuleError
-from .money import ascii_or_full_width, describe_character, format_yuan, parse_yuan
 
 # --------------------------------------------------------------------------------------------
 # field types
@@ -279,7 +287,7 @@ class RuleSet(_Frozen):
 
 
 def schedule_of(plan: Plan, rounding: Rounding) -> Schedule:
-    """Compile a plan into its exact arithmetic (:class:`medaid.brackets.Schedule`)."""
+    """Compile a plan into its exact arithmetic (:class:`medaid.domain.brackets.Schedule`)."""
     return Schedule(
         lowers=[b.lower for b in plan.brackets],
         uppers=[b.upper for b in plan.brackets],

@@ -1,7 +1,7 @@
 """The columnar settlement core: the engine's rules on a whole polars frame, exactly and fast.
 
 Rules implemented (docs/calculation.md; how, in docs/columnar.md), the same as
-:func:`medaid.engine.settle`:
+:func:`medaid.domain.engine.settle`:
 version by claim date, plan by (group, kind), benefit year by the version's start month,
 accumulation per (person, benefit year, pool) in (date, claim id) order, the ``claim`` /
 ``year`` increment, the gate, the ``marginal`` / ``whole`` bracket function, rounding to the
@@ -12,7 +12,7 @@ How (docs/columnar.md has the proofs):
 
 * *Placement* is a few vectorised lookups: the version by a ``when`` chain on the date, the plan
   from a small table indexed by (version, group code, kind code), built by calling
-  :meth:`medaid.rules.RuleSet.plan` for every code pair, so plan selection is the engine's own.
+  :meth:`medaid.domain.rules.RuleSet.plan` for every code pair, so plan selection is the engine's own.
 * *Ordering*: one unsigned 64-bit key per row, ``hash(person) | (benefit year, pool) | day |
   row``, sorted with a radix sort; the row index is read back from the low bits.  Rows whose
   key ties (same person hash, pool, year and day) or whose person hash collides with another
@@ -32,12 +32,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .brackets import CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY, Schedule
-from .columns import RESULT_FIELDS
-from .engine import _no_plan, _no_version
-from .errors import ClaimError, Problem
-from .money import MAX_FEN, too_large
-from .rules import Plan, RuleBook, RuleSet
+from ..domain.brackets import CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY, Schedule
+from ..domain.engine import _no_plan, _no_version
+from ..domain.rules import Plan, RuleBook, RuleSet
+from ..errors import ClaimError, Problem
+from ..io.columns import RESULT_FIELDS
+from ..money import MAX_FEN, too_large
 
 if TYPE_CHECKING:  # polars is imported inside the functions: `import medaid` stays light
     import polars as pl
@@ -161,11 +161,11 @@ def settle_frame(
 
     ``frame`` has ``row``, ``claim_id``, ``person_id``, ``date``, ``self_pay`` (fen) and optional
     ``group`` and ``kind``; other columns pass through.  Returns ``(results, rejects)``:
-    ``results`` are the placeable rows in input order with :data:`medaid.columns.RESULT_FIELDS`
+    ``results`` are the placeable rows in input order with :data:`medaid.io.columns.RESULT_FIELDS`
     appended; ``rejects`` (``row``, ``claim_id``, ``field``, ``message``) are the rows no rule
     version covers or no plan matches, worded as the engine words them, and the rows whose
     self-pay is negative or above :data:`medaid.money.MAX_FEN`.  Each result equals
-    :func:`medaid.engine.settle` on the placeable claims, to the fen.
+    :func:`medaid.domain.engine.settle` on the placeable claims, to the fen.
 
     ``compact=True`` returns the text result columns (``plan``, ``pool``, ``capped_by``,
     ``rule_set_id``, ``rule_version``, ``rule_hash``) as ``pl.Enum`` instead of ``String``:
@@ -452,7 +452,7 @@ class _Mark:
 
 def _rejects(pl: Any, bad: "pl.DataFrame", rules: RuleBook, t: _Tables) -> "pl.DataFrame":
     """The rows no version covers (field ``date``) or no plan matches (``group/kind``), with
-    the engine's own messages (:func:`medaid.engine._no_version` / ``_no_plan``)."""
+    the engine's own messages (:func:`medaid.domain.engine._no_version` / ``_no_plan``)."""
     pre, post = _no_version(_Stub("", _Mark(), None, None), rules).message.split("\x00DATE\x00")  # type: ignore[arg-type]
     cols = bad.columns
     g = pl.col("group") if "group" in cols else pl.lit(None, dtype=pl.String)
@@ -478,7 +478,7 @@ def _rejects(pl: Any, bad: "pl.DataFrame", rules: RuleBook, t: _Tables) -> "pl.D
 def _as_codes(pl: Any, placed: "pl.DataFrame", v: Any, t: _Tables) -> "pl.DataFrame":
     """``group`` and ``kind`` written as their codes where a row names them by an alias
     (``特困人员`` → ``key``), by the version each row is settled under
-    (:meth:`medaid.rules.RuleSet.codes`, as the engine and the desk record them).  Looks at the
+    (:meth:`medaid.domain.rules.RuleSet.codes`, as the engine and the desk record them).  Looks at the
     distinct values first: a file that writes codes only is left as it is."""
     for col, code_of in (("group", "group_code"), ("kind", "kind_code")):
         if col not in placed.columns:
@@ -863,7 +863,7 @@ def _blank(pl: Any, n: int) -> "pl.DataFrame":
 
 def _sequential(pl: Any, res: "pl.DataFrame", work: "pl.DataFrame", flag: Any, t: _Tables) -> "pl.DataFrame":
     """Settle the groups holding a flagged row one claim at a time with the scalar engine's
-    per-claim function (:meth:`medaid.brackets.Schedule.relieve_raw`), exact Python integers.
+    per-claim function (:meth:`medaid.domain.brackets.Schedule.relieve_raw`), exact Python integers.
 
     Used where the prefix-sum form does not hold (the annual cap changes inside a group) or
     where int64 could overflow."""
@@ -912,7 +912,7 @@ def _finish(
     pl: Any, out: "pl.DataFrame", keys: "pl.DataFrame", t: _Tables, res: "pl.DataFrame | None",
     compact: bool,
 ) -> "pl.DataFrame":
-    """Input columns, then :data:`medaid.columns.RESULT_FIELDS`, in input order."""
+    """Input columns, then :data:`medaid.io.columns.RESULT_FIELDS`, in input order."""
     keep = [c for c in out.columns if c not in RESULT_FIELDS]
     p = keys["__p"].rechunk()
 

@@ -1,6 +1,6 @@
 """Batch settlement of claim files: read → validate → settle → write, with totals; recalculation.
 
-Rules implemented (docs/calculation.md via :func:`medaid.columnar.settle_frame`;
+Rules implemented (docs/calculation.md via :func:`medaid.batch.columnar.settle_frame`;
 README.md#reliability;
 issue #4):
 
@@ -12,7 +12,7 @@ issue #4):
 * ``on_error="fail"`` (the default): if any row is rejected nothing is written and the problems
   are raised (:class:`BatchRefused`).  ``"skip"``: the good rows are written, the bad ones go to
   the rejects file with a ``reason`` column.
-* Results keep the input order and the input columns, then :data:`medaid.columns.RESULT_FIELDS`.
+* Results keep the input order and the input columns, then :data:`medaid.io.columns.RESULT_FIELDS`.
 * Totals (:func:`summarise`): claims, persons, self-pay, relief, patient pays, relief share,
   claims capped and persons at an annual cap, and the same by plan, by month and by hospital.
 * Recalculation (:func:`recalculate`): per claim the old relief (from a previous results file),
@@ -22,18 +22,19 @@ issue #4):
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from .errors import MedaidError, Problem
-from .money import MAX_FEN, format_yuan
+from ..errors import MedaidError, Problem
+from ..money import MAX_FEN, format_yuan
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from .rules import RuleBook
-    from .scan import Scanned
+    from ..domain.rules import RuleBook
+    from ..io.csv_fast import Scanned
 
 #: Stages reported to a progress callback, in order.
 STAGES = ("read", "validate", "settle", "write")
@@ -153,17 +154,24 @@ def settle_file(
 
     A GB18030/GBK CSV file is first copied to a temporary UTF-8 file, piece by piece, and read
     from there (then removed).  A UTF-8 CSV file without quote characters is read and typed in one streaming pass
-    (:func:`medaid.scan.scan_claims`); another UTF-8 CSV file piece by piece
-    (:class:`medaid.readers.CsvPieces`); so the text of a CSV file is never in memory whole.
+    (:func:`medaid.io.csv_fast.scan_claims`); another UTF-8 CSV file piece by piece
+    (:class:`medaid.io.readers.CsvPieces`); so the text of a CSV file is never in memory whole.
     Other files are read whole.  All give the same run.  ``rules`` may be a function giving
     the rule book (e.g. a future's ``result``): it is called once the file is read, so that
     the rules can load meanwhile.  ``reader`` (``"auto"``, ``"scan"``,
     ``"pieces"``, ``"whole"``) picks the first reader to try, for tests and diagnosis."""
     import polars as pl
 
-    from .readers import NotChunkable, csv_pieces, problems_frame, read_raw_file, utf8_copy, validate_frame
-    from .scan import scan_claims
-    from .validation import FEW_VALUES, check_totals, totals_rows
+    from ..io.csv_fast import scan_claims
+    from ..io.readers import (
+        NotChunkable,
+        csv_pieces,
+        problems_frame,
+        read_raw_file,
+        utf8_copy,
+        validate_frame,
+    )
+    from ..io.validation import FEW_VALUES, check_totals, totals_rows
 
     tick = progress or (lambda stage: None)
     source = str(path)
@@ -208,7 +216,9 @@ def settle_file(
     if totals is not None:
         warnings = check_totals(totals, clean, rejects["row"].unique(), source)
     book = rules() if callable(rules) else rules
-    from .columnar import settle_frame  # after the read: it loads the rule models meanwhile
+    from .columnar import (
+        settle_frame,  # after the read: it loads the rule models meanwhile
+    )
     results, refused = settle_frame(clean, book, compact=True)  # text results as enums (memory)
     tick("settle")
     if refused.height:
@@ -251,8 +261,8 @@ def _type_pieces(pieces: Any) -> "Scanned":
     read, {})``; each piece's text is dropped once typed, except its rejected rows."""
     import polars as pl
 
-    from .scan import Scanned
-    from .validation import finish_validation, totals_rows, type_rows
+    from ..io.csv_fast import Scanned
+    from ..io.validation import finish_validation, totals_rows, type_rows
 
     parts, problems, bad, totals = [], [], [], []
     rows_read = 0
@@ -288,8 +298,8 @@ def _as_text(frame: "pl.DataFrame") -> "pl.DataFrame":
     """Typed claim rows back to text as read (dates ISO, amounts yuan) for the rejects file."""
     import polars as pl
 
-    from .exports import yuan_text
-    from .readers import MONEY_COLUMNS
+    from ..io.readers import MONEY_COLUMNS
+    from ..io.writers import yuan_text
 
     return frame.with_columns([
         yuan_text(c) if c in MONEY_COLUMNS and t.is_integer() else pl.col(c).cast(pl.String)
@@ -342,7 +352,7 @@ def write_run(
     """Write a run's results (and rejects): refuse first under ``fail``; returns the rejects
     path written, if any.  Each file is written atomically; ``lang="zh"`` gives CSV and XLSX
     files Chinese headers."""
-    from .exports import write_frame
+    from ..io.writers import write_frame
 
     if on_error == "fail":
         refuse_if_bad(run, limit)
@@ -606,7 +616,7 @@ PREVIOUS_FIELDS = ("claim_id", "person_id", "relief")
 
 def recalculate(run: BatchRun, previous: "pl.DataFrame") -> Recalc:
     """Compare a run's relief with a previous results frame (from
-    :func:`medaid.readers.read_results`), claim by claim; Σ old + Σ adj = Σ new is checked."""
+    :func:`medaid.io.readers.read_results`), claim by claim; Σ old + Σ adj = Σ new is checked."""
     import polars as pl
 
     def pick(frame: "pl.DataFrame", prefix: str) -> "pl.DataFrame":
@@ -618,7 +628,7 @@ def recalculate(run: BatchRun, previous: "pl.DataFrame") -> Recalc:
             [e.alias(k if k == "claim_id" else f"{prefix}{k}") for k, e in cols.items()]
         ).with_row_index(f"{prefix}order")
 
-    from .validation import ID_FIELDS, tidy_ids
+    from ..io.validation import ID_FIELDS, tidy_ids
 
     # the previous file's ids as the run's are (an older file may hold them keyed otherwise)
     previous = previous.with_columns(

@@ -1,6 +1,6 @@
 """CLI commands (batch): ``medaid batch`` and ``medaid recalc``; registered by :func:`register`.
 
-Thin over :mod:`medaid.batch`; polars and openpyxl are imported inside the commands.
+Thin over :mod:`medaid.batch.run`; polars and openpyxl are imported inside the commands.
 """
 
 from __future__ import annotations
@@ -8,13 +8,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 
-from .cli import echo, json_text
-from .errors import MedaidError
+from ..errors import MedaidError
+from .app import echo, json_text
 
 
 def _input_options(f: Any) -> Any:
@@ -31,7 +32,7 @@ def _input_options(f: Any) -> Any:
 @contextlib.contextmanager
 def _progress(label: str) -> Iterator[Any]:
     """A stage progress bar on stderr, only when stderr is a terminal."""
-    from .batch import STAGES
+    from ..batch.run import STAGES
 
     if not sys.stderr.isatty():
         yield None
@@ -59,7 +60,7 @@ def _distinct(input_path: str, *outputs: str | None) -> None:
 
 
 def _fail(e: MedaidError) -> click.ClickException:
-    from .cli import fail
+    from .app import fail
 
     return fail(e)
 
@@ -90,17 +91,18 @@ def _import_polars() -> None:
 
 def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str | None,
             sheet: str | None, maps: tuple[str, ...], tick: Any) -> Any:
-    from .batch import settle_file
-    from .cli import load_book
-    from .readers import parse_mapping
-
     from concurrent.futures import ThreadPoolExecutor
+
+    from ..batch.run import settle_file
+    from ..io.readers import parse_mapping
+    from .app import load_book
 
     _import_polars()  # first: importing is not done in parallel
 
     def rules_and_engine() -> Any:
         book = load_book(rules_path, scheme)
-        from . import columnar, exports  # noqa: F401  (imported here, off the main thread's path)
+        from ..batch import columnar  # noqa: F401  (imported here, off the main thread's path)
+        from ..io import writers  # noqa: F401
 
         return book
 
@@ -124,7 +126,7 @@ def _refused(e: Any, as_json: bool) -> click.ClickException:
     """Report a refused batch: the first problems, their count, the reconciliation line (under
     ``--json`` one error object with ``refused``, ``problem_count``, ``rows_rejected`` and
     ``reconciliation`` besides the problems)."""
-    from .cli import Failure
+    from .app import Failure
 
     lines = [str(p) for p in e.problems]
     more = e.total - len(lines)
@@ -139,9 +141,9 @@ def _refused(e: Any, as_json: bool) -> click.ClickException:
 def _spark_batch(input_path: str, output: str | None, rules_path: str, scheme: str | None,
                  master: str | None, rejects_path: str | None, on_error: str, max_errors: int,
                  as_json: bool, lang: str = "en") -> None:
-    """``medaid batch --engine spark``: the same batch through :func:`medaid.spark.run_batch`."""
+    """``medaid batch --engine spark``: the same batch through :func:`medaid.spark.job.run_batch`."""
     try:
-        from .spark import run_batch
+        from ..spark.job import run_batch
     except ImportError:
         raise click.UsageError("--engine spark needs the spark extra: pip install 'medaid[spark]'") from None
     if output is None:
@@ -159,7 +161,7 @@ def _spark_batch(input_path: str, output: str | None, rules_path: str, scheme: s
 def register(group: click.Group) -> None:
     """Add this module's commands to ``group``."""
     # imported here: ``python -m medaid.cli`` runs cli.py as __main__, which imports us
-    from .cli import json_option, lang_option, rules_option
+    from .app import json_option, lang_option, rules_option
 
     @group.command("batch")
     @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=True))
@@ -202,9 +204,14 @@ def register(group: click.Group) -> None:
         if Path(input_path).is_dir():
             raise click.BadParameter("a folder is read only with --engine spark; give a file",
                                      param_hint="INPUT")
-        from .batch import BatchRefused, summarise, summary_json, summary_tables, write_run
-
-        from .batch import default_rejects_path
+        from ..batch.run import (
+            BatchRefused,
+            default_rejects_path,
+            summarise,
+            summary_json,
+            summary_tables,
+            write_run,
+        )
 
         out = output or _default_output(input_path)
         _distinct(input_path, out, rejects_path or str(default_rejects_path(out)))
@@ -261,10 +268,16 @@ def register(group: click.Group) -> None:
         Example:  medaid recalc claims.csv --previous results.csv --rules rules-2025/ -o adj.csv
         Σ old relief + Σ adjustments = Σ new relief, to the fen.
         """
-        from .batch import (PREVIOUS_FIELDS, BatchRefused, recalc_tables, recalculate,
-                            refuse_if_bad, summary_json)
-        from .exports import write_frame
-        from .readers import read_results
+        from ..batch.run import (
+            PREVIOUS_FIELDS,
+            BatchRefused,
+            recalc_tables,
+            recalculate,
+            refuse_if_bad,
+            summary_json,
+        )
+        from ..io.readers import read_results
+        from ..io.writers import write_frame
 
         _distinct(input_path, previous, output)
         with _progress("recalculating") as tick:

@@ -1,7 +1,7 @@
 """Scale-out: the same batch on Apache Spark, identical to the local batch to the fen.
 
 Rules implemented: all of docs/calculation.md, by running the local batch's own columnar code
-(:func:`medaid.columnar.settle_frame`) inside Spark, once per bucket of persons.  Accumulation
+(:func:`medaid.batch.columnar.settle_frame`) inside Spark, once per bucket of persons.  Accumulation
 is per (person, benefit year, pool), so every claim of one person must reach the same call:
 claims are shuffled by ``pmod(xxhash64(person_id), buckets)`` and each bucket is settled by
 ``groupBy(bucket).applyInArrow`` (one call per bucket, not per person, so that the per-call cost
@@ -27,21 +27,28 @@ import sys
 import time
 import unicodedata
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
-from .columns import CLAIM_FIELDS, CLAIM_MONEY_FIELDS, HEADER_ALIASES, REQUIRED_FIELDS, RESULT_FIELDS
-from .errors import ClaimError, MedaidError, Problem
+from ..errors import ClaimError, MedaidError, Problem
+from ..io.columns import (
+    CLAIM_FIELDS,
+    CLAIM_MONEY_FIELDS,
+    HEADER_ALIASES,
+    REQUIRED_FIELDS,
+    RESULT_FIELDS,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.lib
     from pyspark.sql import DataFrame, SparkSession
 
-    from .rules import RuleBook
+    from ..domain.rules import RuleBook
 
-#: Spark types of the columns :func:`medaid.columnar.settle_frame` adds (``RESULT_FIELDS``).
+#: Spark types of the columns :func:`medaid.batch.columnar.settle_frame` adds (``RESULT_FIELDS``).
 RESULT_TYPES: dict[str, str] = {
     "plan": "string", "pool": "string", "benefit_year": "int", "relief": "bigint",
     "patient_pays": "bigint", "bracket_relief": "bigint", "capped_by": "string",
@@ -119,7 +126,7 @@ def _book(payload: bytes) -> "RuleBook":
     key = hashlib.sha256(payload).hexdigest()
     book = _BOOKS.get(key)
     if book is None:
-        from .rules import RuleBook
+        from ..domain.rules import RuleBook
 
         rule_sets, scheme = pickle.loads(payload)
         book = _BOOKS[key] = RuleBook(rule_sets, scheme)
@@ -158,7 +165,7 @@ def _settle_bucket(payload: bytes, names: Sequence[str], schema: "pa.Schema"):  
     def settle_bucket(table: "pa.Table") -> "pa.Table":
         import polars as pl
 
-        from .columnar import settle_frame
+        from ..batch.columnar import settle_frame
 
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
@@ -193,9 +200,9 @@ def settle_spark(
     absent) and ``source``; other columns pass through.  Rows missing a required value or
     with a negative self-pay, and every repeat of a claim id after its first (by ``source``, ``row``), are rejected; the rest
     are shuffled into ``buckets`` buckets of persons (default: the shuffle partitions) and each
-    bucket is settled by :func:`medaid.columnar.settle_frame`.
+    bucket is settled by :func:`medaid.batch.columnar.settle_frame`.
 
-    Claim and person ids are tidied first (:func:`medaid.claims.tidy_id`, as the local batch
+    Claim and person ids are tidied first (:func:`medaid.domain.claims.tidy_id`, as the local batch
     does), before claims are shuffled by person: one person keyed two ways is one person.
 
     Returns ``(results, rejects)``: results are the input columns plus ``RESULT_FIELDS``,
@@ -211,9 +218,9 @@ def settle_spark(
 
 
 def tidy_claim_ids(claims: "DataFrame") -> "DataFrame":
-    """``claims`` with ``claim_id`` and ``person_id`` tidied by :func:`medaid.claims.tidy_id`
+    """``claims`` with ``claim_id`` and ``person_id`` tidied by :func:`medaid.domain.claims.tidy_id`
     (empty afterwards: null, which the settlement rejects as empty), on the executors, by
-    :func:`medaid.validation.tidy_ids` (only the values that need it take the Python path).
+    :func:`medaid.io.validation.tidy_ids` (only the values that need it take the Python path).
     Frames from :func:`read_claims` are tidy already (the readers' validation tidies them)."""
     ids = [c for c in ("claim_id", "person_id") if c in claims.columns]
     if not ids:
@@ -223,7 +230,7 @@ def tidy_claim_ids(claims: "DataFrame") -> "DataFrame":
     def tidy(batches: Iterator["pa.RecordBatch"]) -> Iterator["pa.RecordBatch"]:
         import polars as pl
 
-        from .validation import tidy_ids
+        from ..io.validation import tidy_ids
 
         for batch in batches:
             frame = pl.from_arrow(batch)
@@ -333,7 +340,7 @@ _ALIAS_INDEX = {_norm_header(a): f for f, aliases in HEADER_ALIASES.items() for 
 
 def column_names(headers: Sequence[str]) -> list[str]:
     """A file's headers as the batch names them: a field's aliases (after NFKC, trimming and
-    case-folding, :data:`medaid.columns.HEADER_ALIASES`) become the field name; a second column naming the same field, and any
+    case-folding, :data:`medaid.io.columns.HEADER_ALIASES`) become the field name; a second column naming the same field, and any
     other column, keep their header (``_input`` appended when it is named like a result column,
     a number appended when repeated), so that they pass through as text."""
     names: list[str] = []
@@ -363,13 +370,18 @@ def _raw_frame(content: bytes, fmt: str, source: str = "") -> tuple[Any, Any]:
     """One file as text columns named by :func:`column_names`, plus ``row``: the line number
     for CSV, the record number from 1 for Parquet; and, as a rejects frame, the rows that are
     not in the frame.  A CSV file is read by the local batch's whole-file reader
-    (:func:`medaid.readers.read_csv_data`): the header found below title lines, lines ended by
+    (:func:`medaid.io.readers.read_csv_data`): the header found below title lines, lines ended by
     CR alone read as lines, blank lines not rows, every other line a row or a located problem
     (a stray quote, a row longer or shorter than the header).  Parquet IDs held as numbers that
-    cannot be exact are rejected (:func:`medaid.readers.numeric_id_problems`)."""
+    cannot be exact are rejected (:func:`medaid.io.readers.numeric_id_problems`)."""
     import polars as pl
 
-    from .readers import numeric_id_problems, problems_frame, read_csv_data, text_columns
+    from ..io.readers import (
+        numeric_id_problems,
+        problems_frame,
+        read_csv_data,
+        text_columns,
+    )
 
     if fmt == "csv":
         if _encoding(content[: 1 << 20]) != "utf-8":
@@ -410,7 +422,7 @@ def _read_file_fn(fmt: str, names: Sequence[str], schema: "pa.Schema"):  # type:
     def read_files(batches: Iterator["pa.RecordBatch"]) -> Iterator["pa.RecordBatch"]:
         import polars as pl
 
-        from .readers import validate_frame
+        from ..io.readers import validate_frame
 
         for batch in batches:
             paths = batch.column("path").to_pylist()
@@ -455,7 +467,7 @@ def _source(path: str) -> str:
 
 def read_claims(spark: "SparkSession", path: str, fmt: str | None = None) -> tuple["DataFrame", list[str]]:
     """Read CSV or Parquet claim files (a file or a folder of them) and validate every row with
-    :func:`medaid.readers.validate_frame`, one file per call, on the executors.
+    :func:`medaid.io.readers.validate_frame`, one file per call, on the executors.
 
     Headers are checked on the driver first: a file without a required column refuses the run
     (:class:`MedaidError` naming the file and the column), as in the local batch.  Returns the
@@ -480,11 +492,11 @@ def read_claims(spark: "SparkSession", path: str, fmt: str | None = None) -> tup
 
 def _csv_header(text: str, source: str) -> tuple[int, list[str]]:
     """The header line of a CSV file and its cells, from the file's first characters, found
-    as the local reader finds it (:func:`medaid.readers.find_csv_header`: below title lines,
+    as the local reader finds it (:func:`medaid.io.readers.find_csv_header`: below title lines,
     CR-only line ends read as lines); else its first line."""
     import csv
 
-    from .readers import cr_only, find_csv_header
+    from ..io.readers import cr_only, find_csv_header
 
     data = text.encode("utf-8")
     if cr_only(data):
@@ -653,10 +665,10 @@ def _yuan(col: Any) -> Any:
 
 def _formula_safe(col: Any) -> Any:
     """A text column for CSV: cells a spreadsheet would run as a formula get a leading ``'``
-    (as :func:`medaid.exports.neutralise`, with its pattern, which Java reads alike)."""
+    (as :func:`medaid.io.writers.neutralise`, with its pattern, which Java reads alike)."""
     from pyspark.sql import functions as F
 
-    from .exports import _FORMULA_RE
+    from ..io.writers import _FORMULA_RE
 
     return F.when(col.rlike(_FORMULA_RE), F.concat(F.lit("'"), col)).otherwise(col)
 
@@ -666,10 +678,10 @@ def output_frame(results: "DataFrame", fmt: str, layout: Sequence[str] | None = 
     """Results as written to files: the input's columns (``layout``, default the claim fields)
     then ``RESULT_FIELDS``, rows in file order (by source and line), money as yuan (``decimal(18,2)`` in Parquet, two-decimal text in
     CSV), and in CSV text cells that a spreadsheet would run as a formula prefixed with ``'``,
-    header cells too (:func:`medaid.exports.sheet_headers`: Chinese with ``lang="zh"``)."""
+    header cells too (:func:`medaid.io.writers.sheet_headers`: Chinese with ``lang="zh"``)."""
     from pyspark.sql import functions as F
 
-    from .exports import sheet_headers
+    from ..io.writers import sheet_headers
 
     money = set(CLAIM_MONEY_FIELDS) | {"relief", "patient_pays", "bracket_relief", "ytd_self_pay", "ytd_relief"}
     first = layout if layout is not None else [c for c in CLAIM_FIELDS if c in results.columns]
@@ -790,7 +802,7 @@ def run_batch(
     """
     from pyspark.sql import functions as F
 
-    from .rules import load_rules
+    from ..domain.rules import load_rules
 
     if on_error not in ("fail", "skip"):
         raise ValueError("on_error is 'fail' or 'skip'")
@@ -879,7 +891,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))
     else:
-        from .money import format_yuan
+        from ..money import format_yuan
 
         t = summary.total
         print(summary.reconcile())

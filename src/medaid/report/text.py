@@ -1,6 +1,6 @@
 """The report for the terminal (tables via tabulate) and for machines (JSON).
 
-Both show the same figures as :mod:`medaid.report` computed them: amounts in yuan with two
+Both show the same figures as :mod:`medaid.report.indicators` computed them: amounts in yuan with two
 decimals (exact, from fen), percentages and averages rounded half-up to 2 decimals from their
 exact ratio (JSON also gives the ratio's integer numerator and denominator).
 """
@@ -10,11 +10,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .errors import visible
-from .money import fen_to_decimal
-from .report import (Figure, Report, Table, avg_fen, budget_warning, cell_text, figure_label, figure_text,
-                     percent_text)
-from .report_labels import formula, label
+from ..errors import visible
+from ..money import fen_to_decimal
+from .indicators import (
+    Figure,
+    Report,
+    Table,
+    avg_fen,
+    budget_warning,
+    cell_text,
+    figure_label,
+    figure_text,
+    percent_text,
+)
+from .labels import formula, label
 
 
 def scope_lines(r: Report, lang: str = "en") -> list[tuple[str, str]]:

@@ -1,0 +1,7 @@
+"""``python -m medaid.cli``: the ``medaid`` command."""
+
+import sys
+
+from .app import main
+
+sys.exit(main())
