@@ -22,9 +22,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from medaid.batch.columnar import settle_frame
 
 import medaid
+from medaid.batch.columnar import settle_frame
 from medaid.cli import main
 from medaid.errors import RuleError
 

@@ -304,7 +304,7 @@ def test_bytes_that_are_not_text_in_an_option_are_refused_naming_the_option(tmp_
 def test_a_defect_is_reported_as_an_internal_error_without_a_traceback(tmp_path, monkeypatch):
     """A bug of medaid's own is exit 3 with its kind named and no data from its message; with
     MEDAID_DEBUG=1 the traceback is shown to whoever debugs it."""
-    from medaid import rules
+    from medaid.domain import rules
 
     def broken(*a, **k):
         raise ZeroDivisionError("P-secret-id-500101198001011234")
