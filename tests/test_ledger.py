@@ -382,13 +382,13 @@ def test_verify_finds_a_removed_row(tmp_path, book):
 def test_verify_finds_a_row_rehashed_without_its_successor(tmp_path, book):
     path = tmp_path / "l.sqlite3"
     _three(path, book)
-    from medaid.ledger.ledger import _COLUMNS, _hash
+    from medaid.ledger.schema import COLUMNS, row_hash
 
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("DROP TRIGGER entries_never_updated")
-    row = list(con.execute(f"SELECT {', '.join(_COLUMNS)} FROM entries WHERE seq = 1").fetchone())
-    row[13] = 0  # relief
-    new_hash = _hash(row[:-1])
+    row = list(con.execute(f"SELECT {', '.join(COLUMNS)} FROM entries WHERE seq = 1").fetchone())
+    row[COLUMNS.index("relief")] = 0  # relief
+    new_hash = row_hash(row)
     con.execute("UPDATE entries SET relief = 0, row_hash = ? WHERE seq = 1", (new_hash,))
     con.close()
     with Ledger(path) as lg:
@@ -399,15 +399,15 @@ def test_verify_finds_a_row_rehashed_without_its_successor(tmp_path, book):
 
 def _rewrite_first_row(path: Path, **values) -> None:
     """Change row 1 of a one-row ledger and recompute its hash, as a forger would."""
-    from medaid.ledger.ledger import _COLUMNS, _hash
+    from medaid.ledger.schema import COLUMNS, row_hash
 
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("DROP TRIGGER entries_never_updated")
-    row = list(con.execute(f"SELECT {', '.join(_COLUMNS)} FROM entries WHERE seq = 1").fetchone())
+    row = list(con.execute(f"SELECT {', '.join(COLUMNS)} FROM entries WHERE seq = 1").fetchone())
     for k, v in values.items():
-        row[_COLUMNS.index(k)] = v
+        row[COLUMNS.index(k)] = v
     sets = ", ".join(f"{k} = ?" for k in values)
-    con.execute(f"UPDATE entries SET {sets}, row_hash = ? WHERE seq = 1", (*values.values(), _hash(row[:-1])))
+    con.execute(f"UPDATE entries SET {sets}, row_hash = ? WHERE seq = 1", (*values.values(), row_hash(row)))
     con.close()
 
 

@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 import medaid
 from medaid.cli import main
-from medaid.ledger.ledger import _COLUMNS, MIGRATIONS, Ledger, LedgerError, _hash
+from medaid.ledger.ledger import MIGRATIONS, Ledger, LedgerError
+from medaid.ledger.schema import COLUMNS, row_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "rules"
@@ -50,7 +51,7 @@ def _alter(path: Path, sql: str, params: tuple = ()) -> None:
     con.execute("DROP TRIGGER entries_never_updated")
     con.execute("DROP TRIGGER entries_never_deleted")
     con.execute(sql, params)
-    for statement in MIGRATIONS[0][2]:
+    for statement in MIGRATIONS[0].statements:
         if "CREATE TRIGGER" in statement:
             con.execute(statement)
     con.close()
@@ -109,10 +110,10 @@ def test_a_row_rehashed_after_it_was_altered_is_refused_by_the_next_rows_link(tm
         lg.settle(claim("C1", "100000"), book)
         lg.settle(claim("C2", "30000", person="P2"), book)
     con = sqlite3.connect(path)
-    row = list(con.execute(f"SELECT {', '.join(_COLUMNS)} FROM entries WHERE seq = 1").fetchone())
+    row = list(con.execute(f"SELECT {', '.join(COLUMNS)} FROM entries WHERE seq = 1").fetchone())
     con.close()
-    row[13] = 0  # relief, and a row_hash that matches the altered content
-    _alter(path, "UPDATE entries SET relief = 0, row_hash = ? WHERE seq = 1", (_hash(row[:-1]),))
+    row[COLUMNS.index("relief")] = 0  # relief, and a row_hash that matches the altered content
+    _alter(path, "UPDATE entries SET relief = 0, row_hash = ? WHERE seq = 1", (row_hash(row),))
     with Ledger(path) as lg, pytest.raises(LedgerError, match="row 1"):
         lg.settle(claim("C3", "30000"), book)
     assert _rows(path) == 2

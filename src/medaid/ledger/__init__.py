@@ -1,9 +1,7 @@
-"""The desk ledger (SQLite, append-only): :class:`Ledger` and its records, from :mod:`.ledger`."""
+"""The desk ledger (SQLite, append-only): :class:`Ledger` and its records, from :mod:`.ledger`;
+the schema, its migrations and the row model :class:`Entry`, from :mod:`.schema`."""
 
 from .ledger import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    Entry,
     Ledger,
     LedgerConflict,
     LedgerError,
@@ -12,6 +10,7 @@ from .ledger import (
     differing_fields,
     new_claim_id,
 )
+from .schema import MIGRATIONS, SCHEMA_VERSION, Entry
 
 __all__ = [
     "MIGRATIONS",

@@ -29,38 +29,55 @@ guarantees*; README.md *Reliability*):
 * The file is opened in WAL mode with ``synchronous=FULL`` and a busy timeout.  A file that is
   not SQLite, is damaged, or belongs to another application is refused at open, and nothing is
   written to it.  Schema migrations are a small registry recorded in the file.
+
+The schema, its migrations and the row model (:class:`Entry`, stored, hashed and read by field
+name) are in :mod:`medaid.ledger.schema`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import os
 import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote as _urlquote
 
-from ..domain.brackets import Segment
 from ..domain.claims import Claim, tidy_id
 from ..domain.engine import PoolState, Settlement, place, quote
 from ..domain.rules import RuleBook
 from ..errors import MedaidError, Problem
+from .schema import (
+    APPLICATION_ID,
+    GENESIS,
+    INSERT,
+    MIGRATIONS,
+    REVERSAL,
+    SCHEMA_VERSION,
+    SELECT,
+    SELECT_LINKED,
+    SETTLEMENT,
+    TRIGGERS,
+    Entry,
+    Stored,
+    _yuan,
+    chain,
+    decode,
+    migrate,
+)
 
-#: ``PRAGMA application_id`` of a medaid ledger ("mdld"): tells our files from foreign ones.
-APPLICATION_ID = 0x6D646C64
-#: The hash a first row chains from.
-GENESIS = "0" * 64
+#: Names of :mod:`.schema` this module gives out too (``from medaid.ledger.ledger import Entry``).
+__all__ = [
+    "APPLICATION_ID", "GENESIS", "MIGRATIONS", "REVERSAL", "SCHEMA_VERSION", "SETTLEMENT", "BUSY_TIMEOUT",
+    "CONTENT_FIELDS", "Entry", "Ledger", "LedgerConflict", "LedgerError", "Receipt", "Verification",
+    "differing_fields", "new_claim_id",
+]
+
 #: Default busy timeout: how long a desk waits for another desk's transaction, in seconds.
 BUSY_TIMEOUT = 10.0
-
-SETTLEMENT = "settlement"
-REVERSAL = "reversal"
 
 #: Claim fields compared when a claim id is settled again (idempotency).
 CONTENT_FIELDS = ("person_id", "date", "self_pay", "group", "kind", "hospital", "total_cost")
@@ -84,186 +101,7 @@ class LedgerConflict(LedgerError):
 
 
 # --------------------------------------------------------------------------------------------
-# schema and migrations
-
-#: The migration registry: (version, name, statements).  Applied in order, each inside the
-#: opening transaction, and recorded in ``schema_migrations``.  Never edit an applied entry;
-#: add a new one.
-MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
-    (1, "entries: settlements and reversals, hash-chained, append-only", (
-        """CREATE TABLE entries (
-            seq           INTEGER PRIMARY KEY,
-            entry         TEXT    NOT NULL CHECK (entry IN ('settlement', 'reversal')),
-            claim_id      TEXT    NOT NULL,
-            person_id     TEXT    NOT NULL,
-            date          TEXT    NOT NULL,
-            self_pay      INTEGER NOT NULL CHECK (self_pay >= 0),
-            grp           TEXT,
-            kind          TEXT,
-            hospital      TEXT,
-            total_cost    INTEGER,
-            plan          TEXT    NOT NULL,
-            pool          TEXT    NOT NULL,
-            benefit_year  INTEGER NOT NULL,
-            relief        INTEGER NOT NULL CHECK (relief >= 0),
-            patient_pays  INTEGER NOT NULL,
-            bracket_relief INTEGER NOT NULL,
-            capped_by     TEXT,
-            bracket       INTEGER NOT NULL,
-            ytd_self_pay  INTEGER NOT NULL,
-            ytd_relief    INTEGER NOT NULL,
-            annual_cap    INTEGER,
-            claim_cap     INTEGER,
-            base_from     INTEGER NOT NULL,
-            base_to       INTEGER NOT NULL,
-            segments      TEXT    NOT NULL,
-            rule_set_id   TEXT    NOT NULL,
-            rule_version  TEXT    NOT NULL,
-            rule_hash     TEXT    NOT NULL,
-            reverses      INTEGER REFERENCES entries(seq),
-            reason        TEXT,
-            recorded_at   TEXT    NOT NULL,
-            prev_hash     TEXT    NOT NULL,
-            row_hash      TEXT    NOT NULL UNIQUE
-        )""",
-        "CREATE INDEX entries_by_claim ON entries (claim_id, seq)",
-        "CREATE INDEX entries_by_pool ON entries (person_id, benefit_year, pool)",
-        "CREATE UNIQUE INDEX entries_reversed_once ON entries (reverses) WHERE reverses IS NOT NULL",
-        """CREATE TRIGGER entries_never_updated BEFORE UPDATE ON entries
-           BEGIN SELECT RAISE(ABORT, 'medaid ledger rows are never updated'); END""",
-        """CREATE TRIGGER entries_never_deleted BEFORE DELETE ON entries
-           BEGIN SELECT RAISE(ABORT, 'medaid ledger rows are never deleted'); END""",
-    )),
-)
-SCHEMA_VERSION = MIGRATIONS[-1][0]
-_TRIGGERS = ("entries_never_updated", "entries_never_deleted")
-
-# the columns of ``entries`` in order (``grp`` holds the claim's group)
-_COLUMNS = (
-    "seq", "entry", "claim_id", "person_id", "date", "self_pay", "grp", "kind", "hospital",
-    "total_cost", "plan", "pool", "benefit_year", "relief", "patient_pays", "bracket_relief",
-    "capped_by", "bracket", "ytd_self_pay", "ytd_relief", "annual_cap", "claim_cap", "base_from",
-    "base_to", "segments", "rule_set_id", "rule_version", "rule_hash", "reverses", "reason",
-    "recorded_at", "prev_hash", "row_hash",
-)
-_SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM entries"
-_INSERT = (
-    "INSERT INTO entries (" + ", ".join(_COLUMNS) + ") VALUES (" + ", ".join("?" * len(_COLUMNS)) + ")"
-)
-_HASHED = _COLUMNS[:-1]  # everything but row_hash itself
-# the columns and, last, the next row's prev_hash (NULL for the last row): what a reader checks
-_SELECT_LINKED = (
-    "SELECT " + ", ".join(f"e.{c}" for c in _COLUMNS) + ", n.prev_hash FROM entries e"
-    " LEFT JOIN entries n ON n.seq = e.seq + 1"
-)
-
-
-# --------------------------------------------------------------------------------------------
 # records
-
-
-class Entry(NamedTuple):
-    """One ledger row: a settlement, or a reversal of one.  Amounts are fen.
-
-    Attributes:
-        seq: position in the ledger (1, 2, ...).
-        entry: ``"settlement"`` or ``"reversal"``.
-        claim_id, person_id, date, self_pay, group, kind, hospital, total_cost: the claim
-            (a reversal repeats the content of the settlement it cancels).
-        plan, pool, benefit_year: where it settled.
-        relief, patient_pays, bracket_relief, capped_by: the result (a reversal repeats the
-            cancelled amounts, which it takes back out of the pool); ``capped_by`` names the
-            limit that made the relief smaller than the bracket relief, ``None`` if none did.
-        bracket: the bracket the claim's base reached
-            (:meth:`medaid.domain.brackets.Schedule.bracket_reached`; 0: below the threshold or gate).
-        ytd_self_pay, ytd_relief: the pool's year-to-date position *after* this row.
-        annual_cap, claim_cap: the plan's caps (``None``: none).
-        base_from, base_to: the base span of the claim (year mode: ``C_{k−1}..C_k``).
-        segments: the explanation, bracket by bracket.
-        rule_set_id, rule_version, rule_hash: the rule set that produced the result.
-        reverses: for a reversal, the ``seq`` of the settlement it cancels.
-        reason: for a reversal, why.
-        recorded_at: UTC time of recording (ISO 8601).
-        prev_hash, row_hash: the hash chain.
-    """
-
-    seq: int
-    entry: str
-    claim_id: str
-    person_id: str
-    date: dt.date
-    self_pay: int
-    group: str | None
-    kind: str | None
-    hospital: str | None
-    total_cost: int | None
-    plan: str
-    pool: str
-    benefit_year: int
-    relief: int
-    patient_pays: int
-    bracket_relief: int
-    capped_by: str | None
-    bracket: int
-    ytd_self_pay: int
-    ytd_relief: int
-    annual_cap: int | None
-    claim_cap: int | None
-    base_from: int
-    base_to: int
-    segments: tuple[Segment, ...]
-    rule_set_id: str
-    rule_version: str
-    rule_hash: str
-    reverses: int | None
-    reason: str | None
-    recorded_at: str
-    prev_hash: str
-    row_hash: str
-
-    @property
-    def annual_cap_left(self) -> int | None:
-        """What is left of the annual cap after this row (``None``: no cap)."""
-        return None if self.annual_cap is None else max(self.annual_cap - self.ytd_relief, 0)
-
-    def claim(self) -> Claim:
-        """The claim this row records."""
-        return Claim(
-            claim_id=self.claim_id, person_id=self.person_id, date=self.date,
-            self_pay=self.self_pay, group=self.group, kind=self.kind, hospital=self.hospital,
-            total_cost=self.total_cost,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: amounts as yuan text with two decimals, dates ISO."""
-        out: dict[str, Any] = {}
-        for k, v in self._asdict().items():
-            if k == "segments":
-                v = [_segment_json(s) for s in v]
-            elif k in _MONEY and v is not None:
-                v = _yuan(v)
-            elif isinstance(v, dt.date):
-                v = v.isoformat()
-            out[k] = v
-        out["annual_cap_left"] = None if self.annual_cap_left is None else _yuan(self.annual_cap_left)
-        return out
-
-
-_MONEY = frozenset(
-    "self_pay total_cost relief patient_pays bracket_relief ytd_self_pay ytd_relief annual_cap "
-    "claim_cap base_from base_to".split()
-)
-
-
-def _yuan(fen: int) -> str:
-    return str(Decimal(fen).scaleb(-2))
-
-
-def _segment_json(s: Segment) -> dict[str, Any]:
-    return {
-        "from": _yuan(s.lower), "to": None if s.upper is None else _yuan(s.upper),
-        "base": _yuan(s.base), "rate": str(s.rate), "relief": str((s.relief / 100).quantize(Decimal("0.0001"))),
-    }
 
 
 class Receipt(NamedTuple):
@@ -427,18 +265,7 @@ class Ledger:
             app, names = self._identify()
             if fresh and (app or names):
                 return  # created meanwhile by another desk; checked by the caller
-            if not names:
-                con.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                con.execute(
-                    "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
-                    "name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-            have = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
-            for version, name, statements in MIGRATIONS:
-                if version <= have:
-                    continue
-                for sql in statements:
-                    con.execute(sql)
-                con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, _now()))
+            migrate(con, _now())
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -486,7 +313,7 @@ class Ledger:
     def _rows(self, where: str = "", params: tuple[Any, ...] = ()) -> Iterator[Entry]:
         """The rows selected, each checked (:func:`_checked`) before it is given out."""
         try:
-            for row in self._con.execute(_SELECT_LINKED + f" {where}", params):
+            for row in self._con.execute(SELECT_LINKED + f" {where}", params):
                 yield _checked([row], self._where)[0]
         except sqlite3.DatabaseError as e:
             raise self._busy_or_damaged(e) from None
@@ -494,17 +321,13 @@ class Ledger:
     def _all(self, where: str, params: tuple[Any, ...]) -> list[Entry]:
         """The rows selected, all checked (a refusal names every damaged row among them)."""
         try:
-            return _checked(self._con.execute(_SELECT_LINKED + f" {where}", params).fetchall(), self._where)
+            return _checked(self._con.execute(SELECT_LINKED + f" {where}", params).fetchall(), self._where)
         except sqlite3.DatabaseError as e:
             raise self._busy_or_damaged(e) from None
 
     def entries(self) -> Iterator[Entry]:
         """Every row, in order (each checked against its hash before it is given out)."""
         return self._rows("ORDER BY e.seq")
-
-    def latest(self, claim_id: str) -> Entry | None:
-        """The last row of ``claim_id`` (its settlement, or the reversal cancelling it)."""
-        return next(self._rows("WHERE e.claim_id = ? ORDER BY e.seq DESC LIMIT 1", (tidy_id(claim_id),)), None)
 
     def ytd(self, person_id: str, benefit_year: int, pool: str) -> PoolState:
         """The pool's year-to-date self-pay and relief for a person and benefit year: the sums of
@@ -567,8 +390,7 @@ class Ledger:
                 return Receipt(last, True)
             state = _ytd(con, claim.person_id, at.benefit_year, at.plan.pool, self._where)
             r = quote(claim, book, state)
-            values = _settlement_values(r, claim, r.bracket)
-            entry = _append(con, values)
+            entry = _append(con, _settlement(r, claim, r.bracket))
         return Receipt(entry, False)
 
     def reverse(self, claim_id: str, reason: str) -> Entry:
@@ -592,7 +414,7 @@ class Ledger:
                 ytd_relief=state.relief - last.relief, segments=(), reverses=last.seq,
                 reason=reason,
             )
-            entry = _append(con, list(reversal))
+            entry = _append(con, reversal)
         return entry
 
     # -- checking -----------------------------------------------------------------------------
@@ -612,7 +434,7 @@ class Ledger:
             problems.append(f"integrity_check failed: {e}")
             return Verification(0, "", tuple(problems))
         triggers = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-        for t in _TRIGGERS:
+        for t in TRIGGERS:
             if t not in triggers:
                 problems.append(f"the trigger {t} that keeps rows append-only is missing")
         prev, n, expect_seq = GENESIS, 0, 1
@@ -620,24 +442,24 @@ class Ledger:
         reversed_: set[int] = set()
         pools: dict[tuple[str, int, str], tuple[int, int]] = {}
         try:
-            rows = con.execute(_SELECT + " ORDER BY seq").fetchall()
+            rows = [Stored(tuple(r)) for r in con.execute(SELECT + " ORDER BY seq").fetchall()]
         except sqlite3.DatabaseError as e:
             problems.append(f"cannot read the rows: {e}")
             return Verification(0, "", tuple(problems))
         for raw in rows:
             n += 1
-            seq = raw[0]
+            seq = raw.seq
             where = f"row {seq}"
             if seq != expect_seq:
                 problems.append(f"{where}: expected row {expect_seq} here (rows missing or renumbered)")
             expect_seq = seq + 1
-            if raw[-2] != prev:
+            if raw.prev_hash != prev:
                 problems.append(f"{where}: prev_hash does not match the previous row's hash (a row was removed, inserted or changed)")
-            if _hash(raw[:-1]) != raw[-1]:
+            if not raw.intact():
                 problems.append(f"{where}: row_hash does not match its content (the row was altered)")
-            prev = raw[-1]
+            prev = raw.row_hash
             try:
-                e = _entry(raw)
+                e = raw.entry()
             except (ValueError, TypeError) as err:
                 problems.append(f"{where}: unreadable ({err})")
                 continue
@@ -729,7 +551,7 @@ def _ytd(con: sqlite3.Connection, person_id: str, year: int, pool: str, source: 
     against its hash and its recorded year-to-date position against the running sums (a row
     removed from the middle of the pool shows there); refused naming the rows otherwise."""
     rows = _checked(con.execute(
-        _SELECT_LINKED + " WHERE e.person_id = ? AND e.benefit_year = ? AND e.pool = ? ORDER BY e.seq",
+        SELECT_LINKED + " WHERE e.person_id = ? AND e.benefit_year = ? AND e.pool = ? ORDER BY e.seq",
         (person_id, year, pool)).fetchall(), source)
     c = g = 0
     off: list[int] = []
@@ -745,25 +567,25 @@ def _ytd(con: sqlite3.Connection, person_id: str, year: int, pool: str, source: 
 
 
 def _last_of_claim(con: sqlite3.Connection, claim_id: str, source: str) -> Entry | None:
-    rows = con.execute(_SELECT_LINKED + " WHERE e.claim_id = ? ORDER BY e.seq DESC LIMIT 1", (claim_id,)).fetchall()
+    rows = con.execute(SELECT_LINKED + " WHERE e.claim_id = ? ORDER BY e.seq DESC LIMIT 1", (claim_id,)).fetchall()
     return _checked(rows, source)[0] if rows else None
 
 
 def _checked(rows: list[tuple[Any, ...]], source: str) -> list[Entry]:
-    """Rows read with :data:`_SELECT_LINKED` as entries, once each is known intact: its
+    """Rows read with :data:`SELECT_LINKED` as entries, once each is known intact: its
     ``row_hash`` matches its content and the next row (if any) chains from it.  Otherwise
     :class:`LedgerError` naming the damaged rows (never their content: it holds ID numbers)."""
     out: list[Entry] = []
     bad: list[int] = []
     for linked in rows:
-        raw, next_prev = linked[:-1], linked[-1]
-        if _hash(raw[:-1]) != raw[-1] or (next_prev is not None and next_prev != raw[-1]):
-            bad.append(raw[0])
+        raw = Stored.read(linked)
+        if not raw.chained():
+            bad.append(raw.seq)
             continue
         try:
-            out.append(_entry(raw))
+            out.append(raw.entry())
         except (ValueError, TypeError, KeyError):
-            bad.append(raw[0])
+            bad.append(raw.seq)
     if bad:
         raise _damaged(bad, source, "it does not match its hash (altered or damaged)")
     return out
@@ -777,49 +599,25 @@ def _damaged(seqs: list[int], source: str, why: str) -> LedgerError:
         "was recorded; run 'medaid ledger verify' and restore the ledger from a copy", source=source))
 
 
-def _settlement_values(r: Settlement, claim: Claim, bracket: int) -> list[Any]:
-    return [
-        None, SETTLEMENT, r.claim_id, r.person_id, r.date, r.self_pay, claim.group, claim.kind,
-        claim.hospital, claim.total_cost, r.plan, r.pool, r.benefit_year, r.relief,
-        r.patient_pays, r.bracket_relief, r.capped_by, bracket, r.ytd_self_pay, r.ytd_relief,
-        r.annual_cap, r.claim_cap, r.base_from, r.base_to, tuple(r.segments), r.rule_set_id,
-        r.rule_version, r.rule_hash, None, None, None, None, None,
-    ]
+def _settlement(r: Settlement, claim: Claim, bracket: int) -> Entry:
+    """The settlement row of ``claim`` settled as ``r`` (its place in the chain still blank)."""
+    return Entry(
+        seq=0, entry=SETTLEMENT, claim_id=r.claim_id, person_id=r.person_id, date=r.date,
+        self_pay=r.self_pay, group=claim.group, kind=claim.kind, hospital=claim.hospital,
+        total_cost=claim.total_cost, plan=r.plan, pool=r.pool, benefit_year=r.benefit_year,
+        relief=r.relief, patient_pays=r.patient_pays, bracket_relief=r.bracket_relief,
+        capped_by=r.capped_by, bracket=bracket, ytd_self_pay=r.ytd_self_pay, ytd_relief=r.ytd_relief,
+        annual_cap=r.annual_cap, claim_cap=r.claim_cap, base_from=r.base_from, base_to=r.base_to,
+        segments=tuple(r.segments), rule_set_id=r.rule_set_id, rule_version=r.rule_version,
+        rule_hash=r.rule_hash, reverses=None, reason=None, recorded_at="", prev_hash="", row_hash="",
+    )
 
 
-def _append(con: sqlite3.Connection, values: list[Any]) -> Entry:
-    """Insert a row at the end of the chain (inside the caller's transaction)."""
+def _append(con: sqlite3.Connection, entry: Entry) -> Entry:
+    """Insert ``entry`` at the end of the chain (inside the caller's transaction); the entry as
+    recorded (numbered, timed, chained), read back from its stored values."""
     head = con.execute("SELECT seq, row_hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
-    row = list(values)
-    row[0] = seq
-    row[4] = row[4].isoformat()
-    row[24] = _segments_text(row[24])
-    row[30] = _now()
-    row[31] = prev
-    row[32] = _hash(row[:-1])
-    con.execute(_INSERT, row)
-    return _entry(tuple(row))
-
-
-def _hash(values: tuple[Any, ...] | list[Any]) -> str:
-    """``sha256`` of the row's canonical JSON, ``prev_hash`` included (it is one of the values)."""
-    text = json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _segments_text(segments: tuple[Segment, ...]) -> str:
-    return json.dumps(
-        [[s.lower, s.upper, s.base, str(s.rate), str(s.relief)] for s in segments],
-        separators=(",", ":"),
-    )
-
-
-def _entry(row: tuple[Any, ...]) -> Entry:
-    values = list(row)
-    values[4] = dt.date.fromisoformat(values[4])
-    values[24] = tuple(
-        Segment(lo, hi, base, Decimal(rate), Decimal(relief))
-        for lo, hi, base, rate, relief in json.loads(values[24])
-    )
-    return Entry._make(values)
+    values = chain(entry, seq, prev, _now())
+    con.execute(INSERT, values)
+    return decode(values)

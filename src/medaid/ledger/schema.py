@@ -1,0 +1,336 @@
+"""The ledger file's schema: the ``entries`` table and its migrations, and the row model.
+
+One definition of a ledger row (issue #12): :class:`Entry` names its fields; the table's columns
+(:data:`COLUMNS`) are those fields in the same order (``group`` is stored as ``grp``);
+:func:`encode` gives the values as stored (the date as ISO text, the segments as JSON text),
+:func:`decode` reads them back, and :func:`row_hash` is the hash chained over them.  A row is
+inserted, hashed and read only through these, by field name.
+
+Rules implemented (docs/desk.md *The ledger's guarantees*):
+
+* ``row_hash = sha256`` of the canonical JSON (``separators=(",", ":")``, ``ensure_ascii=False``)
+  of the row's stored values in column order, ``prev_hash`` included and ``row_hash`` left out;
+  the first row chains from :data:`GENESIS`.  This byte form is what existing ledgers were
+  written with: it never changes (tests/test_ledger_schema.py opens a ledger written before
+  this module existed).
+* Schema migrations are a registry of named steps (:data:`MIGRATIONS`), applied in order inside
+  the caller's ``BEGIN IMMEDIATE`` transaction and recorded in ``schema_migrations``
+  (:func:`migrate`).  Never edit an applied step; add a new one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from ..domain.brackets import Segment
+from ..domain.claims import Claim
+
+#: ``PRAGMA application_id`` of a medaid ledger ("mdld"): tells our files from foreign ones.
+APPLICATION_ID = 0x6D646C64
+#: The hash a first row chains from.
+GENESIS = "0" * 64
+
+SETTLEMENT = "settlement"
+REVERSAL = "reversal"
+
+# --------------------------------------------------------------------------------------------
+# migrations
+
+
+class Migration(NamedTuple):
+    """One step of the schema: its number, a name recorded in the file, its SQL statements."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+#: The migration registry, applied in order by :func:`migrate`.  Never edit an applied entry;
+#: add a new one.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "entries: settlements and reversals, hash-chained, append-only", (
+        """CREATE TABLE entries (
+            seq           INTEGER PRIMARY KEY,
+            entry         TEXT    NOT NULL CHECK (entry IN ('settlement', 'reversal')),
+            claim_id      TEXT    NOT NULL,
+            person_id     TEXT    NOT NULL,
+            date          TEXT    NOT NULL,
+            self_pay      INTEGER NOT NULL CHECK (self_pay >= 0),
+            grp           TEXT,
+            kind          TEXT,
+            hospital      TEXT,
+            total_cost    INTEGER,
+            plan          TEXT    NOT NULL,
+            pool          TEXT    NOT NULL,
+            benefit_year  INTEGER NOT NULL,
+            relief        INTEGER NOT NULL CHECK (relief >= 0),
+            patient_pays  INTEGER NOT NULL,
+            bracket_relief INTEGER NOT NULL,
+            capped_by     TEXT,
+            bracket       INTEGER NOT NULL,
+            ytd_self_pay  INTEGER NOT NULL,
+            ytd_relief    INTEGER NOT NULL,
+            annual_cap    INTEGER,
+            claim_cap     INTEGER,
+            base_from     INTEGER NOT NULL,
+            base_to       INTEGER NOT NULL,
+            segments      TEXT    NOT NULL,
+            rule_set_id   TEXT    NOT NULL,
+            rule_version  TEXT    NOT NULL,
+            rule_hash     TEXT    NOT NULL,
+            reverses      INTEGER REFERENCES entries(seq),
+            reason        TEXT,
+            recorded_at   TEXT    NOT NULL,
+            prev_hash     TEXT    NOT NULL,
+            row_hash      TEXT    NOT NULL UNIQUE
+        )""",
+        "CREATE INDEX entries_by_claim ON entries (claim_id, seq)",
+        "CREATE INDEX entries_by_pool ON entries (person_id, benefit_year, pool)",
+        "CREATE UNIQUE INDEX entries_reversed_once ON entries (reverses) WHERE reverses IS NOT NULL",
+        """CREATE TRIGGER entries_never_updated BEFORE UPDATE ON entries
+           BEGIN SELECT RAISE(ABORT, 'medaid ledger rows are never updated'); END""",
+        """CREATE TRIGGER entries_never_deleted BEFORE DELETE ON entries
+           BEGIN SELECT RAISE(ABORT, 'medaid ledger rows are never deleted'); END""",
+    )),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+#: The triggers that keep ``entries`` append-only (checked by ``Ledger.verify``).
+TRIGGERS = ("entries_never_updated", "entries_never_deleted")
+
+
+def migrate(con: sqlite3.Connection, now: str) -> None:
+    """Apply the registry's pending migrations to ``con``, inside the caller's transaction: a
+    fresh file first gets its application id and ``schema_migrations`` table; each step applied
+    is recorded there with its name and ``now``."""
+    names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    if not names:
+        con.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        con.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+            "name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+    have = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+    for step in MIGRATIONS:
+        if step.version <= have:
+            continue
+        for sql in step.statements:
+            con.execute(sql)
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (step.version, step.name, now))
+
+
+# --------------------------------------------------------------------------------------------
+# the row model
+
+
+class Entry(NamedTuple):
+    """One ledger row: a settlement, or a reversal of one.  Amounts are fen.
+
+    Attributes:
+        seq: position in the ledger (1, 2, ...).
+        entry: ``"settlement"`` or ``"reversal"``.
+        claim_id, person_id, date, self_pay, group, kind, hospital, total_cost: the claim
+            (a reversal repeats the content of the settlement it cancels).
+        plan, pool, benefit_year: where it settled.
+        relief, patient_pays, bracket_relief, capped_by: the result (a reversal repeats the
+            cancelled amounts, which it takes back out of the pool); ``capped_by`` names the
+            limit that made the relief smaller than the bracket relief, ``None`` if none did.
+        bracket: the bracket the claim's base reached
+            (:meth:`medaid.domain.brackets.Schedule.bracket_reached`; 0: below the threshold or gate).
+        ytd_self_pay, ytd_relief: the pool's year-to-date position *after* this row.
+        annual_cap, claim_cap: the plan's caps (``None``: none).
+        base_from, base_to: the base span of the claim (year mode: ``C_{k−1}..C_k``).
+        segments: the explanation, bracket by bracket.
+        rule_set_id, rule_version, rule_hash: the rule set that produced the result.
+        reverses: for a reversal, the ``seq`` of the settlement it cancels.
+        reason: for a reversal, why.
+        recorded_at: UTC time of recording (ISO 8601).
+        prev_hash, row_hash: the hash chain.
+    """
+
+    seq: int
+    entry: str
+    claim_id: str
+    person_id: str
+    date: dt.date
+    self_pay: int
+    group: str | None
+    kind: str | None
+    hospital: str | None
+    total_cost: int | None
+    plan: str
+    pool: str
+    benefit_year: int
+    relief: int
+    patient_pays: int
+    bracket_relief: int
+    capped_by: str | None
+    bracket: int
+    ytd_self_pay: int
+    ytd_relief: int
+    annual_cap: int | None
+    claim_cap: int | None
+    base_from: int
+    base_to: int
+    segments: tuple[Segment, ...]
+    rule_set_id: str
+    rule_version: str
+    rule_hash: str
+    reverses: int | None
+    reason: str | None
+    recorded_at: str
+    prev_hash: str
+    row_hash: str
+
+    @property
+    def annual_cap_left(self) -> int | None:
+        """What is left of the annual cap after this row (``None``: no cap)."""
+        return None if self.annual_cap is None else max(self.annual_cap - self.ytd_relief, 0)
+
+    def claim(self) -> Claim:
+        """The claim this row records."""
+        return Claim(
+            claim_id=self.claim_id, person_id=self.person_id, date=self.date,
+            self_pay=self.self_pay, group=self.group, kind=self.kind, hospital=self.hospital,
+            total_cost=self.total_cost,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: amounts as yuan text with two decimals, dates ISO."""
+        out: dict[str, Any] = {}
+        for k, v in self._asdict().items():
+            if k == "segments":
+                v = [_segment_json(s) for s in v]
+            elif k in _MONEY and v is not None:
+                v = _yuan(v)
+            elif isinstance(v, dt.date):
+                v = v.isoformat()
+            out[k] = v
+        out["annual_cap_left"] = None if self.annual_cap_left is None else _yuan(self.annual_cap_left)
+        return out
+
+
+_MONEY = frozenset(
+    "self_pay total_cost relief patient_pays bracket_relief ytd_self_pay ytd_relief annual_cap "
+    "claim_cap base_from base_to".split()
+)
+
+
+def _yuan(fen: int) -> str:
+    return str(Decimal(fen).scaleb(-2))
+
+
+def _segment_json(s: Segment) -> dict[str, Any]:
+    return {
+        "from": _yuan(s.lower), "to": None if s.upper is None else _yuan(s.upper),
+        "base": _yuan(s.base), "rate": str(s.rate), "relief": str((s.relief / 100).quantize(Decimal("0.0001"))),
+    }
+
+
+#: The columns of ``entries``, in order: the fields of :class:`Entry` (``group`` is ``grp``).
+COLUMNS: tuple[str, ...] = tuple("grp" if f == "group" else f for f in Entry._fields)
+SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM entries"
+INSERT = "INSERT INTO entries (" + ", ".join(COLUMNS) + ") VALUES (" + ", ".join("?" * len(COLUMNS)) + ")"
+#: The columns and, last, the next row's ``prev_hash`` (NULL for the last row): what a reader
+#: checks (:meth:`Stored.chained`).
+SELECT_LINKED = (
+    "SELECT " + ", ".join(f"e.{c}" for c in COLUMNS) + ", n.prev_hash FROM entries e"
+    " LEFT JOIN entries n ON n.seq = e.seq + 1"
+)
+
+
+def _segments_text(segments: tuple[Segment, ...]) -> str:
+    return json.dumps(
+        [[s.lower, s.upper, s.base, str(s.rate), str(s.relief)] for s in segments],
+        separators=(",", ":"),
+    )
+
+
+def _segments(text: str) -> tuple[Segment, ...]:
+    return tuple(
+        Segment(lo, hi, base, Decimal(rate), Decimal(relief))
+        for lo, hi, base, rate, relief in json.loads(text)
+    )
+
+
+def _iso(day: dt.date) -> str:
+    return day.isoformat()
+
+
+#: How a field is stored when it is not stored as it is, and how it is read back.
+_STORE: dict[str, Callable[[Any], Any]] = {"date": _iso, "segments": _segments_text}
+_LOAD: dict[str, Callable[[Any], Any]] = {"date": dt.date.fromisoformat, "segments": _segments}
+
+
+def encode(e: Entry) -> tuple[Any, ...]:
+    """The row's values as stored, in :data:`COLUMNS` order."""
+    return tuple(_STORE[f](v) if f in _STORE else v for f, v in zip(Entry._fields, e, strict=True))
+
+
+def decode(values: Sequence[Any]) -> Entry:
+    """The entry stored as ``values`` (in :data:`COLUMNS` order); ``ValueError``, ``TypeError``
+    or ``KeyError`` when they cannot be read."""
+    return Entry(*(_LOAD[f](v) if f in _LOAD else v for f, v in zip(Entry._fields, values, strict=True)))
+
+
+def row_hash(values: Sequence[Any]) -> str:
+    """``sha256`` of the stored values' canonical JSON, ``prev_hash`` included, ``row_hash``
+    (the last column) left out."""
+    hashed = [v for f, v in zip(Entry._fields, values, strict=True) if f != "row_hash"]
+    text = json.dumps(hashed, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def chain(e: Entry, seq: int, prev_hash: str, recorded_at: str) -> tuple[Any, ...]:
+    """The stored values of ``e`` as row ``seq``, recorded at ``recorded_at`` and chained from
+    ``prev_hash``, its ``row_hash`` computed: what is inserted."""
+    e = e._replace(seq=seq, recorded_at=recorded_at, prev_hash=prev_hash, row_hash="")
+    return encode(e._replace(row_hash=row_hash(encode(e))))
+
+
+class Stored(NamedTuple):
+    """A row as read with :data:`SELECT_LINKED`, before it is trusted: its stored values and
+    the next row's ``prev_hash`` (``None``: it is the last row)."""
+
+    values: tuple[Any, ...]
+    next_prev_hash: str | None = None
+
+    @classmethod
+    def read(cls, linked: Sequence[Any]) -> Stored:
+        """From a :data:`SELECT_LINKED` row (the columns, then the next row's ``prev_hash``)."""
+        *values, next_prev = linked
+        return cls(tuple(values), next_prev)
+
+    def _get(self, field: str) -> Any:
+        return self.values[_POSITION[field]]
+
+    @property
+    def seq(self) -> int:
+        return self._get("seq")
+
+    @property
+    def prev_hash(self) -> str:
+        return self._get("prev_hash")
+
+    @property
+    def row_hash(self) -> str:
+        return self._get("row_hash")
+
+    def intact(self) -> bool:
+        """Its ``row_hash`` matches its content."""
+        return row_hash(self.values) == self.row_hash
+
+    def chained(self) -> bool:
+        """Intact, and the next row (if any) chains from it."""
+        return self.intact() and (self.next_prev_hash is None or self.next_prev_hash == self.row_hash)
+
+    def entry(self) -> Entry:
+        """The entry it holds (:func:`decode`)."""
+        return decode(self.values)
+
+
+_POSITION = {f: i for i, f in enumerate(Entry._fields)}
