@@ -1,0 +1,103 @@
+"""Options shared by the desk commands (:mod:`medaid.cli.desk`), as click callbacks and
+decorators: amounts in yuan (→ fen, :func:`medaid.money.parse_yuan`), dates, non-empty text,
+ids (tidied, :func:`medaid.domain.claims.tidy_id`), the claim's options shared by ``settle`` and
+``quote``, ``--ledger`` and the rule-file ``PATH`` argument.  A bad value is a usage error
+naming the option (exit code 2).  Only click is imported at start-up."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+import click
+
+#: Where the ledger is when neither ``--ledger`` nor ``$MEDAID_LEDGER`` says.
+DEFAULT_LEDGER = "medaid-ledger.sqlite3"
+
+
+def amount(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """An amount option in yuan → fen, through :func:`medaid.money.parse_yuan`."""
+    if value is None:
+        return None
+    from ..errors import MoneyError
+    from ..money import parse_yuan
+
+    try:
+        return parse_yuan(value, field=param.name or "amount")
+    except MoneyError as e:
+        raise click.BadParameter(e.problems[0].message) from None
+
+
+def date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date; write YYYY-MM-DD") from None
+
+
+def text(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        raise click.BadParameter("must not be empty")
+    return value
+
+
+def ident(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A claim or person id, tidied as everywhere (:func:`medaid.domain.claims.tidy_id`)."""
+    if value is None:
+        return None
+    from ..domain.claims import tidy_id
+
+    value = tidy_id(value)
+    if not value:
+        raise click.BadParameter("must not be empty")
+    return value
+
+
+def claim_options(f: Any) -> Any:
+    """The claim's options, shared by settle and quote."""
+    opts = [
+        click.option("--person", "person_id", required=True, callback=ident, metavar="ID",
+                     help="Person id (人员编号)."),
+        click.option("--self-pay", required=True, callback=amount, metavar="YUAN",
+                     help="Compliant self-pay (合规自付费用) in yuan, e.g. 30000 or 12,345.67."),
+        click.option("--date", callback=date, metavar="YYYY-MM-DD",
+                     help="Settlement date; picks the rule version and benefit year. [default: today]"),
+        click.option("--claim-id", callback=ident, metavar="ID",
+                     help="Claim id (结算单号); generated from the date and a random suffix when absent."),
+        click.option("--group", callback=text, metavar="G",
+                     help="Beneficiary group (救助对象类别), e.g. key; absent: the default plan."),
+        click.option("--kind", callback=text, metavar="K",
+                     help="Claim kind (就诊类型), e.g. inpatient; absent: the default plan."),
+        click.option("--hospital", callback=text, metavar="H", help="Medical institution (医疗机构)."),
+        click.option("--total-cost", callback=amount, metavar="YUAN",
+                     help="Total medical cost (医疗总费用) in yuan, for reports."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def ledger_path() -> str:
+    """``$MEDAID_LEDGER``, else :data:`DEFAULT_LEDGER` in the working folder."""
+    from .app import ENV_LEDGER
+
+    return os.environ.get(ENV_LEDGER) or DEFAULT_LEDGER
+
+
+def ledger_option(f: Any) -> Any:
+    return click.option(
+        "--ledger", "ledger_path", default=ledger_path, metavar="PATH",
+        show_default=f"$MEDAID_LEDGER or ./{DEFAULT_LEDGER}",
+        help="The ledger file (SQLite); created by the first settlement.",
+    )(f)
+
+
+def path_argument(f: Any) -> Any:
+    """``[PATH]``: a rule file or folder (default: ``$MEDAID_RULES`` or ``./rules``)."""
+    return click.argument("path", required=False, metavar="[PATH]", default=None, type=click.Path())(f)
