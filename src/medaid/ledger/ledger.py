@@ -430,8 +430,8 @@ class Ledger:
             for (msg,) in con.execute("PRAGMA integrity_check"):
                 if msg != "ok":
                     problems.append(f"integrity_check: {msg}")
-        except sqlite3.DatabaseError as e:
-            problems.append(f"integrity_check failed: {e}")
+        except sqlite3.DatabaseError as err:
+            problems.append(f"integrity_check failed: {err}")
             return Verification(0, "", tuple(problems))
         triggers = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
         for t in TRIGGERS:
@@ -443,8 +443,8 @@ class Ledger:
         pools: dict[tuple[str, int, str], tuple[int, int]] = {}
         try:
             rows = [Stored(tuple(r)) for r in con.execute(SELECT + " ORDER BY seq").fetchall()]
-        except sqlite3.DatabaseError as e:
-            problems.append(f"cannot read the rows: {e}")
+        except sqlite3.DatabaseError as err:
+            problems.append(f"cannot read the rows: {err}")
             return Verification(0, "", tuple(problems))
         for raw in rows:
             n += 1
@@ -454,7 +454,8 @@ class Ledger:
                 problems.append(f"{where}: expected row {expect_seq} here (rows missing or renumbered)")
             expect_seq = seq + 1
             if raw.prev_hash != prev:
-                problems.append(f"{where}: prev_hash does not match the previous row's hash (a row was removed, inserted or changed)")
+                problems.append(f"{where}: prev_hash does not match the previous row's hash "
+                                "(a row was removed, inserted or changed)")
             if not raw.intact():
                 problems.append(f"{where}: row_hash does not match its content (the row was altered)")
             prev = raw.row_hash
@@ -471,7 +472,8 @@ class Ledger:
             else:
                 orig = settled.get(e.reverses or 0)
                 if orig is None or orig.claim_id != e.claim_id:
-                    problems.append(f"{where}: reverses row {e.reverses}, which is not a settlement of claim {e.claim_id}")
+                    problems.append(f"{where}: reverses row {e.reverses}, "
+                                    f"which is not a settlement of claim {e.claim_id}")
                 elif e.reverses in reversed_:
                     problems.append(f"{where}: row {e.reverses} is reversed twice")
                 reversed_.add(e.reverses or 0)

@@ -1,0 +1,91 @@
+"""The desk explanation is the library's (medaid.domain.explain): any front end renders the same
+text and JSON as ``medaid settle`` / ``medaid quote``; the desk commands are module-level click
+commands that can be imported and run one by one (issue #12)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import medaid
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = str(ROOT / "rules")
+
+
+@pytest.fixture(scope="module")
+def book():
+    return medaid.load_rules(RULES)
+
+
+def stay(self_pay: str, claim_id: str = "-") -> medaid.Claim:
+    return medaid.Claim.from_yuan(claim_id=claim_id, person_id="P1", date="2024-05-03", self_pay=self_pay,
+                                  group="key", kind="inpatient")
+
+
+def test_a_30000_yuan_stay_is_explained_segment_by_segment_with_its_basis(book):
+    from medaid.domain.explain import explain
+
+    r = medaid.quote(stay("30000"), book, medaid.PoolState(0, 0))
+    text = explain(r, stay("30000"), book, "en", "Quote")
+    # 70% of 1,000-10,000 = 6,300; 85% of 10,000-30,000 = 17,000; 6,300 + 17,000 = 23,300 relieved,
+    # 30,000 - 23,300 = 6,700 paid; 100,000 - 23,300 = 76,700 of the annual cap left
+    for part in ["Quote", "below the threshold", "6,300.00", "17,000.00", "23,300.00", "6,700.00",
+                 "76,700.00", "cq-county-medical-aid 2019.1", "Legal basis: County health-poverty"]:
+        assert part in text, part
+    zh = explain(r, stay("30000"), book, "zh", "试算")
+    assert "救助金额" in zh and "政策依据：County health-poverty" in zh
+
+
+def test_the_json_dict_carries_the_plans_legal_basis(book):
+    from medaid.domain.explain import explain_dict
+
+    d = explain_dict(medaid.quote(stay("30000"), book, medaid.PoolState(0, 0)), book)
+    assert (d["relief"], d["patient_pays"]) == ("23300.00", "6700.00")
+    assert d["basis"].startswith("County health-poverty")
+
+
+def test_the_cli_prints_the_librarys_explanation_byte_for_byte(book):
+    from medaid.cli.desk import quote
+    from medaid.domain.explain import explain, explain_dict
+
+    args = ["--person", "P1", "--self-pay", "30000", "--date", "2024-05-03", "--group", "key",
+            "--kind", "inpatient", "--ytd-self-pay", "0", "--ytd-relief", "0", "--rules", RULES]
+    r = medaid.quote(stay("30000"), book, medaid.PoolState(0, 0))
+    out = CliRunner().invoke(quote, [*args, "--lang", "zh"])  # the command alone, without the group
+    assert out.exit_code == 0, out.output
+    assert out.output == explain(r, stay("30000"), book, "zh", "试算（未记账）") + "\n"
+    got = json.loads(CliRunner().invoke(quote, [*args, "--json"]).output)
+    want = explain_dict(r, book)
+    assert got["claim_id"] is None  # a quote without --claim-id has none (the library's "-" is a stand-in)
+    assert {k: got[k] for k in want if k != "claim_id"} == {k: v for k, v in want.items() if k != "claim_id"}
+
+
+def test_a_settlement_from_the_ledger_is_explained_like_its_quote(book, tmp_path):
+    from medaid.domain.explain import explain
+    from medaid.ledger import Ledger
+
+    with Ledger(tmp_path / "desk.sqlite3") as lg:
+        e = lg.settle(stay("30000", "C1"), book).entry
+    q = medaid.quote(stay("30000", "C1"), book, medaid.PoolState(0, 0))
+    assert explain(e, e.claim(), book, "en", "T") == explain(q, stay("30000", "C1"), book, "en", "T")
+
+
+def test_the_explanation_imports_neither_click_nor_tabulate_until_used():
+    code = "import sys, medaid.domain.explain; print([m for m in ('click', 'tabulate') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_each_desk_command_is_a_module_level_click_command():
+    from medaid.cli import desk
+
+    for name in ("settle", "quote", "reverse", "history", "rules", "ledger"):
+        assert isinstance(getattr(desk, name), click.Command), name
+    assert set(desk.rules.commands) == {"check", "show"} and set(desk.ledger.commands) == {"verify"}
