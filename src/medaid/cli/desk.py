@@ -23,6 +23,7 @@ import click
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..domain.claims import Claim
+    from ..domain.engine import Placement
     from ..domain.rules import Plan, RuleBook, RuleSet
     from ..ledger.ledger import Ledger
 
@@ -289,7 +290,7 @@ def _claim(kw: dict[str, Any], claim_id: str) -> "Claim":
     )
 
 
-def _placed(claim: "Claim", book: "RuleBook") -> Any:
+def _placed(claim: "Claim", book: "RuleBook") -> "Placement":
     """Place the claim; a date no version covers, or a group/kind no plan matches, is a usage
     error naming the option."""
     from ..domain.engine import place
@@ -468,10 +469,11 @@ def register(group: click.Group) -> None:
         day = kw["date"] or dt.date.today()
         generated = kw["claim_id"] is None
         claim = _claim({**kw, "date": day}, kw["claim_id"] or new_claim_id(day))
-        claim = _as_codes(claim, _placed(claim, book))
+        at = _placed(claim, book)
+        claim = _as_codes(claim, at)
         with _open_ledger(ledger_path, create=True) as ledger:
             try:
-                receipt = ledger.settle(claim, book)
+                receipt = ledger.settle(claim, book, at)
             except MedaidError as e:
                 raise fail(e) from None
         e = receipt.entry
@@ -520,7 +522,7 @@ def register(group: click.Group) -> None:
         claim = _as_codes(claim, at)
         if ytd_self_pay is not None:
             assert ytd_relief is not None
-            r = quote_claim(claim, book, PoolState(ytd_self_pay, ytd_relief))
+            r = quote_claim(claim, book, PoolState(ytd_self_pay, ytd_relief), at=at)
         else:
             if not os.path.exists(ledger_path):
                 raise click.UsageError(
@@ -531,7 +533,7 @@ def register(group: click.Group) -> None:
                     state = ledger.ytd(claim.person_id, at.benefit_year, at.plan.pool)
                 except MedaidError as err:
                     raise fail(err) from None
-            r = quote_claim(claim, book, state)
+            r = quote_claim(claim, book, state, at=at)
         if as_json:
             d = _with_basis(r.to_dict(), book, r)
             d.update(claim_id=kw["claim_id"], group=claim.group, kind=claim.kind,
