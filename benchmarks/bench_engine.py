@@ -12,7 +12,7 @@ claim cap, and times:
 * ``ordered``: the same on the claims as exports usually come, in date order (the same claims,
   rebuilt in that order so that memory follows it too: the engine's walk through 10^5 objects in
   date order is what costs most on shuffled input);
-* ``bare``: the plan's compiled arithmetic alone (``Schedule._fast``) over the same self-pays,
+* ``bare``: the plan's compiled arithmetic alone (``Schedule.relieve_raw``) over the same self-pays,
   the floor under which ``settle`` cannot go (the baseline of the ratio printed).
 
 Target (README.md#performance-measured): at least 300,000 claims/s for ``settle``.
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             t_ordered = best_of(args.repeat, lambda: medaid.settle(ordered, book))
             del ordered
             rs = book.versions()[0]
-            fast = book.schedule(rs, rs.plans[0])._fast
+            fast = book.schedule(rs, rs.plans[0]).relieve_raw
             pays = [c.self_pay for c in claims]
 
             def bare() -> None:

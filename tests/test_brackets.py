@@ -14,6 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 import medaid
 from medaid.domain.brackets import CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY, Schedule
+from medaid.money import round_ratio
 from strategies import schedules
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -257,13 +258,52 @@ def test_year_mode_rounds_the_cumulative_value_not_each_claim(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# the fast closure (Schedule._fast / relieve_raw) equals the readable Schedule.relieve
+# the bracket table: f and the gate as exact integer pieces, the one definition that the
+# scalar engine and the columnar batch both evaluate
+
+
+def test_the_shipped_key_inpatient_brackets_as_a_table_of_pieces():
+    # 70% of 1,000-10,000, 85% of 10,000-50,000, 95% above, in fen, rates over 100:
+    # f(x)·100 = intercept + slope·x on each piece; f(10,000 yuan)·100 = 70 × 900,000 = 63,000,000,
+    # f(50,000 yuan)·100 = 63,000,000 + 85 × 4,000,000 = 403,000,000
+    sched = Schedule(lowers=[100_000, 1_000_000, 5_000_000], uppers=[1_000_000, 5_000_000, None],
+                     rates=[Decimal("0.70"), Decimal("0.85"), Decimal("0.95")])
+    tb = sched.table
+    assert (tb.scale, tb.gate, tb.lows) == (100, 0, (0, 100_000, 1_000_000, 5_000_000))
+    assert tb.slopes == (0, 70, 85, 95)
+    assert tb.intercepts == (0, -70 * 100_000, 63_000_000 - 85 * 1_000_000, 403_000_000 - 95 * 5_000_000)
+    # a 30,000 yuan stay: (−22,000,000 + 85 × 3,000,000) / 100 = 2,330,000 fen = 23,300 yuan
+    assert tb.scaled_value(3_000_000) == 233_000_000
+    # the bracket reached inside each piece, and exactly at its lower end (not yet entered)
+    assert tb.brackets == (0, 1, 2, 3)
+    assert tb.brackets_at_low == (0, 0, 1, 2)
+    with pytest.raises(AttributeError):
+        tb.gate = 1  # frozen
+
+
+# the compiled closure (Schedule.relieve_raw) equals R(f) by money.round_ratio and the cap rule
+# written out here (docs/calculation.md, *Accumulation*, *Caps*)
 
 
 @settings(max_examples=300)
 @given(schedules(), st.integers(0, 6_000_000), st.integers(0, 6_000_000), st.integers(0, 4_000_000))
-def test_the_fast_closure_equals_the_readable_arithmetic(sched, s, c, g):
-    assert sched.relieve_raw(s, c, g) == tuple(sched.relieve(s, c, g))
+def test_the_compiled_arithmetic_is_r_of_f_then_the_caps(sched, s, c, g):
+    def r_of_f(x: int) -> int:  # R(f(x)): the bracket table's exact value, the one rounding
+        return round_ratio(sched.scaled_value(x), sched.scale, sched.unit, sched.method)
+
+    if sched.accumulate == "claim":
+        inc, span = r_of_f(s), (0, s)
+    else:
+        inc, span = r_of_f(c + s) - r_of_f(c), (c, c + s)
+    limits = [inc, s]
+    if sched.claim_cap is not None:
+        limits.append(sched.claim_cap)
+    if sched.annual_cap is not None:
+        limits.append(sched.annual_cap - g)
+    relief = max(0, min(limits))
+    got = sched.relieve_raw(s, c, g)
+    assert (got[0], got[1], got[3], got[4]) == (relief, inc, *span)
+    assert tuple(sched.relieve(s, c, g)) == got
 
 
 @settings(max_examples=200)

@@ -7,6 +7,7 @@ pays 6,700; after a 100,000 stay (87,800) only 12,200 of the cap is left.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -295,3 +296,20 @@ def test_several_schemes_need_a_scheme_option(run, tmp_path):
     assert r.exit_code == 2 and "--scheme" in r.output
     r = run(*args, "--scheme", "other", "--json")
     assert r.exit_code == 0 and json.loads(r.output)["rule_set_id"] == "other"
+
+
+def test_a_desk_settle_and_quote_place_the_claim_once(run, monkeypatch):
+    # issue #12: the desk placed a claim three times (the command, Ledger.settle, the quote);
+    # placement reads the version in force with RuleBook.for_date, once per placement
+    from medaid.domain.rules import RuleBook
+
+    calls = []
+    for_date = RuleBook.for_date
+    monkeypatch.setattr(RuleBook, "for_date", lambda self, day: calls.append(day) or for_date(self, day))
+    r = run("settle", "--person", "P1", "--self-pay", "30000", "--date", "2024-05-03", *KEY)
+    assert r.exit_code == 0, r.output
+    assert calls == [dt.date(2024, 5, 3)]
+    calls.clear()
+    r = run("quote", "--person", "P1", "--self-pay", "30000", "--date", "2024-05-04", *KEY)
+    assert r.exit_code == 0, r.output
+    assert calls == [dt.date(2024, 5, 4)]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from medaid.errors import MoneyError
-from medaid.money import MAX_FEN, format_yuan, parse_yuan, round_ratio
+from medaid.money import MAX_FEN, RoundingStep, format_yuan, parse_yuan, round_ratio, rounding_step
 
 # --------------------------------------------------------------------------------------------
 # parse_yuan: what is accepted
@@ -307,3 +307,30 @@ def test_a_bad_amount_is_explained_without_repeating_the_value(text, named):
     message = str(info.value)
     assert named in message
     assert text not in message
+
+
+# rounding_step: the integer constants of R, the one rounding the engine, the columnar batch
+# and round_ratio share (q = ⌊(v + offset) / step⌋, less one on an exact half that lands odd)
+
+
+def test_rounding_constants_for_rates_in_hundredths_to_the_jiao():
+    # rates in hundredths (v over 100) to the jiao: step 100 × 10 = 1,000; a half is 500
+    assert rounding_step(100, JIAO, "half-up") == RoundingStep(1_000, 10, 500, False)
+    assert rounding_step(100, JIAO, "half-even") == RoundingStep(1_000, 10, 500, True)
+    assert rounding_step(100, JIAO, "down") == RoundingStep(1_000, 10, 0, False)
+    # 1.5 jiao (v = 1,500) and 2.5 jiao (v = 2,500), half-even: both 2 jiao = 20 fen
+    assert rounding_step(100, JIAO, "half-even").apply(1_500) == 20
+    assert rounding_step(100, JIAO, "half-even").apply(2_500) == 20
+
+
+def test_an_odd_step_has_no_exact_half_so_half_even_rounds_as_half_up():
+    # thirds of a fen: 4/3 = 1.33 → 1, 5/3 = 1.67 → 2 under both; a step of 1 rounds nothing
+    assert rounding_step(3, FEN, "half-even") == RoundingStep(3, 1, 1, False)
+    assert [round_ratio(v, 3, FEN, "half-even") for v in (4, 5)] == [1, 2]
+    assert [round_ratio(v, 3, FEN, "half-up") for v in (4, 5)] == [1, 2]
+    assert rounding_step(1, FEN, "half-even") == RoundingStep(1, 1, 0, False)
+
+
+def test_an_unknown_rounding_method_is_refused():
+    with pytest.raises(ValueError, match="unknown rounding method 'bankers'"):
+        rounding_step(100, FEN, "bankers")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from decimal import Decimal
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from .errors import MoneyError, Problem
 
@@ -163,23 +163,57 @@ def fen_to_decimal(fen: int) -> Decimal:
     return Decimal(fen).scaleb(-2)
 
 
+class RoundingStep(NamedTuple):
+    """``R(v)`` for values over one denominator, as integer constants (the one definition of
+    the rounding methods, used by :func:`round_ratio`, the scalar engine's compiled arithmetic
+    and the columnar batch's expressions alike).
+
+    The value ``v / denominator`` fen rounded to ``unit`` fen is
+    ``q × unit`` with ``q = ⌊(v + offset) / step⌋``, less one when ``ties_to_even`` and the
+    division is exact (``(v + offset) mod step = 0``: ``v`` was exactly half way) and ``q`` is odd.
+
+    Attributes:
+        step: ``denominator × unit``.
+        unit: the rounding unit in fen (1, 10 or 100).
+        offset: ``⌊step / 2⌋`` for half-up and half-even (a half and more goes up), 0 for down.
+        ties_to_even: half-even with an even step (an odd step has no exact half).
+    """
+
+    step: int
+    unit: int
+    offset: int
+    ties_to_even: bool
+
+    def apply(self, v: int) -> int:
+        """``R(v / denominator)`` in fen, ``v ≥ 0``."""
+        q, r = divmod(v + self.offset, self.step)
+        if self.ties_to_even and not r and q & 1:
+            q -= 1
+        return q * self.unit
+
+
+def rounding_step(denominator: int, unit: int = 1, method: str = "half-up") -> RoundingStep:
+    """The constants of ``R`` for values ``v / denominator`` fen: ``unit`` fen, ``method``
+    half-up (四舍五入: a half goes up), half-even (a half goes to the even multiple) or down
+    (truncate) (docs/calculation.md#rounding)."""
+    if denominator <= 0 or unit <= 0:
+        raise ValueError("rounding takes a positive denominator and unit")
+    step = denominator * unit
+    if method == "down":
+        return RoundingStep(step, unit, 0, False)
+    if method not in ("half-up", "half-even"):
+        raise ValueError(f"unknown rounding method {method!r}; allowed: {', '.join(METHODS)}")
+    return RoundingStep(step, unit, step // 2, method == "half-even" and step % 2 == 0)
+
+
 def round_ratio(numerator: int, denominator: int, unit: int = 1, method: str = "half-up") -> int:
     """Round the exact value ``numerator / denominator`` fen to a multiple of ``unit`` fen.
 
-    This is the rule set's ``R(v)`` (docs/calculation.md#rounding).  ``method`` is ``half-up``
-    (四舍五入: a half goes up), ``half-even`` (a half goes to the even multiple) or ``down``
-    (truncate).  Values are never negative on the money path; a negative value is refused.
+    This is the rule set's ``R(v)`` (docs/calculation.md#rounding), by the constants of
+    :func:`rounding_step`.  ``method`` is ``half-up`` (四舍五入: a half goes up), ``half-even``
+    (a half goes to the even multiple) or ``down`` (truncate).  Values are never negative on
+    the money path; a negative value is refused.
     """
     if numerator < 0 or denominator <= 0:
         raise ValueError("round_ratio takes a non-negative value and a positive denominator")
-    step = denominator * unit
-    q, r = divmod(numerator, step)
-    if method == "half-up":
-        if 2 * r >= step:
-            q += 1
-    elif method == "half-even":
-        if 2 * r > step or (2 * r == step and q % 2 == 1):
-            q += 1
-    elif method != "down":
-        raise ValueError(f"unknown rounding method {method!r}; allowed: {', '.join(METHODS)}")
-    return q * unit
+    return rounding_step(denominator, unit, method).apply(numerator)

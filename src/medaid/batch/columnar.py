@@ -30,14 +30,14 @@ How (docs/columnar.md has the proofs):
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-from ..domain.brackets import CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY, Schedule
-from ..domain.engine import _no_plan, _no_version
-from ..domain.rules import Plan, RuleBook, RuleSet
+from ..domain.brackets import CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY
+from ..domain.engine import no_plan, no_version
+from ..domain.rules import PlacedPlan, RuleBook, RuleSet
 from ..errors import ClaimError, Problem
 from ..io.columns import RESULT_FIELDS
-from ..money import MAX_FEN, too_large
+from ..money import MAX_FEN, rounding_step, too_large
 
 if TYPE_CHECKING:  # polars is imported inside the functions: `import medaid` stays light
     import polars as pl
@@ -48,7 +48,6 @@ CAPPED_BY = (None, CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY)
 REJECT_FIELDS = ("row", "claim_id", "field", "message")
 #: Products and sums are kept below this bound so that int64 arithmetic never wraps.
 _SAFE = 2**62
-_METHOD_CODE = {"half-up": 0, "half-even": 1, "down": 2}
 #: A key packs the row index when at least this many bits remain for the person hash.
 _MIN_HASH_BITS = 28
 _SEED = 0x6D656461
@@ -66,21 +65,15 @@ def _mark(step: str, t0: list[float]) -> None:
         t0[0] = now
 
 
-class _Placed(NamedTuple):
-    rule_set: RuleSet
-    plan: Plan
-    schedule: Schedule
-
-
 class _Tables:
     """The rule book flattened into small arrays indexed by version, plan and bracket."""
 
     def __init__(self, rules: RuleBook) -> None:
         self.versions: tuple[RuleSet, ...] = rules.versions()
-        self.plans: list[_Placed] = []
+        self.plans: list[PlacedPlan] = []
         for rs in self.versions:
             for p in rs.plans:
-                self.plans.append(_Placed(rs, p, rules.schedule(rs, p)))
+                self.plans.append(PlacedPlan(rs, p, rules.schedule(rs, p)))
         self.pools = sorted({x.plan.pool for x in self.plans})
         groups: set[str] = set()
         kinds: set[str] = set()
@@ -111,41 +104,31 @@ class _Tables:
                     p = rs.plan(g, k)
                     combo.append(None if p is None else index[(id(rs), p.name)])
         self.combo = combo
-        # per-plan arithmetic, flattened into "pieces" searched by lower bound: on each piece
-        # f(x)·S = icpt + num·x exactly (S: one scale for every plan; scales are powers of
-        # ten, so the largest is a multiple of each, and the rounding step S·unit is one
-        # constant when the units agree).  Marginal bracket j: icpt = cum_j − num_j·from_j;
-        # whole: icpt = −num_j·from_1.  A zero piece from 0 covers the threshold, and a flat
-        # piece at the top of a closed last bracket holds f(to_last).
-        self.scale = max(x.schedule.scale for x in self.plans)
+        # per-plan arithmetic: the plans' bracket tables (medaid.domain.brackets.BracketTable,
+        # the scalar engine's own: on each piece f(x)·S = icpt + num·x exactly) laid end to end,
+        # rescaled to one scale S for every plan (scales are powers of ten, so the largest is a
+        # multiple of each, and the rounding step S·unit is one constant when the units agree)
+        self.scale = max(x.schedule.table.scale for x in self.plans)
         self.piece_lo: list[int] = []
         self.piece_num: list[int] = []
         self.piece_icpt: list[int] = []
         self.plan_of_piece: list[int] = []
         # the contract's ``bracket`` (Schedule.bracket_reached, the gate left to the caller)
-        # for a base inside the piece, and for a base exactly at its lower bound (marginal: the
-        # bracket starting there is not entered yet)
+        # for a base inside the piece, and for a base exactly at its lower bound
         self.piece_bracket: list[int] = []
         self.piece_bracket_at_lo: list[int] = []
         for i, x in enumerate(self.plans):
-            s = x.schedule
-            k = self.scale // s.scale
-
-            def piece(lo: int, num: int, icpt: int, plan: int = i, sched: Schedule = s) -> None:
-                self.piece_lo.append(lo)
-                self.piece_num.append(num)
-                self.piece_icpt.append(icpt)
-                self.plan_of_piece.append(plan)
-                # the same for every base of (lo, next lo) (the threshold piece: of (0, from_1])
-                self.piece_bracket.append(sched.bracket_reached(lo + 1, gated=False))
-                self.piece_bracket_at_lo.append(sched.bracket_reached(lo, gated=False))
-
-            piece(0, 0, 0)  # [0, from_1]: the threshold (a base equal to from_1 is in it)
-            for lo, cum, num in zip(s.lowers, s._cum, s.rate_nums):
-                num *= k
-                piece(lo, num, cum * k - num * lo if s._marginal else -num * s._first)
-            if s._marginal and s._top is not None:
-                piece(s._top, 0, s._top_value * k)
+            tb = x.schedule.table
+            k = self.scale // tb.scale
+            self.piece_lo.extend(tb.lows)
+            self.piece_num.extend(m * k for m in tb.slopes)
+            self.piece_icpt.extend(c * k for c in tb.intercepts)
+            self.plan_of_piece.extend([i] * len(tb.lows))
+            self.piece_bracket.extend(tb.brackets)
+            self.piece_bracket_at_lo.extend(tb.brackets_at_low)
+        #: each plan's rounding over the common scale (medaid.money.rounding_step)
+        self.rounding = [rounding_step(self.scale, x.schedule.unit, x.schedule.method)
+                         for x in self.plans]
 
     def safe_base(self, i: int) -> int:
         """The largest base ``x`` for which plan ``i``'s ``icpt + num·x`` stays within ±2**62."""
@@ -438,29 +421,21 @@ def _codes(pl: Any, col: Any, names: list[str]) -> Any:
     )
 
 
-class _Stub(NamedTuple):
-    claim_id: str
-    date: Any
-    group: str | None
-    kind: str | None
-
-
-class _Mark:
-    def __str__(self) -> str:
-        return "\x00DATE\x00"
+#: stands for the date in the engine's "no version" message, replaced by each row's date
+_DATE = "\x00DATE\x00"
 
 
 def _rejects(pl: Any, bad: "pl.DataFrame", rules: RuleBook, t: _Tables) -> "pl.DataFrame":
     """The rows no version covers (field ``date``) or no plan matches (``group/kind``), with
-    the engine's own messages (:func:`medaid.domain.engine._no_version` / ``_no_plan``)."""
-    pre, post = _no_version(_Stub("", _Mark(), None, None), rules).message.split("\x00DATE\x00")  # type: ignore[arg-type]
+    the engine's own messages (:func:`medaid.domain.engine.no_version` / ``no_plan``)."""
+    pre, post = no_version(rules, _DATE, "").message.split(_DATE)
     cols = bad.columns
     g = pl.col("group") if "group" in cols else pl.lit(None, dtype=pl.String)
     k = pl.col("kind") if "kind" in cols else pl.lit(None, dtype=pl.String)
     base = bad.select("row", "claim_id", "__v", g.alias("__g"), k.alias("__k"), pl.col("date"))
     keys = base.filter(pl.col("__v").is_not_null()).select("__v", "__g", "__k").unique()
     msgs = [
-        _no_plan(_Stub("", None, gg, kk), t.versions[vv]).message  # type: ignore[arg-type]
+        no_plan(t.versions[vv], gg, kk, "").message
         for vv, gg, kk in keys.iter_rows()
     ]
     table = keys.with_columns(pl.Series("__m", msgs, dtype=pl.String))
@@ -702,10 +677,11 @@ def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFram
         return _blank(pl, n), pl.Series([True] * n)
     num_s = pl.Series(t.piece_num, dtype=pl.Int64)
     icpt_s = pl.Series(t.piece_icpt, dtype=pl.Int64)
-    gate = param([x.gate or 0 for x in scheds])
-    step = param([t.scale * x.unit for x in scheds])
-    unit = param([x.unit for x in scheds])
-    method = param([_METHOD_CODE[x.method] for x in scheds], pl.Int8)
+    gate = param([x.table.gate for x in scheds])
+    step = param([r.step for r in t.rounding])
+    unit = param([r.unit for r in t.rounding])
+    offset = param([r.offset for r in t.rounding])
+    to_even = param([r.ties_to_even for r in t.rounding], pl.Boolean)
     # the i-th piece's lower bound of each plan (i ≥ 1; beyond a plan's last piece: never)
     by_plan: list[list[int]] = [[] for _ in plans]
     for lo, i in zip(t.piece_lo, t.plan_of_piece):
@@ -724,27 +700,20 @@ def _arithmetic(pl: Any, work: "pl.DataFrame", t: _Tables) -> tuple["pl.DataFram
         return j
 
     def r_of_f(x: Any, j: Any) -> Any:
-        """``R(f(x))`` in fen: the exact scaled value ``icpt + num·x`` ≥ 0, then one integer
-        division: half-up ⌊(v + step/2) / step⌋, half-even the same less one on an exact tie
-        that lands odd, down ⌊v / step⌋ (step is 1 or an even power of ten)."""
+        """``R(f(x))`` in fen: the exact scaled value ``icpt + num·x`` ≥ 0, then
+        :class:`medaid.money.RoundingStep`'s integer division ``⌊(v + offset) / step⌋``, less
+        one on an exact tie that lands odd when it rounds ties to even."""
         v = pl.lit(icpt_s).gather(j) + pl.lit(num_s).gather(j) * x
         if _is(pl, step, 1):
             rounded = v
         else:
-            w = v + step // 2
-            up = w // step
-            tie = (w % step == 0) & (up % 2 == 1)
-            if _is_expr(pl, step):
-                tie = tie & (step > 1)  # a step of 1 fen rounds nothing
-            even = up - tie.cast(pl.Int64)
-            if _is(pl, method, 0):
-                q = up
-            elif _is(pl, method, 1):
-                q = even
-            elif _is(pl, method, 2):
-                q = v // step
-            else:
-                q = pl.when(method == 0).then(up).when(method == 1).then(even).otherwise(v // step)
+            w = v if _is(pl, offset, 0) else v + offset
+            q = w // step
+            if not _is(pl, to_even, False):
+                tie = (w % step == 0) & (q % 2 == 1)
+                if _is_expr(pl, to_even):
+                    tie = tie & to_even
+                q = q - tie.cast(pl.Int64)
             rounded = q * unit
         if _is(pl, gate, 0):
             return rounded

@@ -30,6 +30,7 @@ from .options import amount, claim_options, ident, ledger_option, path_argument,
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..domain.claims import Claim
+    from ..domain.engine import Placement
     from ..domain.rules import RuleBook
     from ..ledger.ledger import Entry, Ledger, Receipt
 
@@ -58,7 +59,7 @@ def _claim(kw: dict[str, Any], claim_id: str) -> "Claim":
     )
 
 
-def _placed(claim: "Claim", book: "RuleBook") -> Any:
+def _placed(claim: "Claim", book: "RuleBook") -> "Placement":
     """Place the claim; a date no version covers, or a group/kind no plan matches, is a usage
     error naming the option."""
     from ..domain.engine import place
@@ -277,9 +278,10 @@ def settle(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_
     book = load_book(rules_path, scheme)
     day = kw["date"] or dt.date.today()
     claim = _claim({**kw, "date": day}, kw["claim_id"] or new_claim_id(day))
-    claim = _as_codes(claim, _placed(claim, book))
+    at = _placed(claim, book)
+    claim = _as_codes(claim, at)
     with _open_ledger(ledger_path, create=True) as lg, _refused():
-        receipt = lg.settle(claim, book)
+        receipt = lg.settle(claim, book, at)
     _show_settlement(receipt, book, lang, as_json, generated=kw["claim_id"] is None)
 
 
@@ -316,7 +318,7 @@ def quote(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_j
     claim = _as_codes(claim, at)
     if ytd_self_pay is not None:
         assert ytd_relief is not None
-        r = quote_claim(claim, book, PoolState(ytd_self_pay, ytd_relief))
+        r = quote_claim(claim, book, PoolState(ytd_self_pay, ytd_relief), at=at)
     else:
         if not os.path.exists(ledger_path):
             raise click.UsageError(
@@ -324,7 +326,7 @@ def quote(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_j
                 "for the person's first claim of the year), or --ledger PATH")
         with _open_ledger(ledger_path, create=False) as lg, _refused():
             state = lg.ytd(claim.person_id, at.benefit_year, at.plan.pool)
-        r = quote_claim(claim, book, state)
+        r = quote_claim(claim, book, state, at=at)
     if as_json:
         d = explain_dict(r, book)
         d.update(claim_id=kw["claim_id"], group=claim.group, kind=claim.kind,

@@ -16,18 +16,22 @@ Rules implemented (docs/calculation.md):
   the engine, the columnar batch, Spark, the ledger and the report.
 
 Arithmetic: rates are exact decimals; a :class:`Schedule` scales them all to integers over one
-power of ten (``0.70`` → ``70 / 100``), so ``f(x)`` is an exact integer ratio and ``R`` is one
-integer division (:func:`medaid.money.round_ratio`).  No float, no Fraction on the hot path.
+power of ten (``0.70`` → ``70 / 100``) and tabulates ``f`` as exact integer pieces
+(:class:`BracketTable`, the one definition of the bracket function, the gate and the bracket
+reached, evaluated here and by the columnar batch), so ``f(x)`` is an exact integer ratio and
+``R`` is one integer division by the constants of :func:`medaid.money.rounding_step` (the one
+definition of rounding).  No float, no Fraction on the hot path.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
 
-from ..money import UNITS, round_ratio
+from ..money import UNITS, rounding_step
 
 #: Which limit made the relief smaller than the bracket relief (``None``: none did, which
 #: includes every claim whose bracket relief is 0).
@@ -95,16 +99,107 @@ def _rate_parts(rates: list[Decimal]) -> tuple[list[int], int]:
     return nums, scale
 
 
+@dataclass(frozen=True, slots=True)
+class BracketTable:
+    """A plan's bracket function and gate as exact integer pieces: the one definition that the
+    scalar engine (:class:`Schedule`) and the columnar batch
+    (:mod:`medaid.batch.columnar`) both evaluate.
+
+    The base axis ``[0, ∞)`` is cut into pieces at ``lows``: ``[0, from_1]`` (the threshold,
+    nothing relieved), then one piece per bracket from its ``from`` and, for a closed last
+    bracket in ``marginal`` mode, a flat piece from ``to_last`` holding ``f(to_last)``.  On the
+    piece ``j`` containing ``x`` (the last ``j`` with ``lows[j] ≤ x``; a base equal to ``from_1``
+    is worth 0 on either side), ``f(x) × scale = intercepts[j] + slopes[j] × x`` exactly:
+
+    * marginal bracket ``i``: ``slope = rate_i·scale``,
+      ``intercept = f(from_i)·scale − slope·from_i`` (``f(from_i)`` the sum of the brackets below);
+    * whole bracket ``i``: ``slope = rate_i·scale``, ``intercept = −slope·from_1``.
+
+    Below ``gate`` (fen; 0 = no gate) the value is 0.
+
+    ``brackets[j]`` is the bracket reached (1-based, :meth:`bracket_reached` without the gate)
+    by a base inside piece ``j`` (above its low end), ``brackets_at_low[j]`` by a base exactly at
+    ``lows[j]`` (marginal: a base at a bracket's ``from`` has not entered it).
+
+    Attributes:
+        mode: ``marginal`` or ``whole``.
+        gate: fen; 0 when the plan has none.
+        scale: the power of ten the rates are scaled by (``0.70`` → ``70 / 100``).
+        lowers: the brackets' ``from`` (fen), ascending.
+        lows, intercepts, slopes, brackets, brackets_at_low: one entry per piece.
+    """
+
+    mode: str
+    gate: int
+    scale: int
+    lowers: tuple[int, ...]
+    lows: tuple[int, ...]
+    intercepts: tuple[int, ...]
+    slopes: tuple[int, ...]
+    brackets: tuple[int, ...]
+    brackets_at_low: tuple[int, ...]
+
+    @classmethod
+    def build(
+        cls, lowers: list[int], uppers: list[int | None], rate_nums: list[int], scale: int,
+        mode: str = "marginal", gate: int | None = None,
+    ) -> BracketTable:
+        """The table of brackets ``[lowers_i, uppers_i)`` at rates ``rate_nums_i / scale``."""
+        marginal = mode == "marginal"
+        first = lowers[0]
+        lows, icpts, slopes = [0], [0], [0]
+        total = 0  # f(from_i) × scale
+        for lo, hi, num in zip(lowers, uppers, rate_nums):
+            lows.append(lo)
+            slopes.append(num)
+            icpts.append(total - num * lo if marginal else -num * first)
+            if hi is not None:
+                total += num * (hi - lo)
+        if marginal and uppers[-1] is not None:
+            lows.append(uppers[-1])
+            slopes.append(0)
+            icpts.append(total)
+
+        def reached(x: int) -> int:  # the definition of the bracket reached (gate left out)
+            if x <= first:
+                return 0
+            return bisect_left(lowers, x) if marginal else bisect_right(lowers, x)
+
+        return cls(
+            mode, gate or 0, scale, tuple(lowers), tuple(lows), tuple(icpts), tuple(slopes),
+            tuple(reached(lo + 1) for lo in lows), tuple(reached(lo) for lo in lows),
+        )
+
+    def piece(self, x: int) -> int:
+        """The index of the piece containing the base ``x`` (fen)."""
+        return bisect_right(self.lows, x) - 1
+
+    def scaled_value(self, x: int) -> int:
+        """``f(x) × scale``, an exact integer, with the gate applied (x in fen)."""
+        if x < self.gate:
+            return 0
+        j = bisect_right(self.lows, x) - 1
+        return self.intercepts[j] + self.slopes[j] * x
+
+    def bracket_reached(self, x: int, *, gated: bool = True) -> int:
+        """The bracket the base ``x`` (fen) reached; see :meth:`Schedule.bracket_reached`."""
+        if gated and x < self.gate:
+            return 0
+        j = bisect_right(self.lows, x) - 1
+        return self.brackets_at_low[j] if x == self.lows[j] else self.brackets[j]
+
+
 class Schedule:
-    """The compiled arithmetic of one plan: brackets, mode, gate, accumulation, caps, rounding.
+    """The compiled arithmetic of one plan: its :class:`BracketTable` (brackets, mode, gate),
+    accumulation, caps and rounding (a :class:`medaid.money.RoundingStep` over the table's
+    scale).
 
     All amounts are fen.  ``uppers[i]`` is ``None`` for an open-ended last bracket.
     """
 
     __slots__ = (
         "lowers", "uppers", "rates", "rate_nums", "scale", "mode", "gate", "accumulate",
-        "annual_cap", "claim_cap", "unit", "method", "_cum", "_top", "_top_value", "_step",
-        "_marginal", "_first", "_fast",
+        "annual_cap", "claim_cap", "unit", "method", "table", "rounding", "relieve_raw", "_r_of_f",
     )
 
     def __init__(
@@ -133,42 +228,28 @@ class Schedule:
         self.claim_cap = claim_cap
         self.unit = UNITS[unit]
         self.method = method
-        self._marginal = mode == "marginal"
-        self._first = self.lowers[0]
-        self._step = self.scale * self.unit
-        # f(from_i) × scale for each bracket, so that f(x) is one lookup and one product
-        cum, total = [], 0
-        for lo, hi, num in zip(self.lowers, self.uppers, self.rate_nums):
-            cum.append(total)
-            if hi is not None:
-                total += num * (hi - lo)
-        self._cum = tuple(cum)
-        self._top = self.uppers[-1]  # None when the last bracket is open
-        self._top_value = total
-        self._fast = self._compile()
+        #: the bracket function and gate, exact (shared with the columnar batch)
+        self.table = BracketTable.build(list(lowers), list(uppers), nums, self.scale, mode, gate)
+        #: ``R`` for values over the table's scale
+        self.rounding = rounding_step(self.scale, self.unit, method)
+        #: :meth:`relieve` as a plain tuple ``(relief, inc, capped_by, base_from, base_to)``:
+        #: the compiled closure itself (the engine's hot path calls it directly)
+        self.relieve_raw: Callable[[int, int, int], tuple[int, int, str | None, int, int]]
+        self._r_of_f, self.relieve_raw = self._compile()
 
     # -- the bracket function -------------------------------------------------------------
     def scaled_value(self, x: int) -> int:
-        """``f(x) × scale``, an exact integer, with the gate applied (x in fen).
+        """``f(x) × scale``, an exact integer, with the gate applied (x in fen):
+        :meth:`BracketTable.scaled_value`.
 
         Marginal: ``f(from_j) + rate_j × (x − from_j)`` for the bracket ``j`` containing ``x``
         (equal to the sum over brackets, since brackets are contiguous), ``f(to_last)`` above
         a closed last bracket.  Whole: ``rate_j × (x − from_1)``."""
-        if x <= self._first or (self.gate is not None and x < self.gate):
-            return 0
-        j = bisect_right(self.lowers, x) - 1
-        if self._marginal:
-            if self._top is not None and x >= self._top:
-                return self._top_value
-            return self._cum[j] + self.rate_nums[j] * (x - self.lowers[j])
-        return self.rate_nums[j] * (x - self._first)
+        return self.table.scaled_value(x)
 
     def rounded(self, x: int) -> int:
         """``R(f(x))`` in fen: the rule set's unit and method (docs/calculation.md#rounding)."""
-        v = self.scaled_value(x)
-        if not v:
-            return 0
-        return round_ratio(v, self.scale, self.unit, self.method)
+        return self._r_of_f(x)
 
     def bracket_reached(self, x: int, *, gated: bool = True) -> int:
         """The bracket the base ``x`` (fen) reached: the 1-based index of the highest bracket
@@ -186,65 +267,39 @@ class Schedule:
 
         In year mode ``x`` is the cumulative base ``C_k``; in claim mode the self-pay ``s_k``.
         ``gated=False`` leaves the gate out (the columnar batch applies it as a column).
+        The values are tabulated per piece in :class:`BracketTable` (``brackets``).
         """
-        if x <= self._first or (gated and self.gate is not None and x < self.gate):
-            return 0
-        if self._marginal:
-            return bisect_left(self.lowers, x)
-        return bisect_right(self.lowers, x)
+        return self.table.bracket_reached(x, gated=gated)
 
     # -- one claim ----------------------------------------------------------------------------
     def relieve(self, self_pay: int, ytd_self_pay: int = 0, ytd_relief: int = 0) -> Outcome:
         """Relief for a claim of ``self_pay`` fen when the pool already holds ``ytd_self_pay``
         (``C_{k−1}``) and ``ytd_relief`` (``G_{k−1}``): increment by accumulation mode, then
         ``max(0, min(inc, claim_cap, annual_cap − G, s))``."""
-        if self.accumulate == "claim":
-            base_from, base_to = 0, self_pay
-            inc = self.rounded(self_pay)
-        else:
-            base_from, base_to = ytd_self_pay, ytd_self_pay + self_pay
-            inc = self.rounded(base_to) - self.rounded(base_from)
-        relief, capped = inc, None
-        if self.annual_cap is not None and self.annual_cap - ytd_relief < relief:
-            relief, capped = self.annual_cap - ytd_relief, CAP_ANNUAL
-        if self.claim_cap is not None and self.claim_cap < relief:
-            relief, capped = self.claim_cap, CAP_CLAIM
-        if self_pay < relief:
-            relief, capped = self_pay, CAP_SELF_PAY
-        relief = max(relief, 0)
-        if relief >= inc:
-            capped = None  # nothing was taken off the bracket relief (it may be 0)
-        return Outcome(relief, inc, capped, base_from, base_to)
+        return Outcome(*self.relieve_raw(self_pay, ytd_self_pay, ytd_relief))
 
-    def relieve_raw(self, s: int, c: int, g: int) -> tuple[int, int, str | None, int, int]:
-        """:meth:`relieve` as a plain tuple ``(relief, inc, capped_by, base_from, base_to)``."""
-        return self._fast(s, c, g)
-
-    def _compile(self) -> Callable[[int, int, int], tuple[int, int, str | None, int, int]]:
-        """The engine's hot path: :meth:`relieve` as one closure with every parameter bound,
-        the bracket function, rounding and caps inlined (same arithmetic as
-        :meth:`scaled_value`, :func:`medaid.money.round_ratio` and the cap rule; the tests
-        compare the two)."""
-        first, gate = self._first, self.gate if self.gate is not None else 0
-        lowers, cum, nums = self.lowers, self._cum, self.rate_nums
-        top, top_value, marginal = self._top, self._top_value, self._marginal
-        step, unit, half_up, down = self._step, self.unit, self.method == "half-up", self.method == "down"
+    def _compile(self) -> tuple[
+        Callable[[int], int], Callable[[int, int, int], tuple[int, int, str | None, int, int]]
+    ]:
+        """The one scalar evaluation of the plan: ``R(f(x))`` and the claim's relief as closures
+        with every constant bound (the engine's hot path): ``f`` by the :class:`BracketTable`,
+        ``R`` by the :class:`medaid.money.RoundingStep`, then the increment of the
+        accumulation mode and the caps, ``max(0, min(inc, claim_cap, annual_cap − G, s))``,
+        ``capped_by`` naming the last limit that lowered the relief below ``inc``."""
+        tb, rnd = self.table, self.rounding
+        first, gate = tb.lows[1], tb.gate
+        lows, icpts, slopes = tb.lows, tb.intercepts, tb.slopes
+        step, unit, offset, to_even = rnd.step, rnd.unit, rnd.offset, rnd.ties_to_even
         annual_cap, claim_cap, per_claim = self.annual_cap, self.claim_cap, self.accumulate == "claim"
         bisect = bisect_right
 
         def r_of_f(x: int) -> int:
             if x <= first or x < gate:
                 return 0
-            j = bisect(lowers, x) - 1
-            if marginal:
-                v = top_value if top is not None and x >= top else cum[j] + nums[j] * (x - lowers[j])
-            else:
-                v = nums[j] * (x - first)
-            q, r = divmod(v, step)
-            if r and not down:
-                twice = r + r
-                if twice > step or (twice == step and (half_up or q & 1)):
-                    q += 1
+            j = bisect(lows, x) - 1
+            q, r = divmod(icpts[j] + slopes[j] * x + offset, step)
+            if to_even and not r and q & 1:
+                q -= 1
             return q * unit
 
         def relieve(s: int, c: int, g: int) -> tuple[int, int, str | None, int, int]:
@@ -264,10 +319,10 @@ class Schedule:
             if relief < 0:
                 relief = 0
             if relief >= inc:
-                capped = None
+                capped = None  # nothing was taken off the bracket relief (it may be 0)
             return relief, inc, capped, base_from, base_to
 
-        return relieve
+        return r_of_f, relieve
 
     def segments(self, base_from: int, base_to: int) -> list[Segment]:
         """The brackets' shares of the base span ``[base_from, base_to)`` (the explanation).

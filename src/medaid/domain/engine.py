@@ -132,40 +132,56 @@ _MONEY_FIELDS = frozenset(
 )
 
 
-def place(claim: Claim, rules: RuleBook) -> Placement:
-    """Pick the rule version in force on the claim's date and the plan for its (group, kind).
+def placement(claim: Claim, rules: RuleBook) -> Placement | Problem:
+    """Where ``claim`` settles, or the problem that prevents it (errors as values): the rule
+    version in force on the claim's date (rule *Rule versions*; none: :func:`no_version`), the
+    plan for its (group, kind) (:meth:`medaid.domain.rules.RuleBook.plan_for`; none:
+    :func:`no_plan`), and the benefit year of the date under that version.
 
-    Raises :class:`ClaimError` naming the claim when no version covers the date or no plan
-    matches (rules *Rule versions* and plan selection)."""
+    The one definition of placement: :func:`place`, :func:`quote`, :func:`settle`, the ledger
+    and the desk all place claims through it."""
     rs = rules.for_date(claim.date)
     if rs is None:
-        raise ClaimError(_no_version(claim, rules))
-    plan = rs.plan(claim.group, claim.kind)
-    if plan is None:
-        raise ClaimError(_no_plan(claim, rs))
-    return Placement(rs, plan, rs.benefit_year(claim.date), rules.schedule(rs, plan))
+        return no_version(rules, claim.date, claim.claim_id)
+    found = rules.plan_for(rs, claim.group, claim.kind)
+    if found is None:
+        return no_plan(rs, claim.group, claim.kind, claim.claim_id)
+    return Placement(rs, found.plan, rs.benefit_year(claim.date), found.schedule)
 
 
-def _no_version(claim: Claim, rules: RuleBook) -> Problem:
+def place(claim: Claim, rules: RuleBook) -> Placement:
+    """:func:`placement`, raising :class:`ClaimError` naming the claim when no version covers
+    the date or no plan matches."""
+    at = placement(claim, rules)
+    if at.__class__ is Problem:
+        raise ClaimError(at)  # type: ignore[arg-type]
+    return at  # type: ignore[return-value]
+
+
+def no_version(rules: RuleBook, day: dt.date | str, claim_id: str) -> Problem:
+    """The problem of a claim dated ``day`` that no version of the chosen scheme covers
+    (field ``date``), listing the versions' spans."""
     spans = ", ".join(
         f"{r.version}: {r.valid_from}..{r.valid_to or 'open'}" for r in rules.versions()
     )
     return Problem(
-        f"no version of scheme {rules.scheme!r} covers {claim.date} (versions {spans})",
-        source=f"claim {claim.claim_id}", field="date",
+        f"no version of scheme {rules.scheme!r} covers {day} (versions {spans})",
+        source=f"claim {claim_id}", field="date",
     )
 
 
-def _no_plan(claim: Claim, rs: RuleSet) -> Problem:
+def no_plan(rs: RuleSet, group: str | None, kind: str | None, claim_id: str) -> Problem:
+    """The problem of a claim whose (group, kind) no plan of ``rs`` covers (field
+    ``group/kind``), listing the pairs the plans cover."""
     offered = sorted(
         {f"{g}/{k}" for p in rs.plans if p.match for g in p.match.group for k in p.match.kind}
     )
     has_default = any(p.default for p in rs.plans)
     return Problem(
-        f"no plan of {rs.label} matches group {claim.group!r} and kind {claim.kind!r}; "
+        f"no plan of {rs.label} matches group {group!r} and kind {kind!r}; "
         f"plans cover (group/kind): {', '.join(offered) or 'none'}"
         + ("" if has_default else "; there is no default plan, so group and kind are required"),
-        source=f"claim {claim.claim_id}", field="group/kind",
+        source=f"claim {claim_id}", field="group/kind",
     )
 
 
@@ -185,14 +201,17 @@ def _settle_placed(claim: Claim, at: Placement, c: int, g: int) -> Settlement:
 _new_settlement = tuple.__new__
 
 
-def quote(claim: Claim, rules: RuleBook, ytd: PoolState = PoolState()) -> Settlement:
+def quote(
+    claim: Claim, rules: RuleBook, ytd: PoolState = PoolState(), *, at: Placement | None = None
+) -> Settlement:
     """Settle one claim against a given year-to-date position of its pool, recording nothing.
 
     ``ytd`` is the pool's self-pay and relief before this claim, for this person and the claim's
-    benefit year (what a ledger holds).  Implements the increment and cap rules of
-    docs/calculation.md (*Accumulation*, *Caps*).
+    benefit year (what a ledger holds).  ``at`` is the claim's :func:`place` when the caller
+    has already placed it (to read ``ytd`` for its pool); else the claim is placed here.
+    Implements the increment and cap rules of docs/calculation.md (*Accumulation*, *Caps*).
     """
-    return _settle_placed(claim, place(claim, rules), ytd.self_pay, ytd.relief)
+    return _settle_placed(claim, place(claim, rules) if at is None else at, ytd.self_pay, ytd.relief)
 
 
 def settle(
@@ -268,26 +287,11 @@ def _settle(
 
 
 def _placed_row(c: Claim, rules: RuleBook) -> tuple[Any, ...] | Problem:
-    """A placement flattened for :func:`settle`'s loop, or the problem that prevents it.
-
-    The flattened plan is cached on the rule book per (rule set, group, kind), so a new date
-    costs a version lookup (itself cached per date) and a benefit-year sum, not a placement."""
-    rs = rules.for_date(c.date)
-    if rs is None:
-        return _no_version(c, rules)
-    cache = rules.flat_plans
-    key = (id(rs), c.group, c.kind)
-    flat = cache.get(key, False)
-    if flat is False:
-        plan = rs.plan(c.group, c.kind)
-        if plan is None:
-            flat = None
-        else:
-            sched = rules.schedule(rs, plan)
-            flat = (sched._fast, plan.name, plan.pool, plan.annual_cap, plan.claim_cap,
-                    rs.id, rs.version, rs.content_hash, sched)
-        cache[key] = flat
-    if flat is None:
-        return _no_plan(c, rs)
-    fast, name, pool, annual_cap, claim_cap, rid, rver, rhash, sched = flat
-    return (fast, name, pool, rs.benefit_year(c.date), annual_cap, claim_cap, rid, rver, rhash, sched)
+    """:func:`placement` flattened for :func:`settle`'s loop, or the problem that prevents it
+    (the loop caches it per (date, group, kind))."""
+    at = placement(c, rules)
+    if at.__class__ is Problem:
+        return at  # type: ignore[return-value]
+    rs, plan, year, sched = at  # type: ignore[misc]
+    return (sched.relieve_raw, plan.name, plan.pool, year, plan.annual_cap, plan.claim_cap,
+            rs.id, rs.version, rs.content_hash, sched)

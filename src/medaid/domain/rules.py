@@ -25,7 +25,7 @@ import unicodedata
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -302,6 +302,15 @@ def schedule_of(plan: Plan, rounding: Rounding) -> Schedule:
     )
 
 
+class PlacedPlan(NamedTuple):
+    """A plan as claims settle under it: the rule version, the plan and its compiled arithmetic
+    (:meth:`RuleBook.schedule`)."""
+
+    rule_set: RuleSet
+    plan: Plan
+    schedule: Schedule
+
+
 # --------------------------------------------------------------------------------------------
 # the rule book
 
@@ -310,7 +319,8 @@ class RuleBook:
     """Every rule set loaded from a file or folder: several schemes, several versions each.
 
     ``scheme`` names the scheme claims are settled under; it may be left out when only one
-    scheme is loaded.  Compiled schedules are cached per (rule set, plan).
+    scheme is loaded.  Compiled schedules are cached per (rule set, plan), placed plans per
+    (rule set, group, kind) (:meth:`plan_for`).
     """
 
     def __init__(self, rule_sets: Iterable[RuleSet], scheme: str | None = None) -> None:
@@ -331,8 +341,7 @@ class RuleBook:
         self.schemes = tuple(schemes)
         self._schedules: dict[tuple[int, str], Schedule] = {}
         self._by_date: dict[dt.date, RuleSet | None] = {}
-        #: the engine's flattened plans per (rule set, group, kind); see engine._placed_row
-        self.flat_plans: dict[tuple[int, str | None, str | None], Any] = {}
+        self._plans: dict[tuple[int, str | None, str | None], PlacedPlan | None] = {}
 
     def select(self, scheme: str) -> "RuleBook":
         """The same rule sets with ``scheme`` chosen for settlement."""
@@ -371,6 +380,20 @@ class RuleBook:
         if s is None:
             s = self._schedules[key] = schedule_of(plan, rule_set.rounding)
         return s
+
+    def plan_for(self, rule_set: RuleSet, group: str | None, kind: str | None) -> PlacedPlan | None:
+        """The plan of ``rule_set`` covering (group, kind) (:meth:`RuleSet.plan`) with its
+        compiled arithmetic, or ``None`` when no plan covers them; cached per (rule set, group,
+        kind), so placing a claim costs a dictionary lookup once its kind has been seen."""
+        key = (id(rule_set), group, kind)
+        try:
+            return self._plans[key]
+        except KeyError:
+            pass
+        plan = rule_set.plan(group, kind)
+        found = None if plan is None else PlacedPlan(rule_set, plan, self.schedule(rule_set, plan))
+        self._plans[key] = found
+        return found
 
     def __repr__(self) -> str:
         return f"RuleBook({', '.join(r.label for r in self.rule_sets)}; scheme={self.scheme!r})"

@@ -47,7 +47,7 @@ from typing import Any, NamedTuple
 from urllib.parse import quote as _urlquote
 
 from ..domain.claims import Claim, tidy_id
-from ..domain.engine import PoolState, Settlement, place, quote
+from ..domain.engine import Placement, PoolState, Settlement, place, quote
 from ..domain.rules import RuleBook
 from ..errors import MedaidError, Problem
 from .schema import (
@@ -371,16 +371,18 @@ class Ledger:
         nothing."""
         at = place(claim, book)
         state = self.ytd(claim.person_id, at.benefit_year, at.plan.pool)
-        return quote(claim, book, state)
+        return quote(claim, book, state, at=at)
 
     # -- writing ------------------------------------------------------------------------------
-    def settle(self, claim: Claim, book: RuleBook) -> Receipt:
+    def settle(self, claim: Claim, book: RuleBook, at: Placement | None = None) -> Receipt:
         """Settle ``claim`` and record it (docs/calculation.md, *Accumulation*): in one ``BEGIN IMMEDIATE``
         transaction, read the pool's year-to-date position, compute the relief
         (:func:`medaid.quote`) and insert the row.  A claim id already settled (not reversed)
         with the same content returns the original row, ``replayed=True``, recording nothing;
-        with different content raises :class:`LedgerConflict` naming the fields."""
-        at = place(claim, book)  # a claim no rule covers fails before the ledger is touched
+        with different content raises :class:`LedgerConflict` naming the fields.  ``at`` is the
+        claim's :func:`medaid.domain.engine.place` when the caller has placed it already."""
+        if at is None:
+            at = place(claim, book)  # a claim no rule covers fails before the ledger is touched
         with self._transaction() as con:
             last = _last_of_claim(con, claim.claim_id, self._where)
             if last is not None and last.entry == SETTLEMENT:
@@ -389,7 +391,7 @@ class Ledger:
                     raise LedgerConflict(claim.claim_id, diff)
                 return Receipt(last, True)
             state = _ytd(con, claim.person_id, at.benefit_year, at.plan.pool, self._where)
-            r = quote(claim, book, state)
+            r = quote(claim, book, state, at=at)
             entry = _append(con, _settlement(r, claim, r.bracket))
         return Receipt(entry, False)
 
