@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from medaid.cli import main
-from medaid.io import csv_fast as scan, readers
+from medaid.io import csv_fast as scan, csv_pieces, readers
 from test_dirty_inputs import CORPUS, EN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def _run(path: Path, out: Path, mp: pytest.MonkeyPatch, pieces: bool, size: int 
     with mp.context() as m:
         m.setattr(scan, "scan_claims", lambda *a, **k: None)
         if pieces:
-            m.setattr(readers, "CHUNK_BYTES", size)
+            m.setattr(csv_pieces, "CHUNK_BYTES", size)
         else:
             m.setattr(readers, "csv_pieces", lambda *a, **k: None)
         r = CliRunner().invoke(main, ["batch", str(path), "-o", str(out), "--rules", RULES,
@@ -119,7 +119,7 @@ def test_duplicates_across_pieces_name_the_first_line_and_keep_their_text(
     from medaid.batch.run import rejects_for_output, settle_file
 
     src = _many(tmp_path)
-    monkeypatch.setattr(readers, "CHUNK_BYTES", 40)
+    monkeypatch.setattr(csv_pieces, "CHUNK_BYTES", 40)
     monkeypatch.setattr(scan, "scan_claims", lambda *a, **k: None)
     pieces = readers.csv_pieces(src)
     assert pieces is not None
@@ -145,7 +145,7 @@ def test_duplicates_across_pieces_name_the_first_line_and_keep_their_text(
 
 
 def test_a_file_cut_in_pieces_is_read_in_many(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(readers, "CHUNK_BYTES", 40)
+    monkeypatch.setattr(csv_pieces, "CHUNK_BYTES", 40)
     pieces = readers.csv_pieces(_many(tmp_path))
     assert pieces is not None
     frames = list(pieces)
@@ -155,7 +155,7 @@ def test_a_file_cut_in_pieces_is_read_in_many(tmp_path: Path, monkeypatch: pytes
 
 
 def test_a_quoted_export_is_read_in_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(readers, "CHUNK_BYTES", 40)
+    monkeypatch.setattr(csv_pieces, "CHUNK_BYTES", 40)
     pieces = readers.csv_pieces(_quoted(tmp_path))
     assert pieces is not None
     frames = list(pieces)
@@ -166,7 +166,7 @@ def test_a_quoted_export_is_read_in_pieces(tmp_path: Path, monkeypatch: pytest.M
 
 def test_a_quoted_line_break_sends_the_file_to_the_whole_reader(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(readers, "CHUNK_BYTES", 40)
+    monkeypatch.setattr(csv_pieces, "CHUNK_BYTES", 40)
     pieces = readers.csv_pieces(_quoted_multiline(tmp_path))
     assert pieces is not None
     with pytest.raises(readers.NotChunkable):

@@ -255,12 +255,12 @@ def test_a_fully_quoted_export_keeps_its_lines_and_its_empty_rows(tmp_path: Path
     assert clean["note"].to_list() == [None, 'say "hi"']
     assert clean["self_pay"].to_list() == [123_450, 500]
     assert sorted(set(rejects["row"].to_list())) == [4, 6]
-    import medaid.io.readers
+    import medaid.io.csv_readers
 
     def not_here(*a, **k):  # type: ignore[no-untyped-def]
         raise AssertionError("a regular quoted file should not need the line-by-line reader")
 
-    monkeypatch.setattr(medaid.io.readers, "_read_csv_careful", not_here)
+    monkeypatch.setattr(medaid.io.csv_readers, "_read_csv_careful", not_here)
     text_ok = text.replace('"C3","P3","2024-05-03",""\n', '"C3","P3","2024-05-03","7",""\n')
     _, clean, rejects = read_claims(write(tmp_path / "q2.csv", text_ok))  # the vectorised path
     assert clean["row"].to_list() == [2, 5, 6] and sorted(set(rejects["row"])) == [4]
@@ -268,9 +268,9 @@ def test_a_fully_quoted_export_keeps_its_lines_and_its_empty_rows(tmp_path: Path
 
 @pytest.mark.parametrize("eol", ["\n", "\r\n"])
 def test_a_regular_file_with_blank_lines_on_the_vectorised_reader(tmp_path: Path, eol: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import medaid.io.readers
+    import medaid.io.csv_readers
 
-    monkeypatch.setattr(medaid.io.readers, "_read_csv_careful", None)  # must not be needed
+    monkeypatch.setattr(medaid.io.csv_readers, "_read_csv_careful", None)  # must not be needed
     lines = [HEAD_ZH, "C1,P1,2024-05-03,30000,key,inpatient,县医院", "", "C2,P1,2024-05-04,-1,key,inpatient,县医院",
              "", "", "C3,P2,2024-05-05,100,key,inpatient,县医院"]
     p = write(tmp_path / "c.csv", eol.join(lines) + eol, "gbk")

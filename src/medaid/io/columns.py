@@ -6,6 +6,7 @@ Money columns hold fen (``Int64``) inside frames; files carry yuan with two deci
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Final
 
 #: Claim fields, in the order results are written.
@@ -34,6 +35,27 @@ HEADER_ALIASES: Final[dict[str, tuple[str, ...]]] = {
     "major_disease": ("major_disease", "critical_illness", "大病", "重特大疾病", "是否大病"),
 }
 
+
+
+def normalise_header(h: object) -> str:
+    """A header cell as it is matched against the names of fields: NFKC (full-width letters and
+    spaces as their ASCII forms), a byte-order mark removed, trimmed, case-folded.  The one
+    header normalisation of claim files, results files and the Spark job."""
+    text = "" if h is None else str(h)
+    return unicodedata.normalize("NFKC", text).replace("\ufeff", "").strip().casefold()
+
+
+#: Normalised alias (:func:`normalise_header`) → field, from :data:`HEADER_ALIASES`.
+ALIAS_INDEX: Final[dict[str, str]] = {
+    normalise_header(a): field for field, aliases in HEADER_ALIASES.items() for a in aliases
+}
+
+
+def alias_field(h: object) -> str | None:
+    """The field a claim file's header names by one of its :data:`HEADER_ALIASES`, or ``None``."""
+    return ALIAS_INDEX.get(normalise_header(h))
+
+
 #: Columns the batch adds to each claim, in this order, after the claim's own columns.
 RESULT_FIELDS: Final = (
     "plan",           # plan name
@@ -52,6 +74,11 @@ RESULT_FIELDS: Final = (
 )
 #: Result columns that are money (fen in frames, yuan with two decimals in files).
 RESULT_MONEY_FIELDS: Final = ("relief", "patient_pays", "bracket_relief", "ytd_self_pay", "ytd_relief")
+
+#: Money columns of results and recalculation files.
+MONEY_COLUMNS: Final = frozenset(CLAIM_MONEY_FIELDS + RESULT_MONEY_FIELDS) | {
+    "old_relief", "new_relief", "adjustment",
+}
 
 #: Chinese names of the columns medaid writes (claim and result fields, recalculation and
 #: rejects columns): the header cells of CSV and XLSX files written with ``--lang zh``, the
@@ -80,14 +107,13 @@ def header(field: str, lang: str = "en") -> str:
 
 def result_field(name: str) -> str | None:
     """The field a results file's header names: a field name, a Chinese header of
-    :data:`ZH_HEADERS` or an alias of :data:`HEADER_ALIASES` (case-folded, trimmed); ``None``
-    for a column medaid does not know."""
-    key = name.replace("\ufeff", "").strip().casefold()
-    return _RESULT_INDEX.get(key)
+    :data:`ZH_HEADERS` or an alias of :data:`HEADER_ALIASES` (:func:`normalise_header`, as
+    claim files' headers); ``None`` for a column medaid does not know."""
+    return _RESULT_INDEX.get(normalise_header(name))
 
 
 _RESULT_INDEX: Final[dict[str, str]] = {
-    **{a.casefold(): f for f, aliases in HEADER_ALIASES.items() for a in aliases},
+    **ALIAS_INDEX,
     **{f: f for f in (*CLAIM_FIELDS, *RESULT_FIELDS, *ZH_HEADERS)},
-    **{zh: f for f, zh in ZH_HEADERS.items()},
+    **{normalise_header(zh): f for f, zh in ZH_HEADERS.items()},
 }

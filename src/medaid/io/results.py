@@ -40,7 +40,6 @@ and the field; never with the amount itself.  Headers may be English or the Chin
 
 from __future__ import annotations
 
-import codecs
 import datetime as dt
 import io
 import re
@@ -50,8 +49,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MedaidError, Problem
 from ..money import MAX_FEN, parse_yuan, too_large
-from .columns import CLAIM_FIELDS, ID_FIELDS, RESULT_FIELDS, result_field
-from .readers import MONEY_COLUMNS, ReadError
+from .columns import CLAIM_FIELDS, ID_FIELDS, MONEY_COLUMNS, RESULT_FIELDS, result_field
+from .encodings import SNIFF_BYTES, detect_encoding
+from .raw import ReadError
 from .validation import id_number_problem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -268,11 +268,8 @@ def _read_csv(p: Path, sep: str, want: frozenset[str] | None = None, others: boo
 
     src: Any = p
     with open(p, "rb") as fh:
-        head = fh.read(1 << 16)
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        src = _gb18030(p)
+        if detect_encoding(fh.read(SNIFF_BYTES)) != "utf-8":
+            src = _gb18030(p)
     try:
         try:
             header = pl.read_csv(src, separator=sep, infer_schema=False, encoding="utf8", n_rows=0).columns

@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import MedaidError, Problem
-from .columns import header
-from .readers import MONEY_COLUMNS, file_format
+from .columns import MONEY_COLUMNS, header
+from .raw import file_format
 
 if TYPE_CHECKING:
     import polars as pl

@@ -25,7 +25,6 @@ import os
 import pickle
 import sys
 import time
-import unicodedata
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,9 +35,8 @@ from ..errors import ClaimError, MedaidError, Problem
 from ..io.columns import (
     CLAIM_FIELDS,
     CLAIM_MONEY_FIELDS,
-    HEADER_ALIASES,
-    REQUIRED_FIELDS,
     RESULT_FIELDS,
+    alias_field,
 )
 
 if TYPE_CHECKING:
@@ -331,21 +329,15 @@ def _spark_type(ddl: str) -> Any:
 _RESERVED = frozenset(RESULT_FIELDS) | {"row", "source", "field", "message"}
 
 
-def _norm_header(h: str) -> str:
-    return unicodedata.normalize("NFKC", str(h)).strip().casefold()
-
-
-_ALIAS_INDEX = {_norm_header(a): f for f, aliases in HEADER_ALIASES.items() for a in aliases}
-
-
 def column_names(headers: Sequence[str]) -> list[str]:
-    """A file's headers as the batch names them: a field's aliases (after NFKC, trimming and
-    case-folding, :data:`medaid.io.columns.HEADER_ALIASES`) become the field name; a second column naming the same field, and any
-    other column, keep their header (``_input`` appended when it is named like a result column,
-    a number appended when repeated), so that they pass through as text."""
+    """A file's headers as the batch names them: a field's aliases
+    (:func:`medaid.io.columns.alias_field`, the local readers' matching) become the field name;
+    any other column keeps its header (``_input`` appended when it is named like a result column,
+    a number appended when repeated), so that it passes through as text.  A second column naming
+    a field is refused before (:func:`_layout`)."""
     names: list[str] = []
     for h in headers:
-        field = _ALIAS_INDEX.get(_norm_header(h))
+        field = alias_field(h)
         if field is not None and field not in names:
             names.append(field)
             continue
@@ -376,6 +368,7 @@ def _raw_frame(content: bytes, fmt: str, source: str = "") -> tuple[Any, Any]:
     cannot be exact are rejected (:func:`medaid.io.readers.numeric_id_problems`)."""
     import polars as pl
 
+    from ..io.encodings import SNIFF_BYTES, detect_encoding
     from ..io.readers import (
         numeric_id_problems,
         problems_frame,
@@ -384,7 +377,7 @@ def _raw_frame(content: bytes, fmt: str, source: str = "") -> tuple[Any, Any]:
     )
 
     if fmt == "csv":
-        if _encoding(content[: 1 << 20]) != "utf-8":
+        if detect_encoding(content[:SNIFF_BYTES]) != "utf-8":
             content = content.decode("gb18030").encode("utf-8")
         got = read_csv_data(content, source, _names)
         return got.frame, problems_frame(got.problems)
@@ -400,20 +393,6 @@ def _raw_frame(content: bytes, fmt: str, source: str = "") -> tuple[Any, Any]:
     if text:
         frame = frame.filter(~pl.all_horizontal(pl.col(text).is_null()))
     return frame, bad
-
-
-def _encoding(head: bytes) -> str:
-    """``utf-8`` (with or without BOM) or ``gb18030`` (which reads GBK, as Chinese Excel saves
-    CSV), judged on the first bytes of a file, as the local reader does."""
-    import codecs
-
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8"
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-        return "utf-8"
-    except UnicodeDecodeError:
-        return "gb18030"
 
 
 def _read_file_fn(fmt: str, names: Sequence[str], schema: "pa.Schema"):  # type: ignore[no-untyped-def]
@@ -515,13 +494,17 @@ def _csv_header(text: str, source: str) -> tuple[int, list[str]]:
 
 def _layout(spark: "SparkSession", paths: list[str], fmt: str, where: str) -> list[str]:
     """The union of the files' columns (as :func:`column_names` names them) in order of first
-    appearance; refuses files without a required column.  Reads only headers (CSV: the first
+    appearance; refuses files without a required column or with two columns naming one field
+    (:func:`medaid.io.headers.header_problems`, as the local readers).  Reads only headers (CSV: the first
     64 KiB through Hadoop's file system, the header found below any title lines; Parquet: the
     footer)."""
     if not paths:
         raise MedaidError(Problem(f"no .{fmt} files here", source=where))
     jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
     conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    from ..io.encodings import detect_encoding
+    from ..io.headers import header_problems
+
     layout: list[str] = []
     problems: list[Problem] = []
     for p in sorted(paths):
@@ -534,7 +517,7 @@ def _layout(spark: "SparkSession", paths: list[str], fmt: str, where: str) -> li
                     stream, min(1 << 16, fs.getFileStatus(hp).getLen())))
             finally:
                 stream.close()
-            text = head.decode(_encoding(head), errors="ignore").lstrip("\ufeff")
+            text = head.decode(detect_encoding(head), errors="ignore").lstrip("\ufeff")
             line, headers = _csv_header(text, _source(p))
         else:
             try:
@@ -543,14 +526,10 @@ def _layout(spark: "SparkSession", paths: list[str], fmt: str, where: str) -> li
                 problems.append(Problem("cannot be read as Parquet (no valid footer)", source=_source(p)))
                 continue
             line = 1
-        names = column_names(headers)
-        missing = [f for f in REQUIRED_FIELDS if f not in names]
-        if missing:
-            problems.append(Problem(
-                "missing required column(s): " + ", ".join(missing) + "; found "
-                + ", ".join(repr(h) for h in headers) + ". Name them in English or Chinese "
-                "(e.g. 结算单号, 人员编号, 结算日期, 合规自付费用)", source=_source(p), line=line))
-        layout += [n for n in names if n not in layout]
+        # a second column naming a field, a required field missing: refused, as locally
+        problems += header_problems(headers, [alias_field(h) for h in headers], _source(p), line,
+                                    with_map=False)
+        layout += [n for n in column_names(headers) if n not in layout]
     if problems:
         raise MedaidError(problems)
     return layout

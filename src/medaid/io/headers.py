@@ -1,0 +1,132 @@
+"""Header rows of claim files: which column gives which field (:data:`medaid.io.columns.HEADER_ALIASES`,
+matched by :func:`medaid.io.columns.normalise_header`, or ``--map column=field``), what is wrong
+with a header (a field named twice, a required field missing), and where the header is among
+a file's first rows (titles above it are not rows)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from ..errors import Problem
+from .columns import HEADER_ALIASES, REQUIRED_FIELDS, RESULT_FIELDS, alias_field, normalise_header
+from .raw import ReadError
+from .validation import ROW
+
+#: Column names the batch adds; input columns so named are renamed ``NAME_input``.
+_RESERVED = frozenset(RESULT_FIELDS) | {ROW, "old_relief", "new_relief", "adjustment", "status"}
+
+
+def parse_mapping(pairs: Iterable[str]) -> dict[str, str]:
+    """``["金额=self_pay", ...]`` (``--map column=field``) → ``{"金额": "self_pay"}``."""
+    out: dict[str, str] = {}
+    for p in pairs:
+        col, sep, field = p.partition("=")
+        if not sep or not col.strip() or field.strip() not in HEADER_ALIASES:
+            raise ReadError(Problem(
+                f"--map {p!r}: write COLUMN=FIELD with FIELD one of {', '.join(HEADER_ALIASES)}"))
+        out[col.strip()] = field.strip()
+    return out
+
+
+def _field_of(h: Any, mapping: Mapping[str, str], by_norm: Mapping[str, str]) -> str | None:
+    """The field a header names (``--map`` first, then the aliases), or ``None``."""
+    h = "" if h is None else str(h)
+    return mapping.get(h) or by_norm.get(normalise_header(h)) or alias_field(h)
+
+
+def header_problems(
+    headers: Sequence[Any], fields: Sequence[str | None], source: str, line: int = 1,
+    with_map: bool = True,
+) -> list[Problem]:
+    """What is wrong with a header row whose cells name ``fields`` (``None`` for a column that
+    names none): a second column naming a field already named, and required fields that no
+    column names, located at the header's ``line``.  The local readers and the Spark job refuse
+    a file with these problems; ``with_map``: the messages suggest ``--map`` (the Spark job has
+    no such option)."""
+    problems: list[Problem] = []
+    taken: dict[str, str] = {}
+    for h, field in zip(headers, fields):
+        h = "" if h is None else str(h)
+        if field is None:
+            continue
+        if field in taken:
+            problems.append(Problem(
+                f"columns {taken[field]!r} and {h!r} both give {field}; drop one"
+                + (" or use --map" if with_map else ""), source=source, line=line, field=field))
+        else:
+            taken[field] = h
+    missing = [f for f in REQUIRED_FIELDS if f not in taken]
+    if missing:
+        problems.append(Problem(
+            "missing required column(s): " + ", ".join(missing)
+            + f"; found {', '.join(repr(str(h)) for h in headers)}. Name them in English or "
+            "Chinese (e.g. 结算单号, 人员编号, 结算日期, 合规自付费用)"
+            + (" or use --map COLUMN=FIELD" if with_map else ""),
+            source=source, line=line))
+    return problems
+
+
+def canonical_names(
+    headers: list[str], mapping: Mapping[str, str] | None, source: str,
+    reserved: frozenset[str] | None = None, line: int = 1,
+) -> list[str]:
+    """Rename headers to field names (``--map`` first, then the aliases); others unchanged.
+
+    Raises :class:`ReadError` when two columns name the same field or a required field has no
+    column, naming the file, the header's ``line`` and what is missing."""
+    mapping = mapping or {}
+    by_norm = {normalise_header(k): v for k, v in mapping.items()}
+    fields = [_field_of(h, mapping, by_norm) for h in headers]
+    problems = header_problems(headers, fields, source, line)
+    if problems:
+        raise ReadError(problems)
+    names: list[str] = []
+    for h, field in zip(headers, fields):
+        h = "" if h is None else str(h)
+        name = field or h.strip() or f"column_{len(names) + 1}"
+        # an input column named like a result column is renamed
+        if field is None and name in (_RESERVED if reserved is None else reserved):
+            name = f"{name}_input"
+        names.append(name)
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):  # duplicate pass-through headers get a suffix
+        if n in seen:
+            seen[n] += 1
+            names[i] = f"{n}_{seen[n]}"
+        else:
+            seen[n] = 1
+    return names
+
+
+#: The header is looked for among this many first non-blank lines (sheet rows): exports put
+#: a title, a date range or a unit line above it.
+HEADER_SEARCH_ROWS = 10
+
+
+def pick_header(
+    candidates: Iterable[tuple[int, list[Any]]], name_of: Callable[..., list[str]],
+    mapping: Mapping[str, str] | None, source: str,
+) -> tuple[int, list[str]]:
+    """The header among the first rows of a file: ``(line, names)``.
+
+    ``candidates`` are ``(line, cells)`` of the first non-blank lines (sheet rows), in order;
+    the first :data:`HEADER_SEARCH_ROWS` are looked at.  The header is the first of them that
+    names every required field (English or Chinese, or by ``--map``); the lines above it are
+    titles, not rows.  When none does, the candidate naming the most known fields (the first
+    of equals) is taken as the header the user meant, and ``name_of`` (``canonical_names``)
+    raises its :class:`ReadError` naming that line and the required columns it lacks."""
+    mapping = mapping or {}
+    by_norm = {normalise_header(k): v for k, v in mapping.items()}
+    best: tuple[int, int, list[Any]] | None = None
+    for i, (line, cells) in enumerate(candidates):
+        if i >= HEADER_SEARCH_ROWS:
+            break
+        fields = {_field_of(h, mapping, by_norm) for h in cells} - {None}
+        if all(f in fields for f in REQUIRED_FIELDS):
+            return line, name_of(cells, line=line)
+        if best is None or len(fields) > best[0]:
+            best = (len(fields), line, cells)
+    if best is None:
+        raise ReadError(Problem("the file is empty", source=source))
+    return best[1], name_of(best[2], line=best[1])
