@@ -387,6 +387,22 @@ def test_a_file_without_a_required_column_refuses_the_run(spark, rules_dir, tmp_
     assert not (tmp_path / "out").exists()
 
 
+def test_two_columns_naming_one_field_refuse_the_run_as_locally(spark, rules_dir, tmp_path):
+    # 合规自付费用 and self_pay both name the self-pay: which amount is meant cannot be known, so
+    # the run is refused (as `medaid batch` refuses the file) rather than one column settled
+    src = tmp_path / "two.csv"
+    src.write_text("claim_id,person_id,date,合规自付费用,self_pay\nC1,P1,2023-05-03,30000,300\n", encoding="utf-8")
+    with pytest.raises(medaid.MedaidError) as e:
+        run_batch(str(src), str(tmp_path / "out"), str(rules_dir))
+    assert str(e.value).startswith(f"{src}:1: self_pay: columns '合规自付费用' and 'self_pay' both give self_pay")
+    assert not (tmp_path / "out").exists()
+    # full-width letters are the same header once normalised (NFKC), in both readers
+    src.write_text("claim_id,person_id,date,ｓｅｌｆ_ｐａｙ,self_pay\nC1,P1,2023-05-03,30000,300\n", encoding="utf-8")
+    with pytest.raises(medaid.MedaidError) as e:
+        run_batch(str(src), str(tmp_path / "out"), str(rules_dir))
+    assert "columns 'ｓｅｌｆ_ｐａｙ' and 'self_pay' both give self_pay" in str(e.value)
+
+
 def test_a_gbk_csv_is_read_as_chinese_excel_saves_it(spark, rules_dir, tmp_path):
     src = tmp_path / "gbk.csv"
     src.write_bytes("结算单号,人员编号,结算日期,合规自付费用,医疗机构\nG1,P1,2023-05-03,30000,县人民医院\n".encode("gbk"))
