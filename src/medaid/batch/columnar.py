@@ -37,6 +37,7 @@ from ..domain.engine import no_plan, no_version
 from ..domain.rules import PlacedPlan, RuleBook, RuleSet
 from ..errors import ClaimError, Problem
 from ..io.columns import RESULT_FIELDS
+from ..io.validation import REJECT_COLUMNS, empty_rejects
 from ..money import MAX_FEN, rounding_step, too_large
 
 if TYPE_CHECKING:  # polars is imported inside the functions: `import medaid` stays light
@@ -44,8 +45,8 @@ if TYPE_CHECKING:  # polars is imported inside the functions: `import medaid` st
 
 #: ``capped_by`` codes used inside frames (0 = none).
 CAPPED_BY = (None, CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY)
-#: Columns of the rejects frame.
-REJECT_FIELDS = ("row", "claim_id", "field", "message")
+#: Columns of the rejects frame (:func:`medaid.io.validation.reject_schema`).
+REJECT_FIELDS = REJECT_COLUMNS
 #: Products and sums are kept below this bound so that int64 arithmetic never wraps.
 _SAFE = 2**62
 #: A key packs the row index when at least this many bits remain for the person hash.
@@ -496,7 +497,7 @@ def _over_limit(pl: Any, frame: "pl.DataFrame") -> tuple["pl.DataFrame", "pl.Dat
 
 
 def _empty_rejects(pl: Any) -> "pl.DataFrame":
-    return pl.DataFrame(schema={"row": pl.Int64, "claim_id": pl.String, "field": pl.String, "message": pl.String})
+    return empty_rejects()
 
 
 # ----------------------------------------------------------------------------------------------

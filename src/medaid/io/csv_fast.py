@@ -35,6 +35,7 @@ from .validation import (
     FEW_VALUES,
     ROW,
     finish_validation,
+    plain_yuan_fen,
     totals_rows,
     type_rows,
     untidy,
@@ -210,7 +211,7 @@ def _scan(pieces: "CsvPieces") -> "pl.LazyFrame":
             ok = c.str.contains(_PLAIN_YUAN_RE)
             # plain text (checked by ``ok``) is exact in Decimal(18, 2), whose integer form is
             # the amount in fen; the value of any other row is replaced when it is typed again
-            exprs.append(c.cast(pl.Decimal(18, 2), strict=False).to_physical().cast(pl.Int64).alias(n))
+            exprs.append(plain_yuan_fen(c).alias(n))
             flags.append(~ok.fill_null(False) if n in REQUIRED_FIELDS else ~ok.fill_null(True))
         elif n == "claim_id":
             exprs.append(c)

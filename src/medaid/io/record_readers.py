@@ -14,7 +14,7 @@ from ..errors import Problem
 from .columns import ID_FIELDS
 from .raw import RawFile, ReadError, frame_from_columns
 from .sheet_readers import cell_text
-from .validation import ROW, empty_rejects, id_number_problem, number_as_id
+from .validation import ROW, as_rejects, empty_rejects, id_number_problem, number_as_id
 
 if TYPE_CHECKING:
     import polars as pl
@@ -164,9 +164,9 @@ def numeric_id_problems(frame: "pl.DataFrame", names: list[str], first: int) -> 
     if not found.height:
         return empty_rejects()
     field = pl.coalesce([pl.when(pl.col(n).is_not_null()).then(pl.lit(n)) for n in ids])
-    return found.select(
+    return as_rejects(found.select(
         ROW, pl.lit(None, pl.String).alias("claim_id"), field.alias("field"),
-        pl.coalesce([pl.col(n) for n in ids]).alias("message"))
+        pl.coalesce([pl.col(n) for n in ids]).alias("message")))
 
 
 def text_columns(frame: "pl.DataFrame") -> "pl.DataFrame":

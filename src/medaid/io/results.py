@@ -52,7 +52,7 @@ from ..money import MAX_FEN, parse_yuan, too_large
 from .columns import CLAIM_FIELDS, ID_FIELDS, MONEY_COLUMNS, RESULT_FIELDS, result_field
 from .encodings import SNIFF_BYTES, detect_encoding
 from .raw import ReadError
-from .validation import id_number_problem
+from .validation import id_number_problem, plain_yuan_fen
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
@@ -87,6 +87,7 @@ def _limit(field: str) -> int:
 #: skipped: blank lines), not a column of the file.
 _LINE = "\0line"
 _CANONICAL_YUAN = r"^[0-9]{1,16}(\.[0-9]{1,2})?$"
+_SIGNED_YUAN = r"^-?[0-9]{1,16}(\.[0-9]{1,2})?$"
 
 
 class ResultsError(MedaidError):
@@ -516,20 +517,13 @@ def _rows(frame: "pl.DataFrame", mask: "pl.Expr", limit: int = _MAX_PROBLEMS) ->
 
 def _fen_fast(text: "pl.Expr", signed: bool = False) -> "pl.Expr":
     """Plain yuan text → Int64 fen, column-wise: ``12345.67``, ``12345.6`` or ``12345`` (as
-    spreadsheets export them; with ``signed``, also after a ``-``); anything else (spaces,
-    separators, three decimals, other digits) gives null here and is left to
-    :func:`_signed_yuan`."""
+    spreadsheets export them; with ``signed``, also after a ``-``), by
+    :func:`medaid.io.validation.plain_yuan_fen`; anything else (spaces, separators, three
+    decimals, other digits) gives null here and is left to :func:`_signed_yuan`."""
     import polars as pl
 
-    if signed:
-        neg = text.str.starts_with("-")
-        fen = _fen_fast(pl.when(neg).then(text.str.slice(1)).otherwise(text))
-        return pl.when(neg).then(-fen).otherwise(fen)
-    plain = text.str.contains(_CANONICAL_YUAN)
-    digits = text.str.replace(".", "", literal=True).cast(pl.Int64, strict=False)
-    decimals = text.str.len_bytes().cast(pl.Int64) - 1 - text.str.find(".", literal=True).cast(pl.Int64)
-    scale = pl.when(decimals.is_null()).then(100).when(decimals == 1).then(10).otherwise(1)
-    return pl.when(plain).then(digits * scale)
+    plain = text.str.contains(_SIGNED_YUAN if signed else _CANONICAL_YUAN)
+    return pl.when(plain).then(plain_yuan_fen(text))
 
 
 def _signed_yuan(text: str, field: str) -> int:

@@ -48,6 +48,17 @@ assert _INT_DIGITS == 7, "the grouped form below writes out 7 digits: 1,234 to 9
 _YUAN_RE = r"^(?:[0-9]{1,7}|[0-9]{1,3},[0-9]{3}|[0-9],[0-9]{3},[0-9]{3})(?:\.[0-9]{0,2})?$"
 
 
+def plain_yuan_fen(text: "pl.Expr") -> "pl.Expr":
+    """Yuan text of a plain shape → ``Int64`` fen, column-wise: the one column-wise amount
+    parser of claim files, the fast CSV scan and results files.  The caller has checked the
+    shape (digits, an optional leading ``-``, at most two decimals, at most 16 integer digits):
+    such text is exact in ``Decimal(18, 2)``, whose integer form is the amount in fen
+    (``"12345.6"`` → 1234560); any other text gives null or a value the caller discards."""
+    import polars as pl
+
+    return text.cast(pl.Decimal(18, 2), strict=False).to_physical().cast(pl.Int64)
+
+
 def yuan_to_fen(text: "pl.Expr", separators: bool = True) -> tuple["pl.Expr", "pl.Expr"]:
     """Vectorised :func:`medaid.money.parse_yuan` for ASCII text: ``(fen, ok)`` expressions.
 
@@ -65,9 +76,7 @@ def yuan_to_fen(text: "pl.Expr", separators: bool = True) -> tuple["pl.Expr", "p
     ok = s.str.contains(_YUAN_RE)
     if separators:
         s = s.str.replace_all(",", "", literal=True)
-    yuan = s.cast(pl.Decimal(18, 2), strict=False)
-    fen = (yuan * 100).cast(pl.Int64, strict=False)
-    return pl.when(ok).then(fen), ok.fill_null(False)
+    return pl.when(ok).then(plain_yuan_fen(s)), ok.fill_null(False)
 
 
 #: The most digits an ID held as a number may have: a spreadsheet keeps 15 significant digits
@@ -299,7 +308,7 @@ def type_rows(
     exprs.append(pl.col("date").str.to_date("%Y-%m-%d", strict=False).alias("date"))
     for f, is_plain in zip(money_fields, plain):
         if is_plain:  # every cell plain digits (no null either): the exact decimal cast alone
-            fen = (pl.col(f).cast(pl.Decimal(18, 2)) * 100).cast(pl.Int64)
+            fen = plain_yuan_fen(pl.col(f))
             exprs += [fen.alias(f), pl.lit(False).alias(f"{f}__slow")]
             continue
         fen, ok = yuan_to_fen(pl.col(f), separators=bool(raw[f].str.contains(",", literal=True).any()))
@@ -391,7 +400,7 @@ def finish_validation(
     frames = []
 
     def add(frame: "pl.DataFrame", f: str) -> None:
-        frames.append(frame.with_columns(pl.lit(f).alias("field")).select(list(REJECT_COLUMNS)))
+        frames.append(as_rejects(frame.with_columns(pl.lit(f).alias("field"))))
 
     for f in order:
         for part in problems:
@@ -409,12 +418,28 @@ def finish_validation(
     return clean, rejects
 
 
+def reject_schema() -> "dict[str, pl.DataType]":
+    """The one schema of a rejects frame: :data:`REJECT_COLUMNS` with their types (``row``
+    ``Int64``, the others ``String``).  The readers, validation, the columnar settlement and
+    the Spark job (which adds ``source`` in front) build their rejects to it."""
+    import polars as pl
+
+    return {ROW: pl.Int64, "claim_id": pl.String, "field": pl.String, "message": pl.String}
+
+
+def as_rejects(frame: "pl.DataFrame") -> "pl.DataFrame":
+    """``frame``'s :data:`REJECT_COLUMNS` in order, typed by :func:`reject_schema`: the rejects
+    frame of any frame holding those columns (others are dropped)."""
+    import polars as pl
+
+    return frame.select([pl.col(c).cast(t) for c, t in reject_schema().items()])
+
+
 def empty_rejects() -> "pl.DataFrame":
     """A rejects frame with no rows."""
     import polars as pl
 
-    return pl.DataFrame(schema={ROW: pl.Int64, "claim_id": pl.String, "field": pl.String,
-                                "message": pl.String})
+    return pl.DataFrame(schema=reject_schema())
 
 
 def problems_frame(problems: list[Problem]) -> "pl.DataFrame":
@@ -426,7 +451,7 @@ def problems_frame(problems: list[Problem]) -> "pl.DataFrame":
     return pl.DataFrame(
         {ROW: [p.line for p in problems], "claim_id": [None] * len(problems),
          "field": [p.field for p in problems], "message": [p.message for p in problems]},
-        schema=empty_rejects().schema,
+        schema=reject_schema(),
     )
 
 

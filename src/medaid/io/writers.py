@@ -31,11 +31,11 @@ import errno
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import MedaidError, Problem
+from ..money import fen_to_decimal
 from .columns import MONEY_COLUMNS, header
 from .raw import file_format
 
@@ -498,7 +498,7 @@ def _write_xlsx_openpyxl(frame: "pl.DataFrame", tmp: Path, money: list[str], hea
             if v is None:
                 cells.append(None)
             elif k == "money":
-                cell = WriteOnlyCell(ws, value=Decimal(v).scaleb(-2))
+                cell = WriteOnlyCell(ws, value=fen_to_decimal(v))
                 cell.number_format = XLSX_MONEY_FORMAT
                 cells.append(cell)
             elif k == "text":

@@ -38,6 +38,7 @@ from ..io.columns import (
     RESULT_FIELDS,
     alias_field,
 )
+from ..io.validation import REJECT_COLUMNS
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -59,7 +60,7 @@ CLAIM_TYPES: dict[str, str] = {
     "group": "string", "kind": "string", "hospital": "string", "total_cost": "bigint",
 }
 #: Columns of a rejects frame: where the row is, which claim, which field, what is wrong.
-REJECT_FIELDS = ("source", "row", "claim_id", "field", "message")
+REJECT_FIELDS = ("source", *REJECT_COLUMNS)
 #: How many claims one bucket should hold at most when :func:`run_batch` chooses the count.
 CLAIMS_PER_BUCKET = 500_000
 #: The most rejects quoted in the error when ``on_error="fail"``.
