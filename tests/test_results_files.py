@@ -108,6 +108,14 @@ def test_a_results_csv_utf8_at_first_and_gbk_further_down_is_read(tmp_path: Path
     assert load_results(p)["claim_id"].to_list()[-1] == "C县"
 
 
+def test_a_results_header_in_full_width_letters_is_read_as_a_claim_files_header_is(tmp_path: Path) -> None:
+    # one header normalisation (NFKC, trimmed, case-folded) for claim files and results files:
+    # ｒｅｌｉｅｆ typed with a Chinese input method's full-width letters is the relief column
+    p = tmp_path / "r.csv"
+    p.write_text("claim_id,person_id,date,ｒｅｌｉｅｆ\nC1,P1,2019-05-03,23300.00\n", encoding="utf-8")
+    assert load_results(p).select("claim_id", "relief").row(0) == ("C1", 2_330_000)  # 23,300.00 yuan
+
+
 # --------------------------------------------------------------------------------------------
 # JSON Lines that is not UTF-8
 
