@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import Problem
 from .columns import CLAIM_FIELDS
-from .encodings import HEAD_BYTES, cr_only, sniff_encoding
+from .encodings import GB18030, HEAD_BYTES, as_utf8, cr_only, sniff_encoding
 from .headers import HEADER_SEARCH_ROWS, pick_header
 from .raw import RawFile, ReadError, frame_from_columns
 from .validation import ROW
@@ -75,7 +75,7 @@ def read_csv(
         data = path
     else:
         try:
-            data = path.read_bytes().decode(enc).encode("utf-8")
+            data = as_utf8(path.read_bytes(), enc)
         except UnicodeDecodeError as e:
             raise ReadError(Problem(
                 f"cannot be decoded as {enc} at byte {e.start}; give --encoding", source=source)) from None
@@ -83,7 +83,7 @@ def read_csv(
         return read_csv_data(data, source, name_of, mapping)
     except UnicodeError:
         if enc == "utf-8" and encoding is None:  # a GBK file with an ASCII first megabyte
-            return read_csv(path, source, "gb18030", name_of, mapping)
+            return read_csv(path, source, GB18030, name_of, mapping)
         raise ReadError(Problem(f"cannot be decoded as {enc}; give --encoding", source=source)) from None
 
 

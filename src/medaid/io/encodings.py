@@ -17,6 +17,17 @@ SNIFF_BYTES = 1 << 20
 HEAD_BYTES = 1 << 16
 
 
+#: The encoding of a CSV file that is not UTF-8: GB18030, which reads GBK as Chinese Excel
+#: saves CSV (and every other byte sequence GBK can hold).
+GB18030 = "gb18030"
+
+
+def as_utf8(data: bytes, encoding: str = GB18030) -> bytes:
+    """``data`` written in ``encoding`` recoded as UTF-8 (:class:`UnicodeDecodeError` where it
+    does not decode): the recoding of the CSV readers, the results reader and the Spark job."""
+    return data.decode(encoding).encode("utf-8")
+
+
 def detect_encoding(head: bytes) -> str:
     """``utf-8`` (with or without BOM) or ``gb18030`` (which reads GBK, as Chinese Excel saves
     CSV), judged on ``head``, a file's first bytes (:data:`SNIFF_BYTES` of them: a character cut
@@ -28,7 +39,7 @@ def detect_encoding(head: bytes) -> str:
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
         return "utf-8"
     except UnicodeDecodeError:
-        return "gb18030"
+        return GB18030
 
 
 def sniff_encoding(path: Path, encoding: str | None, source: str) -> str:

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import MedaidError, Problem
 from ..money import MAX_FEN, parse_yuan, too_large
 from .columns import CLAIM_FIELDS, ID_FIELDS, MONEY_COLUMNS, RESULT_FIELDS, result_field
-from .encodings import SNIFF_BYTES, detect_encoding
+from .encodings import SNIFF_BYTES, as_utf8, detect_encoding
 from .raw import ReadError
 from .validation import id_number_problem, plain_yuan_fen
 
@@ -296,7 +296,7 @@ def _gb18030(p: Path) -> io.BytesIO:
     """A CSV file that is not UTF-8, as Chinese spreadsheet exports write it (GBK/GB18030),
     recoded to UTF-8; anything else is refused."""
     try:
-        return io.BytesIO(p.read_bytes().decode("gb18030").encode("utf-8"))
+        return io.BytesIO(as_utf8(p.read_bytes()))
     except UnicodeDecodeError:
         raise ResultsError(Problem("is neither UTF-8 nor GB18030 text", source=str(p))) from None
 

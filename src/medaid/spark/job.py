@@ -369,7 +369,7 @@ def _raw_frame(content: bytes, fmt: str, source: str = "") -> tuple[Any, Any]:
     cannot be exact are rejected (:func:`medaid.io.readers.numeric_id_problems`)."""
     import polars as pl
 
-    from ..io.encodings import SNIFF_BYTES, detect_encoding
+    from ..io.encodings import SNIFF_BYTES, as_utf8, detect_encoding
     from ..io.readers import (
         numeric_id_problems,
         problems_frame,
@@ -379,7 +379,7 @@ def _raw_frame(content: bytes, fmt: str, source: str = "") -> tuple[Any, Any]:
 
     if fmt == "csv":
         if detect_encoding(content[:SNIFF_BYTES]) != "utf-8":
-            content = content.decode("gb18030").encode("utf-8")
+            content = as_utf8(content)
         got = read_csv_data(content, source, _names)
         return got.frame, problems_frame(got.problems)
     typed = pl.read_parquet(io.BytesIO(content))
