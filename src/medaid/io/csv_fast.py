@@ -44,7 +44,7 @@ from .validation import (
 if TYPE_CHECKING:
     import polars as pl
 
-    from .readers import CsvPieces
+    from .csv_pieces import CsvPieces
 
 #: Flag columns of the scan (dropped before the frame leaves this module).
 _REDO, _SHORT = "__redo", "__maybe_short"

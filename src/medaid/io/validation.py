@@ -262,7 +262,7 @@ class _Nulls:
 
 
 #: The problem of an id holding a quote character: ids never do; a quote left open by mistake
-#: (see :func:`medaid.io.readers._stray_quote`) leaves one there.
+#: (see :func:`medaid.io.csv_readers._stray_quote`) leaves one there.
 STRAY_QUOTE_IN_ID = 'holds a quote character ("); is a quote left open by mistake on this line?'
 
 
