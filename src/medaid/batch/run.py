@@ -402,24 +402,6 @@ def summary_json(summary: dict[str, Any]) -> dict[str, Any]:
     return conv(summary)
 
 
-_LABELS = {
-    "en": {
-        "claims": "claims", "persons": "persons", "self_pay": "self-pay", "relief": "relief",
-        "patient_pays": "patient pays", "relief_share": "relief share",
-        "claims_capped": "claims capped", "persons_at_annual_cap": "persons at annual cap",
-        "plan": "plan", "month": "month", "hospital": "hospital", "total": "Totals",
-        "by_plan": "By plan", "by_month": "By month", "by_hospital": "By hospital (payment list)",
-        "none": "(none)",
-    },
-    "zh": {
-        "claims": "结算单数", "persons": "人数", "self_pay": "合规自付费用", "relief": "救助金额",
-        "patient_pays": "个人负担", "relief_share": "救助比例",
-        "claims_capped": "受限额约束单数", "persons_at_annual_cap": "达年度限额人数",
-        "plan": "救助方案", "month": "月份", "hospital": "医疗机构", "total": "合计",
-        "by_plan": "按方案", "by_month": "按月份", "by_hospital": "按医疗机构（拨付清单）",
-        "none": "（空）",
-    },
-}
 _COLS = ("claims", "persons", "self_pay", "relief", "patient_pays", "relief_share",
          "claims_capped", "persons_at_annual_cap")
 
@@ -428,7 +410,9 @@ def summary_tables(summary: dict[str, Any], lang: str = "en") -> str:
     """The summary as text tables (tabulate), labels in English or Chinese."""
     from tabulate import tabulate
 
-    lab = _LABELS[lang]
+    from ..report.labels import labels_of
+
+    lab = labels_of("totals")[lang]
 
     def cell(k: str, v: Any) -> Any:
         return format_yuan(v) if k in _MONEY_KEYS else v
@@ -536,33 +520,35 @@ def recalc_tables(rc: Recalc, lang: str = "en", persons: int = 20) -> str:
     adjustments first, up to ``persons`` rows."""
     from tabulate import tabulate
 
-    zh = lang == "zh"
+    from ..report.labels import label
+
+    def lab(key: str) -> str:
+        return label(f"recalc.{key}", lang)
+
     t = rc.totals
     head = tabulate(
-        [["旧救助金额" if zh else "old relief", format_yuan(t["old_relief"])],
-         ["调整" if zh else "adjustments", format_yuan(t["adjustment"])],
-         ["新救助金额" if zh else "new relief", format_yuan(t["new_relief"])],
-         ["结算单数" if zh else "claims", t["claims"]],
-         ["未变" if zh else "unchanged", t["same"]],
-         ["变动" if zh else "changed", t["changed"]],
-         ["新增" if zh else "new", t["new"]],
-         ["缺失" if zh else "dropped", t["dropped"]]],
+        [[lab("old_relief"), format_yuan(t["old_relief"])],
+         [lab("adjustments"), format_yuan(t["adjustment"])],
+         [lab("new_relief"), format_yuan(t["new_relief"])],
+         [lab("claims"), t["claims"]],
+         [lab("unchanged"), t["same"]],
+         [lab("changed"), t["changed"]],
+         [lab("new"), t["new"]],
+         [lab("dropped"), t["dropped"]]],
         tablefmt="simple", disable_numparse=True, colalign=("left", "right"))
     hosp = tabulate(
         [[r["hospital"] or "-", r["claims"], format_yuan(r["adjustment"])] for r in rc.by_hospital],
-        headers=["医疗机构" if zh else "hospital", "单数" if zh else "claims",
-                 "调整" if zh else "adjustment"], tablefmt="simple", disable_numparse=True,
-        colalign=("left", "right", "right"))
+        headers=[lab("hospital"), lab("claims_col"), lab("adjustment")], tablefmt="simple",
+        disable_numparse=True, colalign=("left", "right", "right"))
     top = sorted(rc.by_person, key=lambda r: (-abs(r["adjustment"]), r["person_id"]))[:persons]
     pers = tabulate(
         [[r["person_id"], r["claims"], format_yuan(r["adjustment"])] for r in top],
-        headers=["人员编号" if zh else "person", "单数" if zh else "claims",
-                 "调整" if zh else "adjustment"], tablefmt="simple", disable_numparse=True,
-        colalign=("left", "right", "right"))
+        headers=[lab("person"), lab("claims_col"), lab("adjustment")], tablefmt="simple",
+        disable_numparse=True, colalign=("left", "right", "right"))
     more = len(rc.by_person) - len(top)
     return "\n\n".join([
-        ("重算合计（旧 + 调整 = 新）" if zh else "Recalculation (old + adjustments = new)") + "\n" + head,
-        ("按医疗机构调整" if zh else "Adjustments by hospital") + "\n" + hosp,
-        ("按人员调整（绝对值最大者在前）" if zh else "Adjustments by person (largest first)") + "\n" + pers
+        lab("title") + "\n" + head,
+        lab("by_hospital") + "\n" + hosp,
+        lab("by_person") + "\n" + pers
         + (f"\n... {more} more" if more > 0 else ""),
     ])

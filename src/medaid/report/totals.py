@@ -168,7 +168,7 @@ def summarise(results: "pl.DataFrame") -> dict[str, Any]:
     (key, person) pairs)."""
     import polars as pl
 
-    def code(c: str, wide: bool = True) -> "pl.Expr":  # text → small integer codes (one hashing pass); enums as they are
+    def code(c: str, wide: bool = True) -> "pl.Expr":  # text → small integer codes (one hash pass); enums as is
         t = results.schema[c]
         e = pl.col(c) if isinstance(t, (pl.Enum, pl.Categorical)) else pl.col(c).cast(pl.Categorical)
         return e.to_physical().cast(pl.UInt64) if wide else e.to_physical()
