@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from medaid.batch import run as batch
 from medaid.batch.run import summarise
+from medaid.report import totals  # MASK_BITS: the totals engine's switch
 
 CAPS = [None, "annual_cap", "claim_cap", "self_pay"]
 
@@ -92,14 +92,14 @@ def _expected(rows: list[dict], with_hospital: bool) -> dict:
     }
 
 
-@pytest.mark.parametrize("bits", [batch.MASK_BITS, 0])
+@pytest.mark.parametrize("bits", [totals.MASK_BITS, 0])
 @settings(max_examples=70, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=result_rows())
 def test_totals_equal_a_claim_by_claim_count(case, bits: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Both ways of counting persons (a bit per plan, month and hospital; or distinct pairs
     when there are too many of those) give the counts of a set per table row."""
     rows, categories, with_hospital = case
-    monkeypatch.setattr(batch, "MASK_BITS", bits)
+    monkeypatch.setattr(totals, "MASK_BITS", bits)
     assert summarise(_frame(rows, categories, with_hospital)) == _expected(rows, with_hospital)
 
 
@@ -119,3 +119,28 @@ def test_a_person_counted_once_per_table_row_however_many_claims() -> None:
     assert [(r["month"], r["persons"], r["persons_at_annual_cap"]) for r in s["by_month"]] == [
         ("2024-01", 1, 1), ("2024-02", 1, 0)]
     assert [(r["hospital"], r["relief"]) for r in s["by_hospital"]] == [("H1", 0), ("H2", 1400_00), (None, 0)]
+
+
+@settings(max_examples=50, deadline=None)
+@given(case=result_rows(), cut=st.integers(0, 60))
+def test_partial_sums_of_partitions_combine_into_the_totals_of_the_whole(case, cut: int) -> None:
+    """What Spark does (medaid.report.totals.combine): each partition's sums per (plan, month,
+    hospital) cell, computed with the engine's own measures, added up exactly, with the distinct
+    persons counted per plan, month and hospital, give the claim-by-claim totals."""
+    from medaid.report.totals import DIMS, DISTINCT, SUMS, combine, polars_measure
+
+    rows, categories, with_hospital = case
+    frame = _frame(rows, categories, with_hospital).with_columns(
+        pl.col("date").dt.strftime("%Y-%m").alias("month"),
+        *([] if with_hospital else [pl.lit(None, pl.String).alias("hospital")]))
+    sums = [n for n, _, _ in SUMS]
+    cells = []
+    for part in (frame[:cut], frame[cut:]):  # two partitions; a cell may be in both
+        got = part.group_by(*DIMS).agg(*map(polars_measure, sums)).with_columns(pl.col(DIMS).cast(pl.String))
+        cells += [({d: r[d] for d in DIMS}, [r[n] for n in sums]) for r in got.iter_rows(named=True)]
+    distinct = [n for n, _ in DISTINCT]
+    persons: dict = {"total": frame.select(*map(polars_measure, distinct)).row(0)} if frame.height else {}
+    for d in DIMS:
+        got = frame.group_by(pl.col(d).cast(pl.String)).agg(*map(polars_measure, distinct))
+        persons[d] = {r[0]: tuple(r[1:]) for r in got.iter_rows()}
+    assert combine(cells, persons) == _expected(rows, with_hospital)

@@ -601,3 +601,20 @@ def test_chinese_groups_and_kinds_and_too_large_amounts_on_spark_as_in_the_local
     rej = collect(rejects)
     assert rej.select("claim_id", "field").rows() == [("D", "self_pay")]
     assert rej["message"][0] == local_rejects["message"][0] == "is too large: amounts are at most 9,999,999.99 yuan"
+
+
+def test_spark_totals_are_the_local_batch_totals_through_the_one_engine(spark, generated):
+    """medaid.spark.job.summarize (partial sums per cell collected from Spark, finished by
+    medaid.report.totals.combine) gives the local batch's totals, group by group."""
+    from medaid.report.totals import summarise
+    from medaid.spark.job import summarize
+
+    _, local, _ = generated  # the settled claims, collected from Spark
+    total, by_plan, by_month, by_hospital = summarize(to_spark(spark, local))
+    want = summarise(local)
+    fields = ("claims", "persons", "self_pay", "relief", "patient_pays", "claims_capped", "persons_at_annual_cap")
+    assert tuple(getattr(total, f) for f in fields) == tuple(want["total"][f] for f in fields)
+    for got, rows, dim in ((by_plan, want["by_plan"], "plan"), (by_month, want["by_month"], "month"),
+                           (by_hospital, want["by_hospital"], "hospital")):
+        assert [(t.key, *(getattr(t, f) for f in fields)) for t in got] == [
+            (r[dim], *(r[f] for f in fields)) for r in rows]

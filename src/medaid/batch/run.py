@@ -13,7 +13,8 @@ issue #4):
   are raised (:class:`BatchRefused`).  ``"skip"``: the good rows are written, the bad ones go to
   the rejects file with a ``reason`` column.
 * Results keep the input order and the input columns, then :data:`medaid.io.columns.RESULT_FIELDS`.
-* Totals (:func:`summarise`): claims, persons, self-pay, relief, patient pays, relief share,
+* Totals (:func:`summarise`, computed by :mod:`medaid.report.totals`): claims, persons, self-pay,
+  relief, patient pays, relief share,
   claims capped and persons at an annual cap, and the same by plan, by month and by hospital.
 * Recalculation (:func:`recalculate`): per claim the old relief (from a previous results file),
   the new relief and the adjustment; Σ old + Σ adjustment = Σ new to the fen.
@@ -21,7 +22,6 @@ issue #4):
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -376,155 +376,13 @@ def default_rejects_path(output: str | Path) -> Path:
 # totals
 
 
-def _share(relief: int, self_pay: int) -> str:
-    """Relief as a percentage of self-pay, two decimals, rounded half-up (exact integers)."""
-    if self_pay == 0:
-        return "0.00%"
-    q, r = divmod(relief * 10000, self_pay)
-    if 2 * r >= self_pay:
-        q += 1
-    return f"{q // 100}.{q % 100:02d}%"
-
-
 def summarise(results: "pl.DataFrame") -> dict[str, Any]:
-    """Totals of settled results (money in fen): overall, by plan, by month, by hospital.
+    """Totals of settled results (money in fen): overall, by plan, by month, by hospital; computed
+    by the one totals engine, :func:`medaid.report.totals.summarise` (its docstring states the
+    measures)."""
+    from ..report.totals import summarise as totals
 
-    "Claims capped" counts claims whose relief some limit made smaller (``capped_by`` set);
-    "persons at annual cap" (``persons_at_annual_cap``, formerly ``persons_capped``) counts persons
-    with a claim whose ``capped_by`` is ``annual_cap``.  Sums are taken once per cell
-    (plan, month, hospital) and added up exactly; persons are counted by one pass over the
-    persons, each with a bit for every plan, month and hospital it was seen in (or, with more
-    than :data:`MASK_BITS` of those, by distinct (key, person) pairs)."""
-    import polars as pl
-
-    def code(c: str, wide: bool = True) -> "pl.Expr":  # text → small integer codes (one hashing pass); enums as they are
-        t = results.schema[c]
-        e = pl.col(c) if isinstance(t, (pl.Enum, pl.Categorical)) else pl.col(c).cast(pl.Categorical)
-        return e.to_physical().cast(pl.UInt64) if wide else e.to_physical()
-
-    def text(c: str) -> "pl.Expr":
-        return pl.col(c) if c in results.columns else pl.lit(None, pl.String)
-
-    has_h = "hospital" in results.columns
-    hosp = code("hospital") if has_h else pl.lit(None, pl.UInt64)
-    zero = {"claims": 0, "persons": 0, "self_pay": 0, "relief": 0, "patient_pays": 0,
-            "claims_capped": 0, "persons_at_annual_cap": 0}
-    if not results.height:
-        return {"total": {**zero, "relief_share": _share(0, 0)}, "by_plan": [], "by_month": [],
-                "by_hospital": []}
-    # one integer a cell: plan, month (from the first), hospital (null → a code of its own)
-    first, last, top = results.lazy().select(
-        pl.col("date").min().alias("d0"), pl.col("date").max().alias("d1"), hosp.max().alias("h"),
-    ).collect().row(0)
-    hosp_null = int(top or 0) + 1
-    H = hosp_null + 1
-    m0 = first.year * 12 + first.month - 1
-    M = last.year * 12 + last.month - m0
-    # the month of each day, looked up in a table of the days from the first to the last
-    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-    table = pl.Series([d.year * 12 + d.month - 1 - m0 for d in days], dtype=pl.UInt64)
-    month = pl.lit(table).gather((pl.col("date") - pl.lit(first)).dt.total_days())
-    keyed = results.lazy().select(
-        (code("plan") * (M * H) + month * H + hosp.fill_null(hosp_null)).alias("cell"),
-        code("person_id", wide=False).alias("person"),  # (a narrower key hashes faster)
-        (pl.col("capped_by") == "annual_cap").fill_null(False).alias("at_cap"),
-        "self_pay", "relief", "patient_pays",
-        pl.col("capped_by").is_not_null().alias("capped"),
-        text("plan").alias("plan_name"), text("hospital").alias("hospital_name"),
-    )  # lazy: each query below computes the columns it needs
-    cells = keyed.group_by("cell").agg(
-        pl.len().alias("claims"), pl.col("self_pay").sum(), pl.col("relief").sum(),
-        pl.col("patient_pays").sum(), pl.col("capped").sum().alias("claims_capped"),
-        pl.col("plan_name").first(), pl.col("hospital_name").first(),
-    ).collect().with_columns(pl.col("plan_name", "hospital_name").cast(pl.String))  # once per cell
-    dims: dict[str, dict[int, Any]] = {"plan": {}, "month": {}, "hospital": {}}
-    rows = []
-    for c, claims, sp, rl, pp, cc, pn, hn in cells.iter_rows():
-        key = {"plan": c // (M * H), "month": c // H % M, "hospital": c % H}
-        dims["plan"][key["plan"]] = pn
-        dims["month"][key["month"]] = f"{(m0 + key['month']) // 12}-{(m0 + key['month']) % 12 + 1:02d}"
-        dims["hospital"][key["hospital"]] = hn
-        rows.append((key, (claims, int(sp), int(rl), int(pp), int(cc))))
-    persons = _persons(pl, keyed, dims, M, H)
-    out: dict[str, Any] = {}
-    sums = ("claims", "self_pay", "relief", "patient_pays", "claims_capped")
-
-    def finish(r: dict[str, Any]) -> dict[str, Any]:
-        r["relief_share"] = _share(r["relief"], r["self_pay"])
-        return r
-
-    total = dict(zero)
-    for _, v in rows:
-        for k, x in zip(sums, v):
-            total[k] += x
-    total["persons"], total["persons_at_annual_cap"] = persons["total"]
-    out["total"] = finish(total)
-    for dim, label in (("plan", "by_plan"), ("month", "by_month"), ("hospital", "by_hospital")):
-        acc: dict[int, dict[str, Any]] = {}
-        for key, v in rows:
-            r = acc.setdefault(key[dim], {dim: dims[dim][key[dim]], **zero})
-            for k, x in zip(sums, v):
-                r[k] += x
-        for code_, r in acc.items():
-            r["persons"], r["persons_at_annual_cap"] = persons[dim][code_]
-        out[label] = sorted((finish(r) for r in acc.values()),
-                            key=lambda r: (r[dim] is None, r[dim] or ""))
-    return out
-
-
-#: Persons are counted with one bit per plan, month and hospital while these fit in a word.
-MASK_BITS = 63
-
-
-def _persons(pl: Any, keyed: "pl.LazyFrame", dims: dict[str, dict[int, Any]], M: int, H: int,
-             ) -> dict[str, Any]:
-    """Distinct persons and distinct persons with an annual-cap claim: in total and for every
-    code of every dimension (``{"total": (n, capped), "plan": {code: (n, capped)}, ...}``)."""
-    parts = {"plan": pl.col("cell") // (M * H), "month": pl.col("cell") // H % M,
-             "hospital": pl.col("cell") % H}
-    width = sum(len(v) for v in dims.values())
-    out: dict[str, Any] = {}
-    if width <= MASK_BITS:
-        # each person's bits: a lookup of each part's bit, added (the bits are distinct)
-        names = [(dim, v) for dim, values in dims.items() for v in sorted(values)]  # bit j
-        mask: Any = None
-        for dim, values in dims.items():
-            table = [0] * (max(values) + 1)
-            for j, (d, v) in enumerate(names):
-                if d == dim:
-                    table[v] = 1 << j
-            bit = pl.lit(pl.Series(table, dtype=pl.UInt64)).gather(parts[dim])
-            mask = bit if mask is None else mask + bit
-        # (the capped bits as a column of their own: a filter inside the aggregation costs more)
-        per = (keyed.select("person", "at_cap", mask.alias("m"))
-               .with_columns(pl.when(pl.col("at_cap")).then(pl.col("m")).otherwise(0).alias("mc"))
-               .group_by("person")
-               .agg(pl.col("m").bitwise_or().alias("seen"), pl.col("mc").bitwise_or().alias("cap"))
-               .collect())
-        counts = per.select(
-            [pl.len(), (pl.col("cap") != 0).sum()]
-            + [((pl.col(c) & (1 << j)) != 0).sum().alias(f"{c}{j}") for j in range(len(names))
-               for c in ("seen", "cap")]).row(0)
-        out["total"] = (int(counts[0]), int(counts[1]))
-        for j, (dim, v) in enumerate(names):
-            out.setdefault(dim, {})[v] = (int(counts[2 + 2 * j]), int(counts[3 + 2 * j]))
-        return out
-    # many keys: distinct (key, person) pairs, one integer each
-    lazy = keyed
-    capped = lazy.filter(pl.col("at_cap"))
-    queries = [lazy.select(pl.col("person").n_unique()), capped.select(pl.col("person").n_unique())]
-    for dim in dims:
-        pair = (parts[dim] * (1 << 32) + pl.col("person")).unique().alias("pair")
-        for frame in (lazy, capped):
-            queries.append(frame.select(pair).select((pl.col("pair") // (1 << 32)).alias("k"))
-                           .group_by("k").len())
-    got = pl.collect_all(queries)
-    out["total"] = (int(got[0].item()), int(got[1].item()))
-    for i, dim in enumerate(dims):
-        seen = dict(got[2 + 2 * i].iter_rows())
-        cap = dict(got[3 + 2 * i].iter_rows())
-        out[dim] = {v: (int(seen.get(v, 0)), int(cap.get(v, 0))) for v in dims[dim]}
-    return out
+    return totals(results)
 
 
 _MONEY_KEYS = ("self_pay", "relief", "patient_pays", "old_relief", "new_relief", "adjustment")
@@ -544,24 +402,6 @@ def summary_json(summary: dict[str, Any]) -> dict[str, Any]:
     return conv(summary)
 
 
-_LABELS = {
-    "en": {
-        "claims": "claims", "persons": "persons", "self_pay": "self-pay", "relief": "relief",
-        "patient_pays": "patient pays", "relief_share": "relief share",
-        "claims_capped": "claims capped", "persons_at_annual_cap": "persons at annual cap",
-        "plan": "plan", "month": "month", "hospital": "hospital", "total": "Totals",
-        "by_plan": "By plan", "by_month": "By month", "by_hospital": "By hospital (payment list)",
-        "none": "(none)",
-    },
-    "zh": {
-        "claims": "结算单数", "persons": "人数", "self_pay": "合规自付费用", "relief": "救助金额",
-        "patient_pays": "个人负担", "relief_share": "救助比例",
-        "claims_capped": "受限额约束单数", "persons_at_annual_cap": "达年度限额人数",
-        "plan": "救助方案", "month": "月份", "hospital": "医疗机构", "total": "合计",
-        "by_plan": "按方案", "by_month": "按月份", "by_hospital": "按医疗机构（拨付清单）",
-        "none": "（空）",
-    },
-}
 _COLS = ("claims", "persons", "self_pay", "relief", "patient_pays", "relief_share",
          "claims_capped", "persons_at_annual_cap")
 
@@ -570,7 +410,9 @@ def summary_tables(summary: dict[str, Any], lang: str = "en") -> str:
     """The summary as text tables (tabulate), labels in English or Chinese."""
     from tabulate import tabulate
 
-    lab = _LABELS[lang]
+    from ..report.labels import labels_of
+
+    lab = labels_of("totals")[lang]
 
     def cell(k: str, v: Any) -> Any:
         return format_yuan(v) if k in _MONEY_KEYS else v
@@ -678,33 +520,35 @@ def recalc_tables(rc: Recalc, lang: str = "en", persons: int = 20) -> str:
     adjustments first, up to ``persons`` rows."""
     from tabulate import tabulate
 
-    zh = lang == "zh"
+    from ..report.labels import label
+
+    def lab(key: str) -> str:
+        return label(f"recalc.{key}", lang)
+
     t = rc.totals
     head = tabulate(
-        [["旧救助金额" if zh else "old relief", format_yuan(t["old_relief"])],
-         ["调整" if zh else "adjustments", format_yuan(t["adjustment"])],
-         ["新救助金额" if zh else "new relief", format_yuan(t["new_relief"])],
-         ["结算单数" if zh else "claims", t["claims"]],
-         ["未变" if zh else "unchanged", t["same"]],
-         ["变动" if zh else "changed", t["changed"]],
-         ["新增" if zh else "new", t["new"]],
-         ["缺失" if zh else "dropped", t["dropped"]]],
+        [[lab("old_relief"), format_yuan(t["old_relief"])],
+         [lab("adjustments"), format_yuan(t["adjustment"])],
+         [lab("new_relief"), format_yuan(t["new_relief"])],
+         [lab("claims"), t["claims"]],
+         [lab("unchanged"), t["same"]],
+         [lab("changed"), t["changed"]],
+         [lab("new"), t["new"]],
+         [lab("dropped"), t["dropped"]]],
         tablefmt="simple", disable_numparse=True, colalign=("left", "right"))
     hosp = tabulate(
         [[r["hospital"] or "-", r["claims"], format_yuan(r["adjustment"])] for r in rc.by_hospital],
-        headers=["医疗机构" if zh else "hospital", "单数" if zh else "claims",
-                 "调整" if zh else "adjustment"], tablefmt="simple", disable_numparse=True,
-        colalign=("left", "right", "right"))
+        headers=[lab("hospital"), lab("claims_col"), lab("adjustment")], tablefmt="simple",
+        disable_numparse=True, colalign=("left", "right", "right"))
     top = sorted(rc.by_person, key=lambda r: (-abs(r["adjustment"]), r["person_id"]))[:persons]
     pers = tabulate(
         [[r["person_id"], r["claims"], format_yuan(r["adjustment"])] for r in top],
-        headers=["人员编号" if zh else "person", "单数" if zh else "claims",
-                 "调整" if zh else "adjustment"], tablefmt="simple", disable_numparse=True,
-        colalign=("left", "right", "right"))
+        headers=[lab("person"), lab("claims_col"), lab("adjustment")], tablefmt="simple",
+        disable_numparse=True, colalign=("left", "right", "right"))
     more = len(rc.by_person) - len(top)
     return "\n\n".join([
-        ("重算合计（旧 + 调整 = 新）" if zh else "Recalculation (old + adjustments = new)") + "\n" + head,
-        ("按医疗机构调整" if zh else "Adjustments by hospital") + "\n" + hosp,
-        ("按人员调整（绝对值最大者在前）" if zh else "Adjustments by person (largest first)") + "\n" + pers
+        lab("title") + "\n" + head,
+        lab("by_hospital") + "\n" + hosp,
+        lab("by_person") + "\n" + pers
         + (f"\n... {more} more" if more > 0 else ""),
     ])

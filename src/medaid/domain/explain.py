@@ -11,9 +11,10 @@ names) and the rule book:
   against the annual cap, the rule set id, version and hash, and the plan's legal basis.
 * :func:`explain_dict`: the result's JSON dict with the plan's legal basis (``basis``).
 
-Labels are :data:`LABELS` (``en``, ``zh``); money is shown with thousands separators and two
-decimals (a segment's exact relief with more decimals when it has them).  Only the standard
-library is imported at start-up; tabulate and the money helpers are imported when used.
+Labels are :data:`LABELS` (``en``, ``zh``; the desk part of the one table of labels,
+:data:`medaid.report.labels.LABELS`); money is shown with thousands separators and two decimals
+(a segment's exact relief with more decimals when it has them).  Only the standard library is
+imported at start-up; tabulate and the money helpers are imported when used.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..report.labels import labels_of
+
 if TYPE_CHECKING:  # pragma: no cover
     from .claims import Claim
     from .rules import Plan, RuleBook, RuleSet
@@ -29,138 +32,9 @@ if TYPE_CHECKING:  # pragma: no cover
 # --------------------------------------------------------------------------------------------
 # labels
 
-LABELS: dict[str, dict[str, str]] = {
-    "en": {
-        "settlement": "Settlement",
-        "quote": "Quote: nothing recorded",
-        "claim_id": "Claim",
-        "person": "Person",
-        "date": "Date",
-        "group_kind": "Group / kind",
-        "hospital": "Hospital",
-        "plan": "Plan",
-        "pool_year": "Pool, benefit year",
-        "segment": "Segment",
-        "in_segment": "Self-pay in segment",
-        "rate": "Rate",
-        "relief": "Relief",
-        "threshold": "below the threshold",
-        "open_end": "and above",
-        "self_pay": "Compliant self-pay",
-        "bracket_relief": "Relief by brackets (rounded)",
-        "claim_cap": "Claim cap",
-        "annual_cap": "Annual cap",
-        "patient_pays": "Patient pays",
-        "ytd_self_pay": "Year-to-date self-pay",
-        "ytd_relief": "Year-to-date relief",
-        "cap_left": "Annual cap remaining",
-        "none": "none",
-        "capped_annual_cap": "limited by the annual cap",
-        "capped_claim_cap": "limited by the claim cap",
-        "capped_self_pay": "limited to the self-pay",
-        "rule_set": "Rule set",
-        "basis": "Legal basis",
-        "replayed": "Already settled: this is the original result; nothing new was recorded.",
-        "year_mode": "Brackets apply to the year's cumulative self-pay, here from {a} to {b}.",
-        "generated": "Claim id generated: {id}",
-        "recorded": "Recorded as ledger row {seq} at {at}.",
-        "reversed": "Reversed claim {claim} (ledger row {seq}); reason: {reason}",
-        "taken_out": "Taken out of pool {pool}, benefit year {year}: self-pay {s}, relief {r}.",
-        "later": "Settled after it in this pool and not recalculated: {ids}",
-        "row": "Row",
-        "entry": "Entry",
-        "year": "Year",
-        "pool": "Pool",
-        "kind_settlement": "settlement",
-        "kind_reversal": "reversal",
-        "history": "Person {person}: settlements and reversals",
-        "totals": "Year-to-date by pool",
-        "no_history": "No settlements recorded for person {person}.",
-        "file": "File",
-        "scheme": "Rule set",
-        "examples": "Examples passed",
-        "claims_checked": "Claims in them",
-        "checked": "{sets} rule set(s), {plans} plan(s), {examples} example(s): all valid, all examples pass.",
-        "valid": "Valid",
-        "covers": "Covers (group/kind)",
-        "accumulate": "Accumulate",
-        "mode": "Mode",
-        "gate": "Gate",
-        "from": "From",
-        "to": "To",
-        "default": "default",
-        "rounding": "Rounding",
-        "by_start": "Benefit year starts in month",
-        "colon": ": ",
-        "verify_ok": "{path}: {n} row(s), schema {schema}; integrity check ok; hash chain intact.",
-        "head": "Head hash (keep a copy elsewhere to detect a cut tail): {h}",
-    },
-    "zh": {
-        "settlement": "结算单",
-        "quote": "试算（未记账）",
-        "claim_id": "结算单号",
-        "person": "人员编号",
-        "date": "结算日期",
-        "group_kind": "救助类别 / 就诊类型",
-        "hospital": "医疗机构",
-        "plan": "救助方案",
-        "pool_year": "累计池，救助年度",
-        "segment": "分段",
-        "in_segment": "段内自付费用",
-        "rate": "救助比例",
-        "relief": "救助金额",
-        "threshold": "起付线以下",
-        "open_end": "以上",
-        "self_pay": "合规自付费用",
-        "bracket_relief": "分段救助合计（舍入后）",
-        "claim_cap": "单次限额",
-        "annual_cap": "年度救助限额",
-        "patient_pays": "个人负担",
-        "ytd_self_pay": "年度累计自付",
-        "ytd_relief": "年度累计救助",
-        "cap_left": "年度限额剩余",
-        "none": "无",
-        "capped_annual_cap": "受年度限额限制",
-        "capped_claim_cap": "受单次限额限制",
-        "capped_self_pay": "不超过合规自付费用",
-        "rule_set": "规则版本",
-        "basis": "政策依据",
-        "replayed": "该结算单已结算：以下为原结算结果，未重复记账。",
-        "year_mode": "分段按年度累计自付费用计算，本次为 {a} 至 {b}。",
-        "generated": "已生成结算单号：{id}",
-        "recorded": "已记入台账第 {seq} 行，时间 {at}。",
-        "reversed": "已冲正结算单 {claim}（台账第 {seq} 行）；原因：{reason}",
-        "taken_out": "已从 {year} 救助年度 {pool} 累计池扣回：自付 {s}，救助 {r}。",
-        "later": "其后同池结算未重新计算：{ids}",
-        "row": "行",
-        "entry": "类型",
-        "year": "年度",
-        "pool": "累计池",
-        "kind_settlement": "结算",
-        "kind_reversal": "冲正",
-        "history": "人员 {person}：结算与冲正记录（一人一档）",
-        "totals": "各累计池年度累计",
-        "no_history": "人员 {person} 无结算记录。",
-        "file": "文件",
-        "scheme": "规则版本",
-        "examples": "通过的算例",
-        "claims_checked": "其中结算单数",
-        "checked": "{sets} 个规则版本，{plans} 个方案，{examples} 个算例：全部有效，算例全部通过。",
-        "valid": "有效期",
-        "covers": "适用（类别/类型）",
-        "accumulate": "累计方式",
-        "mode": "计算方式",
-        "gate": "门槛",
-        "from": "起",
-        "to": "止",
-        "default": "默认",
-        "rounding": "舍入",
-        "by_start": "救助年度起始月",
-        "colon": "：",
-        "verify_ok": "{path}：{n} 行，结构版本 {schema}；完整性检查通过；哈希链完整。",
-        "head": "链头哈希（请另行保存，用于发现尾部被截断）：{h}",
-    },
-}
+#: The desk's labels by language: the ``desk.*`` part of the one table of English and Chinese
+#: labels (:data:`medaid.report.labels.LABELS`).
+LABELS: dict[str, dict[str, str]] = labels_of("desk")
 
 
 def label(lang: str, key: str, **kw: Any) -> str:

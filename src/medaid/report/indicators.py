@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from ..io.results import load_ledger_results, load_results  # re-exported
 from ..money import format_yuan, round_ratio
 from .labels import label, value_label
+from .totals import polars_measure as measure
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
@@ -175,19 +176,19 @@ def _group_aggs(persons: bool = True) -> list["pl.Expr"]:
     is the one costly aggregation, so it is asked for only where a table shows it."""
     import polars as pl
 
-    relief, pp, cost = pl.col("relief"), pl.col("patient_pays"), pl.col("total_cost")
+    pp, cost = pl.col("patient_pays"), pl.col("total_cost")
     costed = cost.is_not_null() & pp.is_not_null()
     return [
-        pl.len().alias("claims"),
+        measure("claims"),
         pl.col("assisted").sum().alias("assisted"),
-        *([pl.col("_pk").drop_nulls().n_unique().alias("persons")] if persons else []),
-        pl.col("self_pay").sum().alias("self_pay"),
-        relief.sum().alias("relief"),
-        pp.sum().alias("patient_pays"),
+        *([measure("persons", pl.col("_pk"))] if persons else []),
+        measure("self_pay"),
+        measure("relief"),
+        measure("patient_pays"),
         costed.sum().alias("cost_rows"),
         pl.when(costed).then(cost).sum().alias("total_cost"),
         pl.when(costed).then(pp).sum().alias("patient_pays_costed"),
-        pl.col("capped_by").is_not_null().sum().alias("capped"),
+        measure("claims_capped").alias("capped"),
     ]
 
 
@@ -233,20 +234,21 @@ def compute(
     assisted = pl.col("assisted")
     costed = cost.is_not_null() & pp.is_not_null()
     capped = pl.col("capped_by").is_not_null()
+    pk = pl.col("_pk")
     flag_known = pl.col("major_disease").is_not_null() & assisted
     both = pl.col("self_pay").is_not_null() & relief.is_not_null()
     scalars = lf.select(
-        pl.len().alias("n"),
+        measure("claims").alias("n"),
         assisted.sum().alias("assisted"),
         relief.null_count().alias("relief_null"),
         pl.col("_pk").null_count().alias("person_null"),
         (pl.col("_pk").is_null() | relief.is_null()).sum().alias("person_or_relief_null"),
-        pl.col("_pk").drop_nulls().n_unique().alias("persons"),
+        measure("persons", pk),
         pl.when(assisted).then(pl.col("_pk")).drop_nulls().n_unique().alias("assisted_persons"),
-        pl.col("self_pay").sum().alias("self_pay"),
+        measure("self_pay"),
         pl.col("self_pay").null_count().alias("self_pay_null"),
-        relief.sum().alias("relief"),
-        pp.sum().alias("patient_pays"),
+        measure("relief"),
+        measure("patient_pays"),
         pp.null_count().alias("pp_null"),
         both.sum().alias("rate_rows"),
         pl.when(both).then(pl.col("self_pay")).sum().alias("rate_den"),
@@ -256,10 +258,9 @@ def compute(
         pl.when(costed).then(pp).sum().alias("pp_costed"),
         flag_known.sum().alias("flag_rows"),
         (flag_known & pl.col("major_disease")).sum().alias("major"),
-        capped.sum().alias("capped"),
+        measure("claims_capped").alias("capped"),
         pl.when(capped).then(pl.col("_pk")).drop_nulls().n_unique().alias("persons_capped_any_limit"),
-        pl.when(pl.col("capped_by") == "annual_cap").then(pl.col("_pk")).drop_nulls().n_unique()
-        .alias("persons_at_annual_cap"),
+        measure("persons_at_annual_cap", pk),
         pl.col("date").min().alias("first_date"),
         pl.col("date").max().alias("last_date"),
         pl.col("date").null_count().alias("date_null"),
@@ -279,14 +280,12 @@ def compute(
         grouped[by] = lf.group_by(by).agg(_group_aggs()).sort(by, nulls_last=True)
     brackets_q = (
         lf.group_by("bracket")
-        .agg(pl.len().alias("claims"), pl.col("self_pay").sum().alias("self_pay"),
-             relief.sum().alias("relief"), pp.sum().alias("patient_pays"))
+        .agg(*(measure(m) for m in ("claims", "self_pay", "relief", "patient_pays")))
         .sort("bracket", nulls_last=True)
     )
     capped_q = (
         lf.filter(capped).group_by("capped_by")
-        .agg(pl.len().alias("claims"), pl.col("_pk").drop_nulls().n_unique().alias("persons"),
-             relief.sum().alias("relief"))
+        .agg(measure("claims"), measure("persons", pk), measure("relief"))
         .sort("capped_by")
     )
     names = list(grouped)

@@ -1,8 +1,12 @@
-"""Labels of the year-end report, in English and Chinese (报表标签).
+"""Labels in English and Chinese (标签): the one table of every text medaid shows in two languages.
 
-One table of ``key → (English, 中文)`` for figures, table columns, tables, charts and the page.
-:func:`label` falls back to the key itself for an unknown key, so that a missing translation is
-visible but never fatal.
+One table of ``key → (English, 中文)``: the year-end report's figures, table columns, tables,
+charts and page (plain keys); the batch totals tables (``totals.*``); the recalculation tables
+(``recalc.*``); the desk explanations (``desk.*``, :data:`medaid.domain.explain.LABELS`: settle,
+quote, reverse, history, rules, verify).  :func:`label` falls back to the key itself for an
+unknown key, so that a missing translation is visible but never fatal; :func:`labels_of` gives
+one part of the table by language.  (The Chinese column headers of results files are field names, in
+:data:`medaid.io.columns.ZH_HEADERS`.)
 """
 
 from __future__ import annotations
@@ -129,10 +133,132 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
     "legend_relief": ("Relief", "救助金额"),
     "legend_patient_pays": ("Patient pays", "个人负担"),
     "no_data": ("no data", "无数据"),
+    "table_note": (
+        "computed from: {source}; rows lacking it: {missing}",
+        "依据：{source}；缺少该列的行数：{missing}",
+    ),
     # warnings
     "warn_over_budget": (
         "WARNING: over budget: relief paid exceeds the budget by {over} ({used} of the budget used).",
         "警告：超出预算：救助金额超出预算资金 {over}（资金使用率 {used}）。",
+    ),
+    # batch totals tables (medaid batch)
+    "totals.claims": ("claims", "结算单数"),
+    "totals.persons": ("persons", "人数"),
+    "totals.self_pay": ("self-pay", "合规自付费用"),
+    "totals.relief": ("relief", "救助金额"),
+    "totals.patient_pays": ("patient pays", "个人负担"),
+    "totals.relief_share": ("relief share", "救助比例"),
+    "totals.claims_capped": ("claims capped", "受限额约束单数"),
+    "totals.persons_at_annual_cap": ("persons at annual cap", "达年度限额人数"),
+    "totals.plan": ("plan", "救助方案"),
+    "totals.month": ("month", "月份"),
+    "totals.hospital": ("hospital", "医疗机构"),
+    "totals.total": ("Totals", "合计"),
+    "totals.by_plan": ("By plan", "按方案"),
+    "totals.by_month": ("By month", "按月份"),
+    "totals.by_hospital": ("By hospital (payment list)", "按医疗机构（拨付清单）"),
+    "totals.none": ("(none)", "（空）"),
+    # recalculation tables (medaid recalc)
+    "recalc.old_relief": ("old relief", "旧救助金额"),
+    "recalc.adjustments": ("adjustments", "调整"),
+    "recalc.new_relief": ("new relief", "新救助金额"),
+    "recalc.claims": ("claims", "结算单数"),
+    "recalc.unchanged": ("unchanged", "未变"),
+    "recalc.changed": ("changed", "变动"),
+    "recalc.new": ("new", "新增"),
+    "recalc.dropped": ("dropped", "缺失"),
+    "recalc.hospital": ("hospital", "医疗机构"),
+    "recalc.claims_col": ("claims", "单数"),
+    "recalc.adjustment": ("adjustment", "调整"),
+    "recalc.person": ("person", "人员编号"),
+    "recalc.title": ("Recalculation (old + adjustments = new)", "重算合计（旧 + 调整 = 新）"),
+    "recalc.by_hospital": ("Adjustments by hospital", "按医疗机构调整"),
+    "recalc.by_person": ("Adjustments by person (largest first)", "按人员调整（绝对值最大者在前）"),
+    # desk explanations (medaid settle, quote, reverse, history, rules, verify)
+    "desk.settlement": ("Settlement", "结算单"),
+    "desk.quote": ("Quote: nothing recorded", "试算（未记账）"),
+    "desk.claim_id": ("Claim", "结算单号"),
+    "desk.person": ("Person", "人员编号"),
+    "desk.date": ("Date", "结算日期"),
+    "desk.group_kind": ("Group / kind", "救助类别 / 就诊类型"),
+    "desk.hospital": ("Hospital", "医疗机构"),
+    "desk.plan": ("Plan", "救助方案"),
+    "desk.pool_year": ("Pool, benefit year", "累计池，救助年度"),
+    "desk.segment": ("Segment", "分段"),
+    "desk.in_segment": ("Self-pay in segment", "段内自付费用"),
+    "desk.rate": ("Rate", "救助比例"),
+    "desk.relief": ("Relief", "救助金额"),
+    "desk.threshold": ("below the threshold", "起付线以下"),
+    "desk.open_end": ("and above", "以上"),
+    "desk.self_pay": ("Compliant self-pay", "合规自付费用"),
+    "desk.bracket_relief": ("Relief by brackets (rounded)", "分段救助合计（舍入后）"),
+    "desk.claim_cap": ("Claim cap", "单次限额"),
+    "desk.annual_cap": ("Annual cap", "年度救助限额"),
+    "desk.patient_pays": ("Patient pays", "个人负担"),
+    "desk.ytd_self_pay": ("Year-to-date self-pay", "年度累计自付"),
+    "desk.ytd_relief": ("Year-to-date relief", "年度累计救助"),
+    "desk.cap_left": ("Annual cap remaining", "年度限额剩余"),
+    "desk.none": ("none", "无"),
+    "desk.capped_annual_cap": ("limited by the annual cap", "受年度限额限制"),
+    "desk.capped_claim_cap": ("limited by the claim cap", "受单次限额限制"),
+    "desk.capped_self_pay": ("limited to the self-pay", "不超过合规自付费用"),
+    "desk.rule_set": ("Rule set", "规则版本"),
+    "desk.basis": ("Legal basis", "政策依据"),
+    "desk.replayed": (
+        "Already settled: this is the original result; nothing new was recorded.",
+        "该结算单已结算：以下为原结算结果，未重复记账。",
+    ),
+    "desk.year_mode": (
+        "Brackets apply to the year's cumulative self-pay, here from {a} to {b}.",
+        "分段按年度累计自付费用计算，本次为 {a} 至 {b}。",
+    ),
+    "desk.generated": ("Claim id generated: {id}", "已生成结算单号：{id}"),
+    "desk.recorded": ("Recorded as ledger row {seq} at {at}.", "已记入台账第 {seq} 行，时间 {at}。"),
+    "desk.reversed": (
+        "Reversed claim {claim} (ledger row {seq}); reason: {reason}",
+        "已冲正结算单 {claim}（台账第 {seq} 行）；原因：{reason}",
+    ),
+    "desk.taken_out": (
+        "Taken out of pool {pool}, benefit year {year}: self-pay {s}, relief {r}.",
+        "已从 {year} 救助年度 {pool} 累计池扣回：自付 {s}，救助 {r}。",
+    ),
+    "desk.later": ("Settled after it in this pool and not recalculated: {ids}", "其后同池结算未重新计算：{ids}"),
+    "desk.row": ("Row", "行"),
+    "desk.entry": ("Entry", "类型"),
+    "desk.year": ("Year", "年度"),
+    "desk.pool": ("Pool", "累计池"),
+    "desk.kind_settlement": ("settlement", "结算"),
+    "desk.kind_reversal": ("reversal", "冲正"),
+    "desk.history": ("Person {person}: settlements and reversals", "人员 {person}：结算与冲正记录（一人一档）"),
+    "desk.totals": ("Year-to-date by pool", "各累计池年度累计"),
+    "desk.no_history": ("No settlements recorded for person {person}.", "人员 {person} 无结算记录。"),
+    "desk.file": ("File", "文件"),
+    "desk.scheme": ("Rule set", "规则版本"),
+    "desk.examples": ("Examples passed", "通过的算例"),
+    "desk.claims_checked": ("Claims in them", "其中结算单数"),
+    "desk.checked": (
+        "{sets} rule set(s), {plans} plan(s), {examples} example(s): all valid, all examples pass.",
+        "{sets} 个规则版本，{plans} 个方案，{examples} 个算例：全部有效，算例全部通过。",
+    ),
+    "desk.valid": ("Valid", "有效期"),
+    "desk.covers": ("Covers (group/kind)", "适用（类别/类型）"),
+    "desk.accumulate": ("Accumulate", "累计方式"),
+    "desk.mode": ("Mode", "计算方式"),
+    "desk.gate": ("Gate", "门槛"),
+    "desk.from": ("From", "起"),
+    "desk.to": ("To", "止"),
+    "desk.default": ("default", "默认"),
+    "desk.rounding": ("Rounding", "舍入"),
+    "desk.by_start": ("Benefit year starts in month", "救助年度起始月"),
+    "desk.colon": (": ", "："),
+    "desk.verify_ok": (
+        "{path}: {n} row(s), schema {schema}; integrity check ok; hash chain intact.",
+        "{path}：{n} 行，结构版本 {schema}；完整性检查通过；哈希链完整。",
+    ),
+    "desk.head": (
+        "Head hash (keep a copy elsewhere to detect a cut tail): {h}",
+        "链头哈希（请另行保存，用于发现尾部被截断）：{h}",
     ),
 }
 
@@ -171,6 +297,13 @@ def label(key: str, lang: str = "en") -> str:
     if pair is None:
         return key
     return pair[1] if lang == "zh" else pair[0]
+
+
+def labels_of(prefix: str) -> dict[str, dict[str, str]]:
+    """The labels whose key starts with ``prefix.``, by language, the prefix taken off:
+    ``labels_of("totals")["zh"]["claims"]`` → ``结算单数``."""
+    part = {k.partition(".")[2]: v for k, v in LABELS.items() if k.startswith(prefix + ".")}
+    return {lang: {k: v[i] for k, v in part.items()} for i, lang in enumerate(LANGS)}
 
 
 def value_label(column: str, value: object, lang: str = "en") -> str:

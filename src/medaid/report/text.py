@@ -59,9 +59,7 @@ def table_title(t: Table, lang: str = "en") -> str:
 
 def table_note(t: Table, lang: str = "en") -> str:
     """What a table was computed from and how many rows lacked its grouping column."""
-    if lang == "zh":
-        return f"依据：{formula(t.source, lang)}；缺少该列的行数：{t.missing:,}"
-    return f"computed from: {t.source}; rows lacking it: {t.missing:,}"
+    return label("table_note", lang).format(source=formula(t.source, lang), missing=f"{t.missing:,}")
 
 
 def render_text(r: Report, lang: str = "en") -> str:

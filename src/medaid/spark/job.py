@@ -604,32 +604,41 @@ class Summary:
 
 
 def summarize(results: "DataFrame") -> tuple[Totals, tuple[Totals, ...], tuple[Totals, ...], tuple[Totals, ...]]:
-    """Totals of a results frame computed in Spark (integer sums of fen, exact distinct
-    persons): overall, by plan, by month of the claim date, by hospital."""
+    """Totals of a results frame computed in Spark: overall, by plan, by month of the claim date,
+    by hospital, through the one totals engine (:mod:`medaid.report.totals`).  Spark collects the
+    partial sums of each (plan, month, hospital) cell and the exact distinct persons of each
+    plan, month and hospital (the engine's measures, :func:`~medaid.report.totals.spark_measure`);
+    :func:`~medaid.report.totals.combine` adds the cells up exactly (integers of fen)."""
     from pyspark.sql import functions as F
 
-    aggs = [F.count(F.lit(1)).alias("claims"), F.countDistinct("person_id").alias("persons"),
-            F.sum("self_pay").alias("self_pay"), F.sum("relief").alias("relief"),
-            F.sum("patient_pays").alias("patient_pays"),
-            F.count(F.col("capped_by")).alias("claims_capped"),
-            F.countDistinct(F.when(F.col("capped_by") == "annual_cap", F.col("person_id"))).alias("persons_at_annual_cap")]
+    from ..report.totals import DIMS, DISTINCT, SUMS, combine, spark_measure
 
     hosp = F.col("hospital") if "hospital" in results.columns else F.lit(None).cast("string")
+    keys = {"plan": F.col("plan"), "month": F.date_format("date", "yyyy-MM"), "hospital": hosp}
+    sums = [n for n, _, _ in SUMS]
+    cells = [({d: r[d] for d in DIMS}, [r[n] for n in sums]) for r in
+             results.groupBy(*(k.alias(d) for d, k in keys.items())).agg(*map(spark_measure, sums)).collect()]
     dims = F.array(
         F.struct(F.lit("total").alias("dim"), F.lit(None).cast("string").alias("key")),
-        F.struct(F.lit("plan").alias("dim"), F.col("plan").alias("key")),
-        F.struct(F.lit("month").alias("dim"), F.date_format("date", "yyyy-MM").alias("key")),
-        F.struct(F.lit("hospital").alias("dim"), hosp.alias("key")),
+        *(F.struct(F.lit(d).alias("dim"), k.alias("key")) for d, k in keys.items()),
     )
-    long = results.select("person_id", "self_pay", "relief", "patient_pays", "capped_by", F.explode(dims).alias("d"))
-    got: dict[str, list[Totals]] = {"total": [], "plan": [], "month": [], "hospital": []}
-    for r in long.groupBy("d.dim", "d.key").agg(*aggs).orderBy("dim", F.col("key").asc_nulls_last()).collect():
-        got[r["dim"]].append(Totals(r["key"], r["claims"], r["persons"], r["self_pay"] or 0,
-                                    r["relief"] or 0, r["patient_pays"] or 0, r["claims_capped"],
-                                    r["persons_at_annual_cap"]))
-    total = got["total"][0] if got["total"] else Totals(None, 0, 0, 0, 0, 0)
-    by_plan, by_month, by_hospital = (tuple(got[k]) for k in ("plan", "month", "hospital"))
-    return total, by_plan, by_month, by_hospital
+    long = results.select("person_id", "capped_by", F.explode(dims).alias("d"))
+    distinct = [n for n, _ in DISTINCT]
+    persons: dict[str, Any] = {d: {} for d in DIMS}
+    for r in long.groupBy("d.dim", "d.key").agg(*map(spark_measure, distinct)).collect():
+        counts = tuple(int(r[n]) for n in distinct)
+        if r["dim"] == "total":
+            persons["total"] = counts
+        else:
+            persons[r["dim"]][r["key"]] = counts
+    s = combine(cells, persons)
+
+    def totals(key: str | None, t: dict[str, Any]) -> Totals:
+        return Totals(key, t["claims"], t["persons"], t["self_pay"], t["relief"], t["patient_pays"],
+                      t["claims_capped"], t["persons_at_annual_cap"])
+
+    by_plan, by_month, by_hospital = (tuple(totals(r[d], r) for r in s[f"by_{d}"]) for d in DIMS)
+    return totals(None, s["total"]), by_plan, by_month, by_hospital
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,270 @@
+"""Totals of settled results (合计): the one definition used by the batch, Spark and the report.
+
+Rules implemented (README.md, *Totals*; issue #12):
+
+* The measures of a set of claims: ``claims`` (rows), ``self_pay``, ``relief`` and
+  ``patient_pays`` (integer sums of fen), ``claims_capped`` (claims whose relief some limit made
+  smaller: ``capped_by`` set), ``persons`` (distinct ``person_id``), ``persons_at_annual_cap``
+  (distinct persons with a claim whose ``capped_by`` is ``annual_cap``) and ``relief_share``
+  (Σ relief ÷ Σ self-pay as a percentage, two decimals, rounded half-up on exact integers).
+  :data:`SUMS` and :data:`DISTINCT` define them once; :func:`polars_measure` and
+  :func:`spark_measure` translate a definition into a polars or a Spark aggregation.
+* Totals overall and by plan, by month (``YYYY-MM`` of the claim date) and by hospital (the
+  payment list): sums are taken once per cell (plan, month, hospital) and added up exactly by
+  :func:`combine`; distinct persons cannot be added up, so they are counted per grouping value.
+  The groups are sorted by name, the missing name (no hospital) last.
+* :func:`summarise` computes them from a polars results frame (``medaid batch``);
+  :func:`medaid.spark.job.summarize` from a Spark frame: Spark collects the cells' partial sums
+  and the per-value distinct counts, and :func:`combine` finishes them into the same totals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars as pl
+
+#: Summed measures: name → (operation, column).  ``count``: rows; ``sum``: Σ column (fen);
+#: ``count_set``: rows where the column is set.
+SUMS: Final[tuple[tuple[str, str, str | None], ...]] = (
+    ("claims", "count", None),
+    ("self_pay", "sum", "self_pay"),
+    ("relief", "sum", "relief"),
+    ("patient_pays", "sum", "patient_pays"),
+    ("claims_capped", "count_set", "capped_by"),
+)
+#: Distinct-person measures: name → the ``capped_by`` a claim must have to count (``None``: any).
+DISTINCT: Final[tuple[tuple[str, str | None], ...]] = (
+    ("persons", None),
+    ("persons_at_annual_cap", "annual_cap"),
+)
+#: The groupings of the totals, and the key of each in the summary.
+DIMS: Final = ("plan", "month", "hospital")
+BY_KEYS: Final = {"plan": "by_plan", "month": "by_month", "hospital": "by_hospital"}
+#: The measures in the order the tables show them.
+COLUMNS: Final = ("claims", "persons", "self_pay", "relief", "patient_pays", "relief_share",
+                  "claims_capped", "persons_at_annual_cap")
+#: Every measure but the share, in the order of a summary row.
+_ZERO_KEYS: Final = ("claims", "persons", "self_pay", "relief", "patient_pays", "claims_capped",
+                     "persons_at_annual_cap")
+_SUM_NAMES: Final = tuple(name for name, _, _ in SUMS)
+
+#: Persons are counted with one bit per plan, month and hospital while these fit in a word.
+MASK_BITS = 63
+
+
+def relief_share(relief: int, self_pay: int) -> str:
+    """Relief as a percentage of self-pay, two decimals, rounded half-up (exact integers)."""
+    if self_pay == 0:
+        return "0.00%"
+    q, r = divmod(relief * 10000, self_pay)
+    if 2 * r >= self_pay:
+        q += 1
+    return f"{q // 100}.{q % 100:02d}%"
+
+
+# --------------------------------------------------------------------------------------------
+# the measures as aggregations
+
+
+def polars_measure(name: str, person: "pl.Expr | None" = None) -> "pl.Expr":
+    """The polars aggregation of measure ``name`` (of :data:`SUMS` or :data:`DISTINCT`), aliased
+    ``name``.  ``person`` is the expression persons are told apart by (default ``person_id``;
+    nulls are not a person)."""
+    import polars as pl
+
+    for n, op, col in SUMS:
+        if n == name:
+            if op == "count":
+                return pl.len().alias(name)
+            if op == "sum":
+                return pl.col(col).sum().alias(name)
+            return pl.col(col).is_not_null().sum().alias(name)
+    cause = dict(DISTINCT)[name]
+    who = pl.col("person_id") if person is None else person
+    if cause is not None:
+        who = pl.when(at_cause(cause)).then(who)
+    return who.drop_nulls().n_unique().alias(name)
+
+
+def at_cause(cause: str) -> "pl.Expr":
+    """polars: the claim's relief was capped by ``cause`` (``capped_by == cause``, never null)."""
+    import polars as pl
+
+    return (pl.col("capped_by") == cause).fill_null(False)
+
+
+def spark_measure(name: str) -> Any:
+    """The Spark aggregation of measure ``name`` (of :data:`SUMS` or :data:`DISTINCT`), aliased
+    ``name``: the same definition as :func:`polars_measure`."""
+    from pyspark.sql import functions as F
+
+    for n, op, col in SUMS:
+        if n == name:
+            if op == "count":
+                return F.count(F.lit(1)).alias(name)
+            if op == "sum":
+                return F.sum(col).alias(name)
+            return F.count(F.col(col)).alias(name)
+    cause = dict(DISTINCT)[name]
+    who = F.col("person_id")
+    if cause is not None:
+        who = F.when(F.col("capped_by") == cause, who)
+    return F.countDistinct(who).alias(name)
+
+
+# --------------------------------------------------------------------------------------------
+# finishing
+
+
+def combine(cells: Iterable[tuple[Mapping[str, Any], Iterable[int | None]]],
+            persons: Mapping[str, Any]) -> dict[str, Any]:
+    """The totals from the cells' partial sums and the distinct-person counts.
+
+    ``cells``: per cell (plan, month, hospital) its key (``{"plan": ..., "month": "2024-01",
+    "hospital": ...}``) and its sums in the order of :data:`SUMS` (``None`` = 0);
+    ``persons``: ``{"total": (persons, at_cap), "plan": {name: (persons, at_cap)}, ...}``.
+    Returns ``{"total": {...}, "by_plan": [...], "by_month": [...], "by_hospital": [...]}``,
+    amounts in fen."""
+    zero = dict.fromkeys(_ZERO_KEYS, 0)
+    rows = [(key, tuple(int(x or 0) for x in sums)) for key, sums in cells]
+
+    def finish(r: dict[str, Any]) -> dict[str, Any]:
+        r["relief_share"] = relief_share(r["relief"], r["self_pay"])
+        return r
+
+    total = dict(zero)
+    for _, v in rows:
+        for k, x in zip(_SUM_NAMES, v):
+            total[k] += x
+    total["persons"], total["persons_at_annual_cap"] = persons.get("total", (0, 0))
+    out: dict[str, Any] = {"total": finish(total)}
+    for dim in DIMS:
+        acc: dict[Any, dict[str, Any]] = {}
+        for key, v in rows:
+            r = acc.setdefault(key[dim], {dim: key[dim], **zero})
+            for k, x in zip(_SUM_NAMES, v):
+                r[k] += x
+        for name, r in acc.items():
+            r["persons"], r["persons_at_annual_cap"] = persons[dim][name]
+        out[BY_KEYS[dim]] = sorted((finish(r) for r in acc.values()),
+                                   key=lambda r: (r[dim] is None, r[dim] or ""))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the local engine (polars)
+
+
+def summarise(results: "pl.DataFrame") -> dict[str, Any]:
+    """Totals of settled results (money in fen): overall, by plan, by month, by hospital.
+
+    Sums are taken once per cell (plan, month, hospital) and added up exactly (:func:`combine`);
+    persons are counted by one pass over the persons, each with a bit for every plan, month and
+    hospital it was seen in (or, with more than :data:`MASK_BITS` of those, by distinct
+    (key, person) pairs)."""
+    import polars as pl
+
+    def code(c: str, wide: bool = True) -> "pl.Expr":  # text → small integer codes (one hash pass); enums as is
+        t = results.schema[c]
+        e = pl.col(c) if isinstance(t, (pl.Enum, pl.Categorical)) else pl.col(c).cast(pl.Categorical)
+        return e.to_physical().cast(pl.UInt64) if wide else e.to_physical()
+
+    def text(c: str) -> "pl.Expr":
+        return pl.col(c) if c in results.columns else pl.lit(None, pl.String)
+
+    has_h = "hospital" in results.columns
+    hosp = code("hospital") if has_h else pl.lit(None, pl.UInt64)
+    if not results.height:
+        return combine([], {"total": (0, 0)})
+    # one integer a cell: plan, month (from the first), hospital (null → a code of its own)
+    first, last, top = results.lazy().select(
+        pl.col("date").min().alias("d0"), pl.col("date").max().alias("d1"), hosp.max().alias("h"),
+    ).collect().row(0)
+    hosp_null = int(top or 0) + 1
+    H = hosp_null + 1
+    m0 = first.year * 12 + first.month - 1
+    M = last.year * 12 + last.month - m0
+    # the month of each day, looked up in a table of the days from the first to the last
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    table = pl.Series([d.year * 12 + d.month - 1 - m0 for d in days], dtype=pl.UInt64)
+    month = pl.lit(table).gather((pl.col("date") - pl.lit(first)).dt.total_days())
+    (cause,) = (c for _, c in DISTINCT if c is not None)
+    keyed = results.lazy().select(
+        (code("plan") * (M * H) + month * H + hosp.fill_null(hosp_null)).alias("cell"),
+        code("person_id", wide=False).alias("person"),  # (a narrower key hashes faster)
+        at_cause(cause).alias("at_cap"),
+        "self_pay", "relief", "patient_pays", "capped_by",
+        text("plan").alias("plan_name"), text("hospital").alias("hospital_name"),
+    )  # lazy: each query below computes the columns it needs
+    cells = keyed.group_by("cell").agg(
+        *(polars_measure(n) for n in _SUM_NAMES),
+        pl.col("plan_name").first(), pl.col("hospital_name").first(),
+    ).collect().with_columns(pl.col("plan_name", "hospital_name").cast(pl.String))  # once per cell
+    dims: dict[str, dict[int, Any]] = {"plan": {}, "month": {}, "hospital": {}}
+    rows = []
+    for c, *sums, pn, hn in cells.iter_rows():
+        code_ = {"plan": c // (M * H), "month": c // H % M, "hospital": c % H}
+        dims["plan"][code_["plan"]] = pn
+        dims["month"][code_["month"]] = f"{(m0 + code_['month']) // 12}-{(m0 + code_['month']) % 12 + 1:02d}"
+        dims["hospital"][code_["hospital"]] = hn
+        rows.append((code_, sums))
+    counted = _persons(pl, keyed, dims, M, H)
+    persons: dict[str, Any] = {"total": counted["total"]}
+    for dim in DIMS:  # codes → names
+        persons[dim] = {dims[dim][k]: v for k, v in counted[dim].items()}
+    return combine((({d: dims[d][k[d]] for d in DIMS}, sums) for k, sums in rows), persons)
+
+
+def _persons(pl: Any, keyed: "pl.LazyFrame", dims: dict[str, dict[int, Any]], M: int, H: int,
+             ) -> dict[str, Any]:
+    """Distinct persons and distinct persons with an annual-cap claim: in total and for every
+    code of every dimension (``{"total": (n, capped), "plan": {code: (n, capped)}, ...}``)."""
+    parts = {"plan": pl.col("cell") // (M * H), "month": pl.col("cell") // H % M,
+             "hospital": pl.col("cell") % H}
+    width = sum(len(v) for v in dims.values())
+    out: dict[str, Any] = {}
+    if width <= MASK_BITS:
+        # each person's bits: a lookup of each part's bit, added (the bits are distinct)
+        names = [(dim, v) for dim, values in dims.items() for v in sorted(values)]  # bit j
+        mask: Any = None
+        for dim, values in dims.items():
+            table = [0] * (max(values) + 1)
+            for j, (d, v) in enumerate(names):
+                if d == dim:
+                    table[v] = 1 << j
+            bit = pl.lit(pl.Series(table, dtype=pl.UInt64)).gather(parts[dim])
+            mask = bit if mask is None else mask + bit
+        # (the capped bits as a column of their own: a filter inside the aggregation costs more)
+        per = (keyed.select("person", "at_cap", mask.alias("m"))
+               .with_columns(pl.when(pl.col("at_cap")).then(pl.col("m")).otherwise(0).alias("mc"))
+               .group_by("person")
+               .agg(pl.col("m").bitwise_or().alias("seen"), pl.col("mc").bitwise_or().alias("cap"))
+               .collect())
+        counts = per.select(
+            [pl.len(), (pl.col("cap") != 0).sum()]
+            + [((pl.col(c) & (1 << j)) != 0).sum().alias(f"{c}{j}") for j in range(len(names))
+               for c in ("seen", "cap")]).row(0)
+        out["total"] = (int(counts[0]), int(counts[1]))
+        for j, (dim, v) in enumerate(names):
+            out.setdefault(dim, {})[v] = (int(counts[2 + 2 * j]), int(counts[3 + 2 * j]))
+        return out
+    # many keys: distinct (key, person) pairs, one integer each
+    lazy = keyed
+    capped = lazy.filter(pl.col("at_cap"))
+    queries = [lazy.select(pl.col("person").n_unique()), capped.select(pl.col("person").n_unique())]
+    for dim in dims:
+        pair = (parts[dim] * (1 << 32) + pl.col("person")).unique().alias("pair")
+        for frame in (lazy, capped):
+            queries.append(frame.select(pair).select((pl.col("pair") // (1 << 32)).alias("k"))
+                           .group_by("k").len())
+    got = pl.collect_all(queries)
+    out["total"] = (int(got[0].item()), int(got[1].item()))
+    for i, dim in enumerate(dims):
+        seen = dict(got[2 + 2 * i].iter_rows())
+        cap = dict(got[3 + 2 * i].iter_rows())
+        out[dim] = {v: (int(seen.get(v, 0)), int(cap.get(v, 0))) for v in dims[dim]}
+    return out
