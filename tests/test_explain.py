@@ -1,4 +1,4 @@
-"""The desk explanation is the library's (medaid.domain.explain): any front end renders the same
+"""The desk explanation is the library's (medaid.report.explain): any front end renders the same
 text and JSON as ``medaid settle`` / ``medaid quote``; the desk commands are module-level click
 commands that can be imported and run one by one (issue #12)."""
 
@@ -30,7 +30,7 @@ def stay(self_pay: str, claim_id: str = "-") -> medaid.Claim:
 
 
 def test_a_30000_yuan_stay_is_explained_segment_by_segment_with_its_basis(book):
-    from medaid.domain.explain import explain
+    from medaid.report.explain import explain
 
     r = medaid.quote(stay("30000"), book, medaid.PoolState(0, 0))
     text = explain(r, stay("30000"), book, "en", "Quote")
@@ -44,7 +44,7 @@ def test_a_30000_yuan_stay_is_explained_segment_by_segment_with_its_basis(book):
 
 
 def test_the_json_dict_carries_the_plans_legal_basis(book):
-    from medaid.domain.explain import explain_dict
+    from medaid.report.explain import explain_dict
 
     d = explain_dict(medaid.quote(stay("30000"), book, medaid.PoolState(0, 0)), book)
     assert (d["relief"], d["patient_pays"]) == ("23300.00", "6700.00")
@@ -53,7 +53,7 @@ def test_the_json_dict_carries_the_plans_legal_basis(book):
 
 def test_the_cli_prints_the_librarys_explanation_byte_for_byte(book):
     from medaid.cli.desk import quote
-    from medaid.domain.explain import explain, explain_dict
+    from medaid.report.explain import explain, explain_dict
 
     args = ["--person", "P1", "--self-pay", "30000", "--date", "2024-05-03", "--group", "key",
             "--kind", "inpatient", "--ytd-self-pay", "0", "--ytd-relief", "0", "--rules", RULES]
@@ -68,8 +68,8 @@ def test_the_cli_prints_the_librarys_explanation_byte_for_byte(book):
 
 
 def test_a_settlement_from_the_ledger_is_explained_like_its_quote(book, tmp_path):
-    from medaid.domain.explain import explain
     from medaid.ledger import Ledger
+    from medaid.report.explain import explain
 
     with Ledger(tmp_path / "desk.sqlite3") as lg:
         e = lg.settle(stay("30000", "C1"), book).entry
@@ -78,7 +78,7 @@ def test_a_settlement_from_the_ledger_is_explained_like_its_quote(book, tmp_path
 
 
 def test_the_explanation_imports_neither_click_nor_tabulate_until_used():
-    code = "import sys, medaid.domain.explain; print([m for m in ('click', 'tabulate') if m in sys.modules])"
+    code = "import sys, medaid.report.explain; print([m for m in ('click', 'tabulate') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

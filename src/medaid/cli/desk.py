@@ -4,7 +4,7 @@
 Thin over the library: each command is a module-level click command that opens the library
 object (rule book, :class:`medaid.ledger.ledger.Ledger`), calls one method, turns the library's
 exception into the CLI's error (:func:`_refused`) and prints a table (tabulate) or JSON.  The
-explanation of a settlement or quote is the library's (:mod:`medaid.domain.explain`), so any
+explanation of a settlement or quote is the library's (:mod:`medaid.report.explain`), so any
 front end shows the same one.  Options are shared decorators (:mod:`medaid.cli.options`).
 Labels are in English or Chinese (``--lang`` / ``$MEDAID_LANG``); money is printed with
 thousands separators and two decimals.  Only click is imported at start-up; the library,
@@ -117,7 +117,7 @@ def _dump(obj: Any) -> None:
 
 
 def _show_settlement(receipt: "Receipt", book: "RuleBook", lang: str, as_json: bool, generated: bool) -> None:
-    from ..domain.explain import explain, explain_dict, label
+    from ..report.explain import explain, explain_dict, label
 
     e = receipt.entry
     if as_json:
@@ -135,7 +135,7 @@ def _show_settlement(receipt: "Receipt", book: "RuleBook", lang: str, as_json: b
 
 
 def _show_reversal(e: "Entry", later: list[str], lang: str, as_json: bool) -> None:
-    from ..domain.explain import LABELS, label, table, yuan
+    from ..report.explain import LABELS, label, table, yuan
 
     if as_json:
         d = e.to_dict()
@@ -155,7 +155,7 @@ def _show_reversal(e: "Entry", later: list[str], lang: str, as_json: bool) -> No
 
 
 def _show_history(person: str, year: int | None, rows: "list[Entry]", lang: str, as_json: bool) -> None:
-    from ..domain.explain import LABELS, label, table, yuan
+    from ..report.explain import LABELS, label, table, yuan
 
     totals: dict[tuple[int, str], Any] = {}
     for e in rows:
@@ -200,7 +200,7 @@ def _show_history(person: str, year: int | None, rows: "list[Entry]", lang: str,
 
 
 def _show_rules_check(book: "RuleBook", lang: str) -> None:
-    from ..domain.explain import LABELS, label, table
+    from ..report.explain import LABELS, label, table
 
     L = LABELS[lang]
     rows, n_plans, n_examples = [], 0, 0
@@ -216,7 +216,7 @@ def _show_rules_check(book: "RuleBook", lang: str) -> None:
 
 
 def _show_rules(book: "RuleBook", lang: str) -> None:
-    from ..domain.explain import LABELS, percent, table, yuan
+    from ..report.explain import LABELS, percent, table, yuan
 
     L = LABELS[lang]
     for rs in book.rule_sets:
@@ -308,7 +308,7 @@ def quote(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_j
       medaid quote --person P1 --self-pay 12,345.67 --ledger desk.sqlite3 --lang zh
     """
     from ..domain.engine import PoolState, quote as quote_claim
-    from ..domain.explain import explain, explain_dict, label
+    from ..report.explain import explain, explain_dict, label
 
     if (ytd_self_pay is None) != (ytd_relief is None):
         raise click.UsageError("give both --ytd-self-pay and --ytd-relief, or neither (to read the ledger)")
@@ -446,7 +446,7 @@ def ledger_verify(ledger_path: str, lang: str) -> None:
     Example:
       medaid ledger verify --ledger desk.sqlite3
     """
-    from ..domain.explain import label
+    from ..report.explain import label
 
     with _open_ledger(ledger_path, create=False) as lg:
         v = lg.verify()

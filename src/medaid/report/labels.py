@@ -2,7 +2,7 @@
 
 One table of ``key → (English, 中文)``: the year-end report's figures, table columns, tables,
 charts and page (plain keys); the batch totals tables (``totals.*``); the recalculation tables
-(``recalc.*``); the desk explanations (``desk.*``, :data:`medaid.domain.explain.LABELS`: settle,
+(``recalc.*``); the desk explanations (``desk.*``, :data:`medaid.report.explain.LABELS`: settle,
 quote, reverse, history, rules, verify).  :func:`label` falls back to the key itself for an
 unknown key, so that a missing translation is visible but never fatal; :func:`labels_of` gives
 one part of the table by language.  (The Chinese column headers of results files are field names, in

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ..report.labels import labels_of
+from .labels import labels_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from .claims import Claim
