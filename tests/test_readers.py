@@ -280,6 +280,14 @@ def test_a_regular_file_with_blank_lines_on_the_vectorised_reader(tmp_path: Path
     assert rejects["row"].to_list() == [4]
 
 
+def test_a_short_row_is_reported_even_beside_a_line_of_empty_fields(tmp_path: Path) -> None:
+    """A row of 1 field and a line of 4 empty fields hold as many commas as two full rows: the
+    short row is still reported at its line, not padded (found by the property test below)."""
+    raw, problems = read_raw(write(tmp_path / "c.csv", "claim_id,person_id,date,self_pay\n1\n,,,\n"))
+    assert [(p.line, p.message) for p in problems] == [(2, "has 1 fields, the header has 4")]
+    assert raw["row"].to_list() == [3]  # the line of empty fields is a row (rejected later)
+
+
 def test_a_file_with_only_a_header_has_no_rows_and_an_empty_file_is_refused(tmp_path: Path) -> None:
     _, clean, rejects = read_claims(write(tmp_path / "h.csv", "claim_id,person_id,date,self_pay\n"))
     assert clean.height == 0 and rejects.height == 0

@@ -125,13 +125,14 @@ def read_csv_data(
         if frame is not None and frame.width == len(names) and lines == frame.height + 1:
             # one line per row (no newline inside quotes); now check every row has every field
             blank: "pl.Series | None" = None
-            if not quoted:
-                n_blank = frame.select(pl.all_horizontal(pl.all().is_null()).sum()).item()
-                if commas == (frame.width - 1) * (frame.height - n_blank + 1):
-                    blank = (frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
-                             if n_blank else pl.Series([], dtype=pl.Boolean))
-            else:
+            n_blank = 0 if quoted else frame.select(pl.all_horizontal(pl.all().is_null()).sum()).item()
+            if quoted or n_blank:
+                # an empty line and a line of empty fields (",,,") both read as nulls: tell them
+                # apart line by line (a count of all commas could let a short row and a line of
+                # empty fields make up for each other)
                 blank = _quoted_blank_lines(data, frame.width, frame.height)
+            elif commas == (frame.width - 1) * (frame.height + 1):
+                blank = pl.Series([], dtype=pl.Boolean)
             if blank is not None:
                 frame.columns = names
                 frame = frame.with_row_index(ROW, offset=header_line + 1).with_columns(pl.col(ROW).cast(pl.Int64))
@@ -144,7 +145,7 @@ def read_csv_data(
 
 
 def _quoted_blank_lines(data: bytes | Path, width: int, height: int) -> "pl.Series | None":
-    """For a quoted CSV with one line per row: which rows are blank lines, or ``None`` when some
+    """For a CSV with one line per row: which rows are blank lines, or ``None`` when some
     line does not hold exactly ``width`` fields (then the careful reader locates it).  Fields are
     counted by removing quoted sections and counting commas, vectorised."""
     import polars as pl
