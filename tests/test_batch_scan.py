@@ -224,6 +224,30 @@ def test_blank_lines_are_not_rows_and_later_lines_keep_their_numbers(tmp_path: P
     assert shown[1] == f"{p}:8: self_pay: must not be negative (claim A4)"
 
 
+@pytest.mark.parametrize("reader", ["scan", "pieces", "whole"])
+def test_a_line_of_empty_fields_is_a_row_even_beside_a_short_row(tmp_path: Path, reader: str) -> None:
+    # One rule for every reader: an empty line is a blank line, a line of empty fields (",,,",
+    # what a spreadsheet writes for an empty row) is a row, rejected for what it lacks.  The
+    # short row on line 2 has 6 commas fewer than a row and line 5 has 6 commas: counted over
+    # the file they make up for each other, and the piece reader once took line 5 as blank.
+    # (The file hypothesis found; CI failed on it.)
+    p = _write(tmp_path, EN + "\n"
+               "C1\n"                                       # 2 short row
+               "C1,P1,2024-05-03,0,key,inpatient,H1\n"      # 3 settled (relief 0)
+               "C1,P1,2024-05-03,0,key,inpatient,H1\n"      # 4 duplicate of line 3
+               ",,,,,,")                                    # 5 a row of empty fields
+    run = settle_file(p, BOOK, reader=reader)
+    assert (run.rows_read, run.settled, run.rejected, run.blank_lines) == (4, 1, 3, 0)
+    assert run.results["row"].to_list() == [3]
+    assert [r[:3] for r in run.rejects.rows()] == [
+        (2, None, "row"), (4, "C1", "claim_id"),
+        (5, None, "claim_id"), (5, None, "person_id"), (5, None, "date"), (5, None, "self_pay")]
+    assert run.rejects.rows()[0][3] == "has 1 fields, the header has 7"
+    assert run.rejects.rows()[1][3] == "duplicate claim id (first on line 3)"
+    assert run.reconcile() == "rows read 4 = settled 1 + rejected 3"
+    _same_run(p)
+
+
 def test_a_duplicate_keeps_its_text_as_in_the_file(tmp_path: Path) -> None:
     p = _write(tmp_path, EN + "\n"
                "D1,P1,2024-05-03,100,key,inpatient,H1\n"        # 2 first D1 (plain: fast path)

@@ -81,21 +81,21 @@ class CsvPieces:
         if frame.width != width or frame.height != lines:
             raise NotChunkable
         frame = frame.with_row_index(ROW, offset=line).with_columns(pl.col(ROW).cast(pl.Int64))
-        if quotes:
-            # every line's quoted sections closed on that line, and its commas outside them
-            # counted (as the whole-file reader checks a quoted file)
-            blank = _quoted_piece_lines(buf, width, frame.height)
-            if blank is None:
-                raise NotChunkable
-            return frame.filter(~blank) if bool(blank.any()) else frame
-        if not frame[self.names[-1]].null_count():
+        if not quotes and not frame[self.names[-1]].null_count():
             # a short row or a blank line would leave the last column empty: neither is here
             return frame
-        blank = frame.select(pl.all_horizontal(pl.exclude(ROW).is_null())).to_series()
-        n_blank = int(blank.sum())
-        if check and buf.count(b",") != (width - 1) * (frame.height - n_blank):
+        if not quotes and not frame.select(pl.all_horizontal(pl.exclude(ROW).is_null()).any()).item():
+            # no line reads as all empty, so no blank line: a short row shows as too few commas
+            if check and buf.count(b",") != (width - 1) * frame.height:
+                raise NotChunkable
+            return frame
+        # quotes, or a line that reads as all empty (an empty line, or a line of empty fields
+        # ",,,", which is a row): every line checked on its own, as the whole-file reader does,
+        # so that a short row and a line of empty fields cannot make up for each other's commas
+        blank = _piece_blank_lines(buf, width, frame.height)
+        if blank is None:
             raise NotChunkable
-        return frame.filter(~blank) if n_blank else frame
+        return frame.filter(~blank) if bool(blank.any()) else frame
 
     def rows(self, lines: "pl.Series") -> "pl.DataFrame":
         """The raw text rows at the given line numbers (from pieces already read)."""
@@ -112,10 +112,11 @@ class CsvPieces:
         return pl.concat(out)
 
 
-def _quoted_piece_lines(buf: bytes, width: int, height: int) -> "pl.Series | None":
-    """For a piece holding quote characters: which of its ``height`` rows are blank lines, or
-    ``None`` unless every line is one whole row: its quoted sections closed on the line (no
-    quote left once they are removed) and ``width − 1`` commas outside them."""
+def _piece_blank_lines(buf: bytes, width: int, height: int) -> "pl.Series | None":
+    """Which of a piece's ``height`` lines are blank lines (empty: a line of empty fields
+    ``,,,`` is a row, as for every reader), or ``None`` unless every other line is one whole
+    row: its quoted sections closed on the line (no quote left once they are removed) and
+    ``width − 1`` commas outside them."""
     import polars as pl
 
     try:
