@@ -2,11 +2,13 @@
 #   make demo   set up .venv and run the batch, report and desk examples on the bundled data
 #   make test   set up .venv and run the whole test suite
 #   make bench  the benchmarks at full size but Spark (minutes); bench-quick: toy sizes (seconds)
+#   make bench-compare BEFORE=<rev>   speed and outputs of <rev> against this working tree, in
+#               one run (about 3 minutes; COMPARE_ARGS='--full' for full sizes, see --help)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench bench-quick clean
+.PHONY: demo test bench bench-quick bench-compare clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +47,14 @@ bench-quick: $(VENV)/.stamp-base
 	$(BIN)/python benchmarks/bench_batch.py --claims 20000
 	$(BIN)/python benchmarks/bench_columnar.py 20000 --repeat 1 --verify 20
 	$(BIN)/python benchmarks/bench_report.py --rows 20000 --repeat 1
+
+ifneq ($(filter bench-compare,$(MAKECMDGOALS)),)
+ifeq ($(BEFORE),)
+$(error usage: make bench-compare BEFORE=<rev> [COMPARE_ARGS='--rounds 3 ...'])
+endif
+endif
+bench-compare: $(VENV)/.stamp-base
+	$(BIN)/python benchmarks/before_after.py --before $(BEFORE) $(COMPARE_ARGS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

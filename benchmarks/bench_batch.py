@@ -15,7 +15,8 @@ the costly case of README.md#performance-measured.  Then times, each in its own 
   number, else the text of medaid's first row, so that both files are about the same size).
 
 It prints both wall times, claims per second, the ratio medaid / baseline and each child's peak
-resident memory (``wait4`` rusage).  Each run writes a new file on a settled disk (earlier
+resident memory (``wait4`` rusage); with ``--json``, one JSON object of the same figures instead
+(what ``benchmarks/before_after.py`` reads).  Each run writes a new file on a settled disk (earlier
 outputs removed, ``sync``, one second's pause), medaid's flushed to disk before its rename (the
 baseline's not).  Needs numpy for the data generation.
 """
@@ -153,6 +154,30 @@ def pl_width(path: Path) -> int:
         return len(f.readline().split(","))
 
 
+def input_file(claims: int, seed: int, persons: int | None = None) -> Path:
+    """Where the generated claims of these parameters are kept (and found again by later runs)."""
+    persons = persons or max(1, claims // 8)
+    return DATA / f"claims-{claims}-p{persons}-s{seed}.csv"
+
+
+def ensure_input(claims: int, seed: int, persons: int | None = None) -> tuple[Path, str]:
+    """The generated claims file, generated now unless an earlier run left it; and a line saying which."""
+    persons = persons or max(1, claims // 8)
+    src = input_file(claims, seed, persons)
+    src.parent.mkdir(parents=True, exist_ok=True)
+    if src.exists():
+        return src, f"reusing {src} ({src.stat().st_size / 2**20:.0f} MiB)"
+    t = time.perf_counter()
+    # generated in a child process: the parent stays small, so that the children's peak
+    # memory (which counts the parent's pages they start from) measures only their work
+    tmp = src.with_suffix(".part")
+    subprocess.run([sys.executable, __file__, "--generate-only", str(tmp), "--claims",
+                    str(claims), "--seed", str(seed), "--persons", str(persons)], check=True)
+    os.replace(tmp, src)
+    return src, (f"generated {claims:,} claims in {time.perf_counter() - t:.1f} s "
+                 f"({src.stat().st_size / 2**20:.0f} MiB) into {src}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--claims", type=int, default=100_000)
@@ -161,6 +186,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs of each; the best is kept")
     ap.add_argument("--rules", default=None, help="rule file or folder (default: generated)")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--json", action="store_true", help="print one JSON object of the figures instead of text")
     ap.add_argument("--generate-only", default=None, metavar="FILE", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.generate_only:
@@ -170,24 +196,11 @@ def main() -> None:
     work = Path(a.workdir or tempfile.mkdtemp(prefix="medaid-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     out, base_out = work / "results.csv", work / "baseline.csv"
-    persons = a.persons or max(1, a.claims // 8)
-    DATA.mkdir(parents=True, exist_ok=True)
-    src = DATA / f"claims-{a.claims}-p{persons}-s{a.seed}.csv"  # generated once, reused
     rules = Path(a.rules) if a.rules else work / "bench-rules.toml"
     if not a.rules:
         rules.write_text(RULES, encoding="utf-8")
-    if src.exists():
-        print(f"reusing {src} ({src.stat().st_size / 2**20:.0f} MiB); results in {work}")
-    else:
-        t = time.perf_counter()
-        # generated in a child process: the parent stays small, so that the children's peak
-        # memory (which counts the parent's pages they start from) measures only their work
-        tmp = src.with_suffix(".part")
-        subprocess.run([sys.executable, __file__, "--generate-only", str(tmp), "--claims",
-                        str(a.claims), "--seed", str(a.seed), "--persons", str(persons)], check=True)
-        os.replace(tmp, src)
-        print(f"generated {a.claims:,} claims in {time.perf_counter() - t:.1f} s "
-              f"({src.stat().st_size / 2**20:.0f} MiB) into {src}; results in {work}")
+    src, said = ensure_input(a.claims, a.seed, a.persons)
+    print(f"{said}; results in {work}", file=sys.stderr if a.json else sys.stdout)
 
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     medaid_cmd = [sys.executable, "-m", "medaid.cli", "batch", str(src), "-o", str(out),
@@ -208,6 +221,19 @@ def main() -> None:
         best_b = (wb, cb, mb) if best_b is None or wb < best_b[0] else best_b
     assert doc["rows_read"] == doc["settled"] + doc["rejected"] == a.claims, doc
     (wm, cm, mm), (wb, cb, mb) = best_m, best_b  # type: ignore[misc]
+    la, lb = load_before, os.getloadavg()
+    if a.json:
+        print(json.dumps({
+            "claims": a.claims, "input": str(src), "rules": str(rules), "results": str(out),
+            "medaid": {"wall_s": wm, "cpu_s": cm, "claims_per_s": a.claims / wm, "peak_mib": mm},
+            "polars": {"wall_s": wb, "cpu_s": cb, "claims_per_s": a.claims / wb, "peak_mib": mb},
+            "ratio_wall": wm / wb, "ratio_cpu": cm / cb,
+            "output_bytes": out.stat().st_size, "baseline_output_bytes": base_out.stat().st_size,
+            "relief_total": doc["total"]["relief"], "total_claims": doc["total"]["claims"],
+            "total_persons": doc["total"]["persons"],
+            "load_before": list(la), "load_after": list(lb), "cpus": os.cpu_count(),
+        }))
+        return
     print(f"medaid batch   : {wm:8.2f} s wall {cm:8.2f} s cpu  {a.claims / wm:12,.0f} claims/s  peak {mm:6,} MiB")
     print(f"polars r+w     : {wb:8.2f} s wall {cb:8.2f} s cpu  {a.claims / wb:12,.0f} claims/s  peak {mb:6,} MiB")
     print(f"ratio medaid / polars read+write: {wm / wb:.2f}x wall, {cm / cb:.2f}x cpu")
@@ -215,7 +241,6 @@ def main() -> None:
           f"({pl_width(out)} and {pl_width(base_out)} columns)")
     print(f"relief total {doc['total']['relief']} yuan on {doc['total']['claims']:,} claims, "
           f"{doc['total']['persons']:,} persons")
-    la, lb = load_before, os.getloadavg()
     print(f"load average before {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}, after {lb[0]:.2f} {lb[1]:.2f} {lb[2]:.2f} "
           f"({os.cpu_count()} CPUs; the runs add about 1-2 themselves)")
 

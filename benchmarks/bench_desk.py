@@ -12,11 +12,16 @@
 
     python benchmarks/bench_desk.py                 # defaults: 21 commands, 2,000 settlements
     python benchmarks/bench_desk.py --runs 5 --settlements 300 --rows 1000   # a quick check
+    python benchmarks/bench_desk.py --json          # one JSON object of the figures instead of text
+
+Percentiles: p10 and p90 as ``statistics.quantiles`` gives them; p95 (in ``--json`` only) by
+linear interpolation between the measured times (``method="inclusive"``), never outside them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -55,7 +60,7 @@ def raw_commits(path: Path, n: int) -> float:
     con.execute("PRAGMA synchronous=FULL")
     con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
     t0 = time.perf_counter()
-    for i in range(n):
+    for _ in range(n):
         con.execute("BEGIN IMMEDIATE")
         con.execute("INSERT INTO t (v) VALUES (?)", ("x" * 400,))
         con.execute("COMMIT")
@@ -73,10 +78,17 @@ def wall(cmd: list[str], env: dict[str, str], runs: int) -> list[float]:
     return times
 
 
-def show(name: str, times: list[float]) -> None:
+def stats(times: list[float]) -> dict[str, float]:
+    """Median, p10, p90 and p95 of ``times`` (seconds), in milliseconds; and n."""
     q = statistics.quantiles(times, n=10) if len(times) >= 2 else [times[0]] * 9
-    print(f"  {name:<34} median {statistics.median(times) * 1000:7.1f} ms"
-          f"   p10 {q[0] * 1000:7.1f}   p90 {q[-1] * 1000:7.1f}   (n={len(times)})")
+    p95 = statistics.quantiles(times, n=20, method="inclusive")[-1] if len(times) >= 2 else times[0]
+    return {"median_ms": statistics.median(times) * 1000, "p10_ms": q[0] * 1000, "p90_ms": q[-1] * 1000,
+            "p95_ms": p95 * 1000, "n": len(times)}
+
+
+def show(name: str, s: dict[str, float]) -> None:
+    print(f"  {name:<34} median {s['median_ms']:7.1f} ms"
+          f"   p10 {s['p10_ms']:7.1f}   p90 {s['p90_ms']:7.1f}   (n={s['n']})")
 
 
 def main() -> None:
@@ -84,25 +96,35 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=21, help="medaid settle commands to time")
     ap.add_argument("--settlements", type=int, default=2000, help="settlements for the throughput")
     ap.add_argument("--rows", type=int, default=10_000, help="rows already in the ledger for the command timing")
+    ap.add_argument("--json", action="store_true", help="print one JSON object of the figures instead of text")
     args = ap.parse_args()
+    say = (lambda *a, **k: None) if args.json else print
+    fig: dict[str, object] = {"python": sys.version.split()[0], "sqlite": __import__("sqlite3").sqlite_version,
+                              "cpus": os.cpu_count(), "settlements": args.settlements, "rows": args.rows}
+    cmds: dict[str, dict[str, float]] = {}
+
+    def record(key: str, name: str, times: list[float]) -> None:
+        cmds[key] = stats(times)
+        if not args.json:
+            show(name, cmds[key])
 
     book = medaid.load_rules(ROOT / "rules")
     with tempfile.TemporaryDirectory(dir=ROOT) as tmp:  # on the project's disk, not a tmpfs
         tmp_path = Path(tmp)
-        print(f"medaid desk benchmark  (python {sys.version.split()[0]}, SQLite "
-              f"{__import__('sqlite3').sqlite_version}, {os.cpu_count()} cpus)")
+        say(f"medaid desk benchmark  (python {sys.version.split()[0]}, SQLite "
+            f"{__import__('sqlite3').sqlite_version}, {os.cpu_count()} cpus)")
 
         # 2. throughput first (it also fills the ledger the commands run against)
         full = fill(tmp_path / "full.sqlite3", book, args.settlements, "F", "FULL")
         off = fill(tmp_path / "off.sqlite3", book, args.settlements, "O", "OFF")
         raw = raw_commits(tmp_path / "raw.sqlite3", args.settlements)
-        print(f"\nledger throughput, {args.settlements:,} settlements, one transaction each:")
-        print(f"  bare SQLite commits, FULL (disk floor) {args.settlements / raw:6.0f} commits/s"
-              f"       ({raw / args.settlements * 1000:.2f} ms each)")
-        print(f"  synchronous=FULL (durable)          {args.settlements / full:8.0f} settlements/s"
-              f"   ({full / args.settlements * 1000:.2f} ms each)   target ≥ 500/s; {full / raw:.2f}× the floor's time")
-        print(f"  synchronous=OFF  (baseline, unsafe) {args.settlements / off:8.0f} settlements/s"
-              f"   ({off / args.settlements * 1000:.2f} ms each)")
+        say(f"\nledger throughput, {args.settlements:,} settlements, one transaction each:")
+        say(f"  bare SQLite commits, FULL (disk floor) {args.settlements / raw:6.0f} commits/s"
+            f"       ({raw / args.settlements * 1000:.2f} ms each)")
+        say(f"  synchronous=FULL (durable)          {args.settlements / full:8.0f} settlements/s"
+            f"   ({full / args.settlements * 1000:.2f} ms each)   target ≥ 500/s; {full / raw:.2f}× the floor's time")
+        say(f"  synchronous=OFF  (baseline, unsafe) {args.settlements / off:8.0f} settlements/s"
+            f"   ({off / args.settlements * 1000:.2f} ms each)")
 
         # 1. one command, start-up included
         ledger = tmp_path / "desk.sqlite3"
@@ -117,18 +139,23 @@ def main() -> None:
                     "--date", "2024-05-03", "--group", "key", "--kind", "inpatient",
                     "--claim-id", f"BENCH-{next(counter)}"]
 
-        print(f"\none command, new process each time, ledger of {args.rows:,} rows:")
-        show("python -c pass (baseline)", wall([py, "-c", "pass"], env, args.runs))
-        show("python -c 'import medaid'", wall([py, "-c", "import medaid"], env, args.runs))
-        show("medaid --help", wall([py, "-m", "medaid.cli", "--help"], env, args.runs))
+        say(f"\none command, new process each time, ledger of {args.rows:,} rows:")
+        record("pass", "python -c pass (baseline)", wall([py, "-c", "pass"], env, args.runs))
+        record("import", "python -c 'import medaid'", wall([py, "-c", "import medaid"], env, args.runs))
+        record("help", "medaid --help", wall([py, "-m", "medaid.cli", "--help"], env, args.runs))
         times = []
         for _ in range(args.runs):
             cmd = settle_cmd()
             t0 = time.perf_counter()
             subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
             times.append(time.perf_counter() - t0)
-        show("medaid settle (target ≤ 300 ms)", times)
-        show("medaid history P1", wall([py, "-m", "medaid.cli", "history", "P1"], env, args.runs))
+        record("settle", "medaid settle (target ≤ 300 ms)", times)
+        record("history", "medaid history P1", wall([py, "-m", "medaid.cli", "history", "P1"], env, args.runs))
+    if args.json:
+        fig["throughput_per_s"] = {"raw_commits": args.settlements / raw, "full": args.settlements / full,
+                                   "off": args.settlements / off}
+        fig["commands"] = cmds
+        print(json.dumps(fig))
 
 
 if __name__ == "__main__":
