@@ -340,9 +340,9 @@ def main() -> int:
     ap.add_argument("--claims", type=int, default=200_000, help="bench_batch.py claims (default 200,000)")
     ap.add_argument("--persons", type=int, default=None, help="bench_batch.py persons (default claims / 8)")
     ap.add_argument("--seed", type=int, default=20240101)
-    ap.add_argument("--desk-runs", type=int, default=11, help="bench_desk.py --runs (default 11)")
-    ap.add_argument("--desk-settlements", type=int, default=500, help="bench_desk.py --settlements (default 500)")
-    ap.add_argument("--desk-rows", type=int, default=2000, help="bench_desk.py --rows (default 2,000)")
+    ap.add_argument("--desk-runs", type=int, default=9, help="bench_desk.py --runs (default 9)")
+    ap.add_argument("--desk-settlements", type=int, default=200, help="bench_desk.py --settlements (default 200)")
+    ap.add_argument("--desk-rows", type=int, default=1000, help="bench_desk.py --rows (default 1,000)")
     ap.add_argument("--full", action="store_true",
                     help="the benchmarks' full sizes: 1,000,000 claims; desk 21 runs, 2,000 settlements, 10,000 rows")
     ap.add_argument("--skip", choices=("batch", "desk", "outputs"), action="append", default=[],
