@@ -3,7 +3,7 @@
 #   make test   set up .venv and run the whole test suite
 #   make bench  the benchmarks at full size but Spark (minutes); bench-quick: toy sizes (seconds)
 #   make bench-compare BEFORE=<rev>   speed and outputs of <rev> against this working tree, in
-#               one run (about 3 minutes; COMPARE_ARGS='--full' for full sizes, see --help)
+#               one run (3-5 minutes; COMPARE_ARGS='--full' for full sizes, see --help)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin

@@ -1,6 +1,6 @@
 """Before/after: a baseline revision against the working tree (or another revision), in the same run.
 
-    python benchmarks/before_after.py --before main                   # ~3 min on 2 busy cores
+    python benchmarks/before_after.py --before main                   # 3-5 min on 2 busy cores
     python benchmarks/before_after.py --before v0.1 --after HEAD --rounds 3
     python benchmarks/before_after.py --before main --full            # the benchmarks' full sizes
     python benchmarks/before_after.py --before main --claims 5000 --rounds 1   # a smoke test
