@@ -1,7 +1,7 @@
-"""``python -m medaid.spark``: settle one batch on Spark (:func:`medaid.spark.job.main`)."""
+"""``python -m medaid.spark``: settle one batch on Spark (:func:`medaid.spark.cli.main`)."""
 
 import sys
 
-from .job import main
+from .cli import main
 
 sys.exit(main())

@@ -1,0 +1,52 @@
+"""What a Spark batch did (:func:`medaid.spark.job.run_batch`): rows read = settled + rejected
+(README.md#reliability), the totals in fen (:class:`Totals`, computed by
+:func:`medaid.spark.job.summarize` through the one totals engine, :mod:`medaid.report.totals`),
+the output locations and the wall time."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Totals of settled claims in fen: ``claims``, distinct ``persons``, ``self_pay``,
+    ``relief`` and ``patient_pays``, ``claims_capped`` (relief reduced by a cap or by the
+    self-pay) and ``persons_at_annual_cap`` (persons who reached an annual cap); ``key`` names the
+    plan, month (YYYY-MM) or hospital (``None`` for the overall line)."""
+
+    key: str | None
+    claims: int
+    persons: int
+    self_pay: int
+    relief: int
+    patient_pays: int
+    claims_capped: int = 0
+    persons_at_annual_cap: int = 0
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a Spark batch did: rows read = settled + rejected (README.md#reliability), totals (fen),
+    totals by plan, month and hospital, the output locations and the wall time."""
+
+    rows_read: int
+    settled: int
+    rejected: int
+    total: Totals
+    by_plan: tuple[Totals, ...] = ()
+    by_month: tuple[Totals, ...] = ()
+    by_hospital: tuple[Totals, ...] = ()
+    output: str | None = None
+    rejects_output: str | None = None
+    seconds: float = 0.0
+    rejects_sample: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: amounts stay integers of fen."""
+        return asdict(self)
+
+    def reconcile(self) -> str:
+        """``rows read N = settled S + rejected R``, as the local batch prints it."""
+        return f"rows read {self.rows_read} = settled {self.settled} + rejected {self.rejected}"
