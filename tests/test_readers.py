@@ -396,3 +396,25 @@ def test_typed_parquet_columns_become_the_text_a_claim_file_would_hold():
         "claim_id": ["17", "18"],
         "at": ["2024-05-03", "2024-05-03 08:30:00"],
     }
+
+
+@pytest.mark.parametrize("reader", ["scan", "pieces", "whole"])
+def test_a_repeated_pass_through_header_gets_a_name_no_other_column_has(tmp_path: Path, reader: str) -> None:
+    # "note, note, note_2": the second "note" may not become "note_2", which another column
+    # already is (the run once failed with an internal error); it takes the next free suffix
+    from medaid import load_rules
+    from medaid.batch.run import settle_file
+
+    p = tmp_path / "claims.csv"
+    p.write_text("claim_id,person_id,date,self_pay,group,kind,note,note,note_2\n"
+                 "A1,P1,2024-05-03,30000,key,inpatient,x,y,z\n", encoding="utf-8")
+    run = settle_file(p, load_rules(str(Path(__file__).parents[1] / "rules")), reader=reader)
+    got = run.results.select("note", "note_3", "note_2", "relief")
+    assert got.rows() == [("x", "y", "z", 2_330_000)]  # 70% of 9,000 + 85% of 20,000 = 23,300
+
+
+def test_every_repeat_of_a_header_takes_the_next_free_suffix(tmp_path: Path) -> None:
+    from medaid.io.headers import canonical_names
+
+    names = canonical_names(["claim_id", "person_id", "date", "self_pay", "a", "a", "a_2", "a"], None, "f.csv")
+    assert names[4:] == ["a", "a_3", "a_2", "a_4"]

@@ -89,13 +89,19 @@ def canonical_names(
         if field is None and name in (_RESERVED if reserved is None else reserved):
             name = f"{name}_input"
         names.append(name)
-    seen: dict[str, int] = {}
-    for i, n in enumerate(names):  # duplicate pass-through headers get a suffix
-        if n in seen:
-            seen[n] += 1
-            names[i] = f"{n}_{seen[n]}"
-        else:
-            seen[n] = 1
+    # a repeated pass-through header gets the first suffix _2, _3, ... that names no other
+    # column (``a, a, a_2`` → ``a, a_3, a_2``): every column keeps a name of its own
+    taken = set(names)
+    first: set[str] = set()
+    for i, n in enumerate(names):
+        if n not in first:
+            first.add(n)
+            continue
+        k = 2
+        while f"{n}_{k}" in taken:
+            k += 1
+        names[i] = f"{n}_{k}"
+        taken.add(names[i])
     return names
 
 
