@@ -21,6 +21,11 @@ REQUIRED_FIELDS: Final = ("claim_id", "person_id", "date", "self_pay")
 ID_FIELDS: Final = ("claim_id", "person_id")
 #: Claim fields that are amounts of money (fen in frames, yuan in files).
 CLAIM_MONEY_FIELDS: Final = ("self_pay", "total_cost")
+#: Column of a frame read from a file holding each row's line as the user sees it (the header
+#: is line 1 of a CSV file; the sheet row of an XLSX file; the record number of a Parquet file).
+ROW: Final = "row"
+#: Columns of a rejects frame, one record per problem (:mod:`medaid.io.rejects`).
+REJECT_COLUMNS: Final = (ROW, "claim_id", "field", "message")
 
 #: Header names accepted for each field (matched after stripping and case-folding).
 HEADER_ALIASES: Final[dict[str, tuple[str, ...]]] = {
@@ -34,7 +39,6 @@ HEADER_ALIASES: Final[dict[str, tuple[str, ...]]] = {
     "total_cost": ("total_cost", "total", "医疗总费用", "总费用", "费用总额"),
     "major_disease": ("major_disease", "critical_illness", "大病", "重特大疾病", "是否大病"),
 }
-
 
 
 def normalise_header(h: object) -> str:

@@ -1,7 +1,7 @@
 """Plain CSV exports read and typed in one streaming pass (the batch's fast reader).
 
-Rules implemented (README.md *Performance*, *Reliability*; issue #4 *Speed*, *Validation
-per row*):
+Rules implemented (README.md#performance-measured, README.md#reliability; docs/batch.md,
+*How it is fast*):
 
 * A UTF-8 CSV file without a quote character (most system exports) has one line per row, so
   polars' streaming CSV scan gives every row its line exactly (``row`` = position + 2, the
@@ -27,24 +27,16 @@ import mmap
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-from .columns import CLAIM_MONEY_FIELDS, REQUIRED_FIELDS
-from .validation import (
-    _PLAIN_YUAN_RE,
-    FEW_VALUES,
-    ROW,
-    finish_validation,
-    plain_yuan_fen,
-    totals_rows,
-    type_rows,
-    untidy,
-)
+import polars as pl
 
-if TYPE_CHECKING:
-    import polars as pl
-
-    from .csv_pieces import CsvPieces
+from .amounts import PLAIN_YUAN_RE, plain_yuan_fen
+from .columns import CLAIM_MONEY_FIELDS, REQUIRED_FIELDS, ROW
+from .csv_pieces import CsvPieces, csv_pieces
+from .ids import needs_tidying, untidy
+from .totals_rows import totals_rows
+from .validation import FEW_VALUES, few_values, finish_validation, type_rows
 
 #: Flag columns of the scan (dropped before the frame leaves this module).
 _REDO, _SHORT = "__redo", "__maybe_short"
@@ -53,16 +45,16 @@ _REDO, _SHORT = "__redo", "__maybe_short"
 class Scanned(NamedTuple):
     """A claim file read and typed (what :func:`scan_claims` gives)."""
 
-    clean: "pl.DataFrame"
-    rejects: "pl.DataFrame"
-    rejected_rows: "pl.DataFrame"
+    clean: pl.DataFrame
+    rejects: pl.DataFrame
+    rejected_rows: pl.DataFrame
     rows_read: int
     #: The distinct text of category columns (``person_id``, ``group``, ...) where known: every
     #: value of the column in ``clean`` is among them (the writer checks these, not every row).
-    text_values: "dict[str, pl.Series]"
-    #: Totals rows (合计, 小计, Total ...: :func:`medaid.io.validation.totals_rows`) as read, with
+    text_values: dict[str, pl.Series]
+    #: Totals rows (合计, 小计, Total ...: :func:`medaid.io.totals_rows.totals_rows`) as read, with
     #: ``row``; they are among ``rows_read`` but neither clean nor rejected.
-    totals: "pl.DataFrame | None" = None
+    totals: pl.DataFrame | None = None
     #: The header's line (the lines above it are titles) and the blank lines skipped.
     header_line: int = 1
     blank_lines: int = 0
@@ -71,16 +63,12 @@ class Scanned(NamedTuple):
 def scan_claims(
     path: str | Path, *, encoding: str | None = None, mapping: Mapping[str, str] | None = None,
     source: str | None = None,
-) -> "Scanned | None":
+) -> Scanned | None:
     """The run's frames (:class:`Scanned`) of a plain UTF-8 CSV claim file, the same as the
     careful readers give, with the distinct text of the category columns; ``None`` when the
     file is not one this reader takes (see the module doc).  Raises
     :class:`medaid.io.readers.ReadError` as they do for a file whose header lacks a required field
     (naming ``source``, by default the path)."""
-    import polars as pl
-
-    from .readers import csv_pieces
-
     pieces = csv_pieces(path, encoding=encoding, mapping=mapping, source=source)
     if pieces is None or pieces.header_line != 1:  # titles above the header: the piece reader
         return None
@@ -169,17 +157,13 @@ def _has_quote(path: Path) -> bool:
             return mm.find(b'"') >= 0
 
 
-def _schema(pieces: "CsvPieces", text_only: bool = False) -> "dict[str, pl.DataType]":
-    import polars as pl
-
-    return {n: pl.Categorical if n in FEW_VALUES and not text_only else pl.String
+def _schema(pieces: CsvPieces, text_only: bool = False) -> dict[str, pl.DataType]:
+    return {n: pl.Categorical() if n in FEW_VALUES and not text_only else pl.String()
             for n in pieces.names}
 
 
-def _raw_scan(pieces: "CsvPieces", text_only: bool = False) -> "pl.LazyFrame":
+def _raw_scan(pieces: CsvPieces, text_only: bool = False) -> pl.LazyFrame:
     """The data lines as a lazy frame: ``row`` (the line) and the columns by field name."""
-    import polars as pl
-
     return (
         # (``missing_columns="insert"``: a blank first data line must not set the width; short
         # rows are found by their empty last field, see _blank_lines)
@@ -190,14 +174,12 @@ def _raw_scan(pieces: "CsvPieces", text_only: bool = False) -> "pl.LazyFrame":
     )
 
 
-def _scan(pieces: "CsvPieces") -> "pl.LazyFrame":
+def _scan(pieces: CsvPieces) -> pl.LazyFrame:
     """Every row typed the common way, with ``__redo`` (the row needs :func:`type_rows`) and
     ``__maybe_short`` (its last field is empty: a blank line, a short row or an empty field).
 
     The values taken are those :func:`type_rows` gives for the same text (the same date format,
     the same exact decimal cast of the same plain amounts)."""
-    import polars as pl
-
     names = pieces.names
     exprs: list[pl.Expr] = [pl.col(ROW)]
     flags: list[pl.Expr] = []
@@ -208,7 +190,7 @@ def _scan(pieces: "CsvPieces") -> "pl.LazyFrame":
             exprs.append(d.alias(n))
             flags.append(d.is_null())
         elif n in CLAIM_MONEY_FIELDS:
-            ok = c.str.contains(_PLAIN_YUAN_RE)
+            ok = c.str.contains(PLAIN_YUAN_RE)
             # plain text (checked by ``ok``) is exact in Decimal(18, 2), whose integer form is
             # the amount in fen; the value of any other row is replaced when it is typed again
             exprs.append(plain_yuan_fen(c).alias(n))
@@ -223,12 +205,10 @@ def _scan(pieces: "CsvPieces") -> "pl.LazyFrame":
     return _raw_scan(pieces).select(exprs)
 
 
-def _blank_lines(pieces: "CsvPieces", lines: "pl.Series") -> "pl.Series | None":
+def _blank_lines(pieces: CsvPieces, lines: pl.Series) -> pl.Series | None:
     """Of the given lines (each parsed with its last field empty), those that are blank; or
     ``None`` when one is neither blank nor a whole row (``width − 1`` commas): a short row or
     a line of spaces, which the careful reader reports or skips."""
-    import polars as pl
-
     width = len(pieces.names)
     try:
         text = (
@@ -253,16 +233,12 @@ def _blank_lines(pieces: "CsvPieces", lines: "pl.Series") -> "pl.Series | None":
 
 
 def _tidy_categories(
-    typed: "pl.DataFrame",
-) -> "tuple[pl.DataFrame, dict[str, pl.Series], dict[str, pl.Series]]":
+    typed: pl.DataFrame,
+) -> tuple[pl.DataFrame, dict[str, pl.Series], dict[str, pl.Series]]:
     """Category columns whose distinct values need it: stripped, empty → null (as
     :func:`medaid.io.validation.type_rows` does, looking at each distinct value once); the
     distinct text of each column that needed nothing (for the writer's checks); and the
     distinct text of every category column as read."""
-    import polars as pl
-
-    from .validation import _few_values, needs_tidying
-
     few = [f for f in FEW_VALUES if f in typed.columns]
     if not few:
         return typed, {}, {}
@@ -271,26 +247,22 @@ def _tidy_categories(
     values = {f: seen[f].explode().drop_nulls() for f in few}
     fix = [f for f in few if needs_tidying(values[f])]
     if fix:
-        typed = typed.with_columns(_few_values(typed[f]) for f in fix)
+        typed = typed.with_columns(few_values(typed[f]) for f in fix)
     return typed, {f: v for f, v in values.items() if f not in fix}, values
 
 
-def pieces_rows(pieces: "CsvPieces", lines: "pl.Series") -> "pl.DataFrame":
+def pieces_rows(pieces: CsvPieces, lines: pl.Series) -> pl.DataFrame:
     """The given lines as raw text rows (``row``, every column ``String``), read again."""
-    import polars as pl
-
     return (_raw_scan(pieces, text_only=True)
             .filter(pl.col(ROW).is_in(lines.implode()))
             .collect(engine="streaming"))
 
 
 def _rejected_text(
-    pieces: "CsvPieces", rejects: "pl.DataFrame", redone: "pl.DataFrame | None",
-) -> "pl.DataFrame":
+    pieces: CsvPieces, rejects: pl.DataFrame, redone: pl.DataFrame | None,
+) -> pl.DataFrame:
     """The rejected rows' text as read (for the rejects file): from the rows read again, and
     the duplicate claim ids (found on the whole file) read again now."""
-    import polars as pl
-
     empty = pl.DataFrame(schema={ROW: pl.Int64, **_schema(pieces, text_only=True)})
     if not rejects.height:
         return empty

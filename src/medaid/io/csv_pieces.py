@@ -7,17 +7,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import polars as pl
+
+from .columns import ROW
 from .csv_readers import find_csv_header
 from .encodings import HEAD_BYTES, sniff_encoding
 from .headers import canonical_names
 from .raw import file_format
-from .validation import ROW
-
-if TYPE_CHECKING:
-    import polars as pl
-
 
 CHUNK_BYTES = 8 << 20
 
@@ -45,7 +42,7 @@ class CsvPieces:
         self.blank_lines = 0
         self.spans: list[tuple[int, int, int, int]] = []  # start, end, first line, lines
 
-    def __iter__(self) -> Iterator["pl.DataFrame"]:
+    def __iter__(self) -> Iterator[pl.DataFrame]:
         with open(self.path, "rb") as f:
             f.seek(self.header_end)
             pos, line = self.header_end, self.header_line + 1
@@ -63,9 +60,7 @@ class CsvPieces:
                 pos += len(buf)
                 line += n
 
-    def _frame(self, buf: bytes, line: int, lines: int, check: bool) -> "pl.DataFrame":
-        import polars as pl
-
+    def _frame(self, buf: bytes, line: int, lines: int, check: bool) -> pl.DataFrame:
         width = len(self.names)
         quotes = buf.count(b'"')
         if check and quotes % 2:
@@ -97,10 +92,8 @@ class CsvPieces:
             raise NotChunkable
         return frame.filter(~blank) if bool(blank.any()) else frame
 
-    def rows(self, lines: "pl.Series") -> "pl.DataFrame":
+    def rows(self, lines: pl.Series) -> pl.DataFrame:
         """The raw text rows at the given line numbers (from pieces already read)."""
-        import polars as pl
-
         out = []
         want = set(lines.to_list())
         with open(self.path, "rb") as f:
@@ -112,13 +105,11 @@ class CsvPieces:
         return pl.concat(out)
 
 
-def _piece_blank_lines(buf: bytes, width: int, height: int) -> "pl.Series | None":
+def _piece_blank_lines(buf: bytes, width: int, height: int) -> pl.Series | None:
     """Which of a piece's ``height`` lines are blank lines (empty: a line of empty fields
     ``,,,`` is a row, as for every reader), or ``None`` unless every other line is one whole
     row: its quoted sections closed on the line (no quote left once they are removed) and
     ``width − 1`` commas outside them."""
-    import polars as pl
-
     try:
         lines = pl.read_csv(buf, has_header=False, separator="\x1f", quote_char=None,
                             new_columns=["line"], infer_schema=False, raise_if_empty=False)

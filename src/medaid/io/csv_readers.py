@@ -9,17 +9,14 @@ import csv
 import io
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import polars as pl
 
 from ..errors import Problem
-from .columns import CLAIM_FIELDS
+from .columns import CLAIM_FIELDS, ROW
 from .encodings import GB18030, HEAD_BYTES, as_utf8, cr_only, sniff_encoding
 from .headers import HEADER_SEARCH_ROWS, pick_header
 from .raw import RawFile, ReadError, frame_from_columns
-from .validation import ROW
-
-if TYPE_CHECKING:
-    import polars as pl
 
 
 def find_csv_header(
@@ -97,8 +94,6 @@ def read_csv_data(
     checked field by field, any other by the careful reader (:func:`_read_csv_careful`).
     Raises :class:`UnicodeError` for bytes that are not UTF-8 (the caller knows the encoding).
     The Spark reader reads each file with it too."""
-    import polars as pl
-
     if isinstance(data, Path):
         with open(data, "rb") as f:
             head = f.read(HEAD_BYTES)
@@ -124,7 +119,7 @@ def read_csv_data(
         names = found[3]
         if frame is not None and frame.width == len(names) and lines == frame.height + 1:
             # one line per row (no newline inside quotes); now check every row has every field
-            blank: "pl.Series | None" = None
+            blank: pl.Series | None = None
             n_blank = 0 if quoted else frame.select(pl.all_horizontal(pl.all().is_null()).sum()).item()
             if quoted or n_blank:
                 # an empty line and a line of empty fields (",,,") both read as nulls: tell them
@@ -144,12 +139,10 @@ def read_csv_data(
     return _read_csv_careful(text, source, name_of, mapping)
 
 
-def _quoted_blank_lines(data: bytes | Path, width: int, height: int) -> "pl.Series | None":
+def _quoted_blank_lines(data: bytes | Path, width: int, height: int) -> pl.Series | None:
     """For a CSV with one line per row: which rows are blank lines, or ``None`` when some
     line does not hold exactly ``width`` fields (then the careful reader locates it).  Fields are
     counted by removing quoted sections and counting commas, vectorised."""
-    import polars as pl
-
     try:
         lines = pl.read_csv(data, has_header=False, separator="\x1f", quote_char=None,
                             new_columns=["line"], infer_schema=False, raise_if_empty=False)

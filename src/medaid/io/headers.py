@@ -9,9 +9,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import Problem
-from .columns import HEADER_ALIASES, REQUIRED_FIELDS, RESULT_FIELDS, alias_field, normalise_header
+from .columns import HEADER_ALIASES, REQUIRED_FIELDS, RESULT_FIELDS, ROW, alias_field, normalise_header
 from .raw import ReadError
-from .validation import ROW
 
 #: Column names the batch adds; input columns so named are renamed ``NAME_input``.
 _RESERVED = frozenset(RESULT_FIELDS) | {ROW, "old_relief", "new_relief", "adjustment", "status"}

@@ -4,13 +4,12 @@ the formats by extension (:func:`file_format`) and the text frame built from col
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
+
+import polars as pl
 
 from ..errors import MedaidError, Problem
-from .validation import ROW
-
-if TYPE_CHECKING:
-    import polars as pl
+from .columns import ROW
 
 #: File formats by extension.
 FORMATS: dict[str, str] = {
@@ -48,7 +47,7 @@ class RawFile(NamedTuple):
         blank_lines: blank lines (empty sheet rows between rows) skipped: they are not rows.
     """
 
-    frame: "pl.DataFrame"
+    frame: pl.DataFrame
     problems: list[Problem]
     header_line: int = 1
     blank_lines: int = 0
@@ -61,10 +60,8 @@ class RawFile(NamedTuple):
 
 def frame_from_columns(
     names: list[str], cols: list[list[Any]], rows: list[int],
-) -> "pl.DataFrame":
+) -> pl.DataFrame:
     """The text frame of a reader: ``row`` (``Int64``) and one ``String`` column per name."""
-    import polars as pl
-
     data: dict[str, Any] = {ROW: pl.Series(ROW, rows, dtype=pl.Int64)}
     for n, c in zip(names, cols):
         data[n] = pl.Series(n, c, dtype=pl.String)

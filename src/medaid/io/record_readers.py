@@ -1,23 +1,23 @@
 """Claim files of records: JSON Lines (UTF-8, as JSON requires; numbers kept as the text
 written, never a float) and Parquet (typed columns turned into text as a claim file would hold
 them, :func:`text_columns`).  An ID held as a number goes through
-:func:`medaid.io.validation.number_as_id` (JSON) or :func:`numeric_id_problems` (Parquet)."""
+:func:`medaid.io.ids.number_as_id` (JSON) or :func:`numeric_id_problems` (Parquet)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import polars as pl
 
 from ..errors import Problem
-from .columns import ID_FIELDS
+from .columns import ID_FIELDS, ROW
+from .ids import id_number_problem, number_as_id
 from .raw import RawFile, ReadError, frame_from_columns
+from .rejects import as_rejects, empty_rejects
 from .sheet_readers import cell_text
-from .validation import ROW, as_rejects, empty_rejects, id_number_problem, number_as_id
-
-if TYPE_CHECKING:
-    import polars as pl
 
 
 class _JsonNumber(str):
@@ -43,7 +43,7 @@ def read_jsonl(
 ) -> RawFile:
     """JSON Lines (UTF-8, as JSON requires); numbers are kept as the text written in the file
     (never a float); an ID written as a number goes through
-    :func:`medaid.io.validation.number_as_id`; blank lines are counted, not rows."""
+    :func:`medaid.io.ids.number_as_id`; blank lines are counted, not rows."""
     try:
         records, rows, problems, keys, blank = _jsonl_records(path, source)
     except UnicodeDecodeError:
@@ -83,7 +83,7 @@ def read_jsonl(
 
 def _json_ids(rec: dict[str, Any], ids: list[tuple[str, str]], source: str, line: int) -> Problem | None:
     """ID values of a JSON Lines record written as numbers: their exact digits put in ``rec``
-    (:func:`medaid.io.validation.number_as_id`), or the problem refusing the record."""
+    (:func:`medaid.io.ids.number_as_id`), or the problem refusing the record."""
     for key, field in ids:
         v = rec.get(key)
         if isinstance(v, _JsonNumber):
@@ -127,9 +127,7 @@ def _jsonl_records(
 
 def read_parquet(
     path: Path, source: str, name_of: Callable[[list[str]], list[str]],
-) -> tuple["pl.DataFrame", list[Problem]]:
-    import polars as pl
-
+) -> tuple[pl.DataFrame, list[Problem]]:
     try:
         frame = pl.read_parquet(path)
     except Exception as e:  # noqa: BLE001 - any failure of the reader is a refused file
@@ -146,13 +144,11 @@ def read_parquet(
                  for r, f, m in bad.select(ROW, "field", "message").iter_rows()]
 
 
-def numeric_id_problems(frame: "pl.DataFrame", names: list[str], first: int) -> "pl.DataFrame":
+def numeric_id_problems(frame: pl.DataFrame, names: list[str], first: int) -> pl.DataFrame:
     """Rows of a typed frame (Parquet) whose ID column holds a number that cannot be an exact
-    ID (:func:`medaid.io.validation.id_number_problem`), as a rejects frame (``row`` counted from
+    ID (:func:`medaid.io.ids.id_number_problem`), as a rejects frame (``row`` counted from
     ``first``; one record per row, the first such ID).  ``names`` are the columns' field names.
     Local and Spark readers both use it."""
-    import polars as pl
-
     checks = [id_number_problem(pl.col(c), t).alias(n)
               for c, n, t in zip(frame.columns, names, frame.dtypes)
               if n in ID_FIELDS and t.is_numeric()]
@@ -169,13 +165,11 @@ def numeric_id_problems(frame: "pl.DataFrame", names: list[str], first: int) -> 
         pl.coalesce([pl.col(n) for n in ids]).alias("message")))
 
 
-def text_columns(frame: "pl.DataFrame") -> "pl.DataFrame":
+def text_columns(frame: pl.DataFrame) -> pl.DataFrame:
     """Every column of a typed frame (Parquet) as text, as a claim file would hold it: dates
     ISO, date-times without a zero time, floats through :func:`medaid.io.sheet_readers.cell_text` (``repr()``: the one
     float boundary, as for XLSX, so ``1234.567`` is then refused, never rounded), the rest by
     polars' own cast.  The local reader and the Spark reader both use it."""
-    import polars as pl
-
     exprs = []
     for name, dtype in frame.schema.items():
         e = pl.col(name)

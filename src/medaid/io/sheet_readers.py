@@ -13,8 +13,8 @@ from typing import Any
 from ..errors import Problem
 from .columns import ID_FIELDS
 from .headers import HEADER_SEARCH_ROWS, pick_header
+from .ids import number_as_id
 from .raw import RawFile, ReadError, frame_from_columns
-from .validation import number_as_id
 
 
 def cell_text(v: Any) -> str | None:
@@ -39,7 +39,7 @@ def cell_text(v: Any) -> str | None:
 def _numeric_ids(cells: Any, values: list[str | None], ids: list[tuple[int, str]], source: str,
                  line: int) -> Problem | None:
     """ID cells of an XLSX row that hold numbers: their exact digits put in ``values``
-    (:func:`medaid.io.validation.number_as_id`), or the problem refusing the row."""
+    (:func:`medaid.io.ids.number_as_id`), or the problem refusing the row."""
     for j, field in ids:
         v = cells[j].value if j < len(cells) else None
         if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -56,8 +56,8 @@ def read_xlsx(
 ) -> RawFile:
     """The first sheet (or ``sheet``) of an XLSX workbook as text: the header found among its
     first rows, cells as text (:func:`cell_text`), IDs held as numbers by
-    :func:`medaid.io.validation.number_as_id`, empty sheet rows counted, not rows."""
-    import openpyxl
+    :func:`medaid.io.ids.number_as_id`, empty sheet rows counted, not rows."""
+    import openpyxl  # type: ignore[import-untyped]
 
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
