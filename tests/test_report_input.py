@@ -5,14 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-import types
 from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+import medaid.ledger.export
 from medaid.io.results import ResultsError, load_results
+from medaid.report import load_results as report_load_results
 
 HEADER = "claim_id,person_id,date,self_pay,kind,hospital,total_cost,major_disease,relief,patient_pays,capped_by,bracket\n"
 
@@ -179,10 +180,10 @@ def test_the_ledger_hook_reads_results_rows(tmp_path, monkeypatch):
                    "relief": 2_330_000, "patient_pays": 670_000, "capped_by": None, "bracket": 2,
                    "major_disease": "是"}
 
-    monkeypatch.setitem(sys.modules, "medaid.ledger.ledger", types.SimpleNamespace(Ledger=Ledger))
+    monkeypatch.setattr(medaid.ledger.export, "Ledger", Ledger)
     path = tmp_path / "desk.db"
     path.write_bytes(b"")
-    df = load_results(path)
+    df = report_load_results(path)
     assert calls == [path, None]
     assert df.row(0, named=True) == {
         "claim_id": "C1", "person_id": "P1", "date": dt.date(2024, 5, 3), "self_pay": 3_000_000,
@@ -238,11 +239,13 @@ def test_ledger_rows_with_float_money_are_refused(tmp_path, monkeypatch):
             yield {"claim_id": "C1", "person_id": "P1", "date": "2024-05-03", "relief": 0}
             yield {"claim_id": "C2", "person_id": "P1", "date": "2024-05-04", "relief": 12.5}
 
-    monkeypatch.setitem(sys.modules, "medaid.ledger.ledger", types.SimpleNamespace(Ledger=Ledger))
+    monkeypatch.setattr(medaid.ledger.export, "Ledger", Ledger)
     path = tmp_path / "desk.sqlite3"
     path.write_bytes(b"")
     with pytest.raises(ResultsError, match=r"desk\.sqlite3:2: relief: money must be int fen"):
-        load_results(path)
+        report_load_results(path)
+    with pytest.raises(ResultsError, match=r"desk\.sqlite3: is a ledger, not a results file"):
+        load_results(path)  # io reads files only; the ledger is above it
 
 
 def test_spreadsheet_style_money_text_in_bulk(tmp_path):

@@ -1,4 +1,4 @@
-"""Reading results files (and, through a hook, the ledger): the one reader of what medaid wrote.
+"""Reading results files: the one reader of what medaid wrote.
 
 ``medaid report`` (:func:`load_results`) and ``medaid recalc --previous``
 (:func:`read_results`) read results files here, so that both accept the same files: the same
@@ -30,9 +30,10 @@ Every bad value is reported with the file, the line (as the user sees it: the he
 and the field; never with the amount itself.  Headers may be English or the Chinese aliases of
 :data:`medaid.io.columns.HEADER_ALIASES`.
 
-:func:`load_ledger_results` is the hook for the ledger (a path ending in one of
-:data:`LEDGER_SUFFIXES`): the ledger's rows become the same frame
-(:func:`medaid.io.results_frame.frame_from_rows`).
+A ledger (a path ending in one of :data:`LEDGER_SUFFIXES`) is not read here: the ledger sits
+above this package and gives its rows to the same frame builder itself
+(:func:`medaid.ledger.export.load_ledger_results`); :func:`medaid.report.load_results` takes
+either.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ __all__ = [
     "ADJUSTMENT_FIELDS", "FALSE_WORDS", "KNOWN_FIELDS", "LEDGER_SUFFIXES", "MONEY_FIELDS",
     "PER_CLAIM_MONEY", "REQUIRED_RESULT_FIELDS", "SIGNED_MONEY_FIELDS", "TRUE_WORDS",
     "ResultsError", "canonical_header", "frame_from_rows", "is_ledger_path",
-    "load_ledger_results", "load_results", "normalise", "read_results", "results_dtypes",
+    "load_results", "normalise", "read_results", "results_dtypes",
 ]
 
 #: File suffixes read as a ledger rather than a results file.
@@ -99,11 +100,13 @@ def load_results(
     ``others=True`` keeps the columns that name no known field too (as read; text for CSV).
     Raises :class:`ResultsError` naming the file, line and field of each bad value (at most
     20), or naming the missing columns when the file is not batch results.  A ledger path is
-    read through :func:`load_ledger_results`.
+    refused: the ledger is above this package; :func:`medaid.report.load_results` reads both.
     """
     p = Path(path)
     if is_ledger_path(p):
-        return load_ledger_results(p)
+        raise ResultsError(Problem(
+            "is a ledger, not a results file: read it with `medaid report --ledger` "
+            "(medaid.report.load_results)", source=str(p)))
     if not p.is_file():
         raise ResultsError(Problem("no such results file", source=str(p)))
     required = tuple(required)
@@ -127,23 +130,6 @@ def load_results(
         raise ResultsError(e.problems) from None
     return normalise(raw, source=str(p), first_line=first_line, required=required,
                      neutralised=neutralised)
-
-
-def load_ledger_results(path: str | Path, year: int | None = None) -> pl.DataFrame:
-    """Read a ledger's settlements as a results frame, through ``Ledger(path).results_rows``.
-
-    The rows are dicts with the results columns, money in fen (``int``) and ``date`` as a date
-    or ISO text (:func:`medaid.io.results_frame.frame_from_rows`).  This hook is the one place
-    :mod:`medaid.io` reaches up to :mod:`medaid.ledger`, at call time: ``load_results`` on a
-    ledger path (and ``medaid.report.load_results``, the same function) reads through it.
-    """
-    from ..ledger.ledger import Ledger
-
-    p = Path(path)
-    if not p.is_file():
-        raise ResultsError(Problem("no such ledger", source=str(p)))
-    rows = Ledger(p).results_rows(year) if year is not None else Ledger(p).results_rows()
-    return frame_from_rows(rows, source=str(p))
 
 
 def read_results(path: str | Path, *, required: Iterable[str] = ()) -> pl.DataFrame:

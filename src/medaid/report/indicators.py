@@ -22,12 +22,16 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from ..io.results import load_ledger_results, load_results  # re-exported
+from ..io.results import LEDGER_SUFFIXES, load_results as load_results_file
+from ..ledger.export import load_ledger_results  # re-exported
 from ..money import format_yuan, round_ratio
 from .labels import label, value_label
 from .totals import polars_measure as measure
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable
+    from pathlib import Path
+
     import polars as pl
 
 Unit = Literal["count", "fen", "percent", "fen_avg", "text"]
@@ -500,6 +504,16 @@ def figure_label(f: Figure, lang: str = "en") -> str:
     if f.qualifier is None:
         return base
     return f"{base} — {value_label('kind', f.qualifier, lang)}"
+
+
+def load_results(path: str | Path, fields: Iterable[str] | None = None) -> pl.DataFrame:
+    """What the report reads: a ledger (a path ending in ``.sqlite3``, ``.sqlite`` or ``.db``:
+    its settlements not reversed, :func:`medaid.ledger.export.load_ledger_results`) or a
+    results file of any format (:func:`medaid.io.results.load_results`, limited to ``fields``
+    when given), as the one results frame."""
+    if str(path).lower().endswith(LEDGER_SUFFIXES):
+        return load_ledger_results(path)
+    return load_results_file(path, fields)
 
 
 def build(
