@@ -2,7 +2,7 @@
 
 Rules implemented (docs/calculation.md via :func:`medaid.batch.columnar.settle_frame`;
 README.md#reliability;
-issue #4):
+docs/batch.md):
 
 * Every row read is settled, rejected with its line and reason, or a totals row (合计, 小计,
   Total ...: not a claim; its amounts are checked against the claims above it, a mismatch is
