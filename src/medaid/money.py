@@ -8,15 +8,22 @@ refused.  No ``float`` ever touches an amount: parsing is by regular expression 
 integer arithmetic; rounding is integer division.
 
 Rounding (docs/calculation.md#rounding): :func:`round_ratio` rounds an exact non-negative value
-given
-as ``numerator / denominator`` fen to a unit (fen, jiao, yuan) with a method (half-up 四舍五入,
-half-even, down).  It is the only rounding function of the money path.
+given as ``numerator / denominator`` fen to a unit (fen, jiao, yuan) with a method (half-up
+四舍五入, half-even, down), by the constants of :func:`rounding_step`: the only rounding of the
+money path (the report's percentages and averages included).
 
-Maximum (issue #11): one amount (a claim's self-pay or total cost, a rule's cap, gate, bracket
-bound or example, a desk option) is at most :data:`MAX_FEN` = 9,999,999.99 yuan (just under ten
-million yuan, 一千万元).  Larger amounts are refused where they are read, naming the field.  The
-bound is chosen so that no sum medaid forms can leave 64-bit integers of fen: a batch holds fewer
-than 2^32 claims (:func:`medaid.batch.columnar.settle_frame` refuses more), and
+Text (docs/calculation.md#money): :func:`format_yuan` writes fen as yuan with two decimals (with
+or without thousands separators), :func:`format_exact_yuan` / :func:`exact_yuan_text` an exact
+amount that holds fractions of a fen (a bracket's share), :func:`format_percent` an exact ratio
+as a percentage, :func:`format_rate` a rule's rate; :func:`format_fixed` is the integer arithmetic
+under them.
+
+Maximum (docs/calculation.md#money): one amount (a claim's self-pay or total cost, a rule's
+cap, gate, bracket bound or example, a desk option) is at most :data:`MAX_FEN` =
+9,999,999.99 yuan (just under ten million yuan, 一千万元).  Larger amounts are refused where they
+are read, naming the field.  The bound is chosen so that no sum medaid forms can leave 64-bit
+integers of fen: a batch holds fewer than 2^32 claims
+(:func:`medaid.batch.columnar.settle_frame` refuses more), and
 2^32 × (10^9 − 1) fen < 4.3 × 10^18 < 2^63 − 1 ≈ 9.2 × 10^18, so totals, a person's year-to-date
 and every sum of a report are exact in ``Int64``.
 """
@@ -26,7 +33,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from decimal import Decimal
-from typing import Final, Literal, NamedTuple
+from typing import Final, Literal, NamedTuple, get_args
 
 from .errors import MoneyError, Problem
 
@@ -37,11 +44,12 @@ MAX_FEN: Final = 10**9 - 1
 #: Digits of the integer part (yuan) of :data:`MAX_FEN`.
 MAX_YUAN_DIGITS: Final = len(str(MAX_FEN // FEN_PER_YUAN))
 
-#: Rounding units and their size in fen.
-UNITS: Final[dict[str, int]] = {"fen": 1, "jiao": 10, "yuan": 100}
+#: A rule set's rounding unit (docs/calculation.md#rounding) and its size in fen (:data:`UNITS`).
 RoundingUnit = Literal["fen", "jiao", "yuan"]
+UNITS: Final[dict[RoundingUnit, int]] = {"fen": 1, "jiao": 10, "yuan": 100}
+#: A rule set's rounding method: half-up (四舍五入), half-even or down (truncate).
 RoundingMethod = Literal["half-up", "half-even", "down"]
-METHODS: Final = ("half-up", "half-even", "down")
+METHODS: Final[tuple[RoundingMethod, ...]] = get_args(RoundingMethod)
 
 # ASCII digits only (after NFKC): other scripts' digits are refused on purpose.
 _PLAIN = re.compile(r"(?P<int>[0-9]+)(?:\.(?P<frac>[0-9]*))?")
@@ -102,14 +110,16 @@ def parse_yuan(text: str | int | Decimal, *, field: str = "amount", limit: int =
             raise MoneyError(_problem(field, too_large(limit)))
         if exp < -2:
             raise MoneyError(_problem(field, "has more than two decimals"))
-        fen = int(kept) * 10 ** (exp + 2)
+        scale: int = 10 ** (exp + 2)  # exp ≥ −2 here: a whole power of ten
+        fen = int(kept) * scale
         if fen > limit:
             raise MoneyError(_problem(field, too_large(limit)))
         return fen
     if not isinstance(text, str):
         raise MoneyError(_problem(field, f"must be text, got {type(text).__name__}"))
     if not ascii_or_full_width(text):
-        raise MoneyError(_problem(field, f"is not an amount in yuan: {describe_character(text.strip())}; {_NOT_AN_AMOUNT}"))
+        raise MoneyError(_problem(
+            field, f"is not an amount in yuan: {describe_character(text.strip())}; {_NOT_AN_AMOUNT}"))
     s = unicodedata.normalize("NFKC", text).strip()
     if not s:
         raise MoneyError(_problem(field, "is empty"))
@@ -150,12 +160,49 @@ def _problem(field: str, message: str) -> Problem:
     return Problem(message, field=field)
 
 
+def format_fixed(value: int, places: int = 2, *, thousands: bool = True) -> str:
+    """``value × 10^−places`` as decimal text with exactly ``places`` decimals (none: no point),
+    exact: ``(2330000, 2)`` → ``"23,300.00"``, ``(859, 2, thousands=False)`` → ``"8.59"``."""
+    sign = "-" if value < 0 else ""
+    whole, frac = divmod(abs(value), 10**places)
+    text = f"{whole:,}" if thousands else str(whole)
+    return f"{sign}{text}.{frac:0{places}d}" if places else sign + text
+
+
 def format_yuan(fen: int, *, thousands: bool = True) -> str:
-    """Format fen as yuan with two decimals: ``2330000`` → ``"23,300.00"``."""
-    sign = "-" if fen < 0 else ""
-    yuan, cents = divmod(abs(fen), FEN_PER_YUAN)
-    whole = f"{yuan:,}" if thousands else str(yuan)
-    return f"{sign}{whole}.{cents:02d}"
+    """Format fen as yuan with two decimals: ``2330000`` → ``"23,300.00"`` (``"23300.00"``
+    without thousands separators, as results files and JSON carry amounts)."""
+    return format_fixed(fen, 2, thousands=thousands)
+
+
+def format_exact_yuan(fen: Decimal) -> str:
+    """An exact amount of fen that may hold fractions of a fen (a bracket's share ``rate ×
+    base``) as yuan, as explanations show it: thousands separators, two decimals and more only
+    where it has them: ``Decimal('199381.95')`` → ``"1,993.8195"``."""
+    whole = int(fen)
+    if fen == whole:
+        return format_yuan(whole)
+    return format_yuan(whole) + format(fen.normalize(), "f").split(".")[1]
+
+
+def exact_yuan_text(fen: Decimal) -> str:
+    """The same amount as JSON carries it: yuan with four decimals, no separators
+    (``"1993.8195"``; the decimal context rounds what lies beyond them)."""
+    return str((fen / FEN_PER_YUAN).quantize(Decimal("0.0001")))
+
+
+def format_percent(numerator: int, denominator: int) -> str:
+    """The exact ratio ``numerator / denominator`` (both ≥ 0) as a percentage with two
+    decimals, rounded half-up by :func:`round_ratio`, without the sign: ``(859, 10000)`` →
+    ``"8.59"``."""
+    hundredths = round_ratio(numerator * 10_000, denominator)  # of a percent
+    return format_fixed(hundredths, 2, thousands=False)
+
+
+def format_rate(rate: Decimal) -> str:
+    """An exact rate (docs/calculation.md#rates) as a percentage with the digits it has:
+    ``Decimal("0.875")`` → ``"87.5%"``."""
+    return format((rate * 100).normalize(), "f") + "%"
 
 
 def fen_to_decimal(fen: int) -> Decimal:
@@ -192,7 +239,7 @@ class RoundingStep(NamedTuple):
         return q * self.unit
 
 
-def rounding_step(denominator: int, unit: int = 1, method: str = "half-up") -> RoundingStep:
+def rounding_step(denominator: int, unit: int = 1, method: RoundingMethod = "half-up") -> RoundingStep:
     """The constants of ``R`` for values ``v / denominator`` fen: ``unit`` fen, ``method``
     half-up (四舍五入: a half goes up), half-even (a half goes to the even multiple) or down
     (truncate) (docs/calculation.md#rounding)."""
@@ -206,7 +253,9 @@ def rounding_step(denominator: int, unit: int = 1, method: str = "half-up") -> R
     return RoundingStep(step, unit, step // 2, method == "half-even" and step % 2 == 0)
 
 
-def round_ratio(numerator: int, denominator: int, unit: int = 1, method: str = "half-up") -> int:
+def round_ratio(
+    numerator: int, denominator: int, unit: int = 1, method: RoundingMethod = "half-up"
+) -> int:
     """Round the exact value ``numerator / denominator`` fen to a multiple of ``unit`` fen.
 
     This is the rule set's ``R(v)`` (docs/calculation.md#rounding), by the constants of

@@ -2,8 +2,9 @@
 
 Commands live in three modules, each registering its own when one of its commands is first
 needed (:data:`COMMAND_MODULES`): :mod:`medaid.cli.desk` (settle, quote, reverse, history,
-rules, ledger), :mod:`medaid.cli.batch` (batch, recalc) and :mod:`medaid.cli.report` (report).  Heavy libraries (polars, openpyxl) are imported inside the
-commands that use them, so ``medaid --help`` and ``medaid settle`` start fast.
+rules, ledger), :mod:`medaid.cli.batch` (batch, recalc) and :mod:`medaid.cli.report` (report).
+Heavy libraries (polars, openpyxl) are imported inside the commands that use them, so
+``medaid --help`` and ``medaid settle`` start fast.
 
 Exit codes: 0 success; 1 the input or rules were refused (messages on stderr name the file,
 line and field); 2 usage errors (click's own).
@@ -20,11 +21,15 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from ..errors import MedaidError, Problem, visible, visible_json
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..domain.rules import RuleBook
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,6 +111,7 @@ def error_json(e: click.ClickException) -> dict[str, object]:
     cannot be written); ``exit_code``; ``message`` (the text the terminal would show);
     ``problems``: each with ``file``, ``line``, ``field`` (a field, or the option) and
     ``message``."""
+    problems: list[dict[str, object]]
     if isinstance(e, click.UsageError):
         field = None
         if isinstance(e, click.BadParameter):
@@ -176,17 +182,20 @@ class _Shown(click.ClickException):
 
     def __init__(self, error: click.ClickException, as_json: bool) -> None:
         super().__init__(error.message)
-        self.error, self.as_json, self.exit_code = error, as_json, error.exit_code
+        self.error, self.as_json = error, as_json
+        # click declares exit_code a class variable; click's main() exits with the instance's
+        self.exit_code = error.exit_code  # type: ignore[misc]
 
     def show(self, file: object = None) -> None:
         if self.as_json:
             click.echo(json_text(error_json(self.error)))
             return
-        self.error.message = visible(self.error.message)
+        # click declares message Final; it is the text show() prints, made visible just before
+        self.error.message = visible(self.error.message)  # type: ignore[misc]
         self.error.show()
 
 
-def load_book(rules_path: str, scheme: str | None):  # type: ignore[no-untyped-def]
+def load_book(rules_path: str, scheme: str | None) -> RuleBook:
     """Load rules for a command, turning rule errors into a clean CLI failure."""
     from ..domain.rules import load_rules
 
@@ -240,8 +249,6 @@ class _Commands(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
-            from importlib import import_module
-
             import_module(f".{COMMAND_MODULES[cmd_name]}", __package__).register(self)
         return self.commands.get(cmd_name)
 

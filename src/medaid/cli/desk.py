@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import MedaidError
-from .app import fail, json_option, lang_option, load_book, rules_option
+from ..errors import ClaimError, MedaidError, RuleError
+from ..money import format_rate
+from .app import default_rules_path, echo, fail, json_option, json_text, lang_option, load_book, rules_option
 from .options import amount, claim_options, ident, ledger_option, path_argument, text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,7 +64,6 @@ def _placed(claim: "Claim", book: "RuleBook") -> "Placement":
     """Place the claim; a date no version covers, or a group/kind no plan matches, is a usage
     error naming the option."""
     from ..domain.engine import place
-    from ..errors import ClaimError, RuleError
 
     try:
         return place(claim, book)
@@ -75,7 +75,7 @@ def _placed(claim: "Claim", book: "RuleBook") -> "Placement":
         raise click.BadParameter(p.message, param_hint=hint) from None
 
 
-def _as_codes(claim: "Claim", at: Any) -> "Claim":
+def _as_codes(claim: "Claim", at: "Placement") -> "Claim":
     """The claim with its group and kind as the codes of the version it settles under
     (``--group 特困人员`` is recorded as ``key``), as the batch writes them."""
     group, kind = at.rule_set.codes(claim.group, claim.kind)
@@ -93,7 +93,6 @@ def _open_ledger(path: str, *, create: bool) -> "Ledger":
 
 def _load_rules(path: str | None) -> "RuleBook":
     from ..domain.rules import load_rules
-    from .app import default_rules_path
 
     with _refused():
         return load_rules(path or default_rules_path())
@@ -103,16 +102,8 @@ def _load_rules(path: str | None) -> "RuleBook":
 # printing
 
 
-def echo(text: object = "", *, err: bool = False) -> None:
-    """Print text that may hold data (ids, names, rule titles): see :func:`medaid.cli.app.echo`."""
-    from .app import echo as shown
-
-    shown(text, err=err)
-
-
 def _dump(obj: Any) -> None:
-    from .app import json_text
-
+    """Print ``obj`` as JSON (:func:`medaid.cli.app.json_text`)."""
     click.echo(json_text(obj))
 
 
@@ -216,7 +207,7 @@ def _show_rules_check(book: "RuleBook", lang: str) -> None:
 
 
 def _show_rules(book: "RuleBook", lang: str) -> None:
-    from ..report.explain import LABELS, percent, table, yuan
+    from ..report.explain import LABELS, table, yuan
 
     L = LABELS[lang]
     for rs in book.rule_sets:
@@ -245,7 +236,7 @@ def _show_rules(book: "RuleBook", lang: str) -> None:
                 [L["basis"], p.basis or L["none"]],
             ]))
             echo(table(
-                [[yuan(b.lower), "" if b.upper is None else yuan(b.upper), percent(b.rate)] for b in p.brackets],
+                [[yuan(b.lower), "" if b.upper is None else yuan(b.upper), format_rate(b.rate)] for b in p.brackets],
                 [L["from"], L["to"], L["rate"]], ("right", "right", "right")))
         echo("")
 

@@ -2,7 +2,8 @@
 decorators: amounts in yuan (→ fen, :func:`medaid.money.parse_yuan`), dates, non-empty text,
 ids (tidied, :func:`medaid.domain.claims.tidy_id`), the claim's options shared by ``settle`` and
 ``quote``, ``--ledger`` and the rule-file ``PATH`` argument.  A bad value is a usage error
-naming the option (exit code 2).  Only click is imported at start-up."""
+naming the option (exit code 2).  Only click and medaid's light modules are imported at start-up;
+the claim model (pydantic) when an id is read."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from typing import Any
 
 import click
 
+from ..errors import MoneyError
+from ..money import parse_yuan
+from .app import ENV_LEDGER
+
 #: Where the ledger is when neither ``--ledger`` nor ``$MEDAID_LEDGER`` says.
 DEFAULT_LEDGER = "medaid-ledger.sqlite3"
 
@@ -20,9 +25,6 @@ def amount(ctx: click.Context, param: click.Parameter, value: str | None) -> int
     """An amount option in yuan → fen, through :func:`medaid.money.parse_yuan`."""
     if value is None:
         return None
-    from ..errors import MoneyError
-    from ..money import parse_yuan
-
     try:
         return parse_yuan(value, field=param.name or "amount")
     except MoneyError as e:
@@ -85,8 +87,6 @@ def claim_options(f: Any) -> Any:
 
 def ledger_path() -> str:
     """``$MEDAID_LEDGER``, else :data:`DEFAULT_LEDGER` in the working folder."""
-    from .app import ENV_LEDGER
-
     return os.environ.get(ENV_LEDGER) or DEFAULT_LEDGER
 
 

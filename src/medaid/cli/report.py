@@ -1,8 +1,10 @@
-"""CLI commands (report); registered on the main group by :func:`register`.
+"""CLI command ``medaid report``; added to the main group by :func:`register`.
 
 ``medaid report RESULTS`` reads a batch results file (CSV, JSONL, Parquet, XLSX) or a ledger
 and prints the year's indicators as tables, or JSON with ``--json``; ``--html FILE`` also writes
-a self-contained page with charts.  polars is imported only when the command runs.
+a self-contained page with charts (docs/report.md).  Thin over :mod:`medaid.report`: the command
+imports the report modules (and with them polars) when it runs, since ``medaid --help`` loads
+this module to show the command's summary.
 """
 
 from __future__ import annotations
@@ -12,87 +14,84 @@ import os
 import click
 
 from ..errors import MedaidError, visible_json
+from ..money import parse_yuan
+from ..report import BY_CHOICES
+from .app import ENV_LEDGER, echo, fail, json_option, lang_option
 
-BY_CHOICES = ("month", "plan", "hospital", "group", "kind")
+
+@click.command("report")
+@click.argument("results", required=False, metavar="RESULTS", type=click.Path(dir_okay=False))
+@click.option("--ledger", "ledger_path", default=None, metavar="PATH", type=click.Path(dir_okay=False),
+              help=f"Report on a desk ledger instead of a results file (or set ${ENV_LEDGER}).")
+@click.option("--budget", default=None, metavar="YUAN",
+              help="The year's fund in yuan, for the fund-used percentage (e.g. 8500000).")
+@click.option("--year", type=int, default=None, metavar="Y",
+              help="Only this benefit year (default: every year in the results).")
+@click.option("--by", type=click.Choice(BY_CHOICES), default="month", show_default=True,
+              help="Breakdown table.")
+@click.option("--html", "html_path", default=None, metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also write a self-contained HTML page with charts to FILE.")
+@lang_option
+@json_option
+def report(results: str | None, ledger_path: str | None, budget: str | None, year: int | None,
+           by: str, html_path: str | None, lang: str, as_json: bool) -> None:
+    """Year-end indicators from batch results (or a ledger): person-times, persons, relief
+    against the budget, self-pay ratios, major-disease share, caps, brackets, months.
+
+    RESULTS is a results file written by `medaid batch` (.csv, .jsonl, .parquet, .xlsx); a
+    .sqlite3/.db path is read as a ledger.
+
+    \b
+    Examples:
+      medaid report results.csv --budget 8500000
+      medaid report results.parquet --year 2024 --by hospital --html report.html --lang zh
+      medaid report results.csv --json > indicators.json
+    """
+    from ..io.results import is_ledger_path
+
+    if results is None and ledger_path is None:
+        ledger_path = os.environ.get(ENV_LEDGER) or None
+    if results is not None and ledger_path is not None:
+        raise click.UsageError("give either RESULTS or --ledger, not both")
+    if results is None and ledger_path is None:
+        raise click.UsageError(f"give a RESULTS file, or --ledger PATH (or set ${ENV_LEDGER})")
+    use_ledger = ledger_path is not None or is_ledger_path(results or "")
+    path = ledger_path if ledger_path is not None else results
+    assert path is not None
+    try:
+        # a fund, not one claim: any amount of 64-bit fen (money.MAX_FEN bounds single amounts)
+        budget_fen = None if budget is None else parse_yuan(budget, field="--budget", limit=2**63 - 1)
+    except MedaidError as e:
+        raise fail(e) from None
+    if budget_fen == 0:
+        raise click.BadParameter("must be more than 0", param_hint="--budget")
+
+    from ..report.indicators import build
+    from ..report.text import render_json, render_text
+
+    try:
+        rep = build(path, ledger=use_ledger, budget=budget_fen, year=year, by=by)
+        if html_path is not None:
+            from ..report.html import write_html
+
+            write_html(rep, html_path, lang)
+    except MedaidError as e:
+        raise fail(e) from None
+    except OSError as e:
+        raise click.ClickException(f"{e.filename or html_path}: {e.strerror}") from None
+    if as_json:
+        click.echo(visible_json(render_json(rep, lang)), nl=False)
+    else:
+        echo(render_text(rep, lang), nl=False)
+    if html_path is not None:
+        echo(f"wrote {html_path}", err=True)
+
+
+#: The commands this module adds to the ``medaid`` group (see :data:`medaid.cli.app.COMMAND_MODULES`).
+COMMANDS = (report,)
 
 
 def register(group: click.Group) -> None:
-    """Add this module's commands to ``group``."""
-    group.add_command(_report_command())
-
-
-def _report_command() -> click.Command:
-    """Build the ``report`` command.  The shared options come from :mod:`medaid.cli.app`, imported
-    here rather than at module level so that ``python -m medaid.cli`` (which runs cli.py as
-    ``__main__`` and imports it again) does not meet a half-initialised module."""
-    from .app import ENV_LEDGER, echo, fail, json_option, lang_option
-
-    @click.command("report")
-    @click.argument("results", required=False, metavar="RESULTS", type=click.Path(dir_okay=False))
-    @click.option("--ledger", "ledger_path", default=None, metavar="PATH", type=click.Path(dir_okay=False),
-                  help=f"Report on a desk ledger instead of a results file (or set ${ENV_LEDGER}).")
-    @click.option("--budget", default=None, metavar="YUAN",
-                  help="The year's fund in yuan, for the fund-used percentage (e.g. 8500000).")
-    @click.option("--year", type=int, default=None, metavar="Y",
-                  help="Only this benefit year (default: every year in the results).")
-    @click.option("--by", type=click.Choice(BY_CHOICES), default="month", show_default=True,
-                  help="Breakdown table.")
-    @click.option("--html", "html_path", default=None, metavar="FILE", type=click.Path(dir_okay=False),
-                  help="Also write a self-contained HTML page with charts to FILE.")
-    @lang_option
-    @json_option
-    def report_command(results: str | None, ledger_path: str | None, budget: str | None, year: int | None,
-                       by: str, html_path: str | None, lang: str, as_json: bool) -> None:
-        """Year-end indicators from batch results (or a ledger): person-times, persons, relief
-        against the budget, self-pay ratios, major-disease share, caps, brackets, months.
-
-        RESULTS is a results file written by `medaid batch` (.csv, .jsonl, .parquet, .xlsx); a
-        .sqlite3/.db path is read as a ledger.
-
-        \b
-        Examples:
-          medaid report results.csv --budget 8500000
-          medaid report results.parquet --year 2024 --by hospital --html report.html --lang zh
-          medaid report results.csv --json > indicators.json
-        """
-        from ..io.results import is_ledger_path
-        from ..money import parse_yuan
-
-        if results is None and ledger_path is None:
-            ledger_path = os.environ.get(ENV_LEDGER) or None
-        if results is not None and ledger_path is not None:
-            raise click.UsageError("give either RESULTS or --ledger, not both")
-        if results is None and ledger_path is None:
-            raise click.UsageError(f"give a RESULTS file, or --ledger PATH (or set ${ENV_LEDGER})")
-        use_ledger = ledger_path is not None or is_ledger_path(results or "")
-        path = ledger_path if ledger_path is not None else results
-        assert path is not None
-        try:
-            # a fund, not one claim: any amount of 64-bit fen (money.MAX_FEN bounds single amounts)
-            budget_fen = None if budget is None else parse_yuan(budget, field="--budget", limit=2**63 - 1)
-        except MedaidError as e:
-            raise fail(e) from None
-        if budget_fen == 0:
-            raise click.BadParameter("must be more than 0", param_hint="--budget")
-
-        from ..report.indicators import build
-        from ..report.text import render_json, render_text
-
-        try:
-            rep = build(path, ledger=use_ledger, budget=budget_fen, year=year, by=by)
-            if html_path is not None:
-                from ..report.html import write_html
-
-                write_html(rep, html_path, lang)
-        except MedaidError as e:
-            raise fail(e) from None
-        except OSError as e:
-            raise click.ClickException(f"{e.filename or html_path}: {e.strerror}") from None
-        if as_json:
-            click.echo(visible_json(render_json(rep, lang)), nl=False)
-        else:
-            echo(render_text(rep, lang), nl=False)
-        if html_path is not None:
-            echo(f"wrote {html_path}", err=True)
-
-    return report_command
+    """Add the ``report`` command to ``group``."""
+    for command in COMMANDS:
+        group.add_command(command)

@@ -29,9 +29,16 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
-from ..money import UNITS, rounding_step
+from ..money import UNITS, RoundingMethod, RoundingUnit, exact_yuan_text, format_yuan, rounding_step
+
+#: A plan's bracket mode (docs/rules.md *Brackets*): the part of the base in each bracket at its
+#: rate, or the rate of the bracket containing the base on all of it.
+Mode = Literal["marginal", "whole"]
+#: A plan's accumulation (docs/calculation.md#accumulation): brackets per claim, or on the year's
+#: cumulative self-pay.
+Accumulate = Literal["claim", "year"]
 
 #: Which limit made the relief smaller than the bracket relief (``None``: none did, which
 #: includes every claim whose bracket relief is 0).
@@ -57,6 +64,17 @@ class Segment(NamedTuple):
     base: int
     rate: Decimal
     relief: Decimal
+
+    def to_dict(self) -> dict[str, str | None]:
+        """JSON-ready: amounts as yuan text (``from``, ``to``, ``base`` with two decimals, the
+        exact ``relief`` with four), the rate as written."""
+        return {
+            "from": format_yuan(self.lower, thousands=False),
+            "to": None if self.upper is None else format_yuan(self.upper, thousands=False),
+            "base": format_yuan(self.base, thousands=False),
+            "rate": str(self.rate),
+            "relief": exact_yuan_text(self.relief),
+        }
 
 
 class Outcome(NamedTuple):
@@ -129,7 +147,7 @@ class BracketTable:
         lows, intercepts, slopes, brackets, brackets_at_low: one entry per piece.
     """
 
-    mode: str
+    mode: Mode
     gate: int
     scale: int
     lowers: tuple[int, ...]
@@ -142,7 +160,7 @@ class BracketTable:
     @classmethod
     def build(
         cls, lowers: list[int], uppers: list[int | None], rate_nums: list[int], scale: int,
-        mode: str = "marginal", gate: int | None = None,
+        mode: Mode = "marginal", gate: int | None = None,
     ) -> BracketTable:
         """The table of brackets ``[lowers_i, uppers_i)`` at rates ``rate_nums_i / scale``."""
         marginal = mode == "marginal"
@@ -170,10 +188,6 @@ class BracketTable:
             tuple(reached(lo + 1) for lo in lows), tuple(reached(lo) for lo in lows),
         )
 
-    def piece(self, x: int) -> int:
-        """The index of the piece containing the base ``x`` (fen)."""
-        return bisect_right(self.lows, x) - 1
-
     def scaled_value(self, x: int) -> int:
         """``f(x) × scale``, an exact integer, with the gate applied (x in fen)."""
         if x < self.gate:
@@ -199,7 +213,7 @@ class Schedule:
 
     __slots__ = (
         "lowers", "uppers", "rates", "rate_nums", "scale", "mode", "gate", "accumulate",
-        "annual_cap", "claim_cap", "unit", "method", "table", "rounding", "relieve_raw", "_r_of_f",
+        "annual_cap", "claim_cap", "unit", "method", "table", "rounding", "relieve_raw",
     )
 
     def __init__(
@@ -208,13 +222,13 @@ class Schedule:
         lowers: list[int],
         uppers: list[int | None],
         rates: list[Decimal],
-        mode: str = "marginal",
+        mode: Mode = "marginal",
         gate: int | None = None,
-        accumulate: str = "claim",
+        accumulate: Accumulate = "claim",
         annual_cap: int | None = None,
         claim_cap: int | None = None,
-        unit: str = "fen",
-        method: str = "half-up",
+        unit: RoundingUnit = "fen",
+        method: RoundingMethod = "half-up",
     ) -> None:
         self.lowers = tuple(lowers)
         self.uppers = tuple(uppers)
@@ -235,7 +249,7 @@ class Schedule:
         #: :meth:`relieve` as a plain tuple ``(relief, inc, capped_by, base_from, base_to)``:
         #: the compiled closure itself (the engine's hot path calls it directly)
         self.relieve_raw: Callable[[int, int, int], tuple[int, int, str | None, int, int]]
-        self._r_of_f, self.relieve_raw = self._compile()
+        self.relieve_raw = self._compile()
 
     # -- the bracket function -------------------------------------------------------------
     def scaled_value(self, x: int) -> int:
@@ -246,10 +260,6 @@ class Schedule:
         (equal to the sum over brackets, since brackets are contiguous), ``f(to_last)`` above
         a closed last bracket.  Whole: ``rate_j × (x − from_1)``."""
         return self.table.scaled_value(x)
-
-    def rounded(self, x: int) -> int:
-        """``R(f(x))`` in fen: the rule set's unit and method (docs/calculation.md#rounding)."""
-        return self._r_of_f(x)
 
     def bracket_reached(self, x: int, *, gated: bool = True) -> int:
         """The bracket the base ``x`` (fen) reached: the 1-based index of the highest bracket
@@ -278,11 +288,9 @@ class Schedule:
         ``max(0, min(inc, claim_cap, annual_cap − G, s))``."""
         return Outcome(*self.relieve_raw(self_pay, ytd_self_pay, ytd_relief))
 
-    def _compile(self) -> tuple[
-        Callable[[int], int], Callable[[int, int, int], tuple[int, int, str | None, int, int]]
-    ]:
-        """The one scalar evaluation of the plan: ``R(f(x))`` and the claim's relief as closures
-        with every constant bound (the engine's hot path): ``f`` by the :class:`BracketTable`,
+    def _compile(self) -> Callable[[int, int, int], tuple[int, int, str | None, int, int]]:
+        """The one scalar evaluation of the plan: the claim's relief as a closure over ``R(f(x))``,
+        every constant bound (the engine's hot path): ``f`` by the :class:`BracketTable`,
         ``R`` by the :class:`medaid.money.RoundingStep`, then the increment of the
         accumulation mode and the caps, ``max(0, min(inc, claim_cap, annual_cap − G, s))``,
         ``capped_by`` naming the last limit that lowered the relief below ``inc``."""
@@ -322,7 +330,7 @@ class Schedule:
                 capped = None  # nothing was taken off the bracket relief (it may be 0)
             return relief, inc, capped, base_from, base_to
 
-        return r_of_f, relieve
+        return relieve
 
     def segments(self, base_from: int, base_to: int) -> list[Segment]:
         """The brackets' shares of the base span ``[base_from, base_to)`` (the explanation).

@@ -113,15 +113,17 @@ class Claim(BaseModel):
         where = f"claim {claim_id}"
         if isinstance(date, str):
             try:
-                date = dt.date.fromisoformat(date.strip())
+                day = dt.date.fromisoformat(date.strip())
             except ValueError:
                 shown = date if len(date) <= 24 else date[:21] + "..."
                 raise ClaimError(Problem(f"{shown!r} is not a date; write YYYY-MM-DD",
                                          source=where, field="date")) from None
+        else:
+            day = date
         self_fen = parse_yuan(self_pay, field="self_pay")
         total_fen = None if total_cost is None else parse_yuan(total_cost, field="total_cost")
         try:
-            return cls(claim_id=claim_id, person_id=person_id, date=date, self_pay=self_fen,
+            return cls(claim_id=claim_id, person_id=person_id, date=day, self_pay=self_fen,
                        total_cost=total_fen, **rest)
         except ValidationError as e:
             raise ClaimError([

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-from collections.abc import Iterable, Mapping, Sequence
-from decimal import Decimal
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, cast
 
 from ..errors import ClaimError, Problem
-from ..money import fen_to_decimal
+from ..money import format_yuan
 from .brackets import Schedule, Segment
 from .claims import Claim
 from .rules import Plan, RuleBook, RuleSet
@@ -28,6 +27,10 @@ class PoolState(NamedTuple):
 
     self_pay: int = 0
     relief: int = 0
+
+
+#: A pool that holds nothing yet: the position before a person's first claim of the year.
+EMPTY_POOL = PoolState()
 
 
 #: The key of an accumulation group: (person id, benefit year, pool).
@@ -108,21 +111,12 @@ class Settlement(NamedTuple):
             if k == "schedule":
                 continue
             if k in _MONEY_FIELDS:
-                v = None if v is None else str(fen_to_decimal(v))
+                v = None if v is None else format_yuan(v, thousands=False)
             elif isinstance(v, dt.date):
                 v = v.isoformat()
             d[k] = v
         d["bracket"] = self.bracket
-        d["segments"] = [
-            {
-                "from": str(fen_to_decimal(s.lower)),
-                "to": None if s.upper is None else str(fen_to_decimal(s.upper)),
-                "base": str(fen_to_decimal(s.base)),
-                "rate": str(s.rate),
-                "relief": str((s.relief / 100).quantize(Decimal("0.0001"))),
-            }
-            for s in self.segments
-        ]
+        d["segments"] = [s.to_dict() for s in self.segments]
         return d
 
 
@@ -153,9 +147,9 @@ def place(claim: Claim, rules: RuleBook) -> Placement:
     """:func:`placement`, raising :class:`ClaimError` naming the claim when no version covers
     the date or no plan matches."""
     at = placement(claim, rules)
-    if at.__class__ is Problem:
-        raise ClaimError(at)  # type: ignore[arg-type]
-    return at  # type: ignore[return-value]
+    if isinstance(at, Problem):
+        raise ClaimError(at)
+    return at
 
 
 def no_version(rules: RuleBook, day: dt.date | str, claim_id: str) -> Problem:
@@ -202,7 +196,7 @@ _new_settlement = tuple.__new__
 
 
 def quote(
-    claim: Claim, rules: RuleBook, ytd: PoolState = PoolState(), *, at: Placement | None = None
+    claim: Claim, rules: RuleBook, ytd: PoolState = EMPTY_POOL, *, at: Placement | None = None
 ) -> Settlement:
     """Settle one claim against a given year-to-date position of its pool, recording nothing.
 
@@ -237,6 +231,15 @@ def settle(
             gc.enable()
 
 
+#: :func:`placement` flattened for :func:`settle`'s loop: the plan's compiled relief
+#: (:attr:`medaid.domain.brackets.Schedule.relieve_raw`), plan name, pool, benefit year, annual
+#: and claim caps, rule set id, version and hash, and the schedule.
+_PlacedRow = tuple[
+    Callable[[int, int, int], tuple[int, int, str | None, int, int]], str, str, int, int | None,
+    int | None, str, str, str, Schedule,
+]
+
+
 def _settle(
     items: Sequence[Claim], rules: RuleBook, opening: Mapping[GroupKey, PoolState] | None
 ) -> list[Settlement]:
@@ -256,7 +259,7 @@ def _settle(
     del days
     states: dict[GroupKey, tuple[int, int]] = {k: (v[0], v[1]) for k, v in (opening or {}).items()}
     out: list[Settlement | None] = [None] * len(items)
-    placements: dict[tuple[dt.date, str | None, str | None], tuple[Any, ...] | Problem] = {}
+    placements: dict[tuple[dt.date, str | None, str | None], _PlacedRow | Problem] = {}
     zero = (0, 0)
     new = tuple.__new__
     for i in order:
@@ -265,7 +268,7 @@ def _settle(
         at = placements.get(pk)
         if at is None:
             at = placements[pk] = _placed_row(c, rules)
-        if at.__class__ is Problem:
+        if isinstance(at, Problem):
             problems.append(Problem(at.message, source=f"claim {c.claim_id}", field=at.field))
             continue
         relieve, name, pool, year, annual_cap, claim_cap, rid, rver, rhash, sched = at
@@ -283,15 +286,15 @@ def _settle(
         ))
     if problems:
         raise ClaimError(problems)
-    return out  # type: ignore[return-value]
+    return cast(list[Settlement], out)  # every claim was placed, so every slot is filled
 
 
-def _placed_row(c: Claim, rules: RuleBook) -> tuple[Any, ...] | Problem:
-    """:func:`placement` flattened for :func:`settle`'s loop, or the problem that prevents it
-    (the loop caches it per (date, group, kind))."""
+def _placed_row(c: Claim, rules: RuleBook) -> _PlacedRow | Problem:
+    """:func:`placement` as a :data:`_PlacedRow`, or the problem that prevents it (the loop
+    caches it per (date, group, kind))."""
     at = placement(c, rules)
-    if at.__class__ is Problem:
-        return at  # type: ignore[return-value]
-    rs, plan, year, sched = at  # type: ignore[misc]
+    if isinstance(at, Problem):
+        return at
+    rs, plan, year, sched = at
     return (sched.relieve_raw, plan.name, plan.pool, year, plan.annual_cap, plan.claim_cap,
             rs.id, rs.version, rs.content_hash, sched)

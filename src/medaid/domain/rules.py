@@ -25,7 +25,7 @@ import unicodedata
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, NamedTuple, get_args
 
 from pydantic import (
     BaseModel,
@@ -39,8 +39,16 @@ from pydantic import (
 )
 
 from ..errors import MedaidError, Problem, RuleError
-from ..money import ascii_or_full_width, describe_character, format_yuan, parse_yuan
-from .brackets import Schedule
+from ..money import (
+    RoundingMethod,
+    RoundingUnit,
+    ascii_or_full_width,
+    describe_character,
+    format_rate,
+    format_yuan,
+    parse_yuan,
+)
+from .brackets import Accumulate, Mode, Schedule
 
 # --------------------------------------------------------------------------------------------
 # field types
@@ -88,7 +96,8 @@ def _rate(v: Any) -> Decimal:
     if not isinstance(v, str):
         raise ValueError(f'expected a rate as text ("0.70" or "70%"), got {type(v).__name__}')
     if not ascii_or_full_width(v):
-        raise ValueError(f"{_shown(v)} is not a rate: {describe_character(v.strip(), '0123456789.% ')}; {_RATE_ALLOWED}")
+        what = describe_character(v.strip(), "0123456789.% ")
+        raise ValueError(f"{_shown(v)} is not a rate: {what}; {_RATE_ALLOWED}")
     m = _RATE_RE.fullmatch(unicodedata.normalize("NFKC", v).strip())
     if m is None:
         raise ValueError(f"{_shown(v)} is not a rate; {_RATE_ALLOWED}")
@@ -101,7 +110,8 @@ def _rate(v: Any) -> Decimal:
     d = Decimal(num)
     if pct:  # exact: shift the exponent (dividing would round to 28 digits)
         sign, digits, exp = d.as_tuple()
-        d = Decimal((sign, digits, exp - 2))  # type: ignore[operator]
+        assert isinstance(exp, int)  # finite: digits matched by _RATE_RE
+        d = Decimal((sign, digits, exp - 2))
     if not (0 <= d <= 1):
         raise ValueError(f"rate {_shown(v)} is outside [0, 1]; allowed: 0 to 1 (0% to 100%)")
     return d
@@ -133,8 +143,8 @@ class _Frozen(BaseModel):
 class Rounding(_Frozen):
     """``unit``: fen | jiao | yuan; ``method``: half-up (四舍五入) | half-even | down."""
 
-    unit: Literal["fen", "jiao", "yuan"] = "fen"
-    method: Literal["half-up", "half-even", "down"] = "half-up"
+    unit: RoundingUnit = "fen"
+    method: RoundingMethod = "half-up"
 
 
 class Bracket(_Frozen):
@@ -192,8 +202,8 @@ class Plan(_Frozen):
     match: Match | None = None
     default: StrictBool = False
     pool: str = Field(min_length=1)
-    accumulate: Literal["claim", "year"] = "claim"
-    mode: Literal["marginal", "whole"] = "marginal"
+    accumulate: Accumulate = "claim"
+    mode: Mode = "marginal"
     gate: Fen | None = None
     brackets: tuple[Bracket, ...] = Field(min_length=1)
     annual_cap: Fen | None = None
@@ -331,10 +341,9 @@ class RuleBook:
             raise RuleError("no rule sets were loaded")
         schemes = sorted({r.id for r in self.rule_sets})
         if scheme is None:
-            if len(schemes) > 1:
-                scheme = None  # chosen later with select(); settlement refuses until then
-            else:
+            if len(schemes) == 1:
                 scheme = schemes[0]
+            # else none is chosen until :meth:`select`; settlement refuses until then
         elif scheme not in schemes:
             raise RuleError(f"unknown scheme {scheme!r}; loaded: {', '.join(schemes)}")
         self.scheme = scheme
@@ -343,8 +352,9 @@ class RuleBook:
         self._by_date: dict[dt.date, RuleSet | None] = {}
         self._plans: dict[tuple[int, str | None, str | None], PlacedPlan | None] = {}
 
-    def select(self, scheme: str) -> "RuleBook":
-        """The same rule sets with ``scheme`` chosen for settlement."""
+    def select(self, scheme: str) -> RuleBook:
+        """The same rule sets with ``scheme`` chosen for settlement (what ``--scheme ID`` does on
+        the command line; docs/rules.md)."""
         return RuleBook(self.rule_sets, scheme)
 
     def versions(self) -> tuple[RuleSet, ...]:
@@ -355,8 +365,7 @@ class RuleBook:
     def _need_scheme(self) -> None:
         if self.scheme is None:
             raise RuleError(
-                "several schemes are loaded (" + ", ".join(self.schemes) + "); choose one with --scheme"
-            )
+                "several schemes are loaded (" + ", ".join(self.schemes) + "); choose one with --scheme")
 
     def for_date(self, day: dt.date) -> RuleSet | None:
         """The version of the chosen scheme in force on ``day`` (rule *Rule versions*)."""
@@ -473,20 +482,13 @@ _COMPUTED = ("source", "content_hash")
 
 
 def _model_in(ann: Any) -> Any:
-    import typing
-
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return ann
-    for a in typing.get_args(ann):
+    for a in get_args(ann):
         m = _model_in(a)
         if m is not None:
             return m
     return None
-
-
-def _pct(rate: Decimal) -> str:
-    """``Decimal("0.855")`` → ``"85.5%"``."""
-    return format((rate * 100).normalize(), "f") + "%"
 
 
 def _cross_checks(rs: RuleSet) -> list[Problem]:
@@ -517,7 +519,8 @@ def _cross_checks(rs: RuleSet) -> list[Problem]:
     for i, p in enumerate(rs.plans):
         at = f"plans[{i}]"
         if p.name in names:
-            bad(f"{at}.name", f"duplicate plan name {p.name!r} (also plans[{names[p.name]}]); plan names must be unique")
+            bad(f"{at}.name",
+                f"duplicate plan name {p.name!r} (also plans[{names[p.name]}]); plan names must be unique")
         names.setdefault(p.name, i)
         if p.default:
             defaults.append(i)
@@ -545,32 +548,38 @@ def _cross_checks(rs: RuleSet) -> list[Problem]:
                     f"({format_yuan(p.brackets[j - 1].lower)}); list brackets in ascending order of from")
                 break
             if b.upper is not None and b.upper <= b.lower:
-                bad(f"{bat}.to", f"to ({format_yuan(b.upper)}) must be above from ({format_yuan(b.lower)}); brackets must ascend")
+                bad(f"{bat}.to",
+                    f"to ({format_yuan(b.upper)}) must be above from ({format_yuan(b.lower)}); brackets must ascend")
             if j > 0:
                 if prev_upper is None:
                     bad(f"{at}.brackets[{j - 1}].to", "only the last bracket may be open-ended (no 'to')")
                 elif b.lower < prev_upper:
-                    bad(f"{bat}.from", f"from ({format_yuan(b.lower)}) overlaps the previous bracket, which ends at {format_yuan(prev_upper)}; brackets must be contiguous and ascending")
+                    bad(f"{bat}.from", f"from ({format_yuan(b.lower)}) overlaps the previous bracket, which ends "
+                        f"at {format_yuan(prev_upper)}; brackets must be contiguous and ascending")
                 elif b.lower > prev_upper:
-                    bad(f"{bat}.from", f"from ({format_yuan(b.lower)}) leaves a gap after the previous bracket, which ends at {format_yuan(prev_upper)}; brackets must be contiguous")
+                    bad(f"{bat}.from", f"from ({format_yuan(b.lower)}) leaves a gap after the previous bracket, "
+                        f"which ends at {format_yuan(prev_upper)}; brackets must be contiguous")
             prev_upper = b.upper
         if p.mode == "whole" and p.brackets[-1].upper is not None:
-            bad(f"{at}.brackets[{len(p.brackets) - 1}].to", "in whole mode the last bracket must be open-ended (remove 'to')")
+            bad(f"{at}.brackets[{len(p.brackets) - 1}].to",
+                "in whole mode the last bracket must be open-ended (remove 'to')")
         if p.mode == "whole":
             for j in range(1, len(p.brackets)):
                 lo, hi = p.brackets[j - 1].rate, p.brackets[j].rate
                 if hi < lo:
                     bad(f"{at}.brackets[{j}].rate", f"in whole mode rates must not fall from one bracket to the "
-                        f"next ({_pct(hi)} after {_pct(lo)}): a larger self-pay would get less relief")
+                        f"next ({format_rate(hi)} after {format_rate(lo)}): a larger self-pay would get less relief")
         if p.annual_cap is not None or p.pool in pool_caps:
-            seen = pool_caps.get(p.pool)
-            if seen is not None and seen[1] != p.annual_cap:
-                bad(f"{at}.annual_cap", f"plans of pool {p.pool!r} must share one annual cap; plans[{seen[0]}] has another")
+            first = pool_caps.get(p.pool)
+            if first is not None and first[1] != p.annual_cap:
+                bad(f"{at}.annual_cap",
+                    f"plans of pool {p.pool!r} must share one annual cap; plans[{first[0]}] has another")
             pool_caps.setdefault(p.pool, (i, p.annual_cap))
         else:
             pool_caps[p.pool] = (i, None)
     if len(defaults) > 1:
-        bad(f"plans[{defaults[1]}].default", f"only one plan may be the default (plans[{defaults[0]}] is already)")
+        bad(f"plans[{defaults[1]}].default",
+            f"only one plan may be the default (plans[{defaults[0]}] is already)")
     if not out:
         out.extend(_example_problems(rs))
     return out
@@ -583,19 +592,23 @@ def _example_problems(rs: RuleSet) -> list[Problem]:
         sched = schedule_of(p, rs.rounding)
         for j, ex in enumerate(p.examples):
             at = f"plans[{i}].examples[{j}]"
-            single = ex.self_pay is not None or ex.relief is not None
-            seq = ex.claims is not None or ex.reliefs is not None
-            if single == seq or (single and (ex.self_pay is None or ex.relief is None)) or (
-                seq and (ex.claims is None or ex.reliefs is None or len(ex.claims) != len(ex.reliefs))
+            claims: tuple[int, ...]
+            wanted: tuple[int, ...]
+            no_single = ex.self_pay is None and ex.relief is None
+            no_sequence = ex.claims is None and ex.reliefs is None
+            if ex.self_pay is not None and ex.relief is not None and no_sequence:
+                single, claims, wanted = True, (ex.self_pay,), (ex.relief,)
+            elif ex.claims is not None and ex.reliefs is not None and no_single and (
+                len(ex.claims) == len(ex.reliefs)
             ):
+                single, claims, wanted = False, ex.claims, ex.reliefs
+            else:
                 out.append(Problem(
                     "an example gives either self_pay and relief, or claims and reliefs of equal length",
                     source=rs.source, field=at))
                 continue
-            claims = (ex.self_pay,) if single else ex.claims
-            wanted = (ex.relief,) if single else ex.reliefs
             c, g = ex.ytd_self_pay, ex.ytd_relief
-            for k, (s, want) in enumerate(zip(claims, wanted)):  # type: ignore[arg-type]
+            for k, (s, want) in enumerate(zip(claims, wanted)):
                 got = sched.relieve(s, c, g).relief
                 if got != want:
                     what = f"{at}.relief" if single else f"{at}.reliefs[{k}]"

@@ -50,6 +50,7 @@ from ..domain.claims import Claim, tidy_id
 from ..domain.engine import Placement, PoolState, Settlement, place, quote
 from ..domain.rules import RuleBook
 from ..errors import MedaidError, Problem
+from ..money import format_yuan
 from .schema import (
     APPLICATION_ID,
     GENESIS,
@@ -63,7 +64,6 @@ from .schema import (
     TRIGGERS,
     Entry,
     Stored,
-    _yuan,
     chain,
     decode,
     migrate,
@@ -489,7 +489,7 @@ class Ledger:
 
     def schema_version(self) -> int:
         """The last migration applied to this file."""
-        return self._con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+        return int(self._con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,12 +503,15 @@ def _over_caps(e: Entry, granted_before: int) -> list[str]:
     already holds more than a cap lowered by a later version is not a problem (its later
     claims get 0, docs/rules.md, "Version changes inside a benefit year").  Nor may a
     settlement exceed its claim cap."""
+    def yuan(fen: int) -> str:
+        return format_yuan(fen, thousands=False)
+
     out = []
     if e.annual_cap is not None and e.relief > max(0, e.annual_cap - granted_before):
-        out.append(f"relief {_yuan(e.relief)} takes the year-to-date relief from "
-                   f"{_yuan(granted_before)} past the annual cap in force for it ({_yuan(e.annual_cap)})")
+        out.append(f"relief {yuan(e.relief)} takes the year-to-date relief from "
+                   f"{yuan(granted_before)} past the annual cap in force for it ({yuan(e.annual_cap)})")
     if e.claim_cap is not None and e.relief > e.claim_cap:
-        out.append(f"relief {_yuan(e.relief)} is above the claim cap in force for it ({_yuan(e.claim_cap)})")
+        out.append(f"relief {yuan(e.relief)} is above the claim cap in force for it ({yuan(e.claim_cap)})")
     return out
 
 

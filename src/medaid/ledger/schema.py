@@ -1,6 +1,6 @@
 """The ledger file's schema: the ``entries`` table and its migrations, and the row model.
 
-One definition of a ledger row (issue #12): :class:`Entry` names its fields; the table's columns
+One definition of a ledger row: :class:`Entry` names its fields; the table's columns
 (:data:`COLUMNS`) are those fields in the same order (``group`` is stored as ``grp``);
 :func:`encode` gives the values as stored (the date as ISO text, the segments as JSON text),
 :func:`decode` reads them back, and :func:`row_hash` is the hash chained over them.  A row is
@@ -26,10 +26,11 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from ..domain.brackets import Segment
 from ..domain.claims import Claim
+from ..money import format_yuan
 
 #: ``PRAGMA application_id`` of a medaid ledger ("mdld"): tells our files from foreign ones.
 APPLICATION_ID = 0x6D646C64
@@ -204,13 +205,14 @@ class Entry(NamedTuple):
         out: dict[str, Any] = {}
         for k, v in self._asdict().items():
             if k == "segments":
-                v = [_segment_json(s) for s in v]
+                v = [s.to_dict() for s in v]
             elif k in _MONEY and v is not None:
-                v = _yuan(v)
+                v = format_yuan(v, thousands=False)
             elif isinstance(v, dt.date):
                 v = v.isoformat()
             out[k] = v
-        out["annual_cap_left"] = None if self.annual_cap_left is None else _yuan(self.annual_cap_left)
+        left = self.annual_cap_left
+        out["annual_cap_left"] = None if left is None else format_yuan(left, thousands=False)
         return out
 
 
@@ -218,17 +220,6 @@ _MONEY = frozenset(
     "self_pay total_cost relief patient_pays bracket_relief ytd_self_pay ytd_relief annual_cap "
     "claim_cap base_from base_to".split()
 )
-
-
-def _yuan(fen: int) -> str:
-    return str(Decimal(fen).scaleb(-2))
-
-
-def _segment_json(s: Segment) -> dict[str, Any]:
-    return {
-        "from": _yuan(s.lower), "to": None if s.upper is None else _yuan(s.upper),
-        "base": _yuan(s.base), "rate": str(s.rate), "relief": str((s.relief / 100).quantize(Decimal("0.0001"))),
-    }
 
 
 #: The columns of ``entries``, in order: the fields of :class:`Entry` (``group`` is ``grp``).
@@ -308,17 +299,20 @@ class Stored(NamedTuple):
     def _get(self, field: str) -> Any:
         return self.values[_POSITION[field]]
 
+    # The three columns read before a row is trusted.  ``seq`` is an INTEGER PRIMARY KEY, always
+    # an integer; the hashes are TEXT NOT NULL columns, so text unless the file was altered
+    # outside SQLite's checks, and then they compare unequal to every hash and are reported.
     @property
     def seq(self) -> int:
-        return self._get("seq")
+        return cast(int, self._get("seq"))
 
     @property
     def prev_hash(self) -> str:
-        return self._get("prev_hash")
+        return cast(str, self._get("prev_hash"))
 
     @property
     def row_hash(self) -> str:
-        return self._get("row_hash")
+        return cast(str, self._get("row_hash"))
 
     def intact(self) -> bool:
         """Its ``row_hash`` matches its content."""

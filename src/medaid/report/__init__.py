@@ -1,13 +1,20 @@
-"""The budget report: :mod:`.indicators` computes it from a results file or the ledger,
-:mod:`.text` prints it (text, JSON), :mod:`.html` draws the HTML page, :mod:`.labels` names things.
+"""What people read: the year-end report (:mod:`.indicators` computes it from a results file or
+the ledger, :mod:`.text` prints it as text or JSON, :mod:`.html` draws the HTML page), the desk
+explanation of one result (:mod:`.explain`), the one totals engine (:mod:`.totals`) and the one
+table of English and Chinese labels (:mod:`.labels`).
 
-The names below load on first use (PEP 562), so importing the package stays light.
+The names of :data:`_LAZY` load on first use (PEP 562), so importing the package stays light.
 """
+
+from typing import Final
 
 from .._lazy import lazy_exports as _lazy_exports
 
+#: The groupings of the report's breakdown table (``medaid report --by``); defined here, not in
+#: :mod:`.indicators`, so that the command can offer them without importing polars.
+BY_CHOICES: Final = ("month", "plan", "hospital", "group", "kind")
+
 _LAZY = {
-    "BY_CHOICES": "indicators",
     "Figure": "indicators",
     "REPORT_FIELDS": "indicators",
     "Report": "indicators",
@@ -30,4 +37,4 @@ _LAZY = {
 
 
 __getattr__, __dir__ = _lazy_exports(__name__, _LAZY)
-__all__ = sorted(_LAZY)
+__all__ = sorted([*_LAZY, "BY_CHOICES"])

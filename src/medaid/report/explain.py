@@ -1,8 +1,8 @@
 """The desk explanation (结算说明): what a clerk shows the patient for one settlement or quote,
 in English or Chinese, as text and as a JSON-ready dict.
 
-A library function, not a CLI one (issue #12): the ``medaid`` desk commands print it, and any
-other front end (an HTTP service) renders the same explanation from the same
+A library function, not a CLI one (docs/desk.md *Library*): the ``medaid`` desk commands print
+it, and any other front end (an HTTP service) renders the same explanation from the same
 :class:`medaid.domain.engine.Settlement` or :class:`medaid.ledger.schema.Entry` (same field
 names) and the rule book:
 
@@ -12,22 +12,24 @@ names) and the rule book:
 * :func:`explain_dict`: the result's JSON dict with the plan's legal basis (``basis``).
 
 Labels are :data:`LABELS` (``en``, ``zh``; the desk part of the one table of labels,
-:data:`medaid.report.labels.LABELS`); money is shown with thousands separators and two decimals
-(a segment's exact relief with more decimals when it has them).  Only the standard library is
-imported at start-up; tabulate and the money helpers are imported when used.
+:data:`medaid.report.labels.LABELS`); money is shown by :mod:`medaid.money` with thousands
+separators and two decimals (a segment's exact relief with more decimals when it has them).
+Only the standard library and medaid's own light modules are imported at start-up; tabulate is
+imported when a table is drawn.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..errors import visible
+from ..money import format_exact_yuan, format_rate, format_yuan
 from .labels import labels_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .claims import Claim
-    from .rules import Plan, RuleBook, RuleSet
+    from ..domain.claims import Claim
+    from ..domain.rules import Plan, RuleBook, RuleSet
 
 # --------------------------------------------------------------------------------------------
 # labels
@@ -48,28 +50,9 @@ def label(lang: str, key: str, **kw: Any) -> str:
 
 
 def yuan(fen: int | None, lang: str = "en") -> str:
-    """Fen as yuan with thousands separators and two decimals; ``None`` (no cap) as "none"."""
-    from ..money import format_yuan
-
+    """Fen as yuan with thousands separators and two decimals (:func:`medaid.money.format_yuan`);
+    ``None`` (no cap) as "none"."""
     return LABELS[lang]["none"] if fen is None else format_yuan(fen)
-
-
-def exact_yuan(fen: Decimal) -> str:
-    """An exact (possibly fractional) amount of fen as yuan: two decimals, more only if needed."""
-    from ..money import format_yuan
-
-    whole = int(fen)
-    if fen == whole:
-        return format_yuan(whole)
-    text = format(fen.normalize(), "f")
-    frac = text.split(".")[1]
-    return format_yuan(whole) + frac  # e.g. 1,993.81 + "95" → 1,993.8195
-
-
-def percent(rate: Decimal) -> str:
-    """A rate as a percentage with the digits it has: ``0.875`` → ``87.5%``."""
-    text = format((rate * 100).normalize(), "f")
-    return text + "%"
 
 
 def find_plan(
@@ -94,8 +77,6 @@ def table(rows: list[list[Any]], headers: list[str] | None = None, align: Iterab
     """A table; cells holding control characters are shown escaped before the columns are
     measured, so that the columns stay aligned."""
     from tabulate import tabulate
-
-    from ..errors import visible
 
     rows = [[visible(c) if isinstance(c, str) else c for c in row] for row in rows]
 
@@ -137,7 +118,7 @@ def explain(r: Any, claim: "Claim", book: "RuleBook | None", lang: str, title: s
                          yuan(part), "0%", yuan(0)])
     for s in r.segments:
         rng = f"{yuan(s.lower)} – {yuan(s.upper)}" if s.upper is not None else f"{yuan(s.lower)} {L['open_end']}"
-        rows.append([rng, yuan(s.base), percent(s.rate), exact_yuan(s.relief)])
+        rows.append([rng, yuan(s.base), format_rate(s.rate), format_exact_yuan(s.relief)])
     if rows:
         out.append(table(rows, [L["segment"], L["in_segment"], L["rate"], L["relief"]],
                           ("left", "right", "right", "right")))

@@ -14,11 +14,12 @@ by highest bracket reached, and the self-pay ratio by claim kind.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from html import escape
 from pathlib import Path
 
-from ..money import format_yuan, round_ratio
+from .. import __version__
+from ..io.writers import atomic_path
+from ..money import FEN_PER_YUAN, format_fixed, format_yuan, round_ratio
 from .indicators import Report, Table, budget_warning, figure_label, figure_text
 from .labels import formula, label, value_label
 from .text import scope_lines, table_cells, table_headers, table_note, table_title
@@ -97,7 +98,7 @@ def _nice_axis(vmax: int, ticks: int = 5) -> tuple[int, int]:
 
 def _money_scale(vmax_fen: int, lang: str) -> tuple[int, str]:
     """(fen per axis unit, axis unit label key) so that axis numbers stay short."""
-    yuan = vmax_fen // 100
+    yuan = vmax_fen // FEN_PER_YUAN
     if lang == "zh":
         if yuan >= 10**9:
             return 10**10, "axis_yi_yuan"
@@ -113,12 +114,15 @@ def _money_scale(vmax_fen: int, lang: str) -> tuple[int, str]:
 
 def _scaled(value: int, per_unit: int, places: int = 2) -> str:
     """``value / per_unit`` as decimal text, half-up to ``places`` decimals, trailing zeros cut."""
-    q = round_ratio(value * 10**places, per_unit)
-    d = Decimal(q).scaleb(-places)
-    text = format(d, ",f")
+    text = format_fixed(round_ratio(value * 10**places, per_unit), places)
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text
+
+
+def _shown(v: int, money: bool) -> str:
+    """A bar's value as its label shows it: fen as yuan, or hundredths of a percent."""
+    return format_yuan(v) if money else format_fixed(v, 2, thousands=False) + "%"
 
 
 def _text_width(s: str, size: int = 12) -> int:
@@ -141,12 +145,14 @@ def _svg_open(cid: str, title: str, w: int, h: int) -> list[str]:
         f'width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-size="12">',
         f'<title id="{cid}-t">{_e(title)}</title>',
         f'<rect x="0" y="0" width="{w}" height="{h}" fill="#ffffff"/>',
-        f'<text x="{w // 2}" y="22" text-anchor="middle" font-size="15" font-weight="700" fill="#222">{_e(title)}</text>',
+        f'<text x="{w // 2}" y="22" text-anchor="middle" font-size="15" font-weight="700" fill="#222">'
+        f'{_e(title)}</text>',
     ]
 
 
 def _no_data(out: list[str], w: int, h: int, lang: str) -> None:
-    out.append(f'<text x="{w // 2}" y="{h // 2}" text-anchor="middle" fill="#888">{_e(label("no_data", lang))}</text>')
+    out.append(f'<text x="{w // 2}" y="{h // 2}" text-anchor="middle" fill="#888">'
+               f'{_e(label("no_data", lang))}</text>')
 
 
 def column_chart(
@@ -173,7 +179,8 @@ def column_chart(
     for t in range(0, axis_max + 1, step):
         y = top + ph - t * ph // axis_max
         out.append(f'<line x1="{left}" y1="{y}" x2="{left + pw}" y2="{y}" stroke="{C_GRID}"/>')
-        out.append(f'<text x="{left - 6}" y="{y + 4}" text-anchor="end" fill="{C_AXIS}">{_e(_scaled(t, per_unit))}</text>')
+        out.append(f'<text x="{left - 6}" y="{y + 4}" text-anchor="end" fill="{C_AXIS}">'
+                   f'{_e(_scaled(t, per_unit))}</text>')
     out.append(f'<text x="14" y="{top + ph // 2}" transform="rotate(-90 14 {top + ph // 2})" '
                f'text-anchor="middle" fill="{C_AXIS}">{_e(label(unit_key, lang))}</text>')
     out.append(f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="{C_AXIS}"/>')
@@ -185,7 +192,7 @@ def column_chart(
             v = vals[i]
             bh = v * ph // axis_max
             x = x0 + j * bar
-            tip = f"{cat} · {name}: {format_yuan(v) if money else f'{v // 100}.{v % 100:02d}%'}"
+            tip = f"{cat} · {name}: {_shown(v, money)}"
             out.append(f'<rect class="bar" x="{x}" y="{top + ph - bh}" width="{bar - 1}" height="{bh}" '
                        f'fill="{colour}"><title>{_e(tip)}</title></rect>')
             if n * k <= 16:
@@ -231,14 +238,17 @@ def bar_chart(
     for t in range(0, axis_max + 1, step):
         x = left + t * pw // axis_max
         out.append(f'<line x1="{x}" y1="{top}" x2="{x}" y2="{base}" stroke="{C_GRID}"/>')
-        out.append(f'<text x="{x}" y="{base + 16}" text-anchor="middle" fill="{C_AXIS}">{_e(_scaled(t, per_unit))}</text>')
-    out.append(f'<text x="{left + pw // 2}" y="{base + 36}" text-anchor="middle" fill="{C_AXIS}">{_e(label(unit_key, lang))}</text>')
+        out.append(f'<text x="{x}" y="{base + 16}" text-anchor="middle" fill="{C_AXIS}">'
+                   f'{_e(_scaled(t, per_unit))}</text>')
+    out.append(f'<text x="{left + pw // 2}" y="{base + 36}" text-anchor="middle" fill="{C_AXIS}">'
+               f'{_e(label(unit_key, lang))}</text>')
     out.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{base}" stroke="{C_AXIS}"/>')
     for i, (full, name, v) in enumerate(zip(categories, names, values)):
         y = top + i * row + 4
         bw = v * pw // axis_max
-        shown = format_yuan(v) if money else f"{v // 100}.{v % 100:02d}%"
-        out.append(f'<text x="{left - 6}" y="{y + 13}" text-anchor="end" fill="#222">{_e(name)}<title>{_e(full)}</title></text>')
+        shown = _shown(v, money)
+        out.append(f'<text x="{left - 6}" y="{y + 13}" text-anchor="end" fill="#222">{_e(name)}'
+                   f'<title>{_e(full)}</title></text>')
         out.append(f'<rect class="bar" x="{left}" y="{y}" width="{bw}" height="{row - 8}" fill="{colour}">'
                    f'<title>{_e(full)}: {_e(shown)}</title></rect>')
         out.append(f'<text x="{left + bw + 5}" y="{y + 13}" font-size="11" fill="#333">{_e(shown)}</text>')
@@ -309,8 +319,6 @@ def _table_html(t: Table, lang: str, tid: str) -> list[str]:
 
 def render_html(r: Report, lang: str = "en") -> str:
     """The whole page as text: scope, headline cards, indicator table, charts, tables."""
-    from .. import __version__
-
     title = label("title", lang)
     out: list[str] = [
         "<!DOCTYPE html>",
@@ -344,15 +352,19 @@ def render_html(r: Report, lang: str = "en") -> str:
     out.append("</div>")
     out.append(f'<h2 id="indicators">{_e(label("indicators", lang))}</h2>')
     out.append('<table class="data" id="indicator-table"><thead><tr>')
-    out += [f"<th>{_e(label(k, lang))}</th>" for k in ("indicator", "value", "computed_from", "rows_used", "rows_missing")]
+    out += [f"<th>{_e(label(k, lang))}</th>"
+            for k in ("indicator", "value", "computed_from", "rows_used", "rows_missing")]
     out.append("</tr></thead><tbody>")
     over_row = ' class="over"' if r.over_budget else ""
     for f in r.figures:
+        row_class = over_row if f.key.startswith("budget_") else ""
         out.append(
-            f'<tr id="fig-{_e(f.key)}"{over_row if f.key.startswith("budget_") else ""}><td>{_e(figure_label(f, lang))}</td><td class="n">{_e(figure_text(f, lang))}</td>'
+            f'<tr id="fig-{_e(f.key)}"{row_class}><td>{_e(figure_label(f, lang))}</td>'
+            f'<td class="n">{_e(figure_text(f, lang))}</td>'
             f'<td>{_e(formula(f.source, lang))}</td><td class="n">{f.rows:,}</td><td class="n">{f.missing:,}</td></tr>')
     out.append("</tbody></table>")
-    out += [f'<p class="note">{_e(label("note_money", lang))}</p>', f'<p class="note">{_e(label("note_ratio", lang))}</p>']
+    out += [f'<p class="note">{_e(label("note_money", lang))}</p>',
+            f'<p class="note">{_e(label("note_ratio", lang))}</p>']
     out.append(f'<h2 id="charts">{_e(label("charts", lang))}</h2>')
     for cid, svg, caption in _charts(r, lang):
         out += [f'<figure id="fig-{cid}">', svg, f"<figcaption>{_e(caption)}</figcaption>", "</figure>"]
@@ -376,8 +388,6 @@ def write_html(r: Report, path: str | Path, lang: str = "en") -> Path:
     file in the same folder, then ``os.replace``), so a reader sees the old page or the new one,
     never half of one.  The page holds no ID number (counts and sums only), so it is an ordinary
     file (``0666`` less the umask), not a private one."""
-    from ..io.writers import atomic_path
-
     p = Path(path)
     text = render_html(r, lang)
     with atomic_path(p, private=False) as tmp:

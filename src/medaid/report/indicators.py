@@ -1,7 +1,7 @@
 """Year-end indicators (年度绩效指标) computed column-wise from a results frame.
 
-The source evaluation (``source-policy.md``, *The year's figures*) judges a year of medical aid by
-person-times assisted, persons, relief paid against the budget, patients' self-pay ratio after
+The indicators (docs/report.md *The indicators*) judge a year of medical aid by person-times
+assisted, persons, relief paid against the budget, patients' self-pay ratio after
 relief (overall and for inpatient vs outpatient special-disease claims), the share of
 major-disease cases, caps and brackets.  :func:`compute` derives these from the batch's results
 frame (:mod:`medaid.io.results` reads files into it) with polars aggregations run together in
@@ -22,9 +22,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+import polars as pl
+
 from ..io.results import LEDGER_SUFFIXES, load_results as load_results_file
 from ..ledger.export import load_ledger_results  # re-exported
-from ..money import format_yuan, round_ratio
+from ..money import format_percent, format_yuan, round_ratio
+from . import BY_CHOICES  # re-exported
 from .labels import label, value_label
 from .totals import polars_measure as measure
 
@@ -32,11 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterable
     from pathlib import Path
 
-    import polars as pl
-
 Unit = Literal["count", "fen", "percent", "fen_avg", "text"]
-#: Groupings of ``--by``.
-BY_CHOICES: Final = ("month", "plan", "hospital", "group", "kind")
 
 #: A ratio kept exact: (numerator, denominator); ``None`` when the denominator is 0 or unknown.
 Ratio = tuple[int, int]
@@ -66,10 +65,6 @@ class Figure:
     missing: int
     ratio: Ratio | None = None
     qualifier: str | None = None
-
-    @property
-    def available(self) -> bool:
-        return self.value is not None or self.ratio is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +138,6 @@ _MONEY_COLS = ("self_pay", "total_cost", "relief", "patient_pays")
 def _work(frame: "pl.DataFrame", year: int | None) -> tuple["pl.DataFrame", tuple[str, ...]]:
     """The rows in scope with the columns the report reads (absent ones all-null), plus
     ``_pk`` (the person key), ``month`` (``YYYYMM``) and ``assisted`` (``relief > 0``)."""
-    import polars as pl
-
     want: dict[str, Any] = {c: pl.String for c in _STRING_COLS}
     want.update({c: pl.Int64 for c in _MONEY_COLS})
     want.update(date=pl.Date, bracket=pl.Int8, benefit_year=pl.Int32, major_disease=pl.Boolean)
@@ -168,8 +161,6 @@ def _person_key(pid: "pl.Expr") -> "pl.Expr":
     Distinct persons are counted on this key rather than on the text, which is several times
     faster; two different ids share a key with probability about n² / 2¹²⁹ (below 10⁻²⁴ for
     10 million persons)."""
-    import polars as pl
-
     return pl.when(pid.is_not_null()).then(
         pid.hash(0x6D656461).cast(pl.Int128) * (1 << 64) + pid.hash(0x69642121).cast(pl.Int128)
     )
@@ -178,8 +169,6 @@ def _person_key(pid: "pl.Expr") -> "pl.Expr":
 def _group_aggs(persons: bool = True) -> list["pl.Expr"]:
     """The aggregations of a breakdown row (one pass per grouping).  Distinct persons per group
     is the one costly aggregation, so it is asked for only where a table shows it."""
-    import polars as pl
-
     pp, cost = pl.col("patient_pays"), pl.col("total_cost")
     costed = cost.is_not_null() & pp.is_not_null()
     return [
@@ -218,8 +207,7 @@ def compute(
     year: int | None = None,
     by: str = "month",
 ) -> Report:
-    """Compute the year's indicators from a results frame (``source-policy.md``, *The year's
-    figures*).
+    """Compute the year's indicators from a results frame (docs/report.md *The indicators*).
 
     ``budget`` is the year's fund in fen (for the fund-used percentage); ``year`` keeps the rows
     of that benefit year (the claim date's year where ``benefit_year`` is missing); ``by``
@@ -227,8 +215,6 @@ def compute(
     ``frame`` are treated as missing on every row.  All aggregations run as one
     :func:`polars.collect_all` over the rows in scope.
     """
-    import polars as pl
-
     if by not in BY_CHOICES:
         raise ValueError(f"by must be one of {', '.join(BY_CHOICES)}")
     rows_read = frame.height
@@ -336,8 +322,6 @@ def _unavailable_if_no_rows(f: Figure) -> Figure:
 
 
 def _nulls(df: "pl.DataFrame", key: str) -> int:
-    import polars as pl
-
     return int(df.filter(pl.col(key).is_null())["claims"].sum() or 0)
 
 
@@ -432,7 +416,7 @@ def _bracket_table(df: "pl.DataFrame", missing: int) -> Table:
     data = [(r["bracket"], r["claims"], r["self_pay"] or 0, r["relief"] or 0, r["patient_pays"] or 0)
             for r in df.iter_rows(named=True)]
     known = {d[0]: d for d in data if d[0] is not None}
-    rows = []
+    rows: list[tuple[Any, ...]] = []  # (bracket or None, claims, reaching, self-pay, relief, patient pays)
     # Every bracket from 0 to the highest reached is listed, with zero rows where none stopped.
     for b in range(0, max(known) + 1 if known else 0):
         d = known.get(b, (b, 0, 0, 0, 0))
@@ -456,9 +440,7 @@ def percent_text(ratio: Ratio | None) -> str | None:
     """An exact ratio as a percentage with 2 decimals, half-up: ``(859, 10000)`` → ``"8.59"``."""
     if ratio is None:
         return None
-    num, den = ratio
-    q = round_ratio(num * 10000, den)
-    return f"{q // 100}.{q % 100:02d}"
+    return format_percent(*ratio)
 
 
 def avg_fen(ratio: Ratio | None) -> int | None:

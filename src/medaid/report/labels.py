@@ -5,14 +5,17 @@ charts and page (plain keys); the batch totals tables (``totals.*``); the recalc
 (``recalc.*``); the desk explanations (``desk.*``, :data:`medaid.report.explain.LABELS`: settle,
 quote, reverse, history, rules, verify).  :func:`label` falls back to the key itself for an
 unknown key, so that a missing translation is visible but never fatal; :func:`labels_of` gives
-one part of the table by language.  (The Chinese column headers of results files are field names, in
-:data:`medaid.io.columns.ZH_HEADERS`.)
+one part of the table by language.  (The Chinese column headers of results files are field
+names, in :data:`medaid.io.columns.ZH_HEADERS`.)
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+from ..io.columns import ZH_HEADERS
+
+#: The languages of :data:`LABELS`, in the order of each entry's texts.
 LANGS: Final = ("en", "zh")
 
 LABELS: Final[dict[str, tuple[str, str]]] = {
@@ -321,8 +324,6 @@ def formula(source: str, lang: str = "en") -> str:
     gets the kind's label; a bare field name its column name; anything else is shown as is."""
     if lang != "zh":
         return source
-    from ..io.columns import ZH_HEADERS
-
     base, sep, kind = source.partition(", kind = ")
     if sep:
         return f"{formula(base, lang)}，{ZH_HEADERS['kind']} = {value_label('kind', kind, lang)}"

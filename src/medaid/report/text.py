@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tabulate import tabulate
+
 from ..errors import visible
-from ..money import fen_to_decimal
+from ..money import format_yuan
 from .indicators import (
     Figure,
     Report,
@@ -28,7 +30,8 @@ from .labels import formula, label
 
 def scope_lines(r: Report, lang: str = "en") -> list[tuple[str, str]]:
     """(label, value) pairs describing what the report covers."""
-    span = "" if r.first_date is None else f"{r.first_date.isoformat()} .. {r.last_date.isoformat() if r.last_date else ''}"
+    last = r.last_date.isoformat() if r.last_date else ""
+    span = "" if r.first_date is None else f"{r.first_date.isoformat()} .. {last}"
     out = [
         (label("source_file", lang), r.source),
         (label("rows_read", lang), f"{r.rows_read:,}"),
@@ -64,8 +67,6 @@ def table_note(t: Table, lang: str = "en") -> str:
 
 def render_text(r: Report, lang: str = "en") -> str:
     """The report as plain-text tables for a terminal."""
-    from tabulate import tabulate
-
     out: list[str] = [label("title", lang), ""]
     out.append(tabulate(scope_lines(r, lang), tablefmt="plain", disable_numparse=True))
     warning = budget_warning(r, lang)
@@ -75,7 +76,8 @@ def render_text(r: Report, lang: str = "en") -> str:
     rows = [[figure_label(f, lang), figure_text(f, lang), formula(f.source, lang), f"{f.rows:,}", f"{f.missing:,}"]
             for f in r.figures]
     heads = [label(k, lang) for k in ("indicator", "value", "computed_from", "rows_used", "rows_missing")]
-    out.append(tabulate(rows, heads, tablefmt="simple", disable_numparse=True, colalign=("left", "right", "left", "right", "right")))
+    out.append(tabulate(rows, heads, tablefmt="simple", disable_numparse=True,
+                        colalign=("left", "right", "left", "right", "right")))
     out += ["", label("note_money", lang), label("note_ratio", lang)]
     if warning is not None:
         out += ["", warning]
@@ -90,7 +92,8 @@ def render_text(r: Report, lang: str = "en") -> str:
         if t.rows:
             align = tuple("left" if u == "text" else "right" for _, u in t.columns)
             cells = [[visible(c) for c in row] for row in table_cells(t, lang)]  # aligned as shown
-            out.append(tabulate(cells, table_headers(t, lang), tablefmt="simple", disable_numparse=True, colalign=align))
+            out.append(tabulate(cells, table_headers(t, lang), tablefmt="simple", disable_numparse=True,
+                                colalign=align))
         else:
             out.append(f"({label('no_data', lang)})")
     return "\n".join(out) + "\n"
@@ -106,11 +109,11 @@ def _json_value(v: Any, unit: str) -> Any:
     if unit == "count":
         return int(v)
     if unit == "fen":
-        return str(fen_to_decimal(v))
+        return format_yuan(v, thousands=False)
     if unit == "percent":
         return percent_text(v)
     if unit == "fen_avg":
-        return str(fen_to_decimal(avg_fen(v) or 0))
+        return format_yuan(avg_fen(v) or 0, thousands=False)
     return v
 
 

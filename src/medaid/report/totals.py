@@ -1,12 +1,13 @@
 """Totals of settled results (合计): the one definition used by the batch, Spark and the report.
 
-Rules implemented (README.md, *Totals*; issue #12):
+Rules implemented (docs/batch.md *Totals*):
 
 * The measures of a set of claims: ``claims`` (rows), ``self_pay``, ``relief`` and
   ``patient_pays`` (integer sums of fen), ``claims_capped`` (claims whose relief some limit made
   smaller: ``capped_by`` set), ``persons`` (distinct ``person_id``), ``persons_at_annual_cap``
   (distinct persons with a claim whose ``capped_by`` is ``annual_cap``) and ``relief_share``
-  (Σ relief ÷ Σ self-pay as a percentage, two decimals, rounded half-up on exact integers).
+  (Σ relief ÷ Σ self-pay as a percentage, two decimals, rounded half-up on exact integers by
+  :func:`medaid.money.format_percent`).
   :data:`SUMS` and :data:`DISTINCT` define them once; :func:`polars_measure` and
   :func:`spark_measure` translate a definition into a polars or a Spark aggregation.
 * Totals overall and by plan, by month (``YYYY-MM`` of the claim date) and by hospital (the
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-if TYPE_CHECKING:  # pragma: no cover
-    import polars as pl
+import polars as pl
+
+from ..money import format_percent
 
 #: Summed measures: name → (operation, column).  ``count``: rows; ``sum``: Σ column (fen);
 #: ``count_set``: rows where the column is set.
@@ -57,13 +59,9 @@ MASK_BITS = 63
 
 
 def relief_share(relief: int, self_pay: int) -> str:
-    """Relief as a percentage of self-pay, two decimals, rounded half-up (exact integers)."""
-    if self_pay == 0:
-        return "0.00%"
-    q, r = divmod(relief * 10000, self_pay)
-    if 2 * r >= self_pay:
-        q += 1
-    return f"{q // 100}.{q % 100:02d}%"
+    """Relief as a percentage of self-pay, two decimals, rounded half-up (exact integers);
+    ``0.00%`` when there is no self-pay."""
+    return (format_percent(relief, self_pay) if self_pay else "0.00") + "%"
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,12 +72,11 @@ def polars_measure(name: str, person: "pl.Expr | None" = None) -> "pl.Expr":
     """The polars aggregation of measure ``name`` (of :data:`SUMS` or :data:`DISTINCT`), aliased
     ``name``.  ``person`` is the expression persons are told apart by (default ``person_id``;
     nulls are not a person)."""
-    import polars as pl
-
     for n, op, col in SUMS:
         if n == name:
             if op == "count":
                 return pl.len().alias(name)
+            assert col is not None  # "sum" and "count_set" name their column
             if op == "sum":
                 return pl.col(col).sum().alias(name)
             return pl.col(col).is_not_null().sum().alias(name)
@@ -92,20 +89,21 @@ def polars_measure(name: str, person: "pl.Expr | None" = None) -> "pl.Expr":
 
 def at_cause(cause: str) -> "pl.Expr":
     """polars: the claim's relief was capped by ``cause`` (``capped_by == cause``, never null)."""
-    import polars as pl
-
     return (pl.col("capped_by") == cause).fill_null(False)
 
 
 def spark_measure(name: str) -> Any:
     """The Spark aggregation of measure ``name`` (of :data:`SUMS` or :data:`DISTINCT`), aliased
-    ``name``: the same definition as :func:`polars_measure`."""
+    ``name``: the same definition as :func:`polars_measure`.  pyspark (the spark extra) is
+    imported here: the local batch and the report use this module where it need not be
+    installed."""
     from pyspark.sql import functions as F
 
     for n, op, col in SUMS:
         if n == name:
             if op == "count":
                 return F.count(F.lit(1)).alias(name)
+            assert col is not None  # "sum" and "count_set" name their column
             if op == "sum":
                 return F.sum(col).alias(name)
             return F.count(F.col(col)).alias(name)
@@ -166,7 +164,6 @@ def summarise(results: "pl.DataFrame") -> dict[str, Any]:
     persons are counted by one pass over the persons, each with a bit for every plan, month and
     hospital it was seen in (or, with more than :data:`MASK_BITS` of those, by distinct
     (key, person) pairs)."""
-    import polars as pl
 
     def code(c: str, wide: bool = True) -> "pl.Expr":  # text → small integer codes (one hash pass); enums as is
         t = results.schema[c]
@@ -212,15 +209,14 @@ def summarise(results: "pl.DataFrame") -> dict[str, Any]:
         dims["month"][code_["month"]] = f"{(m0 + code_['month']) // 12}-{(m0 + code_['month']) % 12 + 1:02d}"
         dims["hospital"][code_["hospital"]] = hn
         rows.append((code_, sums))
-    counted = _persons(pl, keyed, dims, M, H)
+    counted = _persons(keyed, dims, M, H)
     persons: dict[str, Any] = {"total": counted["total"]}
     for dim in DIMS:  # codes → names
         persons[dim] = {dims[dim][k]: v for k, v in counted[dim].items()}
     return combine((({d: dims[d][k[d]] for d in DIMS}, sums) for k, sums in rows), persons)
 
 
-def _persons(pl: Any, keyed: "pl.LazyFrame", dims: dict[str, dict[int, Any]], M: int, H: int,
-             ) -> dict[str, Any]:
+def _persons(keyed: "pl.LazyFrame", dims: dict[str, dict[int, Any]], M: int, H: int) -> dict[str, Any]:
     """Distinct persons and distinct persons with an annual-cap claim: in total and for every
     code of every dimension (``{"total": (n, capped), "plan": {code: (n, capped)}, ...}``)."""
     parts = {"plan": pl.col("cell") // (M * H), "month": pl.col("cell") // H % M,
