@@ -354,7 +354,7 @@ class RuleBook:
 
     def select(self, scheme: str) -> RuleBook:
         """The same rule sets with ``scheme`` chosen for settlement (what ``--scheme ID`` does on
-        the command line; docs/rules.md)."""
+        the command line; docs/calculation.md)."""
         return RuleBook(self.rule_sets, scheme)
 
     def versions(self) -> tuple[RuleSet, ...]:

@@ -501,8 +501,9 @@ def _over_caps(e: Entry, granted_before: int) -> list[str]:
     before it (the running sum of the rows before).  A settlement may not push the year's relief
     past its own version's annual cap: ``relief ≤ max(0, annual_cap − G_{k−1})``.  A pool that
     already holds more than a cap lowered by a later version is not a problem (its later
-    claims get 0, docs/rules.md, "Version changes inside a benefit year").  Nor may a
+    claims get 0, docs/calculation.md#version-changes-inside-a-benefit-year).  Nor may a
     settlement exceed its claim cap."""
+
     def yuan(fen: int) -> str:
         return format_yuan(fen, thousands=False)
 
