@@ -17,6 +17,7 @@ from medaid.io.columns import CLAIM_FIELDS, RESULT_FIELDS
 from medaid.ledger.ledger import (
     APPLICATION_ID,
     GENESIS,
+    MIGRATIONS,
     Ledger,
     LedgerConflict,
     LedgerError,
@@ -235,12 +236,13 @@ def test_a_new_ledger_is_wal_full_sync_with_its_migrations_recorded(tmp_path):
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert con.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-    assert [r[0] for r in con.execute("SELECT version FROM schema_migrations")] == [1]
+    # every step of the registry, in order (1: entries; 2, 3: the service's desk column and tokens)
+    assert [r[0] for r in con.execute("SELECT version FROM schema_migrations")] == [m.version for m in MIGRATIONS]
     con.close()
     with Ledger(path) as lg:
         assert lg._con.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         assert lg._con.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
-        assert lg.schema_version() == 1
+        assert lg.schema_version() == MIGRATIONS[-1].version
 
 
 def test_a_missing_ledger_is_not_created_by_readers(tmp_path):

@@ -1,10 +1,11 @@
 """The ``medaid`` command: a thin click layer over the library.
 
-Commands live in three modules, each registering its own when one of its commands is first
+Commands live in four modules, each registering its own when one of its commands is first
 needed (:data:`COMMAND_MODULES`): :mod:`medaid.cli.desk` (settle, quote, reverse, history,
-rules, ledger), :mod:`medaid.cli.batch` (batch, recalc) and :mod:`medaid.cli.report` (report).
-Heavy libraries (polars, openpyxl) are imported inside the commands that use them, so
-``medaid --help`` and ``medaid settle`` start fast.
+rules, ledger), :mod:`medaid.cli.batch` (batch, recalc), :mod:`medaid.cli.report` (report) and
+:mod:`medaid.cli.service` (serve, tokens).  Heavy libraries (polars, openpyxl, the service's
+FastAPI) are imported inside the commands that use them, so ``medaid --help`` and ``medaid
+settle`` start fast.
 
 Exit codes: 0 success; 1 the input or rules were refused (messages on stderr name the file,
 line and field); 2 usage errors (click's own).
@@ -211,6 +212,7 @@ COMMAND_MODULES = {
     "rules": "desk", "ledger": "desk",
     "batch": "batch", "recalc": "batch",
     "report": "report",
+    "serve": "service", "tokens": "service",
 }
 
 

@@ -26,6 +26,7 @@ import click
 
 from ..errors import ClaimError, MedaidError, RuleError
 from ..money import format_rate
+from . import remote
 from .app import default_rules_path, echo, fail, json_option, json_text, lang_option, load_book, rules_option
 from .options import amount, claim_options, ident, ledger_option, path_argument, text
 
@@ -251,8 +252,9 @@ def _show_rules(book: "RuleBook", lang: str) -> None:
 @rules_option
 @lang_option
 @json_option
+@remote.server_option
 def settle(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_json: bool,
-           **kw: Any) -> None:
+           server: str | None, **kw: Any) -> None:
     """Settle a claim against the ledger and record it.
 
     Reads the person's year-to-date position in the claim's pool, computes the relief and
@@ -266,6 +268,8 @@ def settle(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_
     """
     from ..ledger.ledger import new_claim_id
 
+    if server:
+        return remote.settle(server, lang, as_json, kw)
     book = load_book(rules_path, scheme)
     day = kw["date"] or dt.date.today()
     claim = _claim({**kw, "date": day}, kw["claim_id"] or new_claim_id(day))
@@ -286,8 +290,9 @@ def settle(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_
 @rules_option
 @lang_option
 @json_option
+@remote.server_option
 def quote(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_json: bool,
-          ytd_self_pay: int | None, ytd_relief: int | None, **kw: Any) -> None:
+          ytd_self_pay: int | None, ytd_relief: int | None, server: str | None, **kw: Any) -> None:
     """Work out a claim's relief without recording anything.
 
     The year-to-date position comes from --ytd-self-pay and --ytd-relief when given (no
@@ -303,6 +308,8 @@ def quote(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_j
 
     if (ytd_self_pay is None) != (ytd_relief is None):
         raise click.UsageError("give both --ytd-self-pay and --ytd-relief, or neither (to read the ledger)")
+    if server:
+        return remote.quote(server, lang, as_json, kw, (ytd_self_pay, ytd_relief))
     book = load_book(rules_path, scheme)
     claim = _claim(kw, kw["claim_id"] or "-")  # a quote needs no claim id
     at = _placed(claim, book)
@@ -334,7 +341,8 @@ def quote(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_j
 @ledger_option
 @lang_option
 @json_option
-def reverse(claim_id: str, reason: str, ledger_path: str, lang: str, as_json: bool) -> None:
+@remote.server_option
+def reverse(claim_id: str, reason: str, ledger_path: str, lang: str, as_json: bool, server: str | None) -> None:
     """Reverse (冲正) a recorded settlement.
 
     Records a new ledger row linked to the settlement; the person's year-to-date position
@@ -346,6 +354,9 @@ def reverse(claim_id: str, reason: str, ledger_path: str, lang: str, as_json: bo
     Example:
       medaid reverse 20240503-7F3A9C --reason "wrong self-pay entered"
     """
+    if server:
+        e, later = remote.reverse(server, lang, claim_id, reason)
+        return _show_reversal(e, later, lang, as_json)
     with _open_ledger(ledger_path, create=False) as lg:
         with _refused():
             e = lg.reverse(claim_id, reason)
@@ -364,13 +375,16 @@ def reverse(claim_id: str, reason: str, ledger_path: str, lang: str, as_json: bo
 @ledger_option
 @lang_option
 @json_option
-def history(person: str, year: int | None, ledger_path: str, lang: str, as_json: bool) -> None:
+@remote.server_option
+def history(person: str, year: int | None, ledger_path: str, lang: str, as_json: bool, server: str | None) -> None:
     """Show a person's file (一人一档): settlements and reversals with running totals per pool.
 
     \b
     Example:
       medaid history P1 --year 2024 --lang zh
     """
+    if server:
+        return _show_history(person, year, remote.history(server, lang, person, year), lang, as_json)
     with _open_ledger(ledger_path, create=False) as lg, _refused():
         rows = lg.history(person, year)
     _show_history(person, year, rows, lang, as_json)

@@ -40,7 +40,7 @@ import datetime as dt
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -374,13 +374,15 @@ class Ledger:
         return quote(claim, book, state, at=at)
 
     # -- writing ------------------------------------------------------------------------------
-    def settle(self, claim: Claim, book: RuleBook, at: Placement | None = None) -> Receipt:
+    def settle(self, claim: Claim, book: RuleBook, at: Placement | None = None, *,
+               desk: str | None = None) -> Receipt:
         """Settle ``claim`` and record it (docs/calculation.md, *Accumulation*): in one ``BEGIN IMMEDIATE``
         transaction, read the pool's year-to-date position, compute the relief
         (:func:`medaid.quote`) and insert the row.  A claim id already settled (not reversed)
         with the same content returns the original row, ``replayed=True``, recording nothing;
         with different content raises :class:`LedgerConflict` naming the fields.  ``at`` is the
-        claim's :func:`medaid.domain.engine.place` when the caller has placed it already."""
+        claim's :func:`medaid.domain.engine.place` when the caller has placed it already.
+        ``desk`` is recorded as the row's ``desk`` (the service token that wrote it)."""
         if at is None:
             at = place(claim, book)  # a claim no rule covers fails before the ledger is touched
         with self._transaction() as con:
@@ -392,13 +394,17 @@ class Ledger:
                 return Receipt(last, True)
             state = _ytd(con, claim.person_id, at.benefit_year, at.plan.pool, self._where)
             r = quote(claim, book, state, at=at)
-            entry = _append(con, _settlement(r, claim, r.bracket))
+            entry = _append(con, _settlement(r, claim, r.bracket)._replace(desk=desk))
         return Receipt(entry, False)
 
-    def reverse(self, claim_id: str, reason: str) -> Entry:
+    def reverse(self, claim_id: str, reason: str, *, desk: str | None = None,
+                check: Callable[[Entry], None] | None = None) -> Entry:
         """Record a reversal (冲正) of the claim's settlement: a new row linked to it, taking its
         self-pay and relief back out of the pool.  Unknown or already reversed claims, and an
-        empty reason, are refused."""
+        empty reason, are refused.  ``desk`` is recorded as the reversal's ``desk``; ``check``
+        is called with the settlement to be reversed inside the transaction, and whatever it
+        raises refuses the reversal with nothing written (the service: a desk reverses only
+        its own hospital's claims)."""
         claim_id, reason = tidy_id(claim_id), reason.strip()
         if not reason:
             raise LedgerError(Problem("a reversal needs a reason", source=f"claim {claim_id}", field="reason"))
@@ -410,11 +416,13 @@ class Ledger:
                 raise LedgerError(Problem(
                     f"already reversed (row {last.seq}, {last.recorded_at})",
                     source=f"claim {claim_id}", field="claim_id"))
+            if check is not None:
+                check(last)
             state = _ytd(con, last.person_id, last.benefit_year, last.pool, self._where)
             reversal = last._replace(
                 entry=REVERSAL, ytd_self_pay=state.self_pay - last.self_pay,
                 ytd_relief=state.relief - last.relief, segments=(), reverses=last.seq,
-                reason=reason,
+                reason=reason, desk=desk,
             )
             entry = _append(con, reversal)
         return entry
@@ -617,7 +625,8 @@ def _settlement(r: Settlement, claim: Claim, bracket: int) -> Entry:
         capped_by=r.capped_by, bracket=bracket, ytd_self_pay=r.ytd_self_pay, ytd_relief=r.ytd_relief,
         annual_cap=r.annual_cap, claim_cap=r.claim_cap, base_from=r.base_from, base_to=r.base_to,
         segments=tuple(r.segments), rule_set_id=r.rule_set_id, rule_version=r.rule_version,
-        rule_hash=r.rule_hash, reverses=None, reason=None, recorded_at="", prev_hash="", row_hash="",
+        rule_hash=r.rule_hash, reverses=None, reason=None, recorded_at="", desk=None, prev_hash="",
+        row_hash="",
     )
 
 

@@ -15,7 +15,12 @@ Rules implemented (docs/desk.md *The ledger's guarantees*):
   this module existed).
 * Schema migrations are a registry of named steps (:data:`MIGRATIONS`), applied in order inside
   the caller's ``BEGIN IMMEDIATE`` transaction and recorded in ``schema_migrations``
-  (:func:`migrate`).  Never edit an applied step; add a new one.
+  (:func:`migrate`).  Never edit an applied step; add a new one.  Their SQL is plain (``TEXT``,
+  ``INTEGER``, ``CHECK``, ``ALTER TABLE … ADD COLUMN``) so that it reads the same on PostgreSQL.
+* A column added after the first release (:data:`ADDED_FIELDS`: ``desk``, the service token
+  that wrote the row, docs/service.md#tokens-and-roles) is hashed only when it holds a value, so
+  a row written before it existed (``NULL`` there) keeps its ``row_hash``, and a row that names
+  its desk cannot lose or change that name unseen.
 """
 
 from __future__ import annotations
@@ -99,6 +104,29 @@ MIGRATIONS: tuple[Migration, ...] = (
         """CREATE TRIGGER entries_never_deleted BEFORE DELETE ON entries
            BEGIN SELECT RAISE(ABORT, 'medaid ledger rows are never deleted'); END""",
     )),
+    # -- the settlement service (docs/service.md): the desk (token id) that wrote each row, and
+    # the service's tokens and web sessions.  Plain SQL, the same on PostgreSQL.
+    Migration(2, "entries.desk: the service token (desk) that wrote the row", (
+        "ALTER TABLE entries ADD COLUMN desk TEXT",
+    )),
+    Migration(3, "tokens and desk sessions of the settlement service", (
+        """CREATE TABLE tokens (
+            id          TEXT PRIMARY KEY,
+            token_hash  TEXT NOT NULL UNIQUE,
+            hospital    TEXT,
+            role        TEXT NOT NULL CHECK (role IN ('desk', 'reviewer', 'admin')),
+            created_at  TEXT NOT NULL,
+            revoked_at  TEXT,
+            CHECK (role <> 'desk' OR hospital IS NOT NULL)
+        )""",
+        """CREATE TABLE desk_sessions (
+            session_hash TEXT PRIMARY KEY,
+            token_id     TEXT NOT NULL REFERENCES tokens(id),
+            csrf         TEXT NOT NULL,
+            created_at   TEXT NOT NULL,
+            expires_at   TEXT NOT NULL
+        )""",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 #: The triggers that keep ``entries`` append-only (checked by ``Ledger.verify``).
@@ -150,6 +178,9 @@ class Entry(NamedTuple):
         reverses: for a reversal, the ``seq`` of the settlement it cancels.
         reason: for a reversal, why.
         recorded_at: UTC time of recording (ISO 8601).
+        desk: the id of the service token whose desk wrote the row (docs/service.md); ``None``
+            for rows written by the desk commands and for rows written before the column
+            existed (migration 2).
         prev_hash, row_hash: the hash chain.
     """
 
@@ -184,6 +215,7 @@ class Entry(NamedTuple):
     reverses: int | None
     reason: str | None
     recorded_at: str
+    desk: str | None
     prev_hash: str
     row_hash: str
 
@@ -215,11 +247,33 @@ class Entry(NamedTuple):
         out["annual_cap_left"] = None if left is None else format_yuan(left, thousands=False)
         return out
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Entry":
+        """The entry :meth:`to_dict` gave (other keys ignored): ``to_dict(from_dict(d)) == d``.
+        What a client of the settlement service reads a row back with."""
+        values = []
+        for f in cls._fields:
+            v = d[f]
+            if f == "segments":
+                v = tuple(Segment(_fen(s["from"]), None if s["to"] is None else _fen(s["to"]), _fen(s["base"]),
+                                  Decimal(s["rate"]), Decimal(s["relief"]).scaleb(2)) for s in v)
+            elif f in _MONEY and v is not None:
+                v = _fen(v)
+            elif f == "date":
+                v = dt.date.fromisoformat(v)
+            values.append(v)
+        return cls(*values)
+
 
 _MONEY = frozenset(
     "self_pay total_cost relief patient_pays bracket_relief ytd_self_pay ytd_relief annual_cap "
     "claim_cap base_from base_to".split()
 )
+
+
+def _fen(yuan: str) -> int:
+    """Yuan text of :meth:`Entry.to_dict` (``"23300.00"``) back to fen."""
+    return int(Decimal(yuan).scaleb(2))
 
 
 #: The columns of ``entries``, in order: the fields of :class:`Entry` (``group`` is ``grp``).
@@ -268,10 +322,16 @@ def decode(values: Sequence[Any]) -> Entry:
     return Entry(*(_LOAD[f](v) if f in _LOAD else v for f, v in zip(Entry._fields, values, strict=True)))
 
 
+#: Fields added after the first release: hashed only when they hold a value (a row written
+#: before the column existed has ``NULL`` there and keeps its hash).
+ADDED_FIELDS = frozenset({"desk"})
+
+
 def row_hash(values: Sequence[Any]) -> str:
     """``sha256`` of the stored values' canonical JSON, ``prev_hash`` included, ``row_hash``
-    (the last column) left out."""
-    hashed = [v for f, v in zip(Entry._fields, values, strict=True) if f != "row_hash"]
+    (the last column) left out, and an :data:`ADDED_FIELDS` column left out when it is ``NULL``."""
+    hashed = [v for f, v in zip(Entry._fields, values, strict=True)
+              if f != "row_hash" and not (v is None and f in ADDED_FIELDS)]
     text = json.dumps(hashed, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

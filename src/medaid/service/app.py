@@ -1,0 +1,219 @@
+"""The county settlement service: a FastAPI application over the ledger database.
+
+:func:`create_app` builds it from :class:`medaid.service.store.Settings` (the environment,
+when uvicorn's workers call it): the rule book is loaded once per process, the ledger is opened
+per request thread, and nothing else is kept between requests (docs/service.md).  The JSON API
+is under ``/v1`` (documented by ``/openapi.json`` and ``/docs``), the clerk's web page under
+``/desk`` (:mod:`medaid.service.web`).  Every refusal is problem+json
+(:mod:`medaid.service.problems`); an unexpected error is named by its kind only, in the
+response and in the log (no message, which may hold personal data).
+"""
+
+
+import logging
+import traceback
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import Problem
+from . import models as m
+from .lang import language
+from .logs import masked
+from .operations import Operations
+from .problems import KINDS, MEDIA_TYPE, ApiProblem, located
+from .store import Ledgers, Settings
+from .tokens import Token
+
+log = logging.getLogger("medaid.service")
+
+def problem_response(p: ApiProblem) -> JSONResponse:
+    return JSONResponse(p.body(), status_code=p.status, media_type=MEDIA_TYPE, headers=p.headers)
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI description of the problem responses a route may give."""
+    titles: dict[int, str] = {}
+    for status, title, _code in KINDS.values():
+        titles.setdefault(status, title)
+    return {s: {"description": titles.get(s, "Problem"),
+                "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemOut"}}}}
+            for s in statuses}
+
+
+_AUTH = (401, 403)
+_INVALID = (400, 422)
+
+
+def api_router(ops: Operations) -> APIRouter:
+    bearer = HTTPBearer(auto_error=False, description="A token from `medaid tokens add` (mdt_…).")
+
+    def who(action: str):  # type: ignore[no-untyped-def]
+        def dependency(creds: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> Token:
+            return ops.authenticate(None if creds is None else creds.credentials, action)
+        return dependency
+
+    Lang = Annotated[str, Depends(language)]
+    r = APIRouter(prefix="/v1")
+
+    @r.get("/health", response_model=m.HealthOut, tags=["service"],
+           summary="Health: the ledger database answers (no token needed)", responses=_problems(503))
+    def health() -> Any:
+        return JSONResponse({"status": "ok", "version": __version__,
+                             "schema_version": ops.ledger().schema_version()})
+
+    @r.post("/settle", response_model=m.SettlementOut, status_code=201, tags=["desk"],
+            summary="Settle a claim and record it (idempotent on claim id)",
+            responses={200: {"model": m.SettlementOut,
+                             "description": "The claim id was settled before with the same content: the "
+                                            "original result; nothing recorded"},
+                       **_problems(*_AUTH, 404, 409, *_INVALID, 503)})
+    def settle(body: m.ClaimIn, token: Annotated[Token, Depends(who("settle"))], lang: Lang) -> Any:
+        d = ops.settle(token, body, lang)
+        return JSONResponse(d, status_code=200 if d["replayed"] else 201)
+
+    @r.post("/quote", response_model=m.QuoteOut, tags=["desk"],
+            summary="What a claim would get now; nothing recorded",
+            responses=_problems(*_AUTH, 409, *_INVALID, 503))
+    def quote(body: m.QuoteIn, token: Annotated[Token, Depends(who("quote"))], lang: Lang) -> Any:
+        return JSONResponse(ops.quote(token, body, lang))
+
+    @r.post("/reverse", response_model=m.ReversalOut, status_code=201, tags=["desk"],
+            summary="Reverse (冲正) a settlement", responses=_problems(*_AUTH, 404, 409, *_INVALID, 503))
+    def reverse(body: m.ReverseIn, token: Annotated[Token, Depends(who("reverse"))]) -> Any:
+        return JSONResponse(ops.reverse(token, body), status_code=201)
+
+    @r.post("/history", response_model=m.HistoryOut, tags=["desk"],
+            summary="A person's file (一人一档): settlements, reversals, each pool's year to date",
+            responses=_problems(*_AUTH, 409, *_INVALID, 503))
+    def history(body: m.HistoryIn, token: Annotated[Token, Depends(who("history"))]) -> Any:
+        return JSONResponse(ops.history(body)[1])
+
+    @r.get("/rules", response_model=m.RulesOut, tags=["rules"],
+           summary="The rule sets and plans the service settles under", responses=_problems(*_AUTH))
+    def rules(token: Annotated[Token, Depends(who("rules"))]) -> Any:
+        return JSONResponse(ops.rules())
+
+    @r.get("/ledger/verify", response_model=m.VerifyOut, tags=["admin"],
+           summary="Verify the ledger: hash chain, links, year-to-date figures, caps (admin)",
+           responses=_problems(*_AUTH, 503))
+    def verify(token: Annotated[Token, Depends(who("verify"))]) -> Any:
+        return JSONResponse(ops.verify())
+
+    @r.get("/tokens", response_model=list[m.TokenOut], tags=["admin"], summary="The tokens (admin)",
+           responses=_problems(*_AUTH))
+    def tokens(token: Annotated[Token, Depends(who("tokens"))]) -> Any:
+        return JSONResponse([t.to_dict() for t in ops.tokens().list()])
+
+    @r.post("/tokens", response_model=m.NewTokenOut, status_code=201, tags=["admin"],
+            summary="Add a token; its secret is in this response only (admin)",
+            responses=_problems(*_AUTH, *_INVALID))
+    def add_token(body: m.TokenIn, token: Annotated[Token, Depends(who("tokens"))]) -> Any:
+        new, secret = ops.add_token(body.role, body.hospital)
+        return JSONResponse({**new.to_dict(), "token": secret}, status_code=201)
+
+    @r.post("/tokens/{token_id}/revoke", response_model=m.TokenOut, tags=["admin"],
+            summary="Revoke a token (admin)", responses=_problems(*_AUTH, 404, 409))
+    def revoke_token(token_id: str, token: Annotated[Token, Depends(who("tokens"))]) -> Any:
+        return JSONResponse(ops.revoke_token(token_id).to_dict())
+
+    return r
+
+
+class Internal:
+    """ASGI middleware: an unexpected error becomes a 500 problem naming its kind; the log gets
+    the kind, the method, the path (IDs masked) and the frames, never the error's text."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as e:  # noqa: BLE001 - the last resort: never a traceback or data to a client
+            log.error("internal error (%s) in %s %s\n%s", type(e).__name__, scope.get("method"),
+                      masked(scope.get("path", "")), "".join(traceback.format_tb(e.__traceback__)))
+            if started:
+                return
+            p = ApiProblem("internal", Problem(
+                f"internal error ({type(e).__name__}); nothing more was done. This is a defect of medaid: "
+                "please report it with the time of the request"))
+            await problem_response(p)(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The service for ``settings`` (default: from the environment, as ``medaid serve`` sets it).
+    Loads the rules (refused: :class:`medaid.errors.RuleError`) and opens the ledger once
+    (applying its migrations) before serving."""
+    from ..domain.rules import load_rules
+
+    settings = settings or Settings.from_env()
+    book = load_rules(settings.rules, settings.scheme)
+    book.versions()  # several schemes and none chosen: refused now, not at the first claim
+    ledgers = Ledgers(settings.ledger)
+    ops = Operations(book, ledgers)
+    ledgers.get()
+
+    app = FastAPI(
+        title="medaid county settlement service",
+        version=__version__,
+        description=(
+            "One-stop settlement of medical aid (医疗救助) for every hospital of a county against one "
+            "ledger: settle, quote, reverse, a person's history, the rules. Money is text: yuan as "
+            "strings (\"23300.00\"), never JSON numbers. Errors are application/problem+json with the "
+            "located problems. Labels in English or Chinese (?lang=zh or Accept-Language)."),
+        openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
+    )
+    app.state.ops = ops
+
+    @app.exception_handler(ApiProblem)
+    async def _api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
+        return problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem_response(ApiProblem("invalid-request", [located(err) for err in exc.errors()]))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {400: "bad-request", 404: "not-found", 405: "method-not-allowed",
+                415: "unsupported-media-type"}.get(exc.status_code, "invalid-request")
+        p = ApiProblem(kind, Problem(str(exc.detail)), status=exc.status_code, headers=dict(exc.headers or {}))
+        return problem_response(p)
+
+    app.include_router(api_router(ops))
+    from .web import web_router
+
+    app.include_router(web_router(ops))
+    app.add_middleware(Internal)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            problem = m.ProblemOut.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(problem.pop("$defs", {}))
+            components["ProblemOut"] = problem
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,212 @@
+"""Who may do what at the settlement service: bearer tokens, their roles, and web sessions.
+
+Rules implemented (docs/service.md#tokens-and-roles):
+
+* A token is ``mdt_`` and 43 characters of URL-safe base64 (32 random bytes from
+  :mod:`secrets`).  It is shown once, when it is made; the ledger database stores only its
+  ``sha256`` (hex), its id, hospital and role, and when it was made and revoked (the ``tokens``
+  table, migration 3 of :data:`medaid.ledger.schema.MIGRATIONS`).
+* Roles: ``desk`` (settle, quote and reverse its own hospital's claims, read history; a desk
+  token names its hospital), ``reviewer`` (read: history, quotes, rules), ``admin``
+  (everything, also ``ledger verify`` and the tokens).  :data:`PERMISSIONS` is the one table of
+  which role may do what; the service checks it before it touches the ledger.
+* A revoked token is refused at its next request (every request looks its hash up; nothing is
+  cached), and so are the web sessions opened with it.
+* The clerk's web page signs in with a token and gets a session: a second random secret, held
+  in an ``HttpOnly``, ``SameSite=Strict`` cookie and stored hashed (``desk_sessions``) with its
+  own CSRF token and an expiry.
+
+Only the standard library is imported: ``medaid tokens`` runs without the service's packages.
+The store works on the ledger's SQLite connection (:func:`_db`: the one place that reaches
+into :class:`medaid.ledger.Ledger`); its SQL is plain and reads the same on PostgreSQL but for
+the ``?`` placeholders.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Final, NamedTuple
+
+from ..errors import MedaidError, Problem
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ledger.ledger import Ledger
+
+ROLES: Final = ("desk", "reviewer", "admin")
+#: What a token's role allows (the service's one table of permissions).  A desk's ``settle``,
+#: ``quote`` and ``reverse`` are further limited to its own hospital's claims.
+PERMISSIONS: Final[dict[str, frozenset[str]]] = {
+    "settle": frozenset({"desk", "admin"}),
+    "quote": frozenset({"desk", "reviewer", "admin"}),
+    "reverse": frozenset({"desk", "admin"}),
+    "history": frozenset({"desk", "reviewer", "admin"}),
+    "rules": frozenset({"desk", "reviewer", "admin"}),
+    "verify": frozenset({"admin"}),
+    "tokens": frozenset({"admin"}),
+}
+#: The prefix of every token (so that secret scanners and people can tell one).
+PREFIX: Final = "mdt_"
+#: How long a web session lasts.
+SESSION_HOURS: Final = 12
+
+
+class TokenError(MedaidError):
+    """A token could not be added or revoked (unknown id, bad role, a desk without a hospital)."""
+
+
+class Token(NamedTuple):
+    """A token as stored (never its secret).
+
+    Attributes:
+        id: its public id (``t`` and 10 hex digits), recorded as ``desk`` on the ledger rows
+            it writes.
+        hospital: the hospital of a desk (``None``: a county-wide reviewer or admin).
+        role: ``desk``, ``reviewer`` or ``admin``.
+        created_at, revoked_at: UTC times (ISO 8601); ``revoked_at`` is ``None`` while active.
+    """
+
+    id: str
+    hospital: str | None
+    role: str
+    created_at: str
+    revoked_at: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def may(self, action: str) -> bool:
+        """Whether the role allows ``action`` (a key of :data:`PERMISSIONS`)."""
+        return self.role in PERMISSIONS[action]
+
+    def to_dict(self) -> dict[str, object]:
+        return {**self._asdict(), "active": self.active}
+
+
+def secret_hash(secret: str) -> str:
+    """What is stored of a token or session secret: its ``sha256``, hex."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.isoformat(timespec="milliseconds")
+
+
+_COLUMNS = "id, hospital, role, created_at, revoked_at"
+
+
+class TokenStore:
+    """The tokens and web sessions of one ledger database."""
+
+    def __init__(self, ledger: "Ledger") -> None:
+        self._ledger = ledger
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with _db(self._ledger).transaction() as con:
+            yield con
+
+    def _read(self) -> sqlite3.Connection:
+        return _db(self._ledger).connection
+
+    # -- tokens ---------------------------------------------------------------------------
+    def add(self, role: str, hospital: str | None = None) -> tuple[Token, str]:
+        """A new token: the stored record and the secret (shown once, never stored)."""
+        hospital = (hospital or "").strip() or None
+        if role not in ROLES:
+            raise TokenError(Problem(f"unknown role {role!r}; roles: {', '.join(ROLES)}", field="role"))
+        if role == "desk" and hospital is None:
+            raise TokenError(Problem("a desk token names its hospital (--hospital)", field="hospital"))
+        secret = PREFIX + secrets.token_urlsafe(32)
+        token = Token("t" + secrets.token_hex(5), hospital, role, _iso(_now()), None)
+        with self._write() as con:
+            con.execute(f"INSERT INTO tokens ({_COLUMNS}, token_hash) VALUES (?, ?, ?, ?, ?, ?)",
+                        (*token, secret_hash(secret)))
+        return token, secret
+
+    def list(self) -> list[Token]:
+        """Every token, oldest first."""
+        return [Token(*r) for r in self._read().execute(f"SELECT {_COLUMNS} FROM tokens ORDER BY created_at, id")]
+
+    def get(self, token_id: str) -> Token | None:
+        row = self._read().execute(f"SELECT {_COLUMNS} FROM tokens WHERE id = ?", (token_id,)).fetchone()
+        return None if row is None else Token(*row)
+
+    def revoke(self, token_id: str) -> Token:
+        """Revoke a token (and so its web sessions) from its next request on."""
+        with self._write() as con:
+            row = con.execute(f"SELECT {_COLUMNS} FROM tokens WHERE id = ?", (token_id,)).fetchone()
+            if row is None:
+                raise TokenError(Problem("no such token", source=f"token {token_id}", field="id"))
+            token = Token(*row)
+            if not token.active:
+                raise TokenError(Problem(f"already revoked ({token.revoked_at})", source=f"token {token_id}"))
+            token = token._replace(revoked_at=_iso(_now()))
+            con.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (token.revoked_at, token.id))
+            con.execute("DELETE FROM desk_sessions WHERE token_id = ?", (token.id,))
+        return token
+
+    def authenticate(self, secret: str) -> Token | None:
+        """The active token whose secret this is, else ``None``."""
+        if not secret.startswith(PREFIX):
+            return None
+        row = self._read().execute(
+            f"SELECT {_COLUMNS} FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
+            (secret_hash(secret),)).fetchone()
+        return None if row is None else Token(*row)
+
+    # -- web sessions ---------------------------------------------------------------------
+    def open_session(self, token: Token, hours: float = SESSION_HOURS) -> tuple[str, str]:
+        """A new web session for ``token``: its secret (the cookie) and its CSRF token.
+        Expired sessions are removed at the same time."""
+        secret, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        now = _now()
+        with self._write() as con:
+            con.execute("DELETE FROM desk_sessions WHERE expires_at < ?", (_iso(now),))
+            con.execute(
+                "INSERT INTO desk_sessions (session_hash, token_id, csrf, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (secret_hash(secret), token.id, csrf, _iso(now), _iso(now + dt.timedelta(hours=hours))))
+        return secret, csrf
+
+    def session(self, secret: str) -> tuple[Token, str] | None:
+        """The active token and CSRF token of an unexpired session, else ``None``."""
+        row = self._read().execute(
+            "SELECT t.id, t.hospital, t.role, t.created_at, t.revoked_at, s.csrf FROM desk_sessions s "
+            "JOIN tokens t ON t.id = s.token_id "
+            "WHERE s.session_hash = ? AND s.expires_at > ? AND t.revoked_at IS NULL",
+            (secret_hash(secret), _iso(_now()))).fetchone()
+        return None if row is None else (Token(*row[:5]), row[5])
+
+    def close_session(self, secret: str) -> None:
+        with self._write() as con:
+            con.execute("DELETE FROM desk_sessions WHERE session_hash = ?", (secret_hash(secret),))
+
+
+def same_secret(a: str, b: str) -> bool:
+    """Constant-time comparison of two secrets (CSRF tokens)."""
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+class _Db(NamedTuple):
+    connection: sqlite3.Connection
+    ledger: "Ledger"
+
+    def transaction(self):  # type: ignore[no-untyped-def]
+        return self.ledger._transaction()
+
+
+def _db(ledger: "Ledger") -> _Db:
+    """The ledger's database connection and its write transaction (``BEGIN IMMEDIATE`` …
+    ``COMMIT``, rolled back on any error): the seam a second ledger backend provides."""
+    return _Db(ledger._con, ledger)

@@ -1,0 +1,228 @@
+"""The clerk's web page (/desk) in a real headless Chromium (Debian's, driven by Playwright):
+sign in with a token, settle, read the receipt, look up the person's history, reverse with a
+reason; in Chinese too.  And, without a browser: CSRF, the session cookie's flags, no external
+assets, revoking a token ends its sessions."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the service needs the service extra: pip install 'medaid[service]'")
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from medaid.ledger import Ledger  # noqa: E402
+from medaid.service.app import create_app  # noqa: E402
+from medaid.service.store import Settings, open_ledger  # noqa: E402
+from medaid.service.tokens import TokenStore  # noqa: E402
+
+try:
+    from service_support import HOSPITAL_A, HOSPITAL_B, PERSON, RULES, env, make_tokens, server
+except ImportError:  # pragma: no cover - tests collected as a package
+    from tests.service_support import HOSPITAL_A, HOSPITAL_B, PERSON, RULES, env, make_tokens, server
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+def county(tmp_path):
+    ledger = tmp_path / "county.sqlite3"
+    return ledger, make_tokens(ledger)
+
+
+@pytest.fixture
+def client(county):
+    with TestClient(create_app(Settings(str(county[0]), str(RULES)))) as c:
+        yield c
+
+
+def _cli(args: list[str], **extra: str) -> tuple[int, str, str]:
+    p = subprocess.run([sys.executable, "-m", "medaid.cli", *args], capture_output=True, text=True,
+                       env=env(**extra), timeout=120)
+    return p.returncode, p.stdout, p.stderr
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def _sign_in(client, secret: str):
+    page = client.get("/desk")
+    return client.post("/desk/sign-in", data={"token": secret, "csrf": _csrf(page.text), "lang": "en"},
+                       follow_redirects=False)
+
+
+def test_sign_in_sets_an_httponly_strict_session_cookie_and_the_page_loads_nothing_from_elsewhere(client, county):
+    r = _sign_in(client, county[1].desk_a)
+    assert r.status_code == 303
+    cookie = r.headers["set-cookie"]
+    assert "medaid_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie.replace(
+        "Strict", "strict") and "Path=/desk" in cookie
+    page = client.get("/desk")
+    assert HOSPITAL_A.replace("'", "&#39;") in page.text and 'id="settle-form"' in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["cache-control"] == "no-store"
+    assert not re.search(r'(src|href)="(https?:)?//', page.text) and "<script" not in page.text
+
+
+def test_a_form_without_the_sessions_csrf_token_is_refused_and_nothing_is_recorded(client, county):
+    _sign_in(client, county[1].desk_a)
+    body = {"person_id": PERSON, "self_pay": "30000", "date": "2024-05-03", "group": "key", "kind": "inpatient",
+            "claim_id": "W1", "lang": "en"}
+    for csrf in ("", "forged"):
+        r = client.post("/desk/settle", data={**body, "csrf": csrf})
+        assert r.status_code == 403 and "The form has expired" in r.text
+    with Ledger(county[0], create=False) as lg:
+        assert list(lg.entries()) == []
+    ok = client.post("/desk/settle", data={**body, "csrf": _csrf(client.get("/desk").text)})
+    assert ok.status_code == 200 and "23,300.00" in ok.text
+
+
+def test_the_settle_form_carries_a_claim_id_so_sending_it_twice_settles_once(client, county):
+    _sign_in(client, county[1].desk_a)
+    html = client.get("/desk").text
+    cid = re.search(r'id="claim_id" name="claim_id" value="([^"]+)"', html).group(1)
+    assert re.fullmatch(r"\d{8}-[0-9A-F]{6}", cid)
+    body = {"person_id": PERSON, "self_pay": "30000", "date": "2024-05-03", "claim_id": cid, "csrf": _csrf(html)}
+    first, again = client.post("/desk/settle", data=body), client.post("/desk/settle", data=body)
+    assert "23,300.00" in first.text and 'id="replayed"' not in first.text
+    assert 'id="replayed"' in again.text and "23,300.00" in again.text
+    assert cid not in re.search(r'id="claim_id" name="claim_id" value="([^"]+)"', first.text).group(1)
+    with Ledger(county[0], create=False) as lg:
+        assert [e.claim_id for e in lg.entries()] == [cid]
+
+
+def test_a_sign_in_without_its_csrf_cookie_or_with_a_bad_token_is_refused(client, county):
+    assert client.post("/desk/sign-in", data={"token": county[1].desk_a, "csrf": "x"}).status_code == 403
+    page = client.get("/desk")
+    bad = client.post("/desk/sign-in", data={"token": county[1].revoked, "csrf": _csrf(page.text)})
+    assert bad.status_code == 401 and "unknown or revoked" in bad.text
+
+
+def test_revoking_the_token_ends_its_web_sessions(client, county):
+    _sign_in(client, county[1].desk_a)
+    assert 'id="settle-form"' in client.get("/desk").text
+    with open_ledger(str(county[0])) as lg:
+        TokenStore(lg).revoke(county[1].ids["desk_a"])
+    assert 'id="sign-in-form"' in client.get("/desk").text
+
+
+def test_a_bad_form_names_its_field(client, county):
+    _sign_in(client, county[1].desk_a)
+    r = client.post("/desk/settle", data={"person_id": PERSON, "self_pay": "1.234", "csrf": _csrf(
+        client.get("/desk").text), "lang": "en"})
+    assert r.status_code == 422 and "<strong>self_pay</strong>: has more than two decimals" in r.text
+
+
+def test_a_reviewer_may_look_up_but_not_settle(client, county):
+    _sign_in(client, county[1].reviewer)
+    csrf = _csrf(client.get("/desk").text)
+    r = client.post("/desk/settle", data={"person_id": PERSON, "self_pay": "1", "csrf": csrf})
+    assert r.status_code == 403 and "may not settle" in r.text
+    assert client.post("/desk/history", data={"person_id": PERSON, "csrf": csrf}).status_code == 200
+
+
+# -- in a real browser ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("no headless browser: /usr/bin/chromium is not installed (apt-get install chromium; CI does)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is in the test extra")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_a_clerk_signs_in_settles_prints_the_receipt_looks_up_and_reverses(browser, county, tmp_path):
+    ledger, tokens = county
+    with server(ledger) as srv:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("requestfailed", lambda r: errors.append(r.url))
+        page.goto(f"{srv.url}/desk")
+        page.fill("#token", tokens.desk_a)
+        page.click("#sign-in")
+        page.wait_for_selector("#settle-form")
+        assert HOSPITAL_A in page.inner_text("#who")
+        # settle a 30,000 yuan stay: 6,300 + 17,000 = 23,300 relief, the patient pays 6,700
+        page.fill("#person_id", PERSON)
+        page.fill("#self_pay", "30,000")
+        page.fill("#date", "2024-05-03")
+        page.fill("#claim_id", "WEB-1")
+        page.fill("#group", "key")
+        page.fill("#kind", "inpatient")
+        page.click("#settle")
+        page.wait_for_selector("#receipt")
+        receipt = page.inner_text("#receipt")
+        for text in (HOSPITAL_A, "WEB-1", PERSON, "2024-05-03", "1,000.00 – 10,000.00", "70%", "6,300.00",
+                     "17,000.00", "cq-county-medical-aid 2019.1", "Legal basis", "Recorded as ledger row 1"):
+            assert text in receipt, text
+        assert page.inner_text("#r-relief").strip() == "23,300.00"
+        assert page.inner_text("#r-pays").strip() == "6,700.00"
+        assert page.inner_text("#r-ytd").strip() == "23,300.00 / 100,000.00"
+        assert page.inner_text("#r-left").strip() == "76,700.00"
+        assert "Relief by brackets (rounded)" in page.inner_text("#explanation")
+        pdf = tmp_path / "receipt.pdf"
+        page.pdf(path=str(pdf))  # printable: the print stylesheet keeps the receipt alone
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000
+        page.emulate_media(media="print")
+        assert page.is_hidden("#settle-section") and page.is_visible("#receipt")
+        page.emulate_media(media="screen")
+        # meanwhile the other hospital's clerk settles the same person on the command line, against the
+        # same cap: 100,000 yuan would get 87,800, but 76,700 is left
+        rc, out, err = _cli(["settle", "--person", PERSON, "--self-pay", "100000", "--date", "2024-05-04",
+                             "--claim-id", "CLI-1", "--group", "key", "--kind", "inpatient", "--json"],
+                            MEDAID_SERVER=srv.url, MEDAID_TOKEN=tokens.desk_b)
+        assert rc == 0, err
+        assert (json.loads(out)["relief"], json.loads(out)["capped_by"]) == ("76700.00", "annual_cap")
+        # the person's file shows both hospitals; desk A may reverse its own claim only
+        page.fill("#h_person_id", PERSON)
+        page.click("#look-up")
+        page.wait_for_selector("#history")
+        history = page.inner_text("#history")
+        assert "WEB-1" in history and "CLI-1" in history and HOSPITAL_B in history and "76,700.00" in history
+        assert page.locator("#history .reverse-form").count() == 1
+        page.fill("#history .reverse-form input[name=reason]", "wrong stay entered")
+        page.click("#history .reverse-form button")
+        page.wait_for_selector("#reversal")
+        assert "Reversed claim WEB-1" in page.inner_text("#reversal")
+        assert page.inner_text("#rev-ytd").strip() == "76,700.00 / 100,000.00"
+        # in Chinese
+        page.click("#language")
+        page.wait_for_selector("#settle-form")
+        page.fill("#person_id", PERSON)
+        page.fill("#self_pay", "12345.67")
+        page.fill("#date", "2024-05-04")
+        page.fill("#claim_id", "WEB-2")
+        page.click("#settle")
+        page.wait_for_selector("#receipt")
+        zh = page.inner_text("#receipt")
+        assert "医疗救助结算单" in zh and "救助金额" in zh and "个人负担" in zh and "政策依据" in zh
+        # 6,300 + 2,345.67 × 85% = 8,293.8195 → 8,293.82; the patient pays 4,051.85
+        assert page.inner_text("#r-relief").strip() == "8,293.82" and page.inner_text("#r-pays").strip() == "4,051.85"
+        page.click("#sign-out")
+        page.wait_for_selector("#sign-in-form")
+        assert errors == []
+    with Ledger(ledger, create=False) as lg:
+        rows = list(lg.entries())
+        assert [(e.claim_id, e.entry, e.desk) for e in rows] == [
+            ("WEB-1", "settlement", tokens.ids["desk_a"]), ("CLI-1", "settlement", tokens.ids["desk_b"]),
+            ("WEB-1", "reversal", tokens.ids["desk_a"]), ("WEB-2", "settlement", tokens.ids["desk_a"])]
+        assert rows[2].reason == "wrong stay entered" and lg.verify().problems == ()
