@@ -4,11 +4,12 @@
 #   make bench  the benchmarks at full size but Spark (minutes); bench-quick: toy sizes (seconds)
 #   make bench-compare BEFORE=<rev>   speed and outputs of <rev> against this working tree, in
 #               one run (3-5 minutes; COMPARE_ARGS='--full' for full sizes, see --help)
+#   make serve  run the county settlement service on 127.0.0.1:8000 (ledger ./medaid-ledger.sqlite3)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench bench-quick bench-compare clean
+.PHONY: demo test bench bench-quick bench-compare serve clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +18,11 @@ $(VENV)/.stamp-base: pyproject.toml
 	touch $@
 
 $(VENV)/.stamp-test: $(VENV)/.stamp-base
-	$(BIN)/python -m pip install -q -e '.[batch,test,spark]'
+	$(BIN)/python -m pip install -q -e '.[batch,test,spark,service]'
+	touch $@
+
+$(VENV)/.stamp-service: $(VENV)/.stamp-base
+	$(BIN)/python -m pip install -q -e '.[batch,service]'
 	touch $@
 
 demo: $(VENV)/.stamp-base
@@ -34,19 +39,24 @@ demo: $(VENV)/.stamp-base
 test: $(VENV)/.stamp-test
 	$(BIN)/python -m pytest -q
 
-bench: $(VENV)/.stamp-base
+bench: $(VENV)/.stamp-service
 	$(BIN)/python benchmarks/bench_engine.py
 	$(BIN)/python benchmarks/bench_desk.py
 	$(BIN)/python benchmarks/bench_batch.py --claims 1000000 --repeat 3
 	$(BIN)/python benchmarks/bench_columnar.py 1000000
 	$(BIN)/python benchmarks/bench_report.py --rows 10000000
+	$(BIN)/python benchmarks/bench_service.py
 
-bench-quick: $(VENV)/.stamp-base
+bench-quick: $(VENV)/.stamp-service
 	$(BIN)/python benchmarks/bench_engine.py --claims 2000 --repeat 1
 	$(BIN)/python benchmarks/bench_desk.py --runs 3 --settlements 100 --rows 100
 	$(BIN)/python benchmarks/bench_batch.py --claims 20000
 	$(BIN)/python benchmarks/bench_columnar.py 20000 --repeat 1 --verify 20
 	$(BIN)/python benchmarks/bench_report.py --rows 20000 --repeat 1
+	$(BIN)/python benchmarks/bench_service.py --settlements 200
+
+serve: $(VENV)/.stamp-service
+	$(BIN)/medaid serve --rules rules
 
 ifneq ($(filter bench-compare,$(MAKECMDGOALS)),)
 ifeq ($(BEFORE),)

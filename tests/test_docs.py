@@ -170,7 +170,7 @@ def scratch(tmp: Path) -> Path:
         prefix = Path(sys.prefix)                     # the pyvenv.cfg and lib/ next to bin/
         shutil.copy(prefix / "pyvenv.cfg", venv / "pyvenv.cfg")
         (venv / "lib").symlink_to(prefix / "lib")
-    for stamp in (".stamp-base", ".stamp-test"):      # installed already: make installs nothing
+    for stamp in (".stamp-base", ".stamp-test", ".stamp-service"):  # installed already: make installs nothing
         (venv / stamp).touch()
     return tmp
 

@@ -133,7 +133,8 @@ class Operations:
         day = body.date or dt.date.today()
         claim, at = self._claim(who, body, body.claim_id or new_claim_id(day), day)
         try:
-            receipt = self.ledger().settle(claim, self.book, at, desk=who.id)
+            with self.ledgers.writing():
+                receipt = self.ledger().settle(claim, self.book, at, desk=who.id)
         except MedaidError as err:
             raise self._library(err) from None
         row = receipt.entry
@@ -178,7 +179,8 @@ class Operations:
 
         lg = self.ledger()
         try:
-            e = lg.reverse(body.claim_id, body.reason, desk=who.id, check=own)
+            with self.ledgers.writing():
+                e = lg.reverse(body.claim_id, body.reason, desk=who.id, check=own)
             later = [
                 x.claim_id for x in lg.history(e.person_id, e.benefit_year)
                 if x.pool == e.pool and x.entry == "settlement" and (e.reverses or 0) < x.seq

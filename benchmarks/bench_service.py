@@ -1,0 +1,147 @@
+"""Service benchmark: settlements per second and p50/p99 latency through the HTTP API.
+
+``medaid serve`` (uvicorn, ``--workers`` processes) on a durable ledger (SQLite: WAL,
+``synchronous=FULL``; every acknowledged settlement is on disk), driven by 1, 8 and 32
+concurrent clients (threads, one keep-alive connection each) from this process, each sending
+``POST /v1/settle`` for claims of 3,000 yuan on ``--persons`` persons, two hospitals' desk tokens
+alternating.  The clients run on the same machine as the server: on a small machine they take
+CPU from it, so the figures are a floor.  Afterwards the ledger is verified (``GET
+/v1/ledger/verify``).  Targets (docs/service.md#capacity): p99 ≤ 50 ms at 32 clients and ≥ 300
+settlements/s on PostgreSQL.
+
+    python benchmarks/bench_service.py                         # SQLite in a temporary folder
+    python benchmarks/bench_service.py --settlements 200       # a quick check
+    python benchmarks/bench_service.py --ledger postgresql://medaid@localhost/county   # another ledger
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import httpx  # noqa: E402
+
+from medaid.service.store import open_ledger  # noqa: E402
+from medaid.service.tokens import TokenStore  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(ledger: str, workers: int, log: Path) -> Iterator[str]:
+    """``medaid serve`` on a free port until the block ends."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    with open(log, "w") as out:
+        p = subprocess.Popen([sys.executable, "-m", "medaid.cli", "serve", "--ledger", ledger, "--rules",
+                              str(ROOT / "rules"), "--port", str(port), "--workers", str(workers)],
+                             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if p.poll() is not None:
+                    raise SystemExit(f"medaid serve exited {p.returncode}:\n{log.read_text()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"medaid serve did not start:\n{log.read_text()}")
+                time.sleep(0.1)
+            time.sleep(0.5 * workers)  # let every worker finish starting
+            yield url
+        finally:
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def run_level(url: str, secrets: list[str], clients: int, total: int, persons: int, tag: str) -> list[float]:
+    """``total`` settlements by ``clients`` threads; the latency of each, in seconds."""
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    per = [total // clients + (1 if k < total % clients else 0) for k in range(clients)]
+
+    def work(k: int) -> None:
+        mine: list[float] = []
+        headers = {"Authorization": f"Bearer {secrets[k % len(secrets)]}"}
+        with httpx.Client(base_url=url, timeout=60, headers=headers) as c:
+            for j in range(per[k]):
+                body = {"claim_id": f"{tag}-{k}-{j}", "person_id": f"B{(k * 7919 + j) % persons:06d}",
+                        "self_pay": "3000", "date": "2024-06-01", "group": "key", "kind": "inpatient"}
+                t0 = time.perf_counter()
+                r = c.post("/v1/settle", json=body)
+                mine.append(time.perf_counter() - t0)
+                if r.status_code != 201:
+                    failures.append(f"{r.status_code} {r.text[:200]}")
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise SystemExit(f"{len(failures)} settlements failed, e.g. {failures[0]}")
+    return latencies
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--ledger", default=None, help="ledger path or URL (default: a new SQLite file)")
+    ap.add_argument("--workers", type=int, default=3, help="uvicorn worker processes")
+    ap.add_argument("--clients", default="1,8,32", help="concurrency levels, comma-separated")
+    ap.add_argument("--settlements", type=int, default=2000, help="settlements per level")
+    ap.add_argument("--persons", type=int, default=5000, help="persons the claims are spread over")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(dir=ROOT) as tmp:  # on the project's disk, not a tmpfs
+        ledger = args.ledger or str(Path(tmp) / "county.sqlite3")
+        with open_ledger(ledger) as lg:
+            store = TokenStore(lg)
+            secrets = [store.add("desk", "Bench Hospital A")[1], store.add("desk", "Bench Hospital B")[1]]
+            admin = store.add("admin")[1]
+        print(f"medaid service benchmark  (python {sys.version.split()[0]}, {os.cpu_count()} cpus, "
+              f"{args.workers} workers, ledger {'SQLite, synchronous=FULL' if args.ledger is None else args.ledger})")
+        print("\n" + "  ".join(f"{h:>{w}}" for h, w in (("clients", 7), ("settlements", 11), ("seconds", 7),
+                                                       ("settlements/s", 13), ("p50 ms", 7), ("p99 ms", 7))))
+        tag = f"R{int(time.time())}"
+        with serve(ledger, args.workers, Path(tmp) / "serve.log") as url:
+            run_level(url, secrets, 2, 40, args.persons, f"{tag}-warm")  # connections, caches, the first page
+            for clients in (int(c) for c in args.clients.split(",")):
+                t0 = time.perf_counter()
+                lat = run_level(url, secrets, clients, args.settlements, args.persons, f"{tag}-{clients}")
+                elapsed = time.perf_counter() - t0
+                q = statistics.quantiles(lat, n=100)
+                print(f"{clients:>7}  {len(lat):>11,}  {elapsed:>7.2f}  {len(lat) / elapsed:>13.0f}  "
+                      f"{statistics.median(lat) * 1000:>7.1f}  {q[98] * 1000:>7.1f}")
+            v = httpx.get(f"{url}/v1/ledger/verify", headers={"Authorization": f"Bearer {admin}"}, timeout=600).json()
+        print(f"\nledger verify: {'ok' if v['ok'] else 'PROBLEMS'}, {v['entries']:,} rows"
+              + ("" if v["ok"] else f": {v['problems'][:3]}"))
+
+
+if __name__ == "__main__":
+    main()
