@@ -177,19 +177,16 @@ class Explanation(_Out):
     labels: dict[str, str]
 
 
-class EntryOut(_Out):
-    """A ledger row (:class:`medaid.ledger.Entry`): a settlement or a reversal."""
+class _Result(_Out):
+    """What a settlement row and a quote both hold: the claim, where it settled, the result,
+    the year to date after it, the caps, the segments and the rule set."""
 
-    seq: int
-    entry: Literal["settlement", "reversal"]
-    claim_id: str
     person_id: str
     date: dt.date
     self_pay: MoneyOut
     group: str | None
     kind: str | None
     hospital: str | None
-    total_cost: MoneyOut | None
     plan: str
     pool: str
     benefit_year: int
@@ -207,7 +204,16 @@ class EntryOut(_Out):
     segments: list[SegmentOut]
     rule_set_id: str
     rule_version: str
-    rule_hash: str
+    rule_hash: str = Field(description="sha256 of the rule file that produced the result.")
+
+
+class EntryOut(_Result):
+    """A ledger row (:class:`medaid.ledger.Entry`): a settlement or a reversal."""
+
+    seq: int
+    entry: Literal["settlement", "reversal"]
+    claim_id: str
+    total_cost: MoneyOut | None
     reverses: int | None
     reason: str | None
     recorded_at: str
@@ -227,35 +233,11 @@ class SettlementOut(EntryOut):
     explanation: Explanation
 
 
-class QuoteOut(_Out):
+class QuoteOut(_Result):
     """What a claim would get now (:class:`medaid.Settlement`); nothing recorded."""
 
     claim_id: str | None
-    person_id: str
-    date: dt.date
-    self_pay: MoneyOut
-    relief: MoneyOut
-    patient_pays: MoneyOut
-    bracket_relief: MoneyOut
-    capped_by: Literal["annual_cap", "claim_cap", "self_pay"] | None
-    plan: str
-    pool: str
-    benefit_year: int
-    ytd_self_pay: MoneyOut
-    ytd_relief: MoneyOut
-    annual_cap: MoneyOut | None
-    claim_cap: MoneyOut | None
-    base_from: MoneyOut
-    base_to: MoneyOut
-    rule_set_id: str
-    rule_version: str
-    rule_hash: str
-    bracket: int
-    segments: list[SegmentOut]
     basis: str | None
-    group: str | None
-    kind: str | None
-    hospital: str | None
     recorded: Literal[False]
     explanation: Explanation
 
