@@ -12,6 +12,7 @@ response and in the log (no message, which may hold personal data).
 
 import logging
 import traceback
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Security
@@ -54,7 +55,7 @@ _INVALID = (400, 422)
 def api_router(ops: Operations) -> APIRouter:
     bearer = HTTPBearer(auto_error=False, description="A token from `medaid tokens add` (mdt_…).")
 
-    def who(action: str):  # type: ignore[no-untyped-def]
+    def who(action: str) -> Callable[[HTTPAuthorizationCredentials | None], Token]:
         def dependency(creds: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> Token:
             return ops.authenticate(None if creds is None else creds.credentials, action)
         return dependency

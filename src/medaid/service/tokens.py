@@ -30,7 +30,7 @@ import hmac
 import secrets
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from ..errors import MedaidError, Problem
@@ -202,7 +202,7 @@ class _Db(NamedTuple):
     connection: sqlite3.Connection
     ledger: "Ledger"
 
-    def transaction(self):  # type: ignore[no-untyped-def]
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         return self.ledger._transaction()
 
 

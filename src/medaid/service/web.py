@@ -31,8 +31,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
 from ..ledger.ledger import new_claim_id
-from ..money import format_yuan
-from ..report.explain import LABELS as DESK_LABELS, exact_yuan, percent
+from ..money import format_exact_yuan, format_rate, format_yuan
+from ..report.explain import LABELS as DESK_LABELS
 from .lang import choose
 from .models import ClaimIn, HistoryIn, QuoteIn, ReverseIn
 from .operations import Operations, forbid
@@ -108,11 +108,11 @@ def _yuan(text: str | None, none: str = "", sign: int = 1) -> str:
 
 def _exact(text: str) -> str:
     """A segment's exact relief of a response (``"1993.8195"``) as the desk prints it (``1,993.8195``)."""
-    return exact_yuan(Decimal(text).scaleb(2))
+    return format_exact_yuan(Decimal(text).scaleb(2))
 
 
 def _percent(rate: str) -> str:
-    return percent(Decimal(rate))
+    return format_rate(Decimal(rate))
 
 
 _ENV = Environment(loader=FileSystemLoader(str(Path(__file__).with_name("templates"))),
