@@ -81,9 +81,18 @@ class Server(NamedTuple):
     log: Path
 
     def workers(self) -> list[int]:
-        """The pids of the uvicorn worker processes (children of the server process)."""
+        """The pids of the uvicorn worker processes: the children of the server process that
+        multiprocessing spawned (not its resource tracker)."""
         out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.process.pid)], capture_output=True, text=True)
-        return [int(p) for p in out.stdout.split()]
+        found = []
+        for pid in (int(p) for p in out.stdout.split()):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmdline:
+                found.append(pid)
+        return found
 
 
 @contextlib.contextmanager
