@@ -18,11 +18,11 @@ $(VENV)/.stamp-base: pyproject.toml
 	touch $@
 
 $(VENV)/.stamp-test: $(VENV)/.stamp-base
-	$(BIN)/python -m pip install -q -e '.[batch,test,spark,service]'
+	$(BIN)/python -m pip install -q -e '.[batch,test,spark,service,postgres]'
 	touch $@
 
 $(VENV)/.stamp-service: $(VENV)/.stamp-base
-	$(BIN)/python -m pip install -q -e '.[batch,service]'
+	$(BIN)/python -m pip install -q -e '.[batch,service,postgres]'
 	touch $@
 
 demo: $(VENV)/.stamp-base

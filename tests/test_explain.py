@@ -88,4 +88,6 @@ def test_each_desk_command_is_a_module_level_click_command():
 
     for name in ("settle", "quote", "reverse", "history", "rules", "ledger"):
         assert isinstance(getattr(desk, name), click.Command), name
-    assert set(desk.rules.commands) == {"check", "show"} and set(desk.ledger.commands) == {"verify"}
+    # ledger migrate and ledger copy came with the ledger on PostgreSQL (docs/desk.md)
+    assert set(desk.rules.commands) == {"check", "show"} and set(desk.ledger.commands) == {"verify", "migrate", "copy"}
+    assert desk.ledger.commands["migrate"] is desk.ledger_migrate and desk.ledger.commands["copy"] is desk.ledger_copy

@@ -14,6 +14,7 @@ import pytest
 
 import medaid
 from medaid.io.columns import CLAIM_FIELDS, RESULT_FIELDS
+from medaid.ledger import open_ledger
 from medaid.ledger.ledger import (
     APPLICATION_ID,
     GENESIS,
@@ -33,8 +34,9 @@ def book():
 
 
 @pytest.fixture
-def ledger(tmp_path):
-    with Ledger(tmp_path / "desk.sqlite3") as lg:
+def ledger(db):
+    """A new ledger on each backend (tests/conftest.py)."""
+    with open_ledger(db.location) as lg:
         yield lg
 
 
@@ -209,13 +211,13 @@ def test_the_bracket_recorded_is_the_highest_bracket_holding_part_of_the_base(le
     assert [e.bracket for e in ledger.entries()] == [0, 1, 1, 2, 2, 3]
 
 
-def test_the_bracket_recorded_is_0_while_the_gate_is_not_met(tmp_path):
+def test_the_bracket_recorded_is_0_while_the_gate_is_not_met(tmp_path, db):
     # brackets from 0 (70%) with a gate of 1,000: 999.99 gets nothing and reached no bracket
     (tmp_path / "r.toml").write_text(
         'id = "t"\nversion = "1"\nvalid_from = 2024-01-01\n[[plans]]\nname = "p"\ndefault = true\n'
         'pool = "all"\ngate = "1000"\nbrackets = [ { from = "0", rate = "70%" } ]\n', encoding="utf-8")
     gated = medaid.load_rules(tmp_path / "r.toml")
-    with Ledger(tmp_path / "l.sqlite3") as lg:
+    with open_ledger(db.location) as lg:
         below = lg.settle(claim("A", "999.99", group=None, kind=None), gated).entry
         at = lg.settle(claim("B", "1000", person="P2", group=None, kind=None), gated).entry
     assert (below.relief, below.bracket) == (0, 0)
@@ -276,15 +278,11 @@ def test_another_applications_database_is_refused_and_left_alone(tmp_path):
     assert _snapshot(tmp_path) == before
 
 
-def test_a_ledger_from_a_newer_medaid_is_refused(tmp_path, book):
-    path = tmp_path / "l.sqlite3"
-    Ledger(path).close()
-    con = sqlite3.connect(path)
-    con.execute("INSERT INTO schema_migrations VALUES (99, 'future', '2030-01-01')")
-    con.commit()
-    con.close()
+def test_a_ledger_from_a_newer_medaid_is_refused(db, book):
+    open_ledger(db.location).close()
+    db.execute("INSERT INTO schema_migrations VALUES (99, 'future', '2030-01-01')")
     with pytest.raises(LedgerError, match="newer medaid"):
-        Ledger(path)
+        open_ledger(db.location)
 
 
 def test_a_damaged_header_is_refused_at_open(tmp_path, book):
@@ -336,81 +334,67 @@ def test_damaged_pages_are_reported_by_verify_or_refused(tmp_path, book):
 # -- append-only and tamper evidence -------------------------------------------------------
 
 
-def test_rows_can_be_neither_updated_nor_deleted(ledger, book):
+def test_rows_can_be_neither_updated_nor_deleted(ledger, db, book):
     ledger.settle(claim("C1", "30000"), book)
-    with pytest.raises(sqlite3.IntegrityError, match="never updated"):
-        ledger._con.execute("UPDATE entries SET relief = 0")
-    with pytest.raises(sqlite3.IntegrityError, match="never deleted"):
-        ledger._con.execute("DELETE FROM entries")
+    with pytest.raises(db.integrity_error, match="never updated"):
+        db.execute("UPDATE entries SET relief = 0")
+    with pytest.raises(db.integrity_error, match="never deleted"):
+        db.execute("DELETE FROM entries")
 
 
-def _tamper(path: Path, *statements: str) -> None:
-    con = sqlite3.connect(path, isolation_level=None)
-    con.execute("DROP TRIGGER entries_never_updated")
-    con.execute("DROP TRIGGER entries_never_deleted")
-    for s in statements:
-        con.execute(s)
-    con.close()
+def _tamper(db, *statements: str) -> None:
+    db.alter(*statements, restore=False)
 
 
-def _three(path: Path, book) -> None:
-    with Ledger(path) as lg:
+def _three(db, book) -> None:
+    with open_ledger(db.location) as lg:
         lg.settle(claim("C1", "30000"), book)
         lg.settle(claim("C2", "20000", person="P2"), book)
         lg.settle(claim("C3", "10000", person="P3"), book)
         assert lg.verify().ok and lg.verify().entries == 3
 
 
-def test_verify_finds_an_altered_amount(tmp_path, book):
-    path = tmp_path / "l.sqlite3"
-    _three(path, book)
-    _tamper(path, "UPDATE entries SET relief = relief + 100000 WHERE seq = 2")
-    with Ledger(path) as lg:
+def test_verify_finds_an_altered_amount(db, book):
+    _three(db, book)
+    _tamper(db, "UPDATE entries SET relief = relief + 100000 WHERE seq = 2")
+    with open_ledger(db.location) as lg:
         problems = lg.verify().problems
     assert any("row 2: row_hash does not match" in p for p in problems)
     assert any("append-only is missing" in p for p in problems)
 
 
-def test_verify_finds_a_removed_row(tmp_path, book):
-    path = tmp_path / "l.sqlite3"
-    _three(path, book)
-    _tamper(path, "DELETE FROM entries WHERE seq = 2")
-    with Ledger(path) as lg:
+def test_verify_finds_a_removed_row(db, book):
+    _three(db, book)
+    _tamper(db, "DELETE FROM entries WHERE seq = 2")
+    with open_ledger(db.location) as lg:
         problems = lg.verify().problems
     assert any("row 3: expected row 2" in p for p in problems)
     assert any("row 3: prev_hash does not match" in p for p in problems)
 
 
-def test_verify_finds_a_row_rehashed_without_its_successor(tmp_path, book):
-    path = tmp_path / "l.sqlite3"
-    _three(path, book)
+def test_verify_finds_a_row_rehashed_without_its_successor(db, book):
+    _three(db, book)
     from medaid.ledger.schema import COLUMNS, row_hash
 
-    con = sqlite3.connect(path, isolation_level=None)
-    con.execute("DROP TRIGGER entries_never_updated")
-    row = list(con.execute(f"SELECT {', '.join(COLUMNS)} FROM entries WHERE seq = 1").fetchone())
+    row = list(db.rows(f"SELECT {', '.join(COLUMNS)} FROM entries WHERE seq = 1")[0])
     row[COLUMNS.index("relief")] = 0  # relief
     new_hash = row_hash(row)
-    con.execute("UPDATE entries SET relief = 0, row_hash = ? WHERE seq = 1", (new_hash,))
-    con.close()
-    with Ledger(path) as lg:
+    db.alter(("UPDATE entries SET relief = 0, row_hash = ? WHERE seq = 1", (new_hash,)))
+    with open_ledger(db.location) as lg:
         problems = lg.verify().problems
     assert any("row 2: prev_hash does not match" in p for p in problems)
     assert any("row 1: recorded year-to-date" in p for p in problems)
 
 
-def _rewrite_first_row(path: Path, **values) -> None:
+def _rewrite_first_row(db, **values) -> None:
     """Change row 1 of a one-row ledger and recompute its hash, as a forger would."""
     from medaid.ledger.schema import COLUMNS, row_hash
 
-    con = sqlite3.connect(path, isolation_level=None)
-    con.execute("DROP TRIGGER entries_never_updated")
-    row = list(con.execute(f"SELECT {', '.join(COLUMNS)} FROM entries WHERE seq = 1").fetchone())
+    row = list(db.rows(f"SELECT {', '.join(COLUMNS)} FROM entries WHERE seq = 1")[0])
     for k, v in values.items():
         row[COLUMNS.index(k)] = v
     sets = ", ".join(f"{k} = ?" for k in values)
-    con.execute(f"UPDATE entries SET {sets}, row_hash = ? WHERE seq = 1", (*values.values(), row_hash(row)))
-    con.close()
+    db.alter((f"UPDATE entries SET {sets}, row_hash = ? WHERE seq = 1", (*values.values(), row_hash(row))))
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -419,11 +403,10 @@ def _rewrite_first_row(path: Path, **values) -> None:
     # ... or 3,000 a claim
     ("claim_cap", 300_000, "relief 23300.00 is above the claim cap in force for it (3000.00)"),
 ])
-def test_verify_finds_a_relief_past_a_cap_in_force_for_its_row(tmp_path, book, field, value, message):
-    path = tmp_path / "l.sqlite3"
-    with Ledger(path) as lg:
+def test_verify_finds_a_relief_past_a_cap_in_force_for_its_row(db, book, field, value, message):
+    with open_ledger(db.location) as lg:
         lg.settle(claim("C1", "30000"), book)
-    _rewrite_first_row(path, **{field: value})
-    with Ledger(path) as lg:
+    _rewrite_first_row(db, **{field: value})
+    with open_ledger(db.location) as lg:
         problems = lg.verify().problems
     assert f"row 1: {message}" in problems, problems

@@ -12,14 +12,17 @@ bundled rules' figures (Fractions, half-up to the fen):
   claim cap 3,000, annual cap 10,000, pool ``outpatient-special``.
 
 After every step the ledger's positions, rows and results equal the model's, and no pool is
-above its cap.
+above its cap.  The machine runs on both backends (a fresh SQLite file or PostgreSQL schema per
+example, tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import shutil
 import tempfile
+from collections.abc import Callable
 from fractions import Fraction
 from math import floor
 from pathlib import Path
@@ -27,10 +30,11 @@ from pathlib import Path
 import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, settings
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 import medaid
-from medaid.ledger.ledger import Ledger, LedgerConflict, LedgerError
+from medaid.ledger import open_ledger
+from medaid.ledger.ledger import LedgerConflict, LedgerError
 
 RULES = Path(__file__).resolve().parents[1] / "rules"
 BOOK = medaid.load_rules(RULES)
@@ -65,11 +69,14 @@ DAYS = [dt.date(2024, 3, 1), dt.date(2024, 11, 30), dt.date(2025, 1, 2)]
 
 
 class LedgerMachine(RuleBasedStateMachine):
+    #: A fresh ledger's location, and what removes it (set per backend by the test below).
+    where: Callable[[], tuple[str, Callable[[], None]]]
+
     def __init__(self) -> None:
         super().__init__()
-        self.dir = tempfile.mkdtemp(prefix="medaid-ledger-")
+        location, self.remove = self.where()
         # durability is the crash test's business; here synchronous=OFF keeps steps fast
-        self.ledger = Ledger(Path(self.dir) / "l.sqlite3", synchronous="OFF")
+        self.ledger = open_ledger(location, synchronous="OFF")
         self.claims: dict[str, dict] = {}  # claim id → {"claim", "key", "active", "relief"}
         self.pools: dict[tuple[str, int, str], list[int]] = {}
         self.rows = 0
@@ -80,7 +87,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert self.ledger.verify().ok
         finally:
             self.ledger.close()
-            shutil.rmtree(self.dir, ignore_errors=True)
+            self.remove()
 
     # -- helpers ------------------------------------------------------------------------
     def _settle_expected(self, c: medaid.Claim) -> None:
@@ -182,8 +189,29 @@ class LedgerMachine(RuleBasedStateMachine):
         assert got == {k: v["relief"] for k, v in self.claims.items() if v["active"]}
 
 
-LedgerMachine.TestCase.settings = settings(
+SETTINGS = settings(
     max_examples=25, stateful_step_count=30, deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-TestLedgerAgainstModel = LedgerMachine.TestCase
+_schemas = itertools.count(1)
+
+
+def _sqlite_file() -> tuple[str, Callable[[], None]]:
+    folder = tempfile.mkdtemp(prefix="medaid-ledger-")
+    return str(Path(folder) / "l.sqlite3"), lambda: shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_ledger_against_the_model(backend, request):
+    if backend == "sqlite":
+        where = _sqlite_file
+    else:
+        cluster = request.getfixturevalue("pg_cluster")
+
+        def where() -> tuple[str, Callable[[], None]]:
+            schema = f"machine{next(_schemas)}"
+            cluster.sql(f"CREATE SCHEMA {schema}")
+            return cluster.url(schema=schema), lambda: cluster.sql(f"DROP SCHEMA {schema} CASCADE")
+
+    machine = type("Machine", (LedgerMachine,), {"where": staticmethod(where)})
+    run_state_machine_as_test(machine, settings=SETTINGS)

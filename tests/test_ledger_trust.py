@@ -10,7 +10,6 @@ reversal and a history that read an altered row refuse, naming the row, and reco
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,8 @@ from click.testing import CliRunner
 
 import medaid
 from medaid.cli import main
-from medaid.ledger.ledger import MIGRATIONS, Ledger, LedgerError
+from medaid.ledger import open_ledger
+from medaid.ledger.ledger import LedgerError
 from medaid.ledger.schema import COLUMNS, row_hash
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,48 +36,37 @@ def claim(cid, amount, *, person="P1", day="2024-05-03"):
                                   group="key", kind="inpatient")
 
 
-def _rows(path: Path) -> int:
-    con = sqlite3.connect(path)
-    try:
-        return con.execute("SELECT count(*) FROM entries").fetchone()[0]
-    finally:
-        con.close()
+def _rows(db) -> int:
+    return db.count()
 
 
-def _alter(path: Path, sql: str, params: tuple = ()) -> None:
-    """Change the file behind the ledger's back (as a flipped byte or a hand edit would), the
+def _alter(db, sql: str, params: tuple = ()) -> None:
+    """Change the ledger behind its back (as a flipped byte or a hand edit would), the
     append-only triggers put back afterwards so that only the row differs."""
-    con = sqlite3.connect(path, isolation_level=None)
-    con.execute("DROP TRIGGER entries_never_updated")
-    con.execute("DROP TRIGGER entries_never_deleted")
-    con.execute(sql, params)
-    for statement in MIGRATIONS[0].statements:
-        if "CREATE TRIGGER" in statement:
-            con.execute(statement)
-    con.close()
+    db.alter((sql, params))
 
 
 @pytest.fixture
-def damaged(tmp_path, book):
+def damaged(db, book):
     """P1's 100,000 stay (row 1, 87,800.00) then P2's 30,000 stay (row 2); row 1's relief then
     altered by 16 fen."""
-    path = tmp_path / "desk.sqlite3"
-    with Ledger(path) as lg:
+    path = db
+    with open_ledger(db.location) as lg:
         assert lg.settle(claim("C1", "100000"), book).entry.relief == 8_780_000
         lg.settle(claim("C2", "30000", person="P2"), book)
     _alter(path, "UPDATE entries SET relief = relief + 16 WHERE seq = 1")
     return path
 
 
-def test_an_intact_ledger_leaves_12200_of_the_cap_after_a_100000_stay(tmp_path, book):
-    with Ledger(tmp_path / "desk.sqlite3") as lg:
+def test_an_intact_ledger_leaves_12200_of_the_cap_after_a_100000_stay(db, book):
+    with open_ledger(db.location) as lg:
         lg.settle(claim("C1", "100000"), book)
         # 100,000 − 87,800 = 12,200.00 left, all of it given to a 30,000 stay (worth 23,300)
         assert lg.settle(claim("C3", "30000"), book).entry.relief == 1_220_000
 
 
 def test_a_settlement_refuses_an_altered_row_of_its_pool_and_records_nothing(damaged, book):
-    with Ledger(damaged) as lg:
+    with open_ledger(damaged.location) as lg:
         with pytest.raises(LedgerError) as info:
             lg.settle(claim("C3", "30000"), book)  # would be 12,199.84 from the altered row
     text = str(info.value)
@@ -87,7 +76,7 @@ def test_a_settlement_refuses_an_altered_row_of_its_pool_and_records_nothing(dam
 
 
 def test_a_quote_a_reversal_a_history_and_the_results_refuse_it_too(damaged, book):
-    with Ledger(damaged) as lg:
+    with open_ledger(damaged.location) as lg:
         with pytest.raises(LedgerError, match="row 1"):
             lg.quote(claim("C3", "30000"), book)
         with pytest.raises(LedgerError, match="row 1"):
@@ -104,28 +93,26 @@ def test_a_quote_a_reversal_a_history_and_the_results_refuse_it_too(damaged, boo
     assert _rows(damaged) == 3
 
 
-def test_a_row_rehashed_after_it_was_altered_is_refused_by_the_next_rows_link(tmp_path, book):
-    path = tmp_path / "desk.sqlite3"
-    with Ledger(path) as lg:
+def test_a_row_rehashed_after_it_was_altered_is_refused_by_the_next_rows_link(db, book):
+    path = db
+    with open_ledger(db.location) as lg:
         lg.settle(claim("C1", "100000"), book)
         lg.settle(claim("C2", "30000", person="P2"), book)
-    con = sqlite3.connect(path)
-    row = list(con.execute(f"SELECT {', '.join(COLUMNS)} FROM entries WHERE seq = 1").fetchone())
-    con.close()
+    row = list(db.rows(f"SELECT {', '.join(COLUMNS)} FROM entries WHERE seq = 1")[0])
     row[COLUMNS.index("relief")] = 0  # relief, and a row_hash that matches the altered content
     _alter(path, "UPDATE entries SET relief = 0, row_hash = ? WHERE seq = 1", (row_hash(row),))
-    with Ledger(path) as lg, pytest.raises(LedgerError, match="row 1"):
+    with open_ledger(db.location) as lg, pytest.raises(LedgerError, match="row 1"):
         lg.settle(claim("C3", "30000"), book)
     assert _rows(path) == 2
 
 
-def test_a_row_removed_from_the_middle_of_a_pool_is_refused(tmp_path, book):
-    path = tmp_path / "desk.sqlite3"
-    with Ledger(path) as lg:
+def test_a_row_removed_from_the_middle_of_a_pool_is_refused(db, book):
+    path = db
+    with open_ledger(db.location) as lg:
         for i in range(3):  # 23,300 each: recorded year-to-date 23,300, 46,600, 69,900
             lg.settle(claim(f"C{i}", "30000"), book)
     _alter(path, "DELETE FROM entries WHERE seq = 2")
-    with Ledger(path) as lg, pytest.raises(LedgerError) as info:
+    with open_ledger(db.location) as lg, pytest.raises(LedgerError) as info:
         lg.settle(claim("C9", "30000"), book)  # row 3 says 69,900 where rows 1 and 3 sum 46,600
     assert "row 3" in str(info.value) and "year-to-date" in str(info.value)
     assert _rows(path) == 2

@@ -1,14 +1,14 @@
 """CLI commands at the settlement desk: ``settle``, ``quote``, ``reverse``, ``history``,
-``rules check``, ``rules show`` and ``ledger verify``.
+``rules check``, ``rules show``, ``ledger verify``, ``ledger migrate`` and ``ledger copy``.
 
 Thin over the library: each command is a module-level click command that opens the library
-object (rule book, :class:`medaid.ledger.ledger.Ledger`), calls one method, turns the library's
-exception into the CLI's error (:func:`_refused`) and prints a table (tabulate) or JSON.  The
-explanation of a settlement or quote is the library's (:mod:`medaid.report.explain`), so any
-front end shows the same one.  Options are shared decorators (:mod:`medaid.cli.options`).
-Labels are in English or Chinese (``--lang`` / ``$MEDAID_LANG``); money is printed with
-thousands separators and two decimals.  Only click is imported at start-up; the library,
-sqlite3 and tabulate are imported inside the commands.
+object (rule book, a ledger from :func:`medaid.ledger.open_ledger`: a file or a URL), calls one
+method, turns the library's exception into the CLI's error (:func:`_refused`) and prints a
+table (tabulate) or JSON.  The explanation of a settlement or quote is the library's
+(:mod:`medaid.report.explain`), so any front end shows the same one.  Options are shared
+decorators (:mod:`medaid.cli.options`).  Labels are in English or Chinese (``--lang`` /
+``$MEDAID_LANG``); money is printed with thousands separators and two decimals.  Only click is
+imported at start-up; the library, sqlite3 and tabulate are imported inside the commands.
 
 Exit codes: 0 done; 1 refused (ledger conflicts, unknown or reversed claims, invalid rules,
 a damaged ledger); 2 usage (bad amounts, dates, groups or kinds, missing options).
@@ -34,7 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..domain.claims import Claim
     from ..domain.engine import Placement
     from ..domain.rules import RuleBook
-    from ..ledger.ledger import Entry, Ledger, Receipt
+    from ..ledger.backend import LedgerBase
+    from ..ledger.ledger import Entry, Receipt
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,11 +86,17 @@ def _as_codes(claim: "Claim", at: "Placement") -> "Claim":
     return claim.model_copy(update={"group": group, "kind": kind})
 
 
-def _open_ledger(path: str, *, create: bool) -> "Ledger":
-    from ..ledger.ledger import Ledger
+def _open_ledger(path: str, *, create: bool) -> "LedgerBase":
+    from ..ledger.backend import open_ledger
 
     with _refused():
-        return Ledger(path, create=create)
+        return open_ledger(path, create=create)
+
+
+def _is_url(where: str) -> bool:
+    from ..ledger.backend import is_url
+
+    return is_url(where)
 
 
 def _load_rules(path: str | None) -> "RuleBook":
@@ -318,7 +325,7 @@ def quote(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_j
         assert ytd_relief is not None
         r = quote_claim(claim, book, PoolState(ytd_self_pay, ytd_relief), at=at)
     else:
-        if not os.path.exists(ledger_path):
+        if not _is_url(ledger_path) and not os.path.exists(ledger_path):
             raise click.UsageError(
                 f"no ledger at {ledger_path}: give --ytd-self-pay and --ytd-relief (0 and 0 "
                 "for the person's first claim of the year), or --ledger PATH")
@@ -432,11 +439,13 @@ def rules_show(path: str | None, lang: str) -> None:
 
 @click.group()
 def ledger() -> None:
-    """Check the desk ledger.
+    """Check, create or copy the ledger.
 
     \b
-    Example:
+    Examples:
       medaid ledger verify --ledger desk.sqlite3
+      medaid ledger migrate --ledger postgresql://medaid@db.example/county
+      medaid ledger copy desk.sqlite3 postgresql://medaid@db.example/county
     """
 
 
@@ -444,24 +453,99 @@ def ledger() -> None:
 @ledger_option
 @lang_option
 def ledger_verify(ledger_path: str, lang: str) -> None:
-    """Verify the ledger: SQLite integrity check, hash chain, reversal links and the
-    recorded year-to-date figures.  Exit code 1 if anything is wrong.
+    """Verify the ledger: the database's checks (SQLite's integrity check; the append-only
+    triggers), hash chain, reversal links and the recorded year-to-date figures.  Exit code 1 if anything is wrong.
 
     \b
     Example:
       medaid ledger verify --ledger desk.sqlite3
     """
+    from ..ledger.backend import redact
     from ..report.explain import label
 
     with _open_ledger(ledger_path, create=False) as lg:
         v = lg.verify()
         schema = lg.schema_version()
+    ledger_path = redact(ledger_path)
     if v.problems:
         for p in v.problems:
             echo(f"{ledger_path}: {p}", err=True)
         raise click.ClickException(f"{ledger_path}: {len(v.problems)} problem(s) found")
     echo(label(lang, "verify_ok", path=ledger_path, n=v.entries, schema=schema))
     echo(label(lang, "head", h=v.head_hash))
+
+
+#: The words of ``ledger migrate`` and ``ledger copy``, in English and Chinese.
+_LEDGER_WORDS = {
+    "en": {
+        "schema": "{where}: schema {version}",
+        "migration": "  {version}  {name}  (applied {at})",
+        "copied": "{src} → {dst}: {copied} row(s) copied, {present} already there{rechained}",
+        "rechained": "; {n} renumbered and chained after the destination's own rows",
+        "now": "{dst}: {n} rows verified, head {h}",
+    },
+    "zh": {
+        "schema": "{where}：结构版本 {version}",
+        "migration": "  {version}  {name}（应用于 {at}）",
+        "copied": "{src} → {dst}：复制 {copied} 行，已有 {present} 行{rechained}",
+        "rechained": "；其中 {n} 行接在目标台账原有记录之后重新编号、重新链接",
+        "now": "{dst}：校验通过 {n} 行，链头 {h}",
+    },
+}
+
+
+def _said(lang: str, key: str, **kw: object) -> str:
+    return _LEDGER_WORDS["zh" if lang == "zh" else "en"][key].format(**kw)
+
+
+@ledger.command("migrate")
+@ledger_option
+@lang_option
+def ledger_migrate(ledger_path: str, lang: str) -> None:
+    """Create the ledger, or bring its schema up to date, and list its migrations.
+
+    The same named migrations on a file and on PostgreSQL; each is applied once, in one
+    transaction (opening a ledger applies them too).
+
+    \b
+    Example:
+      medaid ledger migrate --ledger postgresql://medaid@db.example/county
+    """
+    from ..ledger.backend import redact
+
+    with _open_ledger(ledger_path, create=True) as lg, _refused():
+        version, steps = lg.schema_version(), lg.migrations()
+    echo(_said(lang, "schema", where=redact(ledger_path), version=version))
+    for v, name, at in steps:
+        echo(_said(lang, "migration", version=v, name=name, at=at))
+
+
+@ledger.command("copy")
+@click.argument("src", metavar="SRC")
+@click.argument("dst", metavar="DST")
+@lang_option
+def ledger_copy(src: str, dst: str, lang: str) -> None:
+    """Copy a ledger's rows into another ledger (a desk's file into PostgreSQL).
+
+    SRC and DST are files or postgresql:// URLs; DST is created if need be.  Both are
+    verified first.  Rows already in DST are not copied again (running it twice copies
+    nothing new); a claim id DST holds with other rows is refused, naming it; all rows are
+    copied in one transaction, or none.  Into an empty DST every row keeps its number and
+    hash.  Exit code 1 if anything is refused.
+
+    \b
+    Example:
+      medaid ledger copy desk.sqlite3 postgresql://medaid@db.example/county
+    """
+    from ..ledger.backend import redact
+    from ..ledger.copy import copy_ledger
+
+    with _open_ledger(src, create=False) as source, _open_ledger(dst, create=True) as target, _refused():
+        done = copy_ledger(source, target)
+    more = _said(lang, "rechained", n=done.rechained) if done.rechained else ""
+    echo(_said(lang, "copied", src=redact(src), dst=redact(dst), copied=done.copied, present=done.present,
+               rechained=more))
+    echo(_said(lang, "now", dst=redact(dst), n=done.entries, h=done.head_hash))
 
 
 #: The commands this module adds to the ``medaid`` group (see :data:`medaid.cli.app.COMMAND_MODULES`).

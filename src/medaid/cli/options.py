@@ -92,9 +92,9 @@ def ledger_path() -> str:
 
 def ledger_option(f: Any) -> Any:
     return click.option(
-        "--ledger", "ledger_path", default=ledger_path, metavar="PATH",
+        "--ledger", "ledger_path", default=ledger_path, metavar="PATH|URL",
         show_default=f"$MEDAID_LEDGER or ./{DEFAULT_LEDGER}",
-        help="The ledger file (SQLite); created by the first settlement.",
+        help="The ledger: a file (SQLite), or a postgresql:// URL; created by the first settlement.",
     )(f)
 
 

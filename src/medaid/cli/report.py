@@ -21,8 +21,9 @@ from .app import ENV_LEDGER, echo, fail, json_option, lang_option
 
 @click.command("report")
 @click.argument("results", required=False, metavar="RESULTS", type=click.Path(dir_okay=False))
-@click.option("--ledger", "ledger_path", default=None, metavar="PATH", type=click.Path(dir_okay=False),
-              help=f"Report on a desk ledger instead of a results file (or set ${ENV_LEDGER}).")
+@click.option("--ledger", "ledger_path", default=None, metavar="PATH|URL", type=click.Path(dir_okay=False),
+              help=f"Report on a ledger (a file, or a postgresql:// URL) instead of a results file "
+                   f"(or set ${ENV_LEDGER}).")
 @click.option("--budget", default=None, metavar="YUAN",
               help="The year's fund in yuan, for the fund-used percentage (e.g. 8500000).")
 @click.option("--year", type=int, default=None, metavar="Y",

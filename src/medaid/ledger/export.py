@@ -13,6 +13,7 @@ import polars as pl
 from ..errors import Problem
 from ..io.results import ResultsError
 from ..io.results_frame import frame_from_rows
+from .backend import is_url, open_ledger, redact
 from .ledger import Ledger
 
 
@@ -21,7 +22,12 @@ def load_ledger_results(path: str | Path, year: int | None = None) -> pl.DataFra
     dicts with the results columns, money in ``int`` fen, ``date`` as a date or ISO text) as
     the results frame; ``year`` limits them to one benefit year.  Raises
     :class:`medaid.io.results.ResultsError` for a missing file or a value that is not a
-    results value (e.g. money that is not ``int`` fen), naming the ledger and the row."""
+    results value (e.g. money that is not ``int`` fen), naming the ledger and the row.  A
+    ``postgresql://`` URL is read from the database (:func:`medaid.ledger.open_ledger`)."""
+    if is_url(path):
+        with open_ledger(path, create=False) as db:
+            rows = db.results_rows(year) if year is not None else db.results_rows()
+            return frame_from_rows(rows, source=redact(str(path)))
     p = Path(path)
     if not p.is_file():
         raise ResultsError(Problem("no such ledger", source=str(p)))

@@ -329,11 +329,22 @@ ADDED_FIELDS = frozenset({"desk"})
 
 def row_hash(values: Sequence[Any]) -> str:
     """``sha256`` of the stored values' canonical JSON, ``prev_hash`` included, ``row_hash``
-    (the last column) left out, and an :data:`ADDED_FIELDS` column left out when it is ``NULL``."""
-    hashed = [v for f, v in zip(Entry._fields, values, strict=True)
-              if f != "row_hash" and not (v is None and f in ADDED_FIELDS)]
-    text = json.dumps(hashed, ensure_ascii=False, separators=(",", ":"))
+    (the last column) left out, and an :data:`ADDED_FIELDS` column left out when it is ``NULL``
+    (:func:`hashed_values`)."""
+    text = canonical(hashed_values(values))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def hashed_values(values: Sequence[Any]) -> list[Any]:
+    """The stored values :func:`row_hash` hashes, in column order: all but ``row_hash``, and an
+    :data:`ADDED_FIELDS` column only when it holds a value."""
+    return [v for f, v in zip(Entry._fields, values, strict=True)
+            if f != "row_hash" and not (v is None and f in ADDED_FIELDS)]
+
+
+def canonical(values: Sequence[Any]) -> str:
+    """The canonical JSON text :func:`row_hash` hashes (UTF-8 kept, no spaces)."""
+    return json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
 
 
 def chain(e: Entry, seq: int, prev_hash: str, recorded_at: str) -> tuple[Any, ...]:

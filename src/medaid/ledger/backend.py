@@ -1,0 +1,591 @@
+"""The ledger's interface and everything in it that does not depend on the database: one
+definition of settling, quoting, reversing, reading, checking rows and verifying, written once
+over a small connection protocol; :class:`medaid.ledger.ledger.Ledger` (an SQLite file) and
+:class:`medaid.ledger.postgres.PostgresLedger` (a PostgreSQL database) supply the connection,
+the transaction and the locks.  :func:`open_ledger` opens either from a path or a URL.
+
+Rules implemented (docs/calculation.md *Accumulation* at a desk; docs/desk.md *The ledger's
+guarantees* and *The ledger on PostgreSQL*; README.md *Reliability*):
+
+* A claim is settled against its pool's year-to-date position for its person and benefit year
+  (the sums of the non-reversed settlements already in the ledger).  Reading that position and
+  inserting the settlement happen in **one** transaction holding the claim's, the pool's and
+  then the chain's lock (:meth:`LedgerBase._lock_claim`, :meth:`LedgerBase._lock_pool`,
+  :meth:`LedgerBase._lock_chain`; on SQLite ``BEGIN IMMEDIATE`` holds all three), so two desks
+  settling the same person at once are serialised: no cap is ever exceeded, no settlement lost.
+  The locks are always taken in that order, one of each at most: no two transactions wait for
+  each other.
+* Idempotent on claim id: the same claim with the same content returns the original result and
+  records nothing; with different content it is refused, naming the differing fields, until the
+  original is reversed.
+* A reversal (冲正) is a new row linked to the settlement it cancels; the person's year-to-date
+  position drops by that claim.  Reversing twice, or an unknown claim, is an error.  Settlements
+  recorded after the reversed one keep their recorded figures (the ledger is append-only); to
+  settle them again against the new position, reverse and settle them again.
+* Each row records the rule set id, version and content hash that produced it, and
+  ``row_hash = sha256(prev_hash, row)`` chained over the previous row (one chain over the whole
+  ledger: every append reads the head, so appends are serialised, docs/desk.md).
+  :meth:`LedgerBase.verify` recomputes the chain, with the database's own checks.
+* Rows are checked before they are used (README.md#reliability): every row a command reads (the
+  pool's rows a settlement, quote or reversal sums, the claim's own rows, a person's history,
+  the results rows) must match its ``row_hash``, the next row must chain from it, and the
+  pool's recorded year-to-date positions must equal the running sums of its rows.  A row that
+  does not is refused, naming its row number: nothing is computed from it, nothing recorded.
+* Ids are tidied by :func:`medaid.domain.claims.tidy_id` wherever they come in.
+
+SQL here is written with ``?`` placeholders; a backend whose driver takes another style
+translates it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol, Self
+
+from ..domain.claims import Claim, tidy_id
+from ..domain.engine import Placement, PoolState, Settlement, place, quote
+from ..domain.rules import RuleBook
+from ..errors import MedaidError, Problem
+from ..money import format_yuan
+from .schema import (
+    GENESIS,
+    INSERT,
+    REVERSAL,
+    SELECT,
+    SELECT_LINKED,
+    SETTLEMENT,
+    Entry,
+    Stored,
+    chain,
+    decode,
+)
+
+#: Default busy timeout: how long a desk waits for another desk's transaction, in seconds.
+BUSY_TIMEOUT = 10.0
+
+#: Claim fields compared when a claim id is settled again (idempotency).
+CONTENT_FIELDS = ("person_id", "date", "self_pay", "group", "kind", "hospital", "total_cost")
+
+#: What a ledger URL starts with (anything else is an SQLite file's path).
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+class LedgerError(MedaidError):
+    """The ledger refused an operation (unknown or reversed claim, bad file, busy...)."""
+
+
+class LedgerConflict(LedgerError):
+    """A claim id already settled with different content; :attr:`fields` names the differences."""
+
+    def __init__(self, claim_id: str, fields: tuple[str, ...]) -> None:
+        self.claim_id = claim_id
+        self.fields = fields
+        super().__init__(Problem(
+            "already settled with different " + ", ".join(fields)
+            + "; reverse it first (medaid reverse " + claim_id + " --reason ...) to settle it again",
+            source=f"claim {claim_id}",
+        ))
+
+
+class Receipt(NamedTuple):
+    """What :meth:`LedgerBase.settle` returns: the settlement row, and whether it was already
+    there (``replayed``: the same claim settled again with the same content; nothing recorded)."""
+
+    entry: Entry
+    replayed: bool
+
+
+class Verification(NamedTuple):
+    """The result of :meth:`LedgerBase.verify`.
+
+    Attributes:
+        entries: rows checked.
+        head_hash: ``row_hash`` of the last row (record it elsewhere to detect a cut tail).
+        problems: what is wrong; empty when the ledger is intact.
+    """
+
+    entries: int
+    head_hash: str
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def new_claim_id(day: dt.date) -> str:
+    """A fresh claim id for a desk settlement: the date and a random suffix (``20240503-7F3A9C``)."""
+    return f"{day:%Y%m%d}-{secrets.token_hex(3).upper()}"
+
+
+def is_url(where: str | Path) -> bool:
+    """Whether ``where`` names a ledger database by URL (``postgresql://…``), not a file."""
+    return isinstance(where, str) and where.lower().startswith(URL_SCHEMES)
+
+
+def redact(where: str) -> str:
+    """A ledger's location as messages show it: a URL without its password."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", where)
+
+
+# --------------------------------------------------------------------------------------------
+# what the shared code needs of a database connection
+
+
+class Rows(Protocol):
+    """A statement's result (an ``sqlite3`` or ``psycopg`` cursor)."""
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """Runs one statement with ``?`` placeholders (an ``sqlite3`` connection, or the
+    PostgreSQL backend's adapter)."""
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ..., /) -> Rows: ...
+
+
+PoolKey = tuple[str, int, str]
+"""A pool's key: person id, benefit year, pool."""
+
+
+# --------------------------------------------------------------------------------------------
+# the ledger
+
+
+class LedgerBase(ABC):
+    """A ledger, whatever database holds it.  A backend supplies :meth:`_transaction` (a write
+    transaction, rolled back on any error), :meth:`_reading` (a connection for reads),
+    :meth:`_busy_or_damaged` (its errors as :class:`LedgerError`), the locks (no-ops where the
+    transaction already serialises every write), :meth:`_database_problems` (its own checks for
+    :meth:`verify`), :meth:`schema_version` and :meth:`close`."""
+
+    #: The database driver's errors, turned into :class:`LedgerError` by :meth:`_busy_or_damaged`.
+    _db_errors: tuple[type[Exception], ...] = ()
+    #: Where the ledger is, as messages name it (a path, or a URL without its password).
+    _where: str = ""
+
+    # -- what a backend supplies --------------------------------------------------------------
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[Connection]:
+        """A write transaction; committed at the end, rolled back on any error."""
+
+    @abstractmethod
+    def _reading(self) -> AbstractContextManager[Connection]:
+        """A connection to read from (each statement one consistent snapshot)."""
+
+    @abstractmethod
+    def _busy_or_damaged(self, e: Exception) -> LedgerError:
+        """A database error as the refusal a user reads."""
+
+    @abstractmethod
+    def _database_problems(self) -> tuple[list[str], bool]:
+        """The database's own checks for :meth:`verify`: the problems, and whether they are so
+        bad that the rows cannot be read."""
+
+    @abstractmethod
+    def schema_version(self) -> int:
+        """The last migration applied to this ledger."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the ledger's connections."""
+
+    def _lock_claim(self, con: Connection, claim_id: str) -> None:
+        """Serialise the transactions of one claim id until this one ends (first of the locks)."""
+        return None  # SQLite: ``BEGIN IMMEDIATE`` already holds the whole file
+
+    def _lock_pool(self, con: Connection, key: PoolKey) -> None:
+        """Serialise the transactions of one pool until this one ends (after the claim's)."""
+        return None  # SQLite: ``BEGIN IMMEDIATE`` already holds the whole file
+
+    def _lock_chain(self, con: Connection) -> None:
+        """Serialise appends to the hash chain until this transaction ends (the last lock)."""
+        return None  # SQLite: ``BEGIN IMMEDIATE`` already holds the whole file
+
+    def _lock_everything(self, con: Connection) -> None:
+        """Keep every other writer out until this transaction ends (a copy into the ledger)."""
+        return None  # SQLite: ``BEGIN IMMEDIATE`` already holds the whole file
+
+    def _queries(self, con: Connection, *queries: tuple[str, tuple[Any, ...]]) -> list[list[Any]]:
+        """The rows of each query, run in order (a backend may send them in one round trip)."""
+        return [con.execute(sql, params).fetchall() for sql, params in queries]
+
+    def _append(self, con: Connection, entry: Entry, recorded_at: str | None = None, *, last: bool = True) -> Entry:
+        """Append ``entry`` at the chain's head under the chain's lock (:func:`_append_row`);
+        ``last``: nothing else follows in this transaction (a backend may commit with it)."""
+        self._lock_chain(con)
+        return _append_row(con, entry, recorded_at)
+
+    def _stream(self, sql: str, params: tuple[Any, ...]) -> Iterator[Any]:
+        """The rows a query selects, as they are read."""
+        with self._reading() as con:
+            yield from con.execute(sql, params)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ------------------------------------------------------------------------------
+    def _rows(self, where: str = "", params: tuple[Any, ...] = ()) -> Iterator[Entry]:
+        """The rows selected, each checked (:func:`_checked`) before it is given out."""
+        try:
+            for row in self._stream(SELECT_LINKED + f" {where}", params):
+                yield _checked([row], self._where)[0]
+        except self._db_errors as e:
+            raise self._busy_or_damaged(e) from None
+
+    def _all(self, where: str, params: tuple[Any, ...]) -> list[Entry]:
+        """The rows selected, all checked (a refusal names every damaged row among them)."""
+        try:
+            with self._reading() as con:
+                return _checked(con.execute(SELECT_LINKED + f" {where}", params).fetchall(), self._where)
+        except self._db_errors as e:
+            raise self._busy_or_damaged(e) from None
+
+    def entries(self) -> Iterator[Entry]:
+        """Every row, in order (each checked against its hash before it is given out)."""
+        return self._rows("ORDER BY e.seq")
+
+    def ytd(self, person_id: str, benefit_year: int, pool: str) -> PoolState:
+        """The pool's year-to-date self-pay and relief for a person and benefit year: the sums of
+        its settlements that are not reversed, from rows checked against their hashes."""
+        try:
+            with self._reading() as con:
+                return _ytd(con, tidy_id(person_id), benefit_year, pool, self._where)
+        except self._db_errors as e:
+            raise self._busy_or_damaged(e) from None
+
+    def history(self, person_id: str, year: int | None = None) -> list[Entry]:
+        """The person's file (一人一档): settlements and reversals in order, optionally of one
+        benefit year; refused (:class:`LedgerError` naming the rows) if one of its rows does not
+        match its hash."""
+        person_id = tidy_id(person_id)
+        if year is None:
+            return self._all("WHERE e.person_id = ? ORDER BY e.seq", (person_id,))
+        return self._all("WHERE e.person_id = ? AND e.benefit_year = ? ORDER BY e.seq", (person_id, year))
+
+    def results_rows(self, year: int | None = None) -> Iterator[dict[str, Any]]:
+        """One dict per settled, non-reversed claim (optionally of one benefit year), with the
+        keys ``medaid.io.columns.CLAIM_FIELDS + RESULT_FIELDS``: money as int fen, ``date`` a
+        ``datetime.date``, ``bracket`` the highest bracket reached (0: below the threshold)."""
+        where = "WHERE e.entry = 'settlement' AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.reverses = e.seq)"
+        params: tuple[Any, ...] = ()
+        if year is not None:
+            where += " AND e.benefit_year = ?"
+            params = (year,)
+        for e in self._rows(f"{where} ORDER BY e.seq", params):
+            yield {
+                "claim_id": e.claim_id, "person_id": e.person_id, "date": e.date,
+                "self_pay": e.self_pay, "group": e.group, "kind": e.kind, "hospital": e.hospital,
+                "total_cost": e.total_cost, "plan": e.plan, "pool": e.pool,
+                "benefit_year": e.benefit_year, "relief": e.relief, "patient_pays": e.patient_pays,
+                "bracket_relief": e.bracket_relief, "capped_by": e.capped_by, "bracket": e.bracket,
+                "ytd_self_pay": e.ytd_self_pay, "ytd_relief": e.ytd_relief,
+                "rule_set_id": e.rule_set_id, "rule_version": e.rule_version, "rule_hash": e.rule_hash,
+            }
+
+    def migrations(self) -> list[tuple[int, str, str]]:
+        """The migrations applied to this ledger: number, name, when (UTC, ISO 8601)."""
+        try:
+            with self._reading() as con:
+                return [(int(v), str(n), str(t)) for v, n, t in con.execute(
+                    "SELECT version, name, applied_at FROM schema_migrations ORDER BY version").fetchall()]
+        except self._db_errors as e:
+            raise self._busy_or_damaged(e) from None
+
+    def quote(self, claim: Claim, book: RuleBook) -> Settlement:
+        """What ``claim`` would get now, against the pool's position in the ledger; records
+        nothing."""
+        at = place(claim, book)
+        state = self.ytd(claim.person_id, at.benefit_year, at.plan.pool)
+        return quote(claim, book, state, at=at)
+
+    # -- writing ------------------------------------------------------------------------------
+    def settle(self, claim: Claim, book: RuleBook, at: Placement | None = None, *,
+               desk: str | None = None) -> Receipt:
+        """Settle ``claim`` and record it (docs/calculation.md, *Accumulation*): in one
+        transaction holding the claim's, the pool's and the chain's locks, read the pool's
+        year-to-date position, compute the relief (:func:`medaid.quote`) and insert the row.  A
+        claim id already settled (not reversed) with the same content returns the original row,
+        ``replayed=True``, recording nothing; with different content raises
+        :class:`LedgerConflict` naming the fields.  ``at`` is the claim's
+        :func:`medaid.domain.engine.place` when the caller has placed it already.  ``desk`` is
+        recorded as the row's ``desk`` (the service token that wrote it)."""
+        if at is None:
+            at = place(claim, book)  # a claim no rule covers fails before the ledger is touched
+        key = (claim.person_id, at.benefit_year, at.plan.pool)
+        with self._transaction() as con:
+            self._lock_claim(con, claim.claim_id)
+            self._lock_pool(con, key)  # the pool is known before anything is read
+            claim_rows, pool_rows = self._queries(con, (CLAIM_LAST, (claim.claim_id,)), (POOL_ROWS, key))
+            last = _last(claim_rows, self._where)
+            if last is not None and last.entry == SETTLEMENT:
+                diff = differing_fields(last, claim)
+                if diff:
+                    raise LedgerConflict(claim.claim_id, diff)
+                return Receipt(last, True)
+            state = _position(pool_rows, self._where)
+            r = quote(claim, book, state, at=at)
+            entry = self._append(con, _settlement(r, claim, r.bracket)._replace(desk=desk))
+        return Receipt(entry, False)
+
+    def reverse(self, claim_id: str, reason: str, *, desk: str | None = None,
+                check: Callable[[Entry], None] | None = None) -> Entry:
+        """Record a reversal (冲正) of the claim's settlement: a new row linked to it, taking its
+        self-pay and relief back out of the pool.  Unknown or already reversed claims, and an
+        empty reason, are refused.  ``desk`` is recorded as the reversal's ``desk``; ``check``
+        is called with the settlement to be reversed inside the transaction, and whatever it
+        raises refuses the reversal with nothing written (the service: a desk reverses only
+        its own hospital's claims)."""
+        claim_id, reason = tidy_id(claim_id), reason.strip()
+        if not reason:
+            raise LedgerError(Problem("a reversal needs a reason", source=f"claim {claim_id}", field="reason"))
+        with self._transaction() as con:
+            self._lock_claim(con, claim_id)
+            last = _last_of_claim(con, claim_id, self._where)
+            if last is None:
+                raise LedgerError(Problem("no such claim in the ledger", source=f"claim {claim_id}", field="claim_id"))
+            if last.entry == REVERSAL:
+                raise LedgerError(Problem(
+                    f"already reversed (row {last.seq}, {last.recorded_at})",
+                    source=f"claim {claim_id}", field="claim_id"))
+            if check is not None:
+                check(last)
+            self._lock_pool(con, (last.person_id, last.benefit_year, last.pool))
+            state = _ytd(con, last.person_id, last.benefit_year, last.pool, self._where)
+            reversal = last._replace(
+                entry=REVERSAL, ytd_self_pay=state.self_pay - last.self_pay,
+                ytd_relief=state.relief - last.relief, segments=(), reverses=last.seq,
+                reason=reason, desk=desk,
+            )
+            entry = self._append(con, reversal)
+        return entry
+
+    # -- checking -----------------------------------------------------------------------------
+    def verify(self) -> Verification:
+        """Check the whole ledger: the database's own checks (:meth:`_database_problems`: the
+        protecting triggers among them), the rows' order, hash chain and recorded hashes,
+        reversal links, the recorded year-to-date positions against the running sums, and every
+        settlement against the caps recorded with it (the version in force on its date, see
+        :func:`_over_caps`).  Reports every problem found."""
+        problems, fatal = self._database_problems()
+        if fatal:
+            return Verification(0, "", tuple(problems))
+        try:
+            n, head = check_rows((Stored(tuple(r)) for r in self._stream(SELECT + " ORDER BY seq", ())), problems)
+        except self._db_errors as err:
+            problems.append(f"cannot read the rows: {err}")
+            return Verification(0, "", tuple(problems))
+        return Verification(n, head, tuple(problems))
+
+
+def check_rows(rows: Iterable[Stored], problems: list[str]) -> tuple[int, str]:
+    """Check the stored rows of a whole ledger, in order (:meth:`LedgerBase.verify`): numbering,
+    chain, hashes, reversal links, recorded positions, caps.  Adds what is wrong to
+    ``problems``; returns the rows counted and the head hash (:data:`GENESIS` when empty)."""
+    prev, n, expect_seq = GENESIS, 0, 1
+    settled: dict[int, Entry] = {}
+    reversed_: set[int] = set()
+    pools: dict[tuple[str, int, str], tuple[int, int]] = {}
+    for raw in rows:
+        n += 1
+        seq = raw.seq
+        where = f"row {seq}"
+        if seq != expect_seq:
+            problems.append(f"{where}: expected row {expect_seq} here (rows missing or renumbered)")
+        expect_seq = seq + 1
+        if raw.prev_hash != prev:
+            problems.append(f"{where}: prev_hash does not match the previous row's hash "
+                            "(a row was removed, inserted or changed)")
+        if not raw.intact():
+            problems.append(f"{where}: row_hash does not match its content (the row was altered)")
+        prev = raw.row_hash
+        try:
+            e = raw.entry()
+        except (ValueError, TypeError) as err:
+            problems.append(f"{where}: unreadable ({err})")
+            continue
+        key = (e.person_id, e.benefit_year, e.pool)
+        c, g = pools.get(key, (0, 0))
+        if e.entry == SETTLEMENT:
+            c, g = c + e.self_pay, g + e.relief
+            settled[e.seq] = e
+        else:
+            orig = settled.get(e.reverses or 0)
+            if orig is None or orig.claim_id != e.claim_id:
+                problems.append(f"{where}: reverses row {e.reverses}, "
+                                f"which is not a settlement of claim {e.claim_id}")
+            elif e.reverses in reversed_:
+                problems.append(f"{where}: row {e.reverses} is reversed twice")
+            reversed_.add(e.reverses or 0)
+            c, g = c - e.self_pay, g - e.relief
+        pools[key] = (c, g)
+        if (e.ytd_self_pay, e.ytd_relief) != (c, g):
+            problems.append(f"{where}: recorded year-to-date position differs from the sum of the rows before it")
+        if e.entry == SETTLEMENT:
+            problems.extend(f"{where}: {p}" for p in _over_caps(e, g - e.relief))
+    return n, prev if n else GENESIS
+
+
+def open_ledger(
+    where: str | Path,
+    *,
+    create: bool = True,
+    synchronous: str = "FULL",
+    busy_timeout: float = BUSY_TIMEOUT,
+    pool_size: int = 1,
+) -> LedgerBase:
+    """The ledger at ``where``: a ``postgresql://`` URL (:class:`medaid.ledger.postgres.PostgresLedger`,
+    a pool of up to ``pool_size`` connections) or an SQLite file's path
+    (:class:`medaid.ledger.ledger.Ledger`).  ``create=False`` refuses a ledger that does not exist
+    yet instead of creating it; ``synchronous`` other than ``FULL`` (tests only) lets a commit
+    be acknowledged before it is on disk."""
+    if is_url(where):
+        try:
+            from .postgres import PostgresLedger
+        except ImportError as e:
+            raise LedgerError(Problem(
+                f"a ledger on PostgreSQL needs psycopg ({e}): pip install 'medaid[postgres]'",
+                source=redact(str(where)))) from None
+        return PostgresLedger(str(where), create=create, synchronous=synchronous,
+                              busy_timeout=busy_timeout, pool_size=pool_size)
+    from .ledger import Ledger
+
+    return Ledger(where, create=create, synchronous=synchronous, busy_timeout=busy_timeout)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _over_caps(e: Entry, granted_before: int) -> list[str]:
+    """How settlement ``e`` breaks the caps in force for it, given the relief its pool held
+    before it (the running sum of the rows before).  A settlement may not push the year's relief
+    past its own version's annual cap: ``relief ≤ max(0, annual_cap − G_{k−1})``.  A pool that
+    already holds more than a cap lowered by a later version is not a problem (its later
+    claims get 0, docs/calculation.md#version-changes-inside-a-benefit-year).  Nor may a
+    settlement exceed its claim cap."""
+
+    def yuan(fen: int) -> str:
+        return format_yuan(fen, thousands=False)
+
+    out = []
+    if e.annual_cap is not None and e.relief > max(0, e.annual_cap - granted_before):
+        out.append(f"relief {yuan(e.relief)} takes the year-to-date relief from "
+                   f"{yuan(granted_before)} past the annual cap in force for it ({yuan(e.annual_cap)})")
+    if e.claim_cap is not None and e.relief > e.claim_cap:
+        out.append(f"relief {yuan(e.relief)} is above the claim cap in force for it ({yuan(e.claim_cap)})")
+    return out
+
+
+def differing_fields(recorded: Entry, claim: Claim) -> tuple[str, ...]:
+    """The claim fields in which ``claim`` differs from the recorded settlement."""
+    return tuple(f for f in CONTENT_FIELDS if getattr(recorded, f) != getattr(claim, f))
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+#: A pool's rows (parameters: person id, benefit year, pool) and a claim's last row (claim id).
+POOL_ROWS = SELECT_LINKED + " WHERE e.person_id = ? AND e.benefit_year = ? AND e.pool = ? ORDER BY e.seq"
+CLAIM_LAST = SELECT_LINKED + " WHERE e.claim_id = ? ORDER BY e.seq DESC LIMIT 1"
+
+
+def _ytd(con: Connection, person_id: str, year: int, pool: str, source: str) -> PoolState:
+    """The pool's position (:func:`_position` of its rows)."""
+    return _position(con.execute(POOL_ROWS, (person_id, year, pool)).fetchall(), source)
+
+
+def _position(linked: list[tuple[Any, ...]], source: str) -> PoolState:
+    """The pool's position: the sums of its rows (settlements less reversals), each row checked
+    against its hash and its recorded year-to-date position against the running sums (a row
+    removed from the middle of the pool shows there); refused naming the rows otherwise."""
+    rows = _checked(linked, source)
+    c = g = 0
+    off: list[int] = []
+    for e in rows:
+        sign = 1 if e.entry == SETTLEMENT else -1
+        c, g = c + sign * e.self_pay, g + sign * e.relief
+        if (e.ytd_self_pay, e.ytd_relief) != (c, g):
+            off.append(e.seq)
+    if off:
+        raise _damaged(off, source, "its recorded year-to-date position differs from the sum of the pool's rows "
+                       "before it (a row was removed or altered)")
+    return PoolState(c, g)
+
+
+def _last_of_claim(con: Connection, claim_id: str, source: str) -> Entry | None:
+    return _last(con.execute(CLAIM_LAST, (claim_id,)).fetchall(), source)
+
+
+def _last(linked: list[tuple[Any, ...]], source: str) -> Entry | None:
+    """The claim's last row, checked (``None``: the claim is not in the ledger)."""
+    return _checked(linked, source)[0] if linked else None
+
+
+def _checked(rows: list[tuple[Any, ...]], source: str) -> list[Entry]:
+    """Rows read with :data:`SELECT_LINKED` as entries, once each is known intact: its
+    ``row_hash`` matches its content and the next row (if any) chains from it.  Otherwise
+    :class:`LedgerError` naming the damaged rows (never their content: it holds ID numbers)."""
+    out: list[Entry] = []
+    bad: list[int] = []
+    for linked in rows:
+        raw = Stored.read(linked)
+        if not raw.chained():
+            bad.append(raw.seq)
+            continue
+        try:
+            out.append(raw.entry())
+        except (ValueError, TypeError, KeyError):
+            bad.append(raw.seq)
+    if bad:
+        raise _damaged(bad, source, "it does not match its hash (altered or damaged)")
+    return out
+
+
+def _damaged(seqs: list[int], source: str, why: str) -> LedgerError:
+    shown = ", ".join(str(s) for s in seqs[:10]) + (f" and {len(seqs) - 10} more" if len(seqs) > 10 else "")
+    rows = "row" if len(seqs) == 1 else "rows"
+    return LedgerError(Problem(
+        f"ledger {rows} {shown} cannot be trusted: {why}; nothing was computed from it and nothing "
+        "was recorded; run 'medaid ledger verify' and restore the ledger from a copy", source=source))
+
+
+def _settlement(r: Settlement, claim: Claim, bracket: int) -> Entry:
+    """The settlement row of ``claim`` settled as ``r`` (its place in the chain still blank)."""
+    return Entry(
+        seq=0, entry=SETTLEMENT, claim_id=r.claim_id, person_id=r.person_id, date=r.date,
+        self_pay=r.self_pay, group=claim.group, kind=claim.kind, hospital=claim.hospital,
+        total_cost=claim.total_cost, plan=r.plan, pool=r.pool, benefit_year=r.benefit_year,
+        relief=r.relief, patient_pays=r.patient_pays, bracket_relief=r.bracket_relief,
+        capped_by=r.capped_by, bracket=bracket, ytd_self_pay=r.ytd_self_pay, ytd_relief=r.ytd_relief,
+        annual_cap=r.annual_cap, claim_cap=r.claim_cap, base_from=r.base_from, base_to=r.base_to,
+        segments=tuple(r.segments), rule_set_id=r.rule_set_id, rule_version=r.rule_version,
+        rule_hash=r.rule_hash, reverses=None, reason=None, recorded_at="", desk=None, prev_hash="",
+        row_hash="",
+    )
+
+
+def _append_row(con: Connection, entry: Entry, recorded_at: str | None = None) -> Entry:
+    """Insert ``entry`` at the end of the chain (inside the caller's transaction, which holds
+    the chain's lock); the entry as recorded (numbered, timed now unless ``recorded_at`` says,
+    chained), read back from its stored values."""
+    head = con.execute("SELECT seq, row_hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+    values = chain(entry, seq, prev, recorded_at or _now())
+    con.execute(INSERT, values)
+    return decode(values)

@@ -1,0 +1,128 @@
+"""Fixtures shared by the ledger tests: every ledger test runs against both backends.
+
+``db`` is parametrised over ``sqlite`` (a file in the test's folder) and ``postgresql`` (a fresh
+schema in one throwaway PostgreSQL cluster per session, started by :mod:`tests.pgcluster` and removed
+afterwards); it gives the ledger's location (a path or a URL, what ``open_ledger`` and
+``--ledger`` take) and raw access for the tests that alter a ledger behind its back.  The
+PostgreSQL cases are skipped, saying why, only when PostgreSQL is not installed (CI installs it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pgcluster import Cluster, find_bin  # noqa: E402
+
+BACKENDS = ("sqlite", "postgresql")
+_schemas = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """One throwaway PostgreSQL cluster for the session (skipped if PostgreSQL is absent)."""
+    bindir = find_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (no initdb: apt-get install postgresql, or set MEDAID_PG_BIN)")
+    cluster = Cluster(bindir)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+class Db:
+    """A ledger's location on one backend, with raw access to its database."""
+
+    def __init__(self, backend: str, location: str, cluster: Cluster | None = None) -> None:
+        self.backend = backend
+        self.location = location
+        self.cluster = cluster
+        if backend == "sqlite":
+            self.integrity_error: type[Exception] = sqlite3.IntegrityError
+        else:
+            import psycopg
+
+            self.integrity_error = psycopg.errors.RaiseException
+
+    def __str__(self) -> str:
+        return self.location
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """A query's rows, straight from the database (``?`` placeholders)."""
+        if self.backend == "sqlite":
+            con = sqlite3.connect(self.location)
+            try:
+                return con.execute(sql, params).fetchall()
+            finally:
+                con.close()
+        import psycopg
+
+        with psycopg.connect(self.location, autocommit=True) as con:
+            return con.execute(sql.replace("?", "%s"), params).fetchall()  # type: ignore[arg-type]
+
+    def execute(self, *statements: str | tuple[str, tuple[Any, ...]]) -> None:
+        """Run statements (text, or text and parameters) in autocommit, behind the ledger's back."""
+        if self.backend == "sqlite":
+            con = sqlite3.connect(self.location, isolation_level=None)
+            try:
+                for s in statements:
+                    sql, params = (s, ()) if isinstance(s, str) else s
+                    con.execute(sql, params)
+            finally:
+                con.close()
+            return
+        import psycopg
+
+        with psycopg.connect(self.location, autocommit=True) as con:
+            for s in statements:
+                sql, params = (s, ()) if isinstance(s, str) else s
+                con.execute(sql.replace("?", "%s"), params or None)  # type: ignore[arg-type]
+
+    def count(self) -> int:
+        return int(self.rows("SELECT count(*) FROM entries")[0][0])
+
+    def drop_triggers(self) -> list[str]:
+        """The statements that drop the update and delete triggers."""
+        on = "" if self.backend == "sqlite" else " ON entries"
+        return [f"DROP TRIGGER entries_never_updated{on}", f"DROP TRIGGER entries_never_deleted{on}"]
+
+    def create_triggers(self) -> list[str]:
+        """The statements that put them back, as the first migration made them."""
+        if self.backend == "sqlite":
+            from medaid.ledger.schema import MIGRATIONS
+
+            steps: tuple[str, ...] = MIGRATIONS[0].statements
+        else:
+            from medaid.ledger.postgres import STEPS
+
+            steps = STEPS[1]
+        return [s for s in steps if "CREATE TRIGGER" in s and "truncate" not in s.lower()]
+
+    def alter(self, *statements: str | tuple[str, tuple[Any, ...]], restore: bool = True) -> None:
+        """Change the ledger behind its back, the append-only triggers dropped for it (and put
+        back afterwards unless ``restore`` is false)."""
+        self.execute(*self.drop_triggers(), *statements, *(self.create_triggers() if restore else []))
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
+    """A place for a new ledger, on each backend in turn."""
+    if request.param == "sqlite":
+        yield Db("sqlite", str(tmp_path / "desk.sqlite3"))
+        return
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    schema = f"t{next(_schemas)}"
+    cluster.sql(f"CREATE SCHEMA {schema}")
+    try:
+        yield Db("postgresql", cluster.url(schema=schema), cluster)
+    finally:
+        cluster.sql(f"DROP SCHEMA {schema} CASCADE")
