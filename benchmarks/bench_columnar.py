@@ -16,6 +16,7 @@ pipelines and peak memory (RSS).  Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import sys
 import tempfile
@@ -162,7 +163,8 @@ def main() -> None:
     import polars as pl
 
     import medaid
-    from medaid.batch import columnar, settle_frame
+    from medaid.batch import settle_frame
+    from medaid.tuning import trace_steps
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="medaid-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -182,12 +184,12 @@ def main() -> None:
         # medaid: read → fen → settle → write
         t0 = time.perf_counter()
         claims = read_claims(src)
-        columnar.TRACE = [] if args.trace else None
         t1 = time.perf_counter()
-        results, rejects = settle_frame(claims, book, compact=not args.strings)
+        with trace_steps() if args.trace else contextlib.nullcontext([]) as steps:
+            results, rejects = settle_frame(claims, book, compact=not args.strings)
         t2 = time.perf_counter()
         if args.trace:
-            print("  steps: " + "  ".join(f"{k} {v:.3f}" for k, v in columnar.TRACE[1:]))
+            print("  steps: " + "  ".join(f"{k} {v:.3f}" for k, v in steps))
         results.write_csv(folder / "results.csv")
         t3 = time.perf_counter()
         assert rejects.height == 0 and results.height == args.n

@@ -15,9 +15,11 @@ import polars as pl
 import pytest
 
 import medaid
-from medaid.batch.run import recalculate, rejects_for_output, settle_file, summarise, write_run
+from medaid.batch.recalc import recalculate
+from medaid.batch.run import rejects_for_output, settle_file, write_run
 from medaid.io.readers import read_results
 from medaid.io.writers import write_frame
+from medaid.report.totals import summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "claims-2024.csv"

@@ -1,7 +1,7 @@
 """The columnar path settles exactly as the scalar engine does, claim by claim, to the fen.
 
 Expected values come from :func:`medaid.domain.engine.settle` (the slower, clearly correct reference)
-or are worked out by hand in the test; never from :func:`medaid.batch.columnar.settle_frame` itself.
+or are worked out by hand in the test; never from :func:`medaid.batch.settle.settle_frame` itself.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import medaid
-from medaid.batch import columnar
-from medaid.batch.columnar import settle_frame
+from medaid.batch import arithmetic, ordering
+from medaid.batch.settle import settle_frame
 from medaid.io.columns import RESULT_FIELDS
 
 # ---------------------------------------------------------------------------------------------
@@ -388,8 +388,8 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 
 def _check_with(case, patches: dict | None = None, categories: bool = False) -> None:  # type: ignore[no-untyped-def]
-    """``assert_same_as_engine`` on a generated case with some of columnar's settings patched
-    (a generated rule combination the rule checks refuse is skipped)."""
+    """``assert_same_as_engine`` on a generated case with some of the columnar modules' settings
+    patched, named by dotted path (a generated rule combination the rule checks refuse is skipped)."""
     texts, claims = case
     try:
         book = load_texts(texts)
@@ -398,7 +398,7 @@ def _check_with(case, patches: dict | None = None, categories: bool = False) -> 
     mp = pytest.MonkeyPatch()
     try:
         for name, value in (patches or {}).items():
-            mp.setattr(columnar, name, value)
+            mp.setattr(name, value)
         assert_same_as_engine(claims, book, categories)
     finally:
         mp.undo()
@@ -416,7 +416,7 @@ def test_ids_kept_as_categories_and_placement_without_the_day_table_change_nothi
     """The batch keeps person ids (and group, kind) as categories, whose codes order the
     persons; the version and benefit year come from a table of days, or, for dates spread
     over too many days, from date expressions: every claim still equals the engine."""
-    _check_with(case, {"DAY_TABLE_DAYS": 0} if by_expression else {}, categories=True)
+    _check_with(case, {"medaid.batch.placement.DAY_TABLE_DAYS": 0} if by_expression else {}, categories=True)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -424,8 +424,9 @@ def test_ids_kept_as_categories_and_placement_without_the_day_table_change_nothi
 def test_person_hash_collisions_and_the_arg_sort_path_change_nothing(case):
     # every person of one id length collides; the packed key is given up for arg_sort
     _check_with(case, {
-        "_person_hash": lambda pl, frame: (pl.col("person_id").str.len_bytes().cast(pl.UInt64) * (1 << 60), None),
-        "_MIN_HASH_BITS": 65})
+        "medaid.batch.ordering.person_hash":
+            lambda frame: (pl.col("person_id").str.len_bytes().cast(pl.UInt64) * (1 << 60), None),
+        "medaid.batch.ordering.MIN_HASH_BITS": 65})
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -433,7 +434,7 @@ def test_person_hash_collisions_and_the_arg_sort_path_change_nothing(case):
 def test_arithmetic_in_slices_cut_at_group_starts_gives_the_same_fen(case, rows):
     """Large frames are computed slice by slice (memory): with slices of a few rows, cut only
     where a (person, benefit year, pool) group starts, every claim still equals the engine."""
-    _check_with(case, {"SLICE_ROWS": rows})
+    _check_with(case, {"medaid.tuning.SLICE_ROWS": rows})
 
 
 def _skewed(seed: int, n: int, persons: int, alpha: float, top: int, prefix: str) -> list[medaid.Claim]:
@@ -455,9 +456,9 @@ def _skewed(seed: int, n: int, persons: int, alpha: float, top: int, prefix: str
 def test_slices_of_a_skewed_batch_equal_the_engine(book, monkeypatch):
     claims = _skewed(5, 2000, 50, 1.2, 4_000_000, "S")
     calls = []
-    real = columnar._arithmetic
-    monkeypatch.setattr(columnar, "_arithmetic", lambda pl, w, t: calls.append(w.height) or real(pl, w, t))
-    monkeypatch.setattr(columnar, "SLICE_ROWS", 300)
+    real = arithmetic.relieve
+    monkeypatch.setattr(arithmetic, "relieve", lambda w, t: calls.append(w.height) or real(w, t))
+    monkeypatch.setattr("medaid.tuning.SLICE_ROWS", 300)
     assert_same_as_engine(claims, book)
     assert len(calls) >= 3  # cut in several slices
 
@@ -467,9 +468,9 @@ def test_a_large_frame_is_cut_for_every_core_and_equals_the_engine(book, monkeyp
     threads (at least two), in parallel, even when one slice would hold the frame."""
     claims = _skewed(11, 1500, 40, 1.1, 6_000_000, "Q")
     calls = []
-    real = columnar._arithmetic
-    monkeypatch.setattr(columnar, "_arithmetic", lambda pl, w, t: calls.append(w.height) or real(pl, w, t))
-    monkeypatch.setattr(columnar, "PARALLEL_ROWS", 100)
+    real = arithmetic.relieve
+    monkeypatch.setattr(arithmetic, "relieve", lambda w, t: calls.append(w.height) or real(w, t))
+    monkeypatch.setattr("medaid.tuning.PARALLEL_ROWS", 100)
     monkeypatch.setattr(pl, "thread_pool_size", lambda: 3)
     assert_same_as_engine(claims, book)
     assert len(calls) == 3 and min(calls) > 0
@@ -478,7 +479,7 @@ def test_a_large_frame_is_cut_for_every_core_and_equals_the_engine(book, monkeyp
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(books_and_claims())
 def test_the_sequential_overflow_path_gives_the_same_fen(case):
-    _check_with(case, {"_SAFE": 1000})  # every group counts as at risk of overflow
+    _check_with(case, {"medaid.batch.arithmetic.SAFE": 1000})  # every group counts as at risk of overflow
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -502,9 +503,9 @@ def test_input_already_in_group_order_is_settled_without_sorting(case, swap):
         claims[0], claims[-1] = claims[-1], claims[0]
     calls = []
     mp = pytest.MonkeyPatch()
-    real = columnar._sorted_order
+    real = ordering.sorted_order
     try:
-        mp.setattr(columnar, "_sorted_order", lambda *a: calls.append(1) or real(*a))
+        mp.setattr(ordering, "sorted_order", lambda *a: calls.append(1) or real(*a))
         assert_same_as_engine(claims, book)
     finally:
         mp.undo()
@@ -671,7 +672,7 @@ def test_results_in_many_pieces_go_back_to_input_order_row_by_row():
               pl.DataFrame({"relief": [13], "bracket": pl.Series([3], dtype=pl.Int8), "ytd_relief": [130]})]
     held = [pl.concat(pieces, rechunk=False)]
     assert held[0]["relief"].n_chunks() == 3
-    back = columnar._unpermute(pl, held, inv)
+    back = ordering.unpermute(held, inv)
     assert back["relief"].to_list() == [12, 10, 13, 11]
     assert back["bracket"].to_list() == [2, 0, 3, 1] and back["bracket"].dtype == pl.Int8
     assert back["ytd_relief"].to_list() == [120, 100, 130, 110]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import polars as pl
 
-from medaid.batch.run import summary_tables
 from medaid.report import explain as desk
+from medaid.report.batch_text import summary_tables
 from medaid.report.labels import LABELS, label, labels_of
 from medaid.report.totals import summarise
 

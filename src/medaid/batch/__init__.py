@@ -1,5 +1,9 @@
-"""Batches on this machine (polars): :mod:`.run` reads a file, settles it and writes results and
-rejects; :mod:`.columnar` is the columnar settlement core.
+"""Batches on this machine (polars), in the order of the flow: :mod:`.run` reads a file, settles
+it and writes results and rejects; :mod:`.settle` is the columnar settlement
+(:func:`settle_frame`), in steps :mod:`.placement` → :mod:`.ordering` → :mod:`.arithmetic`
+over the rule book's :mod:`.tables`; :mod:`.recalc` compares a run with a previous results file.
+A run is data: its totals and tables are the report's (:mod:`medaid.report.totals`,
+:mod:`medaid.report.batch_text`).
 
 The names below load on first use (PEP 562), so importing the package does not import the rule
 models or polars.
@@ -10,20 +14,16 @@ from .._lazy import lazy_exports as _lazy_exports
 _LAZY = {
     "BatchRefused": "run",
     "BatchRun": "run",
-    "PREVIOUS_FIELDS": "run",
-    "Recalc": "run",
     "STAGES": "run",
     "default_rejects_path": "run",
-    "recalc_tables": "run",
-    "recalculate": "run",
     "rejects_for_output": "run",
     "results_for_output": "run",
     "settle_file": "run",
-    "summarise": "run",
-    "summary_json": "run",
-    "summary_tables": "run",
     "write_run": "run",
-    "settle_frame": "columnar",
+    "PREVIOUS_FIELDS": "recalc",
+    "Recalc": "recalc",
+    "recalculate": "recalc",
+    "settle_frame": "settle",
 }
 
 

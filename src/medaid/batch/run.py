@@ -1,8 +1,7 @@
-"""Batch settlement of claim files: read → validate → settle → write, with totals; recalculation.
+"""Batch settlement of claim files: read → validate → settle → write.
 
-Rules implemented (docs/calculation.md via :func:`medaid.batch.columnar.settle_frame`;
-README.md#reliability;
-docs/batch.md):
+Rules implemented (docs/calculation.md via :func:`medaid.batch.settle.settle_frame`;
+README.md#reliability; docs/batch.md):
 
 * Every row read is settled, rejected with its line and reason, or a totals row (合计, 小计,
   Total ...: not a claim; its amounts are checked against the claims above it, a mismatch is
@@ -13,28 +12,30 @@ docs/batch.md):
   are raised (:class:`BatchRefused`).  ``"skip"``: the good rows are written, the bad ones go to
   the rejects file with a ``reason`` column.
 * Results keep the input order and the input columns, then :data:`medaid.io.columns.RESULT_FIELDS`.
-* Totals (:func:`summarise`, computed by :mod:`medaid.report.totals`): claims, persons, self-pay,
-  relief, patient pays, relief share,
-  claims capped and persons at an annual cap, and the same by plan, by month and by hospital.
-* Recalculation (:func:`recalculate`): per claim the old relief (from a previous results file),
-  the new relief and the adjustment; Σ old + Σ adjustment = Σ new to the fen.
+
+A run is data: its totals are :func:`medaid.report.totals.summarise` of ``run.results`` and
+their tables :mod:`medaid.report.batch_text` (the report's layer, above this one).
+Recalculation against a previous results file: :mod:`medaid.batch.recalc`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+import polars as pl
+
+from ..domain.rules import RuleBook
 from ..errors import MedaidError, Problem
-from ..money import MAX_FEN, format_yuan
-
-if TYPE_CHECKING:
-    import polars as pl
-
-    from ..domain.rules import RuleBook
-    from ..io.csv_fast import Scanned
+from ..io import csv_fast, readers
+from ..io.columns import MONEY_COLUMNS
+from ..io.csv_fast import Scanned
+from ..io.csv_pieces import CsvPieces, NotChunkable
+from ..io.validation import FEW_VALUES, check_totals, finish_validation, totals_rows, type_rows
+from ..io.writers import write_frame, yuan_text
+from ..tuning import read_ahead
+from .settle import settle_frame
 
 #: Stages reported to a progress callback, in order.
 STAGES = ("read", "validate", "settle", "write")
@@ -70,12 +71,12 @@ class BatchRun:
 
     source: str
     rows_read: int
-    results: "pl.DataFrame"
-    rejects: "pl.DataFrame"
-    rejected_rows: "pl.DataFrame" = field(repr=False)
+    results: pl.DataFrame
+    rejects: pl.DataFrame
+    rejected_rows: pl.DataFrame = field(repr=False)
     #: The distinct text of input category columns where the reader knows it (every value of
     #: such a column in ``results`` is among them): the writer checks these instead of every row.
-    text_values: "dict[str, pl.Series]" = field(default_factory=dict, repr=False)
+    text_values: dict[str, pl.Series] = field(default_factory=dict, repr=False)
     #: Lines of totals rows (合计, 小计, Total ...), which are neither settled nor rejected.
     totals_rows: tuple[int, ...] = ()
     #: The header's line (sheet row); the lines above it are titles (0: no header line).
@@ -142,7 +143,7 @@ def _n(k: int, what: str) -> str:
 
 def settle_file(
     path: str | Path,
-    rules: "RuleBook | Callable[[], RuleBook]",
+    rules: RuleBook | Callable[[], RuleBook],
     *,
     encoding: str | None = None,
     sheet: str | None = None,
@@ -160,30 +161,17 @@ def settle_file(
     the rule book (e.g. a future's ``result``): it is called once the file is read, so that
     the rules can load meanwhile.  ``reader`` (``"auto"``, ``"scan"``,
     ``"pieces"``, ``"whole"``) picks the first reader to try, for tests and diagnosis."""
-    import polars as pl
-
-    from ..io.csv_fast import scan_claims
-    from ..io.readers import (
-        NotChunkable,
-        csv_pieces,
-        problems_frame,
-        read_raw_file,
-        utf8_copy,
-        validate_frame,
-    )
-    from ..io.validation import FEW_VALUES, check_totals, totals_rows
-
     tick = progress or (lambda stage: None)
     source = str(path)
     typed = None
     # a GB18030/GBK file is read from a UTF-8 copy made piece by piece (never whole in memory)
-    copy = utf8_copy(path, encoding) if sheet is None and reader != "whole" else None
+    copy = readers.utf8_copy(path, encoding) if sheet is None and reader != "whole" else None
     try:
         text = copy or path
         enc = None if copy else encoding
         if reader in ("auto", "scan") and sheet is None:
-            typed = scan_claims(text, encoding=enc, mapping=mapping, source=source)
-        pieces = None if sheet is not None or typed is not None or reader == "whole" else csv_pieces(
+            typed = csv_fast.scan_claims(text, encoding=enc, mapping=mapping, source=source)
+        pieces = None if sheet is not None or typed is not None or reader == "whole" else readers.csv_pieces(
             text, encoding=enc, mapping=mapping, categories=FEW_VALUES, source=source)
         if pieces is not None:
             try:
@@ -198,7 +186,7 @@ def settle_file(
         clean, rejects, bad_rows, rows_read, text_values, totals, header_line, blank_lines = typed
         tick("read")
     else:
-        got = read_raw_file(path, encoding=encoding, sheet=sheet, mapping=mapping)
+        got = readers.read_raw_file(path, encoding=encoding, sheet=sheet, mapping=mapping)
         raw, structural, header_line, blank_lines = got
         tick("read")
         rows_read = raw.height + len({p.line for p in structural})
@@ -206,19 +194,16 @@ def settle_file(
         totals = None
         if is_total.any():
             totals, raw = raw.filter(is_total), raw.filter(~is_total)
-        clean, rejects = validate_frame(raw, source)
+        clean, rejects = readers.validate_frame(raw, source)
         bad_rows = raw.filter(pl.col("row").is_in(rejects["row"].implode())) if rejects.height else raw.clear()
         del raw  # the typed frame shares the pass-through columns; the text copy can go
         if structural:
-            rejects = pl.concat([problems_frame(structural), rejects])
+            rejects = pl.concat([readers.problems_frame(structural), rejects])
     tick("validate")
-    warnings: list = []
+    warnings: list[Problem] = []
     if totals is not None:
         warnings = check_totals(totals, clean, rejects["row"].unique(), source)
     book = rules() if callable(rules) else rules
-    from .columnar import (
-        settle_frame,  # after the read: it loads the rule models meanwhile
-    )
     results, refused = settle_frame(clean, book, compact=True)  # text results as enums (memory)
     tick("settle")
     if refused.height:
@@ -234,39 +219,23 @@ def settle_file(
     return run
 
 
-def _as_read(raw: "pl.DataFrame") -> "pl.DataFrame":
+def _as_read(raw: pl.DataFrame) -> pl.DataFrame:
     """Raw rows with every column as text (columns parsed as categories back to String)."""
-    import polars as pl
-
     return raw.with_columns(pl.col(c).cast(pl.String) for c, t in raw.schema.items()
                             if t == pl.Categorical)
 
 
-def _read_ahead(pieces: Any) -> Any:
-    """The pieces, the next one parsed in a thread while the caller types this one (polars
-    works without the interpreter lock, so the two cores share the work)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    it = iter(pieces)
-    with ThreadPoolExecutor(1) as ex:
-        fut = ex.submit(next, it, None)
-        while (raw := fut.result()) is not None:
-            fut = ex.submit(next, it, None)
-            yield raw
-            del raw
-
-
-def _type_pieces(pieces: Any) -> "Scanned":
+def _type_pieces(pieces: CsvPieces) -> Scanned:
     """Read and type a CSV file piece by piece: ``(clean, rejects, bad rows as text, rows
-    read, {})``; each piece's text is dropped once typed, except its rejected rows."""
-    import polars as pl
-
-    from ..io.csv_fast import Scanned
-    from ..io.validation import finish_validation, totals_rows, type_rows
-
-    parts, problems, bad, totals = [], [], [], []
+    read, {})``; each piece's text is dropped once typed, except its rejected rows; the next
+    piece is parsed on a thread meanwhile (:func:`medaid.tuning.read_ahead`)."""
+    parts: list[pl.DataFrame] = []
+    problems: list[dict[str, pl.DataFrame]] = []
+    bad: list[pl.DataFrame] = []
+    totals: list[pl.DataFrame] = []
     rows_read = 0
-    for raw in _read_ahead(pieces):
+    pieces_read: Iterable[pl.DataFrame] = pieces
+    for raw in read_ahead(pieces_read, name="medaid-pieces"):
         rows_read += raw.height
         is_total = totals_rows(raw)
         if is_total.any():
@@ -294,13 +263,8 @@ def _type_pieces(pieces: Any) -> "Scanned":
                    pieces.header_line, pieces.blank_lines)
 
 
-def _as_text(frame: "pl.DataFrame") -> "pl.DataFrame":
+def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
     """Typed claim rows back to text as read (dates ISO, amounts yuan) for the rejects file."""
-    import polars as pl
-
-    from ..io.readers import MONEY_COLUMNS
-    from ..io.writers import yuan_text
-
     return frame.with_columns([
         yuan_text(c) if c in MONEY_COLUMNS and t.is_integer() else pl.col(c).cast(pl.String)
         for c, t in frame.schema.items() if c != "row"
@@ -315,19 +279,15 @@ def refuse_if_bad(run: BatchRun, limit: int = 20) -> None:
     raise BatchRefused(problems[:limit], len(problems), run.rejected, run.reconcile())
 
 
-def results_for_output(run: BatchRun) -> "pl.DataFrame":
+def results_for_output(run: BatchRun) -> pl.DataFrame:
     """The results as written: input columns then result fields, without the line column."""
-    import polars as pl
-
     # a frame of the same columns (``drop`` would realign the columns' chunks: a copy)
     return pl.DataFrame([run.results[c] for c in run.results.columns if c != "row"])
 
 
-def rejects_for_output(run: BatchRun) -> "pl.DataFrame":
+def rejects_for_output(run: BatchRun) -> pl.DataFrame:
     """Rejected rows as written: ``line``, the input's columns as read, ``field``, ``reason``
     (several problems of one row joined with ``; ``)."""
-    import polars as pl
-
     why = (
         run.rejects.group_by("row", maintain_order=True)
         .agg(pl.col("field").fill_null("").unique(maintain_order=True).str.join(", "),
@@ -352,8 +312,6 @@ def write_run(
     """Write a run's results (and rejects): refuse first under ``fail``; returns the rejects
     path written, if any.  Each file is written atomically; ``lang="zh"`` gives CSV and XLSX
     files Chinese headers."""
-    from ..io.writers import write_frame
-
     if on_error == "fail":
         refuse_if_bad(run, limit)
     written = None
@@ -372,183 +330,3 @@ def default_rejects_path(output: str | Path) -> Path:
     return p.with_name(f"{p.stem}.rejects{p.suffix}")
 
 
-# --------------------------------------------------------------------------------------------
-# totals
-
-
-def summarise(results: "pl.DataFrame") -> dict[str, Any]:
-    """Totals of settled results (money in fen): overall, by plan, by month, by hospital; computed
-    by the one totals engine, :func:`medaid.report.totals.summarise` (its docstring states the
-    measures)."""
-    from ..report.totals import summarise as totals
-
-    return totals(results)
-
-
-_MONEY_KEYS = ("self_pay", "relief", "patient_pays", "old_relief", "new_relief", "adjustment")
-
-
-def summary_json(summary: dict[str, Any]) -> dict[str, Any]:
-    """The summary with amounts as yuan text (``"23300.00"``), for ``--json``."""
-
-    def conv(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: (format_yuan(x, thousands=False) if k in _MONEY_KEYS and isinstance(x, int)
-                        else conv(x)) for k, x in v.items()}
-        if isinstance(v, list):
-            return [conv(x) for x in v]
-        return v
-
-    return conv(summary)
-
-
-_COLS = ("claims", "persons", "self_pay", "relief", "patient_pays", "relief_share",
-         "claims_capped", "persons_at_annual_cap")
-
-
-def summary_tables(summary: dict[str, Any], lang: str = "en") -> str:
-    """The summary as text tables (tabulate), labels in English or Chinese."""
-    from tabulate import tabulate
-
-    from ..report.labels import labels_of
-
-    lab = labels_of("totals")[lang]
-
-    def cell(k: str, v: Any) -> Any:
-        return format_yuan(v) if k in _MONEY_KEYS else v
-
-    parts = []
-    t = summary["total"]
-    parts.append(lab["total"] + "\n" + tabulate(
-        [[lab[k], cell(k, t[k])] for k in _COLS], tablefmt="simple", disable_numparse=True, colalign=("left", "right")))
-    for key, by in (("by_plan", "plan"), ("by_month", "month"), ("by_hospital", "hospital")):
-        rows = [[r[by] if r[by] is not None else lab["none"]] + [cell(k, r[k]) for k in _COLS]
-                for r in summary[key]]
-        parts.append(lab[key] + "\n" + tabulate(
-            rows, headers=[lab[by]] + [lab[k] for k in _COLS], tablefmt="simple", disable_numparse=True,
-            colalign=("left",) + ("right",) * len(_COLS)))
-    return "\n\n".join(parts)
-
-
-# --------------------------------------------------------------------------------------------
-# recalculation
-
-
-@dataclass(frozen=True)
-class Recalc:
-    """A recalculation against a previous results file (amounts fen).
-
-    Attributes:
-        claims: per claim ``claim_id``, ``person_id``, ``hospital``, ``old_relief``,
-            ``new_relief``, ``adjustment`` and ``status`` (``same``, ``changed``, ``new``: not in
-            the previous file, ``dropped``: in the previous file only, new relief 0).
-        totals: Σ old, Σ new, Σ adjustment and the count of claims by status.
-        by_hospital, by_person: adjustments summed (rows with a non-zero adjustment only).
-    """
-
-    claims: "pl.DataFrame"
-    totals: dict[str, Any]
-    by_hospital: list[dict[str, Any]]
-    by_person: list[dict[str, Any]]
-
-
-#: Columns a previous results file must have for a recalculation.
-PREVIOUS_FIELDS = ("claim_id", "person_id", "relief")
-
-
-def recalculate(run: BatchRun, previous: "pl.DataFrame") -> Recalc:
-    """Compare a run's relief with a previous results frame (from
-    :func:`medaid.io.readers.read_results`), claim by claim; Σ old + Σ adj = Σ new is checked."""
-    import polars as pl
-
-    def pick(frame: "pl.DataFrame", prefix: str) -> "pl.DataFrame":
-        cols = {"claim_id": pl.col("claim_id"), "person_id": pl.col("person_id").cast(pl.String),
-                "relief": pl.col("relief")}
-        cols["hospital"] = (pl.col("hospital").cast(pl.String) if "hospital" in frame.columns
-                            else pl.lit(None, pl.String))
-        return frame.select(
-            [e.alias(k if k == "claim_id" else f"{prefix}{k}") for k, e in cols.items()]
-        ).with_row_index(f"{prefix}order")
-
-    from ..io.validation import ID_FIELDS, tidy_ids
-
-    # the previous file's ids as the run's are (an older file may hold them keyed otherwise)
-    previous = previous.with_columns(
-        tidy_ids(previous[c].cast(pl.String)) for c in ID_FIELDS if c in previous.columns)
-    new = pick(run.results, "new_")
-    old = pick(previous, "old_")
-    odd = old.filter((pl.col("old_relief") < 0) | (pl.col("old_relief") > MAX_FEN))
-    if odd.height:  # an amount medaid never gives: the sums below could leave 64 bits
-        raise MedaidError(Problem(
-            f"the previous results give claim {odd['claim_id'][0]!r} a relief that is negative or "
-            f"above the maximum amount ({format_yuan(MAX_FEN)} yuan)", field="relief"))
-    dup = old.filter(pl.col("claim_id").is_duplicated())
-    if dup.height:
-        raise MedaidError(Problem(
-            f"the previous results list claim {dup['claim_id'][0]!r} more than once"))
-    j = new.join(old, on="claim_id", how="full", coalesce=True)
-    out = j.select(
-        "claim_id",
-        pl.coalesce("new_person_id", "old_person_id").alias("person_id"),
-        pl.coalesce("new_hospital", "old_hospital").alias("hospital"),
-        pl.col("old_relief").fill_null(0),
-        pl.col("new_relief").fill_null(0),
-        (pl.col("new_relief").fill_null(0) - pl.col("old_relief").fill_null(0)).alias("adjustment"),
-        pl.when(pl.col("old_relief").is_null()).then(pl.lit("new"))
-        .when(pl.col("new_relief").is_null()).then(pl.lit("dropped"))
-        .when(pl.col("new_relief") == pl.col("old_relief")).then(pl.lit("same"))
-        .otherwise(pl.lit("changed")).alias("status"),
-        pl.col("new_order"), pl.col("old_order"),
-    ).sort(["new_order", "old_order"], nulls_last=True).drop("new_order", "old_order")
-    s_old, s_new, s_adj = (int(out[c].sum()) for c in ("old_relief", "new_relief", "adjustment"))
-    if s_old + s_adj != s_new:  # pragma: no cover - integer arithmetic; a guard, not a branch
-        raise MedaidError(Problem("recalculation does not reconcile"))
-    counts = dict(out.group_by("status").len().iter_rows())
-    totals = {"claims": out.height, "old_relief": s_old, "new_relief": s_new, "adjustment": s_adj,
-              **{f"{k}": int(counts.get(k, 0)) for k in ("same", "changed", "new", "dropped")}}
-    moved = out.filter(pl.col("adjustment") != 0)
-
-    def by(col: str) -> list[dict[str, Any]]:
-        return (moved.group_by(col).agg(pl.len().alias("claims"), pl.col("adjustment").sum())
-                .sort(col, nulls_last=True).to_dicts())
-
-    return Recalc(out, totals, by("hospital"), by("person_id"))
-
-
-def recalc_tables(rc: Recalc, lang: str = "en", persons: int = 20) -> str:
-    """Totals of a recalculation as text tables; the person table lists the largest
-    adjustments first, up to ``persons`` rows."""
-    from tabulate import tabulate
-
-    from ..report.labels import label
-
-    def lab(key: str) -> str:
-        return label(f"recalc.{key}", lang)
-
-    t = rc.totals
-    head = tabulate(
-        [[lab("old_relief"), format_yuan(t["old_relief"])],
-         [lab("adjustments"), format_yuan(t["adjustment"])],
-         [lab("new_relief"), format_yuan(t["new_relief"])],
-         [lab("claims"), t["claims"]],
-         [lab("unchanged"), t["same"]],
-         [lab("changed"), t["changed"]],
-         [lab("new"), t["new"]],
-         [lab("dropped"), t["dropped"]]],
-        tablefmt="simple", disable_numparse=True, colalign=("left", "right"))
-    hosp = tabulate(
-        [[r["hospital"] or "-", r["claims"], format_yuan(r["adjustment"])] for r in rc.by_hospital],
-        headers=[lab("hospital"), lab("claims_col"), lab("adjustment")], tablefmt="simple",
-        disable_numparse=True, colalign=("left", "right", "right"))
-    top = sorted(rc.by_person, key=lambda r: (-abs(r["adjustment"]), r["person_id"]))[:persons]
-    pers = tabulate(
-        [[r["person_id"], r["claims"], format_yuan(r["adjustment"])] for r in top],
-        headers=[lab("person"), lab("claims_col"), lab("adjustment")], tablefmt="simple",
-        disable_numparse=True, colalign=("left", "right", "right"))
-    more = len(rc.by_person) - len(top)
-    return "\n\n".join([
-        lab("title") + "\n" + head,
-        lab("by_hospital") + "\n" + hosp,
-        lab("by_person") + "\n" + pers
-        + (f"\n... {more} more" if more > 0 else ""),
-    ])

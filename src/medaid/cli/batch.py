@@ -6,7 +6,6 @@ Thin over :mod:`medaid.batch.run`; polars and openpyxl are imported inside the c
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import click
 
 from ..errors import MedaidError
+from ..tuning import alongside, import_polars as _import_polars
 from .app import echo, json_text
 
 
@@ -65,50 +65,14 @@ def _fail(e: MedaidError) -> click.ClickException:
     return fail(e)
 
 
-#: The environment variable through which polars' allocator (jemalloc, on Linux) takes settings
-#: added to polars' own (``dirty_decay_ms:500,muzzy_decay_ms:1000``, set by ``import polars``).
-_ALLOCATOR_ENV = "_RJEM_MALLOC_CONF"
-#: Batch settings: freed pages go back to the system within 0.2 s instead of 0.5 + 1 s.  A run
-#: frees nearly as much as it keeps (the scan's pieces, the sort's work columns), so peak memory
-#: is then close to the live data: 10 M claims peaked at 1,578 MiB instead of 1,815 MiB, in the
-#: same time.
-ALLOCATOR_CONF = "dirty_decay_ms:200,muzzy_decay_ms:0"
-
-
-def _import_polars() -> None:
-    """Import polars with :data:`ALLOCATOR_CONF`, unless it is already loaded or the user set
-    their own.  The allocator reads its settings once, when polars is imported; they are taken
-    out of the environment again so that child processes do not inherit them."""
-    if "polars" in sys.modules or _ALLOCATOR_ENV in os.environ:
-        import polars  # noqa: F401
-        return
-    os.environ[_ALLOCATOR_ENV] = ALLOCATOR_CONF
-    try:
-        import polars  # noqa: F401,F811
-    finally:
-        os.environ.pop(_ALLOCATOR_ENV, None)
-
-
 def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str | None,
             sheet: str | None, maps: tuple[str, ...], tick: Any) -> Any:
-    from concurrent.futures import ThreadPoolExecutor
-
     from ..batch.run import settle_file
     from ..io.readers import parse_mapping
     from .app import load_book
 
-    _import_polars()  # first: importing is not done in parallel
-
-    def rules_and_engine() -> Any:
-        book = load_book(rules_path, scheme)
-        from ..batch import columnar  # noqa: F401  (imported here, off the main thread's path)
-        from ..io import writers  # noqa: F401
-
-        return book
-
     # the rules load (pure Python) while the file is read (polars, without the interpreter lock)
-    with ThreadPoolExecutor(1, thread_name_prefix="medaid-rules") as pool:
-        book = pool.submit(rules_and_engine)
+    with alongside(load_book, rules_path, scheme, name="medaid-rules") as book:
         try:
             return settle_file(input_path, book.result, encoding=encoding, sheet=sheet,
                                mapping=parse_mapping(maps), progress=tick)
@@ -204,28 +168,21 @@ def register(group: click.Group) -> None:
         if Path(input_path).is_dir():
             raise click.BadParameter("a folder is read only with --engine spark; give a file",
                                      param_hint="INPUT")
-        from ..batch.run import (
-            BatchRefused,
-            default_rejects_path,
-            summarise,
-            summary_json,
-            summary_tables,
-            write_run,
-        )
+        _import_polars()  # first, with the batch's allocator settings (medaid.tuning)
+        from ..batch.run import BatchRefused, default_rejects_path, write_run
+        from ..report.batch_text import summary_json, summary_tables
+        from ..report.totals import summarise
 
         out = output or _default_output(input_path)
         _distinct(input_path, out, rejects_path or str(default_rejects_path(out)))
-        from concurrent.futures import ThreadPoolExecutor
-
         with _progress("settling") as tick:
             run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick)
             if not as_json:
                 _warn(run)
             # the totals are computed while the files are written (polars runs without the
             # interpreter lock: the write's idle core and its waits for the disk are used)
-            with ThreadPoolExecutor(1) as pool:
-                refused = on_error == "fail" and run.rejected
-                totals = None if refused else pool.submit(summarise, run.results)
+            refused = on_error == "fail" and run.rejected
+            with alongside(None if refused else summarise, run.results, name="medaid-totals") as totals:
                 try:
                     rej = write_run(run, out, rejects_path=rejects_path, on_error=on_error,
                                     limit=max_errors, bom=bom, progress=tick, lang=lang)
@@ -268,16 +225,12 @@ def register(group: click.Group) -> None:
         Example:  medaid recalc claims.csv --previous results.csv --rules rules-2025/ -o adj.csv
         Σ old relief + Σ adjustments = Σ new relief, to the fen.
         """
-        from ..batch.run import (
-            PREVIOUS_FIELDS,
-            BatchRefused,
-            recalc_tables,
-            recalculate,
-            refuse_if_bad,
-            summary_json,
-        )
+        _import_polars()  # first, with the batch's allocator settings (medaid.tuning)
+        from ..batch.recalc import PREVIOUS_FIELDS, recalculate
+        from ..batch.run import BatchRefused, refuse_if_bad
         from ..io.readers import read_results
         from ..io.writers import write_frame
+        from ..report.batch_text import recalc_tables, summary_json
 
         _distinct(input_path, previous, output)
         with _progress("recalculating") as tick:

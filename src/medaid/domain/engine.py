@@ -10,12 +10,12 @@ the increment of the plan's ``accumulate`` mode, then the caps.  The per-plan ar
 from __future__ import annotations
 
 import datetime as dt
-import gc
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 from ..errors import ClaimError, Problem
 from ..money import format_yuan
+from ..tuning import gc_paused
 from .brackets import Schedule, Segment
 from .claims import Claim
 from .rules import Plan, RuleBook, RuleSet
@@ -222,13 +222,8 @@ def settle(
     matches are all reported together in one :class:`ClaimError`; nothing is settled then.
     """
     items: Sequence[Claim] = claims if isinstance(claims, (list, tuple)) else list(claims)
-    paused = gc.isenabled()
-    gc.disable()  # no cycles are made; collecting 10^5 live claims and results repeatedly costs ~30%
-    try:
+    with gc_paused():  # no cycles are made; the collector would only slow the loop (medaid.tuning)
         return _settle(items, rules, opening)
-    finally:
-        if paused:
-            gc.enable()
 
 
 #: :func:`placement` flattened for :func:`settle`'s loop: the plan's compiled relief

@@ -1,0 +1,97 @@
+"""Batch totals and recalculations for people: text tables (en/zh labels from
+:mod:`medaid.report.labels`) and the JSON form of their amounts, for ``medaid batch`` and
+``medaid recalc`` (README.md, *Batch*; docs/batch.md, *Totals*, *Recalculation*).
+
+The batch (:mod:`medaid.batch`) returns data: a run's results, whose totals are
+:func:`medaid.report.totals.summarise`, and a :class:`medaid.batch.recalc.Recalc`; this module
+shows them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tabulate import tabulate
+
+from ..money import format_yuan
+from .labels import label, labels_of
+
+if TYPE_CHECKING:
+    from ..batch.recalc import Recalc
+
+#: Keys whose values are amounts in fen.
+MONEY_KEYS = ("self_pay", "relief", "patient_pays", "old_relief", "new_relief", "adjustment")
+
+
+def summary_json(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary with amounts as yuan text (``"23300.00"``), for ``--json``."""
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: (format_yuan(x, thousands=False) if k in MONEY_KEYS and isinstance(x, int)
+                        else conv(x)) for k, x in v.items()}
+        if isinstance(v, list):
+            return [conv(x) for x in v]
+        return v
+
+    return conv(summary)
+
+
+_COLS = ("claims", "persons", "self_pay", "relief", "patient_pays", "relief_share",
+         "claims_capped", "persons_at_annual_cap")
+
+
+def summary_tables(summary: dict[str, Any], lang: str = "en") -> str:
+    """The summary as text tables (tabulate), labels in English or Chinese."""
+    lab = labels_of("totals")[lang]
+
+    def cell(k: str, v: Any) -> Any:
+        return format_yuan(v) if k in MONEY_KEYS else v
+
+    parts = []
+    t = summary["total"]
+    parts.append(lab["total"] + "\n" + tabulate(
+        [[lab[k], cell(k, t[k])] for k in _COLS], tablefmt="simple", disable_numparse=True, colalign=("left", "right")))
+    for key, by in (("by_plan", "plan"), ("by_month", "month"), ("by_hospital", "hospital")):
+        rows = [[r[by] if r[by] is not None else lab["none"]] + [cell(k, r[k]) for k in _COLS]
+                for r in summary[key]]
+        parts.append(lab[key] + "\n" + tabulate(
+            rows, headers=[lab[by]] + [lab[k] for k in _COLS], tablefmt="simple", disable_numparse=True,
+            colalign=("left",) + ("right",) * len(_COLS)))
+    return "\n\n".join(parts)
+
+
+def recalc_tables(rc: Recalc, lang: str = "en", persons: int = 20) -> str:
+    """Totals of a recalculation as text tables; the person table lists the largest
+    adjustments first, up to ``persons`` rows."""
+
+    def lab(key: str) -> str:
+        return label(f"recalc.{key}", lang)
+
+    t = rc.totals
+    head = tabulate(
+        [[lab("old_relief"), format_yuan(t["old_relief"])],
+         [lab("adjustments"), format_yuan(t["adjustment"])],
+         [lab("new_relief"), format_yuan(t["new_relief"])],
+         [lab("claims"), t["claims"]],
+         [lab("unchanged"), t["same"]],
+         [lab("changed"), t["changed"]],
+         [lab("new"), t["new"]],
+         [lab("dropped"), t["dropped"]]],
+        tablefmt="simple", disable_numparse=True, colalign=("left", "right"))
+    hosp = tabulate(
+        [[r["hospital"] or "-", r["claims"], format_yuan(r["adjustment"])] for r in rc.by_hospital],
+        headers=[lab("hospital"), lab("claims_col"), lab("adjustment")], tablefmt="simple",
+        disable_numparse=True, colalign=("left", "right", "right"))
+    top = sorted(rc.by_person, key=lambda r: (-abs(r["adjustment"]), r["person_id"]))[:persons]
+    pers = tabulate(
+        [[r["person_id"], r["claims"], format_yuan(r["adjustment"])] for r in top],
+        headers=[lab("person"), lab("claims_col"), lab("adjustment")], tablefmt="simple",
+        disable_numparse=True, colalign=("left", "right", "right"))
+    more = len(rc.by_person) - len(top)
+    return "\n\n".join([
+        lab("title") + "\n" + head,
+        lab("by_hospital") + "\n" + hosp,
+        lab("by_person") + "\n" + pers
+        + (f"\n... {more} more" if more > 0 else ""),
+    ])

@@ -1,0 +1,221 @@
+"""Tuning: every setting that buys speed or memory with the allocator, threads or the garbage
+collector, in one module, each scoped to the work that needs it and justified by a measurement.
+
+Nothing here changes a result: each setting only decides how the same work is scheduled or
+how its memory is handed back.  It sits at the package root, beside :mod:`medaid.money`,
+because the scalar engine (:mod:`medaid.domain`, below the batch) pauses the garbage collector
+too; it imports neither polars nor :mod:`concurrent.futures` at the top, so the desk commands
+that import the engine pay nothing for it.
+
+* Allocator: :func:`import_polars` (``medaid batch``, ``medaid recalc``).
+* Garbage collector: :func:`gc_paused` (the scalar engine's :func:`medaid.domain.engine.settle`).
+* Threads: :func:`alongside` (the rules load while the claim file is read; the totals while the
+  results are written), :func:`read_ahead` (the next CSV piece parsed while this one is typed),
+  :func:`on_the_side` (the inverse permutation worked out while the arithmetic runs),
+  :func:`arithmetic_slices` and :func:`in_parallel` (the columnar arithmetic, slice by slice).
+* Benchmarks: :func:`trace_steps` times the steps of :func:`medaid.batch.settle.settle_frame`.
+
+The figures quoted come from this project's shared 2-core machines: README.md, *Performance
+(measured)*, and docs/batch.md, *How it is fast*, give the full-size ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# ----------------------------------------------------------------------------------------------
+# the allocator
+
+#: The environment variable through which polars' allocator (jemalloc, on Linux) takes settings
+#: added to polars' own (``dirty_decay_ms:500,muzzy_decay_ms:1000``, set by ``import polars``).
+ALLOCATOR_ENV = "_RJEM_MALLOC_CONF"
+#: Batch settings: freed pages go back to the system within 0.2 s instead of 0.5 + 1 s.  A run
+#: frees nearly as much as it keeps (the scan's pieces, the sort's work columns), so peak memory
+#: is then close to the live data: 10 M claims peaked at 1,578 MiB instead of 1,815 MiB, in the
+#: same time; 200,000 claims: TODO_ALLOC.
+ALLOCATOR_CONF = "dirty_decay_ms:200,muzzy_decay_ms:0"
+
+
+def import_polars() -> None:
+    """Import polars with :data:`ALLOCATOR_CONF`, unless it is already loaded or the user set
+    their own.  The allocator reads its settings once, when polars is imported; they are taken
+    out of the environment again so that child processes do not inherit them.  The batch
+    commands call this before anything imports polars (the package boundary: every other module
+    that uses polars imports it at its top)."""
+    if "polars" in sys.modules or ALLOCATOR_ENV in os.environ:
+        import polars  # noqa: F401
+        return
+    os.environ[ALLOCATOR_ENV] = ALLOCATOR_CONF
+    try:
+        import polars  # noqa: F401,F811
+    finally:
+        os.environ.pop(ALLOCATOR_ENV, None)
+
+
+# ----------------------------------------------------------------------------------------------
+# the garbage collector
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block (reference counting still frees everything:
+    the engine makes no cycles); the collector's previous state is restored after it.
+
+    Settling 200,000 claims with :func:`medaid.domain.engine.settle` allocates 400,000 objects
+    that stay alive, so the collector would run again and again over a growing heap for nothing:
+    TODO_GC."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+# ----------------------------------------------------------------------------------------------
+# threads: polars releases the interpreter lock while it works, so a thread running polars (or
+# waiting for the disk) overlaps the caller's Python work on the second core
+
+
+def _executor(workers: int, name: str) -> ThreadPoolExecutor:
+    # imported on first use: concurrent.futures imports logging, which the desk commands (that
+    # import this module through the engine) never need
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(workers, thread_name_prefix=name)
+
+
+@overload
+def alongside(fn: None, /, *args: Any, name: str) -> contextlib.AbstractContextManager[None]: ...
+
+
+@overload
+def alongside(fn: Callable[..., T], /, *args: Any, name: str) -> contextlib.AbstractContextManager[Future[T]]: ...
+
+
+def alongside(fn: Callable[..., T] | None, /, *args: Any, name: str) -> contextlib.AbstractContextManager[Any]:
+    """``fn(*args)`` on a thread of its own while the block runs (the block gets its future, or
+    ``None`` when ``fn`` is ``None``: nothing to do); leaving the block waits for it.  Used where
+    the two halves take turns on the interpreter lock little, measured with ``medaid batch`` on
+    200,000 claims (median of 5 runs of the whole command, one after the other in one session):
+
+    * ``medaid-rules``: the rule files load (pydantic, pure Python) while the claim file is
+      read (polars): TODO_RULES;
+    * ``medaid-totals``: the totals are computed (polars) while the results are written
+      (mostly waits for the disk): TODO_TOTALS."""
+    return contextlib.nullcontext() if fn is None else _alongside(fn, *args, name=name)
+
+
+@contextlib.contextmanager
+def _alongside(fn: Callable[..., T], /, *args: Any, name: str) -> Iterator[Future[T]]:
+    with _executor(1, name) as pool:
+        yield pool.submit(fn, *args)
+
+
+def on_the_side(fn: Callable[..., T], /, *args: Any, name: str) -> Future[T]:
+    """Start ``fn(*args)`` on a thread of its own and return its future at once; the thread ends
+    with the call (nobody waits for it but the future's reader).
+
+    ``medaid-inverse``: the inverse permutation back to input order (one polars scatter) is
+    worked out while the arithmetic runs: ``settle_frame`` on 200,000 claims in file order
+    (bench_columnar's data, best of 5) TODO_INV."""
+    side = _executor(1, name)
+    try:
+        return side.submit(fn, *args)
+    finally:
+        side.shutdown(wait=False)
+
+
+def read_ahead(items: Iterable[T], *, name: str) -> Iterator[T]:
+    """The items of ``items``, the next one made on a thread while the caller works on this one.
+
+    ``medaid-pieces``: a CSV file read piece by piece (:class:`medaid.io.csv_pieces.CsvPieces`)
+    has its next piece parsed by polars while Python types this one: the piece reader on
+    200,000 claims (``settle_file(reader="pieces")``, best of 5) TODO_PIECES."""
+    it = iter(items)
+    with _executor(1, name) as ex:
+        fut = ex.submit(next, it, None)
+        while (item := fut.result()) is not None:
+            fut = ex.submit(next, it, None)
+            yield item
+            del item
+
+
+#: The columnar arithmetic runs on slices of about this many rows, cut at group starts: its
+#: intermediate columns then never exist for the whole frame at once (peak memory).
+SLICE_ROWS = 1 << 21
+#: From this many rows on, the slices are worked on in parallel, at least one per core: the
+#: prefix sums inside one slice run on one core.  Below it one slice is quicker (measured on
+#: 2 cores: at 1 M rows 0.046 s against 0.058 s in two; at 10 M, 0.49 s in one against 0.44 s).
+PARALLEL_ROWS = 1 << 21
+#: At most this many slices at once, whatever the number of cores.
+MAX_WORKERS = 8
+
+
+def arithmetic_slices(rows: int, threads: int) -> tuple[int, int]:
+    """``(slices, workers)`` for the columnar arithmetic on ``rows`` rows with ``threads``
+    polars threads: slices of at most :data:`SLICE_ROWS` rows, and from :data:`PARALLEL_ROWS`
+    rows on at least one per worker."""
+    workers = max(1, min(threads, MAX_WORKERS))
+    slices = -(-rows // SLICE_ROWS)
+    if rows >= PARALLEL_ROWS:
+        slices = max(slices, workers)
+    return slices, workers
+
+
+def in_parallel(fn: Callable[[T], R], items: Iterable[T], *, workers: int, name: str) -> list[R]:
+    """``[fn(x) for x in items]``, on ``workers`` threads, results in order
+    (``medaid-settle``: the arithmetic's slices, see :data:`PARALLEL_ROWS`)."""
+    with _executor(workers, name) as pool:
+        return list(pool.map(fn, items))
+
+
+# ----------------------------------------------------------------------------------------------
+# benchmarks: the steps of a settlement, timed
+
+
+class _Steps:
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.steps: list[tuple[str, float]] = []
+        self.last = clock()
+
+
+_STEPS: ContextVar[_Steps | None] = ContextVar("medaid_steps", default=None)
+
+
+@contextlib.contextmanager
+def trace_steps(*, cpu: bool = False) -> Iterator[list[tuple[str, float]]]:
+    """Inside the block, the work that marks its steps (:func:`mark`; ``settle_frame`` does)
+    appends ``(step, seconds since the previous mark)`` to the list yielded; wall time, or this
+    process's CPU time when ``cpu``.  Outside any such block :func:`mark` does nothing.  For
+    benchmarks: ``with trace_steps() as steps: settle_frame(...)``."""
+    steps = _Steps(time.process_time if cpu else time.perf_counter)
+    token = _STEPS.set(steps)
+    try:
+        yield steps.steps
+    finally:
+        _STEPS.reset(token)
+
+
+def mark(step: str) -> None:
+    """End the step ``step`` of the traced work (:func:`trace_steps`), if it is traced."""
+    steps = _STEPS.get()
+    if steps is not None:
+        now = steps.clock()
+        steps.steps.append((step, now - steps.last))
+        steps.last = now
