@@ -23,19 +23,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from ..domain.rules import RuleBook
 from ..errors import MedaidError, Problem
 from ..io import csv_fast, readers
 from ..io.columns import MONEY_COLUMNS
 from ..io.csv_fast import Scanned
 from ..io.csv_pieces import CsvPieces, NotChunkable
 from ..io.validation import FEW_VALUES, check_totals, finish_validation, totals_rows, type_rows
-from ..io.writers import write_frame, yuan_text
 from ..tuning import read_ahead
-from .settle import settle_frame
+
+if TYPE_CHECKING:
+    from ..domain.rules import RuleBook
 
 #: Stages reported to a progress callback, in order.
 STAGES = ("read", "validate", "settle", "write")
@@ -204,6 +205,10 @@ def settle_file(
     if totals is not None:
         warnings = check_totals(totals, clean, rejects["row"].unique(), source)
     book = rules() if callable(rules) else rules
+    # the settlement's modules (the rule models, the engine) are imported once the file is read:
+    # ``medaid batch`` imports them on its rules thread meanwhile (medaid.tuning.alongside)
+    from .settle import settle_frame
+
     results, refused = settle_frame(clean, book, compact=True)  # text results as enums (memory)
     tick("settle")
     if refused.height:
@@ -265,6 +270,8 @@ def _type_pieces(pieces: CsvPieces) -> Scanned:
 
 def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
     """Typed claim rows back to text as read (dates ISO, amounts yuan) for the rejects file."""
+    from ..io.writers import yuan_text  # (see write_run)
+
     return frame.with_columns([
         yuan_text(c) if c in MONEY_COLUMNS and t.is_integer() else pl.col(c).cast(pl.String)
         for c, t in frame.schema.items() if c != "row"
@@ -312,6 +319,10 @@ def write_run(
     """Write a run's results (and rejects): refuse first under ``fail``; returns the rejects
     path written, if any.  Each file is written atomically; ``lang="zh"`` gives CSV and XLSX
     files Chinese headers."""
+    # the writers are imported when first needed: ``medaid batch`` imports them on its rules
+    # thread while the file is read (medaid.tuning.alongside)
+    from ..io.writers import write_frame
+
     if on_error == "fail":
         refuse_if_bad(run, limit)
     written = None

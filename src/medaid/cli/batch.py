@@ -71,8 +71,15 @@ def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str 
     from ..io.readers import parse_mapping
     from .app import load_book
 
+    def rules_and_engine() -> Any:
+        book = load_book(rules_path, scheme)
+        from ..batch import settle  # noqa: F401  (imported here, off the main thread's path)
+        from ..io import writers  # noqa: F401
+
+        return book
+
     # the rules load (pure Python) while the file is read (polars, without the interpreter lock)
-    with alongside(load_book, rules_path, scheme, name="medaid-rules") as book:
+    with alongside(rules_and_engine, name="medaid-rules") as book:
         try:
             return settle_file(input_path, book.result, encoding=encoding, sheet=sheet,
                                mapping=parse_mapping(maps), progress=tick)
@@ -170,8 +177,6 @@ def register(group: click.Group) -> None:
                                      param_hint="INPUT")
         _import_polars()  # first, with the batch's allocator settings (medaid.tuning)
         from ..batch.run import BatchRefused, default_rejects_path, write_run
-        from ..report.batch_text import summary_json, summary_tables
-        from ..report.totals import summarise
 
         out = output or _default_output(input_path)
         _distinct(input_path, out, rejects_path or str(default_rejects_path(out)))
@@ -179,6 +184,8 @@ def register(group: click.Group) -> None:
             run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick)
             if not as_json:
                 _warn(run)
+            from ..report.totals import summarise  # (after the read: off its path)
+
             # the totals are computed while the files are written (polars runs without the
             # interpreter lock: the write's idle core and its waits for the disk are used)
             refused = on_error == "fail" and run.rejected
@@ -190,6 +197,8 @@ def register(group: click.Group) -> None:
                     raise _refused(e, as_json) from None
                 except MedaidError as e:
                     raise _fail(e) from None
+        from ..report.batch_text import summary_json, summary_tables
+
         summary = totals.result() if totals is not None else summarise(run.results)
         line = run.reconcile()
         if as_json:
@@ -230,7 +239,6 @@ def register(group: click.Group) -> None:
         from ..batch.run import BatchRefused, refuse_if_bad
         from ..io.readers import read_results
         from ..io.writers import write_frame
-        from ..report.batch_text import recalc_tables, summary_json
 
         _distinct(input_path, previous, output)
         with _progress("recalculating") as tick:
@@ -248,6 +256,8 @@ def register(group: click.Group) -> None:
                 raise _refused(e, as_json) from None
             except MedaidError as e:
                 raise _fail(e) from None
+        from ..report.batch_text import recalc_tables, summary_json
+
         if as_json:
             echo(json_text(summary_json({
                 "input": input_path, "previous": previous, "output": output,
