@@ -45,16 +45,17 @@ ALLOCATOR_ENV = "_RJEM_MALLOC_CONF"
 #: Batch settings: freed pages go back to the system within 0.2 s instead of 0.5 + 1 s.  A run
 #: frees nearly as much as it keeps (the scan's pieces, the sort's work columns), so peak memory
 #: is then close to the live data: 10 M claims peaked at 1,578 MiB instead of 1,815 MiB, in the
-#: same time; 200,000 claims: TODO_ALLOC.
+#: same time; 200,000 claims (``medaid batch``, 15 runs of each, alternated) at 172 MiB instead
+#: of 192 MiB (median; 163–181 against 184–200), in the same time (best 1.34 s both).
 ALLOCATOR_CONF = "dirty_decay_ms:200,muzzy_decay_ms:0"
 
 
 def import_polars() -> None:
     """Import polars with :data:`ALLOCATOR_CONF`, unless it is already loaded or the user set
     their own.  The allocator reads its settings once, when polars is imported; they are taken
-    out of the environment again so that child processes do not inherit them.  The batch
-    commands call this before anything imports polars (the package boundary: every other module
-    that uses polars imports it at its top)."""
+    out of the environment again so that child processes do not inherit them.  Only the batch
+    commands ask for them, before anything imports polars (the package boundary: every other
+    module that uses polars imports it at its top); a library user's process is left as it is."""
     if "polars" in sys.modules or ALLOCATOR_ENV in os.environ:
         import polars  # noqa: F401
         return
@@ -75,8 +76,10 @@ def gc_paused() -> Iterator[None]:
     the engine makes no cycles); the collector's previous state is restored after it.
 
     Settling 200,000 claims with :func:`medaid.domain.engine.settle` allocates 400,000 objects
-    that stay alive, so the collector would run again and again over a growing heap for nothing:
-    TODO_GC."""
+    that stay alive, so the collector would run again and again over a growing heap for nothing
+    (benchmarks/bench_engine.py's claims, 7 runs of each alternated, on the shared machine):
+    claim mode 2.47 s paused against 2.79 s (median; best 1.70 s against 2.20 s), year mode
+    2.05 s against 2.16 s (best 1.65 s against 1.80 s)."""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -111,12 +114,14 @@ def alongside(fn: Callable[..., T] | None, /, *args: Any, name: str) -> contextl
     """``fn(*args)`` on a thread of its own while the block runs (the block gets its future, or
     ``None`` when ``fn`` is ``None``: nothing to do); leaving the block waits for it.  Used where
     the two halves take turns on the interpreter lock little, measured with ``medaid batch`` on
-    200,000 claims (median of 5 runs of the whole command, one after the other in one session):
+    200,000 claims (bench_batch.py's file; 40 runs of each, alternated, on the shared machine:
+    1.19 s median with both threads):
 
-    * ``medaid-rules``: the rule files load (pydantic, pure Python) while the claim file is
-      read (polars): TODO_RULES;
+    * ``medaid-rules``: the rule files load (pydantic, pure Python) and the settlement and
+      writer modules are imported while the claim file is read (polars): 1.35 s when the rules
+      load first (the median of the runs' differences: 0.11 s);
     * ``medaid-totals``: the totals are computed (polars) while the results are written
-      (mostly waits for the disk): TODO_TOTALS."""
+      (mostly waits for the disk): 1.37 s when they are computed first (0.09 s)."""
     return contextlib.nullcontext() if fn is None else _alongside(fn, *args, name=name)
 
 
@@ -131,8 +136,13 @@ def on_the_side(fn: Callable[..., T], /, *args: Any, name: str) -> Future[T]:
     with the call (nobody waits for it but the future's reader).
 
     ``medaid-inverse``: the inverse permutation back to input order (one polars scatter) is
-    worked out while the arithmetic runs: ``settle_frame`` on 200,000 claims in file order
-    (bench_columnar's data, best of 5) TODO_INV."""
+    worked out while the arithmetic runs.  Measured with ``settle_frame`` on bench_columnar.py's
+    claims (in file order, so sorted), alternated with the inverse worked out in turn, on the
+    shared machine under a load of 4–5: no gain at these sizes (200,000 claims, 31 runs: 0.072 s
+    median against 0.069 s; 1,000,000, 15 runs: 0.350 s against 0.332 s), as the arithmetic
+    already keeps both cores busy.  Kept for large batches on a quiet machine (docs/columnar.md:
+    at 10 M claims back to input order took 0.60 s with it), where it should be measured
+    again."""
     side = _executor(1, name)
     try:
         return side.submit(fn, *args)
@@ -144,8 +154,10 @@ def read_ahead(items: Iterable[T], *, name: str) -> Iterator[T]:
     """The items of ``items``, the next one made on a thread while the caller works on this one.
 
     ``medaid-pieces``: a CSV file read piece by piece (:class:`medaid.io.csv_pieces.CsvPieces`)
-    has its next piece parsed by polars while Python types this one: the piece reader on
-    200,000 claims (``settle_file(reader="pieces")``, best of 5) TODO_PIECES."""
+    has its next piece parsed by polars while Python types this one.  The piece reader
+    (``settle_file(reader="pieces")``, bench_batch.py's files, alternated with pieces read in
+    turn, on the shared machine): 200,000 claims (21 runs) 0.237 s median against 0.255 s;
+    1,000,000 claims (11 runs) 0.76 s against 0.91 s."""
     it = iter(items)
     with _executor(1, name) as ex:
         fut = ex.submit(next, it, None)
