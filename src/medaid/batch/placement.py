@@ -22,7 +22,7 @@ import polars as pl
 
 from ..domain.engine import no_plan, no_version
 from ..domain.rules import RuleBook
-from ..io.validation import empty_rejects
+from ..io.rejects import empty_rejects
 from ..money import MAX_FEN, too_large
 from .tables import PlanTables, lookup
 

@@ -13,7 +13,8 @@ from typing import Any
 import polars as pl
 
 from ..errors import MedaidError, Problem
-from ..io.validation import ID_FIELDS, tidy_ids
+from ..io.columns import ID_FIELDS
+from ..io.ids import tidy_ids
 from ..money import MAX_FEN, format_yuan
 from .run import BatchRun
 

@@ -29,10 +29,12 @@ import polars as pl
 
 from ..errors import MedaidError, Problem
 from ..io import csv_fast, readers
+from ..io.amounts import yuan_text
 from ..io.columns import MONEY_COLUMNS
 from ..io.csv_fast import Scanned
 from ..io.csv_pieces import CsvPieces, NotChunkable
-from ..io.validation import FEW_VALUES, check_totals, finish_validation, totals_rows, type_rows
+from ..io.totals_rows import check_totals, totals_rows
+from ..io.validation import FEW_VALUES, finish_validation, type_rows
 from ..tuning import read_ahead
 
 if TYPE_CHECKING:
@@ -270,8 +272,6 @@ def _type_pieces(pieces: CsvPieces) -> Scanned:
 
 def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
     """Typed claim rows back to text as read (dates ISO, amounts yuan) for the rejects file."""
-    from ..io.writers import yuan_text  # (see write_run)
-
     return frame.with_columns([
         yuan_text(c) if c in MONEY_COLUMNS and t.is_integer() else pl.col(c).cast(pl.String)
         for c, t in frame.schema.items() if c != "row"
