@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tabulate import tabulate
-
 from ..money import format_yuan
 from .labels import label, labels_of
 
@@ -43,6 +41,10 @@ _COLS = ("claims", "persons", "self_pay", "relief", "patient_pays", "relief_shar
 
 def summary_tables(summary: dict[str, Any], lang: str = "en") -> str:
     """The summary as text tables (tabulate), labels in English or Chinese."""
+    # tabulate (with wcwidth) is imported by the tables only: importing it took 50-100 ms at the
+    # end of every ``medaid batch --json`` run, which prints no table
+    from tabulate import tabulate
+
     lab = labels_of("totals")[lang]
 
     def cell(k: str, v: Any) -> Any:
@@ -64,6 +66,7 @@ def summary_tables(summary: dict[str, Any], lang: str = "en") -> str:
 def recalc_tables(rc: Recalc, lang: str = "en", persons: int = 20) -> str:
     """Totals of a recalculation as text tables; the person table lists the largest
     adjustments first, up to ``persons`` rows."""
+    from tabulate import tabulate  # (imported here: see summary_tables)
 
     def lab(key: str) -> str:
         return label(f"recalc.{key}", lang)
