@@ -55,7 +55,7 @@ def raw_commits(path: Path, n: int) -> float:
     con.execute("PRAGMA synchronous=FULL")
     con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
     t0 = time.perf_counter()
-    for i in range(n):
+    for _ in range(n):
         con.execute("BEGIN IMMEDIATE")
         con.execute("INSERT INTO t (v) VALUES (?)", ("x" * 400,))
         con.execute("COMMIT")
