@@ -1,6 +1,7 @@
 # Two commands on a fresh machine with Python 3.11+:
 #   make demo   set up .venv and run the batch, report and desk examples on the bundled data
-#   make test   set up .venv and run the whole test suite
+#   make test   set up .venv, run the two gates (make lint) and then the whole test suite
+#   make lint   the gates alone: ruff (style, bugs) and mypy (types; strict where pyproject.toml says)
 #   make bench  the benchmarks at full size but Spark (minutes); bench-quick: toy sizes (seconds)
 #   make bench-compare BEFORE=<rev>   speed and outputs of <rev> against this working tree, in
 #               one run (3-5 minutes; COMPARE_ARGS='--full' for full sizes, see --help)
@@ -9,7 +10,15 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench bench-quick bench-compare serve clean
+# The gates. Overridable on the command line (tests/test_docs.py checks the failure paths with
+# `make test RUFF=false`): a gate that finds anything stops `make test` before the suite runs.
+RUFF       := $(BIN)/ruff
+MYPY       := $(BIN)/mypy
+PYTEST     := $(BIN)/python -m pytest
+LINT_PATHS := src tests benchmarks examples
+TYPE_PATHS := src/medaid
+
+.PHONY: demo test lint bench bench-quick bench-compare serve clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +27,7 @@ $(VENV)/.stamp-base: pyproject.toml
 	touch $@
 
 $(VENV)/.stamp-test: $(VENV)/.stamp-base
-	$(BIN)/python -m pip install -q -e '.[batch,test,spark,service,postgres]'
+	$(BIN)/python -m pip install -q -e '.[batch,test,spark,service,postgres,lint]'
 	touch $@
 
 $(VENV)/.stamp-service: $(VENV)/.stamp-base
@@ -36,8 +45,21 @@ demo: $(VENV)/.stamp-base
 	@echo
 	@echo "Results: out/results-2024.csv   Report: out/report-2024.html   Desk ledger: out/demo-ledger.sqlite3"
 
-test: $(VENV)/.stamp-test
-	$(BIN)/python -m pytest -q
+# Both gates run even when the first fails (all findings at once); either failing fails the target.
+lint: $(VENV)/.stamp-test
+	@failed=; \
+	echo "ruff check $(LINT_PATHS)"; \
+	$(RUFF) check $(LINT_PATHS) || failed="$$failed ruff"; \
+	echo "mypy $(TYPE_PATHS)   (strictness per module: [tool.mypy] in pyproject.toml)"; \
+	$(MYPY) $(TYPE_PATHS) || failed="$$failed mypy"; \
+	if [ -n "$$failed" ]; then \
+	  echo "make: gate failed:$$failed (findings above; 'make lint' reruns the gates alone," \
+	       "'$(RUFF) check --fix $(LINT_PATHS)' fixes some ruff findings)" >&2; \
+	  exit 1; \
+	fi
+
+test: lint
+	$(PYTEST) -q
 
 bench: $(VENV)/.stamp-service
 	$(BIN)/python benchmarks/bench_engine.py
@@ -67,4 +89,4 @@ bench-compare: $(VENV)/.stamp-base
 	$(BIN)/python benchmarks/before_after.py --before $(BEFORE) $(COMPARE_ARGS)
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .hypothesis
+	rm -rf $(VENV) out .pytest_cache .hypothesis .mypy_cache .ruff_cache

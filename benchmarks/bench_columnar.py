@@ -82,7 +82,8 @@ def make_claims(n: int, seed: int, ordered: bool):  # -> pl.DataFrame of yuan te
         df = df.sort("person_id", "kind", "date", "claim_id")  # kind decides the pool here
     return df.select(
         "claim_id", "person_id", "date",
-        ((pl.col("cents") // 100).cast(pl.String) + "." + (pl.col("cents") % 100).cast(pl.String).str.zfill(2)).alias("self_pay"),
+        ((pl.col("cents") // 100).cast(pl.String) + "."
+         + (pl.col("cents") % 100).cast(pl.String).str.zfill(2)).alias("self_pay"),
         "group", "kind", "hospital",
     )
 
@@ -112,8 +113,8 @@ def generate(n: int, seed: int, ordered: bool, folder: Path) -> Path:
 
     src = folder / "claims.csv"
     code = (
-        "import sys; sys.path.insert(0, %r); import bench_columnar as b; from pathlib import Path; "
-        "b.make_claims(%d, %d, %r).write_csv(Path(%r))" % (str(Path(__file__).parent), n, seed, ordered, str(src))
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_columnar as b; "
+        f"from pathlib import Path; b.make_claims({n:d}, {seed:d}, {ordered!r}).write_csv(Path({str(src)!r}))"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     return src
@@ -150,7 +151,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("n", nargs="?", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=20240101)
-    ap.add_argument("--sorted", action="store_true", help="input already grouped by person and pool, by date and claim inside")
+    ap.add_argument("--sorted", action="store_true",
+                    help="input already grouped by person and pool, by date and claim inside")
     ap.add_argument("--keep", type=Path, help="folder to keep the files in")
     ap.add_argument("--repeat", type=int, default=3, help="runs per step; the fastest is kept")
     ap.add_argument("--verify", type=int, default=200, metavar="K",

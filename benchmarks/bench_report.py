@@ -94,7 +94,8 @@ def make_results(n: int, seed: int = 7) -> pl.DataFrame:
     x = pl.col("self_pay")
     inc = (
         pl.when((pl.col("kind") == "inpatient") & (pl.col("group") == "key"))
-        .then(_marginal(x, [(1000 * yuan, 10000 * yuan, 70), (10000 * yuan, 50000 * yuan, 85), (50000 * yuan, None, 95)]))
+        .then(_marginal(x, [(1000 * yuan, 10000 * yuan, 70), (10000 * yuan, 50000 * yuan, 85),
+                            (50000 * yuan, None, 95)]))
         .when(pl.col("kind") == "inpatient")
         .then(_marginal(x, [(2000 * yuan, 50000 * yuan, 60), (50000 * yuan, None, 70)]))
         .otherwise(_marginal(x, [(200 * yuan, None, 70)]))

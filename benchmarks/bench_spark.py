@@ -72,7 +72,8 @@ def main() -> int:
     frame = generate(n, persons)
     frame.write_parquet(tmp / "claims.parquet")
     if not args.skip_csv:
-        yuan = (pl.col("self_pay") // 100).cast(pl.String) + "." + (pl.col("self_pay") % 100).cast(pl.String).str.zfill(2)
+        yuan = ((pl.col("self_pay") // 100).cast(pl.String) + "."
+                + (pl.col("self_pay") % 100).cast(pl.String).str.zfill(2))
         frame.with_columns(yuan.alias("self_pay")).drop("row").write_csv(tmp / "claims.csv")
     print(f"{n:,} claims of {persons:,} persons in {tmp}")
 

@@ -128,7 +128,8 @@ def test_results_read_back_with_the_same_types_from_every_format(tmp_path: Path)
         write_frame(frame, tmp_path / f"r.{ext}")
         back = read_results(tmp_path / f"r.{ext}")
         assert back["plan"].to_list() == ["a", "b", "a", "b"], ext
-        schemas.append({c: back.schema[c] for c in ("claim_id", "date", "self_pay", "relief", "plan", "capped_by", "benefit_year", "adjustment")})
+        schemas.append({c: back.schema[c] for c in ("claim_id", "date", "self_pay", "relief", "plan", "capped_by",
+                                                    "benefit_year", "adjustment")})
     assert all(s == schemas[0] for s in schemas), schemas
     assert schemas[0]["plan"] == pl.String and schemas[0]["relief"] == pl.Int64 and schemas[0]["date"] == pl.Date
 
@@ -292,8 +293,10 @@ def test_new_rules_adjust_each_claim_and_old_plus_adjustments_equal_new(tmp_path
     new_rules = tmp_path / "rules"
     new_rules.mkdir()
     text = (RULES / "chongqing-county-2019.toml").read_text(encoding="utf-8")
-    text = text.replace('annual_cap = "100000"', 'annual_cap = "90000"').replace('version = "2019.1"', 'version = "2019.2"')
-    text = text.replace('{ claims = ["100000", "30000"], reliefs = ["87800", "12200"], note = "the annual cap binds on the second stay" },', "")
+    text = text.replace('annual_cap = "100000"', 'annual_cap = "90000"')
+    text = text.replace('version = "2019.1"', 'version = "2019.2"')
+    text = text.replace('{ claims = ["100000", "30000"], reliefs = ["87800", "12200"], '
+                        'note = "the annual cap binds on the second stay" },', "")
     (new_rules / "r.toml").write_text(text, encoding="utf-8")
     new_book = medaid.load_rules(new_rules)
     rc = recalculate(settle_file(EXAMPLE, new_book), read_results(out))

@@ -130,7 +130,8 @@ def test_an_output_may_not_replace_the_input(tmp_path: Path) -> None:
     before = p.read_bytes()
     code, _, err = run("batch", str(p), "-o", str(p), "--rules", RULES)
     assert code == 2 and "would overwrite the input" in err
-    code, _, err = run("batch", str(p), "-o", str(tmp_path / "r.csv"), "--rejects", str(tmp_path / "r.csv"), "--rules", RULES)
+    code, _, err = run("batch", str(p), "-o", str(tmp_path / "r.csv"), "--rejects", str(tmp_path / "r.csv"),
+                       "--rules", RULES)
     assert code == 2
     assert p.read_bytes() == before
 
@@ -138,7 +139,8 @@ def test_an_output_may_not_replace_the_input(tmp_path: Path) -> None:
 def test_when_every_row_is_skipped_the_totals_are_zero(tmp_path: Path) -> None:
     p = tmp_path / "c.csv"
     p.write_text("claim_id,person_id,date,self_pay\nC1,P,2024-01-02,-1\n")
-    code, stdout, _ = run("batch", str(p), "-o", str(tmp_path / "r.csv"), "--rules", RULES, "--on-error", "skip", "--json")
+    code, stdout, _ = run("batch", str(p), "-o", str(tmp_path / "r.csv"), "--rules", RULES, "--on-error", "skip",
+                          "--json")
     doc = json.loads(stdout)
     assert code == 0 and doc["total"]["claims"] == 0 and doc["total"]["relief"] == "0.00"
     assert read_results(tmp_path / "r.csv").height == 0

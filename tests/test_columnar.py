@@ -176,7 +176,8 @@ def test_the_bracket_is_0_under_the_gate_and_counts_from_0_once_it_is_met(tmp_pa
 
 def test_brackets_from_0_without_a_gate_start_at_the_first_fen(tmp_path):
     # 70% from 0 to 1,000, 90% above: 0 → 0 (nothing relieved), 0.01 → 1, 1,000 → 1, 1,000.01 → 2
-    book = one_plan(tmp_path, 'brackets = [ { from = "0", to = "1000", rate = "70%" }, { from = "1000", rate = "90%" } ]')
+    book = one_plan(tmp_path,
+                    'brackets = [ { from = "0", to = "1000", rate = "70%" }, { from = "1000", rate = "90%" } ]')
     claims = [claim(f"K{i}", f"P{i}", "2024-03-01", a) for i, a in enumerate(["0", "0.01", "1000", "1000.01"])]
     results, _ = settle_frame(frame_of(claims).drop("group", "kind"), book)
     assert results["bracket"].to_list() == [0, 1, 1, 2]

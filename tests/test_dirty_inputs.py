@@ -131,8 +131,8 @@ def test_fail_lists_every_bad_row_at_its_line_and_writes_nothing(tmp_path: Path,
     assert r.exit_code == 1
     for line, field in bad.items():
         assert f"{src}:{line}: {field}: " in r.stderr, (line, field, r.stderr)
-    lines = [l.removeprefix("Error: ") for l in r.stderr.splitlines()]
-    reported = {int(l.split(":")[1]) for l in lines if l.startswith(f"{src}:")}
+    lines = [err.removeprefix("Error: ") for err in r.stderr.splitlines()]
+    reported = {int(err.split(":")[1]) for err in lines if err.startswith(f"{src}:")}
     assert reported == set(bad)
     assert f"rows read {len(bad) + len(good)} = settled {len(good)} + rejected {len(bad)}" in r.stderr
     assert not out.exists()

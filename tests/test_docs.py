@@ -22,6 +22,9 @@ whose ``bin`` is the running interpreter's (so ``make demo`` and ``.venv/bin/pyt
 without installing anything); ``medaid`` and ``python`` on PATH are that venv's and import the
 copied code under test (``PYTHONPATH``).  Commands named in the docs' tables and synopses must exist,
 with every option they name (checked against ``--help``).
+
+The command README.md gives for the whole suite is the one ``.ci/run`` runs, ``make test``, and it
+runs the gates (ruff, then mypy) before the suite; a gate that fails stops it.
 """
 
 from __future__ import annotations
@@ -313,9 +316,11 @@ def test_a_broken_block_is_caught(tmp_path: Path):
     env = env_for(tmp_path, cwd)
     md = tmp_path / "broken.md"
     md.write_text(
-        "```sh\nmedaid quote --person P --self-pay 30000 --date 2024-05-03 --ytd-self-pay 0 --ytd-relief 0 --no-such-option\n```\n"
+        "```sh\nmedaid quote --person P --self-pay 30000 --date 2024-05-03 --ytd-self-pay 0 --ytd-relief 0 "
+        "--no-such-option\n```\n"
         "```python\nimport medaid\nassert medaid.parse_yuan('1') == 99\n```\n"
-        "```console\n$ medaid quote --person P --self-pay 30000 --date 2024-05-03 --ytd-self-pay 0 --ytd-relief 0 --json | grep '^  \"relief\"'\n"
+        "```console\n$ medaid quote --person P --self-pay 30000 --date 2024-05-03 --ytd-self-pay 0 --ytd-relief 0 "
+        "--json | grep '^  \"relief\"'\n"
         "  \"relief\": \"23300.01\",\n```\n"
         "<!-- expect-exit: 1 -->\n```sh\nmedaid rules check rules\n```\n"
         "```sh\npip install 'medaid[spark]'\n```\n"
@@ -396,6 +401,68 @@ def test_commands_named_in_tables_and_synopses_exist():
         if missing:
             bad.append(f"{where}: `{line}`: no option {', '.join(missing)} in `medaid {' '.join(words)} --help`")
     assert not bad, "\n".join(bad)
+
+
+# --------------------------------------------------------------------------- the test command and its gates
+
+def documented_test_command() -> str:
+    """The command README.md's Development section gives for the whole suite ("what CI runs")."""
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    start = text.index("\n## Development\n")
+    end = text.find("\n## ", start + 1)
+    first, last = text.count("\n", 0, start) + 2, text.count("\n", 0, end if end >= 0 else len(text)) + 1
+    found = [line.split("#", 1)[0].strip()
+             for b in ALL_BLOCKS if b.path == readme and first <= b.line <= last and b.lang in ("sh", "bash")
+             for line in b.body.splitlines() if "what CI runs" in line]
+    assert len(found) == 1, f"README.md, Development: one command marked 'what CI runs', found {found}"
+    return found[0]
+
+
+def test_the_documented_test_command_is_what_ci_runs():
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+          if line.strip() and not line.lstrip().startswith("#")]
+    assert documented_test_command() == "make test"
+    assert ci[-1] == "make test", f".ci/run must end by running the documented `make test`, not {ci[-1]!r}"
+    assert not [c for c in ci if re.search(r"\b(pytest|ruff|mypy)\b", c)], (
+        ".ci/run runs the suite and the gates only through `make test`")
+
+
+@pytest.fixture(scope="module")
+def make_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    home = tmp_path_factory.mktemp("make")
+    cwd = scratch(home / "repo")
+    return cwd, env_for(home, cwd)
+
+
+def test_make_test_runs_ruff_then_mypy_then_the_suite(make_repo):
+    """`make -n test` (what make would run, nothing run): both gates, on the whole tree, before pytest."""
+    cwd, env = make_repo
+    rc, out = run(["make", "-n", "test"], cwd, env)
+    assert rc == 0, out
+    commands = [line for line in out.splitlines() if not line.strip().startswith("echo")]
+
+    def first(pattern: str) -> int:
+        at = [i for i, line in enumerate(commands) if re.search(pattern, line)]
+        assert at, f"`make test` runs no {pattern!r}:\n{out}"
+        return at[0]
+
+    ruff = first(r"\bruff check src tests benchmarks examples\b")
+    mypy = first(r"\bmypy src/medaid\b")
+    suite = first(r"-m pytest\b")
+    assert ruff < mypy < suite, out
+
+
+@pytest.mark.parametrize("ruff, mypy, failed", [
+    ("false", "true", "ruff"), ("true", "false", "mypy"), ("false", "false", "ruff mypy"), ("true", "true", None)])
+def test_a_failing_gate_fails_make_test_before_the_suite(make_repo, ruff, mypy, failed):
+    cwd, env = make_repo
+    rc, out = run(["make", "test", f"RUFF={ruff}", f"MYPY={mypy}", "PYTEST=echo the suite ran"], cwd, env)
+    if failed is None:
+        assert rc == 0 and "the suite ran" in out, out
+    else:
+        assert rc != 0 and "the suite ran" not in out, out
+        assert f"make: gate failed: {failed} (findings above" in out, out
 
 
 def test_no_link_leaves_the_repository():

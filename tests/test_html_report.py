@@ -123,7 +123,8 @@ def test_the_chinese_page(rep):
     page = render_html(rep, "zh")
     root = ET.fromstring(page)
     assert root.get("lang") == "zh-CN"
-    for text in ("医疗救助年度报告", "医疗救助人次", "每月救助金额", "各医疗机构救助金额", "救助后个人自付比例", "万元"):
+    for text in ("医疗救助年度报告", "医疗救助人次", "每月救助金额", "各医疗机构救助金额", "救助后个人自付比例",
+                 "万元"):
         assert text in page
 
 

@@ -191,7 +191,8 @@ def test_results_rows_give_settled_claims_with_the_shared_columns(ledger, book):
     assert [r["bracket"] for r in rows] == [0, 1, 3, 2]
     assert [r["relief"] for r in rows] == [0, 1, 8_780_000, 2_330_000]
     b = rows[1]
-    assert (b["date"], b["total_cost"], b["hospital"], b["patient_pays"]) == (dt.date(2024, 5, 3), 500_000, "H", 100_000)
+    assert (b["date"], b["total_cost"], b["hospital"], b["patient_pays"]) == (
+        dt.date(2024, 5, 3), 500_000, "H", 100_000)
     assert [r["claim_id"] for r in ledger.results_rows(2025)] == ["E"]
 
 
@@ -399,7 +400,8 @@ def _rewrite_first_row(db, **values) -> None:
 
 @pytest.mark.parametrize("field, value, message", [
     # 30,000 yuan relieved 23,300, but the row says the cap in force was 20,000 a year ...
-    ("annual_cap", 2_000_000, "relief 23300.00 takes the year-to-date relief from 0.00 past the annual cap in force for it (20000.00)"),
+    ("annual_cap", 2_000_000,
+     "relief 23300.00 takes the year-to-date relief from 0.00 past the annual cap in force for it (20000.00)"),
     # ... or 3,000 a claim
     ("claim_cap", 300_000, "relief 23300.00 is above the claim cap in force for it (3000.00)"),
 ])

@@ -209,7 +209,8 @@ def test_a_benefit_year_starting_in_april_restarts_the_pool_on_1_april(tmp_path)
 
 
 def test_two_versions_within_one_year_continue_one_pool(tmp_path):
-    write(tmp_path, "v1.toml", APRIL.format(version="1", valid_from="2020-01-01", valid_to="valid_to = 2024-06-30", rate="100%"))
+    write(tmp_path, "v1.toml",
+          APRIL.format(version="1", valid_from="2020-01-01", valid_to="valid_to = 2024-06-30", rate="100%"))
     write(tmp_path, "v2.toml", APRIL.format(version="2", valid_from="2024-07-01", valid_to="", rate="50%"))
     book = medaid.load_rules(tmp_path)
     rs = medaid.settle([claim("C1", 60_000, "2024-06-30", group=None, kind=None),

@@ -40,7 +40,8 @@ _chars = st.sampled_from(list("0123456789,.- ") + ["１", "２", "０", "．", "
 _texty = st.lists(_chars, max_size=14).map("".join)
 _amounts = st.tuples(
     st.integers(0, 10**12), st.integers(0, 99), st.booleans(), st.booleans(), st.sampled_from([0, 1, 2, 3])
-).map(lambda t: (f"{t[0]:,}" if t[2] else str(t[0])) + ("" if t[4] == 0 else "." + f"{t[1]:02d}{'7' if t[4] == 3 else ''}"[: t[4]])
+).map(lambda t: (f"{t[0]:,}" if t[2] else str(t[0]))
+      + ("" if t[4] == 0 else "." + f"{t[1]:02d}{'7' if t[4] == 3 else ''}"[: t[4]])
       + (" " if t[3] else ""))
 
 
@@ -143,7 +144,8 @@ def test_blank_lines_ragged_rows_and_quoted_newlines_keep_line_numbers(tmp_path:
 
 
 def test_dates_in_iso_slash_and_compact_forms(tmp_path: Path) -> None:
-    text = "claim_id,person_id,date,self_pay\nA,P,2024-05-03,1\nB,P,2024/05/04,1\nC,P,20240505,1\nD,P,2024-02-30,1\nE,P,May 3,1\n"
+    text = ("claim_id,person_id,date,self_pay\n"
+            "A,P,2024-05-03,1\nB,P,2024/05/04,1\nC,P,20240505,1\nD,P,2024-02-30,1\nE,P,May 3,1\n")
     _, clean, rejects = read_claims(write(tmp_path / "c.csv", text))
     assert clean["date"].to_list() == [dt.date(2024, 5, 3), dt.date(2024, 5, 4), dt.date(2024, 5, 5)]
     assert rejects["row"].to_list() == [5, 6] and set(rejects["field"]) == {"date"}
@@ -225,7 +227,8 @@ def test_parquet_records_are_numbered_from_one(tmp_path: Path) -> None:
 
 
 def test_duplicates_in_a_numbered_file_and_blank_ids(tmp_path: Path) -> None:
-    text = "claim_id,person_id,date,self_pay\nA1,P,2024-05-03,1\nA1,P,2024-05-03,1\nA2,P,2024-05-03,1\n\" \",P,2024-05-03,1\nA3,\t,2024-05-03,1\n"
+    text = ("claim_id,person_id,date,self_pay\n"
+            "A1,P,2024-05-03,1\nA1,P,2024-05-03,1\nA2,P,2024-05-03,1\n\" \",P,2024-05-03,1\nA3,\t,2024-05-03,1\n")
     _, clean, rejects = read_claims(write(tmp_path / "c.csv", text))
     assert clean["claim_id"].to_list() == ["A1", "A2"]
     assert rejects.select("row", "field", "message").rows() == [

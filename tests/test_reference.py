@@ -149,7 +149,8 @@ def rate_texts(draw) -> str:
 
 
 @st.composite
-def plan_dicts(draw, name: str, groups: list[str], kinds: list[str], pool: str, annual_cap: int | None) -> dict[str, Any]:
+def plan_dicts(draw, name: str, groups: list[str], kinds: list[str], pool: str,
+               annual_cap: int | None) -> dict[str, Any]:
     n = draw(st.integers(1, 3))
     edges = sorted(draw(st.sets(st.integers(0, 60).map(lambda k: k * 100_000 // 2), min_size=n + 1, max_size=n + 1)))
     mode = draw(st.sampled_from(["marginal", "whole"]))

@@ -1,14 +1,14 @@
-"""Year-end indicators (source-policy.md, "The year's figures") on a small year worked by hand.
+"""Year-end indicators (docs/report.md, "The indicators") on a small year worked by hand.
 
 The year: three persons, five claims (money in fen).
 
-| claim | person | date       | kind        | hosp | self-pay   | total cost  | major | relief    | pays      | capped    | br |
-|-------|--------|------------|-------------|------|------------|-------------|-------|-----------|-----------|-----------|----|
-| C1    | P1     | 2024-01-10 | inpatient   | H1   | 30,000.00  | 100,000.00  | yes   | 23,300.00 | 6,700.00  |           | 2  |
-| C2    | P1     | 2024-03-05 | inpatient   | H1   | 100,000.00 | 250,000.00  | yes   | 76,700.00 | 23,300.00 | annual    | 3  |
-| C3    | P2     | 2024-03-20 | inpatient   | H2   | 500.00     | 4,000.00    | no    | 0.00      | 500.00    |           | 0  |
-| C4    | P3     | 2024-03-21 | outpatient  | H2   | 5,000.00   | (none)      | no    | 3,000.00  | 2,000.00  | claim     | 1  |
-| C5    | P2     | 2025-01-02 | inpatient   | H1   | 12,345.67  | 50,000.00   | (none)| 8,293.82  | 4,051.85  |           | 2  |
+claim | person | date       | kind       | hosp | self-pay   | total cost | major  | relief    | pays      | capped | br
+------|--------|------------|------------|------|------------|------------|--------|-----------|-----------|--------|---
+C1    | P1     | 2024-01-10 | inpatient  | H1   | 30,000.00  | 100,000.00 | yes    | 23,300.00 | 6,700.00  |        | 2
+C2    | P1     | 2024-03-05 | inpatient  | H1   | 100,000.00 | 250,000.00 | yes    | 76,700.00 | 23,300.00 | annual | 3
+C3    | P2     | 2024-03-20 | inpatient  | H2   | 500.00     | 4,000.00   | no     | 0.00      | 500.00    |        | 0
+C4    | P3     | 2024-03-21 | outpatient | H2   | 5,000.00   | (none)     | no     | 3,000.00  | 2,000.00  | claim  | 1
+C5    | P2     | 2025-01-02 | inpatient  | H1   | 12,345.67  | 50,000.00  | (none) | 8,293.82  | 4,051.85  |        | 2
 
 (C2: 87,800 by the brackets, but only 100,000 − 23,300 = 76,700 is left of the annual cap;
 C4: 70% × (5,000 − 200) = 3,360, cut to the 3,000 claim cap.)
@@ -27,12 +27,18 @@ from medaid.report.indicators import compute, figure_text, percent_text
 
 D = dt.date
 ROWS = [
-    # claim, person, date, kind, hospital, self_pay, total_cost, major, relief, patient_pays, capped_by, bracket, plan, group
-    ("C1", "P1", D(2024, 1, 10), "inpatient", "H1", 3_000_000, 10_000_000, True, 2_330_000, 670_000, None, 2, "key-inpatient", "key"),
-    ("C2", "P1", D(2024, 3, 5), "inpatient", "H1", 10_000_000, 25_000_000, True, 7_670_000, 2_330_000, "annual_cap", 3, "key-inpatient", "key"),
-    ("C3", "P2", D(2024, 3, 20), "inpatient", "H2", 50_000, 400_000, False, 0, 50_000, None, 0, "low-income-inpatient", "low-income"),
-    ("C4", "P3", D(2024, 3, 21), "outpatient-special", "H2", 500_000, None, False, 300_000, 200_000, "claim_cap", 1, "key-outpatient-special", "key"),
-    ("C5", "P2", D(2025, 1, 2), "inpatient", "H1", 1_234_567, 5_000_000, None, 829_382, 405_185, None, 2, "low-income-inpatient", "low-income"),
+    # claim, person, date, kind, hospital, self_pay, total_cost, major, relief, patient_pays, capped_by, bracket,
+    # plan, group
+    ("C1", "P1", D(2024, 1, 10), "inpatient", "H1", 3_000_000, 10_000_000, True, 2_330_000, 670_000, None, 2,
+     "key-inpatient", "key"),
+    ("C2", "P1", D(2024, 3, 5), "inpatient", "H1", 10_000_000, 25_000_000, True, 7_670_000, 2_330_000, "annual_cap", 3,
+     "key-inpatient", "key"),
+    ("C3", "P2", D(2024, 3, 20), "inpatient", "H2", 50_000, 400_000, False, 0, 50_000, None, 0,
+     "low-income-inpatient", "low-income"),
+    ("C4", "P3", D(2024, 3, 21), "outpatient-special", "H2", 500_000, None, False, 300_000, 200_000, "claim_cap", 1,
+     "key-outpatient-special", "key"),
+    ("C5", "P2", D(2025, 1, 2), "inpatient", "H1", 1_234_567, 5_000_000, None, 829_382, 405_185, None, 2,
+     "low-income-inpatient", "low-income"),
 ]
 COLS = ["claim_id", "person_id", "date", "kind", "hospital", "self_pay", "total_cost", "major_disease",
         "relief", "patient_pays", "capped_by", "bracket", "plan", "group"]

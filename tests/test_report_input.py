@@ -15,7 +15,8 @@ import medaid.ledger.export
 from medaid.io.results import ResultsError, load_results
 from medaid.report import load_results as report_load_results
 
-HEADER = "claim_id,person_id,date,self_pay,kind,hospital,total_cost,major_disease,relief,patient_pays,capped_by,bracket\n"
+HEADER = ("claim_id,person_id,date,self_pay,kind,hospital,total_cost,major_disease,relief,patient_pays,"
+          "capped_by,bracket\n")
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

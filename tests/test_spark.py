@@ -330,7 +330,8 @@ def yuan(fen: pl.Expr) -> pl.Expr:
 
 def test_a_parquet_folder_gives_the_local_results_with_exact_decimal_yuan(spark, book, rules_dir, tmp_path):
     frame = generated_claims(seed=7, persons=40).filter(pl.col("group") != "unknown-group")
-    frame = frame.filter((pl.col("date") != dt.date(2022, 6, 1)) & (pl.col("self_pay") >= 0) & pl.col("person_id").is_not_null())
+    frame = frame.filter((pl.col("date") != dt.date(2022, 6, 1)) & (pl.col("self_pay") >= 0)
+                         & pl.col("person_id").is_not_null())
     frame = frame.unique("claim_id", keep="first", maintain_order=True)
     files = tmp_path / "in"
     files.mkdir()
@@ -526,7 +527,8 @@ def test_a_version_lowering_the_annual_cap_mid_year_settles_and_counts_as_worked
 ID = "50010119800101123X"
 #: the same ID number keyed as full-width text, with a lower-case check character, with a
 #: zero-width space, with spaces around it
-KEYED = ["５００１０１１９８００１０１１２３Ｘ", "50010119800101123x", "\u200b50010119800101123X", " 50010119800101123X "]
+KEYED = ["５００１０１１９８００１０１１２３Ｘ", "50010119800101123x", "\u200b50010119800101123X",
+         " 50010119800101123X "]
 
 
 def test_one_person_keyed_four_ways_has_one_pool_on_spark(spark, book, rules_dir, tmp_path):
@@ -554,7 +556,8 @@ def test_one_person_keyed_four_ways_has_one_pool_on_spark(spark, book, rules_dir
     out = tmp_path / "out.csv"
     run_batch(str(src), str(out), str(rules_dir))
     parts = read_parts(out)
-    assert dict(zip(parts["claim_id"], parts["relief"])) == {"A1": "10550.00", "A2": "9450.00", "A3": "0.00", "A4": "0.00"}
+    assert dict(zip(parts["claim_id"], parts["relief"])) == {
+        "A1": "10550.00", "A2": "9450.00", "A3": "0.00", "A4": "0.00"}
     assert set(parts["person_id"]) == {ID}
 
 
@@ -592,7 +595,8 @@ def test_chinese_groups_and_kinds_and_too_large_amounts_on_spark_as_in_the_local
     }, schema_overrides={"hospital": pl.String})
     results, rejects = settle_spark(to_spark(spark, frame), book, buckets=2)
     got = collect(results).sort("claim_id")
-    local, local_rejects = settle_frame(frame.with_row_index("row", offset=1).with_columns(pl.col("row").cast(pl.Int64)), book)
+    numbered = frame.with_row_index("row", offset=1).with_columns(pl.col("row").cast(pl.Int64))
+    local, local_rejects = settle_frame(numbered, book)
     assert got.select("claim_id", "group", "kind", "relief").rows() == [
         ("A", "key", "inpatient", 2_330_000),            # 23,300 yuan
         ("B", "key", "outpatient-special", 300_000),     # capped at 3,000 a visit

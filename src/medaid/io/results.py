@@ -251,7 +251,7 @@ def _json_numbers(p: Path, keys: list[str]) -> bool:
     written = {json.dumps(k, ensure_ascii=a).encode() for k in keys for a in (True, False)}
     pattern = re.compile(b"(?:" + b"|".join(re.escape(k) for k in sorted(written)) + rb")\s*:\s*[-0-9]")
     with open(p, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        return pattern.search(mm) is not None  # type: ignore[call-overload]
+        return pattern.search(mm) is not None
 
 
 def _read_parquet(p: Path, want: frozenset[str] | None = None, others: bool = False) -> pl.DataFrame:
