@@ -9,6 +9,7 @@ PostgreSQL cases are skipped, saying why, only when PostgreSQL is not installed 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sqlite3
 import sys
@@ -113,10 +114,11 @@ class Db:
         self.execute(*self.drop_triggers(), *statements, *(self.create_triggers() if restore else []))
 
 
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
-    """A place for a new ledger, on each backend in turn."""
-    if request.param == "sqlite":
+@contextlib.contextmanager
+def ledger_db(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterator[Db]:
+    """A place for a new ledger on ``backend``: a file in ``tmp_path``, or a fresh schema in the
+    session's cluster (dropped afterwards).  For fixtures that choose their backend themselves."""
+    if backend == "sqlite":
         yield Db("sqlite", str(tmp_path / "desk.sqlite3"))
         return
     cluster: Cluster = request.getfixturevalue("pg_cluster")
@@ -126,3 +128,10 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
         yield Db("postgresql", cluster.url(schema=schema), cluster)
     finally:
         cluster.sql(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
+    """A place for a new ledger, on each backend in turn."""
+    with ledger_db(request, request.param, tmp_path) as found:
+        yield found

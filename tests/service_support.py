@@ -47,8 +47,8 @@ class Tokens(NamedTuple):
     ids: dict[str, str]
 
 
-def make_tokens(ledger: Path) -> Tokens:
-    """A ledger (created) holding a desk token for hospitals A and B, a reviewer, an admin and
+def make_tokens(ledger: object) -> Tokens:
+    """A ledger (created: a path, or anything whose text is its location) holding a desk token for hospitals A and B, a reviewer, an admin and
     a revoked desk token of A."""
     with open_ledger(str(ledger)) as lg:
         store = TokenStore(lg)
@@ -96,12 +96,16 @@ class Server(NamedTuple):
 
 
 @contextlib.contextmanager
-def server(ledger: Path, *, workers: int = 1, log: Path | None = None, timeout: float = 60.0) -> Iterator[Server]:
-    """``medaid serve`` on a free port until the block ends (SIGTERM, then SIGKILL)."""
+def server(ledger: Path | str, *, workers: int = 1, log: Path | None = None,
+           timeout: float = 60.0) -> Iterator[Server]:
+    """``medaid serve`` on a free port until the block ends (SIGTERM, then SIGKILL); ``ledger`` a
+    file (its log beside it unless ``log`` says) or anything whose text is a ledger URL (``log`` given)."""
     import httpx
 
     port = free_port()
-    log = log or ledger.with_suffix(".log")
+    if log is None:
+        assert isinstance(ledger, Path), "a ledger that is not a file needs log="
+        log = ledger.with_suffix(".log")
     out = open(log, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     p = subprocess.Popen(
         [sys.executable, "-m", "medaid.cli", "serve", "--ledger", str(ledger), "--rules", str(RULES),

@@ -276,3 +276,30 @@ def test_the_report_reads_a_ledger_in_the_database(pg, book):
     assert r.exit_code == 0, r.output
     figures = {f["key"]: f["value"] for f in json.loads(r.output)["figures"]}
     assert (figures["claims"], figures["self_pay_total"]) == (2, "130000.00")
+
+
+def test_a_ledger_urls_password_is_shown_by_no_command(pg, book, tmp_path):
+    pytest.importorskip("polars")
+    # the throwaway cluster trusts its socket, so the password is accepted and ignored
+    url = pg.url.replace("postgresql://postgres@", "postgresql://postgres:s3cret@")
+    shown = url.replace(":s3cret@", ":***@")
+    with open_ledger(url) as lg:
+        lg.settle(claim("C1", "30000"), book)
+    outputs = {}
+    for name, args in {
+        "report": ("report", "--ledger", url),
+        "report --json": ("report", "--ledger", url, "--json"),
+        "report --html": ("report", "--ledger", url, "--html", str(tmp_path / "report.html")),
+        "verify": ("ledger", "verify", "--ledger", url),
+        "migrate": ("ledger", "migrate", "--ledger", url),
+        "copy": ("ledger", "copy", url, str(tmp_path / "desk.sqlite3")),
+        "refused": ("reverse", "NOPE", "--reason", "x", "--ledger", url),
+    }.items():
+        r = _run(*args)
+        assert r.exit_code == (1 if name == "refused" else 0), (name, r.output)
+        outputs[name] = r.output
+    outputs["html"] = (tmp_path / "report.html").read_text(encoding="utf-8")
+    for name, text in outputs.items():
+        assert "s3cret" not in text, name
+    for name in ("report", "report --json", "verify", "migrate", "copy"):
+        assert shown in outputs[name].replace("\\/", "/"), name

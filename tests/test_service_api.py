@@ -1,13 +1,14 @@
 """The service's JSON API through FastAPI's TestClient: every endpoint with no token, a revoked
 token, another hospital's token and a role that may not; the figures (worked by hand in
 tests/service_support.py); idempotency on claim id; money as text; problems as
-application/problem+json naming their fields; the desk column of every row written."""
+application/problem+json naming their fields; the desk column of every row written.  Every test
+runs on both ledger backends (an SQLite file and a PostgreSQL schema: the ``db`` fixture of
+tests/conftest.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 
 import pytest
 
@@ -19,7 +20,7 @@ with warnings.catch_warnings():  # starlette's TestClient asks for httpx2; httpx
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from medaid.ledger import Ledger  # noqa: E402
+from medaid.ledger import open_ledger  # noqa: E402
 from medaid.report.explain import explain  # noqa: E402
 from medaid.service import models  # noqa: E402
 from medaid.service.app import create_app  # noqa: E402
@@ -37,8 +38,9 @@ KEY = {"group": "key", "kind": "inpatient"}
 
 
 @pytest.fixture
-def ledger(tmp_path):
-    return tmp_path / "county.sqlite3"
+def ledger(db):
+    """The county's ledger: an SQLite file, then a PostgreSQL schema (tests/conftest.py)."""
+    return db
 
 
 @pytest.fixture
@@ -61,7 +63,7 @@ def claim(cid: str = "ZY1", self_pay: str = "30000", **extra: str) -> dict[str, 
 
 
 def rows(ledger) -> list:
-    with Ledger(ledger, create=False) as lg:
+    with open_ledger(str(ledger), create=False) as lg:
         return list(lg.entries())
 
 
@@ -212,12 +214,7 @@ def _call(client, method, path, body, headers):
 
 
 def _state(ledger) -> tuple:
-    con = sqlite3.connect(ledger)
-    try:
-        return (con.execute("SELECT count(*) FROM entries").fetchone(),
-                con.execute("SELECT id, revoked_at FROM tokens ORDER BY id").fetchall())
-    finally:
-        con.close()
+    return ledger.count(), ledger.rows("SELECT id, revoked_at FROM tokens ORDER BY id")
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS, ids=[f"{m} {p}" for m, p, _ in ENDPOINTS])
@@ -358,11 +355,12 @@ def test_an_admin_adds_lists_and_revokes_tokens_and_only_a_hash_is_stored(client
     new = r.json()
     secret = new["token"]
     assert secret.startswith("mdt_") and len(secret) == 4 + 43
-    assert secret.encode() not in ledger.read_bytes()
-    con = sqlite3.connect(ledger)
-    assert con.execute("SELECT token_hash FROM tokens WHERE id = ?", (new["id"],)).fetchone()[0] == \
+    stored = ledger.rows("SELECT * FROM tokens") + ledger.rows("SELECT * FROM desk_sessions")
+    assert secret not in repr(stored)
+    if ledger.backend == "sqlite":
+        assert secret.encode() not in open(ledger.location, "rb").read()
+    assert ledger.rows("SELECT token_hash FROM tokens WHERE id = ?", (new["id"],))[0][0] == \
         hashlib.sha256(secret.encode()).hexdigest()
-    con.close()
     assert settle(client, secret, cid="W1").json()["hospital"] == "乡卫生院"
     listed = client.get("/v1/tokens", headers=bearer(tokens.admin)).json()
     assert new["id"] in [t["id"] for t in listed] and all("token" not in t for t in listed)

@@ -67,8 +67,11 @@ def test_serve_refuses_bad_rules_or_a_foreign_ledger_before_listening(tmp_path):
     foreign.write_text("not a ledger\n" * 20)
     r = run("serve", "--rules", str(RULES), "--ledger", str(foreign))
     assert r.exit_code == 1 and "not a medaid ledger" in r.output
-    r = run("serve", "--rules", str(RULES), "--ledger", "postgresql://county@db/medaid")
-    assert r.exit_code == 1 and "PostgreSQL" in r.output
+    # a PostgreSQL ledger is served (tests/test_service_web.py); one that cannot be reached is refused,
+    # named without its password
+    r = run("serve", "--rules", str(RULES), "--ledger", "postgresql://county:s3cret@db.invalid/medaid")
+    assert r.exit_code == 1 and "cannot reach the ledger's database" in r.output, r.output
+    assert "postgresql://county:***@db.invalid/medaid" in r.output and "s3cret" not in r.output
 
 
 def test_serve_binds_to_this_machine_unless_told_otherwise():

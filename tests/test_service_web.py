@@ -1,6 +1,8 @@
 """The clerk's web page (/desk) in a real headless Chromium (Debian's, driven by Playwright):
 sign in with a token, settle, read the receipt, look up the person's history, reverse with a
-reason; in Chinese too.  And, without a browser: CSRF, the session cookie's flags, no external
+reason; in Chinese too; on an SQLite file and on PostgreSQL, where the other hospital's clerk, on
+the command line, settles the same person through the same service against the same cap.
+And, without a browser: CSRF, the session cookie's flags, no external
 assets, revoking a token ends its sessions."""
 
 from __future__ import annotations
@@ -20,14 +22,15 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from medaid.ledger import Ledger  # noqa: E402
 from medaid.service.app import create_app  # noqa: E402
 from medaid.service.store import Settings, open_ledger  # noqa: E402
 from medaid.service.tokens import TokenStore  # noqa: E402
 
 try:
+    from conftest import ledger_db
     from service_support import HOSPITAL_A, HOSPITAL_B, PERSON, RULES, env, make_tokens, server
 except ImportError:  # pragma: no cover - tests collected as a package
+    from tests.conftest import ledger_db
     from tests.service_support import HOSPITAL_A, HOSPITAL_B, PERSON, RULES, env, make_tokens, server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -36,9 +39,11 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 
 @pytest.fixture
-def county(tmp_path):
-    ledger = tmp_path / "county.sqlite3"
-    return ledger, make_tokens(ledger)
+def county(request, tmp_path):
+    """The county's ledger (an SQLite file, or the backend a test names by indirect
+    parametrisation: tests/conftest.py) and its tokens."""
+    with ledger_db(request, getattr(request, "param", "sqlite"), tmp_path) as db:
+        yield db, make_tokens(db)
 
 
 @pytest.fixture
@@ -83,7 +88,7 @@ def test_a_form_without_the_sessions_csrf_token_is_refused_and_nothing_is_record
     for csrf in ("", "forged"):
         r = client.post("/desk/settle", data={**body, "csrf": csrf})
         assert r.status_code == 403 and "The form has expired" in r.text
-    with Ledger(county[0], create=False) as lg:
+    with open_ledger(str(county[0]), create=False) as lg:
         assert list(lg.entries()) == []
     ok = client.post("/desk/settle", data={**body, "csrf": _csrf(client.get("/desk").text)})
     assert ok.status_code == 200 and "23,300.00" in ok.text
@@ -99,7 +104,7 @@ def test_the_settle_form_carries_a_claim_id_so_sending_it_twice_settles_once(cli
     assert "23,300.00" in first.text and 'id="replayed"' not in first.text
     assert 'id="replayed"' in again.text and "23,300.00" in again.text
     assert cid not in re.search(r'id="claim_id" name="claim_id" value="([^"]+)"', first.text).group(1)
-    with Ledger(county[0], create=False) as lg:
+    with open_ledger(str(county[0]), create=False) as lg:
         assert [e.claim_id for e in lg.entries()] == [cid]
 
 
@@ -149,9 +154,10 @@ def browser():
             b.close()
 
 
+@pytest.mark.parametrize("county", ["sqlite", "postgresql"], indirect=True)
 def test_a_clerk_signs_in_settles_prints_the_receipt_looks_up_and_reverses(browser, county, tmp_path):
     ledger, tokens = county
-    with server(ledger) as srv:
+    with server(str(ledger), log=tmp_path / "serve.log") as srv:
         page = browser.new_page()
         errors: list[str] = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -220,9 +226,12 @@ def test_a_clerk_signs_in_settles_prints_the_receipt_looks_up_and_reverses(brows
         page.click("#sign-out")
         page.wait_for_selector("#sign-in-form")
         assert errors == []
-    with Ledger(ledger, create=False) as lg:
+    with open_ledger(str(ledger), create=False) as lg:
         rows = list(lg.entries())
         assert [(e.claim_id, e.entry, e.desk) for e in rows] == [
             ("WEB-1", "settlement", tokens.ids["desk_a"]), ("CLI-1", "settlement", tokens.ids["desk_b"]),
             ("WEB-1", "reversal", tokens.ids["desk_a"]), ("WEB-2", "settlement", tokens.ids["desk_a"])]
         assert rows[2].reason == "wrong stay entered" and lg.verify().problems == ()
+    # and the county's ledger verifies from the command line: 4 rows, the chain intact
+    rc, out, err = _cli(["ledger", "verify", "--ledger", str(ledger)])
+    assert rc == 0 and "4 row(s)" in out and "hash chain intact" in out, out + err

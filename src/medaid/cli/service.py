@@ -30,7 +30,7 @@ def _ledger(path: str) -> Any:
 
 @click.command()
 @click.option("--ledger", "ledger_path", default=None, metavar="URL|PATH",
-              help="The ledger database: an SQLite file (created if absent). "
+              help="The ledger database: an SQLite file (created if absent) or a postgresql:// URL. "
                    "[default: $MEDAID_LEDGER or ./medaid-ledger.sqlite3]")
 @rules_option
 @click.option("--host", default="127.0.0.1", show_default=True, metavar="ADDRESS",

@@ -506,9 +506,13 @@ def build(
     year: int | None = None,
     by: str = "month",
 ) -> Report:
-    """Read results (a file, or a ledger) and compute the report."""
+    """Read results (a file, or a ledger) and compute the report.  Its ``source`` is ``path``, a
+    ledger's URL without its password (docs/desk.md#the-ledger-on-postgresql)."""
+    from ..ledger.backend import is_url, redact
+
     frame = load_ledger_results(path, year) if ledger else load_results(path, REPORT_FIELDS)
-    return compute(frame, source=str(path), budget=budget, year=year, by=by)
+    source = redact(path) if is_url(path) else str(path)
+    return compute(frame, source=source, budget=budget, year=year, by=by)
 
 
 __all__ = [

@@ -12,7 +12,8 @@ response and in the log (no message, which may hold personal data).
 
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Security
@@ -172,7 +173,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ops = Operations(book, ledgers)
     ledgers.get()
 
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        ledgers.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="medaid county settlement service",
         version=__version__,
         description=(

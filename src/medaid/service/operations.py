@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..domain.claims import Claim
     from ..domain.engine import Placement
     from ..domain.rules import RuleBook
-    from ..ledger.ledger import Entry, Ledger
+    from ..ledger.backend import LedgerBase
+    from ..ledger.ledger import Entry
     from .models import ClaimIn, HistoryIn, QuoteIn, ReverseIn
     from .store import Ledgers
 
@@ -76,7 +77,7 @@ class Operations:
         self.ledgers = ledgers
 
     # -- plumbing ---------------------------------------------------------------------------
-    def ledger(self) -> "Ledger":
+    def ledger(self) -> "LedgerBase":
         """This thread's ledger; one that cannot be opened is a 503."""
         try:
             return self.ledgers.get()
@@ -101,7 +102,7 @@ class Operations:
         return token
 
     def _library(self, e: MedaidError) -> ApiProblem:
-        return from_library(e, self.ledgers.target)
+        return from_library(e, self.ledgers.where)
 
     def _hospital(self, who: Token, hospital: str | None) -> str | None:
         """The claim's hospital: a desk's own (and no other), else as given."""

@@ -1,13 +1,14 @@
-"""Where the service keeps its state: the ledger database named by ``--ledger`` (an SQLite file
-today; a ``postgresql://`` URL when that backend is installed) and the rule files of
+"""Where the service keeps its state: the ledger database named by ``--ledger`` (an SQLite file,
+or a ``postgresql://`` URL: docs/desk.md#the-ledger-on-postgresql) and the rule files of
 ``--rules``.  Nothing else: any number of workers (or hosts, on a shared database) serve the
 same county (docs/service.md#running-it).
 
 :class:`Settings` is read from the environment (``MEDAID_LEDGER``, ``MEDAID_RULES``,
 ``MEDAID_SCHEME``), which is how ``medaid serve`` hands its options to each uvicorn worker.
-:class:`Ledgers` gives each request thread its own open :class:`medaid.ledger.Ledger`
-(an SQLite connection belongs to the thread that opened it).  Only the standard library and
-medaid's own modules are imported here.
+:class:`Ledgers` gives each request thread its own open SQLite :class:`medaid.ledger.Ledger`
+(an SQLite connection belongs to the thread that opened it), and every thread of a process the
+one :class:`medaid.ledger.postgres.PostgresLedger` (its pool of :data:`POOL_SIZE` connections
+serves them all).  Only the standard library and medaid's own modules are imported here.
 """
 
 from __future__ import annotations
@@ -17,17 +18,21 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..errors import MedaidError, Problem
-
 if TYPE_CHECKING:  # pragma: no cover
-    from ..ledger.ledger import Ledger
+    from ..ledger.backend import LedgerBase
 
 ENV_LEDGER = "MEDAID_LEDGER"
 ENV_RULES = "MEDAID_RULES"
 ENV_SCHEME = "MEDAID_SCHEME"
 DEFAULT_LEDGER = "medaid-ledger.sqlite3"
+#: Connections of a service process's PostgreSQL pool, shared by its request threads (a thread
+#: finding them all busy waits for one, as long as the ledger's busy timeout).  Writers of one
+#: ledger are serialised by its locks anyway; a few workers × 10 stay well inside PostgreSQL's
+#: default ``max_connections`` (100).
+POOL_SIZE = 10
 
 
 class Settings(NamedTuple):
@@ -50,29 +55,35 @@ class Settings(NamedTuple):
         return out
 
 
-def open_ledger(target: str, *, create: bool = True) -> "Ledger":
-    """The ledger at ``target``: an SQLite file path (or ``sqlite:///PATH``).  A
-    ``postgresql://`` URL is refused until the PostgreSQL backend is installed."""
-    from ..ledger.ledger import Ledger
+def open_ledger(target: str, *, create: bool = True, pool_size: int = 1) -> "LedgerBase":
+    """The ledger at ``target``: a ``postgresql://`` URL (a pool of up to ``pool_size``
+    connections), an SQLite file path or ``sqlite:///PATH`` (:func:`medaid.ledger.open_ledger`)."""
+    from ..ledger.backend import open_ledger as open_target
 
-    if target.startswith(("postgresql://", "postgres://")):
-        raise MedaidError(Problem(
-            "this medaid has no PostgreSQL ledger backend; give an SQLite file path", field="--ledger"))
-    if target.startswith("sqlite:///"):
-        target = target[len("sqlite:///"):]  # sqlite:///rel/path, sqlite:////abs/path
-    return Ledger(target, create=create)
+    return open_target(_sqlite_path(target), create=create, pool_size=pool_size)
+
+
+def _sqlite_path(target: str) -> str:
+    """``target`` without an ``sqlite:///`` prefix (``sqlite:///rel/path``, ``sqlite:////abs/path``)."""
+    return target[len("sqlite:///"):] if target.startswith("sqlite:///") else target
 
 
 class Ledgers:
-    """One open ledger per thread, opened on first use and kept for the process's life; and
+    """The open ledger of a request thread, opened on first use and kept for the process's
+    life: one per thread on SQLite, one shared by every thread on PostgreSQL; and
     :meth:`writing`, the queue writers of an SQLite ledger wait in."""
 
     def __init__(self, target: str) -> None:
+        from ..ledger.backend import is_url, redact
+
         self.target = target
+        #: How the ledger names itself in its problems (a URL without its password).
+        self.where = redact(target) if is_url(target) else str(Path(_sqlite_path(target)))
         self._local = threading.local()
         self._threads = threading.Lock()
         self._lock_fd: int | None = None
-        self._sqlite = not target.startswith(("postgresql://", "postgres://"))
+        self._sqlite = not is_url(target)
+        self._shared: LedgerBase | None = None
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -89,16 +100,29 @@ class Ledgers:
             return
         with self._threads:
             if self._lock_fd is None:
-                path = self.target[len("sqlite:///"):] if self.target.startswith("sqlite:///") else self.target
-                self._lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+                self._lock_fd = os.open(_sqlite_path(self.target) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def get(self) -> "Ledger":
+    def get(self) -> "LedgerBase":
+        if not self._sqlite:
+            if self._shared is None:
+                with self._threads:
+                    if self._shared is None:
+                        self._shared = open_ledger(self.target, pool_size=POOL_SIZE)
+            return self._shared
         lg = getattr(self._local, "ledger", None)
         if lg is None:
             lg = self._local.ledger = open_ledger(self.target)
         return lg
+
+    def close(self) -> None:
+        """Close the shared PostgreSQL ledger (its pool), when the process stops serving.  An
+        SQLite thread's connection closes with its thread."""
+        with self._threads:
+            shared, self._shared = self._shared, None
+        if shared is not None:
+            shared.close()

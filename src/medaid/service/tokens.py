@@ -17,9 +17,10 @@ Rules implemented (docs/service.md#tokens-and-roles):
   own CSRF token and an expiry.
 
 Only the standard library is imported: ``medaid tokens`` runs without the service's packages.
-The store works on the ledger's SQLite connection (:func:`_db`: the one place that reaches
-into :class:`medaid.ledger.Ledger`); its SQL is plain and reads the same on PostgreSQL but for
-the ``?`` placeholders.
+The store works on either ledger backend (an SQLite file or PostgreSQL, docs/desk.md#the-ledger-on-postgresql)
+through the ledger's own reading connection and write transaction (:func:`_db`: the one place
+that reaches into :class:`medaid.ledger.LedgerBase`); its SQL is plain, with the ledger's
+``?`` placeholders, which a backend whose driver takes another style translates.
 """
 
 from __future__ import annotations
@@ -28,15 +29,13 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-import sqlite3
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Final, NamedTuple
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ..errors import MedaidError, Problem
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..ledger.ledger import Ledger
+    from ..ledger.backend import Connection, LedgerBase
 
 ROLES: Final = ("desk", "reviewer", "admin")
 #: What a token's role allows (the service's one table of permissions).  A desk's ``settle``,
@@ -108,16 +107,16 @@ _COLUMNS = "id, hospital, role, created_at, revoked_at"
 class TokenStore:
     """The tokens and web sessions of one ledger database."""
 
-    def __init__(self, ledger: "Ledger") -> None:
+    def __init__(self, ledger: "LedgerBase") -> None:
         self._ledger = ledger
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with _db(self._ledger).transaction() as con:
-            yield con
+    def _write(self) -> AbstractContextManager["Connection"]:
+        return _db(self._ledger).transaction()
 
-    def _read(self) -> sqlite3.Connection:
-        return _db(self._ledger).connection
+    def _one(self, sql: str, params: tuple[Any, ...]) -> Any:
+        """The first row of a query (``None``: none), read outside any write transaction."""
+        with _db(self._ledger).reading() as con:
+            return con.execute(sql, params).fetchone()
 
     # -- tokens ---------------------------------------------------------------------------
     def add(self, role: str, hospital: str | None = None) -> tuple[Token, str]:
@@ -136,10 +135,11 @@ class TokenStore:
 
     def list(self) -> list[Token]:
         """Every token, oldest first."""
-        return [Token(*r) for r in self._read().execute(f"SELECT {_COLUMNS} FROM tokens ORDER BY created_at, id")]
+        with _db(self._ledger).reading() as con:
+            return [Token(*r) for r in con.execute(f"SELECT {_COLUMNS} FROM tokens ORDER BY created_at, id").fetchall()]
 
     def get(self, token_id: str) -> Token | None:
-        row = self._read().execute(f"SELECT {_COLUMNS} FROM tokens WHERE id = ?", (token_id,)).fetchone()
+        row = self._one(f"SELECT {_COLUMNS} FROM tokens WHERE id = ?", (token_id,))
         return None if row is None else Token(*row)
 
     def revoke(self, token_id: str) -> Token:
@@ -160,9 +160,8 @@ class TokenStore:
         """The active token whose secret this is, else ``None``."""
         if not secret.startswith(PREFIX):
             return None
-        row = self._read().execute(
-            f"SELECT {_COLUMNS} FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
-            (secret_hash(secret),)).fetchone()
+        row = self._one(f"SELECT {_COLUMNS} FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
+                        (secret_hash(secret),))
         return None if row is None else Token(*row)
 
     # -- web sessions ---------------------------------------------------------------------
@@ -181,11 +180,11 @@ class TokenStore:
 
     def session(self, secret: str) -> tuple[Token, str] | None:
         """The active token and CSRF token of an unexpired session, else ``None``."""
-        row = self._read().execute(
+        row = self._one(
             "SELECT t.id, t.hospital, t.role, t.created_at, t.revoked_at, s.csrf FROM desk_sessions s "
             "JOIN tokens t ON t.id = s.token_id "
             "WHERE s.session_hash = ? AND s.expires_at > ? AND t.revoked_at IS NULL",
-            (secret_hash(secret), _iso(_now()))).fetchone()
+            (secret_hash(secret), _iso(_now())))
         return None if row is None else (Token(*row[:5]), row[5])
 
     def close_session(self, secret: str) -> None:
@@ -199,14 +198,17 @@ def same_secret(a: str, b: str) -> bool:
 
 
 class _Db(NamedTuple):
-    connection: sqlite3.Connection
-    ledger: "Ledger"
+    ledger: "LedgerBase"
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+    def reading(self) -> AbstractContextManager["Connection"]:
+        return self.ledger._reading()
+
+    def transaction(self) -> AbstractContextManager["Connection"]:
         return self.ledger._transaction()
 
 
-def _db(ledger: "Ledger") -> _Db:
-    """The ledger's database connection and its write transaction (``BEGIN IMMEDIATE`` …
-    ``COMMIT``, rolled back on any error): the seam a second ledger backend provides."""
-    return _Db(ledger._con, ledger)
+def _db(ledger: "LedgerBase") -> _Db:
+    """The ledger's reading connection (each statement one snapshot) and its write transaction
+    (committed at the end, rolled back on any error), on either backend: the seam between the
+    token store and :class:`medaid.ledger.LedgerBase`."""
+    return _Db(ledger)
