@@ -12,6 +12,10 @@ settlements/s on PostgreSQL.
     python benchmarks/bench_service.py                         # SQLite in a temporary folder
     python benchmarks/bench_service.py --settlements 200       # a quick check
     python benchmarks/bench_service.py --ledger postgresql://medaid@localhost/county   # another ledger
+    python benchmarks/bench_service.py --postgresql            # a throwaway PostgreSQL, durable
+
+``--postgresql`` starts a throwaway cluster of the machine's PostgreSQL (tests/pgcluster.py,
+``fsync`` and ``synchronous_commit`` on), serves from it and removes it afterwards.
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 import httpx  # noqa: E402
 
+from medaid.ledger.backend import redact  # noqa: E402
 from medaid.service.store import open_ledger  # noqa: E402
 from medaid.service.tokens import TokenStore  # noqa: E402
 
@@ -112,20 +118,38 @@ def run_level(url: str, secrets: list[str], clients: int, total: int, persons: i
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--ledger", default=None, help="ledger path or URL (default: a new SQLite file)")
+    ap.add_argument("--postgresql", action="store_true",
+                    help="serve from a throwaway durable PostgreSQL cluster (tests/pgcluster.py)")
     ap.add_argument("--workers", type=int, default=3, help="uvicorn worker processes")
     ap.add_argument("--clients", default="1,8,32", help="concurrency levels, comma-separated")
     ap.add_argument("--settlements", type=int, default=2000, help="settlements per level")
     ap.add_argument("--persons", type=int, default=5000, help="persons the claims are spread over")
     args = ap.parse_args()
+    if not args.postgresql:
+        bench(args, args.ledger)
+        return
+    from pgcluster import Cluster, find_bin
 
+    bindir = find_bin()
+    if bindir is None:
+        raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
+    cluster = Cluster(bindir, durable=True)
+    try:
+        bench(args, cluster.url())
+    finally:
+        cluster.stop()
+
+
+def bench(args: argparse.Namespace, target: str | None) -> None:
     with tempfile.TemporaryDirectory(dir=ROOT) as tmp:  # on the project's disk, not a tmpfs
-        ledger = args.ledger or str(Path(tmp) / "county.sqlite3")
+        ledger = target or str(Path(tmp) / "county.sqlite3")
         with open_ledger(ledger) as lg:
             store = TokenStore(lg)
             secrets = [store.add("desk", "Bench Hospital A")[1], store.add("desk", "Bench Hospital B")[1]]
             admin = store.add("admin")[1]
         print(f"medaid service benchmark  (python {sys.version.split()[0]}, {os.cpu_count()} cpus, "
-              f"{args.workers} workers, ledger {'SQLite, synchronous=FULL' if args.ledger is None else args.ledger})")
+              f"{args.workers} workers, ledger {'SQLite, synchronous=FULL' if target is None else redact(target)}; "
+              f"load average {os.getloadavg()[0]:.1f})")
         print("\n" + "  ".join(f"{h:>{w}}" for h, w in (("clients", 7), ("settlements", 11), ("seconds", 7),
                                                        ("settlements/s", 13), ("p50 ms", 7), ("p99 ms", 7))))
         tag = f"R{int(time.time())}"

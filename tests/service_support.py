@@ -48,7 +48,8 @@ class Tokens(NamedTuple):
 
 
 def make_tokens(ledger: object) -> Tokens:
-    """A ledger (created: a path, or anything whose text is its location) holding a desk token for hospitals A and B, a reviewer, an admin and
+    """A ledger (created: a path, or anything whose text is its location) holding a desk token
+    for hospitals A and B, a reviewer, an admin and
     a revoked desk token of A."""
     with open_ledger(str(ledger)) as lg:
         store = TokenStore(lg)
