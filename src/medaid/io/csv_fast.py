@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import mmap
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
 import polars as pl
 
+from ..tuning import alongside
 from .amounts import PLAIN_YUAN_RE, plain_yuan_fen
 from .columns import CLAIM_MONEY_FIELDS, REQUIRED_FIELDS, ROW
 from .csv_pieces import CsvPieces, csv_pieces
@@ -74,8 +74,7 @@ def scan_claims(
         return None
     # the look for quotes (one memchr pass) runs while the scan runs; a file with one is then
     # read the careful way, the scan's work dropped
-    with ThreadPoolExecutor(1, thread_name_prefix="medaid-quotes") as side:
-        quoted = side.submit(_has_quote, pieces.path)
+    with alongside(_has_quote, pieces.path, name="medaid-quotes") as quoted:
         try:
             scanned = _scan(pieces).collect(engine="streaming")
         except pl.exceptions.PolarsError:  # more fields than the header, bytes not UTF-8, ...
