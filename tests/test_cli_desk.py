@@ -162,7 +162,9 @@ def test_reverse_takes_the_claim_out_and_lists_later_claims(run):
     r = run("reverse", "C1", "--reason", "entered twice")
     assert r.exit_code == 0, r.output
     for text in ["Reversed claim C1", "entered twice", "100,000.00", "87,800.00",
-                 "12,200.00 / 100,000.00", "87,800.00", "not recalculated: C2"]:
+                 "12,200.00 / 100,000.00", "87,800.00",
+                 # C2 re-settled alone: 23,300 instead of the 12,200 the cap left it (docs/calculation.md)
+                 "claim C2 (row 2) relief 12,200.00 -> 23,300.00, adjustment +11,100.00"]:
         assert text in r.output, text
 
 

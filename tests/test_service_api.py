@@ -145,11 +145,14 @@ def test_a_reversal_records_its_desk_and_lists_the_later_claims(client, tokens, 
     assert r.status_code == 201, r.text
     d = r.json()
     assert (d["entry"], d["reverses"], d["reason"], d["desk"]) == ("reversal", 1, "wrong stay", tokens.ids["admin"])
-    assert (d["ytd_relief"], d["settled_after_not_recalculated"]) == ("12200.00", ["A2"])
+    assert (d["ytd_relief"], d["settled_after_not_recalculated"]) == ("12200.00", [])
+    # A2 re-settled without A1: 23,300 instead of the 12,200 the cap left it (docs/calculation.md)
+    assert [(a["claim_id"], a["adjusts"], a["reversal"], a["relief"], a["adjustment"]) for a in d["adjustments"]] == [
+        ("A2", 2, 3, "23300.00", "11100.00")]
     models.ReversalOut.model_validate(d)
-    assert [e.desk for e in rows(ledger)] == [tokens.ids["desk_a"]] * 2 + [tokens.ids["admin"]]
+    assert [e.desk for e in rows(ledger)] == [tokens.ids["desk_a"]] * 2 + [tokens.ids["admin"]] * 2
     v = client.get("/v1/ledger/verify", headers=bearer(tokens.admin)).json()
-    assert (v["ok"], v["entries"], v["problems"]) == (True, 3, [])
+    assert (v["ok"], v["entries"], v["problems"]) == (True, 4, [])
 
 
 # -- idempotency ------------------------------------------------------------------------------

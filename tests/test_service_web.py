@@ -210,6 +210,8 @@ def test_a_clerk_signs_in_settles_prints_the_receipt_looks_up_and_reverses(brows
         page.wait_for_selector("#reversal")
         assert "Reversed claim WEB-1" in page.inner_text("#reversal")
         assert page.inner_text("#rev-ytd").strip() == "76,700.00 / 100,000.00"
+        # CLI-1 re-settled without WEB-1: 87,800 instead of 76,700 (docs/calculation.md)
+        assert "claim CLI-1 (row 2), relief 87,800.00, adjustment 11,100.00" in page.inner_text("#reversal")
         # in Chinese
         page.click("#language")
         page.wait_for_selector("#settle-form")
@@ -230,7 +232,8 @@ def test_a_clerk_signs_in_settles_prints_the_receipt_looks_up_and_reverses(brows
         rows = list(lg.entries())
         assert [(e.claim_id, e.entry, e.desk) for e in rows] == [
             ("WEB-1", "settlement", tokens.ids["desk_a"]), ("CLI-1", "settlement", tokens.ids["desk_b"]),
-            ("WEB-1", "reversal", tokens.ids["desk_a"]), ("WEB-2", "settlement", tokens.ids["desk_a"])]
+            ("WEB-1", "reversal", tokens.ids["desk_a"]), ("CLI-1", "adjustment", tokens.ids["desk_a"]),
+            ("WEB-2", "settlement", tokens.ids["desk_a"])]
         assert rows[2].reason == "wrong stay entered" and lg.verify().problems == ()
     # and the county's ledger verifies from the command line: 4 rows, the chain intact
     rc, out, err = _cli(["ledger", "verify", "--ledger", str(ledger)])

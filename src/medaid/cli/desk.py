@@ -133,12 +133,13 @@ def _show_settlement(receipt: "Receipt", book: "RuleBook", lang: str, as_json: b
     echo(label(lang, "recorded", seq=e.seq, at=e.recorded_at))
 
 
-def _show_reversal(e: "Entry", later: list[str], lang: str, as_json: bool) -> None:
+def _show_reversal(e: "Entry", later: list[str], lang: str, as_json: bool, adjusted: "list[Entry]") -> None:
     from ..report.explain import LABELS, label, table, yuan
 
     if as_json:
         d = e.to_dict()
         d["settled_after_not_recalculated"] = later
+        d["adjustments"] = [a.to_dict() for a in adjusted]
         _dump(d)
         return
     echo(label(lang, "reversed", claim=e.claim_id, seq=e.seq, reason=e.reason))
@@ -149,6 +150,9 @@ def _show_reversal(e: "Entry", later: list[str], lang: str, as_json: bool) -> No
         [L["ytd_relief"], yuan(e.ytd_relief) + ("" if e.annual_cap is None else f" / {yuan(e.annual_cap)}")],
         [L["cap_left"], yuan(e.annual_cap_left, lang)],
     ], align=("left", "right")))
+    for a in adjusted:
+        echo(label(lang, "adjusted", claim=a.claim_id, row=a.adjusts, old=yuan(a.relief - (a.adjustment or 0)),
+                   new=yuan(a.relief), diff=("+" if (a.adjustment or 0) > 0 else "") + yuan(a.adjustment)))
     if later:
         echo(label(lang, "later", ids=", ".join(later)))
 
@@ -178,11 +182,15 @@ def _show_history(person: str, year: int | None, rows: "list[Entry]", lang: str,
     lines = []
     for e in rows:
         sign = -1 if e.entry == "reversal" else 1
+        kind = L["kind_" + e.entry]
+        if e.adjustment is not None:  # an adjustment: its change of relief, and what it adjusts and why
+            kind += " " + label(lang, "adjusts", row=e.adjusts, rev=e.reversal)
         lines.append([
-            e.seq, e.claim_id, e.date.isoformat(), L["kind_" + e.entry], e.plan, e.pool,
-            e.benefit_year, yuan(sign * e.self_pay), yuan(sign * e.relief),
-            yuan(sign * e.patient_pays), yuan(e.ytd_self_pay), yuan(e.ytd_relief),
-            yuan(e.annual_cap_left, lang),
+            e.seq, e.claim_id, e.date.isoformat(), kind, e.plan, e.pool,
+            e.benefit_year, yuan(0 if e.adjustment is not None else sign * e.self_pay),
+            yuan(e.adjustment if e.adjustment is not None else sign * e.relief),
+            yuan(-e.adjustment if e.adjustment is not None else sign * e.patient_pays),
+            yuan(e.ytd_self_pay), yuan(e.ytd_relief), yuan(e.annual_cap_left, lang),
         ])
     echo(table(lines, [
         L["row"], L["claim_id"], L["date"], L["entry"], L["plan"], L["pool"], L["year"],
@@ -346,33 +354,32 @@ def quote(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_j
 @click.option("--reason", required=True, callback=text, metavar="TEXT",
               help="Why the settlement is reversed (冲正原因); recorded in the ledger.")
 @ledger_option
+@rules_option
 @lang_option
 @json_option
 @remote.server_option
-def reverse(claim_id: str, reason: str, ledger_path: str, lang: str, as_json: bool, server: str | None) -> None:
+def reverse(claim_id: str, reason: str, ledger_path: str, rules_path: str, scheme: str | None, lang: str,
+            as_json: bool, server: str | None) -> None:
     """Reverse (冲正) a recorded settlement.
 
     Records a new ledger row linked to the settlement; the person's year-to-date position
-    in that pool drops by the claim's self-pay and relief.  Settlements recorded after it
-    keep their figures; reverse and settle them again to recalculate them.  Reversing twice,
-    or a claim not in the ledger, is refused.
+    in that pool drops by the claim's self-pay and relief.  The claims of that pool settled
+    after it are settled again under the rules, and each change of relief is recorded as an
+    adjustment linked to the reversal (and printed), in the same transaction.  Reversing
+    twice, or a claim not in the ledger, is refused.
 
     \b
     Example:
       medaid reverse 20240503-7F3A9C --reason "wrong self-pay entered"
     """
     if server:
-        e, later = remote.reverse(server, lang, claim_id, reason)
-        return _show_reversal(e, later, lang, as_json)
-    with _open_ledger(ledger_path, create=False) as lg:
-        with _refused():
-            e = lg.reverse(claim_id, reason)
-        later = [
-            x.claim_id for x in lg.history(e.person_id, e.benefit_year)
-            if x.pool == e.pool and x.entry == "settlement" and (e.reverses or 0) < x.seq
-            and x.claim_id != e.claim_id
-        ]
-    _show_reversal(e, later, lang, as_json)
+        e, later, adjusted = remote.reverse(server, lang, claim_id, reason)
+        return _show_reversal(e, later, lang, as_json, adjusted)
+    book = load_book(rules_path, scheme)
+    with _open_ledger(ledger_path, create=False) as lg, _refused():
+        e = lg.reverse(claim_id, reason, book=book)
+        adjusted = lg.adjustments(e)
+    _show_reversal(e, [], lang, as_json, adjusted)
 
 
 @click.command()
@@ -384,7 +391,7 @@ def reverse(claim_id: str, reason: str, ledger_path: str, lang: str, as_json: bo
 @json_option
 @remote.server_option
 def history(person: str, year: int | None, ledger_path: str, lang: str, as_json: bool, server: str | None) -> None:
-    """Show a person's file (一人一档): settlements and reversals with running totals per pool.
+    """Show a person's file (一人一档): settlements, reversals and adjustments with running totals per pool.
 
     \b
     Example:

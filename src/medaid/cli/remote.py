@@ -192,12 +192,14 @@ def quote(server: str, lang: str, as_json: bool, kw: dict[str, Any], ytd: tuple[
         echo(text)
 
 
-def reverse(server: str, lang: str, claim_id: str, reason: str) -> "tuple[Entry, list[str]]":
-    """``medaid reverse --server``: the reversal row and the claims settled after it."""
+def reverse(server: str, lang: str, claim_id: str, reason: str) -> "tuple[Entry, list[str], list[Entry]]":
+    """``medaid reverse --server``: the reversal row, the claims settled after it that were not
+    re-settled, and the adjustments it made."""
     from ..ledger.schema import Entry
 
     d = Client(server, lang).post("/v1/reverse", {"claim_id": claim_id, "reason": reason})
-    return Entry.from_dict(d), list(d["settled_after_not_recalculated"])
+    return (Entry.from_dict(d), list(d["settled_after_not_recalculated"]),
+            [Entry.from_dict(a) for a in d.get("adjustments", [])])
 
 
 def history(server: str, lang: str, person: str, year: int | None) -> "list[Entry]":

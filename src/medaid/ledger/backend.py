@@ -19,9 +19,10 @@ guarantees* and *The ledger on PostgreSQL*; README.md *Reliability*):
   records nothing; with different content it is refused, naming the differing fields, until the
   original is reversed.
 * A reversal (冲正) is a new row linked to the settlement it cancels; the person's year-to-date
-  position drops by that claim.  Reversing twice, or an unknown claim, is an error.  Settlements
-  recorded after the reversed one keep their recorded figures (the ledger is append-only); to
-  settle them again against the new position, reverse and settle them again.
+  position drops by that claim (its relief net of its adjustments).  Reversing twice, or an
+  unknown claim, is an error.  Given the rules, it re-settles the claims of the pool settled
+  after it and records each change of relief as an adjustment row linked to it, in the same
+  transaction (docs/calculation.md#reversals-re-settle-the-claims-after-them).
 * Each row records the rule set id, version and content hash that produced it, and
   ``row_hash = sha256(prev_hash, row)`` chained over the previous row (one chain over the whole
   ledger: every append reads the head, so appends are serialised, docs/desk.md).
@@ -46,7 +47,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, Self
+from typing import Any, NamedTuple, Protocol, Self, cast
 
 from ..domain.claims import Claim, tidy_id
 from ..domain.engine import Placement, PoolState, Settlement, place, quote
@@ -54,6 +55,7 @@ from ..domain.rules import RuleBook
 from ..errors import MedaidError, Problem
 from ..money import format_yuan
 from .schema import (
+    ADJUSTMENT,
     GENESIS,
     INSERT,
     REVERSAL,
@@ -64,6 +66,7 @@ from .schema import (
     Stored,
     chain,
     decode,
+    moves,
 )
 
 #: Default busy timeout: how long a desk waits for another desk's transaction, in seconds.
@@ -269,7 +272,7 @@ class LedgerBase(ABC):
             raise self._busy_or_damaged(e) from None
 
     def history(self, person_id: str, year: int | None = None) -> list[Entry]:
-        """The person's file (一人一档): settlements and reversals in order, optionally of one
+        """The person's file (一人一档): settlements, reversals and adjustments in order, optionally of one
         benefit year; refused (:class:`LedgerError` naming the rows) if one of its rows does not
         match its hash."""
         person_id = tidy_id(person_id)
@@ -280,22 +283,45 @@ class LedgerBase(ABC):
     def results_rows(self, year: int | None = None) -> Iterator[dict[str, Any]]:
         """One dict per settled, non-reversed claim (optionally of one benefit year), with the
         keys ``medaid.io.columns.CLAIM_FIELDS + RESULT_FIELDS``: money as int fen, ``date`` a
-        ``datetime.date``, ``bracket`` the highest bracket reached (0: below the threshold)."""
+        ``datetime.date``, ``bracket`` the highest bracket reached (0: below the threshold).
+        A claim re-settled after a reversal (docs/calculation.md#reversals-re-settle-the-claims-after-them)
+        gives its current result, that of its last adjustment (its relief net of adjustments),
+        and its pool's position after it re-settled (the running sums of the claims before it
+        that stand)."""
         where = "WHERE e.entry = 'settlement' AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.reverses = e.seq)"
         params: tuple[Any, ...] = ()
         if year is not None:
             where += " AND e.benefit_year = ?"
             params = (year,)
+        adjusted = self._adjusted(year)
         for e in self._rows(f"{where} ORDER BY e.seq", params):
+            now, ytd = adjusted.get(e.seq, (e, PoolState(e.ytd_self_pay, e.ytd_relief)))
             yield {
                 "claim_id": e.claim_id, "person_id": e.person_id, "date": e.date,
                 "self_pay": e.self_pay, "group": e.group, "kind": e.kind, "hospital": e.hospital,
                 "total_cost": e.total_cost, "plan": e.plan, "pool": e.pool,
-                "benefit_year": e.benefit_year, "relief": e.relief, "patient_pays": e.patient_pays,
-                "bracket_relief": e.bracket_relief, "capped_by": e.capped_by, "bracket": e.bracket,
-                "ytd_self_pay": e.ytd_self_pay, "ytd_relief": e.ytd_relief,
-                "rule_set_id": e.rule_set_id, "rule_version": e.rule_version, "rule_hash": e.rule_hash,
+                "benefit_year": e.benefit_year, "relief": now.relief, "patient_pays": now.patient_pays,
+                "bracket_relief": now.bracket_relief, "capped_by": now.capped_by, "bracket": now.bracket,
+                "ytd_self_pay": ytd.self_pay, "ytd_relief": ytd.relief,
+                "rule_set_id": now.rule_set_id, "rule_version": now.rule_version, "rule_hash": now.rule_hash,
             }
+
+    def _adjusted(self, year: int | None) -> dict[int, tuple[Entry, PoolState]]:
+        """The settlements that were adjusted (optionally of one benefit year), by row: their
+        last adjustment and the position after them among the pool's standing claims."""
+        where, params = "WHERE e.entry = 'adjustment'", cast(tuple[Any, ...], ())
+        if year is not None:
+            where, params = where + " AND e.benefit_year = ?", (year,)
+        pools = {(e.person_id, e.benefit_year, e.pool) for e in self._all(where, params)}
+        out: dict[int, tuple[Entry, PoolState]] = {}
+        for key in sorted(pools):
+            c = g = 0
+            for first, now in live_claims(self._all(
+                    "WHERE e.person_id = ? AND e.benefit_year = ? AND e.pool = ? ORDER BY e.seq", key)):
+                c, g = c + first.self_pay, g + now.relief
+                if now is not first:
+                    out[first.seq] = (now, PoolState(c, g))
+        return out
 
     def migrations(self) -> list[tuple[int, str, str]]:
         """The migrations applied to this ledger: number, name, when (UTC, ISO 8601)."""
@@ -343,13 +369,20 @@ class LedgerBase(ABC):
         return Receipt(entry, False)
 
     def reverse(self, claim_id: str, reason: str, *, desk: str | None = None,
-                check: Callable[[Entry], None] | None = None) -> Entry:
+                check: Callable[[Entry], None] | None = None, book: RuleBook | None = None) -> Entry:
         """Record a reversal (冲正) of the claim's settlement: a new row linked to it, taking its
-        self-pay and relief back out of the pool.  Unknown or already reversed claims, and an
-        empty reason, are refused.  ``desk`` is recorded as the reversal's ``desk``; ``check``
-        is called with the settlement to be reversed inside the transaction, and whatever it
-        raises refuses the reversal with nothing written (the service: a desk reverses only
-        its own hospital's claims)."""
+        self-pay and relief (net of its adjustments) back out of the pool.  Unknown or already
+        reversed claims, and an empty reason, are refused.  ``desk`` is recorded as the
+        reversal's ``desk``; ``check`` is called with the settlement to be reversed inside the
+        transaction, and whatever it raises refuses the reversal with nothing written (the
+        service: a desk reverses only its own hospital's claims).
+
+        With the rules (``book``), the claims of the pool settled after it are re-settled
+        (:func:`resettled`, docs/calculation.md#reversals-re-settle-the-claims-after-them) and
+        every change of relief is recorded as an adjustment row linked to the reversal and to
+        the settlement it adjusts, in the same transaction under the same locks (all or
+        nothing); :meth:`adjustments` reads them back.  Without the rules nothing is
+        re-settled (the ledger does not hold them): later claims keep their figures."""
         claim_id, reason = tidy_id(claim_id), reason.strip()
         if not reason:
             raise LedgerError(Problem("a reversal needs a reason", source=f"claim {claim_id}", field="reason"))
@@ -365,14 +398,32 @@ class LedgerBase(ABC):
             if check is not None:
                 check(last)
             self._lock_pool(con, (last.person_id, last.benefit_year, last.pool))
-            state = _ytd(con, last.person_id, last.benefit_year, last.pool, self._where)
+            rows = _checked(con.execute(POOL_ROWS, (last.person_id, last.benefit_year, last.pool)).fetchall(),
+                            self._where)
+            state = _position_of(rows, self._where)
+            live = live_claims(rows)
+            relief = next((now.relief for first, now in live if first.seq == last.seq), last.relief)
+            changes = [] if book is None else resettled(
+                [x for x in live if x[0].seq != last.seq], last.seq, book)
             reversal = last._replace(
-                entry=REVERSAL, ytd_self_pay=state.self_pay - last.self_pay,
-                ytd_relief=state.relief - last.relief, segments=(), reverses=last.seq,
-                reason=reason, desk=desk,
+                entry=REVERSAL, relief=relief, patient_pays=last.self_pay - relief,
+                ytd_self_pay=state.self_pay - last.self_pay, ytd_relief=state.relief - relief,
+                segments=(), reverses=last.seq, reason=reason, desk=desk,
             )
-            entry = self._append(con, reversal)
+            entry = self._append(con, reversal, last=not changes)
+            ytd = PoolState(entry.ytd_self_pay, entry.ytd_relief)
+            now_of = {first.seq: now for first, now in live}
+            for i, (first, r) in enumerate(changes):
+                old = now_of[first.seq].relief
+                ytd = PoolState(ytd.self_pay, ytd.relief + r.relief - old)
+                self._append(con, _adjustment(first, r, entry, old, ytd), last=i == len(changes) - 1)
         return entry
+
+    def adjustments(self, reversal: Entry) -> list[Entry]:
+        """The adjustment rows that reversal ``reversal`` made (:meth:`reverse`), in order."""
+        return [e for e in self._all(
+            "WHERE e.person_id = ? AND e.benefit_year = ? AND e.pool = ? AND e.entry = 'adjustment' ORDER BY e.seq",
+            (reversal.person_id, reversal.benefit_year, reversal.pool)) if e.reversal == reversal.seq]
 
     # -- checking -----------------------------------------------------------------------------
     def verify(self) -> Verification:
@@ -394,11 +445,14 @@ class LedgerBase(ABC):
 
 def check_rows(rows: Iterable[Stored], problems: list[str]) -> tuple[int, str]:
     """Check the stored rows of a whole ledger, in order (:meth:`LedgerBase.verify`): numbering,
-    chain, hashes, reversal links, recorded positions, caps.  Adds what is wrong to
+    chain, hashes, reversal and adjustment links (:func:`_adjustment_problems`), recorded
+    positions, caps.  Adds what is wrong to
     ``problems``; returns the rows counted and the head hash (:data:`GENESIS` when empty)."""
     prev, n, expect_seq = GENESIS, 0, 1
     settled: dict[int, Entry] = {}
     reversed_: set[int] = set()
+    reversals: dict[int, Entry] = {}
+    net: dict[int, int] = {}  # a settlement's relief net of its adjustments so far
     pools: dict[tuple[str, int, str], tuple[int, int]] = {}
     for raw in rows:
         n += 1
@@ -421,8 +475,12 @@ def check_rows(rows: Iterable[Stored], problems: list[str]) -> tuple[int, str]:
         key = (e.person_id, e.benefit_year, e.pool)
         c, g = pools.get(key, (0, 0))
         if e.entry == SETTLEMENT:
-            c, g = c + e.self_pay, g + e.relief
             settled[e.seq] = e
+            net[e.seq] = e.relief
+        elif e.entry == ADJUSTMENT:
+            problems.extend(f"{where}: {p}" for p in _adjustment_problems(e, settled, reversals, reversed_, net))
+            if e.adjusts in net:
+                net[e.adjusts or 0] = e.relief
         else:
             orig = settled.get(e.reverses or 0)
             if orig is None or orig.claim_id != e.claim_id:
@@ -431,13 +489,88 @@ def check_rows(rows: Iterable[Stored], problems: list[str]) -> tuple[int, str]:
             elif e.reverses in reversed_:
                 problems.append(f"{where}: row {e.reverses} is reversed twice")
             reversed_.add(e.reverses or 0)
-            c, g = c - e.self_pay, g - e.relief
+            reversals[e.seq] = e
+        dc, dg = moves(e)
+        c, g = c + dc, g + dg
         pools[key] = (c, g)
         if (e.ytd_self_pay, e.ytd_relief) != (c, g):
             problems.append(f"{where}: recorded year-to-date position differs from the sum of the rows before it")
         if e.entry == SETTLEMENT:
             problems.extend(f"{where}: {p}" for p in _over_caps(e, g - e.relief))
     return n, prev if n else GENESIS
+
+
+def _adjustment_problems(e: Entry, settled: dict[int, Entry], reversals: dict[int, Entry],
+                         reversed_: set[int], net: dict[int, int]) -> list[str]:
+    """How adjustment ``e`` breaks its links (docs/calculation.md#reversals-re-settle-the-claims-after-them):
+    it must adjust an earlier settlement of the same claim and pool that is not reversed, be
+    made by an earlier reversal in the same pool of a settlement before that one, and its
+    amount must be its new relief less the claim's relief net of the adjustments before it."""
+    orig = settled.get(e.adjusts or 0)
+    rev = reversals.get(e.reversal or 0)
+    if orig is None or orig.claim_id != e.claim_id or (orig.person_id, orig.benefit_year, orig.pool) != (
+            e.person_id, e.benefit_year, e.pool):
+        return [f"adjusts row {e.adjusts}, which is not a settlement of claim {e.claim_id} in its pool"]
+    if e.adjusts in reversed_:
+        return [f"adjusts row {e.adjusts}, which is reversed"]
+    if rev is None or (rev.person_id, rev.benefit_year, rev.pool) != (e.person_id, e.benefit_year, e.pool) \
+            or (rev.reverses or 0) >= orig.seq:
+        return [f"names row {e.reversal} as its reversal, which is not a reversal of an earlier claim "
+                f"in the pool of claim {e.claim_id}"]
+    if e.adjustment != e.relief - net[orig.seq]:
+        return [f"adjustment {format_yuan(e.adjustment or 0, thousands=False)} is not the new relief "
+                f"{format_yuan(e.relief, thousands=False)} less the claim's relief before it "
+                f"({format_yuan(net[orig.seq], thousands=False)})"]
+    return []
+
+
+def live_claims(rows: Iterable[Entry]) -> list[tuple[Entry, Entry]]:
+    """The settlements among a pool's ``rows`` (in ledger order) that are not reversed, each with
+    its current result: its last adjustment, or itself (docs/calculation.md#reversals-re-settle-the-claims-after-them:
+    a claim's relief is that of its last adjustment)."""
+    current: dict[int, tuple[Entry, Entry]] = {}
+    for e in rows:
+        if e.entry == SETTLEMENT:
+            current[e.seq] = (e, e)
+        elif e.entry == REVERSAL:
+            current.pop(e.reverses or 0, None)
+        elif e.adjusts in current:
+            current[e.adjusts or 0] = (current[e.adjusts or 0][0], e)
+    return list(current.values())
+
+
+def resettled(live: list[tuple[Entry, Entry]], reversed_seq: int, book: RuleBook) -> list[tuple[Entry, Settlement]]:
+    """Re-settle the claims of ``live`` (:func:`live_claims` of a pool, the claim being reversed
+    left out) settled after row ``reversed_seq`` (docs/calculation.md#reversals-re-settle-the-claims-after-them):
+    in ledger order, each by :func:`medaid.domain.engine.quote` under the rule version in force
+    on its own date, against the position of the claims before it (self-pay, and relief net of
+    adjustments).  The claims whose relief changes, with their new settlement."""
+    c = g = 0
+    out: list[tuple[Entry, Settlement]] = []
+    for first, now in live:
+        if first.seq > reversed_seq:
+            claim = first.claim()
+            at = place(claim, book)
+            if (at.benefit_year, at.pool) != (first.benefit_year, first.pool):
+                raise LedgerError(Problem(
+                    f"the rules given place claim {first.claim_id} in pool {at.pool} of {at.benefit_year}, "
+                    f"not in pool {first.pool} of {first.benefit_year} where it was settled; nothing was "
+                    "recorded (reverse with the rules the ledger was settled with)", source=f"claim {first.claim_id}"))
+            r = quote(claim, book, PoolState(c, g), at=at)
+            if r.relief != now.relief:
+                out.append((first, r))
+            c, g = c + r.self_pay, g + r.relief
+        else:
+            c, g = c + first.self_pay, g + now.relief
+    return out
+
+
+def _adjustment(first: Entry, r: Settlement, reversal: Entry, old_relief: int, ytd: PoolState) -> Entry:
+    """The adjustment row of settlement ``first`` re-settled as ``r`` after ``reversal``; ``ytd``
+    is the pool's position after it."""
+    return _settlement(r, first.claim(), r.bracket)._replace(
+        entry=ADJUSTMENT, ytd_self_pay=ytd.self_pay, ytd_relief=ytd.relief, adjusts=first.seq,
+        reversal=reversal.seq, adjustment=r.relief - old_relief, desk=reversal.desk)
 
 
 def open_ledger(
@@ -500,9 +633,10 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
-#: A pool's rows (parameters: person id, benefit year, pool) and a claim's last row (claim id).
+#: A pool's rows (parameters: person id, benefit year, pool) and a claim's last settlement or
+#: reversal (claim id; its adjustments are read with its pool).
 POOL_ROWS = SELECT_LINKED + " WHERE e.person_id = ? AND e.benefit_year = ? AND e.pool = ? ORDER BY e.seq"
-CLAIM_LAST = SELECT_LINKED + " WHERE e.claim_id = ? ORDER BY e.seq DESC LIMIT 1"
+CLAIM_LAST = SELECT_LINKED + " WHERE e.claim_id = ? AND e.entry <> 'adjustment' ORDER BY e.seq DESC LIMIT 1"
 
 
 def _ytd(con: Connection, person_id: str, year: int, pool: str, source: str) -> PoolState:
@@ -511,15 +645,20 @@ def _ytd(con: Connection, person_id: str, year: int, pool: str, source: str) -> 
 
 
 def _position(linked: list[tuple[Any, ...]], source: str) -> PoolState:
-    """The pool's position: the sums of its rows (settlements less reversals), each row checked
-    against its hash and its recorded year-to-date position against the running sums (a row
-    removed from the middle of the pool shows there); refused naming the rows otherwise."""
-    rows = _checked(linked, source)
+    """The pool's position: the sums of its rows (settlements less reversals, plus adjustments),
+    each row checked against its hash and its recorded year-to-date position against the
+    running sums (a row removed from the middle of the pool shows there); refused naming the
+    rows otherwise."""
+    return _position_of(_checked(linked, source), source)
+
+
+def _position_of(rows: list[Entry], source: str) -> PoolState:
+    """:func:`_position` of rows already checked against their hashes."""
     c = g = 0
     off: list[int] = []
     for e in rows:
-        sign = 1 if e.entry == SETTLEMENT else -1
-        c, g = c + sign * e.self_pay, g + sign * e.relief
+        dc, dg = moves(e)
+        c, g = c + dc, g + dg
         if (e.ytd_self_pay, e.ytd_relief) != (c, g):
             off.append(e.seq)
     if off:
@@ -575,8 +714,8 @@ def _settlement(r: Settlement, claim: Claim, bracket: int) -> Entry:
         capped_by=r.capped_by, bracket=bracket, ytd_self_pay=r.ytd_self_pay, ytd_relief=r.ytd_relief,
         annual_cap=r.annual_cap, claim_cap=r.claim_cap, base_from=r.base_from, base_to=r.base_to,
         segments=tuple(r.segments), rule_set_id=r.rule_set_id, rule_version=r.rule_version,
-        rule_hash=r.rule_hash, reverses=None, reason=None, recorded_at="", desk=None, prev_hash="",
-        row_hash="",
+        rule_hash=r.rule_hash, reverses=None, reason=None, recorded_at="", desk=None, adjusts=None,
+        reversal=None, adjustment=None, prev_hash="", row_hash="",
     )
 
 

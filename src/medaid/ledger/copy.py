@@ -14,7 +14,8 @@ Rules implemented (docs/desk.md *Moving a desk's ledger into PostgreSQL*):
 * The rows are appended in the source's order in **one** transaction of the destination that
   keeps every other writer out until it commits: all of them or none.  Each keeps its claim,
   result, rule set, reason and recording time; it is numbered and chained at the destination's
-  head, a reversal linked to its settlement's new number, and its year-to-date position is the
+  head, a reversal linked to its settlement's new number (an adjustment to its settlement's and its
+  reversal's), and its year-to-date position is the
   destination pool's running sum.  Into an empty destination (or one holding only an earlier
   copy of the same ledger) every row therefore keeps its number and hash: the two chains are
   the same, head hash and all.
@@ -29,7 +30,7 @@ from typing import NamedTuple
 
 from ..errors import Problem
 from .backend import LedgerBase, LedgerError, _checked, _over_caps, _ytd
-from .schema import SELECT_LINKED, SETTLEMENT, Entry
+from .schema import SELECT_LINKED, SETTLEMENT, Entry, moves
 
 
 class Copied(NamedTuple):
@@ -52,8 +53,9 @@ class Copied(NamedTuple):
 
 def identity(e: Entry) -> Entry:
     """A row as the copy compares it: everything but its place (number, chain, the position it
-    adds to, the row a reversal links to)."""
-    return e._replace(seq=0, ytd_self_pay=0, ytd_relief=0, reverses=None, prev_hash="", row_hash="")
+    adds to, the rows a reversal or an adjustment links to)."""
+    return e._replace(seq=0, ytd_self_pay=0, ytd_relief=0, reverses=None, adjusts=None, reversal=None,
+                      prev_hash="", row_hash="")
 
 
 def _named(ids: list[str], limit: int = 20) -> str:
@@ -102,10 +104,12 @@ def copy_ledger(src: LedgerBase, dst: LedgerBase) -> Copied:
                 present += 1
                 continue
             state = _ytd(con, e.person_id, e.benefit_year, e.pool, dst._where)
-            sign = 1 if e.entry == SETTLEMENT else -1
+            dc, dg = moves(e)
             new = e._replace(
-                ytd_self_pay=state.self_pay + sign * e.self_pay, ytd_relief=state.relief + sign * e.relief,
-                reverses=None if e.reverses is None else moved[e.reverses])
+                ytd_self_pay=state.self_pay + dc, ytd_relief=state.relief + dg,
+                reverses=None if e.reverses is None else moved[e.reverses],
+                adjusts=None if e.adjusts is None else moved[e.adjusts],
+                reversal=None if e.reversal is None else moved[e.reversal])
             if e.entry == SETTLEMENT and _over_caps(new, state.relief):
                 over.append(e.claim_id)
             added = dst._append(con, new, recorded_at=e.recorded_at, last=False)

@@ -15,9 +15,10 @@ guarantees*; README.md *Reliability*):
   records nothing; with different content it is refused, naming the differing fields, until the
   original is reversed.
 * A reversal (冲正) is a new row linked to the settlement it cancels; the person's year-to-date
-  position drops by that claim.  Reversing twice, or an unknown claim, is an error.  Settlements
-  recorded after the reversed one keep their recorded figures (the ledger is append-only); to
-  settle them again against the new position, reverse and settle them again.
+  position drops by that claim (its relief net of its adjustments).  Reversing twice, or an
+  unknown claim, is an error.  Given the rules, it re-settles the claims of the pool settled
+  after it and records each change of relief as an adjustment row linked to it, in the same
+  transaction (docs/calculation.md#reversals-re-settle-the-claims-after-them).
 * Rows are never updated or deleted (triggers refuse it).  Each row records the rule set id,
   version and content hash that produced it, and ``row_hash = sha256(prev_hash, row)`` chained
   over the previous row; :meth:`Ledger.verify` recomputes the chain and runs

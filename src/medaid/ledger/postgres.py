@@ -51,6 +51,7 @@ from .backend import BUSY_TIMEOUT, Connection, LedgerBase, LedgerError, PoolKey,
 from .schema import (
     APPLICATION_ID,
     COLUMNS,
+    ENTRIES_V4,
     GENESIS,
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -93,10 +94,22 @@ _APPEND_ONLY = (
        FOR EACH STATEMENT EXECUTE FUNCTION medaid_entries_append_only()""",
 )
 
+#: Step 4 (adjustments) also widens the check on the kinds of row (PostgreSQL named the first
+#: step's ``entries_entry_check``), where SQLite rebuilds the table.
+_WIDER: dict[int, tuple[str, ...]] = {4: (
+    "ALTER TABLE entries DROP CONSTRAINT entries_entry_check",
+    "ALTER TABLE entries ADD CONSTRAINT entries_entry_check "
+    "CHECK (entry IN ('settlement', 'reversal', 'adjustment'))",
+    "ALTER TABLE entries ADD CONSTRAINT entries_adjustment_check CHECK ((entry = 'adjustment') = "
+    "(adjusts IS NOT NULL AND reversal IS NOT NULL AND adjustment IS NOT NULL))",
+)}
+
 #: Each migration's statements in PostgreSQL, by version (:data:`medaid.ledger.schema.MIGRATIONS`
-#: names and numbers the steps): its plain SQL as it is, and the first step's triggers.
+#: names and numbers the steps): its plain SQL as it is, the first step's triggers, and step 4's
+#: wider check.
 STEPS: dict[int, tuple[str, ...]] = {
-    m.version: (*_portable(m.statements), *(_APPEND_ONLY if m.version == 1 else ())) for m in MIGRATIONS
+    m.version: (*_portable(m.statements), *(_APPEND_ONLY if m.version == 1 else ()), *_WIDER.get(m.version, ()))
+    for m in MIGRATIONS
 }
 
 _TABLES = ("SELECT c.oid, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -111,7 +124,7 @@ _TRIGGERS = (f"SELECT g.tgname, g.tgenabled FROM ({_TABLES}) t JOIN pg_trigger g
              "WHERE t.relname = 'entries' AND NOT g.tgisinternal")
 
 #: The columns stored as BIGINT (the others are TEXT): the table's INTEGER columns.
-_BIGINT = frozenset(re.findall(r"^\s*(\w+)\s+INTEGER\b", MIGRATIONS[0].statements[0], re.M))
+_BIGINT = frozenset(re.findall(r"^\s*(\w+)\s+INTEGER\b", ENTRIES_V4, re.M))
 #: What the server fills in when appending (:meth:`PostgresLedger._append`), with the marks that
 #: stand for them in the hashed text medaid builds; medaid gives every other column.
 _SERVER = {"seq": "\x00seq", "recorded_at": "\x00at", "prev_hash": "\x00prev", "row_hash": ""}

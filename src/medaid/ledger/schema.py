@@ -18,7 +18,9 @@ Rules implemented (docs/desk.md *The ledger's guarantees*):
   (:func:`migrate`).  Never edit an applied step; add a new one.  Their SQL is plain (``TEXT``,
   ``INTEGER``, ``CHECK``, ``ALTER TABLE … ADD COLUMN``) so that it reads the same on PostgreSQL.
 * A column added after the first release (:data:`ADDED_FIELDS`: ``desk``, the service token
-  that wrote the row, docs/service.md#tokens-and-roles) is hashed only when it holds a value, so
+  that wrote the row, docs/service.md#tokens-and-roles; ``adjusts``, ``reversal`` and
+  ``adjustment``, the links and amount of an adjustment,
+  docs/calculation.md#reversals-re-settle-the-claims-after-them) is hashed only when it holds a value, so
   a row written before it existed (``NULL`` there) keeps its ``row_hash``, and a row that names
   its desk cannot lose or change that name unseen.
 """
@@ -28,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -44,6 +47,7 @@ GENESIS = "0" * 64
 
 SETTLEMENT = "settlement"
 REVERSAL = "reversal"
+ADJUSTMENT = "adjustment"
 
 # --------------------------------------------------------------------------------------------
 # migrations
@@ -57,11 +61,8 @@ class Migration(NamedTuple):
     statements: tuple[str, ...]
 
 
-#: The migration registry, applied in order by :func:`migrate`.  Never edit an applied entry;
-#: add a new one.
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "entries: settlements and reversals, hash-chained, append-only", (
-        """CREATE TABLE entries (
+#: The ``entries`` table of the first step (settlements and reversals).
+ENTRIES_V1 = """CREATE TABLE entries (
             seq           INTEGER PRIMARY KEY,
             entry         TEXT    NOT NULL CHECK (entry IN ('settlement', 'reversal')),
             claim_id      TEXT    NOT NULL,
@@ -95,14 +96,39 @@ MIGRATIONS: tuple[Migration, ...] = (
             recorded_at   TEXT    NOT NULL,
             prev_hash     TEXT    NOT NULL,
             row_hash      TEXT    NOT NULL UNIQUE
-        )""",
-        "CREATE INDEX entries_by_claim ON entries (claim_id, seq)",
-        "CREATE INDEX entries_by_pool ON entries (person_id, benefit_year, pool)",
-        "CREATE UNIQUE INDEX entries_reversed_once ON entries (reverses) WHERE reverses IS NOT NULL",
-        """CREATE TRIGGER entries_never_updated BEFORE UPDATE ON entries
+        )"""
+#: The ``entries`` table as step 4 rebuilds it on SQLite: the kinds of row include
+#: ``adjustment``, with its three columns (the desk column of step 2 in its place before them).
+ENTRIES_V4 = ENTRIES_V1.replace("CREATE TABLE entries (", "CREATE TABLE entries_v4 (", 1).replace(
+    "CHECK (entry IN ('settlement', 'reversal'))", "CHECK (entry IN ('settlement', 'reversal', 'adjustment'))").replace(
+    "row_hash      TEXT    NOT NULL UNIQUE", """row_hash      TEXT    NOT NULL UNIQUE,
+            desk          TEXT,
+            adjusts       INTEGER REFERENCES entries(seq),
+            reversal      INTEGER REFERENCES entries(seq),
+            adjustment    INTEGER,
+            CHECK ((entry = 'adjustment') =
+                   (adjusts IS NOT NULL AND reversal IS NOT NULL AND adjustment IS NOT NULL))""")
+#: The columns ``entries`` had before step 4 (the first step's and ``desk``).
+_V3_COLUMNS = (*re.findall(r"^\s*(\w+)\s+(?:INTEGER|TEXT)\b", ENTRIES_V1, re.M), "desk")
+_INDEXES = (
+    "CREATE INDEX entries_by_claim ON entries (claim_id, seq)",
+    "CREATE INDEX entries_by_pool ON entries (person_id, benefit_year, pool)",
+    "CREATE UNIQUE INDEX entries_reversed_once ON entries (reverses) WHERE reverses IS NOT NULL",
+)
+_TRIGGERS = (
+    """CREATE TRIGGER entries_never_updated BEFORE UPDATE ON entries
            BEGIN SELECT RAISE(ABORT, 'medaid ledger rows are never updated'); END""",
-        """CREATE TRIGGER entries_never_deleted BEFORE DELETE ON entries
+    """CREATE TRIGGER entries_never_deleted BEFORE DELETE ON entries
            BEGIN SELECT RAISE(ABORT, 'medaid ledger rows are never deleted'); END""",
+)
+
+#: The migration registry, applied in order by :func:`migrate`.  Never edit an applied entry;
+#: add a new one.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "entries: settlements and reversals, hash-chained, append-only", (
+        ENTRIES_V1,
+        *_INDEXES,
+        *_TRIGGERS,
     )),
     # -- the settlement service (docs/service.md): the desk (token id) that wrote each row, and
     # the service's tokens and web sessions.  Plain SQL, the same on PostgreSQL.
@@ -127,7 +153,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             expires_at   TEXT NOT NULL
         )""",
     )),
+    # -- reversals re-settle the claims after them (docs/calculation.md#reversals-re-settle-the-claims-after-them):
+    # a third kind of row, ``adjustment``, and its links.  Each backend also widens the check on
+    # the kinds of row, which SQLite cannot alter in place (:data:`SQLITE_STEPS`,
+    # medaid.ledger.postgres.STEPS).
+    Migration(4, "entries: adjustments (re-settlement after a reversal), linked to the reversal and the settlement", (
+        "ALTER TABLE entries ADD COLUMN adjusts INTEGER REFERENCES entries(seq)",
+        "ALTER TABLE entries ADD COLUMN reversal INTEGER REFERENCES entries(seq)",
+        "ALTER TABLE entries ADD COLUMN adjustment INTEGER",
+    )),
 )
+#: Steps that SQLite takes in other words than the registry's: step 4 rebuilds ``entries``
+#: (SQLite cannot change a CHECK in place) with the same rows, the same stored values, so every
+#: ``row_hash`` stays valid; the new table has the step's three columns and the wider check.
+SQLITE_STEPS: dict[int, tuple[str, ...]] = {4: (
+    ENTRIES_V4,
+    "INSERT INTO entries_v4 (" + ", ".join(_V3_COLUMNS) + ") SELECT " + ", ".join(_V3_COLUMNS) + " FROM entries",
+    "DROP TABLE entries",
+    "ALTER TABLE entries_v4 RENAME TO entries",
+    *_INDEXES,
+    *_TRIGGERS,
+)}
 SCHEMA_VERSION = MIGRATIONS[-1].version
 #: The triggers that keep ``entries`` append-only (checked by ``Ledger.verify``).
 TRIGGERS = ("entries_never_updated", "entries_never_deleted")
@@ -147,7 +193,7 @@ def migrate(con: sqlite3.Connection, now: str) -> None:
     for step in MIGRATIONS:
         if step.version <= have:
             continue
-        for sql in step.statements:
+        for sql in SQLITE_STEPS.get(step.version, step.statements):
             con.execute(sql)
         con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (step.version, step.name, now))
 
@@ -157,16 +203,19 @@ def migrate(con: sqlite3.Connection, now: str) -> None:
 
 
 class Entry(NamedTuple):
-    """One ledger row: a settlement, or a reversal of one.  Amounts are fen.
+    """One ledger row: a settlement, a reversal of one, or an adjustment of a settlement made by
+    a reversal before it.  Amounts are fen.
 
     Attributes:
         seq: position in the ledger (1, 2, ...).
-        entry: ``"settlement"`` or ``"reversal"``.
+        entry: ``"settlement"``, ``"reversal"`` or ``"adjustment"``.
         claim_id, person_id, date, self_pay, group, kind, hospital, total_cost: the claim
-            (a reversal repeats the content of the settlement it cancels).
+            (a reversal repeats the content of the settlement it cancels, an adjustment that of the
+            settlement it re-settles).
         plan, pool, benefit_year: where it settled.
         relief, patient_pays, bracket_relief, capped_by: the result (a reversal repeats the
-            cancelled amounts, which it takes back out of the pool); ``capped_by`` names the
+            cancelled amounts, the claim's relief net of its adjustments, which it takes back out
+            of the pool; an adjustment gives the claim's new result); ``capped_by`` names the
             limit that made the relief smaller than the bracket relief, ``None`` if none did.
         bracket: the bracket the claim's base reached
             (:meth:`medaid.domain.brackets.Schedule.bracket_reached`; 0: below the threshold or gate).
@@ -181,6 +230,11 @@ class Entry(NamedTuple):
         desk: the id of the service token whose desk wrote the row (docs/service.md); ``None``
             for rows written by the desk commands and for rows written before the column
             existed (migration 2).
+        adjusts, reversal, adjustment: for an adjustment
+            (docs/calculation.md#reversals-re-settle-the-claims-after-them), the ``seq`` of the
+            settlement it re-settles, the ``seq`` of the reversal that made it, and the change
+            of that claim's relief (new − old, negative when it drops); the row's result fields
+            are the claim's new result.  ``None`` on other rows (migration 4).
         prev_hash, row_hash: the hash chain.
     """
 
@@ -216,6 +270,9 @@ class Entry(NamedTuple):
     reason: str | None
     recorded_at: str
     desk: str | None
+    adjusts: int | None
+    reversal: int | None
+    adjustment: int | None
     prev_hash: str
     row_hash: str
 
@@ -253,7 +310,7 @@ class Entry(NamedTuple):
         What a client of the settlement service reads a row back with."""
         values = []
         for f in cls._fields:
-            v = d[f]
+            v: Any = d.get(f) if f in ADDED_FIELDS else d[f]
             if f == "segments":
                 v = tuple(Segment(_fen(s["from"]), None if s["to"] is None else _fen(s["to"]), _fen(s["base"]),
                                   Decimal(s["rate"]), Decimal(s["relief"]).scaleb(2)) for s in v)
@@ -267,7 +324,7 @@ class Entry(NamedTuple):
 
 _MONEY = frozenset(
     "self_pay total_cost relief patient_pays bracket_relief ytd_self_pay ytd_relief annual_cap "
-    "claim_cap base_from base_to".split()
+    "claim_cap base_from base_to adjustment".split()
 )
 
 
@@ -306,6 +363,17 @@ def _iso(day: dt.date) -> str:
     return day.isoformat()
 
 
+def moves(e: Entry) -> tuple[int, int]:
+    """What row ``e`` adds to its pool's year-to-date self-pay and relief (docs/desk.md *The
+    ledger's guarantees*): a settlement its self-pay and relief, a reversal minus the amounts it
+    cancels, an adjustment its change of relief (the self-pay is already counted)."""
+    if e.entry == SETTLEMENT:
+        return e.self_pay, e.relief
+    if e.entry == ADJUSTMENT:
+        return 0, e.adjustment or 0
+    return -e.self_pay, -e.relief
+
+
 #: How a field is stored when it is not stored as it is, and how it is read back.
 _STORE: dict[str, Callable[[Any], Any]] = {"date": _iso, "segments": _segments_text}
 _LOAD: dict[str, Callable[[Any], Any]] = {"date": dt.date.fromisoformat, "segments": _segments}
@@ -324,7 +392,7 @@ def decode(values: Sequence[Any]) -> Entry:
 
 #: Fields added after the first release: hashed only when they hold a value (a row written
 #: before the column existed has ``NULL`` there and keeps its hash).
-ADDED_FIELDS = frozenset({"desk"})
+ADDED_FIELDS = frozenset({"desk", "adjusts", "reversal", "adjustment"})
 
 
 def row_hash(values: Sequence[Any]) -> str:

@@ -211,13 +211,17 @@ class EntryOut(_Result):
     """A ledger row (:class:`medaid.ledger.Entry`): a settlement or a reversal."""
 
     seq: int
-    entry: Literal["settlement", "reversal"]
+    entry: Literal["settlement", "reversal", "adjustment"]
     claim_id: str
     total_cost: MoneyOut | None
     reverses: int | None
     reason: str | None
     recorded_at: str
     desk: str | None = Field(description="The token whose desk wrote the row (None: a desk command).")
+    adjusts: int | None = Field(None, description="An adjustment: the row of the settlement it re-settles.")
+    reversal: int | None = Field(None, description="An adjustment: the row of the reversal that made it.")
+    adjustment: MoneyOut | None = Field(None, description="An adjustment: new relief less the claim's relief "
+                                                          "before it (negative when it drops).")
     prev_hash: str
     row_hash: str
     annual_cap_left: MoneyOut | None
@@ -243,9 +247,12 @@ class QuoteOut(_Result):
 
 
 class ReversalOut(EntryOut):
-    """The reversal row, and the claims settled after it in its pool (not recalculated)."""
+    """The reversal row, and the adjustments it made: the claims settled after it in its pool,
+    re-settled, whose relief changed (docs/calculation.md#reversals-re-settle-the-claims-after-them)."""
 
-    settled_after_not_recalculated: list[str]
+    settled_after_not_recalculated: list[str] = Field(
+        description="Always empty: every claim settled after it is re-settled (kept for old clients).")
+    adjustments: list[EntryOut] = []
 
 
 class PoolOut(_Out):

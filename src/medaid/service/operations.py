@@ -169,8 +169,9 @@ class Operations:
         return d
 
     def reverse(self, who: Token, body: "ReverseIn") -> dict[str, Any]:
-        """Reverse a settlement; a desk only its own hospital's.  The dict lists the claims
-        settled after it in its pool (kept as recorded)."""
+        """Reverse a settlement; a desk only its own hospital's.  The claims settled after it in
+        its pool are re-settled (docs/calculation.md#reversals-re-settle-the-claims-after-them):
+        the dict lists the adjustments made (``settled_after_not_recalculated`` stays, empty)."""
 
         def own(settlement: "Entry") -> None:
             if who.role == "desk" and settlement.hospital != who.hospital:
@@ -181,16 +182,13 @@ class Operations:
         lg = self.ledger()
         try:
             with self.ledgers.writing():
-                e = lg.reverse(body.claim_id, body.reason, desk=who.id, check=own)
-            later = [
-                x.claim_id for x in lg.history(e.person_id, e.benefit_year)
-                if x.pool == e.pool and x.entry == "settlement" and (e.reverses or 0) < x.seq
-                and x.claim_id != e.claim_id
-            ]
+                e = lg.reverse(body.claim_id, body.reason, desk=who.id, check=own, book=self.book)
+            adjusted = lg.adjustments(e)
         except MedaidError as err:
             raise self._library(err) from None
         d = e.to_dict()
-        d["settled_after_not_recalculated"] = later
+        d["settled_after_not_recalculated"] = []
+        d["adjustments"] = [a.to_dict() for a in adjusted]
         return d
 
     def history(self, body: "HistoryIn") -> tuple[list["Entry"], dict[str, Any]]:
