@@ -77,7 +77,7 @@ def test_a_row_has_the_same_hash_whichever_backend_wrote_it(tmp_path, pg, book, 
     written = []
     for where in (pg.url, str(tmp_path / "desk.sqlite3")):
         if written:  # the file's clock reads the times the database recorded
-            monkeypatch.setattr(backend, "_now", iter([e.recorded_at for e in written[0][0]]).__next__)
+            monkeypatch.setattr(backend, "now_text", iter([e.recorded_at for e in written[0][0]]).__next__)
         with open_ledger(where) as lg:
             lg.settle(claim("C1", "100000", hospital="县人民医院"), book)
             lg.settle(claim("C2", "30000", day="2024-06-01"), book, desk="t0a1b2c3d4e")  # a service desk

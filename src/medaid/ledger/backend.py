@@ -243,10 +243,10 @@ class LedgerBase(ABC):
 
     # -- reading ------------------------------------------------------------------------------
     def _rows(self, where: str = "", params: tuple[Any, ...] = ()) -> Iterator[Entry]:
-        """The rows selected, each checked (:func:`_checked`) before it is given out."""
+        """The rows selected, each checked (:func:`checked_rows`) before it is given out."""
         try:
             for row in self._stream(SELECT_LINKED + f" {where}", params):
-                yield _checked([row], self._where)[0]
+                yield checked_rows([row], self._where)[0]
         except self._db_errors as e:
             raise self._busy_or_damaged(e) from None
 
@@ -254,7 +254,7 @@ class LedgerBase(ABC):
         """The rows selected, all checked (a refusal names every damaged row among them)."""
         try:
             with self._reading() as con:
-                return _checked(con.execute(SELECT_LINKED + f" {where}", params).fetchall(), self._where)
+                return checked_rows(con.execute(SELECT_LINKED + f" {where}", params).fetchall(), self._where)
         except self._db_errors as e:
             raise self._busy_or_damaged(e) from None
 
@@ -267,7 +267,7 @@ class LedgerBase(ABC):
         its settlements that are not reversed, from rows checked against their hashes."""
         try:
             with self._reading() as con:
-                return _ytd(con, tidy_id(person_id), benefit_year, pool, self._where)
+                return pool_position(con, tidy_id(person_id), benefit_year, pool, self._where)
         except self._db_errors as e:
             raise self._busy_or_damaged(e) from None
 
@@ -398,7 +398,7 @@ class LedgerBase(ABC):
             if check is not None:
                 check(last)
             self._lock_pool(con, (last.person_id, last.benefit_year, last.pool))
-            rows = _checked(con.execute(POOL_ROWS, (last.person_id, last.benefit_year, last.pool)).fetchall(),
+            rows = checked_rows(con.execute(POOL_ROWS, (last.person_id, last.benefit_year, last.pool)).fetchall(),
                             self._where)
             state = _position_of(rows, self._where)
             live = live_claims(rows)
@@ -431,7 +431,7 @@ class LedgerBase(ABC):
         protecting triggers among them), the rows' order, hash chain and recorded hashes,
         reversal links, the recorded year-to-date positions against the running sums, and every
         settlement against the caps recorded with it (the version in force on its date, see
-        :func:`_over_caps`).  Reports every problem found."""
+        :func:`over_caps`).  Reports every problem found."""
         problems, fatal = self._database_problems()
         if fatal:
             return Verification(0, "", tuple(problems))
@@ -496,7 +496,7 @@ def check_rows(rows: Iterable[Stored], problems: list[str]) -> tuple[int, str]:
         if (e.ytd_self_pay, e.ytd_relief) != (c, g):
             problems.append(f"{where}: recorded year-to-date position differs from the sum of the rows before it")
         if e.entry == SETTLEMENT:
-            problems.extend(f"{where}: {p}" for p in _over_caps(e, g - e.relief))
+            problems.extend(f"{where}: {p}" for p in over_caps(e, g - e.relief))
     return n, prev if n else GENESIS
 
 
@@ -604,7 +604,7 @@ def open_ledger(
 # helpers
 
 
-def _over_caps(e: Entry, granted_before: int) -> list[str]:
+def over_caps(e: Entry, granted_before: int) -> list[str]:
     """How settlement ``e`` breaks the caps in force for it, given the relief its pool held
     before it (the running sum of the rows before).  A settlement may not push the year's relief
     past its own version's annual cap: ``relief ≤ max(0, annual_cap − G_{k−1})``.  A pool that
@@ -629,7 +629,7 @@ def differing_fields(recorded: Entry, claim: Claim) -> tuple[str, ...]:
     return tuple(f for f in CONTENT_FIELDS if getattr(recorded, f) != getattr(claim, f))
 
 
-def _now() -> str:
+def now_text() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
@@ -639,7 +639,7 @@ POOL_ROWS = SELECT_LINKED + " WHERE e.person_id = ? AND e.benefit_year = ? AND e
 CLAIM_LAST = SELECT_LINKED + " WHERE e.claim_id = ? AND e.entry <> 'adjustment' ORDER BY e.seq DESC LIMIT 1"
 
 
-def _ytd(con: Connection, person_id: str, year: int, pool: str, source: str) -> PoolState:
+def pool_position(con: Connection, person_id: str, year: int, pool: str, source: str) -> PoolState:
     """The pool's position (:func:`_position` of its rows)."""
     return _position(con.execute(POOL_ROWS, (person_id, year, pool)).fetchall(), source)
 
@@ -649,7 +649,7 @@ def _position(linked: list[tuple[Any, ...]], source: str) -> PoolState:
     each row checked against its hash and its recorded year-to-date position against the
     running sums (a row removed from the middle of the pool shows there); refused naming the
     rows otherwise."""
-    return _position_of(_checked(linked, source), source)
+    return _position_of(checked_rows(linked, source), source)
 
 
 def _position_of(rows: list[Entry], source: str) -> PoolState:
@@ -673,10 +673,10 @@ def _last_of_claim(con: Connection, claim_id: str, source: str) -> Entry | None:
 
 def _last(linked: list[tuple[Any, ...]], source: str) -> Entry | None:
     """The claim's last row, checked (``None``: the claim is not in the ledger)."""
-    return _checked(linked, source)[0] if linked else None
+    return checked_rows(linked, source)[0] if linked else None
 
 
-def _checked(rows: list[tuple[Any, ...]], source: str) -> list[Entry]:
+def checked_rows(rows: list[tuple[Any, ...]], source: str) -> list[Entry]:
     """Rows read with :data:`SELECT_LINKED` as entries, once each is known intact: its
     ``row_hash`` matches its content and the next row (if any) chains from it.  Otherwise
     :class:`LedgerError` naming the damaged rows (never their content: it holds ID numbers)."""
@@ -725,6 +725,6 @@ def _append_row(con: Connection, entry: Entry, recorded_at: str | None = None) -
     chained), read back from its stored values."""
     head = con.execute("SELECT seq, row_hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
-    values = chain(entry, seq, prev, recorded_at or _now())
+    values = chain(entry, seq, prev, recorded_at or now_text())
     con.execute(INSERT, values)
     return decode(values)

@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..errors import Problem
-from .backend import LedgerBase, LedgerError, _checked, _over_caps, _ytd
+from .backend import LedgerBase, LedgerError, checked_rows, over_caps, pool_position
 from .schema import SELECT_LINKED, SETTLEMENT, Entry, moves
 
 
@@ -85,7 +85,7 @@ def copy_ledger(src: LedgerBase, dst: LedgerBase) -> Copied:
             part = claims[at:at + 500]
             found = con.execute(SELECT_LINKED + " WHERE e.claim_id IN (" + ", ".join("?" * len(part)) + ")",
                                 tuple(part)).fetchall()
-            for e in _checked(found, dst._where):
+            for e in checked_rows(found, dst._where):
                 held.setdefault(e.claim_id, []).append(e)
         mine = {identity(e) for e in rows}
         conflicts = sorted(c for c, es in held.items() if any(identity(e) not in mine for e in es))
@@ -103,14 +103,14 @@ def copy_ledger(src: LedgerBase, dst: LedgerBase) -> Copied:
                 moved[e.seq] = there[key]
                 present += 1
                 continue
-            state = _ytd(con, e.person_id, e.benefit_year, e.pool, dst._where)
+            state = pool_position(con, e.person_id, e.benefit_year, e.pool, dst._where)
             dc, dg = moves(e)
             new = e._replace(
                 ytd_self_pay=state.self_pay + dc, ytd_relief=state.relief + dg,
                 reverses=None if e.reverses is None else moved[e.reverses],
                 adjusts=None if e.adjusts is None else moved[e.adjusts],
                 reversal=None if e.reversal is None else moved[e.reversal])
-            if e.entry == SETTLEMENT and _over_caps(new, state.relief):
+            if e.entry == SETTLEMENT and over_caps(new, state.relief):
                 over.append(e.claim_id)
             added = dst._append(con, new, recorded_at=e.recorded_at, last=False)
             moved[e.seq] = added.seq

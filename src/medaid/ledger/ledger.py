@@ -57,9 +57,9 @@ from .backend import (
     LedgerError,
     Receipt,
     Verification,
-    _now,
     differing_fields,
     new_claim_id,
+    now_text,
 )
 from .schema import (
     APPLICATION_ID,
@@ -212,7 +212,7 @@ class Ledger(LedgerBase):
             app, names = self._identify()
             if fresh and (app or names):
                 return  # created meanwhile by another desk; checked by the caller
-            migrate(con, _now())
+            migrate(con, now_text())
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

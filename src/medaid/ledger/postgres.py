@@ -47,7 +47,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import Problem
-from .backend import BUSY_TIMEOUT, Connection, LedgerBase, LedgerError, PoolKey, _now, redact
+from .backend import BUSY_TIMEOUT, Connection, LedgerBase, LedgerError, PoolKey, now_text, redact
 from .schema import (
     APPLICATION_ID,
     COLUMNS,
@@ -319,7 +319,7 @@ class PostgresLedger(LedgerBase):
                     continue
                 for sql in STEPS[step.version]:
                     con.conn.execute(sql)
-                con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (step.version, step.name, _now()))
+                con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (step.version, step.name, now_text()))
 
     @staticmethod
     def _version(con: _Pg) -> int:
