@@ -75,14 +75,20 @@ def safe_base(t: PlanTables, i: int) -> int:
 def relieve(work: pl.DataFrame, t: PlanTables) -> tuple[pl.DataFrame, pl.Series | None]:
     """Relief of every row in processing order; also which rows need the sequential path.
 
-    ``work`` holds ``s`` (self-pay), ``p`` (plan index) and ``b`` (first row of its group).
+    ``work`` holds ``s`` (self-pay), ``p`` (plan index) and ``b`` (first row of its group), and
+    optionally ``c0`` and ``g0``: the group's opening self-pay and relief (the same on every row
+    of a group; docs/batch.md, *Opening balances*), which ``C`` and ``G`` start from.
     Every per-plan parameter that is the same for all plans becomes a constant of the
     expression (and branches that cannot occur are left out), so the common case of one
     rounding rule, open last brackets and no gate costs a handful of column operations."""
     n = work.height
     s_max = work["s"].max()
     assert isinstance(s_max, int)
-    if s_max * n >= SAFE:
+    seeded = "c0" in work.columns
+    c0_max = g0_max = 0
+    if seeded:
+        c0_max, g0_max = (int(work[c].abs().max() or 0) for c in ("c0", "g0"))  # type: ignore[arg-type]
+    if s_max * n + max(c0_max, g0_max) >= SAFE:
         # absurd amounts: every group goes through the exact sequential path
         return blank(n), pl.Series([True] * n)
     s, p, b = pl.col("s"), pl.col("p"), pl.col("b")
@@ -97,7 +103,10 @@ def relieve(work: pl.DataFrame, t: PlanTables) -> tuple[pl.DataFrame, pl.Series 
 
     # segmented cumulative self-pay C_k: global prefix sum minus the sum before the group
     cs = s.cum_sum()
-    C = (cs - pl.when(b).then(cs - s).otherwise(None).forward_fill()).alias("C")
+    C = cs - pl.when(b).then(cs - s).otherwise(None).forward_fill()
+    if seeded:
+        C = C + pl.col("c0")
+    C = C.alias("C")
     year = param([x.accumulate == "year" for x in scheds], pl.Boolean)
     any_year = any(x.accumulate == "year" for x in scheds)
     x_to: pl.Expr
@@ -107,7 +116,7 @@ def relieve(work: pl.DataFrame, t: PlanTables) -> tuple[pl.DataFrame, pl.Series 
         x_to = s
     else:
         x_to = pl.when(year).then(pl.col("C")).otherwise(s)
-    c_max = int(s_max) * n  # C_k ≤ Σ s ≤ max(s)·n < 2**62
+    c_max = int(s_max) * n + c0_max  # C_k ≤ c0 + Σ s ≤ c0 + max(s)·n < 2**62
     if max(abs(c) for c in t.piece_icpt) >= SAFE:
         return blank(n), pl.Series([True] * n)
     num_s = pl.Series(t.piece_num, dtype=pl.Int64)
@@ -178,7 +187,13 @@ def relieve(work: pl.DataFrame, t: PlanTables) -> tuple[pl.DataFrame, pl.Series 
     rp = pl.max_horizontal(pl.min_horizontal(rp, s), 0).alias("__r")
     r = pl.col("__r")
     ps = r.cum_sum()
-    P = (ps - pl.when(b).then(ps - r).otherwise(None).forward_fill()).alias("__P")
+    P = ps - pl.when(b).then(ps - r).otherwise(None).forward_fill()
+    if seeded:
+        # G_k = min(A, g0 + Σ r') holds while the opening relief is within the cap (else the
+        # group is settled sequentially, below)
+        P = P + pl.col("g0")
+        seq_flags.append(b & ((pl.col("g0") < 0) | (pl.col("g0") > _lit(annual))))
+    P = P.alias("__P")
     front = (
         work.lazy().with_columns(C).with_columns(stage1)
         .with_columns(r_of_f(xt, jt).alias("__rt"), bracket.alias("bracket"),
@@ -192,7 +207,8 @@ def relieve(work: pl.DataFrame, t: PlanTables) -> tuple[pl.DataFrame, pl.Series 
         # where the plan changes inside a group (another plan of the pool, a new version)
         rt = pl.col("__rt")
         front = front.with_columns(
-            pl.when(b).then(0).when(p == p.shift(1)).then(rt.shift(1)).otherwise(None).alias("__back")
+            pl.when(b & (pl.col("c0") != 0) if seeded else pl.lit(False)).then(None)
+            .when(b).then(0).when(p == p.shift(1)).then(rt.shift(1)).otherwise(None).alias("__back")
         )
         need = front["__back"].is_null()
         if not _is(year, True):
@@ -281,12 +297,16 @@ def sequential(res: pl.DataFrame, work: pl.DataFrame, flag: pl.Series, t: PlanTa
     s_list = work["s"].gather(rows).to_list()
     p_list = work["p"].gather(rows).to_list()
     b_list = work["b"].gather(rows).to_list()
+    # each group starts at its opening position (docs/batch.md, *Opening balances*), else zero
+    zeros = [0] * len(b_list)
+    c0_list = work["c0"].gather(rows).to_list() if "c0" in work.columns else zeros
+    g0_list = work["g0"].gather(rows).to_list() if "g0" in work.columns else zeros
     relief, inc, capped, bracket, ytd_c, ytd_g = [], [], [], [], [], []
     code = {c: i for i, c in enumerate(CAPPED_BY)}
     c = g = 0
-    for s, p, b in zip(s_list, p_list, b_list):
+    for s, p, b, c0, g0 in zip(s_list, p_list, b_list, c0_list, g0_list):
         if b:
-            c = g = 0
+            c, g = c0, g0
         sched = t.plans[p].schedule
         r, i, cb, _, base_to = sched.relieve_raw(s, c, g)
         c += s

@@ -39,6 +39,7 @@ from ..tuning import read_ahead
 
 if TYPE_CHECKING:
     from ..domain.rules import RuleBook
+    from .opening import Opening
 
 #: Stages reported to a progress callback, in order.
 STAGES = ("read", "validate", "settle", "write")
@@ -153,6 +154,7 @@ def settle_file(
     mapping: Mapping[str, str] | None = None,
     progress: Progress | None = None,
     reader: str = "auto",
+    opening: Opening | None = None,
 ) -> BatchRun:
     """Read, validate and settle a claim file (nothing is written); see the module doc.
 
@@ -163,7 +165,11 @@ def settle_file(
     Other files are read whole.  All give the same run.  ``rules`` may be a function giving
     the rule book (e.g. a future's ``result``): it is called once the file is read, so that
     the rules can load meanwhile.  ``reader`` (``"auto"``, ``"scan"``,
-    ``"pieces"``, ``"whole"``) picks the first reader to try, for tests and diagnosis."""
+    ``"pieces"``, ``"whole"``) picks the first reader to try, for tests and diagnosis.
+
+    ``opening`` (:func:`medaid.batch.opening.opening_from`): earlier results the batch continues
+    (docs/batch.md, *Opening balances*): the accumulation starts at their positions, and a
+    claim id they hold is rejected (``already settled in <file>``) with a warning."""
     tick = progress or (lambda stage: None)
     source = str(path)
     typed = None
@@ -211,7 +217,11 @@ def settle_file(
     # ``medaid batch`` imports them on its rules thread meanwhile (medaid.tuning.alongside)
     from .settle import settle_frame
 
-    results, refused = settle_frame(clean, book, compact=True)  # text results as enums (memory)
+    if opening is not None:
+        clean, rejects, bad_rows = _not_twice(clean, rejects, bad_rows, opening, source, warnings)
+    positions = None if opening is None else opening.positions
+    # (text results as enums: memory)
+    results, refused = settle_frame(clean, book, compact=True, opening=positions)
     tick("settle")
     if refused.height:
         rejects = pl.concat([rejects, refused.select(rejects.columns)])
@@ -224,6 +234,23 @@ def settle_file(
                    blank_lines, tuple(warnings))
     run.reconcile()
     return run
+
+
+def _not_twice(clean: pl.DataFrame, rejects: pl.DataFrame, bad_rows: pl.DataFrame,
+               opening: Opening, source: str, warnings: list[Problem],
+               ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Take the rows whose claim id the opening already holds out of ``clean`` into the
+    rejects (and their text into ``bad_rows``); their warning is appended to ``warnings``."""
+    from .opening import already_settled
+
+    twice, warning = already_settled(clean, opening, source)
+    if warning is None:
+        return clean, rejects, bad_rows
+    warnings.append(warning)
+    hit = pl.col("row").is_in(twice["row"].implode())
+    rejects = pl.concat([rejects, twice.select(rejects.columns).cast(rejects.schema)])
+    bad_rows = pl.concat([bad_rows, _as_text(clean.filter(hit)).select(bad_rows.columns)])
+    return clean.filter(~hit), rejects, bad_rows
 
 
 def _as_read(raw: pl.DataFrame) -> pl.DataFrame:

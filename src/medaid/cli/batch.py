@@ -65,8 +65,28 @@ def _fail(e: MedaidError) -> click.ClickException:
     return fail(e)
 
 
+def _opening(paths: tuple[str, ...], ledger: str | None) -> Any:
+    """The opening balances of ``--opening`` results files and ``--opening-ledger``
+    (docs/batch.md, *Opening balances*); ``None`` when neither is given."""
+    if not paths and ledger is None:
+        return None
+    from ..batch.opening import OPENING_FIELDS, opening_from
+    from ..io.results import read_results
+
+    try:
+        frames = [(p, read_results(p, required=OPENING_FIELDS)) for p in paths]
+        if ledger is not None:
+            from ..ledger.backend import redact
+            from ..ledger.export import load_ledger_results
+
+            frames.append((redact(ledger), load_ledger_results(ledger)))
+        return opening_from(frames)
+    except MedaidError as e:
+        raise _fail(e) from None
+
+
 def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str | None,
-            sheet: str | None, maps: tuple[str, ...], tick: Any) -> Any:
+            sheet: str | None, maps: tuple[str, ...], tick: Any, opening: Any = None) -> Any:
     from ..batch.run import settle_file
     from ..io.readers import parse_mapping
     from .app import load_book
@@ -82,7 +102,7 @@ def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str 
     with alongside(rules_and_engine, name="medaid-rules") as book:
         try:
             return settle_file(input_path, book.result, encoding=encoding, sheet=sheet,
-                               mapping=parse_mapping(maps), progress=tick)
+                               mapping=parse_mapping(maps), progress=tick, opening=opening)
         except MedaidError as e:
             raise _fail(e) from None
 
@@ -152,6 +172,14 @@ def register(group: click.Group) -> None:
                   help="How many problems to list when refusing.")
     @click.option("--bom/--no-bom", default=True, show_default=True,
                   help="Start CSV output with a UTF-8 byte-order mark (Excel needs it for Chinese).")
+    @click.option("--opening", "openings", multiple=True, metavar="RESULTS",
+                  type=click.Path(dir_okay=False),
+                  help="Earlier results file (any format medaid batch writes) the batch continues: "
+                       "each person-year-pool starts from its self-pay and relief so far; their "
+                       "claims are not settled again. Repeatable.")
+    @click.option("--opening-ledger", default=None, metavar="PATH|URL",
+                  help="A ledger (SQLite file or postgresql:// URL) whose settlements the batch "
+                       "continues, as --opening.")
     @_input_options
     @rules_option
     @lang_option
@@ -159,7 +187,8 @@ def register(group: click.Group) -> None:
     def batch_cmd(input_path: str, output: str | None, rejects_path: str | None, on_error: str,
                   max_errors: int, bom: bool, encoding: str | None, sheet: str | None,
                   maps: tuple[str, ...], rules_path: str, scheme: str | None, lang: str,
-                  as_json: bool, engine: str, master: str | None) -> None:
+                  as_json: bool, engine: str, master: str | None, openings: tuple[str, ...],
+                  opening_ledger: str | None) -> None:
         """Settle a file of claims: results, rejects and totals.
 
         \b
@@ -169,6 +198,8 @@ def register(group: click.Group) -> None:
         On Spark: medaid batch --engine spark --master 'local[2]' claims/ -o results.parquet
         """
         if engine == "spark":
+            if openings or opening_ledger:
+                raise click.UsageError("--opening and --opening-ledger work with --engine local only")
             _spark_batch(input_path, output, rules_path, scheme, master, rejects_path, on_error,
                          max_errors, as_json, lang)
             return
@@ -180,8 +211,12 @@ def register(group: click.Group) -> None:
 
         out = output or _default_output(input_path)
         _distinct(input_path, out, rejects_path or str(default_rejects_path(out)))
+        for o in openings:
+            if Path(o).resolve() == Path(out).resolve():
+                raise click.UsageError(f"{out} would overwrite the opening results {o}; choose another file")
+        opening = _opening(openings, opening_ledger)
         with _progress("settling") as tick:
-            run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick)
+            run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick, opening)
             if not as_json:
                 _warn(run)
             from ..report.totals import summarise  # (after the read: off its path)
