@@ -192,3 +192,35 @@ def test_an_opening_file_that_is_not_results_is_refused_by_name(tmp_path):
     code, _, err = run("batch", str(EXAMPLE), "-o", str(tmp_path / "r.csv"), "--rules", RULES,
                        "--opening", str(tmp_path / "r.csv"))
     assert code == 2 and "would overwrite the opening results" in err
+
+
+def test_a_ledger_gives_the_opening_as_its_results_would(tmp_path):
+    """``--opening-ledger``: the desk's settlements of January–November open December as the
+    same settlements' results file does; their claim ids are not settled again."""
+    from medaid.cli.app import load_book
+    from medaid.ledger import open_ledger
+
+    raw = pl.read_csv(EXAMPLE, infer_schema=False)
+    month = pl.col(raw.columns[2]).str.slice(5, 2)
+    early, dec = tmp_path / "early.csv", tmp_path / "dec.csv"
+    raw.filter(month <= "02").write_csv(early)
+    raw.filter(month == "12").write_csv(dec)
+    code, _, err = run("batch", str(early), "-o", str(tmp_path / "early.results.csv"), "--rules", RULES)
+    assert code == 0, err
+    book = load_book(RULES, None)
+    ledger_path = tmp_path / "desk.sqlite3"
+    results = read_results(tmp_path / "early.results.csv")
+    with open_ledger(ledger_path) as db:
+        for r in results.iter_rows(named=True):
+            db.settle(medaid.Claim(claim_id=r["claim_id"], person_id=r["person_id"], date=r["date"],
+                                   self_pay=r["self_pay"], group=r["group"], kind=r["kind"]), book)
+    code, _, err = run("batch", str(dec), "-o", str(tmp_path / "by-file.csv"), "--rules", RULES,
+                       "--opening", str(tmp_path / "early.results.csv"))
+    assert code == 0, err
+    code, _, err = run("batch", str(dec), "-o", str(tmp_path / "by-ledger.csv"), "--rules", RULES,
+                       "--opening-ledger", str(ledger_path))
+    assert code == 0, err
+    assert per_claim(read_results(tmp_path / "by-ledger.csv")).equals(per_claim(read_results(tmp_path / "by-file.csv")))
+    code, _, err = run("batch", str(early), "-o", str(tmp_path / "again.csv"), "--rules", RULES,
+                       "--opening-ledger", str(ledger_path))
+    assert code == 1 and f"already settled in {ledger_path}" in err
