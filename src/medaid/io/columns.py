@@ -91,7 +91,7 @@ MONEY_COLUMNS: Final = frozenset(CLAIM_MONEY_FIELDS + RESULT_MONEY_FIELDS) | {
 ZH_HEADERS: Final[dict[str, str]] = {
     "claim_id": "结算单号", "person_id": "人员编号", "date": "结算日期", "self_pay": "合规自付费用",
     "group": "救助对象类别", "kind": "就诊类型", "hospital": "医疗机构", "total_cost": "医疗总费用",
-    "major_disease": "是否大病",
+    "major_disease": "是否大病", "channel": "结算方式",
     "plan": "救助方案", "pool": "累计池", "benefit_year": "救助年度", "relief": "救助金额",
     "patient_pays": "个人负担", "bracket_relief": "分段救助金额", "capped_by": "限额原因",
     "bracket": "最高分段", "ytd_self_pay": "年度累计自付", "ytd_relief": "年度累计救助",

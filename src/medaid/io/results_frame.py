@@ -2,12 +2,12 @@
 
 The report and ``medaid recalc --previous`` work on one polars frame with the columns of
 :mod:`medaid.io.columns`: the claim's fields (``claim_id, person_id, date, self_pay, group,
-kind, hospital, total_cost`` and optional ``major_disease``) followed by the result fields
+kind, hospital, total_cost`` and optional ``major_disease`` and ``channel``) followed by the result fields
 (``plan, pool, benefit_year, relief, patient_pays, bracket_relief, capped_by, bracket,
 ytd_self_pay, ytd_relief, rule_set_id, rule_version, rule_hash``) and, in a recalculation's
 adjustments file, :data:`ADJUSTMENT_FIELDS`.  Money is ``Int64`` fen; ``date`` is ``Date``;
-``bracket`` is ``Int8``; ``benefit_year`` is ``Int32``; ``major_disease`` is ``Boolean``
-(:func:`results_dtypes`).
+``bracket`` is ``Int8``; ``benefit_year`` is ``Int32``; ``major_disease`` is ``Boolean``;
+``channel`` is ``one-stop`` or ``application`` (:data:`CHANNEL_WORDS`, :func:`results_dtypes`).
 
 Values (docs/calculation.md#money; docs/report.md): :func:`normalise` converts the columns a
 file reader gives (text, or typed) to these types, and :func:`frame_from_rows` builds the frame
@@ -38,7 +38,7 @@ from .ids import id_number_problem
 #: Columns of a recalculation's adjustments file (``medaid recalc -o``) besides the claim's.
 ADJUSTMENT_FIELDS: tuple[str, ...] = ("old_relief", "new_relief", "adjustment", "status")
 #: Every column the report knows, in order.
-KNOWN_FIELDS: tuple[str, ...] = (*CLAIM_FIELDS, "major_disease", *RESULT_FIELDS, *ADJUSTMENT_FIELDS)
+KNOWN_FIELDS: tuple[str, ...] = (*CLAIM_FIELDS, "major_disease", "channel", *RESULT_FIELDS, *ADJUSTMENT_FIELDS)
 MONEY_FIELDS: frozenset[str] = frozenset(MONEY_COLUMNS)
 #: Money columns that may be negative (an adjustment takes relief back).
 SIGNED_MONEY_FIELDS: frozenset[str] = frozenset({"adjustment"})
@@ -49,6 +49,12 @@ REQUIRED_RESULT_FIELDS: tuple[str, ...] = ("claim_id", "person_id", "date", "rel
 TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "是", "有", "✓"})
 FALSE_WORDS = frozenset({"0", "false", "f", "no", "n", "否", "无", ""})
 _NOT_A_FLAG = "is not a yes/no flag (1/0, true/false, yes/no, 是/否)"
+#: How a claim was settled (docs/report.md, *Input*): at the hospital's desk (一站式即时结算,
+#: paid to the hospital) or on the person's application (申请, paid to the person).  Text
+#: accepted (after stripping and case-folding) → the value in the frame; empty = unknown.
+CHANNEL_WORDS: dict[str, str] = {"one-stop": "one-stop", "一站式": "one-stop",
+                                 "application": "application", "申请": "application"}
+_NOT_A_CHANNEL = "is not a settlement channel (one-stop or application; 一站式 or 申请)"
 
 #: The most problems one refusal lists.
 MAX_PROBLEMS = 20
@@ -120,6 +126,11 @@ def _row_value(f: str, v: Any) -> Any:
             return _flag(v)
         except ValueError:
             raise ValueError(_NOT_A_FLAG) from None
+    if f == "channel":
+        word = str(v).strip().casefold()
+        if word and word not in CHANNEL_WORDS:
+            raise ValueError(_NOT_A_CHANNEL)
+        return CHANNEL_WORDS.get(word)
     return v
 
 
@@ -128,8 +139,9 @@ def normalise(raw: pl.DataFrame, *, source: str, first_line: int = 2,
     """Convert a frame of result columns (text or already typed) to the results frame.
 
     Text money goes to fen, text dates to ``Date``, ``bracket``/``benefit_year`` to integers,
-    ``major_disease`` to ``Boolean``; empty text is a missing value; an ID held as a number
-    becomes its exact digits or is refused (:func:`medaid.io.ids.id_number_problem`).
+    ``major_disease`` to ``Boolean``, ``channel`` to ``one-stop``/``application``; empty text
+    is a missing value; an ID held as a number becomes its exact digits or is refused
+    (:func:`medaid.io.ids.id_number_problem`).
     Columns that name no known field are kept as they are (categories as text).  With
     ``neutralised`` (CSV, XLSX) a text cell the export neutralised against formula injection
     loses its leading ``'``.  Bad values raise :class:`ResultsError` with ``source``, the line
@@ -168,6 +180,10 @@ def normalise(raw: pl.DataFrame, *, source: str, first_line: int = 2,
         want = dtypes[f]
         if dtype == pl.String:
             text = pl.when(col.str.len_bytes() > 0).then(col)  # empty text is a missing value
+            if f == "channel":  # spaces alone are no channel: unknown, as empty
+                texts[f] = pl.when(text.str.strip_chars().str.len_bytes() > 0).then(text)
+                exprs.append(_channel_expr(text).alias(f))
+                continue
             if want == pl.String:
                 exprs.append((unneutralised(text) if neutralised else text).alias(f))
                 continue
@@ -186,6 +202,9 @@ def normalise(raw: pl.DataFrame, *, source: str, first_line: int = 2,
         elif f in ID_FIELDS and dtype.is_numeric():
             numeric_ids[f] = id_number_problem(col, dtype)
             exprs.append(col.cast(pl.Int64, strict=False).cast(pl.String).alias(f))
+        elif f == "channel":
+            texts[f] = col.cast(pl.String)
+            exprs.append(_channel_expr(col.cast(pl.String)).alias(f))
         elif f == "major_disease" and dtype != pl.Boolean:
             texts[f] = col.cast(pl.String)
             exprs.append(_flag_expr(col.cast(pl.String)).alias(f))
@@ -214,7 +233,7 @@ def normalise(raw: pl.DataFrame, *, source: str, first_line: int = 2,
         if f in MONEY_FIELDS:
             fixes[f] = _fen_slow(raw, out[f], f, t, idx, source, line_of, problems)
         else:
-            message = {"major_disease": _NOT_A_FLAG,
+            message = {"major_disease": _NOT_A_FLAG, "channel": _NOT_A_CHANNEL,
                        "date": "is not a date (YYYY-MM-DD)"}.get(f, "is not a whole number")
             problems += [Problem(message, source=source, line=line_of(i), field=f) for i in idx]
     for f, e in numeric_ids.items():
@@ -298,3 +317,10 @@ def _flag_expr(text: pl.Expr) -> pl.Expr:
         .when(low.is_in(sorted(FALSE_WORDS - {""}))).then(False)
         .otherwise(None)
     )
+
+
+def _channel_expr(text: pl.Expr) -> pl.Expr:
+    """The settlement channel: ``one-stop``/``一站式`` → ``one-stop``, ``application``/``申请`` →
+    ``application`` (:data:`CHANNEL_WORDS`); empty = unknown; anything else null (refused)."""
+    word = text.str.strip_chars().str.to_lowercase()
+    return word.replace_strict(CHANNEL_WORDS, default=None, return_dtype=pl.String)
