@@ -2,7 +2,9 @@
 
 ``medaid report RESULTS`` reads a batch results file (CSV, JSONL, Parquet, XLSX) or a ledger
 and prints the year's indicators as tables, or JSON with ``--json``; ``--html FILE`` also writes
-a self-contained page with charts (docs/report.md).  Thin over :mod:`medaid.report`: the command
+a self-contained page with charts (docs/report.md).  ``--period YYYY-MM`` makes the monthly
+review (the month's claims by settlement date, the year to date beside them); ``--targets FILE``
+adds the evaluation against the year's plan.  Thin over :mod:`medaid.report`: the command
 imports the report modules (and with them polars) when it runs, since ``medaid --help`` loads
 this module to show the command's summary.
 """
@@ -10,6 +12,7 @@ this module to show the command's summary.
 from __future__ import annotations
 
 import os
+import re
 
 import click
 
@@ -27,7 +30,11 @@ from .app import ENV_LEDGER, echo, fail, json_option, lang_option
 @click.option("--budget", default=None, metavar="YUAN",
               help="The year's fund in yuan, for the fund-used percentage (e.g. 8500000).")
 @click.option("--year", type=int, default=None, metavar="Y",
-              help="Only this benefit year (default: every year in the results).")
+              help="Only this benefit year (default: every year in the results, or the targets' year).")
+@click.option("--period", default=None, metavar="YYYY-MM",
+              help="Monthly review: the claims settled in this month, with the year to date beside them.")
+@click.option("--targets", "targets_path", default=None, metavar="FILE", type=click.Path(dir_okay=False),
+              help="The year's targets (TOML): adds the evaluation against the plan.")
 @click.option("--by", type=click.Choice(BY_CHOICES), default="month", show_default=True,
               help="Breakdown table.")
 @click.option("--html", "html_path", default=None, metavar="FILE", type=click.Path(dir_okay=False),
@@ -35,7 +42,8 @@ from .app import ENV_LEDGER, echo, fail, json_option, lang_option
 @lang_option
 @json_option
 def report(results: str | None, ledger_path: str | None, budget: str | None, year: int | None,
-           by: str, html_path: str | None, lang: str, as_json: bool) -> None:
+           period: str | None, targets_path: str | None, by: str, html_path: str | None, lang: str,
+           as_json: bool) -> None:
     """Year-end indicators from batch results (or a ledger): person-times, persons, relief
     against the budget, self-pay ratios, major-disease share, caps, brackets, months.
 
@@ -47,6 +55,7 @@ def report(results: str | None, ledger_path: str | None, budget: str | None, yea
       medaid report results.csv --budget 8500000
       medaid report results.parquet --year 2024 --by hospital --html report.html --lang zh
       medaid report results.csv --json > indicators.json
+      medaid report results.csv --period 2024-03 --targets targets-2024.toml
     """
     from ..io.results import is_ledger_path
 
@@ -66,12 +75,17 @@ def report(results: str | None, ledger_path: str | None, budget: str | None, yea
         raise fail(e) from None
     if budget_fen == 0:
         raise click.BadParameter("must be more than 0", param_hint="--budget")
+    month = None if period is None else _period(period)
+    if month is not None and year is not None and year != month[0]:
+        raise click.UsageError(f"--year {year} and --period {period} name different years; give one")
 
     from ..report.indicators import build
+    from ..report.targets import load_targets
     from ..report.text import render_json, render_text
 
     try:
-        rep = build(path, ledger=use_ledger, budget=budget_fen, year=year, by=by)
+        targets = None if targets_path is None else load_targets(targets_path)
+        rep = build(path, ledger=use_ledger, budget=budget_fen, year=year, by=by, period=month, targets=targets)
         if html_path is not None:
             from ..report.html import write_html
 
@@ -86,6 +100,14 @@ def report(results: str | None, ledger_path: str | None, budget: str | None, yea
         echo(render_text(rep, lang), nl=False)
     if html_path is not None:
         echo(f"wrote {html_path}", err=True)
+
+
+def _period(text: str) -> tuple[int, int]:
+    """``YYYY-MM`` → (year, month), or a usage error naming ``--period``."""
+    m = re.fullmatch(r"(\d{4})-(\d{2})", text.strip())
+    if m is None or not 1 <= int(m[2]) <= 12 or int(m[1]) < 1900:
+        raise click.BadParameter(f"{text!r} is not a month; write YYYY-MM, e.g. 2024-03", param_hint="--period")
+    return int(m[1]), int(m[2])
 
 
 #: The commands this module adds to the ``medaid`` group (see :data:`medaid.cli.app.COMMAND_MODULES`).

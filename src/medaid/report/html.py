@@ -22,7 +22,17 @@ from ..io.writers import atomic_path
 from ..money import FEN_PER_YUAN, format_fixed, format_yuan, round_ratio
 from .indicators import Report, Table, budget_warning, figure_label, figure_text
 from .labels import formula, label, value_label
-from .text import scope_lines, table_cells, table_headers, table_note, table_title
+from .text import (
+    evaluation_notes,
+    evaluation_rows,
+    indicator_rows,
+    scope_lines,
+    table_cells,
+    table_headers,
+    table_note,
+    table_title,
+    title as report_title,
+)
 
 # Palette (colour-blind safe, prints in grey distinguishably).
 C_RELIEF = "#1f6fb2"
@@ -317,9 +327,26 @@ def _table_html(t: Table, lang: str, tid: str) -> list[str]:
     return out
 
 
+def _figure_table(tid: str, prefix: str, heads: list[str], rows: list[tuple[str, list[str]]],
+                  over_budget: bool | None) -> list[str]:
+    """A table of figures (the indicators, or the evaluation): the first and the formula column
+    as text, the others as numbers; the budget rows red when the relief exceeds the budget."""
+    out = [f'<table class="data" id="{tid}"><thead><tr>', *(f"<th>{_e(h)}</th>" for h in heads), "</tr></thead><tbody>"]
+    text_cols = {0, len(heads) - 3}  # the label and "computed from"
+    for key, cells in rows:
+        row_class = ' class="over"' if over_budget and key.startswith("budget_") else ""
+        out.append(f'<tr id="{prefix}-{_e(key)}"{row_class}>' + "".join(
+            f"<td>{_e(c)}</td>" if i in text_cols else f'<td class="n">{_e(c)}</td>' for i, c in enumerate(cells)
+        ) + "</tr>")
+    out.append("</tbody></table>")
+    return out
+
+
 def render_html(r: Report, lang: str = "en") -> str:
-    """The whole page as text: scope, headline cards, indicator table, charts, tables."""
-    title = label("title", lang)
+    """The whole page as text: scope, headline cards, indicator table (in a monthly review the
+    month's and the year to date's values side by side), the evaluation against the plan (with
+    a targets file), charts, tables."""
+    title = report_title(r, lang)
     out: list[str] = [
         "<!DOCTYPE html>",
         f'<html lang="{"zh-CN" if lang == "zh" else "en"}">',
@@ -340,31 +367,28 @@ def render_html(r: Report, lang: str = "en") -> str:
     if warning is not None:
         out.append(f'<p class="warn" id="warning-over-budget" role="alert">{_e(warning)}</p>')
     figs = {f.key: f for f in r.figures}
+    ytd = {f.key: f for f in r.ytd_figures}
     out.append('<div class="cards">')
     for key in HEADLINE:
         f = figs.get(key)
         if f is None:
             continue
         over = " over" if r.over_budget and key.startswith("budget") else ""
+        to_date = "" if key not in ytd else (
+            f'<div class="s">{_e(label("year_to_date", lang))}{_e(label("desk.colon", lang))}'
+            f'{_e(figure_text(ytd[key], lang))}</div>')
         out.append(f'<div class="card{over}" id="card-{_e(key)}"><div class="v">{_e(figure_text(f, lang))}</div>'
-                   f'<div class="k">{_e(figure_label(f, lang))}</div>'
+                   f'<div class="k">{_e(figure_label(f, lang))}</div>{to_date}'
                    f'<div class="s">{_e(formula(f.source, lang))}</div></div>')
     out.append("</div>")
     out.append(f'<h2 id="indicators">{_e(label("indicators", lang))}</h2>')
-    out.append('<table class="data" id="indicator-table"><thead><tr>')
-    out += [f"<th>{_e(label(k, lang))}</th>"
-            for k in ("indicator", "value", "computed_from", "rows_used", "rows_missing")]
-    out.append("</tr></thead><tbody>")
-    over_row = ' class="over"' if r.over_budget else ""
-    for f in r.figures:
-        row_class = over_row if f.key.startswith("budget_") else ""
-        out.append(
-            f'<tr id="fig-{_e(f.key)}"{row_class}><td>{_e(figure_label(f, lang))}</td>'
-            f'<td class="n">{_e(figure_text(f, lang))}</td>'
-            f'<td>{_e(formula(f.source, lang))}</td><td class="n">{f.rows:,}</td><td class="n">{f.missing:,}</td></tr>')
-    out.append("</tbody></table>")
+    out += _figure_table("indicator-table", "fig", *indicator_rows(r, lang), r.over_budget)
     out += [f'<p class="note">{_e(label("note_money", lang))}</p>',
             f'<p class="note">{_e(label("note_ratio", lang))}</p>']
+    if r.targets is not None:
+        out.append(f'<h2 id="evaluation">{_e(label("evaluation", lang))}</h2>')
+        out += _figure_table("evaluation-table", "eval", *evaluation_rows(r, lang), r.over_budget)
+        out += [f'<p class="note">{_e(note)}</p>' for note in evaluation_notes(r, lang)]
     out.append(f'<h2 id="charts">{_e(label("charts", lang))}</h2>')
     for cid, svg, caption in _charts(r, lang):
         out += [f'<figure id="fig-{cid}">', svg, f"<figcaption>{_e(caption)}</figcaption>", "</figure>"]

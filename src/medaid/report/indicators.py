@@ -19,16 +19,18 @@ the file counts as missing on every row.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import polars as pl
 
+from ..errors import Problem
 from ..io.results import LEDGER_SUFFIXES, load_results as load_results_file
 from ..ledger.export import load_ledger_results  # re-exported
 from ..money import format_percent, format_yuan, round_ratio
 from . import BY_CHOICES  # re-exported
 from .labels import label, value_label
+from .targets import Targets, TargetsError
 from .totals import polars_measure as measure
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,6 +57,9 @@ class Figure:
         rows: how many rows it was computed from.
         missing: how many rows in scope lacked a column it needs.
         qualifier: a grouping value the key is about (the claim kind of a per-kind ratio).
+        plan: in the evaluation against a targets file, the planned value (an int for
+            ``count``/``fen``, an exact ratio for ``percent``), else ``None``.
+        of_plan: the actual value as an exact share of ``plan`` (shown as % of plan).
     """
 
     key: str
@@ -65,6 +70,8 @@ class Figure:
     missing: int
     ratio: Ratio | None = None
     qualifier: str | None = None
+    plan: int | Ratio | None = None
+    of_plan: Ratio | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +96,13 @@ class Table:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """The year's indicators and breakdowns, with the scope they cover."""
+    """The year's indicators and breakdowns, with the scope they cover.
+
+    A monthly review (``period``, ``YYYY-MM``) holds the month's figures in ``figures`` (its
+    claims by settlement date) and the year to date's (January 1 to the month's last day) in
+    ``ytd_figures``; the ``monthly`` table is then the year to date's.  With a targets file,
+    ``evaluation`` holds the year's (or the year to date's) figures against the plan.
+    """
 
     source: str
     rows_read: int
@@ -103,6 +116,11 @@ class Report:
     by: str
     figures: tuple[Figure, ...]
     tables: dict[str, Table] = field(default_factory=dict)
+    period: str | None = None
+    ytd_figures: tuple[Figure, ...] = ()
+    ytd_rows: int = 0
+    evaluation: tuple[Figure, ...] = ()
+    targets: Targets | None = None
 
     def figure(self, key: str) -> Figure:
         for f in self.figures:
@@ -111,10 +129,20 @@ class Report:
         raise KeyError(key)
 
     @property
+    def year_figures(self) -> tuple[Figure, ...]:
+        """The figures the budget and the plan are judged on: the year to date's in a monthly
+        review, else the report's own."""
+        return self.ytd_figures or self.figures
+
+    def year_figure(self, key: str) -> Figure:
+        return next(f for f in self.year_figures if f.key == key)
+
+    @property
     def over_budget(self) -> bool | None:
-        """Whether the relief paid exceeds ``--budget`` (budget left below 0); ``None`` without
-        a budget.  Every rendering flags it (text, HTML, JSON ``budget_exceeded``)."""
-        left = next((f for f in self.figures if f.key == "budget_left"), None)
+        """Whether the relief paid (in a monthly review: to date) exceeds the budget (budget
+        left below 0); ``None`` without a budget.  Every rendering flags it (text, HTML, JSON
+        ``budget_exceeded``)."""
+        left = next((f for f in self.year_figures if f.key == "budget_left"), None)
         return None if left is None or left.value is None else left.value < 0
 
 
@@ -124,20 +152,23 @@ class Report:
 #: The columns the report reads; a results file's other columns are not even parsed.
 REPORT_FIELDS: Final = (
     "claim_id", "person_id", "date", "self_pay", "group", "kind", "hospital", "total_cost",
-    "major_disease", "plan", "benefit_year", "relief", "patient_pays", "capped_by", "bracket",
+    "major_disease", "channel", "plan", "benefit_year", "relief", "patient_pays", "capped_by", "bracket",
     "rule_set_id", "rule_version",
 )
 #: the figures computed from ``capped_by`` alone: ``n/a`` when a file has no such column
 _FROM_CAPPED_BY = frozenset({"capped_claims", "persons_capped_any_limit", "persons_at_annual_cap"})
 
 _STRING_COLS = ("claim_id", "person_id", "group", "kind", "hospital", "plan", "capped_by",
-                "rule_set_id", "rule_version")
+                "rule_set_id", "rule_version", "channel")
 _MONEY_COLS = ("self_pay", "total_cost", "relief", "patient_pays")
 
 
-def _work(frame: "pl.DataFrame", year: int | None) -> tuple["pl.DataFrame", tuple[str, ...]]:
+def _work(frame: "pl.DataFrame", year: int | None,
+          span: tuple[dt.date, dt.date] | None = None) -> tuple["pl.DataFrame", tuple[str, ...]]:
     """The rows in scope with the columns the report reads (absent ones all-null), plus
-    ``_pk`` (the person key), ``month`` (``YYYYMM``) and ``assisted`` (``relief > 0``)."""
+    ``_pk`` (the person key), ``month`` (``YYYYMM``) and ``assisted`` (``relief > 0``).  In
+    scope: the rows of benefit ``year`` (the date's year where it is missing), and with
+    ``span`` the rows settled from its first to its last day (a row without a date is not)."""
     want: dict[str, Any] = {c: pl.String for c in _STRING_COLS}
     want.update({c: pl.Int64 for c in _MONEY_COLS})
     want.update(date=pl.Date, bracket=pl.Int8, benefit_year=pl.Int32, major_disease=pl.Boolean)
@@ -147,6 +178,8 @@ def _work(frame: "pl.DataFrame", year: int | None) -> tuple["pl.DataFrame", tupl
     if year is not None:
         the_year = pl.coalesce(pl.col("benefit_year"), pl.col("date").dt.year().cast(pl.Int32))
         lf = lf.filter(the_year == year)
+    if span is not None:
+        lf = lf.filter(pl.col("date").is_between(*span))
     work = lf.with_columns(
         _person_key(pl.col("person_id")).alias("_pk"),
         (pl.col("date").dt.year().cast(pl.Int32) * 100 + pl.col("date").dt.month().cast(pl.Int32)).alias("month"),
@@ -206,6 +239,8 @@ def compute(
     budget: int | None = None,
     year: int | None = None,
     by: str = "month",
+    period: tuple[int, int] | None = None,
+    targets: Targets | None = None,
 ) -> Report:
     """Compute the year's indicators from a results frame (docs/report.md *The indicators*).
 
@@ -214,11 +249,54 @@ def compute(
     chooses the breakdown table (month, plan, hospital, group or kind).  Columns absent from
     ``frame`` are treated as missing on every row.  All aggregations run as one
     :func:`polars.collect_all` over the rows in scope.
+
+    ``period`` ``(year, month)`` makes the monthly review (docs/report.md *Monthly review*): the
+    claims settled in that month, with the year to date (settled from January 1 to the month's
+    last day) beside them; ``year`` is then not used.  ``targets`` (:mod:`.targets`) adds the
+    evaluation against the plan (:mod:`.evaluation`) on the year's, or the year to date's,
+    figures, and is the budget when ``budget`` is not given.
     """
+    budget_source = "--budget"
+    if targets is not None and budget is None and targets.budget is not None:
+        budget, budget_source = targets.budget, "targets: budget"
+    if targets is not None and year is None and period is None:
+        year = targets.year
+    if period is None:
+        rep = _compute(frame, source=source, budget=(budget, budget_source), year=year, by=by)
+    else:
+        y, m = period
+        first = dt.date(y, m, 1)
+        last = (first + dt.timedelta(days=31)).replace(day=1) - dt.timedelta(days=1)
+        rep = _compute(frame, source=source, budget=(budget, budget_source), year=None, by=by, span=(first, last))
+        ytd = _compute(frame, source=source, budget=(budget, budget_source), year=None, by=by,
+                       span=(dt.date(y, 1, 1), last))
+        # what is left of the budget is a year-to-date figure: the month's column has none
+        month = tuple(Figure(f.key, f.unit, None, f.source, 0, 0) if f.key == "budget_left" else f
+                      for f in rep.figures)
+        rep = replace(rep, figures=month, period=f"{y:04d}-{m:02d}", ytd_figures=ytd.figures,
+                      ytd_rows=ytd.rows_in_scope, tables={**rep.tables, "monthly": ytd.tables["monthly"]})
+    if targets is not None:
+        from .evaluation import evaluate
+
+        rep = replace(rep, targets=targets, evaluation=evaluate(rep.year_figures, targets))
+    return rep
+
+
+def _compute(
+    frame: "pl.DataFrame",
+    *,
+    source: str,
+    budget: tuple[int | None, str],
+    year: int | None,
+    by: str,
+    span: tuple[dt.date, dt.date] | None = None,
+) -> Report:
+    """The indicators of the rows in scope (:func:`_work`): one :func:`compute` without a period.
+    ``budget`` is the budget in fen (or ``None``) and where it came from."""
     if by not in BY_CHOICES:
         raise ValueError(f"by must be one of {', '.join(BY_CHOICES)}")
     rows_read = frame.height
-    work, absent = _work(frame, year)
+    work, absent = _work(frame, year, span)
     lf = work.lazy()
     relief, pp, cost = pl.col("relief"), pl.col("patient_pays"), pl.col("total_cost")
     assisted = pl.col("assisted")
@@ -227,6 +305,8 @@ def compute(
     pk = pl.col("_pk")
     flag_known = pl.col("major_disease").is_not_null() & assisted
     both = pl.col("self_pay").is_not_null() & relief.is_not_null()
+    compliant = pl.col("self_pay").is_not_null() & pp.is_not_null()
+    channel = pl.col("channel")
     scalars = lf.select(
         measure("claims").alias("n"),
         assisted.sum().alias("assisted"),
@@ -246,6 +326,11 @@ def compute(
         costed.sum().alias("cost_rows"),
         pl.when(costed).then(cost).sum().alias("total_cost"),
         pl.when(costed).then(pp).sum().alias("pp_costed"),
+        compliant.sum().alias("compliant_rows"),
+        pl.when(compliant).then(pl.col("self_pay")).sum().alias("compliant_self_pay"),
+        pl.when(compliant).then(pp).sum().alias("pp_compliant"),
+        channel.is_not_null().sum().alias("channel_rows"),
+        (channel == "one-stop").sum().alias("one_stop"),
         flag_known.sum().alias("flag_rows"),
         (flag_known & pl.col("major_disease")).sum().alias("major"),
         measure("claims_capped").alias("capped"),
@@ -325,7 +410,8 @@ def _nulls(df: "pl.DataFrame", key: str) -> int:
     return int(df.filter(pl.col(key).is_null())["claims"].sum() or 0)
 
 
-def _figures(s: dict[str, Any], budget: int | None, n: int, kinds: "pl.DataFrame") -> list[Figure]:
+def _figures(s: dict[str, Any], budget_from: tuple[int | None, str], n: int, kinds: "pl.DataFrame") -> list[Figure]:
+    budget, budget_source = budget_from
     rel_missing = s["relief_null"]
     f: list[Figure] = [
         Figure("claims", "count", n, "rows", n, 0),
@@ -340,7 +426,7 @@ def _figures(s: dict[str, Any], budget: int | None, n: int, kinds: "pl.DataFrame
     if budget is not None:
         rel = s["relief"] or 0
         f += [
-            Figure("budget", "fen", budget, "--budget", 0, 0),
+            Figure("budget", "fen", budget, budget_source, 0, 0),
             Figure("budget_used", "percent", None, "Σ relief ÷ budget", n - rel_missing, rel_missing,
                    ratio=_ratio(rel, budget)),
             Figure("budget_left", "fen", budget - rel, "budget − Σ relief", n - rel_missing, rel_missing),
@@ -352,6 +438,9 @@ def _figures(s: dict[str, Any], budget: int | None, n: int, kinds: "pl.DataFrame
                s["assisted"], rel_missing, ratio=_ratio(s["relief"], s["assisted"])),
         Figure("relief_rate", "percent", None, "Σ relief ÷ Σ self_pay", s["rate_rows"], n - s["rate_rows"],
                ratio=_ratio(s["rate_num"], s["rate_den"])),
+        Figure("self_pay_ratio_compliant", "percent", None, "Σ patient_pays ÷ Σ self_pay",
+               s["compliant_rows"], n - s["compliant_rows"],
+               ratio=_ratio(s["pp_compliant"], s["compliant_self_pay"])),
         Figure("total_cost_total", "fen", s["total_cost"] if s["cost_rows"] else None,
                "Σ total_cost", s["cost_rows"], n - s["cost_rows"]),
         Figure("self_pay_ratio", "percent", None, "Σ patient_pays ÷ Σ total_cost",
@@ -371,6 +460,10 @@ def _figures(s: dict[str, Any], budget: int | None, n: int, kinds: "pl.DataFrame
         Figure("major_disease_share", "percent", None,
                "major_disease ÷ claims with relief > 0", flag_rows,
                assisted - flag_rows, ratio=_ratio(s["major"], flag_rows)),
+        Figure("one_stop_claims", "count", s["one_stop"], "channel = one-stop", s["channel_rows"],
+               n - s["channel_rows"]),
+        Figure("one_stop_rate", "percent", None, "channel = one-stop ÷ rows with channel", s["channel_rows"],
+               n - s["channel_rows"], ratio=_ratio(s["one_stop"], s["channel_rows"])),
         Figure("capped_claims", "count", s["capped"], "capped_by set", n, 0),
         Figure("persons_capped_any_limit", "count", s["persons_capped_any_limit"],
                "distinct person_id, capped_by set", n, 0),
@@ -472,10 +565,11 @@ def figure_text(f: Figure, lang: str = "en") -> str:
 
 def budget_warning(r: Report, lang: str = "en") -> str | None:
     """The over-budget warning (``WARNING: over budget: ... by 5,691,401.49 (166.96% of the
-    budget used)``), or ``None`` when the relief is within the budget or there is none."""
+    budget used)``), or ``None`` when the relief is within the budget or there is none.  In a
+    monthly review it is the year to date's relief that is judged."""
     if not r.over_budget:
         return None
-    left, used = r.figure("budget_left"), r.figure("budget_used")
+    left, used = r.year_figure("budget_left"), r.year_figure("budget_used")
     return label("warn_over_budget", lang).format(
         over=format_yuan(-(left.value or 0)), used=figure_text(used, lang))
 
@@ -505,14 +599,42 @@ def build(
     budget: int | None = None,
     year: int | None = None,
     by: str = "month",
+    period: tuple[int, int] | None = None,
+    targets: Targets | None = None,
 ) -> Report:
-    """Read results (a file, or a ledger) and compute the report.  Its ``source`` is ``path``, a
-    ledger's URL without its password (docs/desk.md#the-ledger-on-postgresql)."""
+    """Read results (a file, or a ledger) and compute the report (:func:`compute`).  Its
+    ``source`` is ``path``, a ledger's URL without its password
+    (docs/desk.md#the-ledger-on-postgresql)."""
     from ..ledger.backend import is_url, redact
 
-    frame = load_ledger_results(path, year) if ledger else load_results(path, REPORT_FIELDS)
+    _check_targets(targets, budget, year, period)
+    if targets is not None and year is None and period is None:
+        year = targets.year
+    if ledger:
+        frame = load_ledger_results(path, year if period is None else None)
+    else:
+        frame = load_results(path, REPORT_FIELDS)
     source = redact(path) if is_url(path) else str(path)
-    return compute(frame, source=source, budget=budget, year=year, by=by)
+    return compute(frame, source=source, budget=budget, year=year, by=by, period=period, targets=targets)
+
+
+def _check_targets(targets: Targets | None, budget: int | None, year: int | None,
+                   period: tuple[int, int] | None) -> None:
+    """Refuse a targets file for another year than ``--year``/``--period``'s, or a budget that
+    differs from ``--budget`` (the budget is given in one place)."""
+    if targets is None:
+        return
+    problems = []
+    if period is not None:
+        problems.append(targets.year_problem(period[0], "--period"))
+    elif year is not None:
+        problems.append(targets.year_problem(year, "--year"))
+    if budget is not None and targets.budget is not None and budget != targets.budget:
+        problems.append(Problem("differs from --budget; give the budget in one place",
+                                source=targets.source, field="budget"))
+    found = [p for p in problems if p is not None]
+    if found:
+        raise TargetsError(found)
 
 
 __all__ = [
