@@ -99,7 +99,9 @@ def report(results: str | None, ledger_path: str | None, budget: str | None, yea
     else:
         echo(render_text(rep, lang), nl=False)
     if html_path is not None:
-        echo(f"wrote {html_path}", err=True)
+        from ..report.labels import label
+
+        echo(label("wrote", lang).format(path=html_path), err=True)
 
 
 def _period(text: str) -> tuple[int, int]:
