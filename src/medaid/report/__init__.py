@@ -1,5 +1,7 @@
-"""What people read: the year-end report (:mod:`.indicators` computes it from a results file or
-the ledger, :mod:`.text` prints it as text or JSON, :mod:`.html` draws the HTML page), the desk
+"""What people read: the year-end report and the monthly review (:mod:`.indicators` computes
+them from a results file or the ledger, :mod:`.targets` reads the year's plan and
+:mod:`.evaluation` compares the figures with it, :mod:`.text` prints them as text or JSON,
+:mod:`.html` draws the HTML page), the desk
 explanation of one result (:mod:`.explain`), the one totals engine (:mod:`.totals`) and the one
 table of English and Chinese labels (:mod:`.labels`).
 
@@ -19,6 +21,10 @@ _LAZY = {
     "REPORT_FIELDS": "indicators",
     "Report": "indicators",
     "Table": "indicators",
+    "Targets": "targets",
+    "TargetsError": "targets",
+    "evaluate": "evaluation",
+    "load_targets": "targets",
     "avg_fen": "indicators",
     "budget_warning": "indicators",
     "build": "indicators",

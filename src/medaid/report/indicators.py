@@ -254,7 +254,8 @@ def compute(
     claims settled in that month, with the year to date (settled from January 1 to the month's
     last day) beside them; ``year`` is then not used.  ``targets`` (:mod:`.targets`) adds the
     evaluation against the plan (:mod:`.evaluation`) on the year's, or the year to date's,
-    figures, and is the budget when ``budget`` is not given.
+    figures; its budget is the budget when ``budget`` is not given, and its year the ``year``
+    when neither ``year`` nor ``period`` is.  (:func:`build` refuses targets for another year.)
     """
     budget_source = "--budget"
     if targets is not None and budget is None and targets.budget is not None:
