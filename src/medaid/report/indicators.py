@@ -266,8 +266,7 @@ def compute(
         rep = _compute(frame, source=source, budget=(budget, budget_source), year=year, by=by)
     else:
         y, m = period
-        first = dt.date(y, m, 1)
-        last = (first + dt.timedelta(days=31)).replace(day=1) - dt.timedelta(days=1)
+        first, last = month_span(y, m)
         rep = _compute(frame, source=source, budget=(budget, budget_source), year=None, by=by, span=(first, last))
         ytd = _compute(frame, source=source, budget=(budget, budget_source), year=None, by=by,
                        span=(dt.date(y, 1, 1), last))
@@ -281,6 +280,12 @@ def compute(
 
         rep = replace(rep, targets=targets, evaluation=evaluate(rep.year_figures, targets))
     return rep
+
+
+def month_span(year: int, month: int) -> tuple[dt.date, dt.date]:
+    """The first and the last day of a month (a monthly review's settlement dates)."""
+    first = dt.date(year, month, 1)
+    return first, (first + dt.timedelta(days=31)).replace(day=1) - dt.timedelta(days=1)
 
 
 def _compute(

@@ -9,7 +9,6 @@ against the plan follows the indicators (plan, actual, % of plan).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
@@ -26,6 +25,7 @@ from .indicators import (
     cell_text,
     figure_label,
     figure_text,
+    month_span,
     percent_text,
 )
 from .labels import formula, label
@@ -45,8 +45,7 @@ def scope_lines(r: Report, lang: str = "en") -> list[tuple[str, str]]:
         out.append((label("year_filter", lang), str(r.year) if r.year is not None else label("all_years", lang)))
     else:
         y, m = (int(x) for x in r.period.split("-"))
-        first = dt.date(y, m, 1)
-        end = (first + dt.timedelta(days=31)).replace(day=1) - dt.timedelta(days=1)
+        first, end = month_span(y, m)
         out += [(label("period", lang), f"{r.period} ({first.isoformat()} .. {end.isoformat()})"),
                 (label("ytd_dates", lang), f"{y:04d}-01-01 .. {end.isoformat()}"),
                 (label("rows_in_ytd", lang), f"{r.ytd_rows:,}")]
