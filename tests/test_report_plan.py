@@ -376,3 +376,21 @@ def test_the_channel_is_read_under_its_chinese_header(tmp_path: Path) -> None:
     p.write_text(CSV.replace(",channel,", ",结算方式,", 1), encoding="utf-8")
     figs = rows(report_json(p, "--year", "2024")["figures"])
     assert (figs["one_stop_claims"]["value"], figs["one_stop_rate"]["value"]) == (3, "60.00")
+
+
+def test_a_monthly_review_straight_from_a_desk_ledger(tmp_path: Path) -> None:
+    """Two stays settled at the desk: 30,000 in May (relief 23,300) and 80,000 in June
+    (6,300 + 85% × 40,000 + 95% × 30,000 = 68,800, within the 100,000 cap).  June's review:
+    68,800.00 that month, 92,100.00 to date."""
+    import medaid
+    from medaid.ledger.ledger import Ledger
+
+    book = medaid.load_rules("rules")
+    ledger = Ledger(tmp_path / "desk.sqlite3")
+    for cid, day, amount in (("C1", "2024-05-03", "30000"), ("C2", "2024-06-03", "80000")):
+        ledger.settle(medaid.Claim.from_yuan(claim_id=cid, person_id="P1", date=day, self_pay=amount,
+                                             group="key", kind="inpatient"), book)
+    data = report_json("--ledger", tmp_path / "desk.sqlite3", "--period", "2024-06")
+    relief = rows(data["figures"])["relief_total"]
+    assert (relief["value"], relief["year_to_date"]["value"]) == ("68800.00", "92100.00")
+    assert (data["scope"]["rows_in_scope"], data["scope"]["rows_in_year_to_date"]) == (1, 2)

@@ -135,6 +135,7 @@ class Report:
         return self.ytd_figures or self.figures
 
     def year_figure(self, key: str) -> Figure:
+        """The figure ``key`` of :attr:`year_figures`."""
         return next(f for f in self.year_figures if f.key == key)
 
     @property
