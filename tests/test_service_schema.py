@@ -1,7 +1,8 @@
 """Schemathesis against the service's own /openapi.json: generated requests, fitting the schema
 and not, to every operation never get a 5xx, and every response has a documented status, its
-documented content type and matches its documented schema.  Bounded: a couple of dozen
-examples an operation and mode (well under a minute)."""
+documented content type and matches its documented schema, on an SQLite file and on PostgreSQL
+(a fresh schema in the session's throwaway cluster, tests/conftest.py).  Bounded: a few dozen
+examples an operation and mode (well under a minute a backend)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from medaid.service.app import create_app  # noqa: E402
 from medaid.service.store import Settings  # noqa: E402
 
 try:
+    from conftest import BACKENDS, ledger_db
     from service_support import RULES, make_tokens
 except ImportError:  # pragma: no cover - tests collected as a package
+    from tests.conftest import BACKENDS, ledger_db
     from tests.service_support import RULES, make_tokens
 
 with warnings.catch_warnings():
@@ -36,12 +39,16 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 EXAMPLES = 40
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    ledger = tmp_path_factory.mktemp("schema") / "county.sqlite3"
-    tokens = make_tokens(ledger)
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(Settings(str(ledger), str(RULES))))
-    return schema, tokens
+@pytest.fixture(scope="module", params=BACKENDS)
+def api(request, tmp_path_factory):
+    """The service's schema, served in-process over a ledger on each backend in turn."""
+    with ledger_db(request, request.param, tmp_path_factory.mktemp("schema")) as ledger:
+        tokens = make_tokens(ledger)
+        app = create_app(Settings(str(ledger), str(RULES)))
+        try:
+            yield schemathesis.openapi.from_asgi("/openapi.json", app), tokens
+        finally:
+            app.state.ops.ledgers.close()  # (its PostgreSQL pool), before the schema is dropped
 
 
 def _operations(schema) -> list:
