@@ -25,6 +25,7 @@ with warnings.catch_warnings():
 from medaid.service.app import create_app  # noqa: E402
 from medaid.service.store import Settings, open_ledger  # noqa: E402
 from medaid.service.tokens import TokenStore  # noqa: E402
+from medaid.service.web import SESSION_COOKIE  # noqa: E402
 
 try:
     from conftest import ledger_db
@@ -136,6 +137,64 @@ def test_a_reviewer_may_look_up_but_not_settle(client, county):
     r = client.post("/desk/settle", data={"person_id": PERSON, "self_pay": "1", "csrf": csrf})
     assert r.status_code == 403 and "may not settle" in r.text
     assert client.post("/desk/history", data={"person_id": PERSON, "csrf": csrf}).status_code == 200
+
+
+# -- who may use the page, on both backends -------------------------------------------------------
+
+#: Every form of the page that acts for a signed-in clerk, with a body it would accept.
+FORMS = {
+    "/desk/settle": {"person_id": PERSON, "self_pay": "30000", "date": "2024-05-03", "claim_id": "W9",
+                     "group": "key", "kind": "inpatient"},
+    "/desk/history": {"person_id": PERSON},
+    "/desk/reverse": {"claim_id": "W0", "reason": "not ours"},
+}
+
+
+def _written(ledger) -> tuple:
+    """What a refused form must not change: the ledger's rows, the tokens, the sessions."""
+    return (ledger.rows("SELECT seq, entry, claim_id FROM entries ORDER BY seq"),
+            ledger.rows("SELECT id, revoked_at FROM tokens ORDER BY id"),
+            ledger.rows("SELECT count(*) FROM desk_sessions"))
+
+
+def _settled_by_a(client, tokens) -> None:
+    """Hospital A's claim W0 (30,000 yuan), through the API."""
+    r = client.post("/v1/settle", json={**FORMS["/desk/settle"], "claim_id": "W0"},
+                    headers={"Authorization": f"Bearer {tokens.desk_a}"})
+    assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("county", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("path", list(FORMS))
+@pytest.mark.parametrize("who", ["no session", "a forged session", "a revoked token's session"])
+def test_every_form_without_a_live_session_gets_the_sign_in_page_and_writes_nothing(client, county, path, who):
+    ledger, tokens = county
+    _settled_by_a(client, tokens)
+    csrf = "x"
+    if who == "a forged session":
+        client.cookies.set(SESSION_COOKIE, "s" * 43, path="/desk")
+    elif who == "a revoked token's session":
+        _sign_in(client, tokens.desk_a)
+        csrf = _csrf(client.get("/desk").text)
+        with open_ledger(str(ledger)) as lg:
+            TokenStore(lg).revoke(tokens.ids["desk_a"])
+    before = _written(ledger)
+    r = client.post(path, data={**FORMS[path], "csrf": csrf, "lang": "en"})
+    assert r.status_code == 401 and 'id="sign-in-form"' in r.text
+    assert "W0" not in r.text and "23,300.00" not in r.text  # nothing of the ledger shown
+    assert _written(ledger) == before
+
+
+@pytest.mark.parametrize("county", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("signed_in", ["desk_b", "reviewer"])
+def test_another_hospitals_desk_or_a_reviewer_may_not_reverse_on_the_page(client, county, signed_in):
+    ledger, tokens = county
+    _settled_by_a(client, tokens)
+    _sign_in(client, getattr(tokens, signed_in))
+    before = _written(ledger)
+    r = client.post("/desk/reverse", data={**FORMS["/desk/reverse"], "csrf": _csrf(client.get("/desk").text)})
+    assert r.status_code == 403, r.text
+    assert _written(ledger) == before
 
 
 # -- in a real browser ----------------------------------------------------------------------------
