@@ -201,8 +201,26 @@ def _walk_caps(rows: list[tuple], bracket_of: dict[str, int], granted: dict[str,
         assert ytd_relief == granted[person], (seq, cid)
 
 
+def _revoke_b_everywhere(srv, db, tokens) -> None:
+    """The admin revokes hospital B's token through one worker; at once no worker accepts it (each
+    request looks its token up in the shared ledger, nothing is cached in a worker, though every
+    worker has just served it), and nothing more is written by it."""
+    r = httpx.post(f"{srv.url}/v1/tokens/{tokens.ids['desk_b']}/revoke",
+                   headers={"Authorization": f"Bearer {tokens.admin}"}, timeout=30)
+    assert r.status_code == 200 and r.json()["active"] is False, r.text
+    before = db.rows("SELECT count(*) FROM entries")
+    b = {"Authorization": f"Bearer {tokens.desk_b}"}
+    for i in range(9):  # each on a new connection, to whichever worker takes it
+        r = httpx.post(f"{srv.url}/v1/settle", headers=b, timeout=30, json={
+            "claim_id": f"RB{i}", "person_id": "R1", "self_pay": "3000", "group": "key", "kind": "inpatient"})
+        assert r.status_code == 401, r.text
+        assert httpx.post(f"{srv.url}/v1/history", json={"person_id": "R1"}, headers=b, timeout=30).status_code == 401
+    assert db.rows("SELECT count(*) FROM entries") == before
+
+
 def test_load_two_hospitals_sixteen_clients_200_settlements_each_caps_exact_nothing_lost_or_duplicated(county,
                                                                                                       tmp_path):
+    """... and then hospital B's token, revoked through one worker, is refused by every worker."""
     db, tokens = county
     desk = {HOSPITAL_A: tokens.desk_a, HOSPITAL_B: tokens.desk_b}
     # what each client sends: even clients from hospital A, odd from B, all over the same persons
@@ -248,6 +266,7 @@ def test_load_two_hospitals_sixteen_clients_200_settlements_each_caps_exact_noth
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - t0
+        _revoke_b_everywhere(srv, db, tokens)
     assert errors == []
     assert len(results) == CLIENTS * PER_CLIENT
     assert len(replays) == CLIENTS * PER_CLIENT // REPLAY_EVERY
@@ -372,3 +391,4 @@ def test_workers_killed_mid_request_leave_no_partial_row_and_retries_get_the_ori
         assert db.rows("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")[0][0] == 0
     print(f"\n{db.backend}: {killed} workers killed, {len(final)} settlements, {len(interrupted)} interrupted "
           f"and retried")
+
