@@ -181,7 +181,7 @@ def test_every_form_without_a_live_session_gets_the_sign_in_page_and_writes_noth
     before = _written(ledger)
     r = client.post(path, data={**FORMS[path], "csrf": csrf, "lang": "en"})
     assert r.status_code == 401 and 'id="sign-in-form"' in r.text
-    assert "W0" not in r.text and "23,300.00" not in r.text  # nothing of the ledger shown
+    assert PERSON not in r.text and "23,300.00" not in r.text  # nothing of the ledger shown
     assert _written(ledger) == before
 
 
