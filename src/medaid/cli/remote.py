@@ -146,7 +146,8 @@ def _yuan(fen: int | None) -> str | None:
 def _claim_body(kw: dict[str, Any], claim_id: str | None, day: dt.date) -> dict[str, Any]:
     body = {"person_id": kw["person_id"], "self_pay": _yuan(kw["self_pay"]), "date": day.isoformat(),
             "claim_id": claim_id, "group": kw["group"], "kind": kw["kind"], "hospital": kw["hospital"],
-            "total_cost": _yuan(kw["total_cost"])}
+            "total_cost": _yuan(kw["total_cost"]), "channel": kw.get("channel"),
+            "bank_account": kw.get("bank_account"), "account_name": kw.get("account_name")}
     return {k: v for k, v in body.items() if v is not None}
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -24,6 +24,7 @@ from pydantic import (
     StrictInt,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from ..errors import ClaimError, Problem
@@ -62,6 +63,40 @@ def tidy_id(text: str) -> str:
     return text
 
 
+#: How a claim is paid (docs/periods.md#channel-and-payee): ``one-stop`` (一站式即时结算: the
+#: hospital advanced the relief at its desk and is paid back) or ``application`` (事后申请: the
+#: person applied afterwards and is paid into their bank account).
+CHANNELS: tuple[str, ...] = ("one-stop", "application")
+#: A bank account is this many digits (after :func:`tidy_account`).
+ACCOUNT_DIGITS = (8, 30)
+
+
+def tidy_account(text: str) -> str:
+    """A bank account as medaid stores it: NFKC (full-width digits), every white space removed
+    (cards are written in groups of four).  Valid when it is then 8 to 30 ASCII digits."""
+    return "".join(unicodedata.normalize("NFKC", text).split())
+
+
+def mask_account(account: str | None) -> str | None:
+    """A bank account as every display, listing, response, log and error shows it (personal
+    data, docs/periods.md#personal-data): the first four and the last four digits, a ``*``
+    for each digit between (``6222021234561234`` → ``6222********1234``); an account of 8
+    digits or fewer is all ``*``.  Only the bank payout file holds the account itself."""
+    if account is None:
+        return None
+    if len(account) <= 8:
+        return "*" * len(account)
+    return account[:4] + "*" * (len(account) - 8) + account[-4:]
+
+
+def mask_name(name: str | None) -> str | None:
+    """An account name as displays show it: its first character and a ``*`` for each other
+    (``张三`` → ``张*``, ``欧阳小明`` → ``欧***``); a one-character name is ``*``."""
+    if name is None:
+        return None
+    return name[:1] + "*" * (len(name) - 1) if len(name) > 1 else "*"
+
+
 class Claim(BaseModel):
     """One claim.
 
@@ -78,6 +113,13 @@ class Claim(BaseModel):
         hospital: the medical institution (医疗机构), optional.
         total_cost: total medical cost (医疗总费用) in fen, optional; used by the report's
             self-pay ratio.
+        channel: how the relief is paid (:data:`CHANNELS`): ``one-stop`` (to the hospital) or
+            ``application`` (to the person's bank account); ``None``: not said (the ledger's
+            periods count it as ``one-stop``, docs/periods.md).
+        bank_account, account_name: the payee of an ``application`` claim (required then, and
+            refused on a ``one-stop`` one): the account, 8 to 30 digits (:func:`tidy_account`),
+            and its holder's name.  Personal data: never in an error message (the messages name
+            the field only), masked in every display (:func:`mask_account`, :func:`mask_name`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -90,11 +132,53 @@ class Claim(BaseModel):
     kind: str | None = None
     hospital: str | None = None
     total_cost: StrictInt | None = Field(default=None, ge=0, le=MAX_FEN)
+    channel: Literal["one-stop", "application"] | None = None
+    bank_account: str | None = Field(default=None, repr=False)
+    account_name: str | None = Field(default=None, repr=False)
 
     @field_validator("claim_id", "person_id", mode="before")
     @classmethod
     def _tidy(cls, v: Any) -> Any:
         return tidy_id(v) if isinstance(v, str) else v
+
+    @field_validator("bank_account", mode="before")
+    @classmethod
+    def _account(cls, v: Any) -> Any:
+        """8 to 30 digits once tidied; the message never repeats the value (personal data)."""
+        if v is None:
+            return None
+        if not isinstance(v, str):
+            raise ValueError("a bank account is text of 8 to 30 digits")
+        v = tidy_account(v)
+        lo, hi = ACCOUNT_DIGITS
+        if not (v.isascii() and v.isdigit() and lo <= len(v) <= hi):
+            raise ValueError(f"a bank account is {lo} to {hi} digits (spaces between groups are allowed)")
+        return v
+
+    @field_validator("account_name", mode="before")
+    @classmethod
+    def _name(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        if not isinstance(v, str):
+            raise ValueError("an account name is text")
+        v = unicodedata.normalize("NFKC", v).strip()
+        if not v or len(v) > 100 or not v.isprintable():
+            raise ValueError("an account name is 1 to 100 printable characters")
+        return v
+
+    @model_validator(mode="after")
+    def _payee(self) -> "Claim":
+        """An ``application`` claim names its payee (account and name); a ``one-stop`` claim
+        (paid to the hospital) names none; a claim without a channel names none either."""
+        given = self.bank_account is not None, self.account_name is not None
+        if self.channel == "application" and not all(given):
+            missing = [f for f, g in zip(("bank_account", "account_name"), given) if not g]
+            raise ValueError("an application claim is paid to the person: give " + " and ".join(missing))
+        if self.channel != "application" and any(given):
+            raise ValueError("bank_account and account_name are only for channel application "
+                             "(a one-stop claim is paid to the hospital)")
+        return self
 
     @classmethod
     def from_yuan(
@@ -127,6 +211,6 @@ class Claim(BaseModel):
                        total_cost=total_fen, **rest)
         except ValidationError as e:
             raise ClaimError([
-                Problem(err["msg"], source=where, field=".".join(str(x) for x in err["loc"]))
+                Problem(err["msg"], source=where, field=".".join(str(x) for x in err["loc"]) or "channel")
                 for err in e.errors()
             ]) from None

@@ -150,7 +150,8 @@ def _money_cols(frame: pl.DataFrame) -> list[str]:
 
 
 def write_frame(frame: pl.DataFrame, path: str | Path, *, bom: bool = True,
-                text_values: Mapping[str, pl.Series] | None = None, lang: str = "en") -> None:
+                text_values: Mapping[str, pl.Series] | None = None, lang: str = "en",
+                headers: Mapping[str, str] | None = None, money: list[str] | None = None) -> None:
     """Write ``frame`` to ``path`` in the format of its extension, atomically (see module doc).
 
     Columns named in :data:`medaid.io.columns.MONEY_COLUMNS` holding integers are fen.
@@ -158,9 +159,13 @@ def write_frame(frame: pl.DataFrame, path: str | Path, *, bom: bool = True,
     column (as :attr:`medaid.batch.run.BatchRun.text_values`): CSV's checks then look at those
     instead of finding the column's distinct values.  ``lang="zh"`` gives CSV and XLSX files
     Chinese headers (:func:`medaid.io.cells.sheet_headers`).  Raises :class:`WriteError`
-    naming the file (and the reason: the disk's words, or the column XLSX cannot hold)."""
+    naming the file (and the reason: the disk's words, or the column XLSX cannot hold).
+    ``headers`` (column → header cell) and ``money`` (its fen columns) are for frames that are
+    not results (a period's payment lists, docs/periods.md)."""
     fmt = file_format(path)
-    money = _money_cols(frame)
+    money = _money_cols(frame) if money is None else money
+    cells = (sheet_headers(frame.columns, lang) if headers is None
+             else sheet_headers([headers.get(c, c) for c in frame.columns]))
     if fmt != "csv":  # input text kept as categories (memory) is written as the text it is
         frame = frame.with_columns(
             pl.col(c).cast(pl.String) for c, t in frame.schema.items() if t == pl.Categorical)
@@ -171,14 +176,14 @@ def write_frame(frame: pl.DataFrame, path: str | Path, *, bom: bool = True,
     try:
         with atomic_path(path) as tmp:
             if fmt == "csv":
-                _write_csv(frame, tmp, money, bom, text_values or {}, sheet_headers(frame.columns, lang))
+                _write_csv(frame, tmp, money, bom, text_values or {}, cells)
             elif fmt == "jsonl":
                 frame.lazy().with_columns([yuan_text(c) for c in money]).sink_ndjson(
                     tmp, check_extension=False)
             elif fmt == "parquet":
                 frame.lazy().with_columns([yuan_decimal(c) for c in money]).sink_parquet(tmp)
             else:
-                write_xlsx(frame, tmp, money, sheet_headers(frame.columns, lang))
+                write_xlsx(frame, tmp, money, cells)
     except OSError as e:
         raise WriteError(Problem(f"cannot be written ({e.strerror or _io_reason(e, path)})",
                                  source=str(path))) from None

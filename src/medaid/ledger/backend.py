@@ -73,7 +73,8 @@ from .schema import (
 BUSY_TIMEOUT = 10.0
 
 #: Claim fields compared when a claim id is settled again (idempotency).
-CONTENT_FIELDS = ("person_id", "date", "self_pay", "group", "kind", "hospital", "total_cost")
+CONTENT_FIELDS = ("person_id", "date", "self_pay", "group", "kind", "hospital", "total_cost",
+                  "channel", "bank_account", "account_name")
 
 #: What a ledger URL starts with (anything else is an SQLite file's path).
 URL_SCHEMES = ("postgresql://", "postgres://")
@@ -387,36 +388,43 @@ class LedgerBase(ABC):
         if not reason:
             raise LedgerError(Problem("a reversal needs a reason", source=f"claim {claim_id}", field="reason"))
         with self._transaction() as con:
-            self._lock_claim(con, claim_id)
-            last = _last_of_claim(con, claim_id, self._where)
-            if last is None:
-                raise LedgerError(Problem("no such claim in the ledger", source=f"claim {claim_id}", field="claim_id"))
-            if last.entry == REVERSAL:
-                raise LedgerError(Problem(
-                    f"already reversed (row {last.seq}, {last.recorded_at})",
-                    source=f"claim {claim_id}", field="claim_id"))
-            if check is not None:
-                check(last)
-            self._lock_pool(con, (last.person_id, last.benefit_year, last.pool))
-            rows = checked_rows(con.execute(POOL_ROWS, (last.person_id, last.benefit_year, last.pool)).fetchall(),
-                            self._where)
-            state = _position_of(rows, self._where)
-            live = live_claims(rows)
-            relief = next((now.relief for first, now in live if first.seq == last.seq), last.relief)
-            changes = [] if book is None else resettled(
-                [x for x in live if x[0].seq != last.seq], last.seq, book)
-            reversal = last._replace(
-                entry=REVERSAL, relief=relief, patient_pays=last.self_pay - relief,
-                ytd_self_pay=state.self_pay - last.self_pay, ytd_relief=state.relief - relief,
-                segments=(), reverses=last.seq, reason=reason, desk=desk,
-            )
-            entry = self._append(con, reversal, last=not changes)
-            ytd = PoolState(entry.ytd_self_pay, entry.ytd_relief)
-            now_of = {first.seq: now for first, now in live}
-            for i, (first, r) in enumerate(changes):
-                old = now_of[first.seq].relief
-                ytd = PoolState(ytd.self_pay, ytd.relief + r.relief - old)
-                self._append(con, _adjustment(first, r, entry, old, ytd), last=i == len(changes) - 1)
+            return self._reverse_in(con, claim_id, reason, desk=desk, check=check, book=book)
+
+    def _reverse_in(self, con: Connection, claim_id: str, reason: str, *, desk: str | None,
+                    check: Callable[[Entry], None] | None, book: RuleBook | None, last: bool = True) -> Entry:
+        """:meth:`reverse` inside the caller's transaction ``con`` (a period's review rejects
+        several claims in one); ``last``: nothing else follows in it (a backend may commit with
+        the last row)."""
+        self._lock_claim(con, claim_id)
+        last_row = _last_of_claim(con, claim_id, self._where)
+        if last_row is None:
+            raise LedgerError(Problem("no such claim in the ledger", source=f"claim {claim_id}", field="claim_id"))
+        if last_row.entry == REVERSAL:
+            raise LedgerError(Problem(
+                f"already reversed (row {last_row.seq}, {last_row.recorded_at})",
+                source=f"claim {claim_id}", field="claim_id"))
+        if check is not None:
+            check(last_row)
+        self._lock_pool(con, (last_row.person_id, last_row.benefit_year, last_row.pool))
+        rows = checked_rows(con.execute(POOL_ROWS, (last_row.person_id, last_row.benefit_year,
+                                                    last_row.pool)).fetchall(), self._where)
+        state = _position_of(rows, self._where)
+        live = live_claims(rows)
+        relief = next((now.relief for first, now in live if first.seq == last_row.seq), last_row.relief)
+        changes = [] if book is None else resettled(
+            [x for x in live if x[0].seq != last_row.seq], last_row.seq, book)
+        reversal = last_row._replace(
+            entry=REVERSAL, relief=relief, patient_pays=last_row.self_pay - relief,
+            ytd_self_pay=state.self_pay - last_row.self_pay, ytd_relief=state.relief - relief,
+            segments=(), reverses=last_row.seq, reason=reason, desk=desk,
+        )
+        entry = self._append(con, reversal, last=last and not changes)
+        ytd = PoolState(entry.ytd_self_pay, entry.ytd_relief)
+        now_of = {first.seq: now for first, now in live}
+        for i, (first, r) in enumerate(changes):
+            old = now_of[first.seq].relief
+            ytd = PoolState(ytd.self_pay, ytd.relief + r.relief - old)
+            self._append(con, _adjustment(first, r, entry, old, ytd), last=last and i == len(changes) - 1)
         return entry
 
     def adjustments(self, reversal: Entry) -> list[Entry]:
@@ -715,7 +723,8 @@ def _settlement(r: Settlement, claim: Claim, bracket: int) -> Entry:
         annual_cap=r.annual_cap, claim_cap=r.claim_cap, base_from=r.base_from, base_to=r.base_to,
         segments=tuple(r.segments), rule_set_id=r.rule_set_id, rule_version=r.rule_version,
         rule_hash=r.rule_hash, reverses=None, reason=None, recorded_at="", desk=None, adjusts=None,
-        reversal=None, adjustment=None, prev_hash="", row_hash="",
+        reversal=None, adjustment=None, channel=claim.channel, bank_account=claim.bank_account,
+        account_name=claim.account_name, prev_hash="", row_hash="",
     )
 
 

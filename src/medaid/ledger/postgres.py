@@ -95,13 +95,25 @@ _APPEND_ONLY = (
 )
 
 #: Step 4 (adjustments) also widens the check on the kinds of row (PostgreSQL named the first
-#: step's ``entries_entry_check``), where SQLite rebuilds the table.
+#: step's ``entries_entry_check``), where SQLite rebuilds the table; step 5 (periods) adds the
+#: triggers of its two tables in PostgreSQL's words.
 _WIDER: dict[int, tuple[str, ...]] = {4: (
     "ALTER TABLE entries DROP CONSTRAINT entries_entry_check",
     "ALTER TABLE entries ADD CONSTRAINT entries_entry_check "
     "CHECK (entry IN ('settlement', 'reversal', 'adjustment'))",
     "ALTER TABLE entries ADD CONSTRAINT entries_adjustment_check CHECK ((entry = 'adjustment') = "
     "(adjusts IS NOT NULL AND reversal IS NOT NULL AND adjustment IS NOT NULL))",
+), 5: (
+    # the periods' tables are append-only too (docs/periods.md), as the file's triggers keep them
+    """CREATE FUNCTION medaid_periods_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         RAISE EXCEPTION 'medaid period records are never %',
+           CASE TG_OP WHEN 'UPDATE' THEN 'updated' WHEN 'DELETE' THEN 'deleted' ELSE 'truncated' END;
+       END $$""",
+    *(f"""CREATE TRIGGER {t}_never_{verb} BEFORE {op} ON {t}
+       FOR EACH {'STATEMENT' if op == 'TRUNCATE' else 'ROW'} EXECUTE FUNCTION medaid_periods_append_only()"""
+      for t in ("period_events", "period_reviews")
+      for op, verb in (("UPDATE", "updated"), ("DELETE", "deleted"), ("TRUNCATE", "truncated"))),
 )}
 
 #: Each migration's statements in PostgreSQL, by version (:data:`medaid.ledger.schema.MIGRATIONS`

@@ -20,7 +20,8 @@ Rules implemented (docs/desk.md *The ledger's guarantees*):
 * A column added after the first release (:data:`ADDED_FIELDS`: ``desk``, the service token
   that wrote the row, docs/service.md#tokens-and-roles; ``adjusts``, ``reversal`` and
   ``adjustment``, the links and amount of an adjustment,
-  docs/calculation.md#reversals-re-settle-the-claims-after-them) is hashed only when it holds a value, so
+  docs/calculation.md#reversals-re-settle-the-claims-after-them; ``channel``, ``bank_account``
+  and ``account_name``, the claim's channel and payee, docs/periods.md) is hashed only when it holds a value, so
   a row written before it existed (``NULL`` there) keeps its ``row_hash``, and a row that names
   its desk cannot lose or change that name unseen.
 """
@@ -37,7 +38,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
 from ..domain.brackets import Segment
-from ..domain.claims import Claim
+from ..domain.claims import Claim, mask_account, mask_name
 from ..money import format_yuan
 
 #: ``PRAGMA application_id`` of a medaid ledger ("mdld"): tells our files from foreign ones.
@@ -162,10 +163,38 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE entries ADD COLUMN reversal INTEGER REFERENCES entries(seq)",
         "ALTER TABLE entries ADD COLUMN adjustment INTEGER",
     )),
+    # -- monthly periods (docs/periods.md): each claim's channel and payee, and the periods'
+    # append-only events and review outcomes, kept so by triggers, which each backend adds in
+    # its own words (:data:`SQLITE_STEPS`, medaid.ledger.postgres.STEPS).
+    Migration(5, "entries.channel and payee; monthly periods: period_events and period_reviews", (
+        "ALTER TABLE entries ADD COLUMN channel TEXT CHECK (channel IN ('one-stop', 'application'))",
+        "ALTER TABLE entries ADD COLUMN bank_account TEXT",
+        "ALTER TABLE entries ADD COLUMN account_name TEXT",
+        """CREATE TABLE period_events (
+            id          INTEGER PRIMARY KEY,
+            period      TEXT    NOT NULL,
+            state       TEXT    NOT NULL CHECK (state IN ('open', 'declared', 'reviewed', 'approved', 'paid')),
+            by_whom     TEXT    NOT NULL,
+            at          TEXT    NOT NULL,
+            through_seq INTEGER,
+            UNIQUE (period, state)
+        )""",
+        """CREATE TABLE period_reviews (
+            settlement  INTEGER PRIMARY KEY,
+            period      TEXT    NOT NULL,
+            claim_id    TEXT    NOT NULL,
+            outcome     TEXT    NOT NULL CHECK (outcome IN ('approved', 'rejected')),
+            reason      TEXT,
+            reversal    INTEGER,
+            event       INTEGER NOT NULL REFERENCES period_events(id),
+            CHECK ((outcome = 'rejected') = (reason IS NOT NULL AND reversal IS NOT NULL))
+        )""",
+    )),
 )
 #: Steps that SQLite takes in other words than the registry's: step 4 rebuilds ``entries``
 #: (SQLite cannot change a CHECK in place) with the same rows, the same stored values, so every
 #: ``row_hash`` stays valid; the new table has the step's three columns and the wider check.
+#: Step 5 adds the triggers that keep the periods' two tables append-only.
 SQLITE_STEPS: dict[int, tuple[str, ...]] = {4: (
     ENTRIES_V4,
     "INSERT INTO entries_v4 (" + ", ".join(_V3_COLUMNS) + ") SELECT " + ", ".join(_V3_COLUMNS) + " FROM entries",
@@ -173,6 +202,11 @@ SQLITE_STEPS: dict[int, tuple[str, ...]] = {4: (
     "ALTER TABLE entries_v4 RENAME TO entries",
     *_INDEXES,
     *_TRIGGERS,
+), 5: (
+    *MIGRATIONS[4].statements,
+    *(f"""CREATE TRIGGER {t}_never_{verb} BEFORE {op} ON {t}
+           BEGIN SELECT RAISE(ABORT, 'medaid period records are never {verb}'); END"""
+      for t in ("period_events", "period_reviews") for op, verb in (("UPDATE", "updated"), ("DELETE", "deleted"))),
 )}
 SCHEMA_VERSION = MIGRATIONS[-1].version
 #: The triggers that keep ``entries`` append-only (checked by ``Ledger.verify``).
@@ -235,6 +269,10 @@ class Entry(NamedTuple):
             settlement it re-settles, the ``seq`` of the reversal that made it, and the change
             of that claim's relief (new − old, negative when it drops); the row's result fields
             are the claim's new result.  ``None`` on other rows (migration 4).
+        channel, bank_account, account_name: the claim's channel and payee
+            (:class:`medaid.domain.claims.Claim`, docs/periods.md); a reversal and an
+            adjustment repeat its settlement's.  ``None`` where not given and on rows written
+            before migration 5.  :meth:`to_dict` masks the account and the name.
         prev_hash, row_hash: the hash chain.
     """
 
@@ -273,6 +311,9 @@ class Entry(NamedTuple):
     adjusts: int | None
     reversal: int | None
     adjustment: int | None
+    channel: str | None
+    bank_account: str | None
+    account_name: str | None
     prev_hash: str
     row_hash: str
 
@@ -286,14 +327,22 @@ class Entry(NamedTuple):
         return Claim(
             claim_id=self.claim_id, person_id=self.person_id, date=self.date,
             self_pay=self.self_pay, group=self.group, kind=self.kind, hospital=self.hospital,
-            total_cost=self.total_cost,
+            total_cost=self.total_cost, channel=cast(Any, self.channel), bank_account=self.bank_account,
+            account_name=self.account_name,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: amounts as yuan text with two decimals, dates ISO."""
+        """A JSON-ready dict: amounts as yuan text with two decimals, dates ISO; the bank
+        account and the account name masked (:func:`medaid.domain.claims.mask_account`,
+        :func:`medaid.domain.claims.mask_name`: personal data, shown in full only in the bank
+        payout file)."""
         out: dict[str, Any] = {}
         for k, v in self._asdict().items():
-            if k == "segments":
+            if k == "bank_account":
+                v = mask_account(v)
+            elif k == "account_name":
+                v = mask_name(v)
+            elif k == "segments":
                 v = [s.to_dict() for s in v]
             elif k in _MONEY and v is not None:
                 v = format_yuan(v, thousands=False)
@@ -392,7 +441,7 @@ def decode(values: Sequence[Any]) -> Entry:
 
 #: Fields added after the first release: hashed only when they hold a value (a row written
 #: before the column existed has ``NULL`` there and keeps its hash).
-ADDED_FIELDS = frozenset({"desk", "adjusts", "reversal", "adjustment"})
+ADDED_FIELDS = frozenset({"desk", "adjusts", "reversal", "adjustment", "channel", "bank_account", "account_name"})
 
 
 def row_hash(values: Sequence[Any]) -> str:

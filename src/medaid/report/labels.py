@@ -271,6 +271,9 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
     "desk.kind_settlement": ("settlement", "结算"),
     "desk.kind_reversal": ("reversal", "冲正"),
     "desk.kind_adjustment": ("adjustment", "调整"),
+    "desk.channel": ("Channel", "支付渠道"),
+    "desk.channel_one-stop": ("one-stop", "一站式"),
+    "desk.channel_application": ("application", "事后申请"),
     "desk.adjusted": (
         "Re-settled after the reversal: claim {claim} (row {row}) relief {old} -> {new}, adjustment {diff}.",
         "冲正后重新结算：结算单 {claim}（第 {row} 行）救助 {old} → {new}，调整 {diff}。",

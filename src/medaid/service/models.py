@@ -95,6 +95,19 @@ Money = Annotated[int, PlainValidator(_money), WithJsonSchema({
 Ident = Annotated[str, PlainValidator(_ident), WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 128})]
 #: A non-empty text in a request (group, kind, hospital, reason).
 Text = Annotated[str, PlainValidator(_text), WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 1000})]
+def _account(v: Any) -> str:
+    """A bank account in a request: a JSON string (checked by the claim model, which never
+    repeats it); a number is refused (it would lose leading zeros)."""
+    if not isinstance(v, str):
+        raise PydanticCustomError("account_type", "a bank account is a JSON string of digits, not a {kind}",
+                                  {"kind": _json_type(v)})
+    return v
+
+
+#: A bank account in a request (personal data: masked in every response).
+Account = Annotated[str, PlainValidator(_account), WithJsonSchema({
+    "type": "string", "pattern": "^[0-9 ]+$", "examples": ["6222021234561234"],
+    "description": "8 to 30 digits (spaces between groups allowed); masked in every response"})]
 #: A date in a request.
 Day = Annotated[dt.date, PlainValidator(_date), WithJsonSchema({"type": "string", "format": "date"})]
 #: An amount in a response: yuan, two decimals.
@@ -119,6 +132,13 @@ class ClaimIn(_In):
     hospital: Text | None = Field(None, description="Medical institution (医疗机构); a desk token's own "
                                                     "hospital when absent, and no other.")
     total_cost: Money | None = Field(None, description="Total medical cost (医疗总费用) in yuan.")
+    channel: Literal["one-stop", "application"] = Field(
+        "one-stop", description="Who is paid in the monthly period: one-stop (the hospital, 一站式) or "
+                                "application (the person's bank account, 事后申请); docs/periods.md.")
+    bank_account: Account | None = Field(None, description="An application claim's bank account (required "
+                                                           "then); masked in every response.")
+    account_name: Text | None = Field(None, description="An application claim's account holder (required "
+                                                        "then); masked in every response.")
 
 
 class QuoteIn(ClaimIn):
@@ -222,6 +242,10 @@ class EntryOut(_Result):
     reversal: int | None = Field(None, description="An adjustment: the row of the reversal that made it.")
     adjustment: MoneyOut | None = Field(None, description="An adjustment: new relief less the claim's relief "
                                                           "before it (negative when it drops).")
+    channel: Literal["one-stop", "application"] | None = Field(
+        None, description="Who is paid (None: not recorded, counted as one-stop).")
+    bank_account: str | None = Field(None, description="The payee's bank account, masked (6222********1234).")
+    account_name: str | None = Field(None, description="The payee's name, masked (张*).")
     prev_hash: str
     row_hash: str
     annual_cap_left: MoneyOut | None

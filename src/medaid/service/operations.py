@@ -114,12 +114,20 @@ class Operations:
         return who.hospital
 
     def _claim(self, who: Token, body: "ClaimIn", claim_id: str, day: dt.date) -> tuple["Claim", "Placement"]:
+        from pydantic import ValidationError
+
         from ..domain.claims import Claim
         from ..domain.engine import place
 
-        claim = Claim(
-            claim_id=claim_id, person_id=body.person_id, date=day, self_pay=body.self_pay, group=body.group,
-            kind=body.kind, hospital=self._hospital(who, body.hospital), total_cost=body.total_cost)
+        try:
+            claim = Claim(
+                claim_id=claim_id, person_id=body.person_id, date=day, self_pay=body.self_pay, group=body.group,
+                kind=body.kind, hospital=self._hospital(who, body.hospital), total_cost=body.total_cost,
+                channel=body.channel, bank_account=body.bank_account, account_name=body.account_name)
+        except ValidationError as e:  # the payee: its messages name the field, never the account
+            raise ApiProblem("invalid-request", [
+                Problem(str(err["msg"]).removeprefix("Value error, "),
+                        field=".".join(str(x) for x in err["loc"]) or "channel") for err in e.errors()]) from None
         try:
             at = place(claim, self.book)
         except MedaidError as e:
