@@ -104,13 +104,13 @@ def test_the_ledger_records_the_channel_and_masks_the_payee(ledger):
 
 def test_a_period_goes_open_declared_reviewed_approved_paid_and_nothing_else(ledger):
     ps = Periods(ledger)
-    with pytest.raises(LedgerError, match="period 2024-05 is not opened; close needs a period that is open"):
+    with pytest.raises(LedgerError, match="is not opened; close needs a period that is open"):
         ps.close("2024-05", "alice")
     assert ps.open("2024-05", "alice").state == "open"
     with pytest.raises(LedgerError, match="is open; it is opened once"):
         ps.open("2024-05", "bob")
     for wrong in (ps.approve, ps.pay):
-        with pytest.raises(LedgerError, match="period 2024-05 is open; .* needs a period that is .* \\(next: close\\)"):
+        with pytest.raises(LedgerError, match="is open; .* needs a period that is .* \\(next: close\\)"):
             wrong("2024-05", "bob")
     ledger.settle(claim("C1", "30000"), BOOK)
     closed = ps.close("2024-05", "bob")

@@ -213,6 +213,7 @@ COMMAND_MODULES = {
     "batch": "batch", "recalc": "batch",
     "report": "report",
     "serve": "service", "tokens": "service",
+    "period": "periods",
 }
 
 

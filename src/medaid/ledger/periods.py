@@ -265,6 +265,16 @@ class Periods:
         return PeriodLists(period, state, tuple(rows), hospitals, persons)
 
     # -- transitions --------------------------------------------------------------------------
+    def check(self, action: str, period: str) -> None:
+        """Refuse (:class:`PeriodError`) unless ``action`` may be taken on the period now (what
+        the action itself checks again when it records; ``pay -o`` writes its files only then)."""
+        lg = self.ledger
+        try:
+            with lg._reading() as con:
+                _allowed(con, action, period)
+        except lg._db_errors as e:
+            raise lg._busy_or_damaged(e) from None
+
     def open(self, period: str, by: str) -> Event:
         """Open the period (it must not be opened yet)."""
         return self._step("open", period, by)
@@ -354,8 +364,7 @@ def _allowed(con: Connection, action: str, period: str) -> None:
     else:
         wants = f"{action} needs a period that is {needs}"
     after = "" if state is None else f" (next: {_next_action(state)})" if _next_action(state) else " (it is done)"
-    raise PeriodError(Problem(f"period {period} {now}; {wants}{after}; nothing was recorded",
-                              source=f"period {period}"))
+    raise PeriodError(Problem(f"{now}; {wants}{after}; nothing was recorded", source=f"period {period}"))
 
 
 def _next_action(state: str) -> str | None:
