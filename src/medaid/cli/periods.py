@@ -131,21 +131,6 @@ def _summary_rows(lists: "PeriodLists", lang: str) -> list[list[Any]]:
     return out
 
 
-def _summary_json(lists: "PeriodLists") -> dict[str, Any]:
-    from ..money import format_yuan
-
-    def line(x: Any) -> dict[str, Any]:
-        return {"settlements": x.settlements, "settled": format_yuan(x.settled, thousands=False),
-                "reversals": x.reversals, "reversed": format_yuan(x.reversed, thousands=False),
-                "adjustments": x.adjustments, "adjusted": format_yuan(x.adjusted, thousands=False),
-                "net": format_yuan(x.net, thousands=False)}
-
-    return {"one-stop": line(lists.total("one-stop")), "application": line(lists.total("application")),
-            "total": line(lists.total()),
-            "hospitals": [{"hospital": h.hospital, **line(h)} for h in lists.hospitals],
-            "persons": len(lists.persons)}
-
-
 def _write(lists: "PeriodLists", out: str, fmt: str, lang: str, quiet: bool) -> list[Path]:
     from ..ledger.period_files import write_lists
 
@@ -386,7 +371,7 @@ def period_show(period: str, ledger_path: str, lang: str, as_json: bool) -> None
             raise fail(err) from None
     if as_json:
         click.echo(json_text({"period": period, "state": lists.state, "events": [e.to_dict() for e in events],
-                              "rows": len(lists.rows), **_summary_json(lists),
+                              "rows": len(lists.rows), **lists.to_dict(),
                               "reviews": [r.to_dict() for r in reviews]}))
         return
     echo(f"{_w(lang, 'period')} {period}: {_state(lang, lists.state)}; {_w(lang, 'rows')} {len(lists.rows)}")

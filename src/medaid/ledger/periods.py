@@ -39,6 +39,7 @@ from typing import Any, NamedTuple, cast
 from ..domain.claims import tidy_id
 from ..domain.rules import RuleBook
 from ..errors import Problem
+from ..money import format_yuan
 from .backend import Connection, LedgerBase, LedgerError, checked_rows, now_text
 from .schema import ADJUSTMENT, REVERSAL, SELECT_LINKED, SETTLEMENT, Entry, moves
 
@@ -144,6 +145,21 @@ class PeriodLists(NamedTuple):
     rows: tuple[Entry, ...]
     hospitals: tuple[Line, ...]
     persons: tuple[Line, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The totals per channel (``one-stop``, ``application``, ``total``) and the lines per
+        hospital, amounts as yuan text; the persons only counted (their accounts are in the bank
+        payout file alone)."""
+
+        def line(x: Line) -> dict[str, Any]:
+            return {"settlements": x.settlements, "settled": format_yuan(x.settled, thousands=False),
+                    "reversals": x.reversals, "reversed": format_yuan(x.reversed, thousands=False),
+                    "adjustments": x.adjustments, "adjusted": format_yuan(x.adjusted, thousands=False),
+                    "net": format_yuan(x.net, thousands=False)}
+
+        return {ONE_STOP: line(self.total(ONE_STOP)), APPLICATION: line(self.total(APPLICATION)),
+                "total": line(self.total()), "hospitals": [{"hospital": h.hospital, **line(h)} for h in self.hospitals],
+                "persons": len(self.persons)}
 
     def total(self, channel: str | None = None) -> Line:
         """The sum of the lines of ``channel`` (both when ``None``)."""

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Path, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -50,6 +50,8 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 _AUTH = (401, 403)
+#: The permissions of a period's steps (:data:`medaid.service.tokens.PERMISSIONS`).
+RUN_PERIOD, REVIEW_PERIOD = "open, close, approve or pay a period", "review a period"
 _INVALID = (400, 422)
 
 
@@ -107,6 +109,39 @@ def api_router(ops: Operations) -> APIRouter:
            responses=_problems(*_AUTH, 503))
     def verify(token: Annotated[Token, Depends(who("verify"))]) -> Any:
         return JSONResponse(ops.verify())
+
+    # -- the monthly periods (docs/periods.md) ------------------------------------------------
+    Month = Annotated[str, Path(description="The period: a month, YYYY-MM.", examples=["2024-05"])]
+
+    @r.get("/periods", response_model=list[m.PeriodSummaryOut], tags=["periods"],
+           summary="The periods opened: state and last transition (reviewer, admin)", responses=_problems(*_AUTH, 503))
+    def periods(token: Annotated[Token, Depends(who("periods"))]) -> Any:
+        return JSONResponse(ops.periods())
+
+    @r.get("/periods/{period}", response_model=m.PeriodOut, tags=["periods"],
+           summary="A period: state, transitions, totals per channel and hospital, review outcomes (reviewer, admin)",
+           responses=_problems(*_AUTH, 422, 503))
+    def period_show(period: Month, token: Annotated[Token, Depends(who("periods"))]) -> Any:
+        return JSONResponse(ops.period_show(period))
+
+    def period_step(action: str, summary: str) -> None:
+        def step(period: Month, token: Annotated[Token, Depends(who(RUN_PERIOD))]) -> Any:
+            return JSONResponse(ops.period_step(token, action, period), status_code=201)
+
+        r.add_api_route(f"/periods/{{period}}/{action}", step, methods=["POST"], response_model=m.EventOut,
+                        status_code=201, tags=["periods"], summary=summary, name=f"period_{action}",
+                        responses=_problems(*_AUTH, 409, 422, 503))
+
+    period_step("open", "Open a period (admin)")
+    period_step("close", "Declare an open period: its rows are fixed (admin)")
+    period_step("approve", "Approve a reviewed period (admin)")
+    period_step("pay", "Record an approved period as paid (admin)")
+
+    @r.post("/periods/{period}/review", response_model=m.ReviewOut, status_code=201, tags=["periods"],
+            summary="Review a declared period: reject claims (each reversed), approve the rest (reviewer)",
+            responses=_problems(*_AUTH, 409, *_INVALID, 503))
+    def period_review(period: Month, body: m.ReviewIn, token: Annotated[Token, Depends(who(REVIEW_PERIOD))]) -> Any:
+        return JSONResponse(ops.period_review(token, period, body), status_code=201)
 
     @r.get("/tokens", response_model=list[m.TokenOut], tags=["admin"], summary="The tokens (admin)",
            responses=_problems(*_AUTH))

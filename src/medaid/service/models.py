@@ -163,6 +163,19 @@ class HistoryIn(_In):
         None, description="Only this benefit year.")
 
 
+class RejectionIn(_In):
+    """A claim that fails a period's review, and why."""
+
+    claim_id: Ident
+    reason: Text = Field(description="Why it fails (recorded with the reversal it makes).")
+
+
+class ReviewIn(_In):
+    """A period's review: the claims rejected (every other standing settlement is approved)."""
+
+    rejections: list[RejectionIn] = Field(default_factory=list)
+
+
 class TokenIn(_In):
     """A token to add."""
 
@@ -370,6 +383,71 @@ class TokenOut(_Out):
 
 class NewTokenOut(TokenOut):
     token: str = Field(description="The secret: shown this once, only its sha256 is stored.")
+
+
+class EventOut(_Out):
+    """One transition of a monthly period (docs/periods.md)."""
+
+    id: int
+    period: str = Field(examples=["2024-05"])
+    state: Literal["open", "declared", "reviewed", "approved", "paid"]
+    by: str = Field(description="Who recorded it: the token id.")
+    at: str
+    through_seq: int | None = Field(description="A declaration: the ledger's last row then (later rows dated "
+                                                "into the period go to the next open one).")
+
+
+class ReviewOutcomeOut(_Out):
+    settlement: int
+    period: str
+    claim_id: str
+    outcome: Literal["approved", "rejected"]
+    reason: str | None
+    reversal: int | None
+    event: int
+
+
+class ReviewOut(EventOut):
+    """The review's event and every standing settlement's outcome."""
+
+    outcomes: list[ReviewOutcomeOut]
+
+
+class PayLineOut(_Out):
+    settlements: int
+    settled: MoneyOut
+    reversals: int
+    reversed: MoneyOut
+    adjustments: int
+    adjusted: MoneyOut
+    net: MoneyOut = Field(description="What is paid (owed back when negative).")
+
+
+class HospitalLineOut(PayLineOut):
+    hospital: str | None
+
+
+class PeriodOut(_Out):
+    """A period: its state, transitions, totals per channel and per hospital (persons are
+    counted, never listed: the bank payout file is written by ``medaid period lists``)."""
+
+    period: str
+    state: Literal["open", "declared", "reviewed", "approved", "paid"] | None
+    events: list[EventOut]
+    rows: int
+    one_stop: PayLineOut = Field(alias="one-stop")
+    application: PayLineOut
+    total: PayLineOut
+    hospitals: list[HospitalLineOut]
+    persons: int
+    reviews: list[ReviewOutcomeOut]
+
+
+class PeriodSummaryOut(_Out):
+    period: str
+    state: Literal["open", "declared", "reviewed", "approved", "paid"]
+    by: str
+    at: str
 
 
 class ProblemDetail(_Out):

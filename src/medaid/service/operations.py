@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..domain.rules import RuleBook
     from ..ledger.backend import LedgerBase
     from ..ledger.ledger import Entry
-    from .models import ClaimIn, HistoryIn, QuoteIn, ReverseIn
+    from .models import ClaimIn, HistoryIn, QuoteIn, ReverseIn, ReviewIn
     from .store import Ledgers
 
 #: The response fields and the desk label that names each (the explanation's ``labels``).
@@ -258,6 +258,59 @@ class Operations:
         except MedaidError as e:
             raise ApiProblem("not-found" if e.problems[0].message == "no such token" else "conflict",
                              e.problems) from None
+
+    # -- the monthly periods (docs/periods.md) -----------------------------------------------
+    def _periods(self) -> Any:
+        from ..ledger.periods import Periods
+
+        return Periods(self.ledger())
+
+    @staticmethod
+    def _month(period: str) -> str:
+        from ..ledger.periods import parse_period
+
+        try:
+            return parse_period(period)
+        except ValueError as e:
+            raise ApiProblem("invalid-request", Problem(str(e), field="period")) from None
+
+    def period_step(self, who: Token, action: str, period: str) -> dict[str, Any]:
+        """``open``, ``close``, ``approve`` or ``pay`` the period, recorded as done by the token."""
+        period = self._month(period)
+        try:
+            with self.ledgers.writing():
+                return dict(getattr(self._periods(), action)(period, who.id).to_dict())
+        except MedaidError as e:
+            raise self._library(e) from None
+
+    def period_review(self, who: Token, period: str, body: "ReviewIn") -> dict[str, Any]:
+        """Review the declared period: the rejections are reversed (by the token), the rest approved."""
+        period = self._month(period)
+        try:
+            with self.ledgers.writing():
+                event, outcomes = self._periods().review(
+                    period, who.id, [(r.claim_id, r.reason) for r in body.rejections], self.book, desk=who.id)
+        except MedaidError as e:
+            raise self._library(e) from None
+        return {**event.to_dict(), "outcomes": [o.to_dict() for o in outcomes]}
+
+    def period_show(self, period: str) -> dict[str, Any]:
+        """The period's state, transitions, totals and review outcomes (no bank account)."""
+        period = self._month(period)
+        try:
+            ps = self._periods()
+            events, lists, reviews = ps.events(period), ps.lists(period), ps.reviews(period)
+        except MedaidError as e:
+            raise self._library(e) from None
+        return {"period": period, "state": lists.state, "events": [e.to_dict() for e in events],
+                "rows": len(lists.rows), **lists.to_dict(), "reviews": [r.to_dict() for r in reviews]}
+
+    def periods(self) -> list[dict[str, Any]]:
+        try:
+            found = self._periods().periods()
+        except MedaidError as e:
+            raise self._library(e) from None
+        return [{"period": p, "state": s, "by": e.by, "at": e.at} for p, s, e in found]
 
     def verify(self) -> dict[str, Any]:
         lg = self.ledger()

@@ -7,8 +7,9 @@ Rules implemented (docs/service.md#tokens-and-roles):
   ``sha256`` (hex), its id, hospital and role, and when it was made and revoked (the ``tokens``
   table, migration 3 of :data:`medaid.ledger.schema.MIGRATIONS`).
 * Roles: ``desk`` (settle, quote and reverse its own hospital's claims, read history; a desk
-  token names its hospital), ``reviewer`` (read: history, quotes, rules), ``admin``
-  (everything, also ``ledger verify`` and the tokens).  :data:`PERMISSIONS` is the one table of
+  token names its hospital), ``reviewer`` (read: history, quotes, rules; review a monthly
+  period), ``admin`` (everything but a period's review, also ``ledger verify``, the tokens and
+  the periods' other steps).  :data:`PERMISSIONS` is the one table of
   which role may do what; the service checks it before it touches the ledger.
 * A revoked token is refused at its next request (every request looks its hash up; nothing is
   cached), and so are the web sessions opened with it.
@@ -48,6 +49,11 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "rules": frozenset({"desk", "reviewer", "admin"}),
     "verify": frozenset({"admin"}),
     "tokens": frozenset({"admin"}),
+    # the monthly periods (docs/periods.md): the reviewer reviews, the admin opens, declares,
+    # approves and pays (the one who reviews is not the one who approves); both read them
+    "periods": frozenset({"reviewer", "admin"}),
+    "review a period": frozenset({"reviewer"}),
+    "open, close, approve or pay a period": frozenset({"admin"}),
 }
 #: The prefix of every token (so that secret scanners and people can tell one).
 PREFIX: Final = "mdt_"
