@@ -386,8 +386,9 @@ def test_the_openapi_document_describes_money_as_text_bearer_tokens_and_problems
     problem = {PROBLEM: {"schema": {"$ref": "#/components/schemas/ProblemOut"}}}
     assert settle_op["responses"]["409"]["content"] == problem
     assert "ProblemDetail" in schemas and not any(p.startswith("/desk") for p in doc["paths"])
-    # no endpoint takes an id in its path or query but the token ids of the admin's revoke
+    # no endpoint takes an id in its path or query but the token ids of the admin's revoke (and
+    # the month of a period, which is no one's id)
     for path, ops in doc["paths"].items():
         for op in ops.values():
             names = {p["name"] for p in op.get("parameters", [])}
-            assert names <= {"lang", "token_id"}, (path, names)
+            assert names <= {"lang", "token_id", "period"}, (path, names)

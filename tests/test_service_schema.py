@@ -60,7 +60,8 @@ def test_the_document_lists_every_operation(api):
     assert {f"{op.method.upper()} {op.path}" for op in _operations(schema)} == {
         "GET /v1/health", "POST /v1/settle", "POST /v1/quote", "POST /v1/reverse", "POST /v1/history",
         "GET /v1/rules", "GET /v1/ledger/verify", "GET /v1/tokens", "POST /v1/tokens",
-        "POST /v1/tokens/{token_id}/revoke"}
+        "POST /v1/tokens/{token_id}/revoke", "GET /v1/periods", "GET /v1/periods/{period}",
+        *(f"POST /v1/periods/{{period}}/{step}" for step in ("open", "close", "review", "approve", "pay"))}
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])

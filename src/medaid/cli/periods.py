@@ -35,7 +35,8 @@ WORDS = {
         "rejected": "Rejected {claim} (settlement row {row}): {reason}; reversed as row {rev}.",
         "wrote": "Wrote {path}",
         "none": "No periods opened.",
-        "state": "State", "period": "Period", "by": "By", "at": "At", "rows": "Ledger rows",
+        "head": "Period {period}: {state}; {n} ledger row(s).",
+        "state": "State", "period": "Period", "by": "By", "at": "At",
         "channel": "Channel", "settlements": "Settlements", "settled": "Relief settled",
         "reversals": "Reversals", "reversed": "Reversed", "adjustments": "Adjustments",
         "adjusted": "Adjusted", "net": "To pay", "total": "total", "one-stop": "one-stop (hospitals)",
@@ -49,7 +50,8 @@ WORDS = {
         "rejected": "不通过 {claim}（结算第 {row} 行）：{reason}；已冲正，第 {rev} 行。",
         "wrote": "已写出 {path}",
         "none": "尚未开启任何清算期。",
-        "state": "状态", "period": "清算期", "by": "操作人", "at": "时间", "rows": "台账记录数",
+        "head": "清算期 {period}：{state}；台账记录 {n} 行。",
+        "state": "状态", "period": "清算期", "by": "操作人", "at": "时间",
         "channel": "支付渠道", "settlements": "结算笔数", "settled": "结算救助金额",
         "reversals": "冲正笔数", "reversed": "冲正金额", "adjustments": "调整笔数",
         "adjusted": "调整金额", "net": "应付金额", "total": "合计", "one-stop": "一站式（拨付医疗机构）",
@@ -374,7 +376,7 @@ def period_show(period: str, ledger_path: str, lang: str, as_json: bool) -> None
                               "rows": len(lists.rows), **lists.to_dict(),
                               "reviews": [r.to_dict() for r in reviews]}))
         return
-    echo(f"{_w(lang, 'period')} {period}: {_state(lang, lists.state)}; {_w(lang, 'rows')} {len(lists.rows)}")
+    echo(_w(lang, "head", period=period, state=_state(lang, lists.state), n=len(lists.rows)))
     if events:
         echo(table([[_state(lang, e.state), e.by, e.at] for e in events],
                    [_w(lang, "state"), _w(lang, "by"), _w(lang, "at")]))
