@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -290,3 +291,51 @@ def test_the_payments_of_all_periods_are_the_relief_net_of_reversals_and_adjustm
                - sum(e.relief for e in rows if e.entry == "reversal")
                + sum(e.adjustment for e in rows if e.entry == "adjustment"))
     assert sum(lists.total().net for lists in every.values()) == by_rows
+
+
+# -- concurrency -------------------------------------------------------------------------------
+
+
+def test_a_declaration_racing_settlements_splits_them_by_row_number_and_only_one_wins(db):
+    """Desks settle May claims while May is declared, twice at once: one declaration is
+    recorded, the other refused; the rows up to the declared row number are May's, the later
+    ones June's; May's lists read right after the declaration are its lists at the end."""
+    with open_ledger(db.location) as lg:
+        Periods(lg).open("2024-05", "a")
+    start = threading.Barrier(6)
+    outcomes: list[object] = []
+    snapshot: list[object] = []
+
+    def desk(k: int) -> None:
+        with open_ledger(db.location) as lg:
+            start.wait()
+            for i in range(6):
+                lg.settle(claim(f"D{k}-{i}", "2000", person=f"C{k}", day="2024-05-15"), BOOK)
+
+    def declare() -> None:
+        with open_ledger(db.location) as lg:
+            start.wait()
+            try:
+                outcomes.append(Periods(lg).close("2024-05", "b"))
+                snapshot.append(Periods(lg).lists("2024-05")[2:])
+            except LedgerError as e:
+                outcomes.append(e)
+
+    threads = [threading.Thread(target=desk, args=(k,)) for k in range(4)] + [
+        threading.Thread(target=declare) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    events = [o for o in outcomes if not isinstance(o, Exception)]
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(events) == 1 and len(refused) == 1 and "is declared" in str(refused[0])
+    through = events[0].through_seq  # type: ignore[attr-defined]
+    with open_ledger(db.location) as lg:
+        ps = Periods(lg)
+        may, june = [e.seq for e in ps.rows("2024-05")], [e.seq for e in ps.rows("2024-06")]
+        assert may == list(range(1, through + 1)) and june == list(range(through + 1, 25))
+        assert ps.lists("2024-05")[2:] == snapshot[0]
+        # 2,000 yuan each: 70% × 1,000 = 700.00 (the first of each person's 1,000 is the threshold:
+        # claim mode, every claim its own threshold)
+        assert ps.lists("2024-05").total().net + ps.lists("2024-06").total().net == 24 * 70_000
