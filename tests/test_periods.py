@@ -339,3 +339,12 @@ def test_a_declaration_racing_settlements_splits_them_by_row_number_and_only_one
         # 2,000 yuan each: 70% × 1,000 = 700.00 (the first of each person's 1,000 is the threshold:
         # claim mode, every claim its own threshold)
         assert ps.lists("2024-05").total().net + ps.lists("2024-06").total().net == 24 * 70_000
+
+
+def test_verify_reports_a_period_trigger_dropped(ledger, db):
+    ledger.close()
+    on = "" if db.backend == "sqlite" else " ON period_events"
+    db.execute(f"DROP TRIGGER period_events_never_updated{on}")
+    with open_ledger(db.location) as lg:
+        assert lg.verify().problems == (
+            "the trigger period_events_never_updated that keeps rows append-only is missing",)

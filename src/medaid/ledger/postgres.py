@@ -69,8 +69,10 @@ if TYPE_CHECKING:
 #: The comment on ``schema_migrations`` that marks a medaid ledger (the file's application id).
 MARKER = f"medaid ledger (application id {APPLICATION_ID:#x})"
 
-#: The triggers that keep ``entries`` append-only (checked by ``verify``).
-TRIGGERS = ("entries_never_updated", "entries_never_deleted", "entries_never_truncated")
+#: The triggers that keep ``entries`` and the periods' tables append-only (checked by ``verify``).
+TRIGGERS = ("entries_never_updated", "entries_never_deleted", "entries_never_truncated",
+            *(f"{t}_never_{verb}" for t in ("period_events", "period_reviews")
+              for verb in ("updated", "deleted", "truncated")))
 
 
 def _portable(statements: tuple[str, ...]) -> tuple[str, ...]:
@@ -133,7 +135,7 @@ _IDENTIFY = (
     "AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0 WHERE t.relname = 'schema_migrations')"
 )
 _TRIGGERS = (f"SELECT g.tgname, g.tgenabled FROM ({_TABLES}) t JOIN pg_trigger g ON g.tgrelid = t.oid "
-             "WHERE t.relname = 'entries' AND NOT g.tgisinternal")
+             "WHERE t.relname IN ('entries', 'period_events', 'period_reviews') AND NOT g.tgisinternal")
 
 #: The columns stored as BIGINT (the others are TEXT): the table's INTEGER columns.
 _BIGINT = frozenset(re.findall(r"^\s*(\w+)\s+INTEGER\b", ENTRIES_V4, re.M))

@@ -209,8 +209,9 @@ SQLITE_STEPS: dict[int, tuple[str, ...]] = {4: (
       for t in ("period_events", "period_reviews") for op, verb in (("UPDATE", "updated"), ("DELETE", "deleted"))),
 )}
 SCHEMA_VERSION = MIGRATIONS[-1].version
-#: The triggers that keep ``entries`` append-only (checked by ``Ledger.verify``).
-TRIGGERS = ("entries_never_updated", "entries_never_deleted")
+#: The triggers that keep ``entries`` and the periods' tables append-only (checked by ``Ledger.verify``).
+TRIGGERS = ("entries_never_updated", "entries_never_deleted",
+            *(f"{t}_never_{verb}" for t in ("period_events", "period_reviews") for verb in ("updated", "deleted")))
 
 
 def migrate(con: sqlite3.Connection, now: str) -> None:
