@@ -134,7 +134,11 @@ def _summary_rows(lists: "PeriodLists", lang: str) -> list[list[Any]]:
 
 
 def _write(lists: "PeriodLists", out: str, fmt: str, lang: str, quiet: bool) -> list[Path]:
-    from ..ledger.period_files import write_lists
+    try:
+        from ..ledger.period_files import write_lists
+    except ImportError as e:  # polars and xlsxwriter are the batch extra's
+        raise click.ClickException(
+            f"writing the lists needs the batch extra ({e}): pip install 'medaid[batch]'") from None
 
     try:
         paths = write_lists(lists, Path(out), fmt)

@@ -371,7 +371,7 @@ def _allowed(con: Connection, action: str, period: str) -> None:
     """Refuse ``action`` unless the period is in the state it needs."""
     state = _state([Event(*r) for r in con.execute(
         f"SELECT {_EVENT_COLUMNS} FROM period_events WHERE period = ?", (period,)).fetchall()])
-    target, needs = ACTIONS[action]
+    needs = ACTIONS[action][1]
     if state == needs:
         return
     now = "is not opened" if state is None else f"is {state}"
