@@ -66,8 +66,8 @@ def _fail(e: MedaidError) -> click.ClickException:
 
 
 def _opening(paths: tuple[str, ...], ledger: str | None) -> Any:
-    """The opening balances of ``--opening`` results files and ``--opening-ledger``
-    (docs/batch.md, *Opening balances*); ``None`` when neither is given."""
+    """The opening balances of ``--opening`` results files and ``--ledger`` (docs/batch.md,
+    *Opening balances*); ``None`` when neither is given."""
     if not paths and ledger is None:
         return None
     from ..batch.opening import OPENING_FIELDS, opening_from
@@ -177,9 +177,15 @@ def register(group: click.Group) -> None:
                   help="Earlier results file (any format medaid batch writes) the batch continues: "
                        "each person-year-pool starts from its self-pay and relief so far; their "
                        "claims are not settled again. Repeatable.")
-    @click.option("--opening-ledger", default=None, metavar="PATH|URL",
-                  help="A ledger (SQLite file or postgresql:// URL) whose settlements the batch "
-                       "continues, as --opening.")
+    @click.option("--ledger", "ledger", default=None, metavar="URL|PATH",
+                  help="A ledger (SQLite file or postgresql:// URL) whose year-to-date positions "
+                       "the batch continues, as --opening; with --record, the ledger every claim "
+                       "is settled against and recorded in.")
+    @click.option("--opening-ledger", default=None, hidden=True, metavar="PATH|URL",
+                  help="The former name of --ledger.")
+    @click.option("--record", is_flag=True,
+                  help="Settle the claims against the --ledger and record each of them there "
+                       "(idempotent, resumable): desk claims and applications share one cap.")
     @_input_options
     @rules_option
     @lang_option
@@ -188,7 +194,7 @@ def register(group: click.Group) -> None:
                   max_errors: int, bom: bool, encoding: str | None, sheet: str | None,
                   maps: tuple[str, ...], rules_path: str, scheme: str | None, lang: str,
                   as_json: bool, engine: str, master: str | None, openings: tuple[str, ...],
-                  opening_ledger: str | None) -> None:
+                  ledger: str | None, opening_ledger: str | None, record: bool) -> None:
         """Settle a file of claims: results, rejects and totals.
 
         \b
@@ -197,9 +203,20 @@ def register(group: click.Group) -> None:
         Example:  medaid batch examples/claims-2024.csv -o results.csv
         On Spark: medaid batch --engine spark --master 'local[2]' claims/ -o results.parquet
         """
+        if opening_ledger is not None:
+            if ledger is not None and ledger != opening_ledger:
+                raise click.UsageError("--opening-ledger is the former name of --ledger; give one of them")
+            ledger = opening_ledger
+        if record:
+            if ledger is None:
+                raise click.UsageError("--record needs --ledger URL|PATH (the ledger to record in)")
+            if openings:
+                raise click.UsageError("--record settles against the --ledger alone; leave out --opening")
+            if engine == "spark":
+                raise click.UsageError("--record works with --engine local only")
         if engine == "spark":
-            if openings or opening_ledger:
-                raise click.UsageError("--opening and --opening-ledger work with --engine local only")
+            if openings or ledger:
+                raise click.UsageError("--opening and --ledger work with --engine local only")
             _spark_batch(input_path, output, rules_path, scheme, master, rejects_path, on_error,
                          max_errors, as_json, lang)
             return
@@ -214,7 +231,12 @@ def register(group: click.Group) -> None:
         for o in openings:
             if Path(o).resolve() == Path(out).resolve():
                 raise click.UsageError(f"{out} would overwrite the opening results {o}; choose another file")
-        opening = _opening(openings, opening_ledger)
+        if record:
+            assert ledger is not None
+            _record(input_path, out, ledger, rules_path, scheme, encoding, sheet, maps, rejects_path,
+                    on_error, max_errors, bom, lang, as_json)
+            return
+        opening = _opening(openings, ledger)
         with _progress("settling") as tick:
             run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick, opening)
             if not as_json:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -78,6 +78,10 @@ class Claim(BaseModel):
         hospital: the medical institution (医疗机构), optional.
         total_cost: total medical cost (医疗总费用) in fen, optional; used by the report's
             self-pay ratio.
+        channel: how the claim came (``one-stop``: settled at the hospital's desk, paid to the
+            hospital; ``application``: applied for afterwards, paid to the person), optional.
+        bank_account, account_name: where an application's relief is paid (masked in every
+            display but the bank payout file), optional.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -90,6 +94,9 @@ class Claim(BaseModel):
     kind: str | None = None
     hospital: str | None = None
     total_cost: StrictInt | None = Field(default=None, ge=0, le=MAX_FEN)
+    channel: Literal["one-stop", "application"] | None = None
+    bank_account: str | None = None
+    account_name: str | None = None
 
     @field_validator("claim_id", "person_id", mode="before")
     @classmethod
