@@ -31,7 +31,7 @@ import polars as pl
 from ..errors import MedaidError, Problem
 from ..io import csv_fast, readers
 from ..io.amounts import yuan_text
-from ..io.columns import MONEY_COLUMNS
+from ..io.columns import ACCOUNT_FIELD, CLAIM_EXTRA_HEADERS, MONEY_COLUMNS, normalise_header
 from ..io.csv_fast import Scanned
 from ..io.csv_pieces import CsvPieces, NotChunkable
 from ..io.totals_rows import check_totals, totals_rows
@@ -283,7 +283,7 @@ def settle_file(
     if refused.height:
         rejects = pl.concat([rejects, refused.select(rejects.columns)])
         refused_rows = clean.filter(pl.col("row").is_in(refused["row"].implode()))
-        bad_rows = pl.concat([bad_rows, _as_text(refused_rows).select(bad_rows.columns)])
+        bad_rows = pl.concat([bad_rows, as_text(refused_rows).select(bad_rows.columns)])
     del clean
     rejects = rejects.sort("row", maintain_order=True)
     run = BatchRun(source, rows_read, results, rejects, bad_rows.sort("row"), text_values,
@@ -304,7 +304,7 @@ def _not_twice(clean: pl.DataFrame, bad_rows: pl.DataFrame, opening: Opening, so
         return clean, twice, bad_rows
     warnings.append(warning)
     hit = pl.col("row").is_in(twice["row"].implode())
-    bad_rows = pl.concat([bad_rows, _as_text(clean.filter(hit)).select(bad_rows.columns)])
+    bad_rows = pl.concat([bad_rows, as_text(clean.filter(hit)).select(bad_rows.columns)])
     return clean.filter(~hit), twice, bad_rows
 
 
@@ -352,7 +352,7 @@ def _type_pieces(pieces: CsvPieces) -> Scanned:
                    pieces.header_line, pieces.blank_lines)
 
 
-def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
+def as_text(frame: pl.DataFrame) -> pl.DataFrame:
     """Typed claim rows back to text as read (dates ISO, amounts yuan) for the rejects file."""
     return frame.with_columns([
         yuan_text(c) if c in MONEY_COLUMNS and t.is_integer() else pl.col(c).cast(pl.String)
@@ -368,10 +368,28 @@ def refuse_if_bad(run: BatchRun, limit: int = 20) -> None:
     raise BatchRefused(problems[:limit], len(problems), run.rejected, run.reconcile())
 
 
+def masked_accounts(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with every bank-account column (a header of
+    :data:`medaid.io.columns.CLAIM_EXTRA_HEADERS` ``bank_account``) masked: ``****`` and the
+    account's last four characters when it has more than eight, else ``****`` alone (empty
+    stays empty).  The one mask of bank accounts in files (README.md#reliability)."""
+    names = {normalise_header(a) for a in CLAIM_EXTRA_HEADERS[ACCOUNT_FIELD]}
+    cols = [c for c in frame.columns if normalise_header(c) in names]
+    if not cols:
+        return frame
+    def mask(c: str) -> pl.Expr:
+        text = pl.col(c).cast(pl.String).str.strip_chars()
+        return (pl.when(text.is_null() | (text == "")).then(text)
+                .when(text.str.len_chars() > 8).then("****" + text.str.slice(-4))
+                .otherwise(pl.lit("****")).alias(c))
+    return frame.with_columns(mask(c) for c in cols)
+
+
 def results_for_output(run: BatchRun) -> pl.DataFrame:
-    """The results as written: input columns then result fields, without the line column."""
+    """The results as written: input columns then result fields, without the line column; a
+    bank-account column masked (:func:`masked_accounts`)."""
     # a frame of the same columns (``drop`` would realign the columns' chunks: a copy)
-    return pl.DataFrame([run.results[c] for c in run.results.columns if c != "row"])
+    return masked_accounts(pl.DataFrame([run.results[c] for c in run.results.columns if c != "row"]))
 
 
 def rejects_for_output(run: BatchRun) -> pl.DataFrame:
@@ -390,7 +408,7 @@ def rejects_for_output(run: BatchRun) -> pl.DataFrame:
     )
     rows = why.join(run.rejected_rows, on="row", how="left", maintain_order="left")
     cols = ["row"] + [c for c in run.rejected_rows.columns if c != "row"] + ["field", "reason"]
-    return rows.select(cols).rename({"row": "line"})
+    return masked_accounts(rows.select(cols).rename({"row": "line"}))
 
 
 def write_run(

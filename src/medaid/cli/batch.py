@@ -149,6 +149,49 @@ def _spark_batch(input_path: str, output: str | None, rules_path: str, scheme: s
                else f"{s.reconcile()}\nresults: {s.output}")
 
 
+def _record(input_path: str, out: str, ledger: str, rules_path: str, scheme: str | None,
+            encoding: str | None, sheet: str | None, maps: tuple[str, ...], rejects_path: str | None,
+            on_error: str, max_errors: int, bom: bool, lang: str, as_json: bool) -> None:
+    """``medaid batch --ledger … --record``: :func:`medaid.batch.record.record_file`, then the
+    results (and rejects) written as a batch's; exit 1 when the ledger refused a claim while
+    recording under ``--on-error fail`` (the others are recorded: run it again once fixed)."""
+    from ..batch.record import record_file
+    from ..batch.run import BatchRefused, write_run
+    from ..io.readers import parse_mapping
+    from ..ledger.backend import open_ledger
+    from ..report.batch_text import summary_json, summary_tables
+    from ..report.totals import summarise
+    from .app import Failure, load_book
+
+    book = load_book(rules_path, scheme)
+    try:
+        with open_ledger(ledger) as db:
+            rec = record_file(input_path, db, book, encoding=encoding, sheet=sheet,
+                              mapping=parse_mapping(maps), on_error=on_error, limit=max_errors)
+        rej = write_run(rec.run, out, rejects_path=rejects_path, on_error="skip", bom=bom, lang=lang)
+    except BatchRefused as e:
+        raise _refused(e, as_json) from None
+    except MedaidError as e:
+        raise _fail(e) from None
+    line = rec.reconcile()
+    summary = summarise(rec.run.results)
+    if rec.refused_late and on_error == "fail":
+        raise Failure(f"{line}\nthe ledger refused {rec.run.rejected} claim(s) while recording (listed in "
+                      f"{rej}); the others are recorded: run the same command again once they are fixed",
+                      rec.run.problems()[:max_errors], reconciliation=line, output=out,
+                      rejects=None if rej is None else str(rej))
+    if as_json:
+        echo(json_text({"input": input_path, "output": out, "rejects": None if rej is None else str(rej),
+                        **rec.counts(), "reconciliation": line,
+                        "warnings": [str(w) for w in rec.run.warnings], **summary_json(summary)}))
+        return
+    _warn(rec.run)
+    echo(summary_tables(summary, lang))
+    echo("")
+    echo(line)
+    echo(f"results: {out}" + ("" if rej is None else f"\nrejects: {rej}"))
+
+
 def register(group: click.Group) -> None:
     """Add this module's commands to ``group``."""
     # imported here: ``python -m medaid.cli`` runs cli.py as __main__, which imports us
