@@ -467,7 +467,9 @@ class LedgerBase(ABC):
                 prior = last[claim.claim_id]
                 if prior is not None and prior.entry == SETTLEMENT:
                     diff = differing_fields(prior, claim)
-                    out.append(LedgerConflict(claim.claim_id, diff).problems[0] if diff else Receipt(prior, True))
+                    conflict = LedgerConflict(claim.claim_id, diff).problems[0] if diff else None
+                    out.append(Receipt(prior, True) if conflict is None else Problem(
+                        conflict.message, source=conflict.source, field="claim_id"))
                     continue
                 key = (claim.person_id, at.benefit_year, at.plan.pool)
                 state, latest = pools[key]
