@@ -188,7 +188,8 @@ def test_a_bad_row_still_fails_the_run_and_the_already_settled_are_not_counted_a
     code, _, err = run("batch", str(jan), "-o", str(tmp_path / "jan.results.csv"), "--rules", RULES)
     assert code == 0, err
     bad = jan.read_text(encoding="utf-8-sig").splitlines()
-    bad.append(bad[1].split(",", 1)[0] + "-new," + ",".join(bad[1].split(",")[1:3]) + ",-5" + "," * (len(bad[1].split(",")) - 4))
+    cells = bad[1].split(",")
+    bad.append(",".join([cells[0] + "-new", cells[1], cells[2], "-5", *[""] * (len(cells) - 4)]))
     (tmp_path / "bad.csv").write_text("\n".join(bad) + "\n", encoding="utf-8")
     code, _, err = run("batch", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "x.csv"), "--rules", RULES,
                        "--opening", str(tmp_path / "jan.results.csv"))
@@ -225,7 +226,8 @@ def test_an_opening_file_that_is_not_results_is_refused_by_name(tmp_path):
 
 
 def test_a_ledger_gives_the_opening_as_its_results_would(tmp_path):
-    """``--ledger`` (formerly ``--opening-ledger``, still accepted): the desk's settlements of January–November open December as the
+    """``--ledger`` (formerly ``--opening-ledger``, still accepted): the desk's settlements of
+    January–November open December as the
     same settlements' results file does; their claim ids are not settled again."""
     from medaid.cli.app import load_book
     from medaid.ledger import open_ledger

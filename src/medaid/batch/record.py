@@ -187,7 +187,11 @@ def _extra_columns(columns: Iterable[str]) -> dict[str, str]:
     return {index[normalise_header(c)]: c for c in columns if normalise_header(c) in index}
 
 
-def _claims(clean: pl.DataFrame, book: RuleBook) -> tuple[list[tuple[int, Claim, Placement]], list[tuple[int, Problem]]]:
+Item = tuple[int, "Claim", "Placement"]
+"""A claim of the file to record: its line, the claim, its placement."""
+
+
+def _claims(clean: pl.DataFrame, book: RuleBook) -> tuple[list[Item], list[tuple[int, Problem]]]:
     """Each typed row as a claim with its placement (channel, bank account and account name
     read where the file has them and the claim model knows them), or the problem of its row."""
     from ..domain.claims import Claim
@@ -198,7 +202,7 @@ def _claims(clean: pl.DataFrame, book: RuleBook) -> tuple[list[tuple[int, Claim,
     base = [c for c in ("claim_id", "person_id", "date", "self_pay", "group", "kind", "hospital", "total_cost")
             if c in clean.columns]
     frame = clean.select("row", *base, *(pl.col(c).cast(pl.String).alias(f) for f, c in known.items()))
-    items: list[tuple[int, Claim, Placement]] = []
+    items: list[Item] = []
     problems: list[tuple[int, Problem]] = []
     with_channel = "channel" in Claim.model_fields
     for r in frame.iter_rows(named=True):
@@ -214,8 +218,9 @@ def _claims(clean: pl.DataFrame, book: RuleBook) -> tuple[list[tuple[int, Claim,
         for f in ("bank_account", "account_name"):
             if f in r:
                 r[f] = (r[f] or "").strip() or None
-        claim = Claim(**{k: (str(v) if k in ("person_id", "group", "kind", "hospital") and v is not None else v)
-                         for k, v in r.items()})
+        fields: dict[str, Any] = {k: (str(v) if k in ("person_id", "group", "kind", "hospital") and v is not None
+                                      else v) for k, v in r.items()}
+        claim = Claim(**fields)
         at = placement(claim, book)
         if isinstance(at, Problem):
             problems.append((row, Problem(at.message, source=f"claim {claim.claim_id}", field=at.field)))

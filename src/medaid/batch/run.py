@@ -7,8 +7,9 @@ README.md#reliability; docs/batch.md):
   not settled twice, docs/batch.md *Opening balances*), rejected with its line and reason, or a
   totals row (合计, 小计, Total ...: not a claim; its amounts are checked against the claims
   above it, a mismatch is a warning naming its line): ``rows read = settled + already settled +
-  rejected + totals rows`` is checked on every run (:meth:`BatchRun.reconcile`).  The other lines of the file are the header, the
-  title lines above it and blank lines; the reconciliation line states those it skipped.
+  rejected + totals rows`` is checked on every run (:meth:`BatchRun.reconcile`).  The other
+  lines of the file are the header, the title lines above it and blank lines; the
+  reconciliation line states those it skipped.
 * ``on_error="fail"`` (the default): if any row is rejected nothing is written and the problems
   are raised (:class:`BatchRefused`).  ``"skip"``: the good rows are written, the bad ones go to
   the rejects file with a ``reason`` column.

@@ -131,7 +131,7 @@ def _refused(e: Any, as_json: bool) -> click.ClickException:
 
 def _spark_batch(input_path: str, output: str | None, rules_path: str, scheme: str | None,
                  master: str | None, rejects_path: str | None, on_error: str, max_errors: int,
-                 as_json: bool, lang: str = "en") -> None:
+                 as_json: bool, lang: str = "en", opening: Any = None) -> None:
     """``medaid batch --engine spark``: the same batch through :func:`medaid.spark.job.run_batch`."""
     try:
         from ..spark.job import run_batch
@@ -142,7 +142,7 @@ def _spark_batch(input_path: str, output: str | None, rules_path: str, scheme: s
     try:
         s = run_batch(input_path, output, rules_path, master=master or "local[2]",
                       rejects_path=rejects_path, on_error=on_error, scheme=scheme,
-                      max_errors=max_errors, lang=lang)
+                      max_errors=max_errors, lang=lang, opening=opening)
     except MedaidError as e:
         raise _fail(e) from None
     echo(json_text(s.to_dict()) if as_json
@@ -258,10 +258,11 @@ def register(group: click.Group) -> None:
             if engine == "spark":
                 raise click.UsageError("--record works with --engine local only")
         if engine == "spark":
-            if openings or ledger:
-                raise click.UsageError("--opening and --ledger work with --engine local only")
+            for o in openings:
+                if output is not None and Path(o).resolve() == Path(output).resolve():
+                    raise click.UsageError(f"{output} would overwrite the opening results {o}; choose another file")
             _spark_batch(input_path, output, rules_path, scheme, master, rejects_path, on_error,
-                         max_errors, as_json, lang)
+                         max_errors, as_json, lang, _opening(openings, ledger))
             return
         if Path(input_path).is_dir():
             raise click.BadParameter("a folder is read only with --engine spark; give a file",

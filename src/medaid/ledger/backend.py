@@ -230,6 +230,11 @@ class LedgerBase(ABC):
         self._lock_chain(con)
         return _append_row(con, entry, recorded_at)
 
+    def _append_all(self, con: Connection, entries: list[Entry]) -> list[Entry]:
+        """Append ``entries`` in order at the chain's head, inside the caller's transaction
+        (a backend may send them in one round trip); the entries as recorded."""
+        return [self._append(con, e, last=False) for e in entries]
+
     def _stream(self, sql: str, params: tuple[Any, ...]) -> Iterator[Any]:
         """The rows a query selects, as they are read."""
         with self._reading() as con:
@@ -483,11 +488,14 @@ class LedgerBase(ABC):
                     continue
                 r = quote(claim, book, state, at=at)
                 entry = _settlement(r, claim, r.bracket)
-                if not dry_run:
-                    entry = self._append(con, entry, last=False)
                 pools[key] = (PoolState(r.ytd_self_pay, r.ytd_relief), (claim.date, claim.claim_id))
                 last[claim.claim_id] = entry
                 out.append(Receipt(entry, False))
+            new = [i for i, o in enumerate(out) if isinstance(o, Receipt) and not o.replayed]
+            if new and not dry_run:
+                entries = [cast(Receipt, out[i]).entry for i in new]
+                for i, e in zip(new, self._append_all(con, entries), strict=True):
+                    out[i] = Receipt(e, False)
         return out
 
     # -- checking -----------------------------------------------------------------------------
