@@ -721,7 +721,8 @@ def test_the_example_year_quarter_by_quarter_on_spark_equals_the_yearly_batch(sp
 def test_spark_continues_a_ledger_as_the_local_batch_does(spark, tmp_path):
     """``--engine spark --ledger``: the ledger's positions open the batch (by hand, the shipped
     rules: the desk paid 87,800 of the 100,000 cap, so a 30,000 stay gets 12,200) and its claim
-    ids are counted as already settled, as on the local path."""
+    ids are counted as already settled, as on the local path; a bank account is masked in the
+    results on both paths."""
     from click.testing import CliRunner
 
     from medaid.cli import main as cli
@@ -734,8 +735,9 @@ def test_spark_continues_a_ledger_as_the_local_batch_does(spark, tmp_path):
         lg.settle(medaid.Claim(claim_id="D1", person_id="P1", date="2024-03-01", self_pay=10_000_000,
                                group="key", kind="inpatient"), medaid.load_rules(rules))
     src = tmp_path / "more.csv"
-    src.write_text("claim_id,person_id,date,self_pay,group,kind\nD1,P1,2024-03-01,100000,key,inpatient\n"
-                   "A1,P1,2024-03-05,30000,key,inpatient\n", encoding="utf-8")
+    src.write_text("claim_id,person_id,date,self_pay,group,kind,bank_account\n"
+                   "D1,P1,2024-03-01,100000,key,inpatient,\nA1,P1,2024-03-05,30000,key,inpatient,6222020200112233445\n",
+                   encoding="utf-8")
     for engine, out in (("local", "local.csv"), ("spark", "spark.parquet")):
         r = CliRunner().invoke(cli, ["batch", str(src), "--engine", engine, "--ledger", ledger, "--rules", rules,
                                      "-o", str(tmp_path / out), "--json"])
@@ -743,3 +745,7 @@ def test_spark_continues_a_ledger_as_the_local_batch_does(spark, tmp_path):
         got = json.loads(r.stdout)
         assert (got["settled"], got["already_settled"], got["rejected"]) == (1, 1, 0)
         assert got["total"]["relief"] in (1_220_000, "12200.00")
+    # the bank account is masked on both paths
+    local = pl.read_csv(tmp_path / "local.csv", infer_schema=False)
+    spark_out = pl.concat([pl.read_parquet(f) for f in sorted((tmp_path / "spark.parquet").glob("part-*.parquet"))])
+    assert local["bank_account"].to_list() == spark_out["bank_account"].to_list() == ["****3445"]
