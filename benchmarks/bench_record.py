@@ -19,6 +19,7 @@ defaults (``fsync``, ``synchronous_commit`` on, a unix socket); SQLite a file in
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import signal
 import statistics
@@ -90,9 +91,11 @@ def main() -> None:
             print(f"{args.claims} claims, {args.persons} persons; durable commits")
             print(f"{'backend':<11}{'claims/tx':>10}{'seconds':>9}{'claims/s':>10}"
                   f"{'tx median ms':>14}{'tx max ms':>11}")
-            for chunk in args.chunks:
-                best: dict[str, tuple[float, list[float]]] = {}
-                for k in range(args.repeat):
+            # the sizes take turns, run after run, so that the machine's drift (other sessions share
+            # it) falls on all of them alike
+            best: dict[tuple[str, int], tuple[float, list[float]]] = {}
+            for k in range(args.repeat):
+                for chunk in args.chunks:
                     places = [("sqlite", str(Path(d) / f"l{chunk}-{k}.sqlite3"))]
                     if cluster is not None:
                         schema = f"rec{chunk}_{k}"
@@ -100,11 +103,12 @@ def main() -> None:
                         places.append(("postgresql", cluster.url(schema=schema)))
                     for name, where in places:
                         got = timed(where, src, book, chunk)
-                        if name not in best or got[0] < best[name][0]:
-                            best[name] = got
-                for name, (took, spans) in best.items():
-                    print(f"{name:<11}{chunk:>10}{took:>9.2f}{args.claims / took:>10,.0f}"
-                          f"{statistics.median(spans) * 1000:>14.1f}{max(spans) * 1000:>11.1f}", flush=True)
+                        if (name, chunk) not in best or got[0] < best[name, chunk][0]:
+                            best[name, chunk] = got
+            for (name, chunk), (took, spans) in sorted(best.items()):
+                print(f"{name:<11}{chunk:>10}{took:>9.2f}{args.claims / took:>10,.0f}"
+                      f"{statistics.median(spans) * 1000:>14.1f}{max(spans) * 1000:>11.1f}", flush=True)
+            print(f"load average after the runs: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
             if cluster is None:
                 print("(PostgreSQL not installed: SQLite only)")
     finally:
