@@ -179,7 +179,7 @@ def test_channel_and_bank_account_are_read_and_the_account_is_masked(db, tmp_pat
                    f"A2,P2,2024-03-05,30000,key,inpatient,,{account},李四\n"
                    f"A3,P3,2024-03-05,30000,key,inpatient,邮寄,{account},王五\n", encoding="utf-8")
     code, out, err = record(db, src, tmp_path / "r.csv")
-    assert code == 1 and f"{src}:4: channel: is not a channel" in err and account not in out + err
+    assert code == 1 and f"{src}:4: channel: is not a settlement channel" in err and account not in out + err
     code, out, err = record(db, src, tmp_path / "r.csv", "--on-error", "skip")
     assert code == 0, err
     for f in ("r.csv", "r.rejects.csv"):

@@ -23,7 +23,8 @@ Rules implemented:
   ``"skip"``: the others are recorded and the refused ones listed in the rejects file.  A claim
   refused during the recording itself (a desk settled a later claim of the same pool meanwhile)
   is listed likewise, and :attr:`Recording.refused_late` says so.
-* Optional columns ``channel`` (``one-stop`` / ``application``, also 一站式 / 申请; default
+* Optional columns ``channel`` (``one-stop`` / ``application``, also 一站式 / 申请, the words of
+  :data:`medaid.io.results_frame.CHANNEL_WORDS`, as the report reads them; default
   ``application``), ``bank_account`` and ``account_name`` are read into the claim
   (:data:`medaid.io.columns.CLAIM_EXTRA_HEADERS`).  Bank accounts are never in a message; the
   results and rejects files show them masked (:func:`medaid.batch.run.masked_accounts`).
@@ -31,7 +32,6 @@ Rules implemented:
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,7 @@ import polars as pl
 from .. import tuning
 from ..errors import MedaidError, Problem
 from ..io.columns import CLAIM_EXTRA_HEADERS, RESULT_FIELDS, normalise_header
+from ..io.results_frame import CHANNEL_WORDS
 from .run import BatchRefused, BatchRun, Progress, as_text, read_file
 
 if TYPE_CHECKING:
@@ -50,9 +51,6 @@ if TYPE_CHECKING:
     from ..domain.rules import RuleBook
     from ..ledger.backend import LedgerBase
 
-#: Channel values read (after NFKC, trimming, case-folding) → the claim's channel.
-CHANNELS = {"one-stop": "one-stop", "onestop": "one-stop", "一站式": "one-stop", "一站式结算": "one-stop",
-            "application": "application", "申请": "application", "申请救助": "application"}
 #: The channel of a claim whose row names none.
 DEFAULT_CHANNEL = "application"
 
@@ -208,13 +206,12 @@ def _claims(clean: pl.DataFrame, book: RuleBook) -> tuple[list[Item], list[tuple
     for r in frame.iter_rows(named=True):
         row = r.pop("row")
         if with_channel:
-            said = r.get("channel")
-            text = unicodedata.normalize("NFKC", said).strip().casefold() if said else ""
-            if text and text not in CHANNELS:
-                problems.append((row, Problem("is not a channel: write one-stop (一站式) or application (申请)",
+            text = str(r.get("channel") or "").strip().casefold()
+            if text and text not in CHANNEL_WORDS:
+                problems.append((row, Problem("is not a settlement channel: one-stop (一站式) or application (申请)",
                                               source=f"claim {r['claim_id']}", field="channel")))
                 continue
-            r["channel"] = CHANNELS.get(text, DEFAULT_CHANNEL)
+            r["channel"] = CHANNEL_WORDS.get(text, DEFAULT_CHANNEL)
         for f in ("bank_account", "account_name"):
             if f in r:
                 r[f] = (r[f] or "").strip() or None

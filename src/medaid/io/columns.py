@@ -128,7 +128,7 @@ _RESULT_INDEX: Final[dict[str, str]] = {
 #: :data:`HEADER_ALIASES`: a file's such column passes through to the results under its own
 #: header (a bank account masked, :data:`ACCOUNT_FIELD`), and is read into the claim.
 CLAIM_EXTRA_HEADERS: Final[dict[str, tuple[str, ...]]] = {
-    "channel": ("channel", "渠道", "结算渠道", "救助渠道"),
+    "channel": ("channel", "结算方式", "渠道", "结算渠道", "救助渠道"),
     "bank_account": ("bank_account", "bank account", "银行账号", "银行卡号", "银行账户"),
     "account_name": ("account_name", "account name", "户名", "开户名", "账户名称"),
 }
