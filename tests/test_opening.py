@@ -1,6 +1,7 @@
 """Opening balances (docs/batch.md, *Opening balances*): a year settled month by month, each
 month continuing the earlier months' results, gives exactly the per-claim results of the year
-settled in one batch; claims already settled are rejected, not settled twice."""
+settled in one batch; claims already settled are reported, not settled twice; a claim the ledger
+reversed is settled again, once."""
 
 from __future__ import annotations
 
@@ -142,30 +143,60 @@ def test_the_example_year_month_by_month_on_the_command_line_equals_the_yearly_b
     assert json.loads(alone)["total"]["relief"] == "1329929.28"
 
 
-def test_claims_already_settled_are_rejected_and_named_not_settled_twice(tmp_path):
+def test_claims_already_settled_are_reported_apart_not_settled_twice_and_the_run_succeeds(tmp_path):
+    """January again with February, continuing January's results: under the default
+    ``--on-error fail`` the run succeeds (exit 0), February is settled as if January had just
+    been settled, and January's claims are counted apart (not rejected) and listed with their
+    reason in the rejects file."""
+    raw = pl.read_csv(EXAMPLE, infer_schema=False)
+    date = raw.columns[2]
+    jan = tmp_path / "jan.csv"
+    raw.filter(pl.col(date).str.slice(5, 2) == "01").write_csv(jan)
+    feb = tmp_path / "feb.csv"
+    raw.filter(pl.col(date).str.slice(5, 2) == "02").write_csv(feb)
+    code, _, err = run("batch", str(jan), "-o", str(tmp_path / "jan.results.csv"), "--rules", RULES)
+    assert code == 0, err
+    code, _, err = run("batch", str(feb), "-o", str(tmp_path / "feb-only.csv"), "--rules", RULES,
+                       "--opening", str(tmp_path / "jan.results.csv"))
+    assert code == 0, err
+    again = tmp_path / "jan-feb.csv"
+    raw.filter(pl.col(date).str.slice(5, 2) <= "02").write_csv(again)
+    n_jan = raw.filter(pl.col(date).str.slice(5, 2) == "01").height
+    n_feb = raw.filter(pl.col(date).str.slice(5, 2) == "02").height
+    args = ["batch", str(again), "-o", str(tmp_path / "feb.results.csv"), "--rules", RULES,
+            "--opening", str(tmp_path / "jan.results.csv")]
+    code, out, err = run(*args)
+    assert code == 0, err
+    assert f"warning: {again}: {n_jan} claims already settled in the opening, reported, not settled twice" in err
+    assert f"rows read {n_jan + n_feb} = settled {n_feb} + already settled {n_jan} + rejected 0" in out
+    rejects = pl.read_csv(tmp_path / "feb.results.rejects.csv", infer_schema=False)
+    assert rejects.height == n_jan
+    assert set(rejects["reason"]) == {"already settled in " + str(tmp_path / "jan.results.csv")}
+    assert per_claim(read_results(tmp_path / "feb.results.csv")).equals(
+        per_claim(read_results(tmp_path / "feb-only.csv")))
+    code, out, err = run(*args, "--json", "--on-error", "skip")
+    assert code == 0, err
+    got = json.loads(out)
+    assert (got["settled"], got["already_settled"], got["rejected"]) == (n_feb, n_jan, 0)
+
+
+def test_a_bad_row_still_fails_the_run_and_the_already_settled_are_not_counted_as_rejected(tmp_path):
     raw = pl.read_csv(EXAMPLE, infer_schema=False)
     date = raw.columns[2]
     jan = tmp_path / "jan.csv"
     raw.filter(pl.col(date).str.slice(5, 2) == "01").write_csv(jan)
     code, _, err = run("batch", str(jan), "-o", str(tmp_path / "jan.results.csv"), "--rules", RULES)
     assert code == 0, err
-    # January again, with February: January's claims are reported, February's settled
-    again = tmp_path / "jan-feb.csv"
-    raw.filter(pl.col(date).str.slice(5, 2) <= "02").write_csv(again)
-    n_jan = raw.filter(pl.col(date).str.slice(5, 2) == "01").height
-    args = ["batch", str(again), "-o", str(tmp_path / "feb.results.csv"), "--rules", RULES,
-            "--opening", str(tmp_path / "jan.results.csv")]
-    code, _, err = run(*args)
+    bad = jan.read_text(encoding="utf-8-sig").splitlines()
+    cells = bad[1].split(",")
+    bad.append(",".join([cells[0] + "-new", cells[1], cells[2], "-5", *[""] * (len(cells) - 4)]))
+    (tmp_path / "bad.csv").write_text("\n".join(bad) + "\n", encoding="utf-8")
+    code, _, err = run("batch", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "x.csv"), "--rules", RULES,
+                       "--opening", str(tmp_path / "jan.results.csv"))
     assert code == 1
-    assert f"{n_jan} claims already settled in the opening results" in err
-    assert "already settled in " + str(tmp_path / "jan.results.csv") in err
-    code, out, err = run(*args, "--on-error", "skip")
-    assert code == 0, err
-    assert f"warning: {again}: {n_jan} claims already settled" in err
-    rejects = pl.read_csv(tmp_path / "feb.results.rejects.csv", infer_schema=False)
-    assert rejects.height == n_jan
-    assert set(rejects["reason"]) == {"already settled in " + str(tmp_path / "jan.results.csv")}
-    assert f"rejected {n_jan}" in out
+    n_jan = len(bad) - 2
+    assert f"settled 0 + already settled {n_jan} + rejected 1" in err
+    assert not (tmp_path / "x.csv").exists()
 
 
 def test_openings_of_another_year_or_pool_change_nothing(tmp_path):
@@ -195,7 +226,8 @@ def test_an_opening_file_that_is_not_results_is_refused_by_name(tmp_path):
 
 
 def test_a_ledger_gives_the_opening_as_its_results_would(tmp_path):
-    """``--opening-ledger``: the desk's settlements of January–November open December as the
+    """``--ledger`` (formerly ``--opening-ledger``, still accepted): the desk's settlements of
+    January–November open December as the
     same settlements' results file does; their claim ids are not settled again."""
     from medaid.cli.app import load_book
     from medaid.ledger import open_ledger
@@ -217,10 +249,54 @@ def test_a_ledger_gives_the_opening_as_its_results_would(tmp_path):
     code, _, err = run("batch", str(dec), "-o", str(tmp_path / "by-file.csv"), "--rules", RULES,
                        "--opening", str(tmp_path / "early.results.csv"))
     assert code == 0, err
-    code, _, err = run("batch", str(dec), "-o", str(tmp_path / "by-ledger.csv"), "--rules", RULES,
-                       "--opening-ledger", str(ledger_path))
+    for option in ("--ledger", "--opening-ledger"):
+        code, _, err = run("batch", str(dec), "-o", str(tmp_path / "by-ledger.csv"), "--rules", RULES,
+                           option, str(ledger_path))
+        assert code == 0, err
+        assert per_claim(read_results(tmp_path / "by-ledger.csv")).equals(
+            per_claim(read_results(tmp_path / "by-file.csv")))
+    code, out, err = run("batch", str(early), "-o", str(tmp_path / "again.csv"), "--rules", RULES,
+                         "--ledger", str(ledger_path))
+    assert code == 0 and f"settled 0 + already settled {results.height} + rejected 0" in out
+    rejects = pl.read_csv(tmp_path / "again.rejects.csv", infer_schema=False)
+    assert set(rejects["reason"]) == {f"already settled in {ledger_path}"}
+
+
+def test_a_claim_the_ledger_reversed_is_settled_again_once_as_the_ledger_settles_it_after_a_reversal(tmp_path):
+    """A claim id whose settlement the ledger reversed is not "already settled": the batch
+    settles it as a new claim against the position of the claims that stand, exactly as
+    ``medaid settle`` does after ``medaid reverse``; the reversed settlement counts for nothing,
+    so the person is paid once.  By hand, the shipped rules (key, inpatient: brackets per stay,
+    annual cap 100,000; the rule file's own example): R1 30,000 settled (23,300) and reversed;
+    R2 100,000 stands (87,800); the batch's R1 gets what is left of the cap, 12,200 (not 0, as
+    it would if the reversed R1 still counted), and R3 nothing."""
+    from medaid.cli.app import load_book
+    from medaid.ledger import open_ledger
+
+    book = load_book(RULES, None)
+    ledger_path = tmp_path / "desk.sqlite3"
+
+    def claim(cid: str, day: str, yuan: int) -> medaid.Claim:
+        return medaid.Claim(claim_id=cid, person_id="P1", date=day, self_pay=yuan * 100, group="key",
+                            kind="inpatient")
+    with open_ledger(ledger_path) as db:
+        db.settle(claim("R1", "2024-01-10", 30_000), book)
+        db.settle(claim("R2", "2024-02-10", 100_000), book)
+        db.reverse("R1", "entered twice", book=book)
+    src = tmp_path / "later.csv"
+    src.write_text("claim_id,person_id,date,self_pay,group,kind\n"
+                   "R1,P1,2024-01-10,30000,key,inpatient\nR3,P1,2024-03-10,5000,key,inpatient\n", encoding="utf-8")
+    code, out, err = run("batch", str(src), "-o", str(tmp_path / "r.csv"), "--rules", RULES,
+                         "--ledger", str(ledger_path))
     assert code == 0, err
-    assert per_claim(read_results(tmp_path / "by-ledger.csv")).equals(per_claim(read_results(tmp_path / "by-file.csv")))
-    code, _, err = run("batch", str(early), "-o", str(tmp_path / "again.csv"), "--rules", RULES,
-                       "--opening-ledger", str(ledger_path))
-    assert code == 1 and f"already settled in {ledger_path}" in err
+    assert "settled 2 + already settled 0 + rejected 0" in out
+    got = {r["claim_id"]: r for r in read_results(tmp_path / "r.csv").iter_rows(named=True)}
+    assert (got["R1"]["relief"], got["R1"]["ytd_self_pay"], got["R1"]["ytd_relief"]) == (
+        1_220_000, 13_000_000, 10_000_000)
+    assert (got["R3"]["relief"], got["R3"]["capped_by"]) == (0, "annual_cap")
+    # the ledger itself, settling R1 again after its reversal, gives the same
+    with open_ledger(ledger_path) as db:
+        assert db.settle(claim("R1", "2024-01-10", 30_000), book).entry.relief == got["R1"]["relief"]
+
+
+

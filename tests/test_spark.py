@@ -12,12 +12,14 @@ Expected values come from the local path (``columnar.settle_frame``) and from th
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import shutil
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 pytest.importorskip("pyspark", reason="pyspark is not installed (pip install 'medaid[spark]')")
 if shutil.which("java") is None and not __import__("os").environ.get("JAVA_HOME"):
@@ -30,6 +32,8 @@ import medaid  # noqa: E402
 from medaid.batch.columnar import settle_frame  # noqa: E402
 from medaid.io.columns import RESULT_FIELDS  # noqa: E402
 from medaid.spark.job import main, run_batch, settle_spark, spark_session  # noqa: E402
+from test_columnar import books_and_claims, frame_of, load_texts  # noqa: E402
+from test_opening import per_claim  # noqa: E402
 
 V2023 = """
 id = "test-aid"
@@ -622,3 +626,126 @@ def test_spark_totals_are_the_local_batch_totals_through_the_one_engine(spark, g
                            (by_hospital, want["by_hospital"], "hospital")):
         assert [(t.key, *(getattr(t, f) for f in fields)) for t in got] == [
             (r[dim], *(r[f] for f in fields)) for r in rows]
+
+
+# --------------------------------------------------------------------------------------------
+# opening balances on Spark (docs/batch.md, *Opening balances*)
+
+
+def _spark_periods_equal_the_local_year(spark, claims: list[medaid.Claim], book: medaid.RuleBook,
+                                        months: int = 1) -> None:
+    """Each period of ``months`` months of ``claims`` settled on Spark with the opening of every
+    earlier period's Spark results gives, claim by claim, the local batch of all of them in one
+    run."""
+    from medaid.batch.opening import opening_from
+
+    whole, _ = settle_frame(frame_of(claims), book)
+
+    def period(c: medaid.Claim) -> tuple[int, int]:
+        return c.date.year, (c.date.month - 1) // months
+
+    earlier: list[tuple[str, pl.DataFrame]] = []
+    parts = []
+    for y, m in sorted({period(c) for c in claims}):
+        month = frame_of([c for c in claims if period(c) == (y, m)])
+        results, _ = settle_spark(to_spark(spark, month), book, buckets=2, opening=opening_from(earlier))
+        got = collect(results)
+        results.unpersist()
+        earlier.append((f"{y}-{m:02d}", got))
+        parts.append(got)
+    months_frame = pl.concat(parts, how="diagonal_relaxed") if parts else whole
+    assert per_claim(months_frame).equals(per_claim(whole))
+
+
+@settings(max_examples=3, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(case=books_and_claims(), first=st.integers(0, 22))
+def test_months_settled_on_spark_in_sequence_with_openings_equal_the_year_in_one_batch(spark, case, first):
+    """Generated rules (versions, pools, caps, gates, benefit years starting in other months)
+    and claims: on the Spark path too, months in sequence with opening balances give exactly the
+    per-claim results of one batch.  A few examples, each of the claims of four consecutive
+    months from the ``first``-th month they span (each month is a Spark job: seconds)."""
+    texts, claims = case
+    try:
+        book = load_texts(texts)
+    except medaid.RuleError:  # a generated combination the rule checks refuse
+        return
+    start = min(c.date for c in claims).replace(day=1)
+    index = [(c.date.year - start.year) * 12 + c.date.month - start.month for c in claims]
+    _spark_periods_equal_the_local_year(spark, [c for c, i in zip(claims, index, strict=True)
+                                                if first <= i < first + 4], book)
+
+
+def test_the_example_year_quarter_by_quarter_on_spark_equals_the_yearly_batch(spark, tmp_path):
+    """The example year, quarter by quarter on Spark, each quarter opening with the earlier
+    quarters' Spark results: every claim as in the yearly batch; and ``medaid batch --engine spark``
+    with ``--opening`` (January–November's results) and with ``--ledger`` pays December's
+    1,243,223.39, its already settled claims counted apart, not rejected."""
+    from click.testing import CliRunner
+
+    from medaid.batch.run import read_file
+    from medaid.cli import main as cli
+
+    root = Path(__file__).resolve().parents[1]
+    example, rules = root / "examples" / "claims-2024.csv", str(root / "rules")
+    book = medaid.load_rules(rules)
+    clean = read_file(example).clean
+    claims = [medaid.Claim(claim_id=r["claim_id"], person_id=str(r["person_id"]), date=r["date"],
+                           self_pay=r["self_pay"], group=str(r["group"]), kind=str(r["kind"]))
+              for r in clean.iter_rows(named=True)]
+    _spark_periods_equal_the_local_year(spark, claims, book, months=3)
+
+    raw = pl.read_csv(example, infer_schema=False)
+    month = pl.col(raw.columns[2]).str.slice(5, 2)
+    raw.filter(month < "12").write_csv(tmp_path / "early.csv")
+    raw.filter(month >= "11").write_csv(tmp_path / "late.csv")  # November again, and December
+    r = CliRunner().invoke(cli, ["batch", str(tmp_path / "early.csv"), "-o", str(tmp_path / "early.results.csv"),
+                                 "--rules", rules])
+    assert r.exit_code == 0, r.stderr
+    n_nov = raw.filter(month == "11").height
+    n_dec = raw.filter(month == "12").height
+    r = CliRunner().invoke(cli, ["batch", str(tmp_path / "late.csv"), "--engine", "spark", "--rules", rules,
+                                 "-o", str(tmp_path / "dec.parquet"), "--opening",
+                                 str(tmp_path / "early.results.csv"), "--json"])
+    assert r.exit_code == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert (got["settled"], got["already_settled"], got["rejected"]) == (n_dec, n_nov, 0)
+    assert got["total"]["relief"] == 124_322_339
+    from medaid.io.results import read_results
+
+    year = settle_frame(clean, book)[0]
+    december = pl.concat([read_results(f) for f in sorted((tmp_path / "dec.parquet").glob("part-*.parquet"))])
+    assert per_claim(december).equals(per_claim(year.filter(pl.col("date").dt.month() == 12)))
+
+
+def test_spark_continues_a_ledger_as_the_local_batch_does(spark, tmp_path):
+    """``--engine spark --ledger``: the ledger's positions open the batch (by hand, the shipped
+    rules: the desk paid 87,800 of the 100,000 cap, so a 30,000 stay gets 12,200) and its claim
+    ids are counted as already settled, as on the local path; a bank account is masked in the
+    results on both paths."""
+    from click.testing import CliRunner
+
+    from medaid.cli import main as cli
+    from medaid.ledger import open_ledger
+
+    root = Path(__file__).resolve().parents[1]
+    rules = str(root / "rules")
+    ledger = str(tmp_path / "county.sqlite3")
+    with open_ledger(ledger) as lg:
+        lg.settle(medaid.Claim(claim_id="D1", person_id="P1", date="2024-03-01", self_pay=10_000_000,
+                               group="key", kind="inpatient"), medaid.load_rules(rules))
+    src = tmp_path / "more.csv"
+    src.write_text("claim_id,person_id,date,self_pay,group,kind,bank_account\n"
+                   "D1,P1,2024-03-01,100000,key,inpatient,\nA1,P1,2024-03-05,30000,key,inpatient,6222020200112233445\n",
+                   encoding="utf-8")
+    for engine, out in (("local", "local.csv"), ("spark", "spark.parquet")):
+        r = CliRunner().invoke(cli, ["batch", str(src), "--engine", engine, "--ledger", ledger, "--rules", rules,
+                                     "-o", str(tmp_path / out), "--json"])
+        assert r.exit_code == 0, r.stderr
+        got = json.loads(r.stdout)
+        assert (got["settled"], got["already_settled"], got["rejected"]) == (1, 1, 0)
+        assert got["total"]["relief"] in (1_220_000, "12200.00")
+    # the bank account is masked on both paths
+    local = pl.read_csv(tmp_path / "local.csv", infer_schema=False)
+    spark_out = pl.concat([pl.read_parquet(f) for f in sorted((tmp_path / "spark.parquet").glob("part-*.parquet"))])
+    assert local["bank_account"].to_list() == spark_out["bank_account"].to_list() == ["****3445"]

@@ -6,8 +6,12 @@ Rule: the position of a (person, benefit year, pool) before a batch is the sum o
 earlier results' rows of that person, benefit year and pool; the batch's accumulation
 (docs/calculation.md, *Accumulation*) starts there instead of at zero, so a claim's
 ``C_{k−1}`` and ``G_{k−1}`` include the earlier claims.  A claim id already present in the
-earlier results is not settled again: it is rejected with the reason ``already settled in
-<source>``.  Positions whose benefit year and pool no claim of the batch has play no part.
+earlier results is not settled again: it is reported (counted apart from the settled and the
+rejected rows, listed with the reason ``already settled in <source>``), not rejected.  A claim
+whose settlement a ledger reversed is not among the earlier results (a reversal takes its
+self-pay and relief back out of the position): it is settled as a new claim, as the ledger
+itself settles a claim id again after its reversal.  Positions whose benefit year and pool no
+claim of the batch has play no part.
 """
 
 from __future__ import annotations
@@ -72,9 +76,9 @@ def opening_from(frames: Iterable[tuple[str, pl.DataFrame]]) -> Opening:
 
 
 def already_settled(frame: pl.DataFrame, opening: Opening, source: str) -> tuple[pl.DataFrame, Problem | None]:
-    """The rows of ``frame`` (``row``, ``claim_id``) whose claim id the opening holds, as
-    rejects (``row``, ``claim_id``, ``field``, ``message`` = ``already settled in <source>``),
-    and the warning naming how many and the first :data:`NAMED`."""
+    """The rows of ``frame`` (``row``, ``claim_id``) whose claim id the opening holds
+    (``row``, ``claim_id``, ``field``, ``message`` = ``already settled in <source>``), and the
+    warning naming how many and the first :data:`NAMED`."""
     hit = (frame.select("row", pl.col("claim_id").cast(pl.String))
            .join(opening.claims, on="claim_id", how="inner", maintain_order="left"))
     if not hit.height:
@@ -86,7 +90,7 @@ def already_settled(frame: pl.DataFrame, opening: Opening, source: str) -> tuple
     more = " ..." if hit.height > NAMED else ""
     n = hit.height
     warning = Problem(
-        f"{n} claim{'' if n == 1 else 's'} already settled in the opening results, rejected, "
+        f"{n} claim{'' if n == 1 else 's'} already settled in the opening, reported, "
         f"not settled twice: {', '.join(first)}{more}", source=source)
     return rejects, warning
 

@@ -3,11 +3,13 @@
 Rules implemented (docs/calculation.md via :func:`medaid.batch.settle.settle_frame`;
 README.md#reliability; docs/batch.md):
 
-* Every row read is settled, rejected with its line and reason, or a totals row (合计, 小计,
-  Total ...: not a claim; its amounts are checked against the claims above it, a mismatch is
-  a warning naming its line): ``rows read = settled + rejected + totals rows`` is checked on
-  every run (:meth:`BatchRun.reconcile`).  The other lines of the file are the header, the
-  title lines above it and blank lines; the reconciliation line states those it skipped.
+* Every row read is settled, already settled (a claim id the opening balances hold: reported,
+  not settled twice, docs/batch.md *Opening balances*), rejected with its line and reason, or a
+  totals row (合计, 小计, Total ...: not a claim; its amounts are checked against the claims
+  above it, a mismatch is a warning naming its line): ``rows read = settled + already settled +
+  rejected + totals rows`` is checked on every run (:meth:`BatchRun.reconcile`).  The other
+  lines of the file are the header, the title lines above it and blank lines; the
+  reconciliation line states those it skipped.
 * ``on_error="fail"`` (the default): if any row is rejected nothing is written and the problems
   are raised (:class:`BatchRefused`).  ``"skip"``: the good rows are written, the bad ones go to
   the rejects file with a ``reason`` column.
@@ -23,14 +25,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import polars as pl
 
 from ..errors import MedaidError, Problem
 from ..io import csv_fast, readers
 from ..io.amounts import yuan_text
-from ..io.columns import MONEY_COLUMNS
+from ..io.columns import ACCOUNT_FIELD, CLAIM_EXTRA_HEADERS, MONEY_COLUMNS, normalise_header
 from ..io.csv_fast import Scanned
 from ..io.csv_pieces import CsvPieces, NotChunkable
 from ..io.totals_rows import check_totals, totals_rows
@@ -88,8 +90,12 @@ class BatchRun:
     #: Blank lines (empty sheet rows) skipped below the header: not rows.
     blank_lines: int = 0
     #: Warnings that do not stop the run: a totals row whose amounts are not the sum of the
-    #: claims above it.
+    #: claims above it; claims already settled in the opening.
     warnings: tuple[Problem, ...] = ()
+    #: Rows whose claim id the opening balances already hold (``row``, ``claim_id``, ``field``,
+    #: ``message`` = ``already settled in <source>``): neither settled nor rejected; listed in
+    #: the rejects file with their reason (their text is in ``rejected_rows``).
+    already: pl.DataFrame | None = field(default=None, repr=False)
 
     @property
     def settled(self) -> int:
@@ -98,6 +104,11 @@ class BatchRun:
     @property
     def rejected(self) -> int:
         return self.rejects["row"].n_unique() if self.rejects.height else 0
+
+    @property
+    def already_settled(self) -> int:
+        """Rows whose claim id the opening already holds (reported, not settled twice)."""
+        return 0 if self.already is None else self.already.height
 
     @property
     def above_header(self) -> int:
@@ -109,7 +120,10 @@ class BatchRun:
         then the lines that are not rows when some were skipped: ``; not rows: 2 lines above
         the header on line 3, 1 blank line``); raises if the sum does not hold."""
         totals = len(self.totals_rows)
-        line = f"rows read {self.rows_read} = settled {self.settled} + rejected {self.rejected}"
+        line = f"rows read {self.rows_read} = settled {self.settled}"
+        if self.already is not None:
+            line += f" + already settled {self.already_settled}"
+        line += f" + rejected {self.rejected}"
         if totals:
             line += f" + totals rows {totals}"
         skipped = []
@@ -120,17 +134,21 @@ class BatchRun:
             skipped.append(_n(self.blank_lines, "blank line"))
         if skipped:
             line += "; not rows: " + ", ".join(skipped)
-        if self.rows_read != self.settled + self.rejected + totals:
+        if self.rows_read != self.settled + self.already_settled + self.rejected + totals:
             raise MedaidError(Problem("reconciliation failed: " + line, source=self.source))
         return line
 
     def counts(self) -> dict[str, int]:
-        """The reconciliation's figures for ``--json``: ``rows_read`` = ``settled`` +
-        ``rejected`` + ``totals_rows``; ``header_line``, ``lines_above_header`` and
-        ``blank_lines`` are the lines that are not rows."""
-        return {"rows_read": self.rows_read, "settled": self.settled, "rejected": self.rejected,
-                "totals_rows": len(self.totals_rows), "header_line": self.header_line,
-                "lines_above_header": self.above_header, "blank_lines": self.blank_lines}
+        """The reconciliation's figures for ``--json``: ``rows_read`` = ``settled`` (+
+        ``already_settled``, with opening balances) + ``rejected`` + ``totals_rows``;
+        ``header_line``, ``lines_above_header`` and ``blank_lines`` are the lines that are not
+        rows."""
+        out = {"rows_read": self.rows_read, "settled": self.settled, "rejected": self.rejected,
+               "totals_rows": len(self.totals_rows), "header_line": self.header_line,
+               "lines_above_header": self.above_header, "blank_lines": self.blank_lines}
+        if self.already is not None:
+            out["already_settled"] = self.already_settled
+        return out
 
     def problems(self) -> list[Problem]:
         """Every problem, located: ``file:line: field: message`` (claim id added when known)."""
@@ -145,31 +163,33 @@ def _n(k: int, what: str) -> str:
     return f"{k} {what}" + ("" if k == 1 else "s")
 
 
-def settle_file(
+class ReadFile(NamedTuple):
+    """A claim file read and validated (:func:`read_file`), not yet settled: the typed rows
+    (``clean``), the rejects frame, the rejected rows as text, and what :class:`BatchRun`
+    records of the file."""
+
+    clean: pl.DataFrame
+    rejects: pl.DataFrame
+    bad_rows: pl.DataFrame
+    rows_read: int
+    text_values: dict[str, pl.Series]
+    totals_rows: tuple[int, ...]
+    header_line: int
+    blank_lines: int
+    warnings: tuple[Problem, ...]
+
+
+def read_file(
     path: str | Path,
-    rules: RuleBook | Callable[[], RuleBook],
     *,
     encoding: str | None = None,
     sheet: str | None = None,
     mapping: Mapping[str, str] | None = None,
     progress: Progress | None = None,
     reader: str = "auto",
-    opening: Opening | None = None,
-) -> BatchRun:
-    """Read, validate and settle a claim file (nothing is written); see the module doc.
-
-    A GB18030/GBK CSV file is first copied to a temporary UTF-8 file, piece by piece, and read
-    from there (then removed).  A UTF-8 CSV file without quote characters is read and typed in one streaming pass
-    (:func:`medaid.io.csv_fast.scan_claims`); another UTF-8 CSV file piece by piece
-    (:class:`medaid.io.readers.CsvPieces`); so the text of a CSV file is never in memory whole.
-    Other files are read whole.  All give the same run.  ``rules`` may be a function giving
-    the rule book (e.g. a future's ``result``): it is called once the file is read, so that
-    the rules can load meanwhile.  ``reader`` (``"auto"``, ``"scan"``,
-    ``"pieces"``, ``"whole"``) picks the first reader to try, for tests and diagnosis.
-
-    ``opening`` (:func:`medaid.batch.opening.opening_from`): earlier results the batch continues
-    (docs/batch.md, *Opening balances*): the accumulation starts at their positions, and a
-    claim id they hold is rejected (``already settled in <file>``) with a warning."""
+) -> ReadFile:
+    """Read and validate a claim file as :func:`settle_file` does, without settling it (the
+    stages ``read`` and ``validate``)."""
     tick = progress or (lambda stage: None)
     source = str(path)
     typed = None
@@ -212,13 +232,51 @@ def settle_file(
     warnings: list[Problem] = []
     if totals is not None:
         warnings = check_totals(totals, clean, rejects["row"].unique(), source)
+    return ReadFile(clean, rejects, bad_rows, rows_read, text_values,
+                    () if totals is None else tuple(totals["row"].to_list()), header_line,
+                    blank_lines, tuple(warnings))
+
+
+def settle_file(
+    path: str | Path,
+    rules: RuleBook | Callable[[], RuleBook],
+    *,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+    reader: str = "auto",
+    opening: Opening | None = None,
+) -> BatchRun:
+    """Read, validate and settle a claim file (nothing is written); see the module doc.
+
+    A GB18030/GBK CSV file is first copied to a temporary UTF-8 file, piece by piece, and read
+    from there (then removed).  A UTF-8 CSV file without quote characters is read and typed in one streaming pass
+    (:func:`medaid.io.csv_fast.scan_claims`); another UTF-8 CSV file piece by piece
+    (:class:`medaid.io.readers.CsvPieces`); so the text of a CSV file is never in memory whole.
+    Other files are read whole.  All give the same run.  ``rules`` may be a function giving
+    the rule book (e.g. a future's ``result``): it is called once the file is read, so that
+    the rules can load meanwhile.  ``reader`` (``"auto"``, ``"scan"``,
+    ``"pieces"``, ``"whole"``) picks the first reader to try, for tests and diagnosis.
+
+    ``opening`` (:func:`medaid.batch.opening.opening_from`): earlier results the batch continues
+    (docs/batch.md, *Opening balances*): the accumulation starts at their positions, and a
+    claim id they hold is not settled again: its row is counted apart (``run.already``,
+    ``already settled in <file>``), not rejected, with a warning."""
+    tick = progress or (lambda stage: None)
+    source = str(path)
+    got = read_file(path, encoding=encoding, sheet=sheet, mapping=mapping, progress=progress, reader=reader)
+    clean, rejects, bad_rows, warnings = got.clean, got.rejects, got.bad_rows, list(got.warnings)
+    rows_read, text_values, totals, header_line, blank_lines = got[3:8]
+    del got  # (``clean`` is dropped below, before the run is made: memory)
     book = rules() if callable(rules) else rules
     # the settlement's modules (the rule models, the engine) are imported once the file is read:
     # ``medaid batch`` imports them on its rules thread meanwhile (medaid.tuning.alongside)
     from .settle import settle_frame
 
+    already = None
     if opening is not None:
-        clean, rejects, bad_rows = _not_twice(clean, rejects, bad_rows, opening, source, warnings)
+        clean, already, bad_rows = _not_twice(clean, bad_rows, opening, source, warnings)
     positions = None if opening is None else opening.positions
     # (text results as enums: memory)
     results, refused = settle_frame(clean, book, compact=True, opening=positions)
@@ -226,31 +284,29 @@ def settle_file(
     if refused.height:
         rejects = pl.concat([rejects, refused.select(rejects.columns)])
         refused_rows = clean.filter(pl.col("row").is_in(refused["row"].implode()))
-        bad_rows = pl.concat([bad_rows, _as_text(refused_rows).select(bad_rows.columns)])
+        bad_rows = pl.concat([bad_rows, as_text(refused_rows).select(bad_rows.columns)])
     del clean
     rejects = rejects.sort("row", maintain_order=True)
     run = BatchRun(source, rows_read, results, rejects, bad_rows.sort("row"), text_values,
-                   () if totals is None else tuple(totals["row"].to_list()), header_line,
-                   blank_lines, tuple(warnings))
+                   totals, header_line, blank_lines, tuple(warnings), already)
     run.reconcile()
     return run
 
 
-def _not_twice(clean: pl.DataFrame, rejects: pl.DataFrame, bad_rows: pl.DataFrame,
-               opening: Opening, source: str, warnings: list[Problem],
-               ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Take the rows whose claim id the opening already holds out of ``clean`` into the
-    rejects (and their text into ``bad_rows``); their warning is appended to ``warnings``."""
+def _not_twice(clean: pl.DataFrame, bad_rows: pl.DataFrame, opening: Opening, source: str,
+               warnings: list[Problem]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Take the rows whose claim id the opening already holds out of ``clean``: the rest, those
+    rows (``row``, ``claim_id``, ``field``, ``message``), and ``bad_rows`` with their text
+    added (for the rejects file); their warning is appended to ``warnings``."""
     from .opening import already_settled
 
     twice, warning = already_settled(clean, opening, source)
     if warning is None:
-        return clean, rejects, bad_rows
+        return clean, twice, bad_rows
     warnings.append(warning)
     hit = pl.col("row").is_in(twice["row"].implode())
-    rejects = pl.concat([rejects, twice.select(rejects.columns).cast(rejects.schema)])
-    bad_rows = pl.concat([bad_rows, _as_text(clean.filter(hit)).select(bad_rows.columns)])
-    return clean.filter(~hit), rejects, bad_rows
+    bad_rows = pl.concat([bad_rows, as_text(clean.filter(hit)).select(bad_rows.columns)])
+    return clean.filter(~hit), twice, bad_rows
 
 
 def _as_read(raw: pl.DataFrame) -> pl.DataFrame:
@@ -297,7 +353,7 @@ def _type_pieces(pieces: CsvPieces) -> Scanned:
                    pieces.header_line, pieces.blank_lines)
 
 
-def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
+def as_text(frame: pl.DataFrame) -> pl.DataFrame:
     """Typed claim rows back to text as read (dates ISO, amounts yuan) for the rejects file."""
     return frame.with_columns([
         yuan_text(c) if c in MONEY_COLUMNS and t.is_integer() else pl.col(c).cast(pl.String)
@@ -313,23 +369,47 @@ def refuse_if_bad(run: BatchRun, limit: int = 20) -> None:
     raise BatchRefused(problems[:limit], len(problems), run.rejected, run.reconcile())
 
 
+def masked_accounts(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with every bank-account column (a header of
+    :data:`medaid.io.columns.CLAIM_EXTRA_HEADERS` ``bank_account``) masked: ``****`` and the
+    account's last four characters when it has more than eight, else ``****`` alone (empty
+    stays empty).  The one mask of bank accounts in files (README.md#reliability)."""
+    names = {normalise_header(a) for a in CLAIM_EXTRA_HEADERS[ACCOUNT_FIELD]}
+    cols = [c for c in frame.columns if normalise_header(c) in names]
+    if not cols:
+        return frame
+    def mask(c: str) -> pl.Expr:
+        text = pl.col(c).cast(pl.String).str.strip_chars()
+        return (pl.when(text.is_null() | (text == "")).then(text)
+                .when(text.str.len_chars() > 8).then("****" + text.str.slice(-4))
+                .otherwise(pl.lit("****")).alias(c))
+    return frame.with_columns(mask(c) for c in cols)
+
+
 def results_for_output(run: BatchRun) -> pl.DataFrame:
-    """The results as written: input columns then result fields, without the line column."""
+    """The results as written: input columns then result fields, without the line column; a
+    bank-account column masked (:func:`masked_accounts`)."""
     # a frame of the same columns (``drop`` would realign the columns' chunks: a copy)
-    return pl.DataFrame([run.results[c] for c in run.results.columns if c != "row"])
+    return masked_accounts(pl.DataFrame([run.results[c] for c in run.results.columns if c != "row"]))
 
 
 def rejects_for_output(run: BatchRun) -> pl.DataFrame:
     """Rejected rows as written: ``line``, the input's columns as read, ``field``, ``reason``
-    (several problems of one row joined with ``; ``)."""
+    (several problems of one row joined with ``; ``); rows already settled in the opening
+    are listed too, in line order, with their reason (``already settled in <file>``)."""
+    problems = run.rejects
+    if run.already_settled:
+        assert run.already is not None
+        problems = pl.concat([problems, run.already.select(problems.columns).cast(problems.schema)]).sort(
+            "row", maintain_order=True)
     why = (
-        run.rejects.group_by("row", maintain_order=True)
+        problems.group_by("row", maintain_order=True)
         .agg(pl.col("field").fill_null("").unique(maintain_order=True).str.join(", "),
              pl.col("message").str.join("; ").alias("reason"))
     )
     rows = why.join(run.rejected_rows, on="row", how="left", maintain_order="left")
     cols = ["row"] + [c for c in run.rejected_rows.columns if c != "row"] + ["field", "reason"]
-    return rows.select(cols).rename({"row": "line"})
+    return masked_accounts(rows.select(cols).rename({"row": "line"}))
 
 
 def write_run(
@@ -353,7 +433,7 @@ def write_run(
     if on_error == "fail":
         refuse_if_bad(run, limit)
     written = None
-    if run.rejected:
+    if run.rejected or run.already_settled:
         written = Path(rejects_path) if rejects_path else default_rejects_path(output)
         write_frame(rejects_for_output(run), written, bom=bom, lang=lang)
     write_frame(results_for_output(run), output, bom=bom, text_values=run.text_values, lang=lang)

@@ -66,8 +66,8 @@ def _fail(e: MedaidError) -> click.ClickException:
 
 
 def _opening(paths: tuple[str, ...], ledger: str | None) -> Any:
-    """The opening balances of ``--opening`` results files and ``--opening-ledger``
-    (docs/batch.md, *Opening balances*); ``None`` when neither is given."""
+    """The opening balances of ``--opening`` results files and ``--ledger`` (docs/batch.md,
+    *Opening balances*); ``None`` when neither is given."""
     if not paths and ledger is None:
         return None
     from ..batch.opening import OPENING_FIELDS, opening_from
@@ -131,7 +131,7 @@ def _refused(e: Any, as_json: bool) -> click.ClickException:
 
 def _spark_batch(input_path: str, output: str | None, rules_path: str, scheme: str | None,
                  master: str | None, rejects_path: str | None, on_error: str, max_errors: int,
-                 as_json: bool, lang: str = "en") -> None:
+                 as_json: bool, lang: str = "en", opening: Any = None) -> None:
     """``medaid batch --engine spark``: the same batch through :func:`medaid.spark.job.run_batch`."""
     try:
         from ..spark.job import run_batch
@@ -142,11 +142,54 @@ def _spark_batch(input_path: str, output: str | None, rules_path: str, scheme: s
     try:
         s = run_batch(input_path, output, rules_path, master=master or "local[2]",
                       rejects_path=rejects_path, on_error=on_error, scheme=scheme,
-                      max_errors=max_errors, lang=lang)
+                      max_errors=max_errors, lang=lang, opening=opening)
     except MedaidError as e:
         raise _fail(e) from None
     echo(json_text(s.to_dict()) if as_json
                else f"{s.reconcile()}\nresults: {s.output}")
+
+
+def _record(input_path: str, out: str, ledger: str, rules_path: str, scheme: str | None,
+            encoding: str | None, sheet: str | None, maps: tuple[str, ...], rejects_path: str | None,
+            on_error: str, max_errors: int, bom: bool, lang: str, as_json: bool) -> None:
+    """``medaid batch --ledger … --record``: :func:`medaid.batch.record.record_file`, then the
+    results (and rejects) written as a batch's; exit 1 when the ledger refused a claim while
+    recording under ``--on-error fail`` (the others are recorded: run it again once fixed)."""
+    from ..batch.record import record_file
+    from ..batch.run import BatchRefused, write_run
+    from ..io.readers import parse_mapping
+    from ..ledger.backend import open_ledger
+    from ..report.batch_text import summary_json, summary_tables
+    from ..report.totals import summarise
+    from .app import Failure, load_book
+
+    book = load_book(rules_path, scheme)
+    try:
+        with open_ledger(ledger) as db:
+            rec = record_file(input_path, db, book, encoding=encoding, sheet=sheet,
+                              mapping=parse_mapping(maps), on_error=on_error, limit=max_errors)
+        rej = write_run(rec.run, out, rejects_path=rejects_path, on_error="skip", bom=bom, lang=lang)
+    except BatchRefused as e:
+        raise _refused(e, as_json) from None
+    except MedaidError as e:
+        raise _fail(e) from None
+    line = rec.reconcile()
+    summary = summarise(rec.run.results)
+    if rec.refused_late and on_error == "fail":
+        raise Failure(f"{line}\nthe ledger refused {rec.run.rejected} claim(s) while recording (listed in "
+                      f"{rej}); the others are recorded: run the same command again once they are fixed",
+                      rec.run.problems()[:max_errors], reconciliation=line, output=out,
+                      rejects=None if rej is None else str(rej))
+    if as_json:
+        echo(json_text({"input": input_path, "output": out, "rejects": None if rej is None else str(rej),
+                        **rec.counts(), "reconciliation": line,
+                        "warnings": [str(w) for w in rec.run.warnings], **summary_json(summary)}))
+        return
+    _warn(rec.run)
+    echo(summary_tables(summary, lang))
+    echo("")
+    echo(line)
+    echo(f"results: {out}" + ("" if rej is None else f"\nrejects: {rej}"))
 
 
 def register(group: click.Group) -> None:
@@ -177,9 +220,15 @@ def register(group: click.Group) -> None:
                   help="Earlier results file (any format medaid batch writes) the batch continues: "
                        "each person-year-pool starts from its self-pay and relief so far; their "
                        "claims are not settled again. Repeatable.")
-    @click.option("--opening-ledger", default=None, metavar="PATH|URL",
-                  help="A ledger (SQLite file or postgresql:// URL) whose settlements the batch "
-                       "continues, as --opening.")
+    @click.option("--ledger", "ledger", default=None, metavar="URL|PATH",
+                  help="A ledger (SQLite file or postgresql:// URL) whose year-to-date positions "
+                       "the batch continues, as --opening; with --record, the ledger every claim "
+                       "is settled against and recorded in.")
+    @click.option("--opening-ledger", default=None, hidden=True, metavar="PATH|URL",
+                  help="The former name of --ledger.")
+    @click.option("--record", is_flag=True,
+                  help="Settle the claims against the --ledger and record each of them there "
+                       "(idempotent, resumable): desk claims and applications share one cap.")
     @_input_options
     @rules_option
     @lang_option
@@ -188,7 +237,7 @@ def register(group: click.Group) -> None:
                   max_errors: int, bom: bool, encoding: str | None, sheet: str | None,
                   maps: tuple[str, ...], rules_path: str, scheme: str | None, lang: str,
                   as_json: bool, engine: str, master: str | None, openings: tuple[str, ...],
-                  opening_ledger: str | None) -> None:
+                  ledger: str | None, opening_ledger: str | None, record: bool) -> None:
         """Settle a file of claims: results, rejects and totals.
 
         \b
@@ -197,11 +246,23 @@ def register(group: click.Group) -> None:
         Example:  medaid batch examples/claims-2024.csv -o results.csv
         On Spark: medaid batch --engine spark --master 'local[2]' claims/ -o results.parquet
         """
+        if opening_ledger is not None:
+            if ledger is not None and ledger != opening_ledger:
+                raise click.UsageError("--opening-ledger is the former name of --ledger; give one of them")
+            ledger = opening_ledger
+        if record:
+            if ledger is None:
+                raise click.UsageError("--record needs --ledger URL|PATH (the ledger to record in)")
+            if openings:
+                raise click.UsageError("--record settles against the --ledger alone; leave out --opening")
+            if engine == "spark":
+                raise click.UsageError("--record works with --engine local only")
         if engine == "spark":
-            if openings or opening_ledger:
-                raise click.UsageError("--opening and --opening-ledger work with --engine local only")
+            for o in openings:
+                if output is not None and Path(o).resolve() == Path(output).resolve():
+                    raise click.UsageError(f"{output} would overwrite the opening results {o}; choose another file")
             _spark_batch(input_path, output, rules_path, scheme, master, rejects_path, on_error,
-                         max_errors, as_json, lang)
+                         max_errors, as_json, lang, _opening(openings, ledger))
             return
         if Path(input_path).is_dir():
             raise click.BadParameter("a folder is read only with --engine spark; give a file",
@@ -214,7 +275,12 @@ def register(group: click.Group) -> None:
         for o in openings:
             if Path(o).resolve() == Path(out).resolve():
                 raise click.UsageError(f"{out} would overwrite the opening results {o}; choose another file")
-        opening = _opening(openings, opening_ledger)
+        if record:
+            assert ledger is not None
+            _record(input_path, out, ledger, rules_path, scheme, encoding, sheet, maps, rejects_path,
+                    on_error, max_errors, bom, lang, as_json)
+            return
+        opening = _opening(openings, ledger)
         with _progress("settling") as tick:
             run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick, opening)
             if not as_json:

@@ -121,3 +121,16 @@ _RESULT_INDEX: Final[dict[str, str]] = {
     **{f: f for f in (*CLAIM_FIELDS, *RESULT_FIELDS, *ZH_HEADERS)},
     **{normalise_header(zh): f for f, zh in ZH_HEADERS.items()},
 }
+
+
+#: Optional claim fields of an application file (``medaid batch --record``, docs/batch.md
+#: *Recording in the ledger*): accepted headers of each.  They are not among
+#: :data:`HEADER_ALIASES`: a file's such column passes through to the results under its own
+#: header (a bank account masked, :data:`ACCOUNT_FIELD`), and is read into the claim.
+CLAIM_EXTRA_HEADERS: Final[dict[str, tuple[str, ...]]] = {
+    "channel": ("channel", "结算方式", "渠道", "结算渠道", "救助渠道"),
+    "bank_account": ("bank_account", "bank account", "银行账号", "银行卡号", "银行账户"),
+    "account_name": ("account_name", "account name", "户名", "开户名", "账户名称"),
+}
+#: The field whose column is masked wherever a file or message shows it.
+ACCOUNT_FIELD: Final = "bank_account"

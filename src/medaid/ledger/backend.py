@@ -44,7 +44,7 @@ import datetime as dt
 import re
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, Self, cast
@@ -230,6 +230,11 @@ class LedgerBase(ABC):
         ``last``: nothing else follows in this transaction (a backend may commit with it)."""
         self._lock_chain(con)
         return _append_row(con, entry, recorded_at)
+
+    def _append_all(self, con: Connection, entries: list[Entry]) -> list[Entry]:
+        """Append ``entries`` in order at the chain's head, inside the caller's transaction
+        (a backend may send them in one round trip); the entries as recorded."""
+        return [self._append(con, e, last=False) for e in entries]
 
     def _stream(self, sql: str, params: tuple[Any, ...]) -> Iterator[Any]:
         """The rows a query selects, as they are read."""
@@ -432,6 +437,74 @@ class LedgerBase(ABC):
         return [e for e in self._all(
             "WHERE e.person_id = ? AND e.benefit_year = ? AND e.pool = ? AND e.entry = 'adjustment' ORDER BY e.seq",
             (reversal.person_id, reversal.benefit_year, reversal.pool)) if e.reversal == reversal.seq]
+
+    def record_in_order(self, claims: Sequence[tuple[Claim, Placement]], book: RuleBook, *,
+                        dry_run: bool = False) -> list[Receipt | Problem]:
+        """Settle and record ``claims`` (each with its placement, given in ledger order: date,
+        then claim id) in **one** transaction (docs/batch.md, *Recording in the ledger*): all
+        the claims' locks, then all the pools' locks, each set in sorted order, are taken first
+        (so no transaction waiting for one of them holds the chain's), then the claims' last
+        rows and the pools' rows are read at once.  Each claim, in the order given, is then:
+
+        * already settled (not reversed) with the same facts: its recorded row, ``replayed``;
+        * already settled with other facts: refused, naming the differing fields;
+        * dated before a standing settlement of its pool (by date, then claim id): refused
+          (the ledger settles a pool's claims in that order; the desk may still settle it);
+        * else settled against its pool's position (the claims before it in this transaction
+          included) and appended; a claim id whose settlement was reversed is settled anew,
+          as :meth:`settle` does.
+
+        A refusal is a :class:`medaid.errors.Problem` (``source`` the claim; no personal data)
+        and records nothing for that claim only.  ``dry_run``: the same decisions, read without
+        locks and nothing recorded (the check before a run that must record all or nothing)."""
+        if not claims:
+            return []
+        ids = sorted({c.claim_id for c, _ in claims})
+        keys = sorted({(c.person_id, at.benefit_year, at.plan.pool) for c, at in claims})
+        out: list[Receipt | Problem] = []
+        with (self._reading() if dry_run else self._transaction()) as con:
+            if not dry_run:
+                for cid in ids:
+                    self._lock_claim(con, cid)
+                for key in keys:
+                    self._lock_pool(con, key)
+            found = self._queries(con, *[(CLAIM_LAST, (cid,)) for cid in ids], *[(POOL_ROWS, k) for k in keys])
+            last = {cid: _last(rows, self._where) for cid, rows in zip(ids, found, strict=False)}
+            pools: dict[PoolKey, tuple[PoolState, tuple[dt.date, str] | None]] = {}
+            for key, rows in zip(keys, found[len(ids):], strict=True):
+                entries = checked_rows(rows, self._where)
+                live = [first for first, _ in live_claims(entries)]
+                pools[key] = (_position_of(entries, self._where),
+                              max(((e.date, e.claim_id) for e in live), default=None))
+            for claim, at in claims:
+                prior = last[claim.claim_id]
+                if prior is not None and prior.entry == SETTLEMENT:
+                    diff = differing_fields(prior, claim)
+                    conflict = LedgerConflict(claim.claim_id, diff).problems[0] if diff else None
+                    out.append(Receipt(prior, True) if conflict is None else Problem(
+                        conflict.message, source=conflict.source, field="claim_id"))
+                    continue
+                key = (claim.person_id, at.benefit_year, at.plan.pool)
+                state, latest = pools[key]
+                if latest is not None and (claim.date, claim.claim_id) < latest:
+                    out.append(Problem(
+                        f"dated {claim.date.isoformat()}, before claim {latest[1]} ({latest[0].isoformat()}) "
+                        f"already in the ledger for this person's pool {at.plan.pool} of {at.benefit_year}: "
+                        "the ledger settles a pool's claims in date order; settle it at the desk "
+                        "(medaid settle), or reverse the later claims first", source=f"claim {claim.claim_id}",
+                        field="date"))
+                    continue
+                r = quote(claim, book, state, at=at)
+                entry = _settlement(r, claim, r.bracket)
+                pools[key] = (PoolState(r.ytd_self_pay, r.ytd_relief), (claim.date, claim.claim_id))
+                last[claim.claim_id] = entry
+                out.append(Receipt(entry, False))
+            new = [i for i, o in enumerate(out) if isinstance(o, Receipt) and not o.replayed]
+            if new and not dry_run:
+                entries = [cast(Receipt, out[i]).entry for i in new]
+                for i, e in zip(new, self._append_all(con, entries), strict=True):
+                    out[i] = Receipt(e, False)
+        return out
 
     # -- checking -----------------------------------------------------------------------------
     def verify(self) -> Verification:

@@ -21,6 +21,7 @@ driver and on every executor, together with medaid itself.
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 # Rules and totals come from two imports only: the batch package's columnar evaluator
 # (settle_frame) and the one totals engine (report.totals, below); nothing here re-derives a rule.
 from ..batch.columnar import settle_frame
+from ..batch.opening import Opening
 from ..domain.rules import RuleBook, load_rules
 from ..errors import ClaimError, MedaidError, Problem
 from ..io.columns import REQUIRED_FIELDS, RESULT_FIELDS
@@ -66,6 +68,9 @@ REJECT_FIELDS = ("source", *REJECT_COLUMNS)
 CLAIMS_PER_BUCKET = 500_000
 #: The most rejects quoted in the error when ``on_error="fail"``.
 MAX_QUOTED = 20
+#: The column marking rows already settled in the opening balances (``run_batch`` counts them
+#: apart from the rejects).
+ALREADY = "_already_settled"
 #: The fields a claim needs, with their Spark types, checked before settling.
 _REQUIRED = {f: CLAIM_TYPES[f] for f in REQUIRED_FIELDS}
 
@@ -99,8 +104,25 @@ def _book(payload: bytes) -> RuleBook:
 # settling
 
 
-def _settle_bucket(payload: bytes, names: list[str], schema: pa.Schema) -> Callable[[pa.Table], pa.Table]:
-    """The function each bucket of persons runs: ``columnar.settle_frame`` on all its claims;
+_POSITIONS: dict[str, pl.DataFrame] = {}
+
+
+def _positions(payload: bytes | None) -> pl.DataFrame | None:
+    """The opening positions of ``payload`` (Arrow IPC bytes), read once per Python worker."""
+    if payload is None:
+        return None
+    key = hashlib.sha256(payload).hexdigest()
+    found = _POSITIONS.get(key)
+    if found is None:
+        found = _POSITIONS[key] = pl.read_ipc(payload)
+    return found
+
+
+def _settle_bucket(payload: bytes, names: list[str], schema: pa.Schema,
+                   positions: bytes | None = None) -> Callable[[pa.Table], pa.Table]:
+    """The function each bucket of persons runs: ``columnar.settle_frame`` on all its claims,
+    each group starting at its opening position (``positions``: Arrow IPC bytes of
+    :attr:`medaid.batch.opening.Opening.positions`; docs/batch.md, *Opening balances*);
     rows already rejected (``_reject_message`` set) pass through untouched."""
 
     def settle_bucket(table: pa.Table) -> pa.Table:
@@ -111,7 +133,7 @@ def _settle_bucket(payload: bytes, names: list[str], schema: pa.Schema) -> Calla
         good = frame.filter(pl.col(REJECT_MESSAGE).is_null()).drop(REJECT_FIELD, REJECT_MESSAGE)
         parts = [bad]
         if good.height:
-            results, rejects = settle_frame(good, _book(payload))
+            results, rejects = settle_frame(good, _book(payload), opening=_positions(positions))
             parts.append(results)
             if rejects.height:
                 why = rejects.select(
@@ -124,7 +146,7 @@ def _settle_bucket(payload: bytes, names: list[str], schema: pa.Schema) -> Calla
 
 
 def settle_spark(
-    claims: DataFrame, rules: RuleBook, *, buckets: int | None = None
+    claims: DataFrame, rules: RuleBook, *, buckets: int | None = None, opening: Opening | None = None,
 ) -> tuple[DataFrame, DataFrame]:
     """Settle a Spark DataFrame of claims exactly as the local batch does (docs/calculation.md).
 
@@ -139,16 +161,22 @@ def settle_spark(
     Claim and person ids are tidied first (:func:`medaid.domain.claims.tidy_id`, as the local batch
     does), before claims are shuffled by person: one person keyed two ways is one person.
 
+    ``opening`` (:func:`medaid.batch.opening.opening_from`: earlier results or a ledger; docs/batch.md,
+    *Opening balances*): each (person, benefit year, pool) starts at its position there, as in
+    the local batch; a claim id it holds is not settled again (its row is among the rejects with
+    ``already settled in <source>``; :func:`run_batch` counts such rows apart).
+
     Returns ``(results, rejects)``: results are the input columns plus ``RESULT_FIELDS``,
     rejects have ``REJECT_FIELDS``.  Both are filters of one persisted computation (one
     shuffle, one pass of the settlement); ``results.unpersist()`` releases it.
     """
-    return _split(_settled(tidy_claim_ids(claims), rules, buckets))
+    return _split(_settled(tidy_claim_ids(claims), rules, buckets, opening))
 
 
 def _split(settled: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """``(results, rejects)`` of a settled frame (:func:`_settled`)."""
-    results = settled.filter(F.col(REJECT_MESSAGE).isNull()).drop(REJECT_FIELD, REJECT_MESSAGE)
+    """``(results, rejects)`` of a settled frame (:func:`_settled`); rows already settled in
+    the opening are among the rejects."""
+    results = settled.filter(F.col(REJECT_MESSAGE).isNull()).drop(REJECT_FIELD, REJECT_MESSAGE, ALREADY)
     rejects = settled.filter(F.col(REJECT_MESSAGE).isNotNull()).select(
         F.col("source"), F.col("row"), F.col("claim_id"), F.col(REJECT_FIELD).alias("field"),
         F.col(REJECT_MESSAGE).alias("message"))
@@ -176,10 +204,12 @@ def tidy_claim_ids(claims: DataFrame) -> DataFrame:
     return claims.mapInArrow(tidy, claims.schema)
 
 
-def _settled(claims: DataFrame, rules: RuleBook, buckets: int | None) -> DataFrame:
+def _settled(claims: DataFrame, rules: RuleBook, buckets: int | None, opening: Opening | None = None) -> DataFrame:
     """Results and rejects in one persisted frame: the input columns, ``RESULT_FIELDS`` and
     ``_reject_field``/``_reject_message`` (null for settled rows).  Input rows that already
-    carry a reject message (from reading) pass through."""
+    carry a reject message (from reading) pass through.  With ``opening``, rows whose claim id
+    it holds carry ``already settled in <source>`` and :data:`ALREADY` true; the others start
+    from its positions."""
     if rules.scheme is None:
         rules.versions()  # raises: several schemes, none chosen
     types = dict(claims.dtypes)
@@ -199,6 +229,12 @@ def _settled(claims: DataFrame, rules: RuleBook, buckets: int | None) -> DataFra
         df = df.withColumn(REJECT_FIELD, F.lit(None).cast("string")).withColumn(
             REJECT_MESSAGE, F.lit(None).cast("string"))
     df = _repeats_rejected(_empty_rejected(df))
+    positions = None
+    if opening is not None:
+        df = _already_settled(df, opening)
+        sink = io.BytesIO()
+        opening.positions.write_ipc(sink)
+        positions = sink.getvalue()
 
     n = buckets or int(spark.conf.get("spark.sql.shuffle.partitions") or "200")
     df = df.withColumn(BUCKET, F.pmod(F.xxhash64("person_id"), F.lit(n)))
@@ -207,8 +243,24 @@ def _settled(claims: DataFrame, rules: RuleBook, buckets: int | None) -> DataFra
         StructField(REJECT_FIELD, StringType(), True), StructField(REJECT_MESSAGE, StringType(), True)]
     out_schema = StructType(out_fields)
     names = [f.name for f in out_fields]
-    fn = _settle_bucket(book_payload(rules), names, arrow_schema(out_schema))
+    fn = _settle_bucket(book_payload(rules), names, arrow_schema(out_schema), positions)
     return df.groupBy(BUCKET).applyInArrow(fn, out_schema).persist()
+
+
+def _already_settled(df: DataFrame, opening: Opening) -> DataFrame:
+    """Rows not rejected yet whose claim id ``opening`` holds get ``already settled in <source>``
+    (field ``claim_id``) and :data:`ALREADY` true (docs/batch.md, *Opening balances*: reported,
+    not settled twice); the others :data:`ALREADY` false."""
+    held = df.sparkSession.createDataFrame(opening.claims.to_arrow()).select(
+        F.col("claim_id"), F.col("source").alias("_opening_source"))
+    df = df.join(F.broadcast(held), on="claim_id", how="left")
+    hit = F.col(REJECT_MESSAGE).isNull() & F.col("_opening_source").isNotNull()
+    return df.select(
+        *[c for c in df.columns if c not in (REJECT_FIELD, REJECT_MESSAGE, "_opening_source")],
+        hit.alias(ALREADY),
+        F.when(hit, F.lit("claim_id")).otherwise(F.col(REJECT_FIELD)).alias(REJECT_FIELD),
+        F.when(hit, F.concat(F.lit("already settled in "), F.col("_opening_source")))
+        .otherwise(F.col(REJECT_MESSAGE)).alias(REJECT_MESSAGE))
 
 
 def _empty_rejected(df: DataFrame) -> DataFrame:
@@ -308,6 +360,7 @@ def run_batch(
     buckets: int | None = None,
     max_errors: int = MAX_QUOTED,
     lang: str = "en",
+    opening: Opening | None = None,
 ) -> Summary:
     """Settle a file or folder of CSV or Parquet claims on Spark and write the results
     (docs/calculation.md on every claim, README.md#reliability reconciliation).
@@ -319,6 +372,11 @@ def run_batch(
     a folder of CSV (path ending ``.csv``; Chinese headers with ``lang="zh"``) or Parquet
     files, written whole or not at all.  ``master=None`` uses the session that
     ``spark-submit`` configures.
+
+    ``opening`` (docs/batch.md, *Opening balances*): the positions the batch continues, as the
+    local batch's ``--opening`` / ``--ledger``; rows whose claim id it holds are counted apart
+    (``already_settled``), not rejected: they do not fail the batch, and are listed in the
+    rejects file with their reason.
     """
     if on_error not in ("fail", "skip"):
         raise ValueError("on_error is 'fail' or 'skip'")
@@ -337,20 +395,25 @@ def run_batch(
             shuffle = int(spark.conf.get("spark.sql.shuffle.partitions") or "200")
             buckets = max(shuffle, -(-rows_read // CLAIMS_PER_BUCKET))
         settled = _settled(parsed.withColumnRenamed("field", REJECT_FIELD).withColumnRenamed("message", REJECT_MESSAGE),
-                           book, buckets)
+                           book, buckets, opening)
         results, rejects = _split(settled)
-        counts: dict[bool, int] = dict(settled.groupBy(F.col(REJECT_MESSAGE).isNull().alias("ok")).count().collect())
+        twice = F.col(ALREADY) if opening is not None else F.lit(False)
+        counts: dict[tuple[bool, bool], int] = {
+            (r["ok"], r["twice"]): r["count"] for r in settled.groupBy(
+                F.col(REJECT_MESSAGE).isNull().alias("ok"), twice.alias("twice")).count().collect()}
         parsed.unpersist()
-        n_settled, rejected = counts.get(True, 0), counts.get(False, 0)
-        if n_settled + rejected != rows_read:
+        n_settled, already = counts.get((True, False), 0), counts.get((False, True), 0)
+        rejected = counts.get((False, False), 0)
+        if n_settled + already + rejected != rows_read:
             raise MedaidError(Problem(
-                f"rows do not reconcile: read {rows_read}, settled {n_settled}, rejected {rejected}",
-                source=input_path))
+                f"rows do not reconcile: read {rows_read}, settled {n_settled}, already settled {already}, "
+                f"rejected {rejected}", source=input_path))
         in_order = rejects.orderBy(F.col("source").asc_nulls_first(), "row")
+        bad = _split(settled.filter(~twice))[1].orderBy(F.col("source").asc_nulls_first(), "row")
         sample = [
             Problem(r["message"] + ("" if r["claim_id"] is None else f" (claim {r['claim_id']})"),
                     source=r["source"], line=r["row"], field=r["field"])
-            for r in (in_order.limit(max_errors).collect() if rejected else [])
+            for r in (bad.limit(max_errors).collect() if rejected else [])
         ]
         if rejected and on_error == "fail":
             more = rejected - len(sample)
@@ -367,7 +430,7 @@ def run_batch(
             rows_read=rows_read, settled=n_settled, rejected=rejected, total=total, by_plan=by_plan,
             by_month=by_month, by_hospital=by_hospital, output=output_path,
             rejects_output=rejects_path, seconds=round(time.perf_counter() - started, 3),
-            rejects_sample=tuple(str(p) for p in sample),
+            rejects_sample=tuple(str(p) for p in sample), already_settled=None if opening is None else already,
         )
     finally:
         parsed.unpersist()

@@ -42,11 +42,16 @@ class Summary:
     rejects_output: str | None = None
     seconds: float = 0.0
     rejects_sample: tuple[str, ...] = field(default=())
+    #: Rows whose claim id the opening balances hold (reported, not settled twice); ``None``:
+    #: the batch had no opening.
+    already_settled: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: amounts stay integers of fen."""
         return asdict(self)
 
     def reconcile(self) -> str:
-        """``rows read N = settled S + rejected R``, as the local batch prints it."""
-        return f"rows read {self.rows_read} = settled {self.settled} + rejected {self.rejected}"
+        """``rows read N = settled S (+ already settled A) + rejected R``, as the local batch
+        prints it."""
+        already = "" if self.already_settled is None else f" + already settled {self.already_settled}"
+        return f"rows read {self.rows_read} = settled {self.settled}{already} + rejected {self.rejected}"

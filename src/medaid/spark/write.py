@@ -24,7 +24,15 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, functions as F
 
 from ..errors import MedaidError, Problem
-from ..io.columns import CLAIM_FIELDS, CLAIM_MONEY_FIELDS, RESULT_FIELDS, RESULT_MONEY_FIELDS
+from ..io.columns import (
+    ACCOUNT_FIELD,
+    CLAIM_EXTRA_HEADERS,
+    CLAIM_FIELDS,
+    CLAIM_MONEY_FIELDS,
+    RESULT_FIELDS,
+    RESULT_MONEY_FIELDS,
+    normalise_header,
+)
 from ..io.writers import FORMULA_LEADS, sheet_headers
 from ..money import fen_to_decimal
 from .frames import jvm_of
@@ -49,11 +57,25 @@ def formula_safe(col: Column) -> Column:
     return F.when(col.rlike(FORMULA_PATTERN), F.concat(F.lit("'"), col)).otherwise(col)
 
 
+_ACCOUNTS = frozenset(normalise_header(a) for a in CLAIM_EXTRA_HEADERS[ACCOUNT_FIELD])
+
+
+def masked_account(col: Column) -> Column:
+    """A bank account as every results file shows it (:func:`medaid.batch.run.masked_accounts`,
+    the same rule in Spark's words): ``****`` and its last four characters when it has more
+    than eight, else ``****``; empty stays empty."""
+    text = F.trim(col.cast("string"))
+    return (F.when(text.isNull() | (text == ""), text)
+            .when(F.length(text) > 8, F.concat(F.lit("****"), F.substring(text, -4, 4)))
+            .otherwise(F.lit("****")))
+
+
 def output_frame(results: DataFrame, fmt: str, layout: Sequence[str] | None = None,
                  lang: str = "en") -> DataFrame:
     """Results as written to files: the input's columns (``layout``, default the claim fields)
     then ``RESULT_FIELDS``, rows in file order (by source and line), money as yuan
-    (:func:`yuan`: ``decimal(18,2)`` in Parquet, two-decimal text in CSV), and in CSV text
+    (:func:`yuan`: ``decimal(18,2)`` in Parquet, two-decimal text in CSV), a bank account
+    masked (:func:`masked_account`), and in CSV text
     cells that a spreadsheet would run as a formula prefixed with ``'``, header cells too
     (:func:`medaid.io.writers.sheet_headers`: Chinese with ``lang="zh"``)."""
     first = layout if layout is not None else [c for c in CLAIM_FIELDS if c in results.columns]
@@ -68,6 +90,8 @@ def output_frame(results: DataFrame, fmt: str, layout: Sequence[str] | None = No
             col = yuan(col)
             if fmt == "csv":
                 col = col.cast("string")
+        elif normalise_header(c) in _ACCOUNTS:
+            col = masked_account(col)
         elif fmt == "csv" and types[c] == "string":
             col = formula_safe(col)
         out.append(col.alias(name))
