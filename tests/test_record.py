@@ -167,24 +167,25 @@ def test_a_claim_the_ledger_reversed_is_recorded_anew_once(db, tmp_path):
 
 
 def test_channel_and_bank_account_are_read_and_the_account_is_masked(db, tmp_path):
-    """一站式 / 申请 name the channel (default application); a channel that is neither is
-    refused by line; the bank account is masked in the results and rejects files and never in
+    """一站式 / 申请 name the channel (a row naming none that gives a payee is an application); a
+    channel that is neither is refused by line; the bank account is masked in the results and rejects files and never in
     a message."""
     from medaid.batch.record import record_file
 
     account = "6222020200112233445"
     src = tmp_path / "a.csv"
     src.write_text(HEADER.strip() + ",渠道,银行账号,户名\n"
-                   f"A1,P1,2024-03-05,30000,key,inpatient,一站式,{account},张三\n"
+                   "A1,P1,2024-03-05,30000,key,inpatient,一站式,,\n"
                    f"A2,P2,2024-03-05,30000,key,inpatient,,{account},李四\n"
                    f"A3,P3,2024-03-05,30000,key,inpatient,邮寄,{account},王五\n", encoding="utf-8")
     code, out, err = record(db, src, tmp_path / "r.csv")
     assert code == 1 and f"{src}:4: channel: is not a settlement channel" in err and account not in out + err
     code, out, err = record(db, src, tmp_path / "r.csv", "--on-error", "skip")
     assert code == 0, err
-    for f in ("r.csv", "r.rejects.csv"):
+    for f, name in (("r.csv", "李四"), ("r.rejects.csv", "王五")):
         text = (tmp_path / f).read_text(encoding="utf-8-sig")
-        assert account not in text and "****3445" in text
+        assert account not in text and "6222***********3445" in text  # first four, last four
+        assert name not in text and name[0] + "*" in text
     seen = []
     with open_ledger(str(db)) as lg:
         orig = lg.record_in_order
@@ -195,7 +196,7 @@ def test_channel_and_bank_account_are_read_and_the_account_is_masked(db, tmp_pat
         lg.record_in_order = spy  # type: ignore[method-assign]
         record_file(src, lg, book(), on_error="skip")
     got = {c.claim_id: (c.channel, c.bank_account, c.account_name) for c in seen}
-    assert got == {"A1": ("one-stop", account, "张三"), "A2": ("application", account, "李四")}
+    assert got == {"A1": ("one-stop", None, None), "A2": ("application", account, "李四")}
 
 
 def test_record_needs_a_ledger_and_the_local_engine():
@@ -267,3 +268,21 @@ def test_the_transaction_size_changes_no_result(tmp_path, monkeypatch, chunk):
                        "-o", str(tmp_path / "rec.csv"), "--rules", RULES)
     assert code == 0, err
     assert (tmp_path / "rec.csv").read_bytes() == (tmp_path / "batch.csv").read_bytes()
+
+
+def test_a_payee_the_claim_rules_refuse_is_a_line_not_a_crash(db, tmp_path):
+    """The claim's payee rules (docs/periods.md) apply by line: an application without its
+    account name, a malformed account and a one-stop claim naming an account are each refused
+    with file, line and field, the account never repeated; nothing is recorded."""
+    src = tmp_path / "a.csv"
+    src.write_text(HEADER.strip() + ",channel,bank_account,account_name\n"
+                   "B1,P1,2024-03-05,30000,key,inpatient,application,6222020200112233445,\n"
+                   "B2,P2,2024-03-05,30000,key,inpatient,application,6222-0202,张三\n"
+                   "B3,P3,2024-03-05,30000,key,inpatient,one-stop,6222020200998877665,李四\n", encoding="utf-8")
+    code, out, err = record(db, src, tmp_path / "r.csv")
+    assert code == 1 and "Traceback" not in err and "internal error" not in err
+    assert f"{src}:2: " in err and f"{src}:3: bank_account" in err and f"{src}:4: " in err
+    assert "6222020200112233445" not in out + err and "6222-0202" not in out + err and "6222020200998877665" not in err
+    assert "nothing was recorded" in out + err
+    with open_ledger(str(db)) as lg:
+        assert list(lg.entries()) == []

@@ -24,8 +24,9 @@ Rules implemented:
   refused during the recording itself (a desk settled a later claim of the same pool meanwhile)
   is listed likewise, and :attr:`Recording.refused_late` says so.
 * Optional columns ``channel`` (``one-stop`` / ``application``, also 一站式 / 申请, the words of
-  :data:`medaid.io.results_frame.CHANNEL_WORDS`, as the report reads them; default
-  ``application``), ``bank_account`` and ``account_name`` are read into the claim
+  :data:`medaid.io.results_frame.CHANNEL_WORDS`, as the report reads them; a row that names
+  none is an ``application`` when it gives a payee, else its channel is not said, as at the
+  desk's ``Claim``), ``bank_account`` and ``account_name`` are read into the claim
   (:data:`medaid.io.columns.CLAIM_EXTRA_HEADERS`).  Bank accounts are never in a message; the
   results and rejects files show them masked (:func:`medaid.batch.run.masked_accounts`).
 """
@@ -192,6 +193,8 @@ Item = tuple[int, "Claim", "Placement"]
 def _claims(clean: pl.DataFrame, book: RuleBook) -> tuple[list[Item], list[tuple[int, Problem]]]:
     """Each typed row as a claim with its placement (channel, bank account and account name
     read where the file has them and the claim model knows them), or the problem of its row."""
+    from pydantic import ValidationError
+
     from ..domain.claims import Claim
     from ..domain.engine import placement
 
@@ -211,13 +214,22 @@ def _claims(clean: pl.DataFrame, book: RuleBook) -> tuple[list[Item], list[tuple
                 problems.append((row, Problem("is not a settlement channel: one-stop (一站式) or application (申请)",
                                               source=f"claim {r['claim_id']}", field="channel")))
                 continue
-            r["channel"] = CHANNEL_WORDS.get(text, DEFAULT_CHANNEL)
         for f in ("bank_account", "account_name"):
             if f in r:
                 r[f] = (r[f] or "").strip() or None
+        if with_channel:
+            r["channel"] = CHANNEL_WORDS.get(text) or (DEFAULT_CHANNEL if r.get("bank_account") or r.get("account_name")
+                                                      else None)
         fields: dict[str, Any] = {k: (str(v) if k in ("person_id", "group", "kind", "hospital") and v is not None
                                       else v) for k, v in r.items()}
-        claim = Claim(**fields)
+        try:
+            claim = Claim(**fields)
+        except ValidationError as e:  # the payee's rules (Claim): the message names the field, never the value
+            where = f"claim {r['claim_id']}"
+            problems.extend((row, Problem(str(err["msg"]).removeprefix("Value error, "), source=where,
+                                          field=".".join(str(x) for x in err["loc"]) or "channel"))
+                            for err in e.errors())
+            continue
         at = placement(claim, book)
         if isinstance(at, Problem):
             problems.append((row, Problem(at.message, source=f"claim {claim.claim_id}", field=at.field)))

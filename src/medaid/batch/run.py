@@ -32,7 +32,7 @@ import polars as pl
 from ..errors import MedaidError, Problem
 from ..io import csv_fast, readers
 from ..io.amounts import yuan_text
-from ..io.columns import ACCOUNT_FIELD, CLAIM_EXTRA_HEADERS, MONEY_COLUMNS, normalise_header
+from ..io.columns import ACCOUNT_FIELD, CLAIM_EXTRA_HEADERS, MASKED_FIELDS, MONEY_COLUMNS, normalise_header
 from ..io.csv_fast import Scanned
 from ..io.csv_pieces import CsvPieces, NotChunkable
 from ..io.totals_rows import check_totals, totals_rows
@@ -370,20 +370,24 @@ def refuse_if_bad(run: BatchRun, limit: int = 20) -> None:
 
 
 def masked_accounts(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` with every bank-account column (a header of
-    :data:`medaid.io.columns.CLAIM_EXTRA_HEADERS` ``bank_account``) masked: ``****`` and the
-    account's last four characters when it has more than eight, else ``****`` alone (empty
-    stays empty).  The one mask of bank accounts in files (README.md#reliability)."""
-    names = {normalise_header(a) for a in CLAIM_EXTRA_HEADERS[ACCOUNT_FIELD]}
-    cols = [c for c in frame.columns if normalise_header(c) in names]
+    """``frame`` with every payee column (a header of :data:`medaid.io.columns.CLAIM_EXTRA_HEADERS`
+    ``bank_account`` or ``account_name``) masked by the one rule of every display
+    (:func:`medaid.domain.claims.mask_account`: ``6222***********3445``;
+    :func:`medaid.domain.claims.mask_name`: ``张*``); empty stays empty.  Only the bank payout
+    file of a period holds them in full (docs/periods.md)."""
+    from ..domain.claims import mask_account, mask_name
+
+    masks = {normalise_header(a): f for f in MASKED_FIELDS for a in CLAIM_EXTRA_HEADERS[f]}
+    cols = {c: masks[normalise_header(c)] for c in frame.columns if normalise_header(c) in masks}
     if not cols:
         return frame
-    def mask(c: str) -> pl.Expr:
+
+    def mask(c: str, f: str) -> pl.Expr:
+        rule = mask_account if f == ACCOUNT_FIELD else mask_name
         text = pl.col(c).cast(pl.String).str.strip_chars()
         return (pl.when(text.is_null() | (text == "")).then(text)
-                .when(text.str.len_chars() > 8).then("****" + text.str.slice(-4))
-                .otherwise(pl.lit("****")).alias(c))
-    return frame.with_columns(mask(c) for c in cols)
+                .otherwise(text.map_elements(rule, return_dtype=pl.String)).alias(c))
+    return frame.with_columns(mask(c, f) for c, f in cols.items())
 
 
 def results_for_output(run: BatchRun) -> pl.DataFrame:

@@ -134,3 +134,6 @@ CLAIM_EXTRA_HEADERS: Final[dict[str, tuple[str, ...]]] = {
 }
 #: The field whose column is masked wherever a file or message shows it.
 ACCOUNT_FIELD: Final = "bank_account"
+#: The payee fields whose columns every results and rejects file shows masked (the account and
+#: its holder's name, docs/periods.md#personal-data).
+MASKED_FIELDS: Final = (ACCOUNT_FIELD, "account_name")

@@ -29,6 +29,7 @@ from ..io.columns import (
     CLAIM_EXTRA_HEADERS,
     CLAIM_FIELDS,
     CLAIM_MONEY_FIELDS,
+    MASKED_FIELDS,
     RESULT_FIELDS,
     RESULT_MONEY_FIELDS,
     normalise_header,
@@ -57,17 +58,20 @@ def formula_safe(col: Column) -> Column:
     return F.when(col.rlike(FORMULA_PATTERN), F.concat(F.lit("'"), col)).otherwise(col)
 
 
-_ACCOUNTS = frozenset(normalise_header(a) for a in CLAIM_EXTRA_HEADERS[ACCOUNT_FIELD])
+_MASKS = {normalise_header(a): f for f in MASKED_FIELDS for a in CLAIM_EXTRA_HEADERS[f]}
 
 
-def masked_account(col: Column) -> Column:
-    """A bank account as every results file shows it (:func:`medaid.batch.run.masked_accounts`,
-    the same rule in Spark's words): ``****`` and its last four characters when it has more
-    than eight, else ``****``; empty stays empty."""
+def masked(col: Column, field: str) -> Column:
+    """A payee column as every results file shows it: the local path's one rule
+    (:func:`medaid.domain.claims.mask_account` / :func:`~medaid.domain.claims.mask_name`, as
+    :func:`medaid.batch.run.masked_accounts` applies it) run as a Spark UDF; empty stays empty."""
+    from pyspark.sql.types import StringType
+
+    from ..domain.claims import mask_account, mask_name
+
+    rule = F.udf(mask_account if field == ACCOUNT_FIELD else mask_name, StringType())
     text = F.trim(col.cast("string"))
-    return (F.when(text.isNull() | (text == ""), text)
-            .when(F.length(text) > 8, F.concat(F.lit("****"), F.substring(text, -4, 4)))
-            .otherwise(F.lit("****")))
+    return F.when(text.isNull() | (text == ""), text).otherwise(rule(text))
 
 
 def output_frame(results: DataFrame, fmt: str, layout: Sequence[str] | None = None,
@@ -75,7 +79,7 @@ def output_frame(results: DataFrame, fmt: str, layout: Sequence[str] | None = No
     """Results as written to files: the input's columns (``layout``, default the claim fields)
     then ``RESULT_FIELDS``, rows in file order (by source and line), money as yuan
     (:func:`yuan`: ``decimal(18,2)`` in Parquet, two-decimal text in CSV), a bank account
-    masked (:func:`masked_account`), and in CSV text
+    masked (:func:`masked`), and in CSV text
     cells that a spreadsheet would run as a formula prefixed with ``'``, header cells too
     (:func:`medaid.io.writers.sheet_headers`: Chinese with ``lang="zh"``)."""
     first = layout if layout is not None else [c for c in CLAIM_FIELDS if c in results.columns]
@@ -90,8 +94,8 @@ def output_frame(results: DataFrame, fmt: str, layout: Sequence[str] | None = No
             col = yuan(col)
             if fmt == "csv":
                 col = col.cast("string")
-        elif normalise_header(c) in _ACCOUNTS:
-            col = masked_account(col)
+        elif normalise_header(c) in _MASKS:
+            col = masked(col, _MASKS[normalise_header(c)])
         elif fmt == "csv" and types[c] == "string":
             col = formula_safe(col)
         out.append(col.alias(name))
