@@ -247,6 +247,21 @@ def test_every_endpoint_refuses_a_role_that_may_not_with_403_and_allows_the_othe
         assert _state(ledger) == before
 
 
+@pytest.mark.parametrize(("who", "status"), [("garbage", 401), ("revoked", 401), ("reviewer", 403)])
+def test_a_bad_token_is_refused_before_the_requests_own_problems(client, tokens, ledger, who, status):
+    # the token is looked up on the route's thread, after FastAPI has read the body: a body that
+    # is also invalid must still get the token's refusal, as it would if the token were checked first
+    secret = {"garbage": "mdt_" + "x" * 43, "revoked": tokens.revoked, "reviewer": tokens.reviewer}[who]
+    before = _state(ledger)
+    for body in ({**claim("X2"), "self_pay": 30000}, {"claim_id": "X3"}):
+        r = client.post("/v1/settle", json=body, headers=bearer(secret))
+        assert r.status_code == status, r.text
+        assert r.json()["problems"][0]["field"] != "self_pay"
+    r = client.post("/v1/settle", json={"claim_id": "X3"}, headers=bearer(tokens.desk_a))
+    assert r.status_code == 422  # with a good token the same body is refused for what it is
+    assert _state(ledger) == before
+
+
 def test_a_desk_settles_and_quotes_only_its_own_hospitals_claims(client, tokens, ledger):
     for path in ("/v1/settle", "/v1/quote"):
         r = client.post(path, json=claim(hospital=HOSPITAL_A), headers=bearer(tokens.desk_b))

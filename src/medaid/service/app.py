@@ -12,7 +12,7 @@ response and in the log (no message, which may hold personal data).
 
 import logging
 import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -28,10 +29,9 @@ from ..errors import Problem
 from . import models as m
 from .lang import language
 from .logs import masked
-from .operations import Operations
+from .operations import Caller, Operations
 from .problems import KINDS, MEDIA_TYPE, ApiProblem, located
 from .store import Ledgers, Settings
-from .tokens import Token
 
 log = logging.getLogger("medaid.service")
 
@@ -58,9 +58,16 @@ _INVALID = (400, 422)
 def api_router(ops: Operations) -> APIRouter:
     bearer = HTTPBearer(auto_error=False, description="A token from `medaid tokens add` (mdt_…).")
 
-    def who(action: str) -> Callable[[HTTPAuthorizationCredentials | None], Token]:
-        def dependency(creds: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> Token:
-            return ops.authenticate(None if creds is None else creds.credentials, action)
+    def who(action: str) -> Callable[..., Awaitable[Caller]]:
+        """The route's caller: refused at once without a token.  Looking the token up is left to
+        the route's own thread (:meth:`Operations.authenticate`), so that a request crosses to a
+        thread once, not twice; the caller is kept on the request, for a request that is also
+        invalid is refused for its token first (:func:`create_app`'s ``_invalid``)."""
+        async def dependency(request: Request,
+                             creds: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> Caller:
+            caller = ops.caller(None if creds is None else creds.credentials, action)
+            request.state.caller = caller
+            return caller
         return dependency
 
     Lang = Annotated[str, Depends(language)]
@@ -78,36 +85,39 @@ def api_router(ops: Operations) -> APIRouter:
                              "description": "The claim id was settled before with the same content: the "
                                             "original result; nothing recorded"},
                        **_problems(*_AUTH, 404, 409, *_INVALID, 503)})
-    def settle(body: m.ClaimIn, token: Annotated[Token, Depends(who("settle"))], lang: Lang) -> Any:
-        d = ops.settle(token, body, lang)
+    def settle(body: m.ClaimIn, caller: Annotated[Caller, Depends(who("settle"))], lang: Lang) -> Any:
+        d = ops.settle(ops.authenticate(*caller), body, lang)
         return JSONResponse(d, status_code=200 if d["replayed"] else 201)
 
     @r.post("/quote", response_model=m.QuoteOut, tags=["desk"],
             summary="What a claim would get now; nothing recorded",
             responses=_problems(*_AUTH, 409, *_INVALID, 503))
-    def quote(body: m.QuoteIn, token: Annotated[Token, Depends(who("quote"))], lang: Lang) -> Any:
-        return JSONResponse(ops.quote(token, body, lang))
+    def quote(body: m.QuoteIn, caller: Annotated[Caller, Depends(who("quote"))], lang: Lang) -> Any:
+        return JSONResponse(ops.quote(ops.authenticate(*caller), body, lang))
 
     @r.post("/reverse", response_model=m.ReversalOut, status_code=201, tags=["desk"],
             summary="Reverse (冲正) a settlement", responses=_problems(*_AUTH, 404, 409, *_INVALID, 503))
-    def reverse(body: m.ReverseIn, token: Annotated[Token, Depends(who("reverse"))]) -> Any:
-        return JSONResponse(ops.reverse(token, body), status_code=201)
+    def reverse(body: m.ReverseIn, caller: Annotated[Caller, Depends(who("reverse"))]) -> Any:
+        return JSONResponse(ops.reverse(ops.authenticate(*caller), body), status_code=201)
 
     @r.post("/history", response_model=m.HistoryOut, tags=["desk"],
             summary="A person's file (一人一档): settlements, reversals, each pool's year to date",
             responses=_problems(*_AUTH, 409, *_INVALID, 503))
-    def history(body: m.HistoryIn, token: Annotated[Token, Depends(who("history"))]) -> Any:
+    def history(body: m.HistoryIn, caller: Annotated[Caller, Depends(who("history"))]) -> Any:
+        ops.authenticate(*caller)
         return JSONResponse(ops.history(body)[1])
 
     @r.get("/rules", response_model=m.RulesOut, tags=["rules"],
            summary="The rule sets and plans the service settles under", responses=_problems(*_AUTH))
-    def rules(token: Annotated[Token, Depends(who("rules"))]) -> Any:
+    def rules(caller: Annotated[Caller, Depends(who("rules"))]) -> Any:
+        ops.authenticate(*caller)
         return JSONResponse(ops.rules())
 
     @r.get("/ledger/verify", response_model=m.VerifyOut, tags=["admin"],
            summary="Verify the ledger: hash chain, links, year-to-date figures, caps (admin)",
            responses=_problems(*_AUTH, 503))
-    def verify(token: Annotated[Token, Depends(who("verify"))]) -> Any:
+    def verify(caller: Annotated[Caller, Depends(who("verify"))]) -> Any:
+        ops.authenticate(*caller)
         return JSONResponse(ops.verify())
 
     # -- the monthly periods (docs/periods.md) ------------------------------------------------
@@ -145,19 +155,22 @@ def api_router(ops: Operations) -> APIRouter:
 
     @r.get("/tokens", response_model=list[m.TokenOut], tags=["admin"], summary="The tokens (admin)",
            responses=_problems(*_AUTH))
-    def tokens(token: Annotated[Token, Depends(who("tokens"))]) -> Any:
+    def tokens(caller: Annotated[Caller, Depends(who("tokens"))]) -> Any:
+        ops.authenticate(*caller)
         return JSONResponse([t.to_dict() for t in ops.tokens().list()])
 
     @r.post("/tokens", response_model=m.NewTokenOut, status_code=201, tags=["admin"],
             summary="Add a token; its secret is in this response only (admin)",
             responses=_problems(*_AUTH, *_INVALID))
-    def add_token(body: m.TokenIn, token: Annotated[Token, Depends(who("tokens"))]) -> Any:
+    def add_token(body: m.TokenIn, caller: Annotated[Caller, Depends(who("tokens"))]) -> Any:
+        ops.authenticate(*caller)
         new, secret = ops.add_token(body.role, body.hospital)
         return JSONResponse({**new.to_dict(), "token": secret}, status_code=201)
 
     @r.post("/tokens/{token_id}/revoke", response_model=m.TokenOut, tags=["admin"],
             summary="Revoke a token (admin)", responses=_problems(*_AUTH, 404, 409))
-    def revoke_token(token_id: str, token: Annotated[Token, Depends(who("tokens"))]) -> Any:
+    def revoke_token(token_id: str, caller: Annotated[Caller, Depends(who("tokens"))]) -> Any:
+        ops.authenticate(*caller)
         return JSONResponse(ops.revoke_token(token_id).to_dict())
 
     return r
@@ -232,6 +245,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        caller = getattr(request.state, "caller", None)
+        if caller is not None:  # an unknown, revoked or unentitled token is refused before the request's problems
+            try:
+                await run_in_threadpool(ops.authenticate, *caller)
+            except ApiProblem as p:
+                return problem_response(p)
         return problem_response(ApiProblem("invalid-request", [located(err) for err in exc.errors()]))
 
     @app.exception_handler(StarletteHTTPException)

@@ -19,7 +19,7 @@ Rules implemented (docs/service.md):
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import MedaidError, Problem
 from ..report.explain import LABELS, explain, explain_dict, label
@@ -65,6 +65,14 @@ def with_codes(claim: "Claim", at: "Placement") -> "Claim":
     return claim.model_copy(update={"group": group, "kind": kind})
 
 
+class Caller(NamedTuple):
+    """A request's bearer token and the action it asks for, not yet looked up
+    (:meth:`Operations.authenticate` does, on the thread that then does the work)."""
+
+    secret: str
+    action: str
+
+
 def forbid(action: str, token: Token) -> ApiProblem:
     return ApiProblem("forbidden", Problem(f"a {token.role} token may not {action}", source=f"token {token.id}"))
 
@@ -87,13 +95,20 @@ class Operations:
     def tokens(self) -> TokenStore:
         return TokenStore(self.ledger())
 
-    def authenticate(self, secret: str | None, action: str) -> Token:
-        """The active token of ``secret`` if its role may do ``action``: 401 without a token or
-        with an unknown or revoked one, 403 outside the role."""
+    @staticmethod
+    def caller(secret: str | None, action: str) -> "Caller":
+        """Who asks to do ``action``, before the ledger is asked: 401 without a token."""
         if not secret:
             raise ApiProblem("unauthorized", Problem("send a token: Authorization: Bearer <token>",
                                                      field="Authorization"), headers={"WWW-Authenticate": "Bearer"})
-        token = self.tokens().authenticate(secret)
+        return Caller(secret, action)
+
+    def authenticate(self, secret: str | None, action: str) -> Token:
+        """The active token of ``secret`` if its role may do ``action``: 401 without a token or
+        with an unknown or revoked one, 403 outside the role (the token is looked up in the
+        ledger database at every call: a revoked one is refused at once)."""
+        caller = self.caller(secret, action)
+        token = self.tokens().authenticate(caller.secret)
         if token is None:
             raise ApiProblem("unauthorized", Problem("the token is unknown or revoked", field="Authorization"),
                              headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
