@@ -52,8 +52,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(ledger: str, workers: int, log: Path) -> Iterator[str]:
-    """``medaid serve`` on a free port until the block ends."""
+def serve(ledger: str, workers: int, log: Path) -> Iterator[tuple[str, int]]:
+    """``medaid serve`` on a free port until the block ends: its URL and its session (process group) id."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     with open(log, "w") as out:
@@ -73,7 +73,7 @@ def serve(ledger: str, workers: int, log: Path) -> Iterator[str]:
                     raise SystemExit(f"medaid serve did not start:\n{log.read_text()}")
                 time.sleep(0.1)
             time.sleep(0.5 * workers)  # let every worker finish starting
-            yield url
+            yield url, p.pid
         finally:
             os.killpg(p.pid, signal.SIGTERM)
             try:
@@ -81,6 +81,32 @@ def serve(ledger: str, workers: int, log: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(session: int | None = None, parent: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by the processes of ``session``, or by ``parent``
+    and its children, including their reaped children's."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid = int(stat.parent.name)
+            f = stat.read_text().rpartition(")")[2].split()
+        except (OSError, ValueError):
+            continue  # the process ended meanwhile
+        ppid, sid = int(f[1]), int(f[3])
+        if (session is not None and sid == session) or (parent is not None and parent in (pid, ppid)):
+            total += sum(int(x) for x in f[11:15])
+    return total / _TICK
+
+
+def machine_cpu() -> tuple[float, float]:
+    """Seconds of CPU time the machine's cores have spent so far: busy, and idle (``/proc/stat``)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks[:8]) - idle) / _TICK, idle / _TICK
 
 
 def run_level(url: str, secrets: list[str], clients: int, total: int, persons: int, tag: str) -> list[float]:
@@ -135,12 +161,13 @@ def main() -> None:
         raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
     cluster = Cluster(bindir, durable=True)
     try:
-        bench(args, cluster.url())
+        postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+        bench(args, cluster.url(), postmaster)
     finally:
         cluster.stop()
 
 
-def bench(args: argparse.Namespace, target: str | None) -> None:
+def bench(args: argparse.Namespace, target: str | None, postmaster: int | None = None) -> None:
     with tempfile.TemporaryDirectory(dir=ROOT) as tmp:  # on the project's disk, not a tmpfs
         ledger = target or str(Path(tmp) / "county.sqlite3")
         with open_ledger(ledger) as lg:
@@ -150,18 +177,23 @@ def bench(args: argparse.Namespace, target: str | None) -> None:
         print(f"medaid service benchmark  (python {sys.version.split()[0]}, {os.cpu_count()} cpus, "
               f"{args.workers} workers, ledger {'SQLite, synchronous=FULL' if target is None else redact(target)}; "
               f"load average {os.getloadavg()[0]:.1f})")
-        print("\n" + "  ".join(f"{h:>{w}}" for h, w in (("clients", 7), ("settlements", 11), ("seconds", 7),
-                                                       ("settlements/s", 13), ("p50 ms", 7), ("p99 ms", 7))))
+        print("\n" + "  ".join(f"{h:>{w}}" for h, w in (
+            ("clients", 7), ("settlements", 11), ("seconds", 7), ("settlements/s", 13), ("p50 ms", 7),
+            ("p99 ms", 7), ("CPU ms per settlement: clients", 30), ("service", 7), ("database", 8), ("idle", 5))))
         tag = f"R{int(time.time())}"
-        with serve(ledger, args.workers, Path(tmp) / "serve.log") as url:
+        with serve(ledger, args.workers, Path(tmp) / "serve.log") as (url, session):
             run_level(url, secrets, 2, 40, args.persons, f"{tag}-warm")  # connections, caches, the first page
             for clients in (int(c) for c in args.clients.split(",")):
+                cpu0 = (time.process_time(), tree_cpu(session), tree_cpu(parent=postmaster), machine_cpu()[1])
                 t0 = time.perf_counter()
                 lat = run_level(url, secrets, clients, args.settlements, args.persons, f"{tag}-{clients}")
                 elapsed = time.perf_counter() - t0
+                cpu1 = (time.process_time(), tree_cpu(session), tree_cpu(parent=postmaster), machine_cpu()[1])
+                per = [(b - a) * 1000 / len(lat) for a, b in zip(cpu0, cpu1, strict=True)]
                 q = statistics.quantiles(lat, n=100)
                 print(f"{clients:>7}  {len(lat):>11,}  {elapsed:>7.2f}  {len(lat) / elapsed:>13.0f}  "
-                      f"{statistics.median(lat) * 1000:>7.1f}  {q[98] * 1000:>7.1f}")
+                      f"{statistics.median(lat) * 1000:>7.1f}  {q[98] * 1000:>7.1f}  {per[0]:>30.2f}  "
+                      f"{per[1]:>7.2f}  {per[2] if postmaster else float('nan'):>8.2f}  {per[3]:>5.2f}")
             v = httpx.get(f"{url}/v1/ledger/verify", headers={"Authorization": f"Bearer {admin}"}, timeout=600).json()
         print(f"\nledger verify: {'ok' if v['ok'] else 'PROBLEMS'}, {v['entries']:,} rows"
               + ("" if v["ok"] else f": {v['problems'][:3]}"))
