@@ -13,6 +13,7 @@ that import the engine pay nothing for it.
   results are written), :func:`read_ahead` (the next CSV piece parsed while this one is typed),
   :func:`on_the_side` (the inverse permutation worked out while the arithmetic runs),
   :func:`arithmetic_slices` and :func:`in_parallel` (the columnar arithmetic, slice by slice).
+* Connections: :data:`SERVICE_POOL_SIZE` (a service process's PostgreSQL pool).
 * Benchmarks: :func:`trace_steps` times the steps of :func:`medaid.batch.settle.settle_frame`.
 
 The figures quoted come from this project's shared 2-core machines: README.md, *Performance
@@ -197,6 +198,19 @@ def in_parallel(fn: Callable[[T], R], items: Iterable[T], *, workers: int, name:
     (``medaid-settle``: the arithmetic's slices, see :data:`PARALLEL_ROWS`)."""
     with _executor(workers, name) as pool:
         return list(pool.map(fn, items))
+
+
+# ----------------------------------------------------------------------------------------------
+# the service's connections to PostgreSQL
+
+#: Connections of a service process's PostgreSQL pool, shared by its request threads (a thread
+#: finding them all busy waits for one, as long as the ledger's busy timeout).  Writers of one
+#: ledger are serialised by its locks anyway; a few workers × 10 stay well inside PostgreSQL's
+#: default ``max_connections`` (100).  Measured (benchmarks/bench_service.py's clients, 3
+#: workers, 32 clients, 1,500 settlements, alternated twice, the shared 2-core machine at load
+#: 15): 4 connections gave 127 and 122 settlements/s (4.4–5.1 ms of the service's CPU each), 10
+#: gave 131 and 105/s (4.4–5.0 ms): no difference the machine can show, so 10 stays.
+SERVICE_POOL_SIZE = 10
 
 
 # ----------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from ..tuning import SERVICE_POOL_SIZE
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..ledger.backend import LedgerBase
 
@@ -28,11 +30,8 @@ ENV_LEDGER = "MEDAID_LEDGER"
 ENV_RULES = "MEDAID_RULES"
 ENV_SCHEME = "MEDAID_SCHEME"
 DEFAULT_LEDGER = "medaid-ledger.sqlite3"
-#: Connections of a service process's PostgreSQL pool, shared by its request threads (a thread
-#: finding them all busy waits for one, as long as the ledger's busy timeout).  Writers of one
-#: ledger are serialised by its locks anyway; a few workers × 10 stay well inside PostgreSQL's
-#: default ``max_connections`` (100).
-POOL_SIZE = 10
+#: Connections of a service process's PostgreSQL pool (:data:`medaid.tuning.SERVICE_POOL_SIZE`).
+POOL_SIZE = SERVICE_POOL_SIZE
 
 
 class Settings(NamedTuple):
