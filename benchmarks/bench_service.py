@@ -6,9 +6,12 @@ concurrent clients (threads, one keep-alive connection each, :mod:`http.client`:
 shared cores about a quarter of the CPU httpx does) from this process, each sending
 ``POST /v1/settle`` for claims of 3,000 yuan on ``--persons`` persons, two hospitals' desk tokens
 alternating.  The clients run on the same machine as the server: on a small machine they take
-CPU from it, so the figures are a floor.  Afterwards the ledger is verified (``GET
-/v1/ledger/verify``).  Targets (docs/service.md#capacity): p99 ≤ 50 ms at 32 clients and ≥ 300
-settlements/s on PostgreSQL.
+CPU from it, so the figures are a floor.  Each level prints the CPU time one settlement cost
+the clients, the service's processes and (``--postgresql``) the database's, and the cores' idle
+time.  Then the HTTP floor: as many ``GET /v1/health`` (no token, no body, one read of the
+database) at 32 clients, what the HTTP stack costs without a settlement.  Afterwards the ledger
+is verified (``GET /v1/ledger/verify``).  Targets (docs/service.md#capacity): p99 ≤ 50 ms at
+32 clients and ≥ 300 settlements/s on PostgreSQL.
 
     python benchmarks/bench_service.py                         # SQLite in a temporary folder
     python benchmarks/bench_service.py --settlements 200       # a quick check
@@ -113,8 +116,10 @@ def machine_cpu() -> tuple[float, float]:
     return (sum(ticks[:8]) - idle) / _TICK, idle / _TICK
 
 
-def run_level(url: str, secrets: list[str], clients: int, total: int, persons: int, tag: str) -> list[float]:
-    """``total`` settlements by ``clients`` threads; the latency of each, in seconds."""
+def run_level(url: str, secrets: list[str], clients: int, total: int, persons: int, tag: str, *,
+              health: bool = False) -> list[float]:
+    """``total`` settlements by ``clients`` threads (``health``: ``GET /v1/health`` instead); the
+    latency of each, in seconds."""
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
@@ -130,11 +135,14 @@ def run_level(url: str, secrets: list[str], clients: int, total: int, persons: i
                 body = json.dumps({"claim_id": f"{tag}-{k}-{j}", "person_id": f"B{(k * 7919 + j) % persons:06d}",
                                    "self_pay": "3000", "date": "2024-06-01", "group": "key", "kind": "inpatient"})
                 t0 = time.perf_counter()
-                c.request("POST", "/v1/settle", body, headers)
+                if health:
+                    c.request("GET", "/v1/health")
+                else:
+                    c.request("POST", "/v1/settle", body, headers)
                 r = c.getresponse()
                 text = r.read()
                 mine.append(time.perf_counter() - t0)
-                if r.status != 201:
+                if r.status != (200 if health else 201):
                     failures.append(f"{r.status} {text[:200]!r}")
         finally:
             c.close()
@@ -147,7 +155,7 @@ def run_level(url: str, secrets: list[str], clients: int, total: int, persons: i
     for t in threads:
         t.join()
     if failures:
-        raise SystemExit(f"{len(failures)} settlements failed, e.g. {failures[0]}")
+        raise SystemExit(f"{len(failures)} requests failed, e.g. {failures[0]}")
     return latencies
 
 
@@ -160,6 +168,8 @@ def main() -> None:
     ap.add_argument("--clients", default="1,8,32", help="concurrency levels, comma-separated")
     ap.add_argument("--settlements", type=int, default=2000, help="settlements per level")
     ap.add_argument("--persons", type=int, default=5000, help="persons the claims are spread over")
+    ap.add_argument("--no-floor", dest="floor", action="store_false",
+                    help="skip the HTTP floor (GET /v1/health at 32 clients)")
     args = ap.parse_args()
     if not args.postgresql:
         bench(args, args.ledger)
@@ -193,17 +203,25 @@ def bench(args: argparse.Namespace, target: str | None, postmaster: int | None =
         tag = f"R{int(time.time())}"
         with serve(ledger, args.workers, Path(tmp) / "serve.log") as (url, session):
             run_level(url, secrets, 2, 40, args.persons, f"{tag}-warm")  # connections, caches, the first page
-            for clients in (int(c) for c in args.clients.split(",")):
+            def level(name: str, clients: int, health: bool = False) -> None:
                 cpu0 = (time.process_time(), tree_cpu(session), tree_cpu(parent=postmaster), machine_cpu()[1])
                 t0 = time.perf_counter()
-                lat = run_level(url, secrets, clients, args.settlements, args.persons, f"{tag}-{clients}")
+                lat = run_level(url, secrets, clients, args.settlements, args.persons, f"{tag}-{clients}",
+                                health=health)
                 elapsed = time.perf_counter() - t0
                 cpu1 = (time.process_time(), tree_cpu(session), tree_cpu(parent=postmaster), machine_cpu()[1])
                 per = [(b - a) * 1000 / len(lat) for a, b in zip(cpu0, cpu1, strict=True)]
                 q = statistics.quantiles(lat, n=100)
-                print(f"{clients:>7}  {len(lat):>11,}  {elapsed:>7.2f}  {len(lat) / elapsed:>13.0f}  "
+                print(f"{name:>7}  {len(lat):>11,}  {elapsed:>7.2f}  {len(lat) / elapsed:>13.0f}  "
                       f"{statistics.median(lat) * 1000:>7.1f}  {q[98] * 1000:>7.1f}  {per[0]:>30.2f}  "
                       f"{per[1]:>7.2f}  {per[2] if postmaster else float('nan'):>8.2f}  {per[3]:>5.2f}")
+
+            for clients in (int(c) for c in args.clients.split(",")):
+                level(str(clients), clients)
+            if args.floor:
+                print("\nthe HTTP floor: GET /v1/health (no token, no body, one read of the database), "
+                      "as many requests, 32 clients; per request:")
+                level("32", 32, health=True)
             v = httpx.get(f"{url}/v1/ledger/verify", headers={"Authorization": f"Bearer {admin}"}, timeout=600).json()
         print(f"\nledger verify: {'ok' if v['ok'] else 'PROBLEMS'}, {v['entries']:,} rows"
               + ("" if v["ok"] else f": {v['problems'][:3]}"))
