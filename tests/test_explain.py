@@ -8,12 +8,17 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import click
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings, strategies as st
+from tabulate import tabulate
 
 import medaid
+import medaid.report.explain as explain_module
+from medaid.report.explain import explain, table, text_table
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = str(ROOT / "rules")
@@ -91,3 +96,39 @@ def test_each_desk_command_is_a_module_level_click_command():
     # ledger migrate and ledger copy came with the ledger on PostgreSQL (docs/desk.md)
     assert set(desk.rules.commands) == {"check", "show"} and set(desk.ledger.commands) == {"verify", "migrate", "copy"}
     assert desk.ledger.commands["migrate"] is desk.ledger_migrate and desk.ledger.commands["copy"] is desk.ledger_copy
+
+
+# -- the explanation's tables are tabulate's, drawn without it ----------------------------------
+
+# text a cell may hold: ASCII, Chinese (two columns wide), a full-width digit, an accent that
+# combines (no width of its own), spaces and a tab around it, a line feed (tabulate's own job)
+_CELL = st.text(st.sampled_from(list("aZ09 .,-/()%\u2013\u91cd\u70b9\u6551\u52a9\uff11\u00e9\u0301\t\n")),
+                max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), ncols=st.integers(1, 4), nrows=st.integers(1, 5), with_headers=st.booleans())
+def test_the_tables_are_drawn_exactly_as_tabulate_draws_them(data, ncols, nrows, with_headers):
+    rows = [[data.draw(_CELL) for _ in range(ncols)] for _ in range(nrows)]
+    headers = [data.draw(_CELL) for _ in range(ncols)] if with_headers else None
+    align = data.draw(st.none() | st.lists(st.sampled_from(["left", "right"]), min_size=ncols, max_size=ncols))
+    kwargs = {"disable_numparse": True, "tablefmt": "simple" if with_headers else "plain"}
+    if align is not None:
+        kwargs["colalign"] = tuple(align)
+    drawn = text_table(rows, headers, align)
+    if drawn is not None:  # a table of one-line printable text: drawn by medaid, as tabulate draws it
+        assert drawn == (tabulate(rows, headers=headers, **kwargs) if with_headers else tabulate(rows, **kwargs))
+    else:  # anything else (a line feed or a tab in a cell): left to tabulate
+        assert any("\n" in c or "\t" in c for c in [*sum(rows, []), *(headers or [])])
+    with mock.patch.object(explain_module, "text_table", lambda *a: None):
+        by_tabulate = table(rows, headers, align)
+    assert table(rows, headers, align) == by_tabulate
+
+
+def test_a_settlements_explanation_is_drawn_without_tabulate_and_reads_the_same(book):
+    r = medaid.quote(stay("30000"), book, medaid.PoolState(0, 0))
+    for lang in ("en", "zh"):
+        with mock.patch("tabulate.tabulate", side_effect=AssertionError("tabulate was used")):
+            drawn = explain(r, stay("30000"), book, lang, "Quote")
+        with mock.patch.object(explain_module, "text_table", lambda *a: None):  # tabulate draws every table
+            assert explain(r, stay("30000"), book, lang, "Quote") == drawn
