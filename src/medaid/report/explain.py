@@ -140,7 +140,8 @@ def _cell_width() -> Any:
     """How tabulate measures a cell: ``wcwidth.wcswidth`` if tabulate found wcwidth, else ``len``."""
     import tabulate
 
-    return tabulate.wcwidth.wcswidth if tabulate.wcwidth is not None and tabulate.WIDE_CHARS_MODE else len
+    wide = getattr(tabulate, "wcwidth", None)  # the module tabulate imported, or None (not in its stubs)
+    return wide.wcswidth if wide is not None and getattr(tabulate, "WIDE_CHARS_MODE", False) else len
 
 
 def explain(r: Any, claim: "Claim", book: "RuleBook | None", lang: str, title: str) -> str:
