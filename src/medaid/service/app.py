@@ -125,18 +125,20 @@ def api_router(ops: Operations) -> APIRouter:
 
     @r.get("/periods", response_model=list[m.PeriodSummaryOut], tags=["periods"],
            summary="The periods opened: state and last transition (reviewer, admin)", responses=_problems(*_AUTH, 503))
-    def periods(token: Annotated[Token, Depends(who("periods"))]) -> Any:
+    def periods(caller: Annotated[Caller, Depends(who("periods"))]) -> Any:
+        ops.authenticate(*caller)
         return JSONResponse(ops.periods())
 
     @r.get("/periods/{period}", response_model=m.PeriodOut, tags=["periods"],
            summary="A period: state, transitions, totals per channel and hospital, review outcomes (reviewer, admin)",
            responses=_problems(*_AUTH, 422, 503))
-    def period_show(period: Month, token: Annotated[Token, Depends(who("periods"))]) -> Any:
+    def period_show(period: Month, caller: Annotated[Caller, Depends(who("periods"))]) -> Any:
+        ops.authenticate(*caller)
         return JSONResponse(ops.period_show(period))
 
     def period_step(action: str, summary: str) -> None:
-        def step(period: Month, token: Annotated[Token, Depends(who(RUN_PERIOD))]) -> Any:
-            return JSONResponse(ops.period_step(token, action, period), status_code=201)
+        def step(period: Month, caller: Annotated[Caller, Depends(who(RUN_PERIOD))]) -> Any:
+            return JSONResponse(ops.period_step(ops.authenticate(*caller), action, period), status_code=201)
 
         r.add_api_route(f"/periods/{{period}}/{action}", step, methods=["POST"], response_model=m.EventOut,
                         status_code=201, tags=["periods"], summary=summary, name=f"period_{action}",
@@ -150,8 +152,9 @@ def api_router(ops: Operations) -> APIRouter:
     @r.post("/periods/{period}/review", response_model=m.ReviewOut, status_code=201, tags=["periods"],
             summary="Review a declared period: reject claims (each reversed), approve the rest (reviewer)",
             responses=_problems(*_AUTH, 409, *_INVALID, 503))
-    def period_review(period: Month, body: m.ReviewIn, token: Annotated[Token, Depends(who(REVIEW_PERIOD))]) -> Any:
-        return JSONResponse(ops.period_review(token, period, body), status_code=201)
+    def period_review(period: Month, body: m.ReviewIn,
+                      caller: Annotated[Caller, Depends(who(REVIEW_PERIOD))]) -> Any:
+        return JSONResponse(ops.period_review(ops.authenticate(*caller), period, body), status_code=201)
 
     @r.get("/tokens", response_model=list[m.TokenOut], tags=["admin"], summary="The tokens (admin)",
            responses=_problems(*_AUTH))
