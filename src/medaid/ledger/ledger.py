@@ -34,6 +34,10 @@ guarantees*; README.md *Reliability*):
 * The file is opened in WAL mode with ``synchronous=FULL`` and a busy timeout.  A file that is
   not SQLite, is damaged, or belongs to another application is refused at open, and nothing is
   written to it.  Schema migrations are a small registry recorded in the file.
+* Only SQLite opens the file while this process holds a connection to it: closing any other
+  descriptor of the file would drop the process's locks on it, and another process (a desk's
+  command next to ``medaid serve``) could then checkpoint and delete the write-ahead log under
+  it, losing its writes (:class:`_Openers`; docs/desk.md *The ledger's guarantees*).
 
 The schema, its migrations and the row model (:class:`Entry`, stored, hashed and read by field
 name) are in :mod:`medaid.ledger.schema`.
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,7 +114,7 @@ class Ledger(LedgerBase):
             self._con.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._con.execute("PRAGMA foreign_keys=ON")
         except BaseException:
-            self._con.close()
+            self.close()
             raise
 
     # -- opening ----------------------------------------------------------------------------
@@ -117,17 +122,13 @@ class Ledger(LedgerBase):
         return LedgerError(Problem(message + "; nothing was written to it", source=self._where))
 
     def _open(self, create: bool, busy_timeout: float) -> sqlite3.Connection:
+        """Connect to the file.  Whether it is SQLite at all is SQLite's answer at its first read
+        (:meth:`_identify`): Python does not open the file itself, which would drop every lock
+        this process's other connections hold on it (:class:`_Openers`)."""
         p = self.path
         if p.exists():
             if p.is_dir():
                 raise LedgerError(Problem("is a folder, not a ledger file", source=self._where))
-            with open(p, "rb") as f:
-                head = f.read(100)
-            if head and (len(head) < 100 or not head.startswith(b"SQLite format 3\x00")):
-                raise self._refuse("is not a medaid ledger: not an SQLite database (a foreign or damaged file)")
-            # (a file shorter than its header says is found by SQLite itself, under its lock, at
-            # the first read: a look at the header from out here can meet a checkpoint that has
-            # written the header's new page count and not yet the pages: see _damaged_at_open)
         elif not create:
             raise LedgerError(Problem(
                 "no ledger here (settle a claim to create one, or give --ledger / $MEDAID_LEDGER)",
@@ -139,9 +140,10 @@ class Ledger(LedgerBase):
         mode = "rwc" if create else "rw"
         uri = "file:" + _urlquote(str(p.resolve())) + f"?mode={mode}"
         try:
-            return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout)
+            con = _OPEN.connect(p, uri, busy_timeout)
         except sqlite3.Error as e:
             raise LedgerError(Problem(f"cannot open the ledger: {e}", source=self._where)) from None
+        return con
 
     def _identify(self) -> tuple[int, list[str]]:
         """The application id and table names, read in one snapshot: another desk may be
@@ -163,17 +165,22 @@ class Ledger(LedgerBase):
                 raise self._busy_or_damaged(e) from None
             raise self._damaged_at_open(e) from None
         except sqlite3.DatabaseError as e:
+            if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+                raise self._refuse(
+                    "is not a medaid ledger: not an SQLite database (a foreign or damaged file)") from None
             raise self._damaged_at_open(e) from None
         return app, names
 
     def _damaged_at_open(self, e: sqlite3.Error) -> LedgerError:
         """SQLite refused the file at its first read (its own checks, a file shorter than its
         header says among them, are made under its lock).  The header is looked at again only
-        to word the refusal: "truncated" when the file is also shorter than it says."""
+        to word the refusal: "truncated" when the file is also shorter than it says.  That look
+        opens the file from Python, so it is made only once this connection is closed and when no
+        other connection of this process is open to the file (:data:`_OPEN`)."""
+        _OPEN.close(self.path, self._con)
+        head = _OPEN.header_if_unheld(self.path)
         try:
-            with open(self.path, "rb") as f:
-                head = f.read(100)
-            short = len(head) == 100 and _truncated(head, self.path.stat().st_size)
+            short = head is not None and len(head) == 100 and _truncated(head, self.path.stat().st_size)
         except OSError:
             short = False
         if short:
@@ -248,7 +255,7 @@ class Ledger(LedgerBase):
 
     def close(self) -> None:
         """Close the file."""
-        self._con.close()
+        _OPEN.close(self.path, self._con)
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -280,6 +287,61 @@ class Ledger(LedgerBase):
 
 # --------------------------------------------------------------------------------------------
 # helpers
+
+
+class _Openers:
+    """The SQLite connections this process holds, per file (device and inode, from ``stat``,
+    which opens nothing).
+
+    POSIX (``fcntl``) locks, which SQLite locks its files with, belong to a process, and closing
+    ANY descriptor of a file drops ALL of that process's locks on it (sqlite.org, *How To Corrupt
+    An SQLite Database File*, 2.2).  So Python opens a ledger file itself (to word a refusal)
+    only when no connection of this process is open to it, the check and the read under one
+    lock with the connecting (:meth:`connect`), so no connection opens meanwhile."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[tuple[int, int], int] = {}
+        self._keys: dict[int, tuple[int, int]] = {}
+
+    def connect(self, path: Path, uri: str, busy_timeout: float) -> sqlite3.Connection:
+        with self._lock:
+            con = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout)
+            try:
+                st = os.stat(path)
+            except OSError:  # (not expected: SQLite just opened it)
+                return con
+            key = (st.st_dev, st.st_ino)
+            self._held[key] = self._held.get(key, 0) + 1
+            self._keys[id(con)] = key
+            return con
+
+    def close(self, path: Path, con: sqlite3.Connection) -> None:
+        with self._lock:
+            con.close()
+            key = self._keys.pop(id(con), None)
+            if key is not None:
+                self._held[key] -= 1
+                if not self._held[key]:
+                    del self._held[key]
+
+    def header_if_unheld(self, path: Path) -> bytes | None:
+        """The file's first 100 bytes, or ``None`` when this process holds a connection to it
+        (or it cannot be read)."""
+        with self._lock:
+            try:
+                st = os.stat(path)
+                if self._held.get((st.st_dev, st.st_ino)):
+                    return None
+                with open(path, "rb") as f:
+                    return f.read(100)
+            except OSError:
+                return None
+
+
+#: The one registry of this process's connections to ledger files.
+_OPEN = _Openers()
+
 
 
 def _truncated(header: bytes, size: int) -> bool:
