@@ -394,3 +394,34 @@ def test_a_monthly_review_straight_from_a_desk_ledger(tmp_path: Path) -> None:
     relief = rows(data["figures"])["relief_total"]
     assert (relief["value"], relief["year_to_date"]["value"]) == ("68800.00", "92100.00")
     assert (data["scope"]["rows_in_scope"], data["scope"]["rows_in_year_to_date"]) == (1, 2)
+
+
+def test_the_one_stop_rate_from_a_ledger_counts_its_channels(tmp_path: Path, db) -> None:
+    """A ledger (an SQLite file, then PostgreSQL) holding three one-stop settlements, one by
+    application and one settled without a channel: one-stop 3 of the 4 rows with a channel =
+    75.00%, the fifth lacking (docs/report.md: one-stop ÷ rows with a `channel`).  The
+    application's payee reaches neither the rows the report reads nor its output."""
+    import medaid
+    from medaid.ledger import open_ledger
+
+    book = medaid.load_rules("rules")
+    account = "6222020200112233445"
+    paid = {"O1": "one-stop", "O2": "one-stop", "O3": "one-stop", "A1": "application", "N1": None}
+    with open_ledger(db.location) as lg:
+        for n, (cid, channel) in enumerate(paid.items(), start=1):
+            payee = {"bank_account": account, "account_name": "张三"} if channel == "application" else {}
+            lg.settle(medaid.Claim.from_yuan(claim_id=cid, person_id=f"P{n}", date="2024-05-03", self_pay="3000",
+                                             group="key", kind="inpatient", channel=channel, **payee), book)
+        got = list(lg.results_rows())
+    assert {r["claim_id"]: r["channel"] for r in got} == paid
+    assert not {"bank_account", "account_name"} & {k for r in got for k in r}
+    targets = tmp_path / "targets.toml"
+    targets.write_text(TARGETS, encoding="utf-8")
+    r = run("--ledger", db.location, "--targets", targets, "--json")
+    assert r.exit_code == 0, r.output
+    assert account not in r.output and "张三" not in r.output
+    data = json.loads(r.output)
+    rate = rows(data["evaluation"])["one_stop_rate"]
+    assert (rate["value"], rate["rows"], rate["missing"]) == (pct(3, 4), 4, 1) == ("75.00", 4, 1)
+    figs = rows(data["figures"])
+    assert (figs["one_stop_claims"]["value"], figs["one_stop_rate"]["value"]) == (3, "75.00")

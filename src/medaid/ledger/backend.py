@@ -288,8 +288,11 @@ class LedgerBase(ABC):
 
     def results_rows(self, year: int | None = None) -> Iterator[dict[str, Any]]:
         """One dict per settled, non-reversed claim (optionally of one benefit year), with the
-        keys ``medaid.io.columns.CLAIM_FIELDS + RESULT_FIELDS``: money as int fen, ``date`` a
-        ``datetime.date``, ``bracket`` the highest bracket reached (0: below the threshold).
+        keys ``medaid.io.columns.CLAIM_FIELDS + RESULT_FIELDS`` and ``channel`` (``one-stop``,
+        ``application``, or ``None`` for a claim settled without one: the report's one-stop rate,
+        docs/report.md; the payee's bank account and name are never given out here): money as int
+        fen, ``date`` a ``datetime.date``, ``bracket`` the highest bracket reached (0: below the
+        threshold).
         A claim re-settled after a reversal (docs/calculation.md#reversals-re-settle-the-claims-after-them)
         gives its current result, that of its last adjustment (its relief net of adjustments),
         and its pool's position after it re-settled (the running sums of the claims before it
@@ -305,7 +308,7 @@ class LedgerBase(ABC):
             yield {
                 "claim_id": e.claim_id, "person_id": e.person_id, "date": e.date,
                 "self_pay": e.self_pay, "group": e.group, "kind": e.kind, "hospital": e.hospital,
-                "total_cost": e.total_cost, "plan": e.plan, "pool": e.pool,
+                "total_cost": e.total_cost, "channel": e.channel, "plan": e.plan, "pool": e.pool,
                 "benefit_year": e.benefit_year, "relief": now.relief, "patient_pays": now.patient_pays,
                 "bracket_relief": now.bracket_relief, "capped_by": now.capped_by, "bracket": now.bracket,
                 "ytd_self_pay": ytd.self_pay, "ytd_relief": ytd.relief,
