@@ -136,7 +136,7 @@ class Ledger(LedgerBase):
         elif not p.parent.exists():
             raise LedgerError(Problem("the folder for the ledger does not exist", source=self._where))
         else:
-            _create_private(p)
+            _OPEN.create(p)
         mode = "rwc" if create else "rw"
         uri = "file:" + _urlquote(str(p.resolve())) + f"?mode={mode}"
         try:
@@ -315,6 +315,12 @@ class _Openers:
             self._held[key] = self._held.get(key, 0) + 1
             self._keys[id(con)] = key
             return con
+
+    def create(self, path: Path) -> None:
+        """Create the file ``0600`` (:func:`_create_private`), its descriptor closed before any
+        thread of this process connects to it."""
+        with self._lock:
+            _create_private(path)
 
     def close(self, path: Path, con: sqlite3.Connection) -> None:
         with self._lock:
