@@ -186,8 +186,10 @@ def test_results_rows_give_settled_claims_with_the_shared_columns(ledger, book):
     ledger.settle(claim("E", "30000", person="P5", day="2025-03-01"), book)
     ledger.reverse("D", "typo")
     rows = list(ledger.results_rows())
-    assert [tuple(r) for r in rows] == [CLAIM_FIELDS + RESULT_FIELDS] * 4
+    # the claim's channel with them (docs/report.md: the one-stop rate), never its payee
+    assert [tuple(r) for r in rows] == [(*CLAIM_FIELDS, "channel", *RESULT_FIELDS)] * 4
     assert [r["claim_id"] for r in rows] == ["A", "B", "C", "E"]
+    assert [r["channel"] for r in rows] == [None] * 4  # settled without one
     assert [r["bracket"] for r in rows] == [0, 1, 3, 2]
     assert [r["relief"] for r in rows] == [0, 1, 8_780_000, 2_330_000]
     b = rows[1]
