@@ -493,6 +493,46 @@ def test_medaid_batch_engine_spark_runs_the_same_batch_from_the_command_line(spa
     assert got == {"A1": "10550.00", "A2": "9450.00", "A3": "5000.00", "A8": "195.00", "A9": "800.00"}
 
 
+def test_spark_writes_the_columns_asked_a_short_rule_hash_and_a_manifest(spark, rules_dir, tmp_path):
+    """``--columns`` and the run manifest on Spark: the same reliefs as above, worked by hand."""
+    import hashlib
+    import json
+
+    from click.testing import CliRunner
+
+    from medaid.cli import main
+
+    src = tmp_path / "claims.csv"
+    src.write_text(CSV, encoding="utf-8")
+    out, full = tmp_path / "pay.csv", tmp_path / "full.csv"
+    res = CliRunner().invoke(main, [
+        "batch", "--engine", "spark", str(src), "-o", str(out), "--rules", str(rules_dir),
+        "--on-error", "skip", "--columns", "claim_id,relief"])
+    assert res.exit_code == 0, res.output
+    got = read_parts(out)
+    assert got.columns == ["claim_id", "relief"]
+    assert dict(got.iter_rows()) == {"A1": "10550.00", "A2": "9450.00", "A3": "5000.00", "A8": "195.00",
+                                     "A9": "800.00"}
+    m = json.loads((tmp_path / "pay.csv.manifest.json").read_text(encoding="utf-8"))
+    assert m["inputs"] == [{"path": str(src), "bytes": src.stat().st_size,
+                            "sha256": hashlib.sha256(src.read_bytes()).hexdigest(), "rows_read": 9}]
+    digests = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in rules_dir.glob("*.toml")}
+    assert {r["file"].rsplit("/", 1)[-1]: r["sha256"] for r in m["rules"]} == digests
+    assert m["reconciliation"]["line"] == "rows read 9 = settled 5 + rejected 4"
+    assert m["totals"]["relief"] == 10550_00 + 9450_00 + 5000_00 + 195_00 + 800_00
+    assert m["outputs"]["columns"] == ["claim_id", "relief"] and m["options"]["engine"] == "spark"
+    # rule_hash: 12 hex digits by default, the whole sha256 with full_rule_hash
+    run_batch(str(src), str(full), str(rules_dir), on_error="skip", full_rule_hash=True)
+    assert set(read_parts(full)["rule_hash"]) <= set(digests.values())
+    short = run_batch(str(src), str(tmp_path / "short.csv"), str(rules_dir), on_error="skip")
+    assert short.settled == 5
+    assert set(read_parts(tmp_path / "short.csv")["rule_hash"]) <= {d[:12] for d in digests.values()}
+    bad = CliRunner().invoke(main, ["batch", "--engine", "spark", str(src), "-o", str(tmp_path / "x"),
+                                    "--rules", str(rules_dir), "--columns", "claim_id,nope"])
+    assert bad.exit_code == 1 and "unknown column(s) nope; choose from: claim_id" in bad.output
+    assert not (tmp_path / "x").exists()
+
+
 def test_engine_spark_needs_an_output_folder(rules_dir, tmp_path):
     from click.testing import CliRunner
 

@@ -123,6 +123,12 @@ def alongside(fn: Callable[..., T] | None, /, *args: Any, name: str) -> contextl
       load first (the median of the runs' differences: 0.11 s);
     * ``medaid-totals``: the totals are computed (polars) while the results are written
       (mostly waits for the disk): 1.37 s when they are computed first (0.09 s);
+    * ``medaid-digest``: the input file's sha256 for the run manifest
+      (:func:`medaid.batch.manifest.input_entries`) while the file is read, settled and
+      written: hashlib gives up the interpreter lock on each 1 MiB block, and hashes about
+      190 MB/s here (this Python's OpenSSL), so the peer benchmark's 1 M claims (39 MB) take
+      0.17 s and its 10 M claims (390 MB) 1.4–2.2 s of the second core, which would be added
+      to the wall time if the hash ran before or after the batch;
     * ``medaid-quotes``: the fast CSV scan's look for a quote character (one ``memchr`` pass
       over the mapped file; 4 ms for the 61 MB file of 1 M claims when it is in the page cache,
       a read of the whole file from disk when it is not) runs while polars scans the file."""

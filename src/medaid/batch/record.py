@@ -42,8 +42,9 @@ import polars as pl
 
 from .. import tuning
 from ..errors import MedaidError, Problem
-from ..io.columns import CLAIM_EXTRA_HEADERS, RESULT_FIELDS, normalise_header
+from ..io.columns import CLAIM_EXTRA_HEADERS, RESULT_FIELDS, normalise_header, rule_ref
 from ..io.results_frame import CHANNEL_WORDS
+from .manifest import rule_entries
 from .run import BatchRefused, BatchRun, Progress, as_text, read_file
 
 if TYPE_CHECKING:
@@ -145,7 +146,8 @@ def record_file(
                 continue
             e = o.entry
             recorded, already = recorded + (not o.replayed), already + o.replayed
-            done.append({"row": row, **{f: getattr(e, f) for f in RESULT_FIELDS}})
+            # (the results file's rule reference: the first 12 hex digits, as a batch's)
+            done.append({"row": row, **{f: getattr(e, f) for f in RESULT_FIELDS}, "rule_hash": rule_ref(e.rule_hash)})
     rejects = pl.concat([rejects, _problems_frame(late, rejects.schema)]).sort("row", maintain_order=True)
     results = pl.DataFrame(done, schema={"row": pl.Int64, **_RESULT_TYPES})
     results = clean.join(results, on="row", how="inner", maintain_order="left")
@@ -153,7 +155,7 @@ def record_file(
                                 ~pl.col("row").is_in(got.bad_rows["row"].implode()))
     bad_rows = pl.concat([got.bad_rows, as_text(refused_rows).select(got.bad_rows.columns)]).sort("row")
     run = BatchRun(source, got.rows_read, results, rejects, bad_rows, got.text_values, got.totals_rows,
-                   got.header_line, got.blank_lines, got.warnings)
+                   got.header_line, got.blank_lines, got.warnings, rules=tuple(rule_entries(book)))
     out = Recording(run, recorded, already, bool(late))
     out.reconcile()
     return out

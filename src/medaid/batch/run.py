@@ -22,7 +22,7 @@ Recalculation against a previous results file: :mod:`medaid.batch.recalc`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -32,7 +32,14 @@ import polars as pl
 from ..errors import MedaidError, Problem
 from ..io import csv_fast, readers
 from ..io.amounts import yuan_text
-from ..io.columns import ACCOUNT_FIELD, CLAIM_EXTRA_HEADERS, MASKED_FIELDS, MONEY_COLUMNS, normalise_header
+from ..io.columns import (
+    ACCOUNT_FIELD,
+    CLAIM_EXTRA_HEADERS,
+    MASKED_FIELDS,
+    MONEY_COLUMNS,
+    chosen_columns,
+    normalise_header,
+)
 from ..io.csv_fast import Scanned
 from ..io.csv_pieces import CsvPieces, NotChunkable
 from ..io.totals_rows import check_totals, totals_rows
@@ -96,6 +103,9 @@ class BatchRun:
     #: ``message`` = ``already settled in <source>``): neither settled nor rejected; listed in
     #: the rejects file with their reason (their text is in ``rejected_rows``).
     already: pl.DataFrame | None = field(default=None, repr=False)
+    #: The rule files the run settled with: ``id``, ``version``, ``file``, ``sha256`` each
+    #: (:func:`medaid.batch.manifest.rule_entries`), for the run manifest.
+    rules: tuple[Mapping[str, str], ...] = ()
 
     @property
     def settled(self) -> int:
@@ -247,6 +257,7 @@ def settle_file(
     progress: Progress | None = None,
     reader: str = "auto",
     opening: Opening | None = None,
+    full_rule_hash: bool = False,
 ) -> BatchRun:
     """Read, validate and settle a claim file (nothing is written); see the module doc.
 
@@ -262,7 +273,11 @@ def settle_file(
     ``opening`` (:func:`medaid.batch.opening.opening_from`): earlier results the batch continues
     (docs/batch.md, *Opening balances*): the accumulation starts at their positions, and a
     claim id they hold is not settled again: its row is counted apart (``run.already``,
-    ``already settled in <file>``), not rejected, with a warning."""
+    ``already settled in <file>``), not rejected, with a warning.
+
+    ``rule_hash`` in the results is the rule file's short reference (12 hex digits of its
+    sha256, :func:`medaid.io.columns.rule_ref`), or the whole sha256 with ``full_rule_hash``
+    (docs/batch.md, *Output files*; the run manifest holds the full hashes either way)."""
     tick = progress or (lambda stage: None)
     source = str(path)
     got = read_file(path, encoding=encoding, sheet=sheet, mapping=mapping, progress=progress, reader=reader)
@@ -272,6 +287,7 @@ def settle_file(
     book = rules() if callable(rules) else rules
     # the settlement's modules (the rule models, the engine) are imported once the file is read:
     # ``medaid batch`` imports them on its rules thread meanwhile (medaid.tuning.alongside)
+    from .manifest import rule_entries
     from .settle import settle_frame
 
     already = None
@@ -279,7 +295,8 @@ def settle_file(
         clean, already, bad_rows = _not_twice(clean, bad_rows, opening, source, warnings)
     positions = None if opening is None else opening.positions
     # (text results as enums: memory)
-    results, refused = settle_frame(clean, book, compact=True, opening=positions)
+    results, refused = settle_frame(clean, book, compact=True, opening=positions,
+                                    full_rule_hash=full_rule_hash)
     tick("settle")
     if refused.height:
         rejects = pl.concat([rejects, refused.select(rejects.columns)])
@@ -288,7 +305,8 @@ def settle_file(
     del clean
     rejects = rejects.sort("row", maintain_order=True)
     run = BatchRun(source, rows_read, results, rejects, bad_rows.sort("row"), text_values,
-                   totals, header_line, blank_lines, tuple(warnings), already)
+                   totals, header_line, blank_lines, tuple(warnings), already,
+                   tuple(rule_entries(book)))
     run.reconcile()
     return run
 
@@ -390,11 +408,29 @@ def masked_accounts(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(mask(c, f) for c, f in cols.items())
 
 
-def results_for_output(run: BatchRun) -> pl.DataFrame:
-    """The results as written: input columns then result fields, without the line column; a
+def output_columns(run: BatchRun) -> list[str]:
+    """The columns a results file has by default: the input's columns, then the result fields
+    (every column of ``run.results`` but the line column)."""
+    return [c for c in run.results.columns if c != "row"]
+
+
+def results_for_output(run: BatchRun, columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """The results as written: input columns then result fields, without the line column; or
+    ``columns`` (``--columns``) in their order, checked by :func:`choose_columns`; a
     bank-account column masked (:func:`masked_accounts`)."""
+    names = output_columns(run) if columns is None else choose_columns(run, columns)
     # a frame of the same columns (``drop`` would realign the columns' chunks: a copy)
-    return masked_accounts(pl.DataFrame([run.results[c] for c in run.results.columns if c != "row"]))
+    return masked_accounts(pl.DataFrame([run.results[c] for c in names]))
+
+
+def choose_columns(run: BatchRun, columns: str | Sequence[str]) -> list[str]:
+    """``--columns`` (``"claim_id,relief"`` or a list) checked against :func:`output_columns`:
+    an unknown or repeated name raises :class:`MedaidError` (field ``--columns``) listing the
+    allowed ones, before anything is written."""
+    try:
+        return chosen_columns(columns if isinstance(columns, str) else list(columns), output_columns(run))
+    except ValueError as e:
+        raise MedaidError(Problem(str(e), field="--columns")) from None
 
 
 def rejects_for_output(run: BatchRun) -> pl.DataFrame:
@@ -426,21 +462,25 @@ def write_run(
     bom: bool = True,
     progress: Progress | None = None,
     lang: str = "en",
+    columns: str | Sequence[str] | None = None,
 ) -> Path | None:
     """Write a run's results (and rejects): refuse first under ``fail``; returns the rejects
     path written, if any.  Each file is written atomically; ``lang="zh"`` gives CSV and XLSX
-    files Chinese headers."""
+    files Chinese headers; ``columns`` (``--columns``) chooses the results' columns, in any
+    format (the rejects file keeps its own); an unknown name refuses before anything is
+    written."""
     # the writers are imported when first needed: ``medaid batch`` imports them on its rules
     # thread while the file is read (medaid.tuning.alongside)
     from ..io.writers import write_frame
 
     if on_error == "fail":
         refuse_if_bad(run, limit)
+    results = results_for_output(run, columns)
     written = None
     if run.rejected or run.already_settled:
         written = Path(rejects_path) if rejects_path else default_rejects_path(output)
         write_frame(rejects_for_output(run), written, bom=bom, lang=lang)
-    write_frame(results_for_output(run), output, bom=bom, text_values=run.text_values, lang=lang)
+    write_frame(results, output, bom=bom, text_values=run.text_values, lang=lang)
     if progress:
         progress("write")
     return written

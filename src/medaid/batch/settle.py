@@ -19,7 +19,7 @@ import polars as pl
 
 from ..domain.rules import RuleBook
 from ..errors import ClaimError, Problem
-from ..io.columns import RESULT_FIELDS
+from ..io.columns import RESULT_FIELDS, rule_ref
 from ..tuning import mark, on_the_side
 from . import arithmetic, ordering, placement
 from .tables import DType, PlanTables, lookup
@@ -27,7 +27,7 @@ from .tables import DType, PlanTables, lookup
 
 def settle_frame(
     frame: pl.DataFrame, rules: RuleBook, *, compact: bool = False,
-    opening: pl.DataFrame | None = None,
+    opening: pl.DataFrame | None = None, full_rule_hash: bool = True,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Settle every claim of ``frame`` by the engine's rules (docs/calculation.md), columnar.
 
@@ -49,6 +49,10 @@ def settle_frame(
     fen (:attr:`medaid.batch.opening.Opening.positions`; docs/batch.md, *Opening balances*):
     each group's accumulation starts there instead of at zero, as the engine's ``opening``.
 
+    ``full_rule_hash=False`` gives ``rule_hash`` as the rule file's short reference
+    (:func:`medaid.io.columns.rule_ref`: the first 12 hex digits of its sha256), as results
+    files carry it by default; ``True`` (the default here) the whole sha256, as the engine.
+
     Its steps are timed under :func:`medaid.tuning.trace_steps` (benchmarks).
     """
     t = PlanTables(rules)
@@ -68,7 +72,7 @@ def settle_frame(
     if n >= 2**32:
         raise ClaimError(Problem("more than 4,294,967,295 claims in one frame; split the batch"))
     if n == 0 or span is None:
-        return finish(placed, keys, t, None, compact), rejects
+        return finish(placed, keys, t, None, compact, full_rule_hash), rejects
 
     # --- order by (person, benefit year, pool, date, claim id) -------------------------------
     top_bp = keys["bp"].max()
@@ -121,13 +125,14 @@ def settle_frame(
         res_in = ordering.unpermute(held, inverse.result())
         del perm, start
     mark("unpermute")
-    done = finish(placed, keys, t, res_in, compact)
+    done = finish(placed, keys, t, res_in, compact, full_rule_hash)
     mark("finish")
     return done, rejects
 
 
 def finish(
     out: pl.DataFrame, keys: pl.DataFrame, t: PlanTables, res: pl.DataFrame | None, compact: bool,
+    full_rule_hash: bool = True,
 ) -> pl.DataFrame:
     """Input columns, then :data:`medaid.io.columns.RESULT_FIELDS`, in input order: the text
     columns looked up by each row's plan index (which never left input order), the amounts
@@ -161,7 +166,7 @@ def finish(
         pl.col("ytd_relief"),
         by_plan([x.rule_set.id for x in t.plans]).alias("rule_set_id"),
         by_plan([x.rule_set.version for x in t.plans]).alias("rule_version"),
-        by_plan([x.rule_set.content_hash for x in t.plans]).alias("rule_hash"),
+        by_plan([rule_ref(x.rule_set.content_hash, full_rule_hash) for x in t.plans]).alias("rule_hash"),
     ).collect(engine="streaming")
     del parts
     if len(keep) < out.width:  # selecting realigns (copies) every column: only when needed

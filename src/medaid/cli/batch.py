@@ -86,7 +86,8 @@ def _opening(paths: tuple[str, ...], ledger: str | None) -> Any:
 
 
 def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str | None,
-            sheet: str | None, maps: tuple[str, ...], tick: Any, opening: Any = None) -> Any:
+            sheet: str | None, maps: tuple[str, ...], tick: Any, opening: Any = None,
+            full_rule_hash: bool = False) -> Any:
     from ..batch.run import settle_file
     from ..io.readers import parse_mapping
     from .app import load_book
@@ -102,9 +103,51 @@ def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str 
     with alongside(rules_and_engine, name="medaid-rules") as book:
         try:
             return settle_file(input_path, book.result, encoding=encoding, sheet=sheet,
-                               mapping=parse_mapping(maps), progress=tick, opening=opening)
+                               mapping=parse_mapping(maps), progress=tick, opening=opening,
+                               full_rule_hash=full_rule_hash)
         except MedaidError as e:
             raise _fail(e) from None
+
+
+def _columns(run: Any, columns: str | None) -> list[str] | None:
+    """``--columns`` checked against the run's columns (a usage error listing the allowed
+    ones), before anything is written; ``None`` when not given (every column)."""
+    if columns is None:
+        return None
+    from ..batch.run import choose_columns
+
+    try:
+        return choose_columns(run, columns)
+    except MedaidError as e:
+        raise click.BadParameter(e.problems[0].message, param_hint="--columns") from None
+
+
+def _redact(url: str) -> str:
+    from ..ledger.backend import redact
+
+    return redact(url)
+
+
+def _write_manifest(run: Any, started: str, inputs: Any, summary: Any, out: str, rej: Any,
+                    columns: list[str] | None, options: dict[str, Any]) -> Any:
+    """Write ``OUTPUT.manifest.json`` (docs/batch.md, *Run manifest*); returns its path."""
+    from ..batch.manifest import build_manifest, totals_entry, write_manifest
+    from ..batch.run import output_columns
+    from ..io.raw import file_format
+
+    for entry in inputs:
+        entry["rows_read"] = run.rows_read
+    manifest = build_manifest(
+        started=started, inputs=inputs, rules=run.rules, options=options,
+        outputs={"results": out, "format": file_format(out),
+                 "columns": columns or output_columns(run),
+                 "rule_hash": "sha256" if options["full_rule_hash"] else "sha256, first 12 hex digits",
+                 "rejects": None if rej is None else str(rej)},
+        reconciliation={**run.counts(), "line": run.reconcile()}, totals=totals_entry(summary))
+    try:
+        return write_manifest(out, manifest)
+    except MedaidError as e:
+        raise _fail(e) from None
 
 
 def _warn(run: Any) -> None:
@@ -131,7 +174,8 @@ def _refused(e: Any, as_json: bool) -> click.ClickException:
 
 def _spark_batch(input_path: str, output: str | None, rules_path: str, scheme: str | None,
                  master: str | None, rejects_path: str | None, on_error: str, max_errors: int,
-                 as_json: bool, lang: str = "en", opening: Any = None) -> None:
+                 as_json: bool, lang: str = "en", opening: Any = None, columns: str | None = None,
+                 full_rule_hash: bool = False) -> None:
     """``medaid batch --engine spark``: the same batch through :func:`medaid.spark.job.run_batch`."""
     try:
         from ..spark.job import run_batch
@@ -142,7 +186,8 @@ def _spark_batch(input_path: str, output: str | None, rules_path: str, scheme: s
     try:
         s = run_batch(input_path, output, rules_path, master=master or "local[2]",
                       rejects_path=rejects_path, on_error=on_error, scheme=scheme,
-                      max_errors=max_errors, lang=lang, opening=opening)
+                      max_errors=max_errors, lang=lang, opening=opening, columns=columns,
+                      full_rule_hash=full_rule_hash)
     except MedaidError as e:
         raise _fail(e) from None
     echo(json_text(s.to_dict()) if as_json
@@ -229,6 +274,12 @@ def register(group: click.Group) -> None:
     @click.option("--record", is_flag=True,
                   help="Settle the claims against the --ledger and record each of them there "
                        "(idempotent, resumable): desk claims and applications share one cap.")
+    @click.option("--columns", default=None, metavar="LIST",
+                  help="Results columns to write, comma-separated, e.g. claim_id,relief (default: "
+                       "all: the input's columns, then the result fields).")
+    @click.option("--full-rule-hash", is_flag=True, default=False,
+                  help="Write the rule file's whole sha256 in rule_hash on every row (default: its "
+                       "first 12 hex digits; the manifest beside the results holds the whole one).")
     @_input_options
     @rules_option
     @lang_option
@@ -237,7 +288,8 @@ def register(group: click.Group) -> None:
                   max_errors: int, bom: bool, encoding: str | None, sheet: str | None,
                   maps: tuple[str, ...], rules_path: str, scheme: str | None, lang: str,
                   as_json: bool, engine: str, master: str | None, openings: tuple[str, ...],
-                  ledger: str | None, opening_ledger: str | None, record: bool) -> None:
+                  ledger: str | None, opening_ledger: str | None, record: bool,
+                  columns: str | None = None, full_rule_hash: bool = False) -> None:
         """Settle a file of claims: results, rejects and totals.
 
         \b
@@ -262,7 +314,7 @@ def register(group: click.Group) -> None:
                 if output is not None and Path(o).resolve() == Path(output).resolve():
                     raise click.UsageError(f"{output} would overwrite the opening results {o}; choose another file")
             _spark_batch(input_path, output, rules_path, scheme, master, rejects_path, on_error,
-                         max_errors, as_json, lang, _opening(openings, ledger))
+                         max_errors, as_json, lang, _opening(openings, ledger), columns, full_rule_hash)
             return
         if Path(input_path).is_dir():
             raise click.BadParameter("a folder is read only with --engine spark; give a file",
@@ -281,8 +333,14 @@ def register(group: click.Group) -> None:
                     on_error, max_errors, bom, lang, as_json)
             return
         opening = _opening(openings, ledger)
-        with _progress("settling") as tick:
-            run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick, opening)
+        from ..batch.manifest import input_entries, now
+
+        started = now()
+        # the input's sha256 for the run manifest, on a thread while the file is read and settled
+        with _progress("settling") as tick, alongside(input_entries, input_path, name="medaid-digest") as digest:
+            run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick, opening,
+                          full_rule_hash)
+            chosen = _columns(run, columns)
             if not as_json:
                 _warn(run)
             from ..report.totals import summarise  # (after the read: off its path)
@@ -293,7 +351,8 @@ def register(group: click.Group) -> None:
             with alongside(None if refused else summarise, run.results, name="medaid-totals") as totals:
                 try:
                     rej = write_run(run, out, rejects_path=rejects_path, on_error=on_error,
-                                    limit=max_errors, bom=bom, progress=tick, lang=lang)
+                                    limit=max_errors, bom=bom, progress=tick, lang=lang,
+                                    columns=chosen)
                 except BatchRefused as e:
                     raise _refused(e, as_json) from None
                 except MedaidError as e:
@@ -302,9 +361,19 @@ def register(group: click.Group) -> None:
 
         summary = totals.result() if totals is not None else summarise(run.results)
         line = run.reconcile()
+        try:
+            inputs = digest.result()
+        except OSError as e:  # the input went away while it was read
+            raise click.ClickException(f"{input_path}: cannot be read for the run manifest ({e.strerror})") from None
+        manifest = _write_manifest(run, started, inputs, summary, out, rej, chosen, {
+            "engine": "local", "on_error": on_error, "columns": chosen,
+            "full_rule_hash": full_rule_hash, "lang": lang, "bom": bom, "encoding": encoding,
+            "sheet": sheet, "map": list(maps), "opening": list(openings),
+            "ledger": None if ledger is None else _redact(ledger)})
         if as_json:
             echo(json_text({
                 "input": input_path, "output": out, "rejects": None if rej is None else str(rej),
+                "manifest": str(manifest),
                 **run.counts(), "reconciliation": line, "warnings": [str(w) for w in run.warnings],
                 **summary_json(summary)}))
             return

@@ -228,10 +228,11 @@ def settle(
 
 #: :func:`placement` flattened for :func:`settle`'s loop: the plan's compiled relief
 #: (:attr:`medaid.domain.brackets.Schedule.relieve_raw`), plan name, pool, benefit year, annual
-#: and claim caps, rule set id, version and hash, and the schedule.
+#: and claim caps, rule set id, version and hash, the schedule, and the year-to-date positions
+#: of the (benefit year, pool) it settles in (person id → ``[C, G]``, see :func:`_settle`).
 _PlacedRow = tuple[
     Callable[[int, int, int], tuple[int, int, str | None, int, int]], str, str, int, int | None,
-    int | None, str, str, str, Schedule,
+    int | None, str, str, str, Schedule, dict[str, list[int]],
 ]
 
 
@@ -252,30 +253,40 @@ def _settle(
     days = [c.date.toordinal() for c in items]
     order.sort(key=days.__getitem__)
     del days
-    states: dict[GroupKey, tuple[int, int]] = {k: (v[0], v[1]) for k, v in (opening or {}).items()}
+    # Hot path (benchmarks/bench_engine.py): the year-to-date position of each accumulation
+    # group (person, benefit year, pool) is a mutable [C, G] pair in one dict per (benefit year,
+    # pool), keyed by the person id alone, which each placement row holds: no key tuple is
+    # built and hashed, and no position tuple made, per claim (a string caches its hash).
+    # Measured against a dict keyed by (person, year, pool) holding (C, G) tuples, 200,000
+    # claims, CPU time, best of 5 alternated under a load of 14 on the shared 2-core machine:
+    # claim mode 1.587 s against 1.781 s, year mode 1.417 s against 1.624 s.
+    positions: dict[tuple[int, str], dict[str, list[int]]] = {}
+    for (person, year, pool), v in (opening or {}).items():
+        positions.setdefault((year, pool), {})[person] = [v[0], v[1]]
     out: list[Settlement | None] = [None] * len(items)
     placements: dict[tuple[dt.date, str | None, str | None], _PlacedRow | Problem] = {}
-    zero = (0, 0)
     new = tuple.__new__
     for i in order:
         c = items[i]
         pk = (c.date, c.group, c.kind)
         at = placements.get(pk)
         if at is None:
-            at = placements[pk] = _placed_row(c, rules)
+            at = placements[pk] = _placed_row(c, rules, positions)
         if isinstance(at, Problem):
             problems.append(Problem(at.message, source=f"claim {c.claim_id}", field=at.field))
             continue
-        relieve, name, pool, year, annual_cap, claim_cap, rid, rver, rhash, sched = at
-        key = (c.person_id, year, pool)
-        cum, got = states.get(key, zero)
+        relieve, name, pool, year, annual_cap, claim_cap, rid, rver, rhash, sched, ytd = at
+        pid = c.person_id
+        pos = ytd.get(pid)
+        if pos is None:
+            pos = ytd[pid] = [0, 0]
+        cum, got = pos
         sp = c.self_pay
         relief, inc, capped, base_from, base_to = relieve(sp, cum, got)
-        cum += sp
-        got += relief
-        states[key] = (cum, got)
+        pos[0] = cum = cum + sp
+        pos[1] = got = got + relief
         out[i] = new(Settlement, (
-            c.claim_id, c.person_id, c.date, sp, relief, sp - relief, inc, capped, name,
+            c.claim_id, pid, c.date, sp, relief, sp - relief, inc, capped, name,
             pool, year, cum, got, annual_cap, claim_cap, base_from, base_to, rid, rver,
             rhash, sched,
         ))
@@ -284,12 +295,15 @@ def _settle(
     return cast(list[Settlement], out)  # every claim was placed, so every slot is filled
 
 
-def _placed_row(c: Claim, rules: RuleBook) -> _PlacedRow | Problem:
-    """:func:`placement` as a :data:`_PlacedRow`, or the problem that prevents it (the loop
-    caches it per (date, group, kind))."""
+def _placed_row(
+    c: Claim, rules: RuleBook, positions: dict[tuple[int, str], dict[str, list[int]]],
+) -> _PlacedRow | Problem:
+    """:func:`placement` as a :data:`_PlacedRow` with the positions of its (benefit year, pool)
+    in ``positions``, or the problem that prevents it (the loop caches it per (date, group,
+    kind))."""
     at = placement(c, rules)
     if isinstance(at, Problem):
         return at
     rs, plan, year, sched = at
     return (sched.relieve_raw, plan.name, plan.pool, year, plan.annual_cap, plan.claim_cap,
-            rs.id, rs.version, rs.content_hash, sched)
+            rs.id, rs.version, rs.content_hash, sched, positions.setdefault((year, plan.pool), {}))

@@ -76,6 +76,19 @@ RESULT_FIELDS: Final = (
     "rule_version",
     "rule_hash",
 )
+#: Hex digits of the rule file's sha256 that each results row carries in ``rule_hash`` by
+#: default (docs/batch.md, *Output files*): 12 hex digits (48 bits), as the desk prints it; the
+#: run manifest beside the results file holds the full hash of every rule file, and
+#: ``--full-rule-hash`` writes all 64 on every row.  Readers take either form (it is text).
+RULE_HASH_SHORT: Final = 12
+
+
+def rule_ref(content_hash: str, full: bool = False) -> str:
+    """The ``rule_hash`` a results row carries for a rule file of sha256 ``content_hash``: its
+    first :data:`RULE_HASH_SHORT` hex digits, or the whole hash when ``full``."""
+    return content_hash if full else content_hash[:RULE_HASH_SHORT]
+
+
 #: Result columns that are money (fen in frames, yuan with two decimals in files).
 RESULT_MONEY_FIELDS: Final = ("relief", "patient_pays", "bracket_relief", "ytd_self_pay", "ytd_relief")
 
@@ -137,3 +150,23 @@ ACCOUNT_FIELD: Final = "bank_account"
 #: The payee fields whose columns every results and rejects file shows masked (the account and
 #: its holder's name, docs/periods.md#personal-data).
 MASKED_FIELDS: Final = (ACCOUNT_FIELD, "account_name")
+
+
+def chosen_columns(requested: str | list[str] | tuple[str, ...], available: list[str] | tuple[str, ...],
+                   ) -> list[str]:
+    """The output columns ``--columns`` asks for (``"claim_id,relief"``, or a list), in the order
+    asked, each one of ``available`` (the columns the results file would have: the input's
+    columns, then :data:`RESULT_FIELDS`).  Raises ``ValueError`` with a message naming the
+    unknown or repeated names and listing the allowed ones; an empty list is refused too."""
+    names = [n.strip() for n in (requested.split(",") if isinstance(requested, str) else requested)]
+    names = [n for n in names if n]
+    allowed = ", ".join(available)
+    if not names:
+        raise ValueError(f"no column named; choose from: {allowed}")
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ValueError(f"unknown column(s) {', '.join(unknown)}; choose from: {allowed}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"column(s) named twice: {', '.join(twice)}")
+    return names

@@ -49,7 +49,7 @@ class Scanned(NamedTuple):
     rejects: pl.DataFrame
     rejected_rows: pl.DataFrame
     rows_read: int
-    #: The distinct text of category columns (``person_id``, ``group``, ...) where known: every
+    #: The distinct text of category columns (``group``, ``kind``, ``hospital``) where known: every
     #: value of the column in ``clean`` is among them (the writer checks these, not every row).
     text_values: dict[str, pl.Series]
     #: Totals rows (合计, 小计, Total ...: :func:`medaid.io.totals_rows.totals_rows`) as read, with
@@ -101,11 +101,8 @@ def scan_claims(
     # a totals row has no person id, or a label there (合计 ...): read again as text, like
     # every row the scan does not take as it is
     redo = flags[_REDO] | typed["person_id"].is_null()
-    persons = distinct.get("person_id", pl.Series([], dtype=pl.String)).alias("person_id")
-    if totals_rows(persons.to_frame().select(  # a label among the distinct person ids?
-            pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW), pl.lit(None, pl.String).alias("claim_id"),
-            "person_id")).any():
-        redo = redo | totals_rows(typed.select(ROW, "claim_id", "person_id"))
+    # (a label among the ids: totals_rows' first look is one anchored pattern on the two ids)
+    redo = redo | totals_rows(typed.select(ROW, "claim_id", "person_id"))
     problems: dict[str, pl.DataFrame] = {}
     raw_redone = None
     totals = None
@@ -194,7 +191,7 @@ def _scan(pieces: CsvPieces) -> pl.LazyFrame:
             # the amount in fen; the value of any other row is replaced when it is typed again
             exprs.append(plain_yuan_fen(c).alias(n))
             flags.append(~ok.fill_null(False) if n in REQUIRED_FIELDS else ~ok.fill_null(True))
-        elif n == "claim_id":
+        elif n in ("claim_id", "person_id"):
             exprs.append(c)
             flags.append(c.is_null() | untidy(c, n))  # ids to tidy: typed again
         else:  # categories (checked once per distinct value afterwards) and pass-through text

@@ -173,6 +173,13 @@ def summarise(results: "pl.DataFrame") -> dict[str, Any]:
     def text(c: str) -> "pl.Expr":
         return pl.col(c) if c in results.columns else pl.lit(None, pl.String)
 
+    def person() -> "pl.Expr":
+        # category codes when the ids are categories (a narrower key hashes faster); text ids are
+        # grouped as text: making categories of millions of distinct ids costs far more than
+        # hashing them (medaid.io.validation.FEW_VALUES)
+        t = results.schema["person_id"]
+        return code("person_id", wide=False) if isinstance(t, (pl.Enum, pl.Categorical)) else pl.col("person_id")
+
     has_h = "hospital" in results.columns
     hosp = code("hospital") if has_h else pl.lit(None, pl.UInt64)
     if not results.height:
@@ -192,7 +199,7 @@ def summarise(results: "pl.DataFrame") -> dict[str, Any]:
     (cause,) = (c for _, c in DISTINCT if c is not None)
     keyed = results.lazy().select(
         (code("plan") * (M * H) + month * H + hosp.fill_null(hosp_null)).alias("cell"),
-        code("person_id", wide=False).alias("person"),  # (a narrower key hashes faster)
+        person().alias("person"),
         at_cause(cause).alias("at_cap"),
         "self_pay", "relief", "patient_pays", "capped_by",
         text("plan").alias("plan_name"), text("hospital").alias("hospital_name"),
@@ -248,14 +255,13 @@ def _persons(keyed: "pl.LazyFrame", dims: dict[str, dict[int, Any]], M: int, H: 
         for j, (dim, v) in enumerate(names):
             out.setdefault(dim, {})[v] = (int(counts[2 + 2 * j]), int(counts[3 + 2 * j]))
         return out
-    # many keys: distinct (key, person) pairs, one integer each
+    # many keys: distinct (key, person) pairs
     lazy = keyed
     capped = lazy.filter(pl.col("at_cap"))
     queries = [lazy.select(pl.col("person").n_unique()), capped.select(pl.col("person").n_unique())]
     for dim in dims:
-        pair = (parts[dim] * (1 << 32) + pl.col("person")).unique().alias("pair")
         for frame in (lazy, capped):
-            queries.append(frame.select(pair).select((pl.col("pair") // (1 << 32)).alias("k"))
+            queries.append(frame.select(parts[dim].alias("k"), "person").unique()
                            .group_by("k").len())
     got = pl.collect_all(queries)
     out["total"] = (int(got[0].item()), int(got[1].item()))

@@ -29,6 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--on-error", choices=("fail", "skip"), default="fail")
     ap.add_argument("--buckets", type=int, default=None, help="buckets of persons (default: by size)")
     ap.add_argument("--max-errors", type=int, default=MAX_QUOTED, help="how many problems to list when refusing")
+    ap.add_argument("--columns", default=None, metavar="LIST",
+                    help="results columns to write, comma-separated, e.g. claim_id,relief (default: all)")
+    ap.add_argument("--full-rule-hash", action="store_true",
+                    help="the rule file's whole sha256 in rule_hash (default: its first 12 hex digits)")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = ap.parse_args(argv)
     try:
@@ -36,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         master = args.master or (None if os.environ.get("PYSPARK_GATEWAY_PORT") else "local[2]")
         summary = run_batch(args.input, args.output, args.rules, master=master, rejects_path=args.rejects,
                             on_error=args.on_error, scheme=args.scheme, buckets=args.buckets,
-                            max_errors=args.max_errors)
+                            max_errors=args.max_errors, columns=args.columns,
+                            full_rule_hash=args.full_rule_hash)
     except MedaidError as e:
         print(str(e), file=sys.stderr)
         return 1

@@ -34,11 +34,12 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 # Rules and totals come from two imports only: the batch package's columnar evaluator
 # (settle_frame) and the one totals engine (report.totals, below); nothing here re-derives a rule.
+from ..batch import manifest
 from ..batch.columnar import settle_frame
 from ..batch.opening import Opening
 from ..domain.rules import RuleBook, load_rules
 from ..errors import ClaimError, MedaidError, Problem
-from ..io.columns import REQUIRED_FIELDS, RESULT_FIELDS
+from ..io.columns import REQUIRED_FIELDS, RESULT_FIELDS, chosen_columns
 from ..io.validation import REJECT_COLUMNS, tidy_ids
 from ..report.totals import DIMS, DISTINCT, SUMS, combine, spark_measure
 from .frames import (
@@ -54,7 +55,7 @@ from .frames import (
 )
 from .read import column_names, raw_frame, read_claims
 from .summary import Summary, Totals
-from .write import out_format, output_frame, rejects_frame, write_atomic
+from .write import layout_columns, out_format, output_frame, rejects_frame, write_atomic
 
 __all__ = [
     "CLAIMS_PER_BUCKET", "CLAIM_TYPES", "MAX_QUOTED", "REJECT_FIELDS", "RESULT_TYPES", "Summary",
@@ -361,6 +362,8 @@ def run_batch(
     max_errors: int = MAX_QUOTED,
     lang: str = "en",
     opening: Opening | None = None,
+    columns: str | list[str] | None = None,
+    full_rule_hash: bool = False,
 ) -> Summary:
     """Settle a file or folder of CSV or Parquet claims on Spark and write the results
     (docs/calculation.md on every claim, README.md#reliability reconciliation).
@@ -377,13 +380,25 @@ def run_batch(
     local batch's ``--opening`` / ``--ledger``; rows whose claim id it holds are counted apart
     (``already_settled``), not rejected: they do not fail the batch, and are listed in the
     rejects file with their reason.
+    ``columns`` (``--columns``: ``"claim_id,relief"`` or a list) chooses the results' columns,
+    checked before anything is settled (an unknown name raises :class:`MedaidError` listing the
+    allowed ones); ``rule_hash`` holds the rule file's first 12 hex digits unless
+    ``full_rule_hash``.  ``OUTPUT.manifest.json`` is written beside a local output folder
+    (:mod:`medaid.batch.manifest`; docs/batch.md, *Run manifest*).
     """
     if on_error not in ("fail", "skip"):
         raise ValueError("on_error is 'fail' or 'skip'")
     started = time.perf_counter()
+    started_at = manifest.now()
     book = load_rules(rules_path, scheme)
     spark = spark_session(master)
     parsed, layout = read_claims(spark, input_path, input_format)
+    chosen = None
+    if columns is not None:
+        try:
+            chosen = chosen_columns(columns, layout_columns(parsed, layout))
+        except ValueError as e:
+            raise MedaidError(Problem(str(e), field="--columns")) from None
     parsed = parsed.persist()
     settled = None
     try:
@@ -421,11 +436,18 @@ def run_batch(
                 sample.append(Problem(f"... and {more} more rejected rows", source=input_path))
             raise ClaimError(sample)
         out_fmt = out_format(output_path, output_format)
-        write_atomic(output_frame(results, out_fmt, layout, lang), output_path, out_fmt)
+        written = chosen or layout_columns(results, layout)
+        write_atomic(output_frame(results, out_fmt, layout, lang, chosen, full_rule_hash), output_path, out_fmt)
         if rejects_path:
             rej_fmt = out_format(rejects_path, None)
             write_atomic(rejects_frame(in_order, rej_fmt).coalesce(1), rejects_path, rej_fmt)
         total, by_plan, by_month, by_hospital = summarize(results)
+        _manifest(output_path, started_at, input_path, book, rows_read, n_settled, rejected, total, {
+            "engine": "spark", "on_error": on_error, "columns": chosen,
+            "full_rule_hash": full_rule_hash, "lang": lang}, {
+            "results": output_path, "format": out_fmt, "columns": written,
+            "rule_hash": "sha256" if full_rule_hash else "sha256, first 12 hex digits",
+            "rejects": rejects_path})
         return Summary(
             rows_read=rows_read, settled=n_settled, rejected=rejected, total=total, by_plan=by_plan,
             by_month=by_month, by_hospital=by_hospital, output=output_path,
@@ -436,6 +458,24 @@ def run_batch(
         parsed.unpersist()
         if settled is not None:
             settled.unpersist()
+
+
+def _manifest(output_path: str, started: str, input_path: str, book: RuleBook, rows_read: int,
+              settled: int, rejected: int, total: Totals, options: dict[str, Any],
+              outputs: dict[str, Any]) -> None:
+    """Write ``OUTPUT.manifest.json`` beside a local output folder (docs/batch.md, *Run
+    manifest*); an output on another file system (``hdfs://``, ``s3a://``) gets none."""
+    if "://" in output_path and not output_path.startswith("file://"):
+        return
+    inputs = manifest.input_entries(input_path)
+    for entry in inputs:  # rows are counted for the whole input, not per file
+        entry["rows_read"] = rows_read if len(inputs) == 1 else None
+    line = f"rows read {rows_read} = settled {settled} + rejected {rejected}"
+    manifest.write_manifest(output_path.removeprefix("file://"), manifest.build_manifest(
+        started=started, inputs=inputs, rules=manifest.rule_entries(book), options=options,
+        outputs=outputs,
+        reconciliation={"rows_read": rows_read, "settled": settled, "rejected": rejected, "line": line},
+        totals={k: getattr(total, k) for k in manifest.TOTAL_KEYS}))
 
 
 def __getattr__(name: str) -> Any:

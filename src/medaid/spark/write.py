@@ -32,6 +32,7 @@ from ..io.columns import (
     MASKED_FIELDS,
     RESULT_FIELDS,
     RESULT_MONEY_FIELDS,
+    RULE_HASH_SHORT,
     normalise_header,
 )
 from ..io.writers import FORMULA_LEADS, sheet_headers
@@ -75,21 +76,26 @@ def masked(col: Column, field: str) -> Column:
 
 
 def output_frame(results: DataFrame, fmt: str, layout: Sequence[str] | None = None,
-                 lang: str = "en") -> DataFrame:
+                 lang: str = "en", columns: Sequence[str] | None = None,
+                 full_rule_hash: bool = False) -> DataFrame:
     """Results as written to files: the input's columns (``layout``, default the claim fields)
     then ``RESULT_FIELDS``, rows in file order (by source and line), money as yuan
     (:func:`yuan`: ``decimal(18,2)`` in Parquet, two-decimal text in CSV), a bank account
     masked (:func:`masked`), and in CSV text
     cells that a spreadsheet would run as a formula prefixed with ``'``, header cells too
-    (:func:`medaid.io.writers.sheet_headers`: Chinese with ``lang="zh"``)."""
-    first = layout if layout is not None else [c for c in CLAIM_FIELDS if c in results.columns]
-    cols = [c for c in first if c in results.columns] + list(RESULT_FIELDS)
+    (:func:`medaid.io.writers.sheet_headers`: Chinese with ``lang="zh"``).  ``columns``
+    (``--columns``, checked by :func:`layout_columns`) chooses and orders the columns;
+    ``rule_hash`` is the rule file's short reference (:func:`medaid.io.columns.rule_ref`)
+    unless ``full_rule_hash``."""
+    cols = list(columns) if columns is not None else layout_columns(results, layout)
     types = dict(results.dtypes)
     df = results.orderBy(F.col("source").asc_nulls_first(), "row")
     names = sheet_headers(cols, lang) if fmt == "csv" else cols
     out = []
     for c, name in zip(cols, names):
         col = F.col(c)
+        if c == "rule_hash" and not full_rule_hash:
+            col = F.substring(col, 1, RULE_HASH_SHORT)
         if c in _MONEY:
             col = yuan(col)
             if fmt == "csv":
@@ -100,6 +106,13 @@ def output_frame(results: DataFrame, fmt: str, layout: Sequence[str] | None = No
             col = formula_safe(col)
         out.append(col.alias(name))
     return df.select(*out)
+
+
+def layout_columns(results: DataFrame, layout: Sequence[str] | None = None) -> list[str]:
+    """The columns of a results output by default: the input's columns (``layout``, default the
+    claim fields) then ``RESULT_FIELDS``."""
+    first = layout if layout is not None else [c for c in CLAIM_FIELDS if c in results.columns]
+    return [c for c in first if c in results.columns] + list(RESULT_FIELDS)
 
 
 def rejects_frame(rejects: DataFrame, fmt: str) -> DataFrame:

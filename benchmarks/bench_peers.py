@@ -1,0 +1,236 @@
+"""medaid side by side with hand-written peer scripts (polars, DuckDB, pandas) on the same files.
+
+    python benchmarks/bench_peers.py [--peers PATH] [--sizes 1m,10m] [--modes A,B]
+
+The peer benchmark is not part of medaid: its folder is ``--peers PATH`` (by default the folder
+``bench`` of the folder ``shared`` next to this repository's folder, where the project's
+workspace keeps it); the script says so and stops when it is missing.  It holds the data
+generator (``gen_claims.py``), the peer scripts, a whole-process timer
+(``bench_cmd.py``: wall, CPU, peak memory of the finished child) and an exact per-claim diff
+(``compare.py``).  This script does what its ``run_peers.sh`` does with ``PRODUCT_CMD`` set to
+medaid, for the sizes and modes asked:
+
+* makes the peers' Python environment if missing (``--venv``, default ``/tmp/benchvenv``, from the
+  peers' ``requirements.txt``, as ``run_peers.sh`` does) and generates ``claims_SIZE.csv``
+  (``--data``, default ``/tmp/benchdata``; ``--reuse-data`` keeps existing files);
+* writes one rule file per mode: A = ``accumulate = "claim"``, B = ``accumulate = "year"``, the
+  peers' brackets (70% / 85% / 95% from 1,000 / 10,000 / 50,000 yuan), rounding half-up to the
+  fen, annual cap ``--cap`` (100,000);
+* times, each with the peers' timer (``--runs`` counted runs after ``--warmup``): polars' read
+  plus a ``claim_id,relief``-shaped write (``read_floor.py polars --write``, the issue's "floor"),
+  the peer scripts, ``medaid batch`` with the default output and with
+  ``--columns claim_id,relief``, and polars' read plus a write of a CSV shaped like medaid's
+  default output (``bench_batch.py``'s baseline);
+* checks every medaid output against the peers' exact reference with ``compare.py``;
+* prints one table per size and mode: the floor, the best peer script, medaid default and with
+  ``--columns claim_id,relief`` (median wall, peak memory), the ratios, and the identity result;
+  and the load average before and after.
+
+Every figure is the median of the counted runs; the machine's load shows in the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The peer benchmark's folder when ``--peers`` is not given (relative to ROOT).
+DEFAULT_PEERS = Path("..", "shared", "bench")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_batch import BASELINE  # noqa: E402  (polars' read + a write shaped like medaid's output)
+
+#: The peers' scripts timed at each size (``run_peers.sh``'s fast ones; the pure-Python and
+#: OpenFisca scripts take minutes and are never the best).
+PEERS = {
+    "polars-sort": ["impl_d_polars.py", "--strategy", "sort"],
+    "polars-sort-lazy": ["impl_d_polars.py", "--strategy", "sort", "--lazy"],
+    "polars-window": ["impl_d_polars.py", "--strategy", "window"],
+    "polars-window-lazy": ["impl_d_polars.py", "--strategy", "window", "--lazy"],
+    "duckdb": ["impl_e_duckdb.py"],
+    "pandas": ["impl_c_pandas.py"],
+}
+#: Peers left out at sizes of 10 M and more (as ``run_peers.sh``'s ``BIG_IMPLS``).
+SMALL_ONLY = {"pandas"}
+COLUMNS = "claim_id,relief"
+
+RULES = """id = "peer-bench-{mode}"
+version = "1"
+valid_from = 2000-01-01
+rounding = {{ unit = "fen", method = "half-up" }}
+
+[[plans]]
+name = "peer"
+default = true
+pool = "all"
+accumulate = "{accumulate}"
+mode = "marginal"
+annual_cap = "{cap}"
+brackets = [
+  {{ from = "1000",  to = "10000", rate = "70%" }},
+  {{ from = "10000", to = "50000", rate = "85%" }},
+  {{ from = "50000",               rate = "95%" }},
+]
+"""
+
+
+def rows_of(size: str) -> int:
+    s = size.lower()
+    if s.endswith("k"):
+        return int(s[:-1]) * 1_000
+    if s.endswith("m"):
+        return int(s[:-1]) * 1_000_000
+    return int(s)
+
+
+def medaid_command() -> list[str]:
+    """``medaid`` of this interpreter's environment, else ``python -m medaid.cli``."""
+    exe = Path(sys.executable).with_name("medaid")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "medaid.cli"]
+
+
+class Bench:
+    def __init__(self, a: argparse.Namespace, peers: Path) -> None:
+        self.a, self.peers = a, peers
+        self.py = str(Path(a.venv) / "bin" / "python")
+        self.out = Path(a.out)
+        self.results = self.out / "results.jsonl"
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    def time(self, label: str, rows: int, cmd: list[str], *, env: dict[str, str] | None = None) -> dict:
+        """One timer call (``bench_cmd.py``): its JSON record."""
+        subprocess.run([self.py, str(self.peers / "bench_cmd.py"), "--out", str(self.results),
+                        "--label", label, "--rows", str(rows), "--runs", str(self.a.runs),
+                        "--warmup", str(self.a.warmup), "--", *cmd], check=False, env=env)
+        with open(self.results, encoding="utf-8") as f:
+            rec = json.loads(f.readlines()[-1])
+        if rec["label"] != label:
+            raise SystemExit(f"the timer wrote no record for {label}")
+        return rec
+
+
+def ensure_venv(a: argparse.Namespace, peers: Path) -> None:
+    py = Path(a.venv) / "bin" / "python"
+    if py.exists():
+        return
+    print(f"== creating the peers' environment {a.venv} from {peers / 'requirements.txt'}", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", a.venv], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "-r", str(peers / "requirements.txt")], check=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--peers", default=str(DEFAULT_PEERS),
+                    help="the peer benchmark's folder (relative: to this repository's root)")
+    ap.add_argument("--sizes", default="1m,10m")
+    ap.add_argument("--modes", default="A,B")
+    ap.add_argument("--cap", default="100000", help="annual cap in yuan (default 100000)")
+    ap.add_argument("--runs", type=int, default=3, help="counted runs of each command (default 3)")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--venv", default=os.environ.get("VENV", "/tmp/benchvenv"))
+    ap.add_argument("--data", default=os.environ.get("DATA", "/tmp/benchdata"))
+    ap.add_argument("--out", default=os.environ.get("OUT", "/tmp/medaid-bench-peers"))
+    ap.add_argument("--reuse-data", action="store_true", help="keep existing claims_SIZE.csv files")
+    ap.add_argument("--seed", default="20250101")
+    ap.add_argument("--scripts", default=",".join(PEERS),
+                    help=f"peer scripts to time, comma-separated (default: all of {', '.join(PEERS)})")
+    a = ap.parse_args(argv)
+
+    peers = Path(a.peers)
+    if not peers.is_absolute():
+        peers = (ROOT / peers).resolve()
+    need = ["gen_claims.py", "bench_cmd.py", "compare.py", "read_floor.py", "requirements.txt"]
+    if not peers.is_dir() or any(not (peers / f).exists() for f in need):
+        print(f"bench_peers: the peer benchmark folder {peers} is missing (or lacks {', '.join(need)});\n"
+              "it is not part of medaid: pass its path with --peers PATH", file=sys.stderr)
+        return 2
+    ensure_venv(a, peers)
+    b = Bench(a, peers)
+    b.out.mkdir(parents=True, exist_ok=True)
+    Path(a.data).mkdir(parents=True, exist_ok=True)
+    if b.results.exists():
+        b.results.unlink()
+    modes = [m.strip().upper() for m in a.modes.split(",") if m.strip()]
+    rules = {}
+    for m in modes:
+        rules[m] = b.out / f"peer-mode-{m}.toml"
+        rules[m].write_text(RULES.format(mode=m, accumulate="claim" if m == "A" else "year", cap=a.cap),
+                            encoding="utf-8")
+    load_before = os.getloadavg()
+    tables = []
+    for size in [s.strip() for s in a.sizes.split(",") if s.strip()]:
+        n = rows_of(size)
+        src = Path(a.data) / f"claims_{size}.csv"
+        if not (a.reuse_data and src.exists()):
+            print(f"== generating {src}", flush=True)
+            subprocess.run([b.py, str(peers / "gen_claims.py"), str(n), str(src), "--seed", a.seed], check=True)
+        floor = b.time(f"rw:polars {size}", n, [b.py, str(peers / "read_floor.py"), "polars", str(src),
+                                                "--write", str(b.out / f"rw_{size}.csv")])
+        for m in modes:
+            peer_recs = {}
+            for name, script in PEERS.items():
+                if name not in a.scripts.split(",") or (name in SMALL_ONLY and n >= 10_000_000):
+                    continue
+                if not (peers / script[0]).exists():
+                    continue
+                out = b.out / f"res_{size}_{name}_{m}.csv"
+                peer_recs[name] = b.time(f"{m}:{name} {size}", n, [
+                    b.py, str(peers / script[0]), str(src), str(out), "--mode", m, "--cap", a.cap, *script[1:]])
+            ok = {k: r for k, r in peer_recs.items() if set(r["exit_codes"]) == {0}}
+            if not ok:
+                raise SystemExit(f"no peer script ran at {size} mode {m}")
+            best = min(ok, key=lambda k: ok[k]["wall_s"][1])
+            ref = next(b.out / f"res_{size}_{k}_{m}.csv" for k in ("duckdb", "polars-sort", best) if k in ok)
+            base = [*medaid_command(), "batch", str(src), "--rules", str(rules[m]), "--no-bom"]
+            full_out = b.out / f"medaid_{size}_{m}.csv"
+            cols_out = b.out / f"medaid_{size}_{m}_columns.csv"
+            full = b.time(f"{m}:medaid {size}", n, [*base, "-o", str(full_out)], env=b.env)
+            cols = b.time(f"{m}:medaid --columns {size}", n, [*base, "-o", str(cols_out), "--columns", COLUMNS],
+                          env=b.env)
+            shaped = b.time(f"rw17:polars {size} {m}", n, [
+                b.py, "-c", BASELINE, str(src), str(b.out / f"rw17_{size}.csv"), str(full_out)])
+            same = subprocess.run([b.py, str(peers / "compare.py"), str(ref), str(full_out), str(cols_out)],
+                                  capture_output=True, text=True, check=False)
+            tables.append((size, m, floor, best, ok[best], full, cols, shaped, ref, same.stdout.strip()))
+    load_after = os.getloadavg()
+
+    def w(r: dict) -> float:
+        return float(r["wall_s"][1])
+
+    def c(r: dict) -> str:  # CPU seconds (user + sys): what the machine's load shifts least
+        return f"cpu {r['cpu_s'][1]:.2f} s"
+
+    def mem(r: dict) -> str:
+        return f"{r['peak_mib'][1]:,.0f} MiB"
+
+    print()
+    print("wall: median of the runs; cpu: the same runs' median user + system seconds")
+    print("| claims | mode | polars read+write floor | best peer script | medaid batch (default) | "
+          "medaid --columns claim_id,relief | columns / best peer | default / polars read+same-shaped write |"
+          " per-claim identity (compare.py) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for size, m, floor, best, bestr, full, cols, shaped, _ref, same in tables:
+        ident = "; ".join(line.split(":")[0].split()[0] + " " + Path(line.split(":")[0].split()[1]).name
+                          for line in same.splitlines())
+        print(f"| {size} | {m} | {w(floor):.2f} s ({c(floor)}) | {w(bestr):.2f} s ({best}; {c(bestr)}), "
+              f"{mem(bestr)} | {w(full):.2f} s ({c(full)}), {mem(full)} | {w(cols):.2f} s ({c(cols)}), "
+              f"{mem(cols)} | {w(cols) / w(bestr):.2f}x | {w(full) / w(shaped):.2f}x (floor {w(shaped):.2f} s, "
+              f"{c(shaped)}) | {ident} |")
+    print()
+    for size, m, *_rest, ref, same in tables:
+        print(f"compare.py {size} {m} against {Path(ref).name}:\n{same}")
+    print(f"\nmedian of {a.runs} runs after {a.warmup} warm-up; load average before "
+          f"{' '.join(f'{x:.2f}' for x in load_before)}, after {' '.join(f'{x:.2f}' for x in load_after)} "
+          f"({os.cpu_count()} CPUs); timer records in {b.results}")
+    if shutil.which("uptime"):
+        subprocess.run(["uptime"], check=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
