@@ -70,7 +70,8 @@ def masked(col: Column, field: str) -> Column:
 
     from ..domain.claims import mask_account, mask_name
 
-    rule = F.udf(mask_account if field == ACCOUNT_FIELD else mask_name, StringType())
+    fn = mask_account if field == ACCOUNT_FIELD else mask_name
+    rule = F.udf(lambda text: fn(text), StringType())  # no type hints: a plain Python UDF, no eval-type guess
     text = F.trim(col.cast("string"))
     return F.when(text.isNull() | (text == ""), text).otherwise(rule(text))
 
