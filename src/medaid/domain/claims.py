@@ -120,6 +120,13 @@ class Claim(BaseModel):
             refused on a ``one-stop`` one): the account, 8 to 30 digits (:func:`tidy_account`),
             and its holder's name.  Personal data: never in an error message (the messages name
             the field only), masked in every display (:func:`mask_account`, :func:`mask_name`).
+        household_id: the household (户) the person belongs to, tidied by :func:`tidy_id`;
+            required by plans bound by a household cap pool (docs/calculation.md, *Shared caps*).
+        non_compliant: the claim's non-compliant cost (政策范围外费用) in fen, optional; part of
+            the burden of a second stage that includes it (*Second stage*).
+        attributes: the claim's values of the attributes a rule set declares (hospital level,
+            place, disease…; *Claim attributes*), as ``(name, value)`` pairs sorted by name; a
+            mapping is accepted.  Values are kept as given; the rule version maps them to codes.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -135,11 +142,48 @@ class Claim(BaseModel):
     channel: Literal["one-stop", "application"] | None = None
     bank_account: str | None = Field(default=None, repr=False)
     account_name: str | None = Field(default=None, repr=False)
+    household_id: str | None = None
+    non_compliant: StrictInt | None = Field(default=None, ge=0, le=MAX_FEN)
+    attributes: tuple[tuple[str, str], ...] = ()
 
     @field_validator("claim_id", "person_id", mode="before")
     @classmethod
     def _tidy(cls, v: Any) -> Any:
         return tidy_id(v) if isinstance(v, str) else v
+
+    @field_validator("household_id", mode="before")
+    @classmethod
+    def _tidy_household(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = tidy_id(v)
+            return v or None
+        return v
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _attributes(cls, v: Any) -> Any:
+        """A mapping or pairs of (name, value) → pairs sorted by name; values tidied as ids are
+        (NFKC, invisible characters, spaces at the ends); an empty value is no value."""
+        if v is None:
+            return ()
+        items = v.items() if isinstance(v, dict) else v
+        out: dict[str, str] = {}
+        for pair in items:
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+                    and all(isinstance(x, str) for x in pair)):
+                raise ValueError("attributes are (name, value) pairs of text")
+            name, value = pair
+            value = tidy_id(value)
+            if value:
+                out[name.strip()] = value
+        return tuple(sorted(out.items()))
+
+    def attribute(self, name: str) -> str | None:
+        """The claim's value of attribute ``name`` (as given), or ``None``."""
+        for k, v in self.attributes:
+            if k == name:
+                return v
+        return None
 
     @field_validator("bank_account", mode="before")
     @classmethod
@@ -206,6 +250,8 @@ class Claim(BaseModel):
             day = date
         self_fen = parse_yuan(self_pay, field="self_pay")
         total_fen = None if total_cost is None else parse_yuan(total_cost, field="total_cost")
+        if rest.get("non_compliant") is not None:
+            rest["non_compliant"] = parse_yuan(rest["non_compliant"], field="non_compliant")
         try:
             return cls(claim_id=claim_id, person_id=person_id, date=day, self_pay=self_fen,
                        total_cost=total_fen, **rest)
