@@ -128,17 +128,31 @@ def test_one_version_label_used_twice_in_a_scheme_is_refused_even_when_not_adjac
 
 
 def test_docs_rules_md_documents_every_key_of_the_format():
-    from medaid.domain.rules import Bracket, Example, Match, Plan, Rounding, RuleSet
+    from medaid.domain.rules import (
+        Attribute,
+        Bracket,
+        CapPool,
+        Example,
+        ExampleClaim,
+        Grant,
+        Match,
+        Plan,
+        Rounding,
+        RuleSet,
+        Scenario,
+        SecondStage,
+    )
 
     doc = (Path(__file__).parent.parent / "docs" / "rules.md").read_text(encoding="utf-8")
-    for model in (RuleSet, Rounding, Plan, Match, Bracket, Example):
+    for model in (RuleSet, Rounding, Plan, Match, Bracket, Example, Attribute, CapPool, Grant,
+                  SecondStage, ExampleClaim, Scenario):
         for name, f in model.model_fields.items():
             key = f.alias or name
             if name in ("source", "content_hash"):  # set by medaid: documented as not allowed
                 assert f"`{key}`" in doc
                 continue
-            assert f"| `{key}` |" in doc or f"| `match.{key}` |" in doc or f"| `rounding.{key}` |" in doc, (
-                model.__name__, key)
+            assert (f"| `{key}` |" in doc or f"| `match.{key}` |" in doc or f"| `rounding.{key}` |" in doc
+                    or f"`{key}`," in doc or f", `{key}` |" in doc), (model.__name__, key)
 
 
 def test_a_rule_file_saved_with_a_byte_order_mark_loads(tmp_path):

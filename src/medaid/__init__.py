@@ -20,7 +20,7 @@ from .money import format_yuan, parse_yuan
 if _TYPE_CHECKING:
     from .domain.brackets import Segment
     from .domain.claims import Claim, tidy_id
-    from .domain.engine import Placement, PoolState, Settlement, place, quote, settle
+    from .domain.engine import Placement, PoolState, Position, Positions, Settlement, place, quote, settle, settle_at
     from .domain.rules import Bracket, Plan, RuleBook, RuleSet, load_rules
 
 # The models (pydantic) load on first use, so that `medaid --help` and the CLI's start-up do
@@ -30,7 +30,8 @@ _LAZY = {
     "PoolState": "domain.engine", "Settlement": "domain.engine", "place": "domain.engine",
     "quote": "domain.engine", "settle": "domain.engine", "Bracket": "domain.rules",
     "Plan": "domain.rules", "RuleBook": "domain.rules", "RuleSet": "domain.rules",
-    "load_rules": "domain.rules", "tidy_id": "domain.claims",
+    "load_rules": "domain.rules", "tidy_id": "domain.claims", "Position": "domain.engine",
+    "Positions": "domain.engine", "settle_at": "domain.engine",
 }
 
 
@@ -47,6 +48,8 @@ __all__ = [
     "Placement",
     "Plan",
     "PoolState",
+    "Position",
+    "Positions",
     "Problem",
     "RuleBook",
     "RuleError",
@@ -60,5 +63,6 @@ __all__ = [
     "place",
     "quote",
     "settle",
+    "settle_at",
     "tidy_id",
 ]

@@ -96,6 +96,28 @@ class Outcome(NamedTuple):
     base_to: int
 
 
+def capped(inc: int, limits: tuple[tuple[int | None, str], ...], s: int) -> tuple[int, str | None]:
+    """The caps in one ``min`` (docs/calculation.md, *Caps* and *Shared caps*):
+    ``relief = max(0, min(inc, limit_1, …, limit_n, s))``, an absent limit (``None``) being
+    infinite, and ``capped_by`` naming the limit the relief came down to: the first of
+    ``limits`` (in the order given: ``annual_cap``, the cap pools as ``cap:NAME``,
+    ``claim_cap``), then ``self_pay``, on a tie; ``None`` when nothing was taken off ``inc``.
+
+    The plan's compiled closure (:meth:`Schedule.relieve_raw`) is this rule specialised to the
+    limits ``annual_cap − G``, ``claim_cap`` and ``s`` (plans without cap pools)."""
+    relief, by = inc, None
+    for limit, name in limits:
+        if limit is not None and limit < relief:
+            relief, by = limit, name
+    if s < relief:
+        relief, by = s, CAP_SELF_PAY
+    if relief < 0:
+        relief = 0
+    if relief >= inc:
+        by = None
+    return relief, by
+
+
 def _rate_parts(rates: list[Decimal]) -> tuple[list[int], int]:
     """Scale exact decimal rates to integers over a common power of ten.
 
@@ -214,6 +236,7 @@ class Schedule:
     __slots__ = (
         "lowers", "uppers", "rates", "rate_nums", "scale", "mode", "gate", "accumulate",
         "annual_cap", "claim_cap", "unit", "method", "table", "rounding", "relieve_raw",
+        "grant", "grant_per", "increment_raw",
     )
 
     def __init__(
@@ -229,7 +252,15 @@ class Schedule:
         claim_cap: int | None = None,
         unit: RoundingUnit = "fen",
         method: RoundingMethod = "half-up",
+        grant: int | None = None,
+        grant_per: Literal["claim", "year"] = "claim",
     ) -> None:
+        #: a fixed grant (定额救助) in fen instead of brackets (docs/calculation.md, *Fixed
+        #: grants*); the bracket table is then one bracket at rate 0, never used
+        self.grant = grant
+        self.grant_per = grant_per
+        if grant is not None:
+            lowers, uppers, rates = [0], [None], [Decimal(0)]
         self.lowers = tuple(lowers)
         self.uppers = tuple(uppers)
         self.rates = tuple(rates)
@@ -249,7 +280,10 @@ class Schedule:
         #: :meth:`relieve` as a plain tuple ``(relief, inc, capped_by, base_from, base_to)``:
         #: the compiled closure itself (the engine's hot path calls it directly)
         self.relieve_raw: Callable[[int, int, int], tuple[int, int, str | None, int, int]]
-        self.relieve_raw = self._compile()
+        #: the increment alone, ``(inc, base_from, base_to)`` for ``(s, C, G)``: what the caps
+        #: of cap pools and second stages take from (:func:`capped`)
+        self.increment_raw: Callable[[int, int, int], tuple[int, int, int]]
+        self.relieve_raw, self.increment_raw = self._compile()
 
     # -- the bracket function -------------------------------------------------------------
     def scaled_value(self, x: int) -> int:
@@ -279,6 +313,8 @@ class Schedule:
         ``gated=False`` leaves the gate out (the columnar batch applies it as a column).
         The values are tabulated per piece in :class:`BracketTable` (``brackets``).
         """
+        if self.grant is not None:
+            return 0
         return self.table.bracket_reached(x, gated=gated)
 
     # -- one claim ----------------------------------------------------------------------------
@@ -288,7 +324,8 @@ class Schedule:
         ``max(0, min(inc, claim_cap, annual_cap − G, s))``."""
         return Outcome(*self.relieve_raw(self_pay, ytd_self_pay, ytd_relief))
 
-    def _compile(self) -> Callable[[int, int, int], tuple[int, int, str | None, int, int]]:
+    def _compile(self) -> tuple[Callable[[int, int, int], tuple[int, int, str | None, int, int]],
+                                Callable[[int, int, int], tuple[int, int, int]]]:
         """The one scalar evaluation of the plan: the claim's relief as a closure over ``R(f(x))``,
         every constant bound (the engine's hot path): ``f`` by the :class:`BracketTable`,
         ``R`` by the :class:`medaid.money.RoundingStep`, then the increment of the
@@ -310,8 +347,21 @@ class Schedule:
                 q -= 1
             return q * unit
 
-        def relieve(s: int, c: int, g: int) -> tuple[int, int, str | None, int, int]:
+        grant, grant_per_year = self.grant, self.grant_per == "year"
+
+        def increment(s: int, c: int, g: int) -> tuple[int, int, int]:
+            """The increment: ``R(f(s))``, ``R(f(C_k)) − R(f(C_{k−1}))``, or the grant
+            (per claim ``A``; per year ``max(0, A − G_{k−1})``)."""
+            if grant is not None:
+                return (max(0, grant - g) if grant_per_year else grant), 0, s
             if per_claim:
+                return r_of_f(s), 0, s
+            return r_of_f(c + s) - r_of_f(c), c, c + s
+
+        def relieve(s: int, c: int, g: int) -> tuple[int, int, str | None, int, int]:
+            if grant is not None:
+                inc, base_from, base_to = increment(s, c, g)
+            elif per_claim:
                 inc = r_of_f(s)
                 base_from, base_to = 0, s
             else:
@@ -330,7 +380,7 @@ class Schedule:
                 capped = None  # nothing was taken off the bracket relief (it may be 0)
             return relief, inc, capped, base_from, base_to
 
-        return relieve
+        return relieve, increment
 
     def segments(self, base_from: int, base_to: int) -> list[Segment]:
         """The brackets' shares of the base span ``[base_from, base_to)`` (the explanation).
@@ -339,8 +389,10 @@ class Schedule:
         reliefs add up exactly to ``f(base_to) − f(base_from)``.  Whole mode: one segment, the
         whole ``base_to − from_1`` at the rate of the bracket containing ``base_to`` (the relief
         of earlier claims in the year is subtracted from it by the increment rule).
-        A gate not met gives no segments.
+        A gate not met gives no segments; a grant has none.
         """
+        if self.grant is not None:
+            return []
         if self.gate is not None and base_to < self.gate:
             return []
         out: list[Segment] = []

@@ -22,10 +22,10 @@ import hashlib
 import re
 import tomllib
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple, get_args
+from typing import Annotated, Any, Literal, NamedTuple, get_args
 
 from pydantic import (
     BaseModel,
@@ -36,6 +36,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationError,
+    model_validator,
 )
 
 from ..errors import MedaidError, Problem, RuleError
@@ -156,10 +157,84 @@ class Bracket(_Frozen):
 
 
 class Match(_Frozen):
-    """Which claims a plan covers: every (group, kind) pair of these lists."""
+    """Which claims a plan covers: every (group, kind) pair of these lists, and, for each
+    declared claim attribute named here (docs/calculation.md, *Claim attributes*), only claims
+    whose value is one of those listed (``level = ["tertiary"]``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
     group: Names = Field(min_length=1)
     kind: Names = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _attribute_lists(cls, v: Any) -> Any:
+        """An attribute's values are a non-empty array of text."""
+        if isinstance(v, dict):
+            for k, vals in v.items():
+                if k in ("group", "kind"):
+                    continue
+                if not (isinstance(vals, (list, tuple)) and vals
+                        and all(isinstance(x, str) and x for x in vals)):
+                    raise ValueError(f"match.{k} must be a non-empty array of text (the attribute's values)")
+        return v
+
+    @property
+    def attributes(self) -> dict[str, tuple[str, ...]]:
+        """The attribute conditions: attribute name → the values listed (as written)."""
+        return {k: tuple(v) for k, v in (self.model_extra or {}).items()}
+
+
+#: What an attribute of a claim may be called: lower-case letters, digits, ``_`` and ``-``.
+ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_-]*")
+#: Names an attribute may not take: the claim's own fields and the match's.
+RESERVED_ATTRIBUTES = frozenset(
+    "claim_id person_id date self_pay group kind hospital total_cost channel bank_account "
+    "account_name household_id non_compliant attributes".split())
+
+
+class Attribute(_Frozen):
+    """A claim attribute plans may match on (医院等级, 就医地, 病种…): its allowed ``values``
+    (code → the names exports use for it) and the input ``columns`` it is read from besides
+    its own name (docs/calculation.md, *Claim attributes*)."""
+
+    title: str | None = None
+    columns: Names = ()
+    values: dict[Annotated[str, Field(min_length=1)], Names] = Field(min_length=1)
+
+
+class CapPool(_Frozen):
+    """A cap pool (docs/calculation.md, *Shared caps*): the most relief per person or per
+    household (户) and benefit year over every plan (or second stage) that lists it."""
+
+    title: str | None = None
+    annual: Fen
+    per: Literal["person", "household"] = "person"
+
+
+class Grant(_Frozen):
+    """A fixed grant (定额救助): ``amount`` per claim, or per benefit year in the plan's pool."""
+
+    amount: Fen
+    per: Literal["claim", "year"]
+
+
+class SecondStage(_Frozen):
+    """A plan's second stage (倾斜救助 / 再救助) on the burden its first relief leaves
+    (docs/calculation.md, *Second stage*): its own pool, brackets, caps and rounding."""
+
+    title: str | None = None
+    pool: str = Field(min_length=1)
+    accumulate: Accumulate = "year"
+    mode: Mode = "marginal"
+    gate: Fen | None = None
+    brackets: tuple[Bracket, ...] = Field(min_length=1)
+    annual_cap: Fen | None = None
+    claim_cap: Fen | None = None
+    caps: Names = ()
+    include_non_compliant: StrictBool = False
+    rounding: Rounding | None = None
+    basis: str | None = None
 
 
 class Example(_Frozen):
@@ -205,11 +280,51 @@ class Plan(_Frozen):
     accumulate: Accumulate = "claim"
     mode: Mode = "marginal"
     gate: Fen | None = None
-    brackets: tuple[Bracket, ...] = Field(min_length=1)
+    brackets: tuple[Bracket, ...] = ()
+    grant: Grant | None = None
     annual_cap: Fen | None = None
     claim_cap: Fen | None = None
+    caps: Names = ()
+    second: SecondStage | None = None
     basis: str | None = None
     examples: tuple[Example, ...] = ()
+
+    @property
+    def extended(self) -> bool:
+        """Whether the plan uses a rule of docs/calculation.md *Rules real schemes need*
+        (a grant, cap pools, a second stage, or attribute conditions)."""
+        return bool(self.grant is not None or self.caps or self.second is not None
+                    or (self.match is not None and self.match.attributes))
+
+
+class ExampleClaim(_Frozen):
+    """One claim of a rule set's top-level worked example (docs/rules.md): its facts, any
+    declared attribute's value under the attribute's name, and the expected ``relief`` (and
+    ``second_relief`` when given)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    id: str | None = None
+    person: str = "P1"
+    household: str | None = None
+    group: str | None = None
+    kind: str | None = None
+    date: Date | None = None
+    self_pay: Fen
+    non_compliant: Fen | None = None
+    relief: Fen
+    second_relief: Fen | None = None
+
+
+class Scenario(_Frozen):
+    """A worked example across plans, persons and households (``[[examples]]`` at the top)."""
+
+    note: str | None = None
+    claims: tuple[ExampleClaim, ...] = Field(min_length=1)
+
+
+#: A plan's match as codes: the plan, its groups, its kinds, its attribute conditions.
+_Matching = tuple[Plan, frozenset[str], frozenset[str], tuple[tuple[str, frozenset[str]], ...]]
 
 
 class RuleSet(_Frozen):
@@ -227,12 +342,16 @@ class RuleSet(_Frozen):
     notes: str | None = None
     groups: dict[Annotated[str, Field(min_length=1)], Names] = {}
     kinds: dict[Annotated[str, Field(min_length=1)], Names] = {}
+    attributes: dict[Annotated[str, Field(min_length=1)], Attribute] = {}
+    caps: dict[Annotated[str, Field(min_length=1)], CapPool] = {}
     plans: tuple[Plan, ...] = Field(min_length=1)
+    examples: tuple[Scenario, ...] = ()
     source: str = Field(default="<memory>", exclude=True)
     content_hash: str = Field(default="", exclude=True)
     _group_code: dict[str, str] = PrivateAttr(default_factory=dict)
     _kind_code: dict[str, str] = PrivateAttr(default_factory=dict)
-    _matches: tuple[tuple[Plan, frozenset[str], frozenset[str]], ...] = PrivateAttr(default=())
+    _matches: tuple[_Matching, ...] = PrivateAttr(default=())
+    _attr_code: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, context: Any) -> None:
         """Index the names: every alias (and every code) → its code; each plan's match as codes."""
@@ -242,11 +361,48 @@ class RuleSet(_Frozen):
                     index.setdefault(name, code)
             for code in table:
                 index[code] = code
+        for attr, spec in self.attributes.items():
+            index = self._attr_code[attr] = {}
+            for code, aliases in spec.values.items():
+                for name in aliases:
+                    index.setdefault(name, code)
+            for code in spec.values:
+                index[code] = code
         self._matches = tuple(
             (p, frozenset(self.group_code(g) for g in p.match.group),
-             frozenset(self.kind_code(k) for k in p.match.kind)) if p.match is not None
-            else (p, frozenset(), frozenset())
+             frozenset(self.kind_code(k) for k in p.match.kind),
+             tuple((a, frozenset(self._attr_code.get(a, {}).get(v, v) for v in vals))
+                   for a, vals in p.match.attributes.items())) if p.match is not None
+            else (p, frozenset(), frozenset(), ())
             for p in self.plans)
+
+    @property
+    def extended(self) -> bool:
+        """Whether this version uses any rule of docs/calculation.md *Rules real schemes need*."""
+        return bool(self.attributes or self.caps or any(p.extended for p in self.plans))
+
+    def attribute_codes(self, attributes: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...] | Problem:
+        """A claim's attribute values as codes, for the attributes this version declares
+        (others are not read); a value that is neither a code nor a name of its attribute is a
+        problem naming the attribute and the values allowed."""
+        out = []
+        for name, value in attributes:
+            index = self._attr_code.get(name)
+            if index is None:
+                continue
+            code = index.get(value)
+            if code is None:
+                allowed = "; ".join(f"{c} ({', '.join(a)})" if a else c
+                                    for c, a in self.attributes[name].values.items())
+                return Problem(f"{_shown(value)} is not a value of attribute {name!r} in {self.label}; "
+                               f"allowed: {allowed}", field=name)
+            out.append((name, code))
+        return tuple(out)
+
+    def household_caps(self, plan: Plan) -> tuple[str, ...]:
+        """The per-household cap pools binding ``plan`` (its own ``caps`` and its second stage's)."""
+        names = plan.caps + (plan.second.caps if plan.second is not None else ())
+        return tuple(n for n in names if n in self.caps and self.caps[n].per == "household")
 
     def group_code(self, name: str) -> str:
         """The code of a beneficiary group named by its code or an alias (``特困人员`` → ``key``
@@ -271,19 +427,26 @@ class RuleSet(_Frozen):
         that contains it started when ``benefit_year_start_month`` is not January."""
         return day.year if day.month >= self.benefit_year_start_month else day.year - 1
 
-    def plan(self, group: str | None, kind: str | None) -> Plan | None:
+    def plan(self, group: str | None, kind: str | None,
+             attributes: tuple[tuple[str, str], ...] = ()) -> Plan | None:
         """The plan covering (group, kind); claims with neither go to the default plan; a claim
         naming only one of them goes to the default plan if that plan covers what it names.
         Group and kind are compared by their codes, so an alias (``groups``/``kinds`` tables)
-        finds the plan of its code."""
+        finds the plan of its code.  A plan whose match lists attributes covers only claims
+        whose value (as a code, :meth:`attribute_codes`) of each is one of those listed."""
         group, kind = self.codes(group, kind)
+        values = dict(attributes)
+
+        def fits(conds: tuple[tuple[str, frozenset[str]], ...]) -> bool:
+            return all(values.get(a) in codes for a, codes in conds)
+
         if group is not None and kind is not None:
-            for p, groups, kinds in self._matches:
-                if group in groups and kind in kinds:
+            for p, groups, kinds, conds in self._matches:
+                if group in groups and kind in kinds and fits(conds):
                     return p
             return None
-        for p, groups, kinds in self._matches:
-            if p.default:
+        for p, groups, kinds, conds in self._matches:
+            if p.default and fits(conds):
                 if p.match is None:
                     return p if group is None and kind is None else None
                 if (group is None or group in groups) and (kind is None or kind in kinds):
@@ -296,8 +459,13 @@ class RuleSet(_Frozen):
         return f"{self.id}@{self.version}"
 
 
-def schedule_of(plan: Plan, rounding: Rounding) -> Schedule:
-    """Compile a plan into its exact arithmetic (:class:`medaid.domain.brackets.Schedule`)."""
+def schedule_of(plan: Plan | SecondStage, rounding: Rounding) -> Schedule:
+    """Compile a plan, or a plan's second stage, into its exact arithmetic
+    (:class:`medaid.domain.brackets.Schedule`); a second stage with its own ``rounding``
+    rounds by it."""
+    grant = plan.grant if isinstance(plan, Plan) else None
+    if isinstance(plan, SecondStage) and plan.rounding is not None:
+        rounding = plan.rounding
     return Schedule(
         lowers=[b.lower for b in plan.brackets],
         uppers=[b.upper for b in plan.brackets],
@@ -309,16 +477,19 @@ def schedule_of(plan: Plan, rounding: Rounding) -> Schedule:
         claim_cap=plan.claim_cap,
         unit=rounding.unit,
         method=rounding.method,
+        grant=None if grant is None else grant.amount,
+        grant_per="claim" if grant is None else grant.per,
     )
 
 
 class PlacedPlan(NamedTuple):
     """A plan as claims settle under it: the rule version, the plan and its compiled arithmetic
-    (:meth:`RuleBook.schedule`)."""
+    (:meth:`RuleBook.schedule`), and its second stage's (``None``: none)."""
 
     rule_set: RuleSet
     plan: Plan
     schedule: Schedule
+    second: Schedule | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,7 +521,7 @@ class RuleBook:
         self.schemes = tuple(schemes)
         self._schedules: dict[tuple[int, str], Schedule] = {}
         self._by_date: dict[dt.date, RuleSet | None] = {}
-        self._plans: dict[tuple[int, str | None, str | None], PlacedPlan | None] = {}
+        self._plans: dict[tuple[int, str | None, str | None, tuple[tuple[str, str], ...]], PlacedPlan | None] = {}
 
     def select(self, scheme: str) -> RuleBook:
         """The same rule sets with ``scheme`` chosen for settlement (what ``--scheme ID`` does on
@@ -390,19 +561,36 @@ class RuleBook:
             s = self._schedules[key] = schedule_of(plan, rule_set.rounding)
         return s
 
-    def plan_for(self, rule_set: RuleSet, group: str | None, kind: str | None) -> PlacedPlan | None:
+    def plan_for(self, rule_set: RuleSet, group: str | None, kind: str | None,
+                 attributes: tuple[tuple[str, str], ...] = ()) -> PlacedPlan | None:
         """The plan of ``rule_set`` covering (group, kind) (:meth:`RuleSet.plan`) with its
         compiled arithmetic, or ``None`` when no plan covers them; cached per (rule set, group,
         kind), so placing a claim costs a dictionary lookup once its kind has been seen."""
-        key = (id(rule_set), group, kind)
+        key = (id(rule_set), group, kind, attributes)
         try:
             return self._plans[key]
         except KeyError:
             pass
-        plan = rule_set.plan(group, kind)
-        found = None if plan is None else PlacedPlan(rule_set, plan, self.schedule(rule_set, plan))
+        plan = rule_set.plan(group, kind, attributes)
+        found = None if plan is None else self.placed(rule_set, plan)
         self._plans[key] = found
         return found
+
+    def placed(self, rule_set: RuleSet, plan: Plan) -> PlacedPlan:
+        """``plan`` of ``rule_set`` with its compiled arithmetic and its second stage's."""
+        second = None
+        if plan.second is not None:
+            key = (id(rule_set), plan.name + "\x00second")
+            second = self._schedules.get(key)
+            if second is None:
+                second = self._schedules[key] = schedule_of(plan.second, rule_set.rounding)
+        return PlacedPlan(rule_set, plan, self.schedule(rule_set, plan), second)
+
+    @property
+    def extended(self) -> bool:
+        """Whether any loaded version uses a rule of docs/calculation.md *Rules real schemes
+        need* (claims are then settled by :func:`medaid.domain.engine.settle`'s general loop)."""
+        return any(r.extended for r in self.rule_sets)
 
     def __repr__(self) -> str:
         return f"RuleBook({', '.join(r.label for r in self.rule_sets)}; scheme={self.scheme!r})"
@@ -512,10 +700,25 @@ def _cross_checks(rs: RuleSet) -> list[Problem]:
                     also = "again" if seen[name] == code else f"also under {seen[name]!r}"
                     bad(at, f"{name!r} is listed {also}; a name may stand for one code only")
                 seen.setdefault(name, code)
+    for name, spec in rs.attributes.items():
+        at = f"attributes.{name}"
+        if not ATTRIBUTE_NAME.fullmatch(name):
+            bad(at, f"{_shown(name)} is not an attribute name; allowed: lower-case letters, digits, '_' and '-', "
+                "starting with a letter")
+        elif name in RESERVED_ATTRIBUTES:
+            bad(at, f"{name!r} is a claim field; an attribute needs a name of its own")
+        seen_values: dict[str, str] = {}
+        for code, aliases in spec.values.items():
+            for j, alias in enumerate(aliases):
+                if (alias in spec.values and alias != code) or seen_values.get(alias, code) != code:
+                    bad(f"{at}.values.{code}[{j}]",
+                        f"{alias!r} stands for another value too; a name may stand for one value only")
+                seen_values.setdefault(alias, code)
     names: dict[str, int] = {}
     defaults = []
-    pairs: dict[tuple[str, str], int] = {}
     pool_caps: dict[str, tuple[int, int | None]] = {}
+    second_caps: dict[str, tuple[int, int | None]] = {}
+    first_pools = {p.pool for p in rs.plans}
     for i, p in enumerate(rs.plans):
         at = f"plans[{i}]"
         if p.name in names:
@@ -526,62 +729,171 @@ def _cross_checks(rs: RuleSet) -> list[Problem]:
             defaults.append(i)
         if p.match is None and not p.default:
             bad(f"{at}.match", "a plan needs a match (group and kind lists) unless it is the default plan")
-        if p.match is not None:  # compared by code: an alias and its code are one group
-            for g in dict.fromkeys(map(rs.group_code, p.match.group)):
-                for k in dict.fromkeys(map(rs.kind_code, p.match.kind)):
-                    if (g, k) in pairs and pairs[(g, k)] != i:
-                        bad(
-                            f"{at}.match",
-                            f"(group {g!r}, kind {k!r}) is matched by plans[{pairs[(g, k)]}] too; "
-                            "each (group, kind) may be matched by one plan only",
-                        )
-                    pairs.setdefault((g, k), i)
+        if p.match is not None:
+            for a, vals in p.match.attributes.items():
+                if a not in rs.attributes:
+                    declared = ", ".join(rs.attributes) or "none"
+                    bad(f"{at}.match.{a}", f"unknown key: {a!r} is neither group, kind nor a declared attribute "
+                        f"(declared attributes: {declared}; declare one under [attributes.{a}])")
+                    continue
+                for j, v in enumerate(vals):
+                    if v not in rs._attr_code[a]:
+                        allowed = ", ".join(rs.attributes[a].values)
+                        bad(f"{at}.match.{a}[{j}]",
+                            f"{_shown(v)} is not a value of attribute {a!r}; allowed: {allowed} (or their names)")
         for cap in ("annual_cap", "claim_cap", "gate"):
             v = getattr(p, cap)
             if v is not None and v < 0:  # parse_yuan refuses negatives; kept for models built in code
                 bad(f"{at}.{cap}", "must not be negative")
-        prev_upper: int | None = None
-        for j, b in enumerate(p.brackets):
-            bat = f"{at}.brackets[{j}]"
-            if j > 0 and b.lower <= p.brackets[j - 1].lower:
-                bad(f"{bat}.from", f"from ({format_yuan(b.lower)}) is not above the previous bracket's from "
-                    f"({format_yuan(p.brackets[j - 1].lower)}); list brackets in ascending order of from")
-                break
-            if b.upper is not None and b.upper <= b.lower:
-                bad(f"{bat}.to",
-                    f"to ({format_yuan(b.upper)}) must be above from ({format_yuan(b.lower)}); brackets must ascend")
-            if j > 0:
-                if prev_upper is None:
-                    bad(f"{at}.brackets[{j - 1}].to", "only the last bracket may be open-ended (no 'to')")
-                elif b.lower < prev_upper:
-                    bad(f"{bat}.from", f"from ({format_yuan(b.lower)}) overlaps the previous bracket, which ends "
-                        f"at {format_yuan(prev_upper)}; brackets must be contiguous and ascending")
-                elif b.lower > prev_upper:
-                    bad(f"{bat}.from", f"from ({format_yuan(b.lower)}) leaves a gap after the previous bracket, "
-                        f"which ends at {format_yuan(prev_upper)}; brackets must be contiguous")
-            prev_upper = b.upper
-        if p.mode == "whole" and p.brackets[-1].upper is not None:
-            bad(f"{at}.brackets[{len(p.brackets) - 1}].to",
-                "in whole mode the last bracket must be open-ended (remove 'to')")
-        if p.mode == "whole":
-            for j in range(1, len(p.brackets)):
-                lo, hi = p.brackets[j - 1].rate, p.brackets[j].rate
-                if hi < lo:
-                    bad(f"{at}.brackets[{j}].rate", f"in whole mode rates must not fall from one bracket to the "
-                        f"next ({format_rate(hi)} after {format_rate(lo)}): a larger self-pay would get less relief")
-        if p.annual_cap is not None or p.pool in pool_caps:
-            first = pool_caps.get(p.pool)
-            if first is not None and first[1] != p.annual_cap:
-                bad(f"{at}.annual_cap",
-                    f"plans of pool {p.pool!r} must share one annual cap; plans[{first[0]}] has another")
-            pool_caps.setdefault(p.pool, (i, p.annual_cap))
-        else:
-            pool_caps[p.pool] = (i, None)
+        if p.grant is not None:
+            if p.brackets:
+                bad(f"{at}.grant", "a plan gives either brackets or a grant, not both")
+            for key in ("mode", "gate", "accumulate"):
+                if key in p.model_fields_set:
+                    bad(f"{at}.{key}", f"a grant plan has no {key}: the grant is paid as it is "
+                        "(per claim or per year), then the caps")
+        elif not p.brackets:
+            bad(f"{at}.brackets", "required key is missing (a plan gives brackets, or a grant)")
+        _bracket_problems(bad, at, p.brackets, p.mode)
+        _cap_list_problems(bad, rs, f"{at}.caps", p.caps)
+        _same_cap(bad, pool_caps, p.pool, p.annual_cap, i, f"{at}.annual_cap", "plans")
+        if p.second is not None:
+            sat = f"{at}.second"
+            if p.second.pool in first_pools:
+                bad(f"{sat}.pool", f"{p.second.pool!r} is a plan's pool; a second stage accumulates the burden "
+                    "in a pool of its own")
+            _bracket_problems(bad, sat, p.second.brackets, p.second.mode)
+            _cap_list_problems(bad, rs, f"{sat}.caps", p.second.caps)
+            _same_cap(bad, second_caps, p.second.pool, p.second.annual_cap, i, f"{sat}.annual_cap",
+                      "second stages")
+    out.extend(_overlap_problems(rs))
     if len(defaults) > 1:
         bad(f"plans[{defaults[1]}].default",
             f"only one plan may be the default (plans[{defaults[0]}] is already)")
     if not out:
         out.extend(_example_problems(rs))
+    if not out:
+        out.extend(_scenario_problems(rs))
+    return out
+
+
+def _bracket_problems(bad: Callable[[str, str], None], at: str, brackets: tuple[Bracket, ...], mode: str) -> None:
+    """Brackets ascending, contiguous, only the last open; in whole mode the last open and the
+    rates not falling."""
+    prev_upper: int | None = None
+    for j, b in enumerate(brackets):
+        bat = f"{at}.brackets[{j}]"
+        if j > 0 and b.lower <= brackets[j - 1].lower:
+            bad(f"{bat}.from", f"from ({format_yuan(b.lower)}) is not above the previous bracket's from "
+                f"({format_yuan(brackets[j - 1].lower)}); list brackets in ascending order of from")
+            break
+        if b.upper is not None and b.upper <= b.lower:
+            bad(f"{bat}.to",
+                f"to ({format_yuan(b.upper)}) must be above from ({format_yuan(b.lower)}); brackets must ascend")
+        if j > 0:
+            if prev_upper is None:
+                bad(f"{at}.brackets[{j - 1}].to", "only the last bracket may be open-ended (no 'to')")
+            elif b.lower < prev_upper:
+                bad(f"{bat}.from", f"from ({format_yuan(b.lower)}) overlaps the previous bracket, which ends "
+                    f"at {format_yuan(prev_upper)}; brackets must be contiguous and ascending")
+            elif b.lower > prev_upper:
+                bad(f"{bat}.from", f"from ({format_yuan(b.lower)}) leaves a gap after the previous bracket, "
+                    f"which ends at {format_yuan(prev_upper)}; brackets must be contiguous")
+        prev_upper = b.upper
+    if mode == "whole" and brackets and brackets[-1].upper is not None:
+        bad(f"{at}.brackets[{len(brackets) - 1}].to",
+            "in whole mode the last bracket must be open-ended (remove 'to')")
+    if mode == "whole":
+        for j in range(1, len(brackets)):
+            lo, hi = brackets[j - 1].rate, brackets[j].rate
+            if hi < lo:
+                bad(f"{at}.brackets[{j}].rate", f"in whole mode rates must not fall from one bracket to the "
+                    f"next ({format_rate(hi)} after {format_rate(lo)}): a larger self-pay would get less relief")
+
+
+def _cap_list_problems(bad: Callable[[str, str], None], rs: RuleSet, at: str, caps: tuple[str, ...]) -> None:
+    """Each cap pool a plan (or second stage) lists is declared, and listed once."""
+    for j, name in enumerate(caps):
+        if name not in rs.caps:
+            declared = ", ".join(rs.caps) or "none"
+            bad(f"{at}[{j}]", f"{_shown(name)} is not a declared cap pool (declared: {declared}; declare one "
+                f"under [caps.{name}])")
+        elif name in caps[:j]:
+            bad(f"{at}[{j}]", f"cap pool {name!r} is listed twice")
+
+
+def _same_cap(bad: Callable[[str, str], None], seen: dict[str, tuple[int, int | None]], pool: str,
+              cap: int | None, i: int, at: str, what: str) -> None:
+    """Plans (or second stages) sharing a pool state one annual cap: the cap belongs to the pool."""
+    first = seen.setdefault(pool, (i, cap))
+    if first[1] != cap:
+        bad(at, f"{what} of pool {pool!r} must share one annual cap; plans[{first[0]}] has another")
+
+
+def _overlap_problems(rs: RuleSet) -> list[Problem]:
+    """No two plans may both cover one claim: they overlap when their groups meet, their kinds
+    meet, and for every attribute both list, their values (as codes) meet."""
+    out = []
+    matches = [m for m in rs._matches if m[0].match is not None]
+    for b_at, (pb, gb, kb, cb) in enumerate(matches):
+        for pa, ga, ka, ca in matches[:b_at]:
+            if not (ga & gb and ka & kb):
+                continue
+            conds_a = dict(ca)
+            if all(conds_a[a] & codes for a, codes in cb if a in conds_a):
+                i_a, i_b = rs.plans.index(pa), rs.plans.index(pb)
+                g, k = sorted(ga & gb)[0], sorted(ka & kb)[0]
+                shared = [a for a, _ in cb if a in conds_a]
+                also = (f" and the same values of {', '.join(shared)}" if shared else "")
+                out.append(Problem(
+                    f"(group {g!r}, kind {k!r}){also} is matched by plans[{i_a}] too; each (group, kind) may be "
+                    "matched by one plan only, unless the plans list different values of an attribute",
+                    source=rs.source, field=f"plans[{i_b}].match"))
+    return out
+
+
+def _scenario_problems(rs: RuleSet) -> list[Problem]:
+    """Run the rule set's top-level worked examples through the engine (docs/rules.md, *Worked
+    examples across plans*): each example's claims, in (date, claim id) order, must get the
+    stated ``relief`` (and ``second_relief`` where stated)."""
+    from .claims import Claim  # the engine's inputs and the engine: same layer, loaded on use
+    from .engine import settle
+
+    out: list[Problem] = []
+    book = RuleBook([rs])
+    fields = set(ExampleClaim.model_fields)
+    for j, ex in enumerate(rs.examples):
+        at = f"examples[{j}]"
+        claims = []
+        for k, c in enumerate(ex.claims):
+            extra = {a: v for a, v in (c.model_extra or {}).items() if a not in fields}
+            unknown = [a for a in extra if a not in rs.attributes]
+            if unknown:
+                out.append(Problem(f"unknown key {unknown[0]!r}; allowed here: " + ", ".join(
+                    sorted(fields | set(rs.attributes))), source=rs.source, field=f"{at}.claims[{k}]"))
+                continue
+            try:
+                claims.append(Claim(
+                    claim_id=c.id or f"E{k + 1}", person_id=c.person, household_id=c.household,
+                    date=c.date or rs.valid_from, self_pay=c.self_pay, group=c.group, kind=c.kind,
+                    non_compliant=c.non_compliant, attributes=tuple((a, str(v)) for a, v in extra.items())))
+            except ValidationError as e:
+                out.append(Problem(e.errors()[0]["msg"], source=rs.source, field=f"{at}.claims[{k}]"))
+        if len(claims) != len(ex.claims):
+            continue
+        try:
+            results = settle(claims, book)
+        except MedaidError as e:
+            out.append(Problem(f"the example cannot be settled: {e.problems[0]}", source=rs.source, field=at))
+            continue
+        for k, (c, r) in enumerate(zip(ex.claims, results)):
+            for key, want, got in (("relief", c.relief, r.relief),
+                                   ("second_relief", c.second_relief, r.second_relief)):
+                if want is not None and got != want:
+                    out.append(Problem(
+                        f"the rules give {format_yuan(got)} for claim {r.claim_id} ({format_yuan(r.self_pay)} "
+                        f"self-pay), but the example states {format_yuan(want)}",
+                        source=rs.source, field=f"{at}.claims[{k}].{key}"))
     return out
 
 
