@@ -142,13 +142,19 @@ class Settlement(NamedTuple):
         return self.schedule.bracket_reached(self.base_to)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: amounts as yuan text with two decimals, segments included."""
+        """A JSON-ready dict: amounts as yuan text with two decimals, segments included.  The
+        second stage's keys appear only for a plan with a second stage, ``caps_after`` only
+        where cap pools bind, ``household_id`` only when the claim gives one."""
         d: dict[str, Any] = {}
+        second = self.second_schedule is not None
         for k, v in self._asdict().items():
             if k in ("schedule", "second_schedule", "second_base_from", "second_base_to"):
                 continue
+            if k in _SECOND_FIELDS and not second or k == "household_id" and v is None:
+                continue  # the rules of *Rules real schemes need* add keys only where they apply
             if k == "caps_after":
-                d[k] = [{"cap": n, "used": format_yuan(u, thousands=False)} for n, u in v]
+                if v:
+                    d[k] = [{"cap": n, "used": format_yuan(u, thousands=False)} for n, u in v]
                 continue
             if k in _MONEY_FIELDS:
                 v = None if v is None else format_yuan(v, thousands=False)
@@ -162,6 +168,10 @@ class Settlement(NamedTuple):
         return d
 
 
+_SECOND_FIELDS = frozenset(
+    "second_relief second_capped_by second_pool second_bracket_relief burden ytd_burden "
+    "ytd_second_relief".split()
+)
 _MONEY_FIELDS = frozenset(
     "self_pay relief patient_pays bracket_relief ytd_self_pay ytd_relief annual_cap claim_cap "
     "base_from base_to second_relief second_bracket_relief burden ytd_burden ytd_second_relief".split()
