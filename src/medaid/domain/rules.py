@@ -897,8 +897,37 @@ def _scenario_problems(rs: RuleSet) -> list[Problem]:
     return out
 
 
+def _one_persons_year(rs: RuleSet, plan: Plan) -> Callable[[int, int, int], int]:
+    """A plan's example claims as one person's (of one household's) claims in one benefit year
+    through the engine's :func:`medaid.domain.engine.settle_at`: the relief (both stages), the
+    plan's pool starting at ``(C, G)`` and its cap pools and second pool at what its earlier
+    example claims took."""
+    from .claims import Claim
+    from .engine import Placement, PoolState, Positions, settle_at
+
+    book = RuleBook([rs])
+    placed = book.placed(rs, plan)
+    at = Placement(rs, plan, rs.benefit_year(rs.valid_from), placed.schedule, placed.second)
+    state = Positions()
+    n = 0
+
+    def relief(s: int, c: int, g: int) -> int:
+        nonlocal n
+        n += 1
+        claim = Claim(claim_id=f"E{n}", person_id="P1", household_id="H1", date=rs.valid_from, self_pay=s)
+        state.pools[(claim.person_id, at.benefit_year, plan.pool)] = PoolState(c, g)
+        r = settle_at(claim, at, state.position(claim, at))
+        state.take(claim, at, r)
+        return r.relief
+
+    return relief
+
+
 def _example_problems(rs: RuleSet) -> list[Problem]:
-    """Run each plan's worked examples (docs/calculation.md#examples-in-rule-files)."""
+    """Run each plan's worked examples (docs/calculation.md#examples-in-rule-files): one
+    person's claims in one pool and benefit year; for a plan with cap pools or a second stage,
+    through the whole engine (the relief of both stages, the cap pools counting the example's
+    claims)."""
     out: list[Problem] = []
     for i, p in enumerate(rs.plans):
         sched = schedule_of(p, rs.rounding)
@@ -920,8 +949,9 @@ def _example_problems(rs: RuleSet) -> list[Problem]:
                     source=rs.source, field=at))
                 continue
             c, g = ex.ytd_self_pay, ex.ytd_relief
+            whole = _one_persons_year(rs, p) if p.extended else None
             for k, (s, want) in enumerate(zip(claims, wanted)):
-                got = sched.relieve(s, c, g).relief
+                got = sched.relieve(s, c, g).relief if whole is None else whole(s, c, g)
                 if got != want:
                     what = f"{at}.relief" if single else f"{at}.reliefs[{k}]"
                     out.append(Problem(
