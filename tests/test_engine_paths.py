@@ -74,3 +74,33 @@ def test_a_cap_pool_repeating_the_pools_annual_cap_binds_where_the_annual_cap_bi
     ok, general = outcome([annual_caps_as_cap_pools(t) for t in texts], claims)
     assert ok
     assert general == plain
+
+
+def test_an_opening_carries_cap_pools_and_second_pools_into_the_year(tmp_path):
+    # the shared cap and second stage of docs/calculation.md: a person who already took 4,640.00
+    # of the 5,000.00 medical cap pool and carries a burden of 6,700.00 with 850.00 second relief
+    (tmp_path / "r.toml").write_text('''
+id = "t"
+version = "1"
+valid_from = 2024-01-01
+[caps.medical]
+annual = "5000"
+[[plans]]
+name = "inpatient"
+match = { group = ["g"], kind = ["inpatient"] }
+pool = "inpatient"
+caps = ["medical"]
+brackets = [{ from = "1000", rate = "70%" }]
+second = { pool = "burden", annual_cap = "20000", brackets = [{ from = "5000", rate = "50%" }] }
+''', encoding="utf-8")
+    book = medaid.load_rules(tmp_path / "r.toml")
+    opening = medaid.Positions(
+        caps={("medical", "person", "P1", 2024): 464000},
+        seconds={("P1", 2024, "burden"): medaid.PoolState(670000, 85000)})
+    (r,) = medaid.settle([medaid.Claim.from_yuan(claim_id="X", person_id="P1", date="2024-06-01",
+                                                 self_pay="3000", group="g", kind="inpatient")], book, opening)
+    # first stage: 2,000 × 70% = 1,400.00, cut to the 360.00 left of the cap pool
+    # second stage: burden 3,000 − 360 = 2,640.00; B = 9,340.00; (9,340 − 5,000) × 50% − 850 = 1,320.00
+    assert (r.relief - r.second_relief, r.capped_by) == (36000, "cap:medical")
+    assert (r.burden, r.ytd_burden, r.second_relief) == (264000, 934000, 132000)
+    assert r.relief == 36000 + 132000 and r.patient_pays == 300000 - 168000
