@@ -31,6 +31,7 @@ import polars as pl
 
 from ..errors import MedaidError, Problem
 from ..io import csv_fast, readers
+from ..io.attributes import declared_attributes, with_attributes
 from ..io.amounts import yuan_text
 from ..io.columns import (
     ACCOUNT_FIELD,
@@ -285,6 +286,8 @@ def settle_file(
     rows_read, text_values, totals, header_line, blank_lines = got[3:8]
     del got  # (``clean`` is dropped below, before the run is made: memory)
     book = rules() if callable(rules) else rules
+    # the attribute columns the rules declare, named and tidied now that the rules are known
+    clean, bad_rows = with_attributes(clean, bad_rows, declared_attributes(book), source, header_line)
     # the settlement's modules (the rule models, the engine) are imported once the file is read:
     # ``medaid batch`` imports them on its rules thread meanwhile (medaid.tuning.alongside)
     from .manifest import rule_entries

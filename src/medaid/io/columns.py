@@ -12,15 +12,16 @@ from typing import Final
 #: Claim fields, in the order results are written.
 CLAIM_FIELDS: Final = (
     "claim_id", "person_id", "date", "self_pay", "group", "kind", "hospital", "total_cost",
+    "household_id", "non_compliant",
 )
 #: Fields a claim file must have (group and kind may be absent when the rule set has a default
 #: plan; hospital and total cost are optional).
 REQUIRED_FIELDS: Final = ("claim_id", "person_id", "date", "self_pay")
-#: Fields that identify a claim or a person: text, never numbers (see
+#: Fields that identify a claim, a person or a household: text, never numbers (see
 #: :func:`medaid.io.validation.number_as_id` for an ID a file holds as a number).
-ID_FIELDS: Final = ("claim_id", "person_id")
+ID_FIELDS: Final = ("claim_id", "person_id", "household_id")
 #: Claim fields that are amounts of money (fen in frames, yuan in files).
-CLAIM_MONEY_FIELDS: Final = ("self_pay", "total_cost")
+CLAIM_MONEY_FIELDS: Final = ("self_pay", "total_cost", "non_compliant")
 #: Column of a frame read from a file holding each row's line as the user sees it (the header
 #: is line 1 of a CSV file; the sheet row of an XLSX file; the record number of a Parquet file).
 ROW: Final = "row"
@@ -38,6 +39,10 @@ HEADER_ALIASES: Final[dict[str, tuple[str, ...]]] = {
     "hospital": ("hospital", "institution", "医疗机构", "医疗机构名称", "定点医疗机构"),
     "total_cost": ("total_cost", "total", "医疗总费用", "总费用", "费用总额"),
     "major_disease": ("major_disease", "critical_illness", "大病", "重特大疾病", "是否大病"),
+    # issue 15 (docs/calculation.md, *Rules real schemes need*): the household (户) a household
+    # cap counts per, and the non-compliant cost a second stage may add to the burden (fen)
+    "household_id": ("household_id", "household", "户号", "家庭编号", "户编号"),
+    "non_compliant": ("non_compliant", "non-compliant cost", "非合规费用", "政策范围外费用", "目录外费用"),
 }
 
 
@@ -104,7 +109,7 @@ MONEY_COLUMNS: Final = frozenset(CLAIM_MONEY_FIELDS + RESULT_MONEY_FIELDS) | {
 ZH_HEADERS: Final[dict[str, str]] = {
     "claim_id": "结算单号", "person_id": "人员编号", "date": "结算日期", "self_pay": "合规自付费用",
     "group": "救助对象类别", "kind": "就诊类型", "hospital": "医疗机构", "total_cost": "医疗总费用",
-    "major_disease": "是否大病", "channel": "结算方式",
+    "major_disease": "是否大病", "channel": "结算方式", "household_id": "户号", "non_compliant": "非合规费用",
     "plan": "救助方案", "pool": "累计池", "benefit_year": "救助年度", "relief": "救助金额",
     "patient_pays": "个人负担", "bracket_relief": "分段救助金额", "capped_by": "限额原因",
     "bracket": "最高分段", "ytd_self_pay": "年度累计自付", "ytd_relief": "年度累计救助",

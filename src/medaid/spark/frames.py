@@ -29,6 +29,7 @@ RESULT_TYPES: dict[str, str] = {
 CLAIM_TYPES: dict[str, str] = {
     "claim_id": "string", "person_id": "string", "date": "date", "self_pay": "bigint",
     "group": "string", "kind": "string", "hospital": "string", "total_cost": "bigint",
+    "household_id": "string", "non_compliant": "bigint",
 }
 
 #: Columns the job adds to frames for its own use: why a row is rejected (null for a good row),

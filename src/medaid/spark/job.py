@@ -53,6 +53,7 @@ from .frames import (
     spark_session,
     spark_type,
 )
+from ..io.attributes import declared_attributes
 from .read import column_names, raw_frame, read_claims
 from .summary import Summary, Totals
 from .write import layout_columns, out_format, output_frame, rejects_frame, write_atomic
@@ -392,7 +393,7 @@ def run_batch(
     started_at = manifest.now()
     book = load_rules(rules_path, scheme)
     spark = spark_session(master)
-    parsed, layout = read_claims(spark, input_path, input_format)
+    parsed, layout = read_claims(spark, input_path, input_format, declared_attributes(book))
     chosen = None
     if columns is not None:
         try:
