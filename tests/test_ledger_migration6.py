@@ -112,8 +112,9 @@ def _entry(**fields) -> Entry:
     """A row with made-up values (every field its position), a date and no segments."""
     import datetime as dt
 
-    e = Entry(*range(len(Entry._fields)))._replace(date=dt.date(2024, 1, 1), segments=())
-    return e._replace(**{f: None for f in NEW}, **fields)
+    e = Entry(*range(len(Entry._fields)))._replace(date=dt.date(2024, 1, 1), segments=(), bank_account="6222021234561234",
+                                                   account_name="张三")
+    return e._replace(**{**{f: None for f in NEW}, **fields})
 
 
 def test_a_new_field_is_hashed_only_when_it_holds_a_value():
