@@ -28,7 +28,16 @@ from ..errors import ClaimError, MedaidError, RuleError
 from ..money import format_rate
 from . import remote
 from .app import default_rules_path, echo, fail, json_option, json_text, lang_option, load_book, rules_option
-from .options import amount, claim_options, ident, ledger_option, path_argument, payee_options, text
+from .options import (
+    amount,
+    check_attributes,
+    claim_options,
+    ident,
+    ledger_option,
+    path_argument,
+    payee_options,
+    text,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..domain.claims import Claim
@@ -56,25 +65,36 @@ def _refused() -> Iterator[None]:
 _PAYEE_OPTIONS = {"channel": "--channel", "bank_account": "--bank-account", "account_name": "--account-name"}
 
 
-def _claim(kw: dict[str, Any], claim_id: str) -> "Claim":
+def _claim(kw: dict[str, Any], claim_id: str, book: "RuleBook") -> "Claim":
     """The claim of the options; the payee options (``settle`` only) refused as a usage error
-    naming the option, never repeating the account (personal data)."""
+    naming the option, never repeating the account (personal data); an ``--attr`` the rules do
+    not declare, as a usage error naming ``--attr`` and the declared names."""
     from pydantic import ValidationError
 
     from ..domain.claims import Claim
+    from ..io.attributes import declared_attributes
 
+    check_attributes(kw["attributes"], declared_attributes(book))
     payee = {k: kw[k] for k in _PAYEE_OPTIONS if kw.get(k) is not None}
     try:
         return Claim(
             claim_id=claim_id, person_id=kw["person_id"], date=kw["date"] or dt.date.today(),
             self_pay=kw["self_pay"], group=kw["group"], kind=kw["kind"], hospital=kw["hospital"],
-            total_cost=kw["total_cost"], **payee,
+            total_cost=kw["total_cost"], household_id=kw["household_id"], non_compliant=kw["non_compliant"],
+            attributes=kw["attributes"], **payee,
         )
     except ValidationError as e:
         err = e.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "channel"
         raise click.BadParameter(str(err["msg"]).removeprefix("Value error, "),
                                  param_hint=_PAYEE_OPTIONS.get(field, "--" + field.replace("_", "-"))) from None
+
+
+def _yuan_text(fen: int | None) -> str | None:
+    """An amount as the JSON output gives amounts: yuan text with two decimals, no separators."""
+    from ..money import format_yuan
+
+    return None if fen is None else format_yuan(fen, thousands=False)
 
 
 def _placed(claim: "Claim", book: "RuleBook") -> "Placement":
@@ -311,7 +331,7 @@ def settle(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_
         return remote.settle(server, lang, as_json, kw)
     book = load_book(rules_path, scheme)
     day = kw["date"] or dt.date.today()
-    claim = _claim({**kw, "date": day}, kw["claim_id"] or new_claim_id(day))
+    claim = _claim({**kw, "date": day}, kw["claim_id"] or new_claim_id(day), book)
     at = _placed(claim, book)
     claim = _as_codes(claim, at)
     with _open_ledger(ledger_path, create=True) as lg, _refused():
@@ -350,7 +370,7 @@ def quote(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_j
     if server:
         return remote.quote(server, lang, as_json, kw, (ytd_self_pay, ytd_relief))
     book = load_book(rules_path, scheme)
-    claim = _claim(kw, kw["claim_id"] or "-")  # a quote needs no claim id
+    claim = _claim(kw, kw["claim_id"] or "-", book)  # a quote needs no claim id
     at = _placed(claim, book)
     claim = _as_codes(claim, at)
     if ytd_self_pay is not None:
@@ -367,7 +387,9 @@ def quote(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_j
     if as_json:
         d = explain_dict(r, book)
         d.update(claim_id=kw["claim_id"], group=claim.group, kind=claim.kind,
-                 hospital=claim.hospital, recorded=False)
+                 hospital=claim.hospital, household_id=claim.household_id,
+                 non_compliant=_yuan_text(claim.non_compliant), attributes=dict(claim.attributes),
+                 recorded=False)
         _dump(d)
         return
     echo(explain(r, claim, book, lang, label(lang, "quote")))
