@@ -79,7 +79,8 @@ def test_settle_records_the_household_the_non_compliant_cost_and_the_attributes(
         "6300.00", "H1", "4000.50", {"level": "三级", "place": "县域内"})
     with Ledger(ledger_path, create=False) as lg:
         (e,) = lg.entries()
-        assert (e.household_id, e.non_compliant, e.attributes) == ("H1", 400_050, (("level", "三级"), ("place", "县域内")))
+        assert (e.household_id, e.non_compliant, e.attributes) == (
+            "H1", 400_050, (("level", "三级"), ("place", "县域内")))
         assert lg.verify().ok
     # the same claim again is a replay; another household is a conflict naming the field
     again = run("settle", *CLAIM, "--claim-id", "C1", "--household", "H1", "--non-compliant", "4000.50",

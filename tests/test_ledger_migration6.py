@@ -15,7 +15,7 @@ import pytest
 
 import medaid
 from medaid.ledger import open_ledger
-from medaid.ledger.schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION, Entry, decode, encode, row_hash
+from medaid.ledger.schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION, Entry, encode, row_hash
 
 try:
     from conftest import ledger_db
@@ -112,8 +112,8 @@ def _entry(**fields) -> Entry:
     """A row with made-up values (every field its position), a date and no segments."""
     import datetime as dt
 
-    e = Entry(*range(len(Entry._fields)))._replace(date=dt.date(2024, 1, 1), segments=(), bank_account="6222021234561234",
-                                                   account_name="张三")
+    e = Entry(*range(len(Entry._fields)))._replace(date=dt.date(2024, 1, 1), segments=(),
+                                                   bank_account="6222021234561234", account_name="张三")
     return e._replace(**{**{f: None for f in NEW}, **fields})
 
 

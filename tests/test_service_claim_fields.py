@@ -67,7 +67,8 @@ def test_settle_records_and_echoes_the_household_the_non_compliant_cost_and_the_
     assert (d["second_relief"], d["second_pool"], d["caps"]) == (None, None, None)
     with open_ledger(str(db), create=False) as lg:
         (e,) = lg.entries()
-        assert (e.household_id, e.non_compliant, e.attributes) == ("H1", 400_050, (("level", "三级"), ("place", "县域内")))
+        assert (e.household_id, e.non_compliant, e.attributes) == (
+            "H1", 400_050, (("level", "三级"), ("place", "县域内")))
     # the same again: the original; another household: a conflict naming the field
     again = post(client, tokens, "/v1/settle", body)
     assert again.status_code == 200 and again.json()["replayed"] is True

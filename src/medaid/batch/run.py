@@ -31,8 +31,8 @@ import polars as pl
 
 from ..errors import MedaidError, Problem
 from ..io import csv_fast, readers
-from ..io.attributes import declared_attributes, with_attributes
 from ..io.amounts import yuan_text
+from ..io.attributes import declared_attributes, with_attributes
 from ..io.columns import (
     ACCOUNT_FIELD,
     CLAIM_EXTRA_HEADERS,

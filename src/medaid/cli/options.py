@@ -1,9 +1,10 @@
 """Options shared by the desk commands (:mod:`medaid.cli.desk`), as click callbacks and
 decorators: amounts in yuan (→ fen, :func:`medaid.money.parse_yuan`), dates, non-empty text,
 ids (tidied, :func:`medaid.domain.claims.tidy_id`), the claim's options shared by ``settle`` and
-``quote`` (household, non-compliant cost and ``--attr NAME=VALUE`` among them), ``--ledger`` and the rule-file ``PATH`` argument.  A bad value is a usage error
-naming the option (exit code 2).  Only click and medaid's light modules are imported at start-up;
-the claim model (pydantic) when an id is read."""
+``quote`` (household, non-compliant cost and ``--attr NAME=VALUE`` among them), ``--ledger`` and
+the rule-file ``PATH`` argument.  A bad value is a usage error naming the option (exit code 2).
+Only click and medaid's light modules are imported at start-up; the claim model (pydantic) when
+an id is read."""
 
 from __future__ import annotations
 

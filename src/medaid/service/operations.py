@@ -147,7 +147,8 @@ class Operations:
                 claim_id=claim_id, person_id=body.person_id, date=day, self_pay=body.self_pay, group=body.group,
                 kind=body.kind, hospital=self._hospital(who, body.hospital), total_cost=body.total_cost,
                 channel=body.channel, bank_account=body.bank_account, account_name=body.account_name,
-                household_id=body.household_id, non_compliant=body.non_compliant, attributes=body.attributes)
+                household_id=body.household_id, non_compliant=body.non_compliant,
+                attributes=tuple(body.attributes.items()))
         except ValidationError as e:  # the payee: its messages name the field, never the account
             raise ApiProblem("invalid-request", [
                 Problem(str(err["msg"]).removeprefix("Value error, "),
@@ -197,7 +198,8 @@ class Operations:
         d = explain_dict(r, self.book)
         d.update(claim_id=body.claim_id, group=claim.group, kind=claim.kind, hospital=claim.hospital,
                  household_id=claim.household_id, attributes=dict(claim.attributes),
-                 non_compliant=None if claim.non_compliant is None else format_yuan(claim.non_compliant, thousands=False),
+                 non_compliant=None if claim.non_compliant is None
+                 else format_yuan(claim.non_compliant, thousands=False),
                  recorded=False)
         d["explanation"] = explanation(r, claim, self.book, lang, label(lang, "quote"))
         return d

@@ -39,6 +39,7 @@ from ..batch.columnar import settle_frame
 from ..batch.opening import Opening
 from ..domain.rules import RuleBook, load_rules
 from ..errors import ClaimError, MedaidError, Problem
+from ..io.attributes import declared_attributes
 from ..io.columns import REQUIRED_FIELDS, RESULT_FIELDS, chosen_columns
 from ..io.validation import REJECT_COLUMNS, tidy_ids
 from ..report.totals import DIMS, DISTINCT, SUMS, combine, spark_measure
@@ -53,7 +54,6 @@ from .frames import (
     spark_session,
     spark_type,
 )
-from ..io.attributes import declared_attributes
 from .read import column_names, raw_frame, read_claims
 from .summary import Summary, Totals
 from .write import layout_columns, out_format, output_frame, rejects_frame, write_atomic
