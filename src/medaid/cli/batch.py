@@ -21,7 +21,7 @@ from .app import echo, json_text
 def _input_options(f: Any) -> Any:
     f = click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD",
                      help="Read COLUMN as FIELD (claim_id, person_id, date, self_pay, group, "
-                          "kind, hospital, total_cost); repeatable.")(f)
+                          "kind, hospital, total_cost, household_id, non_compliant); repeatable.")(f)
     f = click.option("--sheet", default=None, metavar="NAME",
                      help="XLSX sheet to read (default: the first).")(f)
     f = click.option("--encoding", default=None, metavar="NAME",
