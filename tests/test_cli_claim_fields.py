@@ -126,3 +126,69 @@ def test_batch_results_carry_the_household_and_the_non_compliant_cost(tmp_path, 
     head = lines[0].split(",")
     h, n = head.index(heads[0]), head.index(heads[1])
     assert [(row.split(",")[h], row.split(",")[n]) for row in lines[1:]] == [("H1", "4000.50"), ("", "")]
+
+
+#: A rule set whose plans match on the hospital level (docs/calculation.md, *Worked examples of
+#: these rules*, hospital level): 80% above 1,000 at primary and secondary hospitals, 70% at
+#: tertiary ones.
+LEVEL_RULES = """
+id = "level-aid"
+version = "2024"
+valid_from = 2024-01-01
+
+[attributes.level]
+title = "Hospital level (医院等级)"
+columns = ["hospital_level", "医院等级"]
+values = { primary = ["一级"], secondary = ["二级"], tertiary = ["三级"] }
+
+[[plans]]
+name = "county"
+match = { group = ["key"], kind = ["inpatient"], level = ["primary", "secondary"] }
+pool = "inpatient"
+brackets = [ { from = "1000", rate = "80%" } ]
+
+[[plans]]
+name = "tertiary"
+match = { group = ["key"], kind = ["inpatient"], level = ["tertiary"] }
+pool = "inpatient"
+brackets = [ { from = "1000", rate = "70%" } ]
+"""
+
+
+@pytest.fixture
+def level_rules(tmp_path):
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "level.toml").write_text(LEVEL_RULES, encoding="utf-8")
+    return str(folder)
+
+
+def test_the_declared_attributes_are_read_from_the_rule_files(level_rules):
+    from medaid import load_rules
+
+    assert medaid.io.attributes.declared_attributes(load_rules(level_rules)) == {
+        "level": ("hospital_level", "医院等级")}
+
+
+@pytest.mark.parametrize(("level", "plan", "relief"), [
+    ("二级", "county", "7200.00"),     # (10,000 − 1,000) × 80%
+    ("secondary", "county", "7200.00"),
+    ("三级", "tertiary", "6300.00"),   # (10,000 − 1,000) × 70%
+])
+def test_settle_places_the_claim_by_its_attribute_and_records_it(tmp_path, level_rules, level, plan, relief):
+    ledger = tmp_path / "desk.sqlite3"
+    r = CliRunner().invoke(main, ["settle", *CLAIM, "--claim-id", "C1", "--attr", f"level={level}", "--json",
+                                  "--rules", level_rules, "--ledger", str(ledger)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert (d["plan"], d["relief"], d["attributes"]) == (plan, relief, {"level": level})
+
+
+@pytest.mark.parametrize(("attr", "text"), [
+    (["--attr", "level=四级"], "'四级' is not a value of attribute 'level'"),
+    (["--attr", "place=县域内"], "place is not an attribute the rules declare (declared: level)"),
+])
+def test_a_value_or_a_name_the_rules_do_not_allow_is_a_usage_error_naming_attr(tmp_path, level_rules, attr, text):
+    r = CliRunner().invoke(main, ["quote", *CLAIM, "--ytd-self-pay", "0", "--ytd-relief", "0", *attr,
+                                  "--rules", level_rules], catch_exceptions=False)
+    assert r.exit_code == 2 and "--attr" in r.output and text in r.output, r.output

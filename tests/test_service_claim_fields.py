@@ -111,3 +111,22 @@ def test_a_bad_value_is_a_problem_naming_its_field_and_nothing_is_recorded(clien
     assert p["problems"][0]["field"] == field and text in p["problems"][0]["message"], p
     with open_ledger(str(db), create=True) as lg:
         assert list(lg.entries()) == []
+
+
+def test_the_api_places_a_claim_by_an_attribute_of_real_rules(db, tokens, tmp_path):
+    try:
+        from test_cli_claim_fields import LEVEL_RULES
+    except ImportError:  # pragma: no cover - tests collected as a package
+        from tests.test_cli_claim_fields import LEVEL_RULES
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "level.toml").write_text(LEVEL_RULES, encoding="utf-8")
+    with TestClient(create_app(Settings(str(db), str(tmp_path / "rules")))) as c:
+        # (10,000 − 1,000) × 70% at a tertiary (三级) hospital
+        r = post(c, tokens, "/v1/settle", claim(self_pay="10000", attributes={"level": "三级"}))
+        assert r.status_code == 201, r.text
+        d = r.json()
+        assert (d["plan"], d["relief"], d["attributes"]) == ("tertiary", "6300.00", {"level": "三级"})
+        bad = post(c, tokens, "/v1/settle", claim(claim_id="ZY2", attributes={"level": "四级"}))
+        assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "level", bad.text
+        none = post(c, tokens, "/v1/settle", claim(claim_id="ZY3", attributes={"place": "县域内"}))
+        assert none.status_code == 422 and none.json()["problems"][0]["field"] == "attributes.place"

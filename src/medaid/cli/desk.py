@@ -98,8 +98,9 @@ def _yuan_text(fen: int | None) -> str | None:
 
 
 def _placed(claim: "Claim", book: "RuleBook") -> "Placement":
-    """Place the claim; a date no version covers, or a group/kind no plan matches, is a usage
-    error naming the option."""
+    """Place the claim; a date no version covers, a group/kind no plan matches, an attribute
+    value the version does not allow or a missing household id is a usage error naming the
+    option."""
     from ..domain.engine import place
 
     try:
@@ -108,8 +109,8 @@ def _placed(claim: "Claim", book: "RuleBook") -> "Placement":
         raise click.UsageError(str(e)) from None
     except ClaimError as e:
         p = e.problems[0]
-        hint = "--date" if p.field == "date" else "--group/--kind"
-        raise click.BadParameter(p.message, param_hint=hint) from None
+        hints = {"date": "--date", "household_id": "--household", **{name: "--attr" for name, _ in claim.attributes}}
+        raise click.BadParameter(p.message, param_hint=hints.get(p.field or "", "--group/--kind")) from None
 
 
 def _as_codes(claim: "Claim", at: "Placement") -> "Claim":
