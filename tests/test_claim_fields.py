@@ -153,3 +153,20 @@ def test_declared_attributes_are_the_union_over_the_rule_sets_of_the_scheme():
 
     assert declared_attributes(Book()) == {"level": ("医院等级", "医疗机构等级"), "place": ("就医地",)}
     assert declared_attributes(BOOK) == {}  # the shipped rules declare none
+
+
+def test_batch_record_writes_the_household_the_non_compliant_cost_and_the_attributes_to_the_ledger(
+        tmp_path, monkeypatch):
+    """``medaid batch --record`` (docs/batch.md, *Recording in the ledger*): the claims the
+    ledger records carry the file's household, non-compliant cost and attribute values."""
+    import medaid.batch.record as record_module
+    from medaid.batch.record import record_file
+    from medaid.ledger import open_ledger
+
+    monkeypatch.setattr(record_module, "declared_attributes", lambda book: LEVEL)
+    with open_ledger(str(tmp_path / "desk.sqlite3")) as lg:
+        got = record_file(_csv(tmp_path, ROWS), lg, BOOK)
+        assert got.recorded == 4
+        rows = sorted(lg.entries(), key=lambda e: e.claim_id)
+    assert [(e.claim_id, e.household_id, e.non_compliant, e.attributes) for e in rows] == [
+        (c, h, n, None if lv is None else (("level", lv),)) for c, h, n, lv in EXPECTED]
