@@ -115,10 +115,10 @@ def rate_texts(draw) -> str:
 
 
 @st.composite
-def bracket_specs(draw, step: int = 50_000, top: int = 60, accumulate: list[str] | None = None) -> dict[str, Any]:
+def bracket_specs(draw, step: int = 50_000, top: int = 60, gate_hi: int | None = None) -> dict[str, Any]:
     """``accumulate``, ``mode``, ``brackets`` and maybe ``gate`` of a plan or a second stage:
     1-3 contiguous brackets on multiples of ``step`` fen up to ``top`` steps; in whole mode rising
-    rates and an open last bracket."""
+    rates and an open last bracket; a gate up to ``gate_hi`` fen (default half the top bound)."""
     n = draw(st.integers(1, 3))
     edges = sorted(draw(st.sets(st.integers(0, top).map(lambda k: k * step), min_size=n + 1, max_size=n + 1)))
     mode = draw(st.sampled_from(["marginal", "whole"]))
@@ -131,10 +131,10 @@ def bracket_specs(draw, step: int = 50_000, top: int = 60, accumulate: list[str]
     if mode == "whole" or draw(st.booleans()):
         del brackets[-1]["to"]
     spec: dict[str, Any] = {
-        "accumulate": draw(st.sampled_from(accumulate or ["claim", "year"])), "mode": mode, "brackets": brackets,
+        "accumulate": draw(st.sampled_from(["claim", "year"])), "mode": mode, "brackets": brackets,
     }
     if draw(st.booleans()):
-        spec["gate"] = yuan_text(draw(amounts(hi=step * top // 2)))
+        spec["gate"] = yuan_text(draw(amounts(hi=step * top // 2 if gate_hi is None else gate_hi)))
     return spec
 
 
