@@ -97,11 +97,17 @@ def load(rule_sets: list[dict[str, Any]]) -> tuple[medaid.RuleBook, list[dict[st
 # amounts, rates, brackets
 
 
+_OFF_BY_ONE = st.sampled_from([0, 0, 1, -1])
+_OFF_A_LITTLE = st.integers(-50, 50) | st.just(0)
+_UNITS = st.sampled_from(["fen", "jiao", "yuan"])
+_METHODS = st.sampled_from(["half-up", "half-even", "down"])
+
+
 @st.composite
 def amounts(draw, hi: int = 10_000_000) -> int:
     """Fen, often round, sometimes just off a round figure."""
     base = draw(st.integers(0, hi // 10_000)) * 10_000
-    return max(0, base + draw(st.sampled_from([0, 0, 1, -1])) + draw(st.integers(-50, 50) | st.just(0)))
+    return max(0, base + draw(_OFF_BY_ONE) + draw(_OFF_A_LITTLE))
 
 
 @st.composite
@@ -152,7 +158,7 @@ SECOND_POOLS = ("b1", "b2")
 
 
 def _name_or_code(draw, table: dict[str, list[str]] | None, code: str) -> str:
-    if table and draw(st.integers(0, 2)) == 0:
+    if table and draw(_DIE) < 2:
         return draw(st.sampled_from(table[code]))
     return code
 
@@ -173,8 +179,8 @@ def scheme_rule_sets(draw, version: str = "v1", valid_from: dt.date = dt.date(20
     stage with its own pool, rounding, mode, gate and accumulate."""
     rs: dict[str, Any] = {
         "id": "gen", "version": version, "valid_from": valid_from,
-        "rounding": {"unit": draw(st.sampled_from(["fen", "jiao", "yuan"])),
-                     "method": draw(st.sampled_from(["half-up", "half-even", "down"]))},
+        "rounding": {"unit": draw(_UNITS),
+                     "method": draw(_METHODS)},
         "benefit_year_start_month": draw(st.sampled_from([1, 1, 4, 7])),
     }
     groups = GROUPS if draw(st.booleans()) else None
@@ -254,8 +260,8 @@ def second_stages(draw, caps: dict[str, Any], second_caps: dict[str, int | None]
     if draw(st.booleans()):
         second["include_non_compliant"] = draw(st.booleans())
     if draw(st.booleans()):
-        second["rounding"] = {"unit": draw(st.sampled_from(["fen", "jiao", "yuan"])),
-                              "method": draw(st.sampled_from(["half-up", "half-even", "down"]))}
+        second["rounding"] = {"unit": draw(_UNITS),
+                              "method": draw(_METHODS)}
     return second
 
 
@@ -286,6 +292,13 @@ def self_pays(draw, rs: dict[str, Any]) -> int:
     return draw(amounts(hi=6_000_000))
 
 
+_ID = st.integers(0, 99)
+_DIE = st.integers(0, 4)
+_GROUP = st.sampled_from(sorted(GROUPS))
+_KIND = st.sampled_from(sorted(KINDS))
+_NON_COMPLIANT = amounts(hi=1_000_000)
+
+
 @st.composite
 def raw_claims(draw, rs: dict[str, Any], max_claims: int = 20) -> list[dict[str, Any]]:
     """Claims for ``rs`` before placement: 2-4 persons in 1-2 households (a person sometimes in
@@ -301,28 +314,30 @@ def raw_claims(draw, rs: dict[str, Any], max_claims: int = 20) -> list[dict[str,
     groups, kinds = rs.get("groups"), rs.get("kinds")
     attrs = {n: a["values"] for n, a in rs.get("attributes", {}).items()}
     has_default = any(p.get("default") for p in rs["plans"])
+    pick_person, pick_day, pay = st.sampled_from(persons), st.sampled_from(days), self_pays(rs)
+    pick_value = {name: st.sampled_from(sorted(values)) for name, values in attrs.items()}
     out = []
     for i in range(draw(st.integers(1, max_claims))):
-        person = draw(st.sampled_from(persons))
+        person = draw(pick_person)
         c: dict[str, Any] = {
-            "claim_id": f"K{draw(st.integers(0, 99)):02d}-{i}",
+            "claim_id": f"K{draw(_ID):02d}-{i}",
             "person_id": person,
-            "date": start + dt.timedelta(days=draw(st.sampled_from(days))),
-            "self_pay": yuan_text(draw(self_pays(rs))),
+            "date": start + dt.timedelta(days=draw(pick_day)),
+            "self_pay": yuan_text(draw(pay)),
         }
-        if not (has_default and draw(st.integers(0, 4)) == 0):
-            c["group"] = _name_or_code(draw, groups, draw(st.sampled_from(sorted(GROUPS))))
-        if not (has_default and draw(st.integers(0, 4)) == 0):
-            c["kind"] = _name_or_code(draw, kinds, draw(st.sampled_from(sorted(KINDS))))
+        if not (has_default and draw(_DIE) == 0):
+            c["group"] = _name_or_code(draw, groups, draw(_GROUP))
+        if not (has_default and draw(_DIE) == 0):
+            c["kind"] = _name_or_code(draw, kinds, draw(_KIND))
         if home[person] is not None:
             c["household_id"] = home[person]
-        if draw(st.booleans()):
-            c["non_compliant"] = yuan_text(draw(amounts(hi=1_000_000)))
+        if draw(_DIE) < 2:
+            c["non_compliant"] = yuan_text(draw(_NON_COMPLIANT))
         given = {}
         for name, values in attrs.items():
-            if draw(st.integers(0, 5)):
-                given[name] = _name_or_code(draw, values, draw(st.sampled_from(sorted(values))))
-        if draw(st.integers(0, 9)) == 0:
+            if draw(_DIE):
+                given[name] = _name_or_code(draw, values, draw(pick_value[name]))
+        if draw(_DIE) == 0 and draw(_DIE) == 0:
             given["colour"] = "red"  # not declared: not read
         if given:
             c["attributes"] = given
