@@ -244,6 +244,21 @@ def test_the_second_stage_pays_at_most_what_the_patient_still_owes_of_the_self_p
     })
 
 
+def test_a_cap_pool_listed_by_both_stages_counts_the_first_relief_before_the_second(tmp_path):
+    # cap pool medical, 25,000 a year per person, listed by the first stage and by the second
+    text = second().replace('annual_cap = "100000"\n', 'annual_cap = "100000"\ncaps = ["medical"]\n')
+    text = text.replace('rate = "50%" } ]', 'rate = "50%" } ]\ncaps = ["medical"]')
+    text = '[caps.medical]\nannual = "25000"\n' + text
+    check(tmp_path, text, A_AND_B, {
+        # A: first 23,300 (room 25,000); second 850 (room 25,000 − 23,300 = 1,700)
+        "A": {"relief": 2_415_000, "second_relief": 85_000, "capped_by": None, "second_capped_by": None},
+        # B: first 6,300 cut to 25,000 − 24,150 = 850; burden 10,000 − 850 = 9,150, B = 15,850:
+        # 10,850 × 50% − 850 = 4,575, but the pool is spent: 0
+        "B": {"relief": 85_000, "capped_by": "cap:medical", "bracket_relief": 630_000,
+              "second_relief": 0, "second_capped_by": "cap:medical", "patient_pays": 915_000},
+    })
+
+
 # --------------------------------------------------------------------------------------------
 # hospital level
 
@@ -417,6 +432,11 @@ REFUSED = {
     "grant per month": (
         PLAN.replace('brackets = [ { from = "1000", rate = "70%" } ]', 'grant = { amount = "1000", per = "month" }'),
         "plans[0].grant.per", ["month", "claim", "year"]),
+    "second stages of one pool with different caps": (
+        PLAN + '[plans.second]\npool = "burden"\nannual_cap = "20000"\nbrackets = [ { from = "5000", rate = "50%" } ]\n'
+        + PLAN.replace("key-inpatient", "low-inpatient").replace('"key"', '"low"')
+        + '[plans.second]\npool = "burden"\nannual_cap = "10000"\nbrackets = [ { from = "5000", rate = "50%" } ]\n',
+        "plans[1].second.annual_cap", ["burden", "plans[0]"]),
     "household cap pool per family": (
         '[caps.medical]\nannual = "5000"\nper = "family"\n' + PLAN,
         "caps.medical.per", ["family", "person", "household"]),
