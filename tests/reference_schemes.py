@@ -92,10 +92,9 @@ def f(spec: dict[str, Any], x: Fraction) -> Fraction:
     raise AssertionError("whole mode has an open last bracket")
 
 
-def rounded(rounding: dict[str, Any], v: Fraction) -> Fraction:
-    """R(v): to ``unit`` (fen 1, jiao 10, yuan 100) by ``method`` (half-up, half-even, down)."""
-    unit = UNITS[rounding.get("unit", "fen")]
-    method = rounding.get("method", "half-up")
+def round_to(v: Fraction, unit: int, method: str) -> Fraction:
+    """``v`` to a multiple of ``unit`` by ``method``: half-up ``u × ⌊v/u + 1/2⌋``, half-even (the
+    nearest multiple, on a tie the even one), down ``u × ⌊v/u⌋``."""
     n = v / unit
     if method == "down":
         q = math.floor(n)
@@ -108,12 +107,29 @@ def rounded(rounding: dict[str, Any], v: Fraction) -> Fraction:
     return Fraction(q * unit)
 
 
+def rounded(rounding: dict[str, Any], v: Fraction) -> Fraction:
+    """R(v) of a ``rounding`` table: ``unit`` (fen 1, jiao 10, yuan 100; default fen) and
+    ``method`` (default half-up)."""
+    return round_to(v, UNITS[rounding.get("unit", "fen")], rounding.get("method", "half-up"))
+
+
 def increment(spec: dict[str, Any], rounding: dict[str, Any], accumulate: str, before: Fraction,
               base: Fraction) -> Fraction:
     """``R(f(base))`` in claim mode; ``R(f(before + base)) − R(f(before))`` in year mode."""
     if accumulate == "claim":
         return rounded(rounding, f(spec, base))
     return rounded(rounding, f(spec, before + base)) - rounded(rounding, f(spec, before))
+
+
+def limits_of(spec: dict[str, Any], granted: Fraction, rooms: list[tuple[str, Fraction]],
+              owed: Fraction) -> list[tuple[str, Fraction]]:
+    """A stage's limits in the spec's order: ``annual_cap − granted``, the cap pools' rooms,
+    ``claim_cap``, and what is owed (``s_k``; ``s_k − r_k`` for a second stage)."""
+    out = [("annual_cap", fen(spec["annual_cap"]) - granted)] if "annual_cap" in spec else []
+    out += rooms
+    if "claim_cap" in spec:
+        out.append(("claim_cap", fen(spec["claim_cap"])))
+    return [*out, ("self_pay", owed)]
 
 
 def capped(inc: Fraction, limits: list[tuple[str, Fraction]]) -> tuple[Fraction, str | None]:
@@ -323,14 +339,7 @@ def settle(rule_sets: list[dict[str, Any]], claims: list[dict[str, Any]]) -> dic
             inc = amount if plan["grant"]["per"] == "claim" else max(ZERO, amount - granted)
         else:
             inc = increment(plan, rs.get("rounding", {}), plan.get("accumulate", "claim"), before, s)
-        limits: list[tuple[str, Fraction]] = []
-        if "annual_cap" in plan:
-            limits.append(("annual_cap", fen(plan["annual_cap"]) - granted))
-        limits += cap_rooms(rs, c, year, plan.get("caps", []), used)
-        if "claim_cap" in plan:
-            limits.append(("claim_cap", fen(plan["claim_cap"])))
-        limits.append(("self_pay", s))
-        r, capped_by = capped(inc, limits)
+        r, capped_by = capped(inc, limits_of(plan, granted, cap_rooms(rs, c, year, plan.get("caps", []), used), s))
         pools[key] = (before + s, granted + r)
         take(rs, c, year, plan.get("caps", []), used, r)
         # the second stage on the burden
@@ -343,14 +352,8 @@ def settle(rule_sets: list[dict[str, Any]], claims: list[dict[str, Any]]) -> dic
             b_before, h = seconds.get(key2, (ZERO, ZERO))
             inc2 = increment(second, second.get("rounding", rs.get("rounding", {})),
                              second.get("accumulate", "year"), b_before, burden)
-            limits2: list[tuple[str, Fraction]] = []
-            if "annual_cap" in second:
-                limits2.append(("annual_cap", fen(second["annual_cap"]) - h))
-            limits2 += cap_rooms(rs, c, year, second.get("caps", []), used)
-            if "claim_cap" in second:
-                limits2.append(("claim_cap", fen(second["claim_cap"])))
-            limits2.append(("self_pay", s - r))
-            r2, capped2 = capped(inc2, limits2)
+            rooms = cap_rooms(rs, c, year, second.get("caps", []), used)
+            r2, capped2 = capped(inc2, limits_of(second, h, rooms, s - r))
             seconds[key2] = (b_before + burden, h + r2)
             take(rs, c, year, second.get("caps", []), used, r2)
         out[c["claim_id"]] = RefResult(

@@ -35,12 +35,26 @@ COMPARED = ("plan", "pool", "benefit_year", "bracket_relief", "relief", "capped_
             "second_capped_by", "patient_pays", "ytd_self_pay", "ytd_relief")
 
 
+def drawn(data: Any, max_claims: int = 30) -> tuple[medaid.RuleBook, dict[str, Any], list[dict[str, Any]]]:
+    """A generated rule set loaded by medaid, as read back by tomllib, and placeable claims."""
+    rs = data.draw(scheme_rule_sets(), "rule set")
+    book, (parsed,) = load([rs])
+    return book, parsed, data.draw(scheme_claims(rs, max_claims=max_claims), "claims")
+
+
+def settled(data: Any) -> tuple[dict[str, Any], list[tuple[Any, dict[str, Any], dict[str, Any]]]]:
+    """A generated rule set (as tomllib reads it) and each claim's settlement by medaid with its
+    plan and claim."""
+    book, parsed, claims = drawn(data)
+    plans = {p["name"]: p for p in parsed["plans"]}
+    by_id = {c["claim_id"]: c for c in claims}
+    return parsed, [(r, plans[r.plan], by_id[r.claim_id]) for r in medaid.settle(claim_objects(claims), book)]
+
+
 @FAST
 @given(st.data())
 def test_the_engine_equals_the_fraction_reference_claim_by_claim(data):
-    rs = data.draw(scheme_rule_sets(), "rule set")
-    book, (parsed,) = load([rs])
-    claims = data.draw(scheme_claims(rs), "claims")
+    book, parsed, claims = drawn(data, max_claims=20)
     want = ref.settle([parsed], claims)
     got = medaid.settle(claim_objects(claims), book)
     assert [r.claim_id for r in got] == [c["claim_id"] for c in claims]
@@ -53,9 +67,7 @@ def test_the_engine_equals_the_fraction_reference_claim_by_claim(data):
 @FAST
 @given(st.data())
 def test_the_order_claims_are_given_in_changes_nothing(data):
-    rs = data.draw(scheme_rule_sets(), "rule set")
-    book, _ = load([rs])
-    claims = data.draw(scheme_claims(rs), "claims")
+    book, _, claims = drawn(data, max_claims=20)
     shuffled = data.draw(st.permutations(claims), "order")
     first = {r.claim_id: r for r in medaid.settle(claim_objects(claims), book)}
     again = {r.claim_id: r for r in medaid.settle(claim_objects(shuffled), book)}
@@ -90,14 +102,9 @@ def test_claims_the_reference_refuses_are_refused_together_and_nothing_is_settle
 @FAST
 @given(st.data())
 def test_no_cap_pool_ever_exceeds_its_cap_for_a_person_or_a_household(data):
-    rs = data.draw(scheme_rule_sets(), "rule set")
-    book, (parsed,) = load([rs])
-    claims = data.draw(scheme_claims(rs, max_claims=30), "claims")
-    plans = {p["name"]: p for p in parsed["plans"]}
-    by_id = {c["claim_id"]: c for c in claims}
+    parsed, rows = settled(data)
     total: dict[tuple[str, str, int], int] = defaultdict(int)
-    for r in medaid.settle(claim_objects(claims), book):
-        plan, c = plans[r.plan], by_id[r.claim_id]
+    for r, plan, c in rows:
         for stage_caps, amount in ((plan.get("caps", []), r.relief - r.second_relief),
                                    (plan.get("second", {}).get("caps", []), r.second_relief)):
             for name in stage_caps:
@@ -111,16 +118,12 @@ def test_no_cap_pool_ever_exceeds_its_cap_for_a_person_or_a_household(data):
 @FAST
 @given(st.data())
 def test_a_year_mode_second_stage_gives_the_years_burden_its_relief_when_no_cap_binds(data):
-    rs = data.draw(scheme_rule_sets(), "rule set")
-    book, (parsed,) = load([rs])
-    claims = data.draw(scheme_claims(rs, max_claims=30), "claims")
-    plans = {p["name"]: p for p in parsed["plans"]}
-    by_id = {c["claim_id"]: c for c in claims}
+    parsed, settlements = settled(data)
+    by_id = {r.claim_id: c for r, _, c in settlements}
     years: dict[tuple[str, int, str], list[Any]] = defaultdict(list)
-    for r in medaid.settle(claim_objects(claims), book):
-        second = plans[r.plan].get("second")
-        if second is not None:
-            years[(r.person_id, r.benefit_year, second["pool"])].append((r, second))
+    for r, plan, _ in settlements:
+        if "second" in plan:
+            years[(r.person_id, r.benefit_year, plan["second"]["pool"])].append((r, plan["second"]))
     for rows in years.values():
         seconds = [s for _, s in rows]
         if any(s != seconds[0] for s in seconds) or seconds[0].get("accumulate", "year") != "year":
