@@ -99,6 +99,8 @@ def load(rule_sets: list[dict[str, Any]]) -> tuple[medaid.RuleBook, list[dict[st
 
 _OFF_BY_ONE = st.sampled_from([0, 0, 1, -1])
 _OFF_A_LITTLE = st.integers(-50, 50) | st.just(0)
+#: caps of a few round figures, so that limits often tie (and ``capped_by`` must take the first)
+_ROUND_CAPS = st.sampled_from([0, 100_000, 200_000, 500_000])
 _UNITS = st.sampled_from(["fen", "jiao", "yuan"])
 _METHODS = st.sampled_from(["half-up", "half-even", "down"])
 
@@ -108,6 +110,11 @@ def amounts(draw, hi: int = 10_000_000) -> int:
     """Fen, often round, sometimes just off a round figure."""
     base = draw(st.integers(0, hi // 10_000)) * 10_000
     return max(0, base + draw(_OFF_BY_ONE) + draw(_OFF_A_LITTLE))
+
+
+def small_caps(hi: int) -> st.SearchStrategy[int]:
+    """A cap in fen: a round figure shared with other caps, or any amount up to ``hi``."""
+    return _ROUND_CAPS | amounts(hi=hi)
 
 
 @st.composite
@@ -121,15 +128,18 @@ def rate_texts(draw) -> str:
 
 
 @st.composite
-def bracket_specs(draw, step: int = 50_000, top: int = 60, gate_hi: int | None = None) -> dict[str, Any]:
+def bracket_specs(draw, step: int = 50_000, top: int = 60, gate_hi: int | None = None,
+                  rates: st.SearchStrategy[str] | None = None) -> dict[str, Any]:
     """``accumulate``, ``mode``, ``brackets`` and maybe ``gate`` of a plan or a second stage:
     1-3 contiguous brackets on multiples of ``step`` fen up to ``top`` steps; in whole mode rising
-    rates and an open last bracket; a gate up to ``gate_hi`` fen (default half the top bound)."""
+    rates and an open last bracket; a gate up to ``gate_hi`` fen (default half the top bound);
+    rates from ``rates`` (default :func:`rate_texts`)."""
     n = draw(st.integers(1, 3))
     edges = sorted(draw(st.sets(st.integers(0, top).map(lambda k: k * step), min_size=n + 1, max_size=n + 1)))
     mode = draw(st.sampled_from(["marginal", "whole"]))
+    rates = rate_texts() if rates is None else rates
     brackets: list[dict[str, str]] = [
-        {"from": yuan_text(edges[i]), "to": yuan_text(edges[i + 1]), "rate": draw(rate_texts())} for i in range(n)
+        {"from": yuan_text(edges[i]), "to": yuan_text(edges[i + 1]), "rate": draw(rates)} for i in range(n)
     ]
     if mode == "whole":  # rates may not fall in whole mode (the rule files refuse it)
         for b, r in zip(brackets, sorted((b["rate"] for b in brackets), key=rate)):
@@ -195,7 +205,7 @@ def scheme_rule_sets(draw, version: str = "v1", valid_from: dt.date = dt.date(20
         attrs[name] = {c: ATTRIBUTES[name][c] for c in sorted(codes)}
     if attrs:
         rs["attributes"] = {n: {"columns": [f"col_{n}"], "values": v} for n, v in attrs.items()}
-    caps = {n: {"annual": yuan_text(draw(amounts(hi=3_000_000))),
+    caps = {n: {"annual": yuan_text(draw(small_caps(3_000_000))),
                 "per": draw(st.sampled_from(["person", "household"]))}
             for n in draw(st.lists(st.sampled_from(CAP_POOLS), max_size=2, unique=True))}
     if caps:
@@ -206,8 +216,8 @@ def scheme_rule_sets(draw, version: str = "v1", valid_from: dt.date = dt.date(20
     dims.update({n: sorted(v) for n, v in attrs.items()})
     split = draw(st.sampled_from(sorted(dims)))
     parts = _parts(draw, dims[split], draw(st.integers(1, min(3, len(dims[split])))))
-    pool_caps = {p: draw(st.none() | amounts(hi=5_000_000)) for p in ("p1", "p2")}
-    second_caps = {p: draw(st.none() | amounts(hi=2_000_000)) for p in SECOND_POOLS}
+    pool_caps = {p: draw(st.none() | small_caps(5_000_000)) for p in ("p1", "p2")}
+    second_caps = {p: draw(st.none() | small_caps(2_000_000)) for p in SECOND_POOLS}
     plans = []
     for i, part in enumerate(parts):
         match: dict[str, list[str]] = {
@@ -230,7 +240,7 @@ def scheme_rule_sets(draw, version: str = "v1", valid_from: dt.date = dt.date(20
         if pool_caps[pool] is not None:
             plan["annual_cap"] = yuan_text(pool_caps[pool])
         if draw(st.integers(0, 3)) == 0:
-            plan["claim_cap"] = yuan_text(draw(amounts(hi=2_000_000)))
+            plan["claim_cap"] = yuan_text(draw(small_caps(2_000_000)))
         if caps:
             plan["caps"] = draw(st.lists(st.sampled_from(sorted(caps)), unique=True))
         if draw(st.booleans()):
@@ -247,18 +257,23 @@ def scheme_rule_sets(draw, version: str = "v1", valid_from: dt.date = dt.date(20
 def second_stages(draw, caps: dict[str, Any], second_caps: dict[str, int | None]) -> dict[str, Any]:
     pool = draw(st.sampled_from(SECOND_POOLS))
     second: dict[str, Any] = {"pool": pool}
-    spec = draw(bracket_specs(step=20_000, top=50))
+    # high rates are frequent: then the second stage often meets what the patient still owes
+    spec = draw(bracket_specs(step=20_000, top=50, rates=st.sampled_from(["100%", "90%", "0.75"]) | rate_texts()))
+    if draw(_DIE) == 0:  # 100% from the first fen of burden: more than the patient still owes
+        spec["brackets"][0]["from"] = "0.00"
+        for b in spec["brackets"]:
+            b["rate"] = "100%"
     if draw(st.booleans()):
         del spec["accumulate"]  # the default: year
     second.update(spec)
     if second_caps[pool] is not None:
         second["annual_cap"] = yuan_text(second_caps[pool])
     if draw(st.integers(0, 3)) == 0:
-        second["claim_cap"] = yuan_text(draw(amounts(hi=1_000_000)))
+        second["claim_cap"] = yuan_text(draw(small_caps(1_000_000)))
     if caps and draw(st.booleans()):
         second["caps"] = draw(st.lists(st.sampled_from(sorted(caps)), unique=True))
     if draw(st.booleans()):
-        second["include_non_compliant"] = draw(st.booleans())
+        second["include_non_compliant"] = draw(st.sampled_from([True, True, False]))
     if draw(st.booleans()):
         second["rounding"] = {"unit": draw(_UNITS),
                               "method": draw(_METHODS)}
@@ -296,18 +311,19 @@ _ID = st.integers(0, 99)
 _DIE = st.integers(0, 4)
 _GROUP = st.sampled_from(sorted(GROUPS))
 _KIND = st.sampled_from(sorted(KINDS))
-_NON_COMPLIANT = amounts(hi=1_000_000)
+_NON_COMPLIANT = amounts(hi=3_000_000)
 
 
 @st.composite
 def raw_claims(draw, rs: dict[str, Any], max_claims: int = 20) -> list[dict[str, Any]]:
-    """Claims for ``rs`` before placement: 2-4 persons in 1-2 households (a person sometimes in
-    none), dates in one or two benefit years (ties on a day are frequent), self-pay 0, near a
+    """Claims for ``rs`` before placement: 2-4 persons in 1-2 households (P1 and P2 in one, the
+    others sometimes in none), dates in one or two benefit years (ties on a day are frequent), self-pay 0, near a
     bound or anywhere, optional non-compliant cost, group/kind/attribute values as codes or names
     (or left out), and now and then an attribute the rule set does not declare."""
     persons = [f"P{i}" for i in range(1, draw(st.integers(2, 4)) + 1)]
     households = ["H1", "H2"][: draw(st.integers(1, 2))]
-    home = {p: draw(st.sampled_from(households) | st.none()) if p != "P1" else households[0] for p in persons}
+    home = {p: draw(st.sampled_from(households) | st.none()) for p in persons}
+    home["P1"] = home["P2"] = households[0]  # two persons always share a household
     start = dt.date(2024, rs.get("benefit_year_start_month", 1), 1)
     span = draw(st.sampled_from([365, 730]))
     days = draw(st.lists(st.integers(0, span - 1), min_size=1, max_size=6))
@@ -317,7 +333,7 @@ def raw_claims(draw, rs: dict[str, Any], max_claims: int = 20) -> list[dict[str,
     pick_person, pick_day, pay = st.sampled_from(persons), st.sampled_from(days), self_pays(rs)
     pick_value = {name: st.sampled_from(sorted(values)) for name, values in attrs.items()}
     out = []
-    for i in range(draw(st.integers(1, max_claims))):
+    for i in range(draw(st.integers(min(3, max_claims), max_claims))):
         person = draw(pick_person)
         c: dict[str, Any] = {
             "claim_id": f"K{draw(_ID):02d}-{i}",
@@ -331,7 +347,7 @@ def raw_claims(draw, rs: dict[str, Any], max_claims: int = 20) -> list[dict[str,
             c["kind"] = _name_or_code(draw, kinds, draw(_KIND))
         if home[person] is not None:
             c["household_id"] = home[person]
-        if draw(_DIE) < 2:
+        if draw(_DIE) < 3:
             c["non_compliant"] = yuan_text(draw(_NON_COMPLIANT))
         given = {}
         for name, values in attrs.items():
