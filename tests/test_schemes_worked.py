@@ -174,6 +174,21 @@ def test_a_claim_without_household_id_under_a_household_cap_is_refused(tmp_path)
     assert "C9" in str(info.value)
 
 
+def test_a_claim_whose_second_stage_binds_a_household_cap_needs_a_household_id_too(tmp_path):
+    # the spec's step 1: "refuse it ... if its plan binds a household cap"; here only the second
+    # stage lists the household pool
+    text = HOUSEHOLD.replace('caps = ["household"]\n', "") + (
+        '[plans.second]\npool = "burden"\nbrackets = [ { from = "5000", rate = "50%" } ]\ncaps = ["household"]\n')
+    path = write(tmp_path, text)
+    c = claim("C9", "10000", person="M")
+    with pytest.raises(ref.Refused) as by_ref:
+        ref.settle([tomllib.loads(path.read_text(encoding="utf-8"))], [c])
+    assert by_ref.value.field == "household_id"
+    with pytest.raises(medaid.ClaimError) as info:
+        medaid.settle([medaid.Claim.from_yuan(**c)], medaid.load_rules(path))
+    assert [p.field for p in info.value.problems] == ["household_id"]
+
+
 # --------------------------------------------------------------------------------------------
 # second stage
 
