@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 import medaid
 import reference_schemes as ref
 from medaid.batch.settle import settle_frame
+from medaid.io.results import read_results
 from medaid.io.columns import EXTENDED_RESULT_FIELDS, RESULT_FIELDS
 from strategies_schemes import claims_refused, load, raw_claims, scheme_rule_sets, toml_text
 
@@ -99,3 +100,188 @@ def test_order_of_the_rows_changes_no_claims_relief(data):
     b, _ = settle_frame(claims_frame(shuffled, attrs), book)
     key = [c for c in ("claim_id", "relief", "second_relief", "capped_by", "caps") if c in a.columns]
     assert a.select(key).sort("claim_id").equals(b.select(key).sort("claim_id"))
+
+
+# --------------------------------------------------------------------------------------------
+# the spec's worked examples through ``medaid batch`` on a CSV file
+
+WORKED_RULES = """
+id = "county"
+version = "2024.1"
+valid_from = 2024-01-01
+
+[attributes.level]
+columns = ["hospital_level", "医院等级"]
+values = { primary = ["一级"], secondary = ["二级"], tertiary = ["三级"] }
+
+[caps.medical]
+annual = "5000"
+per = "person"
+
+[caps.household]
+annual = "10000"
+per = "household"
+
+[[plans]]
+name = "a-inpatient"
+match = { group = ["a"], kind = ["inpatient"] }
+pool = "a-inpatient"
+accumulate = "year"
+brackets = [ { from = "1000", rate = "70%" } ]
+caps = ["medical"]
+
+[[plans]]
+name = "a-outpatient"
+match = { group = ["a"], kind = ["outpatient"] }
+pool = "a-outpatient"
+accumulate = "year"
+brackets = [ { from = "200", rate = "60%" } ]
+caps = ["medical"]
+
+[[plans]]
+name = "h-inpatient"
+match = { group = ["h"], kind = ["inpatient"] }
+pool = "h-inpatient"
+annual_cap = "100000"
+caps = ["household"]
+brackets = [
+  { from = "1000",  to = "10000", rate = "70%" },
+  { from = "10000", to = "50000", rate = "85%" },
+  { from = "50000",               rate = "95%" },
+]
+
+[[plans]]
+name = "s-inpatient"
+match = { group = ["s"], kind = ["inpatient"] }
+pool = "s-inpatient"
+annual_cap = "100000"
+brackets = [
+  { from = "1000",  to = "10000", rate = "70%" },
+  { from = "10000", to = "50000", rate = "85%" },
+  { from = "50000",               rate = "95%" },
+]
+
+[plans.second]
+pool = "burden"
+accumulate = "year"
+annual_cap = "20000"
+brackets = [ { from = "5000", rate = "50%" } ]
+
+[[plans]]
+name = "n-inpatient"
+match = { group = ["n"], kind = ["inpatient"] }
+pool = "n-inpatient"
+annual_cap = "100000"
+brackets = [
+  { from = "1000",  to = "10000", rate = "70%" },
+  { from = "10000", to = "50000", rate = "85%" },
+  { from = "50000",               rate = "95%" },
+]
+
+[plans.second]
+pool = "burden-n"
+accumulate = "year"
+include_non_compliant = true
+brackets = [ { from = "5000", rate = "50%" } ]
+"""
+
+#: claim_id, person_id, household_id, date, self_pay, non_compliant, group, kind, 医院等级
+WORKED_CSV = """claim_id,person_id,household_id,date,self_pay,non_compliant,group,kind,医院等级
+I2,PA,,2024-03-01,8000,,a,inpatient,三级
+O1,PA,,2024-01-10,800,,a,outpatient,一级
+I1,PA,,2024-02-01,1000,,a,inpatient,
+O2,PA,,2024-04-01,500,,a,outpatient,二级
+C3,M,H1,2024-05-01,2000,,h,inpatient,
+C2,S,H1,2024-03-01,10000,,h,inpatient,
+C1,M,H1,2024-03-01,10000,,h,inpatient,
+A,PS,,2024-03-01,30000,,s,inpatient,
+B,PS,,2024-04-01,10000,,s,inpatient,
+N1,PN,,2024-03-01,10000,4000,n,inpatient,
+"""
+
+#: By hand, from docs/calculation.md *Worked examples of these rules* (yuan as the file has them).
+WORKED = {
+    #      relief,     patient,    capped_by,        second,    second_capped_by, caps
+    "O1": ("360.00", "440.00", None, "0.00", None, "medical=360.00"),  # (800 − 200) × 60%
+    "I1": ("0.00", "1000.00", None, "0.00", None, "medical=0.00"),  # own threshold not passed
+    "I2": ("4640.00", "3360.00", "cap:medical", "0.00", None, "medical=4640.00"),  # 5,600 cut to 5,000 − 360
+    "O2": ("0.00", "500.00", "cap:medical", "0.00", None, "medical=0.00"),  # 300, no room left
+    "C1": ("6300.00", "3700.00", None, "0.00", None, "household=6300.00"),
+    "C2": ("3700.00", "6300.00", "cap:household", "0.00", None, "household=3700.00"),  # 10,000 − 6,300
+    "C3": ("0.00", "2000.00", "cap:household", "0.00", None, "household=0.00"),
+    "A": ("24150.00", "5850.00", None, "850.00", None, None),  # 23,300 + (6,700 − 5,000) × 50%
+    "B": ("8150.00", "1850.00", None, "1850.00", None, None),  # 6,300 + 5,400 × 50% − 850
+    "N1": ("7650.00", "2350.00", None, "1350.00", None, None),  # 6,300 + (3,700 + 4,000 − 5,000) × 50%
+}
+
+
+def batch(*args: str) -> tuple[int, str, str]:
+    from click.testing import CliRunner
+
+    from medaid.cli import main
+
+    r = CliRunner().invoke(main, list(args))
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    return r.exit_code, r.stdout, r.stderr
+
+
+@pytest.fixture
+def worked(tmp_path: Path) -> tuple[Path, Path]:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "county.toml").write_text(WORKED_RULES, encoding="utf-8")
+    claims = tmp_path / "claims.csv"
+    claims.write_text(WORKED_CSV, encoding="utf-8")
+    return rules, claims
+
+
+def test_the_worked_examples_come_out_of_medaid_batch_as_by_hand(worked, tmp_path):
+    rules, claims = worked
+    out = tmp_path / "results.csv"
+    code, stdout, stderr = batch("batch", str(claims), "-o", str(out), "--rules", str(rules))
+    assert code == 0, stderr
+    assert "rows read 10 = settled 10 + rejected 0" in stdout
+    got = pl.read_csv(out, infer_schema=False, encoding="utf8-lossy")
+    assert got.columns[-len(EXTENDED_RESULT_FIELDS):] == list(EXTENDED_RESULT_FIELDS)
+    assert got["claim_id"].to_list() == ["I2", "O1", "I1", "O2", "C3", "C2", "C1", "A", "B", "N1"]  # file order
+    for row in got.iter_rows(named=True):
+        figures = (row["relief"], row["patient_pays"], row["capped_by"], row["second_relief"],
+                   row["second_capped_by"], row["caps"])
+        assert figures == WORKED[row["claim_id"]], row["claim_id"]
+    burden = dict(zip(got["claim_id"], got["burden"]))
+    assert (burden["A"], burden["B"], burden["N1"]) == ("6700.00", "3700.00", "7700.00")
+    assert burden["O1"] is None
+    # the attribute is read into its column by the attribute's name, as its code
+    assert dict(zip(got["claim_id"], got["level"]))["I2"] == "三级"  # as given (the plan records the code)
+    # relief stays the total; the second stage's part is shown apart
+    assert "second-stage relief" in stdout and "4,050.00" in stdout  # 850 + 1,850 + 1,350
+
+
+def test_worked_examples_in_json_lines_and_parquet_carry_second_relief_as_yuan(worked, tmp_path):
+    rules, claims = worked
+    for suffix in (".jsonl", ".parquet", ".xlsx"):
+        out = tmp_path / f"results{suffix}"
+        code, _, stderr = batch("batch", str(claims), "-o", str(out), "--rules", str(rules))
+        assert code == 0, stderr
+        back = read_results(out)
+        second = dict(zip(back["claim_id"], back["second_relief"]))
+        assert (second["A"], second["B"], second["N1"], second["O1"]) == (85_000, 185_000, 135_000, 0), suffix
+        assert dict(zip(back["claim_id"], back["caps"]))["I2"] == "medical=4640.00"
+
+
+def test_bad_rows_are_rejected_with_their_line_and_field(worked, tmp_path):
+    rules, claims = worked
+    text = WORKED_CSV + "X1,PX,,2024-06-01,100,,a,inpatient,四级\nX2,PY,,2024-06-01,100,,h,inpatient,\n"
+    claims.write_text(text, encoding="utf-8")
+    out = tmp_path / "results.csv"
+    code, _, stderr = batch("batch", str(claims), "-o", str(out), "--rules", str(rules))
+    assert code == 1 and not out.exists()
+    assert "line 12" in stderr or ":12:" in stderr
+    assert "level" in stderr and "household_id" in stderr
+    code, stdout, _ = batch("batch", str(claims), "-o", str(out), "--rules", str(rules), "--on-error", "skip")
+    assert "rows read 12 = settled 10 + rejected 2" in stdout
+    rejects = pl.read_csv(tmp_path / "results.rejects.csv", infer_schema=False)
+    assert rejects.select("line", "field").rows() == [("12", "level"), ("13", "household_id")]
+    # the other claims are settled as if the refused ones were not in the file
+    got = pl.read_csv(out, infer_schema=False)
+    assert dict(zip(got["claim_id"], got["relief"]))["C2"] == "3700.00"

@@ -187,6 +187,7 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
     "totals.persons": ("persons", "人数"),
     "totals.self_pay": ("self-pay", "合规自付费用"),
     "totals.relief": ("relief", "救助金额"),
+    "totals.second_relief": ("second-stage relief", "其中：倾斜救助金额"),
     "totals.patient_pays": ("patient pays", "个人负担"),
     "totals.relief_share": ("relief share", "救助比例"),
     "totals.claims_capped": ("claims capped", "受限额约束单数"),
