@@ -8,7 +8,6 @@ by hand.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,9 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 import medaid
 import reference_schemes as ref
 from medaid.batch.settle import settle_frame
-from medaid.io.results import read_results
 from medaid.io.columns import EXTENDED_RESULT_FIELDS, RESULT_FIELDS
-from strategies_schemes import claims_refused, load, raw_claims, scheme_rule_sets, toml_text
+from medaid.io.results import read_results
+from strategies_schemes import claims_refused, load, raw_claims, scheme_rule_sets
 
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 

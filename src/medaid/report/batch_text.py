@@ -63,7 +63,8 @@ def summary_tables(summary: dict[str, Any], lang: str = "en") -> str:
     parts = []
     t = summary["total"]
     parts.append(lab["total"] + "\n" + tabulate(
-        [[lab[k], cell(k, t[k])] for k in _total_rows(t)], tablefmt="simple", disable_numparse=True, colalign=("left", "right")))
+        [[lab[k], cell(k, t[k])] for k in _total_rows(t)], tablefmt="simple", disable_numparse=True,
+        colalign=("left", "right")))
     for key, by in (("by_plan", "plan"), ("by_month", "month"), ("by_hospital", "hospital")):
         rows = [[r[by] if r[by] is not None else lab["none"]] + [cell(k, r[k]) for k in _COLS]
                 for r in summary[key]]
