@@ -284,3 +284,76 @@ def test_bad_rows_are_rejected_with_their_line_and_field(worked, tmp_path):
     # the other claims are settled as if the refused ones were not in the file
     got = pl.read_csv(out, infer_schema=False)
     assert dict(zip(got["claim_id"], got["relief"]))["C2"] == "3700.00"
+
+
+# --------------------------------------------------------------------------------------------
+# opening balances: monthly files in sequence = one yearly batch
+
+#: The per-claim results that must not depend on how the year was split into files.
+PER_CLAIM = ["claim_id", "plan", "pool", "benefit_year", "relief", "patient_pays", "bracket_relief",
+             "capped_by", "bracket", "ytd_self_pay", "ytd_relief", *EXTENDED_RESULT_FIELDS]
+
+
+@FAST
+@given(st.data())
+def test_months_settled_in_sequence_with_openings_equal_the_year_in_one_batch(data):
+    """Each month settled with the opening of every earlier month's results, written as CSV and
+    read back: pools, second pools and cap pools (per person and per household) carry over, so
+    every claim gets what the one batch of the year gives it."""
+    import tempfile
+
+    from medaid.batch.opening import OPENING_FIELDS, opening_from
+    from medaid.io.writers import write_frame
+
+    rs = data.draw(scheme_rule_sets(), "rule set")
+    book, _ = load([rs])
+    assume(book.extended)
+    claims = data.draw(raw_claims(rs, max_claims=30), "claims")
+    attrs = sorted(rs.get("attributes", {}))
+    whole, whole_rejects = settle_frame(claims_frame(claims, attrs), book)
+    folder = Path(tempfile.mkdtemp())
+    earlier: list[tuple[str, pl.DataFrame]] = []
+    parts, rejected = [], []
+    for y, m in sorted({(c["date"].year, c["date"].month) for c in claims}):
+        month = [c for c in claims if (c["date"].year, c["date"].month) == (y, m)]
+        res, rej = settle_frame(claims_frame(month, attrs), book, opening=opening_from(earlier).for_book(book))
+        path = folder / f"{y}-{m:02d}.results.csv"
+        write_frame(res.drop("row"), path)
+        earlier.append((str(path), read_results(path, required=OPENING_FIELDS)))
+        parts.append(res)
+        rejected.append(rej)
+
+    def per_claim(f: pl.DataFrame) -> pl.DataFrame:
+        return f.select(pl.col(c).cast(pl.String) for c in PER_CLAIM).sort("claim_id")
+
+    assert per_claim(pl.concat(parts, how="diagonal_relaxed")).equals(per_claim(whole))
+    assert sorted(pl.concat(rejected)["claim_id"].to_list()) == sorted(whole_rejects["claim_id"].to_list())
+
+
+def test_an_opening_without_the_extended_columns_is_refused_naming_the_file_and_columns(worked, tmp_path):
+    rules, claims = worked
+    first = tmp_path / "first.csv"
+    code, _, _ = batch("batch", str(claims), "-o", str(first), "--rules", str(rules),
+                       "--columns", "claim_id,person_id,date,self_pay,plan,pool,benefit_year,relief")
+    assert code == 0
+    code, _, stderr = batch("batch", str(claims), "-o", str(tmp_path / "again.csv"), "--rules", str(rules),
+                            "--opening", str(first))
+    assert code == 1
+    assert "first.csv" in stderr and "second_relief" in stderr and "caps" in stderr
+    assert not (tmp_path / "again.csv").exists()
+
+
+def test_a_household_cap_carries_over_from_the_first_months_results(worked, tmp_path):
+    rules, claims = worked
+    march = "\n".join(line for line in WORKED_CSV.splitlines() if ",2024-05-" not in line) + "\n"
+    may = WORKED_CSV.splitlines()[0] + "\n" + "\n".join(
+        line for line in WORKED_CSV.splitlines() if ",2024-05-" in line) + "\n"
+    (tmp_path / "march.csv").write_text(march, encoding="utf-8")
+    (tmp_path / "may.csv").write_text(may, encoding="utf-8")
+    assert batch("batch", str(tmp_path / "march.csv"), "-o", str(tmp_path / "m.csv"), "--rules", str(rules))[0] == 0
+    code, stdout, stderr = batch("batch", str(tmp_path / "may.csv"), "-o", str(tmp_path / "y.csv"),
+                                 "--rules", str(rules), "--opening", str(tmp_path / "m.csv"))
+    assert code == 0, stderr
+    got = pl.read_csv(tmp_path / "y.csv", infer_schema=False)
+    # C3: M's 2,000 stay in May: 700.00 by its brackets, but C1 and C2 used the household's 10,000
+    assert got.select("claim_id", "relief", "capped_by").rows() == [("C3", "0.00", "cap:household")]

@@ -29,14 +29,14 @@ from typing import Any
 import polars as pl
 
 from ..domain.claims import Claim
-from ..domain.engine import PoolState, Positions, Settlement, settle
+from ..domain.engine import PoolState, Positions, Settlement, placement, settle_at
 from ..domain.rules import RuleBook
-from ..errors import ClaimError, Problem
+from ..errors import Problem
 from ..io.columns import EXTENDED_RESULT_FIELDS, RESULT_FIELDS, rule_ref
 from ..io.ids import tidy_ids
 from ..io.rejects import empty_rejects, reject_schema
 from ..money import format_yuan
-from . import placement
+from . import placement as columnar_placement
 
 #: Claim fields the engine reads besides the attributes (the columns that exist are read).
 _CLAIM_COLUMNS = ("claim_id", "person_id", "date", "self_pay", "group", "kind", "household_id",
@@ -90,33 +90,31 @@ def claims_of(frame: pl.DataFrame, attributes: Sequence[str]) -> list[Claim]:
 
 def settle_claims(claims: list[Claim], rules: RuleBook, opening: Positions | None,
                   ) -> tuple[list[Settlement | None], list[tuple[int, Problem]]]:
-    """:func:`medaid.domain.engine.settle` of ``claims`` from ``opening``; the claims it refuses
-    (every problem names its claim: ``claim ID``) are taken out and the rest settled again.
-    Returns each claim's settlement (``None``: refused) and ``(claim index, problem)`` of each
-    refusal."""
-    live = list(range(len(claims)))
+    """Settle ``claims`` from ``opening`` as :func:`medaid.domain.engine.settle` does for an
+    extended book: in (date, claim id) order, each placed by the engine's
+    :func:`medaid.domain.engine.placement` and settled by its :func:`medaid.domain.engine.settle_at`
+    against the positions kept in :class:`medaid.domain.engine.Positions` (pools, cap pools per
+    person or household, second pools).  A claim the engine cannot place is left out (it counts
+    nowhere) and returned with its problem: ``(claim index, problem)``; each settled claim's
+    settlement is at its index (``None``: refused).
+
+    (Not ``engine.settle`` itself: given a ``Positions``, it opens with the pools alone and drops
+    the cap pools and second pools, so a batch opening from earlier results would start those
+    at zero; reported for the engine.)"""
+    state = Positions() if opening is None else Positions(opening.pools, opening.caps, opening.seconds)
+    out: list[Settlement | None] = [None] * len(claims)
     refused: list[tuple[int, Problem]] = []
-    while True:
-        try:
-            got = settle([claims[i] for i in live], rules, opening)
-        except ClaimError as e:
-            where: dict[str, list[int]] = {}
-            for i in live:
-                where.setdefault(claims[i].claim_id, []).append(i)
-            out_now: set[int] = set()
-            for p in e.problems:
-                cid = (p.source or "").removeprefix("claim ")
-                for i in where.get(cid, ()):
-                    refused.append((i, p))
-                    out_now.add(i)
-            if not out_now:  # pragma: no cover - every engine problem names its claim
-                raise
-            live = [i for i in live if i not in out_now]
+    order = sorted(range(len(claims)), key=lambda i: (claims[i].date, claims[i].claim_id))
+    for i in order:
+        c = claims[i]
+        at = placement(c, rules)
+        if isinstance(at, Problem):
+            refused.append((i, at))
             continue
-        out: list[Settlement | None] = [None] * len(claims)
-        for i, r in zip(live, got):
-            out[i] = r
-        return out, refused
+        r = out[i] = settle_at(c, at, state.position(c, at))
+        state.take(c, at, r)
+    refused.sort()
+    return out, refused
 
 
 #: A plan's cap pools: those its first stage lists and those its second stage lists.
@@ -160,7 +158,7 @@ def settle_frame_extended(
     """:func:`medaid.batch.settle.settle_frame` for an extended rule book (the module doc):
     ``(results, rejects)``, results in input order with the input columns,
     :data:`RESULT_FIELDS` and :data:`EXTENDED_RESULT_FIELDS`."""
-    frame, over = placement.over_limit(frame)
+    frame, over = columnar_placement.over_limit(frame)
     claims = claims_of(frame, declared(rules))
     got, refused = settle_claims(claims, rules, opening)
     rejects = empty_rejects()
@@ -186,7 +184,7 @@ def _results(frame: pl.DataFrame, done: list[Settlement], rules: RuleBook, compa
     index = {(rs.id, rs.version): i for i, rs in enumerate(versions)}
     if any(rs.groups or rs.kinds for rs in versions) and frame.height:
         v = pl.Series("__v", [index[(r.rule_set_id, r.rule_version)] for r in done], dtype=pl.Int32)
-        frame = placement.as_codes(frame, v, versions)
+        frame = columnar_placement.as_codes(frame, v, versions)
 
     def text(name: str, values: list[str | None]) -> pl.Series:
         s = pl.Series(name, values, dtype=pl.String)

@@ -296,7 +296,7 @@ def settle_file(
     already = None
     if opening is not None:
         clean, already, bad_rows = _not_twice(clean, bad_rows, opening, source, warnings)
-    positions = None if opening is None else opening.positions
+    positions = None if opening is None else opening.for_book(book)
     # (text results as enums: memory)
     results, refused = settle_frame(clean, book, compact=True, opening=positions,
                                     full_rule_hash=full_rule_hash)
