@@ -357,3 +357,30 @@ def test_a_household_cap_carries_over_from_the_first_months_results(worked, tmp_
     got = pl.read_csv(tmp_path / "y.csv", infer_schema=False)
     # C3: M's 2,000 stay in May: 700.00 by its brackets, but C1 and C2 used the household's 10,000
     assert got.select("claim_id", "relief", "capped_by").rows() == [("C3", "0.00", "cap:household")]
+
+
+# --------------------------------------------------------------------------------------------
+# recalculation under new rules
+
+
+def test_recalc_under_a_raised_second_stage_rate_gives_each_claims_adjustment(worked, tmp_path):
+    rules, claims = worked
+    first = tmp_path / "first.csv"
+    assert batch("batch", str(claims), "-o", str(first), "--rules", str(rules))[0] == 0
+    new_rules = tmp_path / "rules-new"
+    new_rules.mkdir()
+    (new_rules / "county.toml").write_text(WORKED_RULES.replace('from = "5000", rate = "50%"',
+                                                                'from = "5000", rate = "60%"'), encoding="utf-8")
+    out = tmp_path / "adjustments.csv"
+    code, stdout, stderr = batch("recalc", str(claims), "--previous", str(first), "--rules", str(new_rules),
+                                 "-o", str(out))
+    assert code == 0, stderr
+    adj = pl.read_csv(out, infer_schema=False)
+    got = {r["claim_id"]: (r["old_second_relief"], r["new_second_relief"], r["adjustment"])
+           for r in adj.iter_rows(named=True) if r["adjustment"] != "0.00"}
+    assert got == {
+        "A": ("850.00", "1020.00", "170.00"),  # (6,700 − 5,000) × 60%
+        "B": ("1850.00", "2220.00", "370.00"),  # 5,400 × 60% − 1,020
+        "N1": ("1350.00", "1620.00", "270.00"),  # (7,700 − 5,000) × 60%
+    }
+    assert "old second-stage relief" in stdout and "4,050.00" in stdout and "4,860.00" in stdout

@@ -117,7 +117,7 @@ EXTENDED_MONEY_FIELDS: Final = ("second_relief", "burden", "ytd_burden", "ytd_se
 
 #: Money columns of results and recalculation files.
 MONEY_COLUMNS: Final = frozenset(CLAIM_MONEY_FIELDS + RESULT_MONEY_FIELDS + EXTENDED_MONEY_FIELDS) | {
-    "old_relief", "new_relief", "adjustment",
+    "old_relief", "new_relief", "adjustment", "old_second_relief", "new_second_relief",
 }
 
 #: Chinese names of the columns medaid writes (claim and result fields, recalculation and
@@ -137,6 +137,7 @@ ZH_HEADERS: Final[dict[str, str]] = {
     "caps": "共用限额",
     # recalculations (``medaid recalc -o``)
     "old_relief": "原救助金额", "new_relief": "新救助金额", "adjustment": "调整金额", "status": "状态",
+    "old_second_relief": "原倾斜救助金额", "new_second_relief": "新倾斜救助金额",
     # rejects
     "line": "行号", "field": "字段", "reason": "原因",
 }

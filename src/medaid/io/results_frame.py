@@ -43,7 +43,8 @@ from .columns import (
 from .ids import id_number_problem
 
 #: Columns of a recalculation's adjustments file (``medaid recalc -o``) besides the claim's.
-ADJUSTMENT_FIELDS: tuple[str, ...] = ("old_relief", "new_relief", "adjustment", "status")
+ADJUSTMENT_FIELDS: tuple[str, ...] = ("old_relief", "new_relief", "adjustment", "status", "old_second_relief",
+                                      "new_second_relief")
 #: Every column the report knows, in order.
 KNOWN_FIELDS: tuple[str, ...] = (*CLAIM_FIELDS, "major_disease", "channel", *RESULT_FIELDS,
                                  *EXTENDED_RESULT_FIELDS, *ADJUSTMENT_FIELDS)

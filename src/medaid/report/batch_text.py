@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 #: Keys whose values are amounts in fen.
 MONEY_KEYS = ("self_pay", "relief", "patient_pays", "old_relief", "new_relief", "adjustment",
-              "second_relief")
+              "second_relief", "old_second_relief", "new_second_relief")
 
 
 def summary_json(summary: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +87,8 @@ def recalc_tables(rc: Recalc, lang: str = "en", persons: int = 20) -> str:
         [[lab("old_relief"), format_yuan(t["old_relief"])],
          [lab("adjustments"), format_yuan(t["adjustment"])],
          [lab("new_relief"), format_yuan(t["new_relief"])],
+         *[[lab(k), "-" if t[k] is None else format_yuan(t[k])]
+           for k in ("old_second_relief", "new_second_relief") if k in t],
          [lab("claims"), t["claims"]],
          [lab("unchanged"), t["same"]],
          [lab("changed"), t["changed"]],

@@ -204,6 +204,8 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
     "recalc.old_relief": ("old relief", "旧救助金额"),
     "recalc.adjustments": ("adjustments", "调整"),
     "recalc.new_relief": ("new relief", "新救助金额"),
+    "recalc.old_second_relief": ("old second-stage relief", "原倾斜救助金额"),
+    "recalc.new_second_relief": ("new second-stage relief", "新倾斜救助金额"),
     "recalc.claims": ("claims", "结算单数"),
     "recalc.unchanged": ("unchanged", "未变"),
     "recalc.changed": ("changed", "变动"),
