@@ -96,7 +96,7 @@ def recalculate(run: BatchRun, previous: pl.DataFrame) -> Recalc:
     if s_old + s_adj != s_new:  # pragma: no cover - integer arithmetic; a guard, not a branch
         raise MedaidError(Problem("recalculation does not reconcile"))
     counts = dict(out.group_by("status").len().iter_rows())
-    totals = {"claims": out.height, "old_relief": s_old, "new_relief": s_new, "adjustment": s_adj,
+    totals: dict[str, Any] = {"claims": out.height, "old_relief": s_old, "new_relief": s_new, "adjustment": s_adj,
               **{f"{k}": int(counts.get(k, 0)) for k in ("same", "changed", "new", "dropped")}}
     if second:  # the second stage's part of each side (docs/batch.md, *Recalculation*)
         for side in ("old", "new"):
