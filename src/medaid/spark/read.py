@@ -26,7 +26,7 @@ from pyspark.sql.types import StructType
 
 from ..errors import MedaidError, Problem
 from ..io.attributes import Declared, attribute_columns, name_attributes
-from ..io.columns import RESULT_FIELDS, alias_field
+from ..io.columns import EXTENDED_RESULT_FIELDS, RESULT_FIELDS, alias_field
 from ..io.encodings import HEAD_BYTES, SNIFF_BYTES, as_utf8, cr_only, detect_encoding
 from ..io.headers import canonical_names, header_problems
 from ..io.raw import ReadError
@@ -43,8 +43,8 @@ from .frames import BUCKET, CLAIM_TYPES, REJECT_FIELD, REJECT_MESSAGE, arrow_sch
 
 #: Column names the Spark job uses itself: an input column so named (and naming no field) is
 #: passed through as ``NAME_input`` (:func:`medaid.io.headers.canonical_names`).
-RESERVED = frozenset(RESULT_FIELDS) | {ROW, "source", "field", "message", REJECT_FIELD, REJECT_MESSAGE,
-                                       BUCKET, "_first"}
+RESERVED = frozenset(RESULT_FIELDS) | frozenset(EXTENDED_RESULT_FIELDS) | {
+    ROW, "source", "field", "message", REJECT_FIELD, REJECT_MESSAGE, BUCKET, "_first"}
 
 
 def column_names(headers: Sequence[str], source: str = "", line: int = 1) -> list[str]:
