@@ -8,6 +8,7 @@ by hand.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -384,3 +385,17 @@ def test_recalc_under_a_raised_second_stage_rate_gives_each_claims_adjustment(wo
         "N1": ("1350.00", "1620.00", "270.00"),  # (7,700 − 5,000) × 60%
     }
     assert "old second-stage relief" in stdout and "4,050.00" in stdout and "4,860.00" in stdout
+
+
+def test_a_ledger_as_opening_under_rules_with_cap_pools_is_refused_naming_the_option(worked, tmp_path):
+    from medaid.ledger import open_ledger
+
+    rules, claims = worked
+    ledger = tmp_path / "desk.sqlite3"
+    with open_ledger(ledger) as db:
+        db.settle(medaid.Claim(claim_id="L1", person_id="PA", date=dt.date(2024, 1, 5), self_pay=10_000,
+                               group="a", kind="outpatient"), medaid.load_rules(rules))
+    out = tmp_path / "results.csv"
+    code, _, stderr = batch("batch", str(claims), "-o", str(out), "--rules", str(rules), "--ledger", str(ledger))
+    assert code == 2 and not out.exists()
+    assert "--ledger" in stderr and "--opening" in stderr

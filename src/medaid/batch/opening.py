@@ -40,6 +40,7 @@ import polars as pl
 from ..domain.engine import PoolState, Positions
 from ..domain.rules import RuleBook
 from ..errors import MedaidError, Problem
+from ..io.results import is_ledger_path
 
 #: The key of a position.
 POSITION_KEYS = ("person_id", "benefit_year", "pool")
@@ -150,6 +151,20 @@ def _cap_rows(f: pl.DataFrame, source: str) -> pl.DataFrame:
     return parts
 
 
+def _lacking(source: str, missing: tuple[str, ...]) -> Problem:
+    """Why ``source`` cannot open a batch under rules with cap pools or a second stage: a
+    ledger (field ``--ledger``: its results do not carry those positions yet) or results
+    without the columns (field ``--opening``)."""
+    if is_ledger_path(source) or "://" in source:
+        return Problem("a ledger cannot give opening balances under rules with cap pools or a second "
+                       "stage yet (its results do not carry them); leave out --ledger and give the "
+                       "earlier batches' results with --opening", source=source, field="--ledger")
+    return Problem(
+        "cannot give opening balances under rules with cap pools or a second stage: no "
+        + ", ".join(missing) + " column (results that medaid batch wrote under such rules carry "
+        "them, unless --columns left them out)", source=source, field="--opening")
+
+
 def engine_positions(opening: Opening, book: RuleBook) -> Positions:
     """The engine's :class:`medaid.domain.engine.Positions` of ``opening`` under the extended
     ``book`` (the module's rule): pools, second pools, and cap pools keyed per person or per
@@ -158,12 +173,7 @@ def engine_positions(opening: Opening, book: RuleBook) -> Positions:
     versions = book.versions()
     needs = any(rs.caps or any(p.second is not None for p in rs.plans) for rs in versions)
     if opening.lacking and needs:
-        raise MedaidError([Problem(
-            "cannot give opening balances under rules with cap pools or a second stage: no "
-            + ", ".join(missing) + " column (results written by medaid batch under such rules "
-            "carry them; a ledger does not yet: leave out --ledger, or give the batch's results "
-            "with --opening)", source=source, field="--opening")
-            for source, missing in opening.lacking])
+        raise MedaidError([_lacking(source, missing) for source, missing in opening.lacking])
     pools = {(p, y, pool): PoolState(c, g) for p, y, pool, c, g in
              opening.positions.select(*POSITION_KEYS, "c0", "g0").iter_rows()}
     seconds = {} if opening.seconds is None else {

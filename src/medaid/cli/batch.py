@@ -106,6 +106,10 @@ def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str 
                                mapping=parse_mapping(maps), progress=tick, opening=opening,
                                full_rule_hash=full_rule_hash)
         except MedaidError as e:
+            ledger = [p for p in e.problems if p.field == "--ledger"]
+            if ledger:  # an option these rules cannot use (docs/batch.md, *Opening balances*)
+                raise click.BadParameter(f"{ledger[0].source}: {ledger[0].message}",
+                                         param_hint="--ledger") from None
             raise _fail(e) from None
 
 
