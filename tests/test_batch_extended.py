@@ -105,6 +105,14 @@ def test_order_of_the_rows_changes_no_claims_relief(data):
 # --------------------------------------------------------------------------------------------
 # the spec's worked examples through ``medaid batch`` on a CSV file
 
+#: The shipped key-inpatient brackets (70% from 1,000, 85% from 10,000, 95% from 50,000).
+SHIPPED_BRACKETS = """brackets = [
+  { from = "1000",  to = "10000", rate = "70%" },
+  { from = "10000", to = "50000", rate = "85%" },
+  { from = "50000",               rate = "95%" },
+]
+"""
+
 WORKED_RULES = """
 id = "county"
 version = "2024.1"
@@ -144,23 +152,13 @@ match = { group = ["h"], kind = ["inpatient"] }
 pool = "h-inpatient"
 annual_cap = "100000"
 caps = ["household"]
-brackets = [
-  { from = "1000",  to = "10000", rate = "70%" },
-  { from = "10000", to = "50000", rate = "85%" },
-  { from = "50000",               rate = "95%" },
-]
-
+{shipped_brackets}
 [[plans]]
 name = "s-inpatient"
 match = { group = ["s"], kind = ["inpatient"] }
 pool = "s-inpatient"
 annual_cap = "100000"
-brackets = [
-  { from = "1000",  to = "10000", rate = "70%" },
-  { from = "10000", to = "50000", rate = "85%" },
-  { from = "50000",               rate = "95%" },
-]
-
+{shipped_brackets}
 [plans.second]
 pool = "burden"
 accumulate = "year"
@@ -172,18 +170,13 @@ name = "n-inpatient"
 match = { group = ["n"], kind = ["inpatient"] }
 pool = "n-inpatient"
 annual_cap = "100000"
-brackets = [
-  { from = "1000",  to = "10000", rate = "70%" },
-  { from = "10000", to = "50000", rate = "85%" },
-  { from = "50000",               rate = "95%" },
-]
-
+{shipped_brackets}
 [plans.second]
 pool = "burden-n"
 accumulate = "year"
 include_non_compliant = true
 brackets = [ { from = "5000", rate = "50%" } ]
-"""
+""".replace("{shipped_brackets}", SHIPPED_BRACKETS)
 
 #: claim_id, person_id, household_id, date, self_pay, non_compliant, group, kind, 医院等级
 WORKED_CSV = """claim_id,person_id,household_id,date,self_pay,non_compliant,group,kind,医院等级
