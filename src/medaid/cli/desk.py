@@ -90,13 +90,6 @@ def _claim(kw: dict[str, Any], claim_id: str, book: "RuleBook") -> "Claim":
                                  param_hint=_PAYEE_OPTIONS.get(field, "--" + field.replace("_", "-"))) from None
 
 
-def _yuan_text(fen: int | None) -> str | None:
-    """An amount as the JSON output gives amounts: yuan text with two decimals, no separators."""
-    from ..money import format_yuan
-
-    return None if fen is None else format_yuan(fen, thousands=False)
-
-
 def _placed(claim: "Claim", book: "RuleBook") -> "Placement":
     """Place the claim; a date no version covers, a group/kind no plan matches, an attribute
     value the version does not allow or a missing household id is a usage error naming the
@@ -364,7 +357,7 @@ def quote(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_j
       medaid quote --person P1 --self-pay 12,345.67 --ledger desk.sqlite3 --lang zh
     """
     from ..domain.engine import PoolState, quote as quote_claim
-    from ..report.explain import explain, explain_dict, label
+    from ..report.explain import claim_echo, explain, explain_dict, label
 
     if (ytd_self_pay is None) != (ytd_relief is None):
         raise click.UsageError("give both --ytd-self-pay and --ytd-relief, or neither (to read the ledger)")
@@ -388,9 +381,7 @@ def quote(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_j
     if as_json:
         d = explain_dict(r, book)
         d.update(claim_id=kw["claim_id"], group=claim.group, kind=claim.kind,
-                 hospital=claim.hospital, household_id=claim.household_id,
-                 non_compliant=_yuan_text(claim.non_compliant), attributes=dict(claim.attributes),
-                 recorded=False)
+                 hospital=claim.hospital, **claim_echo(claim), recorded=False)
         _dump(d)
         return
     echo(explain(r, claim, book, lang, label(lang, "quote")))

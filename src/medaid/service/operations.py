@@ -22,8 +22,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import MedaidError, Problem
-from ..money import format_yuan
-from ..report.explain import LABELS, explain, explain_dict, label
+from ..report.explain import LABELS, claim_echo, explain, explain_dict, label
 from .problems import ApiProblem, from_library
 from .tokens import Token, TokenStore
 
@@ -197,10 +196,7 @@ class Operations:
         r = quote(claim, self.book, state, at=at)
         d = explain_dict(r, self.book)
         d.update(claim_id=body.claim_id, group=claim.group, kind=claim.kind, hospital=claim.hospital,
-                 household_id=claim.household_id, attributes=dict(claim.attributes),
-                 non_compliant=None if claim.non_compliant is None
-                 else format_yuan(claim.non_compliant, thousands=False),
-                 recorded=False)
+                 **claim_echo(claim), recorded=False)
         d["explanation"] = explanation(r, claim, self.book, lang, label(lang, "quote"))
         return d
 
