@@ -273,7 +273,7 @@ class RefResult:
     plan: str
     pool: str
     benefit_year: int
-    version: str
+    rule_version: str
     self_pay: int
     relief: int
     patient_pays: int
@@ -358,7 +358,7 @@ def settle(rule_sets: list[dict[str, Any]], claims: list[dict[str, Any]]) -> dic
             take(rs, c, year, second.get("caps", []), used, r2)
         out[c["claim_id"]] = RefResult(
             claim_id=c["claim_id"], person_id=person, plan=plan["name"], pool=plan["pool"], benefit_year=year,
-            version=rs["version"], self_pay=whole(s), relief=whole(r + r2), patient_pays=whole(s - r - r2),
+            rule_version=rs["version"], self_pay=whole(s), relief=whole(r + r2), patient_pays=whole(s - r - r2),
             bracket_relief=whole(inc), capped_by=capped_by, second_relief=whole(r2),
             second_capped_by=capped2, ytd_self_pay=whole(before + s), ytd_relief=whole(granted + r),
             burden=whole(burden),
