@@ -3,9 +3,11 @@
 of medaid (the engine, the batch, Spark, the ledger) with ``tests/reference_schemes.py``.
 
 - :func:`scheme_rule_sets` draws one rule set as the dict a rule file holds (amounts as yuan
-  text, dates as ``datetime.date``); :func:`toml_text` renders any such dict as TOML.
-- :func:`scheme_claims` draws claims for it as keyword dicts of ``medaid.Claim.from_yuan``
-  (every one placeable by the reference; see :func:`claims_refused` for the others).
+  text, dates as ``datetime.date``); :func:`scheme_books` one or two versions of a scheme (a
+  version change inside the claims' dates); :func:`toml_text` renders any such dict as TOML.
+- :func:`scheme_claims` draws claims for them as keyword dicts of ``medaid.Claim.from_yuan``
+  (every one placeable by the reference; :func:`raw_claims` before that filter, and
+  :func:`claims_refused` for the others); :func:`claim_objects` makes them ``medaid.Claim``.
 - :func:`load` writes rule sets to a temporary folder, loads them with ``medaid.load_rules`` and
   reads them back with ``tomllib`` for the reference (so both sides see the same text).
 """
