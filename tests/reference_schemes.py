@@ -386,15 +386,15 @@ class Example:
 
 def examples(rs: dict[str, Any]) -> list[Example]:
     """Every worked example of a rule set: each plan's (one claim, or a sequence in its pool from
-    ``ytd_self_pay``/``ytd_relief``; claims of person P1 on ``valid_from`` matching the plan's
-    first group, kind and attribute values) and the top-level ``[[examples]]`` (claims with their
+    ``ytd_self_pay``/``ytd_relief``; claims of person P1 of household H1 on ``valid_from``
+    matching the plan's first group, kind and attribute values) and the top-level ``[[examples]]`` (claims with their
     ``id`` (default E1, E2, …), ``person`` (P1), ``household``, ``group``, ``kind``, ``date``
     (``valid_from``), ``non_compliant`` and attribute values by name)."""
     out = []
     day = day_of(rs["valid_from"])
     for i, plan in enumerate(rs["plans"]):
         match = plan.get("match", {})
-        base: dict[str, Any] = {"person_id": "P1", "date": day}
+        base: dict[str, Any] = {"person_id": "P1", "household_id": "H1", "date": day}
         if "group" in match:
             base.update(group=match["group"][0], kind=match["kind"][0])
         attrs = {a: vs[0] for a, vs in match.items() if a not in ("group", "kind")}
