@@ -273,7 +273,7 @@ class RefResult:
     plan: str
     pool: str
     benefit_year: int
-    version: str
+    rule_version: str
     self_pay: int
     relief: int
     patient_pays: int
@@ -316,13 +316,15 @@ def take(rs: dict[str, Any], claim: dict[str, Any], year: int, names: list[str],
         used[k] = used.get(k, ZERO) + relief
 
 
-def settle(rule_sets: list[dict[str, Any]], claims: list[dict[str, Any]]) -> dict[str, RefResult]:
-    """Settle claims in (date, claim id) order.  Raises :class:`Refused` for the first claim that
+def settle(rule_sets: list[dict[str, Any]], claims: list[dict[str, Any]],
+           opening: dict[tuple[str, int, str], tuple[Fraction, Fraction]] | None = None) -> dict[str, RefResult]:
+    """Settle claims in (date, claim id) order; ``opening`` gives pools' (C, G) before the first
+    claim, by (person, benefit year, pool).  Raises :class:`Refused` for the first claim that
     cannot be placed (medaid refuses the whole call then)."""
     ids = [c["claim_id"] for c in claims]
     assert len(set(ids)) == len(ids), "claim ids are unique"
     placed = {c["claim_id"]: place(rule_sets, c) for c in claims}
-    pools: dict[tuple[str, int, str], tuple[Fraction, Fraction]] = {}  # (person, year, pool) → C, G
+    pools = dict(opening or {})  # (person, year, pool) → C, G
     seconds: dict[tuple[str, int, str], tuple[Fraction, Fraction]] = {}  # (person, year, pool) → B, H
     used: dict[CapKey, Fraction] = {}  # (cap pool, person or household, year) → U
     out: dict[str, RefResult] = {}
@@ -358,9 +360,79 @@ def settle(rule_sets: list[dict[str, Any]], claims: list[dict[str, Any]]) -> dic
             take(rs, c, year, second.get("caps", []), used, r2)
         out[c["claim_id"]] = RefResult(
             claim_id=c["claim_id"], person_id=person, plan=plan["name"], pool=plan["pool"], benefit_year=year,
-            version=rs["version"], self_pay=whole(s), relief=whole(r + r2), patient_pays=whole(s - r - r2),
+            rule_version=rs["version"], self_pay=whole(s), relief=whole(r + r2), patient_pays=whole(s - r - r2),
             bracket_relief=whole(inc), capped_by=capped_by, second_relief=whole(r2),
             second_capped_by=capped2, ytd_self_pay=whole(before + s), ytd_relief=whole(granted + r),
             burden=whole(burden),
         )
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# worked examples in rule files (docs/rules.md: Examples; Worked examples across plans)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One worked example of a rule file: where it is, its claims, the pools' opening position,
+    and the stated figures by claim id (relief, and second relief where stated)."""
+
+    at: str
+    claims: list[dict[str, Any]]
+    opening: dict[tuple[str, int, str], tuple[Fraction, Fraction]]
+    relief: dict[str, int]
+    second_relief: dict[str, int]
+
+
+def examples(rs: dict[str, Any]) -> list[Example]:
+    """Every worked example of a rule set: each plan's (one claim, or a sequence in its pool from
+    ``ytd_self_pay``/``ytd_relief``; claims of person P1 of household H1 on ``valid_from``
+    matching the plan's first group, kind and attribute values) and the top-level ``[[examples]]`` (claims with their
+    ``id`` (default E1, E2, …), ``person`` (P1), ``household``, ``group``, ``kind``, ``date``
+    (``valid_from``), ``non_compliant`` and attribute values by name)."""
+    out = []
+    day = day_of(rs["valid_from"])
+    for i, plan in enumerate(rs["plans"]):
+        match = plan.get("match", {})
+        base: dict[str, Any] = {"person_id": "P1", "household_id": "H1", "date": day}
+        if "group" in match:
+            base.update(group=match["group"][0], kind=match["kind"][0])
+        attrs = {a: vs[0] for a, vs in match.items() if a not in ("group", "kind")}
+        if attrs:
+            base["attributes"] = attrs
+        for j, ex in enumerate(plan.get("examples", [])):
+            pays, reliefs = (ex["claims"], ex["reliefs"]) if "claims" in ex else ([ex["self_pay"]], [ex["relief"]])
+            claims = [{**base, "claim_id": f"E{k:03d}", "self_pay": x} for k, x in enumerate(pays)]
+            opening = {("P1", benefit_year(rs, day), plan["pool"]): (fen(ex.get("ytd_self_pay", 0)),
+                                                                      fen(ex.get("ytd_relief", 0)))}
+            out.append(Example(f"plans[{i}].examples[{j}]", claims, opening,
+                               {c["claim_id"]: int(fen(r)) for c, r in zip(claims, reliefs)}, {}))
+    keys = {"id": "claim_id", "person": "person_id", "household": "household_id", "group": "group",
+            "kind": "kind", "date": "date", "self_pay": "self_pay", "non_compliant": "non_compliant"}
+    for j, ex in enumerate(rs.get("examples", [])):
+        claims, relief, second = [], {}, {}
+        for k, given in enumerate(ex["claims"], start=1):
+            c: dict[str, Any] = {"claim_id": f"E{k}", "person_id": "P1", "date": day}
+            c.update({keys[key]: v for key, v in given.items() if key in keys})
+            c["date"] = day_of(c["date"])
+            c["attributes"] = {a: v for a, v in given.items() if a in rs.get("attributes", {})}
+            claims.append(c)
+            relief[c["claim_id"]] = int(fen(given["relief"]))
+            if "second_relief" in given:
+                second[c["claim_id"]] = int(fen(given["second_relief"]))
+        out.append(Example(f"examples[{j}]", claims, {}, relief, second))
+    return out
+
+
+def example_mismatches(rs: dict[str, Any]) -> list[str]:
+    """The worked examples of ``rs`` whose stated figures the reference does not give."""
+    wrong = []
+    for ex in examples(rs):
+        got = settle([rs], ex.claims, ex.opening)
+        for cid, want in ex.relief.items():
+            if got[cid].relief != want:
+                wrong.append(f"{ex.at}: claim {cid}: relief {got[cid].relief}, stated {want}")
+        for cid, want in ex.second_relief.items():
+            if got[cid].second_relief != want:
+                wrong.append(f"{ex.at}: claim {cid}: second relief {got[cid].second_relief}, stated {want}")
+    return wrong

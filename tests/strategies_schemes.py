@@ -3,15 +3,18 @@
 of medaid (the engine, the batch, Spark, the ledger) with ``tests/reference_schemes.py``.
 
 - :func:`scheme_rule_sets` draws one rule set as the dict a rule file holds (amounts as yuan
-  text, dates as ``datetime.date``); :func:`toml_text` renders any such dict as TOML.
-- :func:`scheme_claims` draws claims for it as keyword dicts of ``medaid.Claim.from_yuan``
-  (every one placeable by the reference; see :func:`claims_refused` for the others).
+  text, dates as ``datetime.date``); :func:`scheme_books` one or two versions of a scheme (a
+  version change inside the claims' dates); :func:`toml_text` renders any such dict as TOML.
+- :func:`scheme_claims` draws claims for them as keyword dicts of ``medaid.Claim.from_yuan``
+  (every one placeable by the reference; :func:`raw_claims` before that filter, and
+  :func:`claims_refused` for the others); :func:`claim_objects` makes them ``medaid.Claim``.
 - :func:`load` writes rule sets to a temporary folder, loads them with ``medaid.load_rules`` and
   reads them back with ``tomllib`` for the reference (so both sides see the same text).
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import re
 import tempfile
@@ -101,6 +104,7 @@ _OFF_BY_ONE = st.sampled_from([0, 0, 1, -1])
 _OFF_A_LITTLE = st.integers(-50, 50) | st.just(0)
 #: caps of a few round figures, so that limits often tie (and ``capped_by`` must take the first)
 _ROUND_CAPS = st.sampled_from([0, 100_000, 200_000, 500_000])
+_START_MONTHS = st.sampled_from([1, 1, 4, 7])
 _UNITS = st.sampled_from(["fen", "jiao", "yuan"])
 _METHODS = st.sampled_from(["half-up", "half-even", "down"])
 
@@ -182,17 +186,19 @@ def _parts(draw, values: list[str], n: int) -> list[list[str]]:
 
 
 @st.composite
-def scheme_rule_sets(draw, version: str = "v1", valid_from: dt.date = dt.date(2020, 1, 1)) -> dict[str, Any]:
+def scheme_rule_sets(draw, version: str = "v1", valid_from: dt.date = dt.date(2020, 1, 1),
+                     valid_to: dt.date | None = None, start_month: int | None = None) -> dict[str, Any]:
     """One rule set: 0-2 attributes of 2-3 values (with names), names for groups and kinds
     (sometimes), 0-2 cap pools per person or household with small caps, 1-3 plans disjoint by
     group, kind or an attribute, each with brackets or a grant, its pool, caps and maybe a second
     stage with its own pool, rounding, mode, gate and accumulate."""
     rs: dict[str, Any] = {
         "id": "gen", "version": version, "valid_from": valid_from,
-        "rounding": {"unit": draw(_UNITS),
-                     "method": draw(_METHODS)},
-        "benefit_year_start_month": draw(st.sampled_from([1, 1, 4, 7])),
+        "rounding": {"unit": draw(_UNITS), "method": draw(_METHODS)},
+        "benefit_year_start_month": draw(_START_MONTHS) if start_month is None else start_month,
     }
+    if valid_to is not None:
+        rs["valid_to"] = valid_to
     groups = GROUPS if draw(st.booleans()) else None
     kinds = KINDS if draw(st.booleans()) else None
     if groups:
@@ -251,6 +257,32 @@ def scheme_rule_sets(draw, version: str = "v1", valid_from: dt.date = dt.date(20
         plans[0]["default"] = True
     rs["plans"] = plans
     return rs
+
+
+@st.composite
+def scheme_books(draw) -> list[dict[str, Any]]:
+    """One version of a scheme, or two (the second starting on a day inside the claims' dates,
+    with its own attributes, plans, pools and caps): cap pools, pools and second pools carry on
+    by name into the new version within a benefit year."""
+    month = draw(_START_MONTHS)  # versions of one scheme share it
+    if draw(st.booleans()):
+        return [draw(scheme_rule_sets("v1", start_month=month))]
+    split = dt.date(2024, month, 1) + dt.timedelta(days=draw(st.integers(1, 365)))
+    v1 = draw(scheme_rule_sets("v1", valid_to=split - dt.timedelta(days=1), start_month=month))
+    if draw(st.booleans()):
+        return [v1, draw(scheme_rule_sets("v2", valid_from=split, start_month=month))]
+    # the same plans with new figures: cap pools, pools' annual caps and the rounding
+    v2 = copy.deepcopy(v1)
+    v2.update(version="v2", valid_from=split, rounding={"unit": draw(_UNITS), "method": draw(_METHODS)})
+    del v2["valid_to"]
+    for cap in v2.get("caps", {}).values():
+        cap["annual"] = yuan_text(draw(small_caps(3_000_000)))
+    pool_caps = {p: draw(st.none() | small_caps(5_000_000)) for p in ("p1", "p2")}
+    for plan in v2["plans"]:
+        plan.pop("annual_cap", None)
+        if pool_caps[plan["pool"]] is not None:
+            plan["annual_cap"] = yuan_text(pool_caps[plan["pool"]])
+    return [v1, v2]
 
 
 @st.composite
@@ -326,7 +358,7 @@ def raw_claims(draw, rs: dict[str, Any], max_claims: int = 20) -> list[dict[str,
     home["P1"] = home["P2"] = households[0]  # two persons always share a household
     start = dt.date(2024, rs.get("benefit_year_start_month", 1), 1)
     span = draw(st.sampled_from([365, 730]))
-    days = draw(st.lists(st.integers(0, span - 1), min_size=1, max_size=6))
+    days = draw(st.lists(st.integers(0, span - 1), min_size=3, max_size=8))
     groups, kinds = rs.get("groups"), rs.get("kinds")
     attrs = {n: a["values"] for n, a in rs.get("attributes", {}).items()}
     has_default = any(p.get("default") for p in rs["plans"])
@@ -370,12 +402,14 @@ def placeable(rule_sets: list[dict[str, Any]], claim: dict[str, Any]) -> bool:
 
 
 @st.composite
-def scheme_claims(draw, rs: dict[str, Any], max_claims: int = 20) -> list[dict[str, Any]]:
-    """Claims of :func:`raw_claims` that the reference places (a plan covers them and they carry
-    a household id where their plan needs one); at least one."""
-    claims = [c for c in draw(raw_claims(rs, max_claims)) if placeable([rs], c)]
+def scheme_claims(draw, rule_sets: dict[str, Any] | list[dict[str, Any]], max_claims: int = 20) -> list[dict[str, Any]]:
+    """Claims of :func:`raw_claims` (for the first of ``rule_sets``, one rule set or a list of
+    versions) that the reference places (a version and a plan cover them and they carry a
+    household id where their plan needs one); at least one."""
+    versions = rule_sets if isinstance(rule_sets, list) else [rule_sets]
+    claims = [c for c in draw(raw_claims(versions[0], max_claims)) if placeable(versions, c)]
     if not claims:
-        claims = [c for c in draw(raw_claims(rs, max_claims)) if placeable([rs], c)]
+        claims = [c for c in draw(raw_claims(versions[0], max_claims)) if placeable(versions, c)]
     if not claims:  # a rule set whose plans need attribute values every raw claim missed
         reject()
     return claims

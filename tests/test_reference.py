@@ -99,7 +99,7 @@ def test_the_engine_equals_the_fraction_reference_claim_by_claim(rule_sets, clai
     assert [r.claim_id for r in got] == [c["claim_id"] for c in claims]
     for r in got:
         w = want[r.claim_id]
-        assert (r.plan, r.pool, r.benefit_year, r.rule_version) == (w.plan, w.pool, w.benefit_year, w.version)
+        assert (r.plan, r.pool, r.benefit_year, r.rule_version) == (w.plan, w.pool, w.benefit_year, w.rule_version)
         assert r.bracket_relief == w.bracket_relief, r.claim_id
         assert r.relief == w.relief, r.claim_id
         assert r.patient_pays == r.self_pay - w.relief

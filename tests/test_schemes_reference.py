@@ -24,6 +24,7 @@ from strategies_schemes import (
     claims_refused,
     load,
     raw_claims,
+    scheme_books,
     scheme_claims,
     scheme_rule_sets,
     yuan_text,
@@ -32,7 +33,7 @@ from strategies_schemes import (
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 LIGHT = settings(FAST, max_examples=80)  # the properties and second checks
 
-COMPARED = ("plan", "pool", "benefit_year", "bracket_relief", "relief", "capped_by", "second_relief",
+COMPARED = ("rule_version", "plan", "pool", "benefit_year", "bracket_relief", "relief", "capped_by", "second_relief",
             "second_capped_by", "patient_pays", "ytd_self_pay", "ytd_relief")
 
 
@@ -55,8 +56,11 @@ def settled(data: Any) -> tuple[dict[str, Any], list[tuple[Any, dict[str, Any], 
 @FAST
 @given(st.data())
 def test_the_engine_equals_the_fraction_reference_claim_by_claim(data):
-    book, parsed, claims = drawn(data, max_claims=20)
-    want = ref.settle([parsed], claims)
+    # one version, or two with a change inside the claims' dates
+    versions = data.draw(scheme_books(), "versions")
+    book, parsed = load(versions)
+    claims = data.draw(scheme_claims(versions, max_claims=20), "claims")
+    want = ref.settle(parsed, claims)
     got = medaid.settle(claim_objects(claims), book)
     assert [r.claim_id for r in got] == [c["claim_id"] for c in claims]
     for r in got:

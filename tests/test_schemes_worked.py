@@ -401,17 +401,29 @@ relief = "{c2}"
 
 
 def test_a_rule_files_worked_example_across_persons_is_run_at_load(tmp_path):
-    assert medaid.load_rules(write(tmp_path, EXAMPLES.replace("{c2}", "3700")))
+    path = write(tmp_path, EXAMPLES.replace("{c2}", "3700"))
+    assert ref.example_mismatches(tomllib.loads(path.read_text(encoding="utf-8"))) == []
+    assert medaid.load_rules(path)
 
 
 def test_a_rule_files_worked_example_that_the_rules_do_not_give_is_refused(tmp_path):
     path = write(tmp_path, EXAMPLES.replace("{c2}", "6300"))
+    assert ref.example_mismatches(tomllib.loads(path.read_text(encoding="utf-8"))) == [
+        "examples[0]: claim C2: relief 370000, stated 630000"]
     with pytest.raises(medaid.RuleError) as info:
         medaid.load_rules(path)
     (p,) = info.value.problems
     assert p.source is not None and p.source.endswith("county.toml")
     assert p.field is not None and p.field.startswith("examples[0]")
     assert "3,700.00" in p.message and "6,300.00" in p.message
+
+
+@pytest.mark.parametrize("path", sorted(Path("rules").glob("*.toml")), ids=lambda p: p.name)
+def test_the_reference_gives_every_worked_example_of_the_shipped_rule_files(path):
+    # the shipped files' own examples, by the independent reference (medaid checks them at load)
+    rs = tomllib.loads(path.read_text(encoding="utf-8"))
+    assert ref.examples(rs)
+    assert ref.example_mismatches(rs) == []
 
 
 # --------------------------------------------------------------------------------------------
