@@ -11,9 +11,9 @@ import tempfile
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
-from test_columnar import books_and_claims, write_rules
 
 import medaid
+from test_columnar import books_and_claims, write_rules
 
 FIELDS = ("claim_id", "relief", "patient_pays", "bracket_relief", "capped_by", "plan", "pool",
           "benefit_year", "ytd_self_pay", "ytd_relief", "base_from", "base_to", "bracket",

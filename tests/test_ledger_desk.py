@@ -48,7 +48,10 @@ def test_a_row_without_a_desk_hashes_as_before_and_one_with_a_desk_includes_it(t
     # the hash of a desk-less row is the first release's: the 33 values without the desk (nor
     # the columns added after it, empty on a settlement)
     old = [x for f, x in zip(Entry._fields, v, strict=True) if f not in (
-        "desk", "adjusts", "reversal", "adjustment", "channel", "bank_account", "account_name", "row_hash")]
+        "desk", "adjusts", "reversal", "adjustment", "channel", "bank_account", "account_name",
+        # migration 6
+        "household_id", "non_compliant", "attributes", "second_relief", "second_pool", "second_capped_by",
+        "ytd_burden", "ytd_second_relief", "caps", "row_hash")]
     assert plain.row_hash == hashlib.sha256(json.dumps(old, ensure_ascii=False, separators=(",", ":"))
                                             .encode()).hexdigest()
     assert desk.row_hash == row_hash(encode(desk)) != row_hash(encode(desk._replace(desk=None)))
@@ -98,9 +101,12 @@ def test_an_old_ledger_is_migrated_and_its_rows_keep_their_hashes(tmp_path, book
         assert lg.verify().problems == () and e.desk == "t0123456789"
     con = sqlite3.connect(path)
     # the desk column after the first release's, then the adjustments' (migration 4), then the
-    # channel and payee (migration 5)
-    assert [c[1] for c in con.execute("PRAGMA table_info(entries)")][-7:] == [
-        "desk", "adjusts", "reversal", "adjustment", "channel", "bank_account", "account_name"]
+    # channel and payee (migration 5), then the claim's household, non-compliant cost and
+    # attributes and the second stage's and cap pools' results (migration 6)
+    assert [c[1] for c in con.execute("PRAGMA table_info(entries)")][-16:] == [
+        "desk", "adjusts", "reversal", "adjustment", "channel", "bank_account", "account_name",
+        "household_id", "non_compliant", "attributes", "second_relief", "second_pool", "second_capped_by",
+        "ytd_burden", "ytd_second_relief", "caps"]
     assert set(COLUMNS) == {c[1] for c in con.execute("PRAGMA table_info(entries)")}
     con.close()
 

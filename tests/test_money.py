@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from medaid.errors import MoneyError
 from medaid.money import MAX_FEN, RoundingStep, format_yuan, parse_yuan, round_ratio, rounding_step
+from reference_schemes import round_to
 
 # --------------------------------------------------------------------------------------------
 # parse_yuan: what is accepted
@@ -274,14 +275,7 @@ def test_an_unknown_method_is_refused_naming_the_allowed_ones():
 
 
 def _reference_round(v: Fraction, unit: int, method: str) -> int:
-    units = v / unit
-    if method == "down":
-        q = math.floor(units)
-    elif method == "half-up":
-        q = math.floor(units + Fraction(1, 2))
-    else:
-        q = round(units)  # Python rounds a Fraction's halves to even
-    return q * unit
+    return int(round_to(v, unit, method))  # the Fraction reference's rounding (tests/reference_schemes.py)
 
 
 @settings(max_examples=200)

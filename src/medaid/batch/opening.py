@@ -12,6 +12,22 @@ whose settlement a ledger reversed is not among the earlier results (a reversal 
 self-pay and relief back out of the position): it is settled as a new claim, as the ledger
 itself settles a claim id again after its reversal.  Positions whose benefit year and pool no
 claim of the batch has play no part.
+
+For a rule book that uses the rules of docs/calculation.md *Rules real schemes need*
+(``RuleBook.extended``; docs/batch.md, *Opening balances with extended rule sets*) the earlier
+results also give, summed the same way over their rows:
+
+* a pool's relief so far is the first stage's: ``relief − second_relief`` (a second stage counts
+  in its own pool);
+* each second pool (person, benefit year, ``second_pool``): ``Σ burden`` (``B``) and
+  ``Σ second_relief`` (``H``);
+* each cap pool (cap pool, person or household, benefit year): ``Σ`` of the relief each row
+  counted in it (its ``caps`` column, ``NAME=yuan;…``), per household for a cap pool the rule
+  book declares ``per = "household"`` (the row's ``household_id``), else per person.
+
+Earlier results without those columns (written under a rule book without these rules, or with
+``--columns`` leaving them out) cannot give them: such an opening is refused for an extended
+rule book, naming the file and the columns, rather than settling against empty cap pools.
 """
 
 from __future__ import annotations
@@ -21,7 +37,10 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from ..domain.engine import PoolState, Positions
+from ..domain.rules import RuleBook
 from ..errors import MedaidError, Problem
+from ..io.results import is_ledger_path
 
 #: The key of a position.
 POSITION_KEYS = ("person_id", "benefit_year", "pool")
@@ -44,13 +63,26 @@ class Opening:
 
     positions: pl.DataFrame
     claims: pl.DataFrame
+    #: Extended results' second pools: ``person_id``, ``benefit_year``, ``second_pool``, ``b0``,
+    #: ``h0`` (fen), one row a key; and their cap pools: ``cap``, ``person_id``,
+    #: ``household_id``, ``benefit_year``, ``used`` (fen), summed per key.
+    seconds: pl.DataFrame | None = None
+    caps: pl.DataFrame | None = None
+    #: Sources without the columns :data:`EXTENDED_OPENING_FIELDS`: ``(source, missing)``.
+    lacking: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def for_book(self, book: RuleBook) -> pl.DataFrame | Positions:
+        """What :func:`medaid.batch.settle.settle_frame` opens with under ``book``: the pools'
+        frame (:attr:`positions`), or, for an extended book, the engine's
+        :class:`medaid.domain.engine.Positions` (:func:`engine_positions`)."""
+        return engine_positions(self, book) if book.extended else self.positions
 
 
 def opening_from(frames: Iterable[tuple[str, pl.DataFrame]]) -> Opening:
     """The opening of earlier results, each ``(source, frame)`` with :data:`OPENING_FIELDS`
     (money as Int64 fen, as :func:`medaid.io.results.read_results` gives it), by the module's
     rule."""
-    parts, ids = [], []
+    parts, ids, seconds, caps, lacking = [], [], [], [], []
     for source, f in frames:
         missing = [c for c in OPENING_FIELDS if c not in f.columns]
         if missing:
@@ -59,6 +91,16 @@ def opening_from(frames: Iterable[tuple[str, pl.DataFrame]]) -> Opening:
         relief = pl.col("relief").fill_null(0)
         if "adjustment" in f.columns:
             relief = relief + pl.col("adjustment").fill_null(0)
+        absent = tuple(c for c in EXTENDED_OPENING_FIELDS if c not in f.columns)
+        if absent:
+            lacking.append((source, absent))
+        else:
+            relief = relief - pl.col("second_relief").fill_null(0)
+            seconds.append(f.filter(pl.col("second_pool").is_not_null()).select(
+                pl.col("person_id").cast(pl.String), pl.col("benefit_year").cast(pl.Int32),
+                pl.col("second_pool").cast(pl.String), pl.col("burden").fill_null(0).cast(pl.Int64).alias("b0"),
+                pl.col("second_relief").fill_null(0).cast(pl.Int64).alias("h0")))
+            caps.append(_cap_rows(f, source))
         parts.append(f.select(
             pl.col("person_id").cast(pl.String), pl.col("benefit_year").cast(pl.Int32),
             pl.col("pool").cast(pl.String), pl.col("self_pay").fill_null(0).cast(pl.Int64).alias("c0"),
@@ -72,7 +114,81 @@ def opening_from(frames: Iterable[tuple[str, pl.DataFrame]]) -> Opening:
     positions = (pl.concat(parts).drop_nulls(list(POSITION_KEYS))
                  .group_by(list(POSITION_KEYS)).agg(pl.col("c0").sum(), pl.col("g0").sum()))
     claims = pl.concat(ids).drop_nulls("claim_id").unique("claim_id", keep="first", maintain_order=True)
-    return Opening(positions, claims)
+    second_keys = ["person_id", "benefit_year", "second_pool"]
+    cap_keys = ["cap", "person_id", "household_id", "benefit_year"]
+    return Opening(
+        positions, claims,
+        pl.concat(seconds).drop_nulls(second_keys).group_by(second_keys).agg(
+            pl.col("b0").sum(), pl.col("h0").sum()) if seconds else None,
+        pl.concat(caps).drop_nulls(["cap", "person_id", "benefit_year"]).group_by(cap_keys).agg(
+            pl.col("used").sum()) if caps else None,
+        tuple(lacking))
+
+
+#: Columns earlier results must carry to open a batch under an extended rule book.
+EXTENDED_OPENING_FIELDS = ("second_relief", "second_pool", "burden", "caps")
+_CAP_ENTRY = r"^([^=;]+)=([0-9]+)\.([0-9]{2})$"
+
+
+def _cap_rows(f: pl.DataFrame, source: str) -> pl.DataFrame:
+    """The ``caps`` column of results (``NAME=yuan;…``) as rows: ``cap``, ``person_id``,
+    ``household_id``, ``benefit_year``, ``used`` (fen); an entry of another shape is refused,
+    naming the file and the field."""
+    home = pl.col("household_id").cast(pl.String) if "household_id" in f.columns else pl.lit(None, pl.String)
+    rows = (f.filter(pl.col("caps").is_not_null())
+            .select(pl.col("caps").cast(pl.String).str.split(";").alias("entry"),
+                    pl.col("person_id").cast(pl.String), home.alias("household_id"),
+                    pl.col("benefit_year").cast(pl.Int32))
+            .explode("entry"))
+    parts = rows.select(
+        pl.col("entry").str.extract(_CAP_ENTRY, 1).alias("cap"),
+        "person_id", "household_id", "benefit_year",
+        (pl.col("entry").str.extract(_CAP_ENTRY, 2).cast(pl.Int64) * 100
+         + pl.col("entry").str.extract(_CAP_ENTRY, 3).cast(pl.Int64)).alias("used"))
+    if parts["cap"].null_count():
+        raise MedaidError(Problem("cannot give opening balances: a caps value is not NAME=yuan;… "
+                                  "(as medaid batch writes it)", source=source, field="caps"))
+    return parts
+
+
+def _lacking(source: str, missing: tuple[str, ...]) -> Problem:
+    """Why ``source`` cannot open a batch under rules with cap pools or a second stage: a
+    ledger (field ``--ledger``: its results do not carry those positions yet) or results
+    without the columns (field ``--opening``)."""
+    if is_ledger_path(source) or "://" in source:
+        return Problem("a ledger cannot give opening balances under rules with cap pools or a second "
+                       "stage yet (its results do not carry them); leave out --ledger and give the "
+                       "earlier batches' results with --opening", source=source, field="--ledger")
+    return Problem(
+        "cannot give opening balances under rules with cap pools or a second stage: no "
+        + ", ".join(missing) + " column (results that medaid batch wrote under such rules carry "
+        "them, unless --columns left them out)", source=source, field="--opening")
+
+
+def engine_positions(opening: Opening, book: RuleBook) -> Positions:
+    """The engine's :class:`medaid.domain.engine.Positions` of ``opening`` under the extended
+    ``book`` (the module's rule): pools, second pools, and cap pools keyed per person or per
+    household as ``book`` declares each.  Refuses an opening whose sources lack
+    :data:`EXTENDED_OPENING_FIELDS` when ``book`` has cap pools or second stages."""
+    versions = book.versions()
+    needs = any(rs.caps or any(p.second is not None for p in rs.plans) for rs in versions)
+    if opening.lacking and needs:
+        raise MedaidError([_lacking(source, missing) for source, missing in opening.lacking])
+    pools = {(p, y, pool): PoolState(c, g) for p, y, pool, c, g in
+             opening.positions.select(*POSITION_KEYS, "c0", "g0").iter_rows()}
+    seconds = {} if opening.seconds is None else {
+        (p, y, pool): PoolState(b, h) for p, y, pool, b, h in
+        opening.seconds.select("person_id", "benefit_year", "second_pool", "b0", "h0").iter_rows()}
+    per = {name: cap.per for rs in reversed(versions) for name, cap in rs.caps.items()}
+    caps: dict[tuple[str, str, str, int], int] = {}
+    if opening.caps is not None:
+        for name, person, home, year, used in opening.caps.iter_rows():
+            kind = per.get(name)
+            if kind is None:  # a cap pool these rules do not declare binds none of their plans
+                continue
+            key = (name, kind, (home or person) if kind == "household" else person, year)
+            caps[key] = caps.get(key, 0) + used
+    return Positions(pools, caps, seconds)
 
 
 def already_settled(frame: pl.DataFrame, opening: Opening, source: str) -> tuple[pl.DataFrame, Problem | None]:

@@ -16,12 +16,13 @@ be placed, as :func:`medaid.domain.engine.placement` places one claim (docs/colu
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import polars as pl
 
 from ..domain.engine import no_plan, no_version
-from ..domain.rules import RuleBook
+from ..domain.rules import RuleBook, RuleSet
 from ..io.rejects import empty_rejects
 from ..money import MAX_FEN, too_large
 from .tables import PlanTables, lookup
@@ -151,7 +152,7 @@ def split(frame: pl.DataFrame, keys: pl.DataFrame, rules: RuleBook, t: PlanTable
     else:
         rejects = empty_rejects()
     if t.aliases:
-        placed = _as_codes(placed, keys["__v"], t)
+        placed = as_codes(placed, keys["__v"], t.versions)
     if over is not None:
         rejects = pl.concat([over, rejects]).sort("row", maintain_order=True)
     return placed, keys, rejects
@@ -180,7 +181,7 @@ def _rejects(bad: pl.DataFrame, rules: RuleBook, t: PlanTables) -> pl.DataFrame:
     )
 
 
-def _as_codes(placed: pl.DataFrame, v: pl.Series, t: PlanTables) -> pl.DataFrame:
+def as_codes(placed: pl.DataFrame, v: pl.Series, versions: Sequence[RuleSet]) -> pl.DataFrame:
     """``group`` and ``kind`` written as their codes where a row names them by an alias
     (``特困人员`` → ``key``), by the version each row is settled under
     (:meth:`medaid.domain.rules.RuleSet.codes`, as the engine and the desk record them).  Looks at the
@@ -189,10 +190,10 @@ def _as_codes(placed: pl.DataFrame, v: pl.Series, t: PlanTables) -> pl.DataFrame
         if col not in placed.columns:
             continue
         values = placed[col].unique().cast(pl.String).drop_nulls().to_list()
-        if all(getattr(rs, code_of)(x) == x for rs in t.versions for x in values):
+        if all(getattr(rs, code_of)(x) == x for rs in versions for x in values):
             continue
         pairs = pl.DataFrame({"v": v, "x": placed[col].cast(pl.String)}).unique().drop_nulls()
-        moved = [(vv, x, getattr(t.versions[vv], code_of)(x)) for vv, x in pairs.iter_rows()]
+        moved = [(vv, x, getattr(versions[vv], code_of)(x)) for vv, x in pairs.iter_rows()]
         moved = [m for m in moved if m[2] != m[1]]
         if not moved:
             continue

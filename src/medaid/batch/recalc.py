@@ -26,8 +26,12 @@ class Recalc:
     Attributes:
         claims: per claim ``claim_id``, ``person_id``, ``hospital``, ``old_relief``,
             ``new_relief``, ``adjustment`` and ``status`` (``same``, ``changed``, ``new``: not in
-            the previous file, ``dropped``: in the previous file only, new relief 0).
-        totals: Σ old, Σ new, Σ adjustment and the count of claims by status.
+            the previous file, ``dropped``: in the previous file only, new relief 0); where
+            either side carries ``second_relief`` (rules with a second stage) also
+            ``old_second_relief`` and ``new_second_relief``, the second stage's part of each
+            relief (null: not in that file).
+        totals: Σ old, Σ new, Σ adjustment and the count of claims by status (with a second
+            stage also Σ old and Σ new second-stage relief, ``None`` when a side has none).
         by_hospital, by_person: adjustments summed (rows with a non-zero adjustment only).
     """
 
@@ -45,9 +49,14 @@ def recalculate(run: BatchRun, previous: pl.DataFrame) -> Recalc:
     """Compare a run's relief with a previous results frame (from
     :func:`medaid.io.readers.read_results`), claim by claim; Σ old + Σ adj = Σ new is checked."""
 
+    second = "second_relief" in run.results.columns or "second_relief" in previous.columns
+
     def pick(frame: pl.DataFrame, prefix: str) -> pl.DataFrame:
         cols = {"claim_id": pl.col("claim_id"), "person_id": pl.col("person_id").cast(pl.String),
                 "relief": pl.col("relief")}
+        if second:  # not in a file: unknown (null), never taken as 0
+            cols["second_relief"] = (pl.col("second_relief").cast(pl.Int64) if "second_relief" in frame.columns
+                                     else pl.lit(None, pl.Int64))
         cols["hospital"] = (pl.col("hospital").cast(pl.String) if "hospital" in frame.columns
                             else pl.lit(None, pl.String))
         return frame.select(
@@ -80,14 +89,19 @@ def recalculate(run: BatchRun, previous: pl.DataFrame) -> Recalc:
         .when(pl.col("new_relief").is_null()).then(pl.lit("dropped"))
         .when(pl.col("new_relief") == pl.col("old_relief")).then(pl.lit("same"))
         .otherwise(pl.lit("changed")).alias("status"),
+        *([pl.col("old_second_relief"), pl.col("new_second_relief")] if second else []),
         pl.col("new_order"), pl.col("old_order"),
     ).sort(["new_order", "old_order"], nulls_last=True).drop("new_order", "old_order")
     s_old, s_new, s_adj = (int(out[c].sum()) for c in ("old_relief", "new_relief", "adjustment"))
     if s_old + s_adj != s_new:  # pragma: no cover - integer arithmetic; a guard, not a branch
         raise MedaidError(Problem("recalculation does not reconcile"))
     counts = dict(out.group_by("status").len().iter_rows())
-    totals = {"claims": out.height, "old_relief": s_old, "new_relief": s_new, "adjustment": s_adj,
+    totals: dict[str, Any] = {"claims": out.height, "old_relief": s_old, "new_relief": s_new, "adjustment": s_adj,
               **{f"{k}": int(counts.get(k, 0)) for k in ("same", "changed", "new", "dropped")}}
+    if second:  # the second stage's part of each side (docs/batch.md, *Recalculation*)
+        for side in ("old", "new"):
+            part = out[f"{side}_second_relief"]
+            totals[f"{side}_second_relief"] = None if part.null_count() == out.height else int(part.sum())
     moved = out.filter(pl.col("adjustment") != 0)
 
     def by(col: str) -> list[dict[str, Any]]:

@@ -42,7 +42,8 @@ import polars as pl
 
 from .. import tuning
 from ..errors import MedaidError, Problem
-from ..io.columns import CLAIM_EXTRA_HEADERS, RESULT_FIELDS, normalise_header, rule_ref
+from ..io.attributes import declared_attributes, with_attributes
+from ..io.columns import CLAIM_EXTRA_HEADERS, CLAIM_FIELDS, RESULT_FIELDS, normalise_header, rule_ref
 from ..io.results_frame import CHANNEL_WORDS
 from .manifest import rule_entries
 from .run import BatchRefused, BatchRun, Progress, as_text, read_file
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
     from ..domain.rules import RuleBook
     from ..ledger.backend import LedgerBase
 
+#: The prefix of an attribute's column among a row's fields while its claim is made.
+_ATTR = "attribute:"
 #: The channel of a claim whose row names none.
 DEFAULT_CHANNEL = "application"
 
@@ -120,8 +123,9 @@ def record_file(
     source = str(path)
     got = read_file(path, encoding=encoding, sheet=sheet, mapping=mapping, progress=progress)
     book = rules() if callable(rules) else rules
-    clean = got.clean
-    items, problems = _claims(clean, book)
+    declared = declared_attributes(book)
+    clean, bad_text = with_attributes(got.clean, got.bad_rows, declared, source, got.header_line)
+    items, problems = _claims(clean, book, tuple(declared))
     rejects = pl.concat([got.rejects, _problems_frame(problems, got.rejects.schema)])
     if on_error == "fail" and rejects.height:
         _refuse(rejects, source, got.rows_read, limit)
@@ -152,8 +156,8 @@ def record_file(
     results = pl.DataFrame(done, schema={"row": pl.Int64, **_RESULT_TYPES})
     results = clean.join(results, on="row", how="inner", maintain_order="left")
     refused_rows = clean.filter(pl.col("row").is_in(rejects["row"].implode()) &
-                                ~pl.col("row").is_in(got.bad_rows["row"].implode()))
-    bad_rows = pl.concat([got.bad_rows, as_text(refused_rows).select(got.bad_rows.columns)]).sort("row")
+                                ~pl.col("row").is_in(bad_text["row"].implode()))
+    bad_rows = pl.concat([bad_text, as_text(refused_rows).select(bad_text.columns)]).sort("row")
     run = BatchRun(source, got.rows_read, results, rejects, bad_rows, got.text_values, got.totals_rows,
                    got.header_line, got.blank_lines, got.warnings, rules=tuple(rule_entries(book)))
     out = Recording(run, recorded, already, bool(late))
@@ -192,9 +196,12 @@ Item = tuple[int, "Claim", "Placement"]
 """A claim of the file to record: its line, the claim, its placement."""
 
 
-def _claims(clean: pl.DataFrame, book: RuleBook) -> tuple[list[Item], list[tuple[int, Problem]]]:
+def _claims(clean: pl.DataFrame, book: RuleBook, attributes: tuple[str, ...] = (),
+            ) -> tuple[list[Item], list[tuple[int, Problem]]]:
     """Each typed row as a claim with its placement (channel, bank account and account name
-    read where the file has them and the claim model knows them), or the problem of its row."""
+    read where the file has them and the claim model knows them; household id, non-compliant
+    cost and the values of the declared ``attributes`` where the file has them), or the
+    problem of its row."""
     from pydantic import ValidationError
 
     from ..domain.claims import Claim
@@ -202,9 +209,10 @@ def _claims(clean: pl.DataFrame, book: RuleBook) -> tuple[list[Item], list[tuple
 
     extra = _extra_columns(c for c in clean.columns if c != "row")
     known = {f: c for f, c in extra.items() if f in Claim.model_fields}
-    base = [c for c in ("claim_id", "person_id", "date", "self_pay", "group", "kind", "hospital", "total_cost")
-            if c in clean.columns]
-    frame = clean.select("row", *base, *(pl.col(c).cast(pl.String).alias(f) for f, c in known.items()))
+    base = [c for c in CLAIM_FIELDS if c in clean.columns]
+    attrs = [a for a in attributes if a in clean.columns]
+    frame = clean.select("row", *base, *(pl.col(c).cast(pl.String).alias(f) for f, c in known.items()),
+                         *(pl.col(a).cast(pl.String).alias(f"{_ATTR}{a}") for a in attrs))
     items: list[Item] = []
     problems: list[tuple[int, Problem]] = []
     with_channel = "channel" in Claim.model_fields
@@ -222,8 +230,11 @@ def _claims(clean: pl.DataFrame, book: RuleBook) -> tuple[list[Item], list[tuple
         if with_channel:
             r["channel"] = CHANNEL_WORDS.get(text) or (DEFAULT_CHANNEL if r.get("bank_account") or r.get("account_name")
                                                       else None)
+        values = {a: r.pop(f"{_ATTR}{a}") for a in attrs}
         fields: dict[str, Any] = {k: (str(v) if k in ("person_id", "group", "kind", "hospital") and v is not None
                                       else v) for k, v in r.items()}
+        if attrs:
+            fields["attributes"] = {a: v for a, v in values.items() if v is not None}
         try:
             claim = Claim(**fields)
         except ValidationError as e:  # the payee's rules (Claim): the message names the field, never the value

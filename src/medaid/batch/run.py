@@ -32,6 +32,7 @@ import polars as pl
 from ..errors import MedaidError, Problem
 from ..io import csv_fast, readers
 from ..io.amounts import yuan_text
+from ..io.attributes import declared_attributes, with_attributes
 from ..io.columns import (
     ACCOUNT_FIELD,
     CLAIM_EXTRA_HEADERS,
@@ -285,6 +286,8 @@ def settle_file(
     rows_read, text_values, totals, header_line, blank_lines = got[3:8]
     del got  # (``clean`` is dropped below, before the run is made: memory)
     book = rules() if callable(rules) else rules
+    # the attribute columns the rules declare, named and tidied now that the rules are known
+    clean, bad_rows = with_attributes(clean, bad_rows, declared_attributes(book), source, header_line)
     # the settlement's modules (the rule models, the engine) are imported once the file is read:
     # ``medaid batch`` imports them on its rules thread meanwhile (medaid.tuning.alongside)
     from .manifest import rule_entries
@@ -293,7 +296,7 @@ def settle_file(
     already = None
     if opening is not None:
         clean, already, bad_rows = _not_twice(clean, bad_rows, opening, source, warnings)
-    positions = None if opening is None else opening.positions
+    positions = None if opening is None else opening.for_book(book)
     # (text results as enums: memory)
     results, refused = settle_frame(clean, book, compact=True, opening=positions,
                                     full_rule_hash=full_rule_hash)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from ..domain.engine import Positions
 from ..domain.rules import RuleBook
 from ..errors import ClaimError, Problem
 from ..io.columns import RESULT_FIELDS, rule_ref
@@ -27,7 +28,7 @@ from .tables import DType, PlanTables, lookup
 
 def settle_frame(
     frame: pl.DataFrame, rules: RuleBook, *, compact: bool = False,
-    opening: pl.DataFrame | None = None, full_rule_hash: bool = True,
+    opening: pl.DataFrame | Positions | None = None, full_rule_hash: bool = True,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Settle every claim of ``frame`` by the engine's rules (docs/calculation.md), columnar.
 
@@ -54,7 +55,19 @@ def settle_frame(
     files carry it by default; ``True`` (the default here) the whole sha256, as the engine.
 
     Its steps are timed under :func:`medaid.tuning.trace_steps` (benchmarks).
+
+    A rule book that uses the rules of docs/calculation.md *Rules real schemes need*
+    (``rules.extended``) is settled by the scalar engine instead (:mod:`medaid.batch.extended`;
+    docs/columnar.md, *Extended rule sets*): the same result columns, then
+    :data:`medaid.io.columns.EXTENDED_RESULT_FIELDS`; ``opening`` may then be a
+    :class:`medaid.domain.engine.Positions` (pools, cap pools and second pools).
     """
+    if rules.extended:  # issue 15: kept apart, at the top, so the columnar flow below is untouched
+        from .extended import opening_positions, settle_frame_extended
+
+        return settle_frame_extended(frame, rules, compact=compact, opening=opening_positions(opening),
+                                     full_rule_hash=full_rule_hash)
+    assert not isinstance(opening, Positions)
     t = PlanTables(rules)
     frame, over = placement.over_limit(frame)
 

@@ -21,7 +21,7 @@ from .app import echo, json_text
 def _input_options(f: Any) -> Any:
     f = click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD",
                      help="Read COLUMN as FIELD (claim_id, person_id, date, self_pay, group, "
-                          "kind, hospital, total_cost); repeatable.")(f)
+                          "kind, hospital, total_cost, household_id, non_compliant); repeatable.")(f)
     f = click.option("--sheet", default=None, metavar="NAME",
                      help="XLSX sheet to read (default: the first).")(f)
     f = click.option("--encoding", default=None, metavar="NAME",
@@ -106,6 +106,10 @@ def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str 
                                mapping=parse_mapping(maps), progress=tick, opening=opening,
                                full_rule_hash=full_rule_hash)
         except MedaidError as e:
+            ledger = [p for p in e.problems if p.field == "--ledger"]
+            if ledger:  # an option these rules cannot use (docs/batch.md, *Opening balances*)
+                raise click.BadParameter(f"{ledger[0].source}: {ledger[0].message}",
+                                         param_hint="--ledger") from None
             raise _fail(e) from None
 
 

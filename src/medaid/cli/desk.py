@@ -28,7 +28,16 @@ from ..errors import ClaimError, MedaidError, RuleError
 from ..money import format_rate
 from . import remote
 from .app import default_rules_path, echo, fail, json_option, json_text, lang_option, load_book, rules_option
-from .options import amount, claim_options, ident, ledger_option, path_argument, payee_options, text
+from .options import (
+    amount,
+    check_attributes,
+    claim_options,
+    ident,
+    ledger_option,
+    path_argument,
+    payee_options,
+    text,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..domain.claims import Claim
@@ -56,19 +65,23 @@ def _refused() -> Iterator[None]:
 _PAYEE_OPTIONS = {"channel": "--channel", "bank_account": "--bank-account", "account_name": "--account-name"}
 
 
-def _claim(kw: dict[str, Any], claim_id: str) -> "Claim":
+def _claim(kw: dict[str, Any], claim_id: str, book: "RuleBook") -> "Claim":
     """The claim of the options; the payee options (``settle`` only) refused as a usage error
-    naming the option, never repeating the account (personal data)."""
+    naming the option, never repeating the account (personal data); an ``--attr`` the rules do
+    not declare, as a usage error naming ``--attr`` and the declared names."""
     from pydantic import ValidationError
 
     from ..domain.claims import Claim
+    from ..io.attributes import declared_attributes
 
+    check_attributes(kw["attributes"], declared_attributes(book))
     payee = {k: kw[k] for k in _PAYEE_OPTIONS if kw.get(k) is not None}
     try:
         return Claim(
             claim_id=claim_id, person_id=kw["person_id"], date=kw["date"] or dt.date.today(),
             self_pay=kw["self_pay"], group=kw["group"], kind=kw["kind"], hospital=kw["hospital"],
-            total_cost=kw["total_cost"], **payee,
+            total_cost=kw["total_cost"], household_id=kw["household_id"], non_compliant=kw["non_compliant"],
+            attributes=kw["attributes"], **payee,
         )
     except ValidationError as e:
         err = e.errors()[0]
@@ -78,8 +91,9 @@ def _claim(kw: dict[str, Any], claim_id: str) -> "Claim":
 
 
 def _placed(claim: "Claim", book: "RuleBook") -> "Placement":
-    """Place the claim; a date no version covers, or a group/kind no plan matches, is a usage
-    error naming the option."""
+    """Place the claim; a date no version covers, a group/kind no plan matches, an attribute
+    value the version does not allow or a missing household id is a usage error naming the
+    option."""
     from ..domain.engine import place
 
     try:
@@ -88,8 +102,8 @@ def _placed(claim: "Claim", book: "RuleBook") -> "Placement":
         raise click.UsageError(str(e)) from None
     except ClaimError as e:
         p = e.problems[0]
-        hint = "--date" if p.field == "date" else "--group/--kind"
-        raise click.BadParameter(p.message, param_hint=hint) from None
+        hints = {"date": "--date", "household_id": "--household", **{name: "--attr" for name, _ in claim.attributes}}
+        raise click.BadParameter(p.message, param_hint=hints.get(p.field or "", "--group/--kind")) from None
 
 
 def _as_codes(claim: "Claim", at: "Placement") -> "Claim":
@@ -311,7 +325,7 @@ def settle(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_
         return remote.settle(server, lang, as_json, kw)
     book = load_book(rules_path, scheme)
     day = kw["date"] or dt.date.today()
-    claim = _claim({**kw, "date": day}, kw["claim_id"] or new_claim_id(day))
+    claim = _claim({**kw, "date": day}, kw["claim_id"] or new_claim_id(day), book)
     at = _placed(claim, book)
     claim = _as_codes(claim, at)
     with _open_ledger(ledger_path, create=True) as lg, _refused():
@@ -343,14 +357,14 @@ def quote(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_j
       medaid quote --person P1 --self-pay 12,345.67 --ledger desk.sqlite3 --lang zh
     """
     from ..domain.engine import PoolState, quote as quote_claim
-    from ..report.explain import explain, explain_dict, label
+    from ..report.explain import claim_echo, explain, explain_dict, label
 
     if (ytd_self_pay is None) != (ytd_relief is None):
         raise click.UsageError("give both --ytd-self-pay and --ytd-relief, or neither (to read the ledger)")
     if server:
         return remote.quote(server, lang, as_json, kw, (ytd_self_pay, ytd_relief))
     book = load_book(rules_path, scheme)
-    claim = _claim(kw, kw["claim_id"] or "-")  # a quote needs no claim id
+    claim = _claim(kw, kw["claim_id"] or "-", book)  # a quote needs no claim id
     at = _placed(claim, book)
     claim = _as_codes(claim, at)
     if ytd_self_pay is not None:
@@ -367,7 +381,7 @@ def quote(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_j
     if as_json:
         d = explain_dict(r, book)
         d.update(claim_id=kw["claim_id"], group=claim.group, kind=claim.kind,
-                 hospital=claim.hospital, recorded=False)
+                 hospital=claim.hospital, **claim_echo(claim), recorded=False)
         _dump(d)
         return
     echo(explain(r, claim, book, lang, label(lang, "quote")))

@@ -1,9 +1,10 @@
 """Options shared by the desk commands (:mod:`medaid.cli.desk`), as click callbacks and
 decorators: amounts in yuan (→ fen, :func:`medaid.money.parse_yuan`), dates, non-empty text,
 ids (tidied, :func:`medaid.domain.claims.tidy_id`), the claim's options shared by ``settle`` and
-``quote``, ``--ledger`` and the rule-file ``PATH`` argument.  A bad value is a usage error
-naming the option (exit code 2).  Only click and medaid's light modules are imported at start-up;
-the claim model (pydantic) when an id is read."""
+``quote`` (household, non-compliant cost and ``--attr NAME=VALUE`` among them), ``--ledger`` and
+the rule-file ``PATH`` argument.  A bad value is a usage error naming the option (exit code 2).
+Only click and medaid's light modules are imported at start-up; the claim model (pydantic) when
+an id is read."""
 
 from __future__ import annotations
 
@@ -61,6 +62,34 @@ def ident(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     return value
 
 
+def attributes(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
+    """``--attr NAME=VALUE`` (repeatable) → ``{NAME: VALUE}``; the value tidied as the claim
+    tidies it (:class:`medaid.domain.claims.Claim`).  Whether the rules declare NAME is checked
+    once they are loaded (:func:`check_attributes`); the value, by the engine."""
+    from ..domain.claims import tidy_id
+
+    out: dict[str, str] = {}
+    for item in value:
+        name, sep, v = item.partition("=")
+        name, v = name.strip(), tidy_id(v)
+        if not sep or not name or not v:
+            raise click.BadParameter(f"{item!r}: write NAME=VALUE, e.g. level=三级")
+        if name in out:
+            raise click.BadParameter(f"{name} is given twice")
+        out[name] = v
+    return out
+
+
+def check_attributes(given: dict[str, str], declared: Any) -> None:
+    """Refuse (a usage error naming ``--attr``, exit 2) an attribute the loaded rules do not
+    declare (``declared``: their attribute names), listing those they do."""
+    unknown = [n for n in given if n not in declared]
+    if unknown:
+        names = ", ".join(sorted(declared)) or "none"
+        raise click.BadParameter(f"{', '.join(unknown)} is not an attribute the rules declare "
+                                 f"(declared: {names})", param_hint="--attr")
+
+
 def claim_options(f: Any) -> Any:
     """The claim's options, shared by settle and quote."""
     opts = [
@@ -79,6 +108,12 @@ def claim_options(f: Any) -> Any:
         click.option("--hospital", callback=text, metavar="H", help="Medical institution (医疗机构)."),
         click.option("--total-cost", callback=amount, metavar="YUAN",
                      help="Total medical cost (医疗总费用) in yuan, for reports."),
+        click.option("--household", "household_id", callback=ident, metavar="ID",
+                     help="Household id (户号), for plans capped per household."),
+        click.option("--non-compliant", callback=amount, metavar="YUAN",
+                     help="Non-compliant cost (非合规费用) in yuan, for a second stage that counts it."),
+        click.option("--attr", "attributes", multiple=True, callback=attributes, metavar="NAME=VALUE",
+                     help="A claim attribute the rules declare, e.g. level=三级 (医院等级); repeatable."),
     ]
     for o in reversed(opts):
         f = o(f)

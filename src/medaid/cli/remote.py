@@ -38,7 +38,8 @@ OPTIONS = {
     "person_id": "--person", "self_pay": "--self-pay", "date": "--date", "claim_id": "--claim-id",
     "group": "--group", "kind": "--kind", "group/kind": "--group/--kind", "hospital": "--hospital",
     "total_cost": "--total-cost", "ytd_self_pay": "--ytd-self-pay", "ytd_relief": "--ytd-relief",
-    "reason": "--reason", "year": "--year",
+    "reason": "--reason", "year": "--year", "household_id": "--household", "non_compliant": "--non-compliant",
+    "attributes": "--attr",
 }
 
 
@@ -128,7 +129,7 @@ def _refusal(status: int, content_type: str, text: str) -> click.ClickException:
     problems = [Problem(p.get("message", ""), p.get("source"), p.get("line"), p.get("field")) for p in d["problems"]]
     if d.get("code") == "usage":
         first = problems[0] if problems else Problem(str(d.get("detail", "")))
-        option = OPTIONS.get(first.field or "")
+        option = OPTIONS.get(first.field or "") or OPTIONS.get((first.field or "").partition(".")[0])
         if option is None:
             return click.UsageError(str(d.get("detail", first.message)))
         return click.BadParameter(first.message, param_hint=option)
@@ -147,7 +148,9 @@ def _claim_body(kw: dict[str, Any], claim_id: str | None, day: dt.date) -> dict[
     body = {"person_id": kw["person_id"], "self_pay": _yuan(kw["self_pay"]), "date": day.isoformat(),
             "claim_id": claim_id, "group": kw["group"], "kind": kw["kind"], "hospital": kw["hospital"],
             "total_cost": _yuan(kw["total_cost"]), "channel": kw.get("channel"),
-            "bank_account": kw.get("bank_account"), "account_name": kw.get("account_name")}
+            "bank_account": kw.get("bank_account"), "account_name": kw.get("account_name"),
+            "household_id": kw.get("household_id"), "non_compliant": _yuan(kw.get("non_compliant")),
+            "attributes": kw.get("attributes") or None}
     return {k: v for k, v in body.items() if v is not None}
 
 

@@ -12,15 +12,16 @@ from typing import Final
 #: Claim fields, in the order results are written.
 CLAIM_FIELDS: Final = (
     "claim_id", "person_id", "date", "self_pay", "group", "kind", "hospital", "total_cost",
+    "household_id", "non_compliant",
 )
 #: Fields a claim file must have (group and kind may be absent when the rule set has a default
 #: plan; hospital and total cost are optional).
 REQUIRED_FIELDS: Final = ("claim_id", "person_id", "date", "self_pay")
-#: Fields that identify a claim or a person: text, never numbers (see
+#: Fields that identify a claim, a person or a household: text, never numbers (see
 #: :func:`medaid.io.validation.number_as_id` for an ID a file holds as a number).
-ID_FIELDS: Final = ("claim_id", "person_id")
+ID_FIELDS: Final = ("claim_id", "person_id", "household_id")
 #: Claim fields that are amounts of money (fen in frames, yuan in files).
-CLAIM_MONEY_FIELDS: Final = ("self_pay", "total_cost")
+CLAIM_MONEY_FIELDS: Final = ("self_pay", "total_cost", "non_compliant")
 #: Column of a frame read from a file holding each row's line as the user sees it (the header
 #: is line 1 of a CSV file; the sheet row of an XLSX file; the record number of a Parquet file).
 ROW: Final = "row"
@@ -38,6 +39,10 @@ HEADER_ALIASES: Final[dict[str, tuple[str, ...]]] = {
     "hospital": ("hospital", "institution", "医疗机构", "医疗机构名称", "定点医疗机构"),
     "total_cost": ("total_cost", "total", "医疗总费用", "总费用", "费用总额"),
     "major_disease": ("major_disease", "critical_illness", "大病", "重特大疾病", "是否大病"),
+    # issue 15 (docs/calculation.md, *Rules real schemes need*): the household (户) a household
+    # cap counts per, and the non-compliant cost a second stage may add to the burden (fen)
+    "household_id": ("household_id", "household", "户号", "家庭编号", "户编号"),
+    "non_compliant": ("non_compliant", "non-compliant cost", "非合规费用", "政策范围外费用", "目录外费用"),
 }
 
 
@@ -76,6 +81,22 @@ RESULT_FIELDS: Final = (
     "rule_version",
     "rule_hash",
 )
+#: Columns the batch adds after :data:`RESULT_FIELDS` for a rule book that uses the rules of
+#: docs/calculation.md *Rules real schemes need* (``RuleBook.extended``), in this order; a
+#: results file of any other rule book has none of them (docs/batch.md, *Output files*).
+#: ``relief`` stays the claim's whole relief; ``second_relief`` is the part of it the second
+#: stage paid.  ``caps`` lists the relief the claim counts in each cap pool its plan (or second
+#: stage) lists, ``NAME=yuan`` joined by ``;`` (``medical=4640.00;household=4640.00``), so that
+#: results open a later batch's cap pools (docs/batch.md, *Opening balances*).
+EXTENDED_RESULT_FIELDS: Final = (
+    "second_relief",      # fen: the second stage's relief (0 without one); part of relief
+    "second_capped_by",   # the second stage's limit ("annual_cap", "cap:NAME", "claim_cap", "self_pay"); else null
+    "second_pool",        # the second stage's pool; null without a second stage
+    "burden",             # fen: b_k = s − r (+ non-compliant); null without a second stage
+    "ytd_burden",         # fen: the second pool's year-to-date burden after the claim (B_k)
+    "ytd_second_relief",  # fen: the second pool's year-to-date second relief after the claim (H_k)
+    "caps",               # text: NAME=yuan;… the relief counted in each cap pool; null: none
+)
 #: Hex digits of the rule file's sha256 that each results row carries in ``rule_hash`` by
 #: default (docs/batch.md, *Output files*): 12 hex digits (48 bits), as the desk prints it; the
 #: run manifest beside the results file holds the full hash of every rule file, and
@@ -91,10 +112,12 @@ def rule_ref(content_hash: str, full: bool = False) -> str:
 
 #: Result columns that are money (fen in frames, yuan with two decimals in files).
 RESULT_MONEY_FIELDS: Final = ("relief", "patient_pays", "bracket_relief", "ytd_self_pay", "ytd_relief")
+#: Columns of :data:`EXTENDED_RESULT_FIELDS` that are money.
+EXTENDED_MONEY_FIELDS: Final = ("second_relief", "burden", "ytd_burden", "ytd_second_relief")
 
 #: Money columns of results and recalculation files.
-MONEY_COLUMNS: Final = frozenset(CLAIM_MONEY_FIELDS + RESULT_MONEY_FIELDS) | {
-    "old_relief", "new_relief", "adjustment",
+MONEY_COLUMNS: Final = frozenset(CLAIM_MONEY_FIELDS + RESULT_MONEY_FIELDS + EXTENDED_MONEY_FIELDS) | {
+    "old_relief", "new_relief", "adjustment", "old_second_relief", "new_second_relief",
 }
 
 #: Chinese names of the columns medaid writes (claim and result fields, recalculation and
@@ -104,13 +127,17 @@ MONEY_COLUMNS: Final = frozenset(CLAIM_MONEY_FIELDS + RESULT_MONEY_FIELDS) | {
 ZH_HEADERS: Final[dict[str, str]] = {
     "claim_id": "结算单号", "person_id": "人员编号", "date": "结算日期", "self_pay": "合规自付费用",
     "group": "救助对象类别", "kind": "就诊类型", "hospital": "医疗机构", "total_cost": "医疗总费用",
-    "major_disease": "是否大病", "channel": "结算方式",
+    "major_disease": "是否大病", "channel": "结算方式", "household_id": "户号", "non_compliant": "非合规费用",
     "plan": "救助方案", "pool": "累计池", "benefit_year": "救助年度", "relief": "救助金额",
     "patient_pays": "个人负担", "bracket_relief": "分段救助金额", "capped_by": "限额原因",
     "bracket": "最高分段", "ytd_self_pay": "年度累计自付", "ytd_relief": "年度累计救助",
     "rule_set_id": "规则编号", "rule_version": "规则版本", "rule_hash": "规则哈希",
+    "second_relief": "倾斜救助金额", "second_capped_by": "倾斜救助限额原因", "second_pool": "倾斜救助累计池",
+    "burden": "剩余负担", "ytd_burden": "年度累计剩余负担", "ytd_second_relief": "年度累计倾斜救助",
+    "caps": "共用限额",
     # recalculations (``medaid recalc -o``)
     "old_relief": "原救助金额", "new_relief": "新救助金额", "adjustment": "调整金额", "status": "状态",
+    "old_second_relief": "原倾斜救助金额", "new_second_relief": "新倾斜救助金额",
     # rejects
     "line": "行号", "field": "字段", "reason": "原因",
 }
@@ -131,7 +158,7 @@ def result_field(name: str) -> str | None:
 
 _RESULT_INDEX: Final[dict[str, str]] = {
     **ALIAS_INDEX,
-    **{f: f for f in (*CLAIM_FIELDS, *RESULT_FIELDS, *ZH_HEADERS)},
+    **{f: f for f in (*CLAIM_FIELDS, *RESULT_FIELDS, *EXTENDED_RESULT_FIELDS, *ZH_HEADERS)},
     **{normalise_header(zh): f for f, zh in ZH_HEADERS.items()},
 }
 

@@ -194,6 +194,9 @@ def _scan(pieces: CsvPieces) -> pl.LazyFrame:
         elif n in ("claim_id", "person_id"):
             exprs.append(c)
             flags.append(c.is_null() | untidy(c, n))  # ids to tidy: typed again
+        elif n == "household_id":  # optional: only one to tidy is typed again
+            exprs.append(c)
+            flags.append(untidy(c, n).fill_null(False))
         else:  # categories (checked once per distinct value afterwards) and pass-through text
             exprs.append(c)
     exprs.append(pl.any_horizontal(flags).alias(_REDO))

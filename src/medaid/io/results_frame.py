@@ -32,13 +32,22 @@ from ..errors import MedaidError, Problem
 from ..money import MAX_FEN, too_large
 from .amounts import parse_amount, plain_yuan_fen, plain_yuan_re
 from .cells import unneutralised
-from .columns import CLAIM_FIELDS, ID_FIELDS, MONEY_COLUMNS, RESULT_FIELDS, result_field
+from .columns import (
+    CLAIM_FIELDS,
+    EXTENDED_RESULT_FIELDS,
+    ID_FIELDS,
+    MONEY_COLUMNS,
+    RESULT_FIELDS,
+    result_field,
+)
 from .ids import id_number_problem
 
 #: Columns of a recalculation's adjustments file (``medaid recalc -o``) besides the claim's.
-ADJUSTMENT_FIELDS: tuple[str, ...] = ("old_relief", "new_relief", "adjustment", "status")
+ADJUSTMENT_FIELDS: tuple[str, ...] = ("old_relief", "new_relief", "adjustment", "status", "old_second_relief",
+                                      "new_second_relief")
 #: Every column the report knows, in order.
-KNOWN_FIELDS: tuple[str, ...] = (*CLAIM_FIELDS, "major_disease", "channel", *RESULT_FIELDS, *ADJUSTMENT_FIELDS)
+KNOWN_FIELDS: tuple[str, ...] = (*CLAIM_FIELDS, "major_disease", "channel", *RESULT_FIELDS,
+                                 *EXTENDED_RESULT_FIELDS, *ADJUSTMENT_FIELDS)
 MONEY_FIELDS: frozenset[str] = frozenset(MONEY_COLUMNS)
 #: Money columns that may be negative (an adjustment takes relief back).
 SIGNED_MONEY_FIELDS: frozenset[str] = frozenset({"adjustment"})

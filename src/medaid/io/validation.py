@@ -10,7 +10,7 @@ files*, **Values**):
   ``parse_yuan`` itself, which also words their message.  A hypothesis test proves the two
   agree.
 * Dates are ISO ``2024-05-03``, also ``2024/05/03``, ``20240503`` and ``2024-05-03 00:00:00``.
-* Text is trimmed; claim and person ids are tidied (:mod:`medaid.io.ids`: NFKC, invisible
+* Text is trimmed; claim, person and household ids are tidied (:mod:`medaid.io.ids`: NFKC, invisible
   characters removed, an ID number's check character upper-cased), so one person keyed two
   ways is one person; an ID a file holds as a number is read by :func:`medaid.io.ids.number_as_id`.
   An empty claim or person id is an error; a duplicate claim id is an error on every occurrence
@@ -129,7 +129,7 @@ def type_rows(
     few: dict[str, pl.Series] = {}
     if categories:
         few = {f: few_values(raw[f]) for f in FEW_VALUES if f in cols}
-    text_fields: list[str] = [f for f in ("claim_id", "person_id", "group", "kind", "hospital")
+    text_fields: list[str] = [f for f in ("claim_id", "person_id", "group", "kind", "hospital", "household_id")
                               if f in cols and f not in few]
     money_fields: list[str] = [f for f in CLAIM_MONEY_FIELDS if f in cols]
     # one parallel look first: which amount columns are all plain digits, which text columns

@@ -74,7 +74,7 @@ BUSY_TIMEOUT = 10.0
 
 #: Claim fields compared when a claim id is settled again (idempotency).
 CONTENT_FIELDS = ("person_id", "date", "self_pay", "group", "kind", "hospital", "total_cost",
-                  "channel", "bank_account", "account_name")
+                  "channel", "bank_account", "account_name", "household_id", "non_compliant", "attributes")
 
 #: What a ledger URL starts with (anything else is an SQLite file's path).
 URL_SCHEMES = ("postgresql://", "postgres://")
@@ -308,7 +308,8 @@ class LedgerBase(ABC):
             yield {
                 "claim_id": e.claim_id, "person_id": e.person_id, "date": e.date,
                 "self_pay": e.self_pay, "group": e.group, "kind": e.kind, "hospital": e.hospital,
-                "total_cost": e.total_cost, "channel": e.channel, "plan": e.plan, "pool": e.pool,
+                "total_cost": e.total_cost, "household_id": e.household_id, "non_compliant": e.non_compliant,
+                "channel": e.channel, "plan": e.plan, "pool": e.pool,
                 "benefit_year": e.benefit_year, "relief": now.relief, "patient_pays": now.patient_pays,
                 "bracket_relief": now.bracket_relief, "capped_by": now.capped_by, "bracket": now.bracket,
                 "ytd_self_pay": ytd.self_pay, "ytd_relief": ytd.relief,
@@ -710,7 +711,13 @@ def over_caps(e: Entry, granted_before: int) -> list[str]:
 
 def differing_fields(recorded: Entry, claim: Claim) -> tuple[str, ...]:
     """The claim fields in which ``claim`` differs from the recorded settlement."""
-    return tuple(f for f in CONTENT_FIELDS if getattr(recorded, f) != getattr(claim, f))
+    return tuple(f for f in CONTENT_FIELDS if _content(recorded, f) != _content(claim, f))
+
+
+def _content(x: Entry | Claim, field: str) -> Any:
+    """A content field as compared: no attributes stored (``None``) is the claim's none (``()``)."""
+    v = getattr(x, field)
+    return (v or ()) if field == "attributes" else v
 
 
 def now_text() -> str:
@@ -800,7 +807,11 @@ def _settlement(r: Settlement, claim: Claim, bracket: int) -> Entry:
         segments=tuple(r.segments), rule_set_id=r.rule_set_id, rule_version=r.rule_version,
         rule_hash=r.rule_hash, reverses=None, reason=None, recorded_at="", desk=None, adjusts=None,
         reversal=None, adjustment=None, channel=claim.channel, bank_account=claim.bank_account,
-        account_name=claim.account_name, prev_hash="", row_hash="",
+        account_name=claim.account_name, household_id=claim.household_id, non_compliant=claim.non_compliant,
+        attributes=claim.attributes or None,
+        # a second stage's and the cap pools' results: filled from the engine's Settlement once it gives them
+        second_relief=None, second_pool=None, second_capped_by=None, ytd_burden=None, ytd_second_relief=None,
+        caps=None, prev_hash="", row_hash="",
     )
 
 

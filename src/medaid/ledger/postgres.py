@@ -138,7 +138,9 @@ _TRIGGERS = (f"SELECT g.tgname, g.tgenabled FROM ({_TABLES}) t JOIN pg_trigger g
              "WHERE t.relname IN ('entries', 'period_events', 'period_reviews') AND NOT g.tgisinternal")
 
 #: The columns stored as BIGINT (the others are TEXT): the table's INTEGER columns.
-_BIGINT = frozenset(re.findall(r"^\s*(\w+)\s+INTEGER\b", ENTRIES_V4, re.M))
+_BIGINT = frozenset(re.findall(r"^\s*(\w+)\s+INTEGER\b", ENTRIES_V4, re.M)) | frozenset(
+    c for m in MIGRATIONS for sql in m.statements
+    for c in re.findall(r"^ALTER TABLE entries ADD COLUMN (\w+) INTEGER\b", sql))
 #: What the server fills in when appending (:meth:`PostgresLedger._append`), with the marks that
 #: stand for them in the hashed text medaid builds; medaid gives every other column.
 _SERVER = {"seq": "\x00seq", "recorded_at": "\x00at", "prev_hash": "\x00prev", "row_hash": ""}

@@ -21,7 +21,9 @@ Rules implemented (docs/desk.md *The ledger's guarantees*):
   that wrote the row, docs/service.md#tokens-and-roles; ``adjusts``, ``reversal`` and
   ``adjustment``, the links and amount of an adjustment,
   docs/calculation.md#reversals-re-settle-the-claims-after-them; ``channel``, ``bank_account``
-  and ``account_name``, the claim's channel and payee, docs/periods.md) is hashed only when it holds a value, so
+  and ``account_name``, the claim's channel and payee, docs/periods.md; the household,
+  non-compliant cost, attributes, second-stage and cap-pool columns of migration 6,
+  docs/calculation.md#rules-real-schemes-need) is hashed only when it holds a value, so
   a row written before it existed (``NULL`` there) keeps its ``row_hash``, and a row that names
   its desk cannot lose or change that name unseen.
 """
@@ -190,6 +192,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             CHECK ((outcome = 'rejected') = (reason IS NOT NULL AND reversal IS NOT NULL))
         )""",
     )),
+    # -- rules real schemes need (docs/calculation.md#rules-real-schemes-need): the claim's
+    # household, non-compliant cost and attributes, and the results of a second stage and of
+    # cap pools.  Plain SQL, the same on PostgreSQL; old rows hold NULL there (their hashes
+    # stay: ADDED_FIELDS).
+    Migration(6, "entries: household, non-compliant cost, attributes; second stage and cap pools", (
+        "ALTER TABLE entries ADD COLUMN household_id TEXT",
+        "ALTER TABLE entries ADD COLUMN non_compliant INTEGER CHECK (non_compliant >= 0)",
+        "ALTER TABLE entries ADD COLUMN attributes TEXT",
+        "ALTER TABLE entries ADD COLUMN second_relief INTEGER",
+        "ALTER TABLE entries ADD COLUMN second_pool TEXT",
+        "ALTER TABLE entries ADD COLUMN second_capped_by TEXT",
+        "ALTER TABLE entries ADD COLUMN ytd_burden INTEGER",
+        "ALTER TABLE entries ADD COLUMN ytd_second_relief INTEGER",
+        "ALTER TABLE entries ADD COLUMN caps TEXT",
+        "CREATE INDEX entries_by_household ON entries (household_id, benefit_year)",
+    )),
 )
 #: Steps that SQLite takes in other words than the registry's: step 4 rebuilds ``entries``
 #: (SQLite cannot change a CHECK in place) with the same rows, the same stored values, so every
@@ -274,6 +292,19 @@ class Entry(NamedTuple):
             (:class:`medaid.domain.claims.Claim`, docs/periods.md); a reversal and an
             adjustment repeat its settlement's.  ``None`` where not given and on rows written
             before migration 5.  :meth:`to_dict` masks the account and the name.
+        household_id, non_compliant, attributes: the claim's household (户), non-compliant
+            cost (fen) and attribute values (``(name, value)`` pairs sorted by name; stored as
+            JSON text; ``None`` when it has none) (:class:`medaid.domain.claims.Claim`); a
+            reversal and an adjustment repeat its settlement's.  ``None`` on rows written
+            before migration 6.
+        second_relief, second_pool, second_capped_by, ytd_burden, ytd_second_relief: a second
+            stage's result (docs/calculation.md, *Second stage*): its relief (part of
+            ``relief``), its pool, the limit that cut it, and the second pool's year-to-date
+            burden and second-stage relief after this row; ``None`` when the plan has no second
+            stage and on rows written before migration 6.
+        caps: the cap pools the claim's first and second stage count against, each with the
+            relief it took there (``(name, fen)`` pairs sorted by name; stored as JSON text);
+            ``None`` when none (and before migration 6).
         prev_hash, row_hash: the hash chain.
     """
 
@@ -315,6 +346,15 @@ class Entry(NamedTuple):
     channel: str | None
     bank_account: str | None
     account_name: str | None
+    household_id: str | None
+    non_compliant: int | None
+    attributes: tuple[tuple[str, str], ...] | None
+    second_relief: int | None
+    second_pool: str | None
+    second_capped_by: str | None
+    ytd_burden: int | None
+    ytd_second_relief: int | None
+    caps: tuple[tuple[str, int], ...] | None
     prev_hash: str
     row_hash: str
 
@@ -329,7 +369,8 @@ class Entry(NamedTuple):
             claim_id=self.claim_id, person_id=self.person_id, date=self.date,
             self_pay=self.self_pay, group=self.group, kind=self.kind, hospital=self.hospital,
             total_cost=self.total_cost, channel=cast(Any, self.channel), bank_account=self.bank_account,
-            account_name=self.account_name,
+            account_name=self.account_name, household_id=self.household_id,
+            non_compliant=self.non_compliant, attributes=self.attributes or (),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -345,6 +386,10 @@ class Entry(NamedTuple):
                 v = mask_name(v)
             elif k == "segments":
                 v = [s.to_dict() for s in v]
+            elif k == "attributes" and v is not None:
+                v = dict(v)
+            elif k == "caps" and v is not None:
+                v = {name: format_yuan(fen, thousands=False) for name, fen in v}
             elif k in _MONEY and v is not None:
                 v = format_yuan(v, thousands=False)
             elif isinstance(v, dt.date):
@@ -366,6 +411,10 @@ class Entry(NamedTuple):
                                   Decimal(s["rate"]), Decimal(s["relief"]).scaleb(2)) for s in v)
             elif f in _MONEY and v is not None:
                 v = _fen(v)
+            elif f == "attributes" and v is not None:
+                v = tuple(sorted(v.items()))
+            elif f == "caps" and v is not None:
+                v = tuple(sorted((name, _fen(yuan)) for name, yuan in v.items()))
             elif f == "date":
                 v = dt.date.fromisoformat(v)
             values.append(v)
@@ -374,7 +423,7 @@ class Entry(NamedTuple):
 
 _MONEY = frozenset(
     "self_pay total_cost relief patient_pays bracket_relief ytd_self_pay ytd_relief annual_cap "
-    "claim_cap base_from base_to adjustment".split()
+    "claim_cap base_from base_to adjustment non_compliant second_relief ytd_burden ytd_second_relief".split()
 )
 
 
@@ -424,9 +473,24 @@ def moves(e: Entry) -> tuple[int, int]:
     return -e.self_pay, -e.relief
 
 
+def _pairs_text(pairs: tuple[tuple[str, Any], ...] | None) -> str | None:
+    """``(name, value)`` pairs (attributes, cap pools) as stored: JSON text of the pairs sorted
+    by name (``[["level","三级"]]``), NULL when there are none (so a row without any hashes as a
+    row written before the column existed)."""
+    if not pairs:
+        return None
+    return json.dumps([list(p) for p in sorted(pairs)], ensure_ascii=False, separators=(",", ":"))
+
+
+def _pairs(text: str | None) -> tuple[tuple[Any, Any], ...] | None:
+    return None if text is None else tuple((name, value) for name, value in json.loads(text))
+
+
 #: How a field is stored when it is not stored as it is, and how it is read back.
-_STORE: dict[str, Callable[[Any], Any]] = {"date": _iso, "segments": _segments_text}
-_LOAD: dict[str, Callable[[Any], Any]] = {"date": dt.date.fromisoformat, "segments": _segments}
+_STORE: dict[str, Callable[[Any], Any]] = {"date": _iso, "segments": _segments_text, "attributes": _pairs_text,
+                                           "caps": _pairs_text}
+_LOAD: dict[str, Callable[[Any], Any]] = {"date": dt.date.fromisoformat, "segments": _segments, "attributes": _pairs,
+                                          "caps": _pairs}
 
 
 def encode(e: Entry) -> tuple[Any, ...]:
@@ -442,7 +506,10 @@ def decode(values: Sequence[Any]) -> Entry:
 
 #: Fields added after the first release: hashed only when they hold a value (a row written
 #: before the column existed has ``NULL`` there and keeps its hash).
-ADDED_FIELDS = frozenset({"desk", "adjusts", "reversal", "adjustment", "channel", "bank_account", "account_name"})
+ADDED_FIELDS = frozenset({"desk", "adjusts", "reversal", "adjustment", "channel", "bank_account", "account_name",
+                          # migration 6
+                          "household_id", "non_compliant", "attributes", "second_relief", "second_pool",
+                          "second_capped_by", "ytd_burden", "ytd_second_relief", "caps"})
 
 
 def row_hash(values: Sequence[Any]) -> str:

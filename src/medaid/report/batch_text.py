@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from ..batch.recalc import Recalc
 
 #: Keys whose values are amounts in fen.
-MONEY_KEYS = ("self_pay", "relief", "patient_pays", "old_relief", "new_relief", "adjustment")
+MONEY_KEYS = ("self_pay", "relief", "patient_pays", "old_relief", "new_relief", "adjustment",
+              "second_relief", "old_second_relief", "new_second_relief")
 
 
 def summary_json(summary: dict[str, Any]) -> dict[str, Any]:
@@ -39,6 +40,15 @@ _COLS = ("claims", "persons", "self_pay", "relief", "patient_pays", "relief_shar
          "claims_capped", "persons_at_annual_cap")
 
 
+def _total_rows(total: dict[str, Any]) -> tuple[str, ...]:
+    """The rows of the totals table: :data:`_COLS`, with ``second_relief`` (second-stage
+    relief, part of relief) after ``relief`` when the total has it."""
+    if "second_relief" not in total:
+        return _COLS
+    at = _COLS.index("relief") + 1
+    return (*_COLS[:at], "second_relief", *_COLS[at:])
+
+
 def summary_tables(summary: dict[str, Any], lang: str = "en") -> str:
     """The summary as text tables (tabulate), labels in English or Chinese."""
     # tabulate (with wcwidth) is imported by the tables only: importing it took 50-100 ms at the
@@ -53,7 +63,8 @@ def summary_tables(summary: dict[str, Any], lang: str = "en") -> str:
     parts = []
     t = summary["total"]
     parts.append(lab["total"] + "\n" + tabulate(
-        [[lab[k], cell(k, t[k])] for k in _COLS], tablefmt="simple", disable_numparse=True, colalign=("left", "right")))
+        [[lab[k], cell(k, t[k])] for k in _total_rows(t)], tablefmt="simple", disable_numparse=True,
+        colalign=("left", "right")))
     for key, by in (("by_plan", "plan"), ("by_month", "month"), ("by_hospital", "hospital")):
         rows = [[r[by] if r[by] is not None else lab["none"]] + [cell(k, r[k]) for k in _COLS]
                 for r in summary[key]]
@@ -76,6 +87,8 @@ def recalc_tables(rc: Recalc, lang: str = "en", persons: int = 20) -> str:
         [[lab("old_relief"), format_yuan(t["old_relief"])],
          [lab("adjustments"), format_yuan(t["adjustment"])],
          [lab("new_relief"), format_yuan(t["new_relief"])],
+         *[[lab(k), "-" if t[k] is None else format_yuan(t[k])]
+           for k in ("old_second_relief", "new_second_relief") if k in t],
          [lab("claims"), t["claims"]],
          [lab("unchanged"), t["same"]],
          [lab("changed"), t["changed"]],

@@ -207,6 +207,20 @@ def _with_basis(d: dict[str, Any], book: "RuleBook | None", r: Any) -> dict[str,
     return d
 
 
+def claim_echo(claim: Any) -> dict[str, Any]:
+    """What a quote's JSON (``medaid quote --json``, ``POST /v1/quote``) echoes of the claim's
+    issue-15 fields, each only when the claim gives it (a plain claim prints as before): its
+    ``household_id``, ``non_compliant`` (yuan text) and ``attributes`` (name → value)."""
+    out: dict[str, Any] = {}
+    if claim.household_id is not None:
+        out["household_id"] = claim.household_id
+    if claim.non_compliant is not None:
+        out["non_compliant"] = format_yuan(claim.non_compliant, thousands=False)
+    if claim.attributes:
+        out["attributes"] = dict(claim.attributes)
+    return out
+
+
 def explain_dict(r: Any, book: "RuleBook | None") -> dict[str, Any]:
     """The JSON dict of a settlement or ledger entry ``r`` (its ``to_dict()``: amounts as yuan
     text) with ``basis``, the legal basis of the plan it settled under (``None`` if the rule

@@ -7,7 +7,9 @@ Rules implemented (docs/batch.md *Totals*):
   smaller: ``capped_by`` set), ``persons`` (distinct ``person_id``), ``persons_at_annual_cap``
   (distinct persons with a claim whose ``capped_by`` is ``annual_cap``) and ``relief_share``
   (Σ relief ÷ Σ self-pay as a percentage, two decimals, rounded half-up on exact integers by
-  :func:`medaid.money.format_percent`).
+  :func:`medaid.money.format_percent`).  Results of a rule book with a second stage add
+  ``second_relief`` to the total (:func:`with_second_stage`): the part of ``relief`` the
+  second stage paid.
   :data:`SUMS` and :data:`DISTINCT` define them once; :func:`polars_measure` and
   :func:`spark_measure` translate a definition into a polars or a Spark aggregation.
 * Totals overall and by plan, by month (``YYYY-MM`` of the claim date) and by hospital (the
@@ -220,7 +222,17 @@ def summarise(results: "pl.DataFrame") -> dict[str, Any]:
     persons: dict[str, Any] = {"total": counted["total"]}
     for dim in DIMS:  # codes → names
         persons[dim] = {dims[dim][k]: v for k, v in counted[dim].items()}
-    return combine((({d: dims[d][k[d]] for d in DIMS}, sums) for k, sums in rows), persons)
+    out = combine((({d: dims[d][k[d]] for d in DIMS}, sums) for k, sums in rows), persons)
+    return with_second_stage(out, results)
+
+
+def with_second_stage(summary: dict[str, Any], results: "pl.DataFrame") -> dict[str, Any]:
+    """The summary with ``second_relief`` (Σ second-stage relief, fen: part of ``relief``) in
+    its total, when the results carry the column (a rule book with a second stage,
+    docs/batch.md *Totals*); as it is otherwise."""
+    if "second_relief" in results.columns:
+        summary["total"]["second_relief"] = int(results["second_relief"].sum() or 0)
+    return summary
 
 
 def _persons(keyed: "pl.LazyFrame", dims: dict[str, dict[int, Any]], M: int, H: int) -> dict[str, Any]:

@@ -139,6 +139,14 @@ class ClaimIn(_In):
                                                            "then); masked in every response.")
     account_name: Text | None = Field(None, description="An application claim's account holder (required "
                                                         "then); masked in every response.")
+    household_id: Ident | None = Field(None, description="Household id (户号), for plans capped per household "
+                                                         "(docs/calculation.md, Shared caps).")
+    non_compliant: Money | None = Field(None, description="Non-compliant cost (非合规费用) in yuan, for a second "
+                                                          "stage that counts it.")
+    attributes: dict[str, Text] = Field(
+        default_factory=dict, examples=[{"level": "三级"}],
+        description="Values of the claim attributes the rules declare (hospital level 医院等级, place "
+                    "就医地…), name → value (a code or a name); a name the rules do not declare is refused.")
 
 
 class QuoteIn(ClaimIn):
@@ -226,7 +234,8 @@ class _Result(_Out):
     relief: MoneyOut
     patient_pays: MoneyOut
     bracket_relief: MoneyOut
-    capped_by: Literal["annual_cap", "claim_cap", "self_pay"] | None
+    capped_by: str | None = Field(description="The limit that made the relief smaller than the bracket relief: "
+                                               "annual_cap, cap:NAME (a cap pool), claim_cap, self_pay; None: none.")
     bracket: int
     ytd_self_pay: MoneyOut
     ytd_relief: MoneyOut
@@ -238,6 +247,17 @@ class _Result(_Out):
     rule_set_id: str
     rule_version: str
     rule_hash: str = Field(description="sha256 of the rule file that produced the result.")
+    household_id: str | None = Field(None, description="The claim's household id (户号).")
+    non_compliant: MoneyOut | None = Field(None, description="The claim's non-compliant cost (非合规费用).")
+    attributes: dict[str, str] | None = Field(None, description="The claim's attribute values, name → value "
+                                                                "(None or {}: none).")
+    second_relief: MoneyOut | None = Field(None, description="A second stage's relief (倾斜救助, part of relief); "
+                                                             "absent or None: no second stage.")
+    second_pool: str | None = Field(None, description="The second stage's accumulation pool.")
+    second_capped_by: str | None = Field(None, description="The limit that cut the second stage's relief.")
+    ytd_burden: MoneyOut | None = Field(None, description="The second pool's year-to-date burden after the claim.")
+    ytd_second_relief: MoneyOut | None = Field(None, description="The second pool's year-to-date second-stage "
+                                                                 "relief after the claim.")
 
 
 class EntryOut(_Result):
@@ -259,6 +279,8 @@ class EntryOut(_Result):
         None, description="Who is paid (None: not recorded, counted as one-stop).")
     bank_account: str | None = Field(None, description="The payee's bank account, masked (6222********1234).")
     account_name: str | None = Field(None, description="The payee's name, masked (张*).")
+    caps: dict[str, MoneyOut] | None = Field(None, description="The cap pools the claim counts against, each "
+                                                               "with the relief it took there.")
     prev_hash: str
     row_hash: str
     annual_cap_left: MoneyOut | None
@@ -278,6 +300,11 @@ class QuoteOut(_Result):
     """What a claim would get now (:class:`medaid.Settlement`); nothing recorded."""
 
     claim_id: str | None
+    second_bracket_relief: MoneyOut | None = Field(None, description="The second stage's increment before its caps.")
+    burden: MoneyOut | None = Field(None, description="The claim's burden, the second stage's base.")
+    second_segments: list[SegmentOut] | None = Field(None, description="The second stage's segments.")
+    caps_after: list[dict[str, str]] | None = Field(None, description="Each cap pool the claim counts against and "
+                                                                      "its relief used after the claim.")
     basis: str | None
     recorded: Literal[False]
     explanation: Explanation

@@ -22,7 +22,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import MedaidError, Problem
-from ..report.explain import LABELS, explain, explain_dict, label
+from ..report.explain import LABELS, claim_echo, explain, explain_dict, label
 from .problems import ApiProblem, from_library
 from .tokens import Token, TokenStore
 
@@ -133,12 +133,21 @@ class Operations:
 
         from ..domain.claims import Claim
         from ..domain.engine import place
+        from ..io.attributes import declared_attributes
 
+        unknown = [n for n in body.attributes if n not in declared_attributes(self.book)]
+        if unknown:
+            names = ", ".join(sorted(declared_attributes(self.book))) or "none"
+            raise ApiProblem("invalid-request", [Problem(
+                f"is not an attribute the rules declare (declared: {names})", field=f"attributes.{n}")
+                for n in unknown])
         try:
             claim = Claim(
                 claim_id=claim_id, person_id=body.person_id, date=day, self_pay=body.self_pay, group=body.group,
                 kind=body.kind, hospital=self._hospital(who, body.hospital), total_cost=body.total_cost,
-                channel=body.channel, bank_account=body.bank_account, account_name=body.account_name)
+                channel=body.channel, bank_account=body.bank_account, account_name=body.account_name,
+                household_id=body.household_id, non_compliant=body.non_compliant,
+                attributes=tuple(body.attributes.items()))
         except ValidationError as e:  # the payee: its messages name the field, never the account
             raise ApiProblem("invalid-request", [
                 Problem(str(err["msg"]).removeprefix("Value error, "),
@@ -187,7 +196,7 @@ class Operations:
         r = quote(claim, self.book, state, at=at)
         d = explain_dict(r, self.book)
         d.update(claim_id=body.claim_id, group=claim.group, kind=claim.kind, hospital=claim.hospital,
-                 recorded=False)
+                 **claim_echo(claim), recorded=False)
         d["explanation"] = explanation(r, claim, self.book, lang, label(lang, "quote"))
         return d
 

@@ -18,17 +18,22 @@ from pyspark.sql import SparkSession, types as T
 
 from ..errors import MedaidError, Problem
 
-#: Spark types of the columns :func:`medaid.batch.columnar.settle_frame` adds (``RESULT_FIELDS``).
+#: Spark types of the columns :func:`medaid.batch.columnar.settle_frame` adds (``RESULT_FIELDS``,
+#: and ``EXTENDED_RESULT_FIELDS`` for an extended rule book).
 RESULT_TYPES: dict[str, str] = {
     "plan": "string", "pool": "string", "benefit_year": "int", "relief": "bigint",
     "patient_pays": "bigint", "bracket_relief": "bigint", "capped_by": "string",
     "bracket": "tinyint", "ytd_self_pay": "bigint", "ytd_relief": "bigint",
     "rule_set_id": "string", "rule_version": "string", "rule_hash": "string",
+    # EXTENDED_RESULT_FIELDS: rule books using the rules real schemes need (docs/spark.md)
+    "second_relief": "bigint", "second_capped_by": "string", "second_pool": "string",
+    "burden": "bigint", "ytd_burden": "bigint", "ytd_second_relief": "bigint", "caps": "string",
 }
 #: Spark types of the claim columns after reading and validation (money in fen).
 CLAIM_TYPES: dict[str, str] = {
     "claim_id": "string", "person_id": "string", "date": "date", "self_pay": "bigint",
     "group": "string", "kind": "string", "hospital": "string", "total_cost": "bigint",
+    "household_id": "string", "non_compliant": "bigint",
 }
 
 #: Columns the job adds to frames for its own use: why a row is rejected (null for a good row),

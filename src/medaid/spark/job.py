@@ -37,9 +37,11 @@ from pyspark.sql.types import StringType, StructField, StructType
 from ..batch import manifest
 from ..batch.columnar import settle_frame
 from ..batch.opening import Opening
+from ..domain.engine import Positions
 from ..domain.rules import RuleBook, load_rules
 from ..errors import ClaimError, MedaidError, Problem
-from ..io.columns import REQUIRED_FIELDS, RESULT_FIELDS, chosen_columns
+from ..io.attributes import declared_attributes
+from ..io.columns import EXTENDED_RESULT_FIELDS, REQUIRED_FIELDS, RESULT_FIELDS, chosen_columns
 from ..io.validation import REJECT_COLUMNS, tidy_ids
 from ..report.totals import DIMS, DISTINCT, SUMS, combine, spark_measure
 from .frames import (
@@ -105,18 +107,24 @@ def _book(payload: bytes) -> RuleBook:
 # settling
 
 
-_POSITIONS: dict[str, pl.DataFrame] = {}
+_POSITIONS: dict[str, pl.DataFrame | Positions] = {}
 
 
-def _positions(payload: bytes | None) -> pl.DataFrame | None:
-    """The opening positions of ``payload`` (Arrow IPC bytes), read once per Python worker."""
+def _positions(payload: bytes | None) -> pl.DataFrame | Positions | None:
+    """The opening positions of ``payload``, read once per Python worker: Arrow IPC bytes of
+    the pools' frame, or (an extended rule book) the pickled :class:`medaid.domain.engine.Positions`."""
     if payload is None:
         return None
     key = hashlib.sha256(payload).hexdigest()
     found = _POSITIONS.get(key)
     if found is None:
-        found = _POSITIONS[key] = pl.read_ipc(payload)
+        found = _POSITIONS[key] = (pickle.loads(payload[len(_PICKLED):]) if payload.startswith(_PICKLED)
+                                   else pl.read_ipc(payload))
     return found
+
+
+#: The prefix of a pickled :class:`Positions` payload (Arrow IPC files start ``ARROW1``).
+_PICKLED = b"medaid-positions:"
 
 
 def _settle_bucket(payload: bytes, names: list[str], schema: pa.Schema,
@@ -221,7 +229,7 @@ def _settled(claims: DataFrame, rules: RuleBook, buckets: int | None, opening: O
             raise MedaidError(Problem(f"must be {want} (got {types[name]}); amounts are fen as bigint",
                                       source="claims", field=name))
     spark = claims.sparkSession
-    df = claims.drop(*[c for c in RESULT_FIELDS if c in types])
+    df = claims.drop(*[c for c in (*RESULT_FIELDS, *EXTENDED_RESULT_FIELDS) if c in types])
     if "row" not in types:
         df = df.withColumn("row", F.monotonically_increasing_id() + F.lit(1))
     if "source" not in types:
@@ -233,19 +241,48 @@ def _settled(claims: DataFrame, rules: RuleBook, buckets: int | None, opening: O
     positions = None
     if opening is not None:
         df = _already_settled(df, opening)
-        sink = io.BytesIO()
-        opening.positions.write_ipc(sink)
-        positions = sink.getvalue()
+        if rules.extended:
+            positions = _PICKLED + pickle.dumps(opening.for_book(rules), protocol=pickle.HIGHEST_PROTOCOL)
+        else:
+            sink = io.BytesIO()
+            opening.positions.write_ipc(sink)
+            positions = sink.getvalue()
 
     n = buckets or int(spark.conf.get("spark.sql.shuffle.partitions") or "200")
-    df = df.withColumn(BUCKET, F.pmod(F.xxhash64("person_id"), F.lit(n)))
+    df = df.withColumn(BUCKET, F.pmod(F.xxhash64(_bucket_key(df, rules)), F.lit(n)))
     in_fields = [f for f in df.schema.fields if f.name not in (BUCKET, REJECT_FIELD, REJECT_MESSAGE)]
-    out_fields = in_fields + [StructField(c, spark_type(RESULT_TYPES[c]), True) for c in RESULT_FIELDS] + [
+    added = (*RESULT_FIELDS, *EXTENDED_RESULT_FIELDS) if rules.extended else RESULT_FIELDS
+    out_fields = in_fields + [StructField(c, spark_type(RESULT_TYPES[c]), True) for c in added] + [
         StructField(REJECT_FIELD, StringType(), True), StructField(REJECT_MESSAGE, StringType(), True)]
     out_schema = StructType(out_fields)
     names = [f.name for f in out_fields]
     fn = _settle_bucket(book_payload(rules), names, arrow_schema(out_schema), positions)
     return df.groupBy(BUCKET).applyInArrow(fn, out_schema).persist()
+
+
+def household_caps(rules: RuleBook) -> bool:
+    """Whether any version of the book declares a cap pool counted per household."""
+    return any(cap.per == "household" for rs in rules.versions() for cap in rs.caps.values())
+
+
+def _bucket_key(df: DataFrame, rules: RuleBook) -> Column:
+    """What claims are bucketed by: the person (accumulation is per person), or, when the book
+    has a cap pool per household, the household (docs/spark.md, *Extended rule sets*): every
+    claim of a person goes with the smallest household id among the person's claims (the
+    person's id when none has one), so that a household's members, each with all their claims,
+    meet in one bucket.  A person found in two households in one run would tie the households
+    together: then every claim goes to one bucket (always right, not parallel), and the job
+    says so in its log."""
+    if not household_caps(rules) or "household_id" not in df.columns:
+        return F.col("person_id")
+    from pyspark.sql import Window
+
+    several = (df.filter(F.col("household_id").isNotNull()).groupBy("person_id")
+               .agg(F.countDistinct("household_id").alias("n")).filter(F.col("n") > 1).limit(1).count())
+    if several:
+        return F.lit("all")
+    home = F.min("household_id").over(Window.partitionBy("person_id"))
+    return F.coalesce(home, F.col("person_id"))
 
 
 def _already_settled(df: DataFrame, opening: Opening) -> DataFrame:
@@ -392,11 +429,11 @@ def run_batch(
     started_at = manifest.now()
     book = load_rules(rules_path, scheme)
     spark = spark_session(master)
-    parsed, layout = read_claims(spark, input_path, input_format)
+    parsed, layout = read_claims(spark, input_path, input_format, declared_attributes(book))
     chosen = None
     if columns is not None:
         try:
-            chosen = chosen_columns(columns, layout_columns(parsed, layout))
+            chosen = chosen_columns(columns, layout_columns(parsed, layout, book.extended))
         except ValueError as e:
             raise MedaidError(Problem(str(e), field="--columns")) from None
     parsed = parsed.persist()
@@ -436,7 +473,7 @@ def run_batch(
                 sample.append(Problem(f"... and {more} more rejected rows", source=input_path))
             raise ClaimError(sample)
         out_fmt = out_format(output_path, output_format)
-        written = chosen or layout_columns(results, layout)
+        written = chosen or layout_columns(results, layout, book.extended)
         write_atomic(output_frame(results, out_fmt, layout, lang, chosen, full_rule_hash), output_path, out_fmt)
         if rejects_path:
             rej_fmt = out_format(rejects_path, None)

@@ -25,9 +25,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from ..errors import MedaidError, Problem
-from ..io.columns import RESULT_FIELDS, alias_field
+from ..io.attributes import Declared, attribute_columns, name_attributes
+from ..io.columns import EXTENDED_RESULT_FIELDS, RESULT_FIELDS, alias_field
 from ..io.encodings import HEAD_BYTES, SNIFF_BYTES, as_utf8, cr_only, detect_encoding
 from ..io.headers import canonical_names, header_problems
+from ..io.raw import ReadError
 from ..io.readers import (
     find_csv_header,
     numeric_id_problems,
@@ -41,8 +43,8 @@ from .frames import BUCKET, CLAIM_TYPES, REJECT_FIELD, REJECT_MESSAGE, arrow_sch
 
 #: Column names the Spark job uses itself: an input column so named (and naming no field) is
 #: passed through as ``NAME_input`` (:func:`medaid.io.headers.canonical_names`).
-RESERVED = frozenset(RESULT_FIELDS) | {ROW, "source", "field", "message", REJECT_FIELD, REJECT_MESSAGE,
-                                       BUCKET, "_first"}
+RESERVED = frozenset(RESULT_FIELDS) | frozenset(EXTENDED_RESULT_FIELDS) | {
+    ROW, "source", "field", "message", REJECT_FIELD, REJECT_MESSAGE, BUCKET, "_first"}
 
 
 def column_names(headers: Sequence[str], source: str = "", line: int = 1) -> list[str]:
@@ -80,10 +82,11 @@ def raw_frame(content: bytes, fmt: str, source: str = "") -> tuple[pl.DataFrame,
     return frame, bad
 
 
-def _read_files(fmt: str, names: list[str], schema: pa.Schema,
+def _read_files(fmt: str, names: list[str], schema: pa.Schema, declared: Declared | None = None,
                 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """The function each partition of files runs: read each file, validate its rows; a file
-    the reader refuses becomes one row with field ``file``, which refuses the run."""
+    """The function each partition of files runs: read each file, validate its rows, name and
+    tidy the columns of the ``declared`` attributes (:func:`medaid.io.attributes.name_attributes`);
+    a file the reader refuses becomes one row with field ``file``, which refuses the run."""
 
     def read_files(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
@@ -98,6 +101,7 @@ def _read_files(fmt: str, names: list[str], schema: pa.Schema,
                     yield from as_arrow(out, names, schema).to_batches()
                     continue
                 clean, rejects = validate_frame(raw, source)
+                clean = name_attributes(clean, declared or {}, source)
                 if bad.height:  # lines that are not rows, IDs that cannot be exact: rejected
                     rejects = pl.concat([bad, rejects]).sort(ROW, maintain_order=True)
                 # one record per problem → one per row: fields joined by ", ", reasons by "; "
@@ -113,9 +117,12 @@ def _read_files(fmt: str, names: list[str], schema: pa.Schema,
     return read_files
 
 
-def read_claims(spark: SparkSession, path: str, fmt: str | None = None) -> tuple[DataFrame, list[str]]:
+def read_claims(spark: SparkSession, path: str, fmt: str | None = None,
+                declared: Declared | None = None) -> tuple[DataFrame, list[str]]:
     """Read CSV or Parquet claim files (a file or a folder of them) and validate every row with
-    :func:`medaid.io.readers.validate_frame`, one file per call, on the executors.
+    :func:`medaid.io.readers.validate_frame`, one file per call, on the executors.  The columns
+    of the ``declared`` attributes (``{name: (alias, …)}``: :mod:`medaid.io.attributes`) are
+    named by the attribute and their values tidied, as in the local batch.
 
     Headers are checked on the driver first: a file without a required column refuses the run
     (:class:`MedaidError` naming the file and the column), as in the local batch.  Returns the
@@ -126,14 +133,14 @@ def read_claims(spark: SparkSession, path: str, fmt: str | None = None) -> tuple
     fmt = fmt or _format_of(spark, path)
     files = (spark.read.format("binaryFile").option("pathGlobFilter", f"*.{fmt}")
              .option("recursiveFileLookup", "true").load(path))
-    layout = _layout(spark, [r[0] for r in files.select("path").collect()], fmt, path)
+    layout = _layout(spark, [r[0] for r in files.select("path").collect()], fmt, path, declared or {})
     extras = [c for c in layout if c not in CLAIM_TYPES]
     ddl = ", ".join(["source string", "row bigint"] + [f"`{c}` {t}" for c, t in CLAIM_TYPES.items()]
                     + [f"`{c}` string" for c in extras] + [f"{REJECT_FIELD} string", f"{REJECT_MESSAGE} string"])
     schema = StructType.fromDDL(ddl)
     assert isinstance(schema, StructType)
     names = [f.name for f in schema.fields]
-    parsed = files.select("path", "content").mapInArrow(_read_files(fmt, names, arrow_schema(schema)), schema)
+    parsed = files.select("path", "content").mapInArrow(_read_files(fmt, names, arrow_schema(schema), declared), schema)
     return parsed.withColumnRenamed(REJECT_FIELD, "field").withColumnRenamed(REJECT_MESSAGE, "message"), layout
 
 
@@ -155,7 +162,8 @@ def _csv_header(text: str, source: str) -> tuple[int, list[str]]:
     return found[0], found[3]
 
 
-def _layout(spark: SparkSession, paths: list[str], fmt: str, where: str) -> list[str]:
+def _layout(spark: SparkSession, paths: list[str], fmt: str, where: str, declared: Declared | None = None,
+            ) -> list[str]:
     """The union of the files' columns (as :func:`column_names` names them) in order of first
     appearance; refuses files without a required column or with two columns naming one field
     (:func:`medaid.io.headers.header_problems`, as the local readers).  Reads only headers (CSV:
@@ -190,7 +198,13 @@ def _layout(spark: SparkSession, paths: list[str], fmt: str, where: str) -> list
         if found:
             problems += found
             continue
-        layout += [n for n in column_names(headers, source_of(p), line) if n not in layout]
+        names = column_names(headers, source_of(p), line)
+        try:  # the attribute columns by the attribute's name; two giving one: refused, as locally
+            named = attribute_columns(names, declared or {}, source_of(p), line)
+        except ReadError as e:
+            problems += e.problems
+            continue
+        layout += [m for m in (named.get(n, n) for n in names) if m not in layout]
     if problems:
         raise MedaidError(problems)
     return layout

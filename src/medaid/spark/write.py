@@ -29,6 +29,8 @@ from ..io.columns import (
     CLAIM_EXTRA_HEADERS,
     CLAIM_FIELDS,
     CLAIM_MONEY_FIELDS,
+    EXTENDED_MONEY_FIELDS,
+    EXTENDED_RESULT_FIELDS,
     MASKED_FIELDS,
     RESULT_FIELDS,
     RESULT_MONEY_FIELDS,
@@ -43,7 +45,7 @@ from .frames import jvm_of
 YUAN_TYPE = "decimal(18,2)"
 #: Text a spreadsheet would run as a formula (a Java regular expression, as Spark runs it).
 FORMULA_PATTERN = "^[" + re.escape("".join(FORMULA_LEADS)) + "]"
-_MONEY = frozenset(CLAIM_MONEY_FIELDS + RESULT_MONEY_FIELDS)
+_MONEY = frozenset(CLAIM_MONEY_FIELDS + RESULT_MONEY_FIELDS + EXTENDED_MONEY_FIELDS)
 
 
 def yuan(col: Column) -> Column:
@@ -109,11 +111,16 @@ def output_frame(results: DataFrame, fmt: str, layout: Sequence[str] | None = No
     return df.select(*out)
 
 
-def layout_columns(results: DataFrame, layout: Sequence[str] | None = None) -> list[str]:
+def layout_columns(results: DataFrame, layout: Sequence[str] | None = None,
+                   extended: bool | None = None) -> list[str]:
     """The columns of a results output by default: the input's columns (``layout``, default the
-    claim fields) then ``RESULT_FIELDS``."""
+    claim fields) then ``RESULT_FIELDS``, and ``EXTENDED_RESULT_FIELDS`` for an extended rule
+    book (``extended``; ``None``: when ``results`` has them)."""
     first = layout if layout is not None else [c for c in CLAIM_FIELDS if c in results.columns]
-    return [c for c in first if c in results.columns] + list(RESULT_FIELDS)
+    if extended is None:
+        extended = "second_relief" in results.columns
+    return ([c for c in first if c in results.columns] + list(RESULT_FIELDS)
+            + (list(EXTENDED_RESULT_FIELDS) if extended else []))
 
 
 def rejects_frame(rejects: DataFrame, fmt: str) -> DataFrame:
