@@ -50,7 +50,19 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol, Self, cast
 
 from ..domain.claims import Claim, tidy_id
-from ..domain.engine import Placement, PoolState, Settlement, place, quote
+from ..domain.engine import (
+    EMPTY_POOL,
+    Placement,
+    PoolState,
+    Position,
+    Positions,
+    Settlement,
+    place,
+    placement,
+    position_keys,
+    quote,
+    settle_at,
+)
 from ..domain.rules import RuleBook
 from ..errors import MedaidError, Problem
 from ..money import format_yuan
@@ -162,6 +174,10 @@ class Connection(Protocol):
 PoolKey = tuple[str, int, str]
 """A pool's key: person id, benefit year, pool."""
 
+GroupKey = tuple[str, str, int]
+"""A settlement group's key (docs/desk.md *The ledger's guarantees*): ``("household", household
+id, benefit year)`` or ``("person", person id, benefit year)``."""
+
 
 # --------------------------------------------------------------------------------------------
 # the ledger
@@ -211,6 +227,11 @@ class LedgerBase(ABC):
 
     def _lock_pool(self, con: Connection, key: PoolKey) -> None:
         """Serialise the transactions of one pool until this one ends (after the claim's)."""
+        return None  # SQLite: ``BEGIN IMMEDIATE`` already holds the whole file
+
+    def _lock_group(self, con: Connection, key: GroupKey) -> None:
+        """Serialise the transactions of one settlement group (a household's or a person's
+        benefit year) until this one ends (after the claim's, before the pools')."""
         return None  # SQLite: ``BEGIN IMMEDIATE`` already holds the whole file
 
     def _lock_chain(self, con: Connection) -> None:
@@ -342,12 +363,26 @@ class LedgerBase(ABC):
         except self._db_errors as e:
             raise self._busy_or_damaged(e) from None
 
-    def quote(self, claim: Claim, book: RuleBook) -> Settlement:
-        """What ``claim`` would get now, against the pool's position in the ledger; records
-        nothing."""
-        at = place(claim, book)
-        state = self.ytd(claim.person_id, at.benefit_year, at.plan.pool)
-        return quote(claim, book, state, at=at)
+    def quote(self, claim: Claim, book: RuleBook, at: Placement | None = None) -> Settlement:
+        """What ``claim`` would get now, against its position in the ledger (its pool's; for a
+        rule set using the rules of docs/calculation.md *Rules real schemes need*, its whole
+        :class:`medaid.domain.engine.Position`: :meth:`position`); records nothing."""
+        at = place(claim, book) if at is None else at
+        if not at.rule_set.extended:
+            return quote(claim, book, self.ytd(claim.person_id, at.benefit_year, at.plan.pool), at=at)
+        return settle_at(claim, at, self.position(claim, at))
+
+    def position(self, claim: Claim, at: Placement) -> Position:
+        """The claim's whole position in the ledger (:func:`read_positions` of its person's and
+        households' rows of its benefit year, checked), as :func:`medaid.domain.engine.settle_at`
+        reads it."""
+        persons, households = _groups_of(claim, at)
+        try:
+            with self._reading() as con:
+                found = self._queries(con, *_group_queries(persons, households))
+        except self._db_errors as e:
+            raise self._busy_or_damaged(e) from None
+        return read_positions(found, len(persons), self._where).position(claim, at)
 
     # -- writing ------------------------------------------------------------------------------
     def settle(self, claim: Claim, book: RuleBook, at: Placement | None = None, *,
@@ -362,6 +397,8 @@ class LedgerBase(ABC):
         recorded as the row's ``desk`` (the service token that wrote it)."""
         if at is None:
             at = place(claim, book)  # a claim no rule covers fails before the ledger is touched
+        if at.rule_set.extended:
+            return self._settle_extended(claim, at, desk)
         key = (claim.person_id, at.benefit_year, at.plan.pool)
         with self._transaction() as con:
             self._lock_claim(con, claim.claim_id)
@@ -376,6 +413,35 @@ class LedgerBase(ABC):
             state = _position(pool_rows, self._where)
             r = quote(claim, book, state, at=at)
             entry = self._append(con, _settlement(r, claim, r.bracket)._replace(desk=desk))
+        return Receipt(entry, False)
+
+    def _settle_extended(self, claim: Claim, at: Placement, desk: str | None) -> Receipt:
+        """:meth:`settle` of a claim whose rule set uses the rules of docs/calculation.md *Rules
+        real schemes need*: in one transaction holding the claim's lock, its settlement groups'
+        (its household's benefit year when a household cap pool binds its plan, then its
+        person's benefit year: every position it reads is in them), its pool's and the chain's,
+        read its whole position from the groups' standing rows (:func:`read_positions`), settle
+        it there (:func:`medaid.domain.engine.settle_at`) and insert the row with the second
+        stage's and the cap pools' results."""
+        persons, households = _groups_of(claim, at)
+        with self._transaction() as con:
+            self._lock_claim(con, claim.claim_id)
+            for h, year in households:
+                self._lock_group(con, ("household", h, year))
+            for p, year in persons:
+                self._lock_group(con, ("person", p, year))
+            self._lock_pool(con, (claim.person_id, at.benefit_year, at.plan.pool))
+            claim_rows, *found = self._queries(
+                con, (CLAIM_LAST, (claim.claim_id,)), *_group_queries(persons, households))
+            last = _last(claim_rows, self._where)
+            if last is not None and last.entry == SETTLEMENT:
+                diff = differing_fields(last, claim)
+                if diff:
+                    raise LedgerConflict(claim.claim_id, diff)
+                return Receipt(last, True)
+            position = read_positions(found, len(persons), self._where).position(claim, at)
+            r = settle_at(claim, at, position)
+            entry = self._append(con, _settlement(r, claim, r.bracket, at, position)._replace(desk=desk))
         return Receipt(entry, False)
 
     def reverse(self, claim_id: str, reason: str, *, desk: str | None = None,
@@ -414,6 +480,8 @@ class LedgerBase(ABC):
                 source=f"claim {claim_id}", field="claim_id"))
         if check is not None:
             check(last_row)
+        if (book is not None and book.extended) or last_row.caps or last_row.second_pool is not None:
+            return self._reverse_extended(con, last_row, reason, desk=desk, book=book, last=last)
         self._lock_pool(con, (last_row.person_id, last_row.benefit_year, last_row.pool))
         rows = checked_rows(con.execute(POOL_ROWS, (last_row.person_id, last_row.benefit_year,
                                                     last_row.pool)).fetchall(), self._where)
@@ -436,11 +504,97 @@ class LedgerBase(ABC):
             self._append(con, _adjustment(first, r, entry, old, ytd), last=last and i == len(changes) - 1)
         return entry
 
+    def _reverse_extended(self, con: Connection, row: Entry, reason: str, *, desk: str | None,
+                          book: RuleBook | None, last: bool) -> Entry:
+        """:meth:`reverse` where the rules of docs/calculation.md *Rules real schemes need* are
+        in play (docs/calculation.md#reversals-with-these-rules), under the claim's lock.
+
+        Its settlement groups are locked in the order every writer takes them: the households
+        of the person's benefit year whose cap pools are per household (with the rules: any
+        household the rules cap; without: those its own row counts in), then the persons (the
+        claim's and, with the rules, every member of those households), each set sorted, then
+        their pools.  Their rows are read once all are held.  With the rules every standing
+        claim of those groups settled after the reversed one is settled again
+        (:func:`resettled_groups`); every changed result is an adjustment row: the change of
+        its total relief, with the new result (an adjustment of 0.00 records a result whose
+        split between the stages or cap pools changed while the total did not)."""
+        year, person = row.benefit_year, row.person_id
+        hh_capped = book is not None and any(c.per == "household" for rs in book.rule_sets for c in rs.caps.values())
+        own = [row.household_id] if row.household_id and any(
+            per == "household" for _, per, _ in row.cap_limits or ()) else []
+        if hh_capped:
+            found = con.execute("SELECT DISTINCT household_id FROM entries WHERE person_id = ? AND benefit_year = ? "
+                                "AND household_id IS NOT NULL", (person, year)).fetchall()
+            own += [h for (h,) in found]
+        households = sorted(set(own))
+        for h in households:
+            self._lock_group(con, ("household", h, year))
+        members = {person}
+        if households and book is not None:
+            found = con.execute(
+                "SELECT DISTINCT person_id FROM entries WHERE benefit_year = ? AND household_id IN ("
+                + ", ".join("?" * len(households)) + ")", (year, *households)).fetchall()
+            members |= {p for (p,) in found}
+        persons = sorted(members)
+        for p in persons:
+            self._lock_group(con, ("person", p, year))
+        pools = con.execute("SELECT DISTINCT person_id, pool FROM entries WHERE benefit_year = ? AND person_id IN ("
+                            + ", ".join("?" * len(persons)) + ")", (year, *persons)).fetchall()
+        for p, pool in sorted(pools):
+            self._lock_pool(con, (p, year, pool))
+        found_rows = self._queries(con, *_group_queries([(p, year) for p in persons],
+                                                        [(h, year) for h in households]))
+        checked = [checked_rows(rows, self._where) for rows in found_rows]
+        running = read_positions(found_rows[:len(persons)], len(persons), self._where)
+        merged = sorted({e.seq: e for rows in checked for e in rows}.values(), key=lambda e: e.seq)
+        live = [x for x in live_claims(merged) if x[0].person_id in members]
+        now = next((n for first, n in live if first.seq == row.seq), row)
+        changes = [] if book is None else resettled_groups(
+            [x for x in live if x[0].seq != row.seq], row.seq, book, set(persons), set(households), year)
+        pool_key = (person, year, row.pool)
+        c, g = running.pools.get(pool_key, EMPTY_POOL)
+        running.pools[pool_key] = PoolState(c - row.self_pay, g - now.relief)
+        second: dict[str, Any] = {}
+        if now.second_pool is not None:
+            skey = (person, year, now.second_pool)
+            b, h2 = running.seconds.get(skey, EMPTY_POOL)
+            running.seconds[skey] = PoolState(b - (now.burden or 0), h2 - (now.second_relief or 0))
+            second = {"ytd_burden": running.seconds[skey].self_pay, "ytd_second_relief": running.seconds[skey].relief}
+        reversal = row._replace(
+            entry=REVERSAL, relief=now.relief, patient_pays=row.self_pay - now.relief,
+            bracket_relief=now.bracket_relief, capped_by=now.capped_by, bracket=now.bracket,
+            ytd_self_pay=running.pools[pool_key].self_pay, ytd_relief=running.pools[pool_key].relief,
+            segments=(), reverses=row.seq, reason=reason, desk=desk,
+            second_relief=now.second_relief, second_pool=now.second_pool, second_capped_by=now.second_capped_by,
+            burden=now.burden, caps=now.caps, cap_limits=now.cap_limits, second_annual_cap=now.second_annual_cap,
+            **second)
+        entry = self._append(con, reversal, last=last and not changes)
+        now_of = {first.seq: n for first, n in live}
+        for i, (first, r, at, position) in enumerate(changes):
+            old = now_of[first.seq]
+            adj = _adjustment(first, r, entry, old.relief, PoolState(0, 0), at, position)
+            key = (first.person_id, year, first.pool)
+            c, g = running.pools.get(key, EMPTY_POOL)
+            running.pools[key] = PoolState(c, g + r.relief - old.relief)
+            fields: dict[str, Any] = {"ytd_self_pay": c, "ytd_relief": g + r.relief - old.relief}
+            if r.second_pool is not None:
+                skey = (first.person_id, year, r.second_pool)
+                b, h2 = running.seconds.get(skey, EMPTY_POOL)
+                b, h2 = b + (r.burden or 0) - (old.burden or 0), h2 + r.second_relief - (old.second_relief or 0)
+                running.seconds[skey] = PoolState(b, h2)
+                fields.update(ytd_burden=b, ytd_second_relief=h2)
+            self._append(con, adj._replace(**fields), last=last and i == len(changes) - 1)
+        return entry
+
     def adjustments(self, reversal: Entry) -> list[Entry]:
         """The adjustment rows that reversal ``reversal`` made (:meth:`reverse`), in order."""
-        return [e for e in self._all(
-            "WHERE e.person_id = ? AND e.benefit_year = ? AND e.pool = ? AND e.entry = 'adjustment' ORDER BY e.seq",
-            (reversal.person_id, reversal.benefit_year, reversal.pool)) if e.reversal == reversal.seq]
+        if reversal.caps is None and reversal.second_pool is None and reversal.household_id is None:
+            return [e for e in self._all(
+                "WHERE e.person_id = ? AND e.benefit_year = ? AND e.pool = ? AND e.entry = 'adjustment' ORDER BY e.seq",
+                (reversal.person_id, reversal.benefit_year, reversal.pool)) if e.reversal == reversal.seq]
+        # docs/calculation.md#reversals-with-these-rules: claims of other pools and persons too
+        return self._all("WHERE e.seq > ? AND e.entry = 'adjustment' AND e.reversal = ? ORDER BY e.seq",
+                         (reversal.seq, reversal.seq))
 
     def record_in_order(self, claims: Sequence[tuple[Claim, Placement]], book: RuleBook, *,
                         dry_run: bool = False) -> list[Receipt | Problem]:
@@ -463,6 +617,8 @@ class LedgerBase(ABC):
         locks and nothing recorded (the check before a run that must record all or nothing)."""
         if not claims:
             return []
+        if any(at.rule_set.extended for _, at in claims):
+            return self._record_extended(claims, dry_run)
         ids = sorted({c.claim_id for c, _ in claims})
         keys = sorted({(c.person_id, at.benefit_year, at.plan.pool) for c, at in claims})
         out: list[Receipt | Problem] = []
@@ -510,6 +666,72 @@ class LedgerBase(ABC):
                     out[i] = Receipt(e, False)
         return out
 
+    def _record_extended(self, claims: Sequence[tuple[Claim, Placement]], dry_run: bool) -> list[Receipt | Problem]:
+        """:meth:`record_in_order` where a claim's rule set uses the rules of docs/calculation.md
+        *Rules real schemes need*: the claims' locks, then their settlement groups' (households,
+        then persons), then their pools', each set sorted; the groups' rows read at once; each
+        claim then settled as :meth:`settle` settles it (:func:`medaid.domain.engine.settle_at`
+        against the positions so far, the claims before it in this transaction included).  A
+        claim dated before a standing claim of one of its groups (its person's benefit year; its
+        household's where a household cap pool binds it) is refused, as a pool's is."""
+        ids = sorted({c.claim_id for c, _ in claims})
+        groups = [_groups_of(c, at) for c, at in claims]
+        persons = sorted({g for ps, _ in groups for g in ps})
+        households = sorted({g for _, hs in groups for g in hs})
+        pools = sorted({(c.person_id, at.benefit_year, at.plan.pool) for c, at in claims})
+        out: list[Receipt | Problem] = []
+        with (self._reading() if dry_run else self._transaction()) as con:
+            if not dry_run:
+                for cid in ids:
+                    self._lock_claim(con, cid)
+                for h, year in households:
+                    self._lock_group(con, ("household", h, year))
+                for p, year in persons:
+                    self._lock_group(con, ("person", p, year))
+                for key in pools:
+                    self._lock_pool(con, key)
+            found = self._queries(con, *[(CLAIM_LAST, (cid,)) for cid in ids], *_group_queries(persons, households))
+            last = {cid: _last(rows, self._where) for cid, rows in zip(ids, found, strict=False)}
+            group_rows = found[len(ids):]
+            state = read_positions(group_rows, len(persons), self._where)
+            latest: dict[tuple[str, str, int], tuple[dt.date, str]] = {}
+            kinds = [("person", g) for g in persons] + [("household", g) for g in households]
+            for (kind, (who, year)), rows in zip(kinds, group_rows, strict=True):
+                standing = [first for first, _ in live_claims(checked_rows(rows, self._where))]
+                if standing:
+                    latest[(kind, who, year)] = max((e.date, e.claim_id) for e in standing)
+            for (claim, at), (ps, hs) in zip(claims, groups, strict=True):
+                prior = last[claim.claim_id]
+                if prior is not None and prior.entry == SETTLEMENT:
+                    diff = differing_fields(prior, claim)
+                    conflict = LedgerConflict(claim.claim_id, diff).problems[0] if diff else None
+                    out.append(Receipt(prior, True) if conflict is None else Problem(
+                        conflict.message, source=conflict.source, field="claim_id"))
+                    continue
+                keys = [("person", *g) for g in ps] + [("household", *g) for g in hs]
+                before = max((latest[k] for k in keys if k in latest), default=None)
+                if before is not None and (claim.date, claim.claim_id) < before:
+                    out.append(Problem(
+                        f"dated {claim.date.isoformat()}, before claim {before[1]} ({before[0].isoformat()}) "
+                        f"already in the ledger for this person's (or household's) benefit year {at.benefit_year}: "
+                        "the ledger settles them in date order; settle it at the desk (medaid settle), or "
+                        "reverse the later claims first", source=f"claim {claim.claim_id}", field="date"))
+                    continue
+                position = state.position(claim, at)
+                r = settle_at(claim, at, position)
+                state.take(claim, at, r)
+                for k in keys:
+                    latest[k] = (claim.date, claim.claim_id)
+                entry = _settlement(r, claim, r.bracket, at, position)
+                last[claim.claim_id] = entry
+                out.append(Receipt(entry, False))
+            new = [i for i, o in enumerate(out) if isinstance(o, Receipt) and not o.replayed]
+            if new and not dry_run:
+                entries = [cast(Receipt, out[i]).entry for i in new]
+                for i, e in zip(new, self._append_all(con, entries), strict=True):
+                    out[i] = Receipt(e, False)
+        return out
+
     # -- checking -----------------------------------------------------------------------------
     def verify(self) -> Verification:
         """Check the whole ledger: the database's own checks (:meth:`_database_problems`: the
@@ -539,6 +761,7 @@ def check_rows(rows: Iterable[Stored], problems: list[str]) -> tuple[int, str]:
     reversals: dict[int, Entry] = {}
     net: dict[int, int] = {}  # a settlement's relief net of its adjustments so far
     pools: dict[tuple[str, int, str], tuple[int, int]] = {}
+    shared = _SharedPositions()
     for raw in rows:
         n += 1
         seq = raw.seq
@@ -582,7 +805,64 @@ def check_rows(rows: Iterable[Stored], problems: list[str]) -> tuple[int, str]:
             problems.append(f"{where}: recorded year-to-date position differs from the sum of the rows before it")
         if e.entry == SETTLEMENT:
             problems.extend(f"{where}: {p}" for p in over_caps(e, g - e.relief))
+        problems.extend(f"{where}: {p}" for p in shared.check(e))
     return n, prev if n else GENESIS
+
+
+class _SharedPositions:
+    """The running positions of cap pools and second pools over a whole ledger, in row order
+    (:func:`check_rows`; docs/calculation.md *Rules real schemes need*): each row moves them
+    as it moves its pool (a settlement adds its takes, a reversal takes them out, an adjustment
+    adds its change against the claim's result before it).  A settlement may not take more in
+    a cap pool than its annual amount leaves (``taken ≤ max(0, annual − U)``, per person or
+    household as recorded with it), nor more second-stage relief than the second stage's annual
+    cap leaves; the second pool's recorded position must equal the running sums."""
+
+    def __init__(self) -> None:
+        self.current: dict[int, Entry] = {}
+        self.caps: dict[tuple[str, str, str, int], int] = {}
+        self.seconds: dict[PoolKey, tuple[int, int]] = {}
+
+    def check(self, e: Entry) -> list[str]:
+        if e.caps is None and e.second_pool is None and e.entry == SETTLEMENT:
+            self.current[e.seq] = e
+            return []
+        out: list[str] = []
+        if e.entry == SETTLEMENT:
+            old, sign = None, 1
+            self.current[e.seq] = e
+        elif e.entry == REVERSAL:
+            old, sign = None, -1
+            self.current.pop(e.reverses or 0, None)
+        else:
+            old, sign = self.current.get(e.adjusts or 0), 1
+            if e.adjusts in self.current:
+                self.current[e.adjusts or 0] = e
+        annual = {n: a for n, _, a in e.cap_limits or ()}
+        before = dict(_cap_takes(old, old)) if old is not None else {}
+        for k, taken in _cap_takes(e, e):
+            u = self.caps.get(k, 0)
+            if e.entry == SETTLEMENT and k[0] in annual and taken > max(0, annual[k[0]] - u):
+                out.append(f"relief {format_yuan(taken, thousands=False)} taken in cap pool {k[0]} takes it from "
+                           f"{format_yuan(u, thousands=False)} past its annual amount "
+                           f"({format_yuan(annual[k[0]], thousands=False)}, per {k[1]})")
+            self.caps[k] = u + sign * taken - before.pop(k, 0)
+        for k, taken in before.items():  # a cap pool the claim no longer counts in
+            self.caps[k] = self.caps.get(k, 0) - taken
+        if e.second_pool is not None:
+            key = (e.person_id, e.benefit_year, e.second_pool)
+            b, h = self.seconds.get(key, (0, 0))
+            r2 = e.second_relief or 0
+            if e.entry == SETTLEMENT and e.second_annual_cap is not None and r2 > max(0, e.second_annual_cap - h):
+                out.append(f"second relief {format_yuan(r2, thousands=False)} takes the second pool's year-to-date "
+                           f"relief from {format_yuan(h, thousands=False)} past its annual cap "
+                           f"({format_yuan(e.second_annual_cap, thousands=False)})")
+            ob, oh = (0, 0) if old is None else (old.burden or 0, old.second_relief or 0)
+            b, h = b + sign * (e.burden or 0) - ob, h + sign * r2 - oh
+            self.seconds[key] = (b, h)
+            if (e.ytd_burden, e.ytd_second_relief) != (b, h):
+                out.append("recorded year-to-date burden and second relief differ from the sums of the rows before it")
+        return out
 
 
 def _adjustment_problems(e: Entry, settled: dict[int, Entry], reversals: dict[int, Entry],
@@ -598,8 +878,11 @@ def _adjustment_problems(e: Entry, settled: dict[int, Entry], reversals: dict[in
         return [f"adjusts row {e.adjusts}, which is not a settlement of claim {e.claim_id} in its pool"]
     if e.adjusts in reversed_:
         return [f"adjusts row {e.adjusts}, which is reversed"]
-    if rev is None or (rev.person_id, rev.benefit_year, rev.pool) != (e.person_id, e.benefit_year, e.pool) \
-            or (rev.reverses or 0) >= orig.seq:
+    in_pool = rev is not None and (rev.person_id, rev.benefit_year, rev.pool) == (e.person_id, e.benefit_year, e.pool)
+    # docs/calculation.md#reversals-with-these-rules: a claim sharing a cap pool or a second pool
+    # with the reversed one (its person's or household's benefit year) may be adjusted too
+    shares = rev is not None and rev.benefit_year == e.benefit_year and bool(e.caps or e.second_pool)
+    if rev is None or not (in_pool or shares) or (rev.reverses or 0) >= orig.seq:
         return [f"names row {e.reversal} as its reversal, which is not a reversal of an earlier claim "
                 f"in the pool of claim {e.claim_id}"]
     if e.adjustment != e.relief - net[orig.seq]:
@@ -650,10 +933,58 @@ def resettled(live: list[tuple[Entry, Entry]], reversed_seq: int, book: RuleBook
     return out
 
 
-def _adjustment(first: Entry, r: Settlement, reversal: Entry, old_relief: int, ytd: PoolState) -> Entry:
-    """The adjustment row of settlement ``first`` re-settled as ``r`` after ``reversal``; ``ytd``
-    is the pool's position after it."""
-    return _settlement(r, first.claim(), r.bracket)._replace(
+def resettled_groups(live: list[tuple[Entry, Entry]], reversed_seq: int, book: RuleBook, persons: set[str],
+                     households: set[str], year: int) -> list[tuple[Entry, Settlement, Placement, Position]]:
+    """Re-settle the standing claims of ``live`` (:func:`live_claims` of the settlement groups'
+    rows, the reversed claim left out) settled after row ``reversed_seq``
+    (docs/calculation.md#reversals-with-these-rules): the claims before it keep their results
+    and make up the positions (:func:`_take_stored`); each claim after it, in ledger order, is
+    placed under the rule version in force on its own date and settled against the positions
+    so far (:func:`medaid.domain.engine.settle_at`), which then take its new result.  The
+    claims whose result changes (total relief, second relief, burden or a cap pool's take),
+    with their new settlement, placement and the position it was settled against.  Refused,
+    nothing recorded, when the rules place a claim elsewhere than it was settled, or it reads a
+    position outside the groups read (``persons``, ``households`` of ``year``)."""
+    state = Positions()
+    out: list[tuple[Entry, Settlement, Placement, Position]] = []
+    for first, now in live:
+        if first.seq < reversed_seq:
+            _take_stored(state, first, now)
+            continue
+        claim = first.claim()
+        at = placement(claim, book)
+        where = f"claim {first.claim_id}"
+        if isinstance(at, Problem):
+            raise LedgerError(Problem(f"{at.message}; nothing was recorded (reverse with the rules the ledger "
+                                      "was settled with)", source=where, field=at.field))
+        second = None if at.plan.second is None else at.plan.second.pool
+        if (at.benefit_year, at.pool, second) != (first.benefit_year, first.pool, now.second_pool):
+            raise LedgerError(Problem(
+                f"the rules given place claim {first.claim_id} in pool {at.pool} of {at.benefit_year}, "
+                f"not in pool {first.pool} of {first.benefit_year} where it was settled; nothing was "
+                "recorded (reverse with the rules the ledger was settled with)", source=where))
+        _, cap_keys, _ = position_keys(claim, at)
+        outside = [k for k in cap_keys if (k[2] not in households if k[1] == "household" else k[2] not in persons)]
+        if first.person_id not in persons or at.benefit_year != year or outside:
+            raise LedgerError(Problem(
+                f"claim {first.claim_id} counts in a household or cap pool this reversal does not hold; nothing "
+                "was recorded", source=where))
+        position = state.position(claim, at)
+        r = settle_at(claim, at, position)
+        state.take(claim, at, r)
+        new = _extended_fields(r, at, position)
+        if (r.relief, new["second_relief"], new["burden"], tuple(sorted(new["caps"] or ())) or None) != (
+                now.relief, now.second_relief, now.burden, now.caps):
+            out.append((first, r, at, position))
+    return out
+
+
+def _adjustment(first: Entry, r: Settlement, reversal: Entry, old_relief: int, ytd: PoolState,
+                at: Placement | None = None, position: Position | None = None) -> Entry:
+    """The adjustment row of settlement ``first`` re-settled as ``r`` (at ``at`` against
+    ``position``, where the rules of *Rules real schemes need* are in play) after ``reversal``;
+    ``ytd`` is the pool's position after it."""
+    return _settlement(r, first.claim(), r.bracket, at, position)._replace(
         entry=ADJUSTMENT, ytd_self_pay=ytd.self_pay, ytd_relief=ytd.relief, adjusts=first.seq,
         reversal=reversal.seq, adjustment=r.relief - old_relief, desk=reversal.desk)
 
@@ -730,6 +1061,77 @@ POOL_ROWS = SELECT_LINKED + " WHERE e.person_id = ? AND e.benefit_year = ? AND e
 CLAIM_LAST = SELECT_LINKED + " WHERE e.claim_id = ? AND e.entry <> 'adjustment' ORDER BY e.seq DESC LIMIT 1"
 
 
+#: A person's rows of a benefit year, and a household's (parameters: the id, the benefit year):
+#: the settlement groups of docs/calculation.md *Rules real schemes need* at a desk.
+PERSON_ROWS = SELECT_LINKED + " WHERE e.person_id = ? AND e.benefit_year = ? ORDER BY e.seq"
+HOUSEHOLD_ROWS = SELECT_LINKED + " WHERE e.household_id = ? AND e.benefit_year = ? ORDER BY e.seq"
+
+
+def _groups_of(claim: Claim, at: Placement) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """The settlement groups whose rows hold ``claim``'s position (docs/desk.md *The ledger's
+    guarantees*): its person's benefit year (its pools, second pools and per-person cap pools),
+    and the household's benefit year for each per-household cap pool binding it."""
+    _, cap_keys, _ = position_keys(claim, at)
+    households = sorted({(who, year) for _, per, who, year in cap_keys if per == "household"})
+    return [(claim.person_id, at.benefit_year)], households
+
+
+def _group_queries(persons: Sequence[tuple[str, int]],
+                   households: Sequence[tuple[str, int]]) -> list[tuple[str, tuple[Any, ...]]]:
+    """The queries of the groups' rows: the persons' first, then the households'."""
+    return [(PERSON_ROWS, p) for p in persons] + [(HOUSEHOLD_ROWS, h) for h in households]
+
+
+def read_positions(found: Sequence[list[tuple[Any, ...]]], persons: int, source: str) -> Positions:
+    """The positions the standing rows give (:class:`medaid.domain.engine.Positions`, keyed as
+    the engine keys them), from ``found``: the rows of ``persons`` person-years (whole: their
+    pools' positions are checked against the running sums recorded on their rows, as
+    :func:`_position` checks a pool), then of households (each claim counted once).  Every row
+    is checked against its hash first.  Each standing claim (not reversed) counts with its
+    current result (its last adjustment, or its settlement): its self-pay and relief in its
+    pool, its burden and second relief in its second pool, and the relief it took in each cap
+    pool, per person or per household as recorded with it (docs/calculation.md *Rules real
+    schemes need*)."""
+    checked = [checked_rows(rows, source) for rows in found]
+    pools: dict[PoolKey, list[Entry]] = {}
+    for rows in checked[:persons]:
+        for e in rows:
+            pools.setdefault((e.person_id, e.benefit_year, e.pool), []).append(e)
+    state = Positions({k: _position_of(v, source) for k, v in pools.items()})
+    merged = sorted({e.seq: e for rows in checked for e in rows}.values(), key=lambda e: e.seq)
+    for first, now in live_claims(merged):
+        _take_stored(state, first, now, pool=False)
+    return state
+
+
+def _take_stored(state: Positions, first: Entry, now: Entry, *, pool: bool = True) -> None:
+    """Add a standing claim (its settlement ``first``, its current result ``now``) to the
+    positions it counts in: its pool (``pool``), its second pool, its cap pools."""
+    year = first.benefit_year
+    if pool:
+        key = (first.person_id, year, first.pool)
+        c, g = state.pools.get(key, EMPTY_POOL)
+        state.pools[key] = PoolState(c + first.self_pay, g + now.relief)
+    if now.second_pool is not None:
+        key = (first.person_id, year, now.second_pool)
+        b, h = state.seconds.get(key, EMPTY_POOL)
+        state.seconds[key] = PoolState(b + (now.burden or 0), h + (now.second_relief or 0))
+    for k, taken in _cap_takes(first, now):
+        state.caps[k] = state.caps.get(k, 0) + taken
+
+
+def _cap_takes(first: Entry, now: Entry) -> list[tuple[tuple[str, str, str, int], int]]:
+    """The cap pools a standing claim's current result ``now`` counts in, keyed as
+    :func:`medaid.domain.engine.position_keys` keys them, with the relief it took there."""
+    per = {n: p for n, p, _ in now.cap_limits or ()}
+    out = []
+    for name, taken in now.caps or ():
+        whom = per.get(name, "person")
+        who = (first.household_id or first.person_id) if whom == "household" else first.person_id
+        out.append(((name, whom, who, first.benefit_year), taken))
+    return out
+
+
 def pool_position(con: Connection, person_id: str, year: int, pool: str, source: str) -> PoolState:
     """The pool's position (:func:`_position` of its rows)."""
     return _position(con.execute(POOL_ROWS, (person_id, year, pool)).fetchall(), source)
@@ -795,8 +1197,37 @@ def _damaged(seqs: list[int], source: str, why: str) -> LedgerError:
         "was recorded; run 'medaid ledger verify' and restore the ledger from a copy", source=source))
 
 
-def _settlement(r: Settlement, claim: Claim, bracket: int) -> Entry:
-    """The settlement row of ``claim`` settled as ``r`` (its place in the chain still blank)."""
+def _settlement(r: Settlement, claim: Claim, bracket: int, at: Placement | None = None,
+                position: Position | None = None) -> Entry:
+    """The settlement row of ``claim`` settled as ``r`` (its place in the chain still blank);
+    with its placement and the position it was settled against, the second stage's and the cap
+    pools' results too (:func:`_extended_fields`)."""
+    row = _plain_settlement(r, claim, bracket)
+    return row if at is None or position is None else row._replace(**_extended_fields(r, at, position))
+
+
+def _extended_fields(r: Settlement, at: Placement, position: Position) -> dict[str, Any]:
+    """The row fields of docs/calculation.md *Rules real schemes need* for ``r``, settled at
+    ``at`` against ``position``: the second stage's relief, pool, limit, the claim's burden, the
+    second pool's position after it and its annual cap; each cap pool the claim counts against
+    with the relief it took there (``U`` after less ``U`` before) and its limit in force (whom it
+    counts per, its annual amount).  ``None`` where the plan has no second stage or cap pool."""
+    before = dict(position.caps)
+    pools = at.rule_set.caps
+    second = at.plan.second
+    return {
+        "second_relief": None if r.second_pool is None else r.second_relief,
+        "second_pool": r.second_pool, "second_capped_by": r.second_capped_by, "burden": r.burden,
+        "ytd_burden": r.ytd_burden, "ytd_second_relief": r.ytd_second_relief,
+        "second_annual_cap": None if second is None else second.annual_cap,
+        "caps": tuple((n, u - before.get(n, 0)) for n, u in r.caps_after) or None,
+        "cap_limits": tuple((n, pools[n].per, pools[n].annual) for n, _ in r.caps_after) or None,
+    }
+
+
+def _plain_settlement(r: Settlement, claim: Claim, bracket: int) -> Entry:
+    """The settlement row of ``claim`` settled as ``r``, without the fields of *Rules real
+    schemes need*."""
     return Entry(
         seq=0, entry=SETTLEMENT, claim_id=r.claim_id, person_id=r.person_id, date=r.date,
         self_pay=r.self_pay, group=claim.group, kind=claim.kind, hospital=claim.hospital,
@@ -809,9 +1240,8 @@ def _settlement(r: Settlement, claim: Claim, bracket: int) -> Entry:
         reversal=None, adjustment=None, channel=claim.channel, bank_account=claim.bank_account,
         account_name=claim.account_name, household_id=claim.household_id, non_compliant=claim.non_compliant,
         attributes=claim.attributes or None,
-        # a second stage's and the cap pools' results: filled from the engine's Settlement once it gives them
         second_relief=None, second_pool=None, second_capped_by=None, ytd_burden=None, ytd_second_relief=None,
-        caps=None, prev_hash="", row_hash="",
+        caps=None, burden=None, cap_limits=None, second_annual_cap=None, prev_hash="", row_hash="",
     )
 
 

@@ -18,8 +18,10 @@ Rules implemented (docs/desk.md *The ledger on PostgreSQL*):
   names that are not a medaid ledger's (``schema_migrations`` carries a comment naming the
   ledger) are refused; other tables are left alone.
 * Serialisation across processes and hosts (read committed, every statement a fresh snapshot):
-  a write transaction takes ``pg_advisory_xact_lock`` on its claim id, then on its pool
-  (person, benefit year, pool), then on the chain; each is held to the commit.  The claim's lock
+  a write transaction takes ``pg_advisory_xact_lock`` on its claim id, then (for a rule set
+  using the rules of docs/calculation.md *Rules real schemes need*) on its settlement groups
+  (the household's benefit year where a household cap pool binds it, then the person's), then
+  on its pool (person, benefit year, pool), then on the chain; each is held to the commit.  The claim's lock
   makes the replay check and the insert of one claim id atomic; the pool's makes the
   year-to-date read and the insert atomic (caps exact); the chain's makes reading the head and
   appending atomic.  The chain links every row to the one before it, so appends are one global
@@ -47,7 +49,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import Problem
-from .backend import BUSY_TIMEOUT, Connection, LedgerBase, LedgerError, PoolKey, now_text, redact
+from .backend import BUSY_TIMEOUT, Connection, GroupKey, LedgerBase, LedgerError, PoolKey, now_text, redact
 from .schema import (
     APPLICATION_ID,
     COLUMNS,
@@ -181,7 +183,7 @@ def _hashed_around(values: list[Any]) -> list[str]:
 
 
 # Advisory lock classes (the first of the two int4 keys): "mdl" and a kind.
-_WRITERS, _CLAIM, _POOL, _CHAIN, _MIGRATE = (0x6D646C00 + k for k in range(1, 6))
+_WRITERS, _CLAIM, _POOL, _CHAIN, _MIGRATE, _GROUP = (0x6D646C00 + k for k in range(1, 7))
 
 
 def lock_key(*parts: object) -> int:
@@ -408,6 +410,9 @@ class PostgresLedger(LedgerBase):
 
     def _lock_pool(self, con: Connection, key: PoolKey) -> None:
         self._lock(con, "SELECT pg_advisory_xact_lock(?, ?)", (_POOL, lock_key(*key)))
+
+    def _lock_group(self, con: Connection, key: GroupKey) -> None:
+        self._lock(con, "SELECT pg_advisory_xact_lock(?, ?)", (_GROUP, lock_key(*key)))
 
     def _lock_chain(self, con: Connection) -> None:
         self._lock(con, "SELECT pg_advisory_xact_lock(?, 0)", (_CHAIN,))

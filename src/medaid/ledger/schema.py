@@ -208,6 +208,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE entries ADD COLUMN caps TEXT",
         "CREATE INDEX entries_by_household ON entries (household_id, benefit_year)",
     )),
+    # -- what a desk needs to read a claim's whole position back and to verify the cap pools
+    # (docs/calculation.md#rules-real-schemes-need): the claim's burden (the second stage's
+    # base), the cap pools' limits (name, whom it counts per, annual amount) and the second
+    # stage's annual cap in force for it.  Plain SQL, the same on PostgreSQL; NULL on old rows.
+    Migration(7, "entries: burden, cap pool limits and second-stage annual cap of each row", (
+        "ALTER TABLE entries ADD COLUMN burden INTEGER",
+        "ALTER TABLE entries ADD COLUMN cap_limits TEXT",
+        "ALTER TABLE entries ADD COLUMN second_annual_cap INTEGER",
+        "CREATE INDEX entries_by_person_year ON entries (person_id, benefit_year)",
+    )),
 )
 #: Steps that SQLite takes in other words than the registry's: step 4 rebuilds ``entries``
 #: (SQLite cannot change a CHECK in place) with the same rows, the same stored values, so every
@@ -305,6 +315,12 @@ class Entry(NamedTuple):
         caps: the cap pools the claim's first and second stage count against, each with the
             relief it took there (``(name, fen)`` pairs sorted by name; stored as JSON text);
             ``None`` when none (and before migration 6).
+        burden, cap_limits, second_annual_cap: the claim's burden ``b_k`` (the second stage's
+            base, ``None`` without a second stage); for each cap pool in ``caps``, whom it counts
+            per and its annual amount in force (``(name, "person" | "household", fen)``, sorted
+            by name); the second stage's annual cap in force (``None``: none).  What a desk reads
+            a position back from and ``ledger verify`` checks the cap pools with (migration 7;
+            ``None`` on rows written before it).
         prev_hash, row_hash: the hash chain.
     """
 
@@ -355,6 +371,9 @@ class Entry(NamedTuple):
     ytd_burden: int | None
     ytd_second_relief: int | None
     caps: tuple[tuple[str, int], ...] | None
+    burden: int | None
+    cap_limits: tuple[tuple[str, str, int], ...] | None
+    second_annual_cap: int | None
     prev_hash: str
     row_hash: str
 
@@ -390,6 +409,8 @@ class Entry(NamedTuple):
                 v = dict(v)
             elif k == "caps" and v is not None:
                 v = {name: format_yuan(fen, thousands=False) for name, fen in v}
+            elif k == "cap_limits" and v is not None:
+                v = {name: {"per": per, "annual": format_yuan(fen, thousands=False)} for name, per, fen in v}
             elif k in _MONEY and v is not None:
                 v = format_yuan(v, thousands=False)
             elif isinstance(v, dt.date):
@@ -415,6 +436,8 @@ class Entry(NamedTuple):
                 v = tuple(sorted(v.items()))
             elif f == "caps" and v is not None:
                 v = tuple(sorted((name, _fen(yuan)) for name, yuan in v.items()))
+            elif f == "cap_limits" and v is not None:
+                v = tuple(sorted((name, c["per"], _fen(c["annual"])) for name, c in v.items()))
             elif f == "date":
                 v = dt.date.fromisoformat(v)
             values.append(v)
@@ -482,15 +505,16 @@ def _pairs_text(pairs: tuple[tuple[str, Any], ...] | None) -> str | None:
     return json.dumps([list(p) for p in sorted(pairs)], ensure_ascii=False, separators=(",", ":"))
 
 
-def _pairs(text: str | None) -> tuple[tuple[Any, Any], ...] | None:
-    return None if text is None else tuple((name, value) for name, value in json.loads(text))
+def _pairs(text: str | None) -> tuple[tuple[Any, ...], ...] | None:
+    """The tuples :func:`_pairs_text` stored (pairs, or the triples of ``cap_limits``)."""
+    return None if text is None else tuple(tuple(p) for p in json.loads(text))
 
 
 #: How a field is stored when it is not stored as it is, and how it is read back.
 _STORE: dict[str, Callable[[Any], Any]] = {"date": _iso, "segments": _segments_text, "attributes": _pairs_text,
-                                           "caps": _pairs_text}
+                                           "caps": _pairs_text, "cap_limits": _pairs_text}
 _LOAD: dict[str, Callable[[Any], Any]] = {"date": dt.date.fromisoformat, "segments": _segments, "attributes": _pairs,
-                                          "caps": _pairs}
+                                          "caps": _pairs, "cap_limits": _pairs}
 
 
 def encode(e: Entry) -> tuple[Any, ...]:
@@ -509,7 +533,9 @@ def decode(values: Sequence[Any]) -> Entry:
 ADDED_FIELDS = frozenset({"desk", "adjusts", "reversal", "adjustment", "channel", "bank_account", "account_name",
                           # migration 6
                           "household_id", "non_compliant", "attributes", "second_relief", "second_pool",
-                          "second_capped_by", "ytd_burden", "ytd_second_relief", "caps"})
+                          "second_capped_by", "ytd_burden", "ytd_second_relief", "caps",
+                          # migration 7
+                          "burden", "cap_limits", "second_annual_cap"})
 
 
 def row_hash(values: Sequence[Any]) -> str:

@@ -1,0 +1,98 @@
+"""Rule books of docs/calculation.md *Worked examples of these rules*, as rule files, for the
+ledger's tests (tests/test_ledger_extended.py and the tests beside it).
+
+* ``HOUSEHOLD``: the shipped ``key-inpatient`` brackets (70% of 1,000-10,000, 85% of
+  10,000-50,000, 95% above; claim mode; annual cap 100,000) under a household cap pool
+  ``household`` of 10,000 a year;
+* ``SHARED``: ``inpatient`` (own pool, year mode, 70% above 1,000) and ``outpatient`` (own pool,
+  year mode, 60% above 200), both bound by the cap pool ``medical``, 5,000 a year per person;
+* ``SECOND``: ``key-inpatient`` with a second stage in pool ``burden``, year mode, 50% of the
+  year's burden above 5,000, annual cap 20,000; ``NON_COMPLIANT`` the same counting the
+  non-compliant cost; ``FULL`` a second stage of 100% from 0 counting it.
+"""
+
+from __future__ import annotations
+
+from medaid.domain.rules import RuleBook, parse_rule_set
+
+HEAD = '''id = "worked"
+version = "1"
+valid_from = 2024-01-01
+rounding = { unit = "fen", method = "half-up" }
+
+[groups]
+key = ["特困人员"]
+
+[kinds]
+inpatient = ["住院"]
+outpatient = ["门诊"]
+'''
+
+KEY_BRACKETS = '''brackets = [
+  { from = "1000",  to = "10000", rate = "70%" },
+  { from = "10000", to = "50000", rate = "85%" },
+  { from = "50000",               rate = "95%" },
+]
+'''
+
+HOUSEHOLD = HEAD + '''
+[caps.household]
+annual = "10000"
+per = "household"
+
+[[plans]]
+name = "key-inpatient"
+match = { group = ["key"], kind = ["inpatient"] }
+pool = "inpatient"
+accumulate = "claim"
+annual_cap = "100000"
+caps = ["household"]
+''' + KEY_BRACKETS
+
+SHARED = HEAD + '''
+[caps.medical]
+annual = "5000"
+
+[[plans]]
+name = "inpatient"
+match = { group = ["key"], kind = ["inpatient"] }
+pool = "inpatient"
+accumulate = "year"
+caps = ["medical"]
+brackets = [ { from = "1000", rate = "70%" } ]
+
+[[plans]]
+name = "outpatient"
+match = { group = ["key"], kind = ["outpatient"] }
+pool = "outpatient"
+accumulate = "year"
+caps = ["medical"]
+brackets = [ { from = "200", rate = "60%" } ]
+'''
+
+
+def _second(rest: str, *, include: bool = False, brackets: str = '[ { from = "5000", rate = "50%" } ]') -> str:
+    return HEAD + '''
+[[plans]]
+name = "key-inpatient"
+match = { group = ["key"], kind = ["inpatient"] }
+pool = "inpatient"
+accumulate = "claim"
+annual_cap = "100000"
+''' + KEY_BRACKETS + f'''
+[plans.second]
+pool = "burden"
+accumulate = "year"
+include_non_compliant = {str(include).lower()}
+{rest}brackets = {brackets}
+'''
+
+
+SECOND = _second('annual_cap = "20000"\n')
+NON_COMPLIANT = _second('annual_cap = "20000"\n', include=True)
+FULL = _second("", include=True, brackets='[ { from = "0", rate = "100%" } ]')
+
+
+def book(text: str) -> RuleBook:
+    """The rule book of one rule file's text."""
+    return RuleBook([parse_rule_set(text.encode("utf-8"), "<test rules>")])
