@@ -96,3 +96,44 @@ FULL = _second("", include=True, brackets='[ { from = "0", rate = "100%" } ]')
 def book(text: str) -> RuleBook:
     """The rule book of one rule file's text."""
     return RuleBook([parse_rule_set(text.encode("utf-8"), "<test rules>")])
+
+
+#: Every rule at once, for the generated sequences (tests/test_ledger_extended.py): a household
+#: cap pool of 30,000 and a per-person cap pool ``medical`` of 20,000; ``inpatient`` (claim mode,
+#: the shipped brackets, annual cap 100,000) bound by both, with a second stage (year mode, 50%
+#: of the year's burden above 5,000 counting non-compliant costs, annual cap 8,000) bound by the
+#: household pool; ``outpatient`` (year mode, 60% above 200, claim cap 3,000) bound by
+#: ``medical`` only, so its claims need no household id.
+COMBINED = HEAD + '''
+[caps.household]
+annual = "30000"
+per = "household"
+
+[caps.medical]
+annual = "20000"
+
+[[plans]]
+name = "inpatient"
+match = { group = ["key"], kind = ["inpatient"] }
+pool = "inpatient"
+accumulate = "claim"
+annual_cap = "100000"
+caps = ["household", "medical"]
+''' + KEY_BRACKETS + '''
+[plans.second]
+pool = "burden"
+accumulate = "year"
+include_non_compliant = true
+annual_cap = "8000"
+caps = ["household"]
+brackets = [ { from = "5000", rate = "50%" } ]
+
+[[plans]]
+name = "outpatient"
+match = { group = ["key"], kind = ["outpatient"] }
+pool = "outpatient"
+accumulate = "year"
+claim_cap = "3000"
+caps = ["medical"]
+brackets = [ { from = "200", rate = "60%" } ]
+'''

@@ -78,7 +78,7 @@ from .schema import (
     Stored,
     chain,
     decode,
-    moves,
+    pool_move,
 )
 
 #: Default busy timeout: how long a desk waits for another desk's transaction, in seconds.
@@ -349,7 +349,7 @@ class LedgerBase(ABC):
             c = g = 0
             for first, now in live_claims(self._all(
                     "WHERE e.person_id = ? AND e.benefit_year = ? AND e.pool = ? ORDER BY e.seq", key)):
-                c, g = c + first.self_pay, g + now.relief
+                c, g = c + first.self_pay, g + now.relief - (now.second_relief or 0)
                 if now is not first:
                     out[first.seq] = (now, PoolState(c, g))
         return out
@@ -553,7 +553,7 @@ class LedgerBase(ABC):
             [x for x in live if x[0].seq != row.seq], row.seq, book, set(persons), set(households), year)
         pool_key = (person, year, row.pool)
         c, g = running.pools.get(pool_key, EMPTY_POOL)
-        running.pools[pool_key] = PoolState(c - row.self_pay, g - now.relief)
+        running.pools[pool_key] = PoolState(c - row.self_pay, g - now.relief + (now.second_relief or 0))
         second: dict[str, Any] = {}
         if now.second_pool is not None:
             skey = (person, year, now.second_pool)
@@ -575,8 +575,9 @@ class LedgerBase(ABC):
             adj = _adjustment(first, r, entry, old.relief, PoolState(0, 0), at, position)
             key = (first.person_id, year, first.pool)
             c, g = running.pools.get(key, EMPTY_POOL)
-            running.pools[key] = PoolState(c, g + r.relief - old.relief)
-            fields: dict[str, Any] = {"ytd_self_pay": c, "ytd_relief": g + r.relief - old.relief}
+            g += r.first_relief - (old.relief - (old.second_relief or 0))
+            running.pools[key] = PoolState(c, g)
+            fields: dict[str, Any] = {"ytd_self_pay": c, "ytd_relief": g}
             if r.second_pool is not None:
                 skey = (first.person_id, year, r.second_pool)
                 b, h2 = running.seconds.get(skey, EMPTY_POOL)
@@ -762,6 +763,7 @@ def check_rows(rows: Iterable[Stored], problems: list[str]) -> tuple[int, str]:
     net: dict[int, int] = {}  # a settlement's relief net of its adjustments so far
     pools: dict[tuple[str, int, str], tuple[int, int]] = {}
     shared = _SharedPositions()
+    seconds: dict[int, int] = {}
     for raw in rows:
         n += 1
         seq = raw.seq
@@ -798,13 +800,13 @@ def check_rows(rows: Iterable[Stored], problems: list[str]) -> tuple[int, str]:
                 problems.append(f"{where}: row {e.reverses} is reversed twice")
             reversed_.add(e.reverses or 0)
             reversals[e.seq] = e
-        dc, dg = moves(e)
+        dc, dg = pool_move(e, seconds)
         c, g = c + dc, g + dg
         pools[key] = (c, g)
         if (e.ytd_self_pay, e.ytd_relief) != (c, g):
             problems.append(f"{where}: recorded year-to-date position differs from the sum of the rows before it")
         if e.entry == SETTLEMENT:
-            problems.extend(f"{where}: {p}" for p in over_caps(e, g - e.relief))
+            problems.extend(f"{where}: {p}" for p in over_caps(e, g - dg))
         problems.extend(f"{where}: {p}" for p in shared.check(e))
     return n, prev if n else GENESIS
 
@@ -1032,11 +1034,12 @@ def over_caps(e: Entry, granted_before: int) -> list[str]:
         return format_yuan(fen, thousands=False)
 
     out = []
-    if e.annual_cap is not None and e.relief > max(0, e.annual_cap - granted_before):
-        out.append(f"relief {yuan(e.relief)} takes the year-to-date relief from "
+    first = e.relief - (e.second_relief or 0)  # a second stage has its own caps
+    if e.annual_cap is not None and first > max(0, e.annual_cap - granted_before):
+        out.append(f"relief {yuan(first)} takes the year-to-date relief from "
                    f"{yuan(granted_before)} past the annual cap in force for it ({yuan(e.annual_cap)})")
-    if e.claim_cap is not None and e.relief > e.claim_cap:
-        out.append(f"relief {yuan(e.relief)} is above the claim cap in force for it ({yuan(e.claim_cap)})")
+    if e.claim_cap is not None and first > e.claim_cap:
+        out.append(f"relief {yuan(first)} is above the claim cap in force for it ({yuan(e.claim_cap)})")
     return out
 
 
@@ -1111,7 +1114,7 @@ def _take_stored(state: Positions, first: Entry, now: Entry, *, pool: bool = Tru
     if pool:
         key = (first.person_id, year, first.pool)
         c, g = state.pools.get(key, EMPTY_POOL)
-        state.pools[key] = PoolState(c + first.self_pay, g + now.relief)
+        state.pools[key] = PoolState(c + first.self_pay, g + now.relief - (now.second_relief or 0))
     if now.second_pool is not None:
         key = (first.person_id, year, now.second_pool)
         b, h = state.seconds.get(key, EMPTY_POOL)
@@ -1149,8 +1152,9 @@ def _position_of(rows: list[Entry], source: str) -> PoolState:
     """:func:`_position` of rows already checked against their hashes."""
     c = g = 0
     off: list[int] = []
+    seconds: dict[int, int] = {}
     for e in rows:
-        dc, dg = moves(e)
+        dc, dg = pool_move(e, seconds)
         c, g = c + dc, g + dg
         if (e.ytd_self_pay, e.ytd_relief) != (c, g):
             off.append(e.seq)

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 from ..errors import Problem
 from .backend import LedgerBase, LedgerError, checked_rows, over_caps, pool_position
-from .schema import SELECT_LINKED, SETTLEMENT, Entry, moves
+from .schema import SELECT_LINKED, SETTLEMENT, Entry, pool_move
 
 
 class Copied(NamedTuple):
@@ -97,14 +97,15 @@ def copy_ledger(src: LedgerBase, dst: LedgerBase) -> Copied:
         there = {identity(e): e.seq for es in held.values() for e in es}
         moved: dict[int, int] = {}  # the source's row number → the destination's
         over: list[str] = []
+        seconds: dict[int, int] = {}  # each settlement's second relief, by the source's row (pool_move)
         for e in rows:
+            dc, dg = pool_move(e, seconds)
             key = identity(e)
             if key in there:
                 moved[e.seq] = there[key]
                 present += 1
                 continue
             state = pool_position(con, e.person_id, e.benefit_year, e.pool, dst._where)
-            dc, dg = moves(e)
             new = e._replace(
                 ytd_self_pay=state.self_pay + dc, ytd_relief=state.relief + dg,
                 reverses=None if e.reverses is None else moved[e.reverses],

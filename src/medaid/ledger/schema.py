@@ -496,6 +496,25 @@ def moves(e: Entry) -> tuple[int, int]:
     return -e.self_pay, -e.relief
 
 
+def pool_move(e: Entry, seconds: dict[int, int]) -> tuple[int, int]:
+    """What row ``e`` adds to its **pool's** year-to-date self-pay and relief ``(C, G)``: as
+    :func:`moves`, with ``G`` the first stage's relief only (a second stage's relief counts in
+    its own pool, docs/calculation.md *Second stage*).  ``seconds`` holds each settlement's
+    current second relief (by its row), kept up to date here: an adjustment moves ``G`` by its
+    change of total relief less its change of second relief."""
+    r2 = e.second_relief or 0
+    if e.entry == SETTLEMENT:
+        if r2:
+            seconds[e.seq] = r2
+        return e.self_pay, e.relief - r2
+    if e.entry == ADJUSTMENT:
+        before = seconds.get(e.adjusts or 0, 0)
+        if r2 or before:
+            seconds[e.adjusts or 0] = r2
+        return 0, (e.adjustment or 0) - (r2 - before)
+    return -e.self_pay, -(e.relief - r2)
+
+
 def _pairs_text(pairs: tuple[tuple[str, Any], ...] | None) -> str | None:
     """``(name, value)`` pairs (attributes, cap pools) as stored: JSON text of the pairs sorted
     by name (``[["level","三级"]]``), NULL when there are none (so a row without any hashes as a
