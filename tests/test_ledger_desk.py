@@ -51,7 +51,9 @@ def test_a_row_without_a_desk_hashes_as_before_and_one_with_a_desk_includes_it(t
         "desk", "adjusts", "reversal", "adjustment", "channel", "bank_account", "account_name",
         # migration 6
         "household_id", "non_compliant", "attributes", "second_relief", "second_pool", "second_capped_by",
-        "ytd_burden", "ytd_second_relief", "caps", "row_hash")]
+        "ytd_burden", "ytd_second_relief", "caps",
+        # migration 7
+        "burden", "cap_limits", "second_annual_cap", "row_hash")]
     assert plain.row_hash == hashlib.sha256(json.dumps(old, ensure_ascii=False, separators=(",", ":"))
                                             .encode()).hexdigest()
     assert desk.row_hash == row_hash(encode(desk)) != row_hash(encode(desk._replace(desk=None)))
@@ -102,11 +104,12 @@ def test_an_old_ledger_is_migrated_and_its_rows_keep_their_hashes(tmp_path, book
     con = sqlite3.connect(path)
     # the desk column after the first release's, then the adjustments' (migration 4), then the
     # channel and payee (migration 5), then the claim's household, non-compliant cost and
-    # attributes and the second stage's and cap pools' results (migration 6)
-    assert [c[1] for c in con.execute("PRAGMA table_info(entries)")][-16:] == [
+    # attributes and the second stage's and cap pools' results (migration 6), then the burden,
+    # cap limits and second annual cap (migration 7)
+    assert [c[1] for c in con.execute("PRAGMA table_info(entries)")][-19:] == [
         "desk", "adjusts", "reversal", "adjustment", "channel", "bank_account", "account_name",
         "household_id", "non_compliant", "attributes", "second_relief", "second_pool", "second_capped_by",
-        "ytd_burden", "ytd_second_relief", "caps"]
+        "ytd_burden", "ytd_second_relief", "caps", "burden", "cap_limits", "second_annual_cap"]
     assert set(COLUMNS) == {c[1] for c in con.execute("PRAGMA table_info(entries)")}
     con.close()
 

@@ -29,8 +29,11 @@ V5 = ROOT / "tests" / "data" / "ledger-v5.sqlite3"
 V5_HEAD = "172becaf0022f79b8783a6073ef89a5da4697676df281c515354b7a634025a34"
 NEW = ("household_id", "non_compliant", "attributes", "second_relief", "second_pool", "second_capped_by",
        "ytd_burden", "ytd_second_relief", "caps")
+#: The columns migration 7 adds after them (the burden, cap limits and second annual cap a desk
+#: reads positions back from and verifies with; tests/test_ledger_extended.py).
+NEW7 = ("burden", "cap_limits", "second_annual_cap")
 #: The columns of ``entries`` at schema 5.
-V5_COLUMNS = tuple(c for c in COLUMNS if c not in NEW)
+V5_COLUMNS = tuple(c for c in COLUMNS if c not in NEW + NEW7)
 
 
 @pytest.fixture(scope="module")
@@ -61,29 +64,30 @@ def v5(request, tmp_path):
         yield db
 
 
-def test_migration_6_is_the_last_and_adds_the_issue_15_columns():
-    assert (MIGRATIONS[5].version, SCHEMA_VERSION) == (6, 6)
+def test_migrations_6_and_7_add_the_issue_15_columns():
+    assert (MIGRATIONS[5].version, MIGRATIONS[6].version, SCHEMA_VERSION) == (6, 7, 7)
     added = [s.split()[5] for s in MIGRATIONS[5].statements if s.startswith("ALTER TABLE")]
     assert tuple(added) == NEW
-    assert Entry._fields[-11:-2] == NEW  # stored and hashed after the payee, before the chain
+    assert tuple(s.split()[5] for s in MIGRATIONS[6].statements if s.startswith("ALTER TABLE")) == NEW7
+    assert Entry._fields[-14:-2] == NEW + NEW7  # stored and hashed after the payee, before the chain
 
 
 def test_a_schema_5_ledger_is_upgraded_and_keeps_every_row_hash(v5):
     with open_ledger(v5.location, create=False) as lg:
-        assert lg.schema_version() == 6
+        assert lg.schema_version() == SCHEMA_VERSION
         v = lg.verify()
         assert v.problems == ()
         assert (v.entries, v.head_hash) == (5, V5_HEAD)
         rows = list(lg.entries())
     # the old rows have none of the new values
-    assert all(getattr(e, f) is None for e in rows for f in NEW)
+    assert all(getattr(e, f) is None for e in rows for f in NEW + NEW7)
     # and read back as that code settled them: C2's 150,000 stay capped at 93,700, then 100,000
     # once C1 (6,300) was reversed (an adjustment of +6,300)
     assert [(e.entry, e.claim_id, e.relief) for e in rows] == [
         ("settlement", "C1", 630_000), ("settlement", "C2", 9_370_000), ("settlement", "C3", 0),
         ("reversal", "C1", 630_000), ("adjustment", "C2", 10_000_000)]
     assert (rows[4].adjustment, rows[2].desk, rows[1].channel) == (630_000, "desk-a", "application")
-    assert v5.rows("SELECT max(version) FROM schema_migrations") == [(6,)]
+    assert v5.rows("SELECT max(version) FROM schema_migrations") == [(SCHEMA_VERSION,)]
 
 
 def test_a_new_row_carries_the_claims_household_non_compliant_cost_and_attributes(v5, book):
@@ -114,7 +118,7 @@ def _entry(**fields) -> Entry:
 
     e = Entry(*range(len(Entry._fields)))._replace(date=dt.date(2024, 1, 1), segments=(),
                                                    bank_account="6222021234561234", account_name="张三")
-    return e._replace(**{**{f: None for f in NEW}, **fields})
+    return e._replace(**{**{f: None for f in NEW + NEW7}, **fields})
 
 
 def test_a_new_field_is_hashed_only_when_it_holds_a_value():
@@ -125,7 +129,7 @@ def test_a_new_field_is_hashed_only_when_it_holds_a_value():
     # columns existed (their NULLs left out)
     assert encode(bare._replace(attributes=(), caps=())) == encode(bare)
     # the hash of such a row is that of its schema-5 columns alone (row_hash left out)
-    old = [v for f, v in zip(Entry._fields, encode(bare)) if f not in NEW and f != "row_hash"]
+    old = [v for f, v in zip(Entry._fields, encode(bare)) if f not in NEW + NEW7 and f != "row_hash"]
     text = json.dumps(old, ensure_ascii=False, separators=(",", ":"))
     assert row_hash(encode(bare)) == hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -222,11 +222,18 @@ def _show_history(person: str, year: int | None, rows: "list[Entry]", lang: str,
             yuan(-e.adjustment if e.adjustment is not None else sign * e.patient_pays),
             yuan(e.ytd_self_pay), yuan(e.ytd_relief), yuan(e.annual_cap_left, lang),
         ])
-    echo(table(lines, [
-        L["row"], L["claim_id"], L["date"], L["entry"], L["channel"], L["plan"], L["pool"], L["year"],
-        L["self_pay"], L["relief"], L["patient_pays"], L["ytd_self_pay"], L["ytd_relief"],
-        L["cap_left"],
-    ], ("right", "left", "left", "left", "left", "left", "left", "right") + ("right",) * 6))
+    head = [L["row"], L["claim_id"], L["date"], L["entry"], L["channel"], L["plan"], L["pool"], L["year"],
+            L["self_pay"], L["relief"], L["patient_pays"], L["ytd_self_pay"], L["ytd_relief"], L["cap_left"]]
+    align: tuple[str, ...] = ("right", "left", "left", "left", "left", "left", "left", "right") + ("right",) * 6
+    if any(e.second_pool is not None or e.caps for e in rows):
+        # docs/desk.md *Households, attributes and the second stage*: each row's result (an
+        # adjustment: the claim's new one) of the second stage and the relief counted per cap pool
+        for line, e in zip(lines, rows, strict=True):
+            line += ["" if e.second_pool is None else yuan(e.second_relief or 0),
+                     ", ".join(f"{n} {yuan(fen)}" for n, fen in e.caps or ())]
+        head += [L["second_relief_column"], L["cap_pools_column"]]
+        align += ("right", "left")
+    echo(table(lines, head, align))
     echo("")
     echo(L["totals"])
     echo(table([
@@ -376,8 +383,7 @@ def quote(ledger_path: str, rules_path: str, scheme: str | None, lang: str, as_j
                 f"no ledger at {ledger_path}: give --ytd-self-pay and --ytd-relief (0 and 0 "
                 "for the person's first claim of the year), or --ledger PATH")
         with _open_ledger(ledger_path, create=False) as lg, _refused():
-            state = lg.ytd(claim.person_id, at.benefit_year, at.plan.pool)
-        r = quote_claim(claim, book, state, at=at)
+            r = lg.quote(claim, book, at)  # its whole position: cap pools, household, second pool
     if as_json:
         d = explain_dict(r, book)
         d.update(claim_id=kw["claim_id"], group=claim.group, kind=claim.kind,

@@ -180,7 +180,7 @@ def explain(r: Any, claim: "Claim", book: "RuleBook | None", lang: str, title: s
         if plan is not None and plan.accumulate == "year":
             out.append(label(lang, "year_mode", a=yuan(r.base_from), b=yuan(r.base_to)))
         out.append("")
-    capped = f"  ({L['capped_' + r.capped_by]})" if r.capped_by else ""
+    capped = f"  ({capped_text(r.capped_by, lang)})" if r.capped_by else ""
     left = None if r.annual_cap is None else max(r.annual_cap - r.ytd_relief, 0)
     summary = [
         [L["self_pay"], yuan(r.self_pay)],
@@ -193,12 +193,46 @@ def explain(r: Any, claim: "Claim", book: "RuleBook | None", lang: str, title: s
         [L["ytd_relief"], yuan(r.ytd_relief) + ("" if r.annual_cap is None else f" / {yuan(r.annual_cap)}")],
         [L["cap_left"], yuan(left, lang)],
     ]
+    summary += _more_rules(r, rs, lang)
     out.append(table(summary, align=("left", "right")))
     out.append("")
     out.append(f"{L['rule_set']}{L['colon']}{r.rule_set_id} {r.rule_version} ({r.rule_hash[:12]})")
     if plan is not None and plan.basis:
         out.append(f"{L['basis']}{L['colon']}{plan.basis}")
     return "\n".join(out)
+
+
+def capped_text(capped_by: str, lang: str) -> str:
+    """What limited a relief, in words: ``annual_cap``, ``claim_cap``, ``self_pay`` or a cap
+    pool's ``cap:NAME`` (docs/calculation.md, *Shared caps*)."""
+    if capped_by.startswith("cap:"):
+        return label(lang, "capped_cap", name=capped_by[4:])
+    return LABELS[lang]["capped_" + capped_by]
+
+
+def _more_rules(r: Any, rs: "RuleSet | None", lang: str) -> list[list[str]]:
+    """The summary lines of docs/calculation.md *Rules real schemes need*, for a settlement or a
+    ledger row ``r`` that has them: the first and second stage's reliefs, the burden, the second
+    pool's year to date, and each cap pool the claim counts in (a row: the relief counted
+    there; a quote: the pool's use after the claim) against its annual amount."""
+    L = LABELS[lang]
+    out: list[list[str]] = []
+    if r.second_pool is not None:
+        by = f"  ({capped_text(r.second_capped_by, lang)})" if r.second_capped_by else ""
+        out += [[L["first_relief"], yuan(r.relief - (r.second_relief or 0))],
+                [L["burden"], yuan(r.burden)],
+                [label(lang, "second_relief", pool=r.second_pool), yuan(r.second_relief or 0) + by],
+                [L["ytd_burden"], f"{yuan(r.ytd_burden)}, {yuan(r.ytd_second_relief)}"]]
+    taken = getattr(r, "caps", None)  # a ledger row: the relief it counted in each cap pool
+    after = getattr(r, "caps_after", None) or ()  # a settlement: each pool's use after it
+    limits = {n: (per, annual) for n, per, annual in getattr(r, "cap_limits", None) or ()}
+    for name, fen in (taken or after):
+        per, annual = limits.get(name) or ((rs.caps[name].per, rs.caps[name].annual)
+                                           if rs is not None and name in rs.caps else ("person", None))
+        text = label(lang, "cap_taken" if taken else "cap_used", taken=yuan(fen), used=yuan(fen),
+                     annual=yuan(annual, lang))
+        out.append([label(lang, "cap_pool", name=name, per=L["per_" + per]), text])
+    return out
 
 
 def _with_basis(d: dict[str, Any], book: "RuleBook | None", r: Any) -> dict[str, Any]:

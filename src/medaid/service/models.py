@@ -260,6 +260,13 @@ class _Result(_Out):
                                                                  "relief after the claim.")
 
 
+class CapLimitOut(_Out):
+    """A cap pool's limit as a row records it (docs/calculation.md, *Shared caps*)."""
+
+    per: Literal["person", "household"]
+    annual: MoneyOut
+
+
 class EntryOut(_Result):
     """A ledger row (:class:`medaid.ledger.Entry`): a settlement or a reversal."""
 
@@ -281,6 +288,11 @@ class EntryOut(_Result):
     account_name: str | None = Field(None, description="The payee's name, masked (张*).")
     caps: dict[str, MoneyOut] | None = Field(None, description="The cap pools the claim counts against, each "
                                                                "with the relief it took there.")
+    burden: MoneyOut | None = Field(None, description="The claim's burden, the second stage's base (None: no "
+                                                      "second stage).")
+    cap_limits: dict[str, CapLimitOut] | None = Field(None, description="For each cap pool in caps, whom it counts "
+                                                                        "per and its annual amount in force.")
+    second_annual_cap: MoneyOut | None = Field(None, description="The second stage's annual cap in force.")
     prev_hash: str
     row_hash: str
     annual_cap_left: MoneyOut | None

@@ -187,13 +187,12 @@ class Operations:
                 "give both ytd_self_pay and ytd_relief, or neither (to read the ledger)", field="ytd_relief"))
         claim, at = self._claim(who, body, body.claim_id or "-", body.date or dt.date.today())  # no id needed
         if body.ytd_self_pay is not None and body.ytd_relief is not None:
-            state = PoolState(body.ytd_self_pay, body.ytd_relief)
+            r = quote(claim, self.book, PoolState(body.ytd_self_pay, body.ytd_relief), at=at)
         else:
-            try:
-                state = self.ledger().ytd(claim.person_id, at.benefit_year, at.plan.pool)
+            try:  # the claim's whole position in the ledger (cap pools, household, second pool)
+                r = self.ledger().quote(claim, self.book, at)
             except MedaidError as e:
                 raise self._library(e) from None
-        r = quote(claim, self.book, state, at=at)
         d = explain_dict(r, self.book)
         d.update(claim_id=body.claim_id, group=claim.group, kind=claim.kind, hospital=claim.hospital,
                  **claim_echo(claim), recorded=False)
