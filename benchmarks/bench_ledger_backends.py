@@ -6,6 +6,10 @@ reports its latencies.  Persons are spread (each process its own 50 persons, so 
 locks seldom meet), which leaves the costs every settlement pays: the pool's read, the
 insert, the commit and, on PostgreSQL, the chain's lock (every append reads the head: appends
 are one global order).  ``--hot`` makes every process settle the same 3 persons instead.
+``--extended`` settles under a rule set with a household cap pool (tests/extended_books.py
+``HOUSEHOLD``, its cap raised so that it seldom binds; two persons a household): each settlement
+then locks its household and person, reads both groups' rows of the year and records the cap
+pool's take (docs/calculation.md *Rules real schemes need*).
 A settlement refused as busy (it waited longer than the busy timeout, 10 s) is counted, not
 retried.
 
@@ -17,7 +21,7 @@ PostgreSQL is a throwaway cluster started for the run (tests/pgcluster.py) with 
 defaults: ``fsync`` and ``synchronous_commit`` on, a unix socket.  SQLite is a file in WAL mode
 with ``synchronous=FULL``.  Both on the same disk in the same run.
 
-    python benchmarks/bench_ledger_backends.py [--settlements 200] [--procs 1 8] [--hot]
+    python benchmarks/bench_ledger_backends.py [--settlements 200] [--procs 1 8] [--hot] [--extended]
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import sys, time
 import medaid
 from medaid.ledger import LedgerError, open_ledger
 where, rules, worker, n, hot = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+households = sys.argv[6] == "1"
 book = medaid.load_rules(rules)
 with open_ledger(where) as lg:
     print("ready", flush=True)
@@ -53,7 +58,8 @@ with open_ledger(where) as lg:
     for i in range(n):
         person = f"P{i % 3}" if hot else f"W{worker}-P{i % 50}"
         c = medaid.Claim(claim_id=f"W{worker}-{i}", person_id=person, date="2024-05-03",
-                         self_pay=500_000, group="key", kind="inpatient")
+                         self_pay=500_000, group="key", kind="inpatient",
+                         household_id=(person.rsplit("P", 1)[0] + f"H{i % 25}") if households else None)
         t = time.perf_counter()
         try:
             lg.settle(c, book)
@@ -90,12 +96,14 @@ print(start, end, 0, " ".join(f"{x:.6f}" for x in lat), flush=True)
 """
 
 
-def run(where: str, procs: int, n: int, hot: bool) -> tuple[float, float, float, int]:
+def run(where: str, procs: int, n: int, hot: bool, rules: Path | None = None) -> tuple[float, float, float, int]:
     """(settlements/s over the wall time, p50 and p99 latency in ms, settlements refused as
-    busy) of ``procs`` processes."""
+    busy) of ``procs`` processes; ``rules``: a rule file with a household cap pool (``--extended``)."""
     from medaid.ledger import open_ledger
 
-    return _timed([[sys.executable, "-c", WORKER, where, str(ROOT / "rules"), str(w), str(n), "1" if hot else "0"]
+    extended = "1" if rules is not None else "0"
+    return _timed([[sys.executable, "-c", WORKER, where, str(rules or ROOT / "rules"), str(w), str(n),
+                    "1" if hot else "0", extended]
                    for w in range(procs)], lambda got: _verified(open_ledger(where, create=False), got))
 
 
@@ -136,6 +144,7 @@ def main() -> None:
     ap.add_argument("--settlements", type=int, default=200, help="per process")
     ap.add_argument("--procs", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--hot", action="store_true", help="every process settles the same 3 persons")
+    ap.add_argument("--extended", action="store_true", help="a rule set with a household cap pool")
     args = ap.parse_args()
     bindir = find_bin()
     if bindir is None:
@@ -143,10 +152,17 @@ def main() -> None:
     cluster = Cluster(bindir, durable=True)
     try:
         version = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True).stdout.strip()
-        print(f"{args.settlements} settlements per process, {'3 shared' if args.hot else 'spread'} persons; "
+        print(f"{args.settlements} settlements per process, {'3 shared' if args.hot else 'spread'} persons"
+              f"{', household cap pool' if args.extended else ''}; "
               f"{version}, fsync on, synchronous_commit on; SQLite WAL synchronous=FULL; {os.cpu_count()} cpus")
         print(f"{'backend':<11} {'procs':>5} {'settlements/s':>14} {'p50 ms':>8} {'p99 ms':>8} {'busy':>5}")
         with tempfile.TemporaryDirectory(prefix="medaid-bench-") as tmp:
+            rules = None
+            if args.extended:
+                from extended_books import HOUSEHOLD
+
+                rules = Path(tmp) / "household.toml"
+                rules.write_text(HOUSEHOLD.replace('annual = "10000"', 'annual = "9000000"'), encoding="utf-8")
             for procs in args.procs:
                 for backend in ("sqlite", "postgresql"):
                     if backend == "sqlite":
@@ -154,7 +170,7 @@ def main() -> None:
                     else:
                         cluster.sql(f"CREATE SCHEMA b{procs}")
                         where = cluster.url(schema=f"b{procs}")
-                    rate, p50, p99, busy = run(where, procs, args.settlements, args.hot)
+                    rate, p50, p99, busy = run(where, procs, args.settlements, args.hot, rules)
                     print(f"{backend:<11} {procs:>5} {rate:>14,.0f} {p50:>8.1f} {p99:>8.1f} {busy:>5}", flush=True)
             for procs in args.procs:
                 for locked in (False, True):
