@@ -446,7 +446,8 @@ class Entry(NamedTuple):
 
 _MONEY = frozenset(
     "self_pay total_cost relief patient_pays bracket_relief ytd_self_pay ytd_relief annual_cap "
-    "claim_cap base_from base_to adjustment non_compliant second_relief ytd_burden ytd_second_relief".split()
+    "claim_cap base_from base_to adjustment non_compliant second_relief ytd_burden ytd_second_relief burden "
+    "second_annual_cap".split()
 )
 
 

@@ -193,7 +193,10 @@ def explain(r: Any, claim: "Claim", book: "RuleBook | None", lang: str, title: s
         [L["ytd_relief"], yuan(r.ytd_relief) + ("" if r.annual_cap is None else f" / {yuan(r.annual_cap)}")],
         [L["cap_left"], yuan(left, lang)],
     ]
-    summary += _more_rules(r, rs, lang)
+    if r.second_pool is not None:  # the stages before their total, the first's limit on its own line
+        summary[4] = [L["relief"], yuan(r.relief)]
+        summary[4:4] = _second_stage(r, capped, lang)
+    summary += _cap_pools(r, rs, lang)
     out.append(table(summary, align=("left", "right")))
     out.append("")
     out.append(f"{L['rule_set']}{L['colon']}{r.rule_set_id} {r.rule_version} ({r.rule_hash[:12]})")
@@ -210,19 +213,24 @@ def capped_text(capped_by: str, lang: str) -> str:
     return LABELS[lang]["capped_" + capped_by]
 
 
-def _more_rules(r: Any, rs: "RuleSet | None", lang: str) -> list[list[str]]:
-    """The summary lines of docs/calculation.md *Rules real schemes need*, for a settlement or a
-    ledger row ``r`` that has them: the first and second stage's reliefs, the burden, the second
-    pool's year to date, and each cap pool the claim counts in (a row: the relief counted
-    there; a quote: the pool's use after the claim) against its annual amount."""
+def _second_stage(r: Any, capped: str, lang: str) -> list[list[str]]:
+    """The second stage's lines (docs/calculation.md, *Second stage*) of a settlement or ledger
+    row ``r``: the first stage's relief with its limit (``capped``), the burden it leaves, the
+    second stage's relief with its limit, and the second pool's year to date."""
+    L = LABELS[lang]
+    by = f"  ({capped_text(r.second_capped_by, lang)})" if r.second_capped_by else ""
+    return [[L["first_relief"], yuan(r.relief - (r.second_relief or 0)) + capped],
+            [L["burden"], yuan(r.burden)],
+            [label(lang, "second_relief", pool=r.second_pool), yuan(r.second_relief or 0) + by],
+            [L["ytd_burden"], f"{yuan(r.ytd_burden)}, {yuan(r.ytd_second_relief)}"]]
+
+
+def _cap_pools(r: Any, rs: "RuleSet | None", lang: str) -> list[list[str]]:
+    """Each cap pool (docs/calculation.md, *Shared caps*) a settlement or ledger row ``r``
+    counts in, against its annual amount: a row gives the relief it counted there, a quote the
+    pool's use after the claim."""
     L = LABELS[lang]
     out: list[list[str]] = []
-    if r.second_pool is not None:
-        by = f"  ({capped_text(r.second_capped_by, lang)})" if r.second_capped_by else ""
-        out += [[L["first_relief"], yuan(r.relief - (r.second_relief or 0))],
-                [L["burden"], yuan(r.burden)],
-                [label(lang, "second_relief", pool=r.second_pool), yuan(r.second_relief or 0) + by],
-                [L["ytd_burden"], f"{yuan(r.ytd_burden)}, {yuan(r.ytd_second_relief)}"]]
     taken = getattr(r, "caps", None)  # a ledger row: the relief it counted in each cap pool
     after = getattr(r, "caps_after", None) or ()  # a settlement: each pool's use after it
     limits = {n: (per, annual) for n, per, annual in getattr(r, "cap_limits", None) or ()}
