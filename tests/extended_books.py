@@ -137,3 +137,14 @@ claim_cap = "3000"
 caps = ["medical"]
 brackets = [ { from = "200", rate = "60%" } ]
 '''
+
+#: ``HOUSEHOLD`` with a second stage (pool ``burden``, year mode, 50% of the year's burden above
+#: 5,000 counting non-compliant costs, annual cap 20,000, not bound by the household pool): the
+#: rules of docs/desk.md *Households, attributes and the second stage at the desk*.
+HOUSEHOLD_SECOND = HOUSEHOLD + '''
+[plans.second]
+pool = "burden"
+include_non_compliant = true
+annual_cap = "20000"
+brackets = [ { from = "5000", rate = "50%" } ]
+'''

@@ -288,8 +288,10 @@ class EntryOut(_Result):
     account_name: str | None = Field(None, description="The payee's name, masked (张*).")
     caps: dict[str, MoneyOut] | None = Field(None, description="The cap pools the claim counts against, each "
                                                                "with the relief it took there.")
-    burden: MoneyOut | None = Field(None, description="The claim's burden, the second stage's base (None: no "
-                                                      "second stage).")
+    burden: MoneyOut | None = Field(None, description="The claim's burden, the second stage's base: what the "
+                                                      "patient still pays of the self-pay after the first relief "
+                                                      "(plus non_compliant when the stage counts it); None: no "
+                                                      "second stage.")
     cap_limits: dict[str, CapLimitOut] | None = Field(None, description="For each cap pool in caps, whom it counts "
                                                                         "per and its annual amount in force.")
     second_annual_cap: MoneyOut | None = Field(None, description="The second stage's annual cap in force.")

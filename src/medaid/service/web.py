@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from ..ledger.ledger import new_claim_id
 from ..money import format_exact_yuan, format_rate, format_yuan
-from ..report.explain import LABELS as DESK_LABELS
+from ..report.explain import LABELS as DESK_LABELS, capped_text
 from .lang import choose
 from .models import ClaimIn, HistoryIn, QuoteIn, ReverseIn
 from .operations import Operations, forbid
@@ -140,7 +140,8 @@ def web_router(ops: Operations) -> APIRouter:
         ctx.setdefault("who", None)
         html = _ENV.get_template("desk.html").render(
             lang=lang, other="en" if lang == "zh" else "zh", t=lambda k: web_label(lang, k),
-            L=DESK_LABELS[lang], new_claim_id=new_claim_id(dt.date.today()), **ctx)
+            L=DESK_LABELS[lang], capped=lambda by: capped_text(by, lang),
+            new_claim_id=new_claim_id(dt.date.today()), **ctx)
         return HTMLResponse(html, status_code=status, headers=HEADERS)
 
     def signin_page(request: Request, lang: str, status: int = 200, message: str | None = None) -> HTMLResponse:
