@@ -35,51 +35,21 @@ KEY_BRACKETS = '''brackets = [
 ]
 '''
 
-HOUSEHOLD = HEAD + '''
-[caps.household]
-annual = "10000"
-per = "household"
 
+def plan(name: str, kind: str, accumulate: str, rest: str, pool: str | None = None) -> str:
+    """A plan of key recipients for ``kind``, in its own pool (``pool``, else the kind)."""
+    return f'''
 [[plans]]
-name = "key-inpatient"
-match = { group = ["key"], kind = ["inpatient"] }
-pool = "inpatient"
-accumulate = "claim"
-annual_cap = "100000"
-caps = ["household"]
-''' + KEY_BRACKETS
-
-SHARED = HEAD + '''
-[caps.medical]
-annual = "5000"
-
-[[plans]]
-name = "inpatient"
-match = { group = ["key"], kind = ["inpatient"] }
-pool = "inpatient"
-accumulate = "year"
-caps = ["medical"]
-brackets = [ { from = "1000", rate = "70%" } ]
-
-[[plans]]
-name = "outpatient"
-match = { group = ["key"], kind = ["outpatient"] }
-pool = "outpatient"
-accumulate = "year"
-caps = ["medical"]
-brackets = [ { from = "200", rate = "60%" } ]
-'''
+name = "{name}"
+match = {{ group = ["key"], kind = ["{kind}"] }}
+pool = "{pool or kind}"
+accumulate = "{accumulate}"
+''' + rest
 
 
-def _second(rest: str, *, include: bool = False, brackets: str = '[ { from = "5000", rate = "50%" } ]') -> str:
-    return HEAD + '''
-[[plans]]
-name = "key-inpatient"
-match = { group = ["key"], kind = ["inpatient"] }
-pool = "inpatient"
-accumulate = "claim"
-annual_cap = "100000"
-''' + KEY_BRACKETS + f'''
+def second(rest: str, *, include: bool = False, brackets: str = '[ { from = "5000", rate = "50%" } ]') -> str:
+    """A second stage in pool ``burden``, year mode."""
+    return f'''
 [plans.second]
 pool = "burden"
 accumulate = "year"
@@ -88,15 +58,29 @@ include_non_compliant = {str(include).lower()}
 '''
 
 
-SECOND = _second('annual_cap = "20000"\n')
-NON_COMPLIANT = _second('annual_cap = "20000"\n', include=True)
-FULL = _second("", include=True, brackets='[ { from = "0", rate = "100%" } ]')
+KEY_INPATIENT = 'annual_cap = "100000"\n'
 
+HOUSEHOLD = HEAD + '''
+[caps.household]
+annual = "10000"
+per = "household"
+''' + plan("key-inpatient", "inpatient", "claim", KEY_INPATIENT + 'caps = ["household"]\n' + KEY_BRACKETS)
 
-def book(text: str) -> RuleBook:
-    """The rule book of one rule file's text."""
-    return RuleBook([parse_rule_set(text.encode("utf-8"), "<test rules>")])
+SHARED = HEAD + '''
+[caps.medical]
+annual = "5000"
+''' + plan("inpatient", "inpatient", "year", 'caps = ["medical"]\nbrackets = [ { from = "1000", rate = "70%" } ]\n') \
+    + plan("outpatient", "outpatient", "year", 'caps = ["medical"]\nbrackets = [ { from = "200", rate = "60%" } ]\n')
 
+_KEY = plan("key-inpatient", "inpatient", "claim", KEY_INPATIENT + KEY_BRACKETS)
+SECOND = HEAD + _KEY + second('annual_cap = "20000"\n')
+NON_COMPLIANT = HEAD + _KEY + second('annual_cap = "20000"\n', include=True)
+FULL = HEAD + _KEY + second("", include=True, brackets='[ { from = "0", rate = "100%" } ]')
+
+#: ``HOUSEHOLD`` with a second stage (pool ``burden``, year mode, 50% of the year's burden above
+#: 5,000 counting non-compliant costs, annual cap 20,000, not bound by the household pool): the
+#: rules of docs/desk.md *Households, attributes and the second stage at the desk*.
+HOUSEHOLD_SECOND = HOUSEHOLD + second('annual_cap = "20000"\n', include=True)
 
 #: Every rule at once, for the generated sequences (tests/test_ledger_extended.py): a household
 #: cap pool of 30,000 and a per-person cap pool ``medical`` of 20,000; ``inpatient`` (claim mode,
@@ -111,40 +95,12 @@ per = "household"
 
 [caps.medical]
 annual = "20000"
+''' + plan("inpatient", "inpatient", "claim", KEY_INPATIENT + 'caps = ["household", "medical"]\n' + KEY_BRACKETS) \
+    + second('annual_cap = "8000"\ncaps = ["household"]\n', include=True) \
+    + plan("outpatient", "outpatient", "year",
+           'claim_cap = "3000"\ncaps = ["medical"]\nbrackets = [ { from = "200", rate = "60%" } ]\n')
 
-[[plans]]
-name = "inpatient"
-match = { group = ["key"], kind = ["inpatient"] }
-pool = "inpatient"
-accumulate = "claim"
-annual_cap = "100000"
-caps = ["household", "medical"]
-''' + KEY_BRACKETS + '''
-[plans.second]
-pool = "burden"
-accumulate = "year"
-include_non_compliant = true
-annual_cap = "8000"
-caps = ["household"]
-brackets = [ { from = "5000", rate = "50%" } ]
 
-[[plans]]
-name = "outpatient"
-match = { group = ["key"], kind = ["outpatient"] }
-pool = "outpatient"
-accumulate = "year"
-claim_cap = "3000"
-caps = ["medical"]
-brackets = [ { from = "200", rate = "60%" } ]
-'''
-
-#: ``HOUSEHOLD`` with a second stage (pool ``burden``, year mode, 50% of the year's burden above
-#: 5,000 counting non-compliant costs, annual cap 20,000, not bound by the household pool): the
-#: rules of docs/desk.md *Households, attributes and the second stage at the desk*.
-HOUSEHOLD_SECOND = HOUSEHOLD + '''
-[plans.second]
-pool = "burden"
-include_non_compliant = true
-annual_cap = "20000"
-brackets = [ { from = "5000", rate = "50%" } ]
-'''
+def book(text: str) -> RuleBook:
+    """The rule book of one rule file's text."""
+    return RuleBook([parse_rule_set(text.encode("utf-8"), "<test rules>")])

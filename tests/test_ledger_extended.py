@@ -21,6 +21,7 @@ from extended_books import COMBINED, FULL, HOUSEHOLD, NON_COMPLIANT, SECOND, SHA
 from medaid.domain.engine import place
 from medaid.ledger import open_ledger
 from medaid.ledger.backend import LedgerError
+from test_ledger_resettle import net_relief
 
 _ids = itertools.count(1)
 
@@ -39,17 +40,6 @@ def claim(cid, person, amount, day, kind="inpatient", **kw):
 
 def fen(yuan: str) -> int:
     return medaid.parse_yuan(yuan)
-
-
-def net(lg) -> dict[str, int]:
-    """Each standing claim's relief net of its adjustments, from the rows themselves."""
-    rows = list(lg.entries())
-    reversed_ = {e.reverses for e in rows if e.entry == "reversal"}
-    out = {e.seq: [e.claim_id, e.relief] for e in rows if e.entry == "settlement" and e.seq not in reversed_}
-    for e in rows:
-        if e.entry == "adjustment" and e.adjusts in out:
-            out[e.adjusts][1] += e.adjustment
-    return dict(v for v in out.values())
 
 
 # -- household cap ------------------------------------------------------------------------
@@ -74,7 +64,7 @@ def test_a_household_shares_its_cap_and_a_reversal_gives_the_rest_back(ledger):
     adjustments = {a.claim_id: (a.adjustment, a.relief, a.capped_by) for a in ledger.adjustments(rev)}
     assert adjustments == {"C2": (fen("2600"), fen("6300"), None), "C3": (fen("700"), fen("700"), None)}
     # the household holds 6,300 + 700 = 7,000
-    assert net(ledger) == {"C2": fen("6300"), "C3": fen("700")}
+    assert net_relief(ledger) == {"C2": fen("6300"), "C3": fen("700")}
     assert sum(r["relief"] for r in ledger.results_rows()) == fen("7000")
     assert ledger.verify().problems == ()
     # a new claim of the household sees 3,000 left: 10,000 stay → 3,000, capped
@@ -213,7 +203,7 @@ def test_every_standing_claim_nets_to_the_engines_settlement_of_the_standing_cla
             ledger.reverse(cid, "test", book=CB)
             del standing[cid]
     expected = medaid.settle(list(standing.values()), CB)
-    mine = {k: v for k, v in net(ledger).items() if k.startswith(run + "-")}
+    mine = {k: v for k, v in net_relief(ledger).items() if k.startswith(run + "-")}
     assert mine == {r.claim_id: r.relief for r in expected}
     current = {r["claim_id"]: r for r in ledger.results_rows() if r["claim_id"].startswith(run + "-")}
     assert {k: r["relief"] for k, r in current.items()} == {r.claim_id: r.relief for r in expected}

@@ -562,7 +562,6 @@ class LedgerBase(ABC):
             second = {"ytd_burden": running.seconds[skey].self_pay, "ytd_second_relief": running.seconds[skey].relief}
         reversal = row._replace(
             entry=REVERSAL, relief=now.relief, patient_pays=row.self_pay - now.relief,
-            bracket_relief=now.bracket_relief, capped_by=now.capped_by, bracket=now.bracket,
             ytd_self_pay=running.pools[pool_key].self_pay, ytd_relief=running.pools[pool_key].relief,
             segments=(), reverses=row.seq, reason=reason, desk=desk,
             second_relief=now.second_relief, second_pool=now.second_pool, second_capped_by=now.second_capped_by,
@@ -638,12 +637,9 @@ class LedgerBase(ABC):
                 pools[key] = (_position_of(entries, self._where),
                               max(((e.date, e.claim_id) for e in live), default=None))
             for claim, at in claims:
-                prior = last[claim.claim_id]
-                if prior is not None and prior.entry == SETTLEMENT:
-                    diff = differing_fields(prior, claim)
-                    conflict = LedgerConflict(claim.claim_id, diff).problems[0] if diff else None
-                    out.append(Receipt(prior, True) if conflict is None else Problem(
-                        conflict.message, source=conflict.source, field="claim_id"))
+                prior = _replay_or_conflict(last[claim.claim_id], claim)
+                if prior is not None:
+                    out.append(prior)
                     continue
                 key = (claim.person_id, at.benefit_year, at.plan.pool)
                 state, latest = pools[key]
@@ -660,12 +656,18 @@ class LedgerBase(ABC):
                 pools[key] = (PoolState(r.ytd_self_pay, r.ytd_relief), (claim.date, claim.claim_id))
                 last[claim.claim_id] = entry
                 out.append(Receipt(entry, False))
-            new = [i for i, o in enumerate(out) if isinstance(o, Receipt) and not o.replayed]
-            if new and not dry_run:
-                entries = [cast(Receipt, out[i]).entry for i in new]
-                for i, e in zip(new, self._append_all(con, entries), strict=True):
-                    out[i] = Receipt(e, False)
+            if not dry_run:
+                self._append_new(con, out)
         return out
+
+    def _append_new(self, con: Connection, out: list[Receipt | Problem]) -> None:
+        """Append the new settlements among ``out`` (in order, in the caller's transaction) and
+        put them there as recorded."""
+        new = [i for i, o in enumerate(out) if isinstance(o, Receipt) and not o.replayed]
+        if new:
+            entries = [cast(Receipt, out[i]).entry for i in new]
+            for i, e in zip(new, self._append_all(con, entries), strict=True):
+                out[i] = Receipt(e, False)
 
     def _record_extended(self, claims: Sequence[tuple[Claim, Placement]], dry_run: bool) -> list[Receipt | Problem]:
         """:meth:`record_in_order` where a claim's rule set uses the rules of docs/calculation.md
@@ -702,12 +704,9 @@ class LedgerBase(ABC):
                 if standing:
                     latest[(kind, who, year)] = max((e.date, e.claim_id) for e in standing)
             for (claim, at), (ps, hs) in zip(claims, groups, strict=True):
-                prior = last[claim.claim_id]
-                if prior is not None and prior.entry == SETTLEMENT:
-                    diff = differing_fields(prior, claim)
-                    conflict = LedgerConflict(claim.claim_id, diff).problems[0] if diff else None
-                    out.append(Receipt(prior, True) if conflict is None else Problem(
-                        conflict.message, source=conflict.source, field="claim_id"))
+                prior = _replay_or_conflict(last[claim.claim_id], claim)
+                if prior is not None:
+                    out.append(prior)
                     continue
                 keys = [("person", *g) for g in ps] + [("household", *g) for g in hs]
                 before = max((latest[k] for k in keys if k in latest), default=None)
@@ -726,11 +725,8 @@ class LedgerBase(ABC):
                 entry = _settlement(r, claim, r.bracket, at, position)
                 last[claim.claim_id] = entry
                 out.append(Receipt(entry, False))
-            new = [i for i, o in enumerate(out) if isinstance(o, Receipt) and not o.replayed]
-            if new and not dry_run:
-                entries = [cast(Receipt, out[i]).entry for i in new]
-                for i, e in zip(new, self._append_all(con, entries), strict=True):
-                    out[i] = Receipt(e, False)
+            if not dry_run:
+                self._append_new(con, out)
         return out
 
     # -- checking -----------------------------------------------------------------------------
@@ -1041,6 +1037,19 @@ def over_caps(e: Entry, granted_before: int) -> list[str]:
     if e.claim_cap is not None and first > e.claim_cap:
         out.append(f"relief {yuan(first)} is above the claim cap in force for it ({yuan(e.claim_cap)})")
     return out
+
+
+def _replay_or_conflict(prior: Entry | None, claim: Claim) -> Receipt | Problem | None:
+    """A batch's outcome for ``claim`` when its id is already settled (``prior``, its last
+    settlement or reversal): the recorded row, replayed, with the same facts; a conflict
+    naming the fields with others; ``None`` when it is to be settled (new, or reversed)."""
+    if prior is None or prior.entry != SETTLEMENT:
+        return None
+    diff = differing_fields(prior, claim)
+    if not diff:
+        return Receipt(prior, True)
+    conflict = LedgerConflict(claim.claim_id, diff).problems[0]
+    return Problem(conflict.message, source=conflict.source, field="claim_id")
 
 
 def differing_fields(recorded: Entry, claim: Claim) -> tuple[str, ...]:
