@@ -14,11 +14,14 @@ import itertools
 
 import hypothesis.strategies as st
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 
 import medaid
-from extended_books import COMBINED, FULL, HOUSEHOLD, NON_COMPLIANT, SECOND, SHARED, book
+from extended_books import COMBINED, FULL, HOUSEHOLD, HOUSEHOLD_SECOND, NON_COMPLIANT, SECOND, SHARED, book
+from medaid.cli import main
 from medaid.domain.engine import place
+from medaid.io.results import read_results
 from medaid.ledger import open_ledger
 from medaid.ledger.backend import LedgerError
 from test_ledger_resettle import net_relief
@@ -221,3 +224,34 @@ def test_a_reversal_with_rules_that_place_a_later_claim_elsewhere_is_refused(led
     with pytest.raises(LedgerError, match="nothing was recorded"):
         ledger.reverse("C1", "typo", book=book(SECOND))
     assert len(list(ledger.entries())) == 2
+
+
+# -- batch --record ------------------------------------------------------------------------
+
+
+def test_batch_record_settles_a_household_file_as_the_engine_and_the_desk_sees_it(db, tmp_path):
+    """``medaid batch FILE --record`` under HOUSEHOLD_SECOND (docs/desk.md's rules): C1 (M,
+    10,000) 6,300; C2 (S, 10,000, 4,000 non-compliant) first 3,700, burden 10,300, second 2,650:
+    6,350; C3 (M, 2,000) first 0 (the household's 10,000 is used), burden 3,700 + 2,000 = 5,700,
+    second 350.  A desk settlement afterwards of S's 2,000 gets first 0, burden 10,300 + 2,000:
+    second (12,300 − 5,000) × 50% − 2,650 = 1,000."""
+    rules = tmp_path / "household.toml"
+    rules.write_text(HOUSEHOLD_SECOND, encoding="utf-8")
+    src = tmp_path / "claims.csv"
+    src.write_text("claim_id,person_id,household_id,date,self_pay,non_compliant,group,kind\n"
+                   "C3,M,H1,2024-05-01,2000,,key,inpatient\n"
+                   "C1,M,H1,2024-03-01,10000,,key,inpatient\n"
+                   "C2,S,H1,2024-03-01,10000,4000,key,inpatient\n", encoding="utf-8")
+    r = CliRunner().invoke(main, ["batch", str(src), "--ledger", db.location, "--record", "-o",
+                                  str(tmp_path / "out.csv"), "--rules", str(rules)])
+    assert r.exit_code == 0, r.output
+    got = {x["claim_id"]: x["relief"] for x in read_results(tmp_path / "out.csv").iter_rows(named=True)}
+    assert got == {"C1": fen("6300"), "C2": fen("6350"), "C3": fen("350")}
+    b = book(HOUSEHOLD_SECOND)
+    with open_ledger(db.location) as lg:
+        claims = [e.claim() for e in lg.entries()]
+        assert {s.claim_id: s.relief for s in medaid.settle(claims, b)} == got
+        d = lg.settle(claim("D1", "S", "2000", "2024-06-01", household_id="H1"), b).entry
+        assert (d.relief, d.second_relief, d.capped_by, d.ytd_burden) == (
+            fen("1000"), fen("1000"), "cap:household", fen("12300"))
+        assert lg.verify().problems == ()
