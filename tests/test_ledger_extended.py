@@ -75,6 +75,18 @@ def test_a_household_shares_its_cap_and_a_reversal_gives_the_rest_back(ledger):
     assert (q.relief, q.capped_by) == (fen("3000"), "cap:household")
 
 
+def test_a_reversal_without_the_rules_frees_the_household_cap_and_re_settles_nothing(ledger):
+    ledger.settle(claim("C1", "M", "10000", "2024-03-01", household_id="H1"), HH)
+    ledger.settle(claim("C2", "S", "10000", "2024-03-01", household_id="H1"), HH)
+    rev = ledger.reverse("C1", "entered twice")  # no book: C2 keeps its 3,700
+    assert (rev.caps, ledger.adjustments(rev)) == ((("household", fen("6300")),), [])
+    assert net_relief(ledger) == {"C2": fen("3700")}
+    # the household now holds 3,700: a new 10,000 stay gets its 6,300 in full
+    q = ledger.quote(claim("C3", "M", "10000", "2024-04-01", household_id="H1"), HH)
+    assert (q.relief, q.capped_by) == (fen("6300"), None)
+    assert ledger.verify().problems == ()
+
+
 def test_a_household_claim_without_a_household_id_is_refused_before_anything_is_written(ledger):
     with pytest.raises(medaid.ClaimError, match="household"):
         ledger.settle(claim("C1", "M", "10000", "2024-03-01"), HH)

@@ -404,12 +404,9 @@ class LedgerBase(ABC):
             self._lock_claim(con, claim.claim_id)
             self._lock_pool(con, key)  # the pool is known before anything is read
             claim_rows, pool_rows = self._queries(con, (CLAIM_LAST, (claim.claim_id,)), (POOL_ROWS, key))
-            last = _last(claim_rows, self._where)
-            if last is not None and last.entry == SETTLEMENT:
-                diff = differing_fields(last, claim)
-                if diff:
-                    raise LedgerConflict(claim.claim_id, diff)
-                return Receipt(last, True)
+            replayed = _replayed(_last(claim_rows, self._where), claim)
+            if replayed is not None:
+                return replayed
             state = _position(pool_rows, self._where)
             r = quote(claim, book, state, at=at)
             entry = self._append(con, _settlement(r, claim, r.bracket)._replace(desk=desk))
@@ -433,12 +430,9 @@ class LedgerBase(ABC):
             self._lock_pool(con, (claim.person_id, at.benefit_year, at.plan.pool))
             claim_rows, *found = self._queries(
                 con, (CLAIM_LAST, (claim.claim_id,)), *_group_queries(persons, households))
-            last = _last(claim_rows, self._where)
-            if last is not None and last.entry == SETTLEMENT:
-                diff = differing_fields(last, claim)
-                if diff:
-                    raise LedgerConflict(claim.claim_id, diff)
-                return Receipt(last, True)
+            replayed = _replayed(_last(claim_rows, self._where), claim)
+            if replayed is not None:
+                return replayed
             position = read_positions(found, len(persons), self._where).position(claim, at)
             r = settle_at(claim, at, position)
             entry = self._append(con, _settlement(r, claim, r.bracket, at, position)._replace(desk=desk))
@@ -1037,6 +1031,18 @@ def over_caps(e: Entry, granted_before: int) -> list[str]:
     if e.claim_cap is not None and first > e.claim_cap:
         out.append(f"relief {yuan(first)} is above the claim cap in force for it ({yuan(e.claim_cap)})")
     return out
+
+
+def _replayed(last: Entry | None, claim: Claim) -> Receipt | None:
+    """A desk settlement of ``claim`` whose id is already settled (``last``, its last settlement
+    or reversal): the recorded row, replayed, with the same facts; :class:`LedgerConflict`
+    naming the fields with others; ``None`` when it is to be settled (new, or reversed)."""
+    if last is None or last.entry != SETTLEMENT:
+        return None
+    diff = differing_fields(last, claim)
+    if diff:
+        raise LedgerConflict(claim.claim_id, diff)
+    return Receipt(last, True)
 
 
 def _replay_or_conflict(prior: Entry | None, claim: Claim) -> Receipt | Problem | None:
