@@ -259,6 +259,10 @@ def test_batch_record_settles_a_household_file_as_the_engine_and_the_desk_sees_i
     assert r.exit_code == 0, r.output
     got = {x["claim_id"]: x["relief"] for x in read_results(tmp_path / "out.csv").iter_rows(named=True)}
     assert got == {"C1": fen("6300"), "C2": fen("6350"), "C3": fen("350")}
+    # the same results file, byte for byte, as the batch's own (second stage and cap pool columns included)
+    r = CliRunner().invoke(main, ["batch", str(src), "-o", str(tmp_path / "batch.csv"), "--rules", str(rules)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out.csv").read_bytes() == (tmp_path / "batch.csv").read_bytes()
     b = book(HOUSEHOLD_SECOND)
     with open_ledger(db.location) as lg:
         claims = [e.claim() for e in lg.entries()]

@@ -45,6 +45,7 @@ from ..errors import MedaidError, Problem
 from ..io.attributes import declared_attributes, with_attributes
 from ..io.columns import CLAIM_EXTRA_HEADERS, CLAIM_FIELDS, RESULT_FIELDS, normalise_header, rule_ref
 from ..io.results_frame import CHANNEL_WORDS
+from ..money import format_yuan
 from .manifest import rule_entries
 from .run import BatchRefused, BatchRun, Progress, as_text, read_file
 
@@ -63,6 +64,26 @@ _RESULT_TYPES = {"plan": pl.String, "pool": pl.String, "benefit_year": pl.Int32,
                  "patient_pays": pl.Int64, "bracket_relief": pl.Int64, "capped_by": pl.String,
                  "bracket": pl.Int8, "ytd_self_pay": pl.Int64, "ytd_relief": pl.Int64,
                  "rule_set_id": pl.String, "rule_version": pl.String, "rule_hash": pl.String}
+
+
+#: The types of :data:`medaid.io.columns.EXTENDED_RESULT_FIELDS` in a results frame.
+_EXTENDED_TYPES = {"second_relief": pl.Int64, "second_capped_by": pl.String, "second_pool": pl.String,
+                   "burden": pl.Int64, "ytd_burden": pl.Int64, "ytd_second_relief": pl.Int64, "caps": pl.String}
+
+
+def _extended_results(e: Any, at: Placement) -> dict[str, Any]:
+    """The extended result columns of a recorded row ``e`` of a claim placed at ``at``, as a
+    batch writes them (docs/batch.md, *Output files*): the second stage's (``second_relief`` 0
+    without one) and ``caps`` as ``NAME=yuan;…`` in the engine's order (the plan's cap pools,
+    then its second stage's)."""
+    names = list(at.plan.caps)
+    if at.plan.second is not None:
+        names += [n for n in at.plan.second.caps if n not in names]
+    taken = dict(e.caps or ())
+    return {"second_relief": e.second_relief or 0, "second_capped_by": e.second_capped_by,
+            "second_pool": e.second_pool, "burden": e.burden, "ytd_burden": e.ytd_burden,
+            "ytd_second_relief": e.ytd_second_relief,
+            "caps": ";".join(f"{n}={format_yuan(taken[n], thousands=False)}" for n in names) or None}
 
 
 @dataclass(frozen=True)
@@ -144,16 +165,18 @@ def record_file(
     recorded = already = 0
     for part in _chunks(items, size):
         outcomes = ledger.record_in_order([(c, at) for _, c, at in part], book)
-        for (row, _, _), o in zip(part, outcomes, strict=True):
+        for (row, _, at), o in zip(part, outcomes, strict=True):
             if isinstance(o, Problem):
                 late.append((row, o))
                 continue
             e = o.entry
             recorded, already = recorded + (not o.replayed), already + o.replayed
             # (the results file's rule reference: the first 12 hex digits, as a batch's)
-            done.append({"row": row, **{f: getattr(e, f) for f in RESULT_FIELDS}, "rule_hash": rule_ref(e.rule_hash)})
+            done.append({"row": row, **{f: getattr(e, f) for f in RESULT_FIELDS}, "rule_hash": rule_ref(e.rule_hash),
+                         **(_extended_results(e, at) if book.extended else {})})
     rejects = pl.concat([rejects, _problems_frame(late, rejects.schema)]).sort("row", maintain_order=True)
-    results = pl.DataFrame(done, schema={"row": pl.Int64, **_RESULT_TYPES})
+    results = pl.DataFrame(done, schema={"row": pl.Int64, **_RESULT_TYPES,
+                                         **(_EXTENDED_TYPES if book.extended else {})})
     results = clean.join(results, on="row", how="inner", maintain_order="left")
     refused_rows = clean.filter(pl.col("row").is_in(rejects["row"].implode()) &
                                 ~pl.col("row").is_in(bad_text["row"].implode()))
