@@ -37,6 +37,8 @@ from ..io.columns import (
     CLAIM_EXTRA_HEADERS,
     MASKED_FIELDS,
     MONEY_COLUMNS,
+    RESULT_FIELDS,
+    ROW,
     chosen_columns,
     normalise_header,
 )
@@ -49,6 +51,11 @@ from ..tuning import read_ahead
 if TYPE_CHECKING:
     from ..domain.rules import RuleBook
     from .opening import Opening
+
+#: The result fields a run's totals read (:func:`medaid.report.totals.summarise`: the sums of
+#: ``relief``, ``patient_pays``, the claims with ``capped_by`` set, by ``plan``): computed
+#: whatever ``--columns`` asks, as the totals are printed and go into the run manifest.
+TOTALS_FIELDS = ("plan", "relief", "patient_pays", "capped_by")
 
 #: Stages reported to a progress callback, in order.
 STAGES = ("read", "validate", "settle", "write")
@@ -258,6 +265,7 @@ def settle_file(
     reader: str = "auto",
     opening: Opening | None = None,
     full_rule_hash: bool = False,
+    columns: str | Sequence[str] | None = None,
 ) -> BatchRun:
     """Read, validate and settle a claim file (nothing is written); see the module doc.
 
@@ -277,7 +285,13 @@ def settle_file(
 
     ``rule_hash`` in the results is the rule file's short reference (12 hex digits of its
     sha256, :func:`medaid.io.columns.rule_ref`), or the whole sha256 with ``full_rule_hash``
-    (docs/batch.md, *Output files*; the run manifest holds the full hashes either way)."""
+    (docs/batch.md, *Output files*; the run manifest holds the full hashes either way).
+
+    ``columns`` (``--columns``): the results will be written with these columns only, so
+    ``run.results`` holds the input's columns and only the result fields asked for or read by
+    the totals (:data:`TOTALS_FIELDS`); the others are not computed.  Each field given is the
+    same as in a run without ``columns``.  (Names that are not columns of the results compute
+    every field: :func:`choose_columns` then refuses them, listing every allowed name.)"""
     tick = progress or (lambda stage: None)
     source = str(path)
     got = read_file(path, encoding=encoding, sheet=sheet, mapping=mapping, progress=progress, reader=reader)
@@ -296,7 +310,7 @@ def settle_file(
     positions = None if opening is None else opening.positions
     # (text results as enums: memory)
     results, refused = settle_frame(clean, book, compact=True, opening=positions,
-                                    full_rule_hash=full_rule_hash)
+                                    full_rule_hash=full_rule_hash, need=_needed(clean, columns))
     tick("settle")
     if refused.height:
         rejects = pl.concat([rejects, refused.select(rejects.columns)])
@@ -309,6 +323,19 @@ def settle_file(
                    tuple(rule_entries(book)))
     run.reconcile()
     return run
+
+
+def _needed(clean: pl.DataFrame, columns: str | Sequence[str] | None) -> set[str] | None:
+    """The result fields to compute for ``--columns`` (``None``: every one): those asked for and
+    :data:`TOTALS_FIELDS`; every one when some name asked is not an output column."""
+    if columns is None:
+        return None
+    available = [c for c in clean.columns if c != ROW and c not in RESULT_FIELDS] + list(RESULT_FIELDS)
+    try:
+        names = chosen_columns(columns if isinstance(columns, str) else list(columns), available)
+    except ValueError:
+        return None
+    return {c for c in names if c in RESULT_FIELDS} | set(TOTALS_FIELDS)
 
 
 def _not_twice(clean: pl.DataFrame, bad_rows: pl.DataFrame, opening: Opening, source: str,

@@ -87,7 +87,7 @@ def _opening(paths: tuple[str, ...], ledger: str | None) -> Any:
 
 def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str | None,
             sheet: str | None, maps: tuple[str, ...], tick: Any, opening: Any = None,
-            full_rule_hash: bool = False) -> Any:
+            full_rule_hash: bool = False, columns: str | None = None) -> Any:
     from ..batch.run import settle_file
     from ..io.readers import parse_mapping
     from .app import load_book
@@ -104,7 +104,7 @@ def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str 
         try:
             return settle_file(input_path, book.result, encoding=encoding, sheet=sheet,
                                mapping=parse_mapping(maps), progress=tick, opening=opening,
-                               full_rule_hash=full_rule_hash)
+                               full_rule_hash=full_rule_hash, columns=columns)
         except MedaidError as e:
             raise _fail(e) from None
 
@@ -339,7 +339,7 @@ def register(group: click.Group) -> None:
         # the input's sha256 for the run manifest, on a thread while the file is read and settled
         with _progress("settling") as tick, alongside(input_entries, input_path, name="medaid-digest") as digest:
             run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick, opening,
-                          full_rule_hash)
+                          full_rule_hash, columns)
             chosen = _columns(run, columns)
             if not as_json:
                 _warn(run)
