@@ -220,3 +220,27 @@ def test_the_columns_asked_are_those_of_the_full_run_byte_for_byte(tmp_path: Pat
     if source == "generated":  # the file is one where the limits bind
         capped = {r["capped_by"] for r in csv_rows(full)}
         assert {"annual_cap", "claim_cap"} <= capped
+
+
+@pytest.mark.parametrize("reader", ["scan", "pieces", "whole"])
+def test_input_columns_not_asked_are_not_read_but_rejects_keep_them(tmp_path: Path, reader: str) -> None:
+    """A column that is no claim field (``remark``) and is not asked for is left out of the
+    settled rows (the CSV scan does not parse it); a rejected row still shows it in the
+    rejects file."""
+    from medaid.batch.run import read_file
+
+    src = _generated_claims(tmp_path / "claims.csv")
+    lines = src.read_text(encoding="utf-8").splitlines()
+    lines[5] = lines[5].replace(",P", ",", 1).split(",", 1)[0] + ",,2024-01-01,12.00,key,inpatient,H1,why-me"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    got = read_file(src, reader=reader, columns="claim_id,relief")
+    assert "remark" not in got.clean.columns and {"hospital", "kind", "group"} <= set(got.clean.columns)
+    assert "remark" in read_file(src, reader=reader).clean.columns
+    assert "remark" in read_file(src, reader=reader, columns="relief,remark").clean.columns
+    assert "remark" in read_file(src, reader=reader, columns="relief,remrak").clean.columns  # refused later
+    out = tmp_path / "pay.csv"
+    code, _, _ = run("batch", str(src), "-o", str(out), "--rules", str(RULES), "--on-error", "skip",
+                     "--columns", "claim_id,relief")
+    assert code == 0
+    (bad,) = csv_rows(tmp_path / "pay.rejects.csv")
+    assert bad["remark"] == "why-me" and bad["line"] == "6" and bad["field"] == "person_id"

@@ -204,9 +204,14 @@ def read_file(
     mapping: Mapping[str, str] | None = None,
     progress: Progress | None = None,
     reader: str = "auto",
+    columns: str | Sequence[str] | None = None,
 ) -> ReadFile:
     """Read and validate a claim file as :func:`settle_file` does, without settling it (the
-    stages ``read`` and ``validate``)."""
+    stages ``read`` and ``validate``).  ``columns``: the output columns asked for
+    (``--columns``): the file's columns that no claim field reads and that are not asked are
+    left out of ``clean`` (:func:`medaid.io.csv_fast.unread`; the fast CSV scan does not even
+    parse them)."""
+    asked = None if columns is None else _names(columns)
     tick = progress or (lambda stage: None)
     source = str(path)
     typed = None
@@ -216,7 +221,7 @@ def read_file(
         text = copy or path
         enc = None if copy else encoding
         if reader in ("auto", "scan") and sheet is None:
-            typed = csv_fast.scan_claims(text, encoding=enc, mapping=mapping, source=source)
+            typed = csv_fast.scan_claims(text, encoding=enc, mapping=mapping, source=source, columns=asked)
         pieces = None if sheet is not None or typed is not None or reader == "whole" else readers.csv_pieces(
             text, encoding=enc, mapping=mapping, categories=FEW_VALUES, source=source)
         if pieces is not None:
@@ -246,6 +251,9 @@ def read_file(
         if structural:
             rejects = pl.concat([readers.problems_frame(structural), rejects])
     tick("validate")
+    skip = csv_fast.unread([c for c in clean.columns if c != ROW], asked)
+    if skip:
+        clean = clean.drop(skip)
     warnings: list[Problem] = []
     if totals is not None:
         warnings = check_totals(totals, clean, rejects["row"].unique(), source)
@@ -294,7 +302,8 @@ def settle_file(
     every field: :func:`choose_columns` then refuses them, listing every allowed name.)"""
     tick = progress or (lambda stage: None)
     source = str(path)
-    got = read_file(path, encoding=encoding, sheet=sheet, mapping=mapping, progress=progress, reader=reader)
+    got = read_file(path, encoding=encoding, sheet=sheet, mapping=mapping, progress=progress, reader=reader,
+                    columns=columns)
     clean, rejects, bad_rows, warnings = got.clean, got.rejects, got.bad_rows, list(got.warnings)
     rows_read, text_values, totals, header_line, blank_lines = got[3:8]
     del got  # (``clean`` is dropped below, before the run is made: memory)
@@ -323,6 +332,12 @@ def settle_file(
                    tuple(rule_entries(book)))
     run.reconcile()
     return run
+
+
+def _names(columns: str | Sequence[str]) -> list[str]:
+    """The names ``--columns`` lists (``"claim_id, relief"`` or a list), stripped."""
+    names = [n.strip() for n in (columns.split(",") if isinstance(columns, str) else columns)]
+    return [n for n in names if n]
 
 
 def _needed(clean: pl.DataFrame, columns: str | Sequence[str] | None) -> set[str] | None:
