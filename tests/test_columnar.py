@@ -736,3 +736,58 @@ brackets = [{ from = "1000", rate = "70%" }]''')
     # 9,000 relieves 5,600 a claim; a person's fourth claim in (date, claim id) order meets the
     # 20,000 cap (3,200): K9 of P0 (K0 K3 K6 K9), K7 of P1 (K1 K10 K4 K7), K8 of P2 (K11 K2 K5 K8)
     assert part["relief"].to_list() == full["relief"].to_list() == [560000] * 7 + [320000] * 3 + [560000] * 2
+
+
+def _same_persons(results: pl.DataFrame) -> None:
+    """The person numbers are equal for two rows exactly when their person ids are."""
+    from medaid.batch.settle import PERSON_CODE
+
+    pairs = results.select("person_id", PERSON_CODE).unique()
+    assert pairs["person_id"].n_unique() == pairs[PERSON_CODE].n_unique() == pairs.height
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(books_and_claims(), st.sampled_from(["len", "first", "none"]), st.booleans())
+def test_the_sorts_person_numbers_tell_persons_apart_exactly_even_when_hashes_collide(case, collide, packed):
+    """``person_codes=True``: text person ids get a number from the sort (for the totals); with
+    every person of one id length (or one first letter) colliding in the hash, on both sort
+    paths, two rows have the same number exactly when they have the same person; the results
+    are those without the numbers."""
+    texts, claims = case
+    try:
+        book = load_texts(texts)
+    except medaid.RuleError:
+        return
+    hashes = {
+        "len": lambda frame: (pl.col("person_id").str.len_bytes().cast(pl.UInt64) * (1 << 60), None),
+        "first": lambda frame: (pl.col("person_id").str.slice(0, 2).hash(1) // 8 * 8, None),
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        if collide in hashes:
+            mp.setattr("medaid.batch.ordering.person_hash", hashes[collide])
+        if not packed:
+            mp.setattr("medaid.batch.ordering.MIN_HASH_BITS", 65)
+        frame = frame_of(claims).sample(fraction=1.0, shuffle=True, seed=len(claims))  # (not in order)
+        got, _ = settle_frame(frame, book, person_codes=True)
+        plain, _ = settle_frame(frame, book)
+    if "__person" in got.columns:
+        _same_persons(got)
+        assert got.drop("__person").equals(plain)
+    else:
+        assert got.equals(plain)
+
+
+def test_many_persons_colliding_in_the_hash_are_numbered_apart(tmp_path, monkeypatch):
+    """Persons P1 … P30 share three hash values (by their last digit mod 3): each run of a hash
+    holds ten persons, interleaved by benefit year and pool; every person still gets one number
+    and the totals count 30 persons."""
+    from medaid.report.totals import summarise
+
+    book = one_plan(tmp_path, 'accumulate = "year"\nbrackets = [{ from = "1000", rate = "70%" }]')
+    claims = [claim(f"K{i:03d}", f"P{1 + i % 30}", f"2024-0{1 + i % 9}-01", "2000") for i in range(300)]
+    monkeypatch.setattr("medaid.batch.ordering.person_hash",
+                        lambda frame: ((pl.col("person_id").str.slice(-1).cast(pl.UInt64) % 3) * (1 << 62), None))
+    got, _ = settle_frame(frame_of(claims).drop("group", "kind"), book, person_codes=True)
+    _same_persons(got)
+    codes = got.drop_in_place("__person")
+    assert summarise(got, codes)["total"]["persons"] == summarise(got)["total"]["persons"] == 30

@@ -113,6 +113,11 @@ class BatchRun:
     #: The rule files the run settled with: ``id``, ``version``, ``file``, ``sha256`` each
     #: (:func:`medaid.batch.manifest.rule_entries`), for the run manifest.
     rules: tuple[Mapping[str, str], ...] = ()
+    #: A ``UInt64`` per row of ``results``, equal for two rows exactly when their ``person_id``
+    #: is, when the settlement's sort gave it (text ids; :data:`medaid.batch.settle.PERSON_CODE`):
+    #: the totals count persons by it (``summarise(results, persons=...)``), not by hashing
+    #: the ids again; else ``None``.
+    persons: pl.Series | None = field(default=None, repr=False)
 
     @property
     def settled(self) -> int:
@@ -311,7 +316,7 @@ def settle_file(
     # the settlement's modules (the rule models, the engine) are imported once the file is read:
     # ``medaid batch`` imports them on its rules thread meanwhile (medaid.tuning.alongside)
     from .manifest import rule_entries
-    from .settle import settle_frame
+    from .settle import PERSON_CODE, settle_frame
 
     already = None
     if opening is not None:
@@ -319,7 +324,9 @@ def settle_file(
     positions = None if opening is None else opening.positions
     # (text results as enums: memory)
     results, refused = settle_frame(clean, book, compact=True, opening=positions,
-                                    full_rule_hash=full_rule_hash, need=_needed(clean, columns))
+                                    full_rule_hash=full_rule_hash, need=_needed(clean, columns),
+                                    person_codes=True)
+    persons = results.drop_in_place(PERSON_CODE) if PERSON_CODE in results.columns else None
     tick("settle")
     if refused.height:
         rejects = pl.concat([rejects, refused.select(rejects.columns)])
@@ -329,7 +336,7 @@ def settle_file(
     rejects = rejects.sort("row", maintain_order=True)
     run = BatchRun(source, rows_read, results, rejects, bad_rows.sort("row"), text_values,
                    totals, header_line, blank_lines, tuple(warnings), already,
-                   tuple(rule_entries(book)))
+                   tuple(rule_entries(book)), persons)
     run.reconcile()
     return run
 

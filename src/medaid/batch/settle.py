@@ -26,11 +26,14 @@ from ..tuning import mark, on_the_side
 from . import arithmetic, ordering, placement
 from .tables import DType, PlanTables, lookup
 
+#: The column of person numbers ``settle_frame(person_codes=True)`` may add.
+PERSON_CODE = "__person"
+
 
 def settle_frame(
     frame: pl.DataFrame, rules: RuleBook, *, compact: bool = False,
     opening: pl.DataFrame | None = None, full_rule_hash: bool = True,
-    need: Collection[str] | None = None,
+    need: Collection[str] | None = None, person_codes: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Settle every claim of ``frame`` by the engine's rules (docs/calculation.md), columnar.
 
@@ -59,6 +62,11 @@ def settle_frame(
     ``need``: the result fields to give (``None``: all of ``RESULT_FIELDS``); the others are
     left out of ``results`` and not computed (``--columns``, docs/batch.md *Output files*).  The
     fields given are the same, row for row, as when all are.
+
+    ``person_codes=True``: when the sort told the persons apart on the way (text person ids
+    sorted by their hash), ``results`` ends with a column :data:`PERSON_CODE`, a ``UInt64``
+    per row, equal for two rows exactly when their ``person_id`` is: the totals
+    count persons by it instead of hashing the ids again (:attr:`medaid.batch.run.BatchRun.persons`).
 
     Its steps are timed under :func:`medaid.tuning.trace_steps` (benchmarks).
     """
@@ -100,9 +108,9 @@ def settle_frame(
         if not ((seed["c0"] != 0).any() or (seed["g0"] != 0).any()):
             seed = None
     start = ordering.in_order(placed, low, bits_bp)
-    perm = None
+    perm = persons = None
     if start is None:
-        perm, start = ordering.sorted_order(placed, low, bits_bp, bits_d, bits_i, exact_bits)
+        perm, start, persons = ordering.sorted_order(placed, low, bits_bp, bits_d, bits_i, exact_bits)
     del low
 
     # --- arithmetic in processing order ------------------------------------------------------
@@ -123,6 +131,8 @@ def settle_frame(
     if seq is not None:
         res = arithmetic.sequential(res, work, seq, t)
     del work
+    if person_codes and persons is not None:  # (back to input order with the results)
+        res = res.with_columns(persons.alias(PERSON_CODE))
     mark("sequential")
     if inverse is None:
         res_in = res
@@ -132,7 +142,10 @@ def settle_frame(
         res_in = ordering.unpermute(held, inverse.result())
         del perm, start
     mark("unpermute")
+    code = res_in.drop_in_place(PERSON_CODE) if PERSON_CODE in res_in.columns else None
     done = finish(placed, keys, t, res_in, compact, full_rule_hash, need)
+    if code is not None:
+        done = done.with_columns(code)
     mark("finish")
     return done, rejects
 

@@ -348,7 +348,8 @@ def register(group: click.Group) -> None:
             # the totals are computed while the files are written (polars runs without the
             # interpreter lock: the write's idle core and its waits for the disk are used)
             refused = on_error == "fail" and run.rejected
-            with alongside(None if refused else summarise, run.results, name="medaid-totals") as totals:
+            with alongside(None if refused else summarise, run.results, run.persons,
+                           name="medaid-totals") as totals:
                 try:
                     rej = write_run(run, out, rejects_path=rejects_path, on_error=on_error,
                                     limit=max_errors, bom=bom, progress=tick, lang=lang,
@@ -359,7 +360,7 @@ def register(group: click.Group) -> None:
                     raise _fail(e) from None
         from ..report.batch_text import summary_json, summary_tables
 
-        summary = totals.result() if totals is not None else summarise(run.results)
+        summary = totals.result() if totals is not None else summarise(run.results, run.persons)
         line = run.reconcile()
         try:
             inputs = digest.result()
