@@ -103,7 +103,8 @@ def sorted_order(
     collide: pl.Series | None = None
     if exact_bits is None or exact_bits > hb:
         person_s = person.gather(perm)
-        collide = same_as_previous(grp) & ~same_as_previous(person_s)
+        same_person = same_as_previous(person_s)
+        collide = same_as_previous(grp) & ~same_person
     ids = placed["claim_id"]
     if packed and ids.null_count() == 0 and ids.is_sorted():
         # claim ids ascend with the row index (numbered exports): a tie on (group hash, day)
@@ -135,9 +136,12 @@ def sorted_order(
         start = start.scatter(pos.filter(new), True)
     persons = None
     if collide is not None:
-        if sub is not None:  # the persons where the repair moved rows
+        if sub is not None:  # the persons where the repair moved rows, and their neighbours
             person_s = person_s.scatter(pos, sub["person"])
-        persons = _person_numbers(grp // (1 << bits_bp), person_s)
+            near = pl.concat([pos, pos + 1]).unique()
+            near = near.filter((near > 0) & (near < n))
+            same_person = same_person.scatter(near, person_s.gather(near) == person_s.gather(near - 1))
+        persons = _person_numbers(grp // (1 << bits_bp), person_s, same_person)
     return Order(perm, start, persons)
 
 
@@ -151,17 +155,18 @@ class Order(NamedTuple):
     persons: pl.Series | None = None
 
 
-def _person_numbers(hashed: pl.Series, person: pl.Series) -> pl.Series:
+def _person_numbers(hashed: pl.Series, person: pl.Series, same_person: pl.Series) -> pl.Series:
     """A number per sorted row, equal for two rows exactly when their person is.
 
     ``hashed`` is each sorted row's person hash part of the key (every row of a person has the
     same, and the rows are sorted by it), ``person`` its person id.  A run of equal hash parts
     holds one person, unless the hash collides: such a run (it has two different neighbours)
     numbers its persons apart by their rank.  Number: run × 2³² + rank in the run (0 outside
-    the colliding runs)."""
+    the colliding runs).  ``same_person``: whether each row's person is its predecessor's
+    (the sort's collision check has it)."""
     same = same_as_previous(hashed)
     run = (~same).cast(pl.UInt64).cum_sum() - 1
-    bad = same & ~same_as_previous(person)
+    bad = same & ~same_person
     if not bad.any():
         return run
     hit = run.is_in(run.filter(bad).unique().implode())
