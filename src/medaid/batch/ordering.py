@@ -161,11 +161,12 @@ def _person_numbers(hashed: pl.Series, person: pl.Series, same_person: pl.Series
     ``hashed`` is each sorted row's person hash part of the key (every row of a person has the
     same, and the rows are sorted by it), ``person`` its person id.  A run of equal hash parts
     holds one person, unless the hash collides: such a run (it has two different neighbours)
-    numbers its persons apart by their rank.  Number: run × 2³² + rank in the run (0 outside
-    the colliding runs).  ``same_person``: whether each row's person is its predecessor's
-    (the sort's collision check has it)."""
+    numbers its persons apart by their rank.  Number: ``run + (rank − 1) × runs`` (rank 1
+    outside the colliding runs), a ``UInt32`` when it fits (4 bytes a row: memory).
+    ``same_person``: whether each row's person is its predecessor's (the sort's collision
+    check has it)."""
     same = same_as_previous(hashed)
-    run = (~same).cast(pl.UInt64).cum_sum() - 1
+    run = (~same).cast(pl.UInt32).cum_sum() - 1  # (runs ≤ rows < 2³²)
     bad = same & ~same_person
     if not bad.any():
         return run
@@ -173,7 +174,10 @@ def _person_numbers(hashed: pl.Series, person: pl.Series, same_person: pl.Series
     at = hit.arg_true()
     ranks = (pl.DataFrame({"run": run.gather(at), "person": person.gather(at)})
              .select(pl.col("person").rank("dense").over("run").cast(pl.UInt64)).to_series())
-    return (run * (1 << 32)).scatter(at, run.gather(at) * (1 << 32) + ranks)
+    runs = int(run[-1]) + 1
+    wide = run.cast(pl.UInt64).scatter(at, run.gather(at).cast(pl.UInt64) + (ranks - 1) * runs)
+    top = ranks.max()
+    return wide.cast(pl.UInt32) if (top if isinstance(top, int) else 1) * runs < 2**32 else wide
 
 
 def _order(low: pl.DataFrame, bits_bp: int, bits_d: int, bits_i: int) -> tuple[pl.Series, pl.Series, pl.Series]:

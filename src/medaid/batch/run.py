@@ -113,7 +113,7 @@ class BatchRun:
     #: The rule files the run settled with: ``id``, ``version``, ``file``, ``sha256`` each
     #: (:func:`medaid.batch.manifest.rule_entries`), for the run manifest.
     rules: tuple[Mapping[str, str], ...] = ()
-    #: A ``UInt64`` per row of ``results``, equal for two rows exactly when their ``person_id``
+    #: An unsigned integer per row of ``results``, equal for two rows exactly when their ``person_id``
     #: is, when the settlement's sort gave it (text ids; :data:`medaid.batch.settle.PERSON_CODE`):
     #: the totals count persons by it (``summarise(results, persons=...)``), not by hashing
     #: the ids again; else ``None``.

@@ -64,8 +64,8 @@ def settle_frame(
     fields given are the same, row for row, as when all are.
 
     ``person_codes=True``: when the sort told the persons apart on the way (text person ids
-    sorted by their hash), ``results`` ends with a column :data:`PERSON_CODE`, a ``UInt64``
-    per row, equal for two rows exactly when their ``person_id`` is: the totals
+    sorted by their hash), ``results`` ends with a column :data:`PERSON_CODE`, an unsigned
+    integer per row, equal for two rows exactly when their ``person_id`` is: the totals
     count persons by it instead of hashing the ids again (:attr:`medaid.batch.run.BatchRun.persons`).
 
     Its steps are timed under :func:`medaid.tuning.trace_steps` (benchmarks).
