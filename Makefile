@@ -74,6 +74,7 @@ bench-quick: $(VENV)/.stamp-service
 	$(BIN)/python benchmarks/bench_desk.py --runs 3 --settlements 100 --rows 100
 	$(BIN)/python benchmarks/bench_batch.py --claims 20000
 	$(BIN)/python benchmarks/bench_columnar.py 20000 --repeat 1 --verify 20
+	$(BIN)/python benchmarks/bench_totals.py examples/claims-2024.csv --rules rules --repeat 1
 	$(BIN)/python benchmarks/bench_report.py --rows 20000 --repeat 1
 	$(BIN)/python benchmarks/bench_service.py --settlements 200
 

@@ -13,7 +13,12 @@ claim cap, and times:
   rebuilt in that order so that memory follows it too: the engine's walk through 10^5 objects in
   date order is what costs most on shuffled input);
 * ``bare``: the plan's compiled arithmetic alone (``Schedule.relieve_raw``) over the same self-pays,
-  the floor under which ``settle`` cannot go (the baseline of the ratio printed).
+  the floor under which ``settle`` cannot go (the baseline of the ratio printed);
+* ``frame``: the columnar engine, :func:`medaid.batch.settle.settle_frame`, on the same claims as
+  a polars frame (made once, outside the timing), its relief checked equal to ``settle``'s claim
+  by claim; polars' threads count (the machine's cores are printed).
+
+The load average is printed before and after: the machine may be shared.
 
 Target (README.md#performance-measured): at least 300,000 claims/s for ``settle``.
 """
@@ -24,6 +29,7 @@ import argparse
 import datetime as dt
 import functools
 import gc
+import os
 import random
 import resource
 import sys
@@ -32,6 +38,7 @@ import time
 from pathlib import Path
 
 import medaid
+from medaid.batch.settle import settle_frame
 
 RULES = """id = "bench-{mode}"
 version = "1"
@@ -93,6 +100,19 @@ def make_claims(n: int, seed: int) -> list[medaid.Claim]:
     return out
 
 
+def frame_of(claims: list[medaid.Claim]):  # type: ignore[no-untyped-def]
+    """The claims as the batch hands them to :func:`settle_frame` (fen, dates, line numbers)."""
+    import polars as pl
+
+    return pl.DataFrame({
+        "row": range(2, len(claims) + 2), "claim_id": [c.claim_id for c in claims],
+        "person_id": [c.person_id for c in claims], "date": [c.date for c in claims],
+        "self_pay": [c.self_pay for c in claims], "group": [c.group for c in claims],
+        "kind": [c.kind for c in claims],
+    }, schema={"row": pl.Int64, "claim_id": pl.String, "person_id": pl.String, "date": pl.Date,
+               "self_pay": pl.Int64, "group": pl.String, "kind": pl.String})
+
+
 def best_of(repeat: int, fn) -> float:
     times = []
     for _ in range(repeat):
@@ -121,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     gen = time.perf_counter() - t0
     print(f"medaid {medaid.__version__}, Python {sys.version.split()[0]}; {args.claims:,} claims "
           f"({len({c.person_id for c in claims}):,} persons) generated in {gen:.2f} s")
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
     print(f"{'mode':<6} {'what':<7} {'seconds':>8} {'claims/s':>12} {'vs bare':>8} {'capped':>7}")
     with tempfile.TemporaryDirectory() as d:
         for mode in ("claim", "year"):
@@ -129,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
             book = medaid.load_rules(f)
             results = medaid.settle(claims, book)  # warm the caches once; also checks it runs
             capped = sum(r.capped_by is not None for r in results) / len(results)
-            del results
+            frame = frame_of(claims)
+            columnar = settle_frame(frame, book)[0]
+            if columnar["relief"].to_list() != [r.relief for r in results]:
+                raise SystemExit("settle_frame and settle disagree")
+            del results, columnar
             # functools.partial binds this iteration's book and claims (a lambda would read the
             # loop's variables when called, not when made)
             t_settle = best_of(args.repeat, functools.partial(medaid.settle, claims, book))
@@ -140,11 +165,15 @@ def main(argv: list[str] | None = None) -> int:
             fast = book.schedule(rs, rs.plans[0]).relieve_raw
             pays = [c.self_pay for c in claims]
             t_bare = best_of(args.repeat, functools.partial(bare, fast, pays))
+            t_frame = best_of(args.repeat, functools.partial(settle_frame, frame, book))
+            del frame
             n = len(claims)
             print(f"{mode:<6} {'settle':<7} {t_settle:>8.3f} {n / t_settle:>12,.0f} "
                   f"{t_settle / t_bare:>7.1f}x {capped:>6.1%}")
             print(f"{mode:<6} {'ordered':<7} {t_ordered:>8.3f} {n / t_ordered:>12,.0f} {t_ordered / t_bare:>7.1f}x")
             print(f"{mode:<6} {'bare':<7} {t_bare:>8.3f} {n / t_bare:>12,.0f} {1:>7.1f}x")
+            print(f"{mode:<6} {'frame':<7} {t_frame:>8.3f} {n / t_frame:>12,.0f} {t_frame / t_bare:>7.1f}x")
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"peak memory (max RSS): {peak_kib / 1024:,.0f} MiB")
     return 0

@@ -169,3 +169,78 @@ def test_settle_file_gives_the_short_reference_and_the_library_engine_the_full_h
     digest = sha256(RULE_FILE)
     assert short["rule_hash"].cast(pl.String).unique().to_list() == [digest[:12]]
     assert full["rule_hash"].cast(pl.String).unique().to_list() == [digest]
+
+
+def _generated_claims(path: Path) -> Path:
+    """A year of claims of few persons with large stays: annual caps bind, the outpatient plan's
+    3,000 claim cap binds, in both accumulation modes (the rule file's inpatient plans accumulate
+    per claim, its outpatient plan over the year); same-day claims of a person; a payee column."""
+    import random
+
+    rnd = random.Random(16)
+    lines = ["claim_id,person_id,date,self_pay,group,kind,hospital,remark"]
+    for i in range(400):
+        kind = rnd.choice(["inpatient", "outpatient-special"])
+        group = "key" if kind == "outpatient-special" else rnd.choice(["key", "low-income"])
+        fen = rnd.randrange(9_000_000 if kind == "inpatient" else 1_500_000)
+        lines.append(f"G{rnd.randrange(10**6):06d}-{i},P{rnd.randrange(12)},2024-{rnd.randrange(1, 13):02d}-"
+                     f"{rnd.randrange(1, 4):02d},{fen // 100}.{fen % 100:02d},{group},"
+                     f"{kind},H{rnd.randrange(3)},r{i}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("source", ["example", "generated"])
+@pytest.mark.parametrize("asked", [
+    "claim_id,relief",
+    "relief,ytd_self_pay,claim_id",
+    "claim_id,bracket,bracket_relief,capped_by",
+    "remark,rule_hash,ytd_relief,pool,benefit_year,relief",
+])
+def test_the_columns_asked_are_those_of_the_full_run_byte_for_byte(tmp_path: Path, source: str, asked: str) -> None:
+    """With ``--columns`` only the result fields asked (and those the totals read) are computed:
+    the file holds exactly the full run's cells of those columns, and the totals printed and in
+    the manifest are the full run's."""
+    if source == "example":
+        src = ROOT / "examples" / "claims-2024.csv"
+        asked = asked.replace("remark", "hospital")
+    else:
+        src = _generated_claims(tmp_path / "claims.csv")
+    full, part = tmp_path / "full.csv", tmp_path / "part.csv"
+    code_f, out_f, _ = run("batch", str(src), "-o", str(full), "--rules", str(RULES))
+    code_p, out_p, _ = run("batch", str(src), "-o", str(part), "--rules", str(RULES), "--columns", asked)
+    assert code_f == code_p == 0
+    names = [n.strip() for n in asked.split(",")]
+    want = [[r[n] for n in names] for r in csv_rows(full)]
+    assert [list(r.values()) for r in csv_rows(part)] == want
+    assert list(csv_rows(part)[0]) == names
+    assert out_p.replace(str(part), str(full)) == out_f
+    totals = [json.loads((tmp_path / f"{f}.csv.manifest.json").read_text())["totals"] for f in ("full", "part")]
+    assert totals[0] == totals[1]
+    if source == "generated":  # the file is one where the limits bind
+        capped = {r["capped_by"] for r in csv_rows(full)}
+        assert {"annual_cap", "claim_cap"} <= capped
+
+
+@pytest.mark.parametrize("reader", ["scan", "pieces", "whole"])
+def test_input_columns_not_asked_are_not_read_but_rejects_keep_them(tmp_path: Path, reader: str) -> None:
+    """A column that is no claim field (``remark``) and is not asked for is left out of the
+    settled rows (the CSV scan does not parse it); a rejected row still shows it in the
+    rejects file."""
+    from medaid.batch.run import read_file
+
+    src = _generated_claims(tmp_path / "claims.csv")
+    lines = src.read_text(encoding="utf-8").splitlines()
+    lines[5] = lines[5].replace(",P", ",", 1).split(",", 1)[0] + ",,2024-01-01,12.00,key,inpatient,H1,why-me"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    got = read_file(src, reader=reader, columns="claim_id,relief")
+    assert "remark" not in got.clean.columns and {"hospital", "kind", "group"} <= set(got.clean.columns)
+    assert "remark" in read_file(src, reader=reader).clean.columns
+    assert "remark" in read_file(src, reader=reader, columns="relief,remark").clean.columns
+    assert "remark" in read_file(src, reader=reader, columns="relief,remrak").clean.columns  # refused later
+    out = tmp_path / "pay.csv"
+    code, _, _ = run("batch", str(src), "-o", str(out), "--rules", str(RULES), "--on-error", "skip",
+                     "--columns", "claim_id,relief")
+    assert code == 0
+    (bad,) = csv_rows(tmp_path / "pay.rejects.csv")
+    assert bad["remark"] == "why-me" and bad["line"] == "6" and bad["field"] == "person_id"

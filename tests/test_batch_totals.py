@@ -103,6 +103,27 @@ def test_totals_equal_a_claim_by_claim_count(case, bits: int, monkeypatch: pytes
     assert summarise(_frame(rows, categories, with_hospital)) == _expected(rows, with_hospital)
 
 
+@pytest.mark.parametrize("bits", [totals.MASK_BITS, 0])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=result_rows(), spread=st.integers(1, 2**40))
+def test_persons_told_apart_by_numbers_count_as_by_their_ids(case, spread: int, bits: int,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``summarise(results, persons=...)``: a number per row, equal exactly when the person id
+    is (as the batch's sort gives them), counts the persons as their ids do."""
+    rows, categories, with_hospital = case
+    monkeypatch.setattr(totals, "MASK_BITS", bits)
+    ids = sorted({r["person_id"] for r in rows})
+    numbers = pl.Series([ids.index(r["person_id"]) * spread for r in rows], dtype=pl.UInt64)
+    assert summarise(_frame(rows, categories, with_hospital), numbers) == _expected(rows, with_hospital)
+
+
+def test_person_numbers_must_cover_every_row() -> None:
+    rows = [{"person_id": "P", "date": dt.date(2024, 1, 1), "self_pay": 5, "relief": 1, "patient_pays": 4,
+             "capped_by": None, "plan": "p", "hospital": None}]
+    with pytest.raises(ValueError, match="one number for every row"):
+        summarise(_frame(rows, False, False), pl.Series([1, 2], dtype=pl.UInt64))
+
+
 def test_a_person_counted_once_per_table_row_however_many_claims() -> None:
     rows = [
         {"person_id": "P1", "date": dt.date(2024, 1, 5), "self_pay": 1000_00, "relief": 0,

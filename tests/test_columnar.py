@@ -458,7 +458,7 @@ def test_slices_of_a_skewed_batch_equal_the_engine(book, monkeypatch):
     claims = _skewed(5, 2000, 50, 1.2, 4_000_000, "S")
     calls = []
     real = arithmetic.relieve
-    monkeypatch.setattr(arithmetic, "relieve", lambda w, t: calls.append(w.height) or real(w, t))
+    monkeypatch.setattr(arithmetic, "relieve", lambda w, t, need=None: calls.append(w.height) or real(w, t, need))
     monkeypatch.setattr("medaid.tuning.SLICE_ROWS", 300)
     assert_same_as_engine(claims, book)
     assert len(calls) >= 3  # cut in several slices
@@ -470,7 +470,7 @@ def test_a_large_frame_is_cut_for_every_core_and_equals_the_engine(book, monkeyp
     claims = _skewed(11, 1500, 40, 1.1, 6_000_000, "Q")
     calls = []
     real = arithmetic.relieve
-    monkeypatch.setattr(arithmetic, "relieve", lambda w, t: calls.append(w.height) or real(w, t))
+    monkeypatch.setattr(arithmetic, "relieve", lambda w, t, need=None: calls.append(w.height) or real(w, t, need))
     monkeypatch.setattr("medaid.tuning.PARALLEL_ROWS", 100)
     monkeypatch.setattr(pl, "thread_pool_size", lambda: 3)
     assert_same_as_engine(claims, book)
@@ -678,3 +678,116 @@ def test_results_in_many_pieces_go_back_to_input_order_row_by_row():
     assert back["bracket"].to_list() == [2, 0, 3, 1] and back["bracket"].dtype == pl.Int8
     assert back["ytd_relief"].to_list() == [120, 100, 130, 110]
     assert back.columns == ["relief", "bracket", "ytd_relief"] and held == []
+
+
+# the result fields asked for and those a run's totals read (medaid.batch.run.TOTALS_FIELDS)
+FIELD_SETS = (
+    {"relief"},
+    {"relief", "plan", "patient_pays", "capped_by"},
+    {"relief", "ytd_self_pay"},
+    {"relief", "bracket", "bracket_relief"},
+    {"relief", "ytd_relief", "rule_hash", "benefit_year", "pool"},
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(books_and_claims(), st.sampled_from(FIELD_SETS), st.integers(1, 5))
+def test_results_with_only_the_fields_asked_equal_the_full_results_in_those_fields(case, fields, rows):
+    """``--columns``: only the result fields needed are computed; each of them is, row for row,
+    the same as when every field is (generated versions, caps, claim caps, both modes; slices
+    of a few rows to cross the groups' edges)."""
+    texts, claims = case
+    try:
+        book = load_texts(texts)
+    except medaid.RuleError:
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("medaid.tuning.SLICE_ROWS", rows)
+        full, full_rejects = settle_frame(frame_of(claims), book)
+        part, part_rejects = settle_frame(frame_of(claims), book, need=fields)
+    inputs = list(frame_of(claims).columns)
+    assert part.columns == inputs + [f for f in RESULT_FIELDS if f in fields]
+    assert part.equals(full.select(part.columns))
+    assert part_rejects.equals(full_rejects)
+
+
+def test_a_claim_mode_run_without_the_year_to_date_leaves_out_its_sum(tmp_path, monkeypatch):
+    """In ``claim`` mode nothing but ``ytd_self_pay`` reads the running self-pay: asked for
+    ``relief`` alone, the arithmetic does not compute it (nor the bracket reached)."""
+    book = one_plan(tmp_path, '''accumulate = "claim"
+annual_cap = "20000"
+brackets = [{ from = "1000", rate = "70%" }]''')
+    claims = [claim(f"K{i}", f"P{i % 3}", "2024-03-01", "9000") for i in range(12)]
+    seen: list[list[str]] = []
+    real = pl.LazyFrame.collect
+
+    def spy(self, *a, **k):  # the columns of every frame the settlement collects
+        out = real(self, *a, **k)
+        seen.append(out.columns)
+        return out
+
+    monkeypatch.setattr(pl.LazyFrame, "collect", spy)
+    frame = frame_of(claims).drop("group", "kind")
+    part, _ = settle_frame(frame, book, need={"relief"})
+    assert seen and not any("C" in cols or "bracket" in cols for cols in seen)
+    seen.clear()
+    full, _ = settle_frame(frame, book)
+    assert any("C" in cols for cols in seen) and any("bracket" in cols for cols in seen)
+    # 9,000 relieves 5,600 a claim; a person's fourth claim in (date, claim id) order meets the
+    # 20,000 cap (3,200): K9 of P0 (K0 K3 K6 K9), K7 of P1 (K1 K10 K4 K7), K8 of P2 (K11 K2 K5 K8)
+    assert part["relief"].to_list() == full["relief"].to_list() == [560000] * 7 + [320000] * 3 + [560000] * 2
+
+
+def _same_persons(results: pl.DataFrame) -> None:
+    """The person numbers are equal for two rows exactly when their person ids are."""
+    from medaid.batch.settle import PERSON_CODE
+
+    pairs = results.select("person_id", PERSON_CODE).unique()
+    assert pairs["person_id"].n_unique() == pairs[PERSON_CODE].n_unique() == pairs.height
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(books_and_claims(), st.sampled_from(["len", "first", "none"]), st.booleans())
+def test_the_sorts_person_numbers_tell_persons_apart_exactly_even_when_hashes_collide(case, collide, packed):
+    """``person_codes=True``: text person ids get a number from the sort (for the totals); with
+    every person of one id length (or one first letter) colliding in the hash, on both sort
+    paths, two rows have the same number exactly when they have the same person; the results
+    are those without the numbers."""
+    texts, claims = case
+    try:
+        book = load_texts(texts)
+    except medaid.RuleError:
+        return
+    hashes = {
+        "len": lambda frame: (pl.col("person_id").str.len_bytes().cast(pl.UInt64) * (1 << 60), None),
+        "first": lambda frame: (pl.col("person_id").str.slice(0, 2).hash(1) // 8 * 8, None),
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        if collide in hashes:
+            mp.setattr("medaid.batch.ordering.person_hash", hashes[collide])
+        if not packed:
+            mp.setattr("medaid.batch.ordering.MIN_HASH_BITS", 65)
+        frame = frame_of(claims).sample(fraction=1.0, shuffle=True, seed=len(claims))  # (not in order)
+        got, _ = settle_frame(frame, book, person_codes=True)
+        plain, _ = settle_frame(frame, book)
+    if "__person" in got.columns:
+        _same_persons(got)
+        assert got.drop("__person").equals(plain)
+    else:
+        assert got.equals(plain)
+
+
+def test_many_persons_colliding_in_the_hash_are_numbered_apart(tmp_path, monkeypatch):
+    """Persons P1 … P30 share three hash values (by their last digit mod 3): each run of a hash
+    holds ten persons, interleaved by benefit year and pool; every person still gets one number
+    and the totals count 30 persons."""
+    from medaid.report.totals import summarise
+
+    book = one_plan(tmp_path, 'accumulate = "year"\nbrackets = [{ from = "1000", rate = "70%" }]')
+    claims = [claim(f"K{i:03d}", f"P{1 + i % 30}", f"2024-0{1 + i % 9}-01", "2000") for i in range(300)]
+    monkeypatch.setattr("medaid.batch.ordering.person_hash",
+                        lambda frame: ((pl.col("person_id").str.slice(-1).cast(pl.UInt64) % 3) * (1 << 62), None))
+    got, _ = settle_frame(frame_of(claims).drop("group", "kind"), book, person_codes=True)
+    _same_persons(got)
+    codes = got.drop_in_place("__person")
+    assert summarise(got, codes)["total"]["persons"] == summarise(got)["total"]["persons"] == 30

@@ -17,6 +17,7 @@ arithmetic are settled by :func:`sequential`, in Python.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import polars as pl
@@ -28,6 +29,9 @@ from .tables import DType, PlanTables, lookup
 
 #: ``capped_by`` codes used inside frames (0 = none).
 CAPPED_BY = (None, CAP_ANNUAL, CAP_CLAIM, CAP_SELF_PAY)
+#: The columns :func:`relieve` gives, in this order: each result field's source (``capped`` is
+#: ``capped_by``'s code; ``relief`` always, the others when asked: :func:`outputs`).
+OUTPUTS = ("relief", "bracket_relief", "capped", "bracket", "ytd_self_pay", "ytd_relief")
 #: Products and sums are kept below this bound so that int64 arithmetic never wraps.
 SAFE = 2**62
 _BIG = 2**63 - 1
@@ -36,15 +40,25 @@ _BIG = 2**63 - 1
 Param = Any
 
 
-def in_slices(work: pl.DataFrame, t: PlanTables) -> tuple[pl.DataFrame, pl.Series | None]:
+def outputs(need: Collection[str] | None) -> tuple[str, ...]:
+    """The columns of :data:`OUTPUTS` the result fields ``need`` read (``None``: every one):
+    ``relief`` always, ``capped`` for ``capped_by``, each other for the field of its name."""
+    if need is None:
+        return OUTPUTS
+    return tuple(c for c in OUTPUTS if c == "relief" or ("capped_by" if c == "capped" else c) in need)
+
+
+def in_slices(work: pl.DataFrame, t: PlanTables,
+              need: Collection[str] | None = None) -> tuple[pl.DataFrame, pl.Series | None]:
     """:func:`relieve` on consecutive slices of ``work``, each starting at a group start
     (groups are never split, and every sum and flag is per group, so the results are the
     same), results joined in order; how many slices and how many at once:
-    :func:`medaid.tuning.arithmetic_slices` (polars works without the interpreter lock)."""
+    :func:`medaid.tuning.arithmetic_slices` (polars works without the interpreter lock).
+    ``need``: the result fields wanted (:func:`outputs`)."""
     n = work.height
     pieces, workers = arithmetic_slices(n, pl.thread_pool_size())
     if pieces <= 1:
-        return relieve(work, t)
+        return relieve(work, t, need)
     size = -(-n // pieces)
     starts = work["b"].arg_true()
     cuts = [0]
@@ -55,7 +69,7 @@ def in_slices(work: pl.DataFrame, t: PlanTables) -> tuple[pl.DataFrame, pl.Serie
             cuts.append(at)
     cuts.append(n)
     bounds = list(zip(cuts, cuts[1:]))
-    done = in_parallel(lambda lh: relieve(work.slice(lh[0], lh[1] - lh[0]), t), bounds,
+    done = in_parallel(lambda lh: relieve(work.slice(lh[0], lh[1] - lh[0]), t, need), bounds,
                        workers=workers, name="medaid-settle")
     parts, flags = [], []
     for (lo, hi), (res, seq) in zip(bounds, done):
@@ -72,7 +86,8 @@ def safe_base(t: PlanTables, i: int) -> int:
     return (SAFE - max(icpts)) // max(max(nums), 1)
 
 
-def relieve(work: pl.DataFrame, t: PlanTables) -> tuple[pl.DataFrame, pl.Series | None]:
+def relieve(work: pl.DataFrame, t: PlanTables,
+            need: Collection[str] | None = None) -> tuple[pl.DataFrame, pl.Series | None]:
     """Relief of every row in processing order; also which rows need the sequential path.
 
     ``work`` holds ``s`` (self-pay), ``p`` (plan index) and ``b`` (first row of its group), and
@@ -80,8 +95,14 @@ def relieve(work: pl.DataFrame, t: PlanTables) -> tuple[pl.DataFrame, pl.Series 
     of a group; docs/batch.md, *Opening balances*), which ``C`` and ``G`` start from.
     Every per-plan parameter that is the same for all plans becomes a constant of the
     expression (and branches that cannot occur are left out), so the common case of one
-    rounding rule, open last brackets and no gate costs a handful of column operations."""
+    rounding rule, open last brackets and no gate costs a handful of column operations.
+
+    ``need``: the result fields wanted (``None``: all); only the columns of :data:`OUTPUTS`
+    they read are given (:func:`outputs`), and the work no other column needs is left out: the
+    bracket reached, and in ``claim`` mode the year-to-date self-pay (``--columns``,
+    docs/batch.md *Output files*).  The relief is the same either way."""
     n = work.height
+    cols = outputs(need)
     s_max = work["s"].max()
     assert isinstance(s_max, int)
     seeded = "c0" in work.columns
@@ -90,7 +111,7 @@ def relieve(work: pl.DataFrame, t: PlanTables) -> tuple[pl.DataFrame, pl.Series 
         c0_max, g0_max = (int(work[c].abs().max() or 0) for c in ("c0", "g0"))  # type: ignore[arg-type]
     if s_max * n + max(c0_max, g0_max) >= SAFE:
         # absurd amounts: every group goes through the exact sequential path
-        return blank(n), pl.Series([True] * n)
+        return blank(n, cols), pl.Series([True] * n)
     s, p, b = pl.col("s"), pl.col("p"), pl.col("b")
     plans = t.plans
     scheds = [x.schedule for x in plans]
@@ -118,7 +139,7 @@ def relieve(work: pl.DataFrame, t: PlanTables) -> tuple[pl.DataFrame, pl.Series 
         x_to = pl.when(year).then(pl.col("C")).otherwise(s)
     c_max = int(s_max) * n + c0_max  # C_k ≤ c0 + Σ s ≤ c0 + max(s)·n < 2**62
     if max(abs(c) for c in t.piece_icpt) >= SAFE:
-        return blank(n), pl.Series([True] * n)
+        return blank(n, cols), pl.Series([True] * n)
     num_s = pl.Series(t.piece_num, dtype=pl.Int64)
     icpt_s = pl.Series(t.piece_icpt, dtype=pl.Int64)
     gate = param([x.table.gate for x in scheds])
@@ -194,9 +215,11 @@ def relieve(work: pl.DataFrame, t: PlanTables) -> tuple[pl.DataFrame, pl.Series 
         P = P + pl.col("g0")
         seq_flags.append(b & ((pl.col("g0") < 0) | (pl.col("g0") > _lit(annual))))
     P = P.alias("__P")
+    # (C is read by year mode and by ytd_self_pay; the bracket by its own column alone)
+    need_c = any_year or "ytd_self_pay" in cols
     front = (
-        work.lazy().with_columns(C).with_columns(stage1)
-        .with_columns(r_of_f(xt, jt).alias("__rt"), bracket.alias("bracket"),
+        (work.lazy().with_columns(C) if need_c else work.lazy()).with_columns(stage1)
+        .with_columns(r_of_f(xt, jt).alias("__rt"), *([bracket.alias("bracket")] if "bracket" in cols else []),
                       *[f.alias(f"__seq{i}") for i, f in enumerate(seq_flags) if f is not None])
         .collect(engine="streaming")
     )
@@ -251,15 +274,15 @@ def relieve(work: pl.DataFrame, t: PlanTables) -> tuple[pl.DataFrame, pl.Series 
         capped = capped.when(room < inc_c).then(pl.lit(1, pl.Int8))
     capped = capped.otherwise(pl.lit(0, pl.Int8))
     seq = pl.any_horizontal([pl.col(f"__seq{i}") for i in range(len(seq_flags))]) if seq_flags else pl.lit(False)
-    res = lazy.select(
-        (pl.col("ytd_relief") - pl.col("__Gp")).alias("relief"),
-        pl.col("inc").alias("bracket_relief"),
-        capped.alias("capped"),
-        "bracket",
-        pl.col("C").alias("ytd_self_pay"),
-        "ytd_relief",
-        seq.alias("__seq"),
-    ).collect(engine="streaming")
+    given = {
+        "relief": (pl.col("ytd_relief") - pl.col("__Gp")).alias("relief"),
+        "bracket_relief": pl.col("inc").alias("bracket_relief"),
+        "capped": capped.alias("capped"),
+        "bracket": pl.col("bracket"),
+        "ytd_self_pay": pl.col("C").alias("ytd_self_pay"),
+        "ytd_relief": pl.col("ytd_relief"),
+    }
+    res = lazy.select(*(given[c] for c in cols), seq.alias("__seq")).collect(engine="streaming")
     flag = res["__seq"]
     res = res.drop("__seq")
     return res, (flag if flag.any() else None)
@@ -274,13 +297,10 @@ def _is(v: Param, const: object) -> bool:
     return not isinstance(v, pl.Expr) and v == const and type(v) is type(const)
 
 
-def blank(n: int) -> pl.DataFrame:
-    """``n`` rows of zero results (the columns :func:`relieve` gives)."""
+def blank(n: int, cols: Collection[str] = OUTPUTS) -> pl.DataFrame:
+    """``n`` rows of zero results: the columns ``cols`` of those :func:`relieve` gives."""
     z = pl.Series([0] * n, dtype=pl.Int64)
-    return pl.DataFrame({
-        "relief": z, "bracket_relief": z, "capped": z.cast(pl.Int8), "bracket": z.cast(pl.Int8),
-        "ytd_self_pay": z, "ytd_relief": z,
-    })
+    return pl.DataFrame({c: z.cast(pl.Int8) if c in ("capped", "bracket") else z for c in OUTPUTS if c in cols})
 
 
 def sequential(res: pl.DataFrame, work: pl.DataFrame, flag: pl.Series, t: PlanTables) -> pl.DataFrame:
@@ -327,4 +347,5 @@ def sequential(res: pl.DataFrame, work: pl.DataFrame, flag: pl.Series, t: PlanTa
     }
     return res.with_columns(
         res[name].scatter(rows, pl.Series(vals, dtype=dtype)) for name, (vals, dtype) in updates.items()
+        if name in res.columns
     )

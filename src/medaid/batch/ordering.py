@@ -12,6 +12,7 @@ order is detected and not sorted at all.
 from __future__ import annotations
 
 import datetime as dt
+from typing import NamedTuple
 
 import polars as pl
 
@@ -88,11 +89,11 @@ def in_order(placed: pl.DataFrame, low: pl.DataFrame, bits_bp: int) -> pl.Series
 def sorted_order(
     placed: pl.DataFrame, low: pl.DataFrame, bits_bp: int, bits_d: int, bits_i: int,
     exact_bits: int | None = None,
-) -> tuple[pl.Series, pl.Series]:
+) -> Order:
     """The permutation into processing order and the group-start flags in that order: the
     radix-sorted key, then the exact repair of ties and person-hash collisions (none can
     occur when the key keeps the ``exact_bits`` top bits of the person hash that tell persons
-    apart: see :func:`person_hash`)."""
+    apart: see :func:`person_hash`); with text person ids, their numbers (:class:`Order`)."""
     n = placed.height
     perm, grp, gp = _order(low, bits_bp, bits_d, bits_i)
     mark("sort")
@@ -102,7 +103,8 @@ def sorted_order(
     collide: pl.Series | None = None
     if exact_bits is None or exact_bits > hb:
         person_s = person.gather(perm)
-        collide = same_as_previous(grp) & ~same_as_previous(person_s)
+        same_person = same_as_previous(person_s)
+        collide = same_as_previous(grp) & ~same_person
     ids = placed["claim_id"]
     if packed and ids.null_count() == 0 and ids.is_sorted():
         # claim ids ascend with the row index (numbered exports): a tie on (group hash, day)
@@ -132,7 +134,50 @@ def sorted_order(
         # a new group
         new = same_as_previous(sub["grp"]) & ~same_as_previous(sub["person"])
         start = start.scatter(pos.filter(new), True)
-    return perm, start
+    persons = None
+    if collide is not None:
+        if sub is not None:  # the persons where the repair moved rows, and their neighbours
+            person_s = person_s.scatter(pos, sub["person"])
+            near = pl.concat([pos, pos + 1]).unique()
+            near = near.filter((near > 0) & (near < n))
+            same_person = same_person.scatter(near, person_s.gather(near) == person_s.gather(near - 1))
+        persons = _person_numbers(grp // (1 << bits_bp), person_s, same_person)
+    return Order(perm, start, persons)
+
+
+class Order(NamedTuple):
+    """:func:`sorted_order`'s answer: the permutation into processing order, the group-start
+    flags in that order, and (text person ids) a number per sorted row telling its person
+    apart (:func:`_person_numbers`; else ``None``)."""
+
+    perm: pl.Series
+    start: pl.Series
+    persons: pl.Series | None = None
+
+
+def _person_numbers(hashed: pl.Series, person: pl.Series, same_person: pl.Series) -> pl.Series:
+    """A number per sorted row, equal for two rows exactly when their person is.
+
+    ``hashed`` is each sorted row's person hash part of the key (every row of a person has the
+    same, and the rows are sorted by it), ``person`` its person id.  A run of equal hash parts
+    holds one person, unless the hash collides: such a run (it has two different neighbours)
+    numbers its persons apart by their rank.  Number: ``run + (rank − 1) × runs`` (rank 1
+    outside the colliding runs), a ``UInt32`` when it fits (4 bytes a row: memory).
+    ``same_person``: whether each row's person is its predecessor's (the sort's collision
+    check has it)."""
+    same = same_as_previous(hashed)
+    run = (~same).cast(pl.UInt32).cum_sum() - 1  # (runs ≤ rows < 2³²)
+    bad = same & ~same_person
+    if not bad.any():
+        return run
+    hit = run.is_in(run.filter(bad).unique().implode())
+    at = hit.arg_true()
+    ranks = (pl.DataFrame({"run": run.gather(at), "person": person.gather(at)})
+             .select(pl.col("person").rank("dense").over("run").cast(pl.UInt64)).to_series())
+    runs = int(run[-1]) + 1
+    wide = run.cast(pl.UInt64).scatter(at, run.gather(at).cast(pl.UInt64) + (ranks - 1) * runs)
+    top = ranks.max()
+    return wide.cast(pl.UInt32) if (top if isinstance(top, int) else 1) * runs < 2**32 else wide
 
 
 def _order(low: pl.DataFrame, bits_bp: int, bits_d: int, bits_i: int) -> tuple[pl.Series, pl.Series, pl.Series]:

@@ -38,6 +38,8 @@ from ..io.columns import (
     CLAIM_EXTRA_HEADERS,
     MASKED_FIELDS,
     MONEY_COLUMNS,
+    RESULT_FIELDS,
+    ROW,
     chosen_columns,
     normalise_header,
 )
@@ -50,6 +52,11 @@ from ..tuning import read_ahead
 if TYPE_CHECKING:
     from ..domain.rules import RuleBook
     from .opening import Opening
+
+#: The result fields a run's totals read (:func:`medaid.report.totals.summarise`: the sums of
+#: ``relief``, ``patient_pays``, the claims with ``capped_by`` set, by ``plan``): computed
+#: whatever ``--columns`` asks, as the totals are printed and go into the run manifest.
+TOTALS_FIELDS = ("plan", "relief", "patient_pays", "capped_by")
 
 #: Stages reported to a progress callback, in order.
 STAGES = ("read", "validate", "settle", "write")
@@ -107,6 +114,11 @@ class BatchRun:
     #: The rule files the run settled with: ``id``, ``version``, ``file``, ``sha256`` each
     #: (:func:`medaid.batch.manifest.rule_entries`), for the run manifest.
     rules: tuple[Mapping[str, str], ...] = ()
+    #: An unsigned integer per row of ``results``, equal for two rows exactly when their ``person_id``
+    #: is, when the settlement's sort gave it (text ids; :data:`medaid.batch.settle.PERSON_CODE`):
+    #: the totals count persons by it (``summarise(results, persons=...)``), not by hashing
+    #: the ids again; else ``None``.
+    persons: pl.Series | None = field(default=None, repr=False)
 
     @property
     def settled(self) -> int:
@@ -198,9 +210,14 @@ def read_file(
     mapping: Mapping[str, str] | None = None,
     progress: Progress | None = None,
     reader: str = "auto",
+    columns: str | Sequence[str] | None = None,
 ) -> ReadFile:
     """Read and validate a claim file as :func:`settle_file` does, without settling it (the
-    stages ``read`` and ``validate``)."""
+    stages ``read`` and ``validate``).  ``columns``: the output columns asked for
+    (``--columns``): the file's columns that no claim field reads and that are not asked are
+    left out of ``clean`` (:func:`medaid.io.csv_fast.unread`; the fast CSV scan does not even
+    parse them)."""
+    asked = None if columns is None else _names(columns)
     tick = progress or (lambda stage: None)
     source = str(path)
     typed = None
@@ -210,7 +227,7 @@ def read_file(
         text = copy or path
         enc = None if copy else encoding
         if reader in ("auto", "scan") and sheet is None:
-            typed = csv_fast.scan_claims(text, encoding=enc, mapping=mapping, source=source)
+            typed = csv_fast.scan_claims(text, encoding=enc, mapping=mapping, source=source, columns=asked)
         pieces = None if sheet is not None or typed is not None or reader == "whole" else readers.csv_pieces(
             text, encoding=enc, mapping=mapping, categories=FEW_VALUES, source=source)
         if pieces is not None:
@@ -240,6 +257,9 @@ def read_file(
         if structural:
             rejects = pl.concat([readers.problems_frame(structural), rejects])
     tick("validate")
+    skip = csv_fast.unread([c for c in clean.columns if c != ROW], asked)
+    if skip:
+        clean = clean.drop(skip)
     warnings: list[Problem] = []
     if totals is not None:
         warnings = check_totals(totals, clean, rejects["row"].unique(), source)
@@ -259,6 +279,7 @@ def settle_file(
     reader: str = "auto",
     opening: Opening | None = None,
     full_rule_hash: bool = False,
+    columns: str | Sequence[str] | None = None,
 ) -> BatchRun:
     """Read, validate and settle a claim file (nothing is written); see the module doc.
 
@@ -278,10 +299,17 @@ def settle_file(
 
     ``rule_hash`` in the results is the rule file's short reference (12 hex digits of its
     sha256, :func:`medaid.io.columns.rule_ref`), or the whole sha256 with ``full_rule_hash``
-    (docs/batch.md, *Output files*; the run manifest holds the full hashes either way)."""
+    (docs/batch.md, *Output files*; the run manifest holds the full hashes either way).
+
+    ``columns`` (``--columns``): the results will be written with these columns only, so
+    ``run.results`` holds the input's columns and only the result fields asked for or read by
+    the totals (:data:`TOTALS_FIELDS`); the others are not computed.  Each field given is the
+    same as in a run without ``columns``.  (Names that are not columns of the results compute
+    every field: :func:`choose_columns` then refuses them, listing every allowed name.)"""
     tick = progress or (lambda stage: None)
     source = str(path)
-    got = read_file(path, encoding=encoding, sheet=sheet, mapping=mapping, progress=progress, reader=reader)
+    got = read_file(path, encoding=encoding, sheet=sheet, mapping=mapping, progress=progress, reader=reader,
+                    columns=columns)
     clean, rejects, bad_rows, warnings = got.clean, got.rejects, got.bad_rows, list(got.warnings)
     rows_read, text_values, totals, header_line, blank_lines = got[3:8]
     del got  # (``clean`` is dropped below, before the run is made: memory)
@@ -291,7 +319,7 @@ def settle_file(
     # the settlement's modules (the rule models, the engine) are imported once the file is read:
     # ``medaid batch`` imports them on its rules thread meanwhile (medaid.tuning.alongside)
     from .manifest import rule_entries
-    from .settle import settle_frame
+    from .settle import PERSON_CODE, settle_frame
 
     already = None
     if opening is not None:
@@ -299,7 +327,9 @@ def settle_file(
     positions = None if opening is None else opening.for_book(book)
     # (text results as enums: memory)
     results, refused = settle_frame(clean, book, compact=True, opening=positions,
-                                    full_rule_hash=full_rule_hash)
+                                    full_rule_hash=full_rule_hash, need=_needed(clean, columns),
+                                    person_codes=True)
+    persons = results.drop_in_place(PERSON_CODE) if PERSON_CODE in results.columns else None
     tick("settle")
     if refused.height:
         rejects = pl.concat([rejects, refused.select(rejects.columns)])
@@ -309,9 +339,28 @@ def settle_file(
     rejects = rejects.sort("row", maintain_order=True)
     run = BatchRun(source, rows_read, results, rejects, bad_rows.sort("row"), text_values,
                    totals, header_line, blank_lines, tuple(warnings), already,
-                   tuple(rule_entries(book)))
+                   tuple(rule_entries(book)), persons)
     run.reconcile()
     return run
+
+
+def _names(columns: str | Sequence[str]) -> list[str]:
+    """The names ``--columns`` lists (``"claim_id, relief"`` or a list), stripped."""
+    names = [n.strip() for n in (columns.split(",") if isinstance(columns, str) else columns)]
+    return [n for n in names if n]
+
+
+def _needed(clean: pl.DataFrame, columns: str | Sequence[str] | None) -> set[str] | None:
+    """The result fields to compute for ``--columns`` (``None``: every one): those asked for and
+    :data:`TOTALS_FIELDS`; every one when some name asked is not an output column."""
+    if columns is None:
+        return None
+    available = [c for c in clean.columns if c != ROW and c not in RESULT_FIELDS] + list(RESULT_FIELDS)
+    try:
+        names = chosen_columns(columns if isinstance(columns, str) else list(columns), available)
+    except ValueError:
+        return None
+    return {c for c in names if c in RESULT_FIELDS} | set(TOTALS_FIELDS)
 
 
 def _not_twice(clean: pl.DataFrame, bad_rows: pl.DataFrame, opening: Opening, source: str,

@@ -15,6 +15,8 @@ result columns (:func:`finish`, here).  :mod:`.tables` holds the rule book as th
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import polars as pl
 
 from ..domain.engine import Positions
@@ -25,10 +27,14 @@ from ..tuning import mark, on_the_side
 from . import arithmetic, ordering, placement
 from .tables import DType, PlanTables, lookup
 
+#: The column of person numbers ``settle_frame(person_codes=True)`` may add.
+PERSON_CODE = "__person"
+
 
 def settle_frame(
     frame: pl.DataFrame, rules: RuleBook, *, compact: bool = False,
     opening: pl.DataFrame | Positions | None = None, full_rule_hash: bool = True,
+    need: Collection[str] | None = None, person_codes: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Settle every claim of ``frame`` by the engine's rules (docs/calculation.md), columnar.
 
@@ -54,13 +60,23 @@ def settle_frame(
     (:func:`medaid.io.columns.rule_ref`: the first 12 hex digits of its sha256), as results
     files carry it by default; ``True`` (the default here) the whole sha256, as the engine.
 
+    ``need``: the result fields to give (``None``: all of ``RESULT_FIELDS``); the others are
+    left out of ``results`` and not computed (``--columns``, docs/batch.md *Output files*).  The
+    fields given are the same, row for row, as when all are.
+
+    ``person_codes=True``: when the sort told the persons apart on the way (text person ids
+    sorted by their hash), ``results`` ends with a column :data:`PERSON_CODE`, an unsigned
+    integer per row, equal for two rows exactly when their ``person_id`` is: the totals
+    count persons by it instead of hashing the ids again (:attr:`medaid.batch.run.BatchRun.persons`).
+
     Its steps are timed under :func:`medaid.tuning.trace_steps` (benchmarks).
 
     A rule book that uses the rules of docs/calculation.md *Rules real schemes need*
     (``rules.extended``) is settled by the scalar engine instead (:mod:`medaid.batch.extended`;
     docs/columnar.md, *Extended rule sets*): the same result columns, then
     :data:`medaid.io.columns.EXTENDED_RESULT_FIELDS`; ``opening`` may then be a
-    :class:`medaid.domain.engine.Positions` (pools, cap pools and second pools).
+    :class:`medaid.domain.engine.Positions` (pools, cap pools and second pools); every result
+    field is given whatever ``need`` says, and no :data:`PERSON_CODE` column.
     """
     if rules.extended:  # issue 15: kept apart, at the top, so the columnar flow below is untouched
         from .extended import opening_positions, settle_frame_extended
@@ -85,7 +101,7 @@ def settle_frame(
     if n >= 2**32:
         raise ClaimError(Problem("more than 4,294,967,295 claims in one frame; split the batch"))
     if n == 0 or span is None:
-        return finish(placed, keys, t, None, compact, full_rule_hash), rejects
+        return finish(placed, keys, t, None, compact, full_rule_hash, need), rejects
 
     # --- order by (person, benefit year, pool, date, claim id) -------------------------------
     top_bp = keys["bp"].max()
@@ -106,9 +122,9 @@ def settle_frame(
         if not ((seed["c0"] != 0).any() or (seed["g0"] != 0).any()):
             seed = None
     start = ordering.in_order(placed, low, bits_bp)
-    perm = None
+    perm = persons = None
     if start is None:
-        perm, start = ordering.sorted_order(placed, low, bits_bp, bits_d, bits_i, exact_bits)
+        perm, start, persons = ordering.sorted_order(placed, low, bits_bp, bits_d, bits_i, exact_bits)
     del low
 
     # --- arithmetic in processing order ------------------------------------------------------
@@ -124,11 +140,13 @@ def settle_frame(
                                  ordering.permuted(seed["g0"], perm).alias("g0"))
         del seed
     mark("gather")
-    res, seq = arithmetic.in_slices(work, t)
+    res, seq = arithmetic.in_slices(work, t, need)
     mark("arithmetic")
     if seq is not None:
         res = arithmetic.sequential(res, work, seq, t)
     del work
+    if person_codes and persons is not None:  # (back to input order with the results)
+        res = res.with_columns(persons.alias(PERSON_CODE))
     mark("sequential")
     if inverse is None:
         res_in = res
@@ -138,18 +156,22 @@ def settle_frame(
         res_in = ordering.unpermute(held, inverse.result())
         del perm, start
     mark("unpermute")
-    done = finish(placed, keys, t, res_in, compact, full_rule_hash)
+    code = res_in.drop_in_place(PERSON_CODE) if PERSON_CODE in res_in.columns else None
+    done = finish(placed, keys, t, res_in, compact, full_rule_hash, need)
+    if code is not None:
+        done = done.with_columns(code)
     mark("finish")
     return done, rejects
 
 
 def finish(
     out: pl.DataFrame, keys: pl.DataFrame, t: PlanTables, res: pl.DataFrame | None, compact: bool,
-    full_rule_hash: bool = True,
+    full_rule_hash: bool = True, need: Collection[str] | None = None,
 ) -> pl.DataFrame:
-    """Input columns, then :data:`medaid.io.columns.RESULT_FIELDS`, in input order: the text
-    columns looked up by each row's plan index (which never left input order), the amounts
-    from ``res`` (the arithmetic's results in input order; ``None``: no rows)."""
+    """Input columns, then :data:`medaid.io.columns.RESULT_FIELDS` (those of ``need``, when
+    given), in input order: the text columns looked up by each row's plan index (which never
+    left input order), the amounts from ``res`` (the arithmetic's results in input order;
+    ``None``: no rows)."""
     keep = [c for c in out.columns if c not in RESULT_FIELDS]
     p = keys["__p"].rechunk()
 
@@ -162,24 +184,28 @@ def finish(
         return lookup(values, pl.col("__p"), text(list(values)))
 
     if res is None:
-        res = arithmetic.blank(0)
+        res = arithmetic.blank(0, arithmetic.outputs(need))
     # the result columns in one parallel pass over the plan index and the results
     parts = pl.DataFrame([p.alias("__p"), keys["__by"].alias("__by"), out["self_pay"].alias("__s"),
                           *res.get_columns()])
+    fields = {
+        "plan": lambda: by_plan([x.plan.name for x in t.plans]),
+        "pool": lambda: by_plan([x.plan.pool for x in t.plans]),
+        "benefit_year": lambda: pl.col("__by").cast(pl.Int32),
+        "relief": lambda: pl.col("relief"),
+        "patient_pays": lambda: pl.col("__s") - pl.col("relief"),
+        "bracket_relief": lambda: pl.col("bracket_relief"),
+        "capped_by": lambda: lookup(list(arithmetic.CAPPED_BY), pl.col("capped"), text(list(arithmetic.CAPPED_BY))),
+        "bracket": lambda: pl.col("bracket"),
+        "ytd_self_pay": lambda: pl.col("ytd_self_pay"),
+        "ytd_relief": lambda: pl.col("ytd_relief"),
+        "rule_set_id": lambda: by_plan([x.rule_set.id for x in t.plans]),
+        "rule_version": lambda: by_plan([x.rule_set.version for x in t.plans]),
+        "rule_hash": lambda: by_plan([rule_ref(x.rule_set.content_hash, full_rule_hash) for x in t.plans]),
+    }
+    assert tuple(fields) == RESULT_FIELDS
     extra = parts.lazy().select(
-        by_plan([x.plan.name for x in t.plans]).alias("plan"),
-        by_plan([x.plan.pool for x in t.plans]).alias("pool"),
-        pl.col("__by").cast(pl.Int32).alias("benefit_year"),
-        pl.col("relief"),
-        (pl.col("__s") - pl.col("relief")).alias("patient_pays"),
-        pl.col("bracket_relief"),
-        lookup(list(arithmetic.CAPPED_BY), pl.col("capped"), text(list(arithmetic.CAPPED_BY))).alias("capped_by"),
-        pl.col("bracket"),
-        pl.col("ytd_self_pay"),
-        pl.col("ytd_relief"),
-        by_plan([x.rule_set.id for x in t.plans]).alias("rule_set_id"),
-        by_plan([x.rule_set.version for x in t.plans]).alias("rule_version"),
-        by_plan([rule_ref(x.rule_set.content_hash, full_rule_hash) for x in t.plans]).alias("rule_hash"),
+        make().alias(f) for f, make in fields.items() if need is None or f in need
     ).collect(engine="streaming")
     del parts
     if len(keep) < out.width:  # selecting realigns (copies) every column: only when needed

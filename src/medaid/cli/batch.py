@@ -87,7 +87,7 @@ def _opening(paths: tuple[str, ...], ledger: str | None) -> Any:
 
 def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str | None,
             sheet: str | None, maps: tuple[str, ...], tick: Any, opening: Any = None,
-            full_rule_hash: bool = False) -> Any:
+            full_rule_hash: bool = False, columns: str | None = None) -> Any:
     from ..batch.run import settle_file
     from ..io.readers import parse_mapping
     from .app import load_book
@@ -104,7 +104,7 @@ def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str 
         try:
             return settle_file(input_path, book.result, encoding=encoding, sheet=sheet,
                                mapping=parse_mapping(maps), progress=tick, opening=opening,
-                               full_rule_hash=full_rule_hash)
+                               full_rule_hash=full_rule_hash, columns=columns)
         except MedaidError as e:
             ledger = [p for p in e.problems if p.field == "--ledger"]
             if ledger:  # an option these rules cannot use (docs/batch.md, *Opening balances*)
@@ -343,7 +343,7 @@ def register(group: click.Group) -> None:
         # the input's sha256 for the run manifest, on a thread while the file is read and settled
         with _progress("settling") as tick, alongside(input_entries, input_path, name="medaid-digest") as digest:
             run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick, opening,
-                          full_rule_hash)
+                          full_rule_hash, columns)
             chosen = _columns(run, columns)
             if not as_json:
                 _warn(run)
@@ -352,7 +352,8 @@ def register(group: click.Group) -> None:
             # the totals are computed while the files are written (polars runs without the
             # interpreter lock: the write's idle core and its waits for the disk are used)
             refused = on_error == "fail" and run.rejected
-            with alongside(None if refused else summarise, run.results, name="medaid-totals") as totals:
+            with alongside(None if refused else summarise, run.results, run.persons,
+                           name="medaid-totals") as totals:
                 try:
                     rej = write_run(run, out, rejects_path=rejects_path, on_error=on_error,
                                     limit=max_errors, bom=bom, progress=tick, lang=lang,
@@ -363,7 +364,7 @@ def register(group: click.Group) -> None:
                     raise _fail(e) from None
         from ..report.batch_text import summary_json, summary_tables
 
-        summary = totals.result() if totals is not None else summarise(run.results)
+        summary = totals.result() if totals is not None else summarise(run.results, run.persons)
         line = run.reconcile()
         try:
             inputs = digest.result()

@@ -24,7 +24,7 @@ Rules implemented (README.md#performance-measured, README.md#reliability; docs/b
 from __future__ import annotations
 
 import mmap
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,7 +32,7 @@ import polars as pl
 
 from ..tuning import alongside
 from .amounts import PLAIN_YUAN_RE, plain_yuan_fen
-from .columns import CLAIM_MONEY_FIELDS, REQUIRED_FIELDS, ROW
+from .columns import CLAIM_MONEY_FIELDS, HEADER_ALIASES, REQUIRED_FIELDS, RESULT_FIELDS, ROW
 from .csv_pieces import CsvPieces, csv_pieces
 from .ids import needs_tidying, untidy
 from .totals_rows import totals_rows
@@ -62,21 +62,26 @@ class Scanned(NamedTuple):
 
 def scan_claims(
     path: str | Path, *, encoding: str | None = None, mapping: Mapping[str, str] | None = None,
-    source: str | None = None,
+    source: str | None = None, columns: Collection[str] | None = None,
 ) -> Scanned | None:
     """The run's frames (:class:`Scanned`) of a plain UTF-8 CSV claim file, the same as the
     careful readers give, with the distinct text of the category columns; ``None`` when the
     file is not one this reader takes (see the module doc).  Raises
     :class:`medaid.io.readers.ReadError` as they do for a file whose header lacks a required field
-    (naming ``source``, by default the path)."""
+    (naming ``source``, by default the path).
+
+    ``columns``: the output columns asked for (``--columns``); the file's other columns that no
+    claim field reads (:func:`unread`) are then not parsed nor kept in ``clean`` (the rejects
+    keep every column: their text is read again)."""
     pieces = csv_pieces(path, encoding=encoding, mapping=mapping, source=source)
     if pieces is None or pieces.header_line != 1:  # titles above the header: the piece reader
         return None
+    skip = unread(pieces.names, columns)
     # the look for quotes (one memchr pass) runs while the scan runs; a file with one is then
     # read the careful way, the scan's work dropped
     with alongside(_has_quote, pieces.path, name="medaid-quotes") as quoted:
         try:
-            scanned = _scan(pieces).collect(engine="streaming")
+            scanned = _scan(pieces, skip).collect(engine="streaming")
         except pl.exceptions.PolarsError:  # more fields than the header, bytes not UTF-8, ...
             return None
         if quoted.result() or _last_line_too_long(pieces.path, len(pieces.names)):
@@ -170,7 +175,19 @@ def _raw_scan(pieces: CsvPieces, text_only: bool = False) -> pl.LazyFrame:
     )
 
 
-def _scan(pieces: CsvPieces) -> pl.LazyFrame:
+def unread(names: Sequence[str], columns: Collection[str] | None) -> set[str]:
+    """The columns of a claim file (``names``, by field) that need not be read when the output
+    columns asked are ``columns`` (``--columns``; ``None``: all, nothing is left out): those
+    that are not a claim field (:data:`medaid.io.columns.HEADER_ALIASES`: the fields that are
+    validated, placed, settled or totalled) nor asked for.  Nothing is left out when a name asked
+    is neither a column of the file nor a result field: the run then refuses the name, listing
+    every column."""
+    if not columns or not set(columns) <= set(names) | set(RESULT_FIELDS):
+        return set()
+    return {n for n in names if n not in HEADER_ALIASES and n not in columns}
+
+
+def _scan(pieces: CsvPieces, skip: Collection[str] = ()) -> pl.LazyFrame:
     """Every row typed the common way, with ``__redo`` (the row needs :func:`type_rows`) and
     ``__maybe_short`` (its last field is empty: a blank line, a short row or an empty field).
 
@@ -181,6 +198,8 @@ def _scan(pieces: CsvPieces) -> pl.LazyFrame:
     flags: list[pl.Expr] = []
     for n in names:
         c = pl.col(n)
+        if n in skip:  # (not claim fields, and never flagged: the scan does not parse them)
+            continue
         if n == "date":
             d = c.str.to_date("%Y-%m-%d", strict=False)
             exprs.append(d.alias(n))

@@ -56,6 +56,9 @@ _ZERO_KEYS: Final = ("claims", "persons", "self_pay", "relief", "patient_pays", 
                      "persons_at_annual_cap")
 _SUM_NAMES: Final = tuple(name for name, _, _ in SUMS)
 
+#: The column :func:`summarise` gives its ``persons`` while it works.
+_PERSON = "\x00person"
+
 #: Persons are counted with one bit per plan, month and hospital while these fit in a word.
 MASK_BITS = 63
 
@@ -159,13 +162,22 @@ def combine(cells: Iterable[tuple[Mapping[str, Any], Iterable[int | None]]],
 # the local engine (polars)
 
 
-def summarise(results: "pl.DataFrame") -> dict[str, Any]:
+def summarise(results: "pl.DataFrame", persons: "pl.Series | None" = None) -> dict[str, Any]:
     """Totals of settled results (money in fen): overall, by plan, by month, by hospital.
 
     Sums are taken once per cell (plan, month, hospital) and added up exactly (:func:`combine`);
     persons are counted by one pass over the persons, each with a bit for every plan, month and
     hospital it was seen in (or, with more than :data:`MASK_BITS` of those, by distinct
-    (key, person) pairs)."""
+    (key, person) pairs).
+
+    ``persons``: a number per row of ``results``, equal for two rows exactly when their
+    ``person_id`` is (:attr:`medaid.batch.run.BatchRun.persons`, which the batch's sort gives):
+    persons are told apart by it instead of by their text (hashing millions of distinct ids
+    is most of this function's time on large batches)."""
+    if persons is not None:
+        if persons.len() != results.height or persons.null_count():
+            raise ValueError("summarise: persons must give one number for every row")
+        results = results.with_columns(persons.alias(_PERSON))
 
     def code(c: str, wide: bool = True) -> "pl.Expr":  # text → small integer codes (one hash pass); enums as is
         t = results.schema[c]
@@ -179,6 +191,8 @@ def summarise(results: "pl.DataFrame") -> dict[str, Any]:
         # category codes when the ids are categories (a narrower key hashes faster); text ids are
         # grouped as text: making categories of millions of distinct ids costs far more than
         # hashing them (medaid.io.validation.FEW_VALUES)
+        if _PERSON in results.columns:
+            return pl.col(_PERSON)
         t = results.schema["person_id"]
         return code("person_id", wide=False) if isinstance(t, (pl.Enum, pl.Categorical)) else pl.col("person_id")
 
@@ -219,10 +233,10 @@ def summarise(results: "pl.DataFrame") -> dict[str, Any]:
         dims["hospital"][code_["hospital"]] = hn
         rows.append((code_, sums))
     counted = _persons(keyed, dims, M, H)
-    persons: dict[str, Any] = {"total": counted["total"]}
+    named: dict[str, Any] = {"total": counted["total"]}
     for dim in DIMS:  # codes → names
-        persons[dim] = {dims[dim][k]: v for k, v in counted[dim].items()}
-    out = combine((({d: dims[d][k[d]] for d in DIMS}, sums) for k, sums in rows), persons)
+        named[dim] = {dims[dim][k]: v for k, v in counted[dim].items()}
+    out = combine((({d: dims[d][k[d]] for d in DIMS}, sums) for k, sums in rows), named)
     return with_second_stage(out, results)
 
 
