@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import warnings
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -297,3 +298,148 @@ def test_a_clerk_signs_in_settles_prints_the_receipt_looks_up_and_reverses(brows
     # and the county's ledger verifies from the command line: the 5 rows above, the chain intact
     rc, out, err = _cli(["ledger", "verify", "--ledger", str(ledger)])
     assert rc == 0 and "5 row(s)" in out and "hash chain intact" in out, out + err
+
+
+# -- households, claim attributes and a second stage (docs/calculation.md, Rules real schemes need)
+
+#: Key recipients' stays: 80% above 1,000 yuan at a level-1 or level-2 hospital (一级, 二级), 70% at
+#: a level-3 one (三级), whose plan has a second stage counting the non-compliant cost (50% of the
+#: year's burden above 5,000); both bound by a household cap pool of 10,000 a year.
+LEVELS = '''id = "levels"
+version = "1"
+valid_from = 2024-01-01
+rounding = { unit = "fen", method = "half-up" }
+
+[groups]
+key = ["特困人员"]
+
+[kinds]
+inpatient = ["住院"]
+
+[attributes.level]
+title = "医院等级"
+values = { primary = ["一级"], secondary = ["二级"], tertiary = ["三级"] }
+
+[caps.household]
+annual = "10000"
+per = "household"
+
+[[plans]]
+name = "lower-levels"
+match = { group = ["key"], kind = ["inpatient"], level = ["primary", "secondary"] }
+pool = "inpatient"
+caps = ["household"]
+brackets = [ { from = "1000", rate = "80%" } ]
+
+[[plans]]
+name = "tertiary"
+match = { group = ["key"], kind = ["inpatient"], level = ["tertiary"] }
+pool = "inpatient"
+caps = ["household"]
+brackets = [ { from = "1000", rate = "70%" } ]
+
+[plans.second]
+pool = "burden"
+accumulate = "year"
+include_non_compliant = true
+annual_cap = "20000"
+brackets = [ { from = "5000", rate = "50%" } ]
+'''
+
+STAY = {"self_pay": "10000", "date": "2024-05-03", "group": "key", "kind": "inpatient", "lang": "en"}
+
+
+@pytest.fixture
+def levels(county, tmp_path):
+    """A client of a service under ``LEVELS``, signed in as hospital A's desk."""
+    rules = tmp_path / "levels.toml"
+    rules.write_text(LEVELS, encoding="utf-8")
+    with TestClient(create_app(Settings(str(county[0]), str(rules)))) as c:
+        _sign_in(c, county[1].desk_a)
+        yield c
+
+
+def _post(client, **fields: str):
+    return client.post("/desk/settle", data={**STAY, **fields, "csrf": _csrf(client.get("/desk").text)})
+
+
+def _summary(html: str) -> dict[str, str]:
+    """The receipt's summary table, label → text (tags dropped)."""
+    table = re.search(r'<table id="r-summary">(.*?)</table>', html, re.S).group(1)
+    rows = re.findall(r"<th>(.*?)</th><td[^>]*>(.*?)</td>", table, re.S)
+    return {k: re.sub(r"<[^>]+>", "", v).strip() for k, v in rows}
+
+
+def test_the_settle_form_asks_for_the_household_the_non_compliant_cost_and_each_declared_attribute(levels):
+    html = levels.get("/desk").text
+    assert 'name="household_id"' in html and 'name="non_compliant"' in html
+    select = re.search(r'<select id="attr-level" name="attr.level">(.*?)</select>', html, re.S).group(1)
+    assert re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>', select) == [
+        ("", "(none)"), ("primary", "一级"), ("secondary", "二级"), ("tertiary", "三级")]
+    assert ">医院等级</label>" in html
+
+
+def test_a_plain_rule_files_page_has_no_household_non_compliant_or_attribute_field(client, county):
+    _sign_in(client, county[1].desk_a)
+    html = client.get("/desk").text
+    assert 'id="settle-form"' in html
+    assert "household_id" not in html and "non_compliant" not in html and "<select" not in html
+
+
+def test_the_hospital_level_chooses_the_rates_and_the_household_cap_binds_the_second_member(levels, county):
+    # M, household H1, a level-2 stay: (10,000 − 1,000) × 80% = 7,200.00 (no second stage)
+    m = _post(levels, person_id="M", household_id="H1", **{"attr.level": "secondary"}, claim_id="W-M")
+    assert m.status_code == 200, m.text
+    s = _summary(m.text)
+    assert s["Relief"] == "7,200.00" and s["Patient pays"] == "2,800.00"
+    assert s["Cap pool household (per household)"] == "7,200.00 counted here of 10,000.00"
+    # P, household H2, a level-3 stay (the value given by its Chinese name): 9,000 × 70% = 6,300.00;
+    # burden 3,700, below the second stage's 5,000: no second-stage relief
+    p = _post(levels, person_id="P", household_id="H2", **{"attr.level": "三级"}, claim_id="W-P")
+    s = _summary(p.text)
+    assert s["Relief"] == "6,300.00" and s["First-stage relief"] == "6,300.00"
+    assert s["Second-stage relief (burden)"] == "0.00" and s["Burden after the first relief"] == "3,700.00"
+    # S, M's household member, a level-3 stay with 4,000 non-compliant: 6,300 by the brackets, but 10,000
+    # − 7,200 = 2,800 is left of the household's cap; burden 10,000 − 2,800 + 4,000 = 11,200, second stage
+    # (11,200 − 5,000) × 50% = 3,100; relief 2,800 + 3,100 = 5,900.00, the patient pays 4,100.00
+    s_ = _post(levels, person_id="S", household_id="H1", non_compliant="4,000", **{"attr.level": "tertiary"},
+               claim_id="W-S")
+    s = _summary(s_.text)
+    assert s["First-stage relief"] == "2,800.00  (limited by the cap pool household)"
+    assert s["Burden after the first relief"] == "11,200.00"
+    assert s["Second-stage relief (burden)"] == "3,100.00"
+    assert s["Relief"] == "5,900.00" and s["Patient pays"] == "4,100.00"
+    assert s["Cap pool household (per household)"] == "2,800.00 counted here of 10,000.00"
+    assert "Second-stage relief (burden)" in re.search(r'id="explanation">(.*?)</section>', s_.text, re.S).group(1)
+    with open_ledger(str(county[0]), create=False) as lg:
+        assert [(e.claim_id, e.person_id, e.household_id, e.relief) for e in lg.entries()] == [
+            ("W-M", "M", "H1", 720000), ("W-P", "P", "H2", 630000), ("W-S", "S", "H1", 590000)]
+
+
+def test_a_quote_keeps_the_households_attribute_and_non_compliant_cost_in_the_form(levels, county):
+    _post(levels, person_id="M", household_id="H1", **{"attr.level": "二级"}, claim_id="W-M")
+    q = _post(levels, person_id="S", household_id="H1", non_compliant="4000", **{"attr.level": "三级"},
+              claim_id="Q-S", action="quote")
+    assert q.status_code == 200 and "Recorded as ledger row" not in q.text
+    s = _summary(q.text)
+    assert s["Relief"] == "5,900.00" and s["Cap pool household (per household)"] == "10,000.00 used of 10,000.00"
+    assert 'id="household_id" name="household_id" value="H1"' in q.text
+    assert 'id="non_compliant" name="non_compliant" value="4000"' in q.text
+    assert '<option value="tertiary" selected>三级</option>' in q.text
+    with open_ledger(str(county[0]), create=False) as lg:
+        assert [e.claim_id for e in lg.entries()] == ["W-M"]
+
+
+@pytest.mark.parametrize(("fields", "field", "message"), [
+    ({"attr.level": "四级"}, "attr-level", "'四级' is not a value of attribute 'level'"),
+    ({"attr.level": "tertiary", "non_compliant": "12.345"}, "non_compliant", "has more than two decimals"),
+    ({"attr.level": "tertiary", "household_id": ""}, "household_id", "the claim needs a household id"),
+])
+def test_a_bad_value_is_shown_next_to_its_field_and_nothing_is_recorded(levels, county, fields, field, message):
+    r = _post(levels, person_id="S", claim_id="W-BAD", **fields)
+    assert r.status_code == 422, r.text
+    assert "Traceback" not in r.text and 'id="problems"' in r.text
+    row = unescape(re.search(rf'<div class="row"><label for="{field}">.*?</div>', r.text, re.S).group(0))
+    assert 'class="field-problem"' in row and message in row, row
+    with open_ledger(str(county[0]), create=False) as lg:
+        assert list(lg.entries()) == []

@@ -195,8 +195,8 @@ def explain(r: Any, claim: "Claim", book: "RuleBook | None", lang: str, title: s
     ]
     if r.second_pool is not None:  # the stages before their total, the first's limit on its own line
         summary[4] = [L["relief"], yuan(r.relief)]
-        summary[4:4] = _second_stage(r, capped, lang)
-    summary += _cap_pools(r, rs, lang)
+        summary[4:4] = second_stage_lines(r, capped, lang)
+    summary += cap_pool_lines(r, rs, lang)
     out.append(table(summary, align=("left", "right")))
     out.append("")
     out.append(f"{L['rule_set']}{L['colon']}{r.rule_set_id} {r.rule_version} ({r.rule_hash[:12]})")
@@ -213,7 +213,7 @@ def capped_text(capped_by: str, lang: str) -> str:
     return LABELS[lang]["capped_" + capped_by]
 
 
-def _second_stage(r: Any, capped: str, lang: str) -> list[list[str]]:
+def second_stage_lines(r: Any, capped: str, lang: str) -> list[list[str]]:
     """The second stage's lines (docs/calculation.md, *Second stage*) of a settlement or ledger
     row ``r``: the first stage's relief with its limit (``capped``), the burden it leaves, the
     second stage's relief with its limit, and the second pool's year to date."""
@@ -225,7 +225,7 @@ def _second_stage(r: Any, capped: str, lang: str) -> list[list[str]]:
             [L["ytd_burden"], f"{yuan(r.ytd_burden)}, {yuan(r.ytd_second_relief)}"]]
 
 
-def _cap_pools(r: Any, rs: "RuleSet | None", lang: str) -> list[list[str]]:
+def cap_pool_lines(r: Any, rs: "RuleSet | None", lang: str) -> list[list[str]]:
     """Each cap pool (docs/calculation.md, *Shared caps*) a settlement or ledger row ``r``
     counts in, against its annual amount: a row gives the relief it counted there, a quote the
     pool's use after the claim."""

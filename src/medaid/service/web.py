@@ -16,6 +16,12 @@ Rules implemented (docs/service.md#the-clerks-web-page):
 * The operations, permissions and figures are the API's (:class:`medaid.service.operations.Operations`):
   the page shows the same explanation as the desk and a receipt built from the same dict.
 * Ids travel in form bodies, never in URLs; pages are ``Cache-Control: no-store``.
+* The settle form asks for what the loaded rules use of docs/calculation.md *Rules real schemes
+  need* (:func:`desk_fields`), and nothing more: a household id when a cap pool counts per
+  household, a non-compliant cost when a second stage counts it, and a choice of the declared
+  values of each claim attribute (``attr.NAME``: a code, or empty for none).  The rules under the
+  shipped plain rule file ask for none of them.  A problem the API names by field is shown next
+  to that field as well as in the list.
 """
 
 
@@ -23,16 +29,19 @@ import datetime as dt
 import secrets
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from types import SimpleNamespace
+from typing import Annotated, Any, NamedTuple
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
+from ..domain.rules import RuleBook
+from ..errors import MedaidError
 from ..ledger.ledger import new_claim_id
 from ..money import format_exact_yuan, format_rate, format_yuan
-from ..report.explain import LABELS as DESK_LABELS, capped_text
+from ..report.explain import LABELS as DESK_LABELS, cap_pool_lines, capped_text, find_plan, second_stage_lines
 from .lang import choose
 from .models import ClaimIn, HistoryIn, QuoteIn, ReverseIn
 from .operations import Operations, forbid
@@ -69,6 +78,9 @@ WEB_LABELS: dict[str, tuple[str, str]] = {
     "group": ("Group", "救助对象类别"),
     "kind": ("Kind", "就诊类型"),
     "total_cost": ("Total medical cost (yuan)", "医疗总费用（元）"),
+    "household_id": ("Household id", "户号"),
+    "non_compliant": ("Non-compliant cost (yuan)", "非合规费用（元）"),
+    "no_value": ("(none)", "（无）"),
     "history_form": ("A person's file (一人一档)", "一人一档查询"),
     "year": ("Benefit year (blank: all)", "救助年度（空白为全部）"),
     "look_up": ("Look up", "查询"),
@@ -114,6 +126,29 @@ def _exact(text: str) -> str:
     return format_exact_yuan(Decimal(text).scaleb(2))
 
 
+def _fen(text: str | None) -> int | None:
+    return None if text is None else int(Decimal(text).scaleb(2))
+
+
+def stage_lines(d: dict[str, Any], book: RuleBook, lang: str) -> dict[str, list[list[str]]]:
+    """The receipt's lines for a settlement's or quote's dict ``d`` (the API's) under rules of
+    docs/calculation.md *Rules real schemes need*: the second stage (first-stage relief and its
+    limit, burden, second-stage relief, the second pool's year to date) and each cap pool's take
+    against its annual amount: the explanation's own lines (:func:`medaid.report.explain.second_stage_lines`,
+    :func:`medaid.report.explain.cap_pool_lines`); none for a plain plan."""
+    r = SimpleNamespace(
+        relief=_fen(d["relief"]), second_relief=_fen(d.get("second_relief")), burden=_fen(d.get("burden")),
+        second_pool=d.get("second_pool"), second_capped_by=d.get("second_capped_by"),
+        ytd_burden=_fen(d.get("ytd_burden")), ytd_second_relief=_fen(d.get("ytd_second_relief")),
+        caps=tuple((n, _fen(v)) for n, v in (d.get("caps") or {}).items()) or None,
+        caps_after=tuple((c["cap"], _fen(c["used"])) for c in d.get("caps_after") or ()),
+        cap_limits=tuple((n, v["per"], _fen(v["annual"])) for n, v in (d.get("cap_limits") or {}).items()))
+    capped = f"  ({capped_text(d['capped_by'], lang)})" if d.get("capped_by") else ""
+    rs, _plan = find_plan(book, d["rule_set_id"], d["rule_version"], d["plan"])
+    return {"second_lines": second_stage_lines(r, capped, lang) if r.second_pool is not None else [],
+            "cap_lines": cap_pool_lines(r, rs, lang)}
+
+
 def _percent(rate: str) -> str:
     return format_rate(Decimal(rate))
 
@@ -133,12 +168,63 @@ def _blank(v: str | None) -> str | None:
     return None if v is None or not v.strip() else v
 
 
+#: The form field of a claim attribute: ``attr.NAME`` (a code of the attribute, or empty).
+ATTR_PREFIX = "attr."
+
+
+class AttributeField(NamedTuple):
+    """A claim attribute as the settle form offers it: its name, title and values (code, names)."""
+
+    name: str
+    title: str
+    values: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+class DeskFields(NamedTuple):
+    """Which of the claim fields of docs/calculation.md *Rules real schemes need* the settle form asks for."""
+
+    household: bool
+    non_compliant: bool
+    attributes: tuple[AttributeField, ...]
+
+
+def desk_fields(book: RuleBook) -> DeskFields:
+    """What the versions of the served scheme use: a household id when a cap pool counts per
+    household (docs/rules.md, *Cap pools*), a non-compliant cost when a plan's second stage sets
+    ``include_non_compliant``, and each declared attribute (the first declaration's title, the
+    values of every version, codes in the order first declared)."""
+    try:
+        versions = book.versions()
+    except MedaidError:  # several schemes and none chosen: the service refuses to settle anyway
+        versions = ()
+    attrs: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {}
+    for rs in versions:
+        for name, a in rs.attributes.items():
+            title, values = attrs.setdefault(name, (a.title or name, {}))
+            for code, names in a.values.items():
+                values[code] = tuple(dict.fromkeys((*values.get(code, ()), *names)))
+    return DeskFields(
+        household=any(c.per == "household" for rs in versions for c in rs.caps.values()),
+        non_compliant=any(p.second is not None and p.second.include_non_compliant
+                          for rs in versions for p in rs.plans),
+        attributes=tuple(AttributeField(n, t, tuple(v.items())) for n, (t, v) in attrs.items()))
+
+
+async def _attribute_form(request: Request) -> dict[str, str]:
+    """The settle form's attribute choices, ``attr.NAME`` → value; an empty choice is none."""
+    form = await request.form()
+    return {k.removeprefix(ATTR_PREFIX): v for k, v in form.multi_items()
+            if k.startswith(ATTR_PREFIX) and isinstance(v, str) and v.strip()}
+
+
 def web_router(ops: Operations) -> APIRouter:
     r = APIRouter(prefix="/desk", include_in_schema=False)
 
     def page(request: Request, lang: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         ctx.setdefault("who", None)
+        problems = ctx.get("problems") or ()
         html = _ENV.get_template("desk.html").render(
+            fields=desk_fields(ops.book), field_problems=_by_field(problems),
             lang=lang, other="en" if lang == "zh" else "zh", t=lambda k: web_label(lang, k),
             L=DESK_LABELS[lang], capped=lambda by: capped_text(by, lang),
             new_claim_id=new_claim_id(dt.date.today()), **ctx)
@@ -222,14 +308,18 @@ def web_router(ops: Operations) -> APIRouter:
         return resp
 
     @r.post("/settle")
-    def settle(request: Request, person_id: Annotated[str, Form()] = "", self_pay: Annotated[str, Form()] = "",
+    def settle(request: Request, attributes: Annotated[dict[str, str], Depends(_attribute_form)],
+               person_id: Annotated[str, Form()] = "", self_pay: Annotated[str, Form()] = "",
                date: Annotated[str, Form()] = "", claim_id: Annotated[str, Form()] = "",
                group: Annotated[str, Form()] = "", kind: Annotated[str, Form()] = "",
-               total_cost: Annotated[str, Form()] = "", action: Annotated[str, Form()] = "settle",
+               total_cost: Annotated[str, Form()] = "", household_id: Annotated[str, Form()] = "",
+               non_compliant: Annotated[str, Form()] = "", action: Annotated[str, Form()] = "settle",
                csrf: Annotated[str, Form()] = "", lang: Annotated[str, Form()] = "") -> Response:
         lang = choose(request, lang)
         fields = {"person_id": person_id, "self_pay": self_pay, "date": _blank(date), "claim_id": _blank(claim_id),
-                  "group": _blank(group), "kind": _blank(kind), "total_cost": _blank(total_cost)}
+                  "group": _blank(group), "kind": _blank(kind), "total_cost": _blank(total_cost),
+                  "household_id": _blank(household_id), "non_compliant": _blank(non_compliant),
+                  "attributes": attributes or None}
         quoting = action == "quote"
 
         def work(who: Token) -> dict[str, Any]:
@@ -237,8 +327,10 @@ def web_router(ops: Operations) -> APIRouter:
             if quoting:  # the same form again, its claim id too: "settle" then settles what was quoted
                 d = ops.quote(who, QuoteIn.model_validate(form), lang)
                 left = None if d["annual_cap"] is None else max(Decimal(d["annual_cap"]) - Decimal(d["ytd_relief"]), 0)
-                return {"result": {**d, "annual_cap_left": None if left is None else str(left)}, "form": fields}
-            return {"result": ops.settle(who, ClaimIn.model_validate(form), lang), "form": None}  # a fresh form
+                return {"result": {**d, "annual_cap_left": None if left is None else str(left),
+                                   **stage_lines(d, ops.book, lang)}, "form": fields}
+            d = ops.settle(who, ClaimIn.model_validate(form), lang)
+            return {"result": {**d, **stage_lines(d, ops.book, lang)}, "form": None}  # a fresh form
 
         return run(request, lang, csrf, "quote" if quoting else "settle", work, fields)
 
@@ -265,6 +357,18 @@ def web_router(ops: Operations) -> APIRouter:
             "reversal": ops.reverse(who, ReverseIn.model_validate({"claim_id": claim_id, "reason": reason}))})
 
     return r
+
+
+def _by_field(problems: Any) -> dict[str, list[str]]:
+    """The problems' messages by the form field they name (``attributes.level`` → ``attr.level``;
+    an attribute's value refused by the rules names the attribute alone), for the page to show
+    next to that field."""
+    out: dict[str, list[str]] = {}
+    for p in problems:
+        field = getattr(p, "field", None)
+        if field:
+            out.setdefault(field.replace("attributes.", ATTR_PREFIX, 1), []).append(p.message)
+    return out
 
 
 def _year(text: str) -> int | str:
