@@ -98,9 +98,10 @@ class Server(NamedTuple):
 
 @contextlib.contextmanager
 def server(ledger: Path | str, *, workers: int = 1, log: Path | None = None,
-           timeout: float = 60.0) -> Iterator[Server]:
+           timeout: float = 60.0, rules: Path = RULES) -> Iterator[Server]:
     """``medaid serve`` on a free port until the block ends (SIGTERM, then SIGKILL); ``ledger`` a
-    file (its log beside it unless ``log`` says) or anything whose text is a ledger URL (``log`` given)."""
+    file (its log beside it unless ``log`` says) or anything whose text is a ledger URL (``log`` given);
+    ``rules`` the rule file or folder served (the shipped ones unless it says)."""
     import httpx
 
     port = free_port()
@@ -109,7 +110,7 @@ def server(ledger: Path | str, *, workers: int = 1, log: Path | None = None,
         log = ledger.with_suffix(".log")
     out = open(log, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     p = subprocess.Popen(
-        [sys.executable, "-m", "medaid.cli", "serve", "--ledger", str(ledger), "--rules", str(RULES),
+        [sys.executable, "-m", "medaid.cli", "serve", "--ledger", str(ledger), "--rules", str(rules),
          "--port", str(port), "--workers", str(workers)],
         stdout=out, stderr=subprocess.STDOUT, env=env(), text=True, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -3,7 +3,8 @@ sign in with a token, settle, read the receipt, look up the person's history, re
 reason; in Chinese too; on an SQLite file and on PostgreSQL, where the other hospital's clerk, on
 the command line, settles the same person through the same service against the same cap.
 And, without a browser: CSRF, the session cookie's flags, no external
-assets, revoking a token ends its sessions."""
+assets, revoking a token ends its sessions.  Under rules with a hospital-level attribute, a
+household cap pool and a second stage (``LEVELS``), the settle form's extra fields, in both."""
 
 from __future__ import annotations
 
@@ -443,3 +444,32 @@ def test_a_bad_value_is_shown_next_to_its_field_and_nothing_is_recorded(levels, 
     assert 'class="field-problem"' in row and message in row, row
     with open_ledger(str(county[0]), create=False) as lg:
         assert list(lg.entries()) == []
+
+
+def test_in_a_browser_a_clerk_chooses_the_hospital_level_and_a_household_member_is_capped(browser, county, tmp_path):
+    ledger, tokens = county
+    rules = tmp_path / "levels.toml"
+    rules.write_text(LEVELS, encoding="utf-8")
+    with server(str(ledger), log=tmp_path / "serve.log", rules=rules) as srv:
+        page = browser.new_page()
+        page.goto(f"{srv.url}/desk?lang=en")
+        page.fill("#token", tokens.desk_a)
+        page.click("#sign-in")
+        page.wait_for_selector("#settle-form")
+
+        def settle(person: str, level: str, non_compliant: str = "") -> None:
+            form = {"person_id": person, "self_pay": "10,000.00", "date": "2024-05-03", "group": "特困人员",
+                    "kind": "住院", "household_id": "H1", "non_compliant": non_compliant}
+            for field, value in form.items():
+                page.fill(f"#{field}", value)
+            page.select_option("#attr-level", label=level)
+            page.click("#settle")
+            page.wait_for_selector("#receipt")
+
+        settle("M", "二级")  # (10,000 − 1,000) × 80%
+        assert page.inner_text("#r-relief").strip() == "7,200.00"
+        settle("S", "三级", "4,000")  # 2,800 left of the household's 10,000; second stage (11,200 − 5,000) × 50%
+        assert page.inner_text("#r-relief").strip() == "5,900.00" and page.inner_text("#r-pays").strip() == "4,100.00"
+        cap = page.inner_text("#r-summary .r-cap")
+        assert "household" in cap and "2,800.00 counted here of 10,000.00" in cap
+        assert "3,100.00" in page.inner_text("#r-summary")
