@@ -43,8 +43,8 @@ C_AXIS = "#555555"
 C_GRID = "#e3e3e3"
 
 #: Headline figures shown as cards at the top of the page (when present).
-HEADLINE = ("assisted_claims", "assisted_persons", "relief_total", "budget_used", "self_pay_ratio",
-            "major_disease_share", "avg_relief_per_assisted", "capped_claims")
+HEADLINE = ("assisted_claims", "assisted_persons", "relief_total", "second_relief_total", "budget_used",
+            "self_pay_ratio", "major_disease_share", "avg_relief_per_assisted", "capped_claims")
 #: Hospitals drawn individually; the rest are summed into "others".
 TOP_HOSPITALS = 16
 

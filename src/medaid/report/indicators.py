@@ -154,7 +154,7 @@ class Report:
 REPORT_FIELDS: Final = (
     "claim_id", "person_id", "date", "self_pay", "group", "kind", "hospital", "total_cost",
     "major_disease", "channel", "plan", "benefit_year", "relief", "patient_pays", "capped_by", "bracket",
-    "rule_set_id", "rule_version",
+    "rule_set_id", "rule_version", "second_relief",
 )
 #: the figures computed from ``capped_by`` alone: ``n/a`` when a file has no such column
 _FROM_CAPPED_BY = frozenset({"capped_claims", "persons_capped_any_limit", "persons_at_annual_cap"})
@@ -174,6 +174,8 @@ def _work(frame: "pl.DataFrame", year: int | None,
     want.update({c: pl.Int64 for c in _MONEY_COLS})
     want.update(date=pl.Date, bracket=pl.Int8, benefit_year=pl.Int32, major_disease=pl.Boolean)
     absent = tuple(c for c in want if c not in frame.columns)
+    if SECOND_RELIEF in frame.columns:  # results of a rule set with a second stage only: never "absent"
+        want[SECOND_RELIEF] = pl.Int64
     lf = frame.lazy().select(
         [pl.col(c) if c in frame.columns else pl.lit(None, dtype=t).alias(c) for c, t in want.items()])
     if year is not None:
@@ -200,9 +202,10 @@ def _person_key(pid: "pl.Expr") -> "pl.Expr":
     )
 
 
-def _group_aggs(persons: bool = True) -> list["pl.Expr"]:
+def _group_aggs(persons: bool = True, second: bool = False) -> list["pl.Expr"]:
     """The aggregations of a breakdown row (one pass per grouping).  Distinct persons per group
-    is the one costly aggregation, so it is asked for only where a table shows it."""
+    is the one costly aggregation, so it is asked for only where a table shows it; the second
+    stage's relief only for results that carry it (:data:`SECOND_RELIEF`)."""
     pp, cost = pl.col("patient_pays"), pl.col("total_cost")
     costed = cost.is_not_null() & pp.is_not_null()
     return [
@@ -211,6 +214,7 @@ def _group_aggs(persons: bool = True) -> list["pl.Expr"]:
         *([measure("persons", pl.col("_pk"))] if persons else []),
         measure("self_pay"),
         measure("relief"),
+        *([pl.col(SECOND_RELIEF).sum().alias(SECOND_RELIEF)] if second else []),
         measure("patient_pays"),
         costed.sum().alias("cost_rows"),
         pl.when(costed).then(cost).sum().alias("total_cost"),
@@ -304,6 +308,7 @@ def _compute(
         raise ValueError(f"by must be one of {', '.join(BY_CHOICES)}")
     rows_read = frame.height
     work, absent = _work(frame, year, span)
+    second = SECOND_RELIEF in work.columns  # second-stage relief shown apart (docs/report.md)
     lf = work.lazy()
     relief, pp, cost = pl.col("relief"), pl.col("patient_pays"), pl.col("total_cost")
     assisted = pl.col("assisted")
@@ -348,18 +353,19 @@ def _compute(
         pl.col("date").null_count().alias("date_null"),
         pl.col("bracket").null_count().alias("bracket_null"),
         pl.col("kind").null_count().alias("kind_null"),
+        *_second_aggs(second),
     )
     the_year = pl.coalesce(pl.col("benefit_year"), pl.col("date").dt.year().cast(pl.Int32))
     years_q = lf.select(the_year.drop_nulls().unique().sort().alias("y"))
     rules_q = lf.group_by("rule_set_id", "rule_version").agg(pl.len()).drop_nulls().sort("rule_set_id", "rule_version")
     grouped = {
-        "monthly": lf.group_by("month").agg(_group_aggs()).sort("month", nulls_last=True),
-        "kind": lf.group_by("kind").agg(_group_aggs(by == "kind")).sort("kind", nulls_last=True),
-        "hospital": lf.group_by("hospital").agg(_group_aggs(by == "hospital"))
+        "monthly": lf.group_by("month").agg(_group_aggs(True, second)).sort("month", nulls_last=True),
+        "kind": lf.group_by("kind").agg(_group_aggs(by == "kind", second)).sort("kind", nulls_last=True),
+        "hospital": lf.group_by("hospital").agg(_group_aggs(by == "hospital", second))
         .sort(["relief", "hospital"], descending=[True, False], nulls_last=True),
     }
     if by not in ("month", "kind", "hospital"):
-        grouped[by] = lf.group_by(by).agg(_group_aggs()).sort(by, nulls_last=True)
+        grouped[by] = lf.group_by(by).agg(_group_aggs(True, second)).sort(by, nulls_last=True)
     brackets_q = (
         lf.group_by("bracket")
         .agg(*(measure(m) for m in ("claims", "self_pay", "relief", "patient_pays")))
@@ -406,6 +412,36 @@ def _compute(
     )
 
 
+#: The column of a results file holding the second stage's part of each claim's relief (倾斜救助;
+#: docs/calculation.md, *Second stage*): written by the batch for rule sets that use the rules of
+#: *Rules real schemes need* only.  A report of results that have it shows that part of the
+#: relief apart (docs/report.md); a report of results without it does not change.
+SECOND_RELIEF: Final = "second_relief"
+
+
+def _second_aggs(present: bool) -> list["pl.Expr"]:
+    """The second stage's aggregations, when the results carry ``second_relief``: its sum, the
+    rows that have it, and the claims it paid something on."""
+    if not present:
+        return []
+    col = pl.col(SECOND_RELIEF)
+    return [col.sum().alias("second_relief"), col.is_not_null().sum().alias("second_rows"),
+            (col > 0).sum().alias("second_claims")]
+
+
+def _second_figures(s: dict[str, Any], n: int) -> list[Figure]:
+    """``second_relief_total`` (Σ second_relief, of which the relief paid by second stages) and
+    ``second_relief_claims`` (claims with second-stage relief > 0); none for results without the
+    column."""
+    if "second_relief" not in s:
+        return []
+    rows = s["second_rows"]
+    return [
+        Figure("second_relief_total", "fen", s["second_relief"] or 0, "Σ second_relief", rows, n - rows),
+        Figure("second_relief_claims", "count", s["second_claims"], "rows with second_relief > 0", rows, n - rows),
+    ]
+
+
 def _unavailable_if_no_rows(f: Figure) -> Figure:
     """A figure no row could feed (its columns missing everywhere) has no value, not 0."""
     if f.rows == 0 and f.missing > 0:
@@ -428,6 +464,7 @@ def _figures(s: dict[str, Any], budget_from: tuple[int | None, str], n: int, kin
                n - s["person_or_relief_null"], s["person_or_relief_null"]),
         Figure("self_pay_total", "fen", s["self_pay"] or 0, "Σ self_pay", n - s["self_pay_null"], s["self_pay_null"]),
         Figure("relief_total", "fen", s["relief"] or 0, "Σ relief", n - rel_missing, rel_missing),
+        *_second_figures(s, n),
         Figure("patient_pays_total", "fen", s["patient_pays"] or 0, "Σ patient_pays", n - s["pp_null"], s["pp_null"]),
     ]
     if budget is not None:
@@ -482,6 +519,7 @@ def _figures(s: dict[str, Any], budget_from: tuple[int | None, str], n: int, kin
 
 def _group_table(key: str, df: "pl.DataFrame", relief_total: int, missing: int, column: str) -> Table:
     persons = "persons" in df.columns
+    second = SECOND_RELIEF in df.columns  # a column of its own after the relief, only then
     rows = []
     for r in df.iter_rows(named=True):
         k = r[column]
@@ -490,11 +528,17 @@ def _group_table(key: str, df: "pl.DataFrame", relief_total: int, missing: int, 
         rel = r["relief"] or 0
         rows.append((
             k, r["claims"], r["assisted"], *((r["persons"],) if persons else ()), r["self_pay"] or 0, rel,
+            *((r[SECOND_RELIEF] or 0,) if second else ()),
             r["patient_pays"] or 0, _ratio(rel, r["claims"]), _ratio(rel, relief_total),
             r["cost_rows"], _ratio(r["patient_pays_costed"], r["total_cost"]), r["capped"],
         ))
     src = "date (month)" if column == "month" else column
-    cols = tuple(c for c in _GROUP_COLUMNS if persons or c[0] != "col_persons")
+    cols: tuple[tuple[str, Unit], ...] = ()
+    for c in _GROUP_COLUMNS:
+        if persons or c[0] != "col_persons":
+            cols += (c,)
+        if second and c[0] == "col_relief":
+            cols += (("col_second_relief", "fen"),)
     return Table(f"table_{key}", ((column, "text"), *cols), tuple(rows), src, missing)
 
 
