@@ -1,5 +1,6 @@
 # Two commands on a fresh machine with Python 3.11+:
-#   make demo   set up .venv and run the batch, report and desk examples on the bundled data
+#   make demo   set up .venv and run the batch, report and desk examples on the bundled data,
+#               then the county scheme (rules/county/) on its example year
 #   make test   set up .venv, run the two gates (make lint) and then the whole test suite
 #   make lint   the gates alone: ruff (style, bugs) and mypy (types; strict where pyproject.toml says)
 #   make bench  the benchmarks at full size but Spark (minutes); bench-quick: toy sizes (seconds)
@@ -43,7 +44,13 @@ demo: $(VENV)/.stamp-base
 	$(BIN)/medaid settle --ledger out/demo-ledger.sqlite3 --rules rules --claim-id ZY2024050301 \
 	    --person 500101198001011234 --self-pay 30000 --date 2024-05-03 --group key --kind inpatient
 	@echo
+	@echo "The county scheme (rules/county/yuxian-2024.toml, in Chinese) on its example year:"
+	$(BIN)/medaid rules check rules/county
+	$(BIN)/medaid batch examples/county-claims-2024.csv -o out/county-results-2024.csv --rules rules/county --lang zh
+	$(BIN)/medaid report out/county-results-2024.csv --lang zh --html out/county-report-2024.html
+	@echo
 	@echo "Results: out/results-2024.csv   Report: out/report-2024.html   Desk ledger: out/demo-ledger.sqlite3"
+	@echo "County scheme: out/county-results-2024.csv   Report: out/county-report-2024.html"
 
 # Both gates run even when the first fails (all findings at once); either failing fails the target.
 lint: $(VENV)/.stamp-test

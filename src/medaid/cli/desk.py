@@ -42,7 +42,7 @@ from .options import (
 if TYPE_CHECKING:  # pragma: no cover
     from ..domain.claims import Claim
     from ..domain.engine import Placement
-    from ..domain.rules import RuleBook
+    from ..domain.rules import Bracket, RuleBook
     from ..ledger.backend import LedgerBase
     from ..ledger.ledger import Entry, Receipt
 
@@ -254,13 +254,25 @@ def _show_rules_check(book: "RuleBook", lang: str) -> None:
             rows.append([rs.source, rs.label, p.name, len(p.examples), count])
             n_plans += 1
             n_examples += len(p.examples)
+        if rs.examples:  # the worked examples across plans ([[examples]] at the top level)
+            rows.append([rs.source, rs.label, L["across_plans"], len(rs.examples),
+                         sum(len(ex.claims) for ex in rs.examples)])
+            n_examples += len(rs.examples)
     echo(table(rows, [L["file"], L["scheme"], L["plan"], L["examples"], L["claims_checked"]],
                      ("left", "left", "left", "right", "right")))
     echo(label(lang, "checked", sets=len(book.rule_sets), plans=n_plans, examples=n_examples))
 
 
+def _brackets_table(brackets: "tuple[Bracket, ...]", L: dict[str, str]) -> str:
+    """A plan's (or second stage's) brackets as ``rules show`` prints them: from, to, rate."""
+    from ..report.explain import table, yuan
+
+    return table([[yuan(b.lower), "" if b.upper is None else yuan(b.upper), format_rate(b.rate)] for b in brackets],
+                 [L["from"], L["to"], L["rate"]], ("right", "right", "right"))
+
+
 def _show_rules(book: "RuleBook", lang: str) -> None:
-    from ..report.explain import LABELS, table, yuan
+    from ..report.explain import LABELS, label, table, yuan
 
     L = LABELS[lang]
     for rs in book.rule_sets:
@@ -272,13 +284,25 @@ def _show_rules(book: "RuleBook", lang: str) -> None:
             [L["by_start"], str(rs.benefit_year_start_month)],
             ["sha256", rs.content_hash],
         ]))
+        if rs.attributes:
+            echo("")
+            echo(table([[n, a.title or "", ", ".join(a.columns) or "-",
+                         "; ".join(f"{c} ({', '.join(v)})" if v else c for c, v in a.values.items())]
+                        for n, a in rs.attributes.items()],
+                       [L["attribute"], L["title"], L["columns"], L["values"]]))
+        if rs.caps:
+            echo("")
+            echo(table([[f"cap:{n}", c.title or "", c.per, yuan(c.annual)] for n, c in rs.caps.items()],
+                       [L["cap_pool_head"], L["title"], L["per"], L["cap_annual"]], ("left", "left", "left", "right")))
         for p in rs.plans:
             echo("")
             echo(f"{L['plan']}{L['colon']}{p.name}" + (f" — {p.title}" if p.title else ""))
             covers = ", ".join(f"{g}/{k}" for g in p.match.group for k in p.match.kind) if p.match else ""
+            if p.match is not None and p.match.attributes:
+                covers += "; " + "; ".join(f"{a} = {', '.join(v)}" for a, v in p.match.attributes.items())
             if p.default:
                 covers = (covers + "; " if covers else "") + L["default"]
-            echo(table([
+            rows = [
                 [L["covers"], covers],
                 [L["pool"], p.pool],
                 [L["accumulate"], p.accumulate],
@@ -286,11 +310,29 @@ def _show_rules(book: "RuleBook", lang: str) -> None:
                 [L["gate"], yuan(p.gate, lang)],
                 [L["claim_cap"], yuan(p.claim_cap, lang)],
                 [L["annual_cap"], yuan(p.annual_cap, lang)],
-                [L["basis"], p.basis or L["none"]],
-            ]))
-            echo(table(
-                [[yuan(b.lower), "" if b.upper is None else yuan(b.upper), format_rate(b.rate)] for b in p.brackets],
-                [L["from"], L["to"], L["rate"]], ("right", "right", "right")))
+            ]
+            if p.grant is not None:
+                rows[2:5] = [[L["grant"], label(lang, "grant_" + p.grant.per, amount=yuan(p.grant.amount))]]
+            if p.caps:
+                rows.append([L["cap_pool_head"], ", ".join(f"cap:{n}" for n in p.caps)])
+            rows.append([L["basis"], p.basis or L["none"]])
+            echo(table(rows))
+            if p.brackets:
+                echo(_brackets_table(p.brackets, L))
+            if p.second is not None:
+                st = p.second
+                echo("")
+                echo(label(lang, "second", title=st.title or L["second_default"], pool=st.pool))
+                echo(table([
+                    [L["accumulate"], st.accumulate],
+                    [L["mode"], st.mode],
+                    [L["gate"], yuan(st.gate, lang)],
+                    [L["claim_cap"], yuan(st.claim_cap, lang)],
+                    [L["annual_cap"], yuan(st.annual_cap, lang)],
+                    [L["cap_pool_head"], ", ".join(f"cap:{n}" for n in st.caps) or L["none"]],
+                    [L["second_basis"], st.basis or L["none"]],
+                ]))
+                echo(_brackets_table(st.brackets, L))
         echo("")
 
 

@@ -147,7 +147,10 @@ def _cell_width() -> Any:
 def explain(r: Any, claim: "Claim", book: "RuleBook | None", lang: str, title: str) -> str:
     """The table a clerk shows the patient: segments, caps, relief, patient pays, the year to
     date against the annual cap, the rule set and the plan's legal basis.  ``r`` is a
-    :class:`medaid.Settlement` or a :class:`medaid.ledger.ledger.Entry` (same field names)."""
+    :class:`medaid.Settlement` or a :class:`medaid.ledger.ledger.Entry` (same field names).
+    Under the rules real schemes need: the household and the claim's attribute values (under
+    the rule file's titles), a fixed grant in place of the bracket relief, the second stage's
+    lines and legal basis, and each cap pool with its use (docs/desk.md)."""
     L = LABELS[lang]
     rs, plan = find_plan(book, r.rule_set_id, r.rule_version, r.plan)
     out = [f"{title}"]
@@ -159,13 +162,18 @@ def explain(r: Any, claim: "Claim", book: "RuleBook | None", lang: str, title: s
     ]
     if claim.hospital:
         head.append([L["hospital"], claim.hospital])
+    household = getattr(r, "household_id", None) or claim.household_id
+    if household:  # the household (户) and the attribute values, under the rule file's titles
+        head.append([L["household"], household])
+    if rs is not None:
+        head += [[rs.attributes[n].title or n, v] for n, v in claim.attributes if n in rs.attributes]
     head.append([L["plan"], r.plan + (f" ({plan.title})" if plan is not None and plan.title else "")])
     head.append([L["pool_year"], f"{r.pool}, {r.benefit_year}"])
     out.append(table(head))
     out.append("")
     # segments, with the part below the threshold first
     rows = []
-    if plan is not None and plan.mode == "marginal" and plan.gate is None:
+    if plan is not None and plan.mode == "marginal" and plan.gate is None and plan.brackets:  # a grant has none
         first = plan.brackets[0].lower
         if r.base_from < first and first > 0:
             part = min(r.base_to, first) - r.base_from
@@ -197,11 +205,16 @@ def explain(r: Any, claim: "Claim", book: "RuleBook | None", lang: str, title: s
         summary[4] = [L["relief"], yuan(r.relief)]
         summary[4:4] = second_stage_lines(r, capped, lang)
     summary += cap_pool_lines(r, rs, lang)
+    if plan is not None and plan.grant is not None:  # a fixed grant (定额救助) instead of brackets
+        summary[1:2] = [[L["grant"], label(lang, "grant_" + plan.grant.per, amount=yuan(plan.grant.amount))],
+                        [L["grant_due"], yuan(r.bracket_relief)]]
     out.append(table(summary, align=("left", "right")))
     out.append("")
     out.append(f"{L['rule_set']}{L['colon']}{r.rule_set_id} {r.rule_version} ({r.rule_hash[:12]})")
     if plan is not None and plan.basis:
         out.append(f"{L['basis']}{L['colon']}{plan.basis}")
+    if r.second_pool is not None and plan is not None and plan.second is not None and plan.second.basis:
+        out.append(f"{L['second_basis']}{L['colon']}{plan.second.basis}")
     return "\n".join(out)
 
 
@@ -246,6 +259,8 @@ def cap_pool_lines(r: Any, rs: "RuleSet | None", lang: str) -> list[list[str]]:
 def _with_basis(d: dict[str, Any], book: "RuleBook | None", r: Any) -> dict[str, Any]:
     _, plan = find_plan(book, r.rule_set_id, r.rule_version, r.plan)
     d["basis"] = None if plan is None else plan.basis
+    if getattr(r, "second_pool", None) is not None:  # and the second stage's (倾斜救助)
+        d["second_basis"] = None if plan is None or plan.second is None else plan.second.basis
     return d
 
 
