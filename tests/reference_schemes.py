@@ -187,6 +187,8 @@ def claim_attributes(rs: dict[str, Any], claim: dict[str, Any]) -> dict[str, str
         if v is None or not v.strip():
             continue
         c = attribute_code(rs, attr, v)
+        if c is None and rs["attributes"][attr].get("unlisted", "refuse") == "none":
+            continue  # docs/calculation.md: an unlisted value counts as no value
         if c is None:
             raise Refused(claim["claim_id"], f"attributes.{attr}",
                           f"{v!r} is not a value of {attr}: {sorted(rs['attributes'][attr]['values'])}")

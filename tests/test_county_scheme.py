@@ -204,8 +204,8 @@ def test_a_grant_needs_a_listed_disease_and_every_claim_a_household(book):
 
     assert medaid.settle([grant("尿毒症")], book)[0].relief == 5_000_00
     with pytest.raises(medaid.ClaimError) as e:
-        medaid.settle([grant("高血压")], book)  # not a value of 病种: refused naming the attribute
-    assert e.value.problems[0].field == "disease"
+        medaid.settle([grant("高血压")], book)  # an unlisted 病种 is no disease: no grant plan covers it
+    assert e.value.problems[0].field == "group/kind"
     with pytest.raises(medaid.ClaimError) as e:
         medaid.settle([grant("白血病", household=None)], book)
     assert e.value.problems[0].field == "household_id"

@@ -484,3 +484,50 @@ def test_a_rule_file_using_the_new_rules_wrongly_is_refused_naming_file_and_key(
     assert str(p).startswith(p.source) and p.field in str(p)
     for w in words:  # a tuple: any of its words
         assert any(x in p.message for x in ((w,) if isinstance(w, str) else w)), (w, str(p))
+
+
+def test_a_disease_the_attribute_does_not_list_counts_as_no_disease_when_it_says_unlisted_none(tmp_path):
+    # an export's 病种 column names every diagnosis; only 白血病 has a grant plan, the others settle
+    # by the inpatient plan (70% above 1,000), and a grant claim of an unlisted disease has no plan
+    text = '''
+id = "d"
+version = "1"
+valid_from = 2024-01-01
+[attributes.disease]
+values = { leukemia = ["白血病"] }
+unlisted = "none"
+[[plans]]
+name = "inpatient"
+match = { group = ["key"], kind = ["inpatient"] }
+pool = "inpatient"
+brackets = [{ from = "1000", rate = "70%" }]
+[[plans]]
+name = "grant"
+match = { group = ["key"], kind = ["grant"], disease = ["leukemia"] }
+pool = "grant"
+grant = { amount = "5000", per = "year" }
+'''
+    (tmp_path / "d.toml").write_text(text, encoding="utf-8")
+    book = medaid.load_rules(tmp_path / "d.toml")
+
+    def claim(cid: str, kind: str, disease: str) -> medaid.Claim:
+        return medaid.Claim.from_yuan(claim_id=cid, person_id="P1", date="2024-03-01", self_pay="3000",
+                                      group="key", kind=kind, attributes={"disease": disease})
+
+    a, b = medaid.settle([claim("A", "inpatient", "肺炎"), claim("B", "grant", "白血病")], book)
+    assert (a.plan, a.relief) == ("inpatient", 140000)  # 2,000 × 70%
+    assert (b.plan, b.relief) == ("grant", 300000)  # the grant, cut to the self-pay
+    try:
+        medaid.settle([claim("C", "grant", "肺炎")], book)
+    except medaid.ClaimError as e:
+        assert e.problems[0].field == "group/kind"
+    else:
+        raise AssertionError("a grant claim of an unlisted disease has no plan")
+    refusing = text.replace('unlisted = "none"\n', "")
+    (tmp_path / "d.toml").write_text(refusing, encoding="utf-8")
+    try:
+        medaid.settle([claim("A", "inpatient", "肺炎")], medaid.load_rules(tmp_path / "d.toml"))
+    except medaid.ClaimError as e:
+        assert e.problems[0].field == "disease"
+    else:
+        raise AssertionError("by default an unlisted value refuses the claim")

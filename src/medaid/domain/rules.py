@@ -201,6 +201,7 @@ class Attribute(_Frozen):
     title: str | None = None
     columns: Names = ()
     values: dict[Annotated[str, Field(min_length=1)], Names] = Field(min_length=1)
+    unlisted: Literal["refuse", "none"] = "refuse"
 
 
 class CapPool(_Frozen):
@@ -384,13 +385,16 @@ class RuleSet(_Frozen):
     def attribute_codes(self, attributes: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...] | Problem:
         """A claim's attribute values as codes, for the attributes this version declares
         (others are not read); a value that is neither a code nor a name of its attribute is a
-        problem naming the attribute and the values allowed."""
+        problem naming the attribute and the values allowed, or, where the attribute says
+        ``unlisted = "none"``, no value."""
         out = []
         for name, value in attributes:
             index = self._attr_code.get(name)
             if index is None:
                 continue
             code = index.get(value)
+            if code is None and self.attributes[name].unlisted == "none":
+                continue  # a value the attribute does not list counts as no value
             if code is None:
                 allowed = "; ".join(f"{c} ({', '.join(a)})" if a else c
                                     for c, a in self.attributes[name].values.items())
