@@ -125,3 +125,19 @@ def test_a_plan_without_the_new_rules_is_explained_as_before():
         assert absent not in text
     assert ["Relief", "23,300.00"] in lines(text)
     assert "second_basis" not in explain_dict(medaid.quote(c, book), book)
+
+
+def test_the_second_stage_is_explained_segment_by_segment():
+    # 低保对象 at a 三级 hospital, 60,000.00: first stage 19,000 × 60% + 40,000 × 70% = 39,400.00,
+    # burden 20,600.00; the second stage takes 50% of the year's burden from 10,000 to 30,000:
+    # 10,600 × 50% = 5,300.00
+    book = medaid.load_rules(ROOT / "rules" / "county")
+    claim = medaid.Claim.from_yuan(claim_id="Q", person_id="P9", household_id="H9", date="2024-05-01",
+                                   self_pay="60000", group="低保对象", kind="住院", attributes={"level": "三级"})
+    r = medaid.quote(claim, book)
+    lines = [" ".join(x.split()) for x in explain(r, claim, book, "en", "Quote").splitlines()]
+    assert "Second stage: segment Burden in segment Rate Relief" in lines
+    assert "10,000.00 – 30,000.00 10,600.00 50% 5,300.00" in lines
+    assert "Second-stage relief (qingxie) 5,300.00" in lines
+    zh = explain(r, claim, book, "zh", "试算")
+    assert "倾斜救助分段" in zh and "段内个人负担" in zh

@@ -188,6 +188,7 @@ def explain(r: Any, claim: "Claim", book: "RuleBook | None", lang: str, title: s
         if plan is not None and plan.accumulate == "year":
             out.append(label(lang, "year_mode", a=yuan(r.base_from), b=yuan(r.base_to)))
         out.append("")
+    out += second_stage_segments(r, book, rs, plan, lang)
     capped = f"  ({capped_text(r.capped_by, lang)})" if r.capped_by else ""
     left = None if r.annual_cap is None else max(r.annual_cap - r.ytd_relief, 0)
     summary = [
@@ -216,6 +217,30 @@ def explain(r: Any, claim: "Claim", book: "RuleBook | None", lang: str, title: s
     if r.second_pool is not None and plan is not None and plan.second is not None and plan.second.basis:
         out.append(f"{L['second_basis']}{L['colon']}{plan.second.basis}")
     return "\n".join(out)
+
+
+def second_stage_segments(r: Any, book: "RuleBook | None", rs: "RuleSet | None", plan: Any, lang: str) -> list[str]:
+    """The second stage's segments table (docs/calculation.md, *Second stage*): the claim's
+    burden span, ``B_{k−1} .. B_k`` in year mode (``0 .. b_k`` in claim mode), split by the
+    second stage's brackets at their rates; empty without a second stage."""
+    if r.second_pool is None or book is None or rs is None or plan is None or plan.second is None:
+        return []
+    L = LABELS[lang]
+    second = book.placed(rs, plan).second
+    assert second is not None and r.burden is not None and r.ytd_burden is not None
+    year = plan.second.accumulate == "year"
+    start, end = (r.ytd_burden - r.burden, r.ytd_burden) if year else (0, r.burden)
+    rows = []
+    for s in second.segments(start, end):
+        rng = f"{yuan(s.lower)} – {yuan(s.upper)}" if s.upper is not None else f"{yuan(s.lower)} {L['open_end']}"
+        rows.append([rng, yuan(s.base), format_rate(s.rate), format_exact_yuan(s.relief)])
+    if not rows:
+        return []
+    out = [table(rows, [L["second_segment"], L["burden_in_segment"], L["rate"], L["relief"]],
+                 ("left", "right", "right", "right"))]
+    if year:
+        out.append(label(lang, "second_year_mode", a=yuan(start), b=yuan(end)))
+    return out + [""]
 
 
 def capped_text(capped_by: str, lang: str) -> str:

@@ -272,6 +272,12 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
     "desk.second": ("Second stage: {title} (pool {pool})", "第二段：{title}（累计池 {pool}）"),
     "desk.second_default": ("second-stage relief", "倾斜救助"),
     "desk.second_basis": ("Legal basis of the second stage", "倾斜救助政策依据"),
+    "desk.second_segment": ("Second stage: segment", "倾斜救助分段"),
+    "desk.burden_in_segment": ("Burden in segment", "段内个人负担"),
+    "desk.second_year_mode": (
+        "The second stage's brackets apply to the year's cumulative burden, here from {a} to {b}.",
+        "倾斜救助分段按年度累计个人负担计算，本次为 {a} 至 {b}。",
+    ),
     "desk.across_plans": ("(across plans: [[examples]])", "（跨方案算例 [[examples]]）"),
     "desk.attribute": ("Attribute", "属性"),
     "desk.title": ("Title", "名称"),
