@@ -25,7 +25,9 @@ finally:
 
 def test_the_demo_commands_are_read_from_the_makefile():
     cmds = ba.demo_commands(ROOT / "Makefile")
-    assert [c[0] for c in cmds] == ["rules", "batch", "report", "settle"]
+    # the source policy's year, then the county scheme's (rules/county: check, batch, report)
+    assert [c[0] for c in cmds] == ["rules", "batch", "report", "settle", "rules", "batch", "report"]
+    assert cmds[5][cmds[5].index("--rules") + 1] == "rules/county"
     batch = cmds[1]
     assert batch[batch.index("-o") + 1] == "out/results-2024.csv"
     settle = cmds[3]                      # the continuation line is part of it
