@@ -20,6 +20,11 @@ def book() -> medaid.RuleBook:
     return medaid.load_rules(ROOT / "rules" / "county" / "yuxian-2024.toml")
 
 
+#: the cap pools' titles in rules/county/yuxian-2024.toml, by which the desk names them
+MEDICAL = "个人年度基本救助限额（住院、门诊慢特病共用）"
+HOUSEHOLD = "户年度医疗救助限额"
+
+
 def claim(cid: str, date: str, self_pay: str, kind: str, *, level: str | None = None, disease: str | None = None,
           person: str = "A", household: str = "HA", group: str = "低保对象") -> medaid.Claim:
     attrs = {k: v for k, v in (("level", level), ("disease", disease)) if v}
@@ -50,7 +55,9 @@ def test_the_second_stage_and_the_cap_pools_are_explained_with_the_household(boo
     # cut to what the person cap has left, 50,000 − 300 = 49,700
     assert ["20,000.00", "and", "above", "60,000.00", "70%", "42,000.00"] in rows
     assert ["Relief", "by", "brackets", "(rounded)", "53,400.00"] in rows
-    assert ["First-stage", "relief", "49,700.00", "(limited", "by", "the", "cap", "pool", "medical)"] in rows
+    # a cap pool is named by its title in the rule file, per person or household
+    assert ["First-stage", "relief", "49,700.00", "(limited", "by", "the", "cap", "pool", MEDICAL, "(per",
+            "person))"] in rows
     # the second stage: burden 80,000 − 49,700 = 30,300; the year's burden 500 + 400 + 30,300 =
     # 31,200: f₂(31,200) − f₂(900) = 10,000 + 1,200 × 60% = 10,720
     assert ["Burden", "after", "the", "first", "relief", "30,300.00"] in rows
@@ -59,8 +66,8 @@ def test_the_second_stage_and_the_cap_pools_are_explained_with_the_household(boo
     # both stages: 49,700 + 10,720 = 60,420; the patient pays 80,000 − 60,420 = 19,580
     assert ["Relief", "60,420.00"] in rows and ["Patient", "pays", "19,580.00"] in rows
     # the cap pools after the claim: the person's 300 + 49,700; the household's 300 + 49,700 + 10,720
-    assert ["Cap", "pool", "medical", "(per", "person)", "50,000.00", "used", "of", "50,000.00"] in rows
-    assert ["Cap", "pool", "household", "(per", "household)", "60,720.00", "used", "of", "80,000.00"] in rows
+    assert ["Cap", "pool", MEDICAL, "(per", "person)", "50,000.00", "used", "of", "50,000.00"] in rows
+    assert ["Cap", "pool", HOUSEHOLD, "(per", "household)", "60,720.00", "used", "of", "80,000.00"] in rows
     assert "Legal basis of the second stage: 《渝县城乡医疗救助实施办法》（示例）第十二条" in text
 
 
@@ -69,7 +76,8 @@ def test_a_first_stage_capped_to_zero_still_shows_the_second_stage_in_chinese(bo
     rows = lines(explain(results[3], claims[3], book, "zh", "结算单"))
     # 门诊慢特病 1,000: the year's self-pay 800 → 1,800 above 300 at 60% = 600, but the person cap is used up
     assert ["分段救助合计（舍入后）", "600.00"] in rows
-    assert ["基本救助金额", "0.00", "(受共享限额", "medical", "限制)"] in rows
+    assert ["基本救助金额", "0.00", f"(受共享限额「{MEDICAL}」（按人）所限)"] in rows
+    assert [f"共享限额「{MEDICAL}」（按人）", "已用", "50,000.00，限额", "50,000.00"] in rows
     # burden 1,000, the year's burden 31,200 → 32,200, all above 30,000 at 60% = 600
     assert ["倾斜救助（qingxie）", "600.00"] in rows and ["救助金额", "600.00"] in rows
     assert ["年度累计负担、倾斜救助", "32,200.00,", "11,320.00"] in rows  # 10,720 + 600
@@ -89,7 +97,7 @@ def test_a_fixed_grant_is_explained_in_place_of_the_bracket_relief(book):
     assert ["Fixed", "grant", "5,000.00", "per", "year"] in rows
     assert ["Grant", "due", "(before", "caps)", "2,000.00"] in rows
     assert ["Relief", "2,000.00"] in rows and ["Patient", "pays", "2,000.00"] in rows
-    assert ["Cap", "pool", "household", "(per", "household)", "5,000.00", "used", "of", "80,000.00"] in rows
+    assert ["Cap", "pool", HOUSEHOLD, "(per", "household)", "5,000.00", "used", "of", "80,000.00"] in rows
     first = explain(results[0], g[0], book, "zh", "Quote")
     assert "每年 5,000.00" in first and "3,000.00  (不超过合规自付费用)" in first
 
@@ -100,12 +108,13 @@ def test_the_household_cap_is_named_when_it_binds(book):
     s = claim("S1", "2024-03-05", "30000", "住院", level="二级", person="S", household="H2")
     results = medaid.settle([m, s], book)
     rows = lines(explain(results[1], s, book, "en", "Settlement"))
-    assert ["First-stage", "relief", "14,000.00", "(limited", "by", "the", "cap", "pool", "household)"] in rows
+    assert ["First-stage", "relief", "14,000.00", "(limited", "by", "the", "cap", "pool", HOUSEHOLD, "(per",
+            "household))"] in rows
     # burden 30,000 − 14,000 = 16,000 would get 3,000, but nothing is left in the household
-    assert ["Second-stage", "relief", "(qingxie)", "0.00", "(limited", "by", "the", "cap", "pool",
-            "household)"] in rows
-    assert ["Cap", "pool", "household", "(per", "household)", "80,000.00", "used", "of", "80,000.00"] in rows
-    assert ["Cap", "pool", "medical", "(per", "person)", "14,000.00", "used", "of", "50,000.00"] in rows
+    assert ["Second-stage", "relief", "(qingxie)", "0.00", "(limited", "by", "the", "cap", "pool", HOUSEHOLD,
+            "(per", "household))"] in rows
+    assert ["Cap", "pool", HOUSEHOLD, "(per", "household)", "80,000.00", "used", "of", "80,000.00"] in rows
+    assert ["Cap", "pool", MEDICAL, "(per", "person)", "14,000.00", "used", "of", "50,000.00"] in rows
 
 
 def test_the_json_carries_the_second_stages_basis(book, year_of_a):

@@ -69,7 +69,8 @@ def test_two_hospitals_share_a_households_cap_and_a_reversal_re_settles_the_othe
         "6350.00", "cap:household", "2650.00", "10300.00", "10300.00", "3650.00")
     assert d["caps"] == {"household": "3700.00"}
     assert d["cap_limits"] == {"household": {"per": "household", "annual": "10000.00"}}
-    assert "limited by the cap pool household" in d["explanation"]["text"]
+    assert "limited by the cap pool household (per household)" in d["explanation"]["text"]
+    assert d["explanation"]["labels"]["capped_by"] == "limited by the cap pool household (per household)"
     # a quote of M's next 2,000 reads the household's 10,000 used: its first stage gets nothing;
     # M's burden reaches 3,700 + 2,000 = 5,700: her second stage pays (5,700 − 5,000) × 50% = 350
     q = post(client, tokens.desk_a, "/v1/quote", stay("-", "M", self_pay="2000", date="2024-05-01"))

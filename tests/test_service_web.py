@@ -406,7 +406,7 @@ def test_the_hospital_level_chooses_the_rates_and_the_household_cap_binds_the_se
     s_ = _post(levels, person_id="S", household_id="H1", non_compliant="4,000", **{"attr.level": "tertiary"},
                claim_id="W-S")
     s = _summary(s_.text)
-    assert s["First-stage relief"] == "2,800.00  (limited by the cap pool household)"
+    assert s["First-stage relief"] == "2,800.00  (limited by the cap pool household (per household))"
     assert s["Burden after the first relief"] == "11,200.00"
     assert s["Second-stage relief (burden)"] == "3,100.00"
     assert s["Relief"] == "5,900.00" and s["Patient pays"] == "4,100.00"

@@ -11,6 +11,7 @@ this module to show the command's summary.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 
@@ -19,7 +20,7 @@ import click
 from ..errors import MedaidError, visible_json
 from ..money import parse_yuan
 from ..report import BY_CHOICES
-from .app import ENV_LEDGER, echo, fail, json_option, lang_option
+from .app import ENV_LEDGER, echo, fail, json_option, lang_option, load_book
 
 
 @click.command("report")
@@ -37,13 +38,15 @@ from .app import ENV_LEDGER, echo, fail, json_option, lang_option
               help="The year's targets (TOML): adds the evaluation against the plan.")
 @click.option("--by", type=click.Choice(BY_CHOICES), default="month", show_default=True,
               help="Breakdown table.")
+@click.option("--rules", "rules_path", default=None, metavar="PATH", type=click.Path(dir_okay=True),
+              help="Rule file or folder: name each cap pool (cap:NAME) by its title, per person or household.")
 @click.option("--html", "html_path", default=None, metavar="FILE", type=click.Path(dir_okay=False),
               help="Also write a self-contained HTML page with charts to FILE.")
 @lang_option
 @json_option
 def report(results: str | None, ledger_path: str | None, budget: str | None, year: int | None,
-           period: str | None, targets_path: str | None, by: str, html_path: str | None, lang: str,
-           as_json: bool) -> None:
+           period: str | None, targets_path: str | None, by: str, rules_path: str | None,
+           html_path: str | None, lang: str, as_json: bool) -> None:
     """Year-end indicators from batch results (or a ledger): person-times, persons, relief
     against the budget, self-pay ratios, major-disease share, caps, brackets, months.
 
@@ -56,6 +59,7 @@ def report(results: str | None, ledger_path: str | None, budget: str | None, yea
       medaid report results.parquet --year 2024 --by hospital --html report.html --lang zh
       medaid report results.csv --json > indicators.json
       medaid report results.csv --period 2024-03 --targets targets-2024.toml
+      medaid report county-results.csv --rules rules/county --lang zh
     """
     from ..io.results import is_ledger_path
 
@@ -79,13 +83,16 @@ def report(results: str | None, ledger_path: str | None, budget: str | None, yea
     if month is not None and year is not None and year != month[0]:
         raise click.UsageError(f"--year {year} and --period {period} name different years; give one")
 
-    from ..report.indicators import build
+    from ..report.indicators import build, cap_pools_of
     from ..report.targets import load_targets
     from ..report.text import render_json, render_text
 
+    book = None if rules_path is None else load_book(rules_path, None)
     try:
         targets = None if targets_path is None else load_targets(targets_path)
         rep = build(path, ledger=use_ledger, budget=budget_fen, year=year, by=by, period=month, targets=targets)
+        if book is not None:
+            rep = dataclasses.replace(rep, cap_pools=cap_pools_of(book, rep.rule_sets))
         if html_path is not None:
             from ..report.html import write_html
 

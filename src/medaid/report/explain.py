@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import visible
 from ..money import format_exact_yuan, format_rate, format_yuan
-from .labels import labels_of
+from .labels import cap_pool_text, labels_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..domain.claims import Claim
@@ -189,7 +189,7 @@ def explain(r: Any, claim: "Claim", book: "RuleBook | None", lang: str, title: s
             out.append(label(lang, "year_mode", a=yuan(r.base_from), b=yuan(r.base_to)))
         out.append("")
     out += second_stage_segments(r, book, rs, plan, lang)
-    capped = f"  ({capped_text(r.capped_by, lang)})" if r.capped_by else ""
+    capped = f"  ({capped_text(r.capped_by, lang, rs)})" if r.capped_by else ""
     left = None if r.annual_cap is None else max(r.annual_cap - r.ytd_relief, 0)
     summary = [
         [L["self_pay"], yuan(r.self_pay)],
@@ -204,7 +204,7 @@ def explain(r: Any, claim: "Claim", book: "RuleBook | None", lang: str, title: s
     ]
     if r.second_pool is not None:  # the stages before their total, the first's limit on its own line
         summary[4] = [L["relief"], yuan(r.relief)]
-        summary[4:4] = second_stage_lines(r, capped, lang)
+        summary[4:4] = second_stage_lines(r, capped, lang, rs)
     summary += cap_pool_lines(r, rs, lang)
     if plan is not None and plan.grant is not None:  # a fixed grant (定额救助) instead of brackets
         summary[1:2] = [[L["grant"], label(lang, "grant_" + plan.grant.per, amount=yuan(plan.grant.amount))],
@@ -243,20 +243,23 @@ def second_stage_segments(r: Any, book: "RuleBook | None", rs: "RuleSet | None",
     return out + [""]
 
 
-def capped_text(capped_by: str, lang: str) -> str:
+def capped_text(capped_by: str, lang: str, rs: "RuleSet | None" = None) -> str:
     """What limited a relief, in words: ``annual_cap``, ``claim_cap``, ``self_pay`` or a cap
-    pool's ``cap:NAME`` (docs/calculation.md, *Shared caps*)."""
+    pool's ``cap:NAME`` (docs/calculation.md, *Shared caps*), named as the report names it
+    (:func:`medaid.report.labels.cap_pool_text`: its title and per person or household when
+    the rule set ``rs`` holds it)."""
     if capped_by.startswith("cap:"):
-        return label(lang, "capped_cap", name=capped_by[4:])
+        pool = cap_pool_text(capped_by[4:], lang, None if rs is None else rs.caps)
+        return label(lang, "capped_cap", pool=pool)
     return LABELS[lang]["capped_" + capped_by]
 
 
-def second_stage_lines(r: Any, capped: str, lang: str) -> list[list[str]]:
+def second_stage_lines(r: Any, capped: str, lang: str, rs: "RuleSet | None" = None) -> list[list[str]]:
     """The second stage's lines (docs/calculation.md, *Second stage*) of a settlement or ledger
     row ``r``: the first stage's relief with its limit (``capped``), the burden it leaves, the
     second stage's relief with its limit, and the second pool's year to date."""
     L = LABELS[lang]
-    by = f"  ({capped_text(r.second_capped_by, lang)})" if r.second_capped_by else ""
+    by = f"  ({capped_text(r.second_capped_by, lang, rs)})" if r.second_capped_by else ""
     return [[L["first_relief"], yuan(r.relief - (r.second_relief or 0)) + capped],
             [L["burden"], yuan(r.burden)],
             [label(lang, "second_relief", pool=r.second_pool), yuan(r.second_relief or 0) + by],
@@ -266,8 +269,7 @@ def second_stage_lines(r: Any, capped: str, lang: str) -> list[list[str]]:
 def cap_pool_lines(r: Any, rs: "RuleSet | None", lang: str) -> list[list[str]]:
     """Each cap pool (docs/calculation.md, *Shared caps*) a settlement or ledger row ``r``
     counts in, against its annual amount: a row gives the relief it counted there, a quote the
-    pool's use after the claim."""
-    L = LABELS[lang]
+    pool's use after the claim (the pool named as :func:`capped_text` names it)."""
     out: list[list[str]] = []
     taken = getattr(r, "caps", None)  # a ledger row: the relief it counted in each cap pool
     after = getattr(r, "caps_after", None) or ()  # a settlement: each pool's use after it
@@ -277,7 +279,8 @@ def cap_pool_lines(r: Any, rs: "RuleSet | None", lang: str) -> list[list[str]]:
                                            if rs is not None and name in rs.caps else ("person", None))
         text = label(lang, "cap_taken" if taken else "cap_used", taken=yuan(fen), used=yuan(fen),
                      annual=yuan(annual, lang))
-        out.append([label(lang, "cap_pool", name=name, per=L["per_" + per]), text])
+        pool = cap_pool_text(name, lang, None if rs is None else rs.caps, per)
+        out.append([pool[:1].upper() + pool[1:], text])
     return out
 
 

@@ -13,9 +13,10 @@ by highest bracket reached, and the self-pay ratio by claim kind.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
 from ..io.writers import atomic_path
@@ -311,14 +312,14 @@ def _charts(r: Report, lang: str) -> list[tuple[str, str, str]]:
     return charts
 
 
-def _table_html(t: Table, lang: str, tid: str) -> list[str]:
+def _table_html(t: Table, lang: str, tid: str, pools: "Mapping[str, Any] | None" = None) -> list[str]:
     out = [f'<h3 id="{tid}">{_e(table_title(t, lang))}</h3>', f'<p class="note">{_e(table_note(t, lang))}</p>']
     if not t.rows:
         return out + [f'<p class="note">({_e(label("no_data", lang))})</p>']
     out.append('<table class="data"><thead><tr>')
     out += [f"<th>{_e(h)}</th>" for h in table_headers(t, lang)]
     out.append("</tr></thead><tbody>")
-    for row in table_cells(t, lang):
+    for row in table_cells(t, lang, pools):
         out.append("<tr>" + "".join(
             (f"<td>{_e(v)}</td>" if unit == "text" else f'<td class="n">{_e(v)}</td>')
             for v, (_, unit) in zip(row, t.columns)
@@ -397,7 +398,7 @@ def render_html(r: Report, lang: str = "en") -> str:
     if r.by not in ("month", "hospital"):
         names.append("by")
     for name in names:
-        out += _table_html(r.tables[name], lang, f"table-{name}")
+        out += _table_html(r.tables[name], lang, f"table-{name}", r.cap_pools)
     out += [
         f"<footer>{_e(label('generated', lang))} {_e(__version__)} · {_e('; '.join(r.rule_sets))}</footer>",
         "</main>",

@@ -34,8 +34,10 @@ from .targets import Targets, TargetsError
 from .totals import polars_measure as measure
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
     from pathlib import Path
+
+    from ..domain.rules import RuleBook
 
 Unit = Literal["count", "fen", "percent", "fen_avg", "text"]
 
@@ -121,6 +123,9 @@ class Report:
     ytd_rows: int = 0
     evaluation: tuple[Figure, ...] = ()
     targets: Targets | None = None
+    #: the rules' cap pools by name (``medaid report --rules``): a ``cap:NAME`` cause is then
+    #: shown with the pool's title and per person or household (:func:`cap_pools_of`)
+    cap_pools: Mapping[str, Any] = field(default_factory=dict)
 
     def figure(self, key: str) -> Figure:
         for f in self.figures:
@@ -157,7 +162,8 @@ REPORT_FIELDS: Final = (
     "rule_set_id", "rule_version", "second_relief",
 )
 #: the figures computed from ``capped_by`` alone: ``n/a`` when a file has no such column
-_FROM_CAPPED_BY = frozenset({"capped_claims", "persons_capped_any_limit", "persons_at_annual_cap"})
+_FROM_CAPPED_BY = frozenset({"capped_claims", "persons_capped_any_limit", "persons_at_annual_cap",
+                             "persons_at_cap_pool"})
 
 _STRING_COLS = ("claim_id", "person_id", "group", "kind", "hospital", "plan", "capped_by",
                 "rule_set_id", "rule_version", "channel")
@@ -425,8 +431,10 @@ def _second_aggs(present: bool) -> list["pl.Expr"]:
     if not present:
         return []
     col = pl.col(SECOND_RELIEF)
+    pooled = pl.col("capped_by").str.starts_with("cap:").fill_null(False)
     return [col.sum().alias("second_relief"), col.is_not_null().sum().alias("second_rows"),
-            (col > 0).sum().alias("second_claims")]
+            (col > 0).sum().alias("second_claims"),
+            pl.when(pooled).then(pl.col("_pk")).drop_nulls().n_unique().alias("persons_at_cap_pool")]
 
 
 def _second_figures(s: dict[str, Any], n: int) -> list[Figure]:
@@ -514,6 +522,9 @@ def _figures(s: dict[str, Any], budget_from: tuple[int | None, str], n: int, kin
         Figure("persons_at_annual_cap", "count", s["persons_at_annual_cap"],
                "distinct person_id, capped_by = annual_cap", n, 0),
     ]
+    if "persons_at_cap_pool" in s:  # results of the rules real schemes need (docs/report.md)
+        f.append(Figure("persons_at_cap_pool", "count", s["persons_at_cap_pool"],
+                        "distinct person_id, capped_by = cap:NAME", n, 0))
     return f
 
 
@@ -631,6 +642,17 @@ def figure_label(f: Figure, lang: str = "en") -> str:
     if f.qualifier is None:
         return base
     return f"{base} — {value_label('kind', f.qualifier, lang)}"
+
+
+def cap_pools_of(book: "RuleBook", rule_sets: Iterable[str] = ()) -> dict[str, Any]:
+    """The cap pools (docs/calculation.md, *Shared caps*) of a rule book by name, for
+    :attr:`Report.cap_pools`: those of the rule sets a report's results name (``"id
+    version"``, :attr:`Report.rule_sets`) over those of the book's other rule sets."""
+    named = set(rule_sets)
+    pools: dict[str, Any] = {}
+    for rs in sorted(book.rule_sets, key=lambda rs: f"{rs.id} {rs.version}" in named):
+        pools.update(rs.caps)
+    return pools
 
 
 def load_results(path: str | Path, fields: Iterable[str] | None = None) -> pl.DataFrame:

@@ -11,7 +11,8 @@ names, in :data:`medaid.io.columns.ZH_HEADERS`.)
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from ..io.columns import ZH_HEADERS
 
@@ -84,6 +85,7 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
     "capped_claims": ("Claims capped", "受限额约束的结算单"),
     "persons_capped_any_limit": ("Persons capped (any limit)", "受限额约束的人数（任一限额）"),
     "persons_at_annual_cap": ("Persons who reached an annual cap", "达到年度救助限额的人数"),
+    "persons_at_cap_pool": ("Persons stopped by a cap pool", "受共享限额约束的人数"),
     "reached_bracket": ("Claims reaching bracket", "达到分段的结算单"),
     "self_pay_ratio_compliant": ("Self-pay ratio on compliant self-pay", "合规自付费用个人自付比例"),
     "one_stop_claims": ("One-stop settlements (at the hospital's desk)", "一站式即时结算人次"),
@@ -160,6 +162,8 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
     "capped_by:annual_cap": ("annual cap", "年度限额"),
     "capped_by:claim_cap": ("claim cap", "单次限额"),
     "capped_by:self_pay": ("self-pay", "自付金额"),
+    "capped_by:cap": ("cap pool {name}", "共享限额「{name}」"),
+    "capped_by:cap_per": ("cap pool {name} (per {per})", "共享限额「{name}」（按{per}）"),
     "bracket:0": ("0 (below threshold)", "0（未达起付线）"),
     # charts
     "chart_month": ("Relief by month", "每月救助金额"),
@@ -249,12 +253,11 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
     "desk.capped_annual_cap": ("limited by the annual cap", "受年度限额限制"),
     "desk.capped_claim_cap": ("limited by the claim cap", "受单次限额限制"),
     "desk.capped_self_pay": ("limited to the self-pay", "不超过合规自付费用"),
-    "desk.capped_cap": ("limited by the cap pool {name}", "受共享限额 {name} 限制"),
+    "desk.capped_cap": ("limited by the {pool}", "受{pool}所限"),
     "desk.first_relief": ("First-stage relief", "基本救助金额"),
     "desk.burden": ("Burden after the first relief", "基本救助后个人负担"),
     "desk.second_relief": ("Second-stage relief ({pool})", "倾斜救助（{pool}）"),
     "desk.ytd_burden": ("Year-to-date burden, second-stage relief", "年度累计负担、倾斜救助"),
-    "desk.cap_pool": ("Cap pool {name} (per {per})", "共享限额 {name}（按{per}）"),
     "desk.per_person": ("person", "人"),
     "desk.per_household": ("household", "户"),
     "desk.cap_taken": ("{taken} counted here of {annual}", "本次计入 {taken}，限额 {annual}"),
@@ -393,6 +396,7 @@ FORMULAS_ZH: Final[dict[str, str]] = {
     "capped_by set": "有{capped_by}",
     "distinct person_id, capped_by set": "不同{person_id}数，有{capped_by}",
     "distinct person_id, capped_by = annual_cap": "不同{person_id}数，{capped_by} = 年度限额",
+    "distinct person_id, capped_by = cap:NAME": "不同{person_id}数，{capped_by} = 共享限额（cap:NAME）",
     "date (month)": "{date}（按月）",
 }
 
@@ -416,8 +420,34 @@ def value_label(column: str, value: object, lang: str = "en") -> str:
     """A grouping value as shown: translated when known (``kind:inpatient`` → 住院)."""
     if value is None:
         return label("missing_key", lang)
+    if column == "capped_by" and isinstance(value, str) and value.startswith("cap:"):
+        return cap_pool_text(value[4:], lang)
     key = f"{column}:{value}"
     return label(key, lang) if key in LABELS else str(value)
+
+
+def cap_pool_text(name: str, lang: str = "en", pools: "Mapping[str, Any] | None" = None,
+                  per: str | None = None) -> str:
+    """A cap pool (docs/calculation.md, *Shared caps*) in words: ``cap pool household (per
+    household)``, ``共享限额「household」（按户）``.  The pool is named by its ``title`` and
+    ``per`` when ``pools`` (a rule set's ``caps``: name → :class:`medaid.domain.rules.CapPool`)
+    holds it, else by its name and ``per`` (``person`` or ``household``) when given, else by its
+    name alone (a results file does not carry the rules).  The one definition the desk's
+    explanation and the report share."""
+    pool = None if pools is None else pools.get(name)
+    if pool is not None:
+        name, per = pool.title or name, pool.per
+    if per is None:
+        return label("capped_by:cap", lang).format(name=name)
+    return label("capped_by:cap_per", lang).format(name=name, per=label(f"desk.per_{per}", lang))
+
+
+def capped_by_text(capped_by: str, lang: str = "en", pools: "Mapping[str, Any] | None" = None) -> str:
+    """A ``capped_by`` value as the report shows it: ``annual cap``, ``claim cap``, ``self-pay``
+    or a cap pool's ``cap:NAME`` in words (:func:`cap_pool_text`); an unknown value as is."""
+    if capped_by.startswith("cap:"):
+        return cap_pool_text(capped_by[4:], lang, pools)
+    return value_label("capped_by", capped_by, lang)
 
 
 def formula(source: str, lang: str = "en") -> str:

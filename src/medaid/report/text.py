@@ -10,6 +10,7 @@ against the plan follows the indicators (plan, actual, % of plan).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from tabulate import tabulate
@@ -28,7 +29,7 @@ from .indicators import (
     month_span,
     percent_text,
 )
-from .labels import formula, label
+from .labels import capped_by_text, formula, label
 
 
 def title(r: Report, lang: str = "en") -> str:
@@ -117,10 +118,12 @@ def table_headers(t: Table, lang: str = "en") -> list[str]:
     return [label(c, lang) for c, _ in t.columns]
 
 
-def table_cells(t: Table, lang: str = "en") -> list[list[str]]:
-    """A table's cells as shown to people."""
+def table_cells(t: Table, lang: str = "en", pools: "Mapping[str, Any] | None" = None) -> list[list[str]]:
+    """A table's cells as shown to people; a ``capped_by`` cell in words, a cap pool with its
+    title and per person or household when ``pools`` (:attr:`Report.cap_pools`) holds it."""
     return [
-        [cell_text(v, unit, lang, column) for v, (column, unit) in zip(row, t.columns)]
+        [capped_by_text(v, lang, pools) if column == "capped_by" and isinstance(v, str)
+         else cell_text(v, unit, lang, column) for v, (column, unit) in zip(row, t.columns)]
         for row in t.rows
     ]
 
@@ -167,7 +170,7 @@ def render_text(r: Report, lang: str = "en") -> str:
             out.append(label("note_brackets", lang))
         if t.rows:
             align = tuple("left" if u == "text" else "right" for _, u in t.columns)
-            cells = [[visible(c) for c in row] for row in table_cells(t, lang)]  # aligned as shown
+            cells = [[visible(c) for c in row] for row in table_cells(t, lang, r.cap_pools)]  # aligned as shown
             out.append(tabulate(cells, table_headers(t, lang), tablefmt="simple", disable_numparse=True,
                                 colalign=align))
         else:

@@ -22,7 +22,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import MedaidError, Problem
-from ..report.explain import LABELS, capped_text, claim_echo, explain, explain_dict, label
+from ..report.explain import LABELS, capped_text, claim_echo, explain, explain_dict, find_plan, label
 from .problems import ApiProblem, from_library
 from .tokens import Token, TokenStore
 
@@ -52,7 +52,7 @@ def explanation(r: Any, claim: "Claim", book: "RuleBook", lang: str, title: str)
     (``capped_by`` labelled by what limited the relief)."""
     labels = {k: LABELS[lang][v] for k, v in FIELD_LABELS.items()}
     if r.capped_by:
-        labels["capped_by"] = capped_text(r.capped_by, lang)
+        labels["capped_by"] = capped_text(r.capped_by, lang, find_plan(book, r.rule_set_id, r.rule_version, r.plan)[0])
     return {"lang": lang, "title": title, "text": explain(r, claim, book, lang, title), "labels": labels}
 
 

@@ -143,9 +143,9 @@ def stage_lines(d: dict[str, Any], book: RuleBook, lang: str) -> dict[str, list[
         caps=tuple((n, _fen(v)) for n, v in (d.get("caps") or {}).items()) or None,
         caps_after=tuple((c["cap"], _fen(c["used"])) for c in d.get("caps_after") or ()),
         cap_limits=tuple((n, v["per"], _fen(v["annual"])) for n, v in (d.get("cap_limits") or {}).items()))
-    capped = f"  ({capped_text(d['capped_by'], lang)})" if d.get("capped_by") else ""
     rs, _plan = find_plan(book, d["rule_set_id"], d["rule_version"], d["plan"])
-    return {"second_lines": second_stage_lines(r, capped, lang) if r.second_pool is not None else [],
+    capped = f"  ({capped_text(d['capped_by'], lang, rs)})" if d.get("capped_by") else ""
+    return {"second_lines": second_stage_lines(r, capped, lang, rs) if r.second_pool is not None else [],
             "cap_lines": cap_pool_lines(r, rs, lang)}
 
 
