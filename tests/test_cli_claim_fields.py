@@ -166,8 +166,10 @@ def level_rules(tmp_path):
 def test_the_declared_attributes_are_read_from_the_rule_files(level_rules):
     from medaid import load_rules
 
+    # its columns, then its title (the header of its column in a Chinese results file)
     assert medaid.io.attributes.declared_attributes(load_rules(level_rules)) == {
-        "level": ("hospital_level", "医院等级")}
+        "level": ("hospital_level", "医院等级", "Hospital level (医院等级)")}
+    assert medaid.io.attributes.attribute_titles(load_rules(level_rules)) == {"level": "Hospital level (医院等级)"}
 
 
 @pytest.mark.parametrize(("level", "plan", "relief"), [

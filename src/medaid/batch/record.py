@@ -42,7 +42,7 @@ import polars as pl
 
 from .. import tuning
 from ..errors import MedaidError, Problem
-from ..io.attributes import declared_attributes, with_attributes
+from ..io.attributes import attribute_titles, declared_attributes, with_attributes
 from ..io.columns import CLAIM_EXTRA_HEADERS, CLAIM_FIELDS, RESULT_FIELDS, normalise_header, rule_ref
 from ..io.results_frame import CHANNEL_WORDS
 from ..money import format_yuan
@@ -182,7 +182,8 @@ def record_file(
                                 ~pl.col("row").is_in(bad_text["row"].implode()))
     bad_rows = pl.concat([bad_text, as_text(refused_rows).select(bad_text.columns)]).sort("row")
     run = BatchRun(source, got.rows_read, results, rejects, bad_rows, got.text_values, got.totals_rows,
-                   got.header_line, got.blank_lines, got.warnings, rules=tuple(rule_entries(book)))
+                   got.header_line, got.blank_lines, got.warnings, rules=tuple(rule_entries(book)),
+                   titles=attribute_titles(book))
     out = Recording(run, recorded, already, bool(late))
     out.reconcile()
     return out

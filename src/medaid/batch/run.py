@@ -32,7 +32,7 @@ import polars as pl
 from ..errors import MedaidError, Problem
 from ..io import csv_fast, readers
 from ..io.amounts import yuan_text
-from ..io.attributes import declared_attributes, with_attributes
+from ..io.attributes import attribute_titles, declared_attributes, with_attributes
 from ..io.columns import (
     ACCOUNT_FIELD,
     CLAIM_EXTRA_HEADERS,
@@ -119,6 +119,10 @@ class BatchRun:
     #: the totals count persons by it (``summarise(results, persons=...)``), not by hashing
     #: the ids again; else ``None``.
     persons: pl.Series | None = field(default=None, repr=False)
+    #: The rules' titles of the claim attributes (``level`` → ``医院等级``,
+    #: :func:`medaid.io.attributes.attribute_titles`): their columns' headers in a file written
+    #: with ``lang="zh"``.
+    titles: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def settled(self) -> int:
@@ -339,7 +343,7 @@ def settle_file(
     rejects = rejects.sort("row", maintain_order=True)
     run = BatchRun(source, rows_read, results, rejects, bad_rows.sort("row"), text_values,
                    totals, header_line, blank_lines, tuple(warnings), already,
-                   tuple(rule_entries(book)), persons)
+                   tuple(rule_entries(book)), persons, attribute_titles(book))
     run.reconcile()
     return run
 
@@ -518,7 +522,8 @@ def write_run(
 ) -> Path | None:
     """Write a run's results (and rejects): refuse first under ``fail``; returns the rejects
     path written, if any.  Each file is written atomically; ``lang="zh"`` gives CSV and XLSX
-    files Chinese headers; ``columns`` (``--columns``) chooses the results' columns, in any
+    files Chinese headers (a claim attribute's column its title in the rules,
+    :attr:`BatchRun.titles`); ``columns`` (``--columns``) chooses the results' columns, in any
     format (the rejects file keeps its own); an unknown name refuses before anything is
     written."""
     # the writers are imported when first needed: ``medaid batch`` imports them on its rules
@@ -531,8 +536,8 @@ def write_run(
     written = None
     if run.rejected or run.already_settled:
         written = Path(rejects_path) if rejects_path else default_rejects_path(output)
-        write_frame(rejects_for_output(run), written, bom=bom, lang=lang)
-    write_frame(results, output, bom=bom, text_values=run.text_values, lang=lang)
+        write_frame(rejects_for_output(run), written, bom=bom, lang=lang, titles=run.titles)
+    write_frame(results, output, bom=bom, text_values=run.text_values, lang=lang, titles=run.titles)
     if progress:
         progress("write")
     return written

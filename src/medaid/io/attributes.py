@@ -111,13 +111,34 @@ def with_attributes(clean: pl.DataFrame, rows_as_read: pl.DataFrame, declared: D
 def declared_attributes(book: Any) -> dict[str, tuple[str, ...]]:
     """The attributes a rule book declares, as the readers take them (:data:`Declared`): the
     union over its rule sets (those of its chosen scheme when one is chosen), each attribute's
-    column aliases in the order first declared.  Reads ``rule_set.attributes`` (name →
-    declaration with ``columns``) where the rule model has it; none otherwise."""
+    column aliases in the order first declared, then its ``title`` (the header a Chinese
+    results file gives it, :func:`attribute_titles`, so that such a file reads back).  Reads
+    ``rule_set.attributes`` (name → declaration with ``columns``) where the rule model has it;
+    none otherwise."""
     scheme = getattr(book, "scheme", None)
     out: dict[str, tuple[str, ...]] = {}
     for rs in getattr(book, "rule_sets", ()):
         if scheme is not None and getattr(rs, "id", scheme) != scheme:
             continue
         for name, attr in (getattr(rs, "attributes", None) or {}).items():
-            out[name] = tuple(dict.fromkeys((*out.get(name, ()), *getattr(attr, "columns", ()))))
+            title = getattr(attr, "title", None)
+            out[name] = tuple(dict.fromkeys((*out.get(name, ()), *getattr(attr, "columns", ()),
+                                             *((title,) if title else ()))))
+    return out
+
+
+def attribute_titles(book: Any) -> dict[str, str]:
+    """The titles the rule book gives its declared attributes (``level`` → ``医院等级``), the
+    first a version declares of each (those of its chosen scheme when one is chosen): the
+    headers of the attribute columns in a results file written with ``lang="zh"``
+    (docs/batch.md, *Output files*)."""
+    scheme = getattr(book, "scheme", None)
+    out: dict[str, str] = {}
+    for rs in getattr(book, "rule_sets", ()):
+        if scheme is not None and getattr(rs, "id", scheme) != scheme:
+            continue
+        for name, attr in (getattr(rs, "attributes", None) or {}).items():
+            title = getattr(attr, "title", None)
+            if title and name not in out:
+                out[name] = title
     return out

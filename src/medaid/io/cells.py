@@ -14,10 +14,11 @@ Rules implemented (README.md#reliability; docs/batch.md, *Output files*):
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import polars as pl
 
-from .columns import header
+from .columns import header, result_field
 
 #: Leading characters that make a spreadsheet read text as a formula.
 FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
@@ -48,15 +49,23 @@ def safe_text(v: str) -> str:
     return "'" + v if v.startswith(FORMULA_LEADS) else v
 
 
-def sheet_headers(columns: list[str], lang: str = "en") -> list[str]:
+def sheet_headers(columns: list[str], lang: str = "en", titles: Mapping[str, str] | None = None) -> list[str]:
     """The header cells of a CSV or XLSX file for ``columns``: each field's header in ``lang``
     (:func:`medaid.io.columns.header`; a field keeps its name where its Chinese header is already
-    another column's), every header neutralised like a text cell (:func:`safe_text`)."""
+    another column's), with ``lang="zh"`` a claim attribute's its title in ``titles`` (attribute
+    → title; the attribute keeps its name where the title is another column's name or header,
+    or a header medaid reads as one of its fields, :func:`medaid.io.columns.result_field`),
+    every header neutralised like a text cell (:func:`safe_text`)."""
     taken = set(columns)
     out = []
     for c in columns:
         h = header(c, lang)
         out.append(h if h == c or h not in taken else c)
+    if lang == "zh" and titles:
+        for i, c in enumerate(columns):
+            title = titles.get(c)
+            if title and title not in taken and title not in out and result_field(title) is None:
+                out[i] = title
     safe = [safe_text(h) for h in out]
     seen = set(out)
     for i, (h, s) in enumerate(zip(out, safe)):

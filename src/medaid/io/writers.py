@@ -151,20 +151,22 @@ def _money_cols(frame: pl.DataFrame) -> list[str]:
 
 def write_frame(frame: pl.DataFrame, path: str | Path, *, bom: bool = True,
                 text_values: Mapping[str, pl.Series] | None = None, lang: str = "en",
-                headers: Mapping[str, str] | None = None, money: list[str] | None = None) -> None:
+                headers: Mapping[str, str] | None = None, money: list[str] | None = None,
+                titles: Mapping[str, str] | None = None) -> None:
     """Write ``frame`` to ``path`` in the format of its extension, atomically (see module doc).
 
     Columns named in :data:`medaid.io.columns.MONEY_COLUMNS` holding integers are fen.
     ``text_values`` may give, for category columns, text that includes every value of the
     column (as :attr:`medaid.batch.run.BatchRun.text_values`): CSV's checks then look at those
     instead of finding the column's distinct values.  ``lang="zh"`` gives CSV and XLSX files
-    Chinese headers (:func:`medaid.io.cells.sheet_headers`).  Raises :class:`WriteError`
+    Chinese headers (:func:`medaid.io.cells.sheet_headers`), a claim attribute's column its
+    title in ``titles`` (attribute → title, :attr:`medaid.batch.run.BatchRun.titles`).  Raises :class:`WriteError`
     naming the file (and the reason: the disk's words, or the column XLSX cannot hold).
     ``headers`` (column → header cell) and ``money`` (its fen columns) are for frames that are
     not results (a period's payment lists, docs/periods.md)."""
     fmt = file_format(path)
     money = _money_cols(frame) if money is None else money
-    cells = (sheet_headers(frame.columns, lang) if headers is None
+    cells = (sheet_headers(frame.columns, lang, titles) if headers is None
              else sheet_headers([headers.get(c, c) for c in frame.columns]))
     if fmt != "csv":  # input text kept as categories (memory) is written as the text it is
         frame = frame.with_columns(

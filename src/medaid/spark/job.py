@@ -40,7 +40,7 @@ from ..batch.opening import Opening
 from ..domain.engine import Positions
 from ..domain.rules import RuleBook, load_rules
 from ..errors import ClaimError, MedaidError, Problem
-from ..io.attributes import declared_attributes
+from ..io.attributes import attribute_titles, declared_attributes
 from ..io.columns import EXTENDED_RESULT_FIELDS, REQUIRED_FIELDS, RESULT_FIELDS, chosen_columns
 from ..io.validation import REJECT_COLUMNS, tidy_ids
 from ..report.totals import DIMS, DISTINCT, SUMS, combine, spark_measure
@@ -474,7 +474,8 @@ def run_batch(
             raise ClaimError(sample)
         out_fmt = out_format(output_path, output_format)
         written = chosen or layout_columns(results, layout, book.extended)
-        write_atomic(output_frame(results, out_fmt, layout, lang, chosen, full_rule_hash), output_path, out_fmt)
+        write_atomic(output_frame(results, out_fmt, layout, lang, chosen, full_rule_hash,
+                                  attribute_titles(book)), output_path, out_fmt)
         if rejects_path:
             rej_fmt = out_format(rejects_path, None)
             write_atomic(rejects_frame(in_order, rej_fmt).coalesce(1), rejects_path, rej_fmt)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, functions as F
@@ -80,20 +80,21 @@ def masked(col: Column, field: str) -> Column:
 
 def output_frame(results: DataFrame, fmt: str, layout: Sequence[str] | None = None,
                  lang: str = "en", columns: Sequence[str] | None = None,
-                 full_rule_hash: bool = False) -> DataFrame:
+                 full_rule_hash: bool = False, titles: Mapping[str, str] | None = None) -> DataFrame:
     """Results as written to files: the input's columns (``layout``, default the claim fields)
     then ``RESULT_FIELDS``, rows in file order (by source and line), money as yuan
     (:func:`yuan`: ``decimal(18,2)`` in Parquet, two-decimal text in CSV), a bank account
     masked (:func:`masked`), and in CSV text
     cells that a spreadsheet would run as a formula prefixed with ``'``, header cells too
-    (:func:`medaid.io.writers.sheet_headers`: Chinese with ``lang="zh"``).  ``columns``
+    (:func:`medaid.io.writers.sheet_headers`: Chinese with ``lang="zh"``, a claim attribute's
+    column its title in ``titles``).  ``columns``
     (``--columns``, checked by :func:`layout_columns`) chooses and orders the columns;
     ``rule_hash`` is the rule file's short reference (:func:`medaid.io.columns.rule_ref`)
     unless ``full_rule_hash``."""
     cols = list(columns) if columns is not None else layout_columns(results, layout)
     types = dict(results.dtypes)
     df = results.orderBy(F.col("source").asc_nulls_first(), "row")
-    names = sheet_headers(cols, lang) if fmt == "csv" else cols
+    names = sheet_headers(cols, lang, titles) if fmt == "csv" else cols
     out = []
     for c, name in zip(cols, names):
         col = F.col(c)
