@@ -1,4 +1,5 @@
-"""Fixtures shared by the ledger tests: every ledger test runs against both backends.
+"""Fixtures shared by the ledger tests: every ledger test runs against both backends; and the
+service tests' ``tokens`` (a ledger with a token of every kind).
 
 ``db`` is parametrised over ``sqlite`` (a file in the test's folder) and ``postgresql`` (a fresh
 schema in one throwaway PostgreSQL cluster per session, started by :mod:`tests.pgcluster` and removed
@@ -135,3 +136,12 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
     """A place for a new ledger, on each backend in turn."""
     with ledger_db(request, request.param, tmp_path) as found:
         yield found
+
+
+@pytest.fixture
+def tokens(db: Db) -> Any:
+    """A ledger ``db`` holding a token of every kind (tests/service_support.py ``make_tokens``),
+    for the service's tests over both backends (they skip without the service extra)."""
+    from service_support import make_tokens
+
+    return make_tokens(db)

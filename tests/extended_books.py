@@ -9,6 +9,12 @@ ledger's tests (tests/test_ledger_extended.py and the tests beside it).
 * ``SECOND``: ``key-inpatient`` with a second stage in pool ``burden``, year mode, 50% of the
   year's burden above 5,000, annual cap 20,000; ``NON_COMPLIANT`` the same counting the
   non-compliant cost; ``FULL`` a second stage of 100% from 0 counting it.
+
+And the pieces of rule files the tests of these rules share (tests/test_schemes_worked.py,
+tests/test_batch_extended.py, tests/test_cli_claim_fields.py, the service's): ``COUNTY_HEAD``,
+``KEY_BRACKETS`` (the shipped ``key-inpatient`` brackets), :func:`cap_pool`, :func:`plan`,
+:func:`second`, :func:`shared` and :func:`household` (the rules of ``SHARED`` and ``HOUSEHOLD``
+for any group), and ``LEVELS`` (the hospital level as a claim attribute, ``LEVEL_ATTRIBUTE``, and its plans).
 """
 
 from __future__ import annotations
@@ -36,41 +42,91 @@ KEY_BRACKETS = '''brackets = [
 '''
 
 
-def plan(name: str, kind: str, accumulate: str, rest: str, pool: str | None = None) -> str:
-    """A plan of key recipients for ``kind``, in its own pool (``pool``, else the kind)."""
+#: The head of the worked examples' rule files (tests/test_schemes_worked.py,
+#: tests/test_batch_extended.py): no groups or kinds, so that claims give the codes.
+COUNTY_HEAD = '''
+id = "county"
+version = "2024.1"
+valid_from = 2024-01-01
+'''
+
+
+def cap_pool(name: str, annual: str, per: str = "person") -> str:
+    """A cap pool ``[caps.NAME]`` of ``annual`` yuan a year per person or household."""
+    return f'''
+[caps.{name}]
+annual = "{annual}"
+per = "{per}"
+'''
+
+
+def plan(name: str, kind: str, accumulate: str | None, rest: str, pool: str | None = None, *,
+         group: str = "key", match: str = "") -> str:
+    """A plan of ``group`` (key recipients) for ``kind``, in its own pool (``pool``, else the
+    kind), in ``accumulate`` mode (``None``: the default, claim); ``match`` adds to its match
+    (``, level = ["tertiary"]``)."""
+    mode = "" if accumulate is None else f'accumulate = "{accumulate}"\n'
     return f'''
 [[plans]]
 name = "{name}"
-match = {{ group = ["key"], kind = ["{kind}"] }}
+match = {{ group = ["{group}"], kind = ["{kind}"]{match} }}
 pool = "{pool or kind}"
-accumulate = "{accumulate}"
-''' + rest
+''' + mode + rest
 
 
-def second(rest: str, *, include: bool = False, brackets: str = '[ { from = "5000", rate = "50%" } ]') -> str:
-    """A second stage in pool ``burden``, year mode."""
+def second(rest: str, *, include: bool = False, brackets: str = '[ { from = "5000", rate = "50%" } ]',
+           pool: str = "burden") -> str:
+    """A second stage in ``pool`` (``burden``), year mode."""
     return f'''
 [plans.second]
-pool = "burden"
+pool = "{pool}"
 accumulate = "year"
 include_non_compliant = {str(include).lower()}
 {rest}brackets = {brackets}
 '''
 
 
+def shared(inpatient_pool: str = "inpatient", outpatient_pool: str = "outpatient", *, group: str = "key",
+           prefix: str = "") -> str:
+    """``inpatient`` (year mode, 70% above 1,000) and ``outpatient`` (year mode, 60% above 200)
+    of ``group``, named ``prefix`` + kind, in the pools given, both bound by the cap pool
+    ``medical`` of 5,000 a year per person (docs/calculation.md, *Shared caps*)."""
+    bound = 'caps = ["medical"]\n'
+    return cap_pool("medical", "5000") \
+        + plan(prefix + "inpatient", "inpatient", "year", bound + 'brackets = [ { from = "1000", rate = "70%" } ]\n',
+               inpatient_pool, group=group) \
+        + plan(prefix + "outpatient", "outpatient", "year", bound + 'brackets = [ { from = "200", rate = "60%" } ]\n',
+               outpatient_pool, group=group)
+
+
+def household(name: str = "key-inpatient", pool: str = "inpatient", *, group: str = "key") -> str:
+    """The shipped inpatient brackets (claim mode, annual cap 100,000) for ``group`` under a
+    household cap pool ``household`` of 10,000 a year."""
+    return cap_pool("household", "10000", "household") \
+        + plan(name, "inpatient", "claim", KEY_INPATIENT + 'caps = ["household"]\n' + KEY_BRACKETS, pool, group=group)
+
+
+#: The hospital level as a claim attribute (docs/calculation.md, *Worked examples of these
+#: rules*): key recipients' stays 80% above 1,000 at primary and secondary hospitals, 70% at
+#: tertiary ones.
+LEVEL_ATTRIBUTE = '''
+[attributes.level]
+title = "Hospital level (医院等级)"
+columns = ["hospital_level", "医院等级"]
+values = { primary = ["一级"], secondary = ["二级"], tertiary = ["三级"] }
+'''
+LEVELS = LEVEL_ATTRIBUTE \
+    + plan("county", "inpatient", None, 'brackets = [ { from = "1000", rate = "80%" } ]\n',
+           match=', level = ["primary", "secondary"]') \
+    + plan("tertiary", "inpatient", None, 'brackets = [ { from = "1000", rate = "70%" } ]\n',
+           match=', level = ["tertiary"]')
+
+
 KEY_INPATIENT = 'annual_cap = "100000"\n'
 
-HOUSEHOLD = HEAD + '''
-[caps.household]
-annual = "10000"
-per = "household"
-''' + plan("key-inpatient", "inpatient", "claim", KEY_INPATIENT + 'caps = ["household"]\n' + KEY_BRACKETS)
+HOUSEHOLD = HEAD + household()
 
-SHARED = HEAD + '''
-[caps.medical]
-annual = "5000"
-''' + plan("inpatient", "inpatient", "year", 'caps = ["medical"]\nbrackets = [ { from = "1000", rate = "70%" } ]\n') \
-    + plan("outpatient", "outpatient", "year", 'caps = ["medical"]\nbrackets = [ { from = "200", rate = "60%" } ]\n')
+SHARED = HEAD + shared()
 
 _KEY = plan("key-inpatient", "inpatient", "claim", KEY_INPATIENT + KEY_BRACKETS)
 SECOND = HEAD + _KEY + second('annual_cap = "20000"\n')

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import medaid
 from medaid.service.store import open_ledger
@@ -141,3 +141,26 @@ def server(ledger: Path | str, *, workers: int = 1, log: Path | None = None,
                 os.killpg(p.pid, signal.SIGKILL)
             p.wait()
         out.close()
+
+
+@contextlib.contextmanager
+def api_client(ledger: object, rules: Path | str) -> Iterator[Any]:
+    """fastapi's test client of the service on ``ledger`` (a path, or anything whose text is its
+    location) with the rules at ``rules``; fastapi (the service extra) is imported here, so that
+    the tests that need no client import this module without it."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    from medaid.service.app import create_app
+    from medaid.service.store import Settings
+
+    with TestClient(create_app(Settings(str(ledger), str(rules)))) as c:
+        yield c
+
+
+def post(client: Any, token: str, path: str, body: object) -> Any:
+    """``POST path`` with the JSON ``body`` as the holder of the bearer ``token``."""
+    return client.post(path, json=body, headers={"Authorization": f"Bearer {token}"})

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import medaid
 import reference_schemes as ref
+from extended_books import COUNTY_HEAD, KEY_BRACKETS, KEY_INPATIENT, LEVEL_ATTRIBUTE, household, plan, second, shared
 from medaid.batch.settle import settle_frame
 from medaid.io.columns import EXTENDED_RESULT_FIELDS, RESULT_FIELDS
 from medaid.io.results import read_results
@@ -105,78 +106,15 @@ def test_order_of_the_rows_changes_no_claims_relief(data):
 # --------------------------------------------------------------------------------------------
 # the spec's worked examples through ``medaid batch`` on a CSV file
 
-#: The shipped key-inpatient brackets (70% from 1,000, 85% from 10,000, 95% from 50,000).
-SHIPPED_BRACKETS = """brackets = [
-  { from = "1000",  to = "10000", rate = "70%" },
-  { from = "10000", to = "50000", rate = "85%" },
-  { from = "50000",               rate = "95%" },
-]
-"""
-
-WORKED_RULES = """
-id = "county"
-version = "2024.1"
-valid_from = 2024-01-01
-
-[attributes.level]
-columns = ["hospital_level", "医院等级"]
-values = { primary = ["一级"], secondary = ["二级"], tertiary = ["三级"] }
-
-[caps.medical]
-annual = "5000"
-per = "person"
-
-[caps.household]
-annual = "10000"
-per = "household"
-
-[[plans]]
-name = "a-inpatient"
-match = { group = ["a"], kind = ["inpatient"] }
-pool = "a-inpatient"
-accumulate = "year"
-brackets = [ { from = "1000", rate = "70%" } ]
-caps = ["medical"]
-
-[[plans]]
-name = "a-outpatient"
-match = { group = ["a"], kind = ["outpatient"] }
-pool = "a-outpatient"
-accumulate = "year"
-brackets = [ { from = "200", rate = "60%" } ]
-caps = ["medical"]
-
-[[plans]]
-name = "h-inpatient"
-match = { group = ["h"], kind = ["inpatient"] }
-pool = "h-inpatient"
-annual_cap = "100000"
-caps = ["household"]
-{shipped_brackets}
-[[plans]]
-name = "s-inpatient"
-match = { group = ["s"], kind = ["inpatient"] }
-pool = "s-inpatient"
-annual_cap = "100000"
-{shipped_brackets}
-[plans.second]
-pool = "burden"
-accumulate = "year"
-annual_cap = "20000"
-brackets = [ { from = "5000", rate = "50%" } ]
-
-[[plans]]
-name = "n-inpatient"
-match = { group = ["n"], kind = ["inpatient"] }
-pool = "n-inpatient"
-annual_cap = "100000"
-{shipped_brackets}
-[plans.second]
-pool = "burden-n"
-accumulate = "year"
-include_non_compliant = true
-brackets = [ { from = "5000", rate = "50%" } ]
-""".replace("{shipped_brackets}", SHIPPED_BRACKETS)
+#: The worked examples' rules side by side, a group each: ``a`` shares the cap pool ``medical``
+#: between inpatient and outpatient, ``h`` a household cap pool, ``s`` a second stage, ``n`` a
+#: second stage counting non-compliant costs (tests/extended_books.py); and the hospital level.
+WORKED_RULES = COUNTY_HEAD + LEVEL_ATTRIBUTE + shared("a-inpatient", "a-outpatient", group="a", prefix="a-") \
+    + household("h-inpatient", "h-inpatient", group="h") \
+    + plan("s-inpatient", "inpatient", None, KEY_INPATIENT + KEY_BRACKETS, "s-inpatient", group="s") \
+    + second('annual_cap = "20000"\n') \
+    + plan("n-inpatient", "inpatient", None, KEY_INPATIENT + KEY_BRACKETS, "n-inpatient", group="n") \
+    + second("", include=True, pool="burden-n")
 
 #: claim_id, person_id, household_id, date, self_pay, non_compliant, group, kind, 医院等级
 WORKED_CSV = """claim_id,person_id,household_id,date,self_pay,non_compliant,group,kind,医院等级

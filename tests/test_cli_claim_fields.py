@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 import medaid.io.attributes
+from extended_books import COUNTY_HEAD, LEVELS
 from medaid.cli import main
 from medaid.ledger.ledger import Ledger
 
@@ -130,29 +131,8 @@ def test_batch_results_carry_the_household_and_the_non_compliant_cost(tmp_path, 
 
 #: A rule set whose plans match on the hospital level (docs/calculation.md, *Worked examples of
 #: these rules*, hospital level): 80% above 1,000 at primary and secondary hospitals, 70% at
-#: tertiary ones.
-LEVEL_RULES = """
-id = "level-aid"
-version = "2024"
-valid_from = 2024-01-01
-
-[attributes.level]
-title = "Hospital level (医院等级)"
-columns = ["hospital_level", "医院等级"]
-values = { primary = ["一级"], secondary = ["二级"], tertiary = ["三级"] }
-
-[[plans]]
-name = "county"
-match = { group = ["key"], kind = ["inpatient"], level = ["primary", "secondary"] }
-pool = "inpatient"
-brackets = [ { from = "1000", rate = "80%" } ]
-
-[[plans]]
-name = "tertiary"
-match = { group = ["key"], kind = ["inpatient"], level = ["tertiary"] }
-pool = "inpatient"
-brackets = [ { from = "1000", rate = "70%" } ]
-"""
+#: tertiary ones (tests/extended_books.py ``LEVELS``).
+LEVEL_RULES = COUNTY_HEAD + LEVELS
 
 
 @pytest.fixture

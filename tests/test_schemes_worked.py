@@ -17,19 +17,7 @@ import pytest
 
 import medaid
 import reference_schemes as ref
-
-HEAD = """
-id = "county"
-version = "2024.1"
-valid_from = 2024-01-01
-"""
-
-SHIPPED_BRACKETS = """brackets = [
-  { from = "1000",  to = "10000", rate = "70%" },
-  { from = "10000", to = "50000", rate = "85%" },
-  { from = "50000",               rate = "95%" },
-]
-"""
+from extended_books import COUNTY_HEAD as HEAD, KEY_BRACKETS, LEVELS, household, plan, second as second_stage, shared
 
 
 def claim(cid: str, self_pay: str, *, person: str = "P1", date: str = "2024-03-01", group: str = "key",
@@ -69,27 +57,8 @@ def check(tmp_path: Path, text: str, claims: list[dict[str, Any]], want: dict[st
 # --------------------------------------------------------------------------------------------
 # shared cap, separate thresholds
 
-SHARED_CAP = """
-[caps.medical]
-annual = "5000"
-per = "person"
-
-[[plans]]
-name = "inpatient"
-match = { group = ["key"], kind = ["inpatient"] }
-pool = "{inpatient_pool}"
-accumulate = "year"
-brackets = [ { from = "1000", rate = "70%" } ]
-caps = ["medical"]
-
-[[plans]]
-name = "outpatient"
-match = { group = ["key"], kind = ["outpatient"] }
-pool = "{outpatient_pool}"
-accumulate = "year"
-brackets = [ { from = "200", rate = "60%" } ]
-caps = ["medical"]
-"""
+#: the inpatient and outpatient plans in pools named ``{inpatient_pool}`` and ``{outpatient_pool}``
+SHARED_CAP = shared("{inpatient_pool}", "{outpatient_pool}")
 
 ONE_YEAR = [
     claim("O1", "800", date="2024-01-10", kind="outpatient"),
@@ -118,18 +87,7 @@ def test_one_pool_for_both_would_have_let_outpatient_self_pay_meet_the_inpatient
 # --------------------------------------------------------------------------------------------
 # household cap
 
-HOUSEHOLD = """
-[caps.household]
-annual = "10000"
-per = "household"
-
-[[plans]]
-name = "key-inpatient"
-match = { group = ["key"], kind = ["inpatient"] }
-pool = "inpatient"
-annual_cap = "100000"
-caps = ["household"]
-""" + SHIPPED_BRACKETS
+HOUSEHOLD = household()
 
 MOTHER_AND_SON = [
     claim("C3", "2000", person="M", household="H1", date="2024-05-01"),
@@ -162,8 +120,10 @@ def test_other_households_have_their_own_cap(tmp_path):
                                         "C2": {"relief": 370_000}})
 
 
-def test_a_claim_without_household_id_under_a_household_cap_is_refused(tmp_path):
-    path = write(tmp_path, HOUSEHOLD)
+def refused_without_household(tmp_path: Path, text: str) -> None:
+    """A claim of M with no ``household_id`` is refused under ``text``, naming the field and
+    the claim: by the reference, then by medaid."""
+    path = write(tmp_path, text)
     c = claim("C9", "10000", person="M")
     with pytest.raises(ref.Refused) as by_ref:
         ref.settle([tomllib.loads(path.read_text(encoding="utf-8"))], [c])
@@ -174,43 +134,26 @@ def test_a_claim_without_household_id_under_a_household_cap_is_refused(tmp_path)
     assert "C9" in str(info.value)
 
 
+def test_a_claim_without_household_id_under_a_household_cap_is_refused(tmp_path):
+    refused_without_household(tmp_path, HOUSEHOLD)
+
+
 def test_a_claim_whose_second_stage_binds_a_household_cap_needs_a_household_id_too(tmp_path):
     # the spec's step 1: "refuse it ... if its plan binds a household cap"; here only the second
     # stage lists the household pool
     text = HOUSEHOLD.replace('caps = ["household"]\n', "") + (
         '[plans.second]\npool = "burden"\nbrackets = [ { from = "5000", rate = "50%" } ]\ncaps = ["household"]\n')
-    path = write(tmp_path, text)
-    c = claim("C9", "10000", person="M")
-    with pytest.raises(ref.Refused) as by_ref:
-        ref.settle([tomllib.loads(path.read_text(encoding="utf-8"))], [c])
-    assert by_ref.value.field == "household_id"
-    with pytest.raises(medaid.ClaimError) as info:
-        medaid.settle([medaid.Claim.from_yuan(**c)], medaid.load_rules(path))
-    assert [p.field for p in info.value.problems] == ["household_id"]
+    refused_without_household(tmp_path, text)
 
 
 # --------------------------------------------------------------------------------------------
 # second stage
 
-SECOND = """
-[[plans]]
-name = "key-inpatient"
-match = { group = ["key"], kind = ["inpatient"] }
-pool = "inpatient"
-accumulate = "claim"
-annual_cap = "100000"
-""" + SHIPPED_BRACKETS + """
-[plans.second]
-pool = "burden"
-accumulate = "year"
-include_non_compliant = {include}
-annual_cap = "{cap}"
-brackets = [ { from = "5000", rate = "50%" } ]
-"""
-
-
 def second(include: bool = False, cap: str = "20000") -> str:
-    return SECOND.replace("{include}", "true" if include else "false").replace("{cap}", cap)
+    """The shipped inpatient brackets (claim mode, annual cap 100,000) with a second stage: 50% of
+    the year's burden above 5,000, counting non-compliant costs when ``include``, at most ``cap``."""
+    return plan("key-inpatient", "inpatient", "claim", 'annual_cap = "100000"\n' + KEY_BRACKETS) \
+        + second_stage(f'annual_cap = "{cap}"\n', include=include)
 
 
 A_AND_B = [claim("A", "30000", date="2024-02-01"), claim("B", "10000", date="2024-06-01")]
@@ -276,25 +219,6 @@ def test_a_cap_pool_listed_by_both_stages_counts_the_first_relief_before_the_sec
 
 # --------------------------------------------------------------------------------------------
 # hospital level
-
-LEVELS = """
-[attributes.level]
-title = "Hospital level (医院等级)"
-columns = ["hospital_level", "医院等级"]
-values = { primary = ["一级"], secondary = ["二级"], tertiary = ["三级"] }
-
-[[plans]]
-name = "county"
-match = { group = ["key"], kind = ["inpatient"], level = ["primary", "secondary"] }
-pool = "inpatient"
-brackets = [ { from = "1000", rate = "80%" } ]
-
-[[plans]]
-name = "tertiary"
-match = { group = ["key"], kind = ["inpatient"], level = ["tertiary"] }
-pool = "inpatient"
-brackets = [ { from = "1000", rate = "70%" } ]
-"""
 
 
 def test_the_hospital_level_chooses_the_rate(tmp_path):

@@ -12,29 +12,17 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the service needs the service extra: pip install 'medaid[service]'")
 
-import warnings  # noqa: E402
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
-
 import medaid.io.attributes  # noqa: E402
+from extended_books import COUNTY_HEAD, LEVELS  # noqa: E402
 from medaid.ledger import open_ledger  # noqa: E402
 from medaid.service import models  # noqa: E402
-from medaid.service.app import create_app  # noqa: E402
-from medaid.service.store import Settings  # noqa: E402
 
 try:
-    from service_support import PERSON, RULES, make_tokens
+    from service_support import PERSON, RULES, api_client, post as post_as
 except ImportError:  # pragma: no cover - tests collected as a package
-    from tests.service_support import PERSON, RULES, make_tokens
+    from tests.service_support import PERSON, RULES, api_client, post as post_as
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture
-def tokens(db):
-    return make_tokens(db)
 
 
 @pytest.fixture
@@ -42,7 +30,7 @@ def client(db, tokens, monkeypatch):
     # the rules declare attributes level and place (the shipped rules declare none yet)
     monkeypatch.setattr(medaid.io.attributes, "declared_attributes",
                         lambda book: {"level": ("医院等级",), "place": ("就医地",)})
-    with TestClient(create_app(Settings(str(db), str(RULES)))) as c:
+    with api_client(db, RULES) as c:
         yield c
 
 
@@ -52,7 +40,7 @@ def claim(**extra):
 
 
 def post(client, tokens, path, body):
-    return client.post(path, json=body, headers={"Authorization": f"Bearer {tokens.desk_a}"})
+    return post_as(client, tokens.desk_a, path, body)
 
 
 def test_settle_records_and_echoes_the_household_the_non_compliant_cost_and_the_attributes(client, tokens, db):
@@ -114,13 +102,9 @@ def test_a_bad_value_is_a_problem_naming_its_field_and_nothing_is_recorded(clien
 
 
 def test_the_api_places_a_claim_by_an_attribute_of_real_rules(db, tokens, tmp_path):
-    try:
-        from test_cli_claim_fields import LEVEL_RULES
-    except ImportError:  # pragma: no cover - tests collected as a package
-        from tests.test_cli_claim_fields import LEVEL_RULES
     (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "level.toml").write_text(LEVEL_RULES, encoding="utf-8")
-    with TestClient(create_app(Settings(str(db), str(tmp_path / "rules")))) as c:
+    (tmp_path / "rules" / "level.toml").write_text(COUNTY_HEAD + LEVELS, encoding="utf-8")
+    with api_client(db, tmp_path / "rules") as c:
         # (10,000 − 1,000) × 70% at a tertiary (三级) hospital
         r = post(c, tokens, "/v1/settle", claim(self_pay="10000", attributes={"level": "三级"}))
         assert r.status_code == 201, r.text

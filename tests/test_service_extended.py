@@ -18,39 +18,22 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the service needs the service extra: pip install 'medaid[service]'")
 
-import warnings  # noqa: E402
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
-
 from extended_books import HOUSEHOLD_SECOND  # noqa: E402
-from medaid.service.app import create_app  # noqa: E402
-from medaid.service.store import Settings  # noqa: E402
 
 try:
-    from service_support import make_tokens
+    from service_support import api_client, post
 except ImportError:  # pragma: no cover - tests collected as a package
-    from tests.service_support import make_tokens
+    from tests.service_support import api_client, post
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture
-def tokens(db):
-    return make_tokens(db)
 
 
 @pytest.fixture
 def client(db, tokens, tmp_path):
     rules = tmp_path / "household.toml"
     rules.write_text(HOUSEHOLD_SECOND, encoding="utf-8")
-    with TestClient(create_app(Settings(str(db), str(rules)))) as c:
+    with api_client(db, rules) as c:
         yield c
-
-
-def post(client, token, path, body):
-    return client.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
 
 
 def stay(cid, person, **extra):

@@ -23,20 +23,15 @@ from medaid.service.app import create_app  # noqa: E402
 from medaid.service.store import Settings  # noqa: E402
 
 try:
-    from service_support import HOSPITAL_A, PERSON, RULES, make_tokens
+    from service_support import HOSPITAL_A, PERSON, RULES
 except ImportError:  # pragma: no cover
-    from tests.service_support import HOSPITAL_A, PERSON, RULES, make_tokens
+    from tests.service_support import HOSPITAL_A, PERSON, RULES
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 PROBLEM = "application/problem+json"
 ACCOUNT = "6222021234561234"
 APPLICANT = "500101199002021234"
-
-
-@pytest.fixture
-def tokens(db):
-    return make_tokens(db)
 
 
 @pytest.fixture
