@@ -13,10 +13,19 @@ database) at 32 clients, what the HTTP stack costs without a settlement.  Afterw
 is verified (``GET /v1/ledger/verify``).  Targets (docs/service.md#capacity): p99 ≤ 50 ms at
 32 clients and ≥ 300 settlements/s on PostgreSQL.
 
+Two kinds of load.  The levels (``--clients``) are closed loops: each client sends its next
+claim the moment the last is answered, so the figure is what the service can take, and the
+latency is ``clients ÷ throughput`` by construction.  Then, at the largest level, each of
+``--rates`` (default 300/s) is an offered load: the clients send on a fixed schedule, as desks
+do that do not wait for one another, and a latency is counted from the moment its request was
+due (a request held up behind a slow one counts its wait too): the latency desks see at that
+load.
+
     python benchmarks/bench_service.py                         # SQLite in a temporary folder
     python benchmarks/bench_service.py --settlements 200       # a quick check
     python benchmarks/bench_service.py --ledger postgresql://medaid@localhost/county   # another ledger
     python benchmarks/bench_service.py --postgresql            # a throwaway PostgreSQL, durable
+    python benchmarks/bench_service.py --postgresql --rates 300,400 --clients 32   # offered loads
 
 ``--postgresql`` starts a throwaway cluster of the machine's PostgreSQL (tests/pgcluster.py,
 ``fsync`` and ``synchronous_commit`` on), serves from it and removes it afterwards.
@@ -117,9 +126,17 @@ def machine_cpu() -> tuple[float, float]:
 
 
 def run_level(url: str, secrets: list[str], clients: int, total: int, persons: int, tag: str, *,
-              health: bool = False) -> list[float]:
+              health: bool = False, rate: float | None = None) -> list[float]:
     """``total`` settlements by ``clients`` threads (``health``: ``GET /v1/health`` instead); the
-    latency of each, in seconds."""
+    latency of each, in seconds.
+
+    Without ``rate`` each client sends its next request as soon as the last one is answered
+    (closed loop: the clients offer as much as the service takes).  With ``rate`` the clients
+    together offer ``rate`` requests a second on a fixed schedule (request ``i`` is due
+    ``i / rate`` seconds after the start, client ``i % clients`` sends it), as desks do that
+    do not wait for each other; a latency runs from the time a request was due, not from when
+    it was sent, so a request held up behind a slow one counts its wait too (no coordinated
+    omission)."""
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
@@ -134,7 +151,12 @@ def run_level(url: str, secrets: list[str], clients: int, total: int, persons: i
             for j in range(per[k]):
                 body = json.dumps({"claim_id": f"{tag}-{k}-{j}", "person_id": f"B{(k * 7919 + j) % persons:06d}",
                                    "self_pay": "3000", "date": "2024-06-01", "group": "key", "kind": "inpatient"})
-                t0 = time.perf_counter()
+                if rate is None:
+                    t0 = time.perf_counter()
+                else:
+                    t0 = start + (j * clients + k) / rate  # when this request is due
+                    if (wait := t0 - time.perf_counter()) > 0:
+                        time.sleep(wait)
                 if health:
                     c.request("GET", "/v1/health")
                 else:
@@ -150,6 +172,7 @@ def run_level(url: str, secrets: list[str], clients: int, total: int, persons: i
             latencies.extend(mine)
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(clients)]
+    start = time.perf_counter() + 0.05
     for t in threads:
         t.start()
     for t in threads:
@@ -168,6 +191,9 @@ def main() -> None:
     ap.add_argument("--clients", default="1,8,32", help="concurrency levels, comma-separated")
     ap.add_argument("--settlements", type=int, default=2000, help="settlements per level")
     ap.add_argument("--persons", type=int, default=5000, help="persons the claims are spread over")
+    ap.add_argument("--rates", default="300",
+                    help="offered loads (settlements/s, comma-separated; '' for none) to run at the largest "
+                         "--clients level on a fixed schedule: the latency desks see at that load")
     ap.add_argument("--no-floor", dest="floor", action="store_false",
                     help="skip the HTTP floor (GET /v1/health at 32 clients)")
     args = ap.parse_args()
@@ -203,11 +229,11 @@ def bench(args: argparse.Namespace, target: str | None, postmaster: int | None =
         tag = f"R{int(time.time())}"
         with serve(ledger, args.workers, Path(tmp) / "serve.log") as (url, session):
             run_level(url, secrets, 2, 40, args.persons, f"{tag}-warm")  # connections, caches, the first page
-            def level(name: str, clients: int, health: bool = False) -> None:
+            def level(name: str, clients: int, health: bool = False, rate: float | None = None) -> None:
                 cpu0 = (time.process_time(), tree_cpu(session), tree_cpu(parent=postmaster), machine_cpu()[1])
                 t0 = time.perf_counter()
-                lat = run_level(url, secrets, clients, args.settlements, args.persons, f"{tag}-{clients}",
-                                health=health)
+                lat = run_level(url, secrets, clients, args.settlements, args.persons, f"{tag}-{name}",
+                                health=health, rate=rate)
                 elapsed = time.perf_counter() - t0
                 cpu1 = (time.process_time(), tree_cpu(session), tree_cpu(parent=postmaster), machine_cpu()[1])
                 per = [(b - a) * 1000 / len(lat) for a, b in zip(cpu0, cpu1, strict=True)]
@@ -216,8 +242,15 @@ def bench(args: argparse.Namespace, target: str | None, postmaster: int | None =
                       f"{statistics.median(lat) * 1000:>7.1f}  {q[98] * 1000:>7.1f}  {per[0]:>30.2f}  "
                       f"{per[1]:>7.2f}  {per[2] if postmaster else float('nan'):>8.2f}  {per[3]:>5.2f}")
 
-            for clients in (int(c) for c in args.clients.split(",")):
+            levels = [int(c) for c in args.clients.split(",")]
+            for clients in levels:
                 level(str(clients), clients)
+            rates = [float(r) for r in args.rates.split(",") if r.strip()]
+            if rates:
+                print(f"\nat an offered load: {max(levels)} clients sending on a fixed schedule, so many "
+                      "settlements/s in all (latency from the time each was due):")
+                for r in rates:
+                    level(f"{r:g}/s", max(levels), rate=r)
             if args.floor:
                 print("\nthe HTTP floor: GET /v1/health (no token, no body, one read of the database), "
                       "as many requests, 32 clients; per request:")

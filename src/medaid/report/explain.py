@@ -119,7 +119,11 @@ def text_table(rows: list[list[Any]], headers: list[str] | None = None,
             aligns[i] = a
     if any(a not in ("left", "right") for a in aligns):
         return None
-    width = _cell_width()
+    wide = _cell_width()
+
+    def width(c: str) -> int:  # printable ASCII is one column a character, whatever measures it
+        return len(c) if c.isascii() else wide(c)
+
     cols = [[r[i].strip() for r in rows] for i in range(n)]
     widths = [[width(c) for c in col] for col in cols]
     heads = [width(h) for h in headers or ()]
