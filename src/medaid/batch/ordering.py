@@ -33,13 +33,34 @@ def person_hash(frame: pl.DataFrame) -> tuple[pl.Expr, int | None]:
 
     Person ids kept as categories already have a small distinct integer each: that code, moved
     to the top bits (no text is hashed; while the key keeps all its bits nothing can collide,
-    and the collision check is skipped)."""
+    and the collision check is skipped).  Text person ids that are all plain decimal numbers
+    (``10194974``: digits, no leading zero, below 2⁶⁴; :func:`decimal_ids`) are their number,
+    exactly as distinct as the text: the same, without the collision check, which gathers every
+    person id into the sorted order (at 10 M claims 1.25 s of CPU and 160 MB)."""
     col = frame["person_id"]
     if isinstance(col.dtype, pl.Categorical) and not col.null_count():  # (null has no code)
         top = col.to_physical().max()
         bits = max(1, (top if isinstance(top, int) else 0).bit_length())
         return pl.col("person_id").to_physical().cast(pl.UInt64) * (1 << (64 - bits)), bits
+    number = decimal_ids(col)
+    if number is not None:
+        top = number.max()
+        bits = max(1, (top if isinstance(top, int) else 0).bit_length())
+        return pl.lit(number) * (1 << (64 - bits)), bits
     return pl.col("person_id").hash(_SEED), None
+
+
+def decimal_ids(col: pl.Series) -> pl.Series | None:
+    """``col``'s values as ``UInt64`` numbers when every one is the plain decimal text of its
+    number (no sign, no leading zero, no space: the number written back is the text), so that
+    two values are equal exactly when their numbers are; else ``None``.  (One cast and its
+    check: at 1 M ids 0.026 s of CPU.)"""
+    if col.dtype != pl.String or not col.len() or col.null_count():
+        return None
+    number = col.cast(pl.UInt64, strict=False)
+    if number.null_count() or not (number.cast(pl.String) == col).all():
+        return None
+    return number
 
 
 def key_parts(t: PlanTables, first_day: dt.date, hashed: pl.Expr) -> list[pl.Expr]:
@@ -135,7 +156,11 @@ def sorted_order(
         new = same_as_previous(sub["grp"]) & ~same_as_previous(sub["person"])
         start = start.scatter(pos.filter(new), True)
     persons = None
-    if collide is not None:
+    if collide is None and exact_bits is not None and exact_bits <= hb:
+        # the key's person part is the person itself (:func:`person_hash`): a run of equal
+        # parts is one person
+        persons = _person_numbers(grp // (1 << bits_bp), None, None)
+    elif collide is not None:
         if sub is not None:  # the persons where the repair moved rows, and their neighbours
             person_s = person_s.scatter(pos, sub["person"])
             near = pl.concat([pos, pos + 1]).unique()
@@ -155,7 +180,7 @@ class Order(NamedTuple):
     persons: pl.Series | None = None
 
 
-def _person_numbers(hashed: pl.Series, person: pl.Series, same_person: pl.Series) -> pl.Series:
+def _person_numbers(hashed: pl.Series, person: pl.Series | None, same_person: pl.Series | None) -> pl.Series:
     """A number per sorted row, equal for two rows exactly when their person is.
 
     ``hashed`` is each sorted row's person hash part of the key (every row of a person has the
@@ -164,9 +189,12 @@ def _person_numbers(hashed: pl.Series, person: pl.Series, same_person: pl.Series
     numbers its persons apart by their rank.  Number: ``run + (rank − 1) × runs`` (rank 1
     outside the colliding runs), a ``UInt32`` when it fits (4 bytes a row: memory).
     ``same_person``: whether each row's person is its predecessor's (the sort's collision
-    check has it)."""
+    check has it).  Without ``person`` the hash parts are the persons themselves (exact,
+    :func:`person_hash`): the runs are the numbers."""
     same = same_as_previous(hashed)
     run = (~same).cast(pl.UInt32).cum_sum() - 1  # (runs ≤ rows < 2³²)
+    if person is None or same_person is None:  # the hash part is exact: no run collides
+        return run
     bad = same & ~same_person
     if not bad.any():
         return run
