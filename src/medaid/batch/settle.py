@@ -123,9 +123,11 @@ def settle_frame(
             seed = None
     start = ordering.in_order(placed, low, bits_bp)
     perm = persons = None
+    held = [low]
+    del low  # (the sort frees the key's parts once the key is made: memory)
     if start is None:
-        perm, start, persons = ordering.sorted_order(placed, low, bits_bp, bits_d, bits_i, exact_bits)
-    del low
+        perm, start, persons = ordering.sorted_order(placed, held, bits_bp, bits_d, bits_i, exact_bits)
+    del held
 
     # --- arithmetic in processing order ------------------------------------------------------
     # (the way back to input order is worked out alongside)
