@@ -89,8 +89,9 @@ class Dirty:
     declined: bool   # the file has a quote, a short or long row or a line of spaces
 
 
-CLAIM_IDS = st.sampled_from(["C1", "C2", "C3", "C4", " C5", "C6 ", " C1 ", "", " "])
-PERSONS = st.sampled_from(["P1", "P2", "P3", " P1 ", "P2 ", "", " "])
+# (digit ids take the scan's shortcut, the others are looked at after it: files mix both)
+CLAIM_IDS = st.sampled_from(["C1", "C2", "C3", "C4", " C5", "C6 ", " C1 ", "", " ", "11", "+12", "012", " 13"])
+PERSONS = st.sampled_from(["P1", "P2", "P3", " P1 ", "P2 ", "", " ", "5", "05", "+5", "5 ", "6"])
 DATES = st.sampled_from([
     "2024-05-03", "2024-01-15", "2023-12-31", "2024-02-29",             # ISO
     "2024/05/03", "20240503", "2024-05-03 00:00:00", " 2024-05-04 ",   # other accepted forms

@@ -214,6 +214,8 @@ def finish_validation(
             pl.DataFrame({"a": ids.slice(1), "b": ids.slice(0, n - 1)}).lazy()
             .select((pl.col("a") > pl.col("b")).all()).collect(engine="streaming").item())):
         first = None  # ids strictly ascending (numbered exports): none repeats
+        # (said on the column, so that the sort's look at their order is free: 0.08 s at 10 M)
+        typed = pl.DataFrame([ids.set_sorted() if c.name == "claim_id" else c for c in typed.get_columns()])
     elif ids.null_count() == 0 and ids.is_sorted():  # neighbours suffice
         first = (ids != ids.shift(1)).fill_null(True)
     else:

@@ -267,19 +267,20 @@ def _persons(keyed: "pl.LazyFrame", dims: dict[str, dict[int, Any]], M: int, H: 
                     table[v] = 1 << j
             bit = pl.lit(pl.Series(table, dtype=pl.UInt64)).gather(parts[dim])
             mask = bit if mask is None else mask + bit
-        # (the capped bits as a column of their own: a filter inside the aggregation costs more)
-        per = (keyed.select("person", "at_cap", mask.alias("m"))
-               .with_columns(pl.when(pl.col("at_cap")).then(pl.col("m")).otherwise(0).alias("mc"))
-               .group_by("person")
-               .agg(pl.col("m").bitwise_or().alias("seen"), pl.col("mc").bitwise_or().alias("cap"))
-               .collect())
-        counts = per.select(
-            [pl.len(), (pl.col("cap") != 0).sum()]
-            + [((pl.col(c) & (1 << j)) != 0).sum().alias(f"{c}{j}") for j in range(len(names))
-               for c in ("seen", "cap")]).row(0)
-        out["total"] = (int(counts[0]), int(counts[1]))
+        # each person's bits over all claims, and over its annual-cap claims alone: two
+        # groupings, the second of the few capped rows only (one grouping of every row with a
+        # second, masked column: 0.26 s more at 10 M claims)
+        m = keyed.select("person", "at_cap", mask.alias("m"))
+        every, capped_only = pl.collect_all([
+            m.group_by("person").agg(pl.col("m").bitwise_or()).select(
+                [pl.len()] + [((pl.col("m") & (1 << j)) != 0).sum().alias(f"b{j}") for j in range(len(names))]),
+            m.filter(pl.col("at_cap")).group_by("person").agg(pl.col("m").bitwise_or()).select(
+                [pl.len()] + [((pl.col("m") & (1 << j)) != 0).sum().alias(f"b{j}") for j in range(len(names))]),
+        ])
+        s, c = every.row(0), capped_only.row(0)
+        out["total"] = (int(s[0]), int(c[0]))
         for j, (dim, v) in enumerate(names):
-            out.setdefault(dim, {})[v] = (int(counts[2 + 2 * j]), int(counts[3 + 2 * j]))
+            out.setdefault(dim, {})[v] = (int(s[1 + j]), int(c[1 + j]))
         return out
     # many keys: distinct (key, person) pairs
     lazy = keyed
