@@ -17,7 +17,17 @@ import pytest
 
 import medaid
 import reference_schemes as ref
-from extended_books import COUNTY_HEAD as HEAD, KEY_BRACKETS, LEVELS, household, plan, second as second_stage, shared
+from extended_books import (
+    COUNTY_HEAD,
+    COUNTY_HEAD as HEAD,
+    KEY_BRACKETS,
+    LEVELS,
+    cap_pool,
+    household,
+    plan,
+    second as second_stage,
+    shared,
+)
 
 
 def claim(cid: str, self_pay: str, *, person: str = "P1", date: str = "2024-03-01", group: str = "key",
@@ -258,6 +268,40 @@ def test_a_level_the_rule_set_does_not_declare_is_refused_naming_the_values_allo
 
 def test_an_attribute_the_rule_set_does_not_declare_is_not_read(tmp_path):
     check(tmp_path, LEVELS, [claim("L2", "10000", level="二级", place="异地")], {"L2": {"relief": 720_000}})
+
+
+# --------------------------------------------------------------------------------------------
+# a cap pool lowered by a later version
+
+
+def lowered(version: str, valid: str, annual_cap: str, medical: str) -> str:
+    """Version ``version`` of a rule set whose key-inpatient plan (100% from 0, its own pool,
+    annual cap ``annual_cap``) is bound by the person cap pool ``medical`` of ``medical`` a year."""
+    return (COUNTY_HEAD.replace('version = "2024.1"\nvalid_from = 2024-01-01', f'version = "{version}"\n{valid}')
+            + cap_pool("medical", medical)
+            + plan("key-inpatient", "inpatient", None,
+                   f'annual_cap = "{annual_cap}"\ncaps = ["medical"]\n'
+                   'brackets = [ { from = "0", rate = "100%" } ]\n'))
+
+
+def test_a_cap_pool_lowered_below_what_it_granted_ties_at_zero_with_a_used_up_annual_cap(tmp_path):
+    """From July the cap pool is 50.00 a year, but 80.00 of it was granted in March: its room is
+    −30.00, the plan's annual cap's room 80 − 80 = 0.00. Both leave nothing; on a tie the first
+    limit is named, ``annual_cap`` (docs/calculation.md, *Shared caps*)."""
+    first = lowered("2024.1", "valid_from = 2024-01-01\nvalid_to = 2024-06-30", "1000", "100")
+    later = lowered("2024.2", "valid_from = 2024-07-01", "80", "50")
+    for name, text in (("v1.toml", first), ("v2.toml", later)):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    claims = [claim("A", "80", date="2024-03-01"), claim("B", "10", date="2024-08-01")]
+    want = {"A": {"relief": 8_000, "capped_by": None},  # 80 at 100%: rooms 1,000 and 100
+            "B": {"relief": 0, "capped_by": "annual_cap", "patient_pays": 1_000}}
+    by_ref = ref.settle([tomllib.loads(t) for t in (first, later)], claims)
+    for cid, fields in want.items():
+        assert {k: getattr(by_ref[cid], k) for k in fields} == fields, f"reference, claim {cid}"
+    got = {r.claim_id: r for r in medaid.settle([medaid.Claim.from_yuan(**c) for c in claims],
+                                                 medaid.load_rules(tmp_path))}
+    for cid, fields in want.items():
+        assert {k: getattr(got[cid], k) for k in fields} == fields, f"medaid, claim {cid}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -102,6 +102,9 @@ def capped(inc: int, limits: tuple[tuple[int | None, str], ...], s: int) -> tupl
     infinite, and ``capped_by`` naming the limit the relief came down to: the first of
     ``limits`` (in the order given: ``annual_cap``, the cap pools as ``cap:NAME``,
     ``claim_cap``), then ``self_pay``, on a tie; ``None`` when nothing was taken off ``inc``.
+    A tie is counted on the relief a limit leaves (``max(0, limit)``): a room below zero (a cap
+    pool whose annual amount a later version lowered under what was already granted) ties with
+    a room of zero, and the first of them is named.
 
     The plan's compiled closure (:meth:`Schedule.relieve_raw`) is this rule specialised to the
     limits ``annual_cap − G``, ``claim_cap`` and ``s`` (plans without cap pools)."""
@@ -109,6 +112,8 @@ def capped(inc: int, limits: tuple[tuple[int | None, str], ...], s: int) -> tupl
     for limit, name in limits:
         if limit is not None and limit < relief:
             relief, by = limit, name
+            if relief <= 0:  # no later limit can leave less than nothing
+                break
     if s < relief:
         relief, by = s, CAP_SELF_PAY
     if relief < 0:
