@@ -6,6 +6,15 @@ schema in one throwaway PostgreSQL cluster per session, started by :mod:`tests.p
 afterwards); it gives the ledger's location (a path or a URL, what ``open_ledger`` and
 ``--ledger`` take) and raw access for the tests that alter a ledger behind its back.  The
 PostgreSQL cases are skipped, saying why, only when PostgreSQL is not installed (CI installs it).
+
+``spark`` is the one local Spark session of the test session (the Spark modules skip themselves
+when pyspark or Java is absent, before asking for it).
+
+Under pytest-xdist (``make test`` runs ``-n 2 --dist loadfile``) every test module is one unit of
+work, run whole by one worker, and the three Spark modules are one unit (below).  Session-scoped
+fixtures are per worker: each worker starts its own PostgreSQL cluster (a fresh temporary folder
+and unix socket, no port) and its own Spark session if it runs a test that asks for one;
+``tmp_path`` folders are per worker (pytest-xdist's basetemp).
 """
 
 from __future__ import annotations
@@ -26,6 +35,65 @@ from pgcluster import Cluster, find_bin  # noqa: E402
 
 BACKENDS = ("sqlite", "postgresql")
 _schemas = itertools.count(1)
+
+
+# The suite in parallel (pytest-xdist; `make test` passes ``-n 2 --dist loadfile``).  Each test
+# module is one unit of work, run whole by one worker, so that its module-scoped fixtures are made
+# once (tests/test_county_year.py walks a whole year per backend in one); the three Spark modules
+# are one unit, so that one worker starts a JVM.  The units start longest first (the slowest,
+# named below, measured with --durations; then by their number of tests), so that no long module
+# is left for the end while the other worker idles.  None of this changes what runs.
+SLOW_FIRST = ("spark", "tests/test_service_server.py", "tests/test_docs.py", "tests/test_service_schema.py",
+              "tests/test_county_year.py", "tests/test_ledger_concurrency.py", "tests/test_ledger_stateful.py")
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work of a test: its module, or ``spark`` for the Spark modules."""
+    module = nodeid.split("::", 1)[0]
+    return "spark" if Path(module).name.startswith("test_spark") else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, with the Spark modules one unit and the units in the order the
+    workers collected them (below)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ModuleScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False
+    return ModuleScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a pytest-xdist worker (every worker sorts alike): the units in :data:`SLOW_FIRST`
+    first, then the others by their number of tests; a unit's tests keep their order."""
+    if not hasattr(config, "workerinput"):
+        return
+    units = [work_unit(item.nodeid) for item in items]
+    count = {u: units.count(u) for u in set(units)}
+    first = {u: i for i, u in reversed(list(enumerate(units)))}
+
+    def rank(u: str) -> tuple[int, int, int]:
+        return (SLOW_FIRST.index(u) if u in SLOW_FIRST else len(SLOW_FIRST), -count[u], first[u])
+
+    order = sorted(range(len(items)), key=lambda i: (rank(units[i]), i))
+    items[:] = [items[i] for i in order]
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local Spark session (``local[2]``) for every Spark test of this process: the JVM and
+    its context start once."""
+    from medaid.spark.job import spark_session
+
+    session = spark_session("local[2]", **{"spark.sql.shuffle.partitions": "4"})
+    yield session
+    session.stop()
 
 
 @pytest.fixture(scope="session")

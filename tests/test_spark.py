@@ -1,8 +1,8 @@
 """The Spark path gives the local batch's fen on every claim (issue 6,
 docs/calculation.md and README.md#reliability).
 
-One local Spark session (``local[2]``) serves the module.  Claim sets are generated with a
-fixed seed so that annual caps and claim caps bind, several plans share a pool, two rule
+One local Spark session (``local[2]``, the ``spark`` fixture of conftest.py) serves the module.
+Claim sets are generated with a fixed seed so that annual caps and claim caps bind, several plans share a pool, two rule
 versions meet inside a benefit year (the scheme's benefit year starts in April, so the 2024
 version's first quarter still counts into the 2023 benefit year), and bad rows are mixed in.
 Expected values come from the local path (``columnar.settle_frame``) and from the scalar engine
@@ -31,7 +31,7 @@ from polars.testing import assert_frame_equal  # noqa: E402
 import medaid  # noqa: E402
 from medaid.batch.columnar import settle_frame  # noqa: E402
 from medaid.io.columns import RESULT_FIELDS  # noqa: E402
-from medaid.spark.job import main, run_batch, settle_spark, spark_session  # noqa: E402
+from medaid.spark.job import main, run_batch, settle_spark  # noqa: E402
 from test_columnar import books_and_claims, frame_of, load_texts  # noqa: E402
 from test_opening import per_claim  # noqa: E402
 
@@ -112,13 +112,6 @@ annual_cap = "2000"
 claim_cap = "500"
 brackets = [ { from = "100", rate = "0.55" } ]
 """
-
-
-@pytest.fixture(scope="module")
-def spark():
-    session = spark_session("local[2]", **{"spark.sql.shuffle.partitions": "4"})
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")

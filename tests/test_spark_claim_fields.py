@@ -13,14 +13,9 @@ pytest.importorskip("pyspark", reason="pyspark is not installed (pip install 'me
 if shutil.which("java") is None and not __import__("os").environ.get("JAVA_HOME"):
     pytest.skip("Java is not installed: Spark needs a JVM (Java 17)", allow_module_level=True)
 
-from medaid.spark.job import read_claims, spark_session  # noqa: E402
+from medaid.spark.job import read_claims  # noqa: E402
 
 LEVEL = {"level": ("hospital_level", "医院等级")}
-
-
-@pytest.fixture(scope="module")
-def spark():
-    return spark_session("local[2]", **{"spark.sql.shuffle.partitions": "2"})
 
 
 def test_the_spark_reader_reads_household_non_compliant_and_attribute_columns(spark, tmp_path):

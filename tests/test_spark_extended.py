@@ -33,16 +33,9 @@ from medaid.domain.rules import load_rules  # noqa: E402
 from medaid.io.columns import EXTENDED_RESULT_FIELDS, RESULT_FIELDS  # noqa: E402
 from medaid.io.results import read_results  # noqa: E402
 from medaid.io.writers import write_frame  # noqa: E402
-from medaid.spark.job import run_batch, spark_session  # noqa: E402
+from medaid.spark.job import run_batch  # noqa: E402
 from strategies_schemes import load, scheme_claims, scheme_rule_sets, toml_text  # noqa: E402
 from test_batch_extended import WORKED, WORKED_CSV, WORKED_RULES  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def spark():
-    session = spark_session("local[2]", **{"spark.sql.shuffle.partitions": "4"})
-    yield session
-    session.stop()
 
 
 def many_households(seed: int, households: int = 60) -> str:
