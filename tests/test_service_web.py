@@ -24,6 +24,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from extended_books import HEAD, cap_pool  # noqa: E402
 from medaid.service.app import create_app  # noqa: E402
 from medaid.service.store import Settings, open_ledger  # noqa: E402
 from medaid.service.tokens import TokenStore  # noqa: E402
@@ -306,25 +307,11 @@ def test_a_clerk_signs_in_settles_prints_the_receipt_looks_up_and_reverses(brows
 #: Key recipients' stays: 80% above 1,000 yuan at a level-1 or level-2 hospital (一级, 二级), 70% at
 #: a level-3 one (三级), whose plan has a second stage counting the non-compliant cost (50% of the
 #: year's burden above 5,000); both bound by a household cap pool of 10,000 a year.
-LEVELS = '''id = "levels"
-version = "1"
-valid_from = 2024-01-01
-rounding = { unit = "fen", method = "half-up" }
-
-[groups]
-key = ["特困人员"]
-
-[kinds]
-inpatient = ["住院"]
-
+LEVELS = HEAD.replace('id = "worked"', 'id = "levels"') + '''
 [attributes.level]
 title = "医院等级"
 values = { primary = ["一级"], secondary = ["二级"], tertiary = ["三级"] }
-
-[caps.household]
-annual = "10000"
-per = "household"
-
+''' + cap_pool("household", "10000", "household") + '''
 [[plans]]
 name = "lower-levels"
 match = { group = ["key"], kind = ["inpatient"], level = ["primary", "secondary"] }
