@@ -54,11 +54,33 @@ def decimal_ids(col: pl.Series) -> pl.Series | None:
     """``col``'s values as ``UInt64`` numbers when every one is the plain decimal text of its
     number (no sign, no leading zero, no space: the number written back is the text), so that
     two values are equal exactly when their numbers are; else ``None``.  (One cast and its
-    check: at 1 M ids 0.026 s of CPU.)"""
+    check.)
+
+    The check: the cast takes at most an optional sign, leading zeros and the digits, so the
+    text is the number's own exactly when it has as many bytes as the number has digits
+    (``10**(L-1) <= number < 10**L`` for a text of ``L`` bytes; ``0 <= number < 10`` for one
+    byte).  Writing every number back as text to compare took four times as long (at 10 M
+    ids 0.23 s of CPU against 0.05 s, one width)."""
     if col.dtype != pl.String or not col.len() or col.null_count():
         return None
     number = col.cast(pl.UInt64, strict=False)
-    if number.null_count() or not (number.cast(pl.String) == col).all():
+    if number.null_count():
+        return None
+    # bytes → the least and the first number too large for so many digits (no u64 has 21)
+    least = [0, 0] + [10 ** (k - 1) for k in range(2, 21)] + [2**64 - 1]
+    above = [0] + [10**k for k in range(1, 20)] + [2**64 - 1, 0]
+    size = col.str.len_bytes().clip(upper_bound=len(least) - 1)
+    short, long = size.min(), size.max()
+    assert isinstance(short, int) and isinstance(long, int)
+    if short == long:  # (ids of one width, as most systems number them: no table to look up)
+        low: pl.Series | int = least[short]
+        high: pl.Series | int = above[short]
+    else:
+        low = pl.Series(least, dtype=pl.UInt64).gather(size)
+        high = pl.Series(above, dtype=pl.UInt64).gather(size)
+    # (20 digits: 10**19 ≤ number ≤ 2**64 − 1, the largest; so ``<`` for up to 19, ``≤`` at 20)
+    fits = (number >= low) & ((number < high) | ((size == 20) & (number <= high)))
+    if not fits.all():
         return None
     return number
 
