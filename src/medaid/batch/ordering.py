@@ -313,10 +313,12 @@ def unpermute(held: list[pl.DataFrame], inv: pl.Series) -> pl.DataFrame:
     # a gather from many chunks looks each index's chunk up (at 10 M rows, 0.7 s for the six
     # columns against 0.35 s).  Two columns at a time (gathered in parallel), each one freed
     # once put back: peak memory grows by two columns, not by a copy of all of them.
+    # A column is taken out of the list as it is made one piece, so its pieces are freed before
+    # the gather, not after (at 10 M claims the settlement's peak, 1,609 → 1,399–1,432 MiB).
     cols = held.pop().get_columns()
     done: list[pl.Series] = []
     while cols:
-        pair, cols = cols[:2], cols[2:]
-        done.extend(pl.DataFrame([c.rechunk() for c in pair]).select(pl.all().gather(inv)).get_columns())
+        pair = [cols.pop(0).rechunk() for _ in range(min(2, len(cols)))]
+        done.extend(pl.DataFrame(pair).select(pl.all().gather(inv)).get_columns())
         del pair
     return pl.DataFrame(done)

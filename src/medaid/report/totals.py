@@ -259,13 +259,16 @@ def _persons(keyed: "pl.LazyFrame", dims: dict[str, dict[int, Any]], M: int, H: 
     if width <= MASK_BITS:
         # each person's bits: a lookup of each part's bit, added (the bits are distinct)
         names = [(dim, v) for dim, values in dims.items() for v in sorted(values)]  # bit j
+        # the narrowest word that holds the bits: the grouping keeps one per row and person
+        # (at 10 M claims, 14 bits: 2 bytes a row instead of 8; the totals' transient 219 → 153 MiB)
+        word = next(t for t, b in ((pl.UInt16, 16), (pl.UInt32, 32), (pl.UInt64, 64)) if len(names) <= b)
         mask: Any = None
         for dim, values in dims.items():
             table = [0] * (max(values) + 1)
             for j, (d, v) in enumerate(names):
                 if d == dim:
                     table[v] = 1 << j
-            bit = pl.lit(pl.Series(table, dtype=pl.UInt64)).gather(parts[dim])
+            bit = pl.lit(pl.Series(table, dtype=word)).gather(parts[dim])
             mask = bit if mask is None else mask + bit
         # each person's bits over all claims, and over its annual-cap claims alone: two
         # groupings, the second of the few capped rows only (one grouping of every row with a
