@@ -295,10 +295,11 @@ def same_as_previous(s: pl.Series) -> pl.Series:
     return pl.concat([pl.Series([False]), eq.fill_null(False)])
 
 
-def permuted(col: pl.Series, perm: pl.Series | None) -> pl.Series:
-    """``col`` in processing order (as it is when ``perm`` is ``None``), one contiguous piece."""
-    col = col.rechunk()
-    return col if perm is None else col.gather(perm)
+def permuted(cols: dict[str, pl.Series], perm: pl.Series | None) -> pl.DataFrame:
+    """The columns ``cols`` (name → column) in processing order (as they are when ``perm`` is
+    ``None``), each one contiguous piece; the columns are gathered in parallel."""
+    frame = pl.DataFrame([c.rechunk().alias(name) for name, c in cols.items()])
+    return frame if perm is None else frame.select(pl.all().gather(perm))
 
 
 def inverse(perm: pl.Series, n: int) -> pl.Series:

@@ -132,15 +132,12 @@ def settle_frame(
     # --- arithmetic in processing order ------------------------------------------------------
     # (the way back to input order is worked out alongside)
     inverse = None if perm is None else on_the_side(ordering.inverse, perm, n, name="medaid-inverse")
-    work = pl.DataFrame({
-        "s": ordering.permuted(placed["self_pay"], perm),
-        "p": ordering.permuted(keys["__p"], perm),
-        "b": start,
-    })
+    taken = {"s": placed["self_pay"], "p": keys["__p"]}
     if seed is not None:
-        work = work.with_columns(ordering.permuted(seed["c0"], perm).alias("c0"),
-                                 ordering.permuted(seed["g0"], perm).alias("g0"))
+        taken |= {"c0": seed["c0"], "g0": seed["g0"]}
         del seed
+    work = ordering.permuted(taken, perm).with_columns(start.alias("b"))
+    del taken
     mark("gather")
     res, seq = arithmetic.in_slices(work, t, need)
     mark("arithmetic")
