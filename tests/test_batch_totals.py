@@ -142,6 +142,29 @@ def test_a_person_counted_once_per_table_row_however_many_claims() -> None:
     assert [(r["hospital"], r["relief"]) for r in s["by_hospital"]] == [("H1", 0), ("H2", 1400_00), (None, 0)]
 
 
+@pytest.mark.parametrize("numbers", [[0, 0, 1], [7, 7, 2], [2**33, 2**33, 5]])
+def test_persons_numbered_by_the_sort_are_counted_by_a_table_or_by_grouping(numbers: list[int]) -> None:
+    """Numbers 0, 0, 1 and 7, 7, 2 are few enough for a table of them (one bit a number), 2³³ is
+    not (grouped instead): the counts are the hand-counted ones either way.  P1 has two claims in
+    January, one at the annual cap; P2 one in February."""
+    rows = [
+        {"person_id": "P1", "date": dt.date(2024, 1, 5), "self_pay": 1000_00, "relief": 0,
+         "patient_pays": 1000_00, "capped_by": None, "plan": "key", "hospital": "H1"},
+        {"person_id": "P1", "date": dt.date(2024, 1, 9), "self_pay": 3000_00, "relief": 1400_00,
+         "patient_pays": 1600_00, "capped_by": "annual_cap", "plan": "key", "hospital": "H2"},
+        {"person_id": "P2", "date": dt.date(2024, 2, 1), "self_pay": 500_00, "relief": 0,
+         "patient_pays": 500_00, "capped_by": None, "plan": "other", "hospital": None},
+    ]
+    s = summarise(_frame(rows, False, True), pl.Series(numbers, dtype=pl.UInt64))
+    assert (s["total"]["persons"], s["total"]["persons_at_annual_cap"]) == (2, 1)
+    assert [(r["plan"], r["persons"], r["persons_at_annual_cap"]) for r in s["by_plan"]] == [
+        ("key", 1, 1), ("other", 1, 0)]
+    assert [(r["month"], r["persons"], r["persons_at_annual_cap"]) for r in s["by_month"]] == [
+        ("2024-01", 1, 1), ("2024-02", 1, 0)]
+    assert [(r["hospital"], r["persons"], r["persons_at_annual_cap"]) for r in s["by_hospital"]] == [
+        ("H1", 1, 0), ("H2", 1, 1), (None, 1, 0)]
+
+
 @settings(max_examples=50, deadline=None)
 @given(case=result_rows(), cut=st.integers(0, 60))
 def test_partial_sums_of_partitions_combine_into_the_totals_of_the_whole(case, cut: int) -> None:
