@@ -124,15 +124,19 @@ def test_person_numbers_must_cover_every_row() -> None:
         summarise(_frame(rows, False, False), pl.Series([1, 2], dtype=pl.UInt64))
 
 
+#: P1: two claims in January, the second at the annual cap; P2: one in February.
+TWO_PERSONS = [
+    {"person_id": "P1", "date": dt.date(2024, 1, 5), "self_pay": 1000_00, "relief": 0,
+     "patient_pays": 1000_00, "capped_by": None, "plan": "key", "hospital": "H1"},
+    {"person_id": "P1", "date": dt.date(2024, 1, 9), "self_pay": 3000_00, "relief": 1400_00,
+     "patient_pays": 1600_00, "capped_by": "annual_cap", "plan": "key", "hospital": "H2"},
+    {"person_id": "P2", "date": dt.date(2024, 2, 1), "self_pay": 500_00, "relief": 0,
+     "patient_pays": 500_00, "capped_by": None, "plan": "other", "hospital": None},
+]
+
+
 def test_a_person_counted_once_per_table_row_however_many_claims() -> None:
-    rows = [
-        {"person_id": "P1", "date": dt.date(2024, 1, 5), "self_pay": 1000_00, "relief": 0,
-         "patient_pays": 1000_00, "capped_by": None, "plan": "key", "hospital": "H1"},
-        {"person_id": "P1", "date": dt.date(2024, 1, 9), "self_pay": 3000_00, "relief": 1400_00,
-         "patient_pays": 1600_00, "capped_by": "annual_cap", "plan": "key", "hospital": "H2"},
-        {"person_id": "P2", "date": dt.date(2024, 2, 1), "self_pay": 500_00, "relief": 0,
-         "patient_pays": 500_00, "capped_by": None, "plan": "other", "hospital": None},
-    ]
+    rows = TWO_PERSONS
     s = summarise(_frame(rows, True, True))
     assert (s["total"]["claims"], s["total"]["persons"], s["total"]["persons_at_annual_cap"]) == (3, 2, 1)
     assert s["total"]["relief_share"] == "31.11%"  # 1,400 of 4,500 yuan
@@ -147,14 +151,7 @@ def test_persons_numbered_by_the_sort_are_counted_by_a_table_or_by_grouping(numb
     """Numbers 0, 0, 1 and 7, 7, 2 are few enough for a table of them (one bit a number), 2³³ is
     not (grouped instead): the counts are the hand-counted ones either way.  P1 has two claims in
     January, one at the annual cap; P2 one in February."""
-    rows = [
-        {"person_id": "P1", "date": dt.date(2024, 1, 5), "self_pay": 1000_00, "relief": 0,
-         "patient_pays": 1000_00, "capped_by": None, "plan": "key", "hospital": "H1"},
-        {"person_id": "P1", "date": dt.date(2024, 1, 9), "self_pay": 3000_00, "relief": 1400_00,
-         "patient_pays": 1600_00, "capped_by": "annual_cap", "plan": "key", "hospital": "H2"},
-        {"person_id": "P2", "date": dt.date(2024, 2, 1), "self_pay": 500_00, "relief": 0,
-         "patient_pays": 500_00, "capped_by": None, "plan": "other", "hospital": None},
-    ]
+    rows = TWO_PERSONS
     s = summarise(_frame(rows, False, True), pl.Series(numbers, dtype=pl.UInt64))
     assert (s["total"]["persons"], s["total"]["persons_at_annual_cap"]) == (2, 1)
     assert [(r["plan"], r["persons"], r["persons_at_annual_cap"]) for r in s["by_plan"]] == [
