@@ -9,6 +9,7 @@ by hand.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from medaid.batch.settle import settle_frame
 from medaid.io.columns import EXTENDED_RESULT_FIELDS, RESULT_FIELDS
 from medaid.io.results import read_results
 from strategies_schemes import claims_refused, load, raw_claims, scheme_rule_sets
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -186,6 +189,40 @@ def test_the_worked_examples_come_out_of_medaid_batch_as_by_hand(worked, tmp_pat
     assert dict(zip(got["claim_id"], got["level"]))["I2"] == "三级"  # as given (the plan records the code)
     # relief stays the total; the second stage's part is shown apart
     assert "second-stage relief" in stdout and "4,050.00" in stdout  # 850 + 1,850 + 1,350
+
+
+def test_the_totals_count_the_persons_a_cap_pool_stopped_as_the_report_does(worked, tmp_path):
+    """By hand from WORKED: a cap pool cut I2 and O2 (PA, cap:medical), C2 (S) and C3 (M,
+    cap:household): 3 persons; no claim reached an annual cap.  The same count in the printed
+    totals, the JSON, the run manifest and the report of the results."""
+    rules, claims = worked
+    out = tmp_path / "results.csv"
+    code, stdout, stderr = batch("batch", str(claims), "-o", str(out), "--rules", str(rules), "--json")
+    assert code == 0, stderr
+    total = json.loads(stdout)["total"]
+    assert (total["persons_at_cap_pool"], total["persons_at_annual_cap"], total["persons"]) == (3, 0, 5)
+    manifest = json.loads((tmp_path / "results.csv.manifest.json").read_text(encoding="utf-8"))
+    assert (manifest["totals"]["persons_at_cap_pool"], manifest["totals"]["persons_at_annual_cap"]) == (3, 0)
+    code, stdout, _ = batch("batch", str(claims), "-o", str(out), "--rules", str(rules), "--lang", "zh")
+    assert code == 0
+    assert ["受共享限额约束的人数", "3"] in [line.split() for line in stdout.splitlines()]
+    code, stdout, _ = batch("report", str(out), "--json")
+    figures = {f["key"]: f["value"] for f in json.loads(stdout)["figures"]}
+    assert figures["persons_at_cap_pool"] == 3
+
+
+def test_plain_rules_totals_have_no_cap_pool_count(tmp_path):
+    """Rules without the extended rules: the totals, JSON and manifest as before (no key, no line)."""
+    claims = tmp_path / "claims.csv"
+    claims.write_text("claim_id,person_id,date,self_pay,group,kind\n"
+                      "P1,X,2024-03-01,30000,key,inpatient\n", encoding="utf-8")
+    out = tmp_path / "results.csv"
+    code, stdout, stderr = batch("batch", str(claims), "-o", str(out), "--rules", str(ROOT / "rules"), "--json")
+    assert code == 0, stderr
+    assert "persons_at_cap_pool" not in stdout and "second_relief" not in stdout
+    assert "persons_at_cap_pool" not in (tmp_path / "results.csv.manifest.json").read_text(encoding="utf-8")
+    code, stdout, _ = batch("batch", str(claims), "-o", str(out), "--rules", str(ROOT / "rules"))
+    assert code == 0 and "cap pool" not in stdout
 
 
 def test_worked_examples_in_json_lines_and_parquet_carry_second_relief_as_yuan(worked, tmp_path):

@@ -65,14 +65,15 @@ def test_a_recalculation_is_private(tmp_path):
     assert mode(out) == 0o600
 
 
-def test_the_ledger_and_its_wal_and_shm_are_private(tmp_path):
+def test_the_ledger_its_wal_and_shm_and_its_writers_queue_are_private(tmp_path):
     book = medaid.load_rules(RULES)
     path = tmp_path / "desk.sqlite3"
     with Ledger(path) as lg:
         lg.settle(medaid.Claim(claim_id="C1", person_id=ID, date="2024-05-03", self_pay=100,
                                group="key", kind="inpatient"), book)
         files = sorted(tmp_path.iterdir())
-        assert [f.name for f in files] == ["desk.sqlite3", "desk.sqlite3-shm", "desk.sqlite3-wal"]
+        assert [f.name for f in files] == ["desk.sqlite3", "desk.sqlite3-shm", "desk.sqlite3-wal",
+                                           "desk.sqlite3.writers"]
         assert {mode(f) for f in files} == {0o600}
 
 

@@ -238,3 +238,49 @@ def test_desks_opening_while_another_process_checkpoints_are_never_refused(tmp_p
     assert child.returncode == 0, err
     assert int(out) > 10 and opened > 50
     assert refused == [], f"{len(refused)} of {opened + len(refused)} openings refused: {refused[0]}"
+
+
+# -- the writers' queue -----------------------------------------------------------------------
+
+HOLDER = r"""
+import sys, time
+from medaid.ledger.ledger import Ledger
+path, hold, gap, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+with Ledger(path, busy_timeout=60) as lg:
+    end, first = time.monotonic() + seconds, True
+    while time.monotonic() < end:
+        with lg._transaction():  # a desk's write transaction, held as long as a slow one
+            if first:
+                print("holding", flush=True)
+                first = False
+            time.sleep(hold)
+        time.sleep(gap)  # what a desk does between two settlements
+"""
+
+
+def test_a_waiting_desk_gets_in_between_the_transactions_of_a_desk_that_keeps_writing(tmp_path):
+    """A desk keeps the ledger busy: write transactions of 0.8 s each, 5 ms apart, for 4.5 s.
+    Another desk settling meanwhile (busy timeout 3 s) must get in at one of the first gaps.
+    SQLite alone would not let it: a desk that finds the file locked sleeps and tries again
+    (up to 100 ms apart), and meets a 5 ms gap in 805 ms about once in 160 tries, ~40 tries
+    in 3 s: refused as busy about 4 times in 5 (the four desks above, under load, met that
+    too).  In the writers' queue the waiting desk is woken when the holder lets go."""
+    import medaid
+
+    book = medaid.load_rules(ROOT / "rules")
+    path = tmp_path / "desk.sqlite3"
+    Ledger(path).close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), "0.8", "0.005", "4.5"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "holding\n", holder.stderr
+        with Ledger(path, busy_timeout=3.0) as lg:
+            start = time.monotonic()
+            r = lg.settle(medaid.Claim(claim_id="W1", person_id="P1", date="2024-05-03", self_pay=500_000,
+                                       group="key", kind="inpatient"), book)
+            waited = time.monotonic() - start
+        assert r.entry.relief == PER_CLAIM
+        assert waited < 3.0
+    finally:
+        _, err = holder.communicate(timeout=60)
+    assert holder.returncode == 0, err

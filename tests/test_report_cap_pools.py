@@ -44,6 +44,12 @@ def report(results: Path, *args: str) -> str:
     return r.output
 
 
+def ledger_report(ledger: Path, *args: str) -> str:
+    r = CliRunner().invoke(main, ["report", "--ledger", str(ledger), *args])
+    assert r.exit_code == 0, r.output
+    return r.output
+
+
 def rows(text: str) -> list[list[str]]:
     return [ln.split() for ln in text.splitlines()]
 
@@ -108,3 +114,36 @@ def test_results_without_the_new_rules_have_no_cap_pool_line(tmp_path):
     assert r.exit_code == 0, r.output
     keys = [f["key"] for f in json.loads(report(out, "--json"))["figures"]]
     assert "persons_at_annual_cap" in keys and "persons_at_cap_pool" not in keys
+
+
+def test_a_ledger_report_counts_the_persons_a_cap_pool_stopped_as_the_results_file_does(results, tmp_path):
+    """The county year recorded into an empty ledger (``medaid batch --ledger --record``): the
+    report of the ledger has the cap-pool line with the hand figures above, 4 persons (3 by
+    ``medical``, 1 by ``household``), and the same capped-by table and second-stage figures as the
+    report of the results file.  A ledger of the plain rules has no such line."""
+    ledger = tmp_path / "county.sqlite3"
+    r = CliRunner().invoke(main, ["batch", str(CLAIMS), "--rules", str(RULES), "--ledger", str(ledger),
+                                  "--record", "-o", str(tmp_path / "recorded.csv")])
+    assert r.exit_code == 0, r.output
+    from_ledger = json.loads(ledger_report(ledger, "--json"))
+    figures = {f["key"]: f["value"] for f in from_ledger["figures"]}
+    assert (figures["persons_at_cap_pool"], figures["persons_at_annual_cap"], figures["capped_claims"]) == (4, 0, 7)
+    capped = {r["capped_by"]: (r["claims"], r["persons"], r["relief"]) for r in from_ledger["tables"]["capped"]["rows"]}
+    assert capped == {"cap:household": (2, 1, "14000.00"), "cap:medical": (4, 3, "146870.00"),
+                      "self_pay": (1, 1, "3000.00")}
+    from_file = json.loads(report(results, "--json"))
+    second = ("second_relief_total", "second_relief_claims", "relief_total", "persons_at_cap_pool")
+    assert {f["key"]: f["value"] for f in from_file["figures"] if f["key"] in second} == \
+        {k: v for k, v in figures.items() if k in second}
+    assert ["Persons", "stopped", "by", "a", "cap", "pool", "4"] in [ln[:7] for ln in rows(ledger_report(ledger))]
+
+    plain = tmp_path / "plain.sqlite3"
+    claims = tmp_path / "plain.csv"
+    claims.write_text("claim_id,person_id,date,self_pay,group,kind\nP1,X,2024-03-01,30000,key,inpatient\n",
+                      encoding="utf-8")
+    r = CliRunner().invoke(main, ["batch", str(claims), "--rules", str(ROOT / "rules"), "--ledger", str(plain),
+                                  "--record", "-o", str(tmp_path / "plain.results.csv")])
+    assert r.exit_code == 0, r.output
+    keys = [f["key"] for f in json.loads(ledger_report(plain, "--json"))["figures"]]
+    assert "persons_at_annual_cap" in keys and "persons_at_cap_pool" not in keys
+    assert "second_relief_total" not in keys

@@ -513,12 +513,13 @@ def test_spark_writes_the_columns_asked_a_short_rule_hash_and_a_manifest(spark, 
     assert {r["file"].rsplit("/", 1)[-1]: r["sha256"] for r in m["rules"]} == digests
     assert m["reconciliation"]["line"] == "rows read 9 = settled 5 + rejected 4"
     assert m["totals"]["relief"] == 10550_00 + 9450_00 + 5000_00 + 195_00 + 800_00
+    assert "persons_at_cap_pool" not in m["totals"]  # plain rules: no such total (docs/batch.md, Totals)
     assert m["outputs"]["columns"] == ["claim_id", "relief"] and m["options"]["engine"] == "spark"
     # rule_hash: 12 hex digits by default, the whole sha256 with full_rule_hash
     run_batch(str(src), str(full), str(rules_dir), on_error="skip", full_rule_hash=True)
     assert set(read_parts(full)["rule_hash"]) <= set(digests.values())
     short = run_batch(str(src), str(tmp_path / "short.csv"), str(rules_dir), on_error="skip")
-    assert short.settled == 5
+    assert short.settled == 5 and "persons_at_cap_pool" not in json.dumps(short.to_dict())
     assert set(read_parts(tmp_path / "short.csv")["rule_hash"]) <= {d[:12] for d in digests.values()}
     bad = CliRunner().invoke(main, ["batch", "--engine", "spark", str(src), "-o", str(tmp_path / "x"),
                                     "--rules", str(rules_dir), "--columns", "claim_id,nope"])

@@ -11,6 +11,7 @@ figures of the spec.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import tempfile
@@ -99,11 +100,17 @@ def test_spark_opens_from_earlier_results_as_the_local_batch(spark, tmp_path):
     write_frame(results_for_output(settle_file(first, book)), earlier)
     opening = opening_from([(str(earlier), read_results(earlier, required=OPENING_FIELDS))])
     out = tmp_path / "may.out.csv"
-    run_batch(str(later), str(out), str(rules), opening=opening, buckets=3)
+    summary = run_batch(str(later), str(out), str(rules), opening=opening, buckets=3)
     got = pl.concat([pl.read_csv(f, infer_schema=False) for f in sorted(out.glob("part-*.csv"))])
     # C3: 700.00 by its brackets, but March's C1 and C2 used the household's 10,000
     assert got.select("claim_id", "relief", "capped_by", "caps").rows() == [
         ("C3", "0.00", "cap:household", "household=0.00")]
+    # so its person M is stopped by a cap pool: 1 in the totals and the manifest (overall line only)
+    assert (summary.total.persons_at_cap_pool, summary.total.persons_at_annual_cap) == (1, 0)
+    assert summary.to_dict()["total"]["persons_at_cap_pool"] == 1
+    assert "persons_at_cap_pool" not in summary.to_dict()["by_plan"][0]
+    manifest = json.loads((tmp_path / "may.out.csv.manifest.json").read_text(encoding="utf-8"))
+    assert manifest["totals"]["persons_at_cap_pool"] == 1
 
 
 @settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))

@@ -14,8 +14,8 @@ Rules implemented (docs/batch.md, *Run manifest*):
   byte-order mark, encoding, sheet, mapping, opening files), ``outputs`` (the results file, its
   format and columns, the rejects file if any), ``reconciliation`` (the figures of
   :meth:`medaid.batch.run.BatchRun.counts` and the reconciliation line) and ``totals`` (claims,
-  persons, self-pay, relief, patient pays, claims capped, persons at annual cap; money as
-  integer fen).
+  persons, self-pay, relief, patient pays, claims capped, persons at annual cap, and for results
+  of the rules real schemes need persons stopped by a cap pool; money as integer fen).
 * The manifest holds no personal data: file names, counts, hashes and totals only.
 """
 
@@ -39,7 +39,7 @@ MANIFEST_SUFFIX = ".manifest.json"
 _HASH_BLOCK = 1 << 20
 #: The totals' measures the manifest carries (money in fen).
 TOTAL_KEYS = ("claims", "persons", "self_pay", "relief", "patient_pays", "claims_capped",
-              "persons_at_annual_cap")
+              "persons_at_annual_cap", "persons_at_cap_pool")
 
 
 def manifest_path(output: str | Path) -> Path:

@@ -317,7 +317,13 @@ class LedgerBase(ABC):
         A claim re-settled after a reversal (docs/calculation.md#reversals-re-settle-the-claims-after-them)
         gives its current result, that of its last adjustment (its relief net of adjustments),
         and its pool's position after it re-settled (the running sums of the claims before it
-        that stand)."""
+        that stand).
+        A claim of the rules real schemes need that a second stage or a cap pool counts (its row
+        has ``second_relief`` or ``caps``) also has ``second_relief`` (fen, 0 without a second
+        stage), as a batch's results of those rules have it: the report then shows the second
+        stage's relief and the persons a cap pool stopped from the ledger as from the results
+        file (docs/report.md, *Cap pools*).  Other claims have no such key (their results never
+        had the column)."""
         where = "WHERE e.entry = 'settlement' AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.reverses = e.seq)"
         params: tuple[Any, ...] = ()
         if year is not None:
@@ -335,6 +341,8 @@ class LedgerBase(ABC):
                 "bracket_relief": now.bracket_relief, "capped_by": now.capped_by, "bracket": now.bracket,
                 "ytd_self_pay": ytd.self_pay, "ytd_relief": ytd.relief,
                 "rule_set_id": now.rule_set_id, "rule_version": now.rule_version, "rule_hash": now.rule_hash,
+                **({"second_relief": now.second_relief or 0}
+                   if now.second_relief is not None or now.caps is not None else {}),
             }
 
     def _adjusted(self, year: int | None) -> dict[int, tuple[Entry, PoolState]]:

@@ -31,6 +31,13 @@ guarantees*; README.md *Reliability*):
 * Ids are tidied by :func:`medaid.domain.claims.tidy_id` wherever they come in (claims, look-ups).
 * The file is created ``0600`` (owner only: it holds ID numbers), and so are its ``-wal`` and
   ``-shm`` files; an existing file keeps its mode.
+* Writers queue (:func:`_queued`): each write transaction first takes an ``flock`` of
+  ``<ledger>.writers``, which the kernel gives to a waiting desk as soon as it is released; only
+  then ``BEGIN IMMEDIATE``.  SQLite alone makes a desk that finds the file locked sleep and try
+  again (1, 2, 5 … 100 ms): the desks that keep settling meanwhile take the lock in the gaps,
+  and under load one desk could wait out its whole busy timeout while the others settled
+  hundreds of claims (tests/test_ledger_concurrency.py).  A desk still gives up after the busy
+  timeout when no other desk lets go of the queue that long.
 * The file is opened in WAL mode with ``synchronous=FULL`` and a busy timeout.  A file that is
   not SQLite, is damaged, or belongs to another application is refused at open, and nothing is
   written to it.  Schema migrations are a small registry recorded in the file.
@@ -45,10 +52,11 @@ name) are in :mod:`medaid.ledger.schema`.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote as _urlquote
@@ -106,6 +114,7 @@ class Ledger(LedgerBase):
     ) -> None:
         self.path = Path(path)
         self._where = str(self.path)
+        self._busy_timeout = busy_timeout
         if synchronous.upper() not in ("FULL", "NORMAL", "OFF", "EXTRA"):
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
         self._con = self._open(create, busy_timeout)
@@ -223,32 +232,37 @@ class Ledger(LedgerBase):
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any error (nothing written)."""
+        """In the writers' queue (:func:`_queued`), ``BEGIN IMMEDIATE`` … ``COMMIT``; rolled
+        back on any error (nothing written)."""
         con = self._con
-        try:
-            con.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:
-            raise self._busy_or_damaged(e) from None
-        try:
-            yield con
-        except sqlite3.DatabaseError as e:
-            _rollback(con)
-            raise self._busy_or_damaged(e) from None
-        except BaseException:
-            _rollback(con)
-            raise
-        try:
-            con.execute("COMMIT")
-        except sqlite3.Error as e:
-            _rollback(con)
-            raise self._busy_or_damaged(e) from None
+        with _queued(self.path, self._busy_timeout, self._busy):
+            try:
+                con.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise self._busy_or_damaged(e) from None
+            try:
+                yield con
+            except sqlite3.DatabaseError as e:
+                _rollback(con)
+                raise self._busy_or_damaged(e) from None
+            except BaseException:
+                _rollback(con)
+                raise
+            try:
+                con.execute("COMMIT")
+            except sqlite3.Error as e:
+                _rollback(con)
+                raise self._busy_or_damaged(e) from None
+
+    def _busy(self) -> LedgerError:
+        return LedgerError(Problem(
+            "the ledger is busy (another desk held it too long); nothing was recorded, try again",
+            source=self._where))
 
     def _busy_or_damaged(self, e: Exception) -> LedgerError:
         text = str(e)
         if "locked" in text or "busy" in text:
-            return LedgerError(Problem(
-                "the ledger is busy (another desk held it too long); nothing was recorded, try again",
-                source=self._where))
+            return self._busy()
         return LedgerError(Problem(
             f"the ledger failed ({text}); nothing was recorded; run 'medaid ledger verify'",
             source=self._where))
@@ -370,6 +384,76 @@ def _create_private(path: Path) -> None:
         pass
     except OSError as e:
         raise LedgerError(Problem(f"cannot create the ledger ({e.strerror or e})", source=str(path))) from None
+
+
+#: What is appended to a ledger file's name for its writers' queue (:func:`_queued`).
+QUEUE_SUFFIX = ".writers"
+
+
+@contextmanager
+def _queued(path: Path, timeout: float, busy: Callable[[], LedgerError]) -> Iterator[None]:
+    """Hold the writers' queue of the ledger file ``path`` (an exclusive ``flock`` of
+    ``<path>.writers``, created ``0600``) for the block; raise ``busy()`` when it is not ours
+    within ``timeout`` seconds.
+
+    A desk blocked in ``flock`` is woken when the holder lets go, so it takes the lock in the
+    holder's next gap, however short; SQLite's own waiting (sleeping up to 100 ms between tries)
+    misses most gaps of desks that keep settling.  The wait is made on a helper thread, so that
+    it can end at ``timeout``: an abandoned wait lets go of the lock the moment it gets it.
+    Each hold opens the file anew: a lock belongs to an open file, so two ledgers of one process
+    (a service's threads) queue as two processes do, and the lock goes when the file is closed,
+    or its process dies.  The queue file is not the ledger's (its POSIX locks are SQLite's alone,
+    :class:`_Openers`)."""
+    try:
+        fd = os.open(str(path) + QUEUE_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise LedgerError(Problem(f"cannot open the writers' queue ({e.strerror or e})",
+                                  source=str(path) + QUEUE_SUFFIX)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if not _wait_for_lock(fd, timeout):
+            raise busy() from None  # the fd is the waiting thread's now
+    except OSError:
+        os.close(fd)
+        raise
+    try:
+        yield
+    finally:
+        os.close(fd)  # lets go of the lock
+
+
+def _wait_for_lock(fd: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for an exclusive ``flock`` of ``fd`` (on a helper thread);
+    whether it is held.  When not, ``fd`` is the helper's to close: at once if its wait failed,
+    else when it gets the lock."""
+    guard = threading.Lock()
+    state: dict[str, bool | None] = {"got": None, "abandoned": False}
+    done = threading.Event()
+
+    def wait() -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            got = True
+        except OSError:
+            got = False
+        with guard:
+            if state["abandoned"]:
+                os.close(fd)
+                return
+            state["got"] = got
+        done.set()
+
+    threading.Thread(target=wait, name="medaid-ledger-queue", daemon=True).start()
+    done.wait(timeout)
+    with guard:
+        if state["got"]:
+            return True
+        if state["got"] is None:
+            state["abandoned"] = True  # the helper closes fd when its wait ends
+        else:
+            os.close(fd)
+        return False
 
 
 def _rollback(con: sqlite3.Connection) -> None:

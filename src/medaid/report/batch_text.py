@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..money import format_yuan
 from .labels import label, labels_of
+from .totals import AT_CAP_POOL
 
 if TYPE_CHECKING:
     from ..batch.recalc import Recalc
@@ -42,11 +43,12 @@ _COLS = ("claims", "persons", "self_pay", "relief", "patient_pays", "relief_shar
 
 def _total_rows(total: dict[str, Any]) -> tuple[str, ...]:
     """The rows of the totals table: :data:`_COLS`, with ``second_relief`` (second-stage
-    relief, part of relief) after ``relief`` when the total has it."""
+    relief, part of relief) after ``relief`` and ``persons_at_cap_pool`` last when the total
+    has them (:func:`medaid.report.totals.with_second_stage`)."""
     if "second_relief" not in total:
         return _COLS
     at = _COLS.index("relief") + 1
-    return (*_COLS[:at], "second_relief", *_COLS[at:])
+    return (*_COLS[:at], "second_relief", *_COLS[at:], *(k for k in (AT_CAP_POOL,) if k in total))
 
 
 def summary_tables(summary: dict[str, Any], lang: str = "en") -> str:

@@ -31,7 +31,7 @@ from ..money import format_percent, format_yuan, round_ratio
 from . import BY_CHOICES  # re-exported
 from .labels import label, value_label
 from .targets import Targets, TargetsError
-from .totals import polars_measure as measure
+from .totals import persons_at_cap_pool, polars_measure as measure
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterable, Mapping
@@ -431,10 +431,8 @@ def _second_aggs(present: bool) -> list["pl.Expr"]:
     if not present:
         return []
     col = pl.col(SECOND_RELIEF)
-    pooled = pl.col("capped_by").str.starts_with("cap:").fill_null(False)
     return [col.sum().alias("second_relief"), col.is_not_null().sum().alias("second_rows"),
-            (col > 0).sum().alias("second_claims"),
-            pl.when(pooled).then(pl.col("_pk")).drop_nulls().n_unique().alias("persons_at_cap_pool")]
+            (col > 0).sum().alias("second_claims"), persons_at_cap_pool(pl.col("_pk"))]
 
 
 def _second_figures(s: dict[str, Any], n: int) -> list[Figure]:

@@ -199,6 +199,7 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
     "totals.relief_share": ("relief share", "救助比例"),
     "totals.claims_capped": ("claims capped", "受限额约束单数"),
     "totals.persons_at_annual_cap": ("persons at annual cap", "达年度限额人数"),
+    "totals.persons_at_cap_pool": ("persons stopped by a cap pool", "受共享限额约束的人数"),
     "totals.plan": ("plan", "救助方案"),
     "totals.month": ("month", "月份"),
     "totals.hospital": ("hospital", "医疗机构"),

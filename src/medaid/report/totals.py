@@ -7,9 +7,12 @@ Rules implemented (docs/batch.md *Totals*):
   smaller: ``capped_by`` set), ``persons`` (distinct ``person_id``), ``persons_at_annual_cap``
   (distinct persons with a claim whose ``capped_by`` is ``annual_cap``) and ``relief_share``
   (Σ relief ÷ Σ self-pay as a percentage, two decimals, rounded half-up on exact integers by
-  :func:`medaid.money.format_percent`).  Results of a rule book with a second stage add
-  ``second_relief`` to the total (:func:`with_second_stage`): the part of ``relief`` the
-  second stage paid.
+  :func:`medaid.money.format_percent`).  Results of the rules real schemes need (they carry
+  ``second_relief``: cap pools, a second stage) add to the total (:func:`with_second_stage`)
+  ``second_relief``, the part of ``relief`` the second stage paid, and
+  ``persons_at_cap_pool``, distinct persons with a claim whose ``capped_by`` is a cap pool's
+  ``cap:NAME`` (:func:`persons_at_cap_pool`: the report's figure of that name is this
+  aggregation, docs/report.md *Cap pools*); other results' totals do not have them.
   :data:`SUMS` and :data:`DISTINCT` define them once; :func:`polars_measure` and
   :func:`spark_measure` translate a definition into a polars or a Spark aggregation.
 * Totals overall and by plan, by month (``YYYY-MM`` of the claim date) and by hospital (the
@@ -95,6 +98,33 @@ def polars_measure(name: str, person: "pl.Expr | None" = None) -> "pl.Expr":
 def at_cause(cause: str) -> "pl.Expr":
     """polars: the claim's relief was capped by ``cause`` (``capped_by == cause``, never null)."""
     return (pl.col("capped_by") == cause).fill_null(False)
+
+
+#: What ``capped_by`` starts with when a cap pool cut the relief (``cap:NAME``, docs/rules.md).
+CAP_POOL: Final = "cap:"
+#: The measure of the persons a cap pool stopped (:func:`persons_at_cap_pool`).
+AT_CAP_POOL: Final = "persons_at_cap_pool"
+
+
+def at_cap_pool() -> "pl.Expr":
+    """polars: the claim's relief was cut by a cap pool (``capped_by`` is ``cap:NAME``; never
+    null)."""
+    return pl.col("capped_by").cast(pl.String).str.starts_with(CAP_POOL).fill_null(False)
+
+
+def persons_at_cap_pool(person: "pl.Expr | None" = None) -> "pl.Expr":
+    """polars: distinct persons with a claim a cap pool cut (:func:`at_cap_pool`), aliased
+    :data:`AT_CAP_POOL`: the totals' and the report's one definition.  A line of its own, not
+    part of ``persons_at_annual_cap``.  ``person`` as in :func:`polars_measure`."""
+    who = pl.col("person_id") if person is None else person
+    return pl.when(at_cap_pool()).then(who).drop_nulls().n_unique().alias(AT_CAP_POOL)
+
+
+def spark_persons_at_cap_pool() -> Any:
+    """The Spark aggregation of :func:`persons_at_cap_pool` (the same definition)."""
+    from pyspark.sql import functions as F
+
+    return F.countDistinct(F.when(F.col("capped_by").startswith(CAP_POOL), F.col("person_id"))).alias(AT_CAP_POOL)
 
 
 def spark_measure(name: str) -> Any:
@@ -241,11 +271,15 @@ def summarise(results: "pl.DataFrame", persons: "pl.Series | None" = None) -> di
 
 
 def with_second_stage(summary: dict[str, Any], results: "pl.DataFrame") -> dict[str, Any]:
-    """The summary with ``second_relief`` (Σ second-stage relief, fen: part of ``relief``) in
-    its total, when the results carry the column (a rule book with a second stage,
-    docs/batch.md *Totals*); as it is otherwise."""
+    """The summary with ``second_relief`` (Σ second-stage relief, fen: part of ``relief``) and
+    ``persons_at_cap_pool`` (:func:`persons_at_cap_pool`) in its total, when the results carry
+    ``second_relief`` (the rules real schemes need, docs/batch.md *Totals*); as it is
+    otherwise."""
     if "second_relief" in results.columns:
-        summary["total"]["second_relief"] = int(results["second_relief"].sum() or 0)
+        total = summary["total"]
+        total["second_relief"] = int(results["second_relief"].sum() or 0)
+        person = pl.col(_PERSON) if _PERSON in results.columns else None
+        total[AT_CAP_POOL] = int(results.lazy().select(persons_at_cap_pool(person)).collect().item())
     return summary
 
 

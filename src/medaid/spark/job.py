@@ -43,7 +43,7 @@ from ..errors import ClaimError, MedaidError, Problem
 from ..io.attributes import attribute_titles, declared_attributes
 from ..io.columns import EXTENDED_RESULT_FIELDS, REQUIRED_FIELDS, RESULT_FIELDS, chosen_columns
 from ..io.validation import REJECT_COLUMNS, tidy_ids
-from ..report.totals import DIMS, DISTINCT, SUMS, combine, spark_measure
+from ..report.totals import AT_CAP_POOL, DIMS, DISTINCT, SUMS, combine, spark_measure, spark_persons_at_cap_pool
 from .frames import (
     BUCKET,
     CLAIM_TYPES,
@@ -363,21 +363,26 @@ def summarize(results: DataFrame) -> tuple[Totals, tuple[Totals, ...], tuple[Tot
     )
     long = results.select("person_id", "capped_by", F.explode(dims).alias("d"))
     distinct = [n for n, _ in DISTINCT]
+    # results of the rules real schemes need: the persons a cap pool stopped (the overall line)
+    pooled = "second_relief" in results.columns
     persons: dict[str, Any] = {d: {} for d in DIMS}
-    for r in long.groupBy("d.dim", "d.key").agg(*map(spark_measure, distinct)).collect():
+    at_pool = 0 if pooled else None  # (no rows: no total row)
+    aggs = [*map(spark_measure, distinct), *([spark_persons_at_cap_pool()] if pooled else [])]
+    for r in long.groupBy("d.dim", "d.key").agg(*aggs).collect():
         counts = tuple(int(r[n]) for n in distinct)
         if r["dim"] == "total":
             persons["total"] = counts
+            at_pool = int(r[AT_CAP_POOL]) if pooled else None
         else:
             persons[r["dim"]][r["key"]] = counts
     s = combine(cells, persons)
 
-    def totals(key: str | None, t: dict[str, Any]) -> Totals:
+    def totals(key: str | None, t: dict[str, Any], at_pool: int | None = None) -> Totals:
         return Totals(key, t["claims"], t["persons"], t["self_pay"], t["relief"], t["patient_pays"],
-                      t["claims_capped"], t["persons_at_annual_cap"])
+                      t["claims_capped"], t["persons_at_annual_cap"], at_pool)
 
     by_plan, by_month, by_hospital = (tuple(totals(r[d], r) for r in s[f"by_{d}"]) for d in DIMS)
-    return totals(None, s["total"]), by_plan, by_month, by_hospital
+    return totals(None, s["total"], at_pool), by_plan, by_month, by_hospital
 
 
 # --------------------------------------------------------------------------------------------
@@ -513,7 +518,7 @@ def _manifest(output_path: str, started: str, input_path: str, book: RuleBook, r
         started=started, inputs=inputs, rules=manifest.rule_entries(book), options=options,
         outputs=outputs,
         reconciliation={"rows_read": rows_read, "settled": settled, "rejected": rejected, "line": line},
-        totals={k: getattr(total, k) for k in manifest.TOTAL_KEYS}))
+        totals={k: getattr(total, k) for k in manifest.TOTAL_KEYS if getattr(total, k) is not None}))
 
 
 def __getattr__(name: str) -> Any:

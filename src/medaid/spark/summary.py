@@ -13,8 +13,11 @@ from typing import Any
 class Totals:
     """Totals of settled claims in fen: ``claims``, distinct ``persons``, ``self_pay``,
     ``relief`` and ``patient_pays``, ``claims_capped`` (relief reduced by a cap or by the
-    self-pay) and ``persons_at_annual_cap`` (persons who reached an annual cap); ``key`` names the
-    plan, month (YYYY-MM) or hospital (``None`` for the overall line)."""
+    self-pay), ``persons_at_annual_cap`` (persons who reached an annual cap) and, in the overall
+    line of results of the rules real schemes need (they carry ``second_relief``),
+    ``persons_at_cap_pool`` (persons a cap pool stopped: ``None`` otherwise, and then left out of
+    :meth:`Summary.to_dict`); ``key`` names the plan, month (YYYY-MM) or hospital (``None`` for
+    the overall line)."""
 
     key: str | None
     claims: int
@@ -24,6 +27,7 @@ class Totals:
     patient_pays: int
     claims_capped: int = 0
     persons_at_annual_cap: int = 0
+    persons_at_cap_pool: int | None = None
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,13 @@ class Summary:
     already_settled: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: amounts stay integers of fen."""
-        return asdict(self)
+        """JSON-ready: amounts stay integers of fen; a totals line without
+        ``persons_at_cap_pool`` (``None``) has no such key."""
+        out = asdict(self)
+        for t in (out["total"], *out["by_plan"], *out["by_month"], *out["by_hospital"]):
+            if t["persons_at_cap_pool"] is None:
+                del t["persons_at_cap_pool"]
+        return out
 
     def reconcile(self) -> str:
         """``rows read N = settled S (+ already settled A) + rejected R``, as the local batch
