@@ -52,7 +52,6 @@ name) are in :mod:`medaid.ledger.schema`.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import threading
@@ -60,6 +59,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote as _urlquote
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: the writers wait the way SQLite makes them
+    fcntl = None  # type: ignore[assignment]
 
 from ..errors import Problem
 from .backend import (
@@ -403,7 +407,10 @@ def _queued(path: Path, timeout: float, busy: Callable[[], LedgerError]) -> Iter
     Each hold opens the file anew: a lock belongs to an open file, so two ledgers of one process
     (a service's threads) queue as two processes do, and the lock goes when the file is closed,
     or its process dies.  The queue file is not the ledger's (its POSIX locks are SQLite's alone,
-    :class:`_Openers`)."""
+    :class:`_Openers`).  Where there is no ``flock`` (not POSIX), there is no queue."""
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
     try:
         fd = os.open(str(path) + QUEUE_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as e:
