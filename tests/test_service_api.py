@@ -365,6 +365,20 @@ def test_an_internal_error_is_named_by_its_kind_only(client, tokens, monkeypatch
     assert PERSON not in caplog.text and "ValueError" in caplog.text
 
 
+def test_while_serving_the_start_up_heap_is_out_of_the_collectors_passes(ledger, tokens):
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    with TestClient(create_app(Settings(str(ledger), str(RULES)))) as c:
+        frozen = gc.get_freeze_count()
+        # the rules, the application and its routes: tens of thousands of objects a full pass
+        # no longer walks, against the few a settlement leaves behind
+        assert frozen > 20_000
+        assert settle(c, tokens.desk_a).status_code == 201
+        assert len(gc.get_objects()) < frozen // 4
+    assert gc.get_freeze_count() == 0  # handed back when the service stops
+
+
 # -- tokens through the API --------------------------------------------------------------------
 
 

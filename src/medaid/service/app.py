@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import Problem
+from ..tuning import frozen_heap
 from . import models as m
 from .lang import accepted_language, language
 from .logs import masked
@@ -306,7 +307,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        with frozen_heap():  # what the process keeps for its life, out of the collector's passes
+            yield
         ledgers.close()
 
     app = FastAPI(
