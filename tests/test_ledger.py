@@ -108,6 +108,53 @@ def test_a_claim_no_plan_covers_is_refused_before_anything_is_written(ledger, bo
     assert count(ledger) == 0
 
 
+# -- an admission decided inside the settlement's transaction ------------------------------
+
+
+def _admission(sql, decide):
+    from medaid.ledger.backend import Admission
+
+    return Admission(sql, (), decide)
+
+
+def test_an_admission_reads_in_the_settlements_transaction_and_decides_hospital_and_desk(ledger, book):
+    seen = []
+
+    def decide(rows):
+        seen.append(rows)
+        return claim("C1", "30000", hospital="H9"), "t-desk"
+
+    receipt = ledger.settle(claim("C1", "30000"), book, desk="ignored",
+                            admit=_admission("SELECT 7, 'seven'", decide))
+    assert [list(map(tuple, r)) for r in seen] == [[(7, "seven")]]
+    assert (receipt.entry.hospital, receipt.entry.desk, receipt.entry.relief) == ("H9", "t-desk", 2_330_000)
+    # the same claim decided again is a replay of the row recorded with the decided hospital
+    again = ledger.settle(claim("C1", "30000"), book, admit=_admission("SELECT 1", lambda rows: (
+        claim("C1", "30000", hospital="H9"), "t-other")))
+    assert again.replayed and again.entry == receipt.entry and count(ledger) == 1
+
+
+def test_an_admission_that_refuses_writes_nothing(ledger, book):
+    class Refused(Exception):
+        pass
+
+    def refuse(rows):
+        raise Refused
+
+    with pytest.raises(Refused):
+        ledger.settle(claim("C1", "30000"), book, admit=_admission("SELECT 1", refuse))
+    assert count(ledger) == 0
+    # the locks were released with the rolled-back transaction: the claim settles at once
+    assert ledger.settle(claim("C1", "30000"), book).entry.seq == 1
+
+
+def test_an_admission_may_change_nothing_but_the_hospital(ledger, book):
+    for other in (claim("C2", "30000"), claim("C1", "30001"), claim("C1", "30000", person="P2")):
+        with pytest.raises(ValueError, match="hospital only"):
+            ledger.settle(claim("C1", "30000"), book, admit=_admission("SELECT 1", lambda rows, o=other: (o, None)))
+    assert count(ledger) == 0
+
+
 # -- idempotency ---------------------------------------------------------------------------
 
 

@@ -117,6 +117,20 @@ class Receipt(NamedTuple):
     replayed: bool
 
 
+class Admission(NamedTuple):
+    """A read that decides, inside a settlement's transaction, whether and as what its claim is
+    settled (the service's token check: :meth:`LedgerBase.settle`'s ``admit``).  ``sql`` (with
+    ``params``) runs in the settlement's transaction after its locks, with its first reads (on
+    PostgreSQL, in the same round trip); ``decide`` gets its rows and returns the claim to settle
+    and the ``desk`` to record, or raises (nothing is written then).  The claim returned may
+    differ from the one given in its ``hospital`` only: the locks and the placement were taken
+    for the rest."""
+
+    sql: str
+    params: tuple[Any, ...]
+    decide: Callable[[list[Any]], tuple[Claim, str | None]]
+
+
 class Verification(NamedTuple):
     """The result of :meth:`LedgerBase.verify`.
 
@@ -394,7 +408,7 @@ class LedgerBase(ABC):
 
     # -- writing ------------------------------------------------------------------------------
     def settle(self, claim: Claim, book: RuleBook, at: Placement | None = None, *,
-               desk: str | None = None) -> Receipt:
+               desk: str | None = None, admit: Admission | None = None) -> Receipt:
         """Settle ``claim`` and record it (docs/calculation.md, *Accumulation*): in one
         transaction holding the claim's, the pool's and the chain's locks, read the pool's
         year-to-date position, compute the relief (:func:`medaid.quote`) and insert the row.  A
@@ -402,16 +416,20 @@ class LedgerBase(ABC):
         ``replayed=True``, recording nothing; with different content raises
         :class:`LedgerConflict` naming the fields.  ``at`` is the claim's
         :func:`medaid.domain.engine.place` when the caller has placed it already.  ``desk`` is
-        recorded as the row's ``desk`` (the service token that wrote it)."""
+        recorded as the row's ``desk`` (the service token that wrote it).  ``admit``
+        (:class:`Admission`) is read with the claim's rows, under the same locks, and decides the
+        claim and desk settled, or refuses it with nothing written."""
         if at is None:
             at = place(claim, book)  # a claim no rule covers fails before the ledger is touched
         if at.rule_set.extended:
-            return self._settle_extended(claim, at, desk)
+            return self._settle_extended(claim, at, desk, admit)
         key = (claim.person_id, at.benefit_year, at.plan.pool)
         with self._transaction() as con:
             self._lock_claim(con, claim.claim_id)
             self._lock_pool(con, key)  # the pool is known before anything is read
-            claim_rows, pool_rows = self._queries(con, (CLAIM_LAST, (claim.claim_id,)), (POOL_ROWS, key))
+            *admitted, claim_rows, pool_rows = self._queries(
+                con, *_admission(admit), (CLAIM_LAST, (claim.claim_id,)), (POOL_ROWS, key))
+            claim, desk = _admitted(admit, admitted, claim, desk)
             replayed = _replayed(_last(claim_rows, self._where), claim)
             if replayed is not None:
                 return replayed
@@ -420,7 +438,8 @@ class LedgerBase(ABC):
             entry = self._append(con, _settlement(r, claim, r.bracket)._replace(desk=desk))
         return Receipt(entry, False)
 
-    def _settle_extended(self, claim: Claim, at: Placement, desk: str | None) -> Receipt:
+    def _settle_extended(self, claim: Claim, at: Placement, desk: str | None,
+                         admit: Admission | None = None) -> Receipt:
         """:meth:`settle` of a claim whose rule set uses the rules of docs/calculation.md *Rules
         real schemes need*: in one transaction holding the claim's lock, its settlement groups'
         (its household's benefit year when a household cap pool binds its plan, then its
@@ -436,8 +455,10 @@ class LedgerBase(ABC):
             for p, year in persons:
                 self._lock_group(con, ("person", p, year))
             self._lock_pool(con, (claim.person_id, at.benefit_year, at.plan.pool))
-            claim_rows, *found = self._queries(
-                con, (CLAIM_LAST, (claim.claim_id,)), *_group_queries(persons, households))
+            reads = _admission(admit)
+            found = self._queries(con, *reads, (CLAIM_LAST, (claim.claim_id,)), *_group_queries(persons, households))
+            claim, desk = _admitted(admit, found[:len(reads)], claim, desk)
+            claim_rows, *found = found[len(reads):]
             replayed = _replayed(_last(claim_rows, self._where), claim)
             if replayed is not None:
                 return replayed
@@ -1039,6 +1060,23 @@ def over_caps(e: Entry, granted_before: int) -> list[str]:
     if e.claim_cap is not None and first > e.claim_cap:
         out.append(f"relief {yuan(first)} is above the claim cap in force for it ({yuan(e.claim_cap)})")
     return out
+
+
+def _admission(admit: Admission | None) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """The admission's read, to run first among a settlement's reads (none without one)."""
+    return () if admit is None else ((admit.sql, admit.params),)
+
+
+def _admitted(admit: Admission | None, rows: list[list[Any]], claim: Claim,
+              desk: str | None) -> tuple[Claim, str | None]:
+    """The claim and desk to settle: the admission's decision on its rows (``rows``: its one
+    result), or ``claim`` and ``desk`` as they are without one."""
+    if admit is None:
+        return claim, desk
+    decided, desk = admit.decide(rows[0])
+    if decided.model_copy(update={"hospital": claim.hospital}) != claim:
+        raise ValueError("an admission may change a claim's hospital only")
+    return decided, desk
 
 
 def _replayed(last: Entry | None, claim: Claim) -> Receipt | None:

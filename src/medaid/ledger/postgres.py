@@ -213,6 +213,19 @@ def _dialect(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+#: How a statement that only takes advisory locks starts (:meth:`_Pg.before`), and the most
+#: parameters one such statement is given when they are joined (a batch locks thousands: in
+#: statements of a few locks each, as few texts for the server to plan as for psycopg to keep).
+_LOCKS = "SELECT pg_advisory_xact_lock"
+_JOINED = 16
+
+
+@lru_cache(maxsize=64)
+def _joined(locks: str, more: str) -> str:
+    """Two lock statements (:data:`_LOCKS`) as one, ``locks`` first."""
+    return locks + ", " + more.removeprefix("SELECT ")
+
+
 class _Pg:
     """A psycopg connection as the shared code's :class:`medaid.ledger.backend.Connection`.
 
@@ -229,8 +242,16 @@ class _Pg:
         self.pending: list[tuple[str, tuple[Any, ...]]] = []
 
     def before(self, sql: str, params: tuple[Any, ...]) -> None:
-        """Run ``sql`` just before the next statement, in the same round trip."""
-        self.pending.append((_dialect(sql), params))
+        """Run ``sql`` just before the next statement, in the same round trip.  Locks asked for
+        one after the other (``SELECT pg_advisory_…``) are taken by one statement, whose
+        expressions the server evaluates left to right (as the claim's own two locks always
+        were): one statement less for the server to run and for psycopg to send."""
+        sql = _dialect(sql)
+        last, last_params = self.pending[-1] if self.pending else ("", ())
+        if sql.startswith(_LOCKS) and last.startswith(_LOCKS) and len(last_params) + len(params) <= _JOINED:
+            self.pending[-1] = (_joined(last, sql), (*last_params, *params))
+        else:
+            self.pending.append((sql, params))
 
     def execute(self, sql: str, params: tuple[Any, ...] = (), /, *, commit: bool = False) -> psycopg.Cursor[TupleRow]:
         """Run ``sql`` (after what :meth:`before` queued; with ``commit``, then ``COMMIT``, all

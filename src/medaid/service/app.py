@@ -10,6 +10,7 @@ response and in the log (no message, which may hold personal data).
 """
 
 
+import json
 import logging
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,8 +27,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import Problem
+from ..tuning import frozen_heap
 from . import models as m
-from .lang import language
+from .lang import accepted_language, language
 from .logs import masked
 from .operations import Caller, Operations
 from .problems import KINDS, MEDIA_TYPE, ApiProblem, located
@@ -86,8 +88,7 @@ def api_router(ops: Operations) -> APIRouter:
                                             "original result; nothing recorded"},
                        **_problems(*_AUTH, 404, 409, *_INVALID, 503)})
     def settle(body: m.ClaimIn, caller: Annotated[Caller, Depends(who("settle"))], lang: Lang) -> Any:
-        d = ops.settle(ops.authenticate(*caller), body, lang)
-        return JSONResponse(d, status_code=200 if d["replayed"] else 201)
+        return settled(ops.settle_as(caller.secret, body, lang))
 
     @r.post("/quote", response_model=m.QuoteOut, tags=["desk"],
             summary="What a claim would get now; nothing recorded",
@@ -179,6 +180,86 @@ def api_router(ops: Operations) -> APIRouter:
     return r
 
 
+def settled(d: dict[str, Any]) -> JSONResponse:
+    """A settlement's response: 201, or 200 for one replayed."""
+    return JSONResponse(d, status_code=200 if d["replayed"] else 201)
+
+
+class FastSettle:
+    """ASGI middleware: a well-formed ``POST /v1/settle`` answered without FastAPI's machinery
+    for one request (its dependencies, its body field, its response handling), which cost
+    about as much CPU as the settlement's own work (docs/service.md#capacity).
+
+    Well-formed: a bearer token (``Authorization`` as FastAPI's ``HTTPBearer`` reads it), no
+    query but ``lang=en`` or ``lang=zh``, an ``application/json`` body holding an object that
+    :class:`medaid.service.models.ClaimIn` accepts.  Such a request gets what the route would
+    give it: the same call (:meth:`Operations.settle_as`) on a worker thread, the same response
+    and the same problems.  Any other request to the path goes on to the route itself, with its
+    body as read: every refusal of a malformed request is the route's own, and the OpenAPI
+    document is the route's."""
+
+    def __init__(self, app: Any, ops: Operations) -> None:
+        self.app = app
+        self.ops = ops
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/settle" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name, value)  # the first of a repeated header, as Starlette reads it
+        messages = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+        request = self._read(scope, headers, messages)
+        if request is None:
+            await self.app(scope, _replaying(messages, receive), send)
+            return
+        secret, body, lang = request
+        try:
+            response = settled(await run_in_threadpool(self.ops.settle_as, secret, body, lang))
+        except ApiProblem as p:
+            response = problem_response(p)
+        await response(scope, receive, send)
+
+    @staticmethod
+    def _read(scope: Any, headers: dict[bytes, bytes], messages: list[Any]) -> tuple[str, m.ClaimIn, str] | None:
+        """The token, claim and language of a well-formed request, else ``None``."""
+        from fastapi.security.utils import get_authorization_scheme_param
+
+        if messages[-1]["type"] != "http.request":
+            return None
+        query = scope.get("query_string", b"")
+        lang = {b"": None, b"lang=en": "en", b"lang=zh": "zh"}.get(query, "?")
+        media = headers.get(b"content-type", b"").partition(b";")[0].strip().lower()
+        if lang == "?" or media != b"application/json":
+            return None
+        scheme, secret = get_authorization_scheme_param(headers.get(b"authorization", b"").decode("latin-1"))
+        if scheme.lower() != "bearer" or not secret:
+            return None
+        try:
+            data = json.loads(b"".join(message.get("body", b"") for message in messages))
+            if not isinstance(data, dict):
+                return None
+            body = m.ClaimIn.model_validate(data)
+        except Exception:  # noqa: BLE001 - not JSON, not a claim, or worse: the route says what
+            return None
+        return secret, body, lang or accepted_language(headers.get(b"accept-language", b"").decode("latin-1"))
+
+
+def _replaying(messages: list[Any], receive: Any) -> Callable[[], Awaitable[Any]]:
+    """An ASGI ``receive`` that gives ``messages`` again, then whatever ``receive`` gives."""
+    pending = list(messages)
+
+    async def replay() -> Any:
+        return pending.pop(0) if pending else await receive()
+    return replay
+
+
 class Internal:
     """ASGI middleware: an unexpected error becomes a 500 problem naming its kind; the log gets
     the kind, the method, the path (IDs masked) and the frames, never the error's text."""
@@ -226,7 +307,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        with frozen_heap():  # what the process keeps for its life, out of the collector's passes
+            yield
         ledgers.close()
 
     app = FastAPI(
@@ -267,7 +349,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from .web import web_router
 
     app.include_router(web_router(ops))
-    app.add_middleware(Internal)
+    app.add_middleware(FastSettle, ops=ops)
+    app.add_middleware(Internal)  # added last: the outer, it also catches what FastSettle raises
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -164,11 +164,8 @@ class TokenStore:
 
     def authenticate(self, secret: str) -> Token | None:
         """The active token whose secret this is, else ``None``."""
-        if not secret.startswith(PREFIX):
-            return None
-        row = self._one(f"SELECT {_COLUMNS} FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
-                        (secret_hash(secret),))
-        return None if row is None else Token(*row)
+        query = lookup(secret)
+        return None if query is None else found(self._one(*query))
 
     # -- web sessions ---------------------------------------------------------------------
     def open_session(self, token: Token, hours: float = SESSION_HOURS) -> tuple[str, str]:
@@ -196,6 +193,21 @@ class TokenStore:
     def close_session(self, secret: str) -> None:
         with self._write() as con:
             con.execute("DELETE FROM desk_sessions WHERE session_hash = ?", (secret_hash(secret),))
+
+
+def lookup(secret: str) -> tuple[str, tuple[str]] | None:
+    """The query that reads the active token whose secret this is (a row or none, for
+    :func:`found`), on the ledger's ``?`` placeholders; ``None`` for a secret that cannot be a
+    token.  :meth:`TokenStore.authenticate` runs it alone; the service's settlement runs it
+    inside its own transaction (:meth:`medaid.service.operations.Operations.settle_as`)."""
+    if not secret.startswith(PREFIX):
+        return None
+    return f"SELECT {_COLUMNS} FROM tokens WHERE token_hash = ? AND revoked_at IS NULL", (secret_hash(secret),)
+
+
+def found(row: Any) -> Token | None:
+    """The token of a :func:`lookup`'s row (``None``: no such active token)."""
+    return None if row is None else Token(*row)
 
 
 def same_secret(a: str, b: str) -> bool:
