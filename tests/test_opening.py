@@ -300,3 +300,21 @@ def test_a_claim_the_ledger_reversed_is_settled_again_once_as_the_ledger_settles
 
 
 
+
+
+def test_an_empty_ledger_opens_a_batch_as_no_opening(tmp_path):
+    """A ledger nothing was recorded in yet gives no positions (its results have no rows, nor the
+    columns a results file has): the batch settles as without ``--ledger``.  By hand, the shipped
+    rules' key inpatient stay of 30,000: 23,300 (the rule file's own example); before, the run
+    was refused ("cannot give opening balances: no benefit_year, pool, self_pay column")."""
+    from medaid.ledger import open_ledger
+
+    ledger = tmp_path / "empty.sqlite3"
+    open_ledger(ledger).close()
+    src = tmp_path / "claims.csv"
+    src.write_text("claim_id,person_id,date,self_pay,group,kind\nE1,P1,2024-03-01,30000,key,inpatient\n",
+                   encoding="utf-8")
+    code, out, err = run("batch", str(src), "-o", str(tmp_path / "r.csv"), "--rules", RULES, "--ledger", str(ledger))
+    assert code == 0, err
+    assert "settled 1 + already settled 0 + rejected 0" in out
+    assert read_results(tmp_path / "r.csv")["relief"].to_list() == [2_330_000]

@@ -28,6 +28,12 @@ results also give, summed the same way over their rows:
 Earlier results without those columns (written under a rule book without these rules, or with
 ``--columns`` leaving them out) cannot give them: such an opening is refused for an extended
 rule book, naming the file and the columns, rather than settling against empty cap pools.
+
+A ledger (``--ledger``) gives them always (:func:`ledger_frame`): its results carry the columns
+for every claim a second stage or a cap pool counted (:meth:`medaid.ledger.backend.LedgerBase.results_rows`,
+adjusted claims at their current result, reversed ones not at all), and a claim without them was
+counted in no second pool and no cap pool, as the desk reads the same rows (its positions are
+the same sums); the household of a household cap pool is the ledger row's ``household_id``.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import polars as pl
 from ..domain.engine import PoolState, Positions
 from ..domain.rules import RuleBook
 from ..errors import MedaidError, Problem
-from ..io.results import is_ledger_path
+from ..io.results_frame import results_dtypes
 
 #: The key of a position.
 POSITION_KEYS = ("person_id", "benefit_year", "pool")
@@ -130,6 +136,17 @@ EXTENDED_OPENING_FIELDS = ("second_relief", "second_pool", "burden", "caps")
 _CAP_ENTRY = r"^([^=;]+)=([0-9]+)\.([0-9]{2})$"
 
 
+def ledger_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """A ledger's results frame (:func:`medaid.ledger.export.load_ledger_results`) as an
+    opening's source: with every column of :data:`OPENING_FIELDS` and
+    :data:`EXTENDED_OPENING_FIELDS`, those no row of the ledger has added empty (no claim of it
+    was counted in a second pool or a cap pool; an empty ledger has no rows at all), so that a
+    ledger opens a batch under any rule book (the module's rule)."""
+    types = results_dtypes()
+    return frame.with_columns(pl.lit(None, types[c]).alias(c) for c in (*OPENING_FIELDS, *EXTENDED_OPENING_FIELDS)
+                              if c not in frame.columns)
+
+
 def _cap_rows(f: pl.DataFrame, source: str) -> pl.DataFrame:
     """The ``caps`` column of results (``NAME=yuan;…``) as rows: ``cap``, ``person_id``,
     ``household_id``, ``benefit_year``, ``used`` (fen); an entry of another shape is refused,
@@ -152,13 +169,8 @@ def _cap_rows(f: pl.DataFrame, source: str) -> pl.DataFrame:
 
 
 def _lacking(source: str, missing: tuple[str, ...]) -> Problem:
-    """Why ``source`` cannot open a batch under rules with cap pools or a second stage: a
-    ledger (field ``--ledger``: its results do not carry those positions yet) or results
-    without the columns (field ``--opening``)."""
-    if is_ledger_path(source) or "://" in source:
-        return Problem("a ledger cannot give opening balances under rules with cap pools or a second "
-                       "stage yet (its results do not carry them); leave out --ledger and give the "
-                       "earlier batches' results with --opening", source=source, field="--ledger")
+    """Why results ``source`` cannot open a batch under rules with cap pools or a second stage:
+    they lack the columns (field ``--opening``; a ledger never does, :func:`ledger_frame`)."""
     return Problem(
         "cannot give opening balances under rules with cap pools or a second stage: no "
         + ", ".join(missing) + " column (results that medaid batch wrote under such rules carry "

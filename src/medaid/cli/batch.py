@@ -70,7 +70,7 @@ def _opening(paths: tuple[str, ...], ledger: str | None) -> Any:
     *Opening balances*); ``None`` when neither is given."""
     if not paths and ledger is None:
         return None
-    from ..batch.opening import OPENING_FIELDS, opening_from
+    from ..batch.opening import OPENING_FIELDS, ledger_frame, opening_from
     from ..io.results import read_results
 
     try:
@@ -79,7 +79,7 @@ def _opening(paths: tuple[str, ...], ledger: str | None) -> Any:
             from ..ledger.backend import redact
             from ..ledger.export import load_ledger_results
 
-            frames.append((redact(ledger), load_ledger_results(ledger)))
+            frames.append((redact(ledger), ledger_frame(load_ledger_results(ledger))))
         return opening_from(frames)
     except MedaidError as e:
         raise _fail(e) from None

@@ -333,11 +333,14 @@ class LedgerBase(ABC):
         and its pool's position after it re-settled (the running sums of the claims before it
         that stand).
         A claim of the rules real schemes need that a second stage or a cap pool counts (its row
-        has ``second_relief`` or ``caps``) also has ``second_relief`` (fen, 0 without a second
-        stage), as a batch's results of those rules have it: the report then shows the second
-        stage's relief and the persons a cap pool stopped from the ledger as from the results
-        file (docs/report.md, *Cap pools*).  Other claims have no such key (their results never
-        had the column)."""
+        has ``second_relief`` or ``caps``) also has, as a batch's results of those rules have
+        them (:func:`_extended_columns`): ``second_relief`` (fen, 0 without a second stage),
+        ``second_pool`` and ``burden`` (fen; ``None`` without a second stage) and ``caps``
+        (``NAME=yuan;…``, the relief it counted in each cap pool).  The report then shows the
+        second stage's relief and the persons a cap pool stopped from the ledger as from the
+        results file (docs/report.md, *Cap pools*), and a batch opens from the ledger under such
+        rules as from its results (docs/batch.md, *Opening balances with extended rule sets*).
+        Other claims have no such keys (their results never had the columns)."""
         where = "WHERE e.entry = 'settlement' AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.reverses = e.seq)"
         params: tuple[Any, ...] = ()
         if year is not None:
@@ -355,8 +358,7 @@ class LedgerBase(ABC):
                 "bracket_relief": now.bracket_relief, "capped_by": now.capped_by, "bracket": now.bracket,
                 "ytd_self_pay": ytd.self_pay, "ytd_relief": ytd.relief,
                 "rule_set_id": now.rule_set_id, "rule_version": now.rule_version, "rule_hash": now.rule_hash,
-                **({"second_relief": now.second_relief or 0}
-                   if now.second_relief is not None or now.caps is not None else {}),
+                **_extended_columns(now),
             }
 
     def _adjusted(self, year: int | None) -> dict[int, tuple[Entry, PoolState]]:
@@ -1144,6 +1146,18 @@ def _group_queries(persons: Sequence[tuple[str, int]],
                    households: Sequence[tuple[str, int]]) -> list[tuple[str, tuple[Any, ...]]]:
     """The queries of the groups' rows: the persons' first, then the households'."""
     return [(PERSON_ROWS, p) for p in persons] + [(HOUSEHOLD_ROWS, h) for h in households]
+
+
+def _extended_columns(now: Entry) -> dict[str, Any]:
+    """The extended result columns :meth:`LedgerBase.results_rows` gives a claim whose current
+    result ``now`` a second stage or a cap pool counts (none for another claim): its
+    ``second_relief`` (0 without a second stage), ``second_pool``, ``burden`` and ``caps`` as a
+    batch writes it (``medical=4640.00;household=4640.00``; here in the order of the names)."""
+    if now.second_relief is None and now.caps is None:
+        return {}
+    caps = ";".join(f"{name}={format_yuan(fen, thousands=False)}" for name, fen in now.caps or ())
+    return {"second_relief": now.second_relief or 0, "second_pool": now.second_pool, "burden": now.burden,
+            "caps": caps or None}
 
 
 def read_positions(found: Sequence[list[tuple[Any, ...]]], persons: int, source: str) -> Positions:
