@@ -317,14 +317,19 @@ def unpermute(held: list[pl.DataFrame], inv: pl.Series) -> pl.DataFrame:
     result column by the inverse permutation ``inv`` (:func:`inverse`)."""
     # Each column is made one chunk first: the streaming arithmetic leaves one per morsel, and
     # a gather from many chunks looks each index's chunk up (at 10 M rows, 0.7 s for the six
-    # columns against 0.35 s).  Two columns at a time (gathered in parallel), each one freed
-    # once put back: peak memory grows by two columns, not by a copy of all of them.
-    # A column is taken out of the list as it is made one piece, so its pieces are freed before
-    # the gather, not after (at 10 M claims the settlement's peak, 1,609 → 1,399–1,432 MiB).
+    # columns against 0.35 s).  Two columns at a time (gathered in parallel), the widest left
+    # with the narrowest left, each taken out of the list as it is made one piece (its pieces
+    # freed before the gather, not after) and freed once put back: at any moment the columns
+    # exist once, plus at most one wide and one narrow copy.  This is the peak of a large run:
+    # at 10 M claims (the peer benchmark's, every result column) 1,609 MiB with all the pieces
+    # kept until the end, 1,499–1,544 with each freed before its gather but two wide columns
+    # at once, 1,405–1,423 so (the settlement in one process, sampled).
     cols = held.pop().get_columns()
-    done: list[pl.Series] = []
+    names = [c.name for c in cols]
+    cols.sort(key=lambda c: c.estimated_size())
+    done: dict[str, pl.Series] = {}
     while cols:
-        pair = [cols.pop(0).rechunk() for _ in range(min(2, len(cols)))]
-        done.extend(pl.DataFrame(pair).select(pl.all().gather(inv)).get_columns())
+        pair = [cols.pop().rechunk()] + ([cols.pop(0).rechunk()] if cols else [])
+        done |= {c.name: c for c in pl.DataFrame(pair).select(pl.all().gather(inv)).get_columns()}
         del pair
-    return pl.DataFrame(done)
+    return pl.DataFrame([done[n] for n in names])
