@@ -146,6 +146,7 @@ def settle_frame(
     del work
     if person_codes and persons is not None:  # (back to input order with the results)
         res = res.with_columns(persons.alias(PERSON_CODE))
+    del persons  # (only ``res`` holds them now: freed as they are put back, 40 MB at 10 M rows)
     mark("sequential")
     if inverse is None:
         res_in = res
