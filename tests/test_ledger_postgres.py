@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import medaid
+from extended_books import HOUSEHOLD, NON_COMPLIANT, SECOND, book as xbook
 from medaid.cli import main
 from medaid.ledger import LedgerError, open_ledger
 from medaid.ledger.copy import copy_ledger
@@ -239,6 +240,88 @@ def test_a_source_that_does_not_verify_is_refused(tmp_path, pg, book):
     assert r.exit_code == 1 and "source ledger does not verify" in r.output, r.output
     with open_ledger(pg.url) as dst:
         assert dst.verify().entries == 0
+
+
+# Two desks' rows of one person under the rules of docs/calculation.md *Rules real schemes need*
+# (tests/extended_books.py), copied into one destination on either backend (``db``).
+
+
+def _xclaim(cid, person, amount, day, **kw):
+    return medaid.Claim.from_yuan(claim_id=cid, person_id=person, date=day, self_pay=amount, group="key",
+                                  kind="inpatient", **kw)
+
+
+def test_a_second_pool_of_two_desks_records_the_merged_ledgers_burden(tmp_path, db):
+    b = xbook(SECOND)  # 50% of the year's burden above 5,000 (pool burden, year mode)
+    with open_ledger(tmp_path / "a.sqlite3") as a:
+        a.settle(_xclaim("A1", "P", "30000", "2024-03-01"), b)  # first 23,300, burden 6,700, second 850
+    with open_ledger(tmp_path / "b.sqlite3") as x:
+        x.settle(_xclaim("B1", "P", "10000", "2024-04-01"), b)  # first 6,300, burden 3,700: below 5,000, 0
+        x.settle(_xclaim("B2", "P", "2000", "2024-04-02"), b)   # first 700, burden 1,300 (B 5,000): 0
+        x.reverse("B2", "duplicate", book=b)
+    with open_ledger(db.location) as dst:
+        for desk in ("a", "b"):
+            with open_ledger(tmp_path / f"{desk}.sqlite3", create=False) as src:
+                copy_ledger(src, dst)
+        assert dst.verify().problems == ()
+        rows = [(e.claim_id, e.entry, e.relief, e.ytd_burden, e.ytd_second_relief) for e in dst.entries()]
+        # B1 keeps its result (6,300, no second relief) but the burden is the merged one:
+        # 6,700 + 3,700 = 10,400, second relief 850 so far; B2 adds 1,300 (11,700), its reversal
+        # takes it out again (10,400)
+        assert rows == [("A1", "settlement", 2_415_000, 670_000, 85_000),
+                        ("B1", "settlement", 630_000, 1_040_000, 85_000),
+                        ("B2", "settlement", 70_000, 1_170_000, 85_000),
+                        ("B2", "reversal", 70_000, 1_040_000, 85_000)]
+        # the next stay at the county: burden 3,700, B = 14,100:
+        # (14,100 − 5,000) × 50% − (10,400 − 5,000) × 50% = 4,550 − 2,700 = 1,850
+        c = dst.settle(_xclaim("C1", "P", "10000", "2024-05-01"), b).entry
+        assert (c.relief, c.second_relief, c.ytd_burden, c.ytd_second_relief) == (
+            815_000, 185_000, 1_410_000, 270_000)
+        assert dst.verify().problems == ()
+        with open_ledger(tmp_path / "b.sqlite3", create=False) as src:
+            assert copy_ledger(src, dst).copied == 0  # idempotent
+
+
+def _refused_after_a(tmp_path, dst) -> str:
+    """Copy desk a's file into ``dst``, then desk b's, which must be refused on a cap: the message."""
+    with open_ledger(tmp_path / "a.sqlite3", create=False) as src:
+        copy_ledger(src, dst)
+    with open_ledger(tmp_path / "b.sqlite3", create=False) as src:
+        with pytest.raises(LedgerError, match="past a cap") as info:
+            copy_ledger(src, dst)
+    return str(info.value)
+
+
+def test_a_copy_past_a_household_cap_pool_is_refused_naming_the_claim(tmp_path, db):
+    h = xbook(HOUSEHOLD)  # claim mode, shipped brackets, household cap pool of 10,000 a year
+    with open_ledger(tmp_path / "a.sqlite3") as a:
+        a.settle(_xclaim("C1", "M", "10000", "2024-03-01", household_id="H1"), h)  # 6,300
+    with open_ledger(tmp_path / "b.sqlite3") as x:
+        x.settle(_xclaim("C2", "S", "10000", "2024-03-01", household_id="H1"), h)  # 6,300 at its own desk
+    with open_ledger(db.location) as dst:
+        msg = _refused_after_a(tmp_path, dst)  # 6,300 + 6,300 = 12,600 would pass the household's 10,000
+        assert "C2 (S, household H1: relief 6300.00 taken in cap pool household" in msg, msg
+        assert "nothing was copied" in msg
+        assert [e.claim_id for e in dst.entries()] == ["C1"] and dst.verify().problems == ()
+        # the household still has 3,700 of room: M's next stay of 2,000 gets (2,000 − 1,000) × 70%
+        assert dst.settle(_xclaim("C3", "M", "2000", "2024-05-01", household_id="H1"), h).entry.relief == 70_000
+
+
+def test_a_copy_past_the_second_stages_annual_cap_is_refused(tmp_path, db):
+    b = xbook(NON_COMPLIANT)  # SECOND counting non-compliant costs; second-stage annual cap 20,000
+    with open_ledger(tmp_path / "a.sqlite3") as a:
+        # first min(106,800, annual cap 100,000) = 100,000; burden 20,000 + 40,000 = 60,000:
+        # (60,000 − 5,000) × 50% = 27,500, cut to 20,000 (the annual cap, and what is still owed)
+        e = a.settle(_xclaim("A1", "P", "120000", "2024-03-01", non_compliant="40000"), b).entry
+        assert (e.relief, e.second_relief, e.ytd_second_relief) == (12_000_000, 2_000_000, 2_000_000)
+    with open_ledger(tmp_path / "b.sqlite3") as x:
+        # below the first threshold: first 0; burden 1,000 + 10,000 = 11,000: 3,000, cut to 1,000 owed
+        e = x.settle(_xclaim("B1", "P", "1000", "2024-04-01", non_compliant="10000"), b).entry
+        assert (e.relief, e.second_relief) == (100_000, 100_000)
+    with open_ledger(db.location) as dst:
+        assert ("B1 (P: second relief 1000.00 takes the second pool's year-to-date relief from 20000.00 past its "
+                "annual cap (20000.00))") in _refused_after_a(tmp_path, dst)
+        assert [e.claim_id for e in dst.entries()] == ["A1"] and dst.verify().problems == ()
 
 
 def test_a_desk_role_that_may_only_select_and_insert_settles_and_cannot_alter(pg_cluster, book):

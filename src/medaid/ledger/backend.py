@@ -847,9 +847,20 @@ class _SharedPositions:
         self.seconds: dict[PoolKey, tuple[int, int]] = {}
 
     def check(self, e: Entry) -> list[str]:
+        """Take row ``e`` (:meth:`take`); what is wrong with it, its recorded second position
+        among it."""
+        out, second = self.take(e)
+        if second is not None and (e.ytd_burden, e.ytd_second_relief) != second:
+            out.append("recorded year-to-date burden and second relief differ from the sums of the rows before it")
+        return out
+
+    def take(self, e: Entry) -> tuple[list[str], tuple[int, int] | None]:
+        """Move the positions by row ``e``: the caps it breaks (a settlement), and its second
+        pool's year-to-date burden and second relief after it (``None`` without a second pool),
+        as its row must record them."""
         if e.caps is None and e.second_pool is None and e.entry == SETTLEMENT:
             self.current[e.seq] = e
-            return []
+            return [], None
         out: list[str] = []
         if e.entry == SETTLEMENT:
             old, sign = None, 1
@@ -883,9 +894,8 @@ class _SharedPositions:
             ob, oh = (0, 0) if old is None else (old.burden or 0, old.second_relief or 0)
             b, h = b + sign * (e.burden or 0) - ob, h + sign * r2 - oh
             self.seconds[key] = (b, h)
-            if (e.ytd_burden, e.ytd_second_relief) != (b, h):
-                out.append("recorded year-to-date burden and second relief differ from the sums of the rows before it")
-        return out
+            return out, (b, h)
+        return out, None
 
 
 def _adjustment_problems(e: Entry, settled: dict[int, Entry], reversals: dict[int, Entry],
@@ -1208,6 +1218,22 @@ def _cap_takes(first: Entry, now: Entry) -> list[tuple[tuple[str, str, str, int]
         who = (first.household_id or first.person_id) if whom == "household" else first.person_id
         out.append(((name, whom, who, first.benefit_year), taken))
     return out
+
+
+def shared_take(con: Connection, e: Entry, source: str) -> tuple[list[str], tuple[int, int] | None]:
+    """What row ``e`` does to the cap pools and the second pool it counts in, appended at the
+    head of the ledger ``con`` reads (:meth:`_SharedPositions.take`, after the ledger's rows of
+    ``e``'s person's benefit year and, with a household id, its household's: every row of
+    those positions is among them): the caps it would break, and the second pool's position it
+    must record (``None`` without a second pool).  ``e``'s links are the ledger's numbers."""
+    queries = [(PERSON_ROWS, (e.person_id, e.benefit_year))]
+    if e.household_id is not None:
+        queries.append((HOUSEHOLD_ROWS, (e.household_id, e.benefit_year)))
+    found = {r.seq: r for q, params in queries for r in checked_rows(con.execute(q, params).fetchall(), source)}
+    shared = _SharedPositions()
+    for r in sorted(found.values(), key=lambda r: r.seq):
+        shared.take(r)
+    return shared.take(e._replace(seq=max(found, default=0) + 1))
 
 
 def pool_position(con: Connection, person_id: str, year: int, pool: str, source: str) -> PoolState:

@@ -15,13 +15,18 @@ Rules implemented (docs/desk.md *Moving a desk's ledger into PostgreSQL*):
   keeps every other writer out until it commits: all of them or none.  Each keeps its claim,
   result, rule set, reason and recording time; it is numbered and chained at the destination's
   head, a reversal linked to its settlement's new number (an adjustment to its settlement's and its
-  reversal's), and its year-to-date position is the
-  destination pool's running sum.  Into an empty destination (or one holding only an earlier
+  reversal's), and its year-to-date positions are the destination's running sums: its pool's
+  self-pay and relief, and its second pool's burden and second relief (docs/calculation.md
+  *Second stage*), counting the destination's rows of that person before it whichever ledger
+  they came from.  Into an empty destination (or one holding only an earlier
   copy of the same ledger) every row therefore keeps its number and hash: the two chains are
   the same, head hash and all.
 * A settlement that would take its pool past a cap in force for it at the destination (two
   desks paid one person against one cap) is refused naming the claim ids, nothing copied: the
-  destination never records a relief past a cap.
+  destination never records a relief past a cap.  So is one that would take a cap pool (per
+  person or per household) past its annual amount, or a second pool's second relief past the
+  second stage's annual cap, as ``ledger verify`` checks them (the recorded figures, the
+  destination's rows of the person and household before it counted).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..errors import Problem
-from .backend import LedgerBase, LedgerError, checked_rows, over_caps, pool_position
+from .backend import LedgerBase, LedgerError, checked_rows, over_caps, pool_position, shared_take
 from .schema import SELECT_LINKED, SETTLEMENT, Entry, pool_move
 
 
@@ -53,9 +58,9 @@ class Copied(NamedTuple):
 
 def identity(e: Entry) -> Entry:
     """A row as the copy compares it: everything but its place (number, chain, the position it
-    adds to, the rows a reversal or an adjustment links to)."""
-    return e._replace(seq=0, ytd_self_pay=0, ytd_relief=0, reverses=None, adjusts=None, reversal=None,
-                      prev_hash="", row_hash="")
+    adds to (its pool's and its second pool's), the rows a reversal or an adjustment links to)."""
+    return e._replace(seq=0, ytd_self_pay=0, ytd_relief=0, ytd_burden=None, ytd_second_relief=None, reverses=None,
+                      adjusts=None, reversal=None, prev_hash="", row_hash="")
 
 
 def _named(ids: list[str], limit: int = 20) -> str:
@@ -113,14 +118,21 @@ def copy_ledger(src: LedgerBase, dst: LedgerBase) -> Copied:
                 reversal=None if e.reversal is None else moved[e.reversal])
             if e.entry == SETTLEMENT and over_caps(new, state.relief):
                 over.append(e.claim_id)
+            if new.caps is not None or new.second_pool is not None:
+                broken, second = shared_take(con, new, dst._where)
+                if second is not None:
+                    new = new._replace(ytd_burden=second[0], ytd_second_relief=second[1])
+                if e.entry == SETTLEMENT and broken:
+                    who = e.person_id if e.household_id is None else f"{e.person_id}, household {e.household_id}"
+                    over.extend(f"{e.claim_id} ({who}: {p})" for p in broken)
             added = dst._append(con, new, recorded_at=e.recorded_at, last=False)
             moved[e.seq] = added.seq
             copied += 1
             rechained += added.row_hash != e.row_hash
         if over:
             raise LedgerError(Problem(
-                f"copying would take a pool past a cap in force for it (the desks paid one person "
-                f"against one cap twice): claims {_named(over)}; nothing was copied", source=dst._where))
+                f"copying would take a pool past a cap in force for it (the desks paid one person or "
+                f"household against one cap twice): claims {_named(over)}; nothing was copied", source=dst._where))
     v = dst.verify()
     if v.problems:  # not expected: the rows were appended by the ledger's own code
         raise LedgerError(Problem(f"the destination does not verify after the copy: {v.problems[0]}",
