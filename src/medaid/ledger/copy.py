@@ -122,9 +122,8 @@ def copy_ledger(src: LedgerBase, dst: LedgerBase) -> Copied:
                 broken, second = shared_take(con, new, dst._where)
                 if second is not None:
                     new = new._replace(ytd_burden=second[0], ytd_second_relief=second[1])
-                if e.entry == SETTLEMENT and broken:
-                    who = e.person_id if e.household_id is None else f"{e.person_id}, household {e.household_id}"
-                    over.extend(f"{e.claim_id} ({who}: {p})" for p in broken)
+                if e.entry == SETTLEMENT and broken:  # (claim ids only: person and household ids are personal data)
+                    over.extend(f"{e.claim_id} ({p})" for p in broken)
             added = dst._append(con, new, recorded_at=e.recorded_at, last=False)
             moved[e.seq] = added.seq
             copied += 1
