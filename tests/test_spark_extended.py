@@ -86,16 +86,21 @@ def test_spark_gives_the_local_batch_and_the_hand_figures_bucketed_by_household(
     assert used["u"].max() <= 1_000_000
 
 
-def test_spark_opens_from_earlier_results_as_the_local_batch(spark, tmp_path):
+def march_and_may(tmp_path: Path) -> tuple[Path, medaid.RuleBook, Path, Path]:
+    """The worked rules in a folder, and the worked claims split into March (and before) and May."""
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "county.toml").write_text(WORKED_RULES, encoding="utf-8")
-    book = load_rules(rules)
     lines = WORKED_CSV.splitlines()
     first = tmp_path / "march.csv"
     first.write_text("\n".join(x for x in lines if ",2024-05-" not in x) + "\n", encoding="utf-8")
     later = tmp_path / "may.csv"
     later.write_text(lines[0] + "\n" + "\n".join(x for x in lines if ",2024-05-" in x) + "\n", encoding="utf-8")
+    return rules, load_rules(rules), first, later
+
+
+def test_spark_opens_from_earlier_results_as_the_local_batch(spark, tmp_path):
+    rules, book, first, later = march_and_may(tmp_path)
     earlier = tmp_path / "march.results.csv"
     write_frame(results_for_output(settle_file(first, book)), earlier)
     opening = opening_from([(str(earlier), read_results(earlier, required=OPENING_FIELDS))])
@@ -111,6 +116,30 @@ def test_spark_opens_from_earlier_results_as_the_local_batch(spark, tmp_path):
     assert "persons_at_cap_pool" not in summary.to_dict()["by_plan"][0]
     manifest = json.loads((tmp_path / "may.out.csv.manifest.json").read_text(encoding="utf-8"))
     assert manifest["totals"]["persons_at_cap_pool"] == 1
+
+
+def test_spark_opens_from_the_ledger_the_desks_recorded(spark, tmp_path):
+    """``medaid batch --engine spark --ledger``: March recorded in a desk's ledger
+    (``record_file``, as ``medaid batch --record``), May settled by Spark opened from the
+    ledger's results.  By hand, as from March's results file above: C3's 700.00 finds the
+    household's 10,000 spent by C1 and C2, so 0.00 by ``cap:household``."""
+    from medaid.batch.opening import ledger_frame
+    from medaid.batch.record import record_file
+    from medaid.ledger import open_ledger
+    from medaid.ledger.export import load_ledger_results
+
+    rules, book, first, later = march_and_may(tmp_path)
+    ledger = tmp_path / "desk.sqlite3"
+    with open_ledger(ledger) as db:
+        recorded = record_file(first, db, book)
+    assert recorded.run.rejected == 0
+    opening = opening_from([(str(ledger), ledger_frame(load_ledger_results(ledger)))])
+    out = tmp_path / "may.out.csv"
+    summary = run_batch(str(later), str(out), str(rules), opening=opening, buckets=3)
+    got = pl.concat([pl.read_csv(f, infer_schema=False) for f in sorted(out.glob("part-*.csv"))])
+    assert got.select("claim_id", "relief", "capped_by", "caps").rows() == [
+        ("C3", "0.00", "cap:household", "household=0.00")]
+    assert summary.total.persons_at_cap_pool == 1
 
 
 @settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
