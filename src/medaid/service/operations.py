@@ -206,8 +206,7 @@ class Operations:
         """Settle the placed claim in the ledger as ``desk`` (or as ``admit`` decides) and
         answer with the row, ``replayed``, and the explanation in ``lang``."""
         try:
-            with self.ledgers.writing():
-                receipt = self.ledger().settle(claim, self.book, at, desk=desk, admit=admit)
+            receipt = self.ledger().settle(claim, self.book, at, desk=desk, admit=admit)
         except MedaidError as err:
             raise self._library(err) from None
         row = receipt.entry
@@ -252,8 +251,7 @@ class Operations:
 
         lg = self.ledger()
         try:
-            with self.ledgers.writing():
-                e = lg.reverse(body.claim_id, body.reason, desk=who.id, check=own, book=self.book)
+            e = lg.reverse(body.claim_id, body.reason, desk=who.id, check=own, book=self.book)
             adjusted = lg.adjustments(e)
         except MedaidError as err:
             raise self._library(err) from None
@@ -341,8 +339,7 @@ class Operations:
         """``open``, ``close``, ``approve`` or ``pay`` the period, recorded as done by the token."""
         period = self._month(period)
         try:
-            with self.ledgers.writing():
-                return dict(getattr(self._periods(), action)(period, who.id).to_dict())
+            return dict(getattr(self._periods(), action)(period, who.id).to_dict())
         except MedaidError as e:
             raise self._library(e) from None
 
@@ -350,9 +347,8 @@ class Operations:
         """Review the declared period: the rejections are reversed (by the token), the rest approved."""
         period = self._month(period)
         try:
-            with self.ledgers.writing():
-                event, outcomes = self._periods().review(
-                    period, who.id, [(r.claim_id, r.reason) for r in body.rejections], self.book, desk=who.id)
+            event, outcomes = self._periods().review(
+                period, who.id, [(r.claim_id, r.reason) for r in body.rejections], self.book, desk=who.id)
         except MedaidError as e:
             raise self._library(e) from None
         return {**event.to_dict(), "outcomes": [o.to_dict() for o in outcomes]}

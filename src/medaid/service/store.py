@@ -13,11 +13,8 @@ serves them all).  Only the standard library and medaid's own modules are import
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -69,8 +66,8 @@ def _sqlite_path(target: str) -> str:
 
 class Ledgers:
     """The open ledger of a request thread, opened on first use and kept for the process's
-    life: one per thread on SQLite, one shared by every thread on PostgreSQL; and
-    :meth:`writing`, the queue writers of an SQLite ledger wait in."""
+    life: one per thread on SQLite, one shared by every thread on PostgreSQL.  (Writers of an
+    SQLite ledger, threads and processes alike, queue in the ledger itself: docs/desk.md.)"""
 
     def __init__(self, target: str) -> None:
         from ..ledger.backend import is_url, redact
@@ -80,31 +77,8 @@ class Ledgers:
         self.where = redact(target) if is_url(target) else str(Path(_sqlite_path(target)))
         self._local = threading.local()
         self._threads = threading.Lock()
-        self._lock_fd: int | None = None
         self._sqlite = not is_url(target)
         self._shared: LedgerBase | None = None
-
-    @contextmanager
-    def writing(self) -> Iterator[None]:
-        """Hold the ledger's write queue while settling or reversing.
-
-        Correctness does not depend on it: the ledger serialises writers itself (``BEGIN
-        IMMEDIATE``).  But SQLite makes a writer that finds the file locked sleep and retry
-        (1, 2, 5 … 100 ms), so under many concurrent writers its latency is mostly sleeping.
-        Here writers queue instead: the threads of a process on a lock, the processes on an
-        ``flock`` of ``<ledger>.lock``, which the kernel hands to the next waiter the moment it is
-        released (and releases when a process dies).  Other ledger backends need no queue."""
-        if not self._sqlite:
-            yield
-            return
-        with self._threads:
-            if self._lock_fd is None:
-                self._lock_fd = os.open(_sqlite_path(self.target) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def get(self) -> "LedgerBase":
         if not self._sqlite:
