@@ -8,7 +8,11 @@ the caps are reached), two rule sets with the shipped source-policy brackets, on
 ``accumulate = "claim"`` and one with ``accumulate = "year"``, both with an annual cap and a
 claim cap, and times:
 
-* ``settle``: ``medaid.settle(claims, book)`` on unsorted claims, best of ``--repeat`` runs;
+* ``settle``: ``medaid.settle(claims, book)`` on unsorted claims, best of ``--repeat`` runs
+  (from 10,000 claims a call, the engine settles them in columns: ``medaid.tuning.settle_in_columns``);
+* ``scalar``: the engine's scalar loop alone on the same claims (what ``settle`` does below that
+  size, and did at every size before issue 16), its settlements checked equal to ``settle``'s
+  field by field;
 * ``ordered``: the same on the claims as exports usually come, in date order (the same claims,
   rebuilt in that order so that memory follows it too: the engine's walk through 10^5 objects in
   date order is what costs most on shuffled input);
@@ -39,6 +43,8 @@ from pathlib import Path
 
 import medaid
 from medaid.batch.settle import settle_frame
+from medaid.domain import engine
+from medaid.tuning import gc_paused
 
 RULES = """id = "bench-{mode}"
 version = "1"
@@ -123,6 +129,12 @@ def best_of(repeat: int, fn) -> float:
     return min(times)
 
 
+def scalar_loop(claims: list[medaid.Claim], book: medaid.RuleBook) -> list[medaid.Settlement]:
+    """The scalar loop alone, as ``medaid.settle`` runs it (the collector paused)."""
+    with gc_paused():
+        return engine._settle(claims, book, None)
+
+
 def bare(fast, pays: list[int]) -> None:
     """The schedule's raw relief function alone, once per self-pay: the floor the engine is compared with."""
     for s in pays:
@@ -154,10 +166,13 @@ def main(argv: list[str] | None = None) -> int:
             columnar = settle_frame(frame, book)[0]
             if columnar["relief"].to_list() != [r.relief for r in results]:
                 raise SystemExit("settle_frame and settle disagree")
+            if scalar_loop(claims, book) != results:
+                raise SystemExit("settle and its scalar loop disagree")
             del results, columnar
             # functools.partial binds this iteration's book and claims (a lambda would read the
             # loop's variables when called, not when made)
             t_settle = best_of(args.repeat, functools.partial(medaid.settle, claims, book))
+            t_scalar = best_of(args.repeat, functools.partial(scalar_loop, claims, book))
             ordered = [medaid.Claim(**c.__dict__) for c in sorted(claims, key=lambda c: (c.date, c.claim_id))]
             t_ordered = best_of(args.repeat, functools.partial(medaid.settle, ordered, book))
             del ordered
@@ -170,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             n = len(claims)
             print(f"{mode:<6} {'settle':<7} {t_settle:>8.3f} {n / t_settle:>12,.0f} "
                   f"{t_settle / t_bare:>7.1f}x {capped:>6.1%}")
+            print(f"{mode:<6} {'scalar':<7} {t_scalar:>8.3f} {n / t_scalar:>12,.0f} {t_scalar / t_bare:>7.1f}x")
             print(f"{mode:<6} {'ordered':<7} {t_ordered:>8.3f} {n / t_ordered:>12,.0f} {t_ordered / t_bare:>7.1f}x")
             print(f"{mode:<6} {'bare':<7} {t_bare:>8.3f} {n / t_bare:>12,.0f} {1:>7.1f}x")
             print(f"{mode:<6} {'frame':<7} {t_frame:>8.3f} {n / t_frame:>12,.0f} {t_frame / t_bare:>7.1f}x")
