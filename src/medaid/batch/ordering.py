@@ -159,9 +159,12 @@ def sorted_order(
     del low
     perm, grp, gp = _order(parts, bits_bp, bits_d, bits_i, ties=not in_claim_order)
     mark("sort")
-    person = placed["person_id"].rechunk()
+    # (made one piece only where the whole column is gathered: a copy of every person id, at
+    # 10 M rows 0.46 s on the main thread, for nothing when the key's person part is exact)
+    person = placed["person_id"]
     collide: pl.Series | None = None
     if exact_bits is None or exact_bits > hb:
+        person = person.rechunk()
         person_s = person.gather(perm)
         same_person = same_as_previous(person_s)
         collide = same_as_previous(grp) & ~same_person
