@@ -75,6 +75,39 @@ def test_a_household_shares_its_cap_and_a_reversal_gives_the_rest_back(ledger):
     assert (q.relief, q.capped_by) == (fen("3000"), "cap:household")
 
 
+def test_a_reversal_re_settles_a_member_who_has_moved_to_another_household(ledger):
+    # M and S of household H1 (cap pool 10,000 a household): C1 M 6,300; C2 S 3,700 (what H1
+    # had left).  S then moves to household H2: C3, S's 10,000 stay under H2, 6,300 in full.
+    ledger.settle(claim("C1", "M", "10000", "2024-03-01", household_id="H1"), HH)
+    ledger.settle(claim("C2", "S", "10000", "2024-03-01", household_id="H1"), HH)
+    c3 = ledger.settle(claim("C3", "S", "10000", "2024-06-01", household_id="H2"), HH).entry
+    assert (c3.relief, c3.caps) == (fen("6300"), (("household", fen("6300")),))
+    # reversing C1 frees H1's room: C2 gets its 6,300 in full (+2,600); C3 counts in H2 and
+    # keeps its 6,300.  (Before: refused, because C3 counts in a household M never belonged to.)
+    rev = ledger.reverse("C1", "entered twice", book=HH)
+    adjustments = {a.claim_id: (a.adjustment, a.relief) for a in ledger.adjustments(rev)}
+    assert adjustments == {"C2": (fen("2600"), fen("6300"))}
+    assert net_relief(ledger) == {"C2": fen("6300"), "C3": fen("6300")}
+    assert ledger.verify().problems == ()
+    # H2 holds C3's 6,300: a stay of its member X gets the 3,700 left
+    q = ledger.quote(claim("Q", "X", "10000", "2024-07-01", household_id="H2"), HH)
+    assert (q.relief, q.capped_by) == (fen("3700"), "cap:household")
+
+
+def test_a_reversal_follows_households_through_every_member_who_moved(ledger):
+    # M (H1) → S in H1 and later in H2 → T in H2 and later in H3: reversing M's claim reaches
+    # T's claim in H3 (it reads T's position); nothing there changes, nothing is refused
+    ledger.settle(claim("C1", "M", "10000", "2024-03-01", household_id="H1"), HH)
+    ledger.settle(claim("C2", "S", "10000", "2024-03-02", household_id="H1"), HH)  # 3,700
+    ledger.settle(claim("C3", "S", "2000", "2024-04-01", household_id="H2"), HH)  # 700
+    ledger.settle(claim("C4", "T", "10000", "2024-05-01", household_id="H2"), HH)  # 6,300
+    ledger.settle(claim("C5", "T", "20000", "2024-06-01", household_id="H3"), HH)  # 10,000 by the cap
+    rev = ledger.reverse("C1", "entered twice", book=HH)
+    assert {a.claim_id: a.relief for a in ledger.adjustments(rev)} == {"C2": fen("6300")}
+    assert net_relief(ledger) == {"C2": fen("6300"), "C3": fen("700"), "C4": fen("6300"), "C5": fen("10000")}
+    assert ledger.verify().problems == ()
+
+
 def test_a_reversal_without_the_rules_frees_the_household_cap_and_re_settles_nothing(ledger):
     ledger.settle(claim("C1", "M", "10000", "2024-03-01", household_id="H1"), HH)
     ledger.settle(claim("C2", "S", "10000", "2024-03-01", household_id="H1"), HH)

@@ -547,14 +547,12 @@ class LedgerBase(ABC):
         hh_capped = book is not None and any(c.per == "household" for rs in book.rule_sets for c in rs.caps.values())
         own = [row.household_id] if row.household_id and any(
             per == "household" for _, per, _ in row.cap_limits or ()) else []
-        if hh_capped:
-            found = con.execute("SELECT DISTINCT household_id FROM entries WHERE person_id = ? AND benefit_year = ? "
-                                "AND household_id IS NOT NULL", (person, year)).fetchall()
-            own += [h for (h,) in found]
+        members = {person}
+        if hh_capped:  # every household of the person's year, and through their members, theirs
+            own += _households_reached(con, year, members, set(own))
         households = sorted(set(own))
         for h in households:
             self._lock_group(con, ("household", h, year))
-        members = {person}
         if households and book is not None:
             found = con.execute(
                 "SELECT DISTINCT person_id FROM entries WHERE benefit_year = ? AND household_id IN ("
@@ -964,6 +962,28 @@ def resettled(live: list[tuple[Entry, Entry]], reversed_seq: int, book: RuleBook
         else:
             c, g = c + first.self_pay, g + now.relief
     return out
+
+
+def _households_reached(con: Connection, year: int, persons: set[str], households: set[str]) -> list[str]:
+    """The households of benefit year ``year`` that ``persons`` reach: their own, then, for
+    every member of those, the member's own, until no more are found (a person who moved
+    between households within the year links both: a reversal re-settles every claim whose
+    cap pool it may change).  Read before the groups are locked; a household joined meanwhile
+    makes :func:`resettled_groups` refuse the reversal (nothing recorded), never pay wrongly."""
+    def ids(column: str, where: str, values: set[str]) -> set[str]:
+        if not values:
+            return set()
+        rows = con.execute(
+            f"SELECT DISTINCT {column} FROM entries WHERE benefit_year = ? AND household_id IS NOT NULL "
+            f"AND {where} IN (" + ", ".join("?" * len(values)) + ")", (year, *sorted(values))).fetchall()
+        return {v for (v,) in rows}
+
+    while True:
+        reached = households | ids("household_id", "person_id", persons)
+        members = persons | ids("person_id", "household_id", reached)
+        if (reached, members) == (households, persons):
+            return sorted(households)
+        households, persons = reached, members
 
 
 def resettled_groups(live: list[tuple[Entry, Entry]], reversed_seq: int, book: RuleBook, persons: set[str],
