@@ -346,9 +346,9 @@ class LedgerBase(ABC):
         if year is not None:
             where += " AND e.benefit_year = ?"
             params = (year,)
-        adjusted = self._adjusted(year)
+        current, seconds = self._current(year)
         for e in self._rows(f"{where} ORDER BY e.seq", params):
-            now, ytd = adjusted.get(e.seq, (e, PoolState(e.ytd_self_pay, e.ytd_relief)))
+            now, ytd = current.get(e.seq, (e, PoolState(e.ytd_self_pay, e.ytd_relief)))
             yield {
                 "claim_id": e.claim_id, "person_id": e.person_id, "date": e.date,
                 "self_pay": e.self_pay, "group": e.group, "kind": e.kind, "hospital": e.hospital,
@@ -358,25 +358,35 @@ class LedgerBase(ABC):
                 "bracket_relief": now.bracket_relief, "capped_by": now.capped_by, "bracket": now.bracket,
                 "ytd_self_pay": ytd.self_pay, "ytd_relief": ytd.relief,
                 "rule_set_id": now.rule_set_id, "rule_version": now.rule_version, "rule_hash": now.rule_hash,
-                **_extended_columns(now),
+                **_extended_columns(now, seconds.get(e.seq)),
             }
 
-    def _adjusted(self, year: int | None) -> dict[int, tuple[Entry, PoolState]]:
-        """The settlements that were adjusted (optionally of one benefit year), by row: their
-        last adjustment and the position after them among the pool's standing claims."""
-        where, params = "WHERE e.entry = 'adjustment'", cast(tuple[Any, ...], ())
+    def _current(self, year: int | None) -> tuple[dict[int, tuple[Entry, PoolState]], dict[int, PoolState]]:
+        """The current results and positions of the settlements (optionally of one benefit year)
+        in a pool or second pool that a reversal or an adjustment touched, by row: each
+        standing claim's last adjustment (or itself) and its pool's position after it among the
+        pool's standing claims; and, for a claim with a second stage, its second pool's
+        ``(B, H)`` after it among that pool's standing claims.  (Other rows' recorded positions
+        are current already.)"""
+        where, params = "WHERE e.entry IN ('adjustment', 'reversal')", cast(tuple[Any, ...], ())
         if year is not None:
             where, params = where + " AND e.benefit_year = ?", (year,)
-        pools = {(e.person_id, e.benefit_year, e.pool) for e in self._all(where, params)}
+        touched = self._all(where, params)
         out: dict[int, tuple[Entry, PoolState]] = {}
-        for key in sorted(pools):
+        for key in sorted({(e.person_id, e.benefit_year, e.pool) for e in touched}):
             c = g = 0
             for first, now in live_claims(self._all(
                     "WHERE e.person_id = ? AND e.benefit_year = ? AND e.pool = ? ORDER BY e.seq", key)):
                 c, g = c + first.self_pay, g + now.relief - (now.second_relief or 0)
-                if now is not first:
-                    out[first.seq] = (now, PoolState(c, g))
-        return out
+                out[first.seq] = (now, PoolState(c, g))
+        seconds: dict[int, PoolState] = {}
+        for key in sorted({(e.person_id, e.benefit_year, e.second_pool) for e in touched if e.second_pool}):
+            b = h = 0
+            for first, now in live_claims(self._all(
+                    "WHERE e.person_id = ? AND e.benefit_year = ? AND e.second_pool = ? ORDER BY e.seq", key)):
+                b, h = b + (now.burden or 0), h + (now.second_relief or 0)
+                seconds[first.seq] = PoolState(b, h)
+        return out, seconds
 
     def migrations(self) -> list[tuple[int, str, str]]:
         """The migrations applied to this ledger: number, name, when (UTC, ISO 8601)."""
@@ -1178,15 +1188,22 @@ def _group_queries(persons: Sequence[tuple[str, int]],
     return [(PERSON_ROWS, p) for p in persons] + [(HOUSEHOLD_ROWS, h) for h in households]
 
 
-def _extended_columns(now: Entry) -> dict[str, Any]:
-    """The extended result columns :meth:`LedgerBase.results_rows` gives a claim whose current
-    result ``now`` a second stage or a cap pool counts (none for another claim): its
-    ``second_relief`` (0 without a second stage), ``second_pool``, ``burden`` and ``caps`` as a
-    batch writes it (``medical=4640.00;household=4640.00``; here in the order of the names)."""
+def _extended_columns(now: Entry, second: PoolState | None) -> dict[str, Any]:
+    """The extended result columns (:data:`medaid.io.columns.EXTENDED_RESULT_FIELDS`)
+    :meth:`LedgerBase.results_rows` gives a claim whose current result ``now`` a second stage
+    or a cap pool counts (none for another claim): its ``second_relief`` (0 without a second
+    stage), ``second_capped_by``, ``second_pool``, ``burden``, its second pool's ``ytd_burden``
+    and ``ytd_second_relief`` after it (``second``: recomputed among the standing claims; else
+    as recorded) and ``caps`` as a batch writes it (``medical=4640.00;household=4640.00``; here
+    in the order of the names)."""
     if now.second_relief is None and now.caps is None:
         return {}
     caps = ";".join(f"{name}={format_yuan(fen, thousands=False)}" for name, fen in now.caps or ())
-    return {"second_relief": now.second_relief or 0, "second_pool": now.second_pool, "burden": now.burden,
+    b, h = (now.ytd_burden, now.ytd_second_relief) if second is None else second
+    if now.second_pool is None:
+        b = h = None
+    return {"second_relief": now.second_relief or 0, "second_capped_by": now.second_capped_by,
+            "second_pool": now.second_pool, "burden": now.burden, "ytd_burden": b, "ytd_second_relief": h,
             "caps": caps or None}
 
 
