@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from ..errors import MedaidError
-from ..tuning import alongside, import_polars as _import_polars
+from ..tuning import alongside, command_heap, import_polars as _import_polars
 from .app import echo, json_text
 
 
@@ -87,7 +87,10 @@ def _opening(paths: tuple[str, ...], ledger: str | None) -> Any:
 
 def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str | None,
             sheet: str | None, maps: tuple[str, ...], tick: Any, opening: Any = None,
-            full_rule_hash: bool = False, columns: str | None = None) -> Any:
+            full_rule_hash: bool = False, columns: str | None = None,
+            loaded: Any = None) -> Any:
+    """Settle the file; ``loaded`` (:func:`medaid.tuning.command_heap`'s) is called once the
+    rules are loaded and the settlement's modules imported."""
     from ..batch.run import settle_file
     from ..io.readers import parse_mapping
     from .app import load_book
@@ -96,7 +99,10 @@ def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str 
         book = load_book(rules_path, scheme)
         from ..batch import settle  # noqa: F401  (imported here, off the main thread's path)
         from ..io import writers  # noqa: F401
+        from ..report import batch_text, totals  # noqa: F401  (the totals, after the write)
 
+        if loaded is not None:
+            loaded()
         return book
 
     # the rules load (pure Python) while the file is read (polars, without the interpreter lock)
@@ -200,7 +206,8 @@ def _spark_batch(input_path: str, output: str | None, rules_path: str, scheme: s
 
 def _record(input_path: str, out: str, ledger: str, rules_path: str, scheme: str | None,
             encoding: str | None, sheet: str | None, maps: tuple[str, ...], rejects_path: str | None,
-            on_error: str, max_errors: int, bom: bool, lang: str, as_json: bool) -> None:
+            on_error: str, max_errors: int, bom: bool, lang: str, as_json: bool,
+            loaded: Any = None) -> None:
     """``medaid batch --ledger … --record``: :func:`medaid.batch.record.record_file`, then the
     results (and rejects) written as a batch's; exit 1 when the ledger refused a claim while
     recording under ``--on-error fail`` (the others are recorded: run it again once fixed)."""
@@ -213,6 +220,8 @@ def _record(input_path: str, out: str, ledger: str, rules_path: str, scheme: str
     from .app import Failure, load_book
 
     book = load_book(rules_path, scheme)
+    if loaded is not None:
+        loaded()
     try:
         with open_ledger(ledger) as db:
             rec = record_file(input_path, db, book, encoding=encoding, sheet=sheet,
@@ -323,6 +332,8 @@ def register(group: click.Group) -> None:
         if Path(input_path).is_dir():
             raise click.BadParameter("a folder is read only with --engine spark; give a file",
                                      param_hint="INPUT")
+        # no garbage collection while the modules are imported and the rules loaded (medaid.tuning)
+        loaded = click.get_current_context().with_resource(command_heap())
         _import_polars()  # first, with the batch's allocator settings (medaid.tuning)
         from ..batch.run import BatchRefused, default_rejects_path, write_run
 
@@ -334,7 +345,7 @@ def register(group: click.Group) -> None:
         if record:
             assert ledger is not None
             _record(input_path, out, ledger, rules_path, scheme, encoding, sheet, maps, rejects_path,
-                    on_error, max_errors, bom, lang, as_json)
+                    on_error, max_errors, bom, lang, as_json, loaded)
             return
         opening = _opening(openings, ledger)
         from ..batch.manifest import input_entries, now
@@ -343,7 +354,7 @@ def register(group: click.Group) -> None:
         # the input's sha256 for the run manifest, on a thread while the file is read and settled
         with _progress("settling") as tick, alongside(input_entries, input_path, name="medaid-digest") as digest:
             run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick, opening,
-                          full_rule_hash, columns)
+                          full_rule_hash, columns, loaded)
             chosen = _columns(run, columns)
             if not as_json:
                 _warn(run)
