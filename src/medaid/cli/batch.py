@@ -160,6 +160,18 @@ def _write_manifest(run: Any, started: str, inputs: Any, summary: Any, out: str,
         raise _fail(e) from None
 
 
+def _totals(results: Any, persons: Any, lang: str | None) -> tuple[Any, str | None]:
+    """A run's totals (:func:`medaid.report.totals.summarise`) and their text tables in ``lang``
+    (none under ``--json``: ``lang`` is ``None``); on the totals thread while the results are
+    written, so that tabulate, when the tables need it (Chinese labels or names), is imported
+    there too."""
+    from ..report.batch_text import summary_tables
+    from ..report.totals import summarise
+
+    summary = summarise(results, persons)
+    return summary, None if lang is None else summary_tables(summary, lang)
+
+
 def _warn(run: Any) -> None:
     """A run's warnings (a totals row that does not add up), one a line, on stderr."""
     for w in run.warnings:
@@ -358,12 +370,11 @@ def register(group: click.Group) -> None:
             chosen = _columns(run, columns)
             if not as_json:
                 _warn(run)
-            from ..report.totals import summarise  # (after the read: off its path)
-
             # the totals are computed while the files are written (polars runs without the
             # interpreter lock: the write's idle core and its waits for the disk are used)
             refused = on_error == "fail" and run.rejected
-            with alongside(None if refused else summarise, run.results, run.persons,
+            tables_lang = None if as_json else lang
+            with alongside(None if refused else _totals, run.results, run.persons, tables_lang,
                            name="medaid-totals") as totals:
                 try:
                     rej = write_run(run, out, rejects_path=rejects_path, on_error=on_error,
@@ -373,9 +384,10 @@ def register(group: click.Group) -> None:
                     raise _refused(e, as_json) from None
                 except MedaidError as e:
                     raise _fail(e) from None
-        from ..report.batch_text import summary_json, summary_tables
+        from ..report.batch_text import summary_json
 
-        summary = totals.result() if totals is not None else summarise(run.results, run.persons)
+        summary, tables = (totals.result() if totals is not None
+                           else _totals(run.results, run.persons, tables_lang))
         line = run.reconcile()
         try:
             inputs = digest.result()
@@ -393,7 +405,7 @@ def register(group: click.Group) -> None:
                 **run.counts(), "reconciliation": line, "warnings": [str(w) for w in run.warnings],
                 **summary_json(summary)}))
             return
-        echo(summary_tables(summary, lang))
+        echo(tables)
         echo("")
         echo(line)
         echo(f"results: {out}" + ("" if rej is None else f"\nrejects: {rej}"))
