@@ -185,3 +185,61 @@ def test_partial_sums_of_partitions_combine_into_the_totals_of_the_whole(case, c
         got = frame.group_by(pl.col(d).cast(pl.String)).agg(*map(polars_measure, distinct))
         persons[d] = {r[0]: tuple(r[1:]) for r in got.iter_rows()}
     assert combine(cells, persons) == _expected(rows, with_hospital)
+
+
+# -- the totals' tables are tabulate's, drawn without it when their text is ASCII ----------------
+
+
+def _tabulated(summary: dict, lang: str) -> str:
+    """The totals as tabulate draws them (what ``summary_tables`` printed before it drew them)."""
+    from tabulate import tabulate
+
+    from medaid.money import format_yuan
+    from medaid.report.batch_text import _COLS, MONEY_KEYS, _total_rows
+    from medaid.report.labels import labels_of
+
+    lab = labels_of("totals")[lang]
+
+    def cell(k, v):  # type: ignore[no-untyped-def]
+        return format_yuan(v) if k in MONEY_KEYS else v
+
+    t = summary["total"]
+    parts = [lab["total"] + "\n" + tabulate([[lab[k], cell(k, t[k])] for k in _total_rows(t)],
+                                            tablefmt="simple", disable_numparse=True, colalign=("left", "right"))]
+    for key, by in (("by_plan", "plan"), ("by_month", "month"), ("by_hospital", "hospital")):
+        rows = [[r[by] if r[by] is not None else lab["none"]] + [cell(k, r[k]) for k in _COLS] for r in summary[key]]
+        parts.append(lab[key] + "\n" + tabulate(rows, headers=[lab[by]] + [lab[k] for k in _COLS], tablefmt="simple",
+                                                disable_numparse=True, colalign=("left",) + ("right",) * len(_COLS)))
+    return "\n\n".join(parts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=result_rows(), lang=st.sampled_from(["en", "zh"]), second=st.none() | st.integers(0, 10**10))
+def test_the_totals_tables_are_drawn_exactly_as_tabulate_draws_them(case, lang: str, second: int | None) -> None:
+    from medaid.report.batch_text import summary_tables
+    from medaid.report.totals import AT_CAP_POOL
+
+    rows, categories, with_hospital = case
+    s = summarise(_frame(rows, categories, with_hospital))
+    if second is not None:  # a second stage's relief and persons at a cap pool (with_second_stage)
+        s["total"] = {**s["total"], "second_relief": second, AT_CAP_POOL: second % 7}
+    assert summary_tables(s, lang) == _tabulated(s, lang)
+
+
+def test_english_totals_of_ascii_names_are_drawn_without_tabulate() -> None:
+    from unittest import mock
+
+    from medaid.report.batch_text import summary_tables
+
+    rows = [{"person_id": "P1", "date": dt.date(2024, 5, 3), "self_pay": 3_000_000, "relief": 1_330_000,
+             "patient_pays": 1_670_000, "capped_by": None, "plan": "key-inpatient", "hospital": "H1"},
+            {"person_id": "P2", "date": dt.date(2024, 6, 1), "self_pay": 5_000, "relief": 0,
+             "patient_pays": 5_000, "capped_by": "annual_cap", "plan": "low-income", "hospital": None}]
+    s = summarise(_frame(rows, False, True))
+    expected = _tabulated(s, "en")
+    with mock.patch("tabulate.tabulate", side_effect=AssertionError("tabulate was used")), \
+            mock.patch("medaid.report.tables._cell_width", side_effect=AssertionError("wcwidth was used")):
+        drawn = summary_tables(s, "en")
+    assert drawn == expected
+    assert "key-inpatient" in drawn and "30,000.00" in drawn and "(none)" in drawn
+    assert summary_tables(s, "zh") == _tabulated(s, "zh")  # Chinese labels: measured by wcwidth

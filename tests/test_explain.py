@@ -107,15 +107,17 @@ _CELL = st.text(st.sampled_from(list("aZ09 .,-/()%\u2013\u91cd\u70b9\u6551\u52a9
 
 
 @settings(max_examples=150, deadline=None)
-@given(data=st.data(), ncols=st.integers(1, 4), nrows=st.integers(1, 5), with_headers=st.booleans())
-def test_the_tables_are_drawn_exactly_as_tabulate_draws_them(data, ncols, nrows, with_headers):
+@given(data=st.data(), ncols=st.integers(1, 4), nrows=st.integers(1, 5), with_headers=st.booleans(),
+       ruled=st.booleans())
+def test_the_tables_are_drawn_exactly_as_tabulate_draws_them(data, ncols, nrows, with_headers, ruled):
     rows = [[data.draw(_CELL) for _ in range(ncols)] for _ in range(nrows)]
     headers = [data.draw(_CELL) for _ in range(ncols)] if with_headers else None
     align = data.draw(st.none() | st.lists(st.sampled_from(["left", "right"]), min_size=ncols, max_size=ncols))
-    kwargs = {"disable_numparse": True, "tablefmt": "simple" if with_headers else "plain"}
+    # ruled: tabulate's simple table even without headers (dashes above and below the rows)
+    kwargs = {"disable_numparse": True, "tablefmt": "simple" if with_headers or ruled else "plain"}
     if align is not None:
         kwargs["colalign"] = tuple(align)
-    drawn = text_table(rows, headers, align)
+    drawn = text_table(rows, headers, align, ruled=ruled)
     if drawn is not None:  # a table of one-line printable text: drawn by medaid, as tabulate draws it
         assert drawn == (tabulate(rows, headers=headers, **kwargs) if with_headers else tabulate(rows, **kwargs))
     else:  # anything else (a line feed or a tab in a cell): left to tabulate

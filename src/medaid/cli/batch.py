@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from ..errors import MedaidError
-from ..tuning import alongside, import_polars as _import_polars
+from ..tuning import alongside, command_heap, import_polars as _import_polars
 from .app import echo, json_text
 
 
@@ -87,7 +87,10 @@ def _opening(paths: tuple[str, ...], ledger: str | None) -> Any:
 
 def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str | None,
             sheet: str | None, maps: tuple[str, ...], tick: Any, opening: Any = None,
-            full_rule_hash: bool = False, columns: str | None = None) -> Any:
+            full_rule_hash: bool = False, columns: str | None = None,
+            loaded: Any = None) -> Any:
+    """Settle the file; ``loaded`` (:func:`medaid.tuning.command_heap`'s) is called once the
+    rules are loaded and the settlement's modules imported."""
     from ..batch.run import settle_file
     from ..io.readers import parse_mapping
     from .app import load_book
@@ -96,7 +99,10 @@ def _settle(input_path: str, rules_path: str, scheme: str | None, encoding: str 
         book = load_book(rules_path, scheme)
         from ..batch import settle  # noqa: F401  (imported here, off the main thread's path)
         from ..io import writers  # noqa: F401
+        from ..report import batch_text, totals  # noqa: F401  (the totals, after the write)
 
+        if loaded is not None:
+            loaded()
         return book
 
     # the rules load (pure Python) while the file is read (polars, without the interpreter lock)
@@ -154,6 +160,18 @@ def _write_manifest(run: Any, started: str, inputs: Any, summary: Any, out: str,
         raise _fail(e) from None
 
 
+def _totals(results: Any, persons: Any, lang: str | None) -> tuple[Any, str | None]:
+    """A run's totals (:func:`medaid.report.totals.summarise`) and their text tables in ``lang``
+    (none under ``--json``: ``lang`` is ``None``); on the totals thread while the results are
+    written, so that tabulate, when the tables need it (Chinese labels or names), is imported
+    there too."""
+    from ..report.batch_text import summary_tables
+    from ..report.totals import summarise
+
+    summary = summarise(results, persons)
+    return summary, None if lang is None else summary_tables(summary, lang)
+
+
 def _warn(run: Any) -> None:
     """A run's warnings (a totals row that does not add up), one a line, on stderr."""
     for w in run.warnings:
@@ -200,7 +218,8 @@ def _spark_batch(input_path: str, output: str | None, rules_path: str, scheme: s
 
 def _record(input_path: str, out: str, ledger: str, rules_path: str, scheme: str | None,
             encoding: str | None, sheet: str | None, maps: tuple[str, ...], rejects_path: str | None,
-            on_error: str, max_errors: int, bom: bool, lang: str, as_json: bool) -> None:
+            on_error: str, max_errors: int, bom: bool, lang: str, as_json: bool,
+            loaded: Any = None) -> None:
     """``medaid batch --ledger … --record``: :func:`medaid.batch.record.record_file`, then the
     results (and rejects) written as a batch's; exit 1 when the ledger refused a claim while
     recording under ``--on-error fail`` (the others are recorded: run it again once fixed)."""
@@ -213,6 +232,8 @@ def _record(input_path: str, out: str, ledger: str, rules_path: str, scheme: str
     from .app import Failure, load_book
 
     book = load_book(rules_path, scheme)
+    if loaded is not None:
+        loaded()
     try:
         with open_ledger(ledger) as db:
             rec = record_file(input_path, db, book, encoding=encoding, sheet=sheet,
@@ -323,6 +344,8 @@ def register(group: click.Group) -> None:
         if Path(input_path).is_dir():
             raise click.BadParameter("a folder is read only with --engine spark; give a file",
                                      param_hint="INPUT")
+        # no garbage collection while the modules are imported and the rules loaded (medaid.tuning)
+        loaded = click.get_current_context().with_resource(command_heap())
         _import_polars()  # first, with the batch's allocator settings (medaid.tuning)
         from ..batch.run import BatchRefused, default_rejects_path, write_run
 
@@ -334,7 +357,7 @@ def register(group: click.Group) -> None:
         if record:
             assert ledger is not None
             _record(input_path, out, ledger, rules_path, scheme, encoding, sheet, maps, rejects_path,
-                    on_error, max_errors, bom, lang, as_json)
+                    on_error, max_errors, bom, lang, as_json, loaded)
             return
         opening = _opening(openings, ledger)
         from ..batch.manifest import input_entries, now
@@ -343,16 +366,15 @@ def register(group: click.Group) -> None:
         # the input's sha256 for the run manifest, on a thread while the file is read and settled
         with _progress("settling") as tick, alongside(input_entries, input_path, name="medaid-digest") as digest:
             run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick, opening,
-                          full_rule_hash, columns)
+                          full_rule_hash, columns, loaded)
             chosen = _columns(run, columns)
             if not as_json:
                 _warn(run)
-            from ..report.totals import summarise  # (after the read: off its path)
-
             # the totals are computed while the files are written (polars runs without the
             # interpreter lock: the write's idle core and its waits for the disk are used)
             refused = on_error == "fail" and run.rejected
-            with alongside(None if refused else summarise, run.results, run.persons,
+            tables_lang = None if as_json else lang
+            with alongside(None if refused else _totals, run.results, run.persons, tables_lang,
                            name="medaid-totals") as totals:
                 try:
                     rej = write_run(run, out, rejects_path=rejects_path, on_error=on_error,
@@ -362,9 +384,10 @@ def register(group: click.Group) -> None:
                     raise _refused(e, as_json) from None
                 except MedaidError as e:
                     raise _fail(e) from None
-        from ..report.batch_text import summary_json, summary_tables
+        from ..report.batch_text import summary_json
 
-        summary = totals.result() if totals is not None else summarise(run.results, run.persons)
+        summary, tables = (totals.result() if totals is not None
+                           else _totals(run.results, run.persons, tables_lang))
         line = run.reconcile()
         try:
             inputs = digest.result()
@@ -382,7 +405,7 @@ def register(group: click.Group) -> None:
                 **run.counts(), "reconciliation": line, "warnings": [str(w) for w in run.warnings],
                 **summary_json(summary)}))
             return
-        echo(summary_tables(summary, lang))
+        echo(tables)
         echo("")
         echo(line)
         echo(f"results: {out}" + ("" if rej is None else f"\nrejects: {rej}"))

@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from ..domain.claims import tidy_id
+from ..domain.identifiers import tidy_id
 from ..errors import Problem
 from .columns import normalise_header
 from .ids import untidy

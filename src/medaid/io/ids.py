@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 
 import polars as pl
 
-from ..domain.claims import LOWER_CHECK_PATTERN, PLAIN_ID_PATTERN, tidy_id
+from ..domain.identifiers import LOWER_CHECK_PATTERN, PLAIN_ID_PATTERN, tidy_id
 from .columns import ID_FIELDS
 
 #: The most digits an ID held as a number may have: a spreadsheet keeps 15 significant digits

@@ -52,11 +52,7 @@ def _total_rows(total: dict[str, Any]) -> tuple[str, ...]:
 
 
 def summary_tables(summary: dict[str, Any], lang: str = "en") -> str:
-    """The summary as text tables (tabulate), labels in English or Chinese."""
-    # tabulate (with wcwidth) is imported by the tables only: importing it took 50-100 ms at the
-    # end of every ``medaid batch --json`` run, which prints no table
-    from tabulate import tabulate
-
+    """The summary as text tables (tabulate's ``simple``), labels in English or Chinese."""
     lab = labels_of("totals")[lang]
 
     def cell(k: str, v: Any) -> Any:
@@ -64,16 +60,33 @@ def summary_tables(summary: dict[str, Any], lang: str = "en") -> str:
 
     parts = []
     t = summary["total"]
-    parts.append(lab["total"] + "\n" + tabulate(
-        [[lab[k], cell(k, t[k])] for k in _total_rows(t)], tablefmt="simple", disable_numparse=True,
-        colalign=("left", "right")))
+    parts.append(lab["total"] + "\n" + _simple(
+        [[lab[k], cell(k, t[k])] for k in _total_rows(t)], None, ("left", "right")))
     for key, by in (("by_plan", "plan"), ("by_month", "month"), ("by_hospital", "hospital")):
         rows = [[r[by] if r[by] is not None else lab["none"]] + [cell(k, r[k]) for k in _COLS]
                 for r in summary[key]]
-        parts.append(lab[key] + "\n" + tabulate(
-            rows, headers=[lab[by]] + [lab[k] for k in _COLS], tablefmt="simple", disable_numparse=True,
-            colalign=("left",) + ("right",) * len(_COLS)))
+        parts.append(lab[key] + "\n" + _simple(
+            rows, [lab[by]] + [lab[k] for k in _COLS], ("left",) + ("right",) * len(_COLS)))
     return "\n\n".join(parts)
+
+
+def _simple(rows: list[list[Any]], headers: list[str] | None, align: tuple[str, ...]) -> str:
+    """Tabulate's ``simple`` table (numbers not parsed) of ``rows``: drawn by
+    :func:`medaid.report.tables.text_table` when its cells are one line of printable text
+    (a count is the text ``str`` gives it, as tabulate shows it), so that the English totals
+    of ``medaid batch`` need neither tabulate nor wcwidth (importing them took 35–40 ms at the
+    end of every run, and set off a full collection of the garbage collector: 17 ms); else by
+    tabulate."""
+    from .tables import text_table
+
+    texts = [[str(c) if type(c) is int else c for c in r] for r in rows]
+    drawn = text_table(texts, headers, align, ruled=True)
+    if drawn is not None:
+        return drawn
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=() if headers is None else headers, tablefmt="simple",
+                    disable_numparse=True, colalign=align)
 
 
 def recalc_tables(rc: Recalc, lang: str = "en", persons: int = 20) -> str:
