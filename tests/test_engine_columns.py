@@ -52,8 +52,8 @@ def every_call_in_columns():
 
 
 def scalar(claims, book, opening=None):
-    """The scalar loop alone, as every call below the threshold is settled."""
-    return engine._settle(claims, book, opening)
+    """The scalar engine, the definition (every call below the threshold is settled by it)."""
+    return engine.settle(claims, book, opening)
 
 
 def outcome(fn, claims, book):

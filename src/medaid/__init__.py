@@ -18,9 +18,10 @@ from .errors import ClaimError, MedaidError, MoneyError, Problem, RuleError
 from .money import format_yuan, parse_yuan
 
 if _TYPE_CHECKING:
+    from .batch.objects import settle
     from .domain.brackets import Segment
     from .domain.claims import Claim, tidy_id
-    from .domain.engine import Placement, PoolState, Position, Positions, Settlement, place, quote, settle, settle_at
+    from .domain.engine import Placement, PoolState, Position, Positions, Settlement, place, quote, settle_at
     from .domain.rules import Bracket, Plan, RuleBook, RuleSet, load_rules
 
 # The models (pydantic) load on first use, so that `medaid --help` and the CLI's start-up do
@@ -28,7 +29,7 @@ if _TYPE_CHECKING:
 _LAZY = {
     "Segment": "domain.brackets", "Claim": "domain.claims", "Placement": "domain.engine",
     "PoolState": "domain.engine", "Settlement": "domain.engine", "place": "domain.engine",
-    "quote": "domain.engine", "settle": "domain.engine", "Bracket": "domain.rules",
+    "quote": "domain.engine", "settle": "batch.objects", "Bracket": "domain.rules",
     "Plan": "domain.rules", "RuleBook": "domain.rules", "RuleSet": "domain.rules",
     "load_rules": "domain.rules", "tidy_id": "domain.claims", "Position": "domain.engine",
     "Positions": "domain.engine", "settle_at": "domain.engine",

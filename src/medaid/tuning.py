@@ -297,8 +297,8 @@ def in_parallel(fn: Callable[[T], R], items: Iterable[T], *, workers: int, name:
 # ----------------------------------------------------------------------------------------------
 # the scalar engine's large calls
 
-#: From this many claims in one call on, :func:`medaid.domain.engine.settle` hands them to the
-#: columnar engine (:mod:`medaid.batch.objects`) when polars is already loaded.  Measured
+#: From this many claims in one call on, ``medaid.settle`` (:func:`medaid.batch.objects.settle`)
+#: hands them to the columnar engine when polars is already loaded.  Measured
 #: (benchmarks/bench_engine.py's claims, best of 5, load 0.2; claim mode / year mode, claims/s
 #: scalar against columns): 5,000 claims 274k against 228k / 275k against 202k; 10,000: 307k
 #: against 348k / 271k against 332k; 20,000: 289k against 389k / 272k against 370k; 200,000:
@@ -311,8 +311,8 @@ FRAME_SETTLE_COLD = 100_000
 
 
 def settle_in_columns(claims: int, extended: bool) -> bool:
-    """Whether :func:`medaid.domain.engine.settle` should settle ``claims`` claims in columns:
-    a rule book without the rules of *Rules real schemes need*, polars installed, and at least
+    """Whether ``medaid.settle`` (:func:`medaid.batch.objects.settle`) should settle ``claims``
+    claims in columns: a rule book without the rules of *Rules real schemes need*, polars installed, and at least
     :data:`FRAME_SETTLE_FROM` claims (:data:`FRAME_SETTLE_COLD` while polars is not loaded)."""
     if extended or claims < FRAME_SETTLE_FROM:
         return False

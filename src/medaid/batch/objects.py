@@ -1,10 +1,11 @@
-"""Claim objects settled in columns: the fast path of :func:`medaid.domain.engine.settle` for
-large calls (issue 16; tuning: :data:`medaid.tuning.FRAME_SETTLE_FROM`).
+"""``medaid.settle``: the engine's settlement of claim objects, computed in columns for large
+calls (issue 16; when: :func:`medaid.tuning.settle_in_columns`).
 
-The rules are those of docs/calculation.md, computed once, by :func:`medaid.batch.settle.settle_frame`,
-which is tested equal to the scalar loop claim by claim.  This module only moves the claims
-into columns and the results back into :class:`medaid.domain.engine.Settlement` tuples, each
-field as the scalar loop gives it:
+The rules are those of docs/calculation.md, defined once by the scalar engine
+(:func:`medaid.domain.engine.settle`) and computed in columns by
+:func:`medaid.batch.settle.settle_frame`, which is tested equal to it claim by claim.  This module
+only moves the claims into columns and the results back into
+:class:`medaid.domain.engine.Settlement` tuples, each field as the scalar loop gives it:
 
 * the placement's fields (plan, pool, caps, rule set id, version and full hash, the compiled
   schedule) from the plan the frame placed the claim under;
@@ -15,20 +16,23 @@ field as the scalar loop gives it:
 
 Claims the columns cannot take as they are (a duplicate claim id, a claim no version covers or
 no plan matches) are left to the scalar loop, which settles or refuses them with its own
-messages: :func:`settle_claims` answers ``None`` then.
+messages.  polars is imported only for a call that goes through the columns: a desk settling
+one claim never loads it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
+from ..domain import engine
 from ..domain.claims import Claim
 from ..domain.engine import GroupKey, PoolState, Positions, Settlement
 from ..domain.rules import RuleBook
-from .settle import settle_frame
+from ..tuning import gc_paused, settle_in_columns
+
+if TYPE_CHECKING:
+    import polars as pl
 
 #: The result fields the frame is asked for (the others are the placement's or the claim's).
 _NEED = ("plan", "rule_version", "benefit_year", "relief", "bracket_relief", "capped_by",
@@ -40,6 +44,25 @@ _NOTHING_MORE: tuple[Any, ...] = (0, None, None, None, None, None, None, (), Non
 _EPOCH_ORDINAL = 719_163
 
 
+def settle(
+    claims: Iterable[Claim],
+    rules: RuleBook,
+    opening: Mapping[GroupKey, PoolState] | Positions | None = None,
+) -> list[Settlement]:
+    """Settle claims, accumulating per (person, benefit year, pool): exactly
+    :func:`medaid.domain.engine.settle` (its rules, order, results and errors: see there), with
+    a large call under rules without those of *Rules real schemes need* computed in columns
+    (:func:`medaid.tuning.settle_in_columns`: from 10,000 claims when polars is loaded, from
+    100,000 when it is not)."""
+    items: Sequence[Claim] = claims if isinstance(claims, (list, tuple)) else list(claims)
+    if settle_in_columns(len(items), rules.extended):
+        with gc_paused():  # (medaid.tuning: the settlements stay alive; no cycles are made)
+            done = settle_claims(items, rules, opening)
+        if done is not None:
+            return done
+    return engine.settle(items, rules, opening)
+
+
 def settle_claims(
     items: Sequence[Claim], rules: RuleBook, opening: Mapping[GroupKey, PoolState] | Positions | None,
 ) -> list[Settlement] | None:
@@ -47,6 +70,10 @@ def settle_claims(
     loop's, or ``None`` when the scalar loop must take them (a duplicate claim id, a claim
     that cannot be placed, an extended rule book, two versions of one scheme sharing a
     version name)."""
+    import polars as pl
+
+    from .settle import settle_frame
+
     versions = rules.versions()
     if rules.extended or len({rs.version for rs in versions}) != len(versions):
         return None
@@ -110,6 +137,8 @@ def _opening_frame(opening: Mapping[GroupKey, PoolState] | Positions | None) -> 
     pools = opening.pools if isinstance(opening, Positions) else opening
     if not pools:
         return None
+    import polars as pl
+
     keys = list(pools)
     return pl.DataFrame({
         "person_id": [k[0] for k in keys], "benefit_year": [k[1] for k in keys],
@@ -120,6 +149,8 @@ def _opening_frame(opening: Mapping[GroupKey, PoolState] | Positions | None) -> 
 
 def _categories(column: pl.Series) -> list[str]:
     """The values of a ``pl.Enum`` column's codes, code by code."""
+    import polars as pl
+
     dtype = column.dtype
     assert isinstance(dtype, pl.Enum)
     return dtype.categories.to_list()

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, cast
 
 from ..errors import ClaimError, Problem
 from ..money import format_yuan
-from ..tuning import gc_paused, settle_in_columns
+from ..tuning import gc_paused
 from .brackets import CAP_ANNUAL, CAP_CLAIM, Schedule, Segment, capped
 from .claims import Claim
 from .rules import Plan, RuleBook, RuleSet
@@ -380,18 +380,12 @@ def settle(
     (e.g. from a ledger).  Duplicate claim ids, dates no version covers and claims no plan
     matches are all reported together in one :class:`ClaimError`; nothing is settled then.
 
-    A large call (:func:`medaid.tuning.settle_in_columns`) under rules without those of *Rules
-    real schemes need* is computed by the columnar engine (:mod:`medaid.batch.objects`): the
-    same settlements, field by field, in less time.
+    This is the scalar loop, the definition; the library's ``medaid.settle``
+    (:func:`medaid.batch.objects.settle`) computes a large call in columns instead: the same
+    settlements, field by field, in less time.
     """
     items: Sequence[Claim] = claims if isinstance(claims, (list, tuple)) else list(claims)
     with gc_paused():  # no cycles are made; the collector would only slow the loop (medaid.tuning)
-        if settle_in_columns(len(items), rules.extended):
-            from ..batch.objects import settle_claims  # the same rules, in columns (issue 16)
-
-            done = settle_claims(items, rules, opening)
-            if done is not None:
-                return done
         return _settle(items, rules, opening)
 
 
