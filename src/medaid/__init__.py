@@ -20,8 +20,9 @@ from .money import format_yuan, parse_yuan
 if _TYPE_CHECKING:
     from .batch.objects import settle
     from .domain.brackets import Segment
-    from .domain.claims import Claim, tidy_id
+    from .domain.claims import Claim
     from .domain.engine import Placement, PoolState, Position, Positions, Settlement, place, quote, settle_at
+    from .domain.identifiers import tidy_id
     from .domain.rules import Bracket, Plan, RuleBook, RuleSet, load_rules
 
 # The models (pydantic) load on first use, so that `medaid --help` and the CLI's start-up do
@@ -31,7 +32,7 @@ _LAZY = {
     "PoolState": "domain.engine", "Settlement": "domain.engine", "place": "domain.engine",
     "quote": "domain.engine", "settle": "batch.objects", "Bracket": "domain.rules",
     "Plan": "domain.rules", "RuleBook": "domain.rules", "RuleSet": "domain.rules",
-    "load_rules": "domain.rules", "tidy_id": "domain.claims", "Position": "domain.engine",
+    "load_rules": "domain.rules", "tidy_id": "domain.identifiers", "Position": "domain.engine",
     "Positions": "domain.engine", "settle_at": "domain.engine",
 }
 
