@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 
 import medaid
 import reference_schemes as ref
+from extended_books import KEY_BRACKETS
 from medaid import tuning
 from medaid.batch import objects
 from medaid.domain import engine
@@ -37,12 +38,7 @@ default = true
 pool = "inpatient"
 accumulate = "year"
 annual_cap = "40000"
-brackets = [
-  { from = "1000",  to = "10000", rate = "70%" },
-  { from = "10000", to = "50000", rate = "85%" },
-  { from = "50000",               rate = "95%" },
-]
-"""
+""" + KEY_BRACKETS
 
 
 def every_call_in_columns():

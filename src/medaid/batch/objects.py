@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..domain import engine
 from ..domain.claims import Claim
-from ..domain.engine import GroupKey, PoolState, Positions, Settlement
+from ..domain.engine import _NOTHING_MORE, GroupKey, PoolState, Positions, Settlement
 from ..domain.rules import RuleBook
 from ..tuning import gc_paused, settle_in_columns
 
@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 #: The result fields the frame is asked for (the others are the placement's or the claim's).
 _NEED = ("plan", "rule_version", "benefit_year", "relief", "bracket_relief", "capped_by",
          "ytd_self_pay", "ytd_relief")
-#: The fields after ``household_id`` of a claim settled without the rules of *Rules real
-#: schemes need* (as :data:`medaid.domain.engine._NOTHING_MORE`).
-_NOTHING_MORE: tuple[Any, ...] = (0, None, None, None, None, None, None, (), None, None, None)
 #: ``date.toordinal()`` of 1970-01-01: polars' dates count days from there.
 _EPOCH_ORDINAL = 719_163
 
