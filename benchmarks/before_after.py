@@ -296,10 +296,13 @@ def duplicates(after: Side, most: int) -> str:
 # --------------------------------------------------------------------------- the run
 
 def prepare(side: Side) -> None:
-    """Check the side imports its own medaid, and that its scripts print JSON (else use this tree's)."""
+    """Check the side imports its own medaid, and that its scripts print JSON (else use this tree's);
+    compile its bytecode, so that neither side pays for compiling at each start
+    (``bench_batch.compile_bytecode``)."""
     where = run([sys.executable, "-c", "import medaid; print(medaid.__file__)"], side).strip()
     if not Path(where).resolve().is_relative_to((side.root / "src").resolve()):
         raise SystemExit(f"{side.name}: medaid is imported from {where}, not from {side.root / 'src'}")
+    bench_batch_module().compile_bytecode(side.root / "src")
     bench = side.root / "benchmarks"
     if all((bench / s).exists() and has_json(bench / s, side) for s in SCRIPTS):
         return

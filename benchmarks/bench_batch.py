@@ -134,6 +134,17 @@ def fresh(*paths: Path) -> None:
     time.sleep(1.0)
 
 
+def compile_bytecode(src: Path = ROOT / "src") -> str:
+    """Write the bytecode (``__pycache__``) of the medaid package under ``src``, as ``pip install``
+    does for a wheel, and say so.  A source checkout run with ``PYTHONDONTWRITEBYTECODE`` set (as
+    on this project's machines) otherwise compiles every module it imports again at every start:
+    0.39 s against 0.30 s for a run on 10 claims (medians of 12 alternated runs, 7 Dec 2026), a
+    cost no installed medaid pays.  Files already up to date are left as they are."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(src / "medaid")], check=True,
+                   stdout=subprocess.DEVNULL)
+    return f"medaid's bytecode compiled under {src / 'medaid'} (as an installed medaid has it)"
+
+
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, str]:
     """Run ``cmd``; return (wall seconds, CPU seconds, peak RSS in MiB of the child, stdout)."""
     out = tempfile.TemporaryFile()
@@ -201,6 +212,7 @@ def main() -> None:
         rules.write_text(RULES, encoding="utf-8")
     src, said = ensure_input(a.claims, a.seed, a.persons)
     print(f"{said}; results in {work}", file=sys.stderr if a.json else sys.stdout)
+    print(compile_bytecode(), file=sys.stderr if a.json else sys.stdout)
 
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     medaid_cmd = [sys.executable, "-m", "medaid.cli", "batch", str(src), "-o", str(out),

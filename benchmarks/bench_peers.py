@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The peer benchmark's folder when ``--peers`` is not given (relative to ROOT).
 DEFAULT_PEERS = Path("..", "shared", "bench")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batch import BASELINE  # noqa: E402  (polars' read + a write shaped like medaid's output)
+from bench_batch import BASELINE, compile_bytecode  # noqa: E402  (polars' read + a write shaped like medaid's output)
 
 #: The peers' scripts timed at each size (``run_peers.sh``'s fast ones; the pure-Python and
 #: OpenFisca scripts take minutes and are never the best).
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
               "it is not part of medaid: pass its path with --peers PATH", file=sys.stderr)
         return 2
     ensure_venv(a, peers)
+    print(f"== {compile_bytecode()}", flush=True)
     b = Bench(a, peers)
     b.out.mkdir(parents=True, exist_ok=True)
     Path(a.data).mkdir(parents=True, exist_ok=True)

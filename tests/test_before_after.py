@@ -72,3 +72,18 @@ def test_every_figure_of_the_table_is_in_the_scripts_json(tmp_path):
     assert s["median_ms"] <= s["p95_ms"] and s["n"] == 2
     text, failed = ba.figures(side, side, 0.05)
     assert failed == 0 and text.count("PASS") == sum(m.judged for m in ba.METRICS)
+
+
+def test_the_bench_scripts_time_medaid_with_its_bytecode_written(tmp_path, monkeypatch):
+    # an installed medaid has its modules compiled (pip does it); a checkout run with
+    # PYTHONDONTWRITEBYTECODE (as on the project's machines) would compile them at every start
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    package = tmp_path / "src" / "medaid"
+    (package / "batch").mkdir(parents=True)
+    (package / "__init__.py").write_text("X = 1\n", encoding="utf-8")
+    (package / "batch" / "run.py").write_text("Y = 2\n", encoding="utf-8")
+    said = ba.bench_batch_module().compile_bytecode(tmp_path / "src")
+    tag = sys.implementation.cache_tag
+    assert (package / "__pycache__" / f"__init__.{tag}.pyc").is_file()
+    assert (package / "batch" / "__pycache__" / f"run.{tag}.pyc").is_file()
+    assert str(package) in said
