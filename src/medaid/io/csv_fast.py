@@ -36,7 +36,7 @@ from .columns import CLAIM_MONEY_FIELDS, HEADER_ALIASES, REQUIRED_FIELDS, RESULT
 from .csv_pieces import CsvPieces, csv_pieces
 from .ids import needs_tidying, untidy
 from .totals_rows import totals_rows
-from .validation import FEW_VALUES, few_values, finish_validation, type_rows
+from .validation import FEW_VALUES, few_values, finish_validation, iso_date, type_rows
 
 #: Flag columns of the scan (dropped before the frame leaves this module).
 _REDO, _SHORT, _DIGITS = "__redo", "__maybe_short", "__digit_ids"
@@ -223,7 +223,7 @@ def _scan(pieces: CsvPieces, skip: Collection[str] = ()) -> pl.LazyFrame:
         if n in skip:  # (not claim fields, and never flagged: the scan does not parse them)
             continue
         if n == "date":
-            d = c.str.to_date("%Y-%m-%d", strict=False)
+            d = iso_date(c)
             exprs.append(d.alias(n))
             flags.append(d.is_null())
         elif n in CLAIM_MONEY_FIELDS:

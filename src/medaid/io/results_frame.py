@@ -41,6 +41,7 @@ from .columns import (
     result_field,
 )
 from .ids import id_number_problem
+from .validation import iso_date
 
 #: Columns of a recalculation's adjustments file (``medaid recalc -o``) besides the claim's.
 ADJUSTMENT_FIELDS: tuple[str, ...] = ("old_relief", "new_relief", "adjustment", "status", "old_second_relief",
@@ -204,7 +205,7 @@ def normalise(raw: pl.DataFrame, *, source: str, first_line: int = 2,
             elif want == pl.Date:  # a settlement time (2024-05-03 10:15:00) counts by its day
                 day = pl.when(text.str.len_bytes() > 10).then(
                     text.str.replace(r"[ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?$", "")).otherwise(text)
-                conv = day.str.to_date("%Y-%m-%d", strict=False)
+                conv = iso_date(day)
             else:
                 conv = text.cast(want, strict=False)
             exprs.append(conv.alias(f))

@@ -80,16 +80,25 @@ def validate_frame(raw: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.Dat
     return finish_validation(typed, [problems])
 
 
+def iso_date(text: pl.Expr) -> pl.Expr:
+    """ISO date text (``2024-05-03``) → Date, null where the text is not one: the one ISO date
+    parser of the readers (the fast CSV scan, the pieces, results files).  Without polars'
+    cache of distinct values (``cache=False``, which changes no value): parsing the fixed format
+    again costs less than looking each text up (the peer benchmark's 10 M claims, the date
+    column alone, 3 runs each: 0.38 s against 0.43–0.45 s)."""
+    return text.str.to_date("%Y-%m-%d", strict=False, cache=False)
+
+
 def _date_expr(field: str) -> pl.Expr:
     """Every accepted date form (ISO ``2024-05-03``, ``2024/05/03``, ``20240503``, and an ISO
     date with a zero time as spreadsheets write it) → Date, else null."""
     s = pl.col(field).str.strip_chars()
     return pl.coalesce(
-        s.str.to_date("%Y-%m-%d", strict=False),
+        iso_date(s),
         s.str.to_date("%Y/%m/%d", strict=False),
         pl.when(s.str.len_bytes() == 8).then(s.str.to_date("%Y%m%d", strict=False)),
         pl.when(s.str.contains(r"^\d{4}-\d{2}-\d{2}[ T]00:00(:00)?$"))
-        .then(s.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)),
+        .then(iso_date(s.str.slice(0, 10))),
     )
 
 
@@ -144,7 +153,7 @@ def type_rows(
         pl.col(f).str.strip_chars() if pad and f not in ID_FIELDS else pl.col(f)
         for f, pad in zip(text_fields, padded)
     ]
-    exprs.append(pl.col("date").str.to_date("%Y-%m-%d", strict=False).alias("date"))
+    exprs.append(iso_date(pl.col("date")).alias("date"))
     for f, is_plain in zip(money_fields, plain):
         if is_plain:  # every cell plain digits (no null either): the exact decimal cast alone
             fen = plain_yuan_fen(pl.col(f))
