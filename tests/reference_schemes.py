@@ -241,8 +241,15 @@ def benefit_year(rs: dict[str, Any], day: dt.date) -> int:
     return day.year if day.month >= start else day.year - 1
 
 
+def second_of(rs: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any] | None:
+    """A plan's second stage: its own ``second`` table, or the one it names (``second = "NAME"``:
+    the rule set's ``[second_stages.NAME]``)."""
+    stage = plan.get("second")
+    return rs["second_stages"][stage] if isinstance(stage, str) else stage
+
+
 def household_caps(rs: dict[str, Any], plan: dict[str, Any]) -> list[str]:
-    names = list(plan.get("caps", [])) + list(plan.get("second", {}).get("caps", []))
+    names = list(plan.get("caps", [])) + list((second_of(rs, plan) or {}).get("caps", []))
     return [n for n in names if rs["caps"][n].get("per", "person") == "household"]
 
 
@@ -348,7 +355,7 @@ def settle(rule_sets: list[dict[str, Any]], claims: list[dict[str, Any]],
         take(rs, c, year, plan.get("caps", []), used, r)
         # the second stage on the burden
         r2, capped2, burden = ZERO, None, ZERO
-        second = plan.get("second")
+        second = second_of(rs, plan)
         if second is not None:
             n_k = fen(c["non_compliant"]) if second.get("include_non_compliant") and c.get("non_compliant") else ZERO
             burden = s - r + n_k

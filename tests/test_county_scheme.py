@@ -118,13 +118,24 @@ def test_the_county_scheme_sits_beside_the_default_rules_and_is_not_loaded_with_
         "medical": (50_000_00, "person"), "household": (80_000_00, "household")}
 
 
+def test_the_second_stage_is_written_once_and_shared_by_the_four_plans_that_have_one():
+    """倾斜救助 is one rule of the policy: the file declares it once, as [second_stages.qingxie]."""
+    (rs,) = medaid.load_rules(RULE_FILE).rule_sets
+    assert [p.name for p in rs.plans if p.second is not None] == [
+        "dibao-inpatient", "dibao-inpatient-tertiary", "edge-inpatient", "outpatient-special"]
+    assert all(p.second == rs.second_stages["qingxie"] for p in rs.plans if p.second is not None)
+    lines = RULE_FILE.read_text(encoding="utf-8").splitlines()
+    assert "[plans.second]" not in lines
+    assert sum(ln.startswith('second = "qingxie"') for ln in lines) == 4
+
+
 def test_every_amount_of_the_county_scheme_is_marked_as_an_example_value():
     """The source gives none of the scheme's figures: each cap and grant line says so, and so does
     the first line of each bracket list (but 特困人员's 100% from 0, the policy's own words)."""
     lines = RULE_FILE.read_text(encoding="utf-8").splitlines()
     caps = [ln for ln in lines if ln.startswith(("annual", "grant ="))]
     firsts = [lines[i + 1] for i, ln in enumerate(lines) if ln.startswith("brackets = [")]
-    assert len(caps) == 2 + 4 + 1 and len(firsts) == 5 + 4  # 2 cap pools, 4 second-stage caps, 1 grant
+    assert len(caps) == 2 + 1 + 1 and len(firsts) == 5 + 1  # 2 cap pools, the second stage's cap, 1 grant
     for ln in caps + firsts:
         assert "示例值" in ln or '"100%"' in ln, ln
 

@@ -41,6 +41,8 @@ EXPECTED: dict[str, tuple[str | None, list[str]]] = {
     "two_plans_same_match.toml": ("plans[1].match", ["'key'", "'inpatient'", "plans[0]", "one plan only"]),
     "example_wrong.toml": ("plans[0].examples[2].relief", ["40,300.00", "50,000.00", "states 40,000.00"]),
     "pool_caps_differ.toml": ("plans[1].annual_cap", ["pool 'inpatient'", "one annual cap", "plans[0]"]),
+    "second_stage_unknown.toml": ("plans[1].second", ["no second stage named 'qingxi'", "declared", "'qingxie'"]),
+    "second_stage_shared_invalid.toml": ("second_stages.qingxie.brackets[0].rate", ["'150%'", "outside [0, 1]"]),
     "not_toml.toml": (None, ["not valid TOML", "line 2"]),
 }
 

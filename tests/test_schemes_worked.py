@@ -188,6 +188,45 @@ def test_the_second_stages_annual_cap_binds_on_its_own_relief(tmp_path):
     })
 
 
+#: one second stage declared once (``[second_stages.burden]``) and named by two plans
+NAMED_SECOND = """
+[second_stages.burden]
+pool = "burden"
+accumulate = "year"
+annual_cap = "20000"
+brackets = [ { from = "5000", rate = "50%" } ]
+""" + plan("key-inpatient", "inpatient", "claim", 'annual_cap = "100000"\nsecond = "burden"\n' + KEY_BRACKETS) \
+    + plan("key-outpatient", "outpatient", "year", 'second = "burden"\nbrackets = [ { from = "200", rate = "60%" } ]\n')
+
+
+def test_a_second_stage_declared_once_counts_the_burden_of_every_plan_that_names_it(tmp_path):
+    claims = [claim("A", "30000", date="2024-02-01"), claim("O", "1000", date="2024-06-01", kind="outpatient")]
+    check(tmp_path, NAMED_SECOND, claims, {
+        # A: first 23,300; burden 6,700; (6,700 − 5,000) × 50% = 850
+        "A": {"relief": 2_415_000, "second_relief": 85_000},
+        # O: first (1,000 − 200) × 60% = 480; burden 520; B = 7,220: 2,220 × 50% − 850 = 260
+        "O": {"relief": 74_000, "second_relief": 26_000, "patient_pays": 26_000, "bracket_relief": 48_000},
+    })
+    (rs,) = medaid.load_rules(tmp_path / "county.toml").rule_sets
+    assert rs.plans[0].second == rs.plans[1].second == rs.second_stages["burden"]
+
+
+def test_a_named_second_stage_settles_as_the_same_stage_written_out_in_each_plan(tmp_path):
+    claims = [claim("A", "30000", date="2024-02-01"), claim("O", "1000", date="2024-06-01", kind="outpatient"),
+              claim("B", "10000", date="2024-07-01")]
+    stage = second_stage('annual_cap = "20000"\n')
+    written_out = plan("key-inpatient", "inpatient", "claim", 'annual_cap = "100000"\n' + KEY_BRACKETS) + stage \
+        + plan("key-outpatient", "outpatient", "year", 'brackets = [ { from = "200", rate = "60%" } ]\n') + stage
+
+    def results(text: str, name: str) -> list[dict[str, Any]]:
+        # every field but the rule file's hash and the compiled arithmetic (objects of each book)
+        book = medaid.load_rules(write(tmp_path, text, name))
+        return [{k: v for k, v in r._asdict().items() if k != "rule_hash" and "schedule" not in k}
+                for r in medaid.settle([medaid.Claim.from_yuan(**c) for c in claims], book)]
+
+    assert results(NAMED_SECOND, "named.toml") == results(written_out, "written-out.toml")
+
+
 def test_non_compliant_costs_count_in_the_burden_only_when_the_stage_includes_them(tmp_path):
     c = [claim("N", "10000", non_compliant="4000")]
     # burden 3,700 + 4,000 = 7,700: (7,700 − 5,000) × 50% = 1,350

@@ -345,6 +345,7 @@ class RuleSet(_Frozen):
     kinds: dict[Annotated[str, Field(min_length=1)], Names] = {}
     attributes: dict[Annotated[str, Field(min_length=1)], Attribute] = {}
     caps: dict[Annotated[str, Field(min_length=1)], CapPool] = {}
+    second_stages: dict[Annotated[str, Field(min_length=1)], SecondStage] = {}
     plans: tuple[Plan, ...] = Field(min_length=1)
     examples: tuple[Scenario, ...] = ()
     source: str = Field(default="<memory>", exclude=True)
@@ -971,6 +972,36 @@ _TOO_DEEP = ("arrays or tables are nested too deeply to be read; a rule file nes
              "levels (plans → brackets → a bracket)")
 
 
+def _shared_second_stages(raw: dict[str, Any], source: str) -> tuple[dict[str, Any], set[int], list[Problem]]:
+    """A plan's ``second = "NAME"``: the second stage declared once as ``[second_stages.NAME]``
+    and shared by every plan that names it (docs/rules.md, *Second stage*).  Returns the file's
+    data with each such name replaced by its table (the plans then hold the same second stage,
+    as if each had written it out), the indexes of the plans so given one, and a problem for
+    each name that is not declared (that plan's ``second`` then left out, so that it is not
+    also reported as not being a table)."""
+    plans = raw.get("plans")
+    if not isinstance(plans, list):
+        return raw, set(), []
+    named = raw.get("second_stages")
+    stages = named if isinstance(named, dict) else {}
+    shared: set[int] = set()
+    problems: list[Problem] = []
+    out = []
+    for i, plan in enumerate(plans):
+        name = plan.get("second") if isinstance(plan, dict) else None
+        if isinstance(name, str):
+            if isinstance(stages.get(name), dict):
+                plan = {**plan, "second": stages[name]}
+                shared.add(i)
+            else:
+                declared = ", ".join(repr(n) for n in stages) or "none"
+                problems.append(Problem(f"no second stage named {name!r}; declared under [second_stages]: {declared}",
+                                        source=source, field=f"plans[{i}].second"))
+                plan = {k: v for k, v in plan.items() if k != "second"}
+        out.append(plan)
+    return {**raw, "plans": out}, shared, problems
+
+
 def parse_rule_set(data: bytes, source: str = "<memory>") -> RuleSet:
     """Read and validate one rule file's bytes; raises :class:`RuleError` with every problem."""
     try:
@@ -985,14 +1016,18 @@ def parse_rule_set(data: bytes, source: str = "<memory>") -> RuleSet:
     reserved = [Problem(
         "unknown key; allowed here: " + ", ".join(_allowed_keys((k,))) + f" ({k} is set by medaid)",
         source=source, field=k) for k in _COMPUTED if k in raw]
+    raw, shared, unknown = _shared_second_stages(raw, source)
     try:
         rs = RuleSet.model_validate({**raw, "source": source, "content_hash": digest})
     except ValidationError as e:
-        raise RuleError(reserved + _pydantic_problems(e, source, raw)) from None
+        # a shared second stage's problems are reported once, where it is declared
+        inside = tuple(f"plans[{i}].second" for i in shared)
+        found = [p for p in _pydantic_problems(e, source, raw) if not (p.field or "").startswith(inside)]
+        raise RuleError(reserved + unknown + found) from None
     except RecursionError:
         raise RuleError(Problem(_TOO_DEEP, source=source)) from None
-    if reserved:
-        raise RuleError(reserved)
+    if reserved or unknown:
+        raise RuleError(reserved + unknown)
     problems = _cross_checks(rs)
     if problems:
         raise RuleError(problems)
