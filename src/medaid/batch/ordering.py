@@ -63,26 +63,30 @@ def decimal_ids(col: pl.Series) -> pl.Series | None:
     ids 0.23 s of CPU against 0.05 s, one width)."""
     if col.dtype != pl.String or not col.len() or col.null_count():
         return None
-    number = col.cast(pl.UInt64, strict=False)
-    if number.null_count():
-        return None
     # bytes → the least and the first number too large for so many digits (no u64 has 21)
     least = [0, 0] + [10 ** (k - 1) for k in range(2, 21)] + [2**64 - 1]
     above = [0] + [10**k for k in range(1, 20)] + [2**64 - 1, 0]
-    size = col.str.len_bytes().clip(upper_bound=len(least) - 1)
+    # the cast and the widths in one query, which polars spreads over the column's pieces (the
+    # 10 M ids of the peer benchmark as the scan reads them, 178 pieces: 0.035 s against
+    # 0.07-0.10 s for the cast alone on one thread)
+    both = col.to_frame("v").lazy().select(
+        pl.col("v").cast(pl.UInt64, strict=False).alias("n"),
+        pl.col("v").str.len_bytes().clip(upper_bound=len(least) - 1).alias("size")).collect()
+    number, size = both["n"], both["size"]
+    if number.null_count():
+        return None
     short, long = size.min(), size.max()
     assert isinstance(short, int) and isinstance(long, int)
-    if short == long:  # (ids of one width, as most systems number them: no table to look up)
-        low: pl.Series | int = least[short]
-        high: pl.Series | int = above[short]
+    # (20 digits: 10**19 ≤ number ≤ 2**64 − 1, the largest; so ``<`` for up to 19, ``≤`` at 20)
+    if short == long:  # (ids of one width, as most systems number them: the least and greatest say it)
+        lo, hi = number.min(), number.max()
+        assert isinstance(lo, int) and isinstance(hi, int)
+        fits_all = lo >= least[short] and (hi < above[short] or (short == 20 and hi <= above[short]))
     else:
         low = pl.Series(least, dtype=pl.UInt64).gather(size)
         high = pl.Series(above, dtype=pl.UInt64).gather(size)
-    # (20 digits: 10**19 ≤ number ≤ 2**64 − 1, the largest; so ``<`` for up to 19, ``≤`` at 20)
-    fits = (number >= low) & ((number < high) | ((size == 20) & (number <= high)))
-    if not fits.all():
-        return None
-    return number
+        fits_all = bool(((number >= low) & ((number < high) | ((size == 20) & (number <= high)))).all())
+    return number if fits_all else None
 
 
 def key_parts(t: PlanTables, first_day: dt.date, hashed: pl.Expr) -> list[pl.Expr]:
