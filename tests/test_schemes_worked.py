@@ -227,6 +227,25 @@ def test_a_named_second_stage_settles_as_the_same_stage_written_out_in_each_plan
     assert results(NAMED_SECOND, "named.toml") == results(written_out, "written-out.toml")
 
 
+def test_the_docs_example_of_a_shared_second_stage_loads_and_settles_by_hand(tmp_path):
+    """docs/rules.md, *One second stage for several plans*: its TOML block, under a head, is a
+    rule file whose two plans share one 倾斜救助 pool."""
+    doc = (Path(__file__).parent.parent / "docs" / "rules.md").read_text(encoding="utf-8")
+    after = doc.split("**One second stage for several plans.**", 1)[1]
+    block = after.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "shared.toml"
+    path.write_text(COUNTY_HEAD + block, encoding="utf-8")
+    claims = [claim("D", "30500", group="dibao", date="2024-02-01"),
+              claim("E", "21000", group="edge", person="P1", date="2024-05-01")]
+    got = {r.claim_id: r for r in medaid.settle([medaid.Claim.from_yuan(**c) for c in claims],
+                                                medaid.load_rules(path))}
+    # D: first (30,500 − 500) × 70% = 21,000; burden 9,500, below 10,000: no second relief
+    assert (got["D"].relief, got["D"].second_relief) == (2_100_000, 0)
+    # E (same person, the same qingxie pool): first (21,000 − 1,000) × 50% = 10,000; burden
+    # 11,000; B = 20,500: (20,500 − 10,000) × 50% = 5,250
+    assert (got["E"].relief, got["E"].second_relief) == (1_525_000, 525_000)
+
+
 def test_non_compliant_costs_count_in_the_burden_only_when_the_stage_includes_them(tmp_path):
     c = [claim("N", "10000", non_compliant="4000")]
     # burden 3,700 + 4,000 = 7,700: (7,700 − 5,000) × 50% = 1,350
