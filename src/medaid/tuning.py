@@ -212,11 +212,14 @@ def alongside(fn: Callable[..., T] | None, /, *args: Any, name: str) -> contextl
     * ``medaid-totals``: the totals are computed (polars) while the results are written
       (mostly waits for the disk): 1.37 s when they are computed first (0.09 s);
     * ``medaid-digest``: the input file's sha256 for the run manifest
-      (:func:`medaid.batch.manifest.input_entries`) while the file is read, settled and
-      written: hashlib gives up the interpreter lock on each 1 MiB block, and hashes about
-      190 MB/s here (this Python's OpenSSL), so the peer benchmark's 1 M claims (39 MB) take
-      0.17 s and its 10 M claims (390 MB) 1.4–2.2 s of the second core, which would be added
-      to the wall time if the hash ran before or after the batch;
+      (:func:`medaid.batch.manifest.input_entries`), from the command's start (``medaid batch``
+      begins it before it imports polars and its batch modules, which take one core for
+      0.1–0.2 s) while the file is read, settled and written: hashlib gives up the interpreter
+      lock on each 1 MiB block, and hashes 190 MB/s on a machine without the CPU's SHA
+      instructions (the peer benchmark's 10 M claims, 390 MB: 1.4–2.2 s) and 1.7 GB/s with
+      them (0.23 s), time that would be added to the wall time if the hash ran before or
+      after the batch (started at the read instead of the start: 1 M claims 0.05 s longer,
+      median of 10 alternated runs' differences);
     * ``medaid-quotes``: the fast CSV scan's look for a quote character (one ``memchr`` pass
       over the mapped file; 4 ms for the 61 MB file of 1 M claims when it is in the page cache,
       a read of the whole file from disk when it is not) runs while polars scans the file."""

@@ -345,7 +345,16 @@ def register(group: click.Group) -> None:
             raise click.BadParameter("a folder is read only with --engine spark; give a file",
                                      param_hint="INPUT")
         # no garbage collection while the modules are imported and the rules loaded (medaid.tuning)
-        loaded = click.get_current_context().with_resource(command_heap())
+        ctx = click.get_current_context()
+        loaded = ctx.with_resource(command_heap())
+        from ..batch.manifest import input_entries, now
+
+        started = now()
+        # the input's sha256 for the run manifest, on a thread from here on: hashlib gives up the
+        # interpreter lock, so it runs on the second core while this one imports polars and the
+        # batch's modules, and then beside the read (medaid.tuning.alongside)
+        digest = None if record else ctx.with_resource(
+            alongside(input_entries, input_path, name="medaid-digest"))
         _import_polars()  # first, with the batch's allocator settings (medaid.tuning)
         from ..batch.run import BatchRefused, default_rejects_path, write_run
 
@@ -360,11 +369,8 @@ def register(group: click.Group) -> None:
                     on_error, max_errors, bom, lang, as_json, loaded)
             return
         opening = _opening(openings, ledger)
-        from ..batch.manifest import input_entries, now
-
-        started = now()
-        # the input's sha256 for the run manifest, on a thread while the file is read and settled
-        with _progress("settling") as tick, alongside(input_entries, input_path, name="medaid-digest") as digest:
+        assert digest is not None
+        with _progress("settling") as tick:
             run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick, opening,
                           full_rule_hash, columns, loaded)
             chosen = _columns(run, columns)
