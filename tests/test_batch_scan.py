@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from medaid import load_rules
-from medaid.batch.run import BatchRun, rejects_for_output, settle_file
+from medaid.batch.run import BatchRun, rejects_for_output, settle_file, write_run
 from medaid.errors import MedaidError
 from medaid.io.csv_fast import scan_claims
 from test_dirty_inputs import EN, ZH
@@ -197,6 +197,28 @@ def test_an_empty_last_column_is_a_row_not_a_short_line(tmp_path: Path) -> None:
         (3, "E2", "H1", "seen", 1_000_000, 630_000),   # 70% of 9,000
         (4, "E3", None, None, 99_999, 0),              # below the 1,000 threshold
     ]
+
+
+@pytest.mark.parametrize("ids, digits", [
+    (("1001", "1002", "1003"), {"claim_id", "person_id"}),
+    (("1001", "+1002", "1003"), {"claim_id", "person_id"}),   # "+": still a number's digits
+    (("1001", "E1002", "1003"), set()),
+    (("1001", "10 02", "1003"), set()),
+])
+def test_the_writer_is_told_which_id_columns_hold_only_digits(tmp_path: Path, ids: tuple[str, ...],
+                                                               digits: set[str]) -> None:
+    """The scan tells the writer when every claim and person id is digits (an optional "+"
+    first): such cells never need quotes.  A leading "+" may still start a formula in a
+    spreadsheet, so it is neutralised as ever."""
+    p = _write(tmp_path, EN + "\n" + "".join(
+        f"{c},{c},2024-05-0{i + 1},30000,key,inpatient,H1\n" for i, c in enumerate(ids)))
+    run = settle_file(p, BOOK)
+    assert run.digit_columns == digits
+    out = tmp_path / "r.csv"
+    write_run(run, out, bom=False, columns="claim_id,person_id,relief")
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines == ["claim_id,person_id,relief"] + [
+        f"'{c},'{c},23300.00" if c.startswith("+") else f"{c},{c},23300.00" for c in ids]
 
 
 def test_blank_lines_are_not_rows_and_later_lines_keep_their_numbers(tmp_path: Path) -> None:

@@ -123,6 +123,11 @@ class BatchRun:
     #: :func:`medaid.io.attributes.attribute_titles`): their columns' headers in a file written
     #: with ``lang="zh"``.
     titles: Mapping[str, str] = field(default_factory=dict)
+    #: Text columns of ``results`` whose every value the reader saw to be ASCII digits, perhaps
+    #: after a ``+`` (the claim and person ids of most exports,
+    #: :attr:`medaid.io.csv_fast.Scanned.digit_ids`): the CSV writer does not look in them for
+    #: cells to quote (:func:`medaid.io.csv_writer.csv_checks`).
+    digit_columns: frozenset[str] = frozenset()
 
     @property
     def settled(self) -> int:
@@ -204,6 +209,9 @@ class ReadFile(NamedTuple):
     header_line: int
     blank_lines: int
     warnings: tuple[Problem, ...]
+    #: Whether every claim and person id is ASCII digits, perhaps after a ``+``
+    #: (:attr:`BatchRun.digit_columns`).
+    digit_ids: bool = False
 
 
 def read_file(
@@ -243,8 +251,10 @@ def read_file(
         if copy is not None:
             copy.unlink(missing_ok=True)
     text_values: dict[str, pl.Series] = {}
+    digit_ids = False
     if typed is not None:
-        clean, rejects, bad_rows, rows_read, text_values, totals, header_line, blank_lines = typed
+        clean, rejects, bad_rows, rows_read, text_values, totals, header_line, blank_lines = typed[:8]
+        digit_ids = typed.digit_ids
         tick("read")
     else:
         got = readers.read_raw_file(path, encoding=encoding, sheet=sheet, mapping=mapping)
@@ -269,7 +279,7 @@ def read_file(
         warnings = check_totals(totals, clean, rejects["row"].unique(), source)
     return ReadFile(clean, rejects, bad_rows, rows_read, text_values,
                     () if totals is None else tuple(totals["row"].to_list()), header_line,
-                    blank_lines, tuple(warnings))
+                    blank_lines, tuple(warnings), digit_ids)
 
 
 def settle_file(
@@ -316,6 +326,7 @@ def settle_file(
                     columns=columns)
     clean, rejects, bad_rows, warnings = got.clean, got.rejects, got.bad_rows, list(got.warnings)
     rows_read, text_values, totals, header_line, blank_lines = got[3:8]
+    digits = frozenset(("claim_id", "person_id") if got.digit_ids else ())
     del got  # (``clean`` is dropped below, before the run is made: memory)
     book = rules() if callable(rules) else rules
     # the attribute columns the rules declare, named and tidied now that the rules are known
@@ -343,7 +354,7 @@ def settle_file(
     rejects = rejects.sort("row", maintain_order=True)
     run = BatchRun(source, rows_read, results, rejects, bad_rows.sort("row"), text_values,
                    totals, header_line, blank_lines, tuple(warnings), already,
-                   tuple(rule_entries(book)), persons, attribute_titles(book))
+                   tuple(rule_entries(book)), persons, attribute_titles(book), digits)
     run.reconcile()
     return run
 
@@ -537,7 +548,8 @@ def write_run(
     if run.rejected or run.already_settled:
         written = Path(rejects_path) if rejects_path else default_rejects_path(output)
         write_frame(rejects_for_output(run), written, bom=bom, lang=lang, titles=run.titles)
-    write_frame(results, output, bom=bom, text_values=run.text_values, lang=lang, titles=run.titles)
+    write_frame(results, output, bom=bom, text_values=run.text_values, lang=lang, titles=run.titles,
+                digit_columns=run.digit_columns)
     if progress:
         progress("write")
     return written

@@ -58,6 +58,10 @@ class Scanned(NamedTuple):
     #: The header's line (the lines above it are titles) and the blank lines skipped.
     header_line: int = 1
     blank_lines: int = 0
+    #: Whether every claim and person id read is ASCII digits, perhaps after a ``+`` (so is
+    #: every one in ``clean``): no cell of such columns needs quotes when written (the CSV
+    #: writer's look for them skips them: at 10 M claims 0.1 s).
+    digit_ids: bool = False
 
 
 def scan_claims(
@@ -103,6 +107,7 @@ def scan_claims(
         typed, flags = typed.filter(keep), flags.filter(keep)
     rows_read = typed.height
     typed, text_values, distinct = _tidy_categories(typed)
+    digit_ids = bool(flags[_DIGITS].all())
     redo = flags[_REDO] | _ids_to_redo(typed, flags[_DIGITS])
     problems: dict[str, pl.DataFrame] = {}
     raw_redone = None
@@ -123,7 +128,7 @@ def scan_claims(
     clean, rejects = finish_validation(typed, [problems])
     bad_rows = _rejected_text(pieces, rejects, raw_redone)
     return Scanned(clean, rejects, bad_rows, rows_read, text_values, totals,
-                   blank_lines=0 if blank is None else blank.len())
+                   blank_lines=0 if blank is None else blank.len(), digit_ids=digit_ids)
 
 
 def _ids_to_redo(typed: pl.DataFrame, digits: pl.Series) -> pl.Series:

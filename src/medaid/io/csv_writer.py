@@ -12,7 +12,7 @@ pass first finds the columns with a cell to neutralise and whether any cell need
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import polars as pl
@@ -31,10 +31,11 @@ DATE_TABLE_DAYS = 20_000
 
 
 def write_csv(frame: pl.DataFrame, tmp: Path, money: list[str], bom: bool,
-              known: Mapping[str, pl.Series], headers: list[str]) -> None:
+              known: Mapping[str, pl.Series], headers: list[str], digits: Collection[str] = ()) -> None:
     """Write ``frame`` as CSV to ``tmp`` under the header cells ``headers``; ``money`` are its
-    fen columns; ``known`` may give the distinct text of category columns (:func:`csv_checks`)."""
-    fix, quote = csv_checks(frame, known, headers)
+    fen columns; ``known`` may give the distinct text of category columns and ``digits`` name
+    text columns known to hold ASCII digits only (:func:`csv_checks`)."""
+    fix, quote = csv_checks(frame, known, headers, digits)
     schema = frame.schema
     convert = ([yuan_decimal(c) for c in money]
                + [neutralise(c, None if schema[c] == pl.String else pl.col(c).cast(pl.String)) for c in fix]
@@ -48,22 +49,25 @@ def write_csv(frame: pl.DataFrame, tmp: Path, money: list[str], bom: bool,
 
 
 def csv_checks(frame: pl.DataFrame, known: Mapping[str, pl.Series],
-               headers: list[str] | None = None) -> tuple[list[str], bool]:
+               headers: list[str] | None = None, digits: Collection[str] = ()) -> tuple[list[str], bool]:
     """``(columns with a cell to neutralise, whether any cell needs quotes)`` of a frame to be
-    written as CSV.  Text columns are looked at in one parallel streaming pass; category columns
-    once per distinct value (from ``known`` when given, else found in the same pass); enum
-    columns by their categories; the header by ``headers`` (default: the column names)."""
+    written as CSV.  Text columns are looked at in one parallel streaming pass, but for quotes
+    not those of ``digits``, which the caller knows to hold ASCII digits, perhaps after a ``+``
+    (never a cell to quote; a ``+`` may lead a formula, so they are looked at for that);
+    category columns once per distinct value (from ``known`` when given, else found in the same
+    pass); enum columns by their categories; the header by ``headers`` (default: the column
+    names)."""
     schema = frame.schema
     text = [c for c, t in schema.items() if t == pl.String]
     cats = [c for c, t in schema.items() if t == pl.Categorical]
     to_find = [c for c in cats if c not in known]
     may_lead = _may_lead_with_formula(frame, text)
     checks = ([pl.col(c).str.contains(FORMULA_RE).any().alias(f"f{i}") for i, c in enumerate(may_lead)]
-              + [_needs_quotes(pl.col(c)).any().alias(f"q{i}") for i, c in enumerate(text)]
+              + [_needs_quotes(pl.col(c)).any().alias(f"q{i}") for i, c in enumerate(text) if c not in digits]
               + [pl.col(c).unique().cast(pl.String).implode().alias(f"u{i}") for i, c in enumerate(to_find)])
     seen = frame.lazy().select(checks).collect(engine="streaming") if checks else pl.DataFrame()
     fix = [c for i, c in enumerate(may_lead) if seen[f"f{i}"].item()]
-    quote = any(seen[f"q{i}"].item() for i in range(len(text)))
+    quote = any(seen[f"q{i}"].item() for i, c in enumerate(text) if c not in digits)
     found = {c: seen[f"u{i}"].explode() for i, c in enumerate(to_find)}
     values = {c: found[c] if c in found else known[c] for c in cats}
     values |= {c: pl.Series(t.categories, dtype=pl.String) for c, t in schema.items() if isinstance(t, pl.Enum)}

@@ -35,7 +35,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
 import polars as pl
@@ -152,13 +152,16 @@ def _money_cols(frame: pl.DataFrame) -> list[str]:
 def write_frame(frame: pl.DataFrame, path: str | Path, *, bom: bool = True,
                 text_values: Mapping[str, pl.Series] | None = None, lang: str = "en",
                 headers: Mapping[str, str] | None = None, money: list[str] | None = None,
-                titles: Mapping[str, str] | None = None) -> None:
+                titles: Mapping[str, str] | None = None, digit_columns: Collection[str] = ()) -> None:
     """Write ``frame`` to ``path`` in the format of its extension, atomically (see module doc).
 
     Columns named in :data:`medaid.io.columns.MONEY_COLUMNS` holding integers are fen.
     ``text_values`` may give, for category columns, text that includes every value of the
     column (as :attr:`medaid.batch.run.BatchRun.text_values`): CSV's checks then look at those
-    instead of finding the column's distinct values.  ``lang="zh"`` gives CSV and XLSX files
+    instead of finding the column's distinct values; ``digit_columns`` may name text columns
+    whose every value is ASCII digits, perhaps after a ``+``
+    (:attr:`medaid.batch.run.BatchRun.digit_columns`), which the look for cells to quote then
+    skips.  ``lang="zh"`` gives CSV and XLSX files
     Chinese headers (:func:`medaid.io.cells.sheet_headers`), a claim attribute's column its
     title in ``titles`` (attribute → title, :attr:`medaid.batch.run.BatchRun.titles`).  Raises :class:`WriteError`
     naming the file (and the reason: the disk's words, or the column XLSX cannot hold).
@@ -178,7 +181,7 @@ def write_frame(frame: pl.DataFrame, path: str | Path, *, bom: bool = True,
     try:
         with atomic_path(path) as tmp:
             if fmt == "csv":
-                _write_csv(frame, tmp, money, bom, text_values or {}, cells)
+                _write_csv(frame, tmp, money, bom, text_values or {}, cells, digit_columns)
             elif fmt == "jsonl":
                 frame.lazy().with_columns([yuan_text(c) for c in money]).sink_ndjson(
                     tmp, check_extension=False)
