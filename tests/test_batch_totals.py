@@ -146,11 +146,12 @@ def test_a_person_counted_once_per_table_row_however_many_claims() -> None:
     assert [(r["hospital"], r["relief"]) for r in s["by_hospital"]] == [("H1", 0), ("H2", 1400_00), (None, 0)]
 
 
-@pytest.mark.parametrize("numbers", [[0, 0, 1], [7, 7, 2], [2**33, 2**33, 5]])
+@pytest.mark.parametrize("numbers", [[0, 0, 1], [7, 7, 2], [0, 0, 1000], [2**33, 2**33, 5]])
 def test_persons_numbered_by_the_sort_are_counted_by_a_table_or_by_grouping(numbers: list[int]) -> None:
-    """Numbers 0, 0, 1 and 7, 7, 2 are few enough for a table of them (one bit a number), 2³³ is
-    not (grouped instead): the counts are the hand-counted ones either way.  P1 has two claims in
-    January, one at the annual cap; P2 one in February."""
+    """Numbers 0, 0, 1 and 7, 7, 2 are few enough for a table of them (one bit a number) and for
+    one table of (month, person) places, 0, 0, 1000 for the first only (a table per month then),
+    2³³ for neither (grouped instead): the counts are the hand-counted ones every way.  P1 has
+    two claims in January, one at the annual cap; P2 one in February."""
     rows = TWO_PERSONS
     s = summarise(_frame(rows, False, True), pl.Series(numbers, dtype=pl.UInt64))
     assert (s["total"]["persons"], s["total"]["persons_at_annual_cap"]) == (2, 1)
