@@ -338,6 +338,12 @@ def _seen(rows: "pl.DataFrame", dims: dict[str, dict[int, Any]]) -> dict[str, An
             **{dim: {code: (every[dim][code], capped[dim][code]) for code in codes} for dim, codes in dims.items()}}
 
 
+def _narrowest(top: int) -> "pl.DataType":
+    """The narrowest unsigned integer type that holds ``0..top``."""
+    return next(t for t, b in ((pl.UInt8(), 8), (pl.UInt16(), 16), (pl.UInt32(), 32), (pl.UInt64(), 64))
+                if top < 1 << b)
+
+
 def _persons(keyed: "pl.LazyFrame", dims: dict[str, dict[int, Any]], M: int, H: int) -> dict[str, Any]:
     """Distinct persons and distinct persons with an annual-cap claim: in total and for every
     code of every dimension (``{"total": (n, capped), "plan": {code: (n, capped)}, ...}``)."""
@@ -347,8 +353,11 @@ def _persons(keyed: "pl.LazyFrame", dims: dict[str, dict[int, Any]], M: int, H: 
     out: dict[str, Any] = {}
     if width <= MASK_BITS:
         if keyed.collect_schema()["person"] in (pl.UInt32, pl.UInt64):
-            coded = [d for d, codes in dims.items() if len(codes) > 1]
-            counted = _seen(keyed.select("person", "at_cap", *(parts[d].alias(d) for d in coded)).collect(), dims)
+            # (each dimension's codes in the narrowest word that holds them: at 10 M claims one
+            # byte a row for the months instead of eight, while the results are being written)
+            coded = {d: _narrowest(max(codes)) for d, codes in dims.items() if len(codes) > 1}
+            counted = _seen(keyed.select("person", "at_cap", *(parts[d].cast(t).alias(d) for d, t in coded.items()))
+                            .collect(), dims)
             if counted is not None:  # numbers few enough for tables of them
                 return counted
         # each person's bits: a lookup of each part's bit, added (the bits are distinct)
