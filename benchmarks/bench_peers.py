@@ -27,7 +27,10 @@ medaid, for the sizes and modes asked:
   and the load average before and after.
 
 Every figure is the median of the counted runs (`--best`: the least, the run least slowed by other
-work on a shared machine); the machine's load shows in the load average.
+work on a shared machine); the machine's load shows in the load average.  With ``--interleave``
+the commands of a size and mode are timed in rounds, each once a round (``--runs`` rounds after
+``--warmup``), so that a machine whose speed drifts over the minutes slows each of them alike
+and the ratios compare runs made close together.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -103,16 +107,45 @@ class Bench:
         self.results = self.out / "results.jsonl"
         self.env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
-    def time(self, label: str, rows: int, cmd: list[str], *, env: dict[str, str] | None = None) -> dict:
-        """One timer call (``bench_cmd.py``): its JSON record."""
+    def time(self, label: str, rows: int, cmd: list[str], *, env: dict[str, str] | None = None,
+             runs: int | None = None, warmup: int | None = None) -> dict:
+        """One timer call (``bench_cmd.py``; ``--runs`` counted runs after ``--warmup`` unless
+        given): its JSON record."""
         subprocess.run([self.py, str(self.peers / "bench_cmd.py"), "--out", str(self.results),
-                        "--label", label, "--rows", str(rows), "--runs", str(self.a.runs),
-                        "--warmup", str(self.a.warmup), "--", *cmd], check=False, env=env)
+                        "--label", label, "--rows", str(rows),
+                        "--runs", str(self.a.runs if runs is None else runs),
+                        "--warmup", str(self.a.warmup if warmup is None else warmup), "--", *cmd],
+                       check=False, env=env)
         with open(self.results, encoding="utf-8") as f:
             rec = json.loads(f.readlines()[-1])
         if rec["label"] != label:
             raise SystemExit(f"the timer wrote no record for {label}")
         return rec
+
+    def jobs(self, rows: int, jobs: list[tuple[str, str, list[str], dict[str, str] | None]]) -> dict[str, dict]:
+        """Time each job ``(key, label, command, env)``: one timer call each (its runs one after
+        the other), or with ``--interleave`` in rounds, each job once a round in the order given,
+        so that every command meets the machine's drift alike; the rounds' runs are then merged
+        into one record per job (``[least, median, greatest]``, as the timer gives them)."""
+        if not self.a.interleave:
+            return {key: self.time(label, rows, cmd, env=env) for key, label, cmd, env in jobs}
+        for r in range(self.a.warmup):
+            for _key, label, cmd, env in jobs:
+                self.time(f"{label} (warm-up {r + 1})", rows, cmd, env=env, runs=1, warmup=0)
+        runs: dict[str, list[dict]] = {key: [] for key, *_ in jobs}
+        for r in range(self.a.runs):
+            for key, label, cmd, env in jobs:
+                runs[key].append(self.time(f"{label} (round {r + 1})", rows, cmd, env=env, runs=1, warmup=0))
+        return {key: merged(recs) for key, recs in runs.items()}
+
+
+def merged(recs: list[dict]) -> dict:
+    """One timer record of several single-run records of the same command."""
+    def spread(name: str) -> list[float]:
+        values = sorted(r[name][0] for r in recs)
+        return [values[0], statistics.median(values), values[-1]]
+    return {**recs[-1], "runs": len(recs), "wall_s": spread("wall_s"), "cpu_s": spread("cpu_s"),
+            "peak_mib": spread("peak_mib"), "exit_codes": [c for r in recs for c in r["exit_codes"]]}
 
 
 def ensure_venv(a: argparse.Namespace, peers: Path) -> None:
@@ -140,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", default="20250101")
     ap.add_argument("--scripts", default=",".join(PEERS),
                     help=f"peer scripts to time, comma-separated (default: all of {', '.join(PEERS)})")
+    ap.add_argument("--interleave", action="store_true",
+                    help="time in rounds: at each size and mode every command once a round (the peer "
+                         "scripts, medaid default and --columns, polars' read + same-shaped write), "
+                         "--runs rounds after --warmup rounds, instead of each command's runs one "
+                         "after the other: a machine whose speed drifts slows them alike")
     ap.add_argument("--best", action="store_true",
                     help="show each command's best (least) wall time and CPU instead of the median: "
                          "on a shared machine, the run least slowed by other work")
@@ -178,28 +216,32 @@ def main(argv: list[str] | None = None) -> int:
         floor = b.time(f"rw:polars {size}", n, [b.py, str(peers / "read_floor.py"), "polars", str(src),
                                                 "--write", str(b.out / f"rw_{size}.csv")])
         for m in modes:
-            peer_recs = {}
+            jobs: list[tuple[str, str, list[str], dict[str, str] | None]] = []
             for name, script in PEERS.items():
                 if name not in a.scripts.split(",") or (name in SMALL_ONLY and n >= 10_000_000):
                     continue
                 if not (peers / script[0]).exists():
                     continue
                 out = b.out / f"res_{size}_{name}_{m}.csv"
-                peer_recs[name] = b.time(f"{m}:{name} {size}", n, [
-                    b.py, str(peers / script[0]), str(src), str(out), "--mode", m, "--cap", a.cap, *script[1:]])
-            ok = {k: r for k, r in peer_recs.items() if set(r["exit_codes"]) == {0}}
+                jobs.append((name, f"{m}:{name} {size}", [
+                    b.py, str(peers / script[0]), str(src), str(out), "--mode", m, "--cap", a.cap, *script[1:]], None))
+            base = [*medaid_command(), "batch", str(src), "--rules", str(rules[m]), "--no-bom"]
+            full_out = b.out / f"medaid_{size}_{m}.csv"
+            cols_out = b.out / f"medaid_{size}_{m}_columns.csv"
+            jobs += [
+                ("\0full", f"{m}:medaid {size}", [*base, "-o", str(full_out)], b.env),
+                ("\0cols", f"{m}:medaid --columns {size}", [*base, "-o", str(cols_out), "--columns", COLUMNS], b.env),
+                # (after medaid's default run, whose output gives its shape)
+                ("\0shaped", f"rw17:polars {size} {m}", [
+                    b.py, "-c", BASELINE, str(src), str(b.out / f"rw17_{size}.csv"), str(full_out)], None),
+            ]
+            recs = b.jobs(n, jobs)
+            full, cols, shaped = recs.pop("\0full"), recs.pop("\0cols"), recs.pop("\0shaped")
+            ok = {k: r for k, r in recs.items() if set(r["exit_codes"]) == {0}}
             if not ok:
                 raise SystemExit(f"no peer script ran at {size} mode {m}")
             best = min(ok, key=lambda k: ok[k]["wall_s"][stat])
             ref = next(b.out / f"res_{size}_{k}_{m}.csv" for k in ("duckdb", "polars-sort", best) if k in ok)
-            base = [*medaid_command(), "batch", str(src), "--rules", str(rules[m]), "--no-bom"]
-            full_out = b.out / f"medaid_{size}_{m}.csv"
-            cols_out = b.out / f"medaid_{size}_{m}_columns.csv"
-            full = b.time(f"{m}:medaid {size}", n, [*base, "-o", str(full_out)], env=b.env)
-            cols = b.time(f"{m}:medaid --columns {size}", n, [*base, "-o", str(cols_out), "--columns", COLUMNS],
-                          env=b.env)
-            shaped = b.time(f"rw17:polars {size} {m}", n, [
-                b.py, "-c", BASELINE, str(src), str(b.out / f"rw17_{size}.csv"), str(full_out)])
             same = subprocess.run([b.py, str(peers / "compare.py"), str(ref), str(full_out), str(cols_out)],
                                   capture_output=True, text=True, check=False)
             tables.append((size, m, floor, best, ok[best], full, cols, shaped, ref, same.stdout.strip()))
@@ -231,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for size, m, *_rest, ref, same in tables:
         print(f"compare.py {size} {m} against {Path(ref).name}:\n{same}")
-    print(f"\n{what} of {a.runs} runs after {a.warmup} warm-up; load average before "
+    how = (f"{a.runs} interleaved rounds after {a.warmup} warm-up round(s)" if a.interleave
+           else f"{a.runs} runs after {a.warmup} warm-up")
+    print(f"\n{what} of {how}; load average before "
           f"{' '.join(f'{x:.2f}' for x in load_before)}, after {' '.join(f'{x:.2f}' for x in load_after)} "
           f"({os.cpu_count()} CPUs); timer records in {b.results}")
     if shutil.which("uptime"):
