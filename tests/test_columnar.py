@@ -225,7 +225,12 @@ def test_unplaceable_rows_are_rejected_with_the_engines_words_and_do_not_accumul
     assert "matches group 'nobody' and kind 'inpatient'" in rejects["message"][1]
 
 
-def test_year_mode_three_claims_of_600_give_0_140_420(tmp_path):
+@pytest.mark.parametrize("safe", [None, 1000], ids=["prefix sums", "sequential path"])
+def test_year_mode_three_claims_of_600_give_0_140_420(tmp_path, monkeypatch, safe):
+    """A book of one plan: the arithmetic is given no plan index (every row's is 0), on the
+    prefix-sum form and on the sequential path alike."""
+    if safe is not None:
+        monkeypatch.setattr("medaid.batch.arithmetic.SAFE", safe)
     book = write_rules(tmp_path, """
 id = "t"
 version = "1"

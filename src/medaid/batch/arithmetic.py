@@ -90,7 +90,8 @@ def relieve(work: pl.DataFrame, t: PlanTables,
             need: Collection[str] | None = None) -> tuple[pl.DataFrame, pl.Series | None]:
     """Relief of every row in processing order; also which rows need the sequential path.
 
-    ``work`` holds ``s`` (self-pay), ``p`` (plan index) and ``b`` (first row of its group), and
+    ``work`` holds ``s`` (self-pay), ``p`` (plan index; may be left out when ``t`` has one
+    plan) and ``b`` (first row of its group), and
     optionally ``c0`` and ``g0``: the group's opening self-pay and relief (the same on every row
     of a group; docs/batch.md, *Opening balances*), which ``C`` and ``G`` start from.
     Every per-plan parameter that is the same for all plans becomes a constant of the
@@ -229,9 +230,10 @@ def relieve(work: pl.DataFrame, t: PlanTables,
         # previous claim's R(f(C)) when that claim used the same plan; computed afresh only
         # where the plan changes inside a group (another plan of the pool, a new version)
         rt = pl.col("__rt")
+        same_plan = p == p.shift(1) if len(plans) > 1 else pl.lit(True)
         front = front.with_columns(
             pl.when(b & (pl.col("c0") != 0) if seeded else pl.lit(False)).then(None)
-            .when(b).then(0).when(p == p.shift(1)).then(rt.shift(1)).otherwise(None).alias("__back")
+            .when(b).then(0).when(same_plan).then(rt.shift(1)).otherwise(None).alias("__back")
         )
         need = front["__back"].is_null()
         if not _is(year, True):
@@ -315,7 +317,7 @@ def sequential(res: pl.DataFrame, work: pl.DataFrame, flag: pl.Series, t: PlanTa
         pl.col("gid").is_in(bad_groups.implode())
     )["i"]
     s_list = work["s"].gather(rows).to_list()
-    p_list = work["p"].gather(rows).to_list()
+    p_list = work["p"].gather(rows).to_list() if "p" in work.columns else [0] * len(rows)
     b_list = work["b"].gather(rows).to_list()
     # each group starts at its opening position (docs/batch.md, *Opening balances*), else zero
     zeros = [0] * len(b_list)

@@ -132,7 +132,8 @@ def settle_frame(
     # --- arithmetic in processing order ------------------------------------------------------
     # (the way back to input order is worked out alongside)
     inverse = None if perm is None else on_the_side(ordering.inverse, perm, n, name="medaid-inverse")
-    taken = {"s": placed["self_pay"], "p": keys["__p"]}
+    # (the plan index only where there are plans to tell apart: with one, every row's is 0)
+    taken = {"s": placed["self_pay"], **({"p": keys["__p"]} if len(t.plans) > 1 else {})}
     if seed is not None:
         taken |= {"c0": seed["c0"], "g0": seed["g0"]}
         del seed
