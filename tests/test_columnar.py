@@ -225,23 +225,28 @@ def test_unplaceable_rows_are_rejected_with_the_engines_words_and_do_not_accumul
     assert "matches group 'nobody' and kind 'inpatient'" in rejects["message"][1]
 
 
+def one_plan_of_year_mode(tmp_path: Path, rule_set: str = "t", version: str = "1", plan: str = "p") -> medaid.RuleBook:
+    """A rule set of one plan: year mode, 70% from 1,000 yuan, no cap."""
+    return write_rules(tmp_path, f"""
+id = "{rule_set}"
+version = "{version}"
+valid_from = 2024-01-01
+[[plans]]
+name = "{plan}"
+default = true
+pool = "all"
+accumulate = "year"
+brackets = [ {{ from = "1000", rate = "0.70" }} ]
+""")
+
+
 @pytest.mark.parametrize("safe", [None, 1000], ids=["prefix sums", "sequential path"])
 def test_year_mode_three_claims_of_600_give_0_140_420(tmp_path, monkeypatch, safe):
     """A book of one plan: the arithmetic is given no plan index (every row's is 0), on the
     prefix-sum form and on the sequential path alike."""
     if safe is not None:
         monkeypatch.setattr("medaid.batch.arithmetic.SAFE", safe)
-    book = write_rules(tmp_path, """
-id = "t"
-version = "1"
-valid_from = 2024-01-01
-[[plans]]
-name = "p"
-default = true
-pool = "all"
-accumulate = "year"
-brackets = [ { from = "1000", rate = "0.70" } ]
-""")
+    book = one_plan_of_year_mode(tmp_path)
     claims = [claim(f"C{i}", "P1", f"2024-0{i}-01", "600") for i in (1, 2, 3)]
     results, _ = settle_frame(frame_of(claims).drop("group", "kind"), book)
     assert results["relief"].to_list() == [0, 14_000, 42_000]
@@ -838,3 +843,25 @@ def test_many_persons_colliding_in_the_hash_are_numbered_apart(tmp_path, monkeyp
     # (claim ids ascending: the repair orders the colliding runs by the day the key holds)
     assert got.equals(want)
     assert summarise(got, codes)["total"]["persons"] == summarise(got)["total"]["persons"] == 30
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx", ".parquet", ".jsonl"])
+def test_one_plan_and_one_benefit_year_are_written_on_every_row(tmp_path, suffix):
+    """A book of one plan, claims of one benefit year: the settlement keeps the plan's fields
+    and the year as one value each (not one a row); every row of every format still carries
+    them, and the amounts beside them are the hand-worked ones."""
+    from medaid.batch.run import settle_file, write_run
+    from medaid.io.results import read_results
+
+    book = one_plan_of_year_mode(tmp_path, rule_set="one", version="7", plan="only")
+    (tmp_path / "claims.csv").write_text(
+        "claim_id,person_id,date,self_pay\nC1,P1,2024-01-01,600\nC2,P1,2024-02-01,600\nC3,P2,2024-03-01,1600\n")
+    run = settle_file(tmp_path / "claims.csv", book)
+    out = tmp_path / f"results{suffix}"
+    write_run(run, out)
+    back = read_results(out)
+    assert back["plan"].to_list() == ["only"] * 3
+    assert back["pool"].to_list() == ["all"] * 3
+    assert back["benefit_year"].to_list() == [2024] * 3
+    assert back["rule_set_id"].to_list() == ["one"] * 3 and back["rule_version"].to_list() == ["7"] * 3
+    assert back["relief"].to_list() == [0, 14_000, 42_000]  # 600 → 0, 1,200 → 140, 1,600 → 420

@@ -15,7 +15,7 @@ result columns (:func:`finish`, here).  :mod:`.tables` holds the rule book as th
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import polars as pl
 
@@ -121,6 +121,7 @@ def settle_frame(
         seed = seeds(placed["person_id"], keys["__by"], pools.to_series(), opening)
         if not ((seed["c0"] != 0).any() or (seed["g0"] != 0).any()):
             seed = None
+    keys, same = _constants_out(keys, t)
     start = ordering.in_order(placed, low, bits_bp)
     perm = persons = None
     held = [low]
@@ -133,7 +134,7 @@ def settle_frame(
     # (the way back to input order is worked out alongside)
     inverse = None if perm is None else on_the_side(ordering.inverse, perm, n, name="medaid-inverse")
     # (the plan index only where there are plans to tell apart: with one, every row's is 0)
-    taken = {"s": placed["self_pay"], **({"p": keys["__p"]} if len(t.plans) > 1 else {})}
+    taken = {"s": placed["self_pay"], **({"p": keys["__p"]} if "__p" in keys.columns else {})}
     if seed is not None:
         taken |= {"c0": seed["c0"], "g0": seed["g0"]}
         del seed
@@ -160,23 +161,41 @@ def settle_frame(
         del back
     mark("unpermute")
     code = res_in.drop_in_place(PERSON_CODE) if PERSON_CODE in res_in.columns else None
-    done = finish(placed, keys, t, res_in, compact, full_rule_hash, need)
+    done = finish(placed, keys, t, res_in, compact, full_rule_hash, need, same)
     if code is not None:
         done = done.with_columns(code)
     mark("finish")
     return done, rejects
 
 
+def _constants_out(keys: pl.DataFrame, t: PlanTables) -> tuple[pl.DataFrame, dict[str, int]]:
+    """``keys`` (``__p``, ``__by``: each placed row's plan index and benefit year) without the
+    columns that hold one value on every row, and those values: the plan index of a book of
+    one plan (one version, one plan: every placed row's is 0), the benefit year of a frame of
+    one.  Such a column is not kept a value a row (at 10 M claims 38 MB each, from the sort to
+    the end of the settlement): :func:`finish` gives the result fields read from it (the plan's
+    five text fields, the benefit year) as constant columns, which polars holds as the one
+    value and writes as every row's."""
+    same: dict[str, int] = {}
+    if keys.height and len(t.plans) == 1:
+        same["__p"] = 0
+    lo, hi = keys["__by"].min(), keys["__by"].max()
+    if isinstance(lo, int) and lo == hi:
+        same["__by"] = lo
+    return (keys.drop(list(same)) if same else keys), same
+
+
 def finish(
     out: pl.DataFrame, keys: pl.DataFrame, t: PlanTables, res: pl.DataFrame | None, compact: bool,
-    full_rule_hash: bool = True, need: Collection[str] | None = None,
+    full_rule_hash: bool = True, need: Collection[str] | None = None, same: Mapping[str, int] | None = None,
 ) -> pl.DataFrame:
     """Input columns, then :data:`medaid.io.columns.RESULT_FIELDS` (those of ``need``, when
     given), in input order: the text columns looked up by each row's plan index (which never
     left input order), the amounts from ``res`` (the arithmetic's results in input order;
-    ``None``: no rows)."""
+    ``None``: no rows).  ``same``: the columns of ``keys`` taken out as one value for every row
+    (:func:`_constants_out`); the fields read from them are constant columns."""
+    same = same or {}
     keep = [c for c in out.columns if c not in RESULT_FIELDS]
-    p = keys["__p"].rechunk()
 
     def text(values: list[str | None]) -> DType:
         if compact:
@@ -184,17 +203,20 @@ def finish(
         return pl.String
 
     def by_plan(values: list[str]) -> pl.Expr:
+        if "__p" in same:
+            return pl.lit(values[same["__p"]], text(list(values)))
         return lookup(values, pl.col("__p"), text(list(values)))
 
     if res is None:
         res = arithmetic.blank(0, arithmetic.outputs(need))
     # the result columns in one parallel pass over the plan index and the results
-    parts = pl.DataFrame([p.alias("__p"), keys["__by"].alias("__by"), out["self_pay"].alias("__s"),
-                          *res.get_columns()])
+    parts = pl.DataFrame([*([keys["__p"].rechunk()] if "__p" not in same else []),
+                          *([keys["__by"]] if "__by" not in same else []),
+                          out["self_pay"].alias("__s"), *res.get_columns()])
     fields = {
         "plan": lambda: by_plan([x.plan.name for x in t.plans]),
         "pool": lambda: by_plan([x.plan.pool for x in t.plans]),
-        "benefit_year": lambda: pl.col("__by").cast(pl.Int32),
+        "benefit_year": lambda: pl.lit(same["__by"], pl.Int32) if "__by" in same else pl.col("__by").cast(pl.Int32),
         "relief": lambda: pl.col("relief"),
         "patient_pays": lambda: pl.col("__s") - pl.col("relief"),
         "bracket_relief": lambda: pl.col("bracket_relief"),
@@ -208,11 +230,16 @@ def finish(
     }
     assert tuple(fields) == RESULT_FIELDS
     wanted = [f for f in fields if need is None or f in need]
+    # the fields of a constant (one plan, one benefit year) stay one value: given to the frame
+    # itself, outside the query, which would write it out on every row
+    constant = {f for f in ("plan", "pool", "rule_set_id", "rule_version", "rule_hash") if "__p" in same}
+    constant |= {"benefit_year"} if "__by" in same else set()
     # the arithmetic's own columns are taken as they are: a query would copy them (at 10 M
     # claims, with every field, 320 MB more at the settlement's peak)
-    computed = [f for f in wanted if f not in res.columns]
+    computed = [f for f in wanted if f not in res.columns and f not in constant]
     extra = parts.lazy().select(fields[f]().alias(f) for f in computed).collect(engine="streaming")
     del parts
     if len(keep) < out.width:  # selecting realigns (copies) every column: only when needed
         out = out.select(keep)
-    return out.with_columns(res[f] if f in res.columns else extra[f] for f in wanted)
+    return out.with_columns(res[f] if f in res.columns else fields[f]().alias(f) if f in constant else extra[f]
+                            for f in wanted)
