@@ -90,8 +90,8 @@ def relieve(work: pl.DataFrame, t: PlanTables,
             need: Collection[str] | None = None) -> tuple[pl.DataFrame, pl.Series | None]:
     """Relief of every row in processing order; also which rows need the sequential path.
 
-    ``work`` holds ``s`` (self-pay), ``p`` (plan index; may be left out when ``t`` has one
-    plan) and ``b`` (first row of its group), and
+    ``work`` holds ``s`` (self-pay), ``p`` (plan index; left out when ``t`` has one plan:
+    every row's is 0) and ``b`` (first row of its group), and
     optionally ``c0`` and ``g0``: the group's opening self-pay and relief (the same on every row
     of a group; docs/batch.md, *Opening balances*), which ``C`` and ``G`` start from.
     Every per-plan parameter that is the same for all plans becomes a constant of the
@@ -230,7 +230,7 @@ def relieve(work: pl.DataFrame, t: PlanTables,
         # previous claim's R(f(C)) when that claim used the same plan; computed afresh only
         # where the plan changes inside a group (another plan of the pool, a new version)
         rt = pl.col("__rt")
-        same_plan = p == p.shift(1) if len(plans) > 1 else pl.lit(True)
+        same_plan = p == p.shift(1) if "p" in work.columns else pl.lit(True)
         front = front.with_columns(
             pl.when(b & (pl.col("c0") != 0) if seeded else pl.lit(False)).then(None)
             .when(b).then(0).when(same_plan).then(rt.shift(1)).otherwise(None).alias("__back")

@@ -177,7 +177,7 @@ def _constants_out(keys: pl.DataFrame, t: PlanTables) -> tuple[pl.DataFrame, dic
     five text fields, the benefit year) as constant columns, which polars holds as the one
     value and writes as every row's."""
     same: dict[str, int] = {}
-    if keys.height and len(t.plans) == 1:
+    if len(t.plans) == 1:
         same["__p"] = 0
     lo, hi = keys["__by"].min(), keys["__by"].max()
     if isinstance(lo, int) and lo == hi:
@@ -232,8 +232,7 @@ def finish(
     wanted = [f for f in fields if need is None or f in need]
     # the fields of a constant (one plan, one benefit year) stay one value: given to the frame
     # itself, outside the query, which would write it out on every row
-    constant = {f for f in ("plan", "pool", "rule_set_id", "rule_version", "rule_hash") if "__p" in same}
-    constant |= {"benefit_year"} if "__by" in same else set()
+    constant = {f for f in wanted if fields[f]().meta.is_literal()}
     # the arithmetic's own columns are taken as they are: a query would copy them (at 10 M
     # claims, with every field, 320 MB more at the settlement's peak)
     computed = [f for f in wanted if f not in res.columns and f not in constant]
