@@ -168,6 +168,25 @@ def test_reverse_takes_the_claim_out_and_lists_later_claims(run):
         assert text in r.output, text
 
 
+def test_reverse_says_when_a_later_claim_keeps_its_relief_but_is_explained_anew(run):
+    def out(cid, amount, day, lang="en"):
+        return run("settle", "--person", "P1", "--self-pay", amount, "--date", day, "--claim-id", cid,
+                   "--group", "key", "--kind", "outpatient-special", lang=lang)
+
+    out("O1", "1000", "2024-03-01")  # 70% × (1,000 − 200) = 560
+    out("O2", "20000", "2024-04-01")  # 70% × 20,800 − 560 = 14,000, cut to the claim cap 3,000
+    r = run("reverse", "O1", "--reason", "not a special-disease visit")
+    assert r.exit_code == 0, r.output
+    # without O1: 70% × 19,800 = 13,860, still cut to 3,000
+    assert "claim O2 (row 2) relief 3,000.00, unchanged; its explanation" in r.output
+    assert "adjustment 0.00" in r.output and "->" not in r.output
+    r = run("history", "P1", "--json")
+    assert r.exit_code == 0, r.output
+    [adj] = [e for e in json.loads(r.output)["entries"] if e["entry"] == "adjustment"]
+    assert (adj["relief"], adj["bracket_relief"], adj["capped_by"], adj["adjustment"]) == (
+        "3000.00", "13860.00", "claim_cap", "0.00")
+
+
 def test_reverse_twice_or_unknown_is_refused(run, ledger_path):
     settle(run, "C1", "30000")
     assert run("reverse", "C1", "--reason", "x").exit_code == 0

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 
 import medaid
 from medaid.ledger import open_ledger
+from medaid.ledger.backend import live_claims
 from medaid.ledger.schema import COLUMNS
 
 RULES = Path(__file__).resolve().parents[1] / "rules"
@@ -90,9 +91,10 @@ def test_an_adjustment_may_take_relief_back_in_year_mode(ledger):
     rev = ledger.reverse("O1", "not a special-disease visit", book=BOOK)
     adj = ledger.adjustments(rev)
     # without O1: O2 is the year's first 1,000 → 560 (−140); O3 takes the year from 1,000 to
-    # 5,000 → 70% × 4,800 − 560 = 3,360 − 560 = 2,800 (unchanged: no row)
+    # 5,000 → 70% × 4,800 − 560 = 3,360 − 560 = 2,800: the same relief, explained anew (the year
+    # from 1,000 to 5,000, no longer 2,000 to 6,000), a row of 0.00
     assert [(a.claim_id, a.relief, a.adjustment, a.base_from, a.base_to) for a in adj] == [
-        ("O2", 56_000, -14_000, 0, 100_000)]
+        ("O2", 56_000, -14_000, 0, 100_000), ("O3", 280_000, 0, 100_000, 500_000)]
     # the pool: 6,000 − 1,000 = 5,000 self-pay; 4,060 − 560 − 140 = 3,360 relief
     assert ledger.ytd("P1", 2024, "outpatient-special") == (500_000, 336_000)
     assert net_relief(ledger) == {"O2": 56_000, "O3": 280_000}
@@ -102,6 +104,38 @@ def test_an_adjustment_may_take_relief_back_in_year_mode(ledger):
     assert [(a.claim_id, a.adjustment) for a in ledger.adjustments(rev2)] == [("O3", -14_000)]
     assert ledger.ytd("P1", 2024, "outpatient-special") == (400_000, 266_000)
     assert ledger.verify().problems == ()
+
+
+def test_a_claim_whose_relief_stays_is_explained_anew(ledger):
+    def out(cid, amount, day):
+        return claim(cid, amount, day=day, kind="outpatient-special")
+
+    # O1: 1,000 of the year → 70% × (1,000 − 200) = 560
+    assert ledger.settle(out("O1", "1000", "2024-03-01"), BOOK).entry.relief == 56_000
+    # O2: the year at 21,000 → 70% × 20,800 − 560 = 14,560 − 560 = 14,000 by the brackets,
+    # cut to the claim cap 3,000
+    o2 = ledger.settle(out("O2", "20000", "2024-04-01"), BOOK).entry
+    assert (o2.relief, o2.bracket_relief, o2.capped_by) == (300_000, 1_400_000, "claim_cap")
+    rev = ledger.reverse("O1", "not a special-disease visit", book=BOOK)
+    # without O1: the year at 20,000 → 70% × 19,800 = 13,860, still cut to 3,000: the relief
+    # stays, its explanation does not (bracket relief 13,860, the year from 0 to 20,000)
+    [adj] = ledger.adjustments(rev)
+    assert (adj.claim_id, adj.adjusts, adj.relief, adj.adjustment, adj.bracket_relief, adj.capped_by,
+            adj.base_from, adj.base_to) == ("O2", o2.seq, 300_000, 0, 1_386_000, "claim_cap", 0, 2_000_000)
+    [row] = list(ledger.results_rows())
+    assert (row["relief"], row["bracket_relief"], row["capped_by"], row["ytd_self_pay"], row["ytd_relief"]) == (
+        300_000, 1_386_000, "claim_cap", 2_000_000, 300_000)
+    assert ledger.verify().problems == ()
+
+
+def test_claims_the_reversal_does_not_touch_get_no_row(ledger):
+    # claim mode, far below the annual cap: each claim's result is its own
+    # (70% × (5,000 − 1,000) = 2,800 each), whatever was settled before it
+    ledger.settle(claim("R1", "5000"), BOOK)
+    ledger.settle(claim("R2", "5000", day="2024-06-01"), BOOK)
+    rev = ledger.reverse("R1", "typo", book=BOOK)
+    assert ledger.adjustments(rev) == []
+    assert [(r["claim_id"], r["relief"]) for r in ledger.results_rows()] == [("R2", 280_000)]
 
 
 def test_without_the_rules_nothing_is_re_settled(ledger):
@@ -161,11 +195,17 @@ def test_every_claim_nets_to_a_settlement_of_the_year_without_the_reversed_claim
             cid = sorted(standing)[pick % len(standing)]
             ledger.reverse(cid, "test", book=BOOK)
             del standing[cid]
-    expected = {r.claim_id: r.relief for r in medaid.settle(list(standing.values()), BOOK)}
+    settled = medaid.settle(list(standing.values()), BOOK)
+    expected = {r.claim_id: r.relief for r in settled}
     mine = {k: v for k, v in net_relief(ledger).items() if k.startswith(person + "-")}
     assert mine == expected
-    rows = {r["claim_id"]: r["relief"] for r in ledger.results_rows() if r["person_id"] == person}
-    assert rows == expected
+    # and each claim is explained as that settlement explains it (not as it was before)
+    rows = {r["claim_id"]: (r["relief"], r["bracket_relief"], r["capped_by"], r["bracket"])
+            for r in ledger.results_rows() if r["person_id"] == person}
+    assert rows == {r.claim_id: (r.relief, r.bracket_relief, r.capped_by, r.bracket) for r in settled}
+    current = {first.claim_id: now for first, now in live_claims(ledger.entries()) if first.person_id == person}
+    assert {k: (e.base_from, e.base_to, e.segments) for k, e in current.items()} == {
+        r.claim_id: (r.base_from, r.base_to, tuple(r.segments)) for r in settled}
     for pool in ("inpatient", "outpatient-special"):
         got = [r for r in medaid.settle(list(standing.values()), BOOK) if r.pool == pool]
         want = (sum(r.self_pay for r in got), sum(r.relief for r in got))

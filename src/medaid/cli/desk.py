@@ -180,6 +180,9 @@ def _show_reversal(e: "Entry", later: list[str], lang: str, as_json: bool, adjus
         [L["cap_left"], yuan(e.annual_cap_left, lang)],
     ], align=("left", "right")))
     for a in adjusted:
+        if not a.adjustment:  # the same relief, explained anew (docs/calculation.md, Reversals)
+            echo(label(lang, "reexplained", claim=a.claim_id, row=a.adjusts, new=yuan(a.relief)))
+            continue
         echo(label(lang, "adjusted", claim=a.claim_id, row=a.adjusts, old=yuan(a.relief - (a.adjustment or 0)),
                    new=yuan(a.relief), diff=("+" if (a.adjustment or 0) > 0 else "") + yuan(a.adjustment)))
     if later:

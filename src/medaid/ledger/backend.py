@@ -79,6 +79,7 @@ from .schema import (
     chain,
     decode,
     pool_move,
+    same_result,
 )
 
 #: Default busy timeout: how long a desk waits for another desk's transaction, in seconds.
@@ -953,7 +954,9 @@ def resettled(live: list[tuple[Entry, Entry]], reversed_seq: int, book: RuleBook
     left out) settled after row ``reversed_seq`` (docs/calculation.md#reversals-re-settle-the-claims-after-them):
     in ledger order, each by :func:`medaid.domain.engine.quote` under the rule version in force
     on its own date, against the position of the claims before it (self-pay, and relief net of
-    adjustments).  The claims whose relief changes, with their new settlement."""
+    adjustments).  The claims whose result changes (:func:`medaid.ledger.schema.same_result`: its
+    relief, or only how it is explained, such as ``capped_by``, the bracket or the base span),
+    with their new settlement."""
     c = g = 0
     out: list[tuple[Entry, Settlement]] = []
     for first, now in live:
@@ -966,7 +969,7 @@ def resettled(live: list[tuple[Entry, Entry]], reversed_seq: int, book: RuleBook
                     f"not in pool {first.pool} of {first.benefit_year} where it was settled; nothing was "
                     "recorded (reverse with the rules the ledger was settled with)", source=f"claim {first.claim_id}"))
             r = quote(claim, book, PoolState(c, g), at=at)
-            if r.relief != now.relief:
+            if not same_result(_plain_settlement(r, claim, r.bracket), now):
                 out.append((first, r))
             c, g = c + r.self_pay, g + r.relief
         else:
@@ -1004,9 +1007,10 @@ def resettled_groups(live: list[tuple[Entry, Entry]], reversed_seq: int, book: R
     and make up the positions (:func:`_take_stored`); each claim after it, in ledger order, is
     placed under the rule version in force on its own date and settled against the positions
     so far (:func:`medaid.domain.engine.settle_at`), which then take its new result.  The
-    claims whose result changes (total relief, second relief, burden or a cap pool's take),
-    with their new settlement, placement and the position it was settled against.  Refused,
-    nothing recorded, when the rules place a claim elsewhere than it was settled, or it reads a
+    claims whose result changes (:func:`medaid.ledger.schema.same_result`: total relief, second
+    relief, burden, a cap pool's take, or only how it is explained), with their new
+    settlement, placement and the position it was settled against.  Refused, nothing
+    recorded, when the rules place a claim elsewhere than it was settled, or it reads a
     position outside the groups read (``persons``, ``households`` of ``year``)."""
     state = Positions()
     out: list[tuple[Entry, Settlement, Placement, Position]] = []
@@ -1035,9 +1039,7 @@ def resettled_groups(live: list[tuple[Entry, Entry]], reversed_seq: int, book: R
         position = state.position(claim, at)
         r = settle_at(claim, at, position)
         state.take(claim, at, r)
-        new = _extended_fields(r, at, position)
-        if (r.relief, new["second_relief"], new["burden"], tuple(sorted(new["caps"] or ())) or None) != (
-                now.relief, now.second_relief, now.burden, now.caps):
+        if not same_result(_settlement(r, claim, r.bracket, at, position), now):
             out.append((first, r, at, position))
     return out
 

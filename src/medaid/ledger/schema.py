@@ -486,6 +486,27 @@ def _iso(day: dt.date) -> str:
     return day.isoformat()
 
 
+#: A claim's result: the fields of its row that the engine gives for the position it is settled
+#: against (not the position after it, ``ytd_*``, which the pool's other rows move).  A claim
+#: re-settled after a reversal whose result differs in any of them gets an adjustment row, even
+#: at the same relief (docs/calculation.md#reversals-re-settle-the-claims-after-them).
+RESULT = ("plan", "pool", "benefit_year", "relief", "patient_pays", "bracket_relief", "capped_by", "bracket",
+          "annual_cap", "claim_cap", "base_from", "base_to", "segments", "rule_set_id", "rule_version",
+          "rule_hash", "second_relief", "second_pool", "second_capped_by", "burden", "caps", "cap_limits",
+          "second_annual_cap")
+
+
+def same_result(a: Entry, b: Entry) -> bool:
+    """Whether rows ``a`` and ``b`` give their claim the same result (:data:`RESULT`): amounts,
+    rates and texts by value, the cap pools as sets of pairs (their order in a row is not kept)."""
+    def value(e: Entry, f: str) -> Any:
+        v = getattr(e, f)
+        if f in ("caps", "cap_limits"):
+            return tuple(sorted(v)) if v else None
+        return v
+    return all(value(a, f) == value(b, f) for f in RESULT)
+
+
 def moves(e: Entry) -> tuple[int, int]:
     """What row ``e`` adds to its pool's year-to-date self-pay and relief (docs/desk.md *The
     ledger's guarantees*): a settlement its self-pay and relief, a reversal minus the amounts it

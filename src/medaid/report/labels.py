@@ -323,6 +323,12 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
         "Re-settled after the reversal: claim {claim} (row {row}) relief {old} -> {new}, adjustment {diff}.",
         "冲正后重新结算：结算单 {claim}（第 {row} 行）救助 {old} → {new}，调整 {diff}。",
     ),
+    "desk.reexplained": (
+        "Re-settled after the reversal: claim {claim} (row {row}) relief {new}, unchanged; its explanation "
+        "(bracket relief, capped_by, bracket, base span) is recorded anew, adjustment 0.00.",
+        "冲正后重新结算：结算单 {claim}（第 {row} 行）救助 {new} 不变；其计算说明（分段救助、封顶、档次、累计区间）"
+        "已重新记录，调整 0.00。",
+    ),
     "desk.adjusts": ("(row {row}, after reversal row {rev})", "（第 {row} 行，因第 {rev} 行冲正）"),
     "desk.history": ("Person {person}: settlements, reversals and adjustments",
                      "人员 {person}：结算、冲正与调整记录（一人一档）"),
