@@ -178,6 +178,33 @@ def test_a_person_keyed_four_ways_in_a_batch_gets_one_annual_cap(tmp_path, fmt):
     assert f"duplicate claim id (first on line {first})" in rejects["reason"][0]
 
 
+#: The ID number with control characters in it, as a damaged export or a scanner gives them
+#: (no XLSX cell may hold them: CSV, JSON lines and Parquet only).
+CONTROLLED = ["50010119800101123X\x00", "5001011980\x070101123X", "\t50010119800101123X\r"]
+
+
+@pytest.mark.parametrize("keyed", CONTROLLED)
+def test_a_control_character_in_the_id_number_is_invisible_too(keyed):
+    assert tidy_id(keyed) == ID
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_control_characters_do_not_make_a_new_person_with_a_new_cap(tmp_path, fmt):
+    frame = pl.DataFrame({"claim_id": ["C1", "C2", "C3"], "person_id": [ID, *CONTROLLED[:2]],
+                          "date": ["2024-01-01", "2024-01-02", "2024-01-04"], "self_pay": ["100000"] * 3,
+                          "group": ["key"] * 3, "kind": ["inpatient"] * 3})
+    src = tmp_path / f"claims.{fmt}"
+    {"csv": frame.write_csv, "jsonl": frame.write_ndjson, "parquet": frame.write_parquet}[fmt](src)
+    out = tmp_path / "out.csv"
+    r = CliRunner().invoke(main, ["batch", str(src), "-o", str(out), "--rules", RULES, "--json"])
+    assert r.exit_code == 0, r.output
+    res = read_results(out)
+    # one person, one annual cap of 100,000: 87,800, then the 12,200 left, then nothing
+    assert dict(zip(res["claim_id"], res["relief"])) == {"C1": 8_780_000, "C2": 1_220_000, "C3": 0}
+    assert set(res["person_id"]) == {ID}
+    assert json.loads(r.output)["total"]["persons"] == 1
+
+
 def test_recalc_matches_a_previous_file_whose_ids_were_keyed_otherwise(tmp_path):
     src = tmp_path / "claims.csv"
     src.write_text("\n".join(",".join(r) for r in [HEADER, *ROWS[:4]]) + "\n", encoding="utf-8")

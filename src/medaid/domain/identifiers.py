@@ -16,6 +16,8 @@ import unicodedata
 #: that match :data:`LOWER_CHECK_PATTERN`) through :func:`tidy_id`.  Both are polars (Rust)
 #: patterns: ``$`` is the end of the text, never a position before a final line break.
 PLAIN_ID_PATTERN = r"^[!-~](?:[ -~]*[!-~])?$"
+#: The Unicode categories :func:`tidy_id` removes: format characters and control characters.
+INVISIBLE = frozenset({"Cf", "Cc"})
 #: An 18-character resident ID number (居民身份证号码) whose check character is a lower-case ``x``.
 LOWER_CHECK_PATTERN = r"^[0-9]{17}x$"
 
@@ -27,7 +29,9 @@ def tidy_id(text: str) -> str:
        or no-break space becomes a space);
     2. invisible characters removed: every Unicode format character (category ``Cf``: the
        zero-width space U+200B, zero-width (non-)joiners, the word joiner U+2060, the byte-order
-       mark U+FEFF, the soft hyphen U+00AD, direction marks);
+       mark U+FEFF, the soft hyphen U+00AD, direction marks) and every control character
+       (category ``Cc``: NUL, BEL, tab, line breaks, DEL, …), which no one can see either: an
+       ID number with a stray NUL is the same person, under the same annual cap;
     3. white space trimmed at both ends (not inside);
     4. the check character of an 18-character ID number upper-cased (``…123x`` → ``…123X``).
 
@@ -35,8 +39,8 @@ def tidy_id(text: str) -> str:
     empty afterwards is refused where it is required (the claim, the row, the option)."""
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
-        if not text.isascii():
-            text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    if not (text.isascii() and text.isprintable()):
+        text = "".join(ch for ch in text if unicodedata.category(ch) not in INVISIBLE)
     text = text.strip()
     if len(text) == 18 and text[17] == "x" and text[:17].isascii() and text[:17].isdigit():
         text = text[:17] + "X"
