@@ -123,6 +123,18 @@ def test_a_missing_required_column_refuses_the_file_naming_it(tmp_path: Path) ->
     assert "self_pay" in str(e.value) and "c.csv:1" in str(e.value)
 
 
+def test_a_file_without_a_header_is_refused_without_repeating_its_personal_data(tmp_path: Path) -> None:
+    # the first line is a claim: an ID number, a bank account and a name must not reach the message
+    p = write(tmp_path / "c.csv",
+              "APP-1,500101198001011234,2024-03-05,30000,key,inpatient,申请,6222020200112233445,张三\n")
+    with pytest.raises(ReadError) as e:
+        read_claims(p)
+    text = str(e.value)
+    assert "c.csv:1" in text and "looks like a claim, not a header" in text and "self_pay" in text
+    for secret in ("500101198001011234", "6222020200112233445", "张三", "APP-1"):
+        assert secret not in text
+
+
 # --- lines as the user sees them ------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ a file's first rows (titles above it are not rows)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -57,13 +58,25 @@ def header_problems(
             taken[field] = h
     missing = [f for f in REQUIRED_FIELDS if f not in taken]
     if missing:
+        cells = ["" if h is None else str(h) for h in headers]
+        if any(_DATA_CELL.fullmatch(c) for c in cells):
+            # a claim where the header should be: its cells (ID numbers, bank accounts, names)
+            # are personal data, never repeated in a message
+            found = (f"; line {line} looks like a claim, not a header (a cell of digits, such as "
+                     "a date, an amount or an id); the file needs a header row naming its columns")
+        else:
+            found = f"; found {', '.join(repr(c) for c in cells)}"
         problems.append(Problem(
             "missing required column(s): " + ", ".join(missing)
-            + f"; found {', '.join(repr(str(h)) for h in headers)}. Name them in English or "
+            + found + ". Name them in English or "
             "Chinese (e.g. 结算单号, 人员编号, 结算日期, 合规自付费用)"
             + (" or use --map COLUMN=FIELD" if with_map else ""),
             source=source, line=line))
     return problems
+
+
+#: A header cell that is data: digits, perhaps with the separators of a date, an amount or an id.
+_DATA_CELL = re.compile(r"[+-]?[0-9][0-9 .,:/_-]*[0-9Xx]?")
 
 
 def canonical_names(
