@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 from click.testing import CliRunner
 
 from medaid.cli import main
@@ -68,6 +69,13 @@ def test_bad_rows_refuse_the_batch_and_write_nothing(tmp_path: Path) -> None:
     assert "and 25 more" in err and "30 problem(s) in 30 row(s)" in err
     assert "rows read 30 = settled 0 + rejected 30" in err
     assert not (tmp_path / "r.csv").exists()
+
+
+@pytest.mark.parametrize("n", ["0", "-1"])
+def test_max_errors_below_one_is_a_usage_error(tmp_path: Path, n: str) -> None:
+    # it would list no problem at all: a refusal naming no file, line or field
+    code, _, err = run("batch", EXAMPLE, "-o", str(tmp_path / "r.csv"), "--rules", RULES, "--max-errors", n)
+    assert code == 2 and "--max-errors" in err and not (tmp_path / "r.csv").exists()
 
 
 def test_skip_settles_the_good_rows_and_lists_the_bad(tmp_path: Path) -> None:

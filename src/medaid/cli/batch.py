@@ -281,8 +281,8 @@ def register(group: click.Group) -> None:
                   help="Where --on-error skip writes bad rows (default: OUTPUT's name + .rejects).")
     @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
                   help="fail: write nothing if any row is bad; skip: settle the good rows.")
-    @click.option("--max-errors", default=20, show_default=True, metavar="N",
-                  help="How many problems to list when refusing.")
+    @click.option("--max-errors", default=20, show_default=True, metavar="N", type=click.IntRange(min=1),
+                  help="How many problems to list when refusing (at least 1).")
     @click.option("--bom/--no-bom", default=True, show_default=True,
                   help="Start CSV output with a UTF-8 byte-order mark (Excel needs it for Chinese).")
     @click.option("--opening", "openings", multiple=True, metavar="RESULTS",

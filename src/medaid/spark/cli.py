@@ -14,6 +14,17 @@ from ..money import format_yuan
 from .job import MAX_QUOTED, run_batch
 
 
+def _at_least_one(text: str) -> int:
+    """``--max-errors``: a whole number of at least 1 (0 or less would list no problem at all)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is less than 1: at least one problem is listed")
+    return n
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the arguments, run the batch, print its summary (``--json``: as JSON, amounts in
     fen); a refused batch prints its problems and returns 1."""
@@ -28,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rejects", default=None, help="folder for rejected rows (CSV if it ends in .csv)")
     ap.add_argument("--on-error", choices=("fail", "skip"), default="fail")
     ap.add_argument("--buckets", type=int, default=None, help="buckets of persons (default: by size)")
-    ap.add_argument("--max-errors", type=int, default=MAX_QUOTED, help="how many problems to list when refusing")
+    ap.add_argument("--max-errors", type=_at_least_one, default=MAX_QUOTED,
+                    help="how many problems to list when refusing (at least 1)")
     ap.add_argument("--columns", default=None, metavar="LIST",
                     help="results columns to write, comma-separated, e.g. claim_id,relief (default: all)")
     ap.add_argument("--full-rule-hash", action="store_true",
