@@ -173,3 +173,63 @@ def test_a_gbk_file_as_chinese_excel_writes_it(tmp_path: Path) -> None:
     r = invoke("batch", str(p), "-o", str(tmp_path / "o.csv"), "--rules", RULES)
     assert r.exit_code == 0 and "县人民医院" in r.stdout
     assert read_results(tmp_path / "o.csv")["relief"].to_list() == [829_382]  # worked example
+
+
+# -- files their parsers refuse: a refusal naming the file (exit 1), never an internal error -------
+
+GOOD = ("claim_id,person_id,date,self_pay,group,kind\n"
+        "C1,P1,2024-05-03,30000,key,inpatient\nC2,P2,2024-05-04,5000,key,inpatient\n")
+
+
+def _xlsx(tmp: Path, change) -> Path:  # type: ignore[no-untyped-def]
+    """The GOOD claims as a workbook, then its parts changed by ``change(name, bytes)``
+    (``None``: the part left out)."""
+    import zipfile
+
+    whole = tmp / "whole.xlsx"
+    pl.read_csv(GOOD.encode(), infer_schema=False).write_excel(whole)
+    out = tmp / "claims.xlsx"
+    with zipfile.ZipFile(whole) as z, zipfile.ZipFile(out, "w") as o:
+        for name in z.namelist():
+            data = change(name, z.read(name))
+            if data is not None:
+                o.writestr(name, data)
+    return out
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda n, d: d[: len(d) // 2] if n.endswith("sheet1.xml") else d, "cannot be read as XLSX (ParseError"),
+    (lambda n, d: None if n.endswith("sheet1.xml") else d, "claims.xlsx: the workbook has no sheet"),
+])
+def test_a_damaged_workbook_is_refused_naming_it(tmp_path: Path, change, says: str) -> None:  # type: ignore[no-untyped-def]
+    src, out = _xlsx(tmp_path, change), tmp_path / "out.csv"
+    r = invoke("batch", str(src), "-o", str(out), "--rules", RULES)
+    assert r.exit_code == 1 and says in r.output and "internal error" not in r.output, r.output
+    assert not out.exists()
+
+
+def test_json_lines_a_parser_refuses_are_rejected_at_their_lines(tmp_path: Path) -> None:
+    good = json.dumps({"claim_id": "C1", "person_id": "P1", "date": "2024-05-03", "self_pay": "30000",
+                       "group": "key", "kind": "inpatient"})
+    surrogate = good.replace('"C1"', '"C2\\ud800"')  # half of a surrogate pair, escaped: not text
+    deep = good[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}"  # past the parser's depth
+    src, out, rej = tmp_path / "c.jsonl", tmp_path / "out.csv", tmp_path / "rej.csv"
+    src.write_text("\n".join([good, surrogate, deep]) + "\n", encoding="utf-8")
+    r = invoke("batch", str(src), "-o", str(out), "--rules", RULES, "--on-error", "skip", "--rejects", str(rej))
+    assert r.exit_code == 0, r.output
+    # C1 (key-inpatient): 70% of 1,000–10,000 + 85% of 10,000–30,000 = 6,300 + 17,000 = 23,300
+    assert dict(zip(*read_results(out).select("claim_id", "relief"))) == {"C1": 2_330_000}
+    rejects = pl.read_csv(rej, infer_schema=False)
+    assert rejects["line"].to_list() == ["2", "3"]
+    assert "lone surrogate" in rejects["reason"][0] and "nested too deeply" in rejects["reason"][1]
+    src.write_text(deep + "\n", encoding="utf-8")  # nothing else: the file is refused, naming the line
+    r = invoke("batch", str(src), "-o", str(out), "--rules", RULES)
+    assert r.exit_code == 1 and f"{src}:1: no line holds a JSON object to read" in r.output, r.output
+
+
+def test_an_encoding_that_refuses_the_whole_file_is_named(tmp_path: Path) -> None:
+    src, out = tmp_path / "c.csv", tmp_path / "out.csv"
+    src.write_text(GOOD, encoding="utf-8")
+    r = invoke("batch", str(src), "-o", str(out), "--rules", RULES, "--encoding", "utf-16")
+    assert r.exit_code == 1 and f"{src}: cannot be read as utf-16" in r.output, r.output
+    assert not out.exists()

@@ -101,6 +101,9 @@ def utf8_copy(path: str | Path, encoding: str | None = None) -> Path | None:
     except UnicodeDecodeError:
         os.unlink(name)
         return None
+    except UnicodeError as e:  # a codec that refuses the text as a whole (UTF-16 without a byte-order mark)
+        os.unlink(name)
+        raise ReadError(Problem(f"cannot be read as {enc} ({e})", source=str(path))) from None
     except OSError as e:  # a full disk (ENOSPC), a quota: the copy goes, the run is refused
         os.unlink(name)
         raise _no_copy(path, e) from None

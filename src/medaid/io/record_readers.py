@@ -51,6 +51,11 @@ def read_jsonl(
     headers = list(keys)
     if not headers and not problems:
         raise ReadError(Problem("the file is empty", source=source))
+    if not headers:  # no line is an object to read: the file is refused with its lines' problems
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more line(s) like it)" if len(problems) > 1 else ""
+        raise ReadError(Problem(f"no line holds a JSON object to read: line {first.line} {first.message}{more}",
+                                source=source, line=first.line))
     names = name_of(headers)
     ids = [(h, n) for h, n in zip(headers, names) if n in ID_FIELDS]
     if ids:
@@ -115,14 +120,39 @@ def _jsonl_records(
             except json.JSONDecodeError as e:
                 problems.append(Problem(f"is not valid JSON ({e.msg})", source=source, line=n, field="row"))
                 continue
+            except RecursionError:
+                problems.append(Problem("is nested too deeply to read", source=source, line=n, field="row"))
+                continue
             if not isinstance(obj, dict):
                 problems.append(Problem("is not a JSON object", source=source, line=n, field="row"))
+                continue
+            if _has_lone_surrogate(obj):
+                problems.append(Problem("holds an escaped lone surrogate (\\ud800-\\udfff): not a character",
+                                        source=source, line=n, field="row"))
                 continue
             for k in obj:
                 keys.setdefault(k, None)
             records.append(obj)
             rows.append(n)
     return records, rows, problems, keys, blank
+
+
+def _has_lone_surrogate(obj: dict[str, Any]) -> bool:
+    """Whether a key or a text value of a JSON object is not Unicode text: JSON may escape half
+    of a surrogate pair alone (``"\\ud800"``), which no UTF-8 text can hold."""
+    def bad(x: Any) -> bool:
+        if isinstance(x, str):
+            try:
+                x.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+            return False
+        if isinstance(x, dict):
+            return any(bad(k) or bad(v) for k, v in x.items())
+        if isinstance(x, list):
+            return any(bad(v) for v in x)
+        return False
+    return bad(obj)
 
 
 def read_parquet(

@@ -69,6 +69,8 @@ def read_xlsx(
                 raise ReadError(Problem(
                     f"no sheet {sheet!r}; sheets: {', '.join(wb.sheetnames)}", source=source))
             ws = wb[sheet]
+        elif not wb.worksheets:
+            raise ReadError(Problem("the workbook has no sheet", source=source))
         else:
             ws = wb.worksheets[0]
         ws.reset_dimensions()  # some exporters write a wrong sheet size; read every row
@@ -118,5 +120,10 @@ def read_xlsx(
             for j, v in enumerate(values):
                 cols[j].append(v)
         return RawFile(frame_from_columns(names, cols, rows), problems, header_row, blank)
+    except ReadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a sheet openpyxl cannot parse (broken XML, a NaN cell...)
+        raise ReadError(Problem(f"cannot be read as XLSX ({type(e).__name__}: a part of the workbook cannot be parsed)",
+                                source=source)) from None
     finally:
         wb.close()
