@@ -287,3 +287,33 @@ def test_xlsx_refuses_an_amount_it_would_round_naming_file_and_column(tmp_path):
     write_frame(frame.with_columns(pl.lit(10**15 - 1).alias("ytd_self_pay")), out)  # 9,999,999,999,999.99
     from openpyxl import load_workbook
     assert repr(load_workbook(out).active["B2"].value) == "9999999999999.99"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_manifest_the_full_disk_refuses_takes_its_results_back(tmp_path, monkeypatch, capfd):
+    """The results are written whole, then the disk is full for their manifest: the run is
+    refused naming the manifest, and no results file is left without one."""
+    import os
+    import tempfile
+
+    from medaid.io import writers as exports
+
+    real = tempfile.mkstemp
+
+    def full_for_the_manifest(*args, **kwargs):
+        fd, name = real(*args, **kwargs)
+        if ".manifest.json." not in name:
+            return fd, name
+        os.close(fd)
+        os.unlink(name)
+        os.symlink("/dev/full", name)
+        return os.open(name, os.O_WRONLY), name
+
+    monkeypatch.setattr(exports.tempfile, "mkstemp", full_for_the_manifest)
+    out = tmp_path / "r.csv"
+    code, _, err = batch_to(tmp_path, out)
+    assert code == 1
+    assert f"{out}.manifest.json: cannot be written (No space left on device)" in err
+    assert "the results written just before were removed" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv"]
+    assert "Exception ignored" not in capfd.readouterr().err

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ..errors import MedaidError
+from ..errors import MedaidError, Problem
 from ..tuning import alongside, command_heap, import_polars as _import_polars
 from .app import echo, json_text
 
@@ -157,7 +157,14 @@ def _write_manifest(run: Any, started: str, inputs: Any, summary: Any, out: str,
     try:
         return write_manifest(out, manifest)
     except MedaidError as e:
-        raise _fail(e) from None
+        # no results file stands without the manifest that describes it: the files this run
+        # has just written are taken back, and the run is refused
+        for written in (out, rej):
+            if written is not None:
+                Path(written).unlink(missing_ok=True)
+        raise _fail(MedaidError([*e.problems, Problem(
+            "the results" + ("" if rej is None else " and the rejects") + " written just before were removed: "
+            "a results file is never left without its manifest; free some space and run again")])) from None
 
 
 def _totals(results: Any, persons: Any, lang: str | None) -> tuple[Any, str | None]:
