@@ -317,3 +317,32 @@ def test_a_manifest_the_full_disk_refuses_takes_its_results_back(tmp_path, monke
     assert "the results written just before were removed" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv"]
     assert "Exception ignored" not in capfd.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_results_the_full_disk_refuses_take_the_rejects_written_before_them(tmp_path, monkeypatch, capfd):
+    """--on-error skip: the rejects are written, then the disk is full for the results: the
+    run is refused naming the results, and its rejects file does not stay behind."""
+    import os
+    import tempfile
+
+    from medaid.io import writers as exports
+
+    real = tempfile.mkstemp
+
+    def full_for_the_results(*args, **kwargs):
+        fd, name = real(*args, **kwargs)
+        if not Path(name).name.startswith(".r.csv."):
+            return fd, name
+        os.close(fd)
+        os.unlink(name)
+        os.symlink("/dev/full", name)
+        return os.open(name, os.O_WRONLY), name
+
+    monkeypatch.setattr(exports.tempfile, "mkstemp", full_for_the_results)
+    src = claims_csv(tmp_path / "c.csv", ["30000", "-5"])
+    out = tmp_path / "r.csv"
+    code, _, err = run("batch", src, "-o", out, "--rules", RULE_FILE, "--on-error", "skip")
+    assert code == 1
+    assert f"{out}: cannot be written (No space left on device)" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv"]

@@ -532,7 +532,8 @@ def write_run(
     columns: str | Sequence[str] | None = None,
 ) -> Path | None:
     """Write a run's results (and rejects): refuse first under ``fail``; returns the rejects
-    path written, if any.  Each file is written atomically; ``lang="zh"`` gives CSV and XLSX
+    path written, if any.  Each file is written atomically, and when the results cannot be
+    written the rejects file written before them is removed; ``lang="zh"`` gives CSV and XLSX
     files Chinese headers (a claim attribute's column its title in the rules,
     :attr:`BatchRun.titles`); ``columns`` (``--columns``) chooses the results' columns, in any
     format (the rejects file keeps its own); an unknown name refuses before anything is
@@ -548,8 +549,15 @@ def write_run(
     if run.rejected or run.already_settled:
         written = Path(rejects_path) if rejects_path else default_rejects_path(output)
         write_frame(rejects_for_output(run), written, bom=bom, lang=lang, titles=run.titles)
-    write_frame(results, output, bom=bom, text_values=run.text_values, lang=lang, titles=run.titles,
-                digit_columns=run.digit_columns)
+    try:
+        write_frame(results, output, bom=bom, text_values=run.text_values, lang=lang, titles=run.titles,
+                    digit_columns=run.digit_columns)
+    except BaseException:
+        # the run is refused: its rejects file, written just before, goes with it (a rejects
+        # file never stands beside results of another run)
+        if written is not None:
+            written.unlink(missing_ok=True)
+        raise
     if progress:
         progress("write")
     return written
