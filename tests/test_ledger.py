@@ -361,6 +361,41 @@ def test_a_truncated_ledger_is_refused_at_open(tmp_path, book):
     assert _snapshot(tmp_path) == before
 
 
+def test_a_disk_too_full_for_the_journal_is_not_called_a_damaged_ledger(tmp_path, book, monkeypatch):
+    """SQLite reports a disk too full for its journal as an I/O error when the ledger is opened:
+    the refusal asks whether the disk is full instead of calling the ledger damaged."""
+    import sqlite3
+
+    from medaid.ledger import ledger as module
+
+    path = tmp_path / "l.sqlite3"
+    with Ledger(path) as lg:
+        lg.settle(claim("C1", "30000"), book)
+    real = sqlite3.connect
+
+    class FullDisk:  # the connection of a full disk: its first read fails with SQLITE_IOERR_WRITE
+        def __init__(self, con):
+            self._con = con
+
+        def execute(self, sql, *args):
+            if "sqlite_master" in sql:
+                e = sqlite3.OperationalError("disk I/O error")
+                e.sqlite_errorcode = sqlite3.SQLITE_IOERR_WRITE
+                raise e
+            return self._con.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self._con, name)
+
+    monkeypatch.setattr(module.sqlite3, "connect", lambda *a, **k: FullDisk(real(*a, **k)))
+    with pytest.raises(LedgerError) as e:
+        Ledger(path)
+    assert "is the disk full?" in str(e.value) and "damaged" not in str(e.value).split("verify")[0]
+    monkeypatch.undo()
+    with Ledger(path) as lg:  # the file itself is whole
+        assert lg.verify().problems == ()
+
+
 def test_damaged_pages_are_reported_by_verify_or_refused(tmp_path, book):
     path = tmp_path / "l.sqlite3"
     with Ledger(path) as lg:

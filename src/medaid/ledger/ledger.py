@@ -198,6 +198,10 @@ class Ledger(LedgerBase):
             short = False
         if short:
             return self._refuse(f"is damaged: the file is shorter than its header says (truncated; {e})")
+        if getattr(e, "sqlite_errorcode", None) is not None and e.sqlite_errorcode & 0xFF == sqlite3.SQLITE_IOERR:
+            # an I/O error, not a damaged file: SQLite says so of a disk too full for its journal
+            return self._refuse(f"cannot be read or written ({e}: is the disk full? "
+                                "'medaid ledger verify' tells a damaged file from a disk that was full)")
         return self._refuse(f"is damaged or not a database ({e})")
 
     def _prepare(self, create: bool) -> None:
