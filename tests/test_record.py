@@ -286,3 +286,28 @@ def test_a_payee_the_claim_rules_refuse_is_a_line_not_a_crash(db, tmp_path):
     assert "nothing was recorded" in out + err
     with open_ledger(str(db)) as lg:
         assert list(lg.entries()) == []
+
+
+def test_a_recorded_run_has_its_manifest_with_the_recording_reconciled(db, tmp_path):
+    src = tmp_path / "a.csv"
+    src.write_text(HEADER + "A1,P1,2024-03-05,30000,key,inpatient\nA2,P1,2024-04-05,100000,key,inpatient\n")
+    code, out, err = record(db, src, tmp_path / "r.csv", "--json")
+    assert code == 0, err
+    doc = json.loads((tmp_path / "r.csv.manifest.json").read_text(encoding="utf-8"))
+    assert json.loads(out)["manifest"] == str(tmp_path / "r.csv.manifest.json")
+    assert doc["reconciliation"]["line"] == "rows read 2 = recorded 2 + already recorded 0 + rejected 0"
+    assert doc["inputs"][0]["rows_read"] == 2 and doc["options"]["record"] is True
+    # 23,300 + 76,700 (the 100,000 cap less 23,300): 100,000
+    assert doc["totals"]["relief"] == 10_000_000  # fen
+
+
+def test_results_that_cannot_be_written_after_recording_say_the_claims_are_recorded(db, tmp_path):
+    src = tmp_path / "a.csv"
+    src.write_text(HEADER + "A1,P1,2024-03-05,30000,key,inpatient\n")
+    code, _, err = record(db, src, tmp_path / "no-such-folder" / "r.csv")
+    assert code == 1
+    assert "the output folder does not exist" in err
+    assert "the claims were recorded in the ledger (1 recorded, 0 already there)" in err
+    assert db.count() == 1
+    code, _, err = record(db, src, tmp_path / "r.csv")  # again, where it can be written: replayed
+    assert code == 0 and reliefs(tmp_path / "r.csv") == {"A1": 2_330_000} and db.count() == 1

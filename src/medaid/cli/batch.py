@@ -139,8 +139,9 @@ def _redact(url: str) -> str:
 
 
 def _write_manifest(run: Any, started: str, inputs: Any, summary: Any, out: str, rej: Any,
-                    columns: list[str] | None, options: dict[str, Any]) -> Any:
-    """Write ``OUTPUT.manifest.json`` (docs/batch.md, *Run manifest*); returns its path."""
+                    columns: list[str] | None, options: dict[str, Any], recording: Any = None) -> Any:
+    """Write ``OUTPUT.manifest.json`` (docs/batch.md, *Run manifest*); returns its path.
+    ``recording``: the run recorded in a ledger (``--record``), whose reconciliation it gives."""
     from ..batch.manifest import build_manifest, totals_entry, write_manifest
     from ..batch.run import output_columns
     from ..io.raw import file_format
@@ -153,7 +154,8 @@ def _write_manifest(run: Any, started: str, inputs: Any, summary: Any, out: str,
                  "columns": columns or output_columns(run),
                  "rule_hash": "sha256" if options["full_rule_hash"] else "sha256, first 12 hex digits",
                  "rejects": None if rej is None else str(rej)},
-        reconciliation={**run.counts(), "line": run.reconcile()}, totals=totals_entry(summary))
+        reconciliation={**(recording or run).counts(), "line": (recording or run).reconcile()},
+        totals=totals_entry(summary))
     try:
         return write_manifest(out, manifest)
     except MedaidError as e:
@@ -230,6 +232,7 @@ def _record(input_path: str, out: str, ledger: str, rules_path: str, scheme: str
     """``medaid batch --ledger … --record``: :func:`medaid.batch.record.record_file`, then the
     results (and rejects) written as a batch's; exit 1 when the ledger refused a claim while
     recording under ``--on-error fail`` (the others are recorded: run it again once fixed)."""
+    from ..batch.manifest import input_entries, now
     from ..batch.record import record_file
     from ..batch.run import BatchRefused, write_run
     from ..io.readers import parse_mapping
@@ -238,6 +241,7 @@ def _record(input_path: str, out: str, ledger: str, rules_path: str, scheme: str
     from ..report.totals import summarise
     from .app import Failure, load_book
 
+    started = now()
     book = load_book(rules_path, scheme)
     if loaded is not None:
         loaded()
@@ -245,13 +249,31 @@ def _record(input_path: str, out: str, ledger: str, rules_path: str, scheme: str
         with open_ledger(ledger) as db:
             rec = record_file(input_path, db, book, encoding=encoding, sheet=sheet,
                               mapping=parse_mapping(maps), on_error=on_error, limit=max_errors)
-        rej = write_run(rec.run, out, rejects_path=rejects_path, on_error="skip", bom=bom, lang=lang)
     except BatchRefused as e:
         raise _refused(e, as_json) from None
     except MedaidError as e:
         raise _fail(e) from None
+    again = Problem(  # what was done cannot be undone: say so, and how the files are had
+        f"the claims were recorded in the ledger ({rec.recorded} recorded, {rec.already} already there); "
+        "run the same command again once the files can be written: recorded claims are replayed, "
+        "not settled twice")
+    try:
+        rej = write_run(rec.run, out, rejects_path=rejects_path, on_error="skip", bom=bom, lang=lang)
+        inputs = input_entries(input_path)
+    except MedaidError as e:
+        raise _fail(MedaidError([*e.problems, again])) from None
+    except OSError as e:  # the input went away after it was read
+        raise _fail(MedaidError([Problem(f"cannot be read for the run manifest ({e.strerror})",
+                                         source=input_path), again])) from None
     line = rec.reconcile()
     summary = summarise(rec.run.results)
+    try:
+        manifest = _write_manifest(rec.run, started, inputs, summary, out, rej, None, {
+            "engine": "local", "on_error": on_error, "columns": None, "full_rule_hash": False,
+            "lang": lang, "bom": bom, "encoding": encoding, "sheet": sheet, "map": list(maps),
+            "opening": [], "ledger": _redact(ledger), "record": True}, recording=rec)
+    except Failure as e:
+        raise Failure(f"{e.message}\n{again}", [*e.problems, again]) from None
     if rec.refused_late and on_error == "fail":
         raise Failure(f"{line}\nthe ledger refused {rec.run.rejected} claim(s) while recording (listed in "
                       f"{rej}); the others are recorded: run the same command again once they are fixed",
@@ -259,7 +281,7 @@ def _record(input_path: str, out: str, ledger: str, rules_path: str, scheme: str
                       rejects=None if rej is None else str(rej))
     if as_json:
         echo(json_text({"input": input_path, "output": out, "rejects": None if rej is None else str(rej),
-                        **rec.counts(), "reconciliation": line,
+                        "manifest": str(manifest), **rec.counts(), "reconciliation": line,
                         "warnings": [str(w) for w in rec.run.warnings], **summary_json(summary)}))
         return
     _warn(rec.run)
