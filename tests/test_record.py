@@ -301,13 +301,46 @@ def test_a_recorded_run_has_its_manifest_with_the_recording_reconciled(db, tmp_p
     assert doc["totals"]["relief"] == 10_000_000  # fen
 
 
-def test_results_that_cannot_be_written_after_recording_say_the_claims_are_recorded(db, tmp_path):
+def test_an_output_that_cannot_be_a_file_is_refused_before_anything_is_recorded(db, tmp_path):
     src = tmp_path / "a.csv"
     src.write_text(HEADER + "A1,P1,2024-03-05,30000,key,inpatient\n")
     code, _, err = record(db, src, tmp_path / "no-such-folder" / "r.csv")
+    assert code == 1 and "the output folder does not exist; nothing was recorded" in err
+    code, _, err = record(db, src, tmp_path)
+    assert code == 1 and "is a folder; nothing was recorded" in err
+    try:
+        n = db.count()
+    except Exception:  # noqa: BLE001 - no ledger table at all: the ledger was not even made
+        n = 0
+    assert n == 0
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_results_that_cannot_be_written_after_recording_say_the_claims_are_recorded(db, tmp_path, monkeypatch):
+    import os
+    import tempfile
+
+    from medaid.io import writers
+
+    src = tmp_path / "a.csv"
+    src.write_text(HEADER + "A1,P1,2024-03-05,30000,key,inpatient\n")
+    real = tempfile.mkstemp
+
+    def full(*args, **kwargs):  # the disk is full for the results
+        fd, name = real(*args, **kwargs)
+        if not Path(name).name.startswith(".r.csv."):
+            return fd, name
+        os.close(fd)
+        os.unlink(name)
+        os.symlink("/dev/full", name)
+        return os.open(name, os.O_WRONLY), name
+
+    monkeypatch.setattr(writers.tempfile, "mkstemp", full)
+    code, _, err = record(db, src, tmp_path / "r.csv")
     assert code == 1
-    assert "the output folder does not exist" in err
+    assert f"{tmp_path / 'r.csv'}: cannot be written (No space left on device)" in err
     assert "the claims were recorded in the ledger (1 recorded, 0 already there)" in err
-    assert db.count() == 1
+    assert db.count() == 1 and not (tmp_path / "r.csv").exists()
+    monkeypatch.undo()
     code, _, err = record(db, src, tmp_path / "r.csv")  # again, where it can be written: replayed
     assert code == 0 and reliefs(tmp_path / "r.csv") == {"A1": 2_330_000} and db.count() == 1

@@ -245,6 +245,11 @@ def _record(input_path: str, out: str, ledger: str, rules_path: str, scheme: str
     book = load_book(rules_path, scheme)
     if loaded is not None:
         loaded()
+    target = Path(out)
+    if not target.parent.is_dir() or target.is_dir():  # looked at before anything is recorded
+        raise _fail(MedaidError(Problem(
+            ("the output folder does not exist" if not target.parent.is_dir() else "is a folder")
+            + "; nothing was recorded", source=out)))
     try:
         with open_ledger(ledger) as db:
             rec = record_file(input_path, db, book, encoding=encoding, sheet=sheet,
