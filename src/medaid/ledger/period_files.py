@@ -74,13 +74,19 @@ def frames(lists: PeriodLists) -> dict[str, pl.DataFrame]:
 def write_lists(lists: PeriodLists, folder: str | Path, fmt: str = "both") -> list[Path]:
     """Write the period's lists into ``folder`` (which must exist) as ``csv``, ``xlsx`` or
     ``both``; the paths written.  Raises :class:`medaid.io.writers.WriteError` naming a file
-    that cannot be written (the files before it stay whole: each is renamed into place)."""
+    that cannot be written; the lists written before it are then removed: a payment is made
+    from the whole set or not at all."""
     folder = Path(folder)
-    out = []
-    for name, df in frames(lists).items():
-        headers = {**HEADERS, "net": LISTS[name]}
-        for ext in FORMATS[fmt]:
-            path = folder / f"{lists.period}-{name}.{ext}"
-            write_frame(df, path, headers=headers, money=MONEY)
-            out.append(path)
+    out: list[Path] = []
+    try:
+        for name, df in frames(lists).items():
+            headers = {**HEADERS, "net": LISTS[name]}
+            for ext in FORMATS[fmt]:
+                path = folder / f"{lists.period}-{name}.{ext}"
+                write_frame(df, path, headers=headers, money=MONEY)
+                out.append(path)
+    except BaseException:
+        for path in out:
+            path.unlink(missing_ok=True)
+        raise
     return out
