@@ -212,16 +212,18 @@ def test_json_lines_a_parser_refuses_are_rejected_at_their_lines(tmp_path: Path)
     good = json.dumps({"claim_id": "C1", "person_id": "P1", "date": "2024-05-03", "self_pay": "30000",
                        "group": "key", "kind": "inpatient"})
     surrogate = good.replace('"C1"', '"C2\\ud800"')  # half of a surrogate pair, escaped: not text
+    twice = good.replace('"C1"', '"C3"').replace('"self_pay": "30000"', '"self_pay": "30000", "self_pay": "300"')
     deep = good[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}"  # past the parser's depth
     src, out, rej = tmp_path / "c.jsonl", tmp_path / "out.csv", tmp_path / "rej.csv"
-    src.write_text("\n".join([good, surrogate, deep]) + "\n", encoding="utf-8")
+    src.write_text("\n".join([good, surrogate, deep, twice]) + "\n", encoding="utf-8")
     r = invoke("batch", str(src), "-o", str(out), "--rules", RULES, "--on-error", "skip", "--rejects", str(rej))
     assert r.exit_code == 0, r.output
     # C1 (key-inpatient): 70% of 1,000–10,000 + 85% of 10,000–30,000 = 6,300 + 17,000 = 23,300
     assert dict(zip(*read_results(out).select("claim_id", "relief"))) == {"C1": 2_330_000}
     rejects = pl.read_csv(rej, infer_schema=False)
-    assert rejects["line"].to_list() == ["2", "3"]
+    assert rejects["line"].to_list() == ["2", "3", "4"]
     assert "lone surrogate" in rejects["reason"][0] and "nested too deeply" in rejects["reason"][1]
+    assert "has the key 'self_pay' twice" in rejects["reason"][2]  # which amount is meant: not guessed
     src.write_text(deep + "\n", encoding="utf-8")  # nothing else: the file is refused, naming the line
     r = invoke("batch", str(src), "-o", str(out), "--rules", RULES)
     assert r.exit_code == 1 and f"{src}:1: no line holds a JSON object to read" in r.output, r.output

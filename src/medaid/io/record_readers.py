@@ -116,7 +116,11 @@ def _jsonl_records(
                 continue
             try:
                 obj = json.loads(line, parse_float=_JsonNumber, parse_int=_JsonNumber,
-                                 parse_constant=lambda s: s)
+                                 parse_constant=lambda s: s, object_pairs_hook=_once_each)
+            except _KeyTwice as e:
+                problems.append(Problem(f"has the key {e.key!r} twice in one object: which value is meant is "
+                                        "not for medaid to guess", source=source, line=n, field="row"))
+                continue
             except json.JSONDecodeError as e:
                 problems.append(Problem(f"is not valid JSON ({e.msg})", source=source, line=n, field="row"))
                 continue
@@ -135,6 +139,24 @@ def _jsonl_records(
             records.append(obj)
             rows.append(n)
     return records, rows, problems, keys, blank
+
+
+class _KeyTwice(ValueError):
+    """A JSON object with a key twice (JSON allows it; Python's reader keeps the last value)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict, refusing a key given twice (:class:`_KeyTwice`)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _KeyTwice(k)
+        out[k] = v
+    return out
 
 
 def _has_lone_surrogate(obj: dict[str, Any]) -> bool:
