@@ -237,19 +237,21 @@ def test_control_characters_from_data_are_shown_escaped(tmp_path):
             "C1", "--group", "key", "--kind", "inpatient", "--hospital", f"H{ESC_TITLE}{RLO}", env=env)
     assert r.exit_code == 0, r.output
     _shown_escaped(r.output)
-    # the id loses the override (an invisible character: claims.tidy_id); the escape is shown
-    assert "P\\x1b]0;PWNED\\x071" in r.output
-    assert "H\\x1b]0;PWNED\\x07\\u202e" in r.output  # free text keeps it, shown escaped
-    for args in (["history", person], ["reverse", "C1", "--reason", f"typo{ESC_TITLE}"],
-                 ["quote", "--person", person, "--self-pay", "100", "--ytd-self-pay", "0", "--ytd-relief", "0"],
-                 ["reverse", f"C{ESC_TITLE}", "--reason", "x"]):
+    # the id loses the override and the control characters (invisible: domain.identifiers.tidy_id)
+    tidy = "P]0;PWNED1"
+    assert tidy in r.output
+    assert "H\\x1b]0;PWNED\\x07\\u202e" in r.output  # free text keeps them, shown escaped
+    for args, shown_as in ((["history", person], tidy), (["reverse", "C1", "--reason", f"typo{ESC_TITLE}"], "\\x1b"),
+                           (["quote", "--person", person, "--self-pay", "100", "--ytd-self-pay", "0",
+                             "--ytd-relief", "0"], tidy),
+                           (["reverse", f"C{ESC_TITLE}", "--reason", "x"], "C]0;PWNED")):
         shown = run(*args, env=env)
         _shown_escaped(shown.output)
-        assert "\\x1b" in shown.output, args
+        assert shown_as in shown.output, args
     # JSON stays JSON with the same values, escaped (json.dumps leaves U+202E raw)
     j = run("history", person, "--json", env=env)
     _shown_escaped(j.stdout)
-    assert json.loads(j.stdout)["person_id"] == person.replace(RLO, "")  # the tidy id
+    assert json.loads(j.stdout)["person_id"] == tidy
 
 
 def test_batch_and_report_show_control_characters_escaped(tmp_path):
@@ -260,7 +262,7 @@ def test_batch_and_report_show_control_characters_escaped(tmp_path):
     refused = run("batch", str(src), "-o", str(out), "--rules", R)
     assert refused.exit_code == 1
     _shown_escaped(refused.output)
-    assert "C\\x1b]0;PWNED\\x07" in refused.output
+    assert "C]0;PWNED" in refused.output  # the claim id, tidy: its control characters removed
     ok = run("batch", str(src), "-o", str(out), "--rules", R, "--on-error", "skip")
     assert ok.exit_code == 0
     _shown_escaped(ok.output)
