@@ -240,6 +240,10 @@ def test_a_source_that_does_not_verify_is_refused(tmp_path, pg, book):
     assert r.exit_code == 1 and "source ledger does not verify" in r.output, r.output
     with open_ledger(pg.url) as dst:
         assert dst.verify().entries == 0
+    # nor is a destination file made for a copy that is refused
+    r = _run("ledger", "copy", str(a), str(tmp_path / "new.sqlite3"))
+    assert r.exit_code == 1 and "source ledger does not verify" in r.output, r.output
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("new")) == []
 
 
 # Two desks' rows of one person under the rules of docs/calculation.md *Rules real schemes need*

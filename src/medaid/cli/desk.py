@@ -634,10 +634,13 @@ def ledger_copy(src: str, dst: str, lang: str) -> None:
       medaid ledger copy desk.sqlite3 postgresql://medaid@db.example/county
     """
     from ..ledger.backend import redact
-    from ..ledger.copy import copy_ledger
+    from ..ledger.copy import copy_ledger, verified
 
-    with _open_ledger(src, create=False) as source, _open_ledger(dst, create=True) as target, _refused():
-        done = copy_ledger(source, target)
+    with _open_ledger(src, create=False) as source:
+        with _refused():  # (before the destination is opened, and perhaps made: a refused copy makes nothing)
+            verified(source, "source")
+        with _open_ledger(dst, create=True) as target, _refused():
+            done = copy_ledger(source, target, source_verified=True)
     more = _said(lang, "rechained", n=done.rechained) if done.rechained else ""
     echo(_said(lang, "copied", src=redact(src), dst=redact(dst), copied=done.copied, present=done.present,
                rechained=more))

@@ -67,7 +67,9 @@ def _named(ids: list[str], limit: int = 20) -> str:
     return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
-def _verified(lg: LedgerBase, role: str) -> None:
+def verified(lg: LedgerBase, role: str) -> None:
+    """Refuse (:class:`LedgerError`, nothing copied) a ledger ``role`` (``source`` or
+    ``destination``) with a problem :meth:`medaid.ledger.backend.LedgerBase.verify` finds."""
     v = lg.verify()
     if v.problems:
         raise LedgerError(Problem(
@@ -75,11 +77,14 @@ def _verified(lg: LedgerBase, role: str) -> None:
             "nothing was copied; run 'medaid ledger verify'", source=lg._where))
 
 
-def copy_ledger(src: LedgerBase, dst: LedgerBase) -> Copied:
+def copy_ledger(src: LedgerBase, dst: LedgerBase, *, source_verified: bool = False) -> Copied:
     """Copy ``src``'s rows into ``dst`` (module docstring); :class:`LedgerError` when either
-    does not verify, on conflicting claim ids or on a cap, nothing copied then."""
-    _verified(src, "source")
-    _verified(dst, "destination")
+    does not verify, on conflicting claim ids or on a cap, nothing copied then.
+    ``source_verified``: the caller has just verified ``src`` (:func:`verified`), before it
+    even opened (and perhaps created) ``dst``."""
+    if not source_verified:
+        verified(src, "source")
+    verified(dst, "destination")
     rows = list(src.entries())
     claims = sorted({e.claim_id for e in rows})
     copied = present = rechained = 0
