@@ -433,3 +433,11 @@ def test_every_repeat_of_a_header_takes_the_next_free_suffix(tmp_path: Path) -> 
 
     names = canonical_names(["claim_id", "person_id", "date", "self_pay", "a", "a", "a_2", "a"], None, "f.csv")
     assert names[4:] == ["a", "a_3", "a_2", "a_4"]
+
+
+def test_a_map_naming_a_column_the_header_lacks_is_refused_naming_it(tmp_path: Path) -> None:
+    # a misspelt --map would otherwise do nothing, silently
+    p = write(tmp_path / "c.csv", "claim_id,person_id,date,self_pay,金额\nC1,P1,2024-05-03,12.5,3\n")
+    with pytest.raises(ReadError) as e:
+        read_claims(p, mapping={"金 额x": "self_pay"})
+    assert str(e.value) == f"{p}:1: --map: 金 额x=self_pay: the header has no column '金 额x'"

@@ -85,14 +85,21 @@ def canonical_names(
 ) -> list[str]:
     """Rename headers to field names (``--map`` first, then the aliases); others unchanged.
 
-    Raises :class:`ReadError` when two columns name the same field or a required field has no
-    column, naming the file, the header's ``line`` and what is missing."""
+    Raises :class:`ReadError` when two columns name the same field, a required field has no
+    column, or a ``--map`` names a column the header does not have, naming the file, the
+    header's ``line`` and what is wrong."""
     mapping = mapping or {}
     by_norm = {normalise_header(k): v for k, v in mapping.items()}
     fields = [_field_of(h, mapping, by_norm) for h in headers]
     problems = header_problems(headers, fields, source, line)
     if problems:
         raise ReadError(problems)
+    present = {"" if h is None else str(h) for h in headers}
+    present |= {normalise_header(h) for h in present}
+    unknown = [k for k in mapping if k not in present and normalise_header(k) not in present]
+    if unknown:  # a misspelt --map: said, rather than silently doing nothing
+        raise ReadError([Problem(f"{k}={mapping[k]}: the header has no column {k!r}", source=source,
+                                 line=line, field="--map") for k in unknown])
     names: list[str] = []
     for h, field in zip(headers, fields):
         h = "" if h is None else str(h)
