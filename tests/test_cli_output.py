@@ -322,3 +322,13 @@ def test_a_defect_is_reported_as_an_internal_error_without_a_traceback(tmp_path,
     assert j.exit_code == 3 and json.loads(j.stdout)["code"] == "failed"
     monkeypatch.setenv("MEDAID_DEBUG", "1")
     assert isinstance(run(*args).exception, ZeroDivisionError)
+
+
+def test_the_html_page_never_replaces_what_the_report_reads(tmp_path):
+    res = _results(tmp_path)
+    before = res.read_bytes()
+    (tmp_path / "page.html").symlink_to(res)
+    for page in (res, tmp_path / "page.html"):  # the same file by its name, and by a link
+        r = run("report", str(res), "--html", str(page))
+        assert r.exit_code == 2 and "which the report reads; choose another file" in r.output, r.output
+    assert res.read_bytes() == before

@@ -274,3 +274,22 @@ def test_a_key_present_with_none_is_data_not_a_missing_column():
     assert "capped_by" in frame.columns
     assert frame["capped_by"].null_count() == 2
     assert "total_cost" not in frame.columns
+
+
+def test_a_claim_listed_twice_is_refused_not_counted_twice(tmp_path):
+    # summed as read, C1's 23,300 would count twice; a batch never writes a claim twice
+    p = write(tmp_path, "r.csv", HEADER
+              + "C1,P1,2024-05-03,30000.00,inpatient,H1,,0,23300.00,6700.00,,2\n"
+              + "C2,P2,2024-05-04,1000.00,inpatient,H1,,0,0.00,1000.00,,0\n"
+              + "C1,P1,2024-05-03,30000.00,inpatient,H1,,0,23300.00,6700.00,,2\n")
+    with pytest.raises(ResultsError) as e:
+        load_results(p)
+    assert str(e.value) == f"{p}:4: claim_id: duplicate claim id (first on line 2)"
+
+
+def test_a_field_given_by_two_columns_is_refused(tmp_path):
+    p = write(tmp_path, "r.csv", HEADER.rstrip("\n") + ",relief\n"
+              + "C1,P1,2024-05-03,30000.00,inpatient,H1,,0,23300.00,6700.00,,2,1.00\n")
+    with pytest.raises(ResultsError) as e:
+        load_results(p)
+    assert str(e.value) == f"{p}:1: two columns are named 'relief'"

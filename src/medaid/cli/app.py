@@ -23,6 +23,7 @@ import os
 import sys
 from collections.abc import Callable
 from importlib import import_module
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -94,6 +95,19 @@ class Failure(click.ClickException):
         super().__init__(message)
         self.problems = tuple(problems)
         self.fields = fields
+
+
+def distinct(input_path: str, *outputs: str | None) -> None:
+    """Refuse (a usage error) an output that would replace the input or another output (the
+    same file by any name: a link, a relative path)."""
+    seen = {Path(input_path).resolve(): "the input"}
+    for o in outputs:
+        if o is None:
+            continue
+        r = Path(o).resolve()
+        if r in seen:
+            raise click.UsageError(f"{o} would overwrite {seen[r]}; choose another file")
+        seen[r] = o
 
 
 def fail(err: MedaidError) -> click.ClickException:

@@ -15,7 +15,7 @@ import click
 
 from ..errors import MedaidError, Problem
 from ..tuning import alongside, command_heap, import_polars as _import_polars
-from .app import echo, json_text
+from .app import distinct, echo, json_text
 
 
 def _input_options(f: Any) -> Any:
@@ -45,18 +45,6 @@ def _progress(label: str) -> Iterator[Any]:
 def _default_output(input_path: str) -> str:
     p = Path(input_path)
     return f"{p.stem}.results{p.suffix}"
-
-
-def _distinct(input_path: str, *outputs: str | None) -> None:
-    """Refuse an output that would replace the input or another output."""
-    seen = {Path(input_path).resolve(): "the input"}
-    for o in outputs:
-        if o is None:
-            continue
-        r = Path(o).resolve()
-        if r in seen:
-            raise click.UsageError(f"{o} would overwrite {seen[r]}; choose another file")
-        seen[r] = o
 
 
 def _fail(e: MedaidError) -> click.ClickException:
@@ -393,7 +381,7 @@ def register(group: click.Group) -> None:
         from ..batch.run import BatchRefused, default_rejects_path, write_run
 
         out = output or _default_output(input_path)
-        _distinct(input_path, out, rejects_path or str(default_rejects_path(out)))
+        distinct(input_path, out, rejects_path or str(default_rejects_path(out)))
         for o in openings:
             if Path(o).resolve() == Path(out).resolve():
                 raise click.UsageError(f"{out} would overwrite the opening results {o}; choose another file")
@@ -478,7 +466,7 @@ def register(group: click.Group) -> None:
         from ..io.readers import read_results
         from ..io.writers import write_frame
 
-        _distinct(input_path, previous, output)
+        distinct(input_path, previous, output)
         with _progress("recalculating") as tick:
             run = _settle(input_path, rules_path, scheme, encoding, sheet, maps, tick)
             if not as_json:

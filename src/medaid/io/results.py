@@ -161,6 +161,11 @@ def _rename(names: list[str], source: str, want: frozenset[str] | None = None,
     taken: dict[str, str] = {}
     exact = set(names)
     for n in names:
+        # a header repeated in a CSV file, which polars names ``x_duplicated_0``: a field given
+        # twice is refused (which column is meant is not for the report to guess)
+        twin = re.fullmatch(r"(.+)_duplicated_[0-9]+", n)
+        if twin and twin[1] in exact and canonical_header(twin[1]) is not None:
+            raise ResultsError(Problem(f"two columns are named {twin[1]!r}", source=source, line=1))
         f = canonical_header(n)
         if f is None or (f != n and f in exact):
             if others and n not in KNOWN_FIELDS:

@@ -262,10 +262,24 @@ def normalise(raw: pl.DataFrame, *, source: str, first_line: int = 2,
         if counts.get(f"+{f}") or (f in fixes and f in PER_CLAIM_MONEY and (fixes[f] > MAX_FEN).any()):
             idx = _rows(out, pl.col(f) > MAX_FEN)
             problems += [Problem(too_large(), source=source, line=line_of(i), field=f) for i in idx]
+    problems += _twice(out, line_of, source)
     if problems:
         problems.sort(key=lambda p: (p.line or 0, fields.index(p.field) if p.field in fields else 0))
         raise ResultsError(problems[:MAX_PROBLEMS])
     return out
+
+
+def _twice(out: pl.DataFrame, line_of: Callable[[int], int], source: str) -> list[Problem]:
+    """A claim id on more than one row: each later row, with the line of the first (results
+    hold a claim once, as a batch refuses a claim file that lists one twice; summed twice, its
+    relief would be counted twice)."""
+    if "claim_id" not in out.columns or out["claim_id"].drop_nulls().n_unique() == out["claim_id"].count():
+        return []
+    again = out.select("claim_id").with_row_index("i").with_columns(
+        pl.col("i").first().over("claim_id").alias("first")).filter(
+        pl.col("claim_id").is_not_null() & (pl.col("i") != pl.col("first"))).head(MAX_PROBLEMS)
+    return [Problem(f"duplicate claim id (first on line {line_of(first)})", source=source, line=line_of(i),
+                    field="claim_id") for i, _, first in again.iter_rows()]
 
 
 def _rows(frame: pl.DataFrame, mask: pl.Expr, limit: int = MAX_PROBLEMS) -> list[int]:
