@@ -406,8 +406,19 @@ def test_an_admin_adds_lists_and_revokes_tokens_and_only_a_hash_is_stored(client
     assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "hospital"
 
 
-def test_the_openapi_document_describes_money_as_text_bearer_tokens_and_problems(client):
-    doc = client.get("/openapi.json").json()
+def test_the_openapi_document_is_served_to_a_token_only(client, tokens):
+    # like every route but the health check; the interactive page (which could not send one) is gone
+    r = client.get("/openapi.json")
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    for refused in ("mdt_not_a_token", tokens.revoked):
+        assert client.get("/openapi.json", headers=bearer(refused)).status_code == 401
+    for role in ("desk_a", "reviewer", "admin"):
+        assert client.get("/openapi.json", headers=bearer(getattr(tokens, role))).json()["openapi"].startswith("3.")
+    assert client.get("/docs").status_code == 404
+
+
+def test_the_openapi_document_describes_money_as_text_bearer_tokens_and_problems(client, tokens):
+    doc = client.get("/openapi.json", headers=bearer(tokens.admin)).json()
     schemas = doc["components"]["schemas"]
     assert schemas["ClaimIn"]["properties"]["self_pay"]["type"] == "string"
     assert schemas["SettlementOut"]["properties"]["relief"]["type"] == "string"

@@ -46,7 +46,8 @@ def api(request, tmp_path_factory):
         tokens = make_tokens(ledger)
         app = create_app(Settings(str(ledger), str(RULES)))
         try:
-            yield schemathesis.openapi.from_asgi("/openapi.json", app), tokens
+            yield schemathesis.openapi.from_asgi("/openapi.json", app,
+                                                 headers={"Authorization": f"Bearer {tokens.admin}"}), tokens
         finally:
             app.state.ops.ledgers.close()  # (its PostgreSQL pool), before the schema is dropped
 

@@ -40,7 +40,7 @@ def _ledger(path: str) -> Any:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256), metavar="N",
               help="Worker processes (uvicorn); they share the ledger database, nothing else.")
 def serve(ledger_path: str | None, rules_path: str, scheme: str | None, host: str, port: int, workers: int) -> None:
-    """Run the county settlement service: the JSON API (/v1, /docs), the clerk's page (/desk).
+    """Run the county settlement service: the JSON API (/v1, /openapi.json), the clerk's page (/desk).
 
     Loads the rules and opens (and migrates) the ledger first: a refusal stops here with
     exit code 1.  Listens on 127.0.0.1 unless told otherwise.  Stop it with Ctrl+C or SIGTERM.

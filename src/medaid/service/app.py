@@ -3,7 +3,7 @@
 :func:`create_app` builds it from :class:`medaid.service.store.Settings` (the environment,
 when uvicorn's workers call it): the rule book is loaded once per process, the ledger is opened
 per request thread, and nothing else is kept between requests (docs/service.md).  The JSON API
-is under ``/v1`` (documented by ``/openapi.json`` and ``/docs``), the clerk's web page under
+is under ``/v1`` (documented by ``/openapi.json``, to a token), the clerk's web page under
 ``/desk`` (:mod:`medaid.service.web`).  Every refusal is problem+json
 (:mod:`medaid.service.problems`); an unexpected error is named by its kind only, in the
 response and in the log (no message, which may hold personal data).
@@ -320,7 +320,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "ledger: settle, quote, reverse, a person's history, the rules. Money is text: yuan as "
             "strings (\"23300.00\"), never JSON numbers. Errors are application/problem+json with the "
             "located problems. Labels in English or Chinese (?lang=zh or Accept-Language)."),
-        openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
+        # the document is served below, to a token like every route but the health check
+        openapi_url=None, docs_url=None, redoc_url=None,
     )
     app.state.ops = ops
 
@@ -364,4 +365,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_document(
+        creds: Annotated[HTTPAuthorizationCredentials | None, Security(HTTPBearer(auto_error=False))],
+    ) -> Any:
+        """The OpenAPI document, to any active token (each role may read the rules): 401
+        without one, as every route but ``/v1/health``."""
+        ops.authenticate(None if creds is None else creds.credentials, "rules")
+        return JSONResponse(openapi())
+
     return app
