@@ -112,6 +112,16 @@ def test_the_settle_form_carries_a_claim_id_so_sending_it_twice_settles_once(cli
         assert [e.claim_id for e in lg.entries()] == [cid]
 
 
+def test_a_form_with_an_action_the_page_does_not_have_records_nothing(client, county):
+    _sign_in(client, county[1].desk_a)
+    body = {"person_id": PERSON, "self_pay": "30000", "date": "2024-05-03", "group": "key", "kind": "inpatient",
+            "claim_id": "W1", "lang": "en", "csrf": _csrf(client.get("/desk").text)}
+    r = client.post("/desk/settle", data={**body, "action": "nuke"})  # only settle or quote
+    assert r.status_code == 422 and r.json()["problems"][0]["field"] == "action", r.text
+    with open_ledger(str(county[0]), create=False) as lg:
+        assert list(lg.entries()) == []
+
+
 def test_a_sign_in_without_its_csrf_cookie_or_with_a_bad_token_is_refused(client, county):
     assert client.post("/desk/sign-in", data={"token": county[1].desk_a, "csrf": "x"}).status_code == 403
     page = client.get("/desk")

@@ -30,7 +30,7 @@ import secrets
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -313,7 +313,8 @@ def web_router(ops: Operations) -> APIRouter:
                date: Annotated[str, Form()] = "", claim_id: Annotated[str, Form()] = "",
                group: Annotated[str, Form()] = "", kind: Annotated[str, Form()] = "",
                total_cost: Annotated[str, Form()] = "", household_id: Annotated[str, Form()] = "",
-               non_compliant: Annotated[str, Form()] = "", action: Annotated[str, Form()] = "settle",
+               non_compliant: Annotated[str, Form()] = "",
+               action: Annotated[Literal["settle", "quote"], Form()] = "settle",  # (else refused: 422)
                csrf: Annotated[str, Form()] = "", lang: Annotated[str, Form()] = "") -> Response:
         lang = choose(request, lang)
         fields = {"person_id": person_id, "self_pay": self_pay, "date": _blank(date), "claim_id": _blank(claim_id),
