@@ -130,6 +130,18 @@ def test_an_id_sent_in_a_url_is_masked_in_the_log(tmp_path):
     assert PERSON not in text and PERSON[:14] not in text
 
 
+def test_an_id_or_account_in_a_url_written_otherwise_is_masked_too():
+    from medaid.service.logs import masked
+
+    encoded = "".join(f"%{ord(c):02X}" for c in PERSON)  # percent-encoded digits
+    hyphened = f"{PERSON[:6]}-{PERSON[6:14]}-{PERSON[14:]}"
+    account = "62220202001122334455667"  # 23 digits: the whole run, not its first 18
+    for path in (f"/v1/x/{encoded}", f"/v1/history/{hyphened}", f"/v1/history/{account}"):
+        shown = masked(path)
+        assert shown.endswith("/***"), (path, shown)
+    assert masked("/v1/periods/2024-05") == "/v1/periods/2024-05"  # a month is no id
+
+
 # -- on either backend ----------------------------------------------------------------------------
 
 
