@@ -346,3 +346,12 @@ def test_results_the_full_disk_refuses_take_the_rejects_written_before_them(tmp_
     assert code == 1
     assert f"{out}: cannot be written (No space left on device)" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv"]
+
+
+def test_a_results_name_near_the_file_systems_limit_is_written(tmp_path):
+    """240 characters (the limit is 255 bytes; its manifest's name is 14 longer): its temporary
+    file's name must not pass the limit."""
+    out = tmp_path / ("r" * 236 + ".csv")
+    code, _, err = batch_to(tmp_path, out)
+    assert code == 0, err
+    assert out.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]

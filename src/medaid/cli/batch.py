@@ -154,7 +154,7 @@ def _write_manifest(run: Any, started: str, inputs: Any, summary: Any, out: str,
                 Path(written).unlink(missing_ok=True)
         raise _fail(MedaidError([*e.problems, Problem(
             "the results" + ("" if rej is None else " and the rejects") + " written just before were removed: "
-            "a results file is never left without its manifest; free some space and run again")])) from None
+            "a results file is never left without its manifest; run again once it can be written")])) from None
 
 
 def _totals(results: Any, persons: Any, lang: str | None) -> tuple[Any, str | None]:

@@ -87,7 +87,9 @@ def atomic_path(path: str | Path, *, private: bool = True) -> Iterator[Path]:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise WriteError(Problem("the output folder does not exist", source=str(path)))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")  # 0600
+    # (the name's first 100 characters: a name near the file system's limit of 255 bytes
+    # would otherwise make a temporary name past it)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name[:100]}.", suffix=".part")  # 0600
     os.close(fd)
     tmp_path = Path(tmp)
     try:
