@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from full_disk import full_for, needs_dev_full
 from medaid.cli import main
 
 RULES = Path(__file__).resolve().parents[1] / "rules"
@@ -143,28 +144,13 @@ def test_bad_months_and_unpaired_reasons_are_usage_errors(run, tmp_path):
     assert r.exit_code == 2
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@needs_dev_full
 def test_payment_lists_a_full_disk_stops_are_all_taken_back_and_the_period_is_not_paid(run, tmp_path, monkeypatch):
-    import tempfile
-
-    from medaid.io import writers
-
     assert run("period", "open", "2024-05", "--by", "卫健委").exit_code == 0
     settle(run, "ZY1", "30000", "2024-05-03", "--hospital", HOSPITAL)
     for step, by in (("close", "卫健委"), ("review", "民政局"), ("approve", "财政局")):
         assert run("period", step, "2024-05", "--by", by).exit_code == 0
-    real = tempfile.mkstemp
-
-    def full(*args, **kwargs):  # the CSV lists are written, then the disk is full for the first workbook
-        fd, name = real(*args, **kwargs)
-        if "-hospitals.xlsx." not in name:
-            return fd, name
-        os.close(fd)
-        os.unlink(name)
-        os.symlink("/dev/full", name)
-        return os.open(name, os.O_WRONLY), name
-
-    monkeypatch.setattr(writers.tempfile, "mkstemp", full)
+    full_for(monkeypatch, "-hospitals.xlsx.")  # the CSV lists are written, then the first workbook is not
     out = tmp_path / "out"
     out.mkdir()
     r = run("period", "pay", "2024-05", "-o", str(out), "--format", "both", "--by", "财政局")

@@ -19,6 +19,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from full_disk import full_for, needs_dev_full
 from medaid.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,28 +239,17 @@ def test_parquet_on_a_full_disk_is_refused_naming_the_file_and_leaves_nothing(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv"]
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@needs_dev_full
 @pytest.mark.parametrize("suffix", ["xlsx", "parquet", "csv", "jsonl"])
 def test_a_really_full_disk_is_refused_for_every_format(tmp_path, monkeypatch, suffix, capfd):
-    """The temporary file is made a link to /dev/full, where every write fails with ENOSPC:
-    the writers' own error paths, not a stand-in.  The old results file stays as it was."""
+    """The temporary file is made a link to /dev/full, where every write fails with ENOSPC
+    (tests/full_disk.py): the writers' own error paths, not a stand-in.  The old results file
+    stays as it was."""
     import os
-    import tempfile
-
-    from medaid.io import writers as exports
 
     out = tmp_path / f"r.{suffix}"
     out.write_text("old results", encoding="utf-8")
-    real = tempfile.mkstemp
-
-    def full_mkstemp(*args, **kwargs):
-        fd, name = real(*args, **kwargs)
-        os.close(fd)
-        os.unlink(name)
-        os.symlink("/dev/full", name)
-        return os.open(name, os.O_WRONLY), name
-
-    monkeypatch.setattr(exports.tempfile, "mkstemp", full_mkstemp)
+    full_for(monkeypatch)
     if suffix == "parquet":
         # polars words a failed footer write as "Invalid thrift: transport error"; the writer
         # then looks at the disk, which /dev/full does not make full: say it is
@@ -289,27 +279,11 @@ def test_xlsx_refuses_an_amount_it_would_round_naming_file_and_column(tmp_path):
     assert repr(load_workbook(out).active["B2"].value) == "9999999999999.99"
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@needs_dev_full
 def test_a_manifest_the_full_disk_refuses_takes_its_results_back(tmp_path, monkeypatch, capfd):
     """The results are written whole, then the disk is full for their manifest: the run is
     refused naming the manifest, and no results file is left without one."""
-    import os
-    import tempfile
-
-    from medaid.io import writers as exports
-
-    real = tempfile.mkstemp
-
-    def full_for_the_manifest(*args, **kwargs):
-        fd, name = real(*args, **kwargs)
-        if ".manifest.json." not in name:
-            return fd, name
-        os.close(fd)
-        os.unlink(name)
-        os.symlink("/dev/full", name)
-        return os.open(name, os.O_WRONLY), name
-
-    monkeypatch.setattr(exports.tempfile, "mkstemp", full_for_the_manifest)
+    full_for(monkeypatch, ".manifest.json.")
     out = tmp_path / "r.csv"
     code, _, err = batch_to(tmp_path, out)
     assert code == 1
@@ -319,27 +293,11 @@ def test_a_manifest_the_full_disk_refuses_takes_its_results_back(tmp_path, monke
     assert "Exception ignored" not in capfd.readouterr().err
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@needs_dev_full
 def test_results_the_full_disk_refuses_take_the_rejects_written_before_them(tmp_path, monkeypatch, capfd):
     """--on-error skip: the rejects are written, then the disk is full for the results: the
     run is refused naming the results, and its rejects file does not stay behind."""
-    import os
-    import tempfile
-
-    from medaid.io import writers as exports
-
-    real = tempfile.mkstemp
-
-    def full_for_the_results(*args, **kwargs):
-        fd, name = real(*args, **kwargs)
-        if not Path(name).name.startswith(".r.csv."):
-            return fd, name
-        os.close(fd)
-        os.unlink(name)
-        os.symlink("/dev/full", name)
-        return os.open(name, os.O_WRONLY), name
-
-    monkeypatch.setattr(exports.tempfile, "mkstemp", full_for_the_results)
+    full_for(monkeypatch, ".r.csv.")
     src = claims_csv(tmp_path / "c.csv", ["30000", "-5"])
     out = tmp_path / "r.csv"
     code, _, err = run("batch", src, "-o", out, "--rules", RULE_FILE, "--on-error", "skip")

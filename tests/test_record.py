@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 import medaid
+from full_disk import full_for, needs_dev_full
 from medaid.cli import main
 from medaid.io.results import read_results
 from medaid.ledger import open_ledger
@@ -315,27 +316,11 @@ def test_an_output_that_cannot_be_a_file_is_refused_before_anything_is_recorded(
     assert n == 0
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@needs_dev_full
 def test_results_that_cannot_be_written_after_recording_say_the_claims_are_recorded(db, tmp_path, monkeypatch):
-    import os
-    import tempfile
-
-    from medaid.io import writers
-
     src = tmp_path / "a.csv"
     src.write_text(HEADER + "A1,P1,2024-03-05,30000,key,inpatient\n")
-    real = tempfile.mkstemp
-
-    def full(*args, **kwargs):  # the disk is full for the results
-        fd, name = real(*args, **kwargs)
-        if not Path(name).name.startswith(".r.csv."):
-            return fd, name
-        os.close(fd)
-        os.unlink(name)
-        os.symlink("/dev/full", name)
-        return os.open(name, os.O_WRONLY), name
-
-    monkeypatch.setattr(writers.tempfile, "mkstemp", full)
+    full_for(monkeypatch, ".r.csv.")  # the disk is full for the results
     code, _, err = record(db, src, tmp_path / "r.csv")
     assert code == 1
     assert f"{tmp_path / 'r.csv'}: cannot be written (No space left on device)" in err
