@@ -122,13 +122,12 @@ def write_manifest(output: str | Path, manifest: Mapping[str, Any]) -> Path:
     """Write ``manifest`` as ``OUTPUT.manifest.json`` beside ``output``, atomically (owner-only,
     as the results it describes); returns its path.  :class:`medaid.io.writers.WriteError`
     naming it when it cannot be written (a full disk)."""
-    from ..errors import Problem
-    from ..io.writers import WriteError, atomic_path
+    from ..io.writers import atomic_path, cannot_write
 
     path = manifest_path(output)
     try:
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     except OSError as e:  # a full disk, a quota: refused with the disk's words (no partial file is left)
-        raise WriteError(Problem(f"cannot be written ({e.strerror or type(e).__name__})", source=str(path))) from None
+        raise cannot_write(e, path) from None
     return path

@@ -97,10 +97,11 @@ class Failure(click.ClickException):
         self.fields = fields
 
 
-def distinct(input_path: str, *outputs: str | None) -> None:
+def distinct(input_path: str, *outputs: str | None, input_is: str = "the input") -> None:
     """Refuse (a usage error) an output that would replace the input or another output (the
-    same file by any name: a link, a relative path)."""
-    seen = {Path(input_path).resolve(): "the input"}
+    same file by any name: a link, a relative path); ``input_is``: how the message names the
+    input."""
+    seen = {Path(input_path).resolve(): input_is}
     for o in outputs:
         if o is None:
             continue

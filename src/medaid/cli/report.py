@@ -14,14 +14,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from pathlib import Path
 
 import click
 
 from ..errors import MedaidError, visible_json
 from ..money import parse_yuan
 from ..report import BY_CHOICES
-from .app import ENV_LEDGER, echo, fail, json_option, lang_option, load_book
+from .app import ENV_LEDGER, distinct, echo, fail, json_option, lang_option, load_book
 
 
 @click.command("report")
@@ -73,11 +72,9 @@ def report(results: str | None, ledger_path: str | None, budget: str | None, yea
     use_ledger = ledger_path is not None or is_ledger_path(results or "")
     path = ledger_path if ledger_path is not None else results
     assert path is not None
-    page = None if html_path is None else Path(html_path).resolve()
-    for read in (path, targets_path, rules_path) if page is not None else ():
-        if read is not None and page == Path(read).resolve():  # (by a link too)
-            raise click.UsageError(f"{html_path} would overwrite {read}, which the report reads; "
-                                   "choose another file")
+    for read in (path, targets_path, rules_path) if html_path is not None else ():
+        if read is not None:
+            distinct(read, html_path, input_is=f"{read}, which the report reads")
     try:
         # a fund, not one claim: any amount of 64-bit fen (money.MAX_FEN bounds single amounts)
         budget_fen = None if budget is None else parse_yuan(budget, field="--budget", limit=2**63 - 1)

@@ -191,11 +191,15 @@ def write_frame(frame: pl.DataFrame, path: str | Path, *, bom: bool = True,
                 frame.lazy().with_columns([yuan_decimal(c) for c in money]).sink_parquet(tmp)
             else:
                 write_xlsx(frame, tmp, money, cells)
-    except OSError as e:
-        raise WriteError(Problem(f"cannot be written ({e.strerror or _io_reason(e, path)})",
-                                 source=str(path))) from None
-    except pl.exceptions.PolarsError as e:  # polars reports the disk's errors (ENOSPC) as its own
-        raise WriteError(Problem(f"cannot be written ({_io_reason(e, path)})", source=str(path))) from None
+    except (OSError, pl.exceptions.PolarsError) as e:  # polars reports the disk's errors (ENOSPC) as its own
+        raise cannot_write(e, path) from None
+
+
+def cannot_write(e: Exception, path: str | Path) -> WriteError:
+    """The refusal of a file that could not be written, naming it, with the disk's words
+    (:func:`_io_reason`; an ``OSError``'s own, when it has them)."""
+    reason = (e.strerror if isinstance(e, OSError) else None) or _io_reason(e, path)
+    return WriteError(Problem(f"cannot be written ({reason})", source=str(path)))
 
 
 def _io_reason(e: Exception, path: str | Path) -> str:
